@@ -1,0 +1,46 @@
+# Set-up and entry points. Every target installs what it needs on a fresh Debian machine.
+SHELL := /bin/bash
+VENV := .venv
+APT_PACKAGES := runc umoci skopeo busybox-static docker-registry buildah e2fsprogs
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+DEMO_ROOT ?= $(CURDIR)/.demo-root
+
+.PHONY: all system-deps venv test lint unit integration demo bench clean
+
+all: test
+
+# apt packages, installed only when one is missing (root only: CI and the demo run as root).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "run as root to install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	ruff check src tests bench
+	mypy --strict src
+
+test: system-deps venv lint
+	pytest -q -p no:cacheprovider
+
+unit: venv
+	pytest -q tests/unit
+
+demo: system-deps venv
+	LAMINA_ROOT=$(DEMO_ROOT) bash examples/demo.sh
+
+bench: system-deps venv
+	python bench/run.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_ROOT) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,43 @@
+"""Pure data of the OCI image model: digests, media types, descriptors, manifests,
+indexes, configs and references. Nothing here does I/O.
+
+- digests: `check_digest`, `sha256_digest`, `chain_id`, `short_id`
+- `Descriptor`, `Manifest`, `Index`, `Platform`: decoded from hostile bytes with bounds
+  (`from_bytes`), encoded canonically (`to_bytes`: same value, same digest)
+- `ImageConfig` + `History`: the image config, changed by `with_*` copies
+- `parse_reference` → `Reference`: Docker's normalisation and familiar form
+"""
+
+from lamina.oci import _mediatypes as media_types
+from lamina.oci._config import History, ImageConfig
+from lamina.oci._digest import (
+    chain_id,
+    check_digest,
+    digest_hex,
+    is_digest,
+    sha256_digest,
+    short_id,
+)
+from lamina.oci._json import dump_json, load_json_object
+from lamina.oci._manifest import Descriptor, Index, Manifest, Platform
+from lamina.oci._reference import Reference, parse_reference
+
+__all__ = [
+    "Descriptor",
+    "History",
+    "ImageConfig",
+    "Index",
+    "Manifest",
+    "Platform",
+    "Reference",
+    "chain_id",
+    "check_digest",
+    "digest_hex",
+    "dump_json",
+    "is_digest",
+    "load_json_object",
+    "media_types",
+    "parse_reference",
+    "sha256_digest",
+    "short_id",
+]

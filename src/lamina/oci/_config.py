@@ -1,0 +1,175 @@
+"""The image config: runtime defaults, the layer diff_ids and the history.
+
+The config is kept as its decoded JSON so fields lamina does not model survive a
+round trip; typed accessors read it and `with_*` methods return changed copies.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from lamina.errors import InvalidInputError
+from lamina.oci._digest import check_digest, sha256_digest
+from lamina.oci._json import dump_json, load_json_object
+from lamina.oci._manifest import MAX_LAYERS
+
+
+@dataclass(frozen=True)
+class History:
+    """One step of an image's making; `empty_layer` steps added no layer."""
+
+    created: str = ""
+    created_by: str = ""
+    comment: str = ""
+    author: str = ""
+    empty_layer: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.created:
+            out["created"] = self.created
+        if self.created_by:
+            out["created_by"] = self.created_by
+        if self.comment:
+            out["comment"] = self.comment
+        if self.author:
+            out["author"] = self.author
+        if self.empty_layer:
+            out["empty_layer"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, value: object) -> History:
+        if not isinstance(value, dict):
+            raise InvalidInputError("config history: each entry must be a JSON object")
+        return cls(
+            created=str(value.get("created", "")),
+            created_by=str(value.get("created_by", "")),
+            comment=str(value.get("comment", "")),
+            author=str(value.get("author", "")),
+            empty_layer=bool(value.get("empty_layer", False)),
+        )
+
+
+class ImageConfig:
+    """An image config (OCI `application/vnd.oci.image.config.v1+json`), immutable."""
+
+    __slots__ = ("_doc",)
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self._doc = doc
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str = "config") -> ImageConfig:
+        doc = load_json_object(data, what)
+        rootfs = doc.get("rootfs", {"type": "layers", "diff_ids": []})
+        if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids", []), list):
+            raise InvalidInputError(f"{what}: rootfs.diff_ids must be a list")
+        diff_ids = rootfs.get("diff_ids", [])
+        if len(diff_ids) > MAX_LAYERS:
+            raise InvalidInputError(f"{what}: {len(diff_ids)} layers is more than {MAX_LAYERS}")
+        for n, diff_id in enumerate(diff_ids):
+            check_digest(diff_id, f"{what} diff_id {n}")
+        history = doc.get("history", [])
+        if not isinstance(history, list):
+            raise InvalidInputError(f"{what}: history must be a list")
+        for entry in history:
+            History.from_json(entry)
+        if not isinstance(doc.get("config", {}), dict):
+            raise InvalidInputError(f"{what}: config must be a JSON object")
+        return cls(doc)
+
+    @classmethod
+    def new(
+        cls, *, os: str = "linux", architecture: str = "amd64", created: str = ""
+    ) -> ImageConfig:
+        doc: dict[str, Any] = {
+            "architecture": architecture,
+            "os": os,
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "history": [],
+        }
+        if created:
+            doc["created"] = created
+        return cls(doc)
+
+    def to_json(self) -> dict[str, Any]:
+        return copy.deepcopy(self._doc)
+
+    def to_bytes(self) -> bytes:
+        return dump_json(self._doc)
+
+    def digest(self) -> str:
+        return sha256_digest(self.to_bytes())
+
+    @property
+    def diff_ids(self) -> tuple[str, ...]:
+        return tuple(self._doc.get("rootfs", {}).get("diff_ids", []))
+
+    @property
+    def history(self) -> tuple[History, ...]:
+        return tuple(History.from_json(h) for h in self._doc.get("history", []))
+
+    @property
+    def created(self) -> str:
+        return str(self._doc.get("created", ""))
+
+    @property
+    def os(self) -> str:
+        return str(self._doc.get("os", ""))
+
+    @property
+    def architecture(self) -> str:
+        return str(self._doc.get("architecture", ""))
+
+    @property
+    def container_config(self) -> dict[str, Any]:
+        """The runtime defaults (`config`: Env, Cmd, Entrypoint, WorkingDir, User, ...), a copy."""
+        return copy.deepcopy(self._doc.get("config") or {})
+
+    def with_container_config(self, **changes: Any) -> ImageConfig:
+        """A copy whose runtime defaults have `changes` (Docker's field names); None removes one."""
+        doc = copy.deepcopy(self._doc)
+        runtime = doc.setdefault("config", {}) or {}
+        for key, value in changes.items():
+            if value is None:
+                runtime.pop(key, None)
+            else:
+                runtime[key] = value
+        doc["config"] = runtime
+        return ImageConfig(doc)
+
+    def with_fields(self, **changes: Any) -> ImageConfig:
+        """A copy with top-level fields changed (created, author, architecture, os, ...)."""
+        doc = copy.deepcopy(self._doc)
+        doc.update(changes)
+        return ImageConfig(doc)
+
+    def with_layer(self, diff_id: str | None, history: History) -> ImageConfig:
+        """A copy with one more step: a layer (or none, for a metadata step) and its history."""
+        doc = copy.deepcopy(self._doc)
+        rootfs = doc.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+        rootfs.setdefault("diff_ids", [])
+        if diff_id is not None:
+            rootfs["diff_ids"].append(check_digest(diff_id, "diff_id"))
+            history = History(
+                history.created, history.created_by, history.comment, history.author, False
+            )
+        else:
+            history = History(
+                history.created, history.created_by, history.comment, history.author, True
+            )
+        doc.setdefault("history", []).append(history.to_json())
+        return ImageConfig(doc)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ImageConfig) and self._doc == other._doc
+
+    def __hash__(self) -> int:
+        return hash(self.to_bytes())
+
+    def __repr__(self) -> str:
+        return f"ImageConfig({self.digest()})"

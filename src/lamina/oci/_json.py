@@ -1,0 +1,56 @@
+"""Bounded JSON decoding for hostile manifests, indexes and configs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lamina.errors import InvalidInputError
+
+MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+_MAX_DEPTH = 64
+
+
+def _depth_ok(data: bytes) -> bool:
+    # A cheap pre-scan: Python's json recurses per nesting level, and deeply nested
+    # input must fail as bad input, not as a RecursionError deep in the parser.
+    depth = 0
+    in_string = False
+    escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def load_json_object(data: bytes, what: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> dict[str, Any]:
+    """Decode `data` as a JSON object, refusing oversize, over-deep or malformed input."""
+    if len(data) > max_bytes:
+        raise InvalidInputError(f"{what}: {len(data)} bytes is larger than the {max_bytes} allowed")
+    if not _depth_ok(data):
+        raise InvalidInputError(f"{what}: JSON nested deeper than {_MAX_DEPTH} levels")
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"{what}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{what}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def dump_json(value: object) -> bytes:
+    """Canonical bytes for content we create: same value, same digest."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,181 @@
+"""Descriptors, manifests and indexes: read from hostile bytes, written canonically."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from lamina.errors import InvalidInputError
+from lamina.oci._digest import check_digest
+from lamina.oci._json import dump_json, load_json_object
+from lamina.oci._mediatypes import (
+    CONFIG_TYPES,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+MAX_LAYERS = 1000
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The platform an image in an index runs on."""
+
+    os: str
+    architecture: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+    def to_json(self) -> dict[str, str]:
+        out = {"architecture": self.architecture, "os": self.os}
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A pointer to content: what it is, its digest, its size."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    platform: Platform | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        if self.platform is not None:
+            out["platform"] = self.platform.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, value: object, what: str) -> Descriptor:
+        if not isinstance(value, dict):
+            raise InvalidInputError(f"{what}: a descriptor must be a JSON object")
+        media_type = value.get("mediaType", "")
+        size = value.get("size")
+        if not isinstance(media_type, str):
+            raise InvalidInputError(f"{what}: mediaType must be a string")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidInputError(f"{what}: size must be a non-negative integer, got {size!r}")
+        digest = check_digest(value.get("digest"), f"{what} digest")
+        platform = None
+        raw_platform = value.get("platform")
+        if isinstance(raw_platform, dict):
+            platform = Platform(
+                os=str(raw_platform.get("os", "")),
+                architecture=str(raw_platform.get("architecture", "")),
+                variant=str(raw_platform.get("variant", "")),
+            )
+        return cls(media_type, digest, size, _string_map(value.get("annotations"), what), platform)
+
+
+def _string_map(value: object, what: str) -> Mapping[str, str]:
+    if value is None:
+        return _EMPTY
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidInputError(f"{what}: annotations must map strings to strings")
+    return MappingProxyType(dict(value))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """An image manifest: one config and the layers in order, bottom first."""
+
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    media_type: str = OCI_MANIFEST
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": self.media_type,
+            "config": self.config.to_json(),
+            "layers": [layer.to_json() for layer in self.layers],
+        }
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+    def to_bytes(self) -> bytes:
+        return dump_json(self.to_json())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str = "manifest") -> Manifest:
+        doc = load_json_object(data, what)
+        if doc.get("schemaVersion") != 2:
+            raise InvalidInputError(f"{what}: schemaVersion must be 2")
+        media_type = doc.get("mediaType", OCI_MANIFEST)
+        if media_type not in MANIFEST_TYPES:
+            raise InvalidInputError(f"{what}: {media_type!r} is not an image manifest type")
+        config = Descriptor.from_json(doc.get("config"), f"{what} config")
+        if config.media_type not in CONFIG_TYPES:
+            raise InvalidInputError(
+                f"{what}: config type {config.media_type!r} is not an image config"
+            )
+        raw_layers = doc.get("layers")
+        if not isinstance(raw_layers, list):
+            raise InvalidInputError(f"{what}: layers must be a list")
+        if len(raw_layers) > MAX_LAYERS:
+            raise InvalidInputError(f"{what}: {len(raw_layers)} layers is more than {MAX_LAYERS}")
+        layers = tuple(
+            Descriptor.from_json(item, f"{what} layer {n}") for n, item in enumerate(raw_layers)
+        )
+        return cls(config, layers, media_type, _string_map(doc.get("annotations"), what))
+
+
+@dataclass(frozen=True)
+class Index:
+    """An image index (or Docker manifest list): manifests for several platforms or names."""
+
+    manifests: tuple[Descriptor, ...]
+    media_type: str = OCI_INDEX
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": self.media_type,
+            "manifests": [m.to_json() for m in self.manifests],
+        }
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+    def to_bytes(self) -> bytes:
+        return dump_json(self.to_json())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, what: str = "index") -> Index:
+        doc = load_json_object(data, what)
+        if doc.get("schemaVersion") != 2:
+            raise InvalidInputError(f"{what}: schemaVersion must be 2")
+        media_type = doc.get("mediaType", OCI_INDEX)
+        if media_type not in INDEX_TYPES:
+            raise InvalidInputError(f"{what}: {media_type!r} is not an index type")
+        raw = doc.get("manifests")
+        if not isinstance(raw, list):
+            raise InvalidInputError(f"{what}: manifests must be a list")
+        if len(raw) > MAX_LAYERS:
+            raise InvalidInputError(f"{what}: {len(raw)} manifests is too many")
+        manifests = tuple(
+            Descriptor.from_json(m, f"{what} manifest {n}") for n, m in enumerate(raw)
+        )
+        return cls(manifests, media_type, _string_map(doc.get("annotations"), what))
