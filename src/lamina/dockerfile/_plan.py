@@ -1,0 +1,404 @@
+"""Build plans: ARG/ENV scoping, word expansion per instruction, the stage graph."""
+
+from __future__ import annotations
+
+import platform as _platform
+import posixpath
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from lamina.errors import InvalidInputError
+
+from ._errors import DockerfileError
+from ._lex import ExpansionError, expand
+from ._model import (
+    Arg,
+    Copy,
+    Diagnostic,
+    Env,
+    Expose,
+    From,
+    Instruction,
+    Label,
+    Location,
+    Maintainer,
+    Mount,
+    Run,
+    Stopsignal,
+    User,
+    Volume,
+    Workdir,
+)
+from ._parse import Dockerfile, Stage, parse_instruction
+
+PROXY_ARGS = frozenset(
+    n for base in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
+    for n in (base, base.lower())
+)  # fmt: skip
+PLATFORM_ARGS = (
+    "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
+    "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT",
+)  # fmt: skip
+_PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
+_MACHINES = {
+    "x86_64": ("amd64", ""), "amd64": ("amd64", ""), "aarch64": ("arm64", ""),
+    "arm64": ("arm64", ""), "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"),
+    "i386": ("386", ""), "i686": ("386", ""), "ppc64le": ("ppc64le", ""),
+    "s390x": ("s390x", ""), "riscv64": ("riscv64", ""),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Platform:
+    """An OCI platform, ``os/arch[/variant]``."""
+
+    os: str
+    architecture: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        tail = f"/{self.variant}" if self.variant else ""
+        return f"{self.os}/{self.architecture}{tail}"
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        parts = text.strip().lower().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"invalid platform {text!r}: want os/arch[/variant]")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+
+
+def host_platform() -> Platform:
+    """This machine's platform (linux/amd64 on x86_64), from ``platform.machine()``."""
+    arch, variant = _MACHINES.get(_platform.machine().lower(), ("amd64", ""))
+    return Platform("linux", arch, variant)
+
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class PlannedInstruction:
+    """One instruction as the builder runs it.
+
+    ``instruction`` is the expanded form (same class as ``source``, the form as
+    written; RUN/CMD/ENTRYPOINT/SHELL/HEALTHCHECK/ONBUILD are never expanded, the
+    shell does that). ``args`` are the stage's declared build args with values,
+    ``env`` the ENV visible (base image env, then this stage's ENVs), both as
+    seen by this instruction, in order: key the cache on them. ``proxy_env``
+    holds the predefined proxy args given with ``--build-arg``: give them to RUN
+    but keep them out of cache keys and history, as Docker does.
+    ``workdir`` is the working directory in effect (for a WORKDIR, its new
+    value); ``undefined`` names variables the expansion referenced but found unset.
+    """
+
+    instruction: Instruction
+    source: Instruction
+    args: Pairs
+    env: Pairs
+    proxy_env: Pairs = ()
+    workdir: str = "/"
+    undefined: frozenset[str] = frozenset()
+
+    @property
+    def loc(self) -> Location | None:
+        return self.source.loc
+
+    def run_env(self) -> dict[str, str]:
+        """The environment for a RUN: proxies, then build args, then ENV (ENV wins)."""
+        out = dict(self.proxy_env)
+        out.update(self.args)
+        out.update(self.env)
+        return out
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """A stage to build.
+
+    ``from_`` is the FROM expanded with the global args; ``base_stage`` is the
+    index of the stage it builds on, or None when ``from_.image`` is an image
+    reference (or ``scratch``: check ``is_scratch``). ``depends_on`` lists the
+    stage indexes it needs (base, ``COPY --from``, ``RUN --mount=from=``) and
+    ``images`` the external image references used by ``--from`` (not as base).
+    ``global_args`` are the global-scope values that a bare ``ARG NAME`` picks up.
+    """
+
+    index: int
+    name: str | None
+    stage: Stage
+    from_: From
+    platform: Platform
+    base_stage: int | None
+    depends_on: tuple[int, ...]
+    images: tuple[str, ...]
+    global_args: Pairs
+
+    @property
+    def is_scratch(self) -> bool:
+        return self.base_stage is None and self.from_.image.lower() == "scratch"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """The stages a target needs, in dependency order (target last), and warnings.
+
+    Expand a stage's instructions with :meth:`plan_stage` once its base image's
+    config is known (its ``Env``, ``WorkingDir`` and ``OnBuild``).
+    """
+
+    dockerfile: Dockerfile
+    stages: tuple[StagePlan, ...]
+    build_args: Pairs
+    platform: Platform
+    build_platform: Platform
+    warnings: tuple[Diagnostic, ...] = ()
+    _stage_refs: Mapping[str, int] = field(default_factory=dict, repr=False)
+
+    @property
+    def target(self) -> StagePlan:
+        return self.stages[-1]
+
+    def stage(self, ref: str | int) -> StagePlan:
+        """A planned stage by index or (case-insensitive) name."""
+        for s in self.stages:
+            if s.index == ref or (isinstance(ref, str) and s.name == ref.lower()):
+                return s
+        raise InvalidInputError(f"{self.dockerfile.filename}: stage {ref!r} is not in this plan")
+
+    def plan_stage(
+        self,
+        stage: StagePlan,
+        base_env: Sequence[str] | Mapping[str, str] = (),
+        *,
+        base_workdir: str = "/",
+        base_onbuild: Sequence[str] = (),
+    ) -> tuple[PlannedInstruction, ...]:
+        """Expand ``stage``'s instructions in order.
+
+        ``base_env`` is the base image config's ``Env`` (``["K=V", ...]`` or a
+        mapping), ``base_workdir`` its ``WorkingDir``, ``base_onbuild`` its
+        ``OnBuild`` triggers, which run first (right after FROM). For a stage
+        built on another stage, pass that stage's resulting config.
+        """
+        env = _env_mapping(base_env)
+        triggers = onbuild_instructions(
+            base_onbuild,
+            filename=stage.from_.loc.filename if stage.from_.loc else "Dockerfile",
+            escape=self.dockerfile.directives.escape,
+            line=_line(stage.from_),
+        )
+        walker = _StageWalker(self, stage, env, base_workdir or "/")
+        return tuple(walker.walk((*triggers, *stage.stage.instructions)))
+
+
+def _line(inst: Instruction) -> int:
+    return inst.loc.start_line if inst.loc else 1
+
+
+def _env_mapping(env: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    if isinstance(env, Mapping):
+        return dict(env)
+    out: dict[str, str] = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def onbuild_instructions(
+    triggers: Sequence[str], *, filename: str = "Dockerfile", escape: str = "\\", line: int = 1
+) -> tuple[Instruction, ...]:
+    """Turn a base image's ``OnBuild`` list into instructions located at the FROM line."""
+    out: list[Instruction] = []
+    for trigger in triggers:
+        inst = parse_instruction(trigger, filename=filename, escape=escape)
+        if isinstance(inst, From) or type(inst).__name__ in ("Onbuild", "Maintainer"):
+            raise DockerfileError(filename, line, trigger, "trigger not allowed in ONBUILD")
+        where = Location(filename, line, line, f"ONBUILD {trigger}")
+        out.append(replace(inst, loc=where))
+    return tuple(out)
+
+
+def _fail(inst: Instruction, what: str) -> DockerfileError:
+    loc = inst.loc or Location("Dockerfile", 1, 1, "")
+    return DockerfileError(loc.filename, loc.start_line, loc.text, what)
+
+
+class _Expander:
+    """Expands words against one scope and remembers what was unset."""
+
+    def __init__(self, inst: Instruction, scope: Mapping[str, str], escape: str) -> None:
+        self.inst = inst
+        self.scope = scope
+        self.escape = escape
+        self.undefined: set[str] = set()
+
+    def word(self, text: str) -> str:
+        return self._run(text)[0]
+
+    def words(self, text: str) -> tuple[str, ...]:
+        return self._run(text)[1]
+
+    def heredoc(self, text: str) -> str:
+        return self._run(text, heredoc=True)[0]
+
+    def opt(self, text: str | None) -> str | None:
+        return None if text is None else self.word(text)
+
+    def _run(self, text: str, heredoc: bool = False) -> tuple[str, tuple[str, ...]]:
+        try:
+            result = expand(text, self.scope, self.escape, quotes=not heredoc, raw_escapes=heredoc)
+        except ExpansionError as exc:
+            raise _fail(self.inst, f"bad expansion in {text!r}: {exc}") from None
+        self.undefined |= result.unset
+        return result.value, result.words
+
+
+def _global_scope(
+    df: Dockerfile, build_args: Mapping[str, str], auto: Mapping[str, str]
+) -> dict[str, str]:
+    scope = dict(auto)
+    for arg in df.global_args:
+        ex = _Expander(arg, dict(scope), df.directives.escape)
+        for name, default in arg.args:
+            if name in build_args:
+                scope[name] = build_args[name]
+            elif default is not None:
+                scope[name] = ex.word(default)
+            else:
+                scope.pop(name, None)
+    return scope
+
+
+def _platform_args(target: Platform, build: Platform) -> dict[str, str]:
+    return {
+        "TARGETPLATFORM": str(target), "TARGETOS": target.os,
+        "TARGETARCH": target.architecture, "TARGETVARIANT": target.variant,
+        "BUILDPLATFORM": str(build), "BUILDOS": build.os,
+        "BUILDARCH": build.architecture, "BUILDVARIANT": build.variant,
+    }  # fmt: skip
+
+
+class _StageWalker:
+    def __init__(
+        self, plan: BuildPlan, stage: StagePlan, env: dict[str, str], workdir: str
+    ) -> None:
+        self.plan = plan
+        self.stage = stage
+        self.escape = plan.dockerfile.directives.escape
+        self.build_args = dict(plan.build_args)
+        self.globals = dict(stage.global_args)
+        self.args: dict[str, str] = {}
+        self.declared: set[str] = set()
+        self.env = env
+        self.workdir = workdir
+        self.proxy = tuple((k, v) for k, v in plan.build_args if k in PROXY_ARGS)
+
+    def walk(self, instructions: Iterable[Instruction]) -> Iterable[PlannedInstruction]:
+        for inst in instructions:
+            scope = {**self.args, **self.env}
+            ex = _Expander(inst, scope, self.escape)
+            args, env = tuple(self.args.items()), tuple(self.env.items())
+            expanded = self.expand(inst, ex)
+            undefined = frozenset(ex.undefined - self.declared)
+            yield PlannedInstruction(expanded, inst, args, env, self.proxy, self.workdir, undefined)
+
+    def expand(self, inst: Instruction, ex: _Expander) -> Instruction:
+        if isinstance(inst, Env):
+            pairs = tuple((ex.word(k), ex.word(v)) for k, v in inst.pairs)
+            if any(not k for k, _ in pairs):
+                raise _fail(inst, "ENV name is empty after expansion")
+            self.env.update(pairs)
+            return replace(inst, pairs=pairs)
+        if isinstance(inst, Arg):
+            out: list[tuple[str, str | None]] = []
+            for name, default in inst.args:
+                self.declared.add(name)
+                value = self.arg_value(name, None if default is None else ex.word(default))
+                if value is not None:
+                    self.args[name] = value
+                out.append((name, value))
+            return replace(inst, args=tuple(out))
+        if isinstance(inst, Label):
+            return replace(inst, pairs=tuple((ex.word(k), ex.word(v)) for k, v in inst.pairs))
+        if isinstance(inst, Maintainer):
+            return Label((("maintainer", inst.name),), inst.loc)
+        if isinstance(inst, Expose):
+            ports: list[str] = []
+            for raw in inst.ports:
+                for word in ex.words(raw):
+                    ports.extend(expose_ports(word, inst))
+            return replace(inst, ports=tuple(dict.fromkeys(ports)))
+        if isinstance(inst, Volume):
+            paths = tuple(ex.word(p) for p in inst.paths)
+            if any(not p.strip() for p in paths):
+                raise _fail(inst, "VOLUME path is empty after expansion")
+            return replace(inst, paths=paths)
+        if isinstance(inst, User):
+            whole = inst.user + ("" if inst.group is None else ":" + inst.group)
+            user, sep, group = ex.word(whole).partition(":")
+            if not user:
+                raise _fail(inst, "USER is empty after expansion")
+            return replace(inst, user=user, group=group if sep else None)
+        if isinstance(inst, Workdir):
+            path = ex.word(inst.path)
+            if not path:
+                raise _fail(inst, "WORKDIR is empty after expansion")
+            self.workdir = posixpath.normpath(posixpath.join(self.workdir, path))
+            self.workdir = "/" + self.workdir.lstrip("/")
+            return replace(inst, path=self.workdir)
+        if isinstance(inst, Copy):
+            return self.expand_copy(inst, ex)
+        if isinstance(inst, Stopsignal):
+            return replace(inst, signal=ex.word(inst.signal))
+        if isinstance(inst, Run) and inst.mounts:
+            return replace(inst, mounts=tuple(_expand_mount(m, ex) for m in inst.mounts))
+        return inst
+
+    def arg_value(self, name: str, default: str | None) -> str | None:
+        if name in self.build_args:
+            return self.build_args[name]
+        if default is not None:
+            return default
+        return self.globals.get(name)
+
+    def expand_copy(self, inst: Copy, ex: _Expander) -> Copy:
+        names = {f"<<{d.name}" for d in inst.heredocs}
+        marks = {m for m in inst.sources if re.fullmatch(r"\d*<<-?[\"']?[^\"'\s]+[\"']?", m)}
+        sources = tuple(s if s in marks or s in names else ex.word(s) for s in inst.sources)
+        if any(not s for s in sources):
+            raise _fail(inst, "source is empty after expansion")
+        dest = ex.word(inst.dest)
+        if not dest:
+            raise _fail(inst, "destination is empty after expansion")
+        docs = tuple(
+            replace(d, content=ex.heredoc(d.content)) if d.expand else d for d in inst.heredocs
+        )
+        return replace(
+            inst, sources=sources, dest=dest, from_=ex.opt(inst.from_), chown=ex.opt(inst.chown),
+            chmod=ex.opt(inst.chmod), excludes=tuple(ex.word(e) for e in inst.excludes),
+            checksum=ex.opt(inst.checksum), heredocs=docs,
+        )  # fmt: skip
+
+
+def _expand_mount(mount: Mount, ex: _Expander) -> Mount:
+    return replace(
+        mount, target=ex.opt(mount.target), source=ex.opt(mount.source),
+        from_=ex.opt(mount.from_), id=ex.opt(mount.id), env=ex.opt(mount.env),
+    )  # fmt: skip
+
+
+def expose_ports(word: str, inst: Instruction | None = None) -> list[str]:
+    """``80``, ``80/udp``, ``8000-8002/tcp`` → ``["80/tcp"]``, ... (ranges unrolled)."""
+    m = _PORT.match(word)
+    bad = inst if inst is not None else Expose((word,))
+    if not m:
+        raise _fail(bad, f"invalid port {word!r}: want PORT[-PORT][/tcp|udp|sctp]")
+    start = int(m.group(1))
+    end = int(m.group(2)) if m.group(2) else start
+    proto = (m.group(3) or "tcp").lower()
+    if not 0 < start <= end <= 65535:
+        raise _fail(bad, f"invalid port range {word!r}")
+    return [f"{p}/{proto}" for p in range(start, end + 1)]

@@ -1,0 +1,61 @@
+"""`check()` rules and the robustness property: text → plan or a located LaminaError."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lamina.dockerfile import check, parse, plan
+from lamina.errors import LaminaError
+
+
+def rules(text: str, **kw: object) -> list[tuple[int, str, str]]:
+    return [(d.line, d.rule, d.level) for d in check(text, **kw)]  # type: ignore[arg-type]
+
+
+def test_rules_fire_with_lines() -> None:
+    text = ("FROM alpine as Build\nMAINTAINER x\nENV A=$NOPE\nCMD echo hi\n"
+            "ENTRYPOINT [\"x\"]\nFROM build AS build\n")  # fmt: skip
+    assert rules(text) == [
+        (1, "FromAsCasing", "warning"),
+        (1, "StageNameCasing", "warning"),
+        (2, "MaintainerDeprecated", "warning"),
+        (4, "JSONArgsRecommended", "warning"),
+        (6, "DuplicateStageName", "error"),
+    ]
+    assert rules("FROM a\nENV A=$NOPE B=${OK:-x} C=$PATH\n") == [(2, "UndefinedVar", "warning")]
+    assert rules("ARG G=1\nFROM a\nARG DECLARED\nENV A=$DECLARED B=$G\n") == [
+        (4, "UndefinedVar", "warning")
+    ]
+
+
+def test_errors_and_directives() -> None:
+    assert rules("FROM a\nBOGUS x\n") == [(2, "InvalidDockerfile", "error")]
+    assert rules("FROM a\nCOPY --from=7 a b\n") == [(2, "InvalidDockerfile", "error")]
+    assert rules("# check=skip=JSONArgsRecommended\nFROM a\nCMD x\n") == []
+    assert rules("# check=error=true\nFROM a\nCMD x\n") == [(3, "JSONArgsRecommended", "error")]
+    assert rules("FROM a\n", build_args={"X": "1"}) == [(1, "UnusedBuildArg", "warning")]
+
+
+LINES = st.sampled_from([
+    "FROM alpine", "FROM $X AS b", "RUN echo $A", "RUN <<EOF", "EOF", "ENV A=${B:-c}",
+    "ENV A", "ARG X=1", "COPY --from=b a /", "COPY --from=9 a b", "EXPOSE 80-81/udp",
+    "USER ${U}:g", "WORKDIR ${", "ONBUILD RUN x", "HEALTHCHECK CMD x", "CMD [\"a\"]",
+    "LABEL \"a b\"=c", "\\", "# escape=`", "FROM scratch AS a", "COPY --from=a x y",
+    "RUN --mount=type=bind,target=/x,from=a y", "SHELL [\"sh\"]", "VOLUME ['/a']",
+])  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.lists(LINES, max_size=12).map("\n".join), st.text(max_size=200)))
+def test_any_text_ends_in_plan_or_located_error(text: str) -> None:
+    try:
+        bp = plan(parse(text))
+        for stage in bp.stages:
+            bp.plan_stage(stage)
+    except LaminaError as exc:
+        assert ":" in exc.message
+        assert getattr(exc, "line", 1) >= 1
+        head = exc.message.split(":")[1].split(" ")[0] if exc.message.count(":") > 1 else ""
+        assert head.isdigit() or "target stage" in exc.message
+    check(text)
