@@ -1,0 +1,92 @@
+"""The store: content-addressed blobs, the SQLite metadata db, leases, gc and fsck.
+
+    store = open_store(root)          # creates root (mode 0700), migrates metadata.db
+
+Layout under the root::
+
+    blobs/sha256/<hex>        immutable content        (store.content)
+    ingest/                   partial writes; a `ref` makes one resumable
+    snapshots/<diff_id hex>/  unpacked layers, written by the snapshots package:
+                              stage in snapshots/.tmp-<anything>, rename, then put_snapshot
+    metadata.db               names and relations (SQLite, WAL): the one source of truth
+    gc.lock                   prune holds it exclusively, metadata writers shared
+
+Lifecycles
+----------
+Blob: ingest → commit → visible. `store.content.writer(expected, expected_size)` hashes
+while writing into ingest/; `commit()` checks size and digest, fsyncs and renames into
+blobs/; committing a blob that exists is a no-op. Reads verify: `read_bytes` before it
+returns, `open` when the reader reaches end of file (read to the end to be sure); `path`
+is for zero-copy readers that check the digest themselves.
+
+Image: `write_image(store, config, layers, lease=..., tags=...)` writes the config and
+an OCI manifest over already-stored layers and records the image. Lower level: write
+every blob first, then `store.add_image(manifest, config, layers,
+media_type=..., tags=[...])` records image, layers, relations and tags in ONE
+transaction, or nothing (NotFoundError) if a blob is missing. A crash therefore leaves
+at most unreferenced blobs, never an image pointing at missing content.
+
+Work in progress: between writing a blob and recording what references it, gc may
+collect it. Hold a lease::
+
+    with store.lease() as lease:
+        with store.content.writer(digest, size, lease=lease) as w:   # leased before writing
+            ...; w.commit()
+        store.add_image(...)                                          # now a tag holds it
+
+`lease.add_blob(d)` / `lease.add_snapshot(diff_id)` must come BEFORE the write; leases
+expire (1 h default, `renew()` for longer work) so a killed process pins nothing forever.
+
+gc: `store.prune()` removes untagged images no container uses, then (mark and sweep)
+every blob, snapshot and stale ingest file (1 h) that no image, container, cache record
+or live lease holds. `store.fsck()` re-hashes every blob and checks every reference.
+
+Names: tag names are taken as already-normalised full references
+(`docker.io/library/busybox:latest`); `resolve` also takes a digest or a unique prefix of
+the image ID (the config digest, `sha256:` optional).
+"""
+
+from lamina.store._commit import write_image
+from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer
+from lamina.store._gc import STALE_SECONDS
+from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
+from lamina.store._records import (
+    CacheRecord,
+    ContainerRecord,
+    DiskUsage,
+    FileIdentity,
+    FsckReport,
+    ImageRecord,
+    ImageUsage,
+    LayerRecord,
+    LayerUsage,
+    PruneReport,
+    SnapshotRecord,
+)
+from lamina.store._schema import SCHEMA_VERSION
+from lamina.store._store import Store, open_store
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "SCHEMA_VERSION",
+    "STALE_SECONDS",
+    "BlobInfo",
+    "BlobLease",
+    "CacheRecord",
+    "ContainerRecord",
+    "ContentStore",
+    "DiskUsage",
+    "FileIdentity",
+    "FsckReport",
+    "ImageRecord",
+    "ImageUsage",
+    "LayerRecord",
+    "LayerUsage",
+    "Lease",
+    "PruneReport",
+    "SnapshotRecord",
+    "Store",
+    "Writer",
+    "open_store",
+    "write_image",
+]

@@ -1,0 +1,43 @@
+"""Recording a new image: config and manifest blobs, then the image record."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from lamina.oci import Descriptor, ImageConfig, Manifest, media_types
+from lamina.store._content import BlobLease
+from lamina.store._records import ImageRecord, LayerRecord
+
+if TYPE_CHECKING:
+    from lamina.store._store import Store
+
+
+def write_image(
+    store: Store,
+    config: ImageConfig,
+    layers: Sequence[LayerRecord],
+    *,
+    lease: BlobLease,
+    tags: Sequence[str] = (),
+) -> ImageRecord:
+    """Write `config` and an OCI manifest over `layers` (blobs already stored), then
+    record the image and its `tags` in one transaction.
+
+    The layers' blobs must be committed and held by `lease`; the config and
+    manifest are added to it before they are written.
+    """
+    config_bytes = config.to_bytes()
+    config_blob = store.content.put_bytes(config_bytes, lease=lease)
+    manifest = Manifest(
+        config=Descriptor(media_types.OCI_CONFIG, config_blob.digest, config_blob.size),
+        layers=tuple(Descriptor(layer.media_type, layer.digest, layer.size) for layer in layers),
+    )
+    manifest_blob = store.content.put_bytes(manifest.to_bytes(), lease=lease)
+    return store.add_image(
+        manifest_blob.digest,
+        config_blob.digest,
+        layers,
+        media_type=media_types.OCI_MANIFEST,
+        tags=tags,
+    )

@@ -1,0 +1,355 @@
+"""The content store: immutable blobs named by their sha256 digest."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from lamina.errors import (
+    ConflictError,
+    DigestMismatchError,
+    InvalidInputError,
+    NotFoundError,
+)
+from lamina.oci import check_digest, digest_hex
+
+_CHUNK = 1 << 20
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A committed blob: its digest and its size in bytes."""
+
+    digest: str
+    size: int
+
+
+class BlobLease(Protocol):
+    """Whatever protects a blob from gc while it is being written (a store `Lease`)."""
+
+    def add_blob(self, digest: str) -> None: ...
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _is_hex64(name: str) -> bool:
+    return len(name) == 64 and set(name) <= _HEX
+
+
+class ContentStore:
+    """Blobs under `blobs/sha256/<hex>`, written through `ingest/`.
+
+    Lifecycle of a blob:
+
+    1. ingest: `writer()` opens a temporary file under `ingest/` and hashes every
+       byte as it is written. Nothing is visible yet; a crash leaves only the
+       temporary file, which `prune` removes after an hour.
+    2. commit: `Writer.commit()` checks size and digest against what the caller
+       expected, fsyncs, renames into `blobs/sha256/<hex>` and fsyncs the
+       directory. A commit of a blob that exists already succeeds and drops the
+       temporary file: writes are idempotent.
+    3. visible: `has`, `open`, `read_bytes` see the blob. Readers verify: `open`
+       raises DigestMismatchError at end of file if the bytes changed on disk.
+       Blobs are never modified; `delete` is for gc only.
+
+    A blob no metadata record or lease points at may be collected by `prune` at
+    any moment: to keep one, hold a lease (`Store.lease()`) and pass it to
+    `writer(lease=...)` or add the digest to it before writing.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs_dir = root / "blobs" / "sha256"
+        self.ingest_dir = root / "ingest"
+        self.blobs_dir.mkdir(parents=True, exist_ok=True)
+        self.ingest_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        """Where the blob lives, for zero-copy readers that verify the digest themselves."""
+        return self.blobs_dir / digest_hex(digest)
+
+    def has(self, digest: str) -> bool:
+        """Whether the blob is committed."""
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        """Size in bytes of a committed blob; NotFoundError if absent."""
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} is not in the content store") from None
+
+    def info(self, digest: str) -> BlobInfo:
+        """BlobInfo of a committed blob; NotFoundError if absent."""
+        return BlobInfo(digest, self.size(digest))
+
+    @contextlib.contextmanager
+    def writer(
+        self,
+        expected: str | None = None,
+        expected_size: int | None = None,
+        *,
+        ref: str | None = None,
+        lease: BlobLease | None = None,
+    ) -> Iterator[Writer]:
+        """A Writer for one blob; the temporary file goes when the block exits.
+
+        `ref` names a resumable ingest: the partial file survives an exception
+        and a later writer with the same ref continues at `Writer.offset`.
+        `lease` protects the blob from gc: `expected` is added to it before any
+        byte is written, an unknown digest before the rename that publishes it.
+        """
+        if expected is not None:
+            check_digest(expected, "expected digest")
+            if lease is not None:
+                lease.add_blob(expected)
+        if expected_size is not None and expected_size < 0:
+            raise InvalidInputError(f"expected size {expected_size} is negative")
+        w = Writer(self, expected, expected_size, ref, lease)
+        try:
+            yield w
+        except BaseException:
+            w.close(keep=ref is not None)
+            raise
+        w.close(keep=False)
+
+    def put_bytes(
+        self, data: bytes, expected: str | None = None, *, lease: BlobLease | None = None
+    ) -> BlobInfo:
+        """Store `data` as a blob and return its info."""
+        with self.writer(expected, len(data), lease=lease) as w:
+            w.write(data)
+            return w.commit()
+
+    def open(self, digest: str) -> BinaryIO:
+        """A reader that hashes what it returns and raises DigestMismatchError at EOF
+        if the blob no longer matches its name. Not seekable."""
+        try:
+            f = open(self.path(digest), "rb", buffering=0)  # noqa: SIM115
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} is not in the content store") from None
+        return io.BufferedReader(_VerifyingReader(f, digest), _CHUNK)
+
+    def read_bytes(self, digest: str, max_size: int) -> bytes:
+        """The verified content of a blob of at most `max_size` bytes."""
+        size = self.size(digest)
+        if size > max_size:
+            raise InvalidInputError(
+                f"blob {digest} is {size} bytes, more than the {max_size} allowed here"
+            )
+        with open(self.path(digest), "rb") as f:
+            data = f.read(max_size + 1)
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise DigestMismatchError(f"blob {self.path(digest)}", digest, actual)
+        return data
+
+    def verify(self, digest: str) -> None:
+        """Re-hash a blob; DigestMismatchError if it changed, NotFoundError if absent."""
+        with self.open(digest) as f:
+            while f.read(_CHUNK):
+                pass
+
+    def delete(self, digest: str) -> bool:
+        """Remove a blob (gc only); whether it existed."""
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def iter_digests(self) -> Iterator[str]:
+        """Digests of all committed blobs, in no particular order."""
+        for entry in os.scandir(self.blobs_dir):
+            if _is_hex64(entry.name):
+                yield "sha256:" + entry.name
+
+    def stray_blob_files(self) -> list[Path]:
+        """Files under blobs/sha256 whose name is not a digest."""
+        return sorted(Path(e.path) for e in os.scandir(self.blobs_dir) if not _is_hex64(e.name))
+
+    def stale_ingests(self, older_than: float) -> list[Path]:
+        """Ingest files not written for `older_than` seconds and not held by a writer."""
+        cutoff = time.time() - older_than
+        stale = []
+        for entry in os.scandir(self.ingest_dir):
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
+            if not _locked(Path(entry.path)):
+                stale.append(Path(entry.path))
+        return sorted(stale)
+
+    def ingests(self) -> list[Path]:
+        """Every file under ingest/: partial writes, live or abandoned."""
+        return sorted(Path(e.path) for e in os.scandir(self.ingest_dir))
+
+
+def _locked(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+class Writer:
+    """One blob being ingested: `write` bytes, then `commit`."""
+
+    def __init__(
+        self,
+        store: ContentStore,
+        expected: str | None,
+        expected_size: int | None,
+        ref: str | None,
+        lease: BlobLease | None,
+    ) -> None:
+        self._store = store
+        self._expected = expected
+        self._expected_size = expected_size
+        self._lease = lease
+        self._hash = hashlib.sha256()
+        self._committed: BlobInfo | None = None
+        if ref is None:
+            self._path = store.ingest_dir / f"tmp-{secrets.token_hex(16)}"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        else:
+            name = hashlib.sha256(ref.encode()).hexdigest()[:32]
+            self._path = store.ingest_dir / f"ref-{name}"
+            flags = os.O_RDWR | os.O_CREAT
+        self._fd = os.open(self._path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            # The lock tells prune and a second writer with the same ref that this file is live.
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise ConflictError(f"ingest {ref!r} is being written by another writer") from None
+        self.offset = 0
+        if ref is not None:
+            self._rehash_prefix()
+
+    def _rehash_prefix(self) -> None:
+        with open(self._fd, "rb", buffering=0, closefd=False) as f:
+            buf = bytearray(_CHUNK)
+            view = memoryview(buf)
+            while n := f.readinto(buf):
+                self._hash.update(view[:n])
+                self.offset += n
+        if self._expected_size is not None and self.offset > self._expected_size:
+            os.ftruncate(self._fd, 0)
+            self._hash = hashlib.sha256()
+            self.offset = 0
+        os.lseek(self._fd, self.offset, os.SEEK_SET)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append bytes; InvalidInputError as soon as more than expected_size arrive."""
+        if self._committed is not None:
+            raise InvalidInputError(f"write to {self._path} after commit")
+        view = memoryview(data)
+        if self._expected_size is not None and self.offset + len(view) > self._expected_size:
+            raise InvalidInputError(
+                f"blob {self._expected or self._path}: more than the expected "
+                f"{self._expected_size} bytes"
+            )
+        self._hash.update(view)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+            self.offset += n
+
+    def commit(self) -> BlobInfo:
+        """Check size and digest, then publish the blob; idempotent if it exists."""
+        if self._committed is not None:
+            return self._committed
+        actual = "sha256:" + self._hash.hexdigest()
+        if self._expected_size is not None and self.offset != self._expected_size:
+            self._discard()
+            raise InvalidInputError(
+                f"blob {self._expected or actual}: expected {self._expected_size} bytes, "
+                f"got {self.offset}"
+            )
+        if self._expected is not None and actual != self._expected:
+            self._discard()
+            raise DigestMismatchError(f"blob of {self.offset} bytes", self._expected, actual)
+        if self._expected is None and self._lease is not None:
+            self._lease.add_blob(actual)
+        target = self._store.blobs_dir / actual[len("sha256:") :]
+        if target.exists():
+            self._discard()
+        else:
+            os.fchmod(self._fd, 0o444)
+            os.fsync(self._fd)
+            os.rename(self._path, target)
+            _fsync_dir(self._store.blobs_dir)
+            os.close(self._fd)
+            self._fd = -1
+        self._committed = BlobInfo(actual, self.offset)
+        return self._committed
+
+    def _discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
+        self.close(keep=True)
+
+    def close(self, keep: bool) -> None:
+        """Release the file; remove it unless `keep` (a resumable ref after an error)."""
+        if self._fd >= 0:
+            if not keep:
+                with contextlib.suppress(FileNotFoundError):
+                    self._path.unlink()
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _VerifyingReader(io.RawIOBase):
+    def __init__(self, f: io.FileIO, digest: str) -> None:
+        self._f = f
+        self._digest = digest
+        self._hash = hashlib.sha256()
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: object) -> int:
+        view = memoryview(buffer)  # type: ignore[arg-type]
+        n = self._f.readinto(view)
+        if n is None:
+            raise OSError(errno.EAGAIN, "blob read would block")
+        if n:
+            self._hash.update(view[:n])
+        elif not self._done:
+            self._done = True
+            actual = "sha256:" + self._hash.hexdigest()
+            if actual != self._digest:
+                raise DigestMismatchError(f"blob {self._f.name}", self._digest, actual)
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()

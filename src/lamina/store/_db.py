@@ -1,0 +1,97 @@
+"""SQLite connections (one per thread) and the gc lock that orders writers against prune."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from lamina.store._schema import migrate
+
+_BUSY_TIMEOUT_MS = 60_000
+
+
+class Database:
+    """The metadata database: a connection per thread, explicit transactions.
+
+    `write()` is the only way to change it. It holds the gc lock shared, so that
+    no prune runs between a writer's check that content exists and the commit
+    of the reference to it; `prune` takes the same lock exclusively.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / "metadata.db"
+        self.gc_lock_path = root / "gc.lock"
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._pid = os.getpid()
+        migrate(self.conn(), str(self.path))
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None or self._pid != os.getpid():
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=60
+            )
+            db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            # FULL: gc unlinks a file after committing that nothing points at it; a lost
+            # commit after power loss would bring back a reference to a deleted file.
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            self._local.db = db
+            with self._guard:
+                if self._pid != os.getpid():
+                    self._all, self._pid = [], os.getpid()
+                self._all.append(db)
+        return db
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for several SELECTs."""
+        db = self.conn()
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def write(self, gc_shared: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back on any exception."""
+        lock = self.gc_lock(exclusive=False) if gc_shared else contextlib.nullcontext()
+        with lock:
+            db = self.conn()
+            # IMMEDIATE takes the write lock up front: a deferred transaction that
+            # upgrades later gets SQLITE_BUSY without waiting for busy_timeout.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def gc_lock(self, exclusive: bool) -> Iterator[None]:
+        """flock on gc.lock; a fresh descriptor each time so threads exclude each other too."""
+        fd = os.open(self.gc_lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close every connection this object opened in this process."""
+        with self._guard:
+            conns, self._all = self._all, []
+        for db in conns:
+            db.close()
+        self._local = threading.local()

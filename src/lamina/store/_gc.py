@@ -1,0 +1,205 @@
+"""prune (mark and sweep) and fsck."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+from lamina.errors import DigestMismatchError, NotFoundError
+from lamina.store._content import ContentStore, _is_hex64
+from lamina.store._db import Database
+from lamina.store._records import FsckReport, PruneReport
+
+STALE_SECONDS = 3600.0
+_TRASH = ".trash-"
+_STAGING = ".tmp-"
+
+
+class GcMixin:
+    """`prune` and `fsck` over the content store, the snapshots dir and the metadata db."""
+
+    _db: Database
+    content: ContentStore
+    snapshots_dir: Path
+
+    def prune(self, stale_after: float = STALE_SECONDS) -> PruneReport:
+        """Remove dangling images, then everything no record, cache entry or live lease holds.
+
+        Dangling = untagged and used by no container. Holds the gc lock exclusively, so
+        prunes are serialized and writers wait (see `Database.write`). Metadata goes
+        first, files after: a crash in between leaves only unreferenced files.
+        """
+        with self._db.gc_lock(exclusive=True):
+            now = time.time()
+            with self._db.write(gc_shared=False) as db:
+                expired = db.execute("DELETE FROM leases WHERE expires <= ?", (now,)).rowcount
+                images = tuple(
+                    r[0]
+                    for r in db.execute(
+                        "DELETE FROM images WHERE digest NOT IN (SELECT digest FROM tags) "
+                        "AND digest NOT IN (SELECT image FROM containers) RETURNING digest"
+                    )
+                )
+                blobs, snapshots = _mark(db)
+                # A layer record outlives its images while a cache record or lease holds
+                # the blob: the builder still needs its diff_id.
+                orphans = db.execute(
+                    "SELECT digest FROM layers WHERE digest NOT IN (SELECT layer FROM image_layers)"
+                ).fetchall()
+                db.executemany(
+                    "DELETE FROM layers WHERE digest = ?", [r for r in orphans if r[0] not in blobs]
+                )
+                gone = [
+                    r[0]
+                    for r in db.execute("SELECT diff_id FROM snapshots")
+                    if r[0] not in snapshots
+                ]
+                db.executemany("DELETE FROM snapshots WHERE diff_id = ?", [(d,) for d in gone])
+            removed, freed = [], 0
+            for digest in list(self.content.iter_digests()):
+                if digest not in blobs:
+                    with contextlib.suppress(NotFoundError):
+                        size = self.content.size(digest)
+                        if self.content.delete(digest):
+                            removed.append(digest)
+                            freed += size
+            swept = self._sweep_snapshots(
+                {s.removeprefix("sha256:") for s in snapshots}, stale_after
+            )
+            stale = self.content.stale_ingests(stale_after)
+            for path in stale:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        return PruneReport(
+            images_removed=images,
+            blobs_removed=tuple(sorted(removed)),
+            bytes_freed=freed,
+            snapshots_removed=tuple(sorted(swept)),
+            ingests_removed=len(stale),
+            leases_expired=expired,
+        )
+
+    def _sweep_snapshots(self, keep: set[str], stale_after: float) -> list[str]:
+        removed = []
+        cutoff = time.time() - stale_after
+        for entry in os.scandir(self.snapshots_dir):
+            path = Path(entry.path)
+            if _is_hex64(entry.name) and entry.name not in keep:
+                # Renamed first: a half-deleted tree must never sit under a snapshot's name.
+                trash = self.snapshots_dir / f"{_TRASH}{entry.name}-{secrets.token_hex(4)}"
+                os.rename(path, trash)
+                _rmtree(trash)
+                removed.append("sha256:" + entry.name)
+            elif entry.name.startswith(_TRASH) or (
+                entry.name.startswith(_STAGING)
+                and entry.stat(follow_symlinks=False).st_mtime < cutoff
+            ):
+                _rmtree(path)
+        return removed
+
+    def fsck(self) -> FsckReport:
+        """Re-hash every blob; check that every reference points at existing content."""
+        problems: list[str] = []
+        strays: list[str] = []
+        checked = 0
+        for digest in sorted(self.content.iter_digests()):
+            try:
+                self.content.verify(digest)
+                checked += 1
+            except DigestMismatchError as e:
+                problems.append(f"corrupt blob: {e}")
+            except NotFoundError:
+                pass
+        strays += [
+            f"blob store file with no digest name: {p}" for p in self.content.stray_blob_files()
+        ]
+        strays += [f"partial ingest: {p}" for p in self.content.ingests()]
+        with self._db.read() as db:
+            for (result,) in db.execute("PRAGMA integrity_check"):
+                if result != "ok":
+                    problems.append(f"metadata.db: {result}")
+            for table, rowid, parent, _ in db.execute("PRAGMA foreign_key_check"):
+                problems.append(
+                    f"metadata.db: {table} row {rowid} points at a missing {parent} row"
+                )
+            for image, blob in db.execute(
+                "SELECT image, blob FROM image_blobs ORDER BY image, blob"
+            ):
+                if not self.content.has(blob):
+                    problems.append(f"image {image}: blob {blob} is missing")
+            for (image,) in db.execute(
+                "SELECT digest FROM images i WHERE NOT EXISTS "
+                "(SELECT 1 FROM image_blobs b "
+                "WHERE b.image = i.digest AND b.blob = i.config_digest)"
+            ):
+                problems.append(f"image {image}: its config is not among its blobs")
+            for image, layer in db.execute(
+                "SELECT image, layer FROM image_layers x WHERE NOT EXISTS "
+                "(SELECT 1 FROM image_blobs b WHERE b.image = x.image AND b.blob = x.layer)"
+            ):
+                problems.append(f"image {image}: layer {layer} is not among its blobs")
+            for key, kind, ref in db.execute("SELECT key, kind, ref FROM cache_refs ORDER BY key"):
+                if kind == "blob" and not self.content.has(ref):
+                    problems.append(f"cache {key}: blob {ref} is missing")
+                if kind == "snapshot" and not self._snapshot_dir(ref).is_dir():
+                    problems.append(f"cache {key}: snapshot {ref} is missing")
+            recorded = set()
+            for (diff_id,) in db.execute("SELECT diff_id FROM snapshots"):
+                recorded.add(diff_id.removeprefix("sha256:"))
+                if not self._snapshot_dir(diff_id).is_dir():
+                    problems.append(f"snapshot {diff_id}: {self._snapshot_dir(diff_id)} is missing")
+        for entry in sorted(os.listdir(self.snapshots_dir)):
+            if entry not in recorded:
+                strays.append(f"unrecorded snapshot entry: {self.snapshots_dir / entry}")
+        return FsckReport(problems=problems, strays=strays, blobs_checked=checked)
+
+    def _snapshot_dir(self, diff_id: str) -> Path:
+        return self.snapshots_dir / diff_id.removeprefix("sha256:")
+
+
+def _mark(db: sqlite3.Connection) -> tuple[set[str], set[str]]:
+    """What the remaining images, cache records and live leases hold: (blobs, snapshots)."""
+    now = time.time()
+    blobs = {
+        r[0]
+        for r in db.execute(
+            "SELECT blob FROM image_blobs UNION SELECT ref FROM cache_refs WHERE kind = 'blob' "
+            "UNION SELECT r.ref FROM lease_resources r JOIN leases l ON l.id = r.lease "
+            "WHERE r.kind = 'blob' AND l.expires > ?",
+            (now,),
+        )
+    }
+    snapshots = {
+        r[0]
+        for r in db.execute(
+            "SELECT l.diff_id FROM image_layers x JOIN layers l ON l.digest = x.layer "
+            "UNION SELECT ref FROM cache_refs WHERE kind = 'snapshot' "
+            "UNION SELECT r.ref FROM lease_resources r JOIN leases l ON l.id = r.lease "
+            "WHERE r.kind = 'snapshot' AND l.expires > ?",
+            (now,),
+        )
+    }
+    return blobs, snapshots
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a tree that may hold read-only directories (snapshots keep the layer's modes)."""
+    if path.is_symlink() or not path.is_dir():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    for top, dirs, _ in os.walk(path):
+        for name in dirs:
+            sub = os.path.join(top, name)
+            # Never chmod through a symlink: it may point out of the store.
+            if not os.path.islink(sub):
+                with contextlib.suppress(OSError):
+                    os.chmod(sub, 0o700)
+    shutil.rmtree(path, ignore_errors=True)

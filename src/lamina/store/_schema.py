@@ -1,0 +1,116 @@
+"""The metadata schema as a list of migrations; `PRAGMA user_version` counts those applied."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from lamina.errors import LaminaError
+
+
+def _v1_images(db: sqlite3.Connection) -> None:
+    for statement in (
+        """CREATE TABLE images (
+            digest TEXT PRIMARY KEY,
+            config_digest TEXT NOT NULL,
+            media_type TEXT NOT NULL,
+            manifest_size INTEGER NOT NULL,
+            config_size INTEGER NOT NULL,
+            created REAL NOT NULL)""",
+        "CREATE INDEX images_by_config ON images(config_digest)",
+        """CREATE TABLE tags (
+            name TEXT PRIMARY KEY,
+            digest TEXT NOT NULL REFERENCES images(digest))""",
+        "CREATE INDEX tags_by_digest ON tags(digest)",
+        """CREATE TABLE layers (
+            digest TEXT PRIMARY KEY,
+            diff_id TEXT NOT NULL,
+            media_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            uncompressed_size INTEGER)""",
+        "CREATE INDEX layers_by_diff_id ON layers(diff_id)",
+        """CREATE TABLE image_layers (
+            image TEXT NOT NULL REFERENCES images(digest) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            layer TEXT NOT NULL REFERENCES layers(digest),
+            PRIMARY KEY (image, position))""",
+        "CREATE INDEX image_layers_by_layer ON image_layers(layer)",
+        # Every blob an image holds (manifest, config, layers): what gc marks from an image.
+        """CREATE TABLE image_blobs (
+            image TEXT NOT NULL REFERENCES images(digest) ON DELETE CASCADE,
+            blob TEXT NOT NULL,
+            PRIMARY KEY (image, blob))""",
+        "CREATE INDEX image_blobs_by_blob ON image_blobs(blob)",
+    ):
+        db.execute(statement)
+
+
+def _v2_records(db: sqlite3.Connection) -> None:
+    for statement in (
+        """CREATE TABLE snapshots (
+            diff_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            created REAL NOT NULL)""",
+        """CREATE TABLE cache (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            created REAL NOT NULL,
+            last_used REAL NOT NULL)""",
+        """CREATE TABLE cache_refs (
+            key TEXT NOT NULL REFERENCES cache(key) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('blob', 'snapshot')),
+            ref TEXT NOT NULL,
+            PRIMARY KEY (key, kind, ref))""",
+        """CREATE TABLE stat_cache (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            mode INTEGER NOT NULL,
+            digest TEXT NOT NULL)""",
+        """CREATE TABLE containers (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            image TEXT NOT NULL REFERENCES images(digest),
+            state TEXT NOT NULL,
+            created REAL NOT NULL)""",
+        "CREATE INDEX containers_by_image ON containers(image)",
+        """CREATE TABLE leases (
+            id TEXT PRIMARY KEY,
+            created REAL NOT NULL,
+            expires REAL NOT NULL)""",
+        """CREATE TABLE lease_resources (
+            lease TEXT NOT NULL REFERENCES leases(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('blob', 'snapshot')),
+            ref TEXT NOT NULL,
+            PRIMARY KEY (lease, kind, ref))""",
+    ):
+        db.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_images, _v2_records]
+"""Migration i brings a database from version i to i + 1. Append; never edit a released one."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, path: str, upto: int = SCHEMA_VERSION) -> None:
+    """Bring the database to version `upto` in one transaction (safe if two processes open it)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version: int = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise LaminaError(
+                f"{path}: metadata schema version {version} is newer than this lamina "
+                f"understands ({SCHEMA_VERSION})",
+                hint="use the lamina version that created this root, or a newer one",
+            )
+        for step in MIGRATIONS[version:upto]:
+            step(db)
+        if version < upto:
+            db.execute(f"PRAGMA user_version = {int(upto)}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

@@ -1,0 +1,229 @@
+"""Snapshot, build-cache, stat-cache and container records in the metadata db."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lamina.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from lamina.oci import check_digest, digest_hex
+from lamina.store._content import ContentStore
+from lamina.store._db import Database
+from lamina.store._records import CacheRecord, ContainerRecord, FileIdentity, SnapshotRecord
+
+_MAX_ROWS_PER_QUERY = 100_000
+
+
+class TablesMixin:
+    """Snapshots, cache records, the stat cache and containers."""
+
+    _db: Database
+    content: ContentStore
+    snapshots_dir: Path
+
+    # --- snapshots -------------------------------------------------------
+
+    def snapshot_path(self, diff_id: str) -> Path:
+        """Where the unpacked layer with this diff_id lives (or will)."""
+        return self.snapshots_dir / digest_hex(diff_id)
+
+    def put_snapshot(self, diff_id: str, size: int, state: str = "committed") -> None:
+        """Record a snapshot directory that the snapshots package has finished writing."""
+        check_digest(diff_id, "diff_id")
+        if not self.snapshot_path(diff_id).is_dir():
+            raise NotFoundError(f"snapshot {diff_id}: {self.snapshot_path(diff_id)} does not exist")
+        with self._db.write() as db:
+            db.execute(
+                "INSERT INTO snapshots VALUES (?, ?, ?, ?) ON CONFLICT(diff_id) "
+                "DO UPDATE SET state = excluded.state, size = excluded.size",
+                (diff_id, state, size, time.time()),
+            )
+
+    def get_snapshot(self, diff_id: str) -> SnapshotRecord | None:
+        """The snapshot's record, or None."""
+        row = (
+            self._db.conn()
+            .execute(
+                "SELECT diff_id, state, size, created FROM snapshots WHERE diff_id = ?", (diff_id,)
+            )
+            .fetchone()
+        )
+        return SnapshotRecord(*row) if row else None
+
+    def list_snapshots(self) -> list[SnapshotRecord]:
+        """Every recorded snapshot (the snapshots package checks their content)."""
+        rows = self._db.conn().execute(
+            "SELECT diff_id, state, size, created FROM snapshots ORDER BY diff_id"
+        )
+        return [SnapshotRecord(*row) for row in rows]
+
+    # --- build cache -----------------------------------------------------
+
+    def put_cache(
+        self,
+        key: str,
+        value: Any,
+        *,
+        blobs: Sequence[str] = (),
+        snapshots: Sequence[str] = (),
+    ) -> None:
+        """Record (or replace) a cache entry that keeps `blobs` and `snapshots` alive.
+
+        NotFoundError, nothing written, if a blob is not committed or a snapshot not recorded.
+        """
+        text = json.dumps(value, sort_keys=True)
+        with self._db.write() as db:
+            for digest in blobs:
+                if not self.content.has(check_digest(digest, "cache blob")):
+                    raise NotFoundError(f"cache {key}: blob {digest} is not in the content store")
+            for diff_id in snapshots:
+                if (
+                    db.execute("SELECT 1 FROM snapshots WHERE diff_id = ?", (diff_id,)).fetchone()
+                    is None
+                ):
+                    raise NotFoundError(f"cache {key}: snapshot {diff_id} is not recorded")
+            now = time.time()
+            db.execute("DELETE FROM cache WHERE key = ?", (key,))
+            db.execute("INSERT INTO cache VALUES (?, ?, ?, ?)", (key, text, now, now))
+            db.executemany(
+                "INSERT OR IGNORE INTO cache_refs VALUES (?, ?, ?)",
+                [(key, "blob", d) for d in blobs] + [(key, "snapshot", s) for s in snapshots],
+            )
+
+    def get_cache(self, key: str) -> CacheRecord | None:
+        """The cache entry (its last_used becomes now), or None."""
+        now = time.time()
+        with self._db.write(gc_shared=False) as db:
+            row = db.execute(
+                "UPDATE cache SET last_used = ? WHERE key = ? RETURNING value, created", (now, key)
+            ).fetchone()
+            if row is None:
+                return None
+            refs = db.execute(
+                "SELECT kind, ref FROM cache_refs WHERE key = ? ORDER BY ref", (key,)
+            ).fetchall()
+        return CacheRecord(
+            key,
+            json.loads(row[0]),
+            blobs=tuple(r for k, r in refs if k == "blob"),
+            snapshots=tuple(r for k, r in refs if k == "snapshot"),
+            created=row[1],
+            last_used=now,
+        )
+
+    def remove_cache(
+        self, keys: Iterable[str] | None = None, *, unused_since: float | None = None
+    ) -> int:
+        """Drop cache entries: these keys, or those unused since a time, or (no argument) all."""
+        with self._db.write(gc_shared=False) as db:
+            if keys is not None:
+                return db.executemany(
+                    "DELETE FROM cache WHERE key = ?", [(k,) for k in keys]
+                ).rowcount
+            if unused_since is not None:
+                return db.execute("DELETE FROM cache WHERE last_used < ?", (unused_since,)).rowcount
+            return db.execute("DELETE FROM cache").rowcount
+
+    # --- stat cache ------------------------------------------------------
+
+    def stat_cache_get(self, files: Sequence[FileIdentity]) -> dict[str, str]:
+        """path → sha256 for each file whose recorded identity equals the given one (one query)."""
+        if len(files) > _MAX_ROWS_PER_QUERY:
+            found: dict[str, str] = {}
+            for start in range(0, len(files), _MAX_ROWS_PER_QUERY):
+                found.update(self.stat_cache_get(files[start : start + _MAX_ROWS_PER_QUERY]))
+            return found
+        wanted = json.dumps([[f.path, f.size, f.mtime_ns, f.inode, f.mode] for f in files])
+        rows = self._db.conn().execute(
+            "SELECT s.path, s.digest FROM json_each(?) j JOIN stat_cache s "
+            "ON s.path = j.value ->> 0 AND s.size = j.value ->> 1 AND s.mtime_ns = j.value ->> 2 "
+            "AND s.inode = j.value ->> 3 AND s.mode = j.value ->> 4",
+            (wanted,),
+        )
+        return dict(rows.fetchall())
+
+    def stat_cache_put(self, entries: Iterable[tuple[FileIdentity, str]]) -> None:
+        """Remember the sha256 of each file identity (replacing what a path had)."""
+        rows = [(f.path, f.size, f.mtime_ns, f.inode, f.mode, digest) for f, digest in entries]
+        with self._db.write(gc_shared=False) as db:
+            db.executemany("INSERT OR REPLACE INTO stat_cache VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def stat_cache_clear(self, prefix: str | None = None) -> int:
+        """Forget the stat cache, or the entries under a directory prefix."""
+        with self._db.write(gc_shared=False) as db:
+            if prefix is None:
+                return db.execute("DELETE FROM stat_cache").rowcount
+            return db.execute(
+                "DELETE FROM stat_cache WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
+            ).rowcount
+
+    # --- containers ------------------------------------------------------
+
+    def add_container(self, id: str, name: str, image: str, state: Any) -> ContainerRecord:
+        """Record a container, which keeps its image from prune; AlreadyExistsError if taken."""
+        if not id or not name:
+            raise InvalidInputError("a container needs an id and a name")
+        now = time.time()
+        with self._db.write() as db:
+            if db.execute("SELECT 1 FROM images WHERE digest = ?", (image,)).fetchone() is None:
+                raise NotFoundError(f"container {name}: image {image} is not in the store")
+            try:
+                db.execute(
+                    "INSERT INTO containers VALUES (?, ?, ?, ?, ?)",
+                    (id, name, image, json.dumps(state, sort_keys=True), now),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExistsError(
+                    f"a container with id {id} or name {name} exists"
+                ) from None
+        return ContainerRecord(id, name, image, state, now)
+
+    def get_container(self, id_or_name: str) -> ContainerRecord:
+        """By id, name or unique id prefix; NotFoundError otherwise."""
+        rows = (
+            self._db.conn()
+            .execute(
+                "SELECT id, name, image, state, created FROM containers WHERE id = ? OR name = ? "
+                "UNION SELECT id, name, image, state, created FROM containers WHERE id GLOB ? "
+                "AND NOT EXISTS (SELECT 1 FROM containers WHERE id = ? OR name = ?)",
+                (id_or_name, id_or_name, _glob_prefix(id_or_name), id_or_name, id_or_name),
+            )
+            .fetchall()
+        )
+        if len(rows) != 1:
+            what = "is ambiguous" if rows else "does not exist"
+            raise NotFoundError(f"container {id_or_name!r} {what}")
+        id, name, image, state, created = rows[0]
+        return ContainerRecord(id, name, image, json.loads(state), created)
+
+    def list_containers(self) -> list[ContainerRecord]:
+        """Every container, oldest first."""
+        rows = self._db.conn().execute(
+            "SELECT id, name, image, state, created FROM containers ORDER BY created, id"
+        )
+        return [ContainerRecord(i, n, im, json.loads(s), c) for i, n, im, s, c in rows]
+
+    def set_container_state(self, id: str, state: Any) -> None:
+        """Replace a container's JSON state."""
+        with self._db.write(gc_shared=False) as db:
+            changed = db.execute(
+                "UPDATE containers SET state = ? WHERE id = ?",
+                (json.dumps(state, sort_keys=True), id),
+            ).rowcount
+        if not changed:
+            raise NotFoundError(f"container {id} does not exist")
+
+    def remove_container(self, id: str) -> None:
+        """Forget a container record (its directories are the runtime's)."""
+        with self._db.write(gc_shared=False) as db:
+            if not db.execute("DELETE FROM containers WHERE id = ?", (id,)).rowcount:
+                raise NotFoundError(f"container {id} does not exist")
+
+
+def _glob_prefix(text: str) -> str:
+    escaped = "".join(f"[{c}]" if c in "*?[]" else c for c in text)
+    return escaped + "*"
