@@ -1,0 +1,80 @@
+"""Runtime: run a process in a container with runc, from a generated OCI bundle.
+
+Terms
+-----
+rootfs
+    The directory the process sees as ``/``: normally an overlay mount of an image's snapshots
+    plus an upper dir (``lamina.snapshots``); any directory works.
+bundle dir
+    runc's working directory for one run: ``config.json``, plus the ``hosts`` and
+    ``resolv.conf`` files bound read-only onto ``/etc/hosts`` and ``/etc/resolv.conf``.
+state dir
+    runc's ``--root``: lamina's own (e.g. ``$LAMINA_ROOT/runc``), never runc's default, so
+    ``runc --root <state dir> list`` shows exactly lamina's live containers.
+config
+    The dict ``bundle_config`` returns: Docker's defaults (its capability set,
+    no-new-privileges, masked and read-only /proc paths, own mount/pid/ipc/uts namespaces,
+    network ``host`` or ``none``). Never rlimits or cgroup resources: runc fails where the
+    machine cannot set them.
+
+Running a container (or a RUN step)
+-----------------------------------
+1. ``user = resolve_user(rootfs, "app:staff")`` — ids from the image's own /etc/passwd and
+   /etc/group, read inside the rootfs; a missing user by name is a NotFoundError naming it.
+2. ``config = bundle_config(["sh", "-c", cmd], bundle_dir=b, env=[...], cwd="/src",
+   user=user, network="none", binds=[BindMount(src, "/cache", readonly=False)])`` — pure.
+3. Before the run, ``lamina.snapshots.find_stubs(rootfs, mount_targets(config))`` lists the
+   mount points runc is about to create, for ``clean_upper`` afterwards.
+4. ``code = run(b, rootfs, config, state_dir=s, stdout=sink, stderr=sink, timeout=600)`` —
+   returns the process' exit code (127 command not found, 126 not invokable, as Docker);
+   Ctrl-C, SIGTERM or the timeout kill and delete the container before the exception goes on;
+   the container is always gone when ``run`` returns or raises.
+"""
+
+from lamina.runtime._runc import (
+    EXIT_NOT_FOUND,
+    EXIT_NOT_INVOKABLE,
+    Output,
+    exit_code_for_runc_error,
+    run,
+    runc_binary,
+    write_bundle,
+)
+from lamina.runtime._spec import (
+    DEFAULT_CAPABILITIES,
+    DEFAULT_HOSTNAME,
+    DEFAULT_PATH,
+    MASKED_PATHS,
+    READONLY_PATHS,
+    ROOT,
+    BindMount,
+    Network,
+    TmpfsMount,
+    User,
+    bundle_config,
+    mount_targets,
+)
+from lamina.runtime._user import resolve_user
+
+__all__ = [
+    "DEFAULT_CAPABILITIES",
+    "DEFAULT_HOSTNAME",
+    "DEFAULT_PATH",
+    "EXIT_NOT_FOUND",
+    "EXIT_NOT_INVOKABLE",
+    "MASKED_PATHS",
+    "READONLY_PATHS",
+    "ROOT",
+    "BindMount",
+    "Network",
+    "Output",
+    "TmpfsMount",
+    "User",
+    "bundle_config",
+    "exit_code_for_runc_error",
+    "mount_targets",
+    "resolve_user",
+    "run",
+    "runc_binary",
+    "write_bundle",
+]

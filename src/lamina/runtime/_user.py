@@ -1,0 +1,94 @@
+"""USER `name|uid[:group|gid]` → numeric ids, from the rootfs' own /etc/passwd and /etc/group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lamina.errors import InvalidInputError, NotFoundError
+from lamina.runtime._spec import User
+from lamina.snapshots import read_file_in_root
+
+_MAX_DB = 16 << 20  # an image's /etc/passwd is hostile input: bound what is read
+_MAX_ID = 2**32 - 2  # (uid_t)-1 means "no change" to the kernel
+
+
+def _table(rootfs: Path, path: str) -> list[list[str]]:
+    data = read_file_in_root(rootfs, path, _MAX_DB)
+    if data is None:
+        return []
+    rows = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            rows.append(line.split(":"))
+    return rows
+
+
+def _numeric(text: str, what: str) -> int | None:
+    if not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    if value > _MAX_ID:
+        raise InvalidInputError(f"{what} {text} is out of range (0-{_MAX_ID})")
+    return value
+
+
+def _field_int(row: list[str], i: int) -> int | None:
+    return _numeric(row[i], "id") if len(row) > i and row[i].isdigit() else None
+
+
+def resolve_user(rootfs: Path, user: str) -> User:
+    """The ids `user` means inside `rootfs`, as Docker resolves them.
+
+    `""` is root. A name must be in /etc/passwd; a number need not be (its gid is then 0).
+    Without `:group` the primary gid comes from passwd and the additional gids are the
+    /etc/group entries that list the user; with `:group` only that group applies. Files are
+    read inside the rootfs (symlinks scoped to it).
+    """
+    spec_user, _, spec_group = user.partition(":")
+    if not spec_user:
+        if spec_group:
+            raise InvalidInputError(f"user {user!r}: a group without a user")
+        return User(0, 0, ())
+    passwd = _table(rootfs, "/etc/passwd")
+    uid = _numeric(spec_user, "uid")
+    entry = None
+    for row in passwd:
+        if len(row) < 4:
+            continue
+        if (uid is None and row[0] == spec_user) or (uid is not None and _field_int(row, 2) == uid):
+            entry = row
+            break
+    if entry is None and uid is None:
+        raise NotFoundError(
+            f"unable to find user {spec_user}: no matching entries in passwd file of the image",
+            hint="create the user in an earlier step (RUN adduser ...) or use a numeric uid",
+        )
+    name = entry[0] if entry else None
+    if uid is None:
+        uid = _field_int(entry or [], 2)
+        if uid is None:
+            raise InvalidInputError(f"user {spec_user}: bad uid in the image's /etc/passwd")
+    gid = (_field_int(entry, 3) if entry else None) or 0
+    groups = _table(rootfs, "/etc/group")
+    if spec_group:
+        wanted = _numeric(spec_group, "gid")
+        if wanted is None:
+            for row in groups:
+                if len(row) >= 3 and row[0] == spec_group and _field_int(row, 2) is not None:
+                    wanted = _field_int(row, 2)
+                    break
+            else:
+                raise NotFoundError(
+                    f"unable to find group {spec_group}: no matching entries in group file "
+                    "of the image"
+                )
+        assert wanted is not None
+        return User(uid, wanted, ())
+    extra: list[int] = []
+    if name is not None:
+        for row in groups:
+            members = row[3].split(",") if len(row) >= 4 else []
+            g = _field_int(row, 2)
+            if name in members and g is not None and g not in extra:
+                extra.append(g)
+    return User(uid, gid, tuple(extra))

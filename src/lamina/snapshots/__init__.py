@@ -1,0 +1,93 @@
+"""Snapshots: layers unpacked on disk, and the overlay mounts that stack them.
+
+This package never knows what an image is: it deals in directories, diff_ids and mounts.
+
+Terms
+-----
+snapshot
+    One layer unpacked in overlay format under ``snapshots/<diff_id hex>/``: whiteouts are 0:0
+    character devices, an opaque directory carries ``trusted.overlay.opaque=y``. Immutable once
+    it exists; usable as an overlayfs lowerdir.
+lowerdirs
+    The snapshots of a stack, **top first** (the order overlayfs wants; the reverse of an image
+    config's ``diff_ids``).
+upper, work
+    A container's (or a RUN step's) own read-write dir and overlayfs' scratch dir, on the same
+    file system. The upper dir ends up holding exactly what changed, in overlay format.
+Mount
+    A mount as a value (type, source, options), like containerd's ``mount.Mount``: functions
+    return descriptions; only ``mount``/``unmount``/``mounted`` act.
+stub
+    A file or directory runc creates only to mount something on it (``/etc/hosts``,
+    ``/etc/resolv.conf``, a bind-mount target). Not a change of the step.
+
+Importing a layer
+-----------------
+``ensure_snapshots(store, layers, lease)`` does all of this for stored layer blobs (bottom
+first) and records each snapshot in the store.
+
+``unpack_snapshot(root / "snapshots", diff_id, unpack)`` makes an empty temporary directory
+beside the others and calls ``unpack(tmp)`` (normally ``lamina.layers.apply_layer`` in overlay
+mode, returning the diff_id it hashed). If that equals ``diff_id`` the directory is renamed into
+place in one step; otherwise it is removed and DigestMismatchError raised. Already there: the
+existing snapshot is returned and ``unpack`` is not called.
+
+Running a container (or a RUN step)
+-----------------------------------
+1. ``m = overlay_mount([snapshot_dir(s, d) for d in reversed(diff_ids)], upper, work)``;
+   the upper dir should be made 0755: the merged root takes its mode.
+2. ``with mounted(m, merged):`` — any number of layers (up to overlayfs' 500): long option
+   strings are shortened with relative names, so depth is not capped by the page-size limit.
+3. ``stubs = find_stubs(merged, ["/etc/hosts", "/etc/resolv.conf", *bind_targets])`` before
+   the run; run the process on ``merged`` (``lamina.runtime``); leave the ``with`` (unmounted).
+4. ``clean_upper(upper, stubs, lowerdirs)``: the upper dir now holds exactly the step's changes
+   and can be written as a layer.
+
+A read-only view (no upper) is the same without step 3-4. Without overlayfs,
+``materialize(lowerdirs, target)`` copies the stack into a plain directory instead.
+"""
+
+from lamina.snapshots._materialize import OPAQUE_XATTR, is_opaque, is_whiteout, materialize
+from lamina.snapshots._mount import (
+    MAX_LOWERDIRS,
+    Mount,
+    is_mountpoint,
+    mount,
+    mount_points,
+    mounted,
+    overlay_mount,
+    unmount,
+)
+from lamina.snapshots._prepare import ensure_snapshots
+from lamina.snapshots._scoped import (
+    Resolved,
+    read_file_in_root,
+    require_file_in_root,
+    resolve_in_root,
+)
+from lamina.snapshots._snapshot import snapshot_dir, unpack_snapshot
+from lamina.snapshots._stubs import clean_upper, find_stubs
+
+__all__ = [
+    "MAX_LOWERDIRS",
+    "OPAQUE_XATTR",
+    "Mount",
+    "Resolved",
+    "clean_upper",
+    "ensure_snapshots",
+    "find_stubs",
+    "is_mountpoint",
+    "is_opaque",
+    "is_whiteout",
+    "materialize",
+    "mount",
+    "mount_points",
+    "mounted",
+    "overlay_mount",
+    "read_file_in_root",
+    "require_file_in_root",
+    "resolve_in_root",
+    "snapshot_dir",
+    "unmount",
+    "unpack_snapshot",
+]

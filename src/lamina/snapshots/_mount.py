@@ -1,0 +1,193 @@
+"""Mounts as values (`Mount`), and the two functions that act on them."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from lamina.errors import InvalidInputError, ToolError
+
+# mount(2) copies at most one page of option data; leave room for the kernel's own additions.
+_MAX_DATA = 4000
+# overlayfs' OVL_MAX_STACK.
+MAX_LOWERDIRS = 500
+_MNT_DETACH = 2
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A mount described, not performed: what `mount -t type -o options source target` would do.
+
+    `target` is optional because most descriptions are made before the place they go is known.
+    """
+
+    type: str
+    source: str
+    options: tuple[str, ...] = ()
+    target: str | None = None
+
+    def lowerdirs(self) -> list[str]:
+        """The lowerdir paths of an overlay mount, top first (empty for other types)."""
+        for option in self.options:
+            if option.startswith("lowerdir="):
+                return option[len("lowerdir=") :].split(":")
+        return []
+
+
+def _check_option_path(path: Path, what: str) -> str:
+    text = str(path)
+    if not path.is_absolute():
+        raise InvalidInputError(f"{what} {text!r} is not an absolute path")
+    # Overlay's option parser splits on ',' and ':'; lamina's own paths never hold them.
+    if any(c in text for c in ",:\n\\"):
+        raise InvalidInputError(
+            f"{what} {text!r} holds ',', ':' or '\\', which mount options cannot carry"
+        )
+    return text
+
+
+def overlay_mount(
+    lowerdirs: Sequence[Path],
+    upper: Path | None = None,
+    work: Path | None = None,
+    *,
+    extra_options: Sequence[str] = (),
+) -> Mount:
+    """Describe the overlay of `lowerdirs` (top first); read-write with `upper` and `work`.
+
+    A read-only stack of one layer is a read-only bind mount, since overlayfs wants two lowers
+    when it has no upper dir. `index=off` lets one lower dir serve many mounts at once.
+    """
+    if not lowerdirs:
+        raise InvalidInputError("an overlay mount needs at least one lower dir")
+    if len(lowerdirs) > MAX_LOWERDIRS:
+        raise InvalidInputError(
+            f"{len(lowerdirs)} layers exceed overlayfs' limit of {MAX_LOWERDIRS} lower dirs",
+            hint="squash the image into fewer layers",
+        )
+    lowers = [_check_option_path(p, "lower dir") for p in lowerdirs]
+    if (upper is None) != (work is None):
+        raise InvalidInputError("an overlay mount needs both an upper and a work dir, or neither")
+    if upper is None or work is None:
+        if len(lowers) == 1:
+            return Mount("bind", lowers[0], ("rbind", "ro"))
+        return Mount(
+            "overlay",
+            "overlay",
+            ("index=off", "lowerdir=" + ":".join(lowers), "ro", *extra_options),
+        )
+    options = (
+        "index=off",
+        "lowerdir=" + ":".join(lowers),
+        "upperdir=" + _check_option_path(upper, "upper dir"),
+        "workdir=" + _check_option_path(work, "work dir"),
+        *extra_options,
+    )
+    return Mount("overlay", "overlay", options)
+
+
+def _compact(m: Mount, linkdir: Path) -> Mount:
+    """Replace long lowerdir paths by short names relative to `linkdir` (the mount's cwd).
+
+    The kernel reads at most a page of options, which absolute snapshot paths fill at about 50
+    layers; symlinks named 0, 1, 2… make the limit the kernel's layer limit instead.
+    """
+    short = []
+    for i, lower in enumerate(m.lowerdirs()):
+        (linkdir / str(i)).symlink_to(lower)
+        short.append(str(i))
+    options = tuple(
+        "lowerdir=" + ":".join(short) if o.startswith("lowerdir=") else o for o in m.options
+    )
+    return Mount(m.type, m.source, options, m.target)
+
+
+def mount(m: Mount, target: Path) -> None:
+    """Perform `m` on `target` (an existing directory). Raises ToolError when mount(8) fails."""
+    data = ",".join(m.options)
+    linkdir: Path | None = None
+    try:
+        if m.type == "overlay" and len(data) > _MAX_DATA:
+            linkdir = Path(tempfile.mkdtemp(prefix=".lower-", dir=target.parent))
+            m = _compact(m, linkdir)
+            data = ",".join(m.options)
+        if m.type == "bind" or "bind" in m.options or "rbind" in m.options:
+            if not {"bind", "rbind"} & set(m.options):
+                data = ",".join(("rbind", *m.options))
+            argv = ["mount", "-o", data, m.source, str(target)]
+        else:
+            argv = ["mount", "-t", m.type, "-o", data, m.source, str(target)]
+        # The kernel resolves relative lowerdirs against the caller's cwd: mount(8) gets the
+        # link dir as its own, which leaves this process' cwd (shared by all threads) alone.
+        done = subprocess.run(argv, cwd=linkdir, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise ToolError(
+                f"mount {m.type} on {target} failed: {done.stderr.strip() or done.returncode}",
+                hint="check that the kernel supports overlayfs and that lamina runs as root",
+            )
+    finally:
+        # Overlayfs resolved the links while mounting; they are no longer needed.
+        if linkdir is not None:
+            shutil.rmtree(linkdir, ignore_errors=True)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def unmount(target: Path) -> None:
+    """Unmount `target`; detach it lazily when it is busy. Not mounted is not an error."""
+    path = os.fsencode(str(target))
+    if _libc.umount2(path, 0) == 0:
+        return
+    err = ctypes.get_errno()
+    if err == errno.EBUSY and _libc.umount2(path, _MNT_DETACH) == 0:
+        return
+    err = ctypes.get_errno() if err == errno.EBUSY else err
+    if err == errno.EINVAL and not is_mountpoint(target):
+        return
+    if err == errno.ENOENT:
+        return
+    raise ToolError(f"unmount {target} failed: {os.strerror(err)}")
+
+
+@contextmanager
+def mounted(m: Mount, target: Path) -> Iterator[Path]:
+    """Mount `m` on `target` for the duration of the block; always unmount afterwards."""
+    mount(m, target)
+    try:
+        yield target
+    finally:
+        unmount(target)
+
+
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as \ooo octal escapes.
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_points() -> list[str]:
+    """The mount points this process sees, from /proc/self/mountinfo."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        return [_unescape(line.split(" ")[4]) for line in f if line.strip()]
+
+
+def is_mountpoint(path: Path) -> bool:
+    """Whether something is mounted on `path` (compared after resolving symlinks)."""
+    real = os.path.realpath(path)
+    return real in mount_points()
