@@ -1,0 +1,123 @@
+"""Layers: OCI tar changesets — a deterministic writer, a safe applier, compression.
+
+A layer is a tar of what changed against the layers below: added or changed entries,
+deletions as ``.wh.<name>``, opaque directories as ``.wh..wh..opq`` (all whiteout
+knowledge lives in ``_whiteout.py``). Its *diff_id* is the sha256 of the uncompressed
+tar, its *digest* the sha256 of the blob as stored (compressed).
+
+Making a layer (build, commit)::
+
+    changes = changes_from_overlay_upper(upper)   # a RUN step / container
+    changes = changes_from_dir(rootfs)            # every entry added (COPY, a base rootfs)
+    changes = diff_trees(before, after)           # tree A → tree B
+    with open(tmp, "wb") as f:
+        info = write_layer_blob(changes, f, Compression.GZIP, source_date_epoch=sde)
+    info.digest, info.size, info.diff_id, info.media_type
+
+``write_layer(changes, out, source_date_epoch=None) -> LayerStats`` writes an
+uncompressed tar to any binary stream; ``LayerBlobWriter(out, compression)`` is the
+single-pass pipeline tar → sha256 (diff_id) → compressor → sha256 (digest) → ``out``
+(pass it to ``write_layer`` as ``out``, then call ``finish() -> BlobInfo``). Output
+is deterministic: sorted paths, numeric owners, mtimes in whole seconds clamped to
+``source_date_epoch``, ustar unless PAX is needed, hardlinks within the layer kept.
+
+Unpacking a layer (pull, snapshot)::
+
+    with open(blob, "rb") as f:
+        tar = open_layer_reader(f, max_bytes=limits.max_total_bytes)   # gzip/zstd/bz2/xz/tar
+        stats = apply_layer(tar, snapshot_dir, overlay=True, limits=limits)
+    if stats.diff_id != expected_diff_id: raise DigestMismatchError(...)
+    tar.digest()   # sha256 of the compressed bytes read, once read to the end
+
+``apply_layer(stream, target, *, overlay, limits=Limits()) -> ApplyStats`` unpacks
+into an empty snapshot dir in overlay format (``overlay=True``: whiteouts become 0:0
+character devices, opaque dirs get ``trusted.overlay.opaque=y``) or onto a plain
+directory holding the layers below (``overlay=False``: whiteouts delete, opaque
+empties what the lower layers left). It runs as root to set owners, modes, xattrs,
+devices. Hostile input raises ``InvalidInputError`` naming the entry; every path is
+resolved inside ``target`` as if it were ``/``, so nothing outside it is touched.
+``Limits`` bounds entries, bytes, names, PAX headers and symlink hops.
+
+``TarReader(stream, limits)`` / ``read_entries`` iterate a tar stream with bounded
+header parsing (for ADD of local archives, or inspection); each entry's content is a
+reader that stops at the entry's end.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from lamina.layers._apply import ApplyStats, apply_layer
+from lamina.layers._changes import (
+    Change,
+    ChangeKind,
+    changes_from_dir,
+    changes_from_overlay_upper,
+    diff_trees,
+    sort_changes,
+)
+from lamina.layers._compress import (
+    MEDIA_TYPE_DOCKER_GZIP,
+    MEDIA_TYPE_TAR,
+    MEDIA_TYPE_TAR_GZIP,
+    MEDIA_TYPE_TAR_ZSTD,
+    BlobInfo,
+    Compression,
+    LayerBlobReader,
+    LayerBlobWriter,
+    open_layer_reader,
+)
+from lamina.layers._tarread import (
+    ByteStream,
+    EntryReader,
+    EntryType,
+    Limits,
+    TarEntry,
+    TarReader,
+    read_entries,
+)
+from lamina.layers._tarwrite import LayerStats, write_layer
+
+
+def write_layer_blob(
+    changes: list[Change],
+    out: BinaryIO,
+    compression: Compression = Compression.GZIP,
+    *,
+    source_date_epoch: int | None = None,
+) -> BlobInfo:
+    """Write ``changes`` as a compressed layer blob to ``out`` in one pass."""
+    writer = LayerBlobWriter(out, compression)
+    write_layer(changes, writer, source_date_epoch=source_date_epoch)
+    return writer.finish()
+
+
+__all__ = [
+    "MEDIA_TYPE_DOCKER_GZIP",
+    "MEDIA_TYPE_TAR",
+    "MEDIA_TYPE_TAR_GZIP",
+    "MEDIA_TYPE_TAR_ZSTD",
+    "ApplyStats",
+    "BlobInfo",
+    "ByteStream",
+    "Change",
+    "ChangeKind",
+    "Compression",
+    "EntryReader",
+    "EntryType",
+    "LayerBlobReader",
+    "LayerBlobWriter",
+    "LayerStats",
+    "Limits",
+    "TarEntry",
+    "TarReader",
+    "apply_layer",
+    "changes_from_dir",
+    "changes_from_overlay_upper",
+    "diff_trees",
+    "open_layer_reader",
+    "read_entries",
+    "sort_changes",
+    "write_layer",
+    "write_layer_blob",
+]

@@ -1,0 +1,294 @@
+"""Unpack a layer tar into a directory, safely.
+
+Two targets: a snapshot in overlay format (whiteouts become 0:0 character devices,
+opaque markers the ``trusted.overlay.opaque`` xattr) and a plain directory holding the
+layers below (whiteouts delete, an opaque marker empties what the lower layers put in
+the directory). Every path goes through :class:`ScopedRoot`: nothing outside the
+target is ever created, changed or removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+
+from lamina.errors import InvalidInputError, LaminaError
+from lamina.layers import _whiteout
+from lamina.layers._scoped import ScopedRoot, split_entry_path
+from lamina.layers._tarread import ByteStream, EntryReader, EntryType, Limits, TarEntry, TarReader
+
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ApplyStats:
+    """What was applied: ``diff_id`` is computed from the bytes read; compare it with
+    the one expected before trusting the result."""
+
+    diff_id: str
+    size: int
+    entries: int
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def apply_layer(
+    stream: ByteStream,
+    target: str | os.PathLike[str],
+    *,
+    overlay: bool,
+    limits: Limits = DEFAULT_LIMITS,
+) -> ApplyStats:
+    """Apply the uncompressed layer tar ``stream`` onto the directory ``target``."""
+    reader = TarReader(stream, limits)
+    applier = _Applier(os.fspath(target), overlay, limits)
+    try:
+        for entry, content in reader.entries():
+            applier.apply(entry, content)
+        applier.finish()
+    finally:
+        applier.close()
+    return ApplyStats(reader.diff_id, reader.size, reader.entry_count)
+
+
+class _Applier:
+    def __init__(self, target: str, overlay: bool, limits: Limits) -> None:
+        self.root = ScopedRoot(target, limits.max_symlink_hops)
+        self.overlay = overlay
+        self.created: set[tuple[str, ...]] = set()
+        self.dir_times: list[tuple[tuple[str, ...], int]] = []
+
+    def close(self) -> None:
+        self.root.close()
+
+    def apply(self, entry: TarEntry, content: EntryReader) -> None:
+        parts = split_entry_path(entry.name)
+        if not parts:
+            if entry.type is EntryType.DIR:
+                return  # the target root's own metadata belongs to whoever made it
+            raise InvalidInputError(f"tar entry {entry.name!r} would replace the target root")
+        try:
+            marker, victim = _whiteout.classify(parts[-1])
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"tar entry {entry.name!r}: {exc.message}") from exc
+        try:
+            if marker is _whiteout.Marker.WHITEOUT:
+                self._whiteout(entry, [*parts[:-1], victim])
+            elif marker is _whiteout.Marker.OPAQUE:
+                self._opaque(entry, parts[:-1])
+            else:
+                self._create(entry, parts, content)
+        except OSError as exc:
+            raise LaminaError(f"tar entry {entry.name!r}: {exc.strerror or exc}") from exc
+
+    # -- deletions -------------------------------------------------------------
+
+    def _whiteout(self, entry: TarEntry, parts: list[str]) -> None:
+        key = tuple(parts)
+        if key in self.created:
+            return  # a whiteout hides lower layers only, never its own layer's entries
+        parent = self.root.parent(parts, entry.name, create=self.overlay)
+        if parent is None:
+            return
+        if self.overlay:
+            if not _exists(parts[-1], parent):
+                _whiteout.make_overlay_whiteout(parts[-1], parent)
+            return
+        self._remove(parts[-1], parent)
+
+    def _opaque(self, entry: TarEntry, parts: list[str]) -> None:
+        if self.overlay:
+            parent = self.root.parent([*parts, "x"], entry.name, create=True)
+            assert parent is not None
+            _whiteout.make_overlay_opaque(parent)
+            return
+        parent = self.root.parent([*parts, "x"], entry.name, create=False)
+        if parent is not None:
+            self._clear_lower(parent, tuple(parts))
+
+    def _clear_lower(self, dir_fd: int, key: tuple[str, ...]) -> None:
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            with os.scandir(fd) as it:
+                children = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+            for name, is_dir in children:
+                child = (*key, name)
+                if child not in self.created:
+                    self._remove(name, fd)
+                elif is_dir:
+                    sub = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                    try:
+                        self._clear_lower(sub, child)
+                    finally:
+                        os.close(sub)
+        finally:
+            os.close(fd)
+
+    def _remove(self, name: str, parent: int) -> None:
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=parent)  # fd-based: never follows a symlink
+            self.root.invalidate()
+        else:
+            os.unlink(name, dir_fd=parent)
+            if stat.S_ISLNK(st.st_mode):
+                self.root.invalidate()
+
+    # -- additions -------------------------------------------------------------
+
+    def _create(self, entry: TarEntry, parts: list[str], content: EntryReader) -> None:
+        parent = self.root.parent(parts, entry.name, create=True)
+        assert parent is not None
+        name = parts[-1]
+        key = tuple(parts)
+        try:
+            existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if entry.type is EntryType.HARDLINK:
+            self._hardlink(entry, parts, existing)
+            self.created.add(key)
+            return
+        if existing is not None and not (
+            entry.type is EntryType.DIR and stat.S_ISDIR(existing.st_mode)
+        ):
+            self._remove(name, parent)
+            existing = None
+            parent = self.root.parent(parts, entry.name, create=True)  # removal may evict it
+            assert parent is not None
+        self.created.add(key)
+        if entry.type is EntryType.FILE:
+            fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent)
+            try:
+                _copy(content, fd, entry.size)
+                self._metadata_fd(entry, fd)
+                os.utime(fd, ns=(entry.mtime * 10**9, entry.mtime * 10**9))
+            finally:
+                os.close(fd)
+        elif entry.type is EntryType.DIR:
+            if existing is None:
+                os.mkdir(name, 0o700, dir_fd=parent)
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=parent)  # fmt: skip
+            try:
+                self._metadata_fd(entry, fd)
+            finally:
+                os.close(fd)
+            self.dir_times.append((key, entry.mtime))
+        elif entry.type is EntryType.SYMLINK:
+            os.symlink(entry.linkname, name, dir_fd=parent)
+            os.chown(name, entry.uid, entry.gid, dir_fd=parent, follow_symlinks=False)
+            for xname, value in _settable(entry):
+                _setxattr(f"/proc/self/fd/{parent}/{name}", xname, value, entry)
+            _utime(name, parent, entry.mtime)
+        else:
+            kind = {EntryType.CHAR: stat.S_IFCHR, EntryType.BLOCK: stat.S_IFBLK}.get(
+                entry.type, stat.S_IFIFO
+            )
+            device = os.makedev(entry.devmajor, entry.devminor) if kind != stat.S_IFIFO else 0
+            os.mknod(name, kind | 0o600, device, dir_fd=parent)
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            try:
+                self._metadata_path(entry, f"/proc/self/fd/{fd}")
+            finally:
+                os.close(fd)
+            _utime(name, parent, entry.mtime)
+
+    def _hardlink(self, entry: TarEntry, parts: list[str], existing: os.stat_result | None) -> None:
+        target = split_entry_path(entry.linkname)
+        if not target:
+            raise InvalidInputError(f"tar entry {entry.name!r}: hardlink to the target root")
+        src_parent = self.root.parent(target, entry.name, create=False)
+        try:
+            if src_parent is None:
+                raise FileNotFoundError
+            src = os.stat(target[-1], dir_fd=src_parent, follow_symlinks=False)
+        except FileNotFoundError:
+            raise InvalidInputError(
+                f"tar entry {entry.name!r}: hardlink target {entry.linkname!r} does not exist"
+            ) from None
+        if stat.S_ISDIR(src.st_mode):
+            raise InvalidInputError(
+                f"tar entry {entry.name!r}: hardlink target {entry.linkname!r} is a directory"
+            )
+        if existing is not None:
+            if (existing.st_dev, existing.st_ino) == (src.st_dev, src.st_ino):
+                return
+            parent = self.root.parent(parts, entry.name, create=True)
+            assert parent is not None
+            self._remove(parts[-1], parent)
+        src_parent = self.root.parent(target, entry.name, create=False)  # removal may evict it
+        parent = self.root.parent(parts, entry.name, create=True)
+        assert src_parent is not None and parent is not None
+        os.link(target[-1], parts[-1], src_dir_fd=src_parent, dst_dir_fd=parent,
+                follow_symlinks=False)  # fmt: skip
+
+    def _metadata_fd(self, entry: TarEntry, fd: int) -> None:
+        os.fchown(fd, entry.uid, entry.gid)
+        os.fchmod(fd, entry.mode)  # after chown, which clears setuid/setgid
+        for xname, value in _settable(entry):
+            _setxattr(fd, xname, value, entry)
+
+    def _metadata_path(self, entry: TarEntry, path: str) -> None:
+        os.chown(path, entry.uid, entry.gid)
+        os.chmod(path, entry.mode)
+        for xname, value in _settable(entry):
+            _setxattr(path, xname, value, entry)
+
+    def finish(self) -> None:
+        """Directory mtimes last, deepest first: creating children changed them."""
+        for key, mtime in sorted(self.dir_times, key=lambda item: -len(item[0])):
+            parts = list(key)
+            parent = self.root.parent(parts, "/".join(parts), create=False)
+            if parent is not None and _exists(parts[-1], parent):
+                _utime(parts[-1], parent, mtime)
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _utime(name: str, dir_fd: int, mtime: int) -> None:
+    ns = mtime * 10**9
+    os.utime(name, ns=(ns, ns), dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _settable(entry: TarEntry) -> list[tuple[str, bytes]]:
+    # overlayfs' own xattrs (opaque, redirect, metacopy) would change what a mount shows.
+    return [(k, v) for k, v in sorted(entry.xattrs.items()) if not _whiteout.is_overlay_xattr(k)]
+
+
+def _setxattr(path: str | int, name: str, value: bytes, entry: TarEntry) -> None:
+    try:
+        if isinstance(path, int):
+            os.setxattr(path, name, value)
+        else:
+            os.setxattr(path, name, value, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTSUP, errno.EPERM):
+            raise InvalidInputError(
+                f"tar entry {entry.name!r}: cannot set xattr {name!r}: {exc.strerror}"
+            ) from exc
+
+
+def _copy(content: EntryReader, fd: int, size: int) -> None:
+    remaining = size
+    while remaining:
+        data = content.read(min(remaining, _CHUNK))
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        remaining -= len(data)

@@ -1,0 +1,397 @@
+"""A streaming tar reader whose every size and count is bounded.
+
+Python 3.11.7's ``tarfile`` can be made to loop or backtrack by crafted headers, so
+lamina parses ustar, GNU (longname/longlink) and PAX headers itself. The input is read
+strictly forward (it may be a socket or a decompressor); each entry's content is a
+file object that cannot read past the entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+from urllib.parse import unquote_to_bytes
+
+from lamina.errors import InvalidInputError
+
+BLOCK = 512
+_OCTAL_DIGITS = b"01234567"
+_MAX_META_HEADERS = 8  # consecutive PAX/GNU headers before one real entry
+
+
+class ByteStream(Protocol):
+    """Anything readable forward: a file, a socket's file object, a LayerBlobReader."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds applied while reading or applying an untrusted layer."""
+
+    max_entries: int = 1_000_000
+    max_total_bytes: int = 64 << 30  # uncompressed tar bytes
+    max_entry_bytes: int = 32 << 30
+    max_name_bytes: int = 4096  # a path or link target
+    max_pax_bytes: int = 1 << 20  # one PAX header's records
+    max_xattr_bytes: int = 64 << 10  # one xattr value
+    max_symlink_hops: int = 40  # per path resolution, as Linux' ELOOP
+
+
+class EntryType(Enum):
+    """The kinds of tar entry a layer may hold."""
+
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+    CHAR = "char"
+    BLOCK = "block"
+    FIFO = "fifo"
+
+
+_TYPEFLAGS = {
+    b"0": EntryType.FILE,
+    b"\0": EntryType.FILE,
+    b"7": EntryType.FILE,  # contiguous file: a regular file everywhere that matters
+    b"1": EntryType.HARDLINK,
+    b"2": EntryType.SYMLINK,
+    b"3": EntryType.CHAR,
+    b"4": EntryType.BLOCK,
+    b"5": EntryType.DIR,
+    b"6": EntryType.FIFO,
+}
+
+ENTRY_TYPE_BITS = {
+    EntryType.FILE: stat.S_IFREG,
+    EntryType.DIR: stat.S_IFDIR,
+    EntryType.SYMLINK: stat.S_IFLNK,
+    EntryType.HARDLINK: stat.S_IFREG,
+    EntryType.CHAR: stat.S_IFCHR,
+    EntryType.BLOCK: stat.S_IFBLK,
+    EntryType.FIFO: stat.S_IFIFO,
+}
+
+
+@dataclass
+class TarEntry:
+    """One entry of a tar stream; ``name`` is as stored, with ``/`` separators."""
+
+    name: str
+    type: EntryType
+    mode: int  # permission bits incl. setuid/setgid/sticky
+    uid: int
+    gid: int
+    size: int
+    mtime: int  # seconds
+    linkname: str = ""
+    devmajor: int = 0
+    devminor: int = 0
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _cstr(field_bytes: bytes) -> bytes:
+    end = field_bytes.find(b"\0")
+    return field_bytes if end < 0 else field_bytes[:end]
+
+
+def _number(raw: bytes, what: str, entry: str) -> int:
+    if raw and raw[0] & 0x80:  # GNU base-256
+        if raw[0] == 0xFF:
+            raise InvalidInputError(f"tar entry {entry!r}: negative {what}")
+        return int.from_bytes(bytes([raw[0] & 0x7F]) + raw[1:], "big")
+    text = _cstr(raw).strip(b" \0")
+    if not text:
+        return 0
+    if text.strip(_OCTAL_DIGITS):
+        raise InvalidInputError(f"tar entry {entry!r}: {what} field is not octal: {text!r}")
+    return int(text, 8)
+
+
+def _checksum_ok(block: bytes) -> bool:
+    stored = _cstr(block[148:156]).strip(b" \0")
+    if not stored or stored.strip(_OCTAL_DIGITS):
+        return False
+    value = int(stored, 8)
+    unsigned = sum(block[:148]) + 256 + sum(block[156:])
+    if value == unsigned:
+        return True
+    signed = sum(b - 256 if b > 127 else b for b in block[:148] + block[156:]) + 256
+    return value == signed
+
+
+class _Input:
+    """The raw stream: counts, hashes and bounds every byte it reads."""
+
+    def __init__(self, stream: ByteStream, limits: Limits) -> None:
+        self._stream = stream
+        self._limits = limits
+        self.hash = hashlib.sha256()
+        self.count = 0
+
+    def read(self, n: int, what: str) -> bytes:
+        """Exactly ``n`` bytes, or InvalidInputError naming ``what`` if the stream ends."""
+        data = self.read_some(n)
+        while len(data) < n:
+            more = self.read_some(n - len(data))
+            if not more:
+                raise InvalidInputError(f"tar stream truncated in {what}")
+            data += more
+        return data
+
+    def read_some(self, n: int) -> bytes:
+        if self.count + n > self._limits.max_total_bytes:
+            raise InvalidInputError(
+                f"tar stream exceeds {self._limits.max_total_bytes} bytes",
+                hint="raise Limits.max_total_bytes if the layer is genuine",
+            )
+        data = self._stream.read(n)
+        if data:
+            self.hash.update(data)
+            self.count += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read_some(1 << 20):
+            pass
+
+
+class EntryReader:
+    """The content of one entry: reads stop at its end."""
+
+    def __init__(self, source: _Input, size: int, name: str) -> None:
+        self._source = source
+        self._remaining = size
+        self._padding = -size % BLOCK
+        self._name = name
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > self._remaining:
+            n = self._remaining
+        if n == 0:
+            return b""
+        data = self._source.read(n, f"content of {self._name!r}")
+        self._remaining -= len(data)
+        return data
+
+    def readinto(self, buf: memoryview | bytearray) -> int:
+        data = self.read(min(len(buf), 1 << 20))
+        buf[: len(data)] = data
+        return len(data)
+
+    def skip(self) -> None:
+        """Consume what is left of the content and its padding."""
+        while self._remaining:
+            self.read(min(self._remaining, 1 << 20))
+        if self._padding:
+            self._source.read(self._padding, f"padding of {self._name!r}")
+            self._padding = 0
+
+
+def _parse_pax(data: bytes, limits: Limits, entry: str) -> dict[str, bytes]:
+    records: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        if data[pos] == 0:  # trailing NULs pad some writers' records
+            break
+        space = data.find(b" ", pos, pos + 20)
+        digits = data[pos:space] if space > 0 else b""
+        if not digits or not digits.isdigit():
+            raise InvalidInputError(f"tar entry {entry!r}: malformed PAX record length")
+        length = int(digits)
+        end = pos + length
+        if length <= len(digits) + 1 or end > len(data) or data[end - 1] != 0x0A:
+            raise InvalidInputError(f"tar entry {entry!r}: PAX record overruns its header")
+        key, eq, value = data[space + 1 : end - 1].partition(b"=")
+        if not eq:
+            raise InvalidInputError(f"tar entry {entry!r}: PAX record without '='")
+        records[_decode(key)] = value
+        pos = end
+    return records
+
+
+def _pax_int(records: dict[str, bytes], key: str, entry: str) -> int | None:
+    raw = records.get(key)
+    if raw is None:
+        return None
+    text = raw.split(b".", 1)[0] if key == "mtime" else raw
+    if len(text) > 20 or not text.lstrip(b"-").isdigit():
+        raise InvalidInputError(f"tar entry {entry!r}: PAX {key} is not a number: {raw[:40]!r}")
+    value = int(text)
+    if value < 0 and key != "mtime":
+        raise InvalidInputError(f"tar entry {entry!r}: negative PAX {key}")
+    return value
+
+
+def _pax_xattrs(records: dict[str, bytes], limits: Limits, entry: str) -> dict[str, bytes]:
+    xattrs: dict[str, bytes] = {}
+    for key, value in records.items():
+        if key.startswith("SCHILY.xattr."):
+            name, data = key[len("SCHILY.xattr.") :], value
+        elif key.startswith("LIBARCHIVE.xattr."):
+            name = _decode(unquote_to_bytes(key[len("LIBARCHIVE.xattr.") :]))
+            try:
+                data = base64.b64decode(value + b"=" * (-len(value) % 4), validate=True)
+            except ValueError as exc:
+                raise InvalidInputError(f"tar entry {entry!r}: bad base64 xattr {name!r}") from exc
+        else:
+            continue
+        if not name or "\0" in name or len(data) > limits.max_xattr_bytes:
+            raise InvalidInputError(f"tar entry {entry!r}: unacceptable xattr {name[:80]!r}")
+        xattrs[name] = data
+    return xattrs
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _check_ranges(entry: TarEntry) -> None:
+    for what, value, bound in (
+        ("uid", entry.uid, 1 << 32),
+        ("gid", entry.gid, 1 << 32),
+        ("device major", entry.devmajor, 1 << 32),
+        ("device minor", entry.devminor, 1 << 32),
+        ("mtime", abs(entry.mtime), 1 << 40),
+    ):
+        if value >= bound:
+            raise InvalidInputError(f"tar entry {entry.name!r}: {what} {value} is out of range")
+
+
+def read_entries(
+    stream: ByteStream, limits: Limits = DEFAULT_LIMITS
+) -> Iterator[tuple[TarEntry, EntryReader]]:
+    """Yield each entry with a reader for its content; see :class:`TarReader`."""
+    return TarReader(stream, limits).entries()
+
+
+class TarReader:
+    """Iterate a tar stream's entries; afterwards ``diff_id`` and ``size`` describe it.
+
+    Reading an entry's content is optional: the next step of the iteration skips what
+    is left. Sparse files, multi-volume archives and unknown entry types are refused.
+    """
+
+    def __init__(self, stream: ByteStream, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._input = _Input(stream, limits)
+        self._limits = limits
+        self.entry_count = 0
+        self.finished = False
+
+    @property
+    def diff_id(self) -> str:
+        """``sha256:<hex>`` of every byte read so far (all of them once finished)."""
+        return "sha256:" + self._input.hash.hexdigest()
+
+    @property
+    def size(self) -> int:
+        return self._input.count
+
+    def entries(self) -> Iterator[tuple[TarEntry, EntryReader]]:
+        limits = self._limits
+        pax: dict[str, bytes] = {}
+        long_name: bytes | None = None
+        long_link: bytes | None = None
+        meta_headers = 0
+        previous: EntryReader | None = None
+        while True:
+            if previous is not None:
+                previous.skip()
+                previous = None
+            block = self._input.read_some(BLOCK)
+            if len(block) < BLOCK:
+                block += self._input.read(BLOCK - len(block), "a tar header") if block else b""
+                if not block:
+                    raise InvalidInputError("tar stream truncated: no end-of-archive marker")
+            if block == bytes(BLOCK):
+                self._input.drain()  # the trailing zeros are part of the diff_id
+                self.finished = True
+                return
+            raw_name = _cstr(block[0:100])
+            label = _decode(raw_name[:200])
+            if not _checksum_ok(block):
+                raise InvalidInputError(f"tar header for {label!r}: bad checksum")
+            typeflag = block[156:157]
+            size = _number(block[124:136], "size", label)
+            magic = block[257:265]
+            if magic[:6] == b"ustar\0" and block[345] != 0:  # POSIX prefix field
+                raw_name = _cstr(block[345:500]) + b"/" + raw_name
+            if typeflag in (b"x", b"g", b"L", b"K"):
+                meta_headers += 1
+                if meta_headers > _MAX_META_HEADERS:
+                    raise InvalidInputError(f"tar entry {label!r}: too many extension headers")
+                bound = limits.max_pax_bytes if typeflag in (b"x", b"g") else limits.max_name_bytes
+                if size > bound:
+                    raise InvalidInputError(
+                        f"tar entry {label!r}: extension header of {size} bytes exceeds {bound}"
+                    )
+                data = self._input.read(size + (-size % BLOCK), f"extension header of {label!r}")
+                data = data[:size]
+                if typeflag == b"x":
+                    pax.update(_parse_pax(data, limits, label))
+                elif typeflag == b"g":
+                    _parse_pax(data, limits, label)  # validated; global defaults are not used
+                elif typeflag == b"L":
+                    long_name = _cstr(data)
+                else:
+                    long_link = _cstr(data)
+                continue
+            meta_headers = 0
+            etype = _TYPEFLAGS.get(typeflag)
+            if etype is None:
+                what = "sparse file" if typeflag == b"S" else f"entry type {typeflag!r}"
+                raise InvalidInputError(f"tar entry {label!r}: {what} is not supported")
+            if any(key.startswith("GNU.sparse.") for key in pax):
+                raise InvalidInputError(f"tar entry {label!r}: sparse file is not supported")
+            name_b = pax.get("path", long_name or raw_name)
+            link_b = pax.get("linkpath", long_link or _cstr(block[157:257]))
+            for what, value in (("name", name_b), ("link target", link_b)):
+                if len(value) > limits.max_name_bytes or b"\0" in value:
+                    raise InvalidInputError(
+                        f"tar entry {label!r}: {what} longer than {limits.max_name_bytes} bytes"
+                        " or holding NUL"
+                    )
+            name = _decode(name_b)
+            pax_size = _pax_int(pax, "size", name)
+            if pax_size is not None:
+                size = pax_size
+            if etype is not EntryType.FILE:
+                size = 0  # header-only types carry no content, whatever the header claims
+            if size > limits.max_entry_bytes:
+                raise InvalidInputError(
+                    f"tar entry {name!r}: size {size} exceeds {limits.max_entry_bytes} bytes"
+                )
+            self.entry_count += 1
+            if self.entry_count > limits.max_entries:
+                raise InvalidInputError(
+                    f"tar entry {name!r}: more than {limits.max_entries} entries in the layer"
+                )
+            mode = _number(block[100:108], "mode", name)
+            uid = _pax_int(pax, "uid", name)
+            gid = _pax_int(pax, "gid", name)
+            mtime = _pax_int(pax, "mtime", name)
+            entry = TarEntry(
+                name=name,
+                type=etype,
+                mode=mode & 0o7777,
+                uid=uid if uid is not None else _number(block[108:116], "uid", name),
+                gid=gid if gid is not None else _number(block[116:124], "gid", name),
+                size=size,
+                mtime=mtime if mtime is not None else _number(block[136:148], "mtime", name),
+                linkname=_decode(link_b),
+                devmajor=_number(block[329:337], "devmajor", name),
+                devminor=_number(block[337:345], "devminor", name),
+                xattrs=_pax_xattrs(pax, limits, name),
+            )
+            _check_ranges(entry)
+            pax, long_name, long_link = {}, None, None
+            previous = EntryReader(self._input, size, name)
+            yield entry, previous

@@ -1,0 +1,101 @@
+"""Compression pipeline and the bounded, magic-detecting reader."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from lamina.errors import InvalidInputError
+from lamina.layers import (
+    MEDIA_TYPE_DOCKER_GZIP,
+    MEDIA_TYPE_TAR_GZIP,
+    MEDIA_TYPE_TAR_ZSTD,
+    Compression,
+    LayerBlobWriter,
+    TarReader,
+    changes_from_dir,
+    write_layer,
+    write_layer_blob,
+)
+from lamina.layers import open_layer_reader as _open
+
+
+def _layer(tmp_path: Path) -> tuple[bytes, str]:
+    root = tmp_path / "root"
+    root.mkdir()
+    for i in range(30):
+        (root / f"f{i}").write_bytes(os.urandom(1000) + b"a" * 50_000)
+    out = io.BytesIO()
+    stats = write_layer(changes_from_dir(root), out)
+    return out.getvalue(), stats.diff_id
+
+
+@pytest.mark.parametrize("compression", [Compression.GZIP, Compression.ZSTD, Compression.NONE])
+def test_pipeline_round_trip(tmp_path: Path, compression: Compression) -> None:
+    tar, diff_id = _layer(tmp_path)
+    out = io.BytesIO()
+    info = write_layer_blob(changes_from_dir(tmp_path / "root"), out, compression)
+    blob = out.getvalue()
+    assert info.diff_id == diff_id and info.uncompressed_size == len(tar)
+    assert info.size == len(blob) and info.media_type == compression.media_type
+    reader = _open(io.BytesIO(blob), 1 << 30)
+    assert reader.compression is compression
+    tar_reader = TarReader(io.BufferedReader(reader))
+    assert sum(1 for _ in tar_reader.entries()) == 30
+    assert tar_reader.diff_id == diff_id
+    assert reader.digest() == info.digest
+    if compression is not Compression.NONE:
+        assert info.size < len(tar)
+    # Independent decoders read the same blob.
+    if compression is Compression.GZIP:
+        assert gzip.decompress(blob) == tar
+    elif compression is Compression.ZSTD:
+        assert zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob)).read() == tar
+
+
+def test_writer_accepts_any_tar_bytes(tmp_path: Path) -> None:
+    tar, diff_id = _layer(tmp_path)
+    writer = LayerBlobWriter(io.BytesIO(), Compression.GZIP)
+    writer.write(tar)
+    assert writer.finish().diff_id == diff_id
+
+
+@pytest.mark.parametrize("compress", [bz2.compress, lzma.compress])
+def test_reads_bzip2_and_xz(tmp_path: Path, compress: object) -> None:
+    tar, _ = _layer(tmp_path)
+    reader = _open(io.BytesIO(compress(tar)), 1 << 30)  # type: ignore[operator]
+    assert reader.read() == tar
+
+
+def test_media_types() -> None:
+    assert Compression.from_media_type(MEDIA_TYPE_DOCKER_GZIP) is Compression.GZIP
+    assert Compression.from_media_type(MEDIA_TYPE_TAR_GZIP) is Compression.GZIP
+    assert Compression.from_media_type(MEDIA_TYPE_TAR_ZSTD) is Compression.ZSTD
+    with pytest.raises(InvalidInputError, match="unknown layer media type"):
+        Compression.from_media_type("text/plain")
+
+
+def test_zstd_bomb_refused() -> None:
+    blob = zstandard.ZstdCompressor().compress(bytes(32 << 20))
+    with pytest.raises(InvalidInputError, match="bomb"):
+        _open(io.BytesIO(blob), 1 << 20).read()
+
+
+def test_corrupt_gzip_refused(tmp_path: Path) -> None:
+    tar, _ = _layer(tmp_path)
+    out = io.BytesIO()
+    writer = LayerBlobWriter(out, Compression.GZIP)
+    writer.write(tar)
+    writer.finish()
+    blob = bytearray(out.getvalue())
+    blob[len(blob) // 2] ^= 0xFF
+    blob[len(blob) // 2 + 1] ^= 0xFF
+    with pytest.raises(InvalidInputError, match=r"corrupt|truncated"):
+        _open(io.BytesIO(bytes(blob)), 1 << 30).read()
