@@ -1,0 +1,245 @@
+"""Where an archive's files live: a tar indexed once, or a directory opened without links.
+
+Both answer the same questions (`find`, `open_slice`, `read_small`) so the formats above
+never know which they read. Every path they are asked for comes from hostile JSON, so it
+must be a clean relative path inside the archive: `clean_path` refuses the rest.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import posixpath
+import stat
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from lamina.errors import InvalidInputError, NotFoundError
+from lamina.layers import EntryType, Limits, TarReader
+
+_CHUNK = 1 << 20
+_MAX_LINK_HOPS = 16
+# An archive holds a few files per layer; a million entries is already hostile.
+OUTER_LIMITS = Limits(max_entries=200_000, max_total_bytes=1 << 44, max_entry_bytes=1 << 42)
+
+
+def clean_path(name: object, what: str) -> str:
+    """`name` as a normalised relative path inside the archive, or InvalidInputError."""
+    if not isinstance(name, str) or not name or "\0" in name or len(name) > 4096:
+        raise InvalidInputError(f"{what}: {str(name)[:100]!r} is not a path inside the archive")
+    if name.startswith("/"):
+        raise InvalidInputError(f"{what}: {name[:100]!r} is an absolute path, not a member")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise InvalidInputError(f"{what}: {name[:100]!r} points outside the archive")
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """`size` bytes at `offset` of file descriptor `fd`; `label` names them for messages."""
+
+    fd: int
+    offset: int
+    size: int
+    label: str
+    owned: bool  # whether whoever reads the slice closes `fd`
+
+
+class Files(Protocol):
+    """The files of an archive, by clean relative path."""
+
+    description: str
+
+    def exists(self, name: str) -> bool: ...
+
+    def open_slice(self, name: str, what: str) -> Slice: ...
+
+    def close(self) -> None: ...
+
+
+def read_small(files: Files, name: str, what: str, max_bytes: int) -> bytes:
+    """The whole content of a small member (a JSON document), bounded before reading."""
+    piece = files.open_slice(name, what)
+    try:
+        if piece.size > max_bytes:
+            raise InvalidInputError(
+                f"{what}: {name} in {files.description} is {piece.size} bytes,"
+                f" more than the {max_bytes} allowed"
+            )
+        data = os.pread(piece.fd, piece.size, piece.offset)
+        if len(data) != piece.size:
+            raise InvalidInputError(f"{what}: {piece.label} is truncated")
+        return data
+    finally:
+        if piece.owned:
+            os.close(piece.fd)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One indexed tar member: where its content starts and how long it is."""
+
+    name: str
+    offset: int
+    size: int
+    kind: EntryType
+    linkname: str
+
+
+def index_tar(stream: BinaryIO, description: str) -> dict[str, Member]:
+    """Read a tar's headers once with lamina's bounded reader: clean name → member.
+
+    Members whose names escape the archive are never reachable by a clean lookup,
+    so they are left out; two members with one name are refused, since which one a
+    tool takes is ambiguous (tar says the last, some readers take the first).
+    """
+    members: dict[str, Member] = {}
+    reader = TarReader(stream, OUTER_LIMITS)
+    for entry, _content in reader.entries():
+        if entry.type == EntryType.DIR:
+            continue
+        raw = entry.name
+        parts = [p for p in raw.split("/") if p not in ("", ".")]
+        if raw.startswith("/") or not parts or ".." in parts:
+            continue
+        name = "/".join(parts)
+        if name in members:
+            raise InvalidInputError(
+                f"{description}: member {name!r} appears twice",
+                hint="an archive with duplicate members is ambiguous; re-create it",
+            )
+        members[name] = Member(name, reader.size, entry.size, entry.type, entry.linkname)
+    return members
+
+
+class TarFiles:
+    """A tar file indexed once; members are read as slices of the file, never extracted."""
+
+    def __init__(self, path: str) -> None:
+        self.description = f"archive {path}"
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with open(os.dup(self._fd), "rb", buffering=_CHUNK) as stream:
+                self._members = index_tar(stream, self.description)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def exists(self, name: str) -> bool:
+        return name in self._members
+
+    def names(self) -> list[str]:
+        return sorted(self._members)
+
+    def _resolve(self, name: str, what: str) -> Member:
+        for _ in range(_MAX_LINK_HOPS):
+            member = self._members.get(name)
+            if member is None:
+                raise NotFoundError(f"{what}: {self.description} has no member {name!r}")
+            if member.kind == EntryType.FILE:
+                return member
+            if member.kind == EntryType.SYMLINK:
+                # docker save links a repeated layer to its first copy: ../<id>/layer.tar
+                target = member.linkname
+                joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+                if target.startswith("/") or joined == ".." or joined.startswith("../"):
+                    raise InvalidInputError(
+                        f"{what}: member {name!r} links to {target[:100]!r}, outside the archive"
+                    )
+                name = clean_path(joined, what)
+            elif member.kind == EntryType.HARDLINK:
+                name = clean_path(member.linkname, f"{what} (hard link {name!r})")
+            else:
+                raise InvalidInputError(
+                    f"{what}: member {name!r} is a {member.kind.value}, not a regular file"
+                )
+        raise InvalidInputError(f"{what}: member {name!r}: too many levels of links")
+
+    def open_slice(self, name: str, what: str) -> Slice:
+        member = self._resolve(clean_path(name, what), what)
+        label = f"member {member.name!r} of {self.description}"
+        return Slice(self._fd, member.offset, member.size, label, owned=False)
+
+
+class DirFiles:
+    """A directory read component by component with O_NOFOLLOW: no link leads out of it."""
+
+    def __init__(self, path: str) -> None:
+        self.description = f"directory {path}"
+        self._root = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        if self._root >= 0:
+            os.close(self._root)
+            self._root = -1
+
+    def exists(self, name: str) -> bool:
+        try:
+            os.stat(clean_path(name, name), dir_fd=self._root, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def open_slice(self, name: str, what: str) -> Slice:
+        parts = clean_path(name, what).split("/")
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = self._root
+        try:
+            for n, part in enumerate(parts):
+                last = n == len(parts) - 1
+                # O_NONBLOCK: a FIFO planted as a blob must fail the S_ISREG check, not hang.
+                extra = os.O_NONBLOCK if last else os.O_DIRECTORY
+                try:
+                    child = os.open(part, flags | extra, dir_fd=fd)
+                except OSError as exc:
+                    raise self._error(exc, name, what) from None
+                if fd != self._root:
+                    os.close(fd)
+                fd = child
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidInputError(f"{what}: {name!r} in {self.description} is not a file")
+        except BaseException:
+            if fd != self._root:
+                os.close(fd)
+            raise
+        return Slice(fd, 0, info.st_size, f"file {name!r} of {self.description}", owned=True)
+
+    def _error(self, exc: OSError, name: str, what: str) -> Exception:
+        if exc.errno == errno.ENOENT:
+            return NotFoundError(f"{what}: {self.description} has no {name!r}")
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return InvalidInputError(
+                f"{what}: {name!r} in {self.description} goes through a symlink or non-directory",
+                hint="lamina does not follow links inside an OCI layout",
+            )
+        return InvalidInputError(f"{what}: cannot open {name!r} in {self.description}: {exc}")
+
+
+def hash_member(files: Files, name: str, what: str) -> tuple[str, int, bytes]:
+    """sha256, size and first bytes (for magic numbers) of a member, read once."""
+    piece = files.open_slice(name, what)
+    try:
+        digest = hashlib.sha256()
+        head = b""
+        position, remaining = piece.offset, piece.size
+        while remaining:
+            data = os.pread(piece.fd, min(remaining, _CHUNK), position)
+            if not data:
+                raise InvalidInputError(f"{what}: {piece.label} is truncated")
+            if not head:
+                head = data[:16]
+            digest.update(data)
+            position += len(data)
+            remaining -= len(data)
+        return "sha256:" + digest.hexdigest(), piece.size, head
+    finally:
+        if piece.owned:
+            os.close(piece.fd)
