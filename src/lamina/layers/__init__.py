@@ -38,6 +38,10 @@ devices. Hostile input raises ``InvalidInputError`` naming the entry; every path
 resolved inside ``target`` as if it were ``/``, so nothing outside it is touched.
 ``Limits`` bounds entries, bytes, names, PAX headers and symlink hops.
 
+``scan_layer(stream, limits=Limits()) -> ApplyStats`` reads a layer through and checks
+every entry's name as ``apply_layer`` would, writing nothing (``load`` uses it, so a layer
+that could never be unpacked is never stored as part of an image).
+
 ``TarReader(stream, limits)`` / ``read_entries`` iterate a tar stream with bounded
 header parsing (for ADD of local archives, or inspection); each entry's content is a
 reader that stops at the entry's end.
@@ -47,7 +51,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from lamina.layers._apply import ApplyStats, apply_layer
+from lamina.layers._apply import ApplyStats, apply_layer, scan_layer
 from lamina.layers._changes import (
     Change,
     ChangeKind,
@@ -117,6 +121,7 @@ __all__ = [
     "diff_trees",
     "open_layer_reader",
     "read_entries",
+    "scan_layer",
     "sort_changes",
     "write_layer",
     "write_layer_blob",

@@ -56,6 +56,37 @@ def apply_layer(
     return ApplyStats(reader.diff_id, reader.size, reader.entry_count)
 
 
+def scan_layer(stream: ByteStream, *, limits: Limits = DEFAULT_LIMITS) -> ApplyStats:
+    """Read a whole layer and check each entry's name as ``apply_layer`` would, writing
+    nothing: a layer that would be refused on unpack is refused when it is loaded.
+
+    Returns the diff_id and size it hashed, for the caller to compare.
+    """
+    reader = TarReader(stream, limits)
+    for entry, _content in reader.entries():
+        parts, _marker, _victim = _entry_parts(entry)
+        if entry.type is EntryType.HARDLINK:
+            target = split_entry_path(entry.linkname)
+            if not target:
+                raise InvalidInputError(f"tar entry {entry.name!r}: hardlink to the layer root")
+        elif not parts and entry.type is not EntryType.DIR:
+            raise InvalidInputError(f"tar entry {entry.name!r} would replace the target root")
+    return ApplyStats(reader.diff_id, reader.size, reader.entry_count)
+
+
+def _entry_parts(entry: TarEntry) -> tuple[list[str], _whiteout.Marker, str]:
+    """The entry's path components and what its last one marks, after the checks every
+    use of a name needs (no `..`, no malformed whiteout)."""
+    parts = split_entry_path(entry.name)
+    if not parts:
+        return parts, _whiteout.Marker.NONE, ""
+    try:
+        marker, victim = _whiteout.classify(parts[-1])
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"tar entry {entry.name!r}: {exc.message}") from exc
+    return parts, marker, victim
+
+
 class _Applier:
     def __init__(self, target: str, overlay: bool, limits: Limits) -> None:
         self.root = ScopedRoot(target, limits.max_symlink_hops)
@@ -67,15 +98,11 @@ class _Applier:
         self.root.close()
 
     def apply(self, entry: TarEntry, content: EntryReader) -> None:
-        parts = split_entry_path(entry.name)
+        parts, marker, victim = _entry_parts(entry)
         if not parts:
             if entry.type is EntryType.DIR:
                 return  # the target root's own metadata belongs to whoever made it
             raise InvalidInputError(f"tar entry {entry.name!r} would replace the target root")
-        try:
-            marker, victim = _whiteout.classify(parts[-1])
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"tar entry {entry.name!r}: {exc.message}") from exc
         try:
             if marker is _whiteout.Marker.WHITEOUT:
                 self._whiteout(entry, [*parts[:-1], victim])

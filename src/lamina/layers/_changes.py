@@ -123,13 +123,20 @@ def _same_content(a: str, b: str) -> bool:
                 return True
 
 
+def _same_time(a_ns: int, b_ns: int) -> bool:
+    # A tree unpacked from a tar has whole-second mtimes: equal seconds with no
+    # sub-second part on one side is the same time (Docker's sameFsTime does the same).
+    if a_ns == b_ns:
+        return True
+    a_sec, a_frac = divmod(a_ns, 1_000_000_000)
+    b_sec, b_frac = divmod(b_ns, 1_000_000_000)
+    return a_sec == b_sec and (a_frac == 0 or b_frac == 0)
+
+
 def _same(a: os.DirEntry[str], sa: os.stat_result, b: os.DirEntry[str], sb: os.stat_result) -> bool:
-    if (sa.st_mode, sa.st_uid, sa.st_gid, sa.st_mtime_ns) != (
-        sb.st_mode,
-        sb.st_uid,
-        sb.st_gid,
-        sb.st_mtime_ns,
-    ):
+    if (sa.st_mode, sa.st_uid, sa.st_gid) != (sb.st_mode, sb.st_uid, sb.st_gid):
+        return False
+    if not _same_time(sa.st_mtime_ns, sb.st_mtime_ns):
         return False
     fmt = stat.S_IFMT(sb.st_mode)
     if fmt != stat.S_IFDIR and sa.st_size != sb.st_size:

@@ -280,3 +280,17 @@ def test_sockets_are_skipped(tmp_path: Path) -> None:
         assert changes_from_dir(root) == []
     finally:
         sock.close()
+
+
+def test_diff_trees_takes_whole_second_mtimes_from_a_tar_as_unchanged(tmp_path: Path) -> None:
+    from lamina.layers import diff_trees
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root, ns in ((a, 1_700_000_000_000_000_000), (b, 1_700_000_000_123_456_789)):
+        root.mkdir()
+        (root / "f").write_text("same")
+        os.utime(root / "f", ns=(ns, ns))
+        os.utime(root, ns=(ns, ns))
+    assert diff_trees(a, b) == []
+    os.utime(b / "f", ns=(1_700_000_001_000_000_000,) * 2)
+    assert [c.path for c in diff_trees(a, b)] == ["f"]
