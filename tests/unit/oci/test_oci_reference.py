@@ -56,7 +56,7 @@ def test_normalises_as_docker_does(text: str, full: str, familiar: str) -> None:
     ],
 )
 def test_refuses_what_docker_refuses(text: str) -> None:
-    with pytest.raises(InvalidInputError, match="invalid reference format|sha256 digest"):
+    with pytest.raises(InvalidInputError, match=r"invalid reference format|sha256 digest"):
         parse_reference(text)
 
 

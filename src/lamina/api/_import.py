@@ -1,0 +1,117 @@
+"""`lamina import`: a root filesystem (a directory or a tarball) becomes a layer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from lamina.errors import InvalidInputError
+from lamina.layers import (
+    Change,
+    Compression,
+    Limits,
+    TarReader,
+    changes_from_dir,
+    open_layer_reader,
+    write_layer_blob,
+)
+from lamina.oci import History, ImageConfig, media_types
+from lamina.store import LayerRecord, Lease, Store
+
+_TAR_MEDIA_TYPES = {
+    "gzip": media_types.OCI_LAYER_GZIP,
+    "zstd": media_types.OCI_LAYER_ZSTD,
+    "none": media_types.OCI_LAYER,
+}
+
+
+def now_rfc3339() -> str:
+    """The config `created` time: SOURCE_DATE_EPOCH when set, so builds reproduce."""
+    epoch = source_date_epoch()
+    moment = datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def source_date_epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise InvalidInputError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds")
+    return int(value)
+
+
+def layer_from_changes(store: Store, lease: Lease, changes: list[Change]) -> LayerRecord:
+    """Write `changes` as a gzip layer blob into the store, held by `lease`."""
+    with store.content.writer(lease=lease) as writer:
+        info = write_layer_blob(
+            changes, cast(BinaryIO, writer), Compression.GZIP, source_date_epoch=source_date_epoch()
+        )
+        writer.commit()
+    return LayerRecord(
+        info.digest, info.diff_id, info.media_type, info.size, info.uncompressed_size
+    )
+
+
+def layer_from_tarball(store: Store, lease: Lease, path: Path) -> LayerRecord:
+    """Store a tarball (plain, gzip or zstd) as a layer, as it is.
+
+    Every header is read through the bounded reader first, and the diff_id is the
+    hash of what it decompresses to: a file that is not a well-formed tar never
+    becomes a layer.
+    """
+    with open(path, "rb") as raw:
+        tar = open_layer_reader(raw)
+        reader = TarReader(tar, Limits())
+        for _entry, _content in reader.entries():
+            pass
+        compression = tar.compression.value
+    media_type = _TAR_MEDIA_TYPES.get(compression)
+    if media_type is None:
+        raise InvalidInputError(
+            f"{path}: a {compression} tarball cannot be a layer",
+            hint="use a plain, gzip or zstd tarball",
+        )
+    with open(path, "rb") as raw, store.content.writer(lease=lease) as writer:
+        while chunk := raw.read(1 << 20):
+            writer.write(chunk)
+        blob = writer.commit()
+    return LayerRecord(blob.digest, reader.diff_id, media_type, blob.size, reader.size)
+
+
+def import_rootfs(
+    store: Store,
+    source: Path,
+    *,
+    base_config: ImageConfig | None,
+    base_layers: Sequence[LayerRecord],
+    changes_for: Callable[[Path], list[Change]] | None,
+    message: str,
+    instructions: Sequence[str],
+    apply_changes: Callable[[ImageConfig, Sequence[str]], ImageConfig],
+    tags: Sequence[str],
+) -> str:
+    """Make an image of `source` stacked on a base (or none); returns the image ID."""
+    with store.lease() as lease:
+        for layer in base_layers:
+            lease.add_blob(layer.digest)
+        if source.is_dir():
+            changes = changes_for(source) if changes_for else changes_from_dir(source)
+            layer = layer_from_changes(store, lease, changes)
+        else:
+            layer = layer_from_tarball(store, lease, source)
+        config = base_config or ImageConfig.new(created=now_rfc3339())
+        created = now_rfc3339()
+        config = config.with_fields(created=created)
+        config = config.with_layer(
+            layer.diff_id,
+            History(created=created, created_by=f"lamina import {source.name}", comment=message),
+        )
+        config = apply_changes(config, instructions)
+        from lamina.store._commit import write_image
+
+        image = write_image(store, config, [*base_layers, layer], lease=lease, tags=tags)
+    return image.id

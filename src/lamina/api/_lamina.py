@@ -1,0 +1,285 @@
+"""`Lamina`: one store root and everything a user can do with it, as Python calls.
+
+The CLI is a thin shell over this class, and tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lamina.api._changes import apply_changes
+from lamina.api._history import HistoryRow, history_rows
+from lamina.api._import import import_rootfs
+from lamina.api._mount import mount_image, unmount_image
+from lamina.api._transfer import DEFAULT_MAX_LAYER_BYTES, LoadResult, load_archive, save_images
+from lamina.errors import ConflictError, InvalidInputError, NotFoundError
+from lamina.layers import diff_trees
+from lamina.oci import ImageConfig, Reference, parse_reference
+from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store, open_store
+
+_MAX_CONFIG = 8 * 1024 * 1024
+
+
+def default_root() -> Path:
+    """`$LAMINA_ROOT`, else /var/lib/lamina for root, else $XDG_DATA_HOME/lamina."""
+    if env := os.environ.get("LAMINA_ROOT"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/lamina")
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "lamina"
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """A line of `lamina images`: familiar (repository, tag) pairs, ID, config time, size."""
+
+    id: str
+    digest: str
+    repo_tags: tuple[tuple[str, str], ...]
+    created: str
+    content_size: int
+
+
+def familiar(name: str) -> tuple[str, str]:
+    """A stored full tag name as Docker shows it: (repository, tag)."""
+    ref = parse_reference(name)
+    return ref.familiar_name(), ref.tag or "<none>"
+
+
+def normalize_tag(text: str) -> str:
+    """A user's image name as the store keeps it: `busybox` → `docker.io/library/busybox:latest`."""
+    ref = parse_reference(text)
+    if ref.digest:
+        raise InvalidInputError(f"{text!r}: a tag cannot contain a digest")
+    return str(ref)
+
+
+class Lamina:
+    """The store at `root` and the commands that work on it."""
+
+    def __init__(
+        self, root: Path | None = None, *, max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES
+    ) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.store: Store = open_store(self.root)
+        # Bounds what one layer may decompress to: a gzip bomb stops here.
+        self.max_layer_bytes = max_layer_bytes
+
+    # -- finding images -------------------------------------------------------------
+
+    def resolve(self, ref: str) -> ImageRecord:
+        """An image by name (`busybox`, `a/b:t`, `name@digest`), by digest or by ID prefix."""
+        try:
+            normal = str(parse_reference(ref))
+        except InvalidInputError:
+            normal = None
+        if normal is not None and "@" not in normal:
+            try:
+                return self.store.resolve(normal)
+            except NotFoundError:
+                pass
+        try:
+            return self.store.resolve(ref)
+        except NotFoundError:
+            raise NotFoundError(
+                f"no such image: {ref}", hint="`lamina images` lists names and IDs"
+            ) from None
+
+    def config(self, image: ImageRecord) -> ImageConfig:
+        """The image's config, read from the store and verified."""
+        data = self.store.content.read_bytes(image.config_digest, _MAX_CONFIG)
+        return ImageConfig.from_bytes(data, f"config {image.config_digest}")
+
+    @staticmethod
+    def layer_sizes(image: ImageRecord) -> list[int]:
+        """Uncompressed bytes per layer, as Docker counts image size (stored size if unknown)."""
+        return [
+            layer.uncompressed_size if layer.uncompressed_size is not None else layer.size
+            for layer in image.layers
+        ]
+
+    # -- read-only views ------------------------------------------------------------
+
+    def images(self) -> list[ImageSummary]:
+        """Every image, newest config first."""
+        out = []
+        for image in self.store.list_images():
+            out.append(
+                ImageSummary(
+                    id=image.id,
+                    digest=image.digest,
+                    repo_tags=tuple(sorted(familiar(t) for t in image.tags)),
+                    created=self.config(image).created,
+                    content_size=sum(self.layer_sizes(image)),
+                )
+            )
+        out.sort(key=lambda s: (s.created, s.id), reverse=True)
+        return out
+
+    def history(self, ref: str) -> list[HistoryRow]:
+        image = self.resolve(ref)
+        return history_rows(image.id, self.config(image), self.layer_sizes(image))
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """What `docker image inspect` shows, from the store's records and the config."""
+        image = self.resolve(ref)
+        config = self.config(image)
+        doc = config.to_json()
+        repo_tags = [":".join(familiar(t)) for t in sorted(image.tags)]
+        return {
+            "Id": image.id,
+            "RepoTags": repo_tags,
+            "RepoDigests": [],
+            "Created": config.created,
+            "Author": doc.get("author", ""),
+            "Config": config.container_config,
+            "Architecture": config.architecture,
+            "Os": config.os,
+            "Size": sum(self.layer_sizes(image)),
+            "RootFS": {"Type": "layers", "Layers": list(config.diff_ids)},
+            "Descriptor": {
+                "mediaType": image.media_type,
+                "digest": image.digest,
+                "size": image.manifest_size,
+            },
+            "Layers": [
+                {
+                    "Digest": layer.digest,
+                    "DiffID": layer.diff_id,
+                    "MediaType": layer.media_type,
+                    "Size": layer.size,
+                }
+                for layer in image.layers
+            ],
+        }
+
+    def df(self) -> DiskUsage:
+        return self.store.disk_usage()
+
+    # -- moving images in and out ----------------------------------------------------
+
+    def load(self, path: Path) -> list[LoadResult]:
+        """Load a docker-archive or OCI layout (dir or tar); see `load_archive`."""
+        return load_archive(self.store, Path(path), self.max_layer_bytes)
+
+    def save(self, refs: Sequence[str], output: Path | None, fmt: str = "docker-archive") -> None:
+        """Save images; each under the name it was asked by (by ID: no name), as Docker does."""
+        chosen: list[tuple[ImageRecord, tuple[Reference, ...]]] = []
+        for ref in refs:
+            image = self.resolve(ref)
+            name = self._tag_named(ref, image)
+            chosen.append((image, (parse_reference(name),) if name else ()))
+        save_images(self.store, chosen, output, fmt, sys.stdout.buffer, self.max_layer_bytes)
+
+    def import_image(
+        self,
+        source: Path,
+        reference: str | None = None,
+        *,
+        base: str | None = None,
+        message: str = "",
+        changes: Sequence[str] = (),
+    ) -> str:
+        """Make an image of a rootfs directory or tarball; returns its ID.
+
+        With `base`, the new layer holds only the difference between the base image's
+        tree and `source` (whiteouts for what `source` lacks).
+        """
+        source = Path(source)
+        tags = [normalize_tag(reference)] if reference else []
+        if base is None:
+            return import_rootfs(
+                self.store,
+                source,
+                base_config=None,
+                base_layers=(),
+                changes_for=None,
+                message=message,
+                instructions=changes,
+                apply_changes=apply_changes,
+                tags=tags,
+            )
+        image = self.resolve(base)
+        if not source.is_dir():
+            raise InvalidInputError(f"--base needs a directory to compare, and {source} is not one")
+        mount_dir = self.root / "tmp" / f"import-{os.getpid()}"
+        self.mount(image.id, mount_dir)
+        try:
+            return import_rootfs(
+                self.store,
+                source,
+                base_config=self.config(image),
+                base_layers=image.layers,
+                changes_for=lambda tree: diff_trees(mount_dir, tree),
+                message=message,
+                instructions=changes,
+                apply_changes=apply_changes,
+                tags=tags,
+            )
+        finally:
+            self.umount(mount_dir)
+            mount_dir.rmdir()
+
+    def mount(self, ref: str, target: Path) -> None:
+        """Mount the image read-only at `target` until `umount`."""
+        mount_image(self.store, self.resolve(ref), Path(target))
+
+    def umount(self, target: Path) -> None:
+        unmount_image(self.store, Path(target))
+
+    # -- names ----------------------------------------------------------------------
+
+    def tag(self, source: str, target: str) -> None:
+        image = self.resolve(source)
+        self.store.tag(normalize_tag(target), image.digest)
+
+    def rmi(self, refs: list[str], *, force: bool = False) -> list[str]:
+        """Docker's rules: a name untags; the last name, or an ID, deletes the image.
+
+        An ID that several names point at needs `force`; an image a container uses
+        is never removed. Returns Docker's `Untagged:` / `Deleted:` lines.
+        """
+        lines: list[str] = []
+        for ref in refs:
+            image = self.resolve(ref)
+            by_name = self._tag_named(ref, image)
+            if by_name is not None:
+                self.store.untag(by_name)
+                lines.append(f"Untagged: {':'.join(familiar(by_name))}")
+                if len(image.tags) > 1:
+                    continue
+            elif len(image.tags) > 1 and not force:
+                raise ConflictError(
+                    f"unable to delete {ref} (must be forced): "
+                    f"image is referenced in {len(image.tags)} names",
+                    hint="remove the names one by one, or use -f",
+                )
+            else:
+                for name in image.tags:
+                    self.store.untag(name)
+                    lines.append(f"Untagged: {':'.join(familiar(name))}")
+            self.store.remove_image(image.digest, force=True)
+            lines.append(f"Deleted: {image.id}")
+        return lines
+
+    @staticmethod
+    def _tag_named(ref: str, image: ImageRecord) -> str | None:
+        try:
+            normal = str(parse_reference(ref))
+        except InvalidInputError:
+            return None
+        return normal if normal in image.tags else None
+
+    # -- upkeep ---------------------------------------------------------------------
+
+    def prune(self) -> PruneReport:
+        return self.store.prune()
+
+    def fsck(self) -> FsckReport:
+        return self.store.fsck()

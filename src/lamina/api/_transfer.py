@@ -1,0 +1,173 @@
+"""`load` and `save`: archives in and out of the store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from lamina.errors import DigestMismatchError, InvalidInputError
+from lamina.layers import Limits, open_layer_reader, scan_layer
+from lamina.oci import Descriptor, Manifest, Reference, media_types
+from lamina.store import ImageRecord, LayerRecord, Lease, Store
+from lamina.transport import (
+    ArchiveImage,
+    ArchiveReader,
+    SaveImage,
+    atomic_output,
+    open_archive,
+    write_docker_archive,
+    write_oci_archive,
+    write_oci_layout_dir,
+)
+
+_CHUNK = 1 << 20
+DEFAULT_MAX_LAYER_BYTES = 64 << 30
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One image loaded: its names, its ID, and how many layer blobs were new."""
+
+    names: tuple[str, ...]
+    image_id: str
+    digest: str
+    layers_written: int
+    layers_present: int
+
+
+def _copy_layer(archive: ArchiveReader, layer: Descriptor, store: Store, lease: Lease) -> None:
+    with (
+        archive.open_blob(layer) as source,
+        store.content.writer(layer.digest, layer.size, lease=lease) as writer,
+    ):
+        while chunk := source.read(_CHUNK):
+            writer.write(chunk)
+        writer.commit()
+
+
+def _uncompressed(store: Store, layer: Descriptor, max_bytes: int) -> tuple[str, int]:
+    """diff_id and size of a stored layer, read through as the applier would read it.
+
+    Every entry is checked (names, whiteouts, bounds), so a layer that could never be
+    unpacked is refused before any image points at it.
+    """
+    with store.content.open(layer.digest) as blob:
+        tar = open_layer_reader(blob, max_bytes)
+        stats = scan_layer(tar, limits=Limits(max_total_bytes=max_bytes))
+        while tar.read(_CHUNK):
+            pass
+    return stats.diff_id, stats.size
+
+
+def _layer_records(
+    store: Store, image: ArchiveImage, archive: ArchiveReader, lease: Lease, max_bytes: int
+) -> tuple[list[LayerRecord], int]:
+    records: list[LayerRecord] = []
+    written = 0
+    for position, (layer, diff_id) in enumerate(
+        zip(image.manifest.layers, image.diff_ids, strict=True)
+    ):
+        if layer.media_type not in media_types.LAYER_TYPES:
+            raise InvalidInputError(
+                f"layer {position} ({layer.digest}): media type {layer.media_type!r} is not a layer"
+            )
+        lease.add_blob(layer.digest)
+        if not store.content.has(layer.digest):
+            _copy_layer(archive, layer, store, lease)
+            written += 1
+        actual, size = _uncompressed(store, layer, max_bytes)
+        if actual != diff_id:
+            raise DigestMismatchError(
+                f"layer {position} ({layer.digest}): diff_id in the config", diff_id, actual
+            )
+        records.append(LayerRecord(layer.digest, diff_id, layer.media_type, layer.size, size))
+    return records, written
+
+
+def load_archive(store: Store, path: Path, max_layer_bytes: int) -> list[LoadResult]:
+    """Load every image of an archive; all their blobs go in before any image is listed.
+
+    Blobs the store has are not written again. Any bad blob, digest or diff_id
+    stops the load before an image is recorded, so none is ever half there.
+    """
+    results: list[LoadResult] = []
+    with open_archive(path) as archive, store.lease() as lease:
+        pending = []
+        for image in archive.images():
+            layers, written = _layer_records(store, image, archive, lease, max_layer_bytes)
+            store.content.put_bytes(image.config_bytes, image.config_digest, lease=lease)
+            store.content.put_bytes(image.manifest_bytes, image.manifest_digest, lease=lease)
+            pending.append((image, layers, written))
+        for image, layers, written in pending:
+            names = tuple(str(name) for name in image.names)
+            record = store.add_image(
+                image.manifest_digest,
+                image.config_digest,
+                layers,
+                media_type=image.manifest.media_type,
+                tags=names,
+            )
+            results.append(
+                LoadResult(
+                    tuple(n.familiar() for n in image.names),
+                    record.id,
+                    record.digest,
+                    written,
+                    len(layers) - written,
+                )
+            )
+    return results
+
+
+class _StoreBlobs:
+    """The store as the transport's BlobProvider."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        return self._store.content.open(digest)
+
+    def blob_size(self, digest: str) -> int:
+        return self._store.content.size(digest)
+
+
+def save_images(
+    store: Store,
+    images: Sequence[tuple[ImageRecord, tuple[Reference, ...]]],
+    output: Path | None,
+    fmt: str,
+    stdout: BinaryIO,
+    max_layer_bytes: int,
+) -> None:
+    """Write `images` (each with the names to save it under) as a docker-archive or OCI layout."""
+    to_save = []
+    for image, names in images:
+        manifest_bytes = store.content.read_bytes(image.digest, 8 << 20)
+        manifest = Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
+        config_bytes = store.content.read_bytes(image.config_digest, 8 << 20)
+        sizes = []
+        diff_ids = []
+        for layer, record in zip(manifest.layers, image.layers, strict=True):
+            size = record.uncompressed_size
+            if size is None:
+                _, size = _uncompressed(store, layer, max_layer_bytes)
+            sizes.append(size)
+            diff_ids.append(record.diff_id)
+        to_save.append(
+            SaveImage(names, manifest_bytes, manifest, config_bytes, tuple(diff_ids), tuple(sizes))
+        )
+    blobs = _StoreBlobs(store)
+    if fmt == "oci-dir":
+        if output is None:
+            raise InvalidInputError("--format oci-dir needs an output directory")
+        write_oci_layout_dir(output, to_save, blobs)
+        return
+    writer = write_docker_archive if fmt == "docker-archive" else write_oci_archive
+    if output is None:
+        writer(stdout, to_save, blobs)
+        return
+    with atomic_output(output) as out:
+        writer(out, to_save, blobs)

@@ -1,0 +1,76 @@
+"""How Docker's CLI shows sizes, ages and IDs, as pure functions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
+
+
+def human_size(size: float) -> str:
+    """Decimal units with three significant digits, as `docker images` shows sizes."""
+    unit = 0
+    while size >= 1000 and unit < len(_UNITS) - 1:
+        size /= 1000
+        unit += 1
+    return f"{size:.3g}{_UNITS[unit]}"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's rough durations: 'About a minute', '3 weeks'."""
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 2:
+        return "1 second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    minutes = seconds / 60
+    if minutes < 2:
+        return "About a minute"
+    if minutes < 60:
+        return f"{int(minutes)} minutes"
+    hours = minutes / 60
+    if hours < 2:
+        return "About an hour"
+    if hours < 48:
+        return f"{int(hours)} hours"
+    days = hours / 24
+    if days < 14:
+        return f"{int(days)} days"
+    if days < 90:
+        return f"{int(days / 7)} weeks"
+    if days < 730:
+        return f"{int(days / 30)} months"
+    return f"{int(days / 365)} years"
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """An RFC 3339 time from a config, or None when absent or unreadable."""
+    if not text:
+        return None
+    cleaned = text.replace("Z", "+00:00")
+    # Go writes nanoseconds; Python reads at most microseconds.
+    if "." in cleaned:
+        head, _, tail = cleaned.partition(".")
+        digits = "".join(c for c in tail if c.isdigit())
+        zone = tail[len(digits) :]
+        cleaned = f"{head}.{digits[:6]}{zone}"
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def created_since(text: str, now: datetime | None = None) -> str:
+    """'2 weeks ago' for a config time; 'N/A' when it has none."""
+    moment = parse_timestamp(text)
+    if moment is None:
+        return "N/A"
+    now = now or datetime.now(UTC)
+    return human_duration(max(0.0, (now - moment).total_seconds())) + " ago"
+
+
+def truncate(text: str, width: int) -> str:
+    """Docker's ellipsis for long cells."""
+    return text if len(text) <= width else text[: width - 1] + "…"
