@@ -30,7 +30,7 @@ def mount_image(store: Store, image: ImageRecord, target: Path) -> None:
         lowers = ensure_snapshots(store, image.layers, lease)
         store.add_container(name, name, image.digest, {"kind": "mount", "target": str(target)})
     try:
-        mount(overlay_mount(list(reversed(lowers))), target)
+        mount(overlay_mount(list(reversed(lowers))), target, scratch=store.root / "tmp")
     except BaseException:
         store.remove_container(name)
         raise

@@ -110,13 +110,19 @@ def _compact(m: Mount, linkdir: Path) -> Mount:
     return Mount(m.type, m.source, options, m.target)
 
 
-def mount(m: Mount, target: Path) -> None:
-    """Perform `m` on `target` (an existing directory). Raises ToolError when mount(8) fails."""
+def mount(m: Mount, target: Path, *, scratch: Path | None = None) -> None:
+    """Perform `m` on `target` (an existing directory). Raises ToolError when mount(8) fails.
+
+    A deep overlay needs a short-lived directory of short symlink names: it is made in
+    `scratch` (the store's own, so nothing is written elsewhere), else beside `target`.
+    """
     data = ",".join(m.options)
     linkdir: Path | None = None
     try:
         if m.type == "overlay" and len(data) > _MAX_DATA:
-            linkdir = Path(tempfile.mkdtemp(prefix=".lower-", dir=target.parent))
+            parent = scratch if scratch is not None else target.parent
+            parent.mkdir(parents=True, exist_ok=True)
+            linkdir = Path(tempfile.mkdtemp(prefix=".lower-", dir=parent))
             m = _compact(m, linkdir)
             data = ",".join(m.options)
         if m.type == "bind" or "bind" in m.options or "rbind" in m.options:
@@ -159,9 +165,9 @@ def unmount(target: Path) -> None:
 
 
 @contextmanager
-def mounted(m: Mount, target: Path) -> Iterator[Path]:
+def mounted(m: Mount, target: Path, *, scratch: Path | None = None) -> Iterator[Path]:
     """Mount `m` on `target` for the duration of the block; always unmount afterwards."""
-    mount(m, target)
+    mount(m, target, scratch=scratch)
     try:
         yield target
     finally:

@@ -166,3 +166,29 @@ def test_lamina_loads_what_buildah_pushes(lamina: Lamina, tmp_path: Path, transp
     finally:
         _buildah(storage, "umount", check)
         _buildah(storage, "rm", "--all")
+
+
+def test_deep_image_mounts_without_writing_beside_the_target(
+    lamina: Lamina, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    previous = None
+    for n in range(130):
+        (tree / f"f{n}").write_text(str(n))
+        previous = lamina.import_image(tree, f"deep/img:{n}", base=previous)
+    assert len(lamina.resolve("deep/img:129").layers) == 130
+    where = tmp_path / "outside" / "mnt"
+    where.mkdir(parents=True)
+    # Immutable: even root cannot create an entry beside the mount point.
+    _run("chattr", "+i", where.parent)
+    try:
+        lamina.mount("deep/img:129", where)
+        try:
+            assert (where / "f0").read_text() == "0"
+            assert (where / "f129").read_text() == "129"
+        finally:
+            lamina.umount(where)
+    finally:
+        _run("chattr", "-i", where.parent)
+    assert os.listdir(where.parent) == ["mnt"]
