@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
-from lamina.errors import DigestMismatchError, InvalidInputError
+from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
 from lamina.layers import Limits, open_layer_reader, scan_layer
 from lamina.oci import Descriptor, Manifest, Reference, media_types
-from lamina.store import ImageRecord, LayerRecord, Lease, Store
+from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer
 from lamina.transport import (
     ArchiveImage,
     ArchiveReader,
@@ -37,28 +38,65 @@ class LoadResult:
     layers_present: int
 
 
-def _copy_layer(archive: ArchiveReader, layer: Descriptor, store: Store, lease: Lease) -> None:
+class _Tee(io.RawIOBase):
+    """Reads from `source` and writes every byte read to `sink` on the way."""
+
+    def __init__(self, source: BinaryIO, sink: Writer) -> None:
+        self._source = source
+        self._sink = sink
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        if data:
+            self._sink.write(data)
+        return len(data)
+
+
+def _scan(stream: BinaryIO, max_bytes: int) -> tuple[str, int]:
+    """diff_id and size of a layer blob stream, read through as the applier would read it.
+
+    Every entry is checked (names, whiteouts, bounds), so a layer that could never be
+    unpacked is refused before any image points at it. Reads `stream` to its end.
+    """
+    tar = open_layer_reader(stream, max_bytes)
+    stats = scan_layer(tar, limits=Limits(max_total_bytes=max_bytes))
+    while tar.read(_CHUNK):
+        pass
+    return stats.diff_id, stats.size
+
+
+def _uncompressed(store: Store, layer: Descriptor, max_bytes: int) -> tuple[str, int]:
+    """diff_id and size of a stored layer (see `_scan`)."""
+    with store.content.open(layer.digest) as blob:
+        return _scan(blob, max_bytes)
+
+
+def _ingest_layer(
+    archive: ArchiveReader, layer: Descriptor, store: Store, lease: Lease, max_bytes: int
+) -> tuple[str, int]:
+    """Copy a layer blob into the store, checking it in the same pass; nothing is kept
+    unless the digest and every entry check out."""
     with (
         archive.open_blob(layer) as source,
         store.content.writer(layer.digest, layer.size, lease=lease) as writer,
     ):
-        while chunk := source.read(_CHUNK):
-            writer.write(chunk)
-        writer.commit()
-
-
-def _uncompressed(store: Store, layer: Descriptor, max_bytes: int) -> tuple[str, int]:
-    """diff_id and size of a stored layer, read through as the applier would read it.
-
-    Every entry is checked (names, whiteouts, bounds), so a layer that could never be
-    unpacked is refused before any image points at it.
-    """
-    with store.content.open(layer.digest) as blob:
-        tar = open_layer_reader(blob, max_bytes)
-        stats = scan_layer(tar, limits=Limits(max_total_bytes=max_bytes))
-        while tar.read(_CHUNK):
+        tee = _Tee(source, writer)
+        diff_id, size = _scan(cast(BinaryIO, tee), max_bytes)
+        while tee.read(_CHUNK):
             pass
-    return stats.diff_id, stats.size
+        writer.commit()
+    return diff_id, size
+
+
+def _known(store: Store, layer: Descriptor) -> LayerRecord | None:
+    try:
+        return store.layer(layer.digest)
+    except NotFoundError:
+        return None
 
 
 def _layer_records(
@@ -74,10 +112,15 @@ def _layer_records(
                 f"layer {position} ({layer.digest}): media type {layer.media_type!r} is not a layer"
             )
         lease.add_blob(layer.digest)
-        if not store.content.has(layer.digest):
-            _copy_layer(archive, layer, store, lease)
+        known = _known(store, layer) if store.content.has(layer.digest) else None
+        if known is not None and known.uncompressed_size is not None:
+            # Checked when it was first stored; the blob is verified on every read.
+            actual, size = known.diff_id, known.uncompressed_size
+        elif store.content.has(layer.digest):
+            actual, size = _uncompressed(store, layer, max_bytes)
+        else:
+            actual, size = _ingest_layer(archive, layer, store, lease, max_bytes)
             written += 1
-        actual, size = _uncompressed(store, layer, max_bytes)
         if actual != diff_id:
             raise DigestMismatchError(
                 f"layer {position} ({layer.digest}): diff_id in the config", diff_id, actual

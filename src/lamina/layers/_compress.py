@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, cast
 
 import zstandard
 
-from lamina.errors import InvalidInputError
+from lamina.errors import InvalidInputError, LaminaError
 
 _gzip_module: types.ModuleType
 _zlib_module: types.ModuleType
@@ -218,6 +218,8 @@ class LayerBlobReader(io.RawIOBase):
             raise InvalidInputError(
                 f"{self.compression.value} layer blob is truncated or corrupt: {exc}"
             ) from exc
+        except LaminaError:
+            raise  # the stream below already said what is wrong (a digest mismatch, say)
         except Exception as exc:  # isal raises its own error types for corrupt streams
             raise InvalidInputError(
                 f"{self.compression.value} layer blob is corrupt: {exc}"
