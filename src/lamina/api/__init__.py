@@ -10,7 +10,7 @@ The CLI is a presentation of these; tests use them directly.
 
 from lamina.api._history import HistoryRow
 from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, normalize_tag
-from lamina.api._transfer import LoadResult
+from lamina.api._transfer_types import LoadResult
 
 __all__ = [
     "HistoryRow",

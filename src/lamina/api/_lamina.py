@@ -12,13 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lamina.api._changes import apply_changes
 from lamina.api._history import HistoryRow, history_rows
-from lamina.api._import import import_rootfs
-from lamina.api._mount import mount_image, unmount_image
-from lamina.api._transfer import DEFAULT_MAX_LAYER_BYTES, LoadResult, load_archive, save_images
+from lamina.api._transfer_types import DEFAULT_MAX_LAYER_BYTES, LoadResult
 from lamina.errors import ConflictError, InvalidInputError, NotFoundError
-from lamina.layers import diff_trees
 from lamina.oci import ImageConfig, Reference, parse_reference
 from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store, open_store
 
@@ -166,10 +162,14 @@ class Lamina:
 
     def load(self, path: Path) -> list[LoadResult]:
         """Load a docker-archive or OCI layout (dir or tar); see `load_archive`."""
+        from lamina.api._transfer import load_archive
+
         return load_archive(self.store, Path(path), self.max_layer_bytes)
 
     def save(self, refs: Sequence[str], output: Path | None, fmt: str = "docker-archive") -> None:
         """Save images; each under the name it was asked by (by ID: no name), as Docker does."""
+        from lamina.api._transfer import save_images
+
         chosen: list[tuple[ImageRecord, tuple[Reference, ...]]] = []
         for ref in refs:
             image = self.resolve(ref)
@@ -191,6 +191,10 @@ class Lamina:
         With `base`, the new layer holds only the difference between the base image's
         tree and `source` (whiteouts for what `source` lacks).
         """
+        from lamina.api._changes import apply_changes
+        from lamina.api._import import import_rootfs
+        from lamina.layers import diff_trees
+
         source = Path(source)
         tags = [normalize_tag(reference)] if reference else []
         if base is None:
@@ -228,9 +232,13 @@ class Lamina:
 
     def mount(self, ref: str, target: Path) -> None:
         """Mount the image read-only at `target` until `umount`."""
+        from lamina.api._mount import mount_image
+
         mount_image(self.store, self.resolve(ref), Path(target))
 
     def umount(self, target: Path) -> None:
+        from lamina.api._mount import unmount_image
+
         unmount_image(self.store, Path(target))
 
     # -- names ----------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from lamina.api._transfer_types import LoadResult
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
 from lamina.layers import Limits, open_layer_reader, scan_layer
 from lamina.oci import Descriptor, Manifest, Reference, media_types
@@ -24,18 +24,6 @@ from lamina.transport import (
 )
 
 _CHUNK = 1 << 20
-DEFAULT_MAX_LAYER_BYTES = 64 << 30
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    """One image loaded: its names, its ID, and how many layer blobs were new."""
-
-    names: tuple[str, ...]
-    image_id: str
-    digest: str
-    layers_written: int
-    layers_present: int
 
 
 class _Tee(io.RawIOBase):

@@ -9,15 +9,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.text import Text
 
 from lamina.errors import LaminaError
 
 if TYPE_CHECKING:
     from lamina.api import Lamina
 
-_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def _print_error(message: str, hint: str | None) -> None:
+    # rich is imported only when there is something to render: start-up time is a
+    # cost every command pays, and a cached build is measured in tens of milliseconds.
+    from rich.console import Console
+    from rich.text import Text
+
+    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+    stderr.print(Text.assemble(("Error: ", "bold red"), message))
+    if hint:
+        stderr.print(Text.assemble(("hint: ", "dim"), hint))
 
 
 class _Context:
@@ -63,16 +71,14 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        _stderr.print("Aborted.")
+        print("Aborted.", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
     except LaminaError as exc:
         if debug:
             traceback.print_exc()
-        _stderr.print(Text.assemble(("Error: ", "bold red"), exc.message))
-        if exc.hint:
-            _stderr.print(Text.assemble(("hint: ", "dim"), exc.hint))
+        _print_error(exc.message, exc.hint)
         sys.exit(1)
     except BrokenPipeError:
         sys.exit(1)

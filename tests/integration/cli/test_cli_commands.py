@@ -1,0 +1,131 @@
+"""The `lamina` command as a user meets it: Docker's columns, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def lamina(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lamina", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def ok(root: Path, *args: str) -> str:
+    done = lamina(root, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    tree = tmp_path / "rootfs"
+    (tree / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", tree / "bin" / "busybox")
+    (tree / "bin" / "sh").symlink_to("busybox")
+    return tree
+
+
+def test_unknown_image_is_one_line_and_exit_1(root: Path) -> None:
+    done = lamina(root, "inspect", "nosuch")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == "Error: no such image: nosuch"
+    assert "Traceback" not in done.stderr
+
+
+def test_debug_shows_the_traceback(root: Path) -> None:
+    done = lamina(root, "--debug", "inspect", "nosuch")
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr
+
+
+def test_usage_errors_exit_2(root: Path) -> None:
+    assert lamina(root, "no-such-command").returncode == 2
+    assert lamina(root, "load").returncode == 2
+    assert lamina(root, "save", "--format", "zip", "x").returncode == 2
+
+
+def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -> None:
+    image_id = ok(root, "import", "-m", "the base", str(rootfs), "me/base:1").strip()
+    assert image_id.startswith("sha256:")
+    ok(root, "tag", "me/base:1", "other")
+    lines = ok(root, "images").splitlines()
+    assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    rows = sorted(line.split()[:3] for line in lines[1:])
+    assert rows == [["me/base", "1", image_id[7:19]], ["other", "latest", image_id[7:19]]]
+    assert ok(root, "images", "-q").split() == [image_id[7:19]]
+
+    history = ok(root, "history", "me/base:1").splitlines()
+    assert history[0].split()[:3] == ["IMAGE", "CREATED", "CREATED"]
+    assert history[1].startswith(image_id[7:19])
+    assert history[1].rstrip().endswith("the base")
+    rows = [
+        json.loads(line)
+        for line in ok(root, "history", "--format", "json", "me/base:1").splitlines()
+    ]
+    assert rows[0]["ID"] == image_id and rows[0]["Comment"] == "the base"
+
+    inspected = json.loads(ok(root, "inspect", "other"))
+    assert inspected[0]["Id"] == image_id
+    assert sorted(inspected[0]["RepoTags"]) == ["me/base:1", "other:latest"]
+
+    # By ID with two names: Docker refuses without -f.
+    done = lamina(root, "rmi", image_id[7:19])
+    assert done.returncode == 1 and "must be forced" in done.stderr
+    assert ok(root, "rmi", "other").splitlines() == ["Untagged: other:latest"]
+    assert ok(root, "rmi", "me/base:1").splitlines() == [
+        "Untagged: me/base:1",
+        f"Deleted: {image_id}",
+    ]
+    assert ok(root, "images").splitlines()[1:] == []
+    pruned = ok(root, "prune")
+    assert "Total reclaimed space" in pruned
+    assert os.listdir(root / "blobs" / "sha256") == []
+
+
+def test_df_verbose_counts_shared_layers(root: Path, rootfs: Path, tmp_path: Path) -> None:
+    ok(root, "import", str(rootfs), "me/base:1")
+    top = tmp_path / "top"
+    shutil.copytree(rootfs, top, symlinks=True)
+    (top / "hello").write_text("hi\n")
+    ok(root, "import", "--base", "me/base:1", str(top), "me/app:1")
+    out = ok(root, "df", "-v")
+    images = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("me/")}
+    assert set(images) == {"me/base", "me/app"}
+    layers = out.split("Layers space usage:")[1].splitlines()
+    rows = [line.split() for line in layers]
+    counts = sorted(r[-1] for r in rows if len(r) == 4 and re.fullmatch("[0-9a-f]{12}", r[0]))
+    assert counts == ["1", "2"]
+
+
+def test_fsck_finds_a_corrupt_blob_and_exits_1(root: Path, rootfs: Path) -> None:
+    ok(root, "import", str(rootfs), "me/base:1")
+    assert "ok" in ok(root, "fsck")
+    blobs = sorted((root / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
+    victim = blobs[-1]
+    os.chmod(victim, 0o644)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    done = lamina(root, "fsck")
+    assert done.returncode == 1
+    assert victim.name in done.stdout
