@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import outside_listing
+from api_helpers import outside_listing
 
 from lamina.api import Lamina
 from lamina.errors import DigestMismatchError, InvalidInputError, LaminaError, NotFoundError

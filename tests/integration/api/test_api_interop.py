@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import make_busybox_rootfs, tree_listing
+from api_helpers import make_busybox_rootfs, tree_listing
 
 from lamina.api import Lamina
 
