@@ -36,8 +36,11 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> float:
 
 def disk_usage(path: Path) -> int:
     """Bytes allocated under `path`, each inode once (hard links shared)."""
+    st = os.lstat(path)
+    if not os.path.isdir(path):
+        return st.st_blocks * 512
     seen: set[tuple[int, int]] = set()
-    total = 0
+    total = st.st_blocks * 512
     for top, dirs, files in os.walk(path):
         for name in dirs + files:
             st = os.lstat(os.path.join(top, name))
