@@ -9,7 +9,7 @@ from typing import Any, BinaryIO, cast
 
 from lamina.api._transfer_types import LoadResult
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
-from lamina.layers import Limits, open_layer_reader, scan_layer
+from lamina.layers import Compression, Limits, open_layer_reader, scan_layer
 from lamina.oci import Descriptor, Manifest, Reference, media_types
 from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer
 from lamina.transport import (
@@ -44,23 +44,30 @@ class _Tee(io.RawIOBase):
         return len(data)
 
 
-def _scan(stream: BinaryIO, max_bytes: int) -> tuple[str, int]:
+def _scan(stream: BinaryIO, max_bytes: int, diff_id: str | None = None) -> tuple[str, int]:
     """diff_id and size of a layer blob stream, read through as the applier would read it.
 
     Every entry is checked (names, whiteouts, bounds), so a layer that could never be
-    unpacked is refused before any image points at it. Reads `stream` to its end.
+    unpacked is refused before any image points at it. Reads `stream` to its end. A
+    known `diff_id` (an uncompressed blob, whose digest is checked elsewhere) is not
+    hashed again.
     """
     tar = open_layer_reader(stream, max_bytes)
-    stats = scan_layer(tar, limits=Limits(max_total_bytes=max_bytes))
+    plain = tar.compression is Compression.NONE and diff_id is not None
+    stats = scan_layer(tar, limits=Limits(max_total_bytes=max_bytes), digest=not plain)
     while tar.read(_CHUNK):
         pass
+    if plain and diff_id is not None:
+        return diff_id, stats.size
+    assert stats.diff_id is not None
     return stats.diff_id, stats.size
 
 
 def _uncompressed(store: Store, layer: Descriptor, max_bytes: int) -> tuple[str, int]:
     """diff_id and size of a stored layer (see `_scan`)."""
     with store.content.open(layer.digest) as blob:
-        return _scan(blob, max_bytes)
+        # The verifying reader checks the digest at EOF: a plain tar's diff_id is it.
+        return _scan(blob, max_bytes, layer.digest)
 
 
 def _ingest_layer(
@@ -72,8 +79,10 @@ def _ingest_layer(
         archive.open_blob(layer) as source,
         store.content.writer(layer.digest, layer.size, lease=lease) as writer,
     ):
-        tee = _Tee(source, writer)
-        diff_id, size = _scan(cast(BinaryIO, tee), max_bytes)
+        # Large reads below the tar reader: the archive's and the store's hashing
+        # run on 1 MiB chunks rather than on each entry's pieces.
+        tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
+        diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest)
         while tee.read(_CHUNK):
             pass
         writer.commit()

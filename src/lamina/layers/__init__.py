@@ -38,7 +38,7 @@ devices. Hostile input raises ``InvalidInputError`` naming the entry; every path
 resolved inside ``target`` as if it were ``/``, so nothing outside it is touched.
 ``Limits`` bounds entries, bytes, names, PAX headers and symlink hops.
 
-``scan_layer(stream, limits=Limits()) -> ApplyStats`` reads a layer through and checks
+``scan_layer(stream, limits=Limits(), digest=True) -> ScanStats`` reads a layer through and checks
 every entry's name as ``apply_layer`` would, writing nothing (``load`` uses it, so a layer
 that could never be unpacked is never stored as part of an image).
 
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from lamina.layers._apply import ApplyStats, apply_layer, scan_layer
+from lamina.layers._apply import ApplyStats, ScanStats, apply_layer, scan_layer
 from lamina.layers._changes import (
     Change,
     ChangeKind,
@@ -112,6 +112,7 @@ __all__ = [
     "LayerBlobReader",
     "LayerBlobWriter",
     "LayerStats",
+    "ScanStats",
     "Limits",
     "TarEntry",
     "TarReader",

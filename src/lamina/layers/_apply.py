@@ -56,13 +56,15 @@ def apply_layer(
     return ApplyStats(reader.diff_id, reader.size, reader.entry_count)
 
 
-def scan_layer(stream: ByteStream, *, limits: Limits = DEFAULT_LIMITS) -> ApplyStats:
+def scan_layer(
+    stream: ByteStream, *, limits: Limits = DEFAULT_LIMITS, digest: bool = True
+) -> ScanStats:
     """Read a whole layer and check each entry's name as ``apply_layer`` would, writing
     nothing: a layer that would be refused on unpack is refused when it is loaded.
 
-    Returns the diff_id and size it hashed, for the caller to compare.
+    Returns the diff_id it hashed (None with ``digest=False``) and the size.
     """
-    reader = TarReader(stream, limits)
+    reader = TarReader(stream, limits, digest=digest)
     for entry, _content in reader.entries():
         parts, _marker, _victim = _entry_parts(entry)
         if entry.type is EntryType.HARDLINK:
@@ -71,7 +73,16 @@ def scan_layer(stream: ByteStream, *, limits: Limits = DEFAULT_LIMITS) -> ApplyS
                 raise InvalidInputError(f"tar entry {entry.name!r}: hardlink to the layer root")
         elif not parts and entry.type is not EntryType.DIR:
             raise InvalidInputError(f"tar entry {entry.name!r} would replace the target root")
-    return ApplyStats(reader.diff_id, reader.size, reader.entry_count)
+    return ScanStats(reader.diff_id if digest else None, reader.size, reader.entry_count)
+
+
+@dataclass(frozen=True)
+class ScanStats:
+    """What a scan read: the diff_id (when hashed), the tar's size and its entry count."""
+
+    diff_id: str | None
+    size: int
+    entries: int
 
 
 def _entry_parts(entry: TarEntry) -> tuple[list[str], _whiteout.Marker, str]:

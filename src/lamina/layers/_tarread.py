@@ -132,10 +132,10 @@ def _checksum_ok(block: bytes) -> bool:
 class _Input:
     """The raw stream: counts, hashes and bounds every byte it reads."""
 
-    def __init__(self, stream: ByteStream, limits: Limits) -> None:
+    def __init__(self, stream: ByteStream, limits: Limits, digest: bool = True) -> None:
         self._stream = stream
         self._limits = limits
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.sha256() if digest else None
         self.count = 0
 
     def read(self, n: int, what: str) -> bytes:
@@ -156,7 +156,8 @@ class _Input:
             )
         data = self._stream.read(n)
         if data:
-            self.hash.update(data)
+            if self.hash is not None:
+                self.hash.update(data)
             self.count += len(data)
         return data
 
@@ -280,8 +281,12 @@ class TarReader:
     is left. Sparse files, multi-volume archives and unknown entry types are refused.
     """
 
-    def __init__(self, stream: ByteStream, limits: Limits = DEFAULT_LIMITS) -> None:
-        self._input = _Input(stream, limits)
+    def __init__(
+        self, stream: ByteStream, limits: Limits = DEFAULT_LIMITS, *, digest: bool = True
+    ) -> None:
+        # digest=False skips hashing when the caller already knows the diff_id (an
+        # uncompressed blob whose digest is checked as it is stored).
+        self._input = _Input(stream, limits, digest)
         self._limits = limits
         self.entry_count = 0
         self.finished = False
@@ -289,6 +294,8 @@ class TarReader:
     @property
     def diff_id(self) -> str:
         """``sha256:<hex>`` of every byte read so far (all of them once finished)."""
+        if self._input.hash is None:
+            raise InvalidInputError("this TarReader was made with digest=False")
         return "sha256:" + self._input.hash.hexdigest()
 
     @property
