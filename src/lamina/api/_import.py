@@ -19,7 +19,7 @@ from lamina.layers import (
     write_layer_blob,
 )
 from lamina.oci import History, ImageConfig, media_types
-from lamina.store import LayerRecord, Lease, Store
+from lamina.store import LayerRecord, Lease, Store, write_image
 
 _TAR_MEDIA_TYPES = {
     "gzip": media_types.OCI_LAYER_GZIP,
@@ -111,7 +111,5 @@ def import_rootfs(
             History(created=created, created_by=f"lamina import {source.name}", comment=message),
         )
         config = apply_changes(config, instructions)
-        from lamina.store._commit import write_image
-
         image = write_image(store, config, [*base_layers, layer], lease=lease, tags=tags)
     return image.id

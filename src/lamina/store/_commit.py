@@ -13,6 +13,13 @@ if TYPE_CHECKING:
     from lamina.store._store import Store
 
 
+# An OCI manifest names OCI layer types; Docker's equal ones are renamed, not converted.
+_OCI_LAYER_TYPE = {
+    media_types.DOCKER_LAYER_GZIP: media_types.OCI_LAYER_GZIP,
+    media_types.DOCKER_LAYER: media_types.OCI_LAYER,
+}
+
+
 def write_image(
     store: Store,
     config: ImageConfig,
@@ -31,7 +38,12 @@ def write_image(
     config_blob = store.content.put_bytes(config_bytes, lease=lease)
     manifest = Manifest(
         config=Descriptor(media_types.OCI_CONFIG, config_blob.digest, config_blob.size),
-        layers=tuple(Descriptor(layer.media_type, layer.digest, layer.size) for layer in layers),
+        layers=tuple(
+            Descriptor(
+                _OCI_LAYER_TYPE.get(layer.media_type, layer.media_type), layer.digest, layer.size
+            )
+            for layer in layers
+        ),
     )
     manifest_blob = store.content.put_bytes(manifest.to_bytes(), lease=lease)
     return store.add_image(

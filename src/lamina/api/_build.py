@@ -1,0 +1,130 @@
+"""`lamina build` as a Python call: the build package driven with this store's names."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from lamina.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from lamina.api._lamina import Lamina
+    from lamina.build import BuildResult, EventSink
+    from lamina.dockerfile import Diagnostic
+    from lamina.runtime import Network
+
+
+def parse_secret(spec: str) -> tuple[str, Path]:
+    """`id=NAME,src=PATH` (or `source=`, `type=file`) → (NAME, PATH)."""
+    fields: dict[str, str] = {}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise InvalidInputError(f"--secret {spec!r}: want id=NAME,src=PATH")
+        fields[key.strip()] = value.strip()
+    ident = fields.get("id")
+    src = fields.get("src") or fields.get("source")
+    if fields.get("type", "file") != "file" or not ident or not src:
+        raise InvalidInputError(f"--secret {spec!r}: want id=NAME,src=PATH")
+    path = Path(src)
+    if not path.is_file():
+        raise InvalidInputError(f"--secret {ident}: {src} is not a file")
+    return ident, path.resolve()
+
+
+def parse_build_args(items: Sequence[str]) -> dict[str, str]:
+    """`K=V` pairs; a bare `K` takes its value from the environment, as Docker does."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise InvalidInputError(f"--build-arg {item!r}: want NAME=VALUE")
+        if not sep:
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        out[key] = value
+    return out
+
+
+def _source_date_epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise InvalidInputError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds")
+    return int(value)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM unwinds the build (mounts, runc containers, scratch dirs) like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def build_image(
+    lamina: Lamina,
+    context: Path,
+    *,
+    dockerfile: Path | None = None,
+    tags: Sequence[str] = (),
+    build_args: Mapping[str, str] | None = None,
+    target: str | None = None,
+    no_cache: bool = False,
+    network: Network = "host",
+    secrets: Mapping[str, Path] | None = None,
+    explain: bool = False,
+    on_event: EventSink | None = None,
+) -> BuildResult:
+    """Build `context` (its Dockerfile, or `dockerfile`) and tag the image with `tags`."""
+    from lamina.api._lamina import normalize_tag
+    from lamina.build import BuildOptions, build
+
+    opts = BuildOptions(
+        context_dir=Path(context),
+        dockerfile=dockerfile,
+        tags=tuple(normalize_tag(t) for t in tags),
+        build_args=dict(build_args or {}),
+        target=target,
+        no_cache=no_cache,
+        network=network,
+        secrets=dict(secrets or {}),
+        source_date_epoch=_source_date_epoch(),
+        explain=explain,
+    )
+    with _sigterm_as_exit():
+        return build(lamina.store, opts, lamina.resolve, on_event)
+
+
+def check_dockerfile(
+    context: Path, dockerfile: Path | None = None, build_args: Mapping[str, str] | None = None
+) -> list[Diagnostic]:
+    """`lamina build --check`: the frontend's lint findings, nothing built."""
+    from lamina.build import BuildOptions
+    from lamina.dockerfile import check
+
+    path = BuildOptions(Path(context), dockerfile).dockerfile_path()
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise InvalidInputError(f"Dockerfile {path} does not exist") from None
+    return check(text, filename=path.name, build_args=dict(build_args or {}))

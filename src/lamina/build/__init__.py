@@ -1,0 +1,63 @@
+"""Build: run a Dockerfile's plan into an image — cache keys, context hashing, executor.
+
+    result = build(store, BuildOptions(context_dir, tags=("docker.io/library/app:latest",)),
+                   resolve=lambda ref: store.resolve(ref), on_event=print)
+    result.image.id        # sha256:… (the config digest, Docker's image ID)
+
+Each needed stage folds its instructions over an ImageState (config + layers + cache
+key). Metadata instructions change the config and add a history entry with
+``empty_layer``. RUN runs under runc over an overlay of the stage's snapshots plus a
+fresh upper dir, which becomes the layer and, renamed, its snapshot. COPY/ADD and a
+WORKDIR that must create its directory stage what they add in a directory that
+becomes the layer and snapshot the same way. Layer steps are keyed by
+``StepInputs.key()`` (parent key, expanded instruction, args, env, platform, and a
+checksum of COPY sources that ignores mtimes); a hit reuses the recorded layer.
+Context files are hashed through the store's stat cache (``digest_context_files``).
+
+Progress goes to ``on_event`` as BuildEvent values (kinds: step, cached, miss, output,
+done, warning, image). A failing RUN raises StepFailedError (a ToolError) naming the
+step, its Dockerfile line, the exit code and the last lines of output; no image is
+recorded, earlier steps stay cached, every mount is gone.
+
+This package does not know the API or the CLI: FROM and ``--from`` images are found
+through the ``resolve`` callable it is given.
+"""
+
+from lamina.build._builder import Builder, build
+from lamina.build._image import ImageState, commit_image, layer_from_dir
+from lamina.build._keys import StepInputs, explain_miss, instruction_text
+from lamina.build._meta import HISTORY_COMMENT, apply_metadata, created_by
+from lamina.build._options import (
+    BuildEvent,
+    BuildOptions,
+    BuildResult,
+    EventSink,
+    Resolver,
+    StepFailedError,
+    timestamp,
+)
+from lamina.build._sources import RACY_SECONDS, digest_context_files, file_sha256
+
+__all__ = [
+    "HISTORY_COMMENT",
+    "RACY_SECONDS",
+    "BuildEvent",
+    "BuildOptions",
+    "BuildResult",
+    "Builder",
+    "EventSink",
+    "ImageState",
+    "Resolver",
+    "StepFailedError",
+    "StepInputs",
+    "apply_metadata",
+    "build",
+    "commit_image",
+    "created_by",
+    "digest_context_files",
+    "explain_miss",
+    "file_sha256",
+    "instruction_text",
+    "layer_from_dir",
+    "timestamp",
+]

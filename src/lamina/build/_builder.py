@@ -1,0 +1,375 @@
+"""The executor: fold each needed stage's instructions over an image state.
+
+Stages the target needs run at once in threads (the target in the calling thread, so
+Ctrl-C and SIGTERM reach the step that runs there); a stage waits for the stages it
+uses. Layer steps (RUN, COPY, ADD, WORKDIR) look their cache key up first; a hit
+reuses the recorded layer without reading, mounting or running anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+from lamina.dockerfile import (
+    BuildPlan,
+    Cmd,
+    Copy,
+    Instruction,
+    PlannedInstruction,
+    Run,
+    StagePlan,
+    Workdir,
+    load_dockerignore,
+    parse,
+    plan,
+)
+from lamina.errors import InvalidInputError, LaminaError, NotFoundError
+from lamina.oci import History, ImageConfig
+from lamina.store import LayerRecord, Lease, Store
+
+from ._image import (
+    ImageState,
+    commit_image,
+    ensure_snapshots,
+    layer_from_dir,
+    layer_from_entries,
+)
+from ._keys import StepInputs, explain_miss, instruction_text
+from ._meta import DEFAULT_PATH, HISTORY_COMMENT, apply_metadata, created_by, run_argv
+from ._options import BuildEvent, BuildOptions, BuildResult, EventSink, Resolver, timestamp
+from ._steps import CopyStep, RunStep, workdir_layer
+
+_MAX_DOCKERFILE = 16 << 20
+_MAX_CONFIG = 8 << 20
+
+
+class Builder:
+    """One build: parse and plan, run the stages, commit the image under one lease."""
+
+    def __init__(
+        self, store: Store, opts: BuildOptions, resolve: Resolver, on_event: EventSink | None
+    ) -> None:
+        self.store = store
+        self.opts = opts
+        self.resolve = resolve
+        self._on_event = on_event
+        self._lock = threading.Lock()
+        self._next_step = 0
+        self._cancel = threading.Event()
+        self._futures: dict[int, Future[ImageState]] = {}
+        self.steps = 0
+        self.cached = 0
+        self.context = opts.context_dir.resolve()
+        # This build's own runc state dir: an interrupted build kills exactly its containers.
+        self.runc_state = store.root / "runc-builds" / secrets.token_hex(8)
+        self.lease: Lease
+        self.bp: BuildPlan
+
+    # -- events ----------------------------------------------------------------------
+
+    def emit(self, kind: str, step: int, text: str, seconds: float = 0.0) -> None:
+        if self._on_event is not None:
+            with self._lock:
+                self._on_event(BuildEvent(kind, step, text, seconds))  # type: ignore[arg-type]
+
+    def _number(self) -> int:
+        with self._lock:
+            self._next_step += 1
+            return self._next_step
+
+    # -- the build -------------------------------------------------------------------
+
+    def load_plan(self) -> BuildPlan:
+        path = self.opts.dockerfile_path()
+        try:
+            data = path.read_bytes()[: _MAX_DOCKERFILE + 1]
+        except FileNotFoundError:
+            raise NotFoundError(f"Dockerfile {path} does not exist") from None
+        df = parse(data.decode("utf-8", "replace"), filename=path.name)
+        return plan(df, build_args=dict(self.opts.build_args), target=self.opts.target)
+
+    def build(self) -> BuildResult:
+        if not self.context.is_dir():
+            raise NotFoundError(f"build context {self.opts.context_dir} is not a directory")
+        self.bp = self.load_plan()
+        for warning in self.bp.warnings:
+            self.emit("warning", 0, str(warning))
+        self.ignore = load_dockerignore(self.context, self.opts.dockerfile_path())
+        with self.store.lease() as lease:
+            self.lease = lease
+            target = self.bp.target
+            others = [s for s in self.bp.stages if s.index != target.index]
+            pool = ThreadPoolExecutor(max_workers=len(others)) if others else None
+            try:
+                for s in others:
+                    assert pool is not None
+                    self._futures[s.index] = pool.submit(self._build_stage, s)
+                state = self._build_stage(target)
+            except BaseException:
+                self._cancel.set()
+                if pool is not None:
+                    from ._run import kill_containers
+
+                    kill_containers(self.runc_state)
+                raise
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                shutil.rmtree(self.runc_state, ignore_errors=True)
+            created = self._stable_created(state.config)
+            final = ImageState(state.config.with_fields(created=created), state.layers, state.key)
+            record = commit_image(self.store, lease, final, self.opts.tags)
+        self.emit("image", 0, record.id)
+        return BuildResult(record, self.steps, self.cached)
+
+    def _stable_created(self, config: ImageConfig) -> str:
+        """The newest time in `config`'s history, so that a fully cached rebuild of the same
+        steps makes the same config, hence the same image ID (as BuildKit does)."""
+        if self.opts.source_date_epoch is not None:
+            return timestamp(self.opts.source_date_epoch, 0.0)
+        for entry in reversed(config.history):
+            if entry.created:
+                return entry.created
+        return config.created or timestamp(None, time.time())
+
+    def stage_state(self, index: int) -> ImageState:
+        return self._futures[index].result()
+
+    def source_state(self, ref: str) -> ImageState:
+        """`--from=` a stage (name or index) of this plan, else an image in the store."""
+        try:
+            stage = self.bp.stage(int(ref) if ref.isdigit() else ref)
+        except InvalidInputError:
+            return self.image_state(ref)
+        if stage.index == self.bp.target.index:
+            raise InvalidInputError(f"--from={ref} refers to the stage being built")
+        return self.stage_state(stage.index)
+
+    def image_state(self, ref: str) -> ImageState:
+        record = self.resolve(ref)
+        data = self.store.content.read_bytes(record.config_digest, _MAX_CONFIG)
+        config = ImageConfig.from_bytes(data, f"config of {ref}")
+        return ImageState(config, record.layers, record.id)
+
+    def _base(self, sp: StagePlan) -> ImageState:
+        if sp.base_stage is not None:
+            return self.stage_state(sp.base_stage)
+        if sp.is_scratch:
+            config = ImageConfig.new(os=sp.platform.os, architecture=sp.platform.architecture)
+            config = config.with_container_config(Env=[f"PATH={DEFAULT_PATH}"])
+            return ImageState(config, (), f"scratch:{sp.platform}")
+        return self.image_state(sp.from_.image)
+
+    def _build_stage(self, sp: StagePlan) -> ImageState:
+        number = self._number()
+        name = sp.name or f"stage-{sp.index}"
+        state = self._base(sp)
+        cc = state.config.container_config
+        env = list(cc.get("Env") or [])
+        if not any(e.startswith("PATH=") for e in env):
+            # As BuildKit and buildah do: an image without PATH gets the default one.
+            env.append(f"PATH={DEFAULT_PATH}")
+            state = ImageState(state.config.with_container_config(Env=env), state.layers,
+                               state.key)  # fmt: skip
+            cc["Env"] = env
+        steps = self.bp.plan_stage(
+            sp,
+            cc.get("Env") or [],
+            base_workdir=cc.get("WorkingDir") or "/",
+            base_onbuild=cc.get("OnBuild") or [],
+        )
+        total = len(steps) + 1
+        self.emit("step", number, f"[{name} 1/{total}] FROM {sp.from_.image}")
+        # A child runs its base's ONBUILD triggers and does not pass them on.
+        config = state.config.with_container_config(OnBuild=None)
+        state = ImageState(config, state.layers, state.key)
+        cmd_set = False
+        # The target's last layer is never a lower dir in this build: a COPY there need not
+        # be materialized as a snapshot (a later build unpacks it if it ever needs it).
+        layer_steps = [i for i, s in enumerate(steps, start=2)
+                       if isinstance(s.instruction, Run | Copy | Workdir)]  # fmt: skip
+        last_layer = layer_steps[-1] if layer_steps and sp.index == self.bp.target.index else -1
+        for i, step in enumerate(steps, start=2):
+            if self._cancel.is_set():
+                raise LaminaError("build cancelled")
+            cmd_set = cmd_set or isinstance(step.instruction, Cmd)
+            text = step.loc.text if step.loc is not None else type(step.instruction).__name__
+            label = f"[{name} {i}/{total}] {text.strip()}"
+            state = self._step(sp, i, step, state, label, cmd_set, i != last_layer)
+        return state
+
+    # -- one step --------------------------------------------------------------------
+
+    def _step(
+        self,
+        sp: StagePlan,
+        index: int,
+        step: PlannedInstruction,
+        state: ImageState,
+        label: str,
+        cmd_set: bool,
+        needs_snapshot: bool = True,
+    ) -> ImageState:
+        inst = step.instruction
+        config = state.config
+        args = tuple(step.args)
+        if not isinstance(inst, Run | Copy | Workdir):
+            created = self._stable_created(config)
+            history = History(created, created_by(inst, config, args), HISTORY_COMMENT)
+            config = apply_metadata(config, inst, cmd_set).with_layer(None, history)
+            key = StepInputs(state.key, instruction_text(inst), args, step.env).key()
+            return ImageState(config, state.layers, key)
+        number = self._number()
+        started = time.monotonic()
+        self.emit("step", number, label)
+        with self._scratch("step") as scratch:
+            runner = self._runner(inst, step, state, scratch, number)
+            inputs = (
+                runner.inputs()
+                if runner is not None
+                else StepInputs(state.key, instruction_text(inst), args, step.env)
+            )
+            key = inputs.key()
+            with self._lock:
+                self.steps += 1
+            hit = None if self.opts.no_cache else self._cached(key)
+            if hit is not None:
+                layer, created = hit
+                with self._lock:
+                    self.cached += 1
+                self.emit("cached", number, "CACHED")
+            else:
+                if isinstance(runner, CopyStep) and runner.shortcut:
+                    inputs = runner.inputs(full=True)  # file by file, to say what changed
+                step_id = self._step_id(sp, index)
+                previous = self.store.get_cache(step_id)
+                why = explain_miss(previous.value if previous else None, inputs)
+                self.emit("miss", number, why)
+                created = timestamp(self.opts.source_date_epoch, time.time())
+                layer = self._execute(runner, inst, state, scratch, needs_snapshot)
+                self._record(key, step_id, inputs, layer, created)
+                self.emit("done", number, "DONE", time.monotonic() - started)
+        history = History(created, created_by(inst, config, _run_args(inst, args)), HISTORY_COMMENT)
+        config = apply_metadata(config, inst, cmd_set)
+        config = config.with_layer(layer.diff_id if layer else None, history)
+        return state.with_step(config, layer, key)
+
+    def _execute(
+        self,
+        runner: RunStep | CopyStep | None,
+        inst: Instruction,
+        state: ImageState,
+        scratch: Path,
+        needs_snapshot: bool,
+    ) -> LayerRecord | None:
+        """Run a step that missed the cache and make its layer (None: nothing changed)."""
+        lowerdirs = ensure_snapshots(self.store, self.lease, state.layers)
+        sde = self.opts.source_date_epoch
+        if isinstance(runner, CopyStep):
+            result = runner.execute(lowerdirs, direct=not needs_snapshot)
+            if runner.direct is not None:
+                return layer_from_entries(self.store, self.lease, result, runner.direct,
+                                          source_date_epoch=sde)  # fmt: skip
+            return layer_from_dir(self.store, self.lease, result, overlay_upper=False,
+                                  source_date_epoch=sde)  # fmt: skip
+        if isinstance(runner, RunStep):
+            upper = runner.execute(lowerdirs)
+            return layer_from_dir(self.store, self.lease, upper, overlay_upper=True,
+                                  source_date_epoch=sde)  # fmt: skip
+        assert isinstance(inst, Workdir)
+        made = workdir_layer(inst.path, lowerdirs, scratch, self._view)
+        if made is None:
+            return None
+        return layer_from_dir(self.store, self.lease, made, overlay_upper=False,
+                              source_date_epoch=sde)  # fmt: skip
+
+    def _runner(
+        self,
+        inst: Instruction,
+        step: PlannedInstruction,
+        state: ImageState,
+        scratch: Path,
+        number: int,
+    ) -> RunStep | CopyStep | None:
+        if isinstance(inst, Run):
+            argv = run_argv(inst, state.config)
+            return RunStep(self, inst, step, state, scratch, number, argv)
+        if isinstance(inst, Copy):
+            return CopyStep(self, inst, step, state, scratch)
+        return None
+
+    def _cached(self, key: str) -> tuple[LayerRecord | None, str] | None:
+        record = self.store.get_cache(key)
+        if record is None or not isinstance(record.value, dict):
+            return None
+        value = record.value
+        raw = value.get("layer")
+        layer = LayerRecord(**raw) if isinstance(raw, dict) else None
+        if layer is not None and not self.store.content.has(layer.digest):
+            return None
+        return layer, str(value.get("created", ""))
+
+    def _record(
+        self,
+        key: str,
+        step_id: str,
+        inputs: StepInputs,
+        layer: LayerRecord | None,
+        created: str,
+    ) -> None:
+        value = {"layer": asdict(layer) if layer else None, "created": created}
+        blobs = [layer.digest] if layer else []
+        snapshots = [layer.diff_id] if layer and self.store.get_snapshot(layer.diff_id) else []
+        self.store.put_cache(key, value, blobs=blobs, snapshots=snapshots)
+        self.store.put_cache(step_id, inputs.to_json())
+
+    def _step_id(self, sp: StagePlan, index: int) -> str:
+        ident = f"{self.context}\0{self.opts.dockerfile_path()}\0{sp.index}\0{index}"
+        return "explain:" + hashlib.sha256(ident.encode()).hexdigest()
+
+    # -- scratch space and read-only views --------------------------------------------
+
+    @contextlib.contextmanager
+    def _scratch(self, kind: str) -> Iterator[Path]:
+        # Beside the snapshots (one file system): a result directory is renamed, not copied.
+        path = Path(tempfile.mkdtemp(prefix=f".tmp-{kind}-", dir=self.store.snapshots_dir))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _view(
+        self, lowerdirs: list[Path], scratch: Path, name: str = "view"
+    ) -> Iterator[Path | None]:
+        """The image (`lowerdirs` bottom first) mounted read-only, or None when it is empty."""
+        from lamina.snapshots import mounted, overlay_mount
+
+        if not lowerdirs:
+            yield None
+            return
+        target = scratch / name
+        target.mkdir()
+        with mounted(overlay_mount(lowerdirs[::-1]), target):
+            yield target
+
+
+def _run_args(inst: Instruction, args: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return args if isinstance(inst, Run) else ()
+
+
+def build(
+    store: Store, opts: BuildOptions, resolve: Resolver, on_event: EventSink | None = None
+) -> BuildResult:
+    """Build the Dockerfile in `opts` and record the image with its tags; see BuildOptions."""
+    return Builder(store, opts, resolve, on_event).build()

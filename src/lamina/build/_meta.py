@@ -1,0 +1,169 @@
+"""Metadata instructions as config changes, and history text as BuildKit writes it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from lamina.dockerfile import (
+    Arg,
+    Cmd,
+    Copy,
+    Entrypoint,
+    Env,
+    Expose,
+    Healthcheck,
+    Instruction,
+    Label,
+    Onbuild,
+    Run,
+    Shell,
+    Stopsignal,
+    User,
+    Volume,
+    Workdir,
+    run_script,
+)
+from lamina.oci import ImageConfig
+
+DEFAULT_SHELL = ("/bin/sh", "-c")
+# Docker's default PATH (lamina.runtime.DEFAULT_PATH, kept here so that a cached build
+# does not load the runtime).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HISTORY_COMMENT = "buildkit.dockerfile.v0"
+
+
+def _go_list(items: Sequence[str]) -> str:
+    """Go's `%q` of a []string, which BuildKit uses for CMD and ENTRYPOINT history."""
+    return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
+
+
+def _go_map(keys: Sequence[str]) -> str:
+    return "map[" + " ".join(f"{k}:{{}}" for k in sorted(keys)) + "]"
+
+
+def shell_of(config: ImageConfig) -> tuple[str, ...]:
+    shell = config.container_config.get("Shell")
+    return tuple(shell) if shell else DEFAULT_SHELL
+
+
+def command_argv(command: Sequence[str], shell_form: bool, config: ImageConfig) -> list[str]:
+    """Exec form as written; shell form wrapped in the stage's SHELL."""
+    if shell_form:
+        return [*shell_of(config), command[0] if command else ""]
+    return list(command)
+
+
+def run_argv(run: Run, config: ImageConfig) -> list[str]:
+    if run.shell_form:
+        return [*shell_of(config), run_script(run)]
+    return list(run.command)
+
+
+def _env_list(config: ImageConfig, pairs: Sequence[tuple[str, str]]) -> list[str]:
+    env: list[str] = list(config.container_config.get("Env") or [])
+    for key, value in pairs:
+        env = [e for e in env if e.partition("=")[0] != key]
+        env.append(f"{key}={value}")
+    return env
+
+
+def apply_metadata(config: ImageConfig, inst: Instruction, cmd_set: bool) -> ImageConfig:
+    """The config after a metadata instruction (RUN, COPY, ADD and ARG leave it alone)."""
+    cc: dict[str, Any] = config.container_config
+    if isinstance(inst, Env):
+        return config.with_container_config(Env=_env_list(config, inst.pairs))
+    if isinstance(inst, Label):
+        labels = dict(cc.get("Labels") or {})
+        labels.update(inst.pairs)
+        return config.with_container_config(Labels=labels)
+    if isinstance(inst, Cmd):
+        return config.with_container_config(Cmd=command_argv(inst.command, inst.shell_form, config))
+    if isinstance(inst, Entrypoint):
+        changes: dict[str, Any] = {
+            "Entrypoint": command_argv(inst.command, inst.shell_form, config)
+        }
+        if not cmd_set:
+            changes["Cmd"] = None
+        return config.with_container_config(**changes)
+    if isinstance(inst, Expose):
+        ports = dict(cc.get("ExposedPorts") or {})
+        ports.update({p: {} for p in inst.ports})
+        return config.with_container_config(ExposedPorts=ports)
+    if isinstance(inst, Volume):
+        volumes = dict(cc.get("Volumes") or {})
+        volumes.update({p: {} for p in inst.paths})
+        return config.with_container_config(Volumes=volumes)
+    if isinstance(inst, User):
+        user = inst.user if inst.group is None else f"{inst.user}:{inst.group}"
+        return config.with_container_config(User=user)
+    if isinstance(inst, Workdir):
+        return config.with_container_config(WorkingDir=inst.path)
+    if isinstance(inst, Shell):
+        return config.with_container_config(Shell=list(inst.argv))
+    if isinstance(inst, Stopsignal):
+        return config.with_container_config(StopSignal=inst.signal)
+    if isinstance(inst, Healthcheck):
+        check: dict[str, Any] = {"Test": list(inst.test)}
+        for name, value in (
+            ("Interval", inst.interval_ns),
+            ("Timeout", inst.timeout_ns),
+            ("StartPeriod", inst.start_period_ns),
+            ("StartInterval", inst.start_interval_ns),
+            ("Retries", inst.retries),
+        ):
+            if value:
+                check[name] = value
+        return config.with_container_config(Healthcheck=check)
+    if isinstance(inst, Onbuild):
+        triggers = list(cc.get("OnBuild") or [])
+        triggers.append(inst.trigger)
+        return config.with_container_config(OnBuild=triggers)
+    return config
+
+
+def created_by(inst: Instruction, config: ImageConfig, args: Sequence[tuple[str, str]] = ()) -> str:
+    """The history `created_by` BuildKit writes for `inst` (config = the config before it)."""
+    if isinstance(inst, Run):
+        argv = run_argv(inst, config)
+        prefix = ""
+        if args:
+            prefix = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args) + " "
+        return "RUN " + prefix + " ".join(argv) + " # buildkit"
+    if isinstance(inst, Copy):
+        words = ["ADD" if inst.is_add else "COPY"]
+        for flag, value in (("--from", inst.from_), ("--chown", inst.chown),
+                            ("--chmod", inst.chmod)):  # fmt: skip
+            if value:
+                words.append(f"{flag}={value}")
+        words.extend(inst.sources)
+        words.append(inst.dest)
+        return " ".join(words) + " # buildkit"
+    if isinstance(inst, Env):
+        return "ENV " + " ".join(f"{k}={v}" for k, v in inst.pairs)
+    if isinstance(inst, Arg):
+        return "ARG " + " ".join(k if v is None else f"{k}={v}" for k, v in inst.args)
+    if isinstance(inst, Label):
+        return "LABEL " + " ".join(f"{k}={v}" for k, v in inst.pairs)
+    if isinstance(inst, Cmd):
+        return "CMD " + _go_list(command_argv(inst.command, inst.shell_form, config))
+    if isinstance(inst, Entrypoint):
+        return "ENTRYPOINT " + _go_list(command_argv(inst.command, inst.shell_form, config))
+    if isinstance(inst, Expose):
+        return "EXPOSE " + _go_map(inst.ports)
+    if isinstance(inst, Volume):
+        return "VOLUME [" + " ".join(inst.paths) + "]"
+    if isinstance(inst, User):
+        return "USER " + (inst.user if inst.group is None else f"{inst.user}:{inst.group}")
+    if isinstance(inst, Workdir):
+        return "WORKDIR " + inst.path
+    if isinstance(inst, Shell):
+        return "SHELL [" + " ".join(inst.argv) + "]"
+    if isinstance(inst, Stopsignal):
+        return "STOPSIGNAL " + inst.signal
+    if isinstance(inst, Healthcheck):
+        return "HEALTHCHECK " + _go_list(inst.test)
+    if isinstance(inst, Onbuild):
+        return "ONBUILD " + inst.trigger
+    return type(inst).__name__.upper()

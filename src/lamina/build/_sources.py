@@ -1,0 +1,84 @@
+"""Content digests of build-context files, made cheap by the store's stat cache.
+
+A file whose identity (path, size, mtime_ns, inode, mode) matches the stat cache is not
+read again. One modified within `RACY_SECONDS` of now is hashed and not remembered: its
+mtime could still change without its size or mtime moving (git's "racy" timestamps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from lamina.dockerfile import ContextFile
+from lamina.store import FileIdentity, Store
+
+RACY_SECONDS = 2.0
+_BIG_FILE = 4 << 20
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: str) -> str:
+    """`sha256:<hex>` of a file's content, without following a symlink at `path`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        h = hashlib.sha256()
+        while chunk := os.read(fd, _CHUNK):
+            h.update(chunk)
+        return "sha256:" + h.hexdigest()
+    finally:
+        os.close(fd)
+
+
+def _hash_all(paths: list[str], sizes: list[int]) -> list[str]:
+    # Small files: one thread (a pool's hand-offs cost more than the hashing). Big files:
+    # hashlib drops the GIL on large buffers, so two threads keep two cores busy.
+    big = [i for i, size in enumerate(sizes) if size >= _BIG_FILE]
+    out = ["" for _ in paths]
+    if len(big) > 1:
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            for i, digest in zip(big, pool.map(file_sha256, [paths[i] for i in big]), strict=True):
+                out[i] = digest
+    for i, path in enumerate(paths):
+        if not out[i]:
+            out[i] = file_sha256(path)
+    return out
+
+
+def digest_context_files(
+    store: Store, context_dir: str, files: Sequence[ContextFile], *, now: float | None = None
+) -> dict[str, str]:
+    """context-relative path → content digest, for every regular file in `files`."""
+    root = os.path.realpath(context_dir)
+    identities = {
+        f.path: FileIdentity(os.path.join(root, f.path), f.size, f.mtime_ns, f.inode, f.mode)
+        for f in files
+        if stat.S_ISREG(f.mode)
+    }
+    if not identities:
+        return {}
+    known = store.stat_cache_get(list(identities.values()))
+    digests: dict[str, str] = {}
+    todo: list[tuple[str, FileIdentity]] = []
+    for rel, ident in identities.items():
+        found = known.get(ident.path)
+        if found is not None:
+            digests[rel] = found
+        else:
+            todo.append((rel, ident))
+    if not todo:
+        return digests
+    hashed = _hash_all([ident.path for _, ident in todo], [ident.size for _, ident in todo])
+    cutoff_ns = int(((time.time() if now is None else now) - RACY_SECONDS) * 1e9)
+    remember: list[tuple[FileIdentity, str]] = []
+    for (rel, ident), digest in zip(todo, hashed, strict=True):
+        digests[rel] = digest
+        if ident.mtime_ns < cutoff_ns:
+            remember.append((ident, digest))
+    if remember:
+        store.stat_cache_put(remember)
+    return digests

@@ -1,0 +1,261 @@
+"""RUN and COPY/ADD steps: their cache inputs, and running them into a layer directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import stat
+import time
+import urllib.parse
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lamina.dockerfile import Copy, PlannedInstruction, Run, select_sources
+from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError, ToolError
+
+from ._copy import Owner, Selection, Stager, is_url, parse_chmod, select, stage, summarise
+from ._image import ImageState, ensure_snapshots
+from ._keys import StepInputs, instruction_text
+from ._sources import RACY_SECONDS, digest_context_files
+
+if TYPE_CHECKING:
+    from lamina.layers import Change
+
+    from ._builder import Builder
+
+View = Callable[[list[Path], Path], AbstractContextManager[Path | None]]
+_MAX_DOWNLOAD = 8 << 30
+
+
+class RunStep:
+    """A RUN: its inputs (instruction, env, args, mounted sources) and its execution."""
+
+    def __init__(self, b: Builder, inst: Run, step: PlannedInstruction, state: ImageState,
+                 scratch: Path, number: int, argv: list[str]) -> None:  # fmt: skip
+        self.b, self.inst, self.step, self.state = b, inst, step, state
+        self.scratch, self.number, self.argv = scratch, number, argv
+
+    def inputs(self) -> StepInputs:
+        extra: list[tuple[str, str]] = []
+        sources: list[tuple[str, str]] = []
+        for m in self.inst.mounts:
+            if m.type in ("bind", "cache") and m.from_:
+                extra.append((f"mount {m.target}", self.b.source_state(m.from_).key))
+            elif m.type == "bind":
+                files = select_sources(self.b.context, [m.source or "."], self.b.ignore)
+                digests = digest_context_files(self.b.store, str(self.b.context), files)
+                for f in files:
+                    content = digests.get(f.path) or f.link_target or ""
+                    sources.append((f"{m.target}: {f.path}",
+                                    f"{f.kind}:{stat.S_IMODE(f.mode):o}:{content}"))  # fmt: skip
+        return StepInputs(
+            self.state.key, instruction_text(self.inst), self.step.args, self.step.env,
+            str(self.b.bp.platform), tuple(sources), tuple(extra),
+        )  # fmt: skip
+
+    def execute(self, lowerdirs: list[Path]) -> Path:
+        from ._run import RunRequest, run_step
+
+        cc = self.state.config.container_config
+        roots = {
+            m.from_: ensure_snapshots(self.b.store, self.b.lease,
+                                      self.b.source_state(m.from_).layers)
+            for m in self.inst.mounts if m.type == "bind" and m.from_
+        }  # fmt: skip
+        network = self.inst.network if self.inst.network in ("host", "none") else None
+        req = RunRequest(
+            argv=self.argv,
+            env=[f"{k}={v}" for k, v in self.step.run_env().items()],
+            cwd=cc.get("WorkingDir") or "/",
+            user=cc.get("User") or "",
+            lowerdirs=lowerdirs,
+            network=network or self.b.opts.network,
+            mounts=self.inst.mounts,
+            context_dir=self.b.context,
+            stage_roots=roots,
+            secrets=dict(self.b.opts.secrets),
+        )
+        text = self.step.loc.text.strip() if self.step.loc else "RUN " + " ".join(self.argv)
+        where = str(self.step.loc) if self.step.loc else "Dockerfile"
+        number = self.number
+
+        def output(chunk: bytes) -> None:
+            self.b.emit("output", number, chunk.decode("utf-8", "replace"))
+
+        return run_step(req, store_root=self.b.store.root, state_dir=self.b.runc_state,
+                        scratch=self.scratch,
+                        what=text, where=where, output=output)  # fmt: skip
+
+
+class CopyStep:
+    """A COPY or ADD: sources summarised for the key, then staged into a layer directory."""
+
+    def __init__(self, b: Builder, inst: Copy, step: PlannedInstruction, state: ImageState,
+                 scratch: Path) -> None:  # fmt: skip
+        self.b, self.inst, self.step, self.state, self.scratch = b, inst, step, state, scratch
+        self.chmod = parse_chmod(inst.chmod)
+        self.sel: Selection | None = None
+        self.src: ImageState | None = None
+        self.downloads: list[tuple[str, Path]] = []
+        self.direct: dict[str, Change] | None = None
+        self.shortcut = False
+
+    def inputs(self, full: bool = False) -> StepInputs:
+        """The step's inputs. Unless `full`, sources whose every stat matches the last build's
+        give their recorded checksum (`self.shortcut`) instead of a per-file listing."""
+        extra: list[tuple[str, str]] = []
+        sources: list[tuple[str, str]] = []
+        checksum = ""
+        self.shortcut = False
+        if self.inst.from_:
+            self.src = self.b.source_state(self.inst.from_)
+            extra.append(("from", self.src.key))
+        else:
+            self.sel = select(self.inst, self.b.context, self.b.ignore)
+            files = self.sel.files()
+            urls = self.inst.is_add and any(is_url(w) for w in self.inst.sources)
+            record, stamp = self._stamp()
+            if not full and stamp and not urls:
+                found = self.b.store.get_cache(record)
+                if found is not None and found.value.get("stamp") == stamp:
+                    checksum = str(found.value.get("checksum", ""))
+                    self.shortcut = bool(checksum)
+            if not checksum:
+                digests = digest_context_files(self.b.store, str(self.b.context), files)
+                sources = summarise(self.sel, digests, None, self.chmod, keep_owner=False)
+                if stamp and not urls:
+                    summary = StepInputs("", "", sources=tuple(sources)).sources_checksum()
+                    self.b.store.put_cache(record, {"stamp": stamp, "checksum": summary})
+        for word in self.inst.sources:
+            if self.inst.is_add and is_url(word):
+                if self.inst.checksum:
+                    # The checksum names the content: a hit needs no download at all.
+                    sources.append((word, self.inst.checksum))
+                    continue
+                name, path, digest = self._download(word)
+                self.downloads.append((name, path))
+                sources.append((word, digest))
+        return StepInputs(
+            self.state.key, instruction_text(self.inst), self.step.args, self.step.env,
+            str(self.b.bp.platform), tuple(sources), tuple(extra), checksum,
+        )  # fmt: skip
+
+    def _stamp(self) -> tuple[str, str]:
+        """(record key, stamp): the stamp sums every selected entry's stat, so an equal stamp
+        means the same sources as when the checksum was recorded. No stamp ("") when a file
+        is too fresh to trust (see RACY_SECONDS)."""
+        assert self.sel is not None
+        cutoff = int((time.time() - RACY_SECONDS) * 1e9)
+        h = hashlib.sha256()
+        for word, files, is_dir in self.sel.words:
+            h.update(f"{word}\0{is_dir}\n".encode("utf-8", "surrogateescape"))
+            for f in files:
+                if f.mtime_ns >= cutoff and stat.S_ISREG(f.mode):
+                    return "", ""
+                line = (f"{f.path}\0{f.dest}\0{f.mode}\0{f.size}\0{f.mtime_ns}\0{f.inode}"
+                        f"\0{f.link_target}\n")  # fmt: skip
+                h.update(line.encode("utf-8", "surrogateescape"))
+        ident = f"{self.b.context}\0{instruction_text(self.inst)}"
+        record = "ctxsum:" + hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
+        return record, h.hexdigest()
+
+    def _download(self, url: str) -> tuple[str, Path, str]:
+        import httpx
+
+        name = posixpath.basename(urllib.parse.urlparse(url).path) or "download"
+        path = self.scratch / f"download-{len(self.downloads)}"
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with (
+                httpx.stream("GET", url, follow_redirects=True, timeout=60) as r,
+                open(path, "wb") as out,
+            ):
+                r.raise_for_status()
+                for chunk in r.iter_bytes(1 << 20):
+                    size += len(chunk)
+                    if size > _MAX_DOWNLOAD:
+                        raise InvalidInputError(f"ADD {url}: more than {_MAX_DOWNLOAD} bytes")
+                    h.update(chunk)
+                    out.write(chunk)
+        except httpx.HTTPError as exc:
+            raise ToolError(f"ADD {url}: download failed: {exc}") from None
+        digest = "sha256:" + h.hexdigest()
+        if self.inst.checksum and self.inst.checksum != digest:
+            raise DigestMismatchError(f"ADD {url}", self.inst.checksum, digest)
+        return name, path, digest
+
+    def _owner(self, view: Path | None) -> Owner | None:
+        if not self.inst.chown:
+            return None
+        from lamina.runtime import resolve_user
+
+        root = view or self.scratch / "empty"
+        root.mkdir(exist_ok=True)
+        user, _, group = self.inst.chown.partition(":")
+        uid = int(user) if user.isdigit() else resolve_user(root, user).uid
+        if not group:
+            gid = uid
+        elif group.isdigit():
+            gid = int(group)
+        else:
+            gid = resolve_user(root, f"0:{group}").gid
+        return Owner(uid, gid)
+
+    def can_write_directly(self) -> bool:
+        """A plain COPY from the context can be written straight from the context files."""
+        return not (self.inst.is_add or self.inst.from_ or self.inst.heredocs)
+
+    def execute(self, lowerdirs: list[Path], direct: bool = False) -> Path:
+        """Stage the copy; with `direct`, describe the entries in `self.direct` instead of
+        copying them (only the directories above the destination are made)."""
+        staging = self.scratch / "layer"
+        staging.mkdir()
+        os.chmod(staging, 0o755)
+        marks = [s for s in self.inst.sources if s.startswith("<<")]
+        heredocs = [
+            (d.name, d.content.encode())
+            for d in self.inst.heredocs
+            if any(m.lstrip("<-").strip("'\"") == d.name for m in marks)
+        ]
+        with self.b._view(lowerdirs, self.scratch) as view:
+            direct = direct and self.can_write_directly()
+            stager = Stager(staging, view, self._owner(view), self.chmod,
+                            keep_owner=self.src is not None, direct=direct)  # fmt: skip
+            self.direct = stager.direct
+            if self.src is not None:
+                src_lowers = ensure_snapshots(self.b.store, self.b.lease, self.src.layers)
+                with self.b._view(src_lowers, self.scratch, "from") as src:
+                    if src is None:
+                        raise NotFoundError(f"{self.step.loc}: --from={self.inst.from_} is empty")
+                    sel = select(self.inst, src, None)
+                    stage(self.inst, sel, stager, self.step.workdir)
+            else:
+                assert self.sel is not None
+                if self.inst.checksum and not self.downloads:
+                    for word in self.inst.sources:
+                        if self.inst.is_add and is_url(word):
+                            name, path, _ = self._download(word)
+                            self.downloads.append((name, path))
+                self.sel.downloads = self.downloads
+                stage(self.inst, self.sel, stager, self.step.workdir, heredocs)
+        return staging
+
+
+def workdir_layer(path: str, lowerdirs: list[Path], scratch: Path, view: View) -> Path | None:
+    """WORKDIR makes its directory as a layer when the image lacks it; None otherwise."""
+    with view(lowerdirs, scratch) as root:
+        stager = Stager(scratch / "layer", root, None, None, keep_owner=False)
+        if root is not None and stager._image_path(path)[1]:
+            return None
+        (scratch / "layer").mkdir()
+        os.chmod(scratch / "layer", 0o755)
+        stager.make_dirs(path)
+        stager.finish()
+    return scratch / "layer"
+
+
+__all__ = ["CopyStep", "RunStep", "workdir_layer"]

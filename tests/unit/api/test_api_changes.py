@@ -1,0 +1,37 @@
+"""`import --change` reads instructions as a Dockerfile would."""
+
+from __future__ import annotations
+
+import pytest
+
+from lamina.api._changes import apply_changes
+from lamina.errors import InvalidInputError
+from lamina.oci import ImageConfig
+
+
+def test_changes_expand_and_normalise_like_a_dockerfile() -> None:
+    config = apply_changes(
+        ImageConfig.new(),
+        [
+            'ENV A=1 B="2 3"',
+            "WORKDIR /srv/$A",
+            "EXPOSE 80 53/udp",
+            'CMD ["/bin/cat", "/x"]',
+            "USER app:app",
+            'LABEL k="v w"',
+        ],
+    )
+    assert config.container_config == {
+        "Env": ["A=1", "B=2 3"],
+        "WorkingDir": "/srv/1",
+        "ExposedPorts": {"80/tcp": {}, "53/udp": {}},
+        "Cmd": ["/bin/cat", "/x"],
+        "User": "app:app",
+        "Labels": {"k": "v w"},
+    }
+
+
+@pytest.mark.parametrize("change", ["RUN true", "COPY a b", "FROM x"])
+def test_build_steps_are_not_changes(change: str) -> None:
+    with pytest.raises(InvalidInputError):
+        apply_changes(ImageConfig.new(), [change])

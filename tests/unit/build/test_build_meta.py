@@ -1,0 +1,75 @@
+"""Metadata instructions as config changes; history text as BuildKit writes it."""
+
+from __future__ import annotations
+
+from lamina.build import apply_metadata, created_by, timestamp
+from lamina.dockerfile import (
+    Arg,
+    Cmd,
+    Copy,
+    Entrypoint,
+    Env,
+    Expose,
+    Label,
+    Run,
+    Shell,
+    User,
+    Volume,
+    Workdir,
+)
+from lamina.oci import ImageConfig
+
+BASE = ImageConfig.new().with_container_config(Env=["PATH=/bin", "A=old"], Cmd=["sh"])
+
+
+def test_history_text_reads_like_docker_history() -> None:
+    assert created_by(Run(("echo hi",)), BASE) == "RUN /bin/sh -c echo hi # buildkit"
+    assert created_by(Run(("echo $V",)), BASE, (("V", "1"),)) == (
+        "RUN |1 V=1 /bin/sh -c echo $V # buildkit"
+    )
+    assert created_by(Run(("ls", "-l"), shell_form=False), BASE) == "RUN ls -l # buildkit"
+    assert created_by(Copy(("file",), "/dst"), BASE) == "COPY file /dst # buildkit"
+    assert created_by(Copy(("a", "b"), "/d/", is_add=True, chown="app"), BASE) == (
+        "ADD --chown=app a b /d/ # buildkit"
+    )
+    assert created_by(Env((("A", "b"),)), BASE) == "ENV A=b"
+    assert created_by(Workdir("/x"), BASE) == "WORKDIR /x"
+    assert created_by(Cmd(("x",)), BASE) == 'CMD ["x"]'
+    assert created_by(Cmd(("echo hi",), shell_form=True), BASE) == 'CMD ["/bin/sh" "-c" "echo hi"]'
+    assert created_by(Expose(("80/tcp", "443/tcp")), BASE) == "EXPOSE map[443/tcp:{} 80/tcp:{}]"
+    assert created_by(Arg((("V", "1"), ("W", None))), BASE) == "ARG V=1 W"
+    assert created_by(User("app", "staff"), BASE) == "USER app:staff"
+
+
+def test_env_replaces_in_place_and_appends() -> None:
+    config = apply_metadata(BASE, Env((("A", "new"), ("B", "2"))), False)
+    assert config.container_config["Env"] == ["PATH=/bin", "A=new", "B=2"]
+
+
+def test_entrypoint_clears_an_inherited_cmd_but_not_one_set_in_the_stage() -> None:
+    inherited = apply_metadata(BASE, Entrypoint(("run",)), cmd_set=False).container_config
+    assert inherited["Entrypoint"] == ["run"] and "Cmd" not in inherited
+    kept = apply_metadata(BASE, Entrypoint(("run",)), cmd_set=True).container_config
+    assert kept["Cmd"] == ["sh"]
+
+
+def test_shell_form_uses_the_stage_shell() -> None:
+    config = apply_metadata(BASE, Shell(("/bin/bash", "-c")), False)
+    config = apply_metadata(config, Cmd(("echo hi",), shell_form=True), False)
+    assert config.container_config["Cmd"] == ["/bin/bash", "-c", "echo hi"]
+
+
+def test_maps_merge() -> None:
+    config = apply_metadata(BASE, Label((("a", "1"),)), False)
+    config = apply_metadata(config, Label((("b", "2"),)), False)
+    config = apply_metadata(config, Expose(("80/tcp",)), False)
+    config = apply_metadata(config, Volume(("/data",)), False)
+    cc = config.container_config
+    assert cc["Labels"] == {"a": "1", "b": "2"}
+    assert cc["ExposedPorts"] == {"80/tcp": {}}
+    assert cc["Volumes"] == {"/data": {}}
+
+
+def test_timestamps() -> None:
+    assert timestamp(0, 123.0) == "1970-01-01T00:00:00Z"
+    assert timestamp(None, 0.5) == "1970-01-01T00:00:00.500000Z"

@@ -1,0 +1,72 @@
+"""Context hashing through the stat cache (a real store in a temp dir; no root needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import lamina.build._sources as sources
+from lamina.api._build import parse_build_args, parse_secret
+from lamina.build import digest_context_files
+from lamina.dockerfile import select_sources
+from lamina.errors import InvalidInputError
+from lamina.store import open_store
+
+
+def test_unchanged_files_are_not_read_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(tmp_path / "root")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "old.txt").write_text("old")
+    (ctx / "fresh.txt").write_text("fresh")
+    then = time.time() - 60
+    os.utime(ctx / "old.txt", (then, then))
+    read: list[str] = []
+    real = sources.file_sha256
+    monkeypatch.setattr(sources, "file_sha256", lambda p: read.append(Path(p).name) or real(p))
+
+    files = select_sources(ctx, ["."])
+    first = digest_context_files(store, str(ctx), files)
+    assert first["old.txt"] == "sha256:" + hashlib.sha256(b"old").hexdigest()
+    assert sorted(read) == ["fresh.txt", "old.txt"]
+    read.clear()
+    digest_context_files(store, str(ctx), select_sources(ctx, ["."]))
+    assert read == ["fresh.txt"]  # within the racy window: re-hashed
+
+    (ctx / "old.txt").write_text("new")  # a new mtime and size: a new identity
+    os.utime(ctx / "old.txt", (then + 1, then + 1))
+    read.clear()
+    again = digest_context_files(store, str(ctx), select_sources(ctx, ["."]))
+    assert "old.txt" in read
+    assert again["old.txt"] == "sha256:" + hashlib.sha256(b"new").hexdigest()
+    store.close()
+
+
+def test_symlinks_and_dirs_have_no_content_digest(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "root")
+    ctx = tmp_path / "ctx"
+    (ctx / "d").mkdir(parents=True)
+    (ctx / "link").symlink_to("d")
+    assert digest_context_files(store, str(ctx), select_sources(ctx, ["."])) == {}
+    store.close()
+
+
+def test_secret_and_build_arg_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "s"
+    secret.write_text("x")
+    assert parse_secret(f"id=tok,src={secret}") == ("tok", secret.resolve())
+    with pytest.raises(InvalidInputError):
+        parse_secret("id=tok")
+    with pytest.raises(InvalidInputError):
+        parse_secret(f"id=tok,src={tmp_path / 'missing'}")
+    monkeypatch.setenv("FROM_ENV", "e")
+    monkeypatch.delenv("UNSET_ARG", raising=False)
+    assert parse_build_args(["A=1", "B=", "FROM_ENV", "UNSET_ARG"]) == {
+        "A": "1", "B": "", "FROM_ENV": "e"
+    }  # fmt: skip
