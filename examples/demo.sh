@@ -1,40 +1,38 @@
 #!/usr/bin/env bash
-# `make demo`: a busybox image made by lamina's own layer writer, a second layer stacked
-# on it, saved and loaded back, then what the store says about it.
+# `make demo`: a busybox-static base image, a Dockerfile built on it (RUN under runc over
+# overlayfs), its history, a fully cached rebuild, then save/load, df and a mount.
 set -euo pipefail
 : "${LAMINA_ROOT:?set LAMINA_ROOT (make demo does)}"
 export LAMINA_ROOT
+here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'lamina umount "$work/mnt" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-# Base rootfs from Debian's busybox-static: one binary and its applets as symlinks.
+# The base: Debian's busybox-static, its applets as symlinks, a root and an app user.
 mkdir -p "$work/base/bin" "$work/base/etc" "$work/base/tmp"
+chmod 1777 "$work/base/tmp"
 cp /bin/busybox "$work/base/bin/busybox"
-for applet in sh ls cat echo id rm mkdir touch; do ln -s busybox "$work/base/bin/$applet"; done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$work/base/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' > "$work/base/etc/group"
-
-# The second layer: a new file, a changed file and a deleted one (a whiteout).
-mkdir -p "$work/top/etc" "$work/top/srv"
-cp -a "$work/base/." "$work/top/"
-echo "hello from the second layer" > "$work/top/srv/greeting"
-echo "demo" > "$work/top/etc/hostname"
-rm "$work/top/bin/touch"
+for applet in sh ls cat echo id rm mkdir touch ln chmod tar wc; do
+  ln -s busybox "$work/base/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' > "$work/base/etc/passwd"
+printf 'root:x:0:\napp:x:1000:\n' > "$work/base/etc/group"
 
 step lamina import --message "busybox-static rootfs" "$work/base" demo/busybox:1
-step lamina import --base demo/busybox:1 --message "greeting, hostname, no touch" \
-  --change 'CMD ["/bin/cat", "/srv/greeting"]' "$work/top" demo/hello:1
-step lamina images
+step cat "$here/hello/Dockerfile"
+step lamina build -t demo/hello:1 "$here/hello"
 step lamina history demo/hello:1
-step lamina save -o "$work/hello.tar" demo/hello:1 demo/busybox:1
-step lamina rmi demo/hello:1 demo/busybox:1
-step lamina load -i "$work/hello.tar"
+echo; echo "# the same build again: every step is CACHED"
+step lamina build -t demo/hello:1 "$here/hello"
 step lamina images
+step lamina save -o "$work/hello.tar" demo/hello:1
+step lamina rmi demo/hello:1
+step lamina load -i "$work/hello.tar"
 step lamina df -v
 mkdir -p "$work/mnt"
 step lamina mount demo/hello:1 "$work/mnt"
-step cat "$work/mnt/srv/greeting"
-step ls "$work/mnt/bin"
+step cat "$work/mnt/srv/app/built.txt" "$work/mnt/srv/app/greeting.txt"
+step ls -ln "$work/mnt/srv/app/notes"
 step lamina umount "$work/mnt"
 step lamina fsck

@@ -11,7 +11,7 @@ from lamina.api._transfer_types import LoadResult
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
 from lamina.layers import Compression, Limits, open_layer_reader, scan_layer
 from lamina.oci import Descriptor, Manifest, Reference, media_types
-from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer
+from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer, write_image
 from lamina.transport import (
     ArchiveImage,
     ArchiveReader,
@@ -96,6 +96,14 @@ def _known(store: Store, layer: Descriptor) -> LayerRecord | None:
         return None
 
 
+def _same_content(store: Store, diff_id: str, lease: Lease) -> LayerRecord | None:
+    known = store.layer_by_diff_id(diff_id)
+    if known is None:
+        return None
+    lease.add_blob(known.digest)  # before looking: a prune running now cannot take it
+    return known if store.content.has(known.digest) else None
+
+
 def _layer_records(
     store: Store, image: ArchiveImage, archive: ArchiveReader, lease: Lease, max_bytes: int
 ) -> tuple[list[LayerRecord], int]:
@@ -108,6 +116,11 @@ def _layer_records(
             raise InvalidInputError(
                 f"layer {position} ({layer.digest}): media type {layer.media_type!r} is not a layer"
             )
+        if image.synthesized and (same := _same_content(store, diff_id, lease)) is not None:
+            # A docker-archive names layers by content only: one already stored, in any
+            # compression, is the same layer and is not stored twice.
+            records.append(same)
+            continue
         lease.add_blob(layer.digest)
         known = _known(store, layer) if store.content.has(layer.digest) else None
         if known is not None and known.uncompressed_size is not None:
@@ -138,17 +151,22 @@ def load_archive(store: Store, path: Path, max_layer_bytes: int) -> list[LoadRes
         for image in archive.images():
             layers, written = _layer_records(store, image, archive, lease, max_layer_bytes)
             store.content.put_bytes(image.config_bytes, image.config_digest, lease=lease)
-            store.content.put_bytes(image.manifest_bytes, image.manifest_digest, lease=lease)
+            if not image.synthesized:
+                store.content.put_bytes(image.manifest_bytes, image.manifest_digest, lease=lease)
             pending.append((image, layers, written))
         for image, layers, written in pending:
             names = tuple(str(name) for name in image.names)
-            record = store.add_image(
-                image.manifest_digest,
-                image.config_digest,
-                layers,
-                media_type=image.manifest.media_type,
-                tags=names,
-            )
+            if image.synthesized:
+                # No manifest came with it: write one over the blobs the store holds.
+                record = write_image(store, image.config_bytes, layers, lease=lease, tags=names)
+            else:
+                record = store.add_image(
+                    image.manifest_digest,
+                    image.config_digest,
+                    layers,
+                    media_type=image.manifest.media_type,
+                    tags=names,
+                )
             results.append(
                 LoadResult(
                     tuple(n.familiar() for n in image.names),

@@ -22,7 +22,7 @@ _OCI_LAYER_TYPE = {
 
 def write_image(
     store: Store,
-    config: ImageConfig,
+    config: ImageConfig | bytes,
     layers: Sequence[LayerRecord],
     *,
     lease: BlobLease,
@@ -32,9 +32,10 @@ def write_image(
     record the image and its `tags` in one transaction.
 
     The layers' blobs must be committed and held by `lease`; the config and
-    manifest are added to it before they are written.
+    manifest are added to it before they are written. Config bytes are stored as
+    given (the image ID is their digest); an ImageConfig is encoded canonically.
     """
-    config_bytes = config.to_bytes()
+    config_bytes = config if isinstance(config, bytes) else config.to_bytes()
     config_blob = store.content.put_bytes(config_bytes, lease=lease)
     manifest = Manifest(
         config=Descriptor(media_types.OCI_CONFIG, config_blob.digest, config_blob.size),

@@ -201,6 +201,22 @@ class ImagesMixin:
             raise NotFoundError(f"layer {digest} is not recorded in the store")
         return LayerRecord(*row)
 
+    def layer_by_diff_id(self, diff_id: str) -> LayerRecord | None:
+        """A stored layer blob with this content, whatever its compression; None if none.
+
+        Prefers the smallest blob, so a compressed copy wins over a plain one.
+        """
+        row = (
+            self._db.conn()
+            .execute(
+                "SELECT digest, diff_id, media_type, size, uncompressed_size FROM layers "
+                "WHERE diff_id = ? ORDER BY size, digest LIMIT 1",
+                (check_digest(diff_id, "diff_id"),),
+            )
+            .fetchone()
+        )
+        return None if row is None else LayerRecord(*row)
+
     def tag(self, name: str, manifest_digest: str) -> None:
         """Point `name` at an image, replacing what it pointed at (atomically)."""
         check_tag_name(name)

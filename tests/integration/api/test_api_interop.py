@@ -192,3 +192,25 @@ def test_deep_image_mounts_without_writing_beside_the_target(
     finally:
         _run("chattr", "-i", where.parent)
     assert os.listdir(where.parent) == ["mnt"]
+
+
+def test_loading_a_docker_archive_reuses_the_layers_the_store_has(
+    lamina: Lamina, tmp_path: Path
+) -> None:
+    image_id = _two_layer_image(lamina, tmp_path)
+    manifest_digest = lamina.resolve("test/app:1").digest
+    archive = tmp_path / "app.tar"
+    lamina.save(["test/app:1"], archive, "docker-archive")
+    lamina.rmi(["test/app:1"])
+    blobs = tmp_path / "root" / "blobs" / "sha256"
+    before = set(os.listdir(blobs))
+    loaded = lamina.load(archive)
+    assert loaded[0].image_id == image_id
+    assert loaded[0].layers_written == 0
+    # The archive's uncompressed copies are not stored beside the gzip ones, and the
+    # manifest written over the stored layers is the very one the image had.
+    assert set(os.listdir(blobs)) == before
+    assert loaded[0].digest == manifest_digest
+    usage = {u.image.id: u for u in lamina.df().images}
+    assert usage[image_id].shared_size > 0
+    assert lamina.fsck().ok
