@@ -107,6 +107,7 @@ def age(root: Path) -> None:
     for top, dirs, files in os.walk(root):
         for name in dirs + files:
             os.utime(os.path.join(top, name), (then, then), follow_symlinks=False)
+    os.utime(root, (then, then))
 
 
 class Buildah:

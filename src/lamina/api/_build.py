@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from lamina.build import BuildResult, EventSink
     from lamina.dockerfile import Diagnostic
     from lamina.runtime import Network
+    from lamina.store import ImageRecord
 
 
 def parse_secret(spec: str) -> tuple[str, Path]:
@@ -95,9 +97,14 @@ def build_image(
     explain: bool = False,
     on_event: EventSink | None = None,
 ) -> BuildResult:
-    """Build `context` (its Dockerfile, or `dockerfile`) and tag the image with `tags`."""
+    """Build `context` (its Dockerfile, or `dockerfile`) and tag the image with `tags`.
+
+    A request whose every input is unchanged since it was last built is answered from
+    its record (see `_replay`) without running the builder; `no_cache` always builds.
+    """
     from lamina.api._lamina import normalize_tag
-    from lamina.build import BuildOptions, build
+    from lamina.api._replay import BuildRequest, record_build, replay_build
+    from lamina.build._options import BuildEvent, BuildOptions, BuildResult
 
     opts = BuildOptions(
         context_dir=Path(context),
@@ -111,8 +118,64 @@ def build_image(
         source_date_epoch=_source_date_epoch(),
         explain=explain,
     )
+    request = BuildRequest(
+        opts.context_dir,
+        opts.dockerfile_path(),
+        opts.build_args,
+        target,
+        network,
+        opts.secrets,
+        opts.source_date_epoch,
+    )
+    if not no_cache and opts.context_dir.is_dir() and opts.dockerfile_path().is_file():
+        replayed = replay_build(lamina.store, request, lambda ref: lamina.resolve(ref).digest)
+        if replayed is not None:
+            for tag in opts.tags:
+                lamina.store.tag(tag, replayed.image.digest)
+            if on_event is not None:
+                for text in replayed.warnings:
+                    on_event(BuildEvent("warning", 0, text))
+                for n, text in enumerate(replayed.steps, 1):
+                    on_event(BuildEvent("step", n, text))
+                    on_event(BuildEvent("cached", n, ""))
+                on_event(BuildEvent("image", 0, replayed.image.id))
+            image = lamina.store.get_image(replayed.image.digest)
+            return BuildResult(image, len(replayed.steps), len(replayed.steps))
+
+    from lamina.build import build
+
+    bases: dict[str, str] = {}
+    steps: list[str] = []
+    warnings: list[str] = []
+
+    def resolve(ref: str) -> ImageRecord:
+        image = lamina.resolve(ref)
+        bases[ref] = image.digest
+        return image
+
+    def observe(event: BuildEvent) -> None:
+        if event.kind == "step":
+            steps.append(event.text)
+        elif event.kind == "warning":
+            warnings.append(event.text)
+        if on_event is not None:
+            on_event(event)
+
+    started = time.time()
     with _sigterm_as_exit():
-        return build(lamina.store, opts, lamina.resolve, on_event)
+        result = build(lamina.store, opts, resolve, observe)
+    if result.replayable:
+        record_build(
+            lamina.store,
+            request,
+            result.image,
+            [f.path for f in result.context_files],
+            bases,
+            steps,
+            warnings,
+            started,
+        )
+    return result
 
 
 def check_dockerfile(

@@ -23,20 +23,61 @@ This package does not know the API or the CLI: FROM and ``--from`` images are fo
 through the ``resolve`` callable it is given.
 """
 
-from lamina.build._builder import Builder, build
-from lamina.build._image import ImageState, commit_image, layer_from_dir
-from lamina.build._keys import StepInputs, explain_miss, instruction_text
-from lamina.build._meta import HISTORY_COMMENT, apply_metadata, created_by
-from lamina.build._options import (
-    BuildEvent,
-    BuildOptions,
-    BuildResult,
-    EventSink,
-    Resolver,
-    StepFailedError,
-    timestamp,
-)
-from lamina.build._sources import RACY_SECONDS, digest_context_files, file_sha256
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lamina.build._builder import Builder, build
+    from lamina.build._image import ImageState, commit_image, ensure_snapshots, layer_from_dir
+    from lamina.build._keys import StepInputs, explain_miss, instruction_text
+    from lamina.build._meta import HISTORY_COMMENT, apply_metadata, created_by
+    from lamina.build._options import (
+        BuildEvent,
+        BuildOptions,
+        BuildResult,
+        EventSink,
+        Resolver,
+        StepFailedError,
+        timestamp,
+    )
+    from lamina.build._sources import RACY_SECONDS, digest_context_files, file_sha256
+
+# Loaded on first use: `lamina build` checks whether a build can be replayed before it
+# needs the frontend and the executor, and start-up time is most of a cached build.
+_WHERE = {
+    "BuildEvent": "_options",
+    "BuildOptions": "_options",
+    "BuildResult": "_options",
+    "Builder": "_builder",
+    "EventSink": "_options",
+    "HISTORY_COMMENT": "_meta",
+    "ImageState": "_image",
+    "RACY_SECONDS": "_sources",
+    "Resolver": "_options",
+    "StepFailedError": "_options",
+    "StepInputs": "_keys",
+    "apply_metadata": "_meta",
+    "build": "_builder",
+    "commit_image": "_image",
+    "created_by": "_meta",
+    "digest_context_files": "_sources",
+    "ensure_snapshots": "_image",
+    "explain_miss": "_keys",
+    "file_sha256": "_sources",
+    "instruction_text": "_keys",
+    "layer_from_dir": "_image",
+    "timestamp": "_options",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lamina.build' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lamina.build.{module}"), name)
+
 
 __all__ = [
     "HISTORY_COMMENT",
@@ -55,6 +96,7 @@ __all__ = [
     "commit_image",
     "created_by",
     "digest_context_files",
+    "ensure_snapshots",
     "explain_miss",
     "file_sha256",
     "instruction_text",

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +23,7 @@ from pathlib import Path
 from lamina.dockerfile import (
     BuildPlan,
     Cmd,
+    ContextFile,
     Copy,
     Instruction,
     PlannedInstruction,
@@ -69,11 +70,21 @@ class Builder:
         self._futures: dict[int, Future[ImageState]] = {}
         self.steps = 0
         self.cached = 0
+        # What the result depends on in the context, for a later build to re-check
+        # by stat alone (see BuildResult.context_files); an ADD of a URL depends on
+        # more than the context, so such a build is never replayed.
+        self.context_files: list[ContextFile] = []
+        self.replayable = True
         self.context = opts.context_dir.resolve()
         # This build's own runc state dir: an interrupted build kills exactly its containers.
         self.runc_state = store.root / "runc-builds" / secrets.token_hex(8)
         self.lease: Lease
         self.bp: BuildPlan
+
+    def observe(self, files: Sequence[ContextFile]) -> None:
+        """Remember context entries a step read (stage threads call this concurrently)."""
+        with self._lock:
+            self.context_files.extend(files)
 
     # -- events ----------------------------------------------------------------------
 
@@ -130,7 +141,9 @@ class Builder:
             final = ImageState(state.config.with_fields(created=created), state.layers, state.key)
             record = commit_image(self.store, lease, final, self.opts.tags)
         self.emit("image", 0, record.id)
-        return BuildResult(record, self.steps, self.cached)
+        return BuildResult(
+            record, self.steps, self.cached, tuple(self.context_files), self.replayable
+        )
 
     def _stable_created(self, config: ImageConfig) -> str:
         """The newest time in `config`'s history, so that a fully cached rebuild of the same

@@ -12,6 +12,7 @@ from lamina.errors import ToolError
 from lamina.store import ImageRecord
 
 if TYPE_CHECKING:
+    from lamina.dockerfile import ContextFile
     from lamina.runtime import Network
 
 Resolver = Callable[[str], ImageRecord]
@@ -64,6 +65,9 @@ class BuildResult:
     image: ImageRecord
     steps: int
     cached: int
+    # The context entries the image depends on, and whether nothing else (a URL) counts.
+    context_files: tuple[ContextFile, ...] = ()
+    replayable: bool = False
 
 
 def timestamp(source_date_epoch: int | None, now: float) -> str:

@@ -46,6 +46,7 @@ class RunStep:
                 extra.append((f"mount {m.target}", self.b.source_state(m.from_).key))
             elif m.type == "bind":
                 files = select_sources(self.b.context, [m.source or "."], self.b.ignore)
+                self.b.observe(files)
                 digests = digest_context_files(self.b.store, str(self.b.context), files)
                 for f in files:
                     content = digests.get(f.path) or f.link_target or ""
@@ -116,7 +117,10 @@ class CopyStep:
         else:
             self.sel = select(self.inst, self.b.context, self.b.ignore)
             files = self.sel.files()
+            self.b.observe(files)
             urls = self.inst.is_add and any(is_url(w) for w in self.inst.sources)
+            if urls:
+                self.b.replayable = False
             record, stamp = self._stamp()
             if not full and stamp and not urls:
                 found = self.b.store.get_cache(record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -68,6 +69,9 @@ def test_explanations_name_the_changed_input() -> None:
 def test_public_surface_is_all() -> None:
     import lamina.build as build
 
-    public = {n for n in dir(build) if not n.startswith("_")}
-    modules = {n for n in public if type(getattr(build, n)).__name__ == "module"}
-    assert set(build.__all__) == public - modules
+    # Names load on first use (start-up time): __all__ is exactly what resolves.
+    assert set(build.__all__) == set(build._WHERE)
+    for name in build.__all__:
+        assert getattr(build, name) is not None
+    with pytest.raises(AttributeError):
+        build.no_such_name  # noqa: B018
