@@ -5,6 +5,7 @@ The CLI is a thin shell over this class, and tests drive it directly.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -286,8 +287,11 @@ class Lamina:
 
     # -- upkeep ---------------------------------------------------------------------
 
-    def prune(self) -> PruneReport:
-        return self.store.prune()
+    def prune(self, *, keep_build_cache: bool = False) -> PruneReport:
+        """Like `docker system prune`: the build cache goes too, unless kept, then
+        untagged images and every blob and snapshot nothing holds any more."""
+        removed = 0 if keep_build_cache else self.store.remove_cache()
+        return dataclasses.replace(self.store.prune(), cache_records_removed=removed)
 
     def fsck(self) -> FsckReport:
         return self.store.fsck()

@@ -265,12 +265,15 @@ def df(ctx: click.Context, verbose: bool) -> None:
 
 
 @cli.command()
+@click.option("--keep-build-cache", is_flag=True, help="Keep the build cache records.")
 @click.pass_context
-def prune(ctx: click.Context) -> None:
-    """Remove untagged images and every blob, snapshot and cache record nothing uses."""
-    report = _api(ctx).prune()
+def prune(ctx: click.Context, keep_build_cache: bool) -> None:
+    """Remove the build cache, untagged images, and every blob and snapshot nothing uses."""
+    report = _api(ctx).prune(keep_build_cache=keep_build_cache)
     for image in report.images_removed:
         click.echo(f"Deleted Images: {image}")
+    if report.cache_records_removed:
+        click.echo(f"Deleted build cache records: {report.cache_records_removed}")
     click.echo(
         f"Removed {len(report.blobs_removed)} blobs and {len(report.snapshots_removed)} snapshots"
     )

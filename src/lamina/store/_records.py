@@ -132,6 +132,7 @@ class PruneReport:
     snapshots_removed: tuple[str, ...] = ()
     ingests_removed: int = 0
     leases_expired: int = 0
+    cache_records_removed: int = 0
 
 
 @dataclass(frozen=True)

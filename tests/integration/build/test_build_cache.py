@@ -169,3 +169,21 @@ def test_a_final_copy_is_unpacked_only_when_a_later_build_needs_it(
     assert extended.texts("cached") == ["CACHED"]
     assert "640 0" in extended.output() and "x.txt" in extended.output()
     assert lam.store.get_snapshot(top.diff_id) is not None
+
+
+def test_prune_reclaims_the_build_cache_but_not_tagged_images(  # type: ignore[no-untyped-def]
+    lam, context, build
+) -> None:
+    (context / "f").write_text("data\n")
+    text = "FROM busybox\nCOPY f /f\nRUN echo built > /built\n"
+    first = build(text, tags=["kept"])
+    assert build(text).texts("cached") == ["CACHED", "CACHED"]
+    kept = lam.prune(keep_build_cache=True)
+    assert kept.cache_records_removed == 0
+    assert build(text).texts("cached") == ["CACHED", "CACHED"]
+    report = lam.prune()
+    assert report.cache_records_removed > 0
+    assert lam.resolve("kept").id == first.id
+    assert lam.fsck().ok
+    # With the cache gone, the steps run again (as after `docker builder prune`).
+    assert build(text).texts("cached") == []
