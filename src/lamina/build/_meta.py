@@ -124,13 +124,14 @@ def apply_metadata(config: ImageConfig, inst: Instruction, cmd_set: bool) -> Ima
 
 
 def created_by(inst: Instruction, config: ImageConfig, args: Sequence[tuple[str, str]] = ()) -> str:
-    """The history `created_by` BuildKit writes for `inst` (config = the config before it)."""
+    """The history `created_by` for `inst` as BuildKit writes it, with lamina's name where
+    BuildKit puts its own (`RUN /bin/sh -c make # lamina`); config = the config before it."""
     if isinstance(inst, Run):
         argv = run_argv(inst, config)
         prefix = ""
         if args:
             prefix = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args) + " "
-        return "RUN " + prefix + " ".join(argv) + " # buildkit"
+        return "RUN " + prefix + " ".join(argv) + " # lamina"
     if isinstance(inst, Copy):
         words = ["ADD" if inst.is_add else "COPY"]
         for flag, value in (("--from", inst.from_), ("--chown", inst.chown),
@@ -139,7 +140,7 @@ def created_by(inst: Instruction, config: ImageConfig, args: Sequence[tuple[str,
                 words.append(f"{flag}={value}")
         words.extend(inst.sources)
         words.append(inst.dest)
-        return " ".join(words) + " # buildkit"
+        return " ".join(words) + " # lamina"
     if isinstance(inst, Env):
         return "ENV " + " ".join(f"{k}={v}" for k, v in inst.pairs)
     if isinstance(inst, Arg):

@@ -78,9 +78,9 @@ CMD ["echo run"]
     texts = [h.created_by for h in history]
     assert (
         'RUN |1 GREETING=hi /bin/sh -c echo "$GREETING from $APP_HOME" > greeting '
-        "&& cat greeting # buildkit" in texts
+        "&& cat greeting # lamina" in texts
     )
-    assert "COPY hello.txt ./ # buildkit" in texts
+    assert "COPY hello.txt ./ # lamina" in texts
     assert "ENV APP_HOME=/srv/app PLAIN=value" in texts
     assert "WORKDIR /srv/app" in texts
     assert 'CMD ["echo run"]' in texts

@@ -23,14 +23,14 @@ BASE = ImageConfig.new().with_container_config(Env=["PATH=/bin", "A=old"], Cmd=[
 
 
 def test_history_text_reads_like_docker_history() -> None:
-    assert created_by(Run(("echo hi",)), BASE) == "RUN /bin/sh -c echo hi # buildkit"
+    assert created_by(Run(("echo hi",)), BASE) == "RUN /bin/sh -c echo hi # lamina"
     assert created_by(Run(("echo $V",)), BASE, (("V", "1"),)) == (
-        "RUN |1 V=1 /bin/sh -c echo $V # buildkit"
+        "RUN |1 V=1 /bin/sh -c echo $V # lamina"
     )
-    assert created_by(Run(("ls", "-l"), shell_form=False), BASE) == "RUN ls -l # buildkit"
-    assert created_by(Copy(("file",), "/dst"), BASE) == "COPY file /dst # buildkit"
+    assert created_by(Run(("ls", "-l"), shell_form=False), BASE) == "RUN ls -l # lamina"
+    assert created_by(Copy(("file",), "/dst"), BASE) == "COPY file /dst # lamina"
     assert created_by(Copy(("a", "b"), "/d/", is_add=True, chown="app"), BASE) == (
-        "ADD --chown=app a b /d/ # buildkit"
+        "ADD --chown=app a b /d/ # lamina"
     )
     assert created_by(Env((("A", "b"),)), BASE) == "ENV A=b"
     assert created_by(Workdir("/x"), BASE) == "WORKDIR /x"
