@@ -75,12 +75,13 @@ def _ingest_layer(
 ) -> tuple[str, int]:
     """Copy a layer blob into the store, checking it in the same pass; nothing is kept
     unless the digest and every entry check out."""
+    # The writer checks the digest as it commits, so the archive's stream need not.
     with (
-        archive.open_blob(layer) as source,
+        archive.open_blob(layer, verify=False) as source,
         store.content.writer(layer.digest, layer.size, lease=lease) as writer,
     ):
-        # Large reads below the tar reader: the archive's and the store's hashing
-        # run on 1 MiB chunks rather than on each entry's pieces.
+        # Large reads below the tar reader: the store's hashing runs on 1 MiB chunks
+        # rather than on each entry's pieces.
         tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
         diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest)
         while tee.read(_CHUNK):

@@ -243,3 +243,13 @@ def hash_member(files: Files, name: str, what: str) -> tuple[str, int, bytes]:
     finally:
         if piece.owned:
             os.close(piece.fd)
+
+
+def peek_member(files: Files, name: str, what: str) -> tuple[int, bytes]:
+    """Size and first bytes (for magic numbers) of a member, without reading it all."""
+    piece = files.open_slice(name, what)
+    try:
+        return piece.size, os.pread(piece.fd, min(piece.size, 16), piece.offset)
+    finally:
+        if piece.owned:
+            os.close(piece.fd)

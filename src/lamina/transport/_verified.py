@@ -20,7 +20,9 @@ class VerifiedBlob(io.RawIOBase):
     DigestMismatchError naming the blob and the archive member it came from.
     """
 
-    def __init__(self, piece: Slice, digest: str, size: int, what: str) -> None:
+    def __init__(
+        self, piece: Slice, digest: str, size: int, what: str, *, verify: bool = True
+    ) -> None:
         super().__init__()
         if piece.size != size:
             if piece.owned:
@@ -32,11 +34,15 @@ class VerifiedBlob(io.RawIOBase):
         self._position = piece.offset
         self._remaining = size
         self._digest = digest
-        self._hash = hashlib.sha256()
+        # verify=False is for a caller that checks the same digest itself (the store's
+        # writer given the expected digest): hashing twice would only cost time.
+        self._hash = hashlib.sha256() if verify else None
         self._what = what
         self.verified = size == 0 and self._check()
 
     def _check(self) -> bool:
+        if self._hash is None:
+            return False
         actual = "sha256:" + self._hash.hexdigest()
         if actual != self._digest:
             raise DigestMismatchError(f"{self._what} ({self._piece.label})", self._digest, actual)
@@ -56,7 +62,8 @@ class VerifiedBlob(io.RawIOBase):
             )
         count = len(data)
         buffer[:count] = data
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self._position += count
         self._remaining -= count
         if self._remaining == 0:
