@@ -152,16 +152,23 @@ def replay_build(store: Store, request: BuildRequest, resolve_digest: Any) -> Re
                 return None
         except NotFoundError:
             return None
-    root = os.path.realpath(request.context)
-    for rel, *identity in value["entries"]:
-        try:
-            st = os.lstat(os.path.join(root, rel))
-        except OSError:
-            return None
-        if _identity(st) != identity:
-            return None
-        if rel == "." and not stat.S_ISDIR(st.st_mode):
-            return None
+    try:
+        root = os.open(os.path.realpath(request.context), os.O_PATH | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        # Relative to the root's fd: one syscall per entry, no path joining.
+        for rel, *identity in value["entries"]:
+            try:
+                st = os.stat(rel, dir_fd=root, follow_symlinks=False)
+            except OSError:
+                return None
+            if _identity(st) != identity:
+                return None
+            if rel == "." and not stat.S_ISDIR(st.st_mode):
+                return None
+    finally:
+        os.close(root)
     try:
         image = store.get_image(value["image"])
     except NotFoundError:
