@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from lamina.errors import InvalidInputError
@@ -62,25 +58,6 @@ def _source_date_epoch() -> int | None:
     if not value.isdigit():
         raise InvalidInputError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds")
     return int(value)
-
-
-@contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """SIGTERM unwinds the build (mounts, runc containers, scratch dirs) like Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def build_image(
@@ -161,8 +138,10 @@ def build_image(
         if on_event is not None:
             on_event(event)
 
+    from lamina.runtime import sigterm_raises
+
     started = time.time()
-    with _sigterm_as_exit():
+    with sigterm_raises():
         result = build(lamina.store, opts, resolve, observe)
     if result.replayable:
         record_build(

@@ -38,6 +38,7 @@ from lamina.runtime._runc import (
     exit_code_for_runc_error,
     run,
     runc_binary,
+    sigterm_raises,
     write_bundle,
 )
 from lamina.runtime._spec import (
@@ -76,5 +77,6 @@ __all__ = [
     "resolve_user",
     "run",
     "runc_binary",
+    "sigterm_raises",
     "write_bundle",
 ]

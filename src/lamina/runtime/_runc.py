@@ -99,9 +99,9 @@ def _pump(stream: IO[bytes], sink: Callable[[bytes], None], errors: list[BaseExc
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit(143) while a container runs, so cleanup happens; only from
-    the main thread and only when nobody else handles SIGTERM."""
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit(143) for the block, so cleanup runs as for Ctrl-C (a
+    container, a build); only from the main thread and only when nobody else handles it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -187,7 +187,7 @@ def run(
     ]
     pumps: list[threading.Thread] = []
     sink_errors: list[BaseException] = []
-    with _sigterm_raises():
+    with sigterm_raises():
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL if stdin is None else stdin,
