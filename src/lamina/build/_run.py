@@ -109,9 +109,17 @@ def _mounts(
                 tmpfs.append(TmpfsMount(m.target, m.size))
             elif m.type == "cache":
                 path = cache_mount_dir(store_root, m)
-                if m.sharing == "locked":
-                    lock = stack.enter_context(open(path.parent / (path.name + ".lock"), "w"))
-                    fcntl.flock(lock, fcntl.LOCK_EX)
+                lock = stack.enter_context(open(path.parent / (path.name + ".lock"), "w"))
+                if m.sharing == "private":
+                    # In use by another step: this one gets a fresh dir of its own.
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        path = scratch / f"cache-{n}"
+                        path.mkdir()
+                else:
+                    # shared: any number at once; locked: one at a time, the rest wait.
+                    fcntl.flock(lock, fcntl.LOCK_EX if m.sharing == "locked" else fcntl.LOCK_SH)
                 binds.append(BindMount(path, m.target, False))
             elif m.type == "bind":
                 if m.from_ is not None:
@@ -128,9 +136,29 @@ def _mounts(
                 source = os.path.realpath(os.path.join(base, (m.source or ".").lstrip("/")))
                 if source != str(base) and not source.startswith(str(base) + "/"):
                     raise InvalidInputError(f"bind mount source {m.source!r} leaves its root")
-                # Writes would land in the context or a snapshot: always read-only here.
-                binds.append(BindMount(Path(source), m.target, True))
+                if m.readonly is False:
+                    # rw: the step may write, but into a scratch layer over the source that
+                    # goes with the step; the context and snapshots stay as they were.
+                    binds.append(BindMount(_writable_view(stack, Path(source), scratch, n),
+                                           m.target, False))  # fmt: skip
+                else:
+                    binds.append(BindMount(Path(source), m.target, True))
         yield binds, tmpfs
+
+
+def _writable_view(stack: contextlib.ExitStack, source: Path, scratch: Path, n: int) -> Path:
+    """A copy-on-write view of `source` whose writes stay in `scratch`."""
+    where = scratch / f"rw-{n}"
+    where.mkdir()
+    if not source.is_dir():
+        copy = where / source.name
+        shutil.copy2(source, copy)
+        return copy
+    upper, work, view = where / "upper", where / "work", where / "view"
+    for d in (upper, work, view):
+        d.mkdir()
+    stack.enter_context(mounted(overlay_mount([source], upper, work), view))
+    return view
 
 
 def _empty(scratch: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lamina.api import Lamina
+from lamina.errors import ToolError
 from lamina.layers import open_layer_reader, read_entries
 
 pytestmark = pytest.mark.integration
@@ -114,6 +116,51 @@ RUN --mount=type=tmpfs,target=/scratch echo tmp > /scratch/x && cat /scratch/x
     (context / "input.txt").write_text("changed\n")
     again = build(tags=["mounts"])
     assert again.texts("miss")[0].startswith("file changed: /in.txt: input.txt")
+
+
+def test_rw_bind_writes_are_seen_by_the_step_and_then_discarded(  # type: ignore[no-untyped-def]
+    lam: Lamina, context: Path, build, image_tree
+) -> None:
+    (context / "dir").mkdir()
+    (context / "dir" / "a.txt").write_text("a\n")
+    before = sorted(p.name for p in (context / "dir").iterdir())
+    text = """\
+FROM busybox
+RUN --mount=type=bind,source=dir,target=/work,rw echo new > /work/b.txt \\
+ && echo x >> /work/a.txt && cat /work/a.txt /work/b.txt > /seen
+"""
+    build(text, tags=["rw"])
+    with image_tree("rw") as root:
+        assert (root / "seen").read_text() == "a\nx\nnew\n"
+        assert not (root / "work").exists() or not any((root / "work").iterdir())
+    assert sorted(p.name for p in (context / "dir").iterdir()) == before
+    assert (context / "dir" / "a.txt").read_text() == "a\n"
+    # Without rw the bind is read-only, as in Docker.
+    with pytest.raises(ToolError):
+        build("FROM busybox\nRUN --mount=type=bind,source=dir,target=/work touch /work/c\n")
+
+
+def test_private_cache_mount_in_use_gets_a_fresh_dir(lam: Lamina, build) -> None:  # type: ignore[no-untyped-def]
+    text = (
+        "FROM busybox\n"
+        "RUN --mount=type=cache,id=p,target=/cache,sharing=private "
+        "ls /cache | wc -l && echo x > /cache/mark\n"
+    )
+    first = build(text)
+    assert first.output().strip() == "0"
+    second = build(text, no_cache=True)
+    assert second.output().strip() == "1"  # not in use: the shared cache dir itself
+    cache = _cache_dir(lam, "p")
+    with open(cache.parent / (cache.name + ".lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        third = build(text, no_cache=True)  # would wait forever if it took the lock
+    assert third.output().strip() == "0"
+
+
+def _cache_dir(lam: Lamina, ident: str) -> Path:
+    import hashlib
+
+    return Path(lam.root) / "cache-mounts" / hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 
 def lamina_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
