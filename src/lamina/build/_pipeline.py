@@ -7,6 +7,7 @@ half the time. Queues are bounded (a few MiB in flight), so memory stays flat.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable
@@ -79,7 +80,8 @@ def write_layer_to_store(
     with store.content.writer(lease=lease) as w:
         storing = _Stage(w.write, "layer-store", copy=False)
         try:
-            blob = LayerBlobWriter(storing, Compression.GZIP)  # type: ignore[arg-type]
+            # The store's writer hashes what it stores: that is the blob's digest.
+            blob = LayerBlobWriter(storing, Compression.GZIP, digest=False)  # type: ignore[arg-type]
             tar = _TarSink(blob)
             try:
                 write_layer(changes, tar, source_date_epoch=source_date_epoch)
@@ -90,5 +92,5 @@ def write_layer_to_store(
             storing.drain()
         finally:
             storing.close()
-        w.commit()
-    return info
+        stored = w.commit()
+    return dataclasses.replace(info, digest=stored.digest)

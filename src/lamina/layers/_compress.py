@@ -91,11 +91,13 @@ class LayerBlobWriter:
     """
 
     def __init__(self, out: BinaryIO, compression: Compression = Compression.GZIP,
-                 level: int | None = None) -> None:  # fmt: skip
+                 level: int | None = None, *, digest: bool = True) -> None:  # fmt: skip
         self._out = out
         self._compression = compression
         self._diff = hashlib.sha256()
-        self._digest = hashlib.sha256()
+        # digest=False when `out` hashes what it stores anyway (the content store's
+        # writer): the blob's digest is then the one its commit returns.
+        self._digest = hashlib.sha256() if digest else None
         self._raw_size = 0
         self._size = 0
         self._compressor: Any
@@ -122,7 +124,8 @@ class LayerBlobWriter:
 
     def _emit(self, data: Any) -> None:
         if len(data):
-            self._digest.update(data)
+            if self._digest is not None:
+                self._digest.update(data)
             self._out.write(data)
             self._size += len(data)
 
@@ -135,10 +138,8 @@ class LayerBlobWriter:
         if self._compressor is not None:
             self._emit(self._compressor.flush())
         diff_id, raw = self.uncompressed_digest()
-        return BlobInfo(
-            "sha256:" + self._digest.hexdigest(), self._size, diff_id, raw,
-            self._compression.media_type,
-        )  # fmt: skip
+        digest = "" if self._digest is None else "sha256:" + self._digest.hexdigest()
+        return BlobInfo(digest, self._size, diff_id, raw, self._compression.media_type)
 
 
 _MAGIC = (

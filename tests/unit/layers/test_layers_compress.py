@@ -99,3 +99,18 @@ def test_corrupt_gzip_refused(tmp_path: Path) -> None:
     blob[len(blob) // 2 + 1] ^= 0xFF
     with pytest.raises(InvalidInputError, match=r"corrupt|truncated"):
         _open(io.BytesIO(bytes(blob)), 1 << 30).read()
+
+
+def test_blob_writer_without_digest_leaves_it_to_the_sink() -> None:
+    import hashlib
+    import io
+
+    from lamina.layers import Compression, LayerBlobWriter
+
+    out = io.BytesIO()
+    writer = LayerBlobWriter(out, Compression.GZIP, digest=False)
+    writer.write(b"x" * 10_000)
+    info = writer.finish()
+    assert info.digest == ""
+    assert info.size == len(out.getvalue())
+    assert info.diff_id == "sha256:" + hashlib.sha256(b"x" * 10_000).hexdigest()
