@@ -1,31 +1,11 @@
-"""Helpers for end-to-end tests: a busybox-static rootfs and tree listings."""
+"""Helpers for end-to-end tests: tree listings of what a tree holds."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
 from pathlib import Path
-
-BUSYBOX = Path("/bin/busybox")
-APPLETS = ("sh", "ls", "cat", "echo", "id", "rm", "mkdir", "touch", "ln", "chmod", "stat", "true")
-
-
-def make_busybox_rootfs(root: Path) -> Path:
-    """A minimal rootfs: busybox-static, its applets as symlinks, passwd and group."""
-    (root / "bin").mkdir(parents=True)
-    (root / "etc").mkdir()
-    (root / "tmp").mkdir(mode=0o1777)
-    os.chmod(root / "tmp", 0o1777)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in APPLETS:
-        (root / "bin" / applet).symlink_to("busybox")
-    (root / "etc" / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
-    )
-    (root / "etc" / "group").write_text("root:x:0:\napp:x:1000:\n")
-    return root
 
 
 def tree_listing(root: Path) -> dict[str, tuple[object, ...]]:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_helpers import make_busybox_rootfs
+from busybox_rootfs import make_busybox_rootfs
 
 from lamina.api import Lamina
 

@@ -13,7 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from api_helpers import make_busybox_rootfs, tree_listing
+from api_helpers import tree_listing
+from busybox_rootfs import make_busybox_rootfs
 
 from lamina.api import Lamina
 

@@ -3,73 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from busybox_rootfs import make_busybox_rootfs
 
 from lamina.api import Lamina
 from lamina.api._build import build_image
 from lamina.build import BuildEvent
-
-APPLETS = [
-    "sh",
-    "ls",
-    "cat",
-    "id",
-    "echo",
-    "touch",
-    "rm",
-    "mkdir",
-    "ln",
-    "chmod",
-    "chown",
-    "stat",
-    "wc",
-    "sleep",
-    "head",
-    "tail",
-    "dd",
-    "find",
-    "seq",
-    "true",
-    "false",
-    "printf",
-    "mv",
-    "cp",
-    "test",
-    "env",
-    "grep",
-    "sed",
-    "tr",
-    "sort",
-    "md5sum",
-    "sha256sum",
-    "readlink",
-    "rmdir",
-    "uname",
-]
-
-
-def make_busybox_rootfs(path: Path) -> Path:
-    """A tiny root filesystem: busybox-static, its applets, passwd/group with root and app."""
-    (path / "bin").mkdir(parents=True)
-    (path / "etc").mkdir()
-    (path / "tmp").mkdir(mode=0o1777)
-    os.chmod(path / "tmp", 0o1777)
-    (path / "root").mkdir(mode=0o700)
-    (path / "home" / "app").mkdir(parents=True)
-    os.chown(path / "home" / "app", 1000, 1000)
-    shutil.copy2("/bin/busybox", path / "bin" / "busybox")
-    for applet in APPLETS:
-        (path / "bin" / applet).symlink_to("busybox")
-    (path / "etc" / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
-    )
-    (path / "etc" / "group").write_text("root:x:0:\napp:x:1000:\nstaff:x:50:app\n")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime_busybox import make_rootfs
+from busybox_rootfs import make_busybox_rootfs as make_rootfs
 
 from lamina.errors import NotFoundError, ToolError
 from lamina.runtime import (
