@@ -48,6 +48,8 @@ Not supported (refused with a located error): ``${V:?}``, ``${V#p}``,
 
 from __future__ import annotations
 
+from lamina.oci import Platform
+
 from ._check import check
 from ._context import ContextFile, select_sources
 from ._errors import DockerfileError
@@ -85,7 +87,6 @@ from ._plan import (
     PROXY_ARGS,
     BuildPlan,
     PlannedInstruction,
-    Platform,
     StagePlan,
     expose_ports,
     host_platform,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from lamina.errors import InvalidInputError
+from lamina.oci import Platform
 
 from ._errors import DockerfileError
 from ._model import Arg, Copy, Diagnostic, From, Run
@@ -12,7 +13,6 @@ from ._parse import Dockerfile, Stage
 from ._plan import (
     PROXY_ARGS,
     BuildPlan,
-    Platform,
     StagePlan,
     _Expander,
     _global_scope,

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from lamina.errors import InvalidInputError
+from lamina.oci import Platform
 
 from ._errors import DockerfileError
 from ._lex import ExpansionError, expand
@@ -47,26 +48,6 @@ _MACHINES = {
     "i386": ("386", ""), "i686": ("386", ""), "ppc64le": ("ppc64le", ""),
     "s390x": ("s390x", ""), "riscv64": ("riscv64", ""),
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Platform:
-    """An OCI platform, ``os/arch[/variant]``."""
-
-    os: str
-    architecture: str
-    variant: str = ""
-
-    def __str__(self) -> str:
-        tail = f"/{self.variant}" if self.variant else ""
-        return f"{self.os}/{self.architecture}{tail}"
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        parts = text.strip().lower().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"invalid platform {text!r}: want os/arch[/variant]")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
 
 
 def host_platform() -> Platform:

@@ -33,6 +33,14 @@ class Platform:
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """`os/arch[/variant]`, as `--platform` takes it; ValueError when malformed."""
+        parts = text.strip().lower().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"invalid platform {text!r}: want os/arch[/variant]")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+
     def to_json(self) -> dict[str, str]:
         out = {"architecture": self.architecture, "os": self.os}
         if self.variant:
