@@ -51,15 +51,6 @@ def parse_build_args(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _source_date_epoch() -> int | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "")
-    if not value:
-        return None
-    if not value.isdigit():
-        raise InvalidInputError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds")
-    return int(value)
-
-
 def build_image(
     lamina: Lamina,
     context: Path,
@@ -79,7 +70,7 @@ def build_image(
     A request whose every input is unchanged since it was last built is answered from
     its record (see `_replay`) without running the builder; `no_cache` always builds.
     """
-    from lamina.api._lamina import normalize_tag
+    from lamina.api._lamina import normalize_tag, source_date_epoch
     from lamina.api._replay import BuildRequest, record_build, replay_build
     from lamina.build._options import BuildEvent, BuildOptions, BuildResult
 
@@ -92,7 +83,7 @@ def build_image(
         no_cache=no_cache,
         network=network,
         secrets=dict(secrets or {}),
-        source_date_epoch=_source_date_epoch(),
+        source_date_epoch=source_date_epoch(),
         explain=explain,
     )
     request = BuildRequest(

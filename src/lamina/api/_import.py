@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
+import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, cast
 
+from lamina.api._lamina import source_date_epoch
+from lamina.build._options import timestamp
+from lamina.build._pipeline import write_layer_to_store
 from lamina.errors import InvalidInputError
 from lamina.layers import (
     Change,
-    Compression,
     Limits,
     TarReader,
     changes_from_dir,
     open_layer_reader,
-    write_layer_blob,
 )
 from lamina.oci import History, ImageConfig, media_types
 from lamina.store import LayerRecord, Lease, Store, write_image
@@ -26,34 +25,6 @@ _TAR_MEDIA_TYPES = {
     "zstd": media_types.OCI_LAYER_ZSTD,
     "none": media_types.OCI_LAYER,
 }
-
-
-def now_rfc3339() -> str:
-    """The config `created` time: SOURCE_DATE_EPOCH when set, so builds reproduce."""
-    epoch = source_date_epoch()
-    moment = datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def source_date_epoch() -> int | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if value is None or value == "":
-        return None
-    if not value.isdigit():
-        raise InvalidInputError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds")
-    return int(value)
-
-
-def layer_from_changes(store: Store, lease: Lease, changes: list[Change]) -> LayerRecord:
-    """Write `changes` as a gzip layer blob into the store, held by `lease`."""
-    with store.content.writer(lease=lease) as writer:
-        info = write_layer_blob(
-            changes, cast(BinaryIO, writer), Compression.GZIP, source_date_epoch=source_date_epoch()
-        )
-        writer.commit()
-    return LayerRecord(
-        info.digest, info.diff_id, info.media_type, info.size, info.uncompressed_size
-    )
 
 
 def layer_from_tarball(store: Store, lease: Lease, path: Path) -> LayerRecord:
@@ -82,6 +53,14 @@ def layer_from_tarball(store: Store, lease: Lease, path: Path) -> LayerRecord:
     return LayerRecord(blob.digest, reader.diff_id, media_type, blob.size, reader.size)
 
 
+def _layer_from_changes(store: Store, lease: Lease, changes: list[Change]) -> LayerRecord:
+    """Write `changes` as a gzip layer blob into the store, as a build step does."""
+    info = write_layer_to_store(store, lease, changes, source_date_epoch=source_date_epoch())
+    return LayerRecord(
+        info.digest, info.diff_id, info.media_type, info.size, info.uncompressed_size
+    )
+
+
 def import_rootfs(
     store: Store,
     source: Path,
@@ -100,11 +79,11 @@ def import_rootfs(
             lease.add_blob(layer.digest)
         if source.is_dir():
             changes = changes_for(source) if changes_for else changes_from_dir(source)
-            layer = layer_from_changes(store, lease, changes)
+            layer = _layer_from_changes(store, lease, changes)
         else:
             layer = layer_from_tarball(store, lease, source)
-        config = base_config or ImageConfig.new(created=now_rfc3339())
-        created = now_rfc3339()
+        created = timestamp(source_date_epoch(), time.time())
+        config = base_config or ImageConfig.new(created=created)
         config = config.with_fields(created=created)
         config = config.with_layer(
             layer.diff_id,

@@ -28,10 +28,9 @@ from typing import Any
 
 from lamina import __version__
 from lamina.errors import NotFoundError
-from lamina.store import ImageRecord, Store
+from lamina.store import RACY_SECONDS, ImageRecord, Store
 
 RECORD_VERSION = 1
-RACY_SECONDS = 2.0
 _PREFIX = "replay:"
 
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         StepFailedError,
         timestamp,
     )
-    from lamina.build._sources import RACY_SECONDS, digest_context_files, file_sha256
+    from lamina.build._sources import digest_context_files, file_sha256
 
 # Loaded on first use: `lamina build` checks whether a build can be replayed before it
 # needs the frontend and the executor, and start-up time is most of a cached build.
@@ -54,7 +54,6 @@ _WHERE = {
     "EventSink": "_options",
     "HISTORY_COMMENT": "_meta",
     "ImageState": "_image",
-    "RACY_SECONDS": "_sources",
     "Resolver": "_options",
     "StepFailedError": "_options",
     "StepInputs": "_keys",
@@ -81,7 +80,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "HISTORY_COMMENT",
-    "RACY_SECONDS",
     "BuildEvent",
     "BuildOptions",
     "BuildResult",

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from lamina.dockerfile import ContextFile
-from lamina.store import FileIdentity, Store
+from lamina.store import RACY_SECONDS, FileIdentity, Store
 
-RACY_SECONDS = 2.0
 _BIG_FILE = 4 << 20
 _CHUNK = 1 << 20
 

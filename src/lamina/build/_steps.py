@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 
 from lamina.dockerfile import Copy, PlannedInstruction, Run, select_sources
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError, ToolError
+from lamina.store import RACY_SECONDS
 
 from ._copy import Owner, Selection, Stager, is_url, parse_chmod, select, stage, summarise
 from ._image import ImageState, ensure_snapshots
 from ._keys import StepInputs, instruction_text
-from ._sources import RACY_SECONDS, digest_context_files
+from ._sources import digest_context_files
 
 if TYPE_CHECKING:
     from lamina.layers import Change

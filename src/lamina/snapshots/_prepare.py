@@ -10,17 +10,6 @@ from lamina.snapshots._snapshot import unpack_snapshot
 from lamina.store import LayerRecord, Lease, Store
 
 
-def _tree_size(root: Path) -> int:
-    total = 0
-    for path in root.rglob("*"):
-        try:
-            st = path.lstat()
-        except OSError:
-            continue
-        total += st.st_blocks * 512
-    return total
-
-
 def ensure_snapshots(store: Store, layers: Sequence[LayerRecord], lease: Lease) -> list[Path]:
     """The snapshot directory of each layer (bottom first), unpacking the missing ones.
 
@@ -36,17 +25,22 @@ def ensure_snapshots(store: Store, layers: Sequence[LayerRecord], lease: Lease) 
             store.get_snapshot(layer.diff_id) is None
             or not store.snapshot_path(layer.diff_id).is_dir()
         ):
+            sizes: list[int] = []
 
-            def unpack(target: Path, layer: LayerRecord = layer) -> str:
+            def unpack(target: Path, layer: LayerRecord = layer, sizes: list[int] = sizes) -> str:
                 with store.content.open(layer.digest) as blob:
                     tar = open_layer_reader(blob)
                     stats = apply_layer(tar, target, overlay=True, limits=Limits())
                     # Drain to the end so the verifying reader checks the blob's digest.
                     while tar.read(1 << 20):
                         pass
+                sizes.append(stats.size)
                 return stats.diff_id
 
-            path = unpack_snapshot(snapshots_root, layer.diff_id, unpack)
-            store.put_snapshot(layer.diff_id, _tree_size(path))
+            unpack_snapshot(snapshots_root, layer.diff_id, unpack)
+            # The layer's tar size, as a build records the snapshots it makes; another
+            # process may have unpacked it first, and then the record has it.
+            known = sizes[0] if sizes else layer.uncompressed_size
+            store.put_snapshot(layer.diff_id, known if known is not None else layer.size)
         dirs.append(store.snapshot_path(layer.diff_id))
     return dirs

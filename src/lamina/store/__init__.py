@@ -51,6 +51,7 @@ from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer
 from lamina.store._gc import STALE_SECONDS
 from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
 from lamina.store._records import (
+    RACY_SECONDS,
     CacheRecord,
     ContainerRecord,
     DiskUsage,
@@ -68,6 +69,7 @@ from lamina.store._store import Store, open_store
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
+    "RACY_SECONDS",
     "SCHEMA_VERSION",
     "STALE_SECONDS",
     "BlobInfo",

@@ -100,6 +100,11 @@ class CacheRecord:
     last_used: float
 
 
+# A file whose mtime is this close to now may still change without its size or mtime
+# moving (git's "racy" timestamps): neither the stat cache nor a build record trusts it.
+RACY_SECONDS = 2.0
+
+
 @dataclass(frozen=True)
 class FileIdentity:
     """What a stat says about a context file; equal identities mean unchanged content."""
