@@ -208,16 +208,15 @@ def df(ctx: click.Context, verbose: bool) -> None:
     """Show disk usage: images, layers, shared and unique bytes."""
     usage = _api(ctx).df()
     if not verbose:
-        unique = sum(u.unique_size for u in usage.images if not u.image.tags)
         _table(
             ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
             [
                 [
                     "Images",
                     str(len(usage.images)),
-                    str(sum(1 for u in usage.images if u.image.tags or u.containers)),
+                    str(usage.active_images),
                     human_size(usage.blobs_size),
-                    human_size(unique),
+                    human_size(usage.reclaimable_size),
                 ],
                 ["Snapshots", "", "", human_size(usage.snapshots_size), ""],
                 ["Build Cache", str(usage.cache_records), "", "", ""],

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
@@ -493,8 +492,3 @@ class _Converter:
         except DockerfileError as exc:
             self.fail(c, f"bad ONBUILD trigger: {exc.what}")
         return Onbuild(trigger, replace(inner, loc=loc), loc)
-
-
-def json_or_words(values: Sequence[str]) -> str:
-    """Text of an argv as Docker shows it in history (JSON array)."""
-    return json.dumps(list(values))

@@ -66,9 +66,6 @@ class Reference:
             out += f"@{self.digest}"
         return out
 
-    def with_tag(self, tag: str) -> Reference:
-        return Reference(self.domain, self.path, tag, "")
-
 
 def _split_domain(name: str) -> tuple[str, str]:
     first, sep, rest = name.partition("/")

@@ -77,6 +77,16 @@ class DiskUsage:
     snapshots_size: int
     cache_records: int
 
+    @property
+    def active_images(self) -> int:
+        """Images prune keeps: tagged, or used by a container."""
+        return sum(1 for u in self.images if u.image.tags or u.containers)
+
+    @property
+    def reclaimable_size(self) -> int:
+        """Bytes only the images prune would remove hold."""
+        return sum(u.unique_size for u in self.images if not u.image.tags and not u.containers)
+
 
 @dataclass(frozen=True)
 class SnapshotRecord:
