@@ -12,7 +12,7 @@ from lamina.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from lamina.api._lamina import Lamina
-    from lamina.build import BuildResult, EventSink
+    from lamina.builder import BuildResult, EventSink
     from lamina.dockerfile import Diagnostic
     from lamina.runtime import Network
     from lamina.store import ImageRecord
@@ -72,7 +72,7 @@ def build_image(
     """
     from lamina.api._lamina import normalize_tag, source_date_epoch
     from lamina.api._replay import BuildRequest, record_build, replay_build
-    from lamina.build._options import BuildEvent, BuildOptions, BuildResult
+    from lamina.builder._options import BuildEvent, BuildOptions, BuildResult
 
     opts = BuildOptions(
         context_dir=Path(context),
@@ -110,7 +110,7 @@ def build_image(
             image = lamina.store.get_image(replayed.image.digest)
             return BuildResult(image, len(replayed.steps), len(replayed.steps))
 
-    from lamina.build import build
+    from lamina.builder import build
 
     bases: dict[str, str] = {}
     steps: list[str] = []
@@ -152,7 +152,7 @@ def check_dockerfile(
     context: Path, dockerfile: Path | None = None, build_args: Mapping[str, str] | None = None
 ) -> list[Diagnostic]:
     """`lamina build --check`: the frontend's lint findings, nothing built."""
-    from lamina.build import BuildOptions
+    from lamina.builder import BuildOptions
     from lamina.dockerfile import check
 
     path = BuildOptions(Path(context), dockerfile).dockerfile_path()

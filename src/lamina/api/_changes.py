@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lamina.build import apply_metadata
+from lamina.builder import apply_metadata
 from lamina.dockerfile import parse, plan
 from lamina.dockerfile._model import (
     Cmd,

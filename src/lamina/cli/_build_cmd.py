@@ -11,7 +11,7 @@ import click
 from lamina.cli._main import _Context, cli
 
 if TYPE_CHECKING:
-    from lamina.build import BuildEvent
+    from lamina.builder import BuildEvent
 
 
 class _Progress:

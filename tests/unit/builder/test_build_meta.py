@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lamina.build import apply_metadata, created_by, timestamp
+from lamina.builder import apply_metadata, created_by, timestamp
 from lamina.dockerfile import (
     Arg,
     Cmd,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import lamina.build._sources as sources
+import lamina.builder._sources as sources
 from lamina.api._build import parse_build_args, parse_secret
-from lamina.build import digest_context_files
+from lamina.builder import digest_context_files
 from lamina.dockerfile import select_sources
 from lamina.errors import InvalidInputError
 from lamina.store import open_store

@@ -29,11 +29,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lamina.build._builder import Builder, build
-    from lamina.build._image import ImageState, commit_image, ensure_snapshots, layer_from_dir
-    from lamina.build._keys import StepInputs, explain_miss, instruction_text
-    from lamina.build._meta import HISTORY_COMMENT, apply_metadata, created_by
-    from lamina.build._options import (
+    from lamina.builder._builder import Builder, build
+    from lamina.builder._image import ImageState, commit_image, ensure_snapshots, layer_from_dir
+    from lamina.builder._keys import StepInputs, explain_miss, instruction_text
+    from lamina.builder._meta import HISTORY_COMMENT, apply_metadata, created_by
+    from lamina.builder._options import (
         BuildEvent,
         BuildOptions,
         BuildResult,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         StepFailedError,
         timestamp,
     )
-    from lamina.build._sources import digest_context_files, file_sha256
+    from lamina.builder._sources import digest_context_files, file_sha256
 
 # Loaded on first use: `lamina build` checks whether a build can be replayed before it
 # needs the frontend and the executor, and start-up time is most of a cached build.
@@ -74,8 +74,8 @@ _WHERE = {
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
-        raise AttributeError(f"module 'lamina.build' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lamina.build.{module}"), name)
+        raise AttributeError(f"module 'lamina.builder' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lamina.builder.{module}"), name)
 
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import Any
 from lamina.dockerfile import Instruction, Onbuild, Run
 
 _MAX_EXPLAINED_SOURCES = 50_000
-KEY_VERSION = "lamina.build.v1"
+KEY_VERSION = "lamina.builder.v1"
 
 
 def instruction_text(inst: Instruction) -> str:

@@ -13,7 +13,7 @@ import pytest
 from lamina.api import Lamina
 from lamina.api._build import build_image
 from lamina.api._replay import BuildRequest
-from lamina.build import _builder
+from lamina.builder import _builder
 
 pytestmark = pytest.mark.integration
 

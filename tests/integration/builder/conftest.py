@@ -11,7 +11,7 @@ from busybox_rootfs import make_busybox_rootfs
 
 from lamina.api import Lamina
 from lamina.api._build import build_image
-from lamina.build import BuildEvent
+from lamina.builder import BuildEvent
 
 
 @pytest.fixture(scope="session")

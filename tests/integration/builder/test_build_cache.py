@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lamina.api import Lamina
-from lamina.build import StepFailedError
+from lamina.builder import StepFailedError
 from lamina.errors import NotFoundError
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ def test_cached_rebuild_reads_no_unchanged_file(
     age(context / "app.txt")
     age(context / "other.txt")
     build(DOCKERFILE)
-    import lamina.build._sources as sources
+    import lamina.builder._sources as sources
 
     hashed: list[str] = []
     real = sources.file_sha256

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lamina.build import StepInputs, explain_miss, instruction_text
+from lamina.builder import StepInputs, explain_miss, instruction_text
 from lamina.dockerfile import Copy, Location, Run
 
 BASE = StepInputs("sha256:parent", "RUN x", (("A", "1"),), (("PATH", "/bin"),), "linux/amd64")
@@ -67,7 +67,7 @@ def test_explanations_name_the_changed_input() -> None:
 
 
 def test_public_surface_is_all() -> None:
-    import lamina.build as build
+    import lamina.builder as build
 
     # Names load on first use (start-up time): __all__ is exactly what resolves.
     assert set(build.__all__) == set(build._WHERE)
