@@ -13,9 +13,9 @@ from lamina.layers import Compression, Limits, open_layer_reader, scan_layer
 from lamina.oci import Descriptor, Manifest, Reference, media_types
 from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer, write_image
 from lamina.transport import (
-    ArchiveImage,
-    ArchiveReader,
+    ImageSource,
     SaveImage,
+    SourceImage,
     atomic_output,
     open_archive,
     write_docker_archive,
@@ -71,7 +71,7 @@ def _uncompressed(store: Store, layer: Descriptor, max_bytes: int) -> tuple[str,
 
 
 def _ingest_layer(
-    archive: ArchiveReader, layer: Descriptor, store: Store, lease: Lease, max_bytes: int
+    archive: ImageSource, layer: Descriptor, store: Store, lease: Lease, max_bytes: int
 ) -> tuple[str, int]:
     """Copy a layer blob into the store, checking it in the same pass; nothing is kept
     unless the digest and every entry check out."""
@@ -106,7 +106,7 @@ def _same_content(store: Store, diff_id: str, lease: Lease) -> LayerRecord | Non
 
 
 def _layer_records(
-    store: Store, image: ArchiveImage, archive: ArchiveReader, lease: Lease, max_bytes: int
+    store: Store, image: SourceImage, archive: ImageSource, lease: Lease, max_bytes: int
 ) -> tuple[list[LayerRecord], int]:
     records: list[LayerRecord] = []
     written = 0

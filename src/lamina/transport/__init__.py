@@ -1,24 +1,25 @@
-"""Image sources and sinks on disk: docker-archive (`docker save`) and the OCI image layout.
+"""Image sources and sinks: docker-archive (`docker save`), the OCI image layout, and
+registries speaking the OCI distribution API.
 
-Reading (`lamina load -i FILE`)::
+The core (as go-containerregistry's `partial`): a source lists `SourceImage` values
+(raw manifest, raw config, and what the shared adapters derive from them: manifest,
+diff_ids, checked layer types) and opens blobs by descriptor, verified as they stream::
 
-    with open_archive(path) as archive:       # detects docker-archive / oci-archive / oci-dir
-        for image in archive.images():        # ArchiveImage values
+    with open_archive(path) as source:        # OciLayoutSource or DockerArchiveSource
+        for image in source.images():         # SourceImage values
             image.names                       # tuple[Reference], normalised
             image.manifest, image.manifest_bytes, image.manifest_digest
-            image.config_bytes                # checked against the config digest
-            image.diff_ids                    # from the config; as many as the layers
+            image.config_bytes, image.diff_ids
             for layer in image.manifest.layers:
-                with archive.open_blob(layer) as stream:   # verified while streaming
+                with source.open_blob(layer) as stream:   # verified while streaming
                     ...                       # DigestMismatchError at EOF if it lies
 
-A docker-archive image without an OCI manifest gets a synthesized one
-(`image.synthesized`): layer digests are the sha256 of the layer files as stored, media
-types come from their magic bytes. Archives that are both (Docker 25+) are read through
-their OCI index, with manifest.json's RepoTags added to the names. Nested indexes resolve
-to this machine's linux/<arch> manifest. Nothing is extracted or written; hostile paths,
-links out of the archive, duplicate members, missing blobs, wrong digests and mismatched
-counts raise InvalidInputError / NotFoundError / DigestMismatchError.
+
+`describe_image`, `select_manifest` and `pick_platform` are the adapters every source
+uses; `ImageSource` is the Protocol. A docker-archive image without an OCI manifest gets a
+synthesized one (`image.synthesized`). Nothing is extracted or written by a source;
+hostile paths, links out of the archive, duplicate members, missing blobs, wrong digests
+and mismatched counts raise InvalidInputError / NotFoundError / DigestMismatchError.
 
 Writing (`lamina save`)::
 
@@ -31,15 +32,21 @@ Writing (`lamina save`)::
 mtime 0 or SOURCE_DATE_EPOCH).
 """
 
-from lamina.transport._reader import (
+from lamina.transport._core import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
     ArchiveImage,
-    ArchiveReader,
     ImageSource,
+    SourceImage,
+    describe_image,
     host_architecture,
-    open_archive,
+    host_platform_value,
+    pick_platform,
+    select_manifest,
 )
+from lamina.transport._docker_archive import DockerArchiveSource
+from lamina.transport._oci_layout import OciLayoutSource
+from lamina.transport._reader import ArchiveReader, open_archive
 from lamina.transport._writer import (
     BlobProvider,
     SaveImage,
@@ -55,11 +62,18 @@ __all__ = [
     "ArchiveImage",
     "ArchiveReader",
     "BlobProvider",
+    "DockerArchiveSource",
     "ImageSource",
+    "OciLayoutSource",
     "SaveImage",
+    "SourceImage",
     "atomic_output",
+    "describe_image",
     "host_architecture",
+    "host_platform_value",
     "open_archive",
+    "pick_platform",
+    "select_manifest",
     "write_docker_archive",
     "write_oci_archive",
     "write_oci_layout_dir",

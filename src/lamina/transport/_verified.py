@@ -1,4 +1,5 @@
-"""A blob read from an archive: bounded at its descriptor's size, checked against its digest."""
+"""Blob streams bounded at their descriptor's size and checked against their digest:
+`VerifiedBlob` for a slice of an archive, `VerifyingStream` for any stream (a registry)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,14 @@ class VerifiedBlob(io.RawIOBase):
     """
 
     def __init__(
-        self, piece: Slice, digest: str, size: int, what: str, *, verify: bool = True
+        self,
+        piece: Slice,
+        digest: str,
+        size: int,
+        what: str,
+        *,
+        verify: bool = True,
+        offset: int = 0,
     ) -> None:
         super().__init__()
         if piece.size != size:
@@ -30,13 +38,16 @@ class VerifiedBlob(io.RawIOBase):
             raise InvalidInputError(
                 f"{what}: {piece.label} holds {piece.size} bytes, its descriptor says {size}"
             )
+        if not 0 <= offset <= size:
+            raise InvalidInputError(f"{what}: offset {offset} is outside its {size} bytes")
         self._piece = piece
-        self._position = piece.offset
-        self._remaining = size
+        self._position = piece.offset + offset
+        self._remaining = size - offset
         self._digest = digest
         # verify=False is for a caller that checks the same digest itself (the store's
         # writer given the expected digest): hashing twice would only cost time.
-        self._hash = hashlib.sha256() if verify else None
+        # A stream that starts past 0 cannot check the digest: its caller does.
+        self._hash = hashlib.sha256() if verify and offset == 0 else None
         self._what = what
         self.verified = size == 0 and self._check()
 
@@ -73,4 +84,43 @@ class VerifiedBlob(io.RawIOBase):
     def close(self) -> None:
         if not self.closed and self._piece.owned:
             os.close(self._piece.fd)
+        super().close()
+
+
+class VerifyingStream(io.RawIOBase):
+    """Any raw stream read as exactly `size` bytes whose sha256 must be `digest`.
+
+    More bytes than `size`, fewer, or other bytes raise (DigestMismatchError names
+    `what`) at the point they are noticed, so nothing unverified is taken as whole.
+    """
+
+    def __init__(self, raw: io.RawIOBase, digest: str, size: int, what: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._digest = digest
+        self._remaining = size
+        self._hash = hashlib.sha256()
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        if self._remaining == 0:
+            return 0
+        view = memoryview(buffer)[: min(len(buffer), self._remaining)]
+        count = self._raw.readinto(view)
+        if not count:
+            raise InvalidInputError(f"{self._what}: ends {self._remaining} bytes early")
+        self._hash.update(view[:count])
+        self._remaining -= count
+        if self._remaining == 0:
+            actual = "sha256:" + self._hash.hexdigest()
+            if actual != self._digest:
+                raise DigestMismatchError(self._what, self._digest, actual)
+        return int(count)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
         super().close()
