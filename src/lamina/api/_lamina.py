@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamina.api._history import HistoryRow, history_rows
 from lamina.api._transfer_types import DEFAULT_MAX_LAYER_BYTES, LoadResult
@@ -19,7 +19,14 @@ from lamina.errors import ConflictError, InvalidInputError, NotFoundError
 from lamina.oci import ImageConfig, Reference, parse_reference
 from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store, open_store
 
+if TYPE_CHECKING:
+    from lamina.api._registry import PullResult, PushResult
+
 _MAX_CONFIG = 8 * 1024 * 1024
+
+
+def _ignore(event: str, digest: str, count: int) -> None:
+    pass
 
 
 def source_date_epoch() -> int | None:
@@ -187,6 +194,62 @@ class Lamina:
             name = self._tag_named(ref, image)
             chosen.append((image, (parse_reference(name),) if name else ()))
         save_images(self.store, chosen, output, fmt, sys.stdout.buffer, self.max_layer_bytes)
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: str | None = None,
+        jobs: int = 4,
+        tls_verify: bool = True,
+        events: Callable[[str, str, int], None] | None = None,
+    ) -> PullResult:
+        """Pull an image from its registry; blobs the store has are not downloaded."""
+        from lamina.api._registry import pull_image
+        from lamina.oci import Platform
+
+        want = None
+        if platform:
+            try:
+                want = Platform.parse(platform)
+            except ValueError as exc:
+                raise InvalidInputError(str(exc)) from None
+        return pull_image(
+            self.store, self.root, ref, platform=want, jobs=jobs, max_bytes=self.max_layer_bytes,
+            tls_verify=tls_verify, events=events or _ignore,
+        )  # fmt: skip
+
+    def push(
+        self,
+        image: str,
+        ref: str | None = None,
+        *,
+        jobs: int = 4,
+        tls_verify: bool = True,
+        events: Callable[[str, str, int], None] | None = None,
+    ) -> PushResult:
+        """Push a stored image to `ref` (default: the name it was asked by)."""
+        from lamina.api._registry import push_to_registry
+
+        record = self.resolve(image)
+        target = ref or image
+        return push_to_registry(
+            self.store, self.root, record, target, jobs=jobs, tls_verify=tls_verify,
+            events=events or _ignore,
+        )  # fmt: skip
+
+    def login(
+        self, registry: str, username: str, password: str, *, tls_verify: bool = True
+    ) -> Path:
+        """Check credentials against the registry and save them in Docker's config.json."""
+        from lamina.api._registry import login
+
+        return login(self.root, registry, username, password, tls_verify=tls_verify)
+
+    def logout(self, registry: str) -> bool:
+        from lamina.api._registry import logout
+
+        return logout(registry)
 
     def import_image(
         self,

@@ -71,21 +71,38 @@ def _uncompressed(store: Store, layer: Descriptor, max_bytes: int) -> tuple[str,
 
 
 def _ingest_layer(
-    archive: ImageSource, layer: Descriptor, store: Store, lease: Lease, max_bytes: int
+    archive: ImageSource,
+    layer: Descriptor,
+    store: Store,
+    lease: Lease,
+    max_bytes: int,
+    *,
+    resumable: bool = False,
 ) -> tuple[str, int]:
     """Copy a layer blob into the store, checking it in the same pass; nothing is kept
-    unless the digest and every entry check out."""
-    # The writer checks the digest as it commits, so the archive's stream need not.
-    with (
-        archive.open_blob(layer, verify=False) as source,
-        store.content.writer(layer.digest, layer.size, lease=lease) as writer,
-    ):
-        # Large reads below the tar reader: the store's hashing runs on 1 MiB chunks
-        # rather than on each entry's pieces.
-        tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
-        diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest)
-        while tee.read(_CHUNK):
-            pass
+    unless the digest and every entry check out.
+
+    `resumable` (a pull): the partial blob stays in ingest/ if the copy fails, and the
+    next attempt asks the source only for the bytes after it; the layer is then checked
+    from the store once the blob is complete.
+    """
+    ref = f"layer {layer.digest}" if resumable else None
+    with store.content.writer(layer.digest, layer.size, lease=lease, ref=ref) as writer:
+        if writer.offset:
+            # The digest covers the bytes from before too: the writer re-hashed them.
+            with archive.open_blob(layer, verify=False, offset=writer.offset) as source:
+                while chunk := source.read(_CHUNK):
+                    writer.write(chunk)
+            writer.commit()
+            return _uncompressed(store, layer, max_bytes)
+        # The writer checks the digest as it commits, so the source's stream need not.
+        with archive.open_blob(layer, verify=False) as source:
+            # Large reads below the tar reader: the store's hashing runs on 1 MiB chunks
+            # rather than on each entry's pieces.
+            tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
+            diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest)
+            while tee.read(_CHUNK):
+                pass
         writer.commit()
     return diff_id, size
 
@@ -105,38 +122,55 @@ def _same_content(store: Store, diff_id: str, lease: Lease) -> LayerRecord | Non
     return known if store.content.has(known.digest) else None
 
 
+def layer_record(
+    store: Store,
+    image: SourceImage,
+    position: int,
+    source: ImageSource,
+    lease: Lease,
+    max_bytes: int,
+    *,
+    resumable: bool = False,
+) -> tuple[LayerRecord, bool]:
+    """Layer `position` of `image` in the store (ingested unless there): its record and
+    whether its blob was written. The diff_id must be the one the config lists."""
+    layer = image.manifest.layers[position]
+    diff_id = image.diff_ids[position]
+    if layer.media_type not in media_types.LAYER_TYPES:
+        raise InvalidInputError(
+            f"layer {position} ({layer.digest}): media type {layer.media_type!r} is not a layer"
+        )
+    if image.synthesized and (same := _same_content(store, diff_id, lease)) is not None:
+        # A docker-archive names layers by content only: one already stored, in any
+        # compression, is the same layer and is not stored twice.
+        return same, False
+    lease.add_blob(layer.digest)
+    written = False
+    known = _known(store, layer) if store.content.has(layer.digest) else None
+    if known is not None and known.uncompressed_size is not None:
+        # Checked when it was first stored; the blob is verified on every read.
+        actual, size = known.diff_id, known.uncompressed_size
+    elif store.content.has(layer.digest):
+        actual, size = _uncompressed(store, layer, max_bytes)
+    else:
+        actual, size = _ingest_layer(source, layer, store, lease, max_bytes, resumable=resumable)
+        written = True
+    if actual != diff_id:
+        raise DigestMismatchError(
+            f"layer {position} ({layer.digest}): diff_id in the config", diff_id, actual
+        )
+    return LayerRecord(layer.digest, diff_id, layer.media_type, layer.size, size), written
+
+
 def _layer_records(
     store: Store, image: SourceImage, archive: ImageSource, lease: Lease, max_bytes: int
 ) -> tuple[list[LayerRecord], int]:
     records: list[LayerRecord] = []
     written = 0
-    for position, (layer, diff_id) in enumerate(
-        zip(image.manifest.layers, image.diff_ids, strict=True)
-    ):
-        if layer.media_type not in media_types.LAYER_TYPES:
-            raise InvalidInputError(
-                f"layer {position} ({layer.digest}): media type {layer.media_type!r} is not a layer"
-            )
-        if image.synthesized and (same := _same_content(store, diff_id, lease)) is not None:
-            # A docker-archive names layers by content only: one already stored, in any
-            # compression, is the same layer and is not stored twice.
-            records.append(same)
-            continue
-        lease.add_blob(layer.digest)
-        known = _known(store, layer) if store.content.has(layer.digest) else None
-        if known is not None and known.uncompressed_size is not None:
-            # Checked when it was first stored; the blob is verified on every read.
-            actual, size = known.diff_id, known.uncompressed_size
-        elif store.content.has(layer.digest):
-            actual, size = _uncompressed(store, layer, max_bytes)
-        else:
-            actual, size = _ingest_layer(archive, layer, store, lease, max_bytes)
-            written += 1
-        if actual != diff_id:
-            raise DigestMismatchError(
-                f"layer {position} ({layer.digest}): diff_id in the config", diff_id, actual
-            )
-        records.append(LayerRecord(layer.digest, diff_id, layer.media_type, layer.size, size))
+    for position in range(len(image.manifest.layers)):
+        record, new = layer_record(store, image, position, archive, lease, max_bytes)
+        records.append(record)
+        written += new
     return records, written
 
 

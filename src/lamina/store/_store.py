@@ -11,6 +11,7 @@ from lamina.store._db import Database
 from lamina.store._gc import GcMixin
 from lamina.store._images import ImagesMixin
 from lamina.store._leases import LeasesMixin
+from lamina.store._registry import RegistryRecords
 from lamina.store._tables import TablesMixin
 
 
@@ -30,6 +31,7 @@ class Store(ImagesMixin, TablesMixin, LeasesMixin, GcMixin):
         self.snapshots_dir = root / "snapshots"
         self.snapshots_dir.mkdir(exist_ok=True)
         self._db = Database(root)
+        self.registry = RegistryRecords(self._db)
 
     def close(self) -> None:
         """Close the database connections; the Store is unusable afterwards."""

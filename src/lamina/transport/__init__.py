@@ -21,6 +21,15 @@ synthesized one (`image.synthesized`). Nothing is extracted or written by a sour
 hostile paths, links out of the archive, duplicate members, missing blobs, wrong digests
 and mismatched counts raise InvalidInputError / NotFoundError / DigestMismatchError.
 
+Registries (OCI distribution API)::
+
+    client = RegistryClient("127.0.0.1:5000")            # auth, retries, Retry-After
+    source = RegistrySource(client, ref, platform)       # the same core as an archive
+    push_image(client, repo, tag, manifest_bytes, media_type, locations, open_at)
+
+Credentials come from Docker's config.json (`load_credentials`; `save_credentials`
+and `erase_credentials` for login/logout) and are never printed.
+
 Writing (`lamina save`)::
 
     with atomic_output("out.tar") as out:     # temp file beside, renamed at the end
@@ -44,9 +53,26 @@ from lamina.transport._core import (
     pick_platform,
     select_manifest,
 )
+from lamina.transport._credentials import (
+    Credentials,
+    config_dir,
+    erase_credentials,
+    load_credentials,
+    save_credentials,
+)
 from lamina.transport._docker_archive import DockerArchiveSource
 from lamina.transport._oci_layout import OciLayoutSource
 from lamina.transport._reader import ArchiveReader, open_archive
+from lamina.transport._registry_client import (
+    RegistryAuth,
+    RegistryClient,
+    RegistryError,
+    is_loopback,
+    parse_challenge,
+    parse_retry_after,
+)
+from lamina.transport._registry_sink import BlobLocations, PushReport, push_image
+from lamina.transport._registry_source import BlobStream, RegistrySource, fetch_manifest
 from lamina.transport._writer import (
     BlobProvider,
     SaveImage,
@@ -61,18 +87,35 @@ __all__ = [
     "ANNOTATION_REF_NAME",
     "ArchiveImage",
     "ArchiveReader",
+    "BlobLocations",
     "BlobProvider",
+    "BlobStream",
+    "Credentials",
     "DockerArchiveSource",
     "ImageSource",
     "OciLayoutSource",
+    "PushReport",
+    "RegistryAuth",
+    "RegistryClient",
+    "RegistryError",
+    "RegistrySource",
     "SaveImage",
     "SourceImage",
     "atomic_output",
+    "config_dir",
+    "erase_credentials",
+    "fetch_manifest",
     "describe_image",
     "host_architecture",
     "host_platform_value",
+    "is_loopback",
+    "load_credentials",
     "open_archive",
+    "parse_challenge",
+    "parse_retry_after",
     "pick_platform",
+    "push_image",
+    "save_credentials",
     "select_manifest",
     "write_docker_archive",
     "write_oci_archive",

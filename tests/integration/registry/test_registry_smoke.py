@@ -1,0 +1,21 @@
+"""Push and pull against a real registry: the round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from registry_fixtures import Registry
+
+from lamina.api import Lamina
+
+
+def test_push_then_pull_into_an_empty_store_gives_the_same_image(
+    lamina: Lamina, other: Lamina, registry: Registry, busybox_rootfs: Path
+) -> None:
+    image_id = lamina.import_image(busybox_rootfs, "base:1")
+    pushed = lamina.push("base:1", f"{registry.host}/lamina/base:1")
+    assert pushed.uploaded == 2  # one layer and the config
+    pulled = other.pull(f"{registry.host}/lamina/base:1")
+    assert pulled.image_id == image_id
+    assert pulled.digest == pushed.digest
+    assert pulled.layers_downloaded == 1
