@@ -181,12 +181,15 @@ class Proxy:
         with self.lock:
             self.tokens.add(token)
             self.token_requests.append({"path": handler.path, "user": user})
-        self._reply(handler, 200, ('{"token":"%s","expires_in":300}' % token).encode())
+        self._reply(handler, 200, b'{"token":"' + token.encode() + b'","expires_in":300}')
 
     def _reply(
-        self, handler: BaseHTTPRequestHandler, status: int, body: bytes,
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
         headers: dict[str, str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         handler.send_response(status)
         for k, v in (headers or {}).items():
             handler.send_header(k, v)
@@ -214,15 +217,23 @@ class Proxy:
             auth = handler.headers.get("Authorization", "")
             if not (auth.startswith("Bearer ") and auth[7:] in self.tokens):
                 realm = f"http://{self.host}/token"
-                self._reply(handler, 401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}',
-                            {"WWW-Authenticate": f'Bearer realm="{realm}",service="test"'})  # fmt: skip
+                self._reply(
+                    handler,
+                    401,
+                    b'{"errors":[{"code":"UNAUTHORIZED","message":"token"}]}',
+                    {"WWW-Authenticate": f'Bearer realm="{realm}",service="test"'},
+                )
                 return
         with self.lock:
             if faults.too_many > 0 and handler.path != "/v2/":
                 faults.too_many -= 1
                 self.log.append(Seen(handler.command, handler.path, 429, 0, len(body)))
-                self._reply(handler, 429, b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow"}]}',
-                            {"Retry-After": faults.retry_after})  # fmt: skip
+                self._reply(
+                    handler,
+                    429,
+                    b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow"}]}',
+                    {"Retry-After": faults.retry_after},
+                )
                 return
             if faults.fail_5xx > 0 and handler.path != "/v2/":
                 faults.fail_5xx -= 1
@@ -259,24 +270,30 @@ class Proxy:
                         faults.corrupt = False
                         k = 100 - sent if sent < 100 else 0
                         chunk = chunk[:k] + bytes([chunk[k] ^ 0xFF]) + chunk[k + 1 :]
-                    if is_blob_get and faults.drop_after is not None:
-                        if sent + len(chunk) >= faults.drop_after:
-                            cut = faults.drop_after - sent
-                            handler.wfile.write(chunk[:cut])
-                            sent += cut
-                            faults.drop_after = None
-                            handler.wfile.flush()
-                            handler.close_connection = True
-                            handler.connection.shutdown(socket.SHUT_RDWR)
-                            break
+                    drop = faults.drop_after
+                    if is_blob_get and drop is not None and sent + len(chunk) >= drop:
+                        cut = drop - sent
+                        handler.wfile.write(chunk[:cut])
+                        sent += cut
+                        faults.drop_after = None
+                        handler.wfile.flush()
+                        handler.close_connection = True
+                        handler.connection.shutdown(socket.SHUT_RDWR)
+                        break
                     handler.wfile.write(chunk)
                     sent += len(chunk)
                     if faults.throttle and is_blob_get:
                         time.sleep(faults.throttle)
             with self.lock:
                 self.log.append(
-                    Seen(handler.command, handler.path, response.status, sent, len(body),
-                         {k.lower(): v for k, v in handler.headers.items()})  # fmt: skip
+                    Seen(
+                        handler.command,
+                        handler.path,
+                        response.status,
+                        sent,
+                        len(body),
+                        {k.lower(): v for k, v in handler.headers.items()},
+                    )
                 )
         except OSError:
             handler.close_connection = True
@@ -287,7 +304,39 @@ class Proxy:
 def docker_config_env(tmp: Path) -> dict[str, str]:
     """HOME and DOCKER_CONFIG in a temp dir: no test reads or writes the real ones."""
     (tmp / "home" / ".docker").mkdir(parents=True, exist_ok=True)
+    (tmp / "home" / ".docker" / "config.json").write_text('{"auths": {}}')
     return {"HOME": str(tmp / "home"), "DOCKER_CONFIG": str(tmp / "home" / ".docker")}
 
 
 __all__ = ["Faults", "Proxy", "Registry", "Seen", "docker_config_env", "free_port", "os"]
+
+
+def tree_listing(root: Path) -> dict[str, tuple[object, ...]]:
+    """What a tree holds, path by path: type, mode, owner, and content or link target."""
+    import hashlib
+    import stat
+
+    listing: dict[str, tuple[object, ...]] = {}
+    for top, dirs, files in os.walk(root):
+        for name in sorted(dirs + files):
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            detail: object = None
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    detail = hashlib.sha256(f.read()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                detail = os.readlink(path)
+            kind = stat.S_IFMT(st.st_mode)
+            rel = os.path.relpath(path, root)
+            listing[rel] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, detail)
+    return listing
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, env=env, timeout=300
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"{args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done.stdout
