@@ -164,10 +164,7 @@ def _cache_dir(lam: Lamina, ident: str) -> Path:
 
 
 def lamina_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    code = (
-        "import sys; from lamina.cli import _build_cmd, _commands;"
-        "from lamina.cli._main import main; sys.argv[0] = 'lamina'; main()"
-    )
+    code = "import sys; from lamina.cli import main; sys.argv[0] = 'lamina'; main()"
     return subprocess.run(
         [sys.executable, "-c", code, "--root", str(root), *args],
         capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "200"},
