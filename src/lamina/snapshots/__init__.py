@@ -59,12 +59,6 @@ from lamina.snapshots._mount import (
     unmount,
 )
 from lamina.snapshots._prepare import ensure_snapshots
-from lamina.snapshots._scoped import (
-    Resolved,
-    read_file_in_root,
-    require_file_in_root,
-    resolve_in_root,
-)
 from lamina.snapshots._snapshot import snapshot_dir, unpack_snapshot
 from lamina.snapshots._stubs import clean_upper, find_stubs
 
@@ -72,7 +66,6 @@ __all__ = [
     "MAX_LOWERDIRS",
     "OPAQUE_XATTR",
     "Mount",
-    "Resolved",
     "clean_upper",
     "ensure_snapshots",
     "find_stubs",
@@ -84,9 +77,6 @@ __all__ = [
     "mount_points",
     "mounted",
     "overlay_mount",
-    "read_file_in_root",
-    "require_file_in_root",
-    "resolve_in_root",
     "snapshot_dir",
     "unmount",
     "unpack_snapshot",

@@ -12,8 +12,8 @@ import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from lamina.layers import open_dir_nofollow, resolve_in_root
 from lamina.snapshots._materialize import is_opaque, is_whiteout
-from lamina.snapshots._scoped import open_dir_nofollow, resolve_in_root
 
 
 def find_stubs(rootfs: Path, targets: Iterable[str]) -> list[str]:
