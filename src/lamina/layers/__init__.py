@@ -97,6 +97,13 @@ from lamina.layers._tarread import (
     read_entries,
 )
 from lamina.layers._tarwrite import LayerStats, write_layer
+from lamina.layers._whiteout import (
+    OVERLAY_OPAQUE_XATTRS,
+    is_overlay_opaque,
+    is_overlay_opaque_dir,
+    is_overlay_whiteout,
+    is_overlay_xattr,
+)
 
 
 def write_layer_blob(
@@ -113,6 +120,11 @@ def write_layer_blob(
 
 
 __all__ = [
+    "OVERLAY_OPAQUE_XATTRS",
+    "is_overlay_opaque",
+    "is_overlay_opaque_dir",
+    "is_overlay_whiteout",
+    "is_overlay_xattr",
     "MAX_SYMLINK_HOPS",
     "Resolved",
     "ScopedRoot",

@@ -47,7 +47,7 @@ A read-only view (no upper) is the same without step 3-4. Without overlayfs,
 ``materialize(lowerdirs, target)`` copies the stack into a plain directory instead.
 """
 
-from lamina.snapshots._materialize import OPAQUE_XATTR, is_opaque, is_whiteout, materialize
+from lamina.snapshots._materialize import materialize
 from lamina.snapshots._mount import (
     MAX_LOWERDIRS,
     Mount,
@@ -64,14 +64,11 @@ from lamina.snapshots._stubs import clean_upper, find_stubs
 
 __all__ = [
     "MAX_LOWERDIRS",
-    "OPAQUE_XATTR",
     "Mount",
     "clean_upper",
     "ensure_snapshots",
     "find_stubs",
     "is_mountpoint",
-    "is_opaque",
-    "is_whiteout",
     "materialize",
     "mount",
     "mount_points",
