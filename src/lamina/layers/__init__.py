@@ -87,6 +87,7 @@ from lamina.layers._scoped import (
     require_file_in_root,
     resolve_in_root,
 )
+from lamina.layers._tarheader import build_header
 from lamina.layers._tarread import (
     ByteStream,
     EntryReader,
@@ -120,6 +121,7 @@ def write_layer_blob(
 
 
 __all__ = [
+    "build_header",
     "OVERLAY_OPAQUE_XATTRS",
     "is_overlay_opaque",
     "is_overlay_opaque_dir",
