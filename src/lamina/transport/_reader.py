@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, Protocol, cast
 
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
+from lamina.layers import Compression, sniff_compression
 from lamina.oci import (
     MAX_DOCUMENT_BYTES,
     Descriptor,
@@ -52,10 +53,9 @@ _ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"
 
 def layer_media_type(head: bytes) -> str:
     """The OCI layer media type of a layer file whose first bytes are `head`."""
-    if head.startswith(b"\x1f\x8b"):
-        return media_types.OCI_LAYER_GZIP
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return media_types.OCI_LAYER_ZSTD
+    compression = sniff_compression(head)
+    if compression in (Compression.GZIP, Compression.ZSTD):
+        return compression.media_type
     return media_types.OCI_LAYER
 
 
@@ -376,9 +376,6 @@ def _pick_platform(index: Index, what: str) -> Descriptor:
     raise NotFoundError(f"{what}: no manifest for linux/{arch} (the index has {has})")
 
 
-_COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ")
-
-
 def open_archive(path: str | os.PathLike[str]) -> ArchiveReader:
     """Open a docker-archive or OCI layout (directory or tar) and list its images.
 
@@ -397,7 +394,7 @@ def open_archive(path: str | os.PathLike[str]) -> ArchiveReader:
     elif stat.S_ISREG(info.st_mode):
         with open(text, "rb") as stream:
             head = stream.read(8)
-        if head.startswith(_COMPRESSED_MAGIC):
+        if sniff_compression(head) is not Compression.NONE:
             raise InvalidInputError(
                 f"{text}: a compressed file, not a tar archive",
                 hint="decompress it first (gunzip, zstd -d) and load the tar",
