@@ -76,6 +76,7 @@ from lamina.layers._compress import (
     open_layer_reader,
     sniff_compression,
 )
+from lamina.layers._epoch import source_date_epoch
 from lamina.layers._scoped import (
     MAX_SYMLINK_HOPS,
     Resolved,
@@ -119,6 +120,7 @@ def write_layer_blob(
 
 
 __all__ = [
+    "source_date_epoch",
     "MAGIC",
     "LayerBlobInfo",
     "sniff_compression",

@@ -8,7 +8,6 @@ whose layer digests are computed from the layer files as stored.
 from __future__ import annotations
 
 import os
-import platform as host_platform
 import re
 import stat
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from lamina.oci import (
     Reference,
     check_digest,
     digest_hex,
+    host_platform,
     load_json_object,
     media_types,
     parse_reference,
@@ -48,7 +48,6 @@ ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 _MAX_INDEX_DEPTH = 4
 _MAX_DOCKER_ENTRIES = 1000
 _CONFIG_NAME = re.compile(r"^(?:.*/)?([0-9a-f]{64})(?:\.json)?$")
-_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
 
 def layer_media_type(head: bytes) -> str:
@@ -57,12 +56,6 @@ def layer_media_type(head: bytes) -> str:
     if compression in (Compression.GZIP, Compression.ZSTD):
         return compression.media_type
     return media_types.OCI_LAYER
-
-
-def host_architecture() -> str:
-    """This machine's architecture as OCI platforms name it (amd64, arm64, ...)."""
-    machine = host_platform.machine()
-    return _ARCHES.get(machine, machine)
 
 
 @dataclass(frozen=True)
@@ -366,7 +359,7 @@ class ArchiveReader:
 
 
 def _pick_platform(index: Index, what: str) -> Descriptor:
-    arch = host_architecture()
+    arch = host_platform().architecture
     for desc in index.manifests:
         if desc.platform and desc.platform.os == "linux" and desc.platform.architecture == arch:
             return desc

@@ -12,16 +12,15 @@ from collections.abc import Iterable
 from typing import BinaryIO
 
 from lamina.errors import InvalidInputError
-from lamina.layers import build_header
+from lamina.layers import build_header, source_date_epoch
 
 _CHUNK = 1 << 20
 _BLOCK = 512
 
 
 def default_mtime() -> int:
-    """SOURCE_DATE_EPOCH when set (reproducible builds), else 0."""
-    text = os.environ.get("SOURCE_DATE_EPOCH", "")
-    return int(text) if text.isdigit() else 0
+    """SOURCE_DATE_EPOCH when set (reproducible builds), else 0; a bad value is an error."""
+    return source_date_epoch() or 0
 
 
 def _fileno(stream: object) -> int | None:
