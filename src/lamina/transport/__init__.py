@@ -48,8 +48,6 @@ from lamina.transport._core import (
     ImageSource,
     SourceImage,
     describe_image,
-    host_architecture,
-    host_platform_value,
     pick_platform,
     select_manifest,
 )
@@ -106,8 +104,6 @@ __all__ = [
     "erase_credentials",
     "fetch_manifest",
     "describe_image",
-    "host_architecture",
-    "host_platform_value",
     "is_loopback",
     "load_credentials",
     "open_archive",

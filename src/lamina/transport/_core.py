@@ -13,12 +13,12 @@ by digest. Everything else is derived here, once, for every source:
 
 from __future__ import annotations
 
-import platform as host_platform
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
+from lamina.layers import Compression, sniff_compression
 from lamina.oci import (
     Descriptor,
     ImageConfig,
@@ -26,6 +26,7 @@ from lamina.oci import (
     Manifest,
     Platform,
     Reference,
+    host_platform,
     load_json_object,
     media_types,
     parse_reference,
@@ -35,26 +36,13 @@ from lamina.oci import (
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 MAX_INDEX_DEPTH = 4
-_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
-
-
-def host_architecture() -> str:
-    """This machine's architecture as OCI platforms name it (amd64, arm64, ...)."""
-    machine = host_platform.machine()
-    return _ARCHES.get(machine, machine)
-
-
-def host_platform_value() -> Platform:
-    """linux/<this machine's architecture>: what a pull picks unless told otherwise."""
-    return Platform("linux", host_architecture())
 
 
 def layer_media_type(head: bytes) -> str:
     """The OCI layer media type of a layer file whose first bytes are `head`."""
-    if head.startswith(b"\x1f\x8b"):
-        return media_types.OCI_LAYER_GZIP
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return media_types.OCI_LAYER_ZSTD
+    compression = sniff_compression(head)
+    if compression in (Compression.GZIP, Compression.ZSTD):
+        return compression.media_type
     return media_types.OCI_LAYER
 
 
@@ -155,9 +143,9 @@ def media_type_of(data: bytes, declared: str, what: str) -> str:
 
 
 def pick_platform(index: Index, what: str, want: Platform | None = None) -> Descriptor:
-    """The index entry for `want` (default: linux/<this machine>); NotFoundError naming
+    """The index entry for `want` (default: this machine's); NotFoundError naming
     the platforms the index has when none matches."""
-    want = want or host_platform_value()
+    want = want or host_platform()
     for desc in index.manifests:
         got = desc.platform
         if got and got.os == want.os and got.architecture == want.architecture and (

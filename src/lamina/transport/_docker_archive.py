@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, cast
 
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
 from lamina.oci import (
+    MAX_DOCUMENT_BYTES,
     Descriptor,
     ImageConfig,
     Manifest,
@@ -22,7 +23,6 @@ from lamina.oci import (
     media_types,
     sha256_digest,
 )
-from lamina.oci._json import MAX_DOCUMENT_BYTES
 from lamina.transport._core import (
     SourceImage,
     describe_image,

@@ -7,6 +7,7 @@ from typing import BinaryIO, cast
 
 from lamina.errors import InvalidInputError, NotFoundError
 from lamina.oci import (
+    MAX_DOCUMENT_BYTES,
     Descriptor,
     Index,
     Platform,
@@ -15,7 +16,6 @@ from lamina.oci import (
     digest_hex,
     load_json_object,
 )
-from lamina.oci._json import MAX_DOCUMENT_BYTES
 from lamina.transport._core import (
     SourceImage,
     describe_image,

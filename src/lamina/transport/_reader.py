@@ -6,6 +6,7 @@ import os
 import stat
 
 from lamina.errors import InvalidInputError, NotFoundError
+from lamina.layers import Compression, sniff_compression
 from lamina.oci import Platform
 from lamina.transport._docker_archive import DockerArchiveSource, repo_tags_by_config
 from lamina.transport._members import DirFiles, Files, TarFiles
@@ -13,8 +14,6 @@ from lamina.transport._oci_layout import OciLayoutSource
 
 ArchiveReader = OciLayoutSource | DockerArchiveSource
 """What `open_archive` returns: either on-disk source."""
-
-_COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ")
 
 
 def open_archive(
@@ -38,7 +37,7 @@ def open_archive(
     elif stat.S_ISREG(info.st_mode):
         with open(text, "rb") as stream:
             head = stream.read(8)
-        if head.startswith(_COMPRESSED_MAGIC):
+        if sniff_compression(head) is not Compression.NONE:
             raise InvalidInputError(
                 f"{text}: a compressed file, not a tar archive",
                 hint="decompress it first (gunzip, zstd -d) and load the tar",

@@ -19,8 +19,15 @@ from typing import BinaryIO, cast
 import httpx
 
 from lamina.errors import DigestMismatchError, InvalidInputError
-from lamina.oci import Descriptor, Platform, Reference, check_digest, media_types, sha256_digest
-from lamina.oci._json import MAX_DOCUMENT_BYTES
+from lamina.oci import (
+    MAX_DOCUMENT_BYTES,
+    Descriptor,
+    Platform,
+    Reference,
+    check_digest,
+    media_types,
+    sha256_digest,
+)
 from lamina.transport._core import SourceImage, describe_image, media_type_of, select_manifest
 from lamina.transport._registry_client import MAX_TRIES, RegistryClient, RegistryError, backoff
 from lamina.transport._verified import VerifyingStream

@@ -153,7 +153,7 @@ def test_an_existing_manifest_skips_its_children(
 def test_pull_of_a_missing_tag_or_repository_is_one_clear_error(
     lamina: Lamina, registry: Registry
 ) -> None:
-    with pytest.raises(NotFoundError, match="manifest unknown|name unknown") as info:
+    with pytest.raises(NotFoundError, match=r"manifest unknown|name unknown") as info:
         lamina.pull(f"{registry.host}/nothing/here:1")
     assert info.value.hint
     assert lamina.store.list_images() == []
