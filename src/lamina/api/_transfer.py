@@ -96,13 +96,20 @@ def _ingest_layer(
             writer.commit()
             return _uncompressed(store, layer, max_bytes)
         # The writer checks the digest as it commits, so the source's stream need not.
-        with archive.open_blob(layer, verify=False) as source:
-            # Large reads below the tar reader: the store's hashing runs on 1 MiB chunks
-            # rather than on each entry's pieces.
-            tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
-            diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest)
-            while tee.read(_CHUNK):
-                pass
+        try:
+            with archive.open_blob(layer, verify=False) as source:
+                # Large reads below the tar reader: the store's hashing runs on 1 MiB
+                # chunks rather than on each entry's pieces.
+                tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
+                diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest)
+                while tee.read(_CHUNK):
+                    pass
+        except InvalidInputError as exc:
+            # Bad bytes, not a broken transfer: nothing of them is worth resuming from.
+            writer.close(keep=False)
+            if isinstance(exc, DigestMismatchError) or layer.digest in exc.message:
+                raise
+            raise InvalidInputError(f"layer {layer.digest}: {exc.message}", exc.hint) from None
         writer.commit()
     return diff_id, size
 

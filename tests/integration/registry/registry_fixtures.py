@@ -98,7 +98,7 @@ class Faults:
     drop_after: int | None = None  # blob GET: close after this many body bytes (once)
     too_many: int = 0  # answer this many requests with 429
     retry_after: str = "2"
-    corrupt: bool = False  # blob GET: flip one byte (once)
+    corrupt: str = ""  # GET of the blob with this digest: flip one byte (once)
     range_as_200: bool = False  # answer every Range request with 200 and the whole blob
     throttle: float = 0.0  # seconds per 64 KiB of blob bodies, both ways
     fail_5xx: int = 0  # answer this many requests with 503 (no Retry-After)
@@ -266,8 +266,13 @@ class Proxy:
                     handler.wfile.write(data)
                     sent = len(data)
                 while chunk := response.read(65536):
-                    if is_blob_get and faults.corrupt and sent + len(chunk) > 100:
-                        faults.corrupt = False
+                    if (
+                        is_blob_get
+                        and faults.corrupt
+                        and faults.corrupt in handler.path
+                        and sent + len(chunk) > 100
+                    ):
+                        faults.corrupt = ""
                         k = 100 - sent if sent < 100 else 0
                         chunk = chunk[:k] + bytes([chunk[k] ^ 0xFF]) + chunk[k + 1 :]
                     drop = faults.drop_after
