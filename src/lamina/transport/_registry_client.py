@@ -288,7 +288,10 @@ class RegistryClient:
         credentials: Credentials | None = None,
         jobs: int = 4,
         timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`transport` replaces the network (tests serve a fake registry through
+        `httpx.MockTransport`)."""
         self.domain = domain
         self.host = _HUB_HOST if domain == "docker.io" else domain
         # Docker's rule: plain HTTP for loopback; elsewhere only when allowed insecure,
@@ -307,6 +310,7 @@ class RegistryClient:
             limits=limits,
             follow_redirects=True,
             verify=not insecure,
+            transport=transport,
         )
         self._lock = threading.Lock()
 
