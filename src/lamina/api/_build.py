@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lamina.errors import InvalidInputError
+from lamina.errors import InvalidInputError, LaminaError, NotFoundError
 
 if TYPE_CHECKING:
     from lamina.api._lamina import Lamina
@@ -49,6 +49,37 @@ def parse_build_args(items: Sequence[str]) -> dict[str, str]:
             value = os.environ[key]
         out[key] = value
     return out
+
+
+def pull_base(lamina: Lamina, ref: str, on_event: EventSink | None) -> ImageRecord:
+    """FROM or COPY --from of an image the store lacks: pull it, as Docker does, with the
+    build's progress; NotFoundError saying why when it cannot be pulled."""
+    from lamina.builder import BuildEvent
+    from lamina.oci import parse_reference
+
+    try:
+        parse_reference(ref)
+    except InvalidInputError:
+        raise NotFoundError(
+            f"no such image: {ref}", hint="`lamina images` lists names and IDs"
+        ) from None
+
+    def show(event: str, digest: str, count: int) -> None:
+        if on_event is not None and event in ("present", "downloaded"):
+            word = "already exists" if event == "present" else "pulled"
+            on_event(BuildEvent("output", 0, f"{ref}: {digest[:19]} {word}\n"))
+
+    if on_event is not None:
+        on_event(BuildEvent("output", 0, f"{ref}: not in the store, pulling\n"))
+    try:
+        pulled = lamina.pull(ref, events=show)
+    except LaminaError as exc:
+        raise NotFoundError(
+            f"no such image: {ref}, and pulling it failed: {exc.message}", exc.hint
+        ) from None
+    if on_event is not None:
+        on_event(BuildEvent("output", 0, f"{ref}: pulled {pulled.digest}\n"))
+    return lamina.store.get_image(pulled.digest)
 
 
 def build_image(
@@ -118,7 +149,10 @@ def build_image(
     warnings: list[str] = []
 
     def resolve(ref: str) -> ImageRecord:
-        image = lamina.resolve(ref)
+        try:
+            image = lamina.resolve(ref)
+        except NotFoundError:
+            image = pull_base(lamina, ref, on_event)
         bases[ref] = image.digest
         return image
 
