@@ -95,6 +95,8 @@ def build_image(
     secrets: Mapping[str, Path] | None = None,
     explain: bool = False,
     on_event: EventSink | None = None,
+    cache_to: Sequence[str] = (),
+    cache_from: Sequence[str] = (),
 ) -> BuildResult:
     """Build `context` (its Dockerfile, or `dockerfile`) and tag the image with `tags`.
 
@@ -127,7 +129,12 @@ def build_image(
         opts.secrets,
         opts.source_date_epoch,
     )
-    if not no_cache and opts.context_dir.is_dir() and opts.dockerfile_path().is_file():
+    for spec in [*cache_to, *cache_from]:
+        from lamina.transport import parse_cache_option
+
+        parse_cache_option(spec, "--cache-to" if spec in cache_to else "--cache-from")
+    replay = not no_cache and not cache_to  # an export needs the builder's step list
+    if replay and opts.context_dir.is_dir() and opts.dockerfile_path().is_file():
         replayed = replay_build(lamina.store, request, lambda ref: lamina.resolve(ref).digest)
         if replayed is not None:
             for tag in opts.tags:
@@ -167,8 +174,21 @@ def build_image(
     from lamina.runtime import sigterm_raises
 
     started = time.time()
+    if cache_from and not no_cache:
+        from lamina.api._registry_cache import import_caches
+
+        def warn(text: str) -> None:
+            observe(BuildEvent("warning", 0, text))
+
+        import_caches(lamina.store, lamina.root, cache_from, lamina.max_layer_bytes, warn)
     with sigterm_raises():
         result = build(lamina.store, opts, resolve, observe)
+    if cache_to:
+        from lamina.api._registry_cache import export_cache
+
+        for spec in cache_to:
+            digest = export_cache(lamina.store, lamina.root, result, spec)
+            observe(BuildEvent("output", 0, f"cache exported: {spec} {digest}\n"))
     if result.replayable:
         record_build(
             lamina.store,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lamina.api._transfer import layer_record
-from lamina.errors import InvalidInputError, LaminaError, NotFoundError
+from lamina.errors import ConflictError, InvalidInputError, LaminaError, NotFoundError
 from lamina.oci import Descriptor, Manifest, Platform, Reference, parse_reference
 from lamina.store import ImageRecord, LayerRecord, Store
 from lamina.transport import (
@@ -32,6 +33,7 @@ from lamina.transport import (
 )
 
 _MAX_MANIFEST = 8 << 20
+_WAIT_FOR_OTHER_PULL = 3600.0
 Events = Callable[[str, str, int], None]
 """(event, blob digest, bytes): pull: present/downloading/downloaded; push:
 known/existed/mounted/uploading/uploaded/resumed."""
@@ -126,9 +128,19 @@ def pull_image(
                 if store.content.has(layer.digest):
                     events("present", layer.digest, layer.size)
                 counting = _CountingSource(source, count, events)
-                record, new = layer_record(
-                    store, image, position, counting, lease, max_bytes, resumable=True
-                )
+                waited = 0.0
+                while True:
+                    try:
+                        record, new = layer_record(
+                            store, image, position, counting, lease, max_bytes, resumable=True
+                        )
+                        break
+                    except ConflictError:
+                        # Another pull is writing this blob: wait for it, then use it.
+                        if waited > _WAIT_FOR_OTHER_PULL:
+                            raise
+                        time.sleep(0.2)
+                        waited += 0.2
                 if new:
                     events("downloaded", layer.digest, layer.size)
                 return record, new

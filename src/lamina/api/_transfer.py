@@ -13,6 +13,7 @@ from lamina.layers import Compression, Limits, open_layer_reader, scan_layer
 from lamina.oci import Descriptor, Manifest, Reference, media_types
 from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer, write_image
 from lamina.transport import (
+    BlobSource,
     ImageSource,
     SaveImage,
     SourceImage,
@@ -71,7 +72,7 @@ def _uncompressed(store: Store, layer: Descriptor, max_bytes: int) -> tuple[str,
 
 
 def _ingest_layer(
-    archive: ImageSource,
+    archive: BlobSource,
     layer: Descriptor,
     store: Store,
     lease: Lease,

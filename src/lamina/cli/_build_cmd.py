@@ -56,6 +56,10 @@ class _Progress:
 @click.option("--explain", is_flag=True, help="Say why each step missed the cache.")
 @click.option("--secret", "secrets", multiple=True, help="id=NAME,src=PATH for RUN mounts.")
 @click.option("--check", is_flag=True, help="Lint the Dockerfile; build nothing.")
+@click.option("--cache-to", "cache_to", multiple=True,
+              help="Export the build cache: type=registry,ref=R[,mode=min|max].")  # fmt: skip
+@click.option("--cache-from", "cache_from", multiple=True,
+              help="Import a build cache: type=registry,ref=R (repeatable).")  # fmt: skip
 @click.argument("context", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.pass_context
 def build(
@@ -71,6 +75,8 @@ def build(
     explain: bool,
     secrets: tuple[str, ...],
     check: bool,
+    cache_to: tuple[str, ...],
+    cache_from: tuple[str, ...],
     context: Path,
 ) -> None:
     """Build an image from a Dockerfile and a context directory."""
@@ -97,5 +103,7 @@ def build(
         secrets=dict(parse_secret(s) for s in secrets),
         explain=explain,
         on_event=None if quiet else _Progress(progress, explain),
+        cache_to=cache_to,
+        cache_from=cache_from,
     )
     click.echo(result.image.id)

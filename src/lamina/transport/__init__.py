@@ -27,6 +27,8 @@ Registries (OCI distribution API)::
     source = RegistrySource(client, ref, platform)       # the same core as an archive
     push_image(client, repo, tag, manifest_bytes, media_type, locations, open_at)
 
+A build cache travels as BuildKit's cache manifest (`encode_cache`, `decode_cache`).
+
 Credentials come from Docker's config.json (`load_credentials`; `save_credentials`
 and `erase_credentials` for login/logout) and are never printed.
 
@@ -41,10 +43,20 @@ Writing (`lamina save`)::
 mtime 0 or SOURCE_DATE_EPOCH).
 """
 
+from lamina.transport._buildkit_cache import (
+    CACHE_CONFIG_MEDIA_TYPE,
+    CacheEntry,
+    CacheLayer,
+    cache_manifest_parts,
+    decode_cache,
+    encode_cache,
+    parse_cache_option,
+)
 from lamina.transport._core import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
     ArchiveImage,
+    BlobSource,
     ImageSource,
     SourceImage,
     describe_image,
@@ -70,7 +82,12 @@ from lamina.transport._registry_client import (
     parse_retry_after,
 )
 from lamina.transport._registry_sink import BlobLocations, PushReport, push_image
-from lamina.transport._registry_source import BlobStream, RegistrySource, fetch_manifest
+from lamina.transport._registry_source import (
+    BlobStream,
+    RegistryBlobs,
+    RegistrySource,
+    fetch_manifest,
+)
 from lamina.transport._writer import (
     BlobProvider,
     SaveImage,
@@ -81,32 +98,41 @@ from lamina.transport._writer import (
 )
 
 __all__ = [
+    "CACHE_CONFIG_MEDIA_TYPE",
     "ANNOTATION_IMAGE_NAME",
     "ANNOTATION_REF_NAME",
     "ArchiveImage",
     "ArchiveReader",
     "BlobLocations",
     "BlobProvider",
+    "BlobSource",
     "BlobStream",
+    "CacheEntry",
+    "CacheLayer",
     "Credentials",
     "DockerArchiveSource",
     "ImageSource",
     "OciLayoutSource",
     "PushReport",
     "RegistryAuth",
+    "RegistryBlobs",
     "RegistryClient",
     "RegistryError",
     "RegistrySource",
     "SaveImage",
     "SourceImage",
     "atomic_output",
+    "cache_manifest_parts",
     "config_dir",
     "erase_credentials",
     "fetch_manifest",
+    "decode_cache",
     "describe_image",
+    "encode_cache",
     "is_loopback",
     "load_credentials",
     "open_archive",
+    "parse_cache_option",
     "parse_challenge",
     "parse_retry_after",
     "pick_platform",

@@ -76,7 +76,15 @@ class SourceImage:
 ArchiveImage = SourceImage  # the name `load` has always used
 
 
-class ImageSource(Protocol):
+class BlobSource(Protocol):
+    """Blobs by descriptor, from an offset on (see `ImageSource.open_blob`)."""
+
+    def open_blob(
+        self, descriptor: Descriptor, *, verify: bool = True, offset: int = 0
+    ) -> BinaryIO: ...
+
+
+class ImageSource(BlobSource, Protocol):
     """Where images come from: the core every transport implements.
 
     `images()` lists the source's images as values (raw manifest and config included);

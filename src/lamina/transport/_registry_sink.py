@@ -240,9 +240,15 @@ def push_image(
     jobs: int = 4,
     events: Events = _no_events,
     chunk: int = UPLOAD_CHUNK,
+    manifest: Manifest | None = None,
 ) -> PushReport:
-    """Push one image's blobs, then its manifest under `tag` (or by digest)."""
-    manifest = Manifest.from_bytes(manifest_bytes, "manifest to push")
+    """Push one image's blobs, then its manifest under `tag` (or by digest).
+
+    `manifest` is `manifest_bytes` already decoded (a build cache's manifest, whose
+    config is not an image config, is pushed this way).
+    """
+    if manifest is None:
+        manifest = Manifest.from_bytes(manifest_bytes, "manifest to push")
     digest = sha256_digest(manifest_bytes)
     report = PushReport(manifest_digest=digest)
     pusher = _Pusher(client, repository, locations, open_at, report, events, chunk)
@@ -270,7 +276,7 @@ def push_image(
         locations.forget_repository(client.domain, repository)
         return push_image(
             client, repository, tag, manifest_bytes, media_type, locations, open_at,
-            jobs=jobs, events=events, chunk=chunk,
+            jobs=jobs, events=events, chunk=chunk, manifest=manifest,
         )  # fmt: skip
     locations.remember(client.domain, repository, [digest])
     return report

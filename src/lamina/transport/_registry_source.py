@@ -186,6 +186,37 @@ class BlobStream(io.RawIOBase):
         super().close()
 
 
+class RegistryBlobs:
+    """The blobs of one repository, by descriptor: verified, resumable streams."""
+
+    def __init__(self, client: RegistryClient, repository: str) -> None:
+        self.client = client
+        self.repository = repository
+
+    def open_blob(
+        self,
+        descriptor: Descriptor,
+        *,
+        verify: bool = True,
+        offset: int = 0,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> BinaryIO:
+        check_digest(descriptor.digest, "blob")
+        raw = BlobStream(self.client, self.repository, descriptor, offset, on_bytes)
+        stream: io.RawIOBase = raw
+        if verify and offset == 0:
+            what = f"blob {descriptor.digest}"
+            stream = VerifyingStream(raw, descriptor.digest, descriptor.size, what)
+        return cast(BinaryIO, io.BufferedReader(stream, _CHUNK))
+
+    def read_blob(self, desc: Descriptor, what: str) -> bytes:
+        """A small blob (a config), bounded and checked against its digest."""
+        if desc.size > MAX_DOCUMENT_BYTES:
+            raise InvalidInputError(f"{what}: {desc.size} bytes is more than allowed")
+        with self.open_blob(desc) as stream:
+            return stream.read()
+
+
 class RegistrySource:
     """One image of a repository: `images()` → (SourceImage,), `open_blob` streams blobs."""
 
@@ -197,6 +228,7 @@ class RegistrySource:
         self.client = client
         self.reference = reference
         self.repository = reference.path
+        self.blobs = RegistryBlobs(client, reference.path)
         target = reference.digest or reference.tag
         data, media_type, digest = fetch_manifest(client, self.repository, target)
         self.top_digest = digest
@@ -215,10 +247,7 @@ class RegistrySource:
 
     def read_blob(self, desc: Descriptor, what: str) -> bytes:
         """A small blob (a config), bounded and checked against its digest."""
-        if desc.size > MAX_DOCUMENT_BYTES:
-            raise InvalidInputError(f"{what}: {desc.size} bytes is more than allowed")
-        with self.open_blob(desc) as stream:
-            return stream.read()
+        return self.blobs.read_blob(desc, what)
 
     def images(self) -> tuple[SourceImage, ...]:
         return (self._image,)
@@ -231,14 +260,7 @@ class RegistrySource:
         offset: int = 0,
         on_bytes: Callable[[int], None] | None = None,
     ) -> BinaryIO:
-        check_digest(descriptor.digest, "blob")
-        raw = BlobStream(self.client, self.repository, descriptor, offset, on_bytes)
-        stream: io.RawIOBase = raw
-        if verify and offset == 0:
-            stream = VerifyingStream(
-                raw, descriptor.digest, descriptor.size, f"blob {descriptor.digest}"
-            )
-        return cast(BinaryIO, io.BufferedReader(stream, _CHUNK))
+        return self.blobs.open_blob(descriptor, verify=verify, offset=offset, on_bytes=on_bytes)
 
     def close(self) -> None:
         """The client belongs to whoever made it."""
