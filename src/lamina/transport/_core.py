@@ -7,8 +7,9 @@ by digest. Everything else is derived here, once, for every source:
 - `describe_image`: the manifest decoded, the config's diff_ids checked against the
   layers (as many, each a layer type lamina can unpack) → a `SourceImage` value;
 - `select_manifest`: an index followed down to one platform's manifest;
-- `verified_stream` (in `_verified`): a blob stream bounded at its size and checked
-  against its digest as it is read.
+- blob streams bounded at their size and checked against their digest as they are
+  read: `verified_slice` for an archive's blobs (the store's `VerifiedBlob`), and
+  `VerifyingStream` for a registry's.
 """
 
 from __future__ import annotations

@@ -30,8 +30,14 @@ from lamina.transport._core import (
     reference_named,
     unique,
 )
-from lamina.transport._members import Files, clean_path, hash_member, peek_member, read_small
-from lamina.transport._verified import VerifiedBlob
+from lamina.transport._members import (
+    Files,
+    clean_path,
+    hash_member,
+    peek_member,
+    read_small,
+    verified_slice,
+)
 
 _MAX_DOCKER_ENTRIES = 1000
 _CONFIG_NAME = re.compile(r"^(?:.*/)?([0-9a-f]{64})(?:\.json)?$")
@@ -104,7 +110,7 @@ class DockerArchiveSource:
         piece = self._files.open_slice(path, f"blob {digest}")
         return cast(
             BinaryIO,
-            VerifiedBlob(
+            verified_slice(
                 piece, digest, descriptor.size, f"blob {digest}", verify=verify, offset=offset
             ),
         )

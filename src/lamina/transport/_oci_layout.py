@@ -23,8 +23,7 @@ from lamina.transport._core import (
     select_manifest,
     unique,
 )
-from lamina.transport._members import Files, read_small
-from lamina.transport._verified import VerifiedBlob
+from lamina.transport._members import Files, read_small, verified_slice
 
 
 def _blob_path(digest: str) -> str:
@@ -83,7 +82,7 @@ class OciLayoutSource:
         piece = self._files.open_slice(_blob_path(digest), f"blob {digest}")
         return cast(
             BinaryIO,
-            VerifiedBlob(
+            verified_slice(
                 piece, digest, descriptor.size, f"blob {digest}", verify=verify, offset=offset
             ),
         )
@@ -94,7 +93,7 @@ class OciLayoutSource:
                 f"{what}: {descriptor.size} bytes is more than the {MAX_DOCUMENT_BYTES} allowed"
             )
         piece = self._files.open_slice(_blob_path(descriptor.digest), what)
-        with VerifiedBlob(piece, descriptor.digest, descriptor.size, what) as blob:
+        with verified_slice(piece, descriptor.digest, descriptor.size, what) as blob:
             return blob.readall()
 
     def _load(self) -> tuple[SourceImage, ...]:

@@ -10,6 +10,7 @@ writer does).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import time
@@ -30,7 +31,6 @@ from lamina.oci import (
 )
 from lamina.transport._core import SourceImage, describe_image, media_type_of, select_manifest
 from lamina.transport._registry_client import MAX_TRIES, RegistryClient, RegistryError, backoff
-from lamina.transport._verified import VerifyingStream
 
 MANIFEST_ACCEPT = ", ".join(
     [
@@ -76,6 +76,45 @@ def fetch_manifest(
     if declared not in media_types.MANIFEST_TYPES | media_types.INDEX_TYPES:
         declared = ""
     return data, media_type_of(data, declared, f"manifest {what}"), digest
+
+
+class VerifyingStream(io.RawIOBase):
+    """Any raw stream read as exactly `size` bytes whose sha256 must be `digest`.
+
+    More bytes than `size`, fewer, or other bytes raise (DigestMismatchError names
+    `what`) at the point they are noticed, so nothing unverified is taken as whole.
+    """
+
+    def __init__(self, raw: io.RawIOBase, digest: str, size: int, what: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._digest = digest
+        self._remaining = size
+        self._hash = hashlib.sha256()
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        if self._remaining == 0:
+            return 0
+        view = memoryview(buffer)[: min(len(buffer), self._remaining)]
+        count = self._raw.readinto(view)
+        if not count:
+            raise InvalidInputError(f"{self._what}: ends {self._remaining} bytes early")
+        self._hash.update(view[:count])
+        self._remaining -= count
+        if self._remaining == 0:
+            actual = "sha256:" + self._hash.hexdigest()
+            if actual != self._digest:
+                raise DigestMismatchError(self._what, self._digest, actual)
+        return int(count)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
 
 
 class BlobStream(io.RawIOBase):

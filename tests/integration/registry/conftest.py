@@ -1,5 +1,5 @@
 """Fixtures: real registries (anonymous and htpasswd), a fault proxy, an isolated
-Docker config, a store and images made from busybox-static."""
+Docker config and stores (busybox_rootfs comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from busybox_rootfs import make_busybox_rootfs
 from registry_fixtures import Proxy, Registry, docker_config_env
 
 from lamina.api import Lamina
@@ -52,8 +51,3 @@ def other(tmp_path: Path) -> Iterator[Lamina]:
     api = Lamina(tmp_path / "root2")
     yield api
     api.store.close()
-
-
-@pytest.fixture
-def busybox_rootfs(tmp_path: Path) -> Path:
-    return make_busybox_rootfs(tmp_path / "busybox-rootfs")
