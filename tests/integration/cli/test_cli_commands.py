@@ -75,11 +75,11 @@ def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -
     assert history[0].split()[:3] == ["IMAGE", "CREATED", "CREATED"]
     assert history[1].startswith(image_id[7:19])
     assert history[1].rstrip().endswith("the base")
-    rows = [
+    history_rows = [
         json.loads(line)
         for line in ok(root, "history", "--format", "json", "me/base:1").splitlines()
     ]
-    assert rows[0]["ID"] == image_id and rows[0]["Comment"] == "the base"
+    assert history_rows[0]["ID"] == image_id and history_rows[0]["Comment"] == "the base"
 
     inspected = json.loads(ok(root, "inspect", "other"))
     assert inspected[0]["Id"] == image_id
