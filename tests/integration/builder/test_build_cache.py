@@ -133,6 +133,7 @@ def test_command_not_found_is_127(build) -> None:  # type: ignore[no-untyped-def
     assert caught.value.code == 127
 
 
+@pytest.mark.slow
 def test_same_context_twice_gives_the_same_digest(
     tmp_path: Path, busybox_rootfs: Path, context: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
