@@ -273,8 +273,8 @@ class Proxy:
                         and sent + len(chunk) > 100
                     ):
                         faults.corrupt = ""
-                        k = 100 - sent if sent < 100 else 0
-                        chunk = chunk[:k] + bytes([chunk[k] ^ 0xFF]) + chunk[k + 1 :]
+                        at = 100 - sent if sent < 100 else 0
+                        chunk = chunk[:at] + bytes([chunk[at] ^ 0xFF]) + chunk[at + 1 :]
                     drop = faults.drop_after
                     if is_blob_get and drop is not None and sent + len(chunk) >= drop:
                         cut = drop - sent
