@@ -43,6 +43,9 @@ Writing (`lamina save`)::
 mtime 0 or SOURCE_DATE_EPOCH).
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from lamina.transport._buildkit_cache import (
     CACHE_CONFIG_MEDIA_TYPE,
     CacheEntry,
@@ -73,21 +76,6 @@ from lamina.transport._credentials import (
 from lamina.transport._docker_archive import DockerArchiveSource
 from lamina.transport._oci_layout import OciLayoutSource
 from lamina.transport._reader import ArchiveReader, open_archive
-from lamina.transport._registry_client import (
-    RegistryAuth,
-    RegistryClient,
-    RegistryError,
-    is_loopback,
-    parse_challenge,
-    parse_retry_after,
-)
-from lamina.transport._registry_sink import BlobLocations, PushReport, push_image
-from lamina.transport._registry_source import (
-    BlobStream,
-    RegistryBlobs,
-    RegistrySource,
-    fetch_manifest,
-)
 from lamina.transport._writer import (
     BlobProvider,
     SaveImage,
@@ -96,6 +84,53 @@ from lamina.transport._writer import (
     write_oci_archive,
     write_oci_layout_dir,
 )
+
+# The registry modules need httpx, whose import costs a `load` or `save` a few tenths
+# of a second they have no use for: loaded on first use instead.
+_LAZY = {
+    "BlobLocations": "_registry_sink",
+    "BlobStream": "_registry_source",
+    "PushReport": "_registry_sink",
+    "RegistryAuth": "_registry_client",
+    "RegistryBlobs": "_registry_source",
+    "RegistryClient": "_registry_client",
+    "RegistryError": "_registry_client",
+    "RegistrySource": "_registry_source",
+    "fetch_manifest": "_registry_source",
+    "is_loopback": "_registry_client",
+    "parse_challenge": "_registry_client",
+    "parse_retry_after": "_registry_client",
+    "push_image": "_registry_sink",
+}
+
+if TYPE_CHECKING:
+    from lamina.transport._registry_client import (
+        RegistryAuth,
+        RegistryClient,
+        RegistryError,
+        is_loopback,
+        parse_challenge,
+        parse_retry_after,
+    )
+    from lamina.transport._registry_sink import BlobLocations, PushReport, push_image
+    from lamina.transport._registry_source import (
+        BlobStream,
+        RegistryBlobs,
+        RegistrySource,
+        fetch_manifest,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lamina.transport' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lamina.transport.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "CACHE_CONFIG_MEDIA_TYPE",

@@ -22,11 +22,20 @@ import ipaddress
 import json
 import random
 import re
+import ssl
+import sys
 import threading
 import time
+import types
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+# httpx imports its own command-line tool (click, rich, pygments) when it is imported,
+# which a push or pull would pay for at every start; lamina never runs it. An empty
+# stand-in makes httpx fall back to its "not installed" stub.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", types.ModuleType("httpx._main"))
 
 import httpx
 
@@ -170,9 +179,11 @@ def request_scopes(request: httpx.Request) -> tuple[str, ...]:
 class RegistryAuth(httpx.Auth):
     """Anonymous first; then Basic or a Bearer token per scope, as the registry asks."""
 
-    def __init__(self, credentials: Credentials | None, verify: bool) -> None:
+    def __init__(self, credentials: Credentials | None, verify: ssl.SSLContext | bool) -> None:
         self.credentials = credentials
         self._verify = verify
+        # A registry allowed insecure by the user: its token server is trusted as it is.
+        self.insecure_realms = False
         self._lock = threading.Lock()
         self._basic = False
         self._bearer: Challenge | None = None
@@ -195,6 +206,16 @@ class RegistryAuth(httpx.Auth):
         realm = challenge.params.get("realm", "")
         if not realm.startswith(("https://", "http://")):
             raise RegistryError(f"registry auth: token realm {realm[:100]!r} is not a URL")
+        realm_host = httpx.URL(realm).netloc.decode()
+        plain_ok = self._verify is False or is_loopback(realm_host)
+        if realm.startswith("http://") and not plain_ok:
+            raise RegistryError(
+                f"registry auth: token realm {realm[:100]!r} is plain HTTP",
+                hint="credentials go to a token server over HTTPS only",
+            )
+        verify: ssl.SSLContext | bool = self._verify
+        if verify is False and not is_loopback(realm_host) and not self.insecure_realms:
+            verify = ssl.create_default_context()
         wanted = list(scopes)
         if (extra := challenge.params.get("scope")) and extra not in wanted:
             wanted.append(extra)
@@ -207,7 +228,7 @@ class RegistryAuth(httpx.Auth):
             auth = httpx.BasicAuth(self.credentials.username, self.credentials.password)
         for attempt in range(MAX_TRIES):
             try:
-                with httpx.Client(verify=self._verify, timeout=30) as http:
+                with httpx.Client(verify=verify, timeout=30) as http:
                     response = http.get(realm, params=params, auth=auth)
             except httpx.TransportError:
                 if attempt == MAX_TRIES - 1:
@@ -300,7 +321,14 @@ class RegistryClient:
         self.scheme = ""
         if credentials is None:
             credentials = load_credentials(domain)
-        self.auth = RegistryAuth(credentials, verify=not insecure)
+        # HTTPS is checked against the system's CAs. Where plain HTTP is allowed (loopback,
+        # or a registry allowed insecure), certificates are not checked either, as Docker
+        # treats an insecure registry; that also spares loading the CA store.
+        verify: ssl.SSLContext | bool = False
+        if not self.plain_http_allowed:
+            verify = ssl.create_default_context()
+        self.auth = RegistryAuth(credentials, verify=verify)
+        self.auth.insecure_realms = insecure
         self.gate = HostGate()
         self.requests = 0
         limits = httpx.Limits(max_connections=jobs + 4, max_keepalive_connections=jobs + 4)
@@ -309,7 +337,7 @@ class RegistryClient:
             timeout=httpx.Timeout(timeout, connect=15.0),
             limits=limits,
             follow_redirects=True,
-            verify=not insecure,
+            verify=verify,
             transport=transport,
         )
         self._lock = threading.Lock()

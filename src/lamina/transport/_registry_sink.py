@@ -6,8 +6,9 @@ For each blob (layers, then the config), cheapest first:
 2. HEAD: the registry says it has it: nothing;
 3. mount: another repository of the same registry is known to hold it: one POST
    `?mount=<digest>&from=<repo>`;
-4. upload: POST, then PATCH in chunks (`Content-Range`), then PUT `?digest=`. The
-   upload URL and offset are saved after each chunk (`BlobLocations.save_upload`), so
+4. upload: POST, then PATCH in chunks (`Content-Range`), the last one sent with the
+   closing PUT `?digest=`. The upload URL and offset are saved after each PATCH
+   (`BlobLocations.save_upload`), so
    a push interrupted anywhere (even by SIGKILL) continues from what the registry
    reports (`GET` on the upload URL) instead of starting over; a registry that has
    forgotten the upload gets a new one.
@@ -138,8 +139,9 @@ class _Pusher:
         self._done("uploaded", desc)
 
     def _done(self, kind: str, desc: Descriptor) -> None:
+        # Remembered all at once when the push ends: one metadata transaction, not one
+        # per blob (each commit waits for the disk).
         self.report.add(kind, desc.digest)
-        self.locations.remember(self.registry, self.repository, [desc.digest])
         self.events(kind, desc, 0)
 
     def _start(self, what: str) -> str:
@@ -178,7 +180,7 @@ class _Pusher:
         restarts = 0
         while True:
             try:
-                location = self._send_chunks(desc, location, offset, what)
+                self._send_chunks(desc, location, offset, what)
                 break
             except (RegistryError, NotFoundError):
                 # The registry lost or refused the session: ask where it stands, once,
@@ -192,17 +194,27 @@ class _Pusher:
                     location, offset = self._start(what), 0
                 else:
                     location, offset = status
-        url = httpx.URL(location).copy_add_param("digest", digest)
-        self.client.request("PUT", str(url), what=what, ok=(201, 204), content=b"")
-        self.locations.forget_upload(self.registry, self.repository, digest)
+        if saved is not None or desc.size > self.chunk:
+            self.locations.forget_upload(self.registry, self.repository, digest)
 
-    def _send_chunks(self, desc: Descriptor, location: str, offset: int, what: str) -> str:
+    def _send_chunks(self, desc: Descriptor, location: str, offset: int, what: str) -> None:
+        """PATCH every chunk but the last, saving the session after each; the last goes
+        with the closing PUT (`?digest=`), which saves a round trip per blob."""
         with self.open_at(desc, offset) as stream:
-            while offset < desc.size:
+            while True:
                 data = stream.read(min(self.chunk, desc.size - offset))
-                if not data:
+                if not data and offset < desc.size:
                     raise InvalidInputError(f"{what}: the store's blob ended at byte {offset}")
                 end = offset + len(data) - 1
+                if end + 1 >= desc.size:
+                    url = httpx.URL(location).copy_add_param("digest", desc.digest)
+                    self.client.request(
+                        "PUT", str(url), what=what, ok=(201, 204), content=data,
+                        headers={"Content-Type": "application/octet-stream"},
+                    )  # fmt: skip
+                    self._sent(len(data))
+                    self.events("uploading", desc, len(data))
+                    return
                 response = self.client.request(
                     "PATCH",
                     location,
@@ -221,7 +233,6 @@ class _Pusher:
                 self.locations.save_upload(
                     self.registry, self.repository, desc.digest, location, offset
                 )
-        return location
 
     def _sent(self, count: int) -> None:
         with self.report._lock:
@@ -266,6 +277,8 @@ def push_image(
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             for future in [pool.submit(pusher.blob, d) for d in blobs]:
                 future.result()
+    pushed = [*report.known, *report.existed, *report.mounted, *report.uploaded]
+    locations.remember(client.domain, repository, pushed)
     target = tag or digest
     try:
         _put_manifest(client, repository, target, manifest_bytes, media_type, digest)

@@ -210,6 +210,11 @@ class Proxy:
             body += piece
             if faults.throttle:
                 time.sleep(faults.throttle)
+        if len(body) < length:
+            # The client went away mid-body: like nginx with request buffering (its
+            # default), nothing incomplete reaches the registry.
+            handler.close_connection = True
+            return
         if handler.path.startswith("/token"):
             self._token(handler)
             return
