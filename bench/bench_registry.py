@@ -3,8 +3,8 @@ the same local docker-registry (Debian's CNCF distribution) in one run.
 
 1. push of a 5-layer image (~300 MB of gzip layers) into an empty registry
    (lamina push from its store; skopeo copy from an OCI layout holding the same blobs)
-2. pull into an empty store including unpacking (lamina pull + mount, which unpacks every
-   layer into a snapshot; buildah pull into empty vfs storage, which unpacks too)
+2. pull into an empty store including unpacking (lamina pull, which unpacks every layer
+   into its snapshot, then mount; buildah pull into empty vfs storage, which unpacks too)
 3. the second push after a change of the top layer (both tools send only that layer);
    the bytes lamina sent ÷ that layer's size is printed: 1.00 means nothing else went
 

@@ -3,7 +3,8 @@
 Pulled layers go through the same ingest as `load` (`layer_record`: hashed while they
 stream, every entry checked, the digest and diff_id verified before any image refers
 to them), resumable: a partial blob stays in ingest/ and the next pull asks only for
-the rest. Push reads each blob through `layer_blob_for_push`, the one place that
+the rest. Each layer is then unpacked into its snapshot, as `docker pull` extracts.
+Push reads each blob through `layer_blob_for_push`, the one place that
 decides what bytes leave the store for a layer.
 """
 
@@ -21,6 +22,7 @@ from typing import BinaryIO
 from lamina.api._transfer import layer_record
 from lamina.errors import ConflictError, InvalidInputError, LaminaError, NotFoundError
 from lamina.oci import Descriptor, Manifest, Platform, Reference, parse_reference
+from lamina.snapshots import ensure_snapshots
 from lamina.store import ImageRecord, LayerRecord, Store
 from lamina.transport import (
     Credentials,
@@ -35,7 +37,7 @@ from lamina.transport import (
 _MAX_MANIFEST = 8 << 20
 _WAIT_FOR_OTHER_PULL = 3600.0
 Events = Callable[[str, str, int], None]
-"""(event, blob digest, bytes): pull: present/downloading/downloaded; push:
+"""(event, blob digest, bytes): pull: present/downloading/downloaded/unpacked; push:
 known/existed/mounted/uploading/uploaded/resumed."""
 
 
@@ -143,6 +145,10 @@ def pull_image(
                         waited += 0.2
                 if new:
                     events("downloaded", layer.digest, layer.size)
+                # Unpacked now, as docker pull does, while the blob is in the page cache
+                # and beside the other layers' downloads; a mount or build then starts at once.
+                ensure_snapshots(store, [record], lease)
+                events("unpacked", layer.digest, 0)
                 return record, new
 
             with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
