@@ -133,7 +133,12 @@ def _env(work: Path) -> dict[str, str]:
     home = work / "home"
     (home / ".docker").mkdir(parents=True, exist_ok=True)
     (home / ".docker" / "config.json").write_text('{"auths": {}}')
-    return {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+    # An installed lamina starts from cached bytecode (pip compiles it); this machine's
+    # environment forbids writing it, which would add the compiling of every module to
+    # each command measured here.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def run(runs: int, work: Path) -> list[Row]:
