@@ -179,8 +179,14 @@ def request_scopes(request: httpx.Request) -> tuple[str, ...]:
 class RegistryAuth(httpx.Auth):
     """Anonymous first; then Basic or a Bearer token per scope, as the registry asks."""
 
-    def __init__(self, credentials: Credentials | None, verify: ssl.SSLContext | bool) -> None:
+    def __init__(
+        self,
+        credentials: Credentials | None,
+        verify: ssl.SSLContext | bool,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.credentials = credentials
+        self._transport = transport
         self._verify = verify
         # A registry allowed insecure by the user: its token server is trusted as it is.
         self.insecure_realms = False
@@ -228,7 +234,7 @@ class RegistryAuth(httpx.Auth):
             auth = httpx.BasicAuth(self.credentials.username, self.credentials.password)
         for attempt in range(MAX_TRIES):
             try:
-                with httpx.Client(verify=verify, timeout=30) as http:
+                with httpx.Client(verify=verify, timeout=30, transport=self._transport) as http:
                     response = http.get(realm, params=params, auth=auth)
             except httpx.TransportError:
                 if attempt == MAX_TRIES - 1:
@@ -285,6 +291,13 @@ class RegistryAuth(httpx.Auth):
             return
         challenge = parse_challenge(response.headers.get("www-authenticate", ""))
         if challenge.scheme == "bearer":
+            sent = request.headers.get("Authorization", "")
+            if sent.startswith("Bearer "):
+                # Refused although not expired by our clock: revoked, or the clocks
+                # disagree. Forget it and ask the realm once more.
+                with self._lock:
+                    if self._tokens.get(scopes, ("",))[0] == sent[7:]:
+                        del self._tokens[scopes]
             self._bearer = challenge
         elif challenge.scheme == "basic" and self.credentials is not None:
             if self._basic:
@@ -327,7 +340,7 @@ class RegistryClient:
         verify: ssl.SSLContext | bool = False
         if not self.plain_http_allowed:
             verify = ssl.create_default_context()
-        self.auth = RegistryAuth(credentials, verify=verify)
+        self.auth = RegistryAuth(credentials, verify=verify, transport=transport)
         self.auth.insecure_realms = insecure
         self.gate = HostGate()
         self.requests = 0

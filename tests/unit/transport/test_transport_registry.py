@@ -204,3 +204,23 @@ def test_manifest_media_type_comes_from_the_document_when_the_header_lies() -> N
     client = _client(_registry({"1": (index, "text/plain")}))
     with pytest.raises(NotFoundError, match="no manifest for"):
         RegistrySource(client, parse_reference("127.0.0.1:5000/a:1"))
+
+
+def test_a_refused_bearer_token_is_fetched_again_once() -> None:
+    tokens: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "https" and request.url.host == "127.0.0.1":
+            raise httpx.ConnectError("no TLS here")
+        if request.url.path == "/token":
+            tokens.append(f"t{len(tokens)}")
+            return httpx.Response(200, json={"token": tokens[-1], "expires_in": 300})
+        challenge = {"WWW-Authenticate": 'Bearer realm="http://127.0.0.1:5000/token"'}
+        # the first token is refused (revoked), the second accepted
+        if request.headers.get("Authorization") != "Bearer t1":
+            return httpx.Response(401, headers=challenge)
+        return httpx.Response(200, json={})
+
+    client = _client(handle)
+    assert client.request("GET", "/v2/a/tags/list", what="tags").status_code == 200
+    assert tokens == ["t0", "t1"]
