@@ -21,6 +21,7 @@ from lamina.oci._digest import (
 from lamina.oci._json import dump_json, load_json_object
 from lamina.oci._manifest import Descriptor, Index, Manifest, Platform
 from lamina.oci._reference import Reference, parse_reference
+from lamina.oci._time import parse_rfc3339
 
 __all__ = [
     "Descriptor",
@@ -38,6 +39,7 @@ __all__ = [
     "load_json_object",
     "media_types",
     "parse_reference",
+    "parse_rfc3339",
     "sha256_digest",
     "short_id",
 ]
