@@ -72,7 +72,7 @@ def build_image(
     """
     from lamina.api._lamina import normalize_tag, source_date_epoch
     from lamina.api._replay import BuildRequest, record_build, replay_build
-    from lamina.builder._options import BuildEvent, BuildOptions, BuildResult
+    from lamina.builder import BuildEvent, BuildOptions, BuildResult
 
     opts = BuildOptions(
         context_dir=Path(context),

@@ -7,8 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lamina.api._lamina import source_date_epoch
-from lamina.builder._options import timestamp
-from lamina.builder._pipeline import write_layer_to_store
+from lamina.builder import timestamp, write_layer_to_store
 from lamina.errors import InvalidInputError
 from lamina.layers import (
     Change,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from lamina.dockerfile import ContextFile, Copy, IgnoreRules, select_sources
 from lamina.errors import InvalidInputError
+from lamina.layers import resolve_in_root
 
 if TYPE_CHECKING:
     from lamina.layers import Change
@@ -52,7 +53,8 @@ def is_url(source: str) -> bool:
 def _is_dir_source(root: Path, word: str) -> bool:
     if any(c in word for c in _WILDCARD):
         return True
-    return os.path.isdir(os.path.join(root, word.lstrip("/")))
+    resolved = resolve_in_root(root, word)
+    return not resolved.missing and os.path.isdir(resolved.host_path(root))
 
 
 def select(inst: Copy, root: Path, ignore: IgnoreRules | None) -> Selection:
@@ -128,8 +130,6 @@ class Stager:
         """`path` resolved inside the image, and whether it is a directory there."""
         if self.view is None:
             return posixpath.normpath(path), False
-        from lamina.snapshots import resolve_in_root
-
         resolved = resolve_in_root(self.view, path)
         real = resolved.path()
         if resolved.missing:

@@ -45,6 +45,13 @@ that could never be unpacked is never stored as part of an image).
 ``TarReader(stream, limits)`` / ``read_entries`` iterate a tar stream with bounded
 header parsing (for ADD of local archives, or inspection); each entry's content is a
 reader that stops at the entry's end.
+
+Resolving a path inside a root as if it were ``/`` (lamina's one resolver, umoci's
+SecureJoin model: symlinks followed but scoped, dir fds and ``O_NOFOLLOW``)::
+
+    resolve_in_root(root, "/link/file")      # Resolved(existing, missing); .host_path(root)
+    read_file_in_root(root, "/etc/passwd", limit)   # bytes or None, at most `limit`
+    ScopedRoot(target).parent(parts, entry, create=True)   # the applier's cached walk
 """
 
 from __future__ import annotations
@@ -71,6 +78,15 @@ from lamina.layers._compress import (
     LayerBlobWriter,
     open_layer_reader,
 )
+from lamina.layers._scoped import (
+    MAX_SYMLINK_HOPS,
+    Resolved,
+    ScopedRoot,
+    open_dir_nofollow,
+    read_file_in_root,
+    require_file_in_root,
+    resolve_in_root,
+)
 from lamina.layers._tarread import (
     ByteStream,
     EntryReader,
@@ -81,6 +97,13 @@ from lamina.layers._tarread import (
     read_entries,
 )
 from lamina.layers._tarwrite import LayerStats, write_layer
+from lamina.layers._whiteout import (
+    OVERLAY_OPAQUE_XATTRS,
+    is_overlay_opaque,
+    is_overlay_opaque_dir,
+    is_overlay_whiteout,
+    is_overlay_xattr,
+)
 
 
 def write_layer_blob(
@@ -97,6 +120,18 @@ def write_layer_blob(
 
 
 __all__ = [
+    "OVERLAY_OPAQUE_XATTRS",
+    "is_overlay_opaque",
+    "is_overlay_opaque_dir",
+    "is_overlay_whiteout",
+    "is_overlay_xattr",
+    "MAX_SYMLINK_HOPS",
+    "Resolved",
+    "ScopedRoot",
+    "open_dir_nofollow",
+    "read_file_in_root",
+    "require_file_in_root",
+    "resolve_in_root",
     "MEDIA_TYPE_DOCKER_GZIP",
     "MEDIA_TYPE_TAR",
     "MEDIA_TYPE_TAR_GZIP",

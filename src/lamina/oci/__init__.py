@@ -18,12 +18,13 @@ from lamina.oci._digest import (
     sha256_digest,
     short_id,
 )
-from lamina.oci._json import dump_json, load_json_object
+from lamina.oci._json import MAX_DOCUMENT_BYTES, dump_json, load_json_object
 from lamina.oci._manifest import Descriptor, Index, Manifest, Platform
 from lamina.oci._reference import Reference, parse_reference
 from lamina.oci._time import parse_rfc3339
 
 __all__ = [
+    "MAX_DOCUMENT_BYTES",
     "Descriptor",
     "History",
     "ImageConfig",

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
 from lamina.oci import (
+    MAX_DOCUMENT_BYTES,
     Descriptor,
     ImageConfig,
     Index,
@@ -30,7 +31,6 @@ from lamina.oci import (
     parse_reference,
     sha256_digest,
 )
-from lamina.oci._json import MAX_DOCUMENT_BYTES
 from lamina.transport._members import (
     DirFiles,
     Files,
