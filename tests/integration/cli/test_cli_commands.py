@@ -80,7 +80,7 @@ def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -
     assert history[1].rstrip().endswith("the base")
     rows = [
         json.loads(line)
-        for line in ok(root, "history", "--format", "json", "me/base:1").splitlines()
+        for line in ok(root, "history", "--no-trunc", "--format", "json", "me/base:1").splitlines()
     ]
     assert rows[0]["ID"] == image_id and rows[0]["Comment"] == "the base"
 
