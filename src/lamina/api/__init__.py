@@ -9,7 +9,13 @@
 The CLI is a presentation of these; tests use them directly.
 """
 
-from lamina.api._build import build_image, check_dockerfile, parse_build_args, parse_secret
+from lamina.api._build import (
+    build_image,
+    check_dockerfile,
+    parse_build_args,
+    parse_labels,
+    parse_secret,
+)
 from lamina.api._history import HistoryRow, history_rows
 from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, normalize_tag
 from lamina.api._replay import BuildRequest
@@ -28,5 +34,6 @@ __all__ = [
     "history_rows",
     "normalize_tag",
     "parse_build_args",
+    "parse_labels",
     "parse_secret",
 ]

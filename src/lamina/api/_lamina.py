@@ -68,10 +68,9 @@ def _is_parent(stacks: Mapping[str, tuple[Sequence[Any], Sequence[Any]]], image_
     for other, (other_layers, other_history) in stacks.items():
         if other == image_id or len(other_history) <= len(history):
             continue
-        if (
-            tuple(other_layers[: len(layers)]) == tuple(layers)
-            and tuple(other_history[: len(history)]) == tuple(history)
-        ):
+        if tuple(other_layers[: len(layers)]) == tuple(layers) and tuple(
+            other_history[: len(history)]
+        ) == tuple(history):
             return True
     return False
 
