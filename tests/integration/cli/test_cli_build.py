@@ -11,10 +11,12 @@ where a RUN's output lines appear as `#N <seconds> <line>`.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tarfile
@@ -70,6 +72,11 @@ def tree_of(root: Path, *build_args: str, stdin: bytes | None = None, tmp: Path)
     dest = tmp / "out"
     ok(root, "build", "-q", "-o", f"type=local,dest={dest}", *build_args, stdin=stdin)
     return dest
+
+
+def skopeo(*args: str) -> str:
+    """skopeo, an independent reader of the archives lamina writes."""
+    return subprocess.run(["skopeo", *args], capture_output=True, check=True, text=True).stdout
 
 
 def make_tar(files: dict[str, bytes], *, gz: bool = False) -> bytes:
@@ -336,14 +343,7 @@ def test_output_docker_archive_reads_with_skopeo(root: Path, tmp_path: Path) -> 
     out = ok(root, "build", "-t", "exported:1", "-o", f"type=docker-archive,dest={dest}", "-",
              stdin=LAYERED)  # fmt: skip
     built = image_id(out)
-    seen = json.loads(
-        subprocess.run(
-            ["skopeo", "inspect", "--config", f"docker-archive:{dest}"],
-            capture_output=True,
-            check=True,
-            text=True,
-        ).stdout  # fmt: skip
-    )
+    seen = json.loads(skopeo("inspect", "--config", f"docker-archive:{dest}"))
     assert len(seen["rootfs"]["diff_ids"]) == 3
     other = tmp_path / "root2"
     loaded = ok(other, "load", "-i", str(dest))
@@ -358,22 +358,9 @@ def test_output_oci_archive_reads_with_skopeo(root: Path, tmp_path: Path) -> Non
     dest = tmp_path / "image.oci.tar"
     out = ok(root, "build", "-o", f"type=oci-archive,dest={dest}", "-", stdin=LAYERED)
     built = image_id(out)
-    seen = subprocess.run(["skopeo", "inspect", "--config", f"oci-archive:{dest}"],
-                          capture_output=True, check=True, text=True)  # fmt: skip
-    assert (
-        "sha256:"
-        + __import__("hashlib")
-        .sha256(
-            subprocess.run(
-                ["skopeo", "inspect", "--raw", "--config", f"oci-archive:{dest}"],
-                capture_output=True,
-                check=True,
-            ).stdout  # fmt: skip
-        )
-        .hexdigest()
-        == built
-    )
-    assert json.loads(seen.stdout)["os"] == "linux"
+    raw_config = skopeo("inspect", "--raw", "--config", f"oci-archive:{dest}")
+    assert "sha256:" + hashlib.sha256(raw_config.encode()).hexdigest() == built
+    assert json.loads(skopeo("inspect", "--config", f"oci-archive:{dest}"))["os"] == "linux"
 
 
 @pytest.mark.parametrize(
@@ -408,8 +395,8 @@ def test_auto_progress_without_a_terminal_streams_run_output(root: Path) -> None
     lines = out.splitlines()
     run_step = next(line.split()[0] for line in lines if "RUN echo o1" in line)
     output = [line.split(" ", 2) for line in lines if line.startswith(run_step + " ")]
-    printed = [(float(seconds), text) for _n, seconds, text in
-               (o for o in output if len(o) == 3 and o[1][0].isdigit() and "." in o[1])]  # fmt: skip
+    timed = [o for o in output if len(o) == 3 and re.fullmatch(r"\d+\.\d{3}", o[1])]
+    printed = [(float(seconds), text) for _n, seconds, text in timed]
     texts = [text for _s, text in printed]
     assert texts == ["o1", "e1", "o2", "e2", "o3", "after-sleep", "no-newline"]
     seconds = dict((text, s) for s, text in printed)
