@@ -5,6 +5,9 @@
     lamina.load(Path("image.tar")); lamina.save(["me/base:1"], Path("out.tar"))
     lamina.images(); lamina.history("me/base:1"); lamina.df()
     lamina.build(Path("ctx"), tags=["me/app:1"])   # or build_image(lamina, ctx, …)
+    lamina.build("-", stdin=f, labels={"k": "v"}, platform="linux/arm64",
+                 outputs=["type=local,dest=out"], iidfile=Path("iid"))
+    lamina.images(filters=["dangling=true", "reference=me/*"], all_images=True)
 
 The CLI is a presentation of these; tests use them directly.
 """
