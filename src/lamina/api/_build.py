@@ -154,9 +154,10 @@ def _build(
     labels: dict[str, str],
     platform: str | None,
 ) -> BuildResult:
-    from lamina.api._lamina import normalize_tag, source_date_epoch
+    from lamina.api._lamina import normalize_tag
     from lamina.api._replay import BuildRequest, record_build, replay_build
     from lamina.builder import BuildEvent, BuildOptions, BuildResult
+    from lamina.layers import source_date_epoch
 
     opts = BuildOptions(
         context_dir=Path(context),
@@ -244,11 +245,7 @@ def check_dockerfile(
 ) -> list[Diagnostic]:
     """`lamina build --check`: the frontend's lint findings, nothing built."""
     from lamina.builder import BuildOptions
-    from lamina.dockerfile import check
+    from lamina.dockerfile import check, read_dockerfile
 
     path = BuildOptions(Path(context), dockerfile).dockerfile_path()
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise InvalidInputError(f"Dockerfile {path} does not exist") from None
-    return check(text, filename=path.name, build_args=dict(build_args or {}))
+    return check(read_dockerfile(path), filename=path.name, build_args=dict(build_args or {}))

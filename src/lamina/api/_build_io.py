@@ -24,18 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from lamina.errors import InvalidInputError, NotFoundError
+from lamina.errors import InvalidInputError, LaminaError, NotFoundError
+from lamina.oci import MAX_DOCKERFILE_BYTES
 
 if TYPE_CHECKING:
     from lamina.api._lamina import Lamina
     from lamina.store import ImageRecord
 
 STDIN = "-"
-MAX_DOCKERFILE = 16 << 20
 _CHUNK = 1 << 20
-# What starts a compressed stream (gzip, bzip2, xz, zstd), or a tar at offset 257.
-_COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
-_TAR_MAGIC_AT = 257
 
 
 @dataclass(frozen=True)
@@ -48,11 +45,21 @@ class BuildInput:
     temporary: bool
 
 
-def is_archive(head: bytes) -> bool:
-    """Whether `head` (the first 512 bytes or all there is) starts a tar or compressed stream."""
-    if head.startswith(_COMPRESSED):
-        return True
-    return head[_TAR_MAGIC_AT : _TAR_MAGIC_AT + 5] == b"ustar"
+def is_archive(path: Path) -> bool:
+    """Whether the file is compressed (any compression layers reads) or starts with a tar
+    header its bounded reader accepts (Docker's rule: anything else on stdin is a
+    Dockerfile)."""
+    from lamina.layers import Compression, Limits, TarReader, sniff_compression
+
+    with path.open("rb") as f:
+        if sniff_compression(f.read(8)) is not Compression.NONE:
+            return True
+        f.seek(0)
+        try:
+            next(TarReader(f, Limits()).entries(), None)
+        except LaminaError:
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -74,9 +81,7 @@ def build_input(
         if str(context) == STDIN:
             spool = tmp / "stdin"
             _copy_bounded(_need(stdin, "the build context"), spool, lamina.max_layer_bytes)
-            with spool.open("rb") as f:
-                head = f.read(512)
-            if is_archive(head):
+            if is_archive(spool):
                 yield BuildInput(_unpack(lamina, spool, tmp), _dockerfile(dockerfile), True)
                 return
             if dockerfile is not None:
@@ -84,7 +89,7 @@ def build_input(
                     "-f names a Dockerfile, and stdin holds a Dockerfile too",
                     hint="with `-` and a Dockerfile on stdin there is no context; drop -f",
                 )
-            if spool.stat().st_size > MAX_DOCKERFILE:
+            if spool.stat().st_size > MAX_DOCKERFILE_BYTES:
                 raise InvalidInputError("stdin is neither a tar archive nor a Dockerfile")
             empty = tmp / "context"
             empty.mkdir()
@@ -96,15 +101,13 @@ def build_input(
         named_file = _dockerfile(dockerfile)
         if dockerfile is not None and str(dockerfile) == STDIN:
             named_file = tmp / "Dockerfile"
-            _copy_bounded(_need(stdin, "the Dockerfile"), named_file, MAX_DOCKERFILE)
+            _copy_bounded(_need(stdin, "the Dockerfile"), named_file, MAX_DOCKERFILE_BYTES)
         if path.is_dir():
             yield BuildInput(path, named_file, dockerfile is not None and str(dockerfile) == STDIN)
             return
         if not path.exists():
             raise NotFoundError(f"build context {path} does not exist")
-        with path.open("rb") as f:
-            head = f.read(512)
-        if not path.is_file() or not is_archive(head):
+        if not path.is_file() or not is_archive(path):
             raise InvalidInputError(
                 f"build context {path} is neither a directory nor a tar archive",
                 hint="give a directory, a .tar/.tar.gz file, or - for stdin",
@@ -240,8 +243,7 @@ def export_tree(lamina: Lamina, image: ImageRecord, dest: Path) -> Path:
 
 
 def _write_tree_tar(tree: Path, dest: Path) -> None:
-    from lamina.api._lamina import source_date_epoch
-    from lamina.layers import changes_from_dir, write_layer
+    from lamina.layers import changes_from_dir, source_date_epoch, write_layer
 
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     try:

@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from lamina.dockerfile import ContextFile, Copy, IgnoreRules, select_sources
 from lamina.errors import InvalidInputError
-from lamina.layers import resolve_in_root
+from lamina.layers import Compression, resolve_in_root, sniff_compression
 
 if TYPE_CHECKING:
     from lamina.layers import Change
 
-_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 _WILDCARD = ("*", "?", "[")
 
 
@@ -106,7 +105,7 @@ def summarise(
 def _is_archive(path: str) -> bool:
     with open(path, "rb") as f:
         head = f.read(512)
-    if any(head.startswith(m) for m in _ARCHIVE_MAGIC):
+    if sniff_compression(head) is not Compression.NONE:
         return True
     return len(head) == 512 and head[257:262] == b"ustar"
 

@@ -81,7 +81,15 @@ from ._model import (
     Workdir,
     run_script,
 )
-from ._parse import Directives, Dockerfile, Stage, parse, parse_directives, parse_instruction
+from ._parse import (
+    Directives,
+    Dockerfile,
+    Stage,
+    parse,
+    parse_directives,
+    parse_instruction,
+    read_dockerfile,
+)
 from ._plan import (
     PLATFORM_ARGS,
     PROXY_ARGS,
@@ -89,11 +97,11 @@ from ._plan import (
     PlannedInstruction,
     StagePlan,
     expose_ports,
-    host_platform,
     onbuild_instructions,
 )
 
 __all__ = [
+    "read_dockerfile",
     "PLATFORM_ARGS",
     "PROXY_ARGS",
     "Arg",
@@ -133,7 +141,6 @@ __all__ = [
     "check",
     "expand",
     "expose_ports",
-    "host_platform",
     "load_dockerignore",
     "needed_stages",
     "onbuild_instructions",

@@ -17,7 +17,7 @@ Making a layer (build, commit)::
 ``write_layer(changes, out, source_date_epoch=None) -> LayerStats`` writes an
 uncompressed tar to any binary stream; ``LayerBlobWriter(out, compression)`` is the
 single-pass pipeline tar → sha256 (diff_id) → compressor → sha256 (digest) → ``out``
-(pass it to ``write_layer`` as ``out``, then call ``finish() -> BlobInfo``). Output
+(pass it to ``write_layer`` as ``out``, then call ``finish() -> LayerBlobInfo``). Output
 is deterministic: sorted paths, numeric owners, mtimes in whole seconds clamped to
 ``source_date_epoch``, ustar unless PAX is needed, hardlinks within the layer kept.
 
@@ -68,16 +68,15 @@ from lamina.layers._changes import (
     sort_changes,
 )
 from lamina.layers._compress import (
-    MEDIA_TYPE_DOCKER_GZIP,
-    MEDIA_TYPE_TAR,
-    MEDIA_TYPE_TAR_GZIP,
-    MEDIA_TYPE_TAR_ZSTD,
-    BlobInfo,
+    MAGIC,
     Compression,
+    LayerBlobInfo,
     LayerBlobReader,
     LayerBlobWriter,
     open_layer_reader,
+    sniff_compression,
 )
+from lamina.layers._epoch import source_date_epoch
 from lamina.layers._scoped import (
     MAX_SYMLINK_HOPS,
     Resolved,
@@ -87,6 +86,7 @@ from lamina.layers._scoped import (
     require_file_in_root,
     resolve_in_root,
 )
+from lamina.layers._tarheader import build_header
 from lamina.layers._tarread import (
     ByteStream,
     EntryReader,
@@ -112,7 +112,7 @@ def write_layer_blob(
     compression: Compression = Compression.GZIP,
     *,
     source_date_epoch: int | None = None,
-) -> BlobInfo:
+) -> LayerBlobInfo:
     """Write ``changes`` as a compressed layer blob to ``out`` in one pass."""
     writer = LayerBlobWriter(out, compression)
     write_layer(changes, writer, source_date_epoch=source_date_epoch)
@@ -120,6 +120,11 @@ def write_layer_blob(
 
 
 __all__ = [
+    "source_date_epoch",
+    "MAGIC",
+    "LayerBlobInfo",
+    "sniff_compression",
+    "build_header",
     "OVERLAY_OPAQUE_XATTRS",
     "is_overlay_opaque",
     "is_overlay_opaque_dir",
@@ -132,12 +137,7 @@ __all__ = [
     "read_file_in_root",
     "require_file_in_root",
     "resolve_in_root",
-    "MEDIA_TYPE_DOCKER_GZIP",
-    "MEDIA_TYPE_TAR",
-    "MEDIA_TYPE_TAR_GZIP",
-    "MEDIA_TYPE_TAR_ZSTD",
     "ApplyStats",
-    "BlobInfo",
     "ByteStream",
     "Change",
     "ChangeKind",

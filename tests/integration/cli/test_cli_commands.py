@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from busybox_rootfs import make_busybox_rootfs
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +38,7 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def rootfs(tmp_path: Path) -> Path:
-    tree = tmp_path / "rootfs"
-    (tree / "bin").mkdir(parents=True)
-    shutil.copy2("/bin/busybox", tree / "bin" / "busybox")
-    (tree / "bin" / "sh").symlink_to("busybox")
-    return tree
+    return make_busybox_rootfs(tmp_path / "rootfs", with_etc=False)
 
 
 def test_unknown_image_is_one_line_and_exit_1(root: Path) -> None:
