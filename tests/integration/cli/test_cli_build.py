@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from busybox_rootfs import make_busybox_rootfs
 
 pytestmark = pytest.mark.integration
 
@@ -60,10 +59,9 @@ def image_id(out: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    tmp = tmp_path_factory.mktemp("build-cli")
-    store = tmp / "root"
-    ok(store, "import", str(make_busybox_rootfs(tmp / "rootfs")), "busybox")
+def root(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Iterator[Path]:
+    store = tmp_path_factory.mktemp("build-cli") / "root"
+    ok(store, "import", str(busybox_rootfs), "busybox")
     yield store
 
 
