@@ -75,7 +75,11 @@ def test_cached_rebuild_reads_no_unchanged_file(
 
     hashed: list[str] = []
     real = sources.file_sha256
-    monkeypatch.setattr(sources, "file_sha256", lambda p: hashed.append(p) or real(p))
+    def spy(p: str) -> str:
+        hashed.append(p)
+        return real(p)
+
+    monkeypatch.setattr(sources, "file_sha256", spy)
     again = build(DOCKERFILE)
     assert again.texts("cached") == ["CACHED"] * 3
     assert hashed == []
@@ -129,6 +133,7 @@ def test_command_not_found_is_127(build) -> None:  # type: ignore[no-untyped-def
     assert caught.value.code == 127
 
 
+@pytest.mark.slow
 def test_same_context_twice_gives_the_same_digest(
     tmp_path: Path, busybox_rootfs: Path, context: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
