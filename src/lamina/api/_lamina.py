@@ -33,6 +33,29 @@ def default_root() -> Path:
     return Path(data) / "lamina"
 
 
+# The fields `docker image inspect` always shows under "Config", set or not, so that a
+# template such as `{{.Config.Labels}}` or `{{.Config.Entrypoint}}` works on any image.
+DOCKER_CONFIG_FIELDS: dict[str, Any] = {
+    "Hostname": "",
+    "Domainname": "",
+    "User": "",
+    "AttachStdin": False,
+    "AttachStdout": False,
+    "AttachStderr": False,
+    "Tty": False,
+    "OpenStdin": False,
+    "StdinOnce": False,
+    "Env": None,
+    "Cmd": None,
+    "Image": "",
+    "Volumes": None,
+    "WorkingDir": "",
+    "Entrypoint": None,
+    "OnBuild": None,
+    "Labels": None,
+}
+
+
 @dataclass(frozen=True)
 class ImageSummary:
     """A line of `lamina images`: familiar (repository, tag) pairs, ID, config time, size."""
@@ -172,7 +195,7 @@ class Lamina:
             "RepoDigests": [],
             "Created": config.created,
             "Author": doc.get("author", ""),
-            "Config": config.container_config,
+            "Config": {**DOCKER_CONFIG_FIELDS, **config.container_config},
             "Architecture": config.architecture,
             "Os": config.os,
             "Size": sum(self.layer_sizes(image)),

@@ -722,9 +722,8 @@ class _Run:
         if self.lenient:
             return ""
         if value is None:
-            raise TemplateError(
-                f'{where}: executing "" at <{shown}>: nil pointer evaluating {name}'
-            )
+            # A null in the JSON: Go's nil map gives its zero value, printed "<no value>".
+            return None
         raise TemplateError(
             f'{where}: executing "" at <{shown}>: can\'t evaluate field {name} '
             f"in type {_type_name(value)}"

@@ -172,6 +172,9 @@ def test_inspect_format_reaches_the_config(store: Store) -> None:
     }
     assert fmt("{{.Id}} {{len .RootFS.Layers}}") == f"{store.app2} 3\n"
     assert fmt("{{.Os}}/{{upper .Architecture}}").startswith("linux/")
+    # Docker's Config fields are there even when unset.
+    assert ok(store.root, "inspect", "-f", "{{.Config.Entrypoint}}|{{.Config.User}}|"
+              "{{.Config.Labels.x}}", "busybox") == "<no value>||<no value>\n"  # fmt: skip
     two = ok(store.root, "inspect", "-f", "{{.Id}}", "app:1", "app:2").splitlines()
     assert two == [store.app1, store.app2]
 
