@@ -101,7 +101,9 @@ class Lamina:
     def __init__(
         self, root: Path | None = None, *, max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES
     ) -> None:
-        self.root = Path(root) if root is not None else default_root()
+        # Absolute: mounts and runc need absolute paths, and a relative --root must not
+        # change meaning if the working directory does.
+        self.root = (Path(root) if root is not None else default_root()).absolute()
         self.store: Store = open_store(self.root)
         # Bounds what one layer may decompress to: a gzip bomb stops here.
         self.max_layer_bytes = max_layer_bytes

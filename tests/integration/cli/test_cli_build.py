@@ -421,3 +421,12 @@ def test_no_cache_explain_names_no_cache(root: Path) -> None:
     misses = [line for line in out.splitlines() if "cache miss" in line]
     assert misses and all("--no-cache" in line for line in misses)
     assert "cache entry was removed" not in out
+
+
+def test_a_relative_root_builds_a_run_step(tmp_path: Path, busybox_rootfs: Path) -> None:
+    # Found trying `--root root`: overlayfs refused the relative lower dirs.
+    ok(Path("rel-root"), "import", str(busybox_rootfs), "busybox", cwd=tmp_path)
+    out = ok(Path("rel-root"), "build", "-q", "-", cwd=tmp_path,
+             stdin=b"FROM busybox\nRUN echo relative > /r\n")  # fmt: skip
+    assert image_id(out)
+    assert (tmp_path / "rel-root" / "metadata.db").is_file()
