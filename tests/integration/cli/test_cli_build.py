@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 OTHER_ARCH = "arm64" if HOST_ARCH == "amd64" else "amd64"
@@ -97,7 +97,6 @@ def no_leftovers(root: Path) -> None:
 # -- stdin, archives ---------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_dockerfile_on_stdin_has_no_context(root: Path, tmp_path: Path) -> None:
     dockerfile = b"FROM busybox\nRUN echo from-stdin > /made\n"
     tree = tree_of(root, "-", stdin=dockerfile, tmp=tmp_path)
@@ -137,7 +136,6 @@ CTX_FILES = {
 
 
 @pytest.mark.parametrize("gz", [False, True])
-@pytest.mark.slow
 def test_tar_context_on_stdin(root: Path, tmp_path: Path, gz: bool) -> None:
     tree = tree_of(root, "-", stdin=make_tar(CTX_FILES, gz=gz), tmp=tmp_path)
     assert (tree / "seen").read_text() == "tar-context\n"
@@ -145,7 +143,6 @@ def test_tar_context_on_stdin(root: Path, tmp_path: Path, gz: bool) -> None:
     no_leftovers(root)
 
 
-@pytest.mark.slow
 def test_tar_context_as_a_file_and_f_inside_it(root: Path, tmp_path: Path) -> None:
     archive = tmp_path / "ctx.tar.gz"
     archive.write_bytes(make_tar(CTX_FILES, gz=True))
@@ -226,7 +223,6 @@ def test_a_truncated_archive_is_a_clear_error(root: Path) -> None:
     no_leftovers(root)
 
 
-@pytest.mark.slow
 def test_dash_f_is_relative_to_the_current_directory(root: Path, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -249,7 +245,6 @@ def test_iidfile_holds_the_image_id(root: Path, tmp_path: Path) -> None:
     assert iid.read_text() == image_id(out)
 
 
-@pytest.mark.slow
 def test_labels_go_on_the_image_and_change_its_id(root: Path, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -265,7 +260,6 @@ def test_labels_go_on_the_image_and_change_its_id(root: Path, tmp_path: Path) ->
     assert ok(root, "inspect", "-f", "{{.Config.Labels.team}}", plain) == "core\n"
 
 
-@pytest.mark.slow
 def test_another_platform_builds_without_run(root: Path, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
@@ -318,7 +312,6 @@ LAYERED = (
 )
 
 
-@pytest.mark.slow
 def test_output_local_writes_the_final_tree(root: Path, tmp_path: Path) -> None:
     dest = tmp_path / "tree"
     out = ok(root, "build", "-o", f"type=local,dest={dest}", "-", stdin=LAYERED)
@@ -343,7 +336,6 @@ def test_output_tar_is_the_final_tree(root: Path, tmp_path: Path) -> None:
     assert not any("gone" in n or ".wh." in n for n in names)
 
 
-@pytest.mark.slow
 def test_output_docker_archive_reads_with_skopeo(root: Path, tmp_path: Path) -> None:
     dest = tmp_path / "image.tar"
     out = ok(root, "build", "-t", "exported:1", "-o", f"type=docker-archive,dest={dest}", "-",
@@ -360,7 +352,6 @@ def test_output_docker_archive_reads_with_skopeo(root: Path, tmp_path: Path) -> 
     assert docker_alias.stat().st_size > 0
 
 
-@pytest.mark.slow
 def test_output_oci_archive_reads_with_skopeo(root: Path, tmp_path: Path) -> None:
     dest = tmp_path / "image.oci.tar"
     out = ok(root, "build", "-o", f"type=oci-archive,dest={dest}", "-", stdin=LAYERED)
@@ -389,7 +380,6 @@ def test_a_bad_output_is_refused_before_building(root: Path, spec: str, message:
 # -- progress and --explain ---------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_auto_progress_without_a_terminal_streams_run_output(root: Path) -> None:
     dockerfile = (
         b"FROM busybox\n"
@@ -413,7 +403,6 @@ def test_auto_progress_without_a_terminal_streams_run_output(root: Path) -> None
     assert any(line.startswith(f"{run_step} DONE ") for line in lines)
 
 
-@pytest.mark.slow
 def test_no_cache_explain_names_no_cache(root: Path) -> None:
     dockerfile = b"FROM busybox\nRUN echo explained > /e\n"
     ok(root, "build", "-", stdin=dockerfile)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def lamina(root: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -80,7 +80,6 @@ def short(image_id: str) -> str:
 # -- --format ---------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_images_format_template_prints_a_line_per_name(store: Store) -> None:
     out = ok(store.root, "images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
     assert sorted(out.splitlines()) == sorted(
@@ -114,7 +113,6 @@ def test_images_format_table_has_headers_and_docker_columns(store: Store) -> Non
                                  f"app          2         {short(store.app2)}"]  # fmt: skip
 
 
-@pytest.mark.slow
 def test_default_images_table_is_dockers(store: Store) -> None:
     lines = ok(store.root, "images", "busybox").splitlines()
     assert lines[0].startswith("REPOSITORY   TAG       IMAGE ID       CREATED")
@@ -125,7 +123,6 @@ def test_default_images_table_is_dockers(store: Store) -> None:
     assert digests[1].split()[2].startswith("sha256:")
 
 
-@pytest.mark.slow
 def test_an_unknown_field_is_an_error_naming_it(store: Store) -> None:
     done = lamina(store.root, "images", "--format", "{{.Repository}} {{.Nope}}")
     assert done.returncode == 1
@@ -137,7 +134,6 @@ def test_an_unknown_field_is_an_error_naming_it(store: Store) -> None:
     assert "Repository" in done.stderr  # the hint lists the fields there are
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("template", "message"),
     [
@@ -156,7 +152,6 @@ def test_a_malformed_template_is_one_line_and_exit_1(
         assert message in done.stderr and "template parsing error" in done.stderr
 
 
-@pytest.mark.slow
 def test_inspect_format_reaches_the_config(store: Store) -> None:
     def fmt(template: str) -> str:
         return ok(store.root, "inspect", "--format", template, "app:2")
@@ -186,7 +181,6 @@ def test_inspect_reports_each_missing_name_and_exits_1(store: Store) -> None:
     assert done.stderr.splitlines()[0] == "Error: no such image: nosuch"
 
 
-@pytest.mark.slow
 def test_history_format_quiet_and_table(store: Store) -> None:
     created_by = ok(store.root, "history", "--no-trunc", "--format", "{{.CreatedBy}}", "app:1")
     lines = created_by.splitlines()
@@ -207,7 +201,6 @@ def test_history_format_quiet_and_table(store: Store) -> None:
     assert all(size.isdigit() for size in raw.split())
 
 
-@pytest.mark.slow
 def test_df_format(store: Store) -> None:
     out = ok(store.root, "df", "--format", "{{.Type}}={{.TotalCount}}")
     assert out.splitlines()[0] == "Images=4"
@@ -235,7 +228,6 @@ def test_filter_dangling(store: Store) -> None:
     ]
 
 
-@pytest.mark.slow
 def test_filter_reference_uses_path_match(store: Store) -> None:
     assert names(store, "--filter", "reference=app") == ["app:1", "app:2"]
     assert names(store, "--filter", "reference=app:1") == ["app:1"]
@@ -252,7 +244,6 @@ def test_filter_reference_uses_path_match(store: Store) -> None:
     assert names(store, "app") == ["app:1", "app:2"]  # the positional REPOSITORY[:TAG]
 
 
-@pytest.mark.slow
 def test_filter_label(store: Store) -> None:
     assert names(store, "--filter", "label=com.example.tier") == ["<none>:<none>", "app:1",
                                                                  "app:2"]  # fmt: skip
@@ -262,7 +253,6 @@ def test_filter_label(store: Store) -> None:
     assert names(store, "-f", "label=com.example.tier=web", "-f", "label=com.example.n=2") == []
 
 
-@pytest.mark.slow
 def test_filter_before_and_since(store: Store) -> None:
     assert names(store, "--filter", "before=app:2") == ["app:1", "busybox:latest"]
     assert names(store, "--filter", f"before={short(store.app1)}") == ["busybox:latest"]
@@ -292,7 +282,6 @@ def test_a_bad_filter_is_one_line_and_exit_1(store: Store, spec: str, message: s
     assert message in done.stderr.splitlines()[0]
 
 
-@pytest.mark.slow
 def test_all_shows_an_untagged_image_another_was_built_on(
     tmp_path: Path, busybox_rootfs: Path
 ) -> None:
@@ -314,7 +303,6 @@ def test_all_shows_an_untagged_image_another_was_built_on(
 # -- rmi ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_rmi_of_several_names_reports_each_and_goes_on(
     tmp_path: Path, busybox_rootfs: Path
 ) -> None:
@@ -339,7 +327,6 @@ def test_rmi_of_several_names_reports_each_and_goes_on(
     assert ok(root, "images", "-q") == ""
 
 
-@pytest.mark.slow
 def test_rmi_all_good_exits_0(tmp_path: Path, busybox_rootfs: Path) -> None:
     root = tmp_path / "root"
     one = ok(root, "import", str(busybox_rootfs), "one").strip()
