@@ -89,6 +89,7 @@ def build_image(
             where.context_dir,
             where.dockerfile,
             replayable=not where.temporary,
+            origin=where.origin,
             tags=tags,
             build_args=build_args,
             target=target,
@@ -153,6 +154,7 @@ def _build(
     on_event: EventSink | None,
     labels: dict[str, str],
     platform: str | None,
+    origin: str | None = None,
 ) -> BuildResult:
     from lamina.api._lamina import normalize_tag
     from lamina.api._replay import BuildRequest, record_build, replay_build
@@ -172,6 +174,7 @@ def _build(
         explain=explain,
         labels=labels,
         platform=platform,
+        origin=origin,
     )
     request = BuildRequest(
         opts.context_dir,

@@ -43,6 +43,7 @@ class BuildInput:
     context_dir: Path
     dockerfile: Path | None
     temporary: bool
+    origin: str | None = None  # what a temporary input was made from: "stdin", an archive
 
 
 def is_archive(path: Path) -> bool:
@@ -82,7 +83,8 @@ def build_input(
             spool = tmp / "stdin"
             _copy_bounded(_need(stdin, "the build context"), spool, lamina.max_layer_bytes)
             if is_archive(spool):
-                yield BuildInput(_unpack(lamina, spool, tmp), _dockerfile(dockerfile), True)
+                where = _dockerfile(dockerfile)
+                yield BuildInput(_unpack(lamina, spool, tmp), where, True, f"stdin:{where}")
                 return
             if dockerfile is not None:
                 raise InvalidInputError(
@@ -95,7 +97,7 @@ def build_input(
             empty.mkdir()
             named = tmp / "Dockerfile"
             spool.rename(named)
-            yield BuildInput(empty, named, True)
+            yield BuildInput(empty, named, True, "stdin")
             return
         path = Path(context)
         named_file = _dockerfile(dockerfile)
@@ -103,7 +105,9 @@ def build_input(
             named_file = tmp / "Dockerfile"
             _copy_bounded(_need(stdin, "the Dockerfile"), named_file, MAX_DOCKERFILE_BYTES)
         if path.is_dir():
-            yield BuildInput(path, named_file, dockerfile is not None and str(dockerfile) == STDIN)
+            from_stdin = dockerfile is not None and str(dockerfile) == STDIN
+            origin = f"{path.resolve()}\0stdin" if from_stdin else None
+            yield BuildInput(path, named_file, from_stdin, origin)
             return
         if not path.exists():
             raise NotFoundError(f"build context {path} does not exist")
@@ -112,7 +116,8 @@ def build_input(
                 f"build context {path} is neither a directory nor a tar archive",
                 hint="give a directory, a .tar/.tar.gz file, or - for stdin",
             )
-        yield BuildInput(_unpack(lamina, path, tmp), named_file, True)
+        origin = f"{path.resolve()}\0{named_file}"
+        yield BuildInput(_unpack(lamina, path, tmp), named_file, True, origin)
 
 
 def _need(stdin: BinaryIO | None, what: str) -> BinaryIO:

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from lamina.builder import BuildResult
 
 
-
 def default_root() -> Path:
     """`$LAMINA_ROOT`, else /var/lib/lamina for root, else $XDG_DATA_HOME/lamina."""
     if env := os.environ.get("LAMINA_ROOT"):

@@ -367,7 +367,8 @@ class Builder:
         self.store.put_cache(step_id, inputs.to_json())
 
     def _step_id(self, sp: StagePlan, index: int) -> str:
-        ident = f"{self.context}\0{self.opts.dockerfile_path()}\0{sp.index}\0{index}"
+        where = self.opts.origin or f"{self.context}\0{self.opts.dockerfile_path()}"
+        ident = f"{where}\0{sp.index}\0{index}"
         return "explain:" + hashlib.sha256(ident.encode()).hexdigest()
 
     # -- scratch space and read-only views --------------------------------------------

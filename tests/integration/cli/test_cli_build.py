@@ -419,3 +419,11 @@ def test_a_relative_root_builds_a_run_step(tmp_path: Path, busybox_rootfs: Path)
              stdin=b"FROM busybox\nRUN echo relative > /r\n")  # fmt: skip
     assert image_id(out)
     assert (tmp_path / "rel-root" / "metadata.db").is_file()
+
+
+def test_explain_names_the_changed_file_of_a_tar_context(root: Path) -> None:
+    files = {**CTX_FILES, "Dockerfile": b"FROM busybox\nCOPY data.txt /d\n"}
+    ok(root, "build", "-q", "-", stdin=make_tar(files))
+    changed = {**files, "data.txt": b"edited\n"}
+    out = ok(root, "build", "--explain", "-", stdin=make_tar(changed))
+    assert "cache miss: file changed: data.txt (modified)" in out
