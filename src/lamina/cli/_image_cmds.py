@@ -18,7 +18,7 @@ import click
 
 from lamina.cli._format import created_since, human_size, parse_timestamp, truncate
 from lamina.cli._main import _Context, _print_error, cli
-from lamina.cli._template import format_rows, render
+from lamina.cli._template import format_rows, render, tabwrite
 from lamina.errors import LaminaError
 from lamina.oci import short_id
 
@@ -309,8 +309,6 @@ def df(ctx: click.Context, verbose: bool, fmt: str | None) -> None:
 
 
 def _tabbed(lines: list[str]) -> str:
-    from lamina.cli._template import tabwrite
-
     return tabwrite("\n".join(lines) + "\n")
 
 
