@@ -60,7 +60,12 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 
 def main() -> None:
     """Run the CLI: a LaminaError is one line (and a hint) on stderr and exit status 1."""
-    from lamina.cli import _build_cmd, _commands, _registry_cmd  # noqa: F401  (registers them)
+    from lamina.cli import (  # noqa: F401  (registers them)
+        _build_cmd,
+        _commands,
+        _image_cmds,
+        _registry_cmd,
+    )
 
     debug = "--debug" in sys.argv[1:] or os.environ.get("LAMINA_DEBUG") == "1"
     try:

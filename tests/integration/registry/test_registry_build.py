@@ -11,6 +11,8 @@ from lamina.api import Lamina
 from lamina.builder import BuildEvent
 from lamina.errors import NotFoundError
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 
 def _build(api: Lamina, ctx: Path, dockerfile: str, **options: object) -> list[BuildEvent]:
     ctx.mkdir(exist_ok=True)

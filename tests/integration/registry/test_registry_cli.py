@@ -17,6 +17,8 @@ from lamina.api import Lamina
 from lamina.errors import NotFoundError
 from lamina.oci import Descriptor, Index, Platform, media_types
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 
 def _cli(root: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(

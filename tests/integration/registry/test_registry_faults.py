@@ -18,6 +18,8 @@ from registry_fixtures import Proxy, Registry, run
 from lamina.api import Lamina
 from lamina.errors import InvalidInputError, LaminaError
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 BIG = 100 << 20
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from registry_fixtures import Registry
 
 from lamina.api import Lamina
+
+pytestmark = pytest.mark.integration
 
 
 def test_push_then_pull_into_an_empty_store_gives_the_same_image(

@@ -14,6 +14,8 @@ from registry_fixtures import Proxy, Registry, run, tree_listing
 from lamina.api import Lamina
 from lamina.errors import LaminaError, NotFoundError
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 SKOPEO = ["skopeo", "--insecure-policy"]
 
 
