@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -408,15 +408,20 @@ class RegistryClient:
         what: str,
         ok: Iterable[int] = (200,),
         headers: dict[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | Iterator[bytes] | None = None,
         params: dict[str, str] | None = None,
         stream: bool = False,
     ) -> httpx.Response:
-        """Send with retries; the response if its status is in `ok`, else an error."""
+        """Send with retries; the response if its status is in `ok`, else an error.
+
+        A body given as an iterator streams (its bytes are read as they are sent) and so
+        is sent once: its caller retries, from what the registry says it has.
+        """
         try:
             response = self._send(
                 method, self.url(path), what=what, headers=headers, content=content,
                 params=params, stream=stream,
+                tries=MAX_TRIES if content is None or isinstance(content, bytes) else 1,
             )  # fmt: skip
         except _Unreachable as exc:
             raise RegistryError(f"{what}: {_describe(exc.cause)}") from None
@@ -433,7 +438,7 @@ class RegistryClient:
         *,
         what: str,
         headers: dict[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | Iterator[bytes] | None = None,
         params: dict[str, str] | None = None,
         stream: bool = False,
         tries: int = MAX_TRIES,
@@ -454,14 +459,15 @@ class RegistryClient:
                     raise _Unreachable(exc) from None
                 time.sleep(backoff(attempt))
                 continue
-            if response.status_code in RETRY_STATUS and attempt < tries - 1:
+            if response.status_code in RETRY_STATUS:
                 wait = parse_retry_after(response.headers.get("retry-after"))
                 if wait is not None:
-                    self.gate.block_for(wait)
-                else:
-                    time.sleep(backoff(attempt))
-                response.close()
-                continue
+                    self.gate.block_for(wait)  # for every request to this host
+                if attempt < tries - 1:
+                    if wait is None:
+                        time.sleep(backoff(attempt))
+                    response.close()
+                    continue
             if not stream:
                 try:
                     response.read()

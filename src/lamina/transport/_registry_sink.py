@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
@@ -199,40 +199,45 @@ class _Pusher:
 
     def _send_chunks(self, desc: Descriptor, location: str, offset: int, what: str) -> None:
         """PATCH every chunk but the last, saving the session after each; the last goes
-        with the closing PUT (`?digest=`), which saves a round trip per blob."""
+        with the closing PUT (`?digest=`), which saves a round trip per blob. Bodies
+        stream from the store as they are sent."""
         with self.open_at(desc, offset) as stream:
             while True:
-                data = stream.read(min(self.chunk, desc.size - offset))
-                if not data and offset < desc.size:
-                    raise InvalidInputError(f"{what}: the store's blob ended at byte {offset}")
-                end = offset + len(data) - 1
-                if end + 1 >= desc.size:
+                length = min(self.chunk, desc.size - offset)
+                body = self._body(stream, desc, length, what, offset)
+                headers = {"Content-Type": "application/octet-stream",
+                           "Content-Length": str(length)}  # fmt: skip
+                if offset + length >= desc.size:
                     url = httpx.URL(location).copy_add_param("digest", desc.digest)
                     self.client.request(
-                        "PUT", str(url), what=what, ok=(201, 204), content=data,
-                        headers={"Content-Type": "application/octet-stream"},
-                    )  # fmt: skip
-                    self._sent(len(data))
-                    self.events("uploading", desc, len(data))
+                        "PUT", str(url), what=what, ok=(201, 204), content=body, headers=headers
+                    )
                     return
+                headers["Content-Range"] = f"{offset}-{offset + length - 1}"
                 response = self.client.request(
-                    "PATCH",
-                    location,
-                    what=what,
-                    ok=(202, 204),
-                    content=data,
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Range": f"{offset}-{end}",
-                    },
+                    "PATCH", location, what=what, ok=(202, 204), content=body, headers=headers
                 )
                 location = self.client.url(response.headers.get("location") or location)
-                offset = end + 1
-                self._sent(len(data))
-                self.events("uploading", desc, len(data))
+                offset += length
                 self.locations.save_upload(
                     self.registry, self.repository, desc.digest, location, offset
                 )
+
+    def _body(
+        self, stream: BinaryIO, desc: Descriptor, length: int, what: str, offset: int
+    ) -> Iterator[bytes]:
+        """`length` bytes of `stream`, 1 MiB at a time, counted as they go."""
+        left = length
+        while left:
+            data = stream.read(min(left, 1 << 20))
+            if not data:
+                raise InvalidInputError(
+                    f"{what}: the store's blob ended at byte {offset + length - left}"
+                )
+            left -= len(data)
+            self._sent(len(data))
+            self.events("uploading", desc, len(data))
+            yield data
 
     def _sent(self, count: int) -> None:
         with self.report._lock:
