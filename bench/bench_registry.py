@@ -1,7 +1,7 @@
 """Registry benchmarks for issue 8: lamina beside `skopeo copy` and `buildah pull`, against
 the same local docker-registry (Debian's CNCF distribution) in one run.
 
-1. push of a 5-layer image (~300 MB of gzip layers) into an empty registry
+1. push of a 5-layer image (300 MB of files, ~150 MiB of gzip layers) into an empty registry
    (lamina push from its store; skopeo copy from an OCI layout holding the same blobs)
 2. pull into an empty store including unpacking (lamina pull, which unpacks every layer
    into its snapshot, then mount; buildah pull into empty vfs storage, which unpacks too)

@@ -93,11 +93,6 @@ def open_client(
     return RegistryClient(domain, insecure=insecure, jobs=jobs)
 
 
-def _registry_reference(text: str) -> Reference:
-    ref = parse_reference(text)
-    return ref
-
-
 def pull_image(
     store: Store,
     root: Path,
@@ -110,7 +105,7 @@ def pull_image(
     events: Events = _quiet,
 ) -> PullResult:
     """Pull `text` (a reference) into the store and tag it; only missing blobs travel."""
-    ref = _registry_reference(text)
+    ref = parse_reference(text)
     downloaded = [0]
     lock = threading.Lock()
 
@@ -122,7 +117,6 @@ def pull_image(
         source = RegistrySource(client, ref, platform)
         (image,) = source.images()
         tags = (str(Reference(ref.domain, ref.path, ref.tag)),) if ref.tag else ()
-        written = 0
         with store.lease() as lease:
 
             def one(position: int) -> tuple[LayerRecord, bool]:
@@ -233,7 +227,7 @@ def push_to_registry(
     events: Events = _quiet,
 ) -> PushResult:
     """Push a stored image to `text` (a reference with a tag, or none: by digest)."""
-    ref = _registry_reference(text)
+    ref = parse_reference(text)
     manifest_bytes = store.content.read_bytes(image.digest, _MAX_MANIFEST)
     Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
     with open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs) as client:
