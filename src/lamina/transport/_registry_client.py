@@ -40,6 +40,7 @@ if "httpx" not in sys.modules:
 import httpx
 
 from lamina.errors import LaminaError, NotFoundError
+from lamina.oci import MAX_DOCUMENT_BYTES
 from lamina.transport._credentials import Credentials, load_credentials
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -470,15 +471,41 @@ class RegistryClient:
                     continue
             if not stream:
                 try:
-                    response.read()
+                    body = _bounded_body(response, what)
                 except httpx.TransportError as exc:
-                    response.close()
                     if attempt == tries - 1:
                         raise _Unreachable(exc) from None
                     time.sleep(backoff(attempt))
                     continue
+                finally:
+                    response.close()
+                return httpx.Response(
+                    response.status_code, headers=response.headers, content=body,
+                    request=response.request,
+                )  # fmt: skip
             return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _bounded_body(response: httpx.Response, what: str) -> bytes:
+    """A response body that is not a blob (a manifest, an error): at most
+    MAX_DOCUMENT_BYTES, read before anything is allocated for more."""
+    too_large = RegistryError(
+        f"{what}: the registry's answer is larger than {MAX_DOCUMENT_BYTES} bytes"
+    )
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        for chunk in response.iter_raw(1 << 16):
+            total += len(chunk)
+            if total > MAX_DOCUMENT_BYTES:
+                raise too_large
+            chunks.append(chunk)
+    except httpx.StreamConsumed:  # a transport that answered with bytes in memory
+        if len(response.content) > MAX_DOCUMENT_BYTES:
+            raise too_large from None
+        return response.content
+    return b"".join(chunks)
 
 
 class _Unreachable(Exception):

@@ -7,7 +7,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -224,3 +224,26 @@ def test_a_refused_bearer_token_is_fetched_again_once() -> None:
     client = _client(handle)
     assert client.request("GET", "/v2/a/tags/list", what="tags").status_code == 200
     assert tokens == ["t0", "t1"]
+
+
+def test_a_manifest_answer_larger_than_the_cap_is_refused_while_it_streams() -> None:
+    from lamina.oci import MAX_DOCUMENT_BYTES
+
+    sent = [0]
+
+    def endless() -> Iterator[bytes]:
+        while sent[0] < 4 * MAX_DOCUMENT_BYTES:
+            sent[0] += 1 << 16
+            yield b"x" * (1 << 16)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "https":
+            raise httpx.ConnectError("no TLS here")
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        return httpx.Response(200, content=endless(),
+                              headers={"Content-Type": media_types.OCI_MANIFEST})  # fmt: skip
+
+    with pytest.raises(RegistryError, match="larger than"):
+        RegistrySource(_client(handle), parse_reference("127.0.0.1:5000/a:1"))
+    assert sent[0] <= MAX_DOCUMENT_BYTES + (1 << 17)
