@@ -151,6 +151,7 @@ def test_lamina_killed_mid_pull_resumes_from_its_partial_blob(
     proxy.reset()
     again = Lamina(root)
     try:
+        assert again.store.list_images() == []  # nothing half-pulled is listed
         again.pull(f"{proxy.host}/big/app:1")
         gets = [s for s in proxy.blob_gets() if digest in s.path]
         assert len(gets) == 1
@@ -218,3 +219,17 @@ def test_registry_stopped_mid_push_is_a_clear_error_then_the_next_push_completes
     proxy.faults.throttle = 0.0
     result = lamina.push(big_image, f"{proxy.host}/big/app:1")
     assert result.digest == lamina.resolve(big_image).digest
+
+
+def test_an_upload_the_registry_has_forgotten_is_started_again(
+    lamina: Lamina, proxy: Proxy, busybox_rootfs: Path
+) -> None:
+    lamina.import_image(busybox_rootfs, "base:1")
+    (layer,) = lamina.resolve("base:1").layers
+    forgotten = f"http://{proxy.host}/v2/lamina/base/blobs/uploads/gone?_state=stale"
+    lamina.store.registry.save_upload(proxy.host, "lamina/base", layer.digest, forgotten, 4096)
+    result = lamina.push("base:1", f"{proxy.host}/lamina/base:1")
+    assert result.uploaded == 2
+    status = [s for s in proxy.log if s.method == "GET" and "/uploads/gone" in s.path]
+    assert len(status) == 1 and status[0].status >= 400
+    assert lamina.store.registry.upload(proxy.host, "lamina/base", layer.digest) is None
