@@ -132,11 +132,19 @@ def images(ctx: click.Context, quiet: bool, no_trunc: bool, digests: bool) -> No
 
 
 @cli.command()
+@click.option("-f", "--format", "fmt", help="Go-template subset, e.g. '{{.State.ExitCode}}'.")
 @click.argument("images", nargs=-1, required=True)
 @click.pass_context
-def inspect(ctx: click.Context, images: tuple[str, ...]) -> None:
-    """Show images' details as JSON, like `docker image inspect`."""
-    click.echo(json.dumps([_api(ctx).inspect(ref) for ref in images], indent=4))
+def inspect(ctx: click.Context, fmt: str | None, images: tuple[str, ...]) -> None:
+    """Show containers' or images' details as JSON, like `docker inspect`."""
+    from lamina.cli._container_cmds import inspect_documents, render_format
+
+    docs = inspect_documents(_api(ctx), images)
+    if fmt:
+        for doc in docs:
+            click.echo(render_format(fmt, doc))
+        return
+    click.echo(json.dumps(docs, indent=4))
 
 
 @cli.command()
@@ -220,6 +228,7 @@ def df(ctx: click.Context, verbose: bool) -> None:
                 ],
                 ["Snapshots", "", "", human_size(usage.snapshots_size), ""],
                 ["Build Cache", str(usage.cache_records), "", "", ""],
+                _containers_row(_api(ctx)),
             ],
         )
         return
@@ -261,6 +270,15 @@ def df(ctx: click.Context, verbose: bool) -> None:
         f"\nBlobs: {human_size(usage.blobs_size)}   Snapshots: {human_size(usage.snapshots_size)}"
         f"   Build cache records: {usage.cache_records}"
     )
+
+
+def _containers_row(api: Lamina) -> list[str]:
+    infos = api.containers.list(all_=True)
+    sizes = {c.id: api.containers.rw_size(c.id) for c in infos}
+    running = [c for c in infos if c.status == "running"]
+    idle = sum(sizes[c.id] for c in infos if c.status != "running")
+    return ["Containers", str(len(infos)), str(len(running)), human_size(sum(sizes.values())),
+            human_size(idle)]  # fmt: skip
 
 
 @cli.command()
