@@ -28,7 +28,6 @@ import secrets
 import shutil
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -794,7 +793,6 @@ class Containers:
                     mapped = exit_code_for_runc_error(failure)
                     if mapped is None:
                         raise ContainerExit(f"runc: {failure}", EXIT_LAMINA_FAILED)
-                    print(f"lamina: {failure}", file=sys.stderr)
                     return mapped
             return code
         finally:

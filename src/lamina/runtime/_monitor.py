@@ -45,6 +45,8 @@ from lamina.runtime._runc import exit_code_for_runc_error, runc_binary, runc_fai
 MONITOR_FILE = "monitor.json"
 EXIT_FILE = "exit.json"
 EXIT_LAMINA_FAILED = 125
+# runc dials the console socket after changing to the bundle dir: the name is relative to it
+# (a full path could pass the 108-byte limit of a socket address).
 _CONSOLE_SOCKET = "console.sock"
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -229,10 +231,11 @@ def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str
     pipes: dict[int, str] = {}
     child_ends: list[int] = []
     if spec.tty:
+        here = os.path.relpath(spec.bundle_dir / _CONSOLE_SOCKET)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(_CONSOLE_SOCKET)
+            os.unlink(here)
         console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        console.bind(_CONSOLE_SOCKET)
+        console.bind(here)
         console.listen(1)
         stdio = (null, null, null)
         extra = ["--console-socket", _CONSOLE_SOCKET]
@@ -263,7 +266,7 @@ def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str
             _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
         master = fds[0]
         console.close()
-        os.unlink(_CONSOLE_SOCKET)
+        os.unlink(here)
         _copy_winsize(spec.stdout if spec.stdout is not None else spec.stdin, master)
         pipes = {master: "stdout"}
     pid = int(Path("pid").read_text().strip())
