@@ -21,6 +21,7 @@ starting command that died (`refresh`).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -28,6 +29,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -198,8 +200,10 @@ class Containers:
         for so in opts.security_opts:
             key, _, value = so.replace(":", "=", 1).partition("=")
             if key != "no-new-privileges" or value not in ("", "true", "false"):
-                raise InvalidInputError(f"--security-opt {so!r} is not supported",
-                                        hint="lamina takes no-new-privileges[=true|false]")  # fmt: skip
+                raise InvalidInputError(
+                    f"--security-opt {so!r} is not supported",
+                    hint="lamina takes no-new-privileges[=true|false]",
+                )
             no_new_privs = value != "false"
         if opts.workdir is not None and not opts.workdir.startswith("/"):
             raise InvalidInputError(
@@ -250,7 +254,8 @@ class Containers:
             "autoremove": opts.remove,
             "no_new_privileges": no_new_privs,
         }
-        state = {"status": "created", "spec": spec, "owner": list(current_owner())}
+        state: dict[str, Any] = {"status": "created", "spec": spec,
+                                 "owner": list(current_owner())}  # fmt: skip
         try:
             record = self.store.add_container(cid, name, image.digest, state)
         except LaminaError as e:
@@ -311,7 +316,7 @@ class Containers:
                     f"the working directory {spec['workdir']} is not a directory in the image"
                 )
             user = resolve_user(view, spec["user"])
-            spec["uid"], spec["gid"], spec["groups"] = user.uid, user.gid, list(user.additional_gids)
+            spec.update(uid=user.uid, gid=user.gid, groups=list(user.additional_gids))
             spec["home"] = home_dir(view, user.uid)
 
     @staticmethod
@@ -332,7 +337,8 @@ class Containers:
                     continue
                 last = i == len(parts)
                 if last and not is_dir:
-                    fd = os.open(here, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                    fd = os.open(here, flags, 0o644)
                     os.close(fd)
                     continue
                 existing = resolve_in_root(view, path)
@@ -347,7 +353,9 @@ class Containers:
 
     # -- start -------------------------------------------------------------------------
 
-    def _config(self, record: ContainerRecord, exec_args: Sequence[str] | None = None) -> dict[str, Any]:
+    def _config(
+        self, record: ContainerRecord, exec_args: Sequence[str] | None = None
+    ) -> dict[str, Any]:
         spec = record.state["spec"]
         d = self._dir(record.id)
         args = list(exec_args) if exec_args is not None else spec["entrypoint"] + spec["cmd"]
@@ -411,14 +419,9 @@ class Containers:
             stdin=attach.stdin, stdout=attach.stdout, stderr=attach.stderr,
         )  # fmt: skip
         self.state_dir.mkdir(mode=0o700, exist_ok=True)
-        root = self.lam.root
-
-        def on_exit(result: ExitStatus) -> None:
-            from lamina.api._lamina import Lamina
-
-            Lamina(root).containers.fold(record.id, result)
-
-        started = spawn_monitor(spec, on_exit)
+        fold = [sys.executable, "-c", "import sys; from lamina.api import Lamina; "
+                "Lamina(sys.argv[1]).recover()", str(self.lam.root.absolute())]  # fmt: skip
+        started = spawn_monitor(spec, fold)
         ok, code, error = started.wait_started()
         if not ok:
             started.close()
@@ -511,7 +514,7 @@ class Containers:
         except NotFoundError:
             return digest
 
-    def list(self, all_: bool = False) -> list[ContainerInfo]:
+    def list(self, all_: bool = False) -> builtins.list[ContainerInfo]:
         """Newest first; only running ones unless `all_`."""
         out = []
         for record in self.store.list_containers():
@@ -531,7 +534,7 @@ class Containers:
     def rw_size(self, cid: str) -> int:
         """Bytes in the container's read-write layer (its files' sizes, as Docker's SizeRw)."""
         total = 0
-        for top, dirs, files in os.walk(self._dir(cid) / "upper"):
+        for top, _dirs, files in os.walk(self._dir(cid) / "upper"):
             for name in files:
                 with contextlib.suppress(OSError):
                     st = os.lstat(os.path.join(top, name))
@@ -672,12 +675,14 @@ class Containers:
         for sub in ("rootfs", "diff-view"):
             with contextlib.suppress(LaminaError):
                 unmount(d / sub)
-        if d.exists():
-            trash = self.dir / f".trash-{record.id}-{secrets.token_hex(4)}"
+        trash = self.dir / f".trash-{record.id}-{secrets.token_hex(4)}"
+        try:
             os.rename(d, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+        except FileNotFoundError:
+            return  # another command removed it first
+        shutil.rmtree(trash, ignore_errors=True)
 
-    def prune(self) -> list[str]:
+    def prune(self) -> builtins.list[str]:
         """Remove every container that is not running (`docker container prune`)."""
         gone = []
         for record in self.store.list_containers():
@@ -693,11 +698,9 @@ class Containers:
         record = self.get(ref)
         path = self._dir(record.id) / LOG_FILE
         joiner = LineJoiner()
-        try:
-            f = open(path, "rb")
-        except FileNotFoundError:
+        if not path.exists():
             return
-        with f:
+        with open(path, "rb") as f:
             lines: list[LogLine] = []
             for rec in read_records(f):
                 line = joiner.feed(*rec)
@@ -817,7 +820,7 @@ class Containers:
             with contextlib.suppress(OSError):
                 view.rmdir()
 
-    def diff(self, ref: str) -> list[tuple[str, str]]:
+    def diff(self, ref: str) -> builtins.list[tuple[str, str]]:
         """Docker's `diff`: (kind, path) with kind A, C or D, a directory before its children."""
         from lamina.layers import ChangeKind, changes_from_overlay_upper
 

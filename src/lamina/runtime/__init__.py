@@ -37,18 +37,33 @@ it writes the output to ``container.log`` (CRI format, ``_logs``) and the exit s
 scratch dir) records its ``Owner`` (pid + start time), so the next command can tell.
 """
 
+from lamina.runtime._logs import LOG_FILE, LineJoiner, LogLine, LogWriter, read_records
+from lamina.runtime._monitor import (
+    EXIT_FILE,
+    EXIT_LAMINA_FAILED,
+    MONITOR_FILE,
+    ExitStatus,
+    MonitorSpec,
+    Started,
+    read_exit,
+    read_monitor,
+    spawn_monitor,
+)
+from lamina.runtime._owner import Owner, alive, current_owner, read_owner, write_owner
 from lamina.runtime._runc import (
     EXIT_NOT_FOUND,
     EXIT_NOT_INVOKABLE,
     Output,
     exit_code_for_runc_error,
     hosts_file,
-    runc_failure,
     run,
     runc_binary,
+    runc_failure,
     sigterm_raises,
     write_bundle,
 )
+from lamina.runtime._seccomp import BLOCKED_SYSCALLS, seccomp_profile
+from lamina.runtime._signals import parse_signal, signal_name
 from lamina.runtime._spec import (
     DEFAULT_CAPABILITIES,
     DEFAULT_HOSTNAME,
@@ -63,21 +78,6 @@ from lamina.runtime._spec import (
     bundle_config,
     mount_targets,
 )
-from lamina.runtime._logs import LOG_FILE, LineJoiner, LogLine, LogWriter, read_records
-from lamina.runtime._monitor import (
-    EXIT_FILE,
-    EXIT_LAMINA_FAILED,
-    MONITOR_FILE,
-    ExitStatus,
-    MonitorSpec,
-    Started,
-    read_exit,
-    read_monitor,
-    spawn_monitor,
-)
-from lamina.runtime._owner import Owner, alive, current_owner, read_owner, write_owner
-from lamina.runtime._seccomp import BLOCKED_SYSCALLS, seccomp_profile
-from lamina.runtime._signals import parse_signal, signal_name
 from lamina.runtime._user import home_dir, resolve_user
 
 __all__ = [

@@ -12,7 +12,9 @@ monitor then
    stdout/stderr while it is attached, and relays a terminal's input,
 4. reaps the process, deletes it from runc, unmounts the container's rootfs, writes
    ``exit.json`` (exit code, time, error) by write-and-rename, tells the command the exit
-   code, and calls `on_exit` (which folds the status into the metadata db).
+   code, closes the command's fds and execs `then` (a fresh process that folds the status
+   into the metadata db: SQLite must not be used in a forked copy of a process that had
+   it open).
 
 A command killed at any moment therefore loses neither output nor exit status; a monitor
 killed at any moment leaves `monitor.json` naming a dead process, which the next command
@@ -34,7 +36,7 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -132,7 +134,7 @@ class Started:
         self._file.close()
 
 
-def spawn_monitor(spec: MonitorSpec, on_exit: Callable[[ExitStatus], None] | None) -> Started:
+def spawn_monitor(spec: MonitorSpec, then: Sequence[str] | None = None) -> Started:
     """Start a monitor for `spec` (see the module doc) and return the pipe it reports on.
 
     Call it with no other thread running: the monitor is a fork of this process.
@@ -145,7 +147,7 @@ def spawn_monitor(spec: MonitorSpec, on_exit: Callable[[ExitStatus], None] | Non
             os.setsid()
             if os.fork() != 0:
                 os._exit(0)
-            _serve(spec, w, on_exit)
+            _serve(spec, w, then)
         except BaseException:
             pass
         finally:
@@ -187,7 +189,7 @@ def _say(fd: int | None, text: str) -> None:
         os.write(fd, text.encode())
 
 
-def _serve(spec: MonitorSpec, status: int, on_exit: Callable[[ExitStatus], None] | None) -> None:
+def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
     client = {spec.stdin, spec.stdout, spec.stderr} - {None}
     _isolate_fds({status, *(fd for fd in client if fd is not None)})
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
@@ -215,9 +217,14 @@ def _serve(spec: MonitorSpec, status: int, on_exit: Callable[[ExitStatus], None]
         with contextlib.suppress(BaseException):
             _write_json(spec.container_dir / EXIT_FILE, asdict(result))
         _say(status, f"exit {code} {(error or '').replace(chr(10), ' ')}\n")
-        if on_exit is not None:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (status, *client):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.dup2(null, fd) if fd <= 2 else os.close(fd)
+        if then:
             with contextlib.suppress(BaseException):
-                on_exit(result)
+                os.execv(then[0], list(then))
 
 
 def _runc_args(spec: MonitorSpec, *args: str) -> list[str]:
@@ -309,7 +316,7 @@ def _pump(spec: MonitorSpec, log: LogWriter, pipes: dict[int, str], master: int 
     open_outputs = set(pipes)
     while open_outputs:
         for key, _ in sel.select():
-            fd = int(key.fd)  # type: ignore[arg-type]
+            fd = int(key.fd)
             try:
                 chunk = os.read(fd, 65536)
             except OSError as e:

@@ -21,7 +21,7 @@ def parse_signal(text: str) -> int:
     if not name.startswith("SIG"):
         name = "SIG" + name
     if name.startswith("SIGRTMIN+") or name.startswith("SIGRTMAX-"):
-        base, _, offset = name.partition("+" if "+" in name else "-")
+        _, _, offset = name.partition("+" if "+" in name else "-")
         if offset.isdigit():
             number = (
                 signal.SIGRTMIN + int(offset) if "+" in name else signal.SIGRTMAX - int(offset)

@@ -181,9 +181,10 @@ def bundle_config(
     `etc_files` (`/etc/hosts`, `/etc/resolv.conf`, and for containers `/etc/hostname`) are
     bound from `bundle_dir` (write_bundle writes them), read-only unless
     `etc_files_readonly` is false. Docker's default seccomp profile applies (plus a refusal
-    of block-device nodes, see `_seccomp`). `network="none"` gives the process its own network namespace with only
-    `lo`; `"host"` shares the host's. PATH defaults to Docker's when `env` has none. No rlimits
-    and no cgroup resources: runc fails on machines that cannot set them.
+    of block-device nodes, see `_seccomp`). `network="none"` gives the process its own
+    network namespace with only `lo`; `"host"` shares the host's. PATH defaults to Docker's
+    when `env` has none. No rlimits and no cgroup resources: runc fails on machines that
+    cannot set them.
     """
     if not args:
         raise InvalidInputError("no command to run")
