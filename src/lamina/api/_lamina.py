@@ -27,16 +27,6 @@ if TYPE_CHECKING:
 _MAX_CONFIG = 8 * 1024 * 1024
 
 
-def source_date_epoch() -> int | None:
-    """`SOURCE_DATE_EPOCH` as seconds when set: the clock reproducible images use."""
-    value = os.environ.get("SOURCE_DATE_EPOCH", "")
-    if not value:
-        return None
-    if not value.isdigit():
-        raise InvalidInputError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds")
-    return int(value)
-
-
 def default_root() -> Path:
     """`$LAMINA_ROOT`, else /var/lib/lamina for root, else $XDG_DATA_HOME/lamina."""
     if env := os.environ.get("LAMINA_ROOT"):
