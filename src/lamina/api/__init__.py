@@ -5,17 +5,33 @@
     lamina.load(Path("image.tar")); lamina.save(["me/base:1"], Path("out.tar"))
     lamina.images(); lamina.history("me/base:1"); lamina.df()
     lamina.build(Path("ctx"), tags=["me/app:1"])   # or build_image(lamina, ctx, …)
+    cid, code = lamina.containers.run(RunOptions("me/app:1", ["echo", "hi"]))
+    lamina.containers.diff(cid); lamina.containers.commit(cid, "me/app:2")
 
 The CLI is a presentation of these; tests use them directly.
 """
 
 from lamina.api._build import build_image, check_dockerfile, parse_build_args, parse_secret
+from lamina.api._containers import (
+    Attach,
+    ContainerExit,
+    ContainerInfo,
+    Containers,
+    RunOptions,
+    describe_status,
+)
 from lamina.api._history import HistoryRow, history_rows
 from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, normalize_tag
 from lamina.api._replay import BuildRequest
 from lamina.api._transfer_types import LoadResult
 
 __all__ = [
+    "Attach",
+    "ContainerExit",
+    "ContainerInfo",
+    "Containers",
+    "RunOptions",
+    "describe_status",
     "BuildRequest",
     "HistoryRow",
     "ImageSummary",

@@ -45,6 +45,7 @@ from lamina.api._container_opts import (
     read_env_file,
 )
 from lamina.errors import ConflictError, InvalidInputError, LaminaError, NotFoundError
+from lamina.layers import resolve_in_root
 from lamina.oci import History
 from lamina.runtime import (
     EXIT_LAMINA_FAILED,
@@ -76,7 +77,6 @@ from lamina.snapshots import (
     mount,
     mounted,
     overlay_mount,
-    resolve_in_root,
     unmount,
 )
 from lamina.store import ContainerRecord, ImageRecord

@@ -20,8 +20,7 @@ from lamina.cli._main import _Context, cli
 from lamina.errors import LaminaError
 
 if TYPE_CHECKING:
-    from lamina.api import Lamina
-    from lamina.api._containers import ContainerInfo
+    from lamina.api import ContainerInfo, Lamina
 
 _NO_SHORT_HELP = {"help_option_names": ["--help"]}  # -h is --hostname, as in Docker
 
@@ -129,7 +128,7 @@ def run(ctx: click.Context, remove: bool, detach: bool, interactive: bool, tty: 
         image: str, command: tuple[str, ...]) -> None:  # fmt: skip
     """Run a command in a new container (exit status: the command's; 125 lamina failed,
     126 the command cannot be invoked, 127 not found)."""
-    from lamina.api._containers import Attach, ContainerExit, RunOptions
+    from lamina.api import Attach, ContainerExit, RunOptions
 
     opts = RunOptions(
         image=image, command=command, name=name, detach=detach, remove=remove,
@@ -164,7 +163,7 @@ def run(ctx: click.Context, remove: bool, detach: bool, interactive: bool, tty: 
 def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
        fmt: str | None) -> None:  # fmt: skip
     """List containers."""
-    from lamina.api._containers import describe_status
+    from lamina.api import describe_status
 
     api = _api(ctx)
     infos = api.containers.list(all_)
@@ -270,7 +269,7 @@ def kill(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
 def start(ctx: click.Context, attach: bool, interactive: bool,
           containers: tuple[str, ...]) -> None:  # fmt: skip
     """Start stopped containers."""
-    from lamina.api._containers import Attach, ContainerExit
+    from lamina.api import Attach, ContainerExit
 
     api = _api(ctx).containers
     if attach or interactive:
@@ -339,7 +338,7 @@ def exec_(ctx: click.Context, interactive: bool, tty: bool, user: str | None,
           env: tuple[str, ...], workdir: str | None, detach: bool, container: str,
           command: tuple[str, ...]) -> None:  # fmt: skip
     """Run a command in a running container; exit with its status."""
-    from lamina.api._containers import ContainerExit
+    from lamina.api import ContainerExit
 
     try:
         code = _api(ctx).containers.exec(container, command, interactive=interactive, tty=tty,

@@ -151,7 +151,10 @@ def test_detached_logs_stop_rm(cli: Cli) -> None:
     assert cli.ok("ps", "-q") == cid[:12] + "\n"
     logs = cli("logs", "ticker")
     assert logs.stdout == "one\n" and logs.stderr == "two\n"
-    assert cli.ok("logs", "--tail", "1", cid[:6]) == "one\n"
+    last = cli("logs", "--tail", "1", cid[:6])  # the last line of both streams
+    assert (last.stdout, last.stderr) == ("", "two\n")
+    stamped = cli.ok("logs", "-t", cid[:6]).split(" ", 1)
+    assert stamped[0].endswith("Z") and stamped[1] == "one\n"
     follow = subprocess.Popen([LAMINA, "--root", str(cli.root), "logs", "-f", "ticker"],
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
     started = time.monotonic()
