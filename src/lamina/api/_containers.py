@@ -475,6 +475,13 @@ class Containers:
         if result is None:
             monitor = read_monitor(d)
             if monitor is not None and alive(monitor):
+                pauser = record.state.get("paused_by")
+                if pauser and not alive(Owner(*pauser)):
+                    self._runc("resume", record.id)
+                    self._clear_paused(record.id)
+                    self.messages.append(f"resumed container {record.id[:12]}, paused by a dead "
+                                         f"lamina commit (pid {pauser[0]})")  # fmt: skip
+                    return self.store.get_container(record.id)
                 return record
             owner = record.state.get("owner")
             if monitor is None and owner and alive(Owner(*owner)):
@@ -665,7 +672,8 @@ class Containers:
 
     def _destroy(self, record: ContainerRecord) -> None:
         """Everything of the container goes: its runc state, mount, directory and record."""
-        self._runc("delete", "--force", record.id)
+        if (self.state_dir / record.id).exists():
+            self._runc("delete", "--force", record.id)
         self._remove_files(record)
         with contextlib.suppress(NotFoundError):
             self.store.remove_container(record.id)
@@ -868,8 +876,13 @@ class Containers:
             base.container_config.get("WorkingDir") else "",
         )  # fmt: skip
         config = apply_changes(config, changes)
-        paused = pause and record.state["status"] == "running" and \
-            self._runc("pause", record.id).returncode == 0  # fmt: skip
+        paused = False
+        if pause and record.state["status"] == "running":
+            # Recorded first: if this command dies, the next one resumes the container.
+            self.store.set_container_state(
+                record.id, {**record.state, "paused_by": list(current_owner())}
+            )
+            paused = self._runc("pause", record.id).returncode == 0
         try:
             with self.store.lease() as lease:
                 layer = layer_from_dir(self.store, lease, self._dir(record.id) / "upper",
@@ -886,7 +899,17 @@ class Containers:
         finally:
             if paused:
                 self._runc("resume", record.id)
+            if pause and record.state["status"] == "running":
+                self._clear_paused(record.id)
         return made.id
+
+    def _clear_paused(self, cid: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            current = self.store.get_container(cid)
+            if "paused_by" in current.state:
+                state = dict(current.state)
+                del state["paused_by"]
+                self.store.set_container_state(cid, state)
 
 
 def since(seconds: float) -> str:

@@ -332,3 +332,92 @@ def test_crash_during_detached_run_and_build(cli: Cli, tmp_path: Path) -> None:
     fsck = cli("fsck")
     assert fsck.returncode == 0 and "stray" not in fsck.stdout
     assert cli.ok("run", "--rm", "busybox", "echo", "fine") == "fine\n"
+
+
+def _runc_status(root: Path, cid: str) -> str:
+    import json
+
+    done = subprocess.run(["runc", "--root", str(root / "runc"), "state", cid],
+                          capture_output=True, text=True)  # fmt: skip
+    return str(json.loads(done.stdout)["status"]) if done.returncode == 0 else "gone"
+
+
+def _assert_true_states(cli: Cli) -> None:
+    """Every container `ps -a` calls running runs; no other one has its rootfs mounted."""
+    listing = cli("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.State}}")
+    assert listing.returncode == 0, listing.stderr
+    for line in listing.stdout.splitlines():
+        cid, state = line.split()
+        mounted_now = bool(mounts_under(cli.root / "containers" / cid))
+        if state == "running":
+            assert _runc_status(cli.root, cid) == "running" and mounted_now
+        else:
+            assert _runc_status(cli.root, cid) == "gone" and not mounted_now, line
+
+
+@pytest.mark.parametrize("delay", [0.02, 0.08, 0.15, 0.3])
+def test_crash_of_run_detached_leaves_true_states(cli: Cli, delay: float) -> None:
+    proc = subprocess.Popen([LAMINA, "--root", str(cli.root), "run", "-d", "busybox", "sleep",
+                             "100"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    _assert_true_states(cli)
+    fsck = cli("fsck")
+    assert fsck.returncode == 0, fsck.stdout
+    assert cli.ok("run", "--rm", "busybox", "echo", "ok") == "ok\n"
+
+
+def test_crash_of_stop_and_commit(cli: Cli) -> None:
+    cid = cli.ok("run", "-d", "busybox", "sh", "-c", "echo x > /f; sleep 100").strip()
+    time.sleep(0.3)
+    stopper = subprocess.Popen([LAMINA, "--root", str(cli.root), "stop", "-t", "5", cid])
+    time.sleep(0.5)
+    stopper.kill()
+    stopper.wait()
+    _assert_true_states(cli)
+    for delay in (0.05, 0.15, 0.3):
+        committer = subprocess.Popen([LAMINA, "--root", str(cli.root), "commit", cid, "c:1"],
+                                     stdout=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(delay)
+        committer.kill()
+        committer.wait()
+        ps = cli("ps", "-a")
+        assert _runc_status(cli.root, cid) == "running", ps.stderr  # never left paused
+        _assert_true_states(cli)
+    fsck = cli("fsck")
+    assert fsck.returncode == 0, fsck.stdout
+    cli.ok("commit", cid, "c:2")
+    assert cli.ok("run", "--rm", "c:2", "cat", "/f") == "x\n"
+    cli.ok("stop", "-t", "0", cid)
+    assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", cid) == "137\n"
+    _assert_true_states(cli)
+
+
+def test_prune_keeps_what_containers_need(cli: Cli) -> None:
+    cid = cli.ok("run", "-d", "busybox", "true").strip()
+    cli.ok("wait", cid)
+    image = cli.ok("inspect", "-f", "{{.Image}}", cid).strip()
+    cli.ok("rmi", "-f", "busybox")  # untagged, still used by the container
+    cli.ok("prune")
+    assert cli.ok("inspect", "-f", "{{.Id}}", image).strip() == image
+    cli.ok("start", "-a", cid)
+    assert cli.ok("diff", cid) == ""
+    cli.ok("rm", cid)
+    cli.ok("prune")
+    assert cli("inspect", image).returncode == 1
+
+
+def test_init_network_none_restart_and_attach(cli: Cli) -> None:
+    pid1 = cli.ok("run", "--rm", "--init", "busybox", "sh", "-c",
+                  "cat /proc/1/cmdline | tr '\\0' ' '")  # fmt: skip
+    assert pid1.startswith("/sbin/docker-init -- sh")
+    links = cli.ok("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net")
+    assert links.split() == ["lo"]
+    cid = cli.ok("run", "-d", "--name", "again", "busybox", "sh", "-c", "echo run").strip()
+    cli.ok("wait", cid)
+    cli.ok("restart", "again")
+    cli.ok("wait", "again")
+    assert cli.ok("logs", "again") == "run\nrun\n"
+    attached = cli("start", "-a", "again")
+    assert attached.returncode == 0 and attached.stdout == "run\n"
