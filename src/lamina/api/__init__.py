@@ -11,19 +11,36 @@
 The CLI is a presentation of these; tests use them directly.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from lamina.api._build import build_image, check_dockerfile, parse_build_args, parse_secret
-from lamina.api._containers import (
-    Attach,
-    ContainerExit,
-    ContainerInfo,
-    Containers,
-    RunOptions,
-    describe_status,
-)
 from lamina.api._history import HistoryRow, history_rows
 from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, normalize_tag
 from lamina.api._replay import BuildRequest
 from lamina.api._transfer_types import LoadResult
+
+if TYPE_CHECKING:
+    from lamina.api._containers import (
+        Attach,
+        ContainerExit,
+        ContainerInfo,
+        Containers,
+        RunOptions,
+        describe_status,
+    )
+
+# Loaded on first use: every command imports lamina.api, few of them run containers.
+_CONTAINERS = {"Attach", "ContainerExit", "ContainerInfo", "Containers", "RunOptions",
+               "describe_status"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CONTAINERS:
+        import importlib
+
+        return getattr(importlib.import_module("lamina.api._containers"), name)
+    raise AttributeError(f"module 'lamina.api' has no attribute {name!r}")
+
 
 __all__ = [
     "Attach",

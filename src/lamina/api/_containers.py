@@ -421,7 +421,8 @@ class Containers:
         self.state_dir.mkdir(mode=0o700, exist_ok=True)
         fold = [sys.executable, "-c", "import sys; from lamina.api import Lamina; "
                 "Lamina(sys.argv[1]).recover()", str(self.lam.root.absolute())]  # fmt: skip
-        started = spawn_monitor(spec, fold)
+        # Attached, the command folds the exit itself (and any later command would).
+        started = spawn_monitor(spec, fold if attach.stdout is None else None)
         ok, code, error = started.wait_started()
         if not ok:
             started.close()

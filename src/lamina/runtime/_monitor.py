@@ -5,8 +5,8 @@ terminal signal reaches it and the command may exit at once, as `run -d` does); 
 monitor then
 
 1. records itself (`monitor.json`: pid and start time) in the container's directory,
-2. becomes a child subreaper and runs ``runc create`` (process stdio: pipes it reads, or a
-   pty whose master runc hands over through ``console.sock``) and ``runc start``,
+2. becomes a child subreaper and runs ``runc run --detach`` (process stdio: pipes it
+   reads, or a pty whose master runc hands over through ``console.sock``),
 3. tells the command "started" through a pipe, copies the process' output into the
    container's log (``lamina.runtime._logs``, CRI format) and to the command's own
    stdout/stderr while it is attached, and relays a terminal's input,
@@ -254,15 +254,17 @@ def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str
         stdio = (spec.stdin if spec.stdin is not None else null, out_w, err_w)
         extra = []
     Path("runc.log").unlink(missing_ok=True)
+    # `run --detach` is create + start in one runc process: the container's init becomes
+    # this subreaper's child, its stdio the fds given here (or the pty runc hands over).
     created = subprocess.run(
-        _runc_args(spec, "create", "--bundle", str(spec.bundle_dir), "--pid-file", "pid",
-                   *extra, spec.runc_id),
+        _runc_args(spec, "run", "--detach", "--bundle", str(spec.bundle_dir), "--pid-file",
+                   "pid", *extra, spec.runc_id),
         stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], check=False,
     )  # fmt: skip
     for fd in child_ends:
         os.close(fd)
     if created.returncode != 0:
-        failure = runc_failure(Path("runc.log")) or f"runc create exited {created.returncode}"
+        failure = runc_failure(Path("runc.log")) or f"runc run exited {created.returncode}"
         mapped = exit_code_for_runc_error(failure)
         return False, mapped if mapped is not None else EXIT_LAMINA_FAILED, failure
     master: int | None = None
@@ -277,12 +279,6 @@ def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str
         _copy_winsize(spec.stdout if spec.stdout is not None else spec.stdin, master)
         pipes = {master: "stdout"}
     pid = int(Path("pid").read_text().strip())
-    begun = subprocess.run(_runc_args(spec, "start", spec.runc_id), stdin=null,
-                           capture_output=True, check=False)  # fmt: skip
-    if begun.returncode != 0:
-        failure = runc_failure(Path("runc.log")) or f"runc start exited {begun.returncode}"
-        mapped = exit_code_for_runc_error(failure)
-        return False, mapped if mapped is not None else EXIT_LAMINA_FAILED, failure
     _say(status, f"started {pid}\n")
     _pump(spec, log, pipes, master)
     return True, _reap(pid), None

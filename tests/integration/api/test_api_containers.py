@@ -78,6 +78,9 @@ def test_exit_codes_are_the_process_own_or_dockers(cli: Cli) -> None:
     cleared = cli("run", "--rm", "--entrypoint", "", "busybox")
     assert cleared.returncode == 125 and "no command specified" in cleared.stderr
     assert cli("ps", "-aq").stdout == ""  # --rm removed them, the failed starts too
+    assert list((cli.root / "containers").iterdir()) == []
+    assert not mounts_under(cli.root)
+    assert not list((cli.root / "runc").iterdir())
 
 
 def test_entrypoint_and_cmd(cli: Cli) -> None:
