@@ -286,6 +286,9 @@ class Containers:
 
     def _lowers(self, image: ImageRecord) -> list[Path]:
         """The image's snapshot dirs, bottom first (unpacked now if they are not yet)."""
+        paths = [self.store.snapshot_path(x.diff_id) for x in image.layers]
+        if all(p.is_dir() for p in paths):
+            return paths  # the container's record keeps them from prune: no lease needed
         with self.store.lease() as lease:
             from lamina.snapshots import ensure_snapshots
 
@@ -462,7 +465,7 @@ class Containers:
         removed the container (--rm)."""
         if record.state.get("status") != "running":
             owner = record.state.get("owner")
-            if owner and not alive(Owner(*owner)):
+            if owner and Owner(*owner) != current_owner() and not alive(Owner(*owner)):
                 # A command died while creating it: whatever it made goes.
                 self.messages.append(
                     f"removed container {record.id[:12]} that a dead lamina process "

@@ -177,7 +177,8 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
         row = {
             "ID": c.id if no_trunc else c.id[:12],
             "Image": c.image_ref,
-            "Command": json.dumps(command if no_trunc else truncate(command, 20)),
+            "Command": json.dumps(command if no_trunc else truncate(command, 20),
+                                  ensure_ascii=False),
             "CreatedAt": created_since(_iso(c.created)),
             "Status": describe_status(c),
             "State": c.status,
@@ -347,7 +348,7 @@ def exec_(ctx: click.Context, interactive: bool, tty: bool, user: str | None,
         _fail(e, e.code)
         return
     except LaminaError as e:
-        _fail(e, 126 if "not running" in e.message else 1)
+        _fail(e, 1)
         return
     sys.exit(code)
 
