@@ -27,9 +27,11 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -560,23 +562,22 @@ class Containers:
         otherwise wait and return (id, exit code). ContainerExit (125/126/127) when it
         could not start; --rm removes it then too."""
         record = self.create(opts)
-        try:
-            record, started = self.start(record.id, None if opts.detach else attach)
-        except ContainerExit:
-            if opts.remove:
-                self._remove_quietly(record.id)
-            raise
-        except BaseException:
-            if opts.remove:
-                self._remove_quietly(record.id)
-            raise
-        if opts.detach:
-            started.close()
-            return record.id, None
-        try:
-            _, code, _error = started.wait_exit()
-        finally:
-            started.close()
+        proxy = _SignalProxy(self, record.id)
+        with proxy if not opts.detach else contextlib.nullcontext():
+            try:
+                record, started = self.start(record.id, None if opts.detach else attach)
+            except BaseException:
+                if opts.remove:
+                    self._remove_quietly(record.id)
+                raise
+            if opts.detach:
+                started.close()
+                return record.id, None
+            try:
+                proxy.started()
+                _, code, _error = started.wait_exit()
+            finally:
+                started.close()
         self._fold_now(record.id)
         if code is None:
             final = self.refresh(self.store.get_container(record.id)) if not opts.remove else None
@@ -914,6 +915,42 @@ class Containers:
                 state = dict(current.state)
                 del state["paused_by"]
                 self.store.set_container_state(cid, state)
+
+
+class _SignalProxy:
+    """While a command is attached, Ctrl-C, SIGTERM and SIGHUP sent to it go to the
+    container's process (Docker's --sig-proxy); the command keeps waiting for the exit.
+    Signals that arrive before the process runs are sent once it does."""
+
+    _WANTED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, containers: Containers, cid: str) -> None:
+        self._containers = containers
+        self._cid = cid
+        self._running = False
+        self._pending: list[int] = []
+        self._saved: dict[int, Any] = {}
+
+    def _forward(self, signum: int, frame: object) -> None:
+        if self._running:
+            self._containers._kill_runc(self._cid, str(signum))
+        else:
+            self._pending.append(signum)
+
+    def started(self) -> None:
+        self._running = True
+        for signum in self._pending:
+            self._containers._kill_runc(self._cid, str(signum))
+        self._pending.clear()
+
+    def __enter__(self) -> _SignalProxy:
+        if threading.current_thread() is threading.main_thread():
+            self._saved = {sig: signal.signal(sig, self._forward) for sig in self._WANTED}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
 
 
 def since(seconds: float) -> str:

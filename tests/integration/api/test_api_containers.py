@@ -131,6 +131,8 @@ def test_workdir_and_user(cli: Cli) -> None:
     assert unknown.returncode == 125
     assert "unable to find user nobody-here: no matching entries in passwd file" in unknown.stderr
     assert cli.ok("run", "--rm", "-u", "app:0", "busybox", "id", "-g") == "0\n"
+    groups = cli.ok("run", "--rm", "-u", "app", "busybox", "id", "-G").split()
+    assert len(groups) >= 2  # the primary group and the supplementary ones from /etc/group
     assert cli("run", "--rm", "-u", "app:nogroup", "busybox", "id").returncode == 125
 
 
@@ -244,6 +246,8 @@ def test_isolation(cli: Cli) -> None:
     hostname = cli.ok("run", "--rm", "-h", "named", "busybox", "sh", "-c",
                       "hostname; cat /etc/hostname; grep named /etc/hosts | wc -l")  # fmt: skip
     assert hostname == "named\nnamed\n1\n"
+    host = cli.ok("run", "--rm", "--network", "host", "busybox", "hostname")
+    assert host == os.uname().nodename + "\n"
     cid = cli.ok("run", "-d", "busybox", "hostname").strip()
     cli.ok("wait", cid)
     assert cli.ok("logs", cid) == cid[:12] + "\n"
@@ -424,3 +428,18 @@ def test_init_network_none_restart_and_attach(cli: Cli) -> None:
     assert cli.ok("logs", "again") == "run\nrun\n"
     attached = cli("start", "-a", "again")
     assert attached.returncode == 0 and attached.stdout == "run\n"
+
+
+def test_detached_rm_goes_by_itself_and_signals_reach_the_process(cli: Cli) -> None:
+    cli.ok("run", "-d", "--rm", "busybox", "true")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and list((cli.root / "containers").iterdir()):
+        time.sleep(0.1)
+    assert list((cli.root / "containers").iterdir()) == []  # the monitor removed it
+    proc = subprocess.Popen([LAMINA, "--root", str(cli.root), "run", "--name", "sig", "busybox",
+                             "sh", "-c", "trap 'exit 33' INT; echo ready; while true; do sleep 0.1;"
+                             " done"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 33
+    assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", "sig") == "33\n"
