@@ -154,6 +154,8 @@ def test_detached_logs_stop_rm(cli: Cli) -> None:
     assert cli("run", "-d", "--name", "ticker", "busybox", "true").returncode == 125
     time.sleep(0.5)
     assert cli.ok("ps", "-q") == cid[:12] + "\n"
+    for d in (cli.root, cli.root / "containers", cli.root / "containers" / cid):
+        assert d.stat().st_mode & 0o777 == 0o700  # nothing of a container for other users
     logs = cli("logs", "ticker")
     assert logs.stdout == "one\n" and logs.stderr == "two\n"
     last = cli("logs", "--tail", "1", cid[:6])  # the last line of both streams
@@ -443,3 +445,16 @@ def test_detached_rm_goes_by_itself_and_signals_reach_the_process(cli: Cli) -> N
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 33
     assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", "sig") == "33\n"
+
+
+def test_stop_signal_from_the_image_or_the_flag(cli: Cli) -> None:
+    trap = "trap 'exit 41' USR1; trap 'exit 42' USR2; while true; do sleep 0.1; done"
+    cli.ok("commit", "-c", "STOPSIGNAL USR2", _made(cli), "stopsig")
+    from_image = cli.ok("run", "-d", "stopsig", "sh", "-c", trap).strip()
+    from_flag = cli.ok("run", "-d", "--stop-signal", "SIGUSR1", "--stop-timeout", "5",
+                       "stopsig", "sh", "-c", trap).strip()  # fmt: skip
+    time.sleep(0.3)
+    cli.ok("stop", from_image, from_flag)
+    assert cli.ok("wait", from_image, from_flag) == "42\n41\n"
+    bad = cli("run", "--rm", "--stop-signal", "NOPE", "busybox", "true")
+    assert bad.returncode == 125 and "invalid signal" in bad.stderr
