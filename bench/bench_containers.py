@@ -1,30 +1,28 @@
 """Container benchmarks (issue 10): lamina beside plain runc, in one run.
 
 1. `lamina run --rm IMAGE true`, start to exit (whole command: create, mount, monitor,
-   runc create/start, exit, unmount, remove), beside `runc run` of a bundle prepared once
+   runc run --detach, exit, unmount, remove), beside `runc run` of a bundle prepared once
    over the same overlay mount (runc alone: no store, no records, no monitor).
 2. `lamina ps` with 100 containers (exited), no other tool.
 
 The image is made from Debian's busybox-static with `lamina import`. Nothing here is a test.
 
-Run: `.venv/bin/python bench/bench_containers.py [--runs N]`.
+Run: `.venv/bin/python bench/bench_containers.py [--runs N]` (or `bench/run.py`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
+
+from _bench import Row, script_main, timed  # noqa: E402
 
 LAMINA = str(Path(sys.executable).with_name("lamina"))
 # As installed: with bytecode caches. (A PYTHONDONTWRITEBYTECODE environment would make
@@ -33,13 +31,10 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def _time(argv: list[str]) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                   env=ENV)  # fmt: skip
-    return time.perf_counter() - t0
+    return timed(argv, env=ENV)
 
 
-def run(runs: int, work: Path) -> list[tuple[str, list[float], str, list[float]]]:
+def run(runs: int, work: Path) -> list[Row]:
     from busybox_rootfs import make_busybox_rootfs
 
     from lamina.api import Lamina
@@ -77,24 +72,9 @@ def run(runs: int, work: Path) -> list[tuple[str, list[float], str, list[float]]
     ps = [_time([*lamina, "ps", "-a"]) for _ in range(runs)]
     rows.append(("ps -a with 100 containers", ps, "", []))
     lam.store.close()
+    _time([*lamina, "container", "prune"])
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-containers-") as tmp:
-        rows = run(args.runs, Path(tmp))
-        subprocess.run([LAMINA, "--root", str(Path(tmp) / "root"), "container", "prune"],
-                       stdout=subprocess.DEVNULL, check=False)  # fmt: skip
-    for name, ours, other, theirs in rows:
-        line = {"workload": name, "lamina_s": round(statistics.median(ours), 3)}
-        if theirs:
-            line[other + "_s"] = round(statistics.median(theirs), 3)
-            line["ratio"] = round(statistics.median(ours) / statistics.median(theirs), 2)
-        print(json.dumps(line))
-
-
 if __name__ == "__main__":
-    main()
+    script_main(run, (__doc__ or "").splitlines()[0])

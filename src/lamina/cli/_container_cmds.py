@@ -249,7 +249,7 @@ def stop(ctx: click.Context, timeout: int | None, sig: str | None,
          containers: tuple[str, ...]) -> None:  # fmt: skip
     """Stop running containers: the stop signal, then SIGKILL after the timeout."""
     api = _api(ctx).containers
-    _each(ctx, containers, lambda ref: api.stop(ref, timeout))
+    _each(ctx, containers, lambda ref: api.stop(ref, timeout, sig))
 
 
 @cli.command()

@@ -19,6 +19,10 @@ from lamina.snapshots import mount_points
 
 LAMINA = str(Path(sys.executable).with_name("lamina"))
 
+# Every test here runs real containers through the CLI: seconds each (`make test` runs them;
+# the pure rules are in tests/unit/api/test_api_container_opts.py for `make test-fast`).
+pytestmark = pytest.mark.slow
+
 
 class Cli:
     def __init__(self, root: Path) -> None:
@@ -456,5 +460,9 @@ def test_stop_signal_from_the_image_or_the_flag(cli: Cli) -> None:
     time.sleep(0.3)
     cli.ok("stop", from_image, from_flag)
     assert cli.ok("wait", from_image, from_flag) == "42\n41\n"
+    cli.ok("start", from_image)
+    time.sleep(0.3)
+    cli.ok("stop", "-s", "USR1", from_image)
+    assert cli.ok("wait", from_image) == "41\n"
     bad = cli("run", "--rm", "--stop-signal", "NOPE", "busybox", "true")
     assert bad.returncode == 125 and "invalid signal" in bad.stderr
