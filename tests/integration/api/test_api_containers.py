@@ -131,6 +131,8 @@ def test_workdir_and_user(cli: Cli) -> None:
     assert cli("run", "--rm", "-w", "relative", "busybox", "pwd").returncode == 125
     assert cli.ok("run", "--rm", "-u", "app", "busybox", "id", "-u") == "1000\n"
     assert cli.ok("run", "--rm", "-u", "4242", "busybox", "id", "-u") == "4242\n"
+    no_entry = cli.ok("run", "--rm", "-u", "4242", "busybox", "sh", "-c", "echo $HOME; id -g")
+    assert no_entry == "/\n0\n"  # a uid without a passwd entry: HOME=/, gid 0
     unknown = cli("run", "--rm", "-u", "nobody-here", "busybox", "id")
     assert unknown.returncode == 125
     assert "unable to find user nobody-here: no matching entries in passwd file" in unknown.stderr
@@ -252,6 +254,13 @@ def test_isolation(cli: Cli) -> None:
     hostname = cli.ok("run", "--rm", "-h", "named", "busybox", "sh", "-c",
                       "hostname; cat /etc/hostname; grep named /etc/hosts | wc -l")  # fmt: skip
     assert hostname == "named\nnamed\n1\n"
+    resolv = cli.ok("run", "--rm", "busybox", "cat", "/etc/resolv.conf").splitlines()
+    servers = [line for line in resolv if line.startswith("nameserver")]
+    assert servers and not any(" 127." in line for line in servers)
+    host_servers = [line for line in Path("/etc/resolv.conf").read_text().splitlines()
+                    if line.startswith("nameserver") and " 127." not in line]  # fmt: skip
+    if host_servers:
+        assert servers == host_servers
     host = cli.ok("run", "--rm", "--network", "host", "busybox", "hostname")
     assert host == os.uname().nodename + "\n"
     cid = cli.ok("run", "-d", "busybox", "hostname").strip()
