@@ -475,3 +475,16 @@ def test_stop_signal_from_the_image_or_the_flag(cli: Cli) -> None:
     assert cli.ok("wait", from_image) == "41\n"
     bad = cli("run", "--rm", "--stop-signal", "NOPE", "busybox", "true")
     assert bad.returncode == 125 and "invalid signal" in bad.stderr
+
+
+def test_build_run_cannot_reach_a_block_device_either(cli: Cli, tmp_path: Path) -> None:
+    ctx = tmp_path / "blockctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "RUN mknod /x b 8 0 2>/dev/null; mknod /dev/y b 8 0 2>/dev/null;"
+        " mknod /c c 1 3 && echo char-ok; head -c 1 /x /dev/y 2>/dev/null | wc -c > /count\n"
+    )
+    cli.ok("build", "-t", "blocktest", str(ctx))
+    out = cli.ok("run", "--rm", "blocktest", "sh", "-c", "cat /count; test -e /x; echo $?")
+    assert out == "0\n1\n"  # no block node was made, so nothing was read
