@@ -5,6 +5,9 @@
     lamina.load(Path("image.tar")); lamina.save(["me/base:1"], Path("out.tar"))
     lamina.images(); lamina.history("me/base:1"); lamina.df()
     lamina.build(Path("ctx"), tags=["me/app:1"])   # or build_image(lamina, ctx, …)
+    lamina.build("-", stdin=f, labels={"k": "v"}, platform="linux/arm64",
+                 outputs=["type=local,dest=out"], iidfile=Path("iid"))
+    lamina.images(filters=["dangling=true", "reference=me/*"], all_images=True)
     cid, code = lamina.containers.run(RunOptions("me/app:1", ["echo", "hi"]))
     lamina.containers.diff(cid); lamina.containers.commit(cid, "me/app:2")
 
@@ -13,7 +16,13 @@ The CLI is a presentation of these; tests use them directly.
 
 from typing import TYPE_CHECKING, Any
 
-from lamina.api._build import build_image, check_dockerfile, parse_build_args, parse_secret
+from lamina.api._build import (
+    build_image,
+    check_dockerfile,
+    parse_build_args,
+    parse_labels,
+    parse_secret,
+)
 from lamina.api._history import HistoryRow, history_rows
 from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, normalize_tag
 from lamina.api._replay import BuildRequest
@@ -61,5 +70,6 @@ __all__ = [
     "history_rows",
     "normalize_tag",
     "parse_build_args",
+    "parse_labels",
     "parse_secret",
 ]

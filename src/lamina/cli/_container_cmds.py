@@ -17,6 +17,7 @@ import click
 
 from lamina.cli._format import created_since, human_size, truncate
 from lamina.cli._main import _Context, cli
+from lamina.cli._template import format_rows
 from lamina.errors import LaminaError
 
 if TYPE_CHECKING:
@@ -49,50 +50,6 @@ def _raw_terminal(enabled: bool) -> Iterator[None]:
         yield
     finally:
         termios.tcsetattr(0, termios.TCSADRAIN, saved)
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    for line in [headers, *rows]:
-        click.echo("   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
-
-
-def _lookup(doc: Any, path: str) -> Any:
-    for part in path.split("."):
-        if part == "":
-            continue
-        if isinstance(doc, dict) and part in doc:
-            doc = doc[part]
-        else:
-            raise click.UsageError(f"template: can't evaluate field {part}")
-    return doc
-
-
-def render_format(template: str, doc: Any) -> str:
-    """The `{{.A.B}}` and `{{json .A}}` lookups of Go templates (a stand-in until the shared
-    --format evaluator lands)."""
-    import re
-
-    def value(m: re.Match[str]) -> str:
-        expr = m.group(1).strip()
-        as_json = expr.startswith("json ")
-        path = expr[5:].strip() if as_json else expr
-        if not path.startswith("."):
-            raise click.UsageError(f"template: unsupported expression {expr!r}")
-        found = _lookup(doc, path[1:])
-        if as_json:
-            return json.dumps(found)
-        if isinstance(found, bool):
-            return "true" if found else "false"
-        if found is None:
-            return "<no value>"
-        if isinstance(found, list | dict):
-            return json.dumps(found)
-        return str(found)
-
-    return re.sub(r"\{\{(.*?)\}\}", value, template)
 
 
 # -- run -------------------------------------------------------------------------------
@@ -179,25 +136,28 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
             "Image": c.image_ref,
             "Command": json.dumps(command if no_trunc else truncate(command, 20),
                                   ensure_ascii=False),
-            "CreatedAt": created_since(_iso(c.created)),
+            "CreatedAt": _iso(c.created),
+            "RunningFor": created_since(_iso(c.created)),
             "Status": describe_status(c),
             "State": c.status,
             "Names": c.name,
+            "Ports": "",
+            "Size": human_size(api.containers.rw_size(c.id)) if size else "",
         }
-        if size:
-            row["Size"] = human_size(api.containers.rw_size(c.id))
-        if fmt:
-            click.echo(render_format(fmt, row))
-            continue
         rows.append(row)
-    if fmt:
-        return
-    headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
-    keys = ["ID", "Image", "Command", "CreatedAt", "Status", "", "Names"]
-    if size:
-        headers.append("SIZE")
-        keys.append("Size")
-    _table(headers, [[r.get(k, "") for k in keys] for r in rows])
+    default = PS_TABLE + ("\\t{{.Size}}" if size else "")
+    click.echo(format_rows(fmt or "table", rows, PS_HEADERS, default), nl=False)
+
+
+PS_HEADERS = {
+    "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED", "Status": "STATUS", "State": "STATE", "Names": "NAMES",
+    "Ports": "PORTS", "Size": "SIZE",
+}  # fmt: skip
+PS_TABLE = (
+    "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}"
+    "\\t{{.Names}}"
+)
 
 
 def _iso(ts: float) -> str:
@@ -454,16 +414,12 @@ def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
     }
 
 
-def inspect_documents(api: Lamina, refs: tuple[str, ...]) -> list[dict[str, Any]]:
+def inspect_document(api: Lamina, ref: str) -> dict[str, Any]:
     """A container's document when `ref` names one, else the image's (as `docker inspect`)."""
     from lamina.errors import NotFoundError
 
-    docs = []
-    for ref in refs:
-        try:
-            info = api.containers.info(ref)
-        except (NotFoundError, LaminaError):
-            docs.append(api.inspect(ref))
-            continue
-        docs.append(container_inspect(api, info))
-    return docs
+    try:
+        info = api.containers.info(ref)
+    except NotFoundError:
+        return api.inspect(ref)
+    return container_inspect(api, info)

@@ -63,10 +63,11 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 
 def main() -> None:
     """Run the CLI: a LaminaError is one line (and a hint) on stderr and exit status 1."""
-    from lamina.cli import (  # noqa: F401  (registers the commands)
+    from lamina.cli import (  # noqa: F401  (registers them)
         _build_cmd,
         _commands,
         _container_cmds,
+        _image_cmds,
     )
 
     debug = "--debug" in sys.argv[1:] or os.environ.get("LAMINA_DEBUG") == "1"
