@@ -40,6 +40,9 @@ class _Context:
 
         if self._api is None:
             self._api = Lamina(self.root)
+            # What dead lamina processes left on this root goes first, one line each.
+            for line in self._api.recover():
+                print(f"lamina: {line}", file=sys.stderr)
         return self._api
 
 
@@ -63,6 +66,7 @@ def main() -> None:
     from lamina.cli import (  # noqa: F401  (registers them)
         _build_cmd,
         _commands,
+        _container_cmds,
         _image_cmds,
         _registry_cmd,
     )
