@@ -115,6 +115,19 @@ def _ingest_layer(
     return diff_id, size
 
 
+def fetch_blob(source: BlobSource, blob: Descriptor, store: Store, lease: Lease) -> None:
+    """Copy a blob into the store, resumably: a partial copy stays in ingest/ and the
+    next call asks the source only for the rest. The store's writer checks the digest
+    as it commits; nothing else is checked here (the caller unpacks, which checks the
+    layer's entries and diff_id before anything refers to it)."""
+    ref = f"layer {blob.digest}"
+    with store.content.writer(blob.digest, blob.size, lease=lease, ref=ref) as writer:
+        with source.open_blob(blob, verify=False, offset=writer.offset) as stream:
+            while chunk := stream.read(_CHUNK):
+                writer.write(chunk)
+        writer.commit()
+
+
 def _known(store: Store, layer: Descriptor) -> LayerRecord | None:
     try:
         return store.layer(layer.digest)

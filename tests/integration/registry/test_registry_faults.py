@@ -3,20 +3,27 @@ with 200, lamina killed mid-transfer, the registry stopped mid-push."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from registry_fixtures import Proxy, Registry, run
 
 from lamina.api import Lamina
-from lamina.errors import InvalidInputError, LaminaError
+from lamina.errors import DigestMismatchError, InvalidInputError, LaminaError
+from lamina.oci import media_types
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -233,3 +240,61 @@ def test_an_upload_the_registry_has_forgotten_is_started_again(
     status = [s for s in proxy.log if s.method == "GET" and "/uploads/gone" in s.path]
     assert len(status) == 1 and status[0].status >= 400
     assert lamina.store.registry.upload(proxy.host, "lamina/base", layer.digest) is None
+
+
+def _upload(host: str, repo: str, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    start = httpx.post(f"http://{host}/v2/{repo}/blobs/uploads/")
+    location = httpx.URL(start.headers["location"])
+    if not location.is_absolute_url:
+        location = httpx.URL(f"http://{host}").join(location)
+    done = httpx.put(location.copy_add_param("digest", digest), content=data)
+    assert done.status_code == 201, done.text
+    return digest
+
+
+def _lying_image(host: str, repo: str, claimed_diff_id: str) -> None:
+    """An image whose layer is a valid gzip tar but whose config claims another diff_id."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo("evil.txt")
+        payload = b"not what the config says\n"
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    layer = gzip.compress(out.getvalue())
+    layer_digest = _upload(host, repo, layer)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [claimed_diff_id]}}).encode()
+    config_digest = _upload(host, repo, config)
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": media_types.OCI_MANIFEST,
+        "config": {"mediaType": media_types.OCI_CONFIG, "digest": config_digest,
+                   "size": len(config)},
+        "layers": [{"mediaType": media_types.OCI_LAYER_GZIP, "digest": layer_digest,
+                    "size": len(layer)}]}).encode()  # fmt: skip
+    put = httpx.put(f"http://{host}/v2/{repo}/manifests/1", content=manifest,
+                    headers={"Content-Type": media_types.OCI_MANIFEST})  # fmt: skip
+    assert put.status_code == 201, put.text
+
+
+@pytest.mark.parametrize("snapshot_exists", [False, True], ids=["new", "claims-a-known-one"])
+def test_a_layer_whose_content_is_not_its_diff_id_is_refused(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path, snapshot_exists: bool
+) -> None:
+    lamina.import_image(busybox_rootfs, "base:1")
+    (base,) = lamina.resolve("base:1").layers
+    claimed = base.diff_id if snapshot_exists else "sha256:" + "ab" * 32
+    if snapshot_exists:
+        lamina.store.close()
+        mnt = lamina.root.parent / "mnt"
+        mnt.mkdir()
+        again = Lamina(lamina.root)
+        again.mount("base:1", mnt)  # unpacks the snapshot of base's diff_id
+        again.umount(mnt)
+        lamina = again
+    _lying_image(registry.host, "evil/app", claimed)
+    before = {i.id for i in lamina.store.list_images()}
+    with pytest.raises(DigestMismatchError, match="diff_id"):
+        lamina.pull(f"{registry.host}/evil/app:1")
+    assert {i.id for i in lamina.store.list_images()} == before
+    if not snapshot_exists:
+        assert not lamina.store.snapshot_path(claimed).exists()
