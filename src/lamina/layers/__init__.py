@@ -42,6 +42,11 @@ resolved inside ``target`` as if it were ``/``, so nothing outside it is touched
 every entry's name as ``apply_layer`` would, writing nothing (``load`` uses it, so a layer
 that could never be unpacked is never stored as part of an image).
 
+File index: ``EntryCollector()`` passed as ``collect=`` to ``write_layer``,
+``write_layer_blob`` or ``scan_layer`` (or fed ``tar_entry`` by any reader loop) gathers
+``collector.entries`` (``store.IndexEntry`` rows) in the same pass, hashing regular files'
+content from the bytes already passing through; ``store.file_index.put`` records them.
+
 ``TarReader(stream, limits)`` / ``read_entries`` iterate a tar stream with bounded
 header parsing (for ADD of local archives, or inspection); each entry's content is a
 reader that stops at the entry's end.
@@ -71,6 +76,7 @@ from lamina.layers._compress import (
     LayerBlobWriter,
     open_layer_reader,
 )
+from lamina.layers._index import EntryCollector
 from lamina.layers._tarread import (
     ByteStream,
     EntryReader,
@@ -89,10 +95,11 @@ def write_layer_blob(
     compression: Compression = Compression.GZIP,
     *,
     source_date_epoch: int | None = None,
+    collect: EntryCollector | None = None,
 ) -> BlobInfo:
     """Write ``changes`` as a compressed layer blob to ``out`` in one pass."""
     writer = LayerBlobWriter(out, compression)
-    write_layer(changes, writer, source_date_epoch=source_date_epoch)
+    write_layer(changes, writer, source_date_epoch=source_date_epoch, collect=collect)
     return writer.finish()
 
 
@@ -107,6 +114,7 @@ __all__ = [
     "Change",
     "ChangeKind",
     "Compression",
+    "EntryCollector",
     "EntryReader",
     "EntryType",
     "LayerBlobReader",

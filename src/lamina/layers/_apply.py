@@ -14,11 +14,15 @@ import os
 import shutil
 import stat
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import _whiteout
 from lamina.layers._scoped import ScopedRoot, split_entry_path
 from lamina.layers._tarread import ByteStream, EntryReader, EntryType, Limits, TarEntry, TarReader
+
+if TYPE_CHECKING:
+    from lamina.layers._index import EntryCollector
 
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
@@ -57,12 +61,17 @@ def apply_layer(
 
 
 def scan_layer(
-    stream: ByteStream, *, limits: Limits = DEFAULT_LIMITS, digest: bool = True
+    stream: ByteStream,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    digest: bool = True,
+    collect: EntryCollector | None = None,
 ) -> ScanStats:
     """Read a whole layer and check each entry's name as ``apply_layer`` would, writing
     nothing: a layer that would be refused on unpack is refused when it is loaded.
 
     Returns the diff_id it hashed (None with ``digest=False``) and the size.
+    ``collect`` gets every entry as it passes (the layer's file index).
     """
     reader = TarReader(stream, limits, digest=digest)
     for entry, _content in reader.entries():
@@ -73,6 +82,8 @@ def scan_layer(
                 raise InvalidInputError(f"tar entry {entry.name!r}: hardlink to the layer root")
         elif not parts and entry.type is not EntryType.DIR:
             raise InvalidInputError(f"tar entry {entry.name!r} would replace the target root")
+        if collect is not None and parts:
+            collect.tar_entry(entry, _content)
     return ScanStats(reader.diff_id if digest else None, reader.size, reader.entry_count)
 
 

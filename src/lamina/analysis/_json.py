@@ -1,0 +1,167 @@
+"""Reports as JSON-ready dicts: the field names are stable and documented in the README."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lamina.analysis._budget import RuleResult
+from lamina.analysis._compare import Comparison
+from lamina.analysis._model import FIXES, ImageReport, LayerInput, Totals
+from lamina.analysis._sharing import StoreReport
+from lamina.store import IndexEntry
+
+SCHEMA = "lamina.analyze/v1"
+
+
+def _totals(t: Totals) -> dict[str, Any]:
+    return {
+        "image_bytes": t.image_bytes,
+        "total_bytes": t.total_bytes,
+        "live_bytes": t.live_bytes,
+        "wasted_bytes": t.wasted_bytes,
+        "wasted_percent": round(t.wasted_percent, 4),
+        "efficiency": round(t.efficiency, 6),
+    }
+
+
+def image_json(
+    report: ImageReport, layers: list[LayerInput] | None = None, *, entries: bool = True
+) -> dict[str, Any]:
+    """The report; with `layers` and `entries`, every layer's entries with A/M/D markers."""
+    out_layers = []
+    for lr in report.layers:
+        item: dict[str, Any] = {
+            "index": lr.index,
+            "diff_id": lr.diff_id,
+            "digest": lr.digest,
+            "instruction": lr.instruction,
+            "line": lr.line or None,
+            "stage": lr.stage or None,
+            "user": lr.user,
+            "size": lr.size,
+            "compressed_size": lr.compressed_size,
+            "file_bytes": lr.file_bytes,
+            "added": lr.added,
+            "modified": lr.modified,
+            "removed": lr.removed,
+            "wasted_bytes": lr.wasted_bytes,
+            "caused_waste_bytes": lr.caused_waste_bytes,
+        }
+        if entries and layers is not None:
+            item["entries"] = _entries(report.markers[lr.index], layers[lr.index])
+        out_layers.append(item)
+    return {
+        "schema": SCHEMA,
+        "image": report.image,
+        "base": report.base or None,
+        "base_layers": report.base_layers,
+        "totals": _totals(report.totals),
+        "user": _totals(report.user_totals),
+        "layers": out_layers,
+        "waste": [
+            {
+                "path": "/" + h.path,
+                "bytes": h.bytes,
+                "kind": h.kind,
+                "type": h.entry_kind,
+                "layer": h.layer,
+                "hidden_by": h.hidden_by,
+                "line": report.layers[h.hidden_by].line or None,
+                "fix": FIXES[h.kind],
+            }
+            for h in report.hidden
+        ],
+        "lines": [
+            {
+                "layer": w.layer,
+                "line": w.line or None,
+                "instruction": w.instruction,
+                "wasted_bytes": w.bytes,
+                "paths": w.paths,
+                "kinds": list(w.kinds),
+                "fixes": [FIXES[k] for k in w.kinds],
+            }
+            for w in report.lines
+        ],
+        "duplicates": [
+            {
+                "digest": "sha256:" + d.digest,
+                "size": d.size,
+                "paths": ["/" + p for p in d.paths],
+                "saveable_bytes": d.saveable_bytes,
+            }
+            for d in report.duplicates
+        ],
+    }
+
+
+def _entries(marks: tuple[tuple[str, str], ...], layer: LayerInput) -> list[dict[str, Any]]:
+    """Each entry of the layer with its change marker (A added, M modified, D deleted)."""
+    by_path: dict[str, IndexEntry] = {}
+    for entry in layer.entries:
+        if entry.kind != "opaque":
+            by_path[entry.path] = entry
+    out = []
+    for marker, path in marks:
+        e = by_path.get(path)
+        row: dict[str, Any] = {"change": marker, "path": "/" + path}
+        if e is not None and marker != "D":
+            row.update(type=e.kind, size=e.size, mode=f"{e.mode:04o}", uid=e.uid, gid=e.gid)
+            if e.digest:
+                row["digest"] = "sha256:" + e.digest
+            if e.link:
+                row["link"] = e.link
+        elif marker == "D":
+            row["type"] = "whiteout"
+        else:
+            row["type"] = "opaque"
+        out.append(row)
+    return out
+
+
+def comparison_json(c: Comparison) -> dict[str, Any]:
+    return {
+        "image": c.image,
+        "against": c.against,
+        "shared_layers": list(c.shared_layers),
+        "only_image_layers": list(c.only_image),
+        "only_against_layers": list(c.only_against),
+        "size_delta": c.size_delta,
+        "files": [
+            {"path": "/" + f.path, "change": f.change, "size_delta": f.size_delta,
+             "line": f.line or None, "instruction": f.instruction}
+            for f in c.files
+        ],
+        "groups": [
+            {"line": g.line or None, "instruction": g.instruction, "added": g.added,
+             "removed": g.removed, "changed": g.changed, "size_delta": g.size_delta}
+            for g in c.groups
+        ],
+    }
+
+
+def store_json(s: StoreReport) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "images": [
+            {"name": i.name, "id": i.id, "layers": [d for d, _ in i.layers]} for i in s.images
+        ],
+        "layers": [
+            {"diff_id": la.diff_id, "size": la.size, "images": list(la.images),
+             "saved_bytes": la.saved_bytes}
+            for la in s.layers
+        ],
+        "logical_bytes": s.logical_bytes,
+        "stored_bytes": s.stored_bytes,
+        "saved_bytes": s.saved_bytes,
+        "duplicate_files": [
+            {"digest": "sha256:" + f.digest, "size": f.size, "layers": f.layers,
+             "saveable_bytes": f.saveable_bytes}
+            for f in s.files
+        ],
+        "duplicate_file_bytes": s.duplicate_file_bytes,
+    }
+
+
+def budgets_json(results: list[RuleResult]) -> list[dict[str, Any]]:
+    return [{"rule": r.rule, "passed": r.passed, "message": r.message} for r in results]
