@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from lamina.store import IndexEntry, LayerOrigin
 
 FIXES = {
-    "metadata-only": "set the mode/owner where the file is written (COPY --chmod/--chown, "
-    "or chmod/chown in the step that wrote it): a later chmod/chown copies the whole file",
-    "overwritten": "write the final version once: drop the earlier copy or produce the "
-    "file in a single step",
+    "metadata-only": "set mode/owner where the file is written (COPY --chmod/--chown, or "
+    "in the RUN that made it): a later chmod/chown stores the whole file again",
+    "overwritten": "write the file once: drop the earlier copy or make it in one step",
     "deleted": "remove it in the same RUN that created it (or never add it): a later "
     "delete hides the bytes but still ships them",
 }

@@ -50,7 +50,15 @@ class _Tree:
 
     def put(self, path: str, version: _Version) -> None:
         self.live[path] = version
-        self.children[_parent(path)].add(path)
+        # Link every ancestor too: a tar need not hold its parent directories' entries,
+        # and a whiteout of `usr` must still find `usr/bin/x`.
+        child = path
+        while child:
+            kids = self.children[_parent(child)]
+            if child in kids:
+                break
+            kids.add(child)
+            child = _parent(child)
 
     def pop_subtree(self, path: str, include_self: bool) -> list[tuple[str, _Version]]:
         """Remove `path`'s descendants (and `path` itself if asked); return them."""
