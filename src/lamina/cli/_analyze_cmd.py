@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from lamina.api import Lamina
 
 _TOP = 10
+_FORBID_HELP = "Budget: no live path may match, e.g. '/var/cache/apt/archives/*.deb'."
 # dive's defaults when --ci is given and no rule is set anywhere.
 _DIVE_DEFAULTS = {"min_efficiency": 0.9, "max_wasted_percent": 10.0}
 
@@ -40,8 +41,8 @@ class _IndexProgress:
             self._bar = Progress(console=Console(stderr=True), transient=True)
             self._bar.start()
             self._task = self._bar.add_task("indexing layers", total=total)
-        self._bar.update(self._task, completed=done, total=total,
-                         description=f"indexing layer {diff_id[7:19]}" if diff_id else "indexed")  # fmt: skip
+        text = f"indexing layer {diff_id[7:19]}" if diff_id else "indexed"
+        self._bar.update(self._task, completed=done, total=total, description=text)
         if done >= total:
             self.close()
 
@@ -115,8 +116,7 @@ def _budgets(
 @click.option("--min-efficiency", type=float, metavar="RATIO",
               help="Budget: live / total bytes, 0-1.")  # fmt: skip
 @click.option("--max-layer-bytes", metavar="SIZE", help="Budget: the largest layer.")
-@click.option("--forbid", multiple=True, metavar="GLOB",
-              help="Budget: no live path may match (e.g. '/var/cache/apt/archives/*.deb').")  # fmt: skip
+@click.option("--forbid", multiple=True, metavar="GLOB", help=_FORBID_HELP)
 @click.option("--ci-config", type=click.Path(path_type=Path, dir_okay=False),
               help="dive's rules file (default ./.dive-ci when present).")  # fmt: skip
 @click.pass_context
@@ -284,7 +284,7 @@ def _show_image(console: Console, report: ImageReport) -> None:
                 Text.assemble(
                     (f"  {human_size(h.bytes):>7} ", "red"), (f"{h.kind:<13} ", "yellow"),
                     "/" + h.path, (f"  layer {h.layer} → {made.line or made.index}", "dim"),
-                )  # fmt: skip
+                )
             )
     if report.duplicates:
         console.print()
@@ -293,7 +293,7 @@ def _show_image(console: Console, report: ImageReport) -> None:
         for d in report.duplicates[:5]:
             paths = ", ".join("/" + p for p in d.paths[:3])
             more = f" +{len(d.paths) - 3}" if len(d.paths) > 3 else ""
-            console.print(f"  {human_size(d.size):>7} × {len(d.paths)}  {paths}{more}")
+            console.print(f"  {human_size(d.size):>7} x {len(d.paths)}  {paths}{more}")
     if not report.lines and not report.duplicates:
         console.print()
         console.print("[green]No waste: every stored byte is visible in the image.[/green]")
@@ -316,7 +316,7 @@ def _show_comparison(console: Console, c: Comparison) -> None:
                 (f"  {sign}{human_size(abs(g.size_delta)):>7} ", "yellow"),
                 (f"+{g.added} -{g.removed} ~{g.changed} ", ""), (g.line or "", "cyan"), " ",
                 (" ".join(g.instruction.split())[:50], "dim"),
-            )  # fmt: skip
+            )
         )
     for f in c.files[:_TOP]:
         sign = "+" if f.size_delta >= 0 else "-"

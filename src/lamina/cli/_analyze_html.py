@@ -81,7 +81,8 @@ function card(k,v,bad){return el('div',{class:'card'+(bad?' bad':'')},
  el('div',{class:'v',text:v}),el('div',{class:'k',text:k}))}
 function buildTree(entries){const root={name:'/',kids:new Map(),e:null};
  for(const e of entries){const parts=e.path.split('/').filter(Boolean);let n=root;
-  for(const p of parts){if(!n.kids.has(p))n.kids.set(p,{name:p,kids:new Map(),e:null});n=n.kids.get(p)}
+  for(const p of parts){if(!n.kids.has(p))n.kids.set(p,{name:p,kids:new Map(),e:null});
+   n=n.kids.get(p)}
   n.e=e}return root}
 function nodeLine(n){const e=n.e||{};const s=el('span');
  s.append(el('span',{class:'m m'+(e.change||''),text:e.change||' '}),n.name+(n.kids.size?'/':''));
@@ -133,7 +134,8 @@ if(IMG){const t=IMG.totals,u=IMG.user;
   ' in '+IMG.waste.filter(w=>w.bytes).length+' hidden versions'}));
  if(IMG.lines.length){const tb=el('table',{id:'lines'},el('tr',{},el('th',{text:'wasted'}),
    el('th',{text:'instruction'}),el('th',{text:'fix'})));
-  for(const w of IMG.lines){tb.append(el('tr',{class:'line'},el('td',{class:'num',text:hs(w.wasted_bytes)}),
+  for(const w of IMG.lines){tb.append(el('tr',{class:'line'},
+   el('td',{class:'num',text:hs(w.wasted_bytes)}),
    el('td',{class:'path',text:(w.line?w.line+' ':'')+w.instruction}),
    el('td',{class:'fix',text:w.fixes.join(' · ')})))}
   ws.append(el('h3',{text:'By instruction (the layer that hid the bytes)'}),tb)}
@@ -149,7 +151,7 @@ if(IMG){const t=IMG.totals,u=IMG.user;
  main.append(ws);
  if(IMG.duplicates.length){const ds=el('section',{id:'dups'},el('h2',{text:'Duplicate content'}));
   const dt=el('table');for(const d of IMG.duplicates.slice(0,50)){dt.append(el('tr',{},
-   el('td',{class:'num',text:hs(d.size)+' × '+d.paths.length}),
+   el('td',{class:'num',text:hs(d.size)+' x '+d.paths.length}),
    el('td',{class:'path',text:d.paths.join('  ')})))}ds.append(dt);main.append(ds)}
  const ts=el('section',{id:'files'},el('h2',{id:'treetitle',text:'Files'}),
   el('input',{type:'search',id:'filter',placeholder:'filter paths (e.g. .deb, /usr/lib)'}),

@@ -11,7 +11,7 @@ from lamina.errors import InvalidInputError
 @pytest.mark.parametrize(
     ("text", "value"),
     [("512", 512), ("20MB", 20_000_000), ("20 MB", 20_000_000), ("1.5GiB", 1_610_612_736),
-     ("3kB", 3000), ("2MiB", 2 * 1024 * 1024)],  # fmt: skip
+     ("3kB", 3000), ("2MiB", 2 * 1024 * 1024)],
 )
 def test_sizes(text: str, value: int) -> None:
     assert parse_bytes(text) == value
@@ -46,7 +46,7 @@ def test_disabled_rules_are_off() -> None:
 @pytest.mark.parametrize(
     "text",
     ["rules:\n  lowest-efficiency: 1.5\n", "rules:\n  no-such-rule: 1\n",
-     "rules:\n  highest-user-wasted-percent: lots\n", "rules:\n  lowest-efficiency\n"],  # fmt: skip
+     "rules:\n  highest-user-wasted-percent: lots\n", "rules:\n  lowest-efficiency\n"],
 )
 def test_bad_dive_ci_files_name_the_problem(text: str) -> None:
     with pytest.raises(InvalidInputError) as err:
