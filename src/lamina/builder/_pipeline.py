@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from lamina.layers import (
-    BlobInfo,
     Change,
     Compression,
     EntryCollector,
+    LayerBlobInfo,
     LayerBlobWriter,
     write_layer,
 )
@@ -82,7 +82,7 @@ class _TarSink(_Stage):
 
 def write_layer_to_store(
     store: Store, lease: Lease, changes: list[Change], *, source_date_epoch: int | None
-) -> BlobInfo:
+) -> LayerBlobInfo:
     """Write `changes` as a gzip layer blob into the content store (leased) and commit it,
     and record its file index, gathered as the tar is written."""
     index = EntryCollector()

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from lamina.analysis import (
     Budgets,
+    LayerInput,
     analyze_image,
     check_budgets,
     compare_images,
     live_tree,
 )
-from lamina.analysis._model import LayerInput
 from lamina.store import IndexEntry, LayerOrigin
 
 MB = 1_000_000

@@ -9,13 +9,14 @@ import os
 from pathlib import Path
 
 from lamina.layers import (
+    Change,
+    ChangeKind,
     EntryCollector,
     changes_from_dir,
     scan_layer,
     sort_changes,
     write_layer,
 )
-from lamina.layers._changes import Change, ChangeKind
 from lamina.store import IndexEntry, open_store
 
 
