@@ -22,6 +22,7 @@ from lamina.analysis._budget import (
     Budgets,
     RuleResult,
     check_budgets,
+    glob_regex,
     parse_bytes,
     parse_dive_ci,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "check_budgets",
     "compare_images",
     "comparison_json",
+    "glob_regex",
     "image_json",
     "image_layers",
     "live_tree",

@@ -8,7 +8,6 @@ rule off. Only that small `rules:` mapping is parsed: no YAML library is needed.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -122,8 +121,32 @@ def parse_dive_ci(text: str, source: str = ".dive-ci") -> Budgets:
     )
 
 
-def _glob(pattern: str) -> str:
-    return pattern if pattern.startswith("/") else "/" + pattern
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A --forbid glob: `*` and `?` stay within one path component, `**` crosses them,
+    `[...]` is a character class; the pattern is anchored at `/`."""
+    p = pattern if pattern.startswith("/") else "/" + pattern
+    out: list[str] = []
+    i = 0
+    while i < len(p):
+        if p.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif p[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif p[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif p[i] == "[" and (end := p.find("]", i + 2)) > 0:
+            body = p[i + 1 : end]
+            negate = body.startswith("!")
+            body = re.escape(body[1:] if negate else body).replace("\\-", "-")
+            out.append(("[^" if negate else "[") + body + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(p[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
 
 
 def check_budgets(
@@ -158,7 +181,8 @@ def check_budgets(
     if budgets.forbid:
         paths = ["/" + p for p in live_paths]
         for pattern in budgets.forbid:
-            hits = sorted(p for p in paths if fnmatch.fnmatchcase(p, _glob(pattern)))
+            regex = glob_regex(pattern)
+            hits = sorted(p for p in paths if regex.match(p))
             msg = (f"{len(hits)} forbidden path(s) match {pattern}: {', '.join(hits[:3])}"
                    if hits else f"no path matches {pattern}")  # fmt: skip
             out.append(RuleResult("forbid", not hits, msg))

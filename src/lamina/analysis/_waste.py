@@ -178,14 +178,23 @@ def _report(
     base: str,
 ) -> ImageReport:
     live_groups: set[tuple[int, str]] = {v.group for v in tree.live.values()}
+    # A hardlinked content is wasted once, when its last path goes: by the last hider.
+    group_size: dict[tuple[int, str], int] = {}
+    last: dict[tuple[int, str], tuple[int, int]] = {}  # group → (hider, row)
+    for row, (_path, version, hider, _kind) in enumerate(hidden_raw):
+        if version.entry.kind == "file":
+            group_size[version.group] = version.entry.size
+        if version.entry.kind in ("file", "hardlink") and version.group not in live_groups:
+            last[version.group] = max(last.get(version.group, (-1, -1)), (hider, row))
+    payer = {row: group_size.get(group, 0) for group, (_hider, row) in last.items()}
     hidden: list[Hidden] = []
     stored_waste = [0] * len(layers)
     caused_waste = [0] * len(layers)
-    for path, version, hider, kind in hidden_raw:
+    for row, (path, version, hider, kind) in enumerate(hidden_raw):
         entry = version.entry
         if entry.kind in ("dir", "whiteout", "opaque"):
             continue
-        wasted = entry.size if entry.kind == "file" and version.group not in live_groups else 0
+        wasted = payer.get(row, 0)
         hidden.append(Hidden(path, version.layer, hider, kind, wasted, entry.kind))
         stored_waste[version.layer] += wasted
         caused_waste[hider] += wasted

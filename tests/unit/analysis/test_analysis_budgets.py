@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lamina.analysis import Budgets, parse_bytes, parse_dive_ci
+from lamina.analysis import Budgets, glob_regex, parse_bytes, parse_dive_ci
 from lamina.errors import InvalidInputError
 
 
@@ -58,3 +58,16 @@ def test_command_line_budgets_win_over_the_file() -> None:
     mine = Budgets(max_wasted_bytes=5, forbid=("/x",))
     merged = mine.merged(Budgets(max_wasted_bytes=9, min_efficiency=0.5, forbid=("/y",)))
     assert merged == Budgets(max_wasted_bytes=5, min_efficiency=0.5, forbid=("/x", "/y"))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "hit"),
+    [("/var/cache/apt/archives/*.deb", "/var/cache/apt/archives/x_1.deb", True),
+     ("/var/cache/apt/archives/*.deb", "/var/cache/apt/archives/partial/x.deb", False),
+     ("/var/**/*.deb", "/var/cache/apt/archives/partial/x.deb", True),
+     ("/b*", "/bin/busybox", False), ("/b*", "/big", True), ("big", "/big", True),
+     ("/etc/[a-c]*", "/etc/bash", True), ("/etc/[!a-c]*", "/etc/bash", False),
+     ("/a.b", "/axb", False), ("/?ig", "/big", True)],  # fmt: skip
+)
+def test_forbid_globs(pattern: str, path: str, hit: bool) -> None:
+    assert bool(glob_regex(pattern).match(path)) is hit
