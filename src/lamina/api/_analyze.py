@@ -20,6 +20,7 @@ from lamina.analysis import (
     image_layers,
     store_sharing,
 )
+from lamina.api._lamina import familiar
 from lamina.api._transfer import _uncompressed
 from lamina.errors import DigestMismatchError
 from lamina.layers import EntryCollector
@@ -94,7 +95,8 @@ def compare(
 def store_report(store: Store) -> StoreReport:
     images = []
     for record in store.list_images():
-        name = sorted(record.tags)[0] if record.tags else short_id(record.id)
+        names = sorted(":".join(familiar(tag)) for tag in record.tags)
+        name = names[0] if names else short_id(record.id)
         layers = tuple(
             (layer.diff_id, layer.uncompressed_size if layer.uncompressed_size is not None
              else layer.size)
