@@ -124,8 +124,10 @@ def merged_file_bytes(root: Path) -> int:
     return sum(seen.values())
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+_SLOW_OK = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=_SLOW_OK)
 @given(stack=st.lists(st.lists(op, max_size=7), min_size=1, max_size=4), seed=st.integers(0, 9))
 def test_live_bytes_are_what_mount_shows(lam: Lamina, tmp_path: Path,
                                          stack: list[list[Op]], seed: int) -> None:  # fmt: skip
