@@ -27,7 +27,13 @@ from lamina.analysis._budget import (
     parse_dive_ci,
 )
 from lamina.analysis._compare import ChangeGroup, Comparison, FileChange, compare_images
-from lamina.analysis._json import budgets_json, comparison_json, image_json, store_json
+from lamina.analysis._json import (
+    budgets_json,
+    comparison_json,
+    dumps,
+    image_json,
+    store_json,
+)
 from lamina.analysis._model import (
     FIXES,
     Duplicate,
@@ -72,6 +78,7 @@ __all__ = [
     "check_budgets",
     "compare_images",
     "comparison_json",
+    "dumps",
     "glob_regex",
     "image_json",
     "image_layers",

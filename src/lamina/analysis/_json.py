@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 from typing import Any
 
 from lamina.analysis._budget import RuleResult
 from lamina.analysis._compare import Comparison
 from lamina.analysis._model import FIXES, ImageReport, LayerInput, Totals
 from lamina.analysis._sharing import StoreReport
-from lamina.store import IndexEntry
 
 SCHEMA = "lamina.analyze/v1"
 
@@ -95,28 +96,59 @@ def image_json(
     }
 
 
-def _entries(marks: tuple[tuple[str, str], ...], layer: LayerInput) -> list[dict[str, Any]]:
+def _entries(marks: tuple[str, ...], layer: LayerInput) -> list[dict[str, Any]]:
     """Each entry of the layer with its change marker (A added, M modified, D deleted)."""
-    by_path: dict[str, IndexEntry] = {}
-    for entry in layer.entries:
-        if entry.kind != "opaque":
-            by_path[entry.path] = entry
     out = []
-    for marker, path in marks:
-        e = by_path.get(path)
-        row: dict[str, Any] = {"change": marker, "path": "/" + path}
-        if e is not None and marker != "D":
-            row.update(type=e.kind, size=e.size, mode=f"{e.mode:04o}", uid=e.uid, gid=e.gid)
+    for marker, e in zip(marks, layer.entries, strict=True):
+        row: dict[str, Any] = {"change": marker, "path": "/" + e.path, "type": e.kind}
+        if e.kind not in ("whiteout", "opaque"):
+            row.update(size=e.size, mode=f"{e.mode:04o}", uid=e.uid, gid=e.gid)
             if e.digest:
                 row["digest"] = "sha256:" + e.digest
             if e.link:
                 row["link"] = e.link
-        elif marker == "D":
-            row["type"] = "whiteout"
-        else:
-            row["type"] = "opaque"
         out.append(row)
     return out
+
+
+_ENC = json.encoder.encode_basestring_ascii
+
+
+def _entries_text(marks: tuple[str, ...], layer: LayerInput) -> str:
+    """`_entries` as JSON text, built directly: 50,000 entries in a few tens of ms."""
+    enc = _ENC
+    parts = []
+    for marker, e in zip(marks, layer.entries, strict=True):
+        head = f'{{"change":"{marker}","path":{enc("/" + e.path)},"type":{enc(e.kind)}'
+        if e.kind in ("whiteout", "opaque"):
+            parts.append(head + "}")
+            continue
+        row = f'{head},"size":{e.size},"mode":"{e.mode:04o}","uid":{e.uid},"gid":{e.gid}'
+        if e.digest:
+            row += f',"digest":{enc("sha256:" + e.digest)}'
+        if e.link:
+            row += f',"link":{enc(e.link)}'
+        parts.append(row + "}")
+    return "[" + ",".join(parts) + "]"
+
+
+def dumps(
+    doc: dict[str, Any], report: ImageReport | None = None, layers: list[LayerInput] | None = None
+) -> str:
+    """`doc` as compact JSON; with the report and its layers, each of `doc["layers"]` gets
+    its `entries` (as `image_json` makes them), written without building 50,000 dicts."""
+    if report is None or layers is None or "layers" not in doc:
+        return json.dumps(doc, separators=(",", ":"))
+    nonce = secrets.token_hex(8)  # no text in the document can forge the placeholder
+    for item in doc["layers"]:
+        item["entries"] = f"@entries-{nonce}-{item['index']}@"
+    text = json.dumps(doc, separators=(",", ":"))
+    for item in doc["layers"]:
+        i = item["index"]
+        placeholder = json.dumps(item["entries"])
+        text = text.replace(placeholder, _entries_text(report.markers[i], layers[i]), 1)
+        del item["entries"]
+    return text
 
 
 def comparison_json(c: Comparison) -> dict[str, Any]:

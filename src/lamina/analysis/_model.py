@@ -122,5 +122,5 @@ class ImageReport:
     base_layers: int
     base: str
     lines: tuple[LineWaste, ...]
-    markers: tuple[tuple[tuple[str, str], ...], ...] = field(default=(), repr=False)
-    """Per layer, (A|M|D, path) for every entry (directories' opaque markers as M)."""
+    markers: tuple[tuple[str, ...], ...] = field(default=(), repr=False)
+    """Per layer, A|M|D for each of its entries, in entry order (opaque markers: M)."""

@@ -14,9 +14,9 @@ hides a subtree in time proportional to its size.
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from lamina.analysis._model import (
     Duplicate,
@@ -29,53 +29,9 @@ from lamina.analysis._model import (
 )
 from lamina.store import IndexEntry
 
-
-@dataclass(slots=True)
-class _Version:
-    layer: int
-    entry: IndexEntry
-    group: tuple[int, str]  # hardlink group: (layer, the path holding the content)
-
-
-def _parent(path: str) -> str:
-    return path.rpartition("/")[0]
-
-
-class _Tree:
-    """The merged tree: the live version of each path and each directory's children."""
-
-    def __init__(self) -> None:
-        self.live: dict[str, _Version] = {}
-        self.children: dict[str, set[str]] = defaultdict(set)
-
-    def put(self, path: str, version: _Version) -> None:
-        self.live[path] = version
-        # Link every ancestor too: a tar need not hold its parent directories' entries,
-        # and a whiteout of `usr` must still find `usr/bin/x`.
-        child = path
-        while child:
-            kids = self.children[_parent(child)]
-            if child in kids:
-                break
-            kids.add(child)
-            child = _parent(child)
-
-    def pop_subtree(self, path: str, include_self: bool) -> list[tuple[str, _Version]]:
-        """Remove `path`'s descendants (and `path` itself if asked); return them."""
-        out: list[tuple[str, _Version]] = []
-        stack = list(self.children.pop(path, ()))
-        while stack:
-            p = stack.pop()
-            version = self.live.pop(p, None)
-            if version is not None:
-                out.append((p, version))
-            stack.extend(self.children.pop(p, ()))
-        if include_self:
-            version = self.live.pop(path, None)
-            if version is not None:
-                out.append((path, version))
-                self.children[_parent(path)].discard(path)
-        return out
+_Version = tuple[int, IndexEntry]  # (layer index, its entry)
+_Hidden = tuple[str, _Version, int, str]  # path, version, hiding layer, kind
+_MARKERS = ("whiteout", "opaque")
 
 
 def _kind_of_rewrite(old: IndexEntry, new: IndexEntry) -> str:
@@ -88,118 +44,156 @@ def _kind_of_rewrite(old: IndexEntry, new: IndexEntry) -> str:
     return "metadata-only" if same else "overwritten"
 
 
+def _group(version: _Version, path: str) -> tuple[int, str]:
+    """The hardlink group of a version: (layer, the path whose entry holds the content)."""
+    layer, entry = version
+    return (layer, entry.link) if entry.kind == "hardlink" else (layer, path)
+
+
+class _Stack:
+    """The merged tree while the stack is replayed: path → the live version.
+
+    Subtree queries (a whiteout or opaque directory, a file over a directory) are rare:
+    they bisect a sorted snapshot of the paths taken before the layer, made only for
+    layers that need one, so the common entry costs a dict lookup and a store.
+    """
+
+    def __init__(self) -> None:
+        self.live: dict[str, _Version] = {}
+        self._sorted: list[str] | None = None
+
+    def start_layer(self) -> None:
+        self._sorted = None
+
+    def lower_under(self, path: str, layer: int) -> list[tuple[str, _Version]]:
+        """Live versions from layers below `layer` strictly under directory `path`."""
+        if self._sorted is None:
+            self._sorted = sorted(self.live)
+        keys = self._sorted
+        lo = bisect.bisect_left(keys, path + "/")
+        hi = bisect.bisect_left(keys, path + "0")  # "0" sorts right after "/"
+        out = []
+        for p in keys[lo:hi]:
+            version = self.live.get(p)
+            if version is not None and version[0] < layer:
+                out.append((p, version))
+        return out
+
+
 def analyze_image(image: str, layers: Sequence[LayerInput], base_layers: int = 0,
                   base: str = "") -> ImageReport:  # fmt: skip
     """The full report for an image whose layers (bottom first) are `layers`."""
-    tree, hidden, markers, counts = _replay(layers)
-    return _report(image, layers, tree, hidden, markers, counts, base_layers, base)
+    stack, hidden, markers, counts, links = _replay(layers)
+    return _report(image, layers, stack.live, hidden, markers, counts, links, base_layers, base)
 
 
 def live_tree(layers: Sequence[LayerInput]) -> dict[str, tuple[int, IndexEntry]]:
     """What the merged image shows: path → (layer index, entry) of each live path."""
-    tree = _replay(layers)[0]
-    return {path: (v.layer, v.entry) for path, v in tree.live.items()}
+    return _replay(layers)[0].live
 
 
 def _replay(
     layers: Sequence[LayerInput],
-) -> tuple[
-    _Tree,
-    list[tuple[str, _Version, int, str]],
-    list[tuple[tuple[str, str], ...]],
-    list[tuple[int, int, int]],
-]:
-    tree = _Tree()
-    hidden: list[tuple[str, _Version, int, str]] = []  # path, version, hider, kind
-    markers: list[tuple[tuple[str, str], ...]] = []
-    counts: list[tuple[int, int, int]] = []
+) -> tuple[_Stack, list[_Hidden], list[tuple[str, ...]], list[tuple[int, int, int, int]],
+           list[str]]:  # fmt: skip
+    stack = _Stack()
+    live = stack.live
+    hidden: list[_Hidden] = []
+    markers: list[tuple[str, ...]] = []
+    counts: list[tuple[int, int, int, int]] = []  # added, modified, removed, file bytes
+    links: list[str] = []  # paths written as hardlinks
     for i, layer in enumerate(layers):
+        stack.start_layer()
+        entries = layer.entries
         pending: dict[str, _Version] = {}
-        marks: list[tuple[str, str]] = []
-        added = modified = removed = 0
         # Deletions apply to the layers below only: take them first.
-        for entry in layer.entries:
+        for entry in [e for e in entries if e.kind in _MARKERS]:
             if entry.kind == "whiteout":
-                for p, v in tree.pop_subtree(entry.path, include_self=True):
-                    pending[p] = v
-                marks.append(("D", entry.path))
-                removed += 1
-            elif entry.kind == "opaque":
-                for p, v in tree.pop_subtree(entry.path, include_self=False):
-                    pending[p] = v
-        seen_dirs: set[str] = set()
-        for entry in layer.entries:
-            if entry.kind in ("whiteout", "opaque"):
-                if entry.kind == "opaque" and entry.path not in seen_dirs:
-                    seen_dirs.add(entry.path)
-                    marks.append(("M", entry.path))
-                    modified += 1
+                own = live.get(entry.path)
+                if own is not None and own[0] < i:
+                    pending[entry.path] = live.pop(entry.path)
+            for p, v in stack.lower_under(entry.path, i):
+                pending[p] = v
+                del live[p]
+        marks: list[str] = []
+        mark = marks.append
+        added = modified = removed = file_bytes = 0
+        for entry in entries:
+            kind = entry.kind
+            if kind in _MARKERS:
+                if kind == "whiteout":
+                    mark("D")
+                    removed += 1
+                else:
+                    mark("M")
                 continue
             path = entry.path
-            old = pending.pop(path, None)
+            old = pending.pop(path, None) if pending else None
             if old is None:
-                old = tree.live.get(path)
-                if old is not None and (entry.kind != "dir" or old.entry.kind != "dir"):
-                    # A non-directory over a directory removes all below it, and the
-                    # reverse replaces the file: the old version goes either way.
-                    for p, v in tree.pop_subtree(path, include_self=False):
+                old = live.get(path)
+                if old is not None and old[1].kind == "dir" and kind != "dir":
+                    # A non-directory over a directory removes everything below it.
+                    for p, v in stack.lower_under(path, i):
                         hidden.append((p, v, i, "deleted"))
-                    tree.live.pop(path, None)
-            if old is not None and old.layer < i:
-                if not (old.entry.kind == "dir" and entry.kind == "dir"):
-                    hidden.append((path, old, i, _kind_of_rewrite(old.entry, entry)))
-            elif old is not None:  # the same path twice in one layer: the first is hidden
-                hidden.append((path, old, i, _kind_of_rewrite(old.entry, entry)))
-            group = (i, entry.link) if entry.kind == "hardlink" else (i, path)
-            if entry.kind == "dir":
-                seen_dirs.add(path)
-            tree.put(path, _Version(i, entry, group))
+                        del live[p]
+            if old is not None and not (kind == "dir" and old[1].kind == "dir"):
+                hidden.append((path, old, i, _kind_of_rewrite(old[1], entry)))
+            live[path] = (i, entry)
+            if kind == "file":
+                file_bytes += entry.size
+            elif kind == "hardlink":
+                links.append(path)
             if old is None:
-                marks.append(("A", path))
+                mark("A")
                 added += 1
             else:
-                marks.append(("M", path))
+                mark("M")
                 modified += 1
         for p, v in pending.items():
             hidden.append((p, v, i, "deleted"))
         markers.append(tuple(marks))
-        counts.append((added, modified, removed))
-    return tree, hidden, markers, counts
+        counts.append((added, modified, removed, file_bytes))
+    return stack, hidden, markers, counts, links
 
 
 def _report(
     image: str,
     layers: Sequence[LayerInput],
-    tree: _Tree,
-    hidden_raw: list[tuple[str, _Version, int, str]],
-    markers: list[tuple[tuple[str, str], ...]],
-    counts: list[tuple[int, int, int]],
+    live: dict[str, _Version],
+    hidden_raw: list[_Hidden],
+    markers: list[tuple[str, ...]],
+    counts: list[tuple[int, int, int, int]],
+    links: list[str],
     base_layers: int,
     base: str,
 ) -> ImageReport:
-    live_groups: set[tuple[int, str]] = {v.group for v in tree.live.values()}
+    # Content reached by a live hardlink is live even when its first path is hidden.
+    live_groups = {_group(v, p) for p in links if (v := live.get(p)) is not None}
     # A hardlinked content is wasted once, when its last path goes: by the last hider.
     group_size: dict[tuple[int, str], int] = {}
     last: dict[tuple[int, str], tuple[int, int]] = {}  # group → (hider, row)
-    for row, (_path, version, hider, _kind) in enumerate(hidden_raw):
-        if version.entry.kind == "file":
-            group_size[version.group] = version.entry.size
-        if version.entry.kind in ("file", "hardlink") and version.group not in live_groups:
-            last[version.group] = max(last.get(version.group, (-1, -1)), (hider, row))
+    for row, (path, version, hider, _kind) in enumerate(hidden_raw):
+        entry_kind = version[1].kind
+        if entry_kind not in ("file", "hardlink"):
+            continue
+        group = _group(version, path)
+        if entry_kind == "file":
+            group_size[group] = version[1].size
+        if group not in live_groups:
+            last[group] = max(last.get(group, (-1, -1)), (hider, row))
     payer = {row: group_size.get(group, 0) for group, (_hider, row) in last.items()}
     hidden: list[Hidden] = []
     stored_waste = [0] * len(layers)
     caused_waste = [0] * len(layers)
-    for row, (path, version, hider, kind) in enumerate(hidden_raw):
-        entry = version.entry
+    for row, (path, (at, entry), hider, kind) in enumerate(hidden_raw):
         if entry.kind in ("dir", "whiteout", "opaque"):
             continue
         wasted = payer.get(row, 0)
-        hidden.append(Hidden(path, version.layer, hider, kind, wasted, entry.kind))
-        stored_waste[version.layer] += wasted
+        hidden.append(Hidden(path, at, hider, kind, wasted, entry.kind))
+        stored_waste[at] += wasted
         caused_waste[hider] += wasted
     hidden.sort(key=lambda h: (-h.bytes, h.path, h.layer))
-    file_bytes = [sum(e.size for e in layer.entries if e.kind == "file") for layer in layers]
+    file_bytes = [c[3] for c in counts]
     total = sum(file_bytes)
     wasted = sum(stored_waste)
     image_bytes = sum(layer.uncompressed_size for layer in layers)
@@ -217,7 +211,7 @@ def _report(
     )
     reports = []
     for i, layer in enumerate(layers):
-        added, modified, removed = counts[i]
+        added, modified, removed, _bytes = counts[i]
         reports.append(
             LayerReport(
                 index=i,
@@ -241,7 +235,7 @@ def _report(
         image=image,
         layers=tuple(reports),
         hidden=tuple(hidden),
-        duplicates=_duplicates(tree),
+        duplicates=_duplicates(live),
         totals=totals,
         user_totals=user_totals,
         base_layers=base_layers,
@@ -251,20 +245,25 @@ def _report(
     )
 
 
-def _duplicates(tree: _Tree) -> tuple[Duplicate, ...]:
+def _duplicates(live: dict[str, _Version]) -> tuple[Duplicate, ...]:
     """The same content at several live paths (hardlinks to one file count once)."""
-    by_digest: dict[str, dict[tuple[int, str], list[str]]] = defaultdict(dict)
-    sizes: dict[str, int] = {}
-    for path, version in tree.live.items():
-        entry = version.entry
-        if entry.kind in ("file", "hardlink") and entry.digest is not None and entry.size > 0:
-            by_digest[entry.digest].setdefault(version.group, []).append(path)
-            sizes[entry.digest] = entry.size
+    first: dict[str, str] = {}  # digest → the first live path seen with it
+    more: dict[str, list[str]] = {}  # digest → every path, once a second one shows up
+    for path, (_layer, entry) in live.items():
+        digest = entry.digest
+        if digest is None or not entry.size:  # dirs, links, empty files
+            continue
+        seen = first.setdefault(digest, path)
+        if seen is not path:
+            more.setdefault(digest, [seen]).append(path)
     out = []
-    for digest, groups in by_digest.items():
+    for digest, paths in more.items():
+        groups: dict[tuple[int, str], list[str]] = {}
+        for path in paths:
+            groups.setdefault(_group(live[path], path), []).append(path)
         if len(groups) > 1:
-            paths = tuple(sorted(min(paths) for paths in groups.values()))
-            out.append(Duplicate(digest, sizes[digest], paths))
+            shown = tuple(sorted(min(members) for members in groups.values()))
+            out.append(Duplicate(digest, live[paths[0]][1].size, shown))
     out.sort(key=lambda d: (-d.saveable_bytes, d.paths))
     return tuple(out)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,35 +167,42 @@ def _run(
         budgets_json,
         check_budgets,
         comparison_json,
+        dumps,
         image_json,
         store_json,
     )
 
-    doc: dict[str, Any] = {}
     report = layers = comparison = sharing = None
     results: list[RuleResult] = []
     source = ""
     if image is not None:
         report, layers = lam.analyze(image, base=base, progress=progress)
-        doc = image_json(report, layers)
         if against is not None:
             comparison = lam.compare(image, against, progress)
-            doc["against"] = comparison_json(comparison)
         if ci:
             budgets, source = _budgets(*budget_args)
             live = (p for p, row in report_live(report, layers))
             results = check_budgets(report, budgets, live)
-            doc["budgets"] = budgets_json(results)
     if whole_store:
         sharing = lam.analyze_store(progress)
-        doc = {**doc, "store": store_json(sharing)} if doc else store_json(sharing)
     progress.close()
+    doc: dict[str, Any] = {}
+    if as_json or html is not None:
+        if report is not None:
+            doc = image_json(report, layers, entries=False)
+            if comparison is not None:
+                doc["against"] = comparison_json(comparison)
+            if ci:
+                doc["budgets"] = budgets_json(results)
+        if sharing is not None:
+            doc = {**doc, "store": store_json(sharing)} if doc else store_json(sharing)
+    text = dumps(doc, report, layers) if doc else ""
     if html is not None:
         from lamina.cli._analyze_html import write_html
 
-        write_html(html, doc)
+        write_html(html, text, image or "lamina store")
     if as_json:
-        sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        sys.stdout.write(text + "\n")
     elif html is not None:
         click.echo(f"Wrote {html}")
     else:

@@ -9,10 +9,8 @@ layer stack as bars (live and wasted bytes), a file tree per layer with A/M/D ma
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 _CSS = """
 :root{--live:#3b82f6;--waste:#ef4444;--bg:#f8fafc;--fg:#0f172a;--dim:#64748b;--card:#fff}
@@ -191,11 +189,10 @@ if(STORE){const s=el('section',{id:'store'},el('h2',{text:'Store: '+STORE.images
 """
 
 
-def render_html(doc: dict[str, Any]) -> str:
+def render_html(doc_json: str, title: str) -> str:
     """The page for a `--json` document (an image report, possibly with a store's)."""
     # `<` only occurs inside JSON strings: escaped, no `</script>` or `<!--` can end the tag.
-    data = json.dumps(doc, separators=(",", ":")).replace("<", "\\u003c")
-    title = str(doc.get("image") or "lamina store")
+    data = doc_json.replace("<", "\\u003c")
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
@@ -213,8 +210,8 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def write_html(path: Path, doc: dict[str, Any]) -> None:
+def write_html(path: Path, doc_json: str, title: str) -> None:
     """Write the page next to `path` first, then rename: never half a report."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render_html(doc), encoding="utf-8")
+    tmp.write_text(render_html(doc_json, title), encoding="utf-8")
     os.replace(tmp, path)

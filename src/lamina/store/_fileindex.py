@@ -92,7 +92,7 @@ class FileIndex:
         rows = self._db.conn().execute(
             f"SELECT {_COLUMNS} FROM layer_files WHERE diff_id = ? ORDER BY seq", (diff_id,)
         )
-        return [IndexEntry._make(row) for row in rows]
+        return list(map(IndexEntry._make, rows))
 
     def indexed(self) -> list[str]:
         """Every indexed diff_id."""

@@ -182,13 +182,21 @@ ops = st.lists(
 
 
 def _layers_from(spec: list[list[tuple[str, str, int, str]]]) -> list[LayerInput]:
+    """Layers as a real writer makes them: one entry per path, parent directories listed
+    (a layer whose entry sits below a file of the same layer is skipped, as no tree has it)."""
     out = []
     for ops_ in spec:
         entries: dict[tuple[str, str], IndexEntry] = {}
+        kinds: dict[str, str] = {}
         files: dict[str, IndexEntry] = {}
         for kind, path, size, content in ops_:
-            if kind not in ("whiteout", "opaque") and (path, "entry") in entries:
-                continue  # one entry per path in a layer, as a tar from an upper dir has
+            parents = ["/".join(path.split("/")[:n]) for n in range(1, path.count("/") + 1)]
+            if path in kinds or any(kinds.get(p, "dir") != "dir" for p in parents):
+                continue  # one entry per path; parents must be directories
+            for p in parents:
+                if p not in kinds:
+                    kinds[p] = "dir"
+                    entries[(p, "entry")] = d(p)
             if kind == "file":
                 e = f(path, size, content + str(size))
                 files[path] = e
@@ -197,14 +205,14 @@ def _layers_from(spec: list[list[tuple[str, str, int, str]]]) -> list[LayerInput
             elif kind == "whiteout":
                 e = wh(path)
             elif kind == "opaque":
+                entries[(path, "entry")] = d(path)
                 e = opq(path)
             else:
                 if not files:
                     continue
                 target = sorted(files)[0]
-                if target == path:
-                    continue
                 e = link(path, target, files[target])
+            kinds[path] = "dir" if kind == "opaque" else kind
             entries[(path, "marker" if kind in ("whiteout", "opaque") else "entry")] = e
         out.append(layer(*entries.values()))
     return out
@@ -260,3 +268,18 @@ def test_a_whiteout_hides_files_whose_parent_directories_the_tar_never_listed() 
     report = analyze_image("img", [layer(f("usr/bin/x", 10)), layer(wh("usr"))])
     assert report.totals.wasted_bytes == 10
     assert [(h.path, h.kind) for h in report.hidden] == [("usr/bin/x", "deleted")]
+
+
+def test_the_fast_json_text_is_the_documented_document() -> None:
+    import json
+
+    from lamina.analysis import dumps, image_json
+
+    a = f('dir/é "quoted" <x>', 5, "v1")
+    layers = [layer(d("dir"), a, link("dir/hard", a.path, a)),
+              layer(wh("dir/hard"), opq("dir"), a._replace(mode=0o600), line=2,
+                    text='RUN "@entries-0-0@"')]  # fmt: skip
+    report = analyze_image("img", layers)
+    full = image_json(report, layers)
+    assert json.loads(dumps(image_json(report, layers, entries=False), report, layers)) == full
+    assert [e["change"] for e in full["layers"][1]["entries"]] == ["D", "M", "M"]
