@@ -29,6 +29,7 @@ venv: $(VENV)/.installed
 lint: venv
 	ruff check src tests bench
 	mypy --strict src
+	MYPYPATH=src:tests mypy --strict --explicit-package-bases tests
 	lint-imports
 
 test: system-deps venv lint

@@ -48,7 +48,8 @@ def _two_layer_image(lamina: Lamina, tmp_path: Path) -> str:
 def _mounted_listing(lamina: Lamina, ref: str, where: Path) -> dict[str, tuple[object, ...]]:
     lamina.mount(ref, where)
     try:
-        return tree_listing(where)
+        listing: dict[str, tuple[object, ...]] = tree_listing(where)
+        return listing
     finally:
         lamina.umount(where)
 

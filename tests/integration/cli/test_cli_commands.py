@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from busybox_rootfs import make_busybox_rootfs
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +38,7 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def rootfs(tmp_path: Path) -> Path:
-    tree = tmp_path / "rootfs"
-    (tree / "bin").mkdir(parents=True)
-    shutil.copy2("/bin/busybox", tree / "bin" / "busybox")
-    (tree / "bin" / "sh").symlink_to("busybox")
-    return tree
+    return make_busybox_rootfs(tmp_path / "rootfs", with_etc=False)
 
 
 def test_unknown_image_is_one_line_and_exit_1(root: Path) -> None:
@@ -78,11 +75,11 @@ def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -
     assert history[0].split()[:3] == ["IMAGE", "CREATED", "CREATED"]
     assert history[1].startswith(image_id[7:19])
     assert history[1].rstrip().endswith("the base")
-    rows = [
+    history_rows = [
         json.loads(line)
         for line in ok(root, "history", "--format", "json", "me/base:1").splitlines()
     ]
-    assert rows[0]["ID"] == image_id and rows[0]["Comment"] == "the base"
+    assert history_rows[0]["ID"] == image_id and history_rows[0]["Comment"] == "the base"
 
     inspected = json.loads(ok(root, "inspect", "other"))
     assert inspected[0]["Id"] == image_id
