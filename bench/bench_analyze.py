@@ -40,8 +40,8 @@ _CHILD = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {src!r})
-from lamina.api import Lamina
-from lamina.api._build import build_image
+from lamina.api import Lamina, build_image
+
 root, ctx, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 if mode == "no-index":
     import lamina.builder._pipeline as pipeline

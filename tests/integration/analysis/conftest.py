@@ -9,15 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from busybox_rootfs import make_busybox_rootfs
 
-from lamina.api import Lamina
-from lamina.api._build import build_image
-
-
-@pytest.fixture(scope="session")
-def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
+from lamina.api import Lamina, build_image
 
 
 @pytest.fixture
