@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lamina.errors import LaminaError
+
 _CSS = """
 :root{--live:#3b82f6;--waste:#ef4444;--bg:#f8fafc;--fg:#0f172a;--dim:#64748b;--card:#fff}
 *{box-sizing:border-box}
@@ -213,5 +215,12 @@ def _escape(text: str) -> str:
 def write_html(path: Path, doc_json: str, title: str) -> None:
     """Write the page next to `path` first, then rename: never half a report."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render_html(doc_json, title), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(render_html(doc_json, title), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise LaminaError(
+            f"cannot write the report to {path}: {exc.strerror}",
+            hint="give --html a file in a directory you can write to",
+        ) from None
