@@ -5,6 +5,8 @@
     lamina.load(Path("image.tar")); lamina.save(["me/base:1"], Path("out.tar"))
     lamina.images(); lamina.history("me/base:1"); lamina.df()
     lamina.build(Path("ctx"), tags=["me/app:1"])   # or build_image(lamina, ctx, …)
+    report, layers = lamina.analyze("me/app:1")     # waste, lines, duplicates (lamina.analysis)
+    lamina.compare("me/app:2", "me/app:1"); lamina.analyze_store(); lamina.index_layers()
 
 The CLI is a presentation of these; tests use them directly.
 """
