@@ -16,13 +16,18 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-    from lamina.analysis import Comparison, ImageReport, RuleResult, StoreReport
+    from lamina.analysis import (
+        Budgets,
+        Comparison,
+        ImageReport,
+        LayerInput,
+        RuleResult,
+        StoreReport,
+    )
     from lamina.api import Lamina
 
 _TOP = 10
 _FORBID_HELP = "Budget: no live path may match, e.g. '/var/cache/apt/archives/*.deb'."
-# dive's defaults when --ci is given and no rule is set anywhere.
-_DIVE_DEFAULTS = {"min_efficiency": 0.9, "max_wasted_percent": 10.0}
 
 
 class _IndexProgress:
@@ -73,7 +78,7 @@ def _budgets(
     max_layer_bytes: str | None,
     forbid: tuple[str, ...],
     ci_config: Path | None,
-) -> tuple[Any, str]:
+) -> tuple[Budgets, str]:
     from lamina.analysis import Budgets, parse_bytes, parse_dive_ci
 
     if min_efficiency is not None and not 0 <= min_efficiency <= 1:
@@ -94,8 +99,8 @@ def _budgets(
         source = f"command line and {path}"
     elif ci_config is not None:
         raise NotFoundError(f"CI config {ci_config} does not exist")
-    if given == Budgets():
-        given = Budgets(**_DIVE_DEFAULTS)  # type: ignore[arg-type]
+    if given == Budgets():  # no rule anywhere: dive's defaults, as `dive --ci` has
+        given = Budgets(min_efficiency=0.9, max_wasted_percent=10.0)
         source = "dive's default rules (lowest-efficiency 0.9, highest-user-wasted-percent 0.1)"
     return given, source
 
@@ -181,8 +186,7 @@ def _run(
             comparison = lam.compare(image, against, progress)
         if ci:
             budgets, source = _budgets(*budget_args)
-            live = (p for p, row in report_live(report, layers))
-            results = check_budgets(report, budgets, live)
+            results = check_budgets(report, budgets, _live_paths(layers))
     if whole_store:
         sharing = lam.analyze_store(progress)
     progress.close()
@@ -223,10 +227,11 @@ def _run(
         sys.exit(1)
 
 
-def report_live(report: ImageReport, layers: Any) -> list[tuple[str, Any]]:
+def _live_paths(layers: list[LayerInput]) -> list[str]:
+    """Every path the image shows except directories (what --forbid looks at)."""
     from lamina.analysis import live_tree
 
-    return [(path, row) for path, row in live_tree(layers).items() if row[1].kind != "dir"]
+    return [path for path, (_layer, entry) in live_tree(layers).items() if entry.kind != "dir"]
 
 
 def _show_image(console: Console, report: ImageReport) -> None:
