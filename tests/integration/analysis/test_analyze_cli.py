@@ -133,3 +133,16 @@ def test_against_and_store_outputs(cli: Cli, build: Callable[..., str], chmodded
     assert shown.returncode == 0 and "sharing saves" in shown.stdout
     store = json.loads(cli("analyze", "--store", "--json").stdout)
     assert {i["name"] for i in store["images"]} == {"app:latest", "slim:latest", "busybox:latest"}
+
+
+def test_without_any_budget_dives_default_rules_apply(
+    lam: Lamina, cli: Cli, chmodded: str, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = cli("analyze", chmodded, "--ci", cwd=empty)
+    assert done.returncode == 1
+    assert "dive's default rules" in done.stdout
+    efficiency = lam.analyze(chmodded)[0].totals.efficiency  # busybox's live bytes count too
+    assert f"FAIL min-efficiency: efficiency {efficiency:.4f} (minimum 0.9)" in done.stdout
+    assert "FAIL max-wasted-percent: user layers waste 50.00% (budget 10.00%)" in done.stdout
