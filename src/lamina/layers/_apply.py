@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import _whiteout
 from lamina.layers._scoped import ScopedRoot, split_entry_path
-from lamina.layers._tarread import ByteStream, EntryReader, EntryType, Limits, TarEntry, TarReader
+from lamina.layers._tarread import ByteStream, EntryType, Limits, TarEntry, TarReader
 
 if TYPE_CHECKING:
     from lamina.layers._index import EntryCollector
@@ -47,13 +47,19 @@ def apply_layer(
     *,
     overlay: bool,
     limits: Limits = DEFAULT_LIMITS,
+    collect: EntryCollector | None = None,
 ) -> ApplyStats:
-    """Apply the uncompressed layer tar ``stream`` onto the directory ``target``."""
+    """Apply the uncompressed layer tar ``stream`` onto the directory ``target``;
+    ``collect`` gathers the layer's file index from the same pass."""
     reader = TarReader(stream, limits)
     applier = _Applier(os.fspath(target), overlay, limits)
     try:
         for entry, content in reader.entries():
-            applier.apply(entry, content)
+            if collect is None:
+                applier.apply(entry, content)
+                continue
+            applier.apply(entry, collect.watch(entry, content))
+            collect.done()
         applier.finish()
     finally:
         applier.close()
@@ -119,7 +125,7 @@ class _Applier:
     def close(self) -> None:
         self.root.close()
 
-    def apply(self, entry: TarEntry, content: EntryReader) -> None:
+    def apply(self, entry: TarEntry, content: ByteStream) -> None:
         parts, marker, victim = _entry_parts(entry)
         if not parts:
             if entry.type is EntryType.DIR:
@@ -193,7 +199,7 @@ class _Applier:
 
     # -- additions -------------------------------------------------------------
 
-    def _create(self, entry: TarEntry, parts: list[str], content: EntryReader) -> None:
+    def _create(self, entry: TarEntry, parts: list[str], content: ByteStream) -> None:
         parent = self.root.parent(parts, entry.name, create=True)
         assert parent is not None
         name = parts[-1]
@@ -332,7 +338,7 @@ def _setxattr(path: str | int, name: str, value: bytes, entry: TarEntry) -> None
             ) from exc
 
 
-def _copy(content: EntryReader, fd: int, size: int) -> None:
+def _copy(content: ByteStream, fd: int, size: int) -> None:
     remaining = size
     while remaining:
         data = content.read(min(remaining, _CHUNK))

@@ -2,8 +2,9 @@
 
 The writer and the readers call it once per entry they already handle; it never reads
 a layer on its own. Regular files' content is hashed from the bytes passing through:
-the writer hands over its per-file sha256, a reader lets `tar_entry` consume the
-entry's content (hashing it) where it would otherwise have been skipped.
+the writer hands over its per-file sha256, a reader that skips content lets `tar_entry`
+consume it (hashing it), and a reader that consumes it (the applier) reads through
+`watch(entry, content)` and calls `done()` after.
 """
 
 from __future__ import annotations
@@ -29,12 +30,26 @@ def _text(name: str) -> str:
     return name
 
 
+class _HashingReader:
+    """An entry's content reader that hashes every byte read through it."""
+
+    def __init__(self, content: EntryReader) -> None:
+        self._content = content
+        self.hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._content.read(n)
+        self.hash.update(data)
+        return data
+
+
 class EntryCollector:
     """Collects one `IndexEntry` per layer entry, in layer order (`entries`)."""
 
     def __init__(self) -> None:
         self.entries: list[IndexEntry] = []
         self._files: dict[str, tuple[int, str | None]] = {}
+        self._watched: tuple[TarEntry, _HashingReader]
 
     def add(
         self,
@@ -68,7 +83,18 @@ class EntryCollector:
         elif marker is _whiteout.Marker.OPAQUE:
             self.add("/".join(parts[:-1]), "opaque")
 
-    def tar_entry(self, entry: TarEntry, content: EntryReader) -> None:
+    def watch(self, entry: TarEntry, content: EntryReader) -> _HashingReader:
+        """A reader of `entry`'s content for a consumer that reads it anyway (the applier):
+        it hashes what passes; `done()` then records the entry."""
+        self._watched = (entry, _HashingReader(content))
+        return self._watched[1]
+
+    def done(self) -> None:
+        """Record the entry last watched, hashing whatever its consumer left unread."""
+        entry, reader = self._watched
+        self.tar_entry(entry, reader)
+
+    def tar_entry(self, entry: TarEntry, content: EntryReader | _HashingReader) -> None:
         """An entry a reader is passing by; a regular file's content is read here and hashed."""
         parts = split_entry_path(entry.name)
         if not parts:
@@ -78,9 +104,10 @@ class EntryCollector:
             return
         digest = None
         if entry.type is EntryType.FILE:
-            h = hashlib.sha256()
+            h = content.hash if isinstance(content, _HashingReader) else hashlib.sha256()
             while data := content.read(_CHUNK):
-                h.update(data)
+                if not isinstance(content, _HashingReader):
+                    h.update(data)
             digest = h.hexdigest()
         self.add(
             entry.name,

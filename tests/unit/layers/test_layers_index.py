@@ -12,6 +12,7 @@ from lamina.layers import (
     Change,
     ChangeKind,
     EntryCollector,
+    apply_layer,
     changes_from_dir,
     scan_layer,
     sort_changes,
@@ -56,3 +57,17 @@ def test_writer_and_reader_gather_the_same_index(tmp_path: Path) -> None:
     assert by_path[("d/ln", "symlink")].link == "f"
     assert by_path[("empty", "file")].digest == hashlib.sha256(b"").hexdigest()
     assert ("gone", "whiteout") in by_path and ("d", "opaque") in by_path
+
+
+def test_the_applier_gathers_the_index_as_it_unpacks(tmp_path: Path) -> None:
+    _tree(tmp_path / "t")
+    out = io.BytesIO()
+    write_layer(sort_changes(changes_from_dir(str(tmp_path / "t"))), out)
+    scanned, applied = EntryCollector(), EntryCollector()
+    out.seek(0)
+    scan_layer(out, collect=scanned)
+    out.seek(0)
+    (tmp_path / "unpacked").mkdir()
+    apply_layer(out, tmp_path / "unpacked", overlay=True, collect=applied)
+    assert applied.entries == scanned.entries
+    assert (tmp_path / "unpacked" / "d" / "f").read_bytes() == b"hello" * 1000
