@@ -30,9 +30,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import SRC, Row, scaled
+
 APPLETS = ["sh", "tar", "true", "ls", "cat", "rm", "mkdir", "chmod"]
-Row = tuple[str, list[float], str, list[float]]
 
 # The child that builds: with `--no-index` the layer writer gets no collector and the
 # store records no index (a benchmark-only switch, patched here, not an option of lamina).
@@ -146,8 +147,10 @@ def layer_write_cpu(root: Path, runs: int) -> tuple[list[float], list[float]]:
     return with_index, without
 
 
-def run(runs: int, work: Path, files: int = 50_000, size: int = 20_000) -> list[Row]:
-    """The benchmark's rows (see the module docstring); `work` is a scratch directory."""
+def run(runs: int, work: Path, files: int | None = None, size: int = 20_000) -> list[Row]:
+    """The benchmark's rows (see the module docstring); `work` is a scratch directory.
+    `files` defaults to 50,000 times LAMINA_BENCH_SCALE."""
+    files = files if files is not None else scaled(50_000)
     work.mkdir(parents=True, exist_ok=True)
     root, ctx = setup(work, files, size)
     child = [sys.executable, "-c", _CHILD.format(src=str(SRC)), str(root), str(ctx)]
@@ -209,7 +212,7 @@ def run(runs: int, work: Path, files: int = 50_000, size: int = 20_000) -> list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--files", type=int, default=50_000)
+    parser.add_argument("--files", type=int, default=None, help="default 50,000 (scaled)")
     parser.add_argument("--file-size", type=int, default=20_000)
     parser.add_argument("--tmp", type=Path, default=None, help="work dir (default: a temp dir)")
     opts = parser.parse_args()

@@ -12,7 +12,8 @@ from lamina.api import Lamina
 from lamina.builder import StepFailedError
 from lamina.errors import NotFoundError
 
-pytestmark = pytest.mark.integration
+# Every test here runs whole builds under runc: `make test-fast` leaves them to `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DOCKERFILE = """\
 FROM busybox

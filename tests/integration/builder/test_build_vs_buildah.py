@@ -96,6 +96,7 @@ def buildah(lam: Lamina, tmp_path: Path) -> Buildah:
     return b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_lamina_and_buildah_agree(
     case: str,

@@ -61,6 +61,7 @@ def test_usage_errors_exit_2(root: Path) -> None:
     assert lamina(root, "save", "--format", "zip", "x").returncode == 2
 
 
+@pytest.mark.slow
 def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -> None:
     image_id = ok(root, "import", "-m", "the base", str(rootfs), "me/base:1").strip()
     assert image_id.startswith("sha256:")
@@ -99,6 +100,7 @@ def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -
     assert os.listdir(root / "blobs" / "sha256") == []
 
 
+@pytest.mark.slow
 def test_df_verbose_counts_shared_layers(root: Path, rootfs: Path, tmp_path: Path) -> None:
     ok(root, "import", str(rootfs), "me/base:1")
     top = tmp_path / "top"
@@ -114,6 +116,7 @@ def test_df_verbose_counts_shared_layers(root: Path, rootfs: Path, tmp_path: Pat
     assert counts == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_fsck_finds_a_corrupt_blob_and_exits_1(root: Path, rootfs: Path) -> None:
     ok(root, "import", str(rootfs), "me/base:1")
     assert "ok" in ok(root, "fsck")

@@ -71,6 +71,7 @@ def view(root: Path) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(layer, min_size=2, max_size=4))
 def test_materialize_matches_overlayfs(layers: list[dict[str, object]]) -> None:

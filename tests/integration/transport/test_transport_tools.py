@@ -264,6 +264,7 @@ def buildah_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[li
     _run("buildah", *flags, "rmi", "--all", "--force")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dest", ["docker-archive", "oci"])
 def test_lamina_reads_what_buildah_pushes(
     buildah_image: tuple[list[str], Path], tmp_path: Path, dest: str
