@@ -315,10 +315,11 @@ def _show_comparison(console: Console, c: Comparison) -> None:
 
     console.print()
     console.print(Text.assemble(("Compared with ", "bold"), (c.against, "bold cyan")))
+    sign = "+" if c.size_delta >= 0 else "-"
     console.print(
-        f"  layers: {len(c.shared_layers)} shared, {len(c.only_image)} only in {c.image}, "
-        f"{len(c.only_against)} only in {c.against}; files changed: {len(c.files)}, "
-        f"size {'+' if c.size_delta >= 0 else '-'}{human_size(abs(c.size_delta))}"
+        f"  layers: {len(c.shared_layers)} shared, {len(c.only_image)} only here, "
+        f"{len(c.only_against)} only there; {len(c.files)} files changed, "
+        f"{sign}{human_size(abs(c.size_delta))}"
     )
     for g in c.groups[:_TOP]:
         sign = "+" if g.size_delta >= 0 else "-"
