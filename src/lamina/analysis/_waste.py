@@ -5,11 +5,13 @@ again, deletes it (a whiteout), deletes a directory above it (a whiteout of the
 directory, or a non-directory written over it), or makes a directory above it opaque.
 Wasted bytes are the regular-file bytes of hidden versions only: the surviving version
 is never waste. Hardlinks count once: the content of a hardlinked file in layer i is
-wasted only when every path linking it in layer i is hidden.
+wasted only when every path linking it in layer i is hidden, and the layer that hid
+the last of them made that waste.
 
 The stack is replayed bottom up over the index rows, keeping the merged tree (path →
-the live version) and each directory's children, so a whiteout or opaque directory
-hides a subtree in time proportional to its size.
+the live version): a dict lookup per entry. A whiteout, an opaque directory or a file
+over a directory finds the subtree it hides by bisecting a sorted snapshot of the
+paths, made only for the layers that need one.
 """
 
 from __future__ import annotations
