@@ -64,7 +64,10 @@ class EntryCollector:
         link: str = "",
     ) -> None:
         """One entry; `path` as in the layer (leading `/`, `./` and trailing `/` dropped)."""
-        clean = "/".join(split_entry_path(path))
+        if path.startswith(("/", ".")) or path.endswith("/") or "//" in path or "/." in path:
+            clean = "/".join(split_entry_path(path))
+        else:
+            clean = path  # already clean, as every path a writer's changeset holds
         if kind == "file":
             self._files[clean] = (size, digest)
         elif kind == "hardlink":

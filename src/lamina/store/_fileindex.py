@@ -67,12 +67,17 @@ class FileIndex:
         """Record the entries of layer `diff_id` (in layer order), unless it is indexed."""
         file_bytes = sum(e.size for e in entries if e.kind == "file")
         with self._db.write() as db:
-            row = (diff_id, len(entries), file_bytes, time.time())
-            if db.execute("INSERT OR IGNORE INTO layer_index VALUES (?, ?, ?, ?)", row).rowcount:
+            made = db.execute(
+                "INSERT INTO layer_index (diff_id, entries, file_bytes, created) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (diff_id) DO NOTHING RETURNING id",
+                (diff_id, len(entries), file_bytes, time.time()),
+            ).fetchone()
+            if made is not None:
+                layer = made[0]
                 db.executemany(
-                    f"INSERT INTO layer_files (diff_id, seq, {_COLUMNS}) "
+                    f"INSERT INTO layer_files (layer, seq, {_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(diff_id, seq, *entry) for seq, entry in enumerate(entries)],
+                    [(layer, seq, *entry) for seq, entry in enumerate(entries)],
                 )
 
     def has(self, diff_id: str) -> bool:
@@ -90,7 +95,9 @@ class FileIndex:
     def entries(self, diff_id: str) -> list[IndexEntry]:
         """The layer's entries in layer order ([] when it is not indexed)."""
         rows = self._db.conn().execute(
-            f"SELECT {_COLUMNS} FROM layer_files WHERE diff_id = ? ORDER BY seq", (diff_id,)
+            f"SELECT {_COLUMNS} FROM layer_files WHERE layer = "
+            "(SELECT id FROM layer_index WHERE diff_id = ?) ORDER BY seq",
+            (diff_id,),
         )
         return list(map(IndexEntry._make, rows))
 
@@ -101,7 +108,7 @@ class FileIndex:
     def shared_files(self, min_size: int = 1) -> list[tuple[str, int, int]]:
         """(digest, size, number of layers) for file content stored in more than one layer."""
         rows = self._db.conn().execute(
-            "SELECT digest, MAX(size), COUNT(DISTINCT diff_id) AS n FROM layer_files "
+            "SELECT digest, MAX(size), COUNT(DISTINCT layer) AS n FROM layer_files "
             "WHERE kind = 'file' AND digest IS NOT NULL AND size >= ? "
             "GROUP BY digest HAVING n > 1",
             (min_size,),
