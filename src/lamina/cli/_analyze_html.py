@@ -32,7 +32,7 @@ main{padding:20px 32px;max-width:1200px}
 section{background:var(--card);border-radius:10px;padding:16px 20px;margin-bottom:20px;
  box-shadow:0 1px 3px rgba(0,0,0,.08)}
 h2{font-size:16px;margin:0 0 12px}
-.layer{display:grid;grid-template-columns:36px 1fr 90px 90px;gap:10px;align-items:center;
+.layer{display:grid;grid-template-columns:36px 1fr 80px 130px;gap:10px;align-items:center;
  padding:5px 6px;border-radius:6px;cursor:pointer}
 .layer:hover,.layer.sel{background:#eef2ff}
 .layer>div{min-width:0}
@@ -102,7 +102,8 @@ function showTree(i){const L=IMG.layers[i];const box=document.getElementById('tr
   'Files of layer '+i+(L.line?' ('+L.line+')':'')+': '+(L.entries||[]).length+' entries';
  const q=document.getElementById('filter').value.trim();
  let es=L.entries||[];if(q)es=es.filter(e=>e.path.includes(q));
- renderKids(buildTree(es),box,q!==''||hash.get('expand')==='all')}
+ // A filter expands what it finds, unless that is most of a big layer.
+ renderKids(buildTree(es),box,(q!==''&&es.length<=3000)||hash.get('expand')==='all')}
 if(IMG){const t=IMG.totals,u=IMG.user;
  document.getElementById('title').textContent=IMG.image;
  document.getElementById('sub').textContent=IMG.layers.length+' layers'+
