@@ -104,3 +104,22 @@ def test_compare_and_store_sharing(lam: Lamina, build: Callable[..., str]) -> No
     (shared,) = [la for la in store.layers if len(la.images) > 1]
     assert len(shared.images) == 3  # busybox, app:1, app:2
     assert store.saved_bytes == 2 * shared.size
+
+
+def test_commit_indexes_the_containers_layer_as_it_writes_it(lam: Lamina) -> None:
+    from lamina.api import RunOptions
+
+    passwd = next(e for e in lam.analyze("busybox")[1][0].entries if e.path == "etc/passwd")
+    cid, code = lam.containers.run(
+        RunOptions("busybox", ["sh", "-c", "head -c 3000 /dev/zero > /x && rm /etc/passwd"],
+                   host_env={"PATH": "/bin"})
+    )
+    assert code == 0
+    image_id = lam.containers.commit(cid, "committed")
+    layer = lam.resolve(image_id).layers[-1]
+    assert lam.store.file_index.has(layer.diff_id)  # indexed by commit, not on first use
+    report, _ = lam.analyze("committed")
+    assert [(h.path, h.kind, h.bytes) for h in report.hidden if h.bytes] == [
+        ("etc/passwd", "deleted", passwd.size)
+    ]
+    assert report.totals.wasted_bytes == passwd.size
