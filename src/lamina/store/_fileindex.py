@@ -1,7 +1,7 @@
 """The per-layer file index: what each layer holds, entry by entry, without reading it.
 
 Lifecycle: a layer is indexed in the same pass that writes or reads its bytes as it
-enters the store (build, load, import): a collector (``lamina.layers.EntryCollector``)
+enters the store (build, load, import, commit): a collector (``lamina.layers.EntryCollector``)
 gathers one `IndexEntry` per tar entry and `FileIndex.put` records them all with the
 layer's `layer_index` row in ONE transaction: a layer is indexed completely or not at
 all. Rows are keyed by diff_id; putting an indexed layer again is a no-op. Layers that
