@@ -19,18 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from lamina.api._transfer import _uncompressed as uncompressed_layer
-from lamina.api._transfer import fetch_blob, layer_record
+from lamina.api._transfer import layer_record
 from lamina.errors import (
     ConflictError,
-    DigestMismatchError,
     InvalidInputError,
     LaminaError,
     NotFoundError,
 )
-from lamina.oci import Descriptor, Manifest, Platform, Reference, media_types, parse_reference
+from lamina.oci import Descriptor, Manifest, Platform, Reference, parse_reference
 from lamina.snapshots import ensure_snapshots
-from lamina.store import ImageRecord, LayerRecord, Lease, Store
+from lamina.store import ImageRecord, LayerRecord, Store
 from lamina.transport import (
     Credentials,
     RegistryClient,
@@ -130,10 +128,21 @@ def pull_image(
                 layer = image.manifest.layers[position]
                 if store.content.has(layer.digest):
                     events("present", layer.digest, layer.size)
-                    record, new = layer_record(store, image, position, source, lease, max_bytes)
-                else:
-                    record, new = _download(store, image, position, source, lease, count,
-                                            events, max_bytes)  # fmt: skip
+                counting = _CountingSource(source, count, events)
+                waited = 0.0
+                while True:
+                    try:
+                        record, new = layer_record(
+                            store, image, position, counting, lease, max_bytes, resumable=True
+                        )
+                        break
+                    except ConflictError:
+                        # Another pull is writing this blob: wait for it, then use it.
+                        if waited > _WAIT_FOR_OTHER_PULL:
+                            raise
+                        time.sleep(0.2)
+                        waited += 0.2
+                if new:
                     events("downloaded", layer.digest, layer.size)
                 # Unpacked now, as docker pull does, while the blob is in the page cache
                 # and beside the other layers' downloads; a mount or build then starts at once.
@@ -163,56 +172,6 @@ def pull_image(
     return PullResult(
         str(ref), record.id, record.digest, written, len(layers) - written, downloaded[0]
     )
-
-
-def _download(
-    store: Store,
-    image: SourceImage,
-    position: int,
-    source: RegistrySource,
-    lease: Lease,
-    count: Callable[[int], None],
-    events: Events,
-    max_bytes: int,
-) -> tuple[LayerRecord, bool]:
-    """Layer `position` downloaded, then checked in one pass: unpacking it into its
-    snapshot reads every entry through the safe applier and must give the config's
-    diff_id, else the snapshot is dropped (DigestMismatchError) before any image refers
-    to the blob. Its tar size comes from that pass. When the snapshot exists already
-    (the same content arrived in another compression), the new blob is scanned instead,
-    so its diff_id is never taken on trust."""
-    layer = image.manifest.layers[position]
-    diff_id = image.diff_ids[position]
-    if layer.media_type not in media_types.LAYER_TYPES:
-        raise InvalidInputError(
-            f"layer {position} ({layer.digest}): media type {layer.media_type!r} is not a layer"
-        )
-    lease.add_blob(layer.digest)
-    counting = _CountingSource(source, count, events)
-    waited = 0.0
-    while True:
-        try:
-            fetch_blob(counting, layer, store, lease)
-            break
-        except ConflictError:
-            # Another pull is writing this blob: wait for it, then use it.
-            if waited > _WAIT_FOR_OTHER_PULL:
-                raise
-            time.sleep(0.2)
-            waited += 0.2
-    known = store.get_snapshot(diff_id)
-    if known is not None and store.snapshot_path(diff_id).is_dir():
-        actual, size = uncompressed_layer(store, layer, max_bytes)
-        if actual != diff_id:
-            raise DigestMismatchError(
-                f"layer {position} ({layer.digest}): diff_id in the config", diff_id, actual
-            )
-    else:
-        unverified = LayerRecord(layer.digest, diff_id, layer.media_type, layer.size, None)
-        ensure_snapshots(store, [unverified], lease)
-        snapshot = store.get_snapshot(diff_id)
-        size = snapshot.size if snapshot is not None else layer.size
-    return LayerRecord(layer.digest, diff_id, layer.media_type, layer.size, size), True
 
 
 class _CountingSource:

@@ -9,7 +9,7 @@ from typing import Any, BinaryIO, cast
 
 from lamina.api._transfer_types import LoadResult
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
-from lamina.layers import Compression, Limits, open_layer_reader, scan_layer
+from lamina.layers import Compression, EntryCollector, Limits, open_layer_reader, scan_layer
 from lamina.oci import Descriptor, Manifest, Reference, media_types
 from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer, write_image
 from lamina.transport import (
@@ -45,17 +45,23 @@ class _Tee(io.RawIOBase):
         return len(data)
 
 
-def _scan(stream: BinaryIO, max_bytes: int, diff_id: str | None = None) -> tuple[str, int]:
+def _scan(
+    stream: BinaryIO,
+    max_bytes: int,
+    diff_id: str | None = None,
+    collect: EntryCollector | None = None,
+) -> tuple[str, int]:
     """diff_id and size of a layer blob stream, read through as the applier would read it.
 
     Every entry is checked (names, whiteouts, bounds), so a layer that could never be
     unpacked is refused before any image points at it. Reads `stream` to its end. A
     known `diff_id` (an uncompressed blob, whose digest is checked elsewhere) is not
-    hashed again.
+    hashed again. `collect` gathers the layer's file index on the way.
     """
     tar = open_layer_reader(stream, max_bytes)
     plain = tar.compression is Compression.NONE and diff_id is not None
-    stats = scan_layer(tar, limits=Limits(max_total_bytes=max_bytes), digest=not plain)
+    limits = Limits(max_total_bytes=max_bytes)
+    stats = scan_layer(tar, limits=limits, digest=not plain, collect=collect)
     while tar.read(_CHUNK):
         pass
     if plain and diff_id is not None:
@@ -64,11 +70,13 @@ def _scan(stream: BinaryIO, max_bytes: int, diff_id: str | None = None) -> tuple
     return stats.diff_id, stats.size
 
 
-def _uncompressed(store: Store, layer: Descriptor, max_bytes: int) -> tuple[str, int]:
+def _uncompressed(
+    store: Store, layer: Descriptor, max_bytes: int, collect: EntryCollector | None = None
+) -> tuple[str, int]:
     """diff_id and size of a stored layer (see `_scan`)."""
     with store.content.open(layer.digest) as blob:
         # The verifying reader checks the digest at EOF: a plain tar's diff_id is it.
-        return _scan(blob, max_bytes, layer.digest)
+        return _scan(blob, max_bytes, layer.digest, collect)
 
 
 def _ingest_layer(
@@ -79,9 +87,10 @@ def _ingest_layer(
     max_bytes: int,
     *,
     resumable: bool = False,
+    collect: EntryCollector | None = None,
 ) -> tuple[str, int]:
     """Copy a layer blob into the store, checking it in the same pass; nothing is kept
-    unless the digest and every entry check out.
+    unless the digest and every entry check out. `collect` gathers its file index.
 
     `resumable` (a pull): the partial blob stays in ingest/ if the copy fails, and the
     next attempt asks the source only for the bytes after it; the layer is then checked
@@ -95,14 +104,14 @@ def _ingest_layer(
                 while chunk := source.read(_CHUNK):
                     writer.write(chunk)
             writer.commit()
-            return _uncompressed(store, layer, max_bytes)
+            return _uncompressed(store, layer, max_bytes, collect)
         # The writer checks the digest as it commits, so the source's stream need not.
         try:
             with archive.open_blob(layer, verify=False) as source:
                 # Large reads below the tar reader: the store's hashing runs on 1 MiB
                 # chunks rather than on each entry's pieces.
                 tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
-                diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest)
+                diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest, collect)
                 while tee.read(_CHUNK):
                     pass
         except InvalidInputError as exc:
@@ -113,19 +122,6 @@ def _ingest_layer(
             raise InvalidInputError(f"layer {layer.digest}: {exc.message}", exc.hint) from None
         writer.commit()
     return diff_id, size
-
-
-def fetch_blob(source: BlobSource, blob: Descriptor, store: Store, lease: Lease) -> None:
-    """Copy a blob into the store, resumably: a partial copy stays in ingest/ and the
-    next call asks the source only for the rest. The store's writer checks the digest
-    as it commits; nothing else is checked here (the caller unpacks, which checks the
-    layer's entries and diff_id before anything refers to it)."""
-    ref = f"layer {blob.digest}"
-    with store.content.writer(blob.digest, blob.size, lease=lease, ref=ref) as writer:
-        with source.open_blob(blob, verify=False, offset=writer.offset) as stream:
-            while chunk := stream.read(_CHUNK):
-                writer.write(chunk)
-        writer.commit()
 
 
 def _known(store: Store, layer: Descriptor) -> LayerRecord | None:
@@ -168,18 +164,24 @@ def layer_record(
     lease.add_blob(layer.digest)
     written = False
     known = _known(store, layer) if store.content.has(layer.digest) else None
-    if known is not None and known.uncompressed_size is not None:
+    # The file index is gathered in the pass that reads the layer anyway.
+    index = None if store.file_index.has(diff_id) else EntryCollector()
+    if known is not None and known.uncompressed_size is not None and index is None:
         # Checked when it was first stored; the blob is verified on every read.
         actual, size = known.diff_id, known.uncompressed_size
     elif store.content.has(layer.digest):
-        actual, size = _uncompressed(store, layer, max_bytes)
+        actual, size = _uncompressed(store, layer, max_bytes, index)
     else:
-        actual, size = _ingest_layer(source, layer, store, lease, max_bytes, resumable=resumable)
+        actual, size = _ingest_layer(
+            source, layer, store, lease, max_bytes, resumable=resumable, collect=index
+        )
         written = True
     if actual != diff_id:
         raise DigestMismatchError(
             f"layer {position} ({layer.digest}): diff_id in the config", diff_id, actual
         )
+    if index is not None:
+        store.file_index.put(diff_id, index.entries)
     return LayerRecord(layer.digest, diff_id, layer.media_type, layer.size, size), written
 
 

@@ -22,3 +22,7 @@ def test_push_then_pull_into_an_empty_store_gives_the_same_image(
     assert pulled.image_id == image_id
     assert pulled.digest == pushed.digest
     assert pulled.layers_downloaded == 1
+    # indexed and unpacked in the pull, as every layer that enters the store is
+    (layer,) = other.resolve(pulled.reference).layers
+    assert other.store.file_index.has(layer.diff_id)
+    assert other.store.snapshot_path(layer.diff_id).is_dir()
