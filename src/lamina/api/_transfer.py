@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,15 +11,19 @@ from typing import Any, BinaryIO, cast
 
 from lamina.api._transfer_types import LoadResult
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
-from lamina.layers import Compression, Limits, open_layer_reader, scan_layer
+from lamina.layers import Compression, Limits, open_layer_reader
 from lamina.oci import Descriptor, Manifest, Reference, media_types
+from lamina.snapshots import unpack_layer
 from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer, write_image
 from lamina.transport import (
     ArchiveImage,
     ArchiveReader,
+    LayerLimits,
     SaveImage,
     atomic_output,
+    layer_blob,
     open_archive,
+    open_layer_tar,
     write_docker_archive,
     write_oci_archive,
     write_oci_layout_dir,
@@ -44,69 +50,50 @@ class _Tee(io.RawIOBase):
         return len(data)
 
 
-def _scan(stream: BinaryIO, max_bytes: int, diff_id: str | None = None) -> tuple[str, int]:
-    """diff_id and size of a layer blob stream, read through as the applier would read it.
+def _unpack_from_archive(
+    archive: ArchiveReader,
+    layer: Descriptor,
+    diff_id: str,
+    store: Store,
+    lease: Lease,
+    limits: LayerLimits,
+    keep_blob: bool,
+) -> int:
+    """Read a layer from the archive once: decompress, apply into its snapshot with its
+    tar-split record, check digest and diff_id; keep the compressed blob if asked."""
+    compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
+    with contextlib.ExitStack() as stack:
+        source: BinaryIO = stack.enter_context(archive.open_blob(layer))
+        writer: Writer | None = None
+        if keep_blob and compressed and not store.content.has(layer.digest):
+            lease.add_blob(layer.digest)
+            writer = stack.enter_context(
+                store.content.writer(layer.digest, layer.size, lease=lease)
+            )
+            source = cast(BinaryIO, io.BufferedReader(_Tee(source, writer), _CHUNK))
+        reader = open_layer_reader(source, limits.max_size, limits.max_ratio)
 
-    Every entry is checked (names, whiteouts, bounds), so a layer that could never be
-    unpacked is refused before any image points at it. Reads `stream` to its end. A
-    known `diff_id` (an uncompressed blob, whose digest is checked elsewhere) is not
-    hashed again.
-    """
-    tar = open_layer_reader(stream, max_bytes)
-    plain = tar.compression is Compression.NONE and diff_id is not None
-    stats = scan_layer(tar, limits=Limits(max_total_bytes=max_bytes), digest=not plain)
-    while tar.read(_CHUNK):
-        pass
-    if plain and diff_id is not None:
-        return diff_id, stats.size
-    assert stats.diff_id is not None
-    return stats.diff_id, stats.size
+        def finish() -> None:
+            while reader.read(_CHUNK):
+                pass
+            while source.read(_CHUNK):  # to EOF: the archive's reader checks the digest
+                pass
+            if writer is not None:
+                writer.commit()
 
-
-def _uncompressed(store: Store, layer: Descriptor, max_bytes: int) -> tuple[str, int]:
-    """diff_id and size of a stored layer (see `_scan`)."""
-    with store.content.open(layer.digest) as blob:
-        # The verifying reader checks the digest at EOF: a plain tar's diff_id is it.
-        return _scan(blob, max_bytes, layer.digest)
-
-
-def _ingest_layer(
-    archive: ArchiveReader, layer: Descriptor, store: Store, lease: Lease, max_bytes: int
-) -> tuple[str, int]:
-    """Copy a layer blob into the store, checking it in the same pass; nothing is kept
-    unless the digest and every entry check out."""
-    # The writer checks the digest as it commits, so the archive's stream need not.
-    with (
-        archive.open_blob(layer, verify=False) as source,
-        store.content.writer(layer.digest, layer.size, lease=lease) as writer,
-    ):
-        # Large reads below the tar reader: the store's hashing runs on 1 MiB chunks
-        # rather than on each entry's pieces.
-        tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
-        diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest)
-        while tee.read(_CHUNK):
-            pass
-        writer.commit()
-    return diff_id, size
-
-
-def _known(store: Store, layer: Descriptor) -> LayerRecord | None:
-    try:
-        return store.layer(layer.digest)
-    except NotFoundError:
-        return None
-
-
-def _same_content(store: Store, diff_id: str, lease: Lease) -> LayerRecord | None:
-    known = store.layer_by_diff_id(diff_id)
-    if known is None:
-        return None
-    lease.add_blob(known.digest)  # before looking: a prune running now cannot take it
-    return known if store.content.has(known.digest) else None
+        return unpack_layer(
+            store, lease, diff_id, cast(BinaryIO, reader),
+            limits=Limits(max_total_bytes=limits.max_size), finish=finish,
+        )  # fmt: skip
 
 
 def _layer_records(
-    store: Store, image: ArchiveImage, archive: ArchiveReader, lease: Lease, max_bytes: int
+    store: Store,
+    image: ArchiveImage,
+    archive: ArchiveReader,
+    lease: Lease,
+    limits: LayerLimits,
+    keep_blobs: bool,
 ) -> tuple[list[LayerRecord], int]:
     records: list[LayerRecord] = []
     written = 0
@@ -117,40 +104,43 @@ def _layer_records(
             raise InvalidInputError(
                 f"layer {position} ({layer.digest}): media type {layer.media_type!r} is not a layer"
             )
-        if image.synthesized and (same := _same_content(store, diff_id, lease)) is not None:
-            # A docker-archive names layers by content only: one already stored, in any
-            # compression, is the same layer and is not stored twice.
-            records.append(same)
-            continue
-        lease.add_blob(layer.digest)
-        known = _known(store, layer) if store.content.has(layer.digest) else None
-        if known is not None and known.uncompressed_size is not None:
-            # Checked when it was first stored; the blob is verified on every read.
-            actual, size = known.diff_id, known.uncompressed_size
-        elif store.content.has(layer.digest):
-            actual, size = _uncompressed(store, layer, max_bytes)
+        lease.add_snapshot(diff_id)
+        if store.has_layer(diff_id):
+            # The store holds this content already (in whatever form it arrived): not
+            # read again. Its digest in this manifest is remembered with the image.
+            size = store.layer_size(diff_id)
         else:
-            actual, size = _ingest_layer(archive, layer, store, lease, max_bytes)
+            try:
+                size = _unpack_from_archive(
+                    archive, layer, diff_id, store, lease, limits, keep_blobs
+                )
+            except DigestMismatchError:
+                raise
+            except InvalidInputError as exc:
+                raise InvalidInputError(
+                    f"layer {position} ({layer.digest}): {exc.message}", hint=exc.hint
+                ) from exc
             written += 1
-        if actual != diff_id:
-            raise DigestMismatchError(
-                f"layer {position} ({layer.digest}): diff_id in the config", diff_id, actual
-            )
         records.append(LayerRecord(layer.digest, diff_id, layer.media_type, layer.size, size))
     return records, written
 
 
-def load_archive(store: Store, path: Path, max_layer_bytes: int) -> list[LoadResult]:
-    """Load every image of an archive; all their blobs go in before any image is listed.
+def load_archive(
+    store: Store, path: Path, limits: LayerLimits | None = None, *, keep_blobs: bool = False
+) -> list[LoadResult]:
+    """Load every image of an archive; all their layers go in before any image is listed.
 
-    Blobs the store has are not written again. Any bad blob, digest or diff_id
-    stops the load before an image is recorded, so none is ever half there.
+    Each new layer is written straight into its snapshot in the one pass that reads it;
+    a compressed layer's blob is kept only with `keep_blobs`. Layers the store has are
+    not read. Any bad blob, digest, diff_id or limit stops the load before an image is
+    recorded, so none is ever half there (the lease lets prune take what was written).
     """
+    limits = limits or LayerLimits()
     results: list[LoadResult] = []
     with open_archive(path) as archive, store.lease() as lease:
         pending = []
         for image in archive.images():
-            layers, written = _layer_records(store, image, archive, lease, max_layer_bytes)
+            layers, written = _layer_records(store, image, archive, lease, limits, keep_blobs)
             store.content.put_bytes(image.config_bytes, image.config_digest, lease=lease)
             if not image.synthesized:
                 store.content.put_bytes(image.manifest_bytes, image.manifest_digest, lease=lease)
@@ -181,16 +171,63 @@ def load_archive(store: Store, path: Path, max_layer_bytes: int) -> list[LoadRes
 
 
 class _StoreBlobs:
-    """The store as the transport's BlobProvider."""
+    """The store as the transport's BlobProvider: blobs from the content store, and
+    uncompressed layers (digest = diff_id) rebuilt from their snapshots, verified."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
     def open_blob(self, digest: str) -> BinaryIO:
-        return self._store.content.open(digest)
+        if self._store.content.has(digest):
+            return self._store.content.open(digest)
+        return cast(BinaryIO, open_layer_tar(self._store, digest))
 
     def blob_size(self, digest: str) -> int:
-        return self._store.content.size(digest)
+        if self._store.content.has(digest):
+            return self._store.content.size(digest)
+        size = self._store.layer_size(digest)
+        if size is None:
+            raise NotFoundError(f"blob {digest} is not in the store")
+        return size
+
+
+def _layers_for_save(
+    store: Store,
+    lease: Lease,
+    manifest: Manifest,
+    image: ImageRecord,
+    compression: Compression,
+    notes: list[str],
+) -> tuple[Descriptor, ...]:
+    docker = manifest.media_type == media_types.DOCKER_MANIFEST
+    if docker and compression is Compression.ZSTD:
+        raise InvalidInputError(
+            f"image {image.id}: a Docker schema2 manifest cannot name zstd layers",
+            hint="save it with --compression gzip",
+        )
+    out = []
+    for desc, record in zip(manifest.layers, image.layers, strict=True):
+        if not store.has_layer(record.diff_id):
+            if store.content.has(desc.digest):
+                out.append(desc)  # an older store not migrated yet: the blob is the layer
+                continue
+            raise NotFoundError(f"layer {record.diff_id} of image {image.id} is not in the store")
+        try:
+            was = Compression.from_media_type(desc.media_type)
+        except InvalidInputError:
+            was = Compression.NONE
+        if was is compression and store.content.has(desc.digest):
+            out.append(desc)  # kept as it arrived, or cached from an earlier send
+            continue
+        blob = layer_blob(store, lease, record.diff_id, compression, docker_media_type=docker)
+        if was is compression and blob.descriptor.digest != desc.digest:
+            notes.append(
+                f"layer {record.diff_id}: its original {was.value} blob is not kept; "
+                f"recompressed, its digest changed from {desc.digest} to "
+                f"{blob.descriptor.digest}"
+            )
+        out.append(blob.descriptor)
+    return tuple(out)
 
 
 def save_images(
@@ -199,34 +236,51 @@ def save_images(
     output: Path | None,
     fmt: str,
     stdout: BinaryIO,
-    max_layer_bytes: int,
-) -> None:
-    """Write `images` (each with the names to save it under) as a docker-archive or OCI layout."""
-    to_save = []
-    for image, names in images:
-        manifest_bytes = store.content.read_bytes(image.digest, 8 << 20)
-        manifest = Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
-        config_bytes = store.content.read_bytes(image.config_digest, 8 << 20)
-        sizes = []
-        diff_ids = []
-        for layer, record in zip(manifest.layers, image.layers, strict=True):
-            size = record.uncompressed_size
-            if size is None:
-                _, size = _uncompressed(store, layer, max_layer_bytes)
-            sizes.append(size)
-            diff_ids.append(record.diff_id)
-        to_save.append(
-            SaveImage(names, manifest_bytes, manifest, config_bytes, tuple(diff_ids), tuple(sizes))
-        )
-    blobs = _StoreBlobs(store)
-    if fmt == "oci-dir":
+    compression: Compression = Compression.GZIP,
+) -> list[str]:
+    """Write `images` (each with the names to save it under) as a docker-archive or OCI layout.
+
+    A docker-archive holds uncompressed layers, rebuilt from the snapshots and checked
+    against their diff_ids as they stream. An OCI layout holds each layer compressed with
+    `compression` (gzip by default; `Compression.NONE` for plain tars): the blob it arrived
+    as if that was kept, else the same blob every time (deterministic compression, cached).
+    Returns notes for the user (a layer whose digest changed because its original blob was
+    not kept, as podman says). Nothing is written if a snapshot was changed on disk.
+    """
+    notes: list[str] = []
+    with store.lease() as lease:
+        to_save = []
+        for image, names in images:
+            manifest_bytes = store.content.read_bytes(image.digest, 8 << 20)
+            manifest = Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
+            config_bytes = store.content.read_bytes(image.config_digest, 8 << 20)
+            want = Compression.NONE if fmt == "docker-archive" else compression
+            layers = _layers_for_save(store, lease, manifest, image, want, notes)
+            if layers != manifest.layers:
+                manifest = dataclasses.replace(manifest, layers=layers)
+                manifest_bytes = manifest.to_bytes()
+            sizes = []
+            for layer, record in zip(layers, image.layers, strict=True):
+                size = store.layer_size(record.diff_id) or record.uncompressed_size
+                if size is None:
+                    raise NotFoundError(f"layer {record.diff_id}: size unknown")
+                if layer.digest == record.diff_id and layer.size != size:
+                    raise InvalidInputError(f"layer {record.diff_id}: sizes disagree")
+                sizes.append(size)
+            diff_ids = tuple(record.diff_id for record in image.layers)
+            to_save.append(
+                SaveImage(names, manifest_bytes, manifest, config_bytes, diff_ids, tuple(sizes))
+            )
+        blobs = _StoreBlobs(store)
+        if fmt == "oci-dir":
+            if output is None:
+                raise InvalidInputError("--format oci-dir needs an output directory")
+            write_oci_layout_dir(output, to_save, blobs)
+            return notes
+        writer = write_docker_archive if fmt == "docker-archive" else write_oci_archive
         if output is None:
-            raise InvalidInputError("--format oci-dir needs an output directory")
-        write_oci_layout_dir(output, to_save, blobs)
-        return
-    writer = write_docker_archive if fmt == "docker-archive" else write_oci_archive
-    if output is None:
-        writer(stdout, to_save, blobs)
-        return
-    with atomic_output(output) as out:
-        writer(out, to_save, blobs)
+            writer(stdout, to_save, blobs)
+            return notes
+        with atomic_output(output) as out:
+            writer(out, to_save, blobs)
+    return notes

@@ -42,6 +42,13 @@ resolved inside ``target`` as if it were ``/``, so nothing outside it is touched
 every entry's name as ``apply_layer`` would, writing nothing (``load`` uses it, so a layer
 that could never be unpacked is never stored as part of an image).
 
+Tar-split (the snapshot is the layer's one copy): ``apply_layer(..., record=SplitRecorder(f))``
+and ``write_layer(changes, None, record=SplitRecorder(f))`` keep the exact tar stream's
+headers, order and padding; ``RebuiltTar(snapshot, record_path, diff_id, size)`` reads the
+tar back byte for byte (DigestMismatchError at its end if the snapshot changed), and
+``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for.
+``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass.
+
 ``TarReader(stream, limits)`` / ``read_entries`` iterate a tar stream with bounded
 header parsing (for ADD of local archives, or inspection); each entry's content is a
 reader that stops at the entry's end.
@@ -51,7 +58,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from lamina.layers._apply import ApplyStats, ScanStats, apply_layer, scan_layer
+from lamina.layers._apply import ApplyStats, EntryHook, ScanStats, apply_layer, scan_layer
 from lamina.layers._changes import (
     Change,
     ChangeKind,
@@ -80,6 +87,7 @@ from lamina.layers._tarread import (
     TarReader,
     read_entries,
 )
+from lamina.layers._tarsplit import RebuiltTar, SplitRecorder, snapshot_extras
 from lamina.layers._tarwrite import LayerStats, write_layer
 
 
@@ -107,11 +115,14 @@ __all__ = [
     "Change",
     "ChangeKind",
     "Compression",
+    "EntryHook",
     "EntryReader",
     "EntryType",
     "LayerBlobReader",
     "LayerBlobWriter",
     "LayerStats",
+    "RebuiltTar",
+    "SplitRecorder",
     "ScanStats",
     "Limits",
     "TarEntry",
@@ -123,6 +134,7 @@ __all__ = [
     "open_layer_reader",
     "read_entries",
     "scan_layer",
+    "snapshot_extras",
     "sort_changes",
     "write_layer",
     "write_layer_blob",

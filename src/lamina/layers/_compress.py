@@ -183,7 +183,8 @@ class LayerBlobReader(io.RawIOBase):
     :meth:`digest` is the blob's own ``sha256:<hex>``.
     """
 
-    def __init__(self, stream: BinaryIO, max_bytes: int) -> None:
+    def __init__(self, stream: BinaryIO, max_bytes: int, max_ratio: float | None = None) -> None:
+        self._max_ratio = max_ratio
         head = b""
         while len(head) < 6:
             more = stream.read(6 - len(head))
@@ -229,8 +230,22 @@ class LayerBlobReader(io.RawIOBase):
         if self.count > self._max:
             raise InvalidInputError(
                 f"{self.compression.value} layer blob decompresses to more than "
-                f"{self._max} bytes (a decompression bomb?)",
-                hint="raise the limit if the layer is genuine",
+                f"{self._max} bytes, the layer size limit (a decompression bomb?)",
+                hint="raise it with --max-layer-size or LAMINA_MAX_LAYER_SIZE "
+                "if the layer is genuine",
+            )
+        if (
+            self._max_ratio is not None
+            and self.compression is not Compression.NONE
+            and self.count > RATIO_FLOOR
+            and self.count > self._max_ratio * self._raw.count
+        ):
+            raise InvalidInputError(
+                f"{self.compression.value} layer blob expands more than {self._max_ratio:g}"
+                f" times ({self._raw.count} bytes gave {self.count} so far), the compression"
+                " ratio limit (a decompression bomb?)",
+                hint="raise it with --max-layer-ratio or LAMINA_MAX_LAYER_RATIO "
+                "if the layer is genuine",
             )
         buf[: len(data)] = data
         return len(data)
@@ -251,6 +266,15 @@ class LayerBlobReader(io.RawIOBase):
         return "sha256:" + self._raw.hash.hexdigest()
 
 
-def open_layer_reader(stream: BinaryIO, max_bytes: int = 64 << 30) -> LayerBlobReader:
-    """A bounded reader of the tar inside ``stream`` (gzip, zstd, bzip2, xz or plain)."""
-    return LayerBlobReader(stream, max_bytes)
+RATIO_FLOOR = 64 << 20
+"""The compression ratio limit applies once this many bytes came out: small layers of
+zeros (a few MiB) compress a thousandfold and are no threat."""
+
+
+def open_layer_reader(
+    stream: BinaryIO, max_bytes: int = 64 << 30, max_ratio: float | None = None
+) -> LayerBlobReader:
+    """A bounded reader of the tar inside ``stream`` (gzip, zstd, bzip2, xz or plain):
+    at most ``max_bytes`` out, and (past ``RATIO_FLOOR``) at most ``max_ratio`` bytes out
+    per byte in."""
+    return LayerBlobReader(stream, max_bytes, max_ratio)

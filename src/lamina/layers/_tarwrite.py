@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Protocol
 from lamina.errors import LaminaError
 from lamina.layers import _whiteout
 from lamina.layers._changes import Change, ChangeKind, read_xattrs
+from lamina.layers._tarsplit import SplitRecorder
 
 _BLOCK = 512
 _CHUNK = 1 << 20
@@ -147,9 +148,14 @@ def build_header(
 class _Output:
     """A reusable buffer in front of the sink; hashes what it flushes unless the sink does."""
 
-    def __init__(self, out: BinaryIO | DigestingSink) -> None:
+    def __init__(
+        self, out: BinaryIO | DigestingSink | None, record: SplitRecorder | None = None
+    ) -> None:
         self.out = out
+        self.record = record
         self.hash = None if hasattr(out, "uncompressed_digest") else hashlib.sha256()
+        if out is None:
+            self.hash = hashlib.sha256()
         self.buf = bytearray(_CHUNK + 4 * _BLOCK)
         self.view = memoryview(self.buf)
         self.pos = 0
@@ -160,23 +166,29 @@ class _Output:
             chunk = self.view[: self.pos]
             if self.hash is not None:
                 self.hash.update(chunk)
-            self.out.write(chunk)
+            if self.out is not None:
+                self.out.write(chunk)
             self.total += self.pos
             self.pos = 0
 
     def put(self, data: bytes) -> None:
+        if self.record is not None:
+            self.record.raw(data)
         if len(data) > len(self.buf) - self.pos:
             self.flush()
             if len(data) > len(self.buf):
                 if self.hash is not None:
                     self.hash.update(data)
-                self.out.write(data)
+                if self.out is not None:
+                    self.out.write(data)
                 self.total += len(data)
                 return
         self.buf[self.pos : self.pos + len(data)] = data
         self.pos += len(data)
 
-    def copy_file(self, fd: int, size: int, source: str) -> None:
+    def copy_file(self, fd: int, size: int, source: str, name: str) -> None:
+        if self.record is not None:
+            self.record.file(name, size)
         remaining = size
         while remaining:
             if self.pos >= _CHUNK:
@@ -215,12 +227,18 @@ _TYPEFLAG = {
 
 def write_layer(
     changes: Iterable[Change],
-    out: BinaryIO | DigestingSink,
+    out: BinaryIO | DigestingSink | None,
     *,
     source_date_epoch: int | None = None,
+    record: SplitRecorder | None = None,
 ) -> LayerStats:
-    """Write ``changes`` (in layer order, see ``sort_changes``) as a tar to ``out``."""
-    sink = _Output(out)
+    """Write ``changes`` (in layer order, see ``sort_changes``) as a tar to ``out``.
+
+    ``out=None`` only hashes (the diff_id of a layer whose snapshot is the changes' own
+    directory); ``record`` receives the tar-split record, file content named by
+    ``Change.path``, so the tar can be rebuilt from that directory.
+    """
+    sink = _Output(out, record)
     entries = 0
     first_path: dict[tuple[int, int], bytes] = {}
     for change in changes:
@@ -275,7 +293,7 @@ def write_layer(
         if size:
             fd = _open_nofollow(change.source)
             try:
-                sink.copy_file(fd, size, change.source)
+                sink.copy_file(fd, size, change.source, change.path)
             finally:
                 os.close(fd)
     sink.put(bytes(2 * _BLOCK))

@@ -23,8 +23,10 @@ stub
 
 Importing a layer
 -----------------
-``ensure_snapshots(store, layers, lease)`` does all of this for stored layer blobs (bottom
-first) and records each snapshot in the store.
+The snapshot is the layer's one copy. ``unpack_layer(store, lease, diff_id, tar)`` applies
+an uncompressed tar stream into the new snapshot and writes its tar-split record beside it
+(``store.record_path(diff_id)``) in the same pass; ``ensure_snapshots(store, layers, lease)``
+returns each layer's directory, unpacking a kept blob when the snapshot is missing.
 
 ``unpack_snapshot(root / "snapshots", diff_id, unpack)`` makes an empty temporary directory
 beside the others and calls ``unpack(tmp)`` (normally ``lamina.layers.apply_layer`` in overlay
@@ -58,7 +60,12 @@ from lamina.snapshots._mount import (
     overlay_mount,
     unmount,
 )
-from lamina.snapshots._prepare import ensure_snapshots
+from lamina.snapshots._prepare import (
+    ensure_snapshots,
+    record_tmp_path,
+    unpack_blob,
+    unpack_layer,
+)
 from lamina.snapshots._scoped import (
     Resolved,
     read_file_in_root,
@@ -75,6 +82,9 @@ __all__ = [
     "Resolved",
     "clean_upper",
     "ensure_snapshots",
+    "record_tmp_path",
+    "unpack_blob",
+    "unpack_layer",
     "find_stubs",
     "is_mountpoint",
     "is_opaque",

@@ -1,46 +1,130 @@
-"""Stored layer blobs → snapshots, recorded in the store."""
+"""Layers into snapshots with their tar-split records, recorded in the store.
+
+The snapshot is a layer's one copy: ``unpack_layer`` applies an uncompressed tar stream
+into a new snapshot and writes, beside it, the record of the exact tar stream
+(``store.record_path``), so the tar can be rebuilt byte for byte. A layer is "in the
+store" (``store.has_layer``) when both are there and recorded.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import secrets
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lamina.layers import Limits, apply_layer, open_layer_reader
+from lamina.errors import NotFoundError
+from lamina.layers import (
+    ByteStream,
+    EntryHook,
+    Limits,
+    SplitRecorder,
+    apply_layer,
+    open_layer_reader,
+)
+from lamina.oci import short_id
 from lamina.snapshots._snapshot import unpack_snapshot
 from lamina.store import LayerRecord, Lease, Store
 
+_CHUNK = 1 << 20
+DEFAULT_MAX_LAYER_SIZE = 64 << 30
+DEFAULT_MAX_LAYER_RATIO = 1000.0
+
+
+def record_tmp_path(store: Store, diff_id: str) -> Path:
+    return store.snapshots_dir / f".tmp-{short_id(diff_id)}-{secrets.token_hex(6)}.tar-split"
+
+
+def unpack_layer(
+    store: Store,
+    lease: Lease,
+    diff_id: str,
+    tar: ByteStream,
+    *,
+    limits: Limits | None = None,
+    finish: Callable[[], None] | None = None,
+    on_entry: EntryHook | None = None,
+) -> int:
+    """Apply the uncompressed layer ``tar`` as the snapshot of ``diff_id`` with its record.
+
+    ``finish`` runs after the tar is read and before anything becomes visible (drain a
+    compressed stream so its digest is checked, commit a kept blob). Nothing is left
+    behind on any error. Returns the tar's size. A layer already here is not unpacked
+    (``tar`` is not read).
+    """
+    lease.add_snapshot(diff_id)
+    if store.has_layer(diff_id):
+        size = store.layer_size(diff_id)
+        assert size is not None
+        return size
+    record_tmp = record_tmp_path(store, diff_id)
+    sizes: list[int] = []
+
+    def unpack(target: Path) -> str:
+        try:
+            with open(record_tmp, "xb") as f:
+                recorder = SplitRecorder(f)
+                stats = apply_layer(
+                    tar, target, overlay=True, limits=limits or Limits(),
+                    record=recorder, on_entry=on_entry,
+                )  # fmt: skip
+                recorder.close()
+                f.flush()
+                os.fsync(f.fileno())
+            if finish is not None:
+                finish()
+            if stats.diff_id == diff_id:
+                os.rename(record_tmp, store.record_path(diff_id))
+            sizes.append(stats.size)
+            return stats.diff_id
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                record_tmp.unlink()
+
+    unpack_snapshot(store.snapshots_dir, diff_id, unpack)
+    size = sizes[0] if sizes else store.layer_size(diff_id)
+    if size is None:  # another process made the directory; the record came with it
+        raise NotFoundError(f"snapshot {diff_id} appeared without its record")
+    store.put_snapshot(diff_id, size)
+    return size
+
+
+def unpack_blob(
+    store: Store,
+    lease: Lease,
+    layer: LayerRecord,
+    *,
+    max_size: int = DEFAULT_MAX_LAYER_SIZE,
+    max_ratio: float | None = DEFAULT_MAX_LAYER_RATIO,
+) -> int:
+    """Unpack a stored (kept or older-format) layer blob into its snapshot."""
+    with store.content.open(layer.digest) as blob:
+        reader = open_layer_reader(blob, max_size, max_ratio)
+
+        def drain() -> None:
+            while reader.read(_CHUNK):
+                pass
+            while blob.read(_CHUNK):  # the verifying reader checks the digest at EOF
+                pass
+
+        return unpack_layer(
+            store, lease, layer.diff_id, reader,
+            limits=Limits(max_total_bytes=max_size), finish=drain,
+        )  # fmt: skip
+
 
 def ensure_snapshots(store: Store, layers: Sequence[LayerRecord], lease: Lease) -> list[Path]:
-    """The snapshot directory of each layer (bottom first), unpacking the missing ones.
-
-    Each layer blob is read through the verifying reader and the safe applier; the
-    snapshot becomes visible only if its content hashes to the layer's diff_id.
-    `lease` holds the snapshots until the caller records what uses them.
-    """
-    snapshots_root = store.root / "snapshots"
-    dirs: list[Path] = []
+    """The snapshot dir of each layer (bottom first), unpacking from a kept blob if needed."""
+    dirs = []
     for layer in layers:
         lease.add_snapshot(layer.diff_id)
-        if (
-            store.get_snapshot(layer.diff_id) is None
-            or not store.snapshot_path(layer.diff_id).is_dir()
-        ):
-            sizes: list[int] = []
-
-            def unpack(target: Path, layer: LayerRecord = layer, sizes: list[int] = sizes) -> str:
-                with store.content.open(layer.digest) as blob:
-                    tar = open_layer_reader(blob)
-                    stats = apply_layer(tar, target, overlay=True, limits=Limits())
-                    # Drain to the end so the verifying reader checks the blob's digest.
-                    while tar.read(1 << 20):
-                        pass
-                sizes.append(stats.size)
-                return stats.diff_id
-
-            unpack_snapshot(snapshots_root, layer.diff_id, unpack)
-            # The layer's tar size, as a build records the snapshots it makes; another
-            # process may have unpacked it first, and then the record has it.
-            known = sizes[0] if sizes else layer.uncompressed_size
-            store.put_snapshot(layer.diff_id, known if known is not None else layer.size)
+        if not store.has_layer(layer.diff_id):
+            if not store.content.has(layer.digest):
+                raise NotFoundError(
+                    f"layer {layer.diff_id} is neither unpacked nor stored as a blob",
+                    hint="`lamina fsck` shows what is missing; load or pull the image again",
+                )
+            unpack_blob(store, lease, layer)
         dirs.append(store.snapshot_path(layer.diff_id))
     return dirs

@@ -49,6 +49,7 @@ the image ID (the config digest, `sha256:` optional).
 from lamina.store._commit import write_image
 from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer
 from lamina.store._gc import STALE_SECONDS
+from lamina.store._lean import RECORD_SUFFIX
 from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
 from lamina.store._records import (
     RACY_SECONDS,
@@ -70,6 +71,7 @@ from lamina.store._store import Store, open_store
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "RACY_SECONDS",
+    "RECORD_SUFFIX",
     "SCHEMA_VERSION",
     "STALE_SECONDS",
     "BlobInfo",

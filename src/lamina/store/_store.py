@@ -10,11 +10,12 @@ from lamina.store._content import ContentStore
 from lamina.store._db import Database
 from lamina.store._gc import GcMixin
 from lamina.store._images import ImagesMixin
+from lamina.store._lean import LeanLayersMixin
 from lamina.store._leases import LeasesMixin
 from lamina.store._tables import TablesMixin
 
 
-class Store(ImagesMixin, TablesMixin, LeasesMixin, GcMixin):
+class Store(LeanLayersMixin, ImagesMixin, TablesMixin, LeasesMixin, GcMixin):
     """Everything under one `$LAMINA_ROOT`: `.content` for blobs, methods for records.
 
     Safe to use from several threads (a SQLite connection per thread) and from several

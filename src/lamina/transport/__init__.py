@@ -31,6 +31,23 @@ Writing (`lamina save`)::
 mtime 0 or SOURCE_DATE_EPOCH).
 """
 
+from lamina.transport._lean import (
+    DEFAULT_MAX_LAYER_RATIO,
+    DEFAULT_MAX_LAYER_SIZE,
+    LayerBlob,
+    LayerLimits,
+    commit_changes_layer,
+    commit_dir_layer,
+    ensure_layers,
+    layer_blob,
+    migrate_layers,
+    open_layer_tar,
+    parse_size,
+    unpack_blob,
+    unpack_layer,
+    unpack_tar_layer,
+    verify_layer,
+)
 from lamina.transport._reader import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
@@ -50,6 +67,21 @@ from lamina.transport._writer import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_LAYER_RATIO",
+    "DEFAULT_MAX_LAYER_SIZE",
+    "LayerBlob",
+    "LayerLimits",
+    "commit_changes_layer",
+    "commit_dir_layer",
+    "ensure_layers",
+    "layer_blob",
+    "migrate_layers",
+    "open_layer_tar",
+    "parse_size",
+    "unpack_blob",
+    "unpack_layer",
+    "unpack_tar_layer",
+    "verify_layer",
     "ANNOTATION_IMAGE_NAME",
     "ANNOTATION_REF_NAME",
     "ArchiveImage",

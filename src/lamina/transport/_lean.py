@@ -1,0 +1,424 @@
+"""Layers in and out of the lean store: the snapshot is a layer's one copy.
+
+The steps above both the store (records, blobs) and the snapshots (directories):
+
+- ``unpack_layer``: an uncompressed tar stream → snapshot + tar-split record, in one pass.
+- ``commit_dir_layer``: a directory (a RUN's upper dir, a COPY's result) becomes a layer by
+  hashing the tar it stands for and renaming it into place; nothing is compressed.
+- ``layer_blob``: a layer's blob for sending with a compression → descriptor + stream,
+  remembering diff_id + compression → digest so the same layer always leaves as the same
+  blob (issue 8's push uses it as ``save`` does).
+- ``verify_layer``: rebuild a snapshot's tar and check it against its diff_id.
+- ``migrate_layers``: an older store (blobs, snapshots without records) becomes lean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from lamina.errors import DigestMismatchError, InvalidInputError, LaminaError, NotFoundError
+from lamina.layers import (
+    ByteStream,
+    Change,
+    Compression,
+    EntryHook,
+    LayerBlobWriter,
+    RebuiltTar,
+    SplitRecorder,
+    apply_layer,
+    open_layer_reader,
+    snapshot_extras,
+    write_layer,
+)
+from lamina.oci import Descriptor, media_types
+from lamina.snapshots import ensure_snapshots, record_tmp_path, unpack_blob, unpack_layer
+from lamina.store import LayerRecord, Lease, Store
+
+_CHUNK = 1 << 20
+DEFAULT_MAX_LAYER_SIZE = 64 << 30
+DEFAULT_MAX_LAYER_RATIO = 1000.0
+
+
+@dataclass(frozen=True)
+class LayerLimits:
+    """What one arriving layer may decompress to: bytes, and bytes out per byte in.
+
+    Defaults: 64 GiB and 1000x (checked past the first 64 MiB); ``from_env`` reads
+    ``LAMINA_MAX_LAYER_SIZE`` (bytes, or with a K/M/G/T suffix) and ``LAMINA_MAX_LAYER_RATIO``.
+    """
+
+    max_size: int = DEFAULT_MAX_LAYER_SIZE
+    max_ratio: float = DEFAULT_MAX_LAYER_RATIO
+
+    @classmethod
+    def from_env(cls, max_size: int | None = None, max_ratio: float | None = None) -> LayerLimits:
+        size = max_size if max_size is not None else _env_size("LAMINA_MAX_LAYER_SIZE")
+        ratio = max_ratio
+        if ratio is None and (text := os.environ.get("LAMINA_MAX_LAYER_RATIO")):
+            try:
+                ratio = float(text)
+            except ValueError:
+                raise InvalidInputError(
+                    f"LAMINA_MAX_LAYER_RATIO={text!r} is not a number"
+                ) from None
+        return cls(
+            size if size is not None else DEFAULT_MAX_LAYER_SIZE,
+            ratio if ratio is not None else DEFAULT_MAX_LAYER_RATIO,
+        )
+
+
+def parse_size(text: str, what: str) -> int:
+    """``123``, ``64G``, ``512MiB`` → bytes."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in units and t[-1:] else ""
+    number = t[:-1] if unit else t
+    try:
+        value = int(float(number) * units[unit])
+    except ValueError:
+        raise InvalidInputError(f"{what}={text!r} is not a size (say 64G or 1048576)") from None
+    if value <= 0:
+        raise InvalidInputError(f"{what}={text!r} must be positive")
+    return value
+
+
+def _env_size(name: str) -> int | None:
+    text = os.environ.get(name)
+    return parse_size(text, name) if text else None
+
+
+def ensure_layers(store: Store, lease: Lease, layers: Sequence[LayerRecord]) -> list[Path]:
+    """The snapshot dir of each layer (bottom first), unpacking from a kept blob if needed."""
+    return ensure_snapshots(store, layers, lease)
+
+
+# -- a directory becomes a layer -----------------------------------------------------------
+
+
+def commit_dir_layer(
+    store: Store,
+    lease: Lease,
+    directory: Path,
+    changes: list[Change],
+    *,
+    source_date_epoch: int | None,
+) -> LayerRecord:
+    """Make ``directory`` (on the store's file system, holding exactly ``changes`` at their
+    paths) the snapshot of the layer those changes write: the tar is hashed and recorded,
+    never stored or compressed, and the directory is renamed into place."""
+    record_tmp = record_tmp_path(store, "sha256:" + "0" * 64)
+    try:
+        with open(record_tmp, "xb") as f:
+            recorder = SplitRecorder(f)
+            stats = write_layer(changes, None, source_date_epoch=source_date_epoch,
+                                record=recorder)  # fmt: skip
+            recorder.close()
+            f.flush()
+            os.fsync(f.fileno())
+        diff_id = stats.diff_id
+        lease.add_snapshot(diff_id)
+        target = store.snapshot_path(diff_id)
+        if store.has_layer(diff_id):
+            shutil.rmtree(directory)
+        else:
+            os.rename(record_tmp, store.record_path(diff_id))
+            if target.is_dir():
+                shutil.rmtree(directory)
+            else:
+                try:
+                    os.rename(directory, target)
+                except OSError:
+                    if not target.is_dir():
+                        raise
+                    shutil.rmtree(directory)
+            store.put_snapshot(diff_id, stats.size)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            record_tmp.unlink()
+    return LayerRecord(diff_id, diff_id, media_types.OCI_LAYER, stats.size, stats.size)
+
+
+def commit_changes_layer(
+    store: Store,
+    lease: Lease,
+    changes: list[Change],
+    *,
+    source_date_epoch: int | None,
+    on_entry: EntryHook | None = None,
+) -> LayerRecord:
+    """A layer of ``changes`` whose sources live anywhere (a COPY from the context, an
+    imported rootfs): the tar is written once and applied into a new snapshot in the
+    same pass, with a reader thread between the two."""
+    import threading
+
+    r, w = os.pipe()
+    error: list[BaseException] = []
+    written: list[str] = []
+
+    def produce() -> None:
+        try:
+            with open(w, "wb", buffering=_CHUNK) as out:
+                written.append(
+                    write_layer(changes, out, source_date_epoch=source_date_epoch).diff_id
+                )
+        except BaseException as exc:  # surfaces below
+            error.append(exc)
+
+    thread = threading.Thread(target=produce, name="layer-tar", daemon=True)
+    thread.start()
+    diff_ids: list[str] = []
+    try:
+        with open(r, "rb", buffering=_CHUNK) as tar:
+            diff_id = _unpack_unknown(store, lease, tar, on_entry=on_entry)
+            diff_ids.append(diff_id)
+            while tar.read(_CHUNK):
+                pass
+    finally:
+        thread.join()
+    if error:
+        raise error[0]
+    size = store.layer_size(diff_ids[0])
+    assert size is not None
+    return LayerRecord(diff_ids[0], diff_ids[0], media_types.OCI_LAYER, size, size)
+
+
+def unpack_tar_layer(
+    store: Store, lease: Lease, tar: ByteStream, *, on_entry: EntryHook | None = None
+) -> LayerRecord:
+    """A layer from an uncompressed tar stream whose diff_id is learnt by reading it
+    (``lamina import`` of a tarball): unpacked into its snapshot in that one pass."""
+    diff_id = _unpack_unknown(store, lease, tar, on_entry=on_entry)
+    size = store.layer_size(diff_id)
+    assert size is not None
+    return LayerRecord(diff_id, diff_id, media_types.OCI_LAYER, size, size)
+
+
+def _unpack_unknown(
+    store: Store, lease: Lease, tar: ByteStream, *, on_entry: EntryHook | None = None
+) -> str:
+    """Unpack a tar whose diff_id is known only once read: staged, then named."""
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-commit-", dir=store.snapshots_dir))
+    record_tmp = record_tmp_path(store, "sha256:" + "0" * 64)
+    try:
+        os.chmod(staging, 0o755)
+        with open(record_tmp, "xb") as f:
+            recorder = SplitRecorder(f)
+            stats = apply_layer(tar, staging, overlay=True, record=recorder, on_entry=on_entry)
+            recorder.close()
+            f.flush()
+            os.fsync(f.fileno())
+        diff_id = stats.diff_id
+        lease.add_snapshot(diff_id)
+        if not store.has_layer(diff_id):
+            os.rename(record_tmp, store.record_path(diff_id))
+            target = store.snapshot_path(diff_id)
+            if not target.is_dir():
+                with contextlib.suppress(OSError):
+                    os.rename(staging, target)
+            store.put_snapshot(diff_id, stats.size)
+        return diff_id
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            record_tmp.unlink()
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+# -- out: a layer's tar, and its blob for sending ------------------------------------------
+
+
+def open_layer_tar(store: Store, diff_id: str) -> RebuiltTar:
+    """The layer's exact uncompressed tar, rebuilt from its snapshot; DigestMismatchError
+    before the first byte if files were added to the snapshot, at the end if its content
+    changed. NotFoundError if the store does not hold the layer."""
+    if not store.has_layer(diff_id):
+        raise NotFoundError(f"layer {diff_id} is not in the store")
+    snapshot = store.snapshot_path(diff_id)
+    record = store.record_path(diff_id)
+    extras = snapshot_extras(snapshot, record)
+    if extras:
+        raise DigestMismatchError(
+            f"snapshot of layer {diff_id}: files its tar does not hold ({', '.join(extras[:3])})",
+            diff_id,
+            "a changed snapshot",
+            hint="the snapshot was changed behind lamina's back; `lamina fsck` lists it",
+        )
+    return RebuiltTar(snapshot, record, diff_id, store.layer_size(diff_id))
+
+
+def verify_layer(store: Store, diff_id: str) -> None:
+    """Rebuild the layer's tar and check it against its diff_id (DigestMismatchError)."""
+    with open_layer_tar(store, diff_id) as tar:
+        while tar.read(_CHUNK):
+            pass
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """A layer as it will be sent: its descriptor, and how to read its bytes."""
+
+    descriptor: Descriptor
+    diff_id: str
+    store: Store
+
+    def open(self) -> BinaryIO | RebuiltTar:
+        if self.descriptor.digest == self.diff_id:
+            return open_layer_tar(self.store, self.diff_id)
+        return self.store.content.open(self.descriptor.digest)
+
+
+def _media_type(compression: Compression, docker: bool) -> str:
+    if compression is Compression.NONE:
+        return media_types.DOCKER_LAYER if docker else media_types.OCI_LAYER
+    if compression is Compression.GZIP:
+        return media_types.DOCKER_LAYER_GZIP if docker else media_types.OCI_LAYER_GZIP
+    return media_types.OCI_LAYER_ZSTD
+
+
+def layer_blob(
+    store: Store,
+    lease: Lease,
+    diff_id: str,
+    compression: Compression,
+    *,
+    docker_media_type: bool = False,
+) -> LayerBlob:
+    """The blob of layer ``diff_id`` compressed with ``compression``, ready to send.
+
+    Uncompressed: the rebuilt tar itself (digest = diff_id). gzip (isal, fixed level) or
+    zstd (fixed level): the blob this layer gave before if it is still cached, else the
+    rebuilt tar compressed once into the content store (held by ``lease``, a cache that
+    ``prune`` may drop) and remembered: the same layer always gives the same digest.
+    """
+    media_type = _media_type(compression, docker_media_type)
+    if compression is Compression.NONE:
+        size = store.layer_size(diff_id)
+        if size is None or not store.has_layer(diff_id):
+            raise NotFoundError(f"layer {diff_id} is not in the store")
+        return LayerBlob(Descriptor(media_type, diff_id, size), diff_id, store)
+    cached = store.cached_layer_blob(diff_id, compression.value)
+    if cached is not None:
+        lease.add_blob(cached[0].digest)
+        if store.content.has(cached[0].digest):
+            blob = cached[0]
+            return LayerBlob(Descriptor(media_type, blob.digest, blob.size), diff_id, store)
+    with open_layer_tar(store, diff_id) as tar, store.content.writer(lease=lease) as w:
+        compressor = LayerBlobWriter(w, compression, digest=False)  # type: ignore[arg-type]
+        while chunk := tar.read(_CHUNK):
+            compressor.write(chunk)
+        info = compressor.finish()
+        if info.diff_id != diff_id:  # RebuiltTar checked it too; belt and braces
+            raise DigestMismatchError(f"layer {diff_id} rebuilt", diff_id, info.diff_id)
+        blob = w.commit()
+    if cached is not None and cached[0].digest != blob.digest:
+        raise LaminaError(
+            f"layer {diff_id}: {compression.value} gave {blob.digest}, earlier {cached[0].digest}",
+            hint="compression settings changed; this is a lamina bug",
+        )
+    store.remember_layer_blob(diff_id, compression.value, blob, media_types.OCI_LAYER_GZIP
+                              if compression is Compression.GZIP else media_type)  # fmt: skip
+    return LayerBlob(Descriptor(media_type, blob.digest, blob.size), diff_id, store)
+
+
+# -- migration ---------------------------------------------------------------------------
+
+
+Progress = Callable[[int, int, str], Any]
+"""Called as (done, total, diff_id) while the store migrates."""
+
+
+def migrate_layers(store: Store, progress: Progress | None = None) -> int:
+    """Unpack every layer an older store holds only as a blob (or as a snapshot without a
+    tar-split record). Resumable: each finished layer is ticked off in the db; killed
+    midway, the next run continues. The old blobs become a cache of the compressed form
+    (remembered, so saving gives the same digest until ``prune`` drops them)."""
+    pending = store.pending_unpacks()
+    for done, diff_id in enumerate(pending):
+        if progress is not None:
+            progress(done, len(pending), diff_id)
+        rows = [r for r in _layers_with_diff_id(store, diff_id)]
+        blob = next((r for r in rows if store.content.has(r.digest)), None)
+        if not store.has_layer(diff_id) and blob is not None:
+            with store.lease() as lease:
+                if store.snapshot_path(diff_id).is_dir():
+                    _record_existing(store, lease, blob)
+                else:
+                    unpack_blob(store, lease, blob, max_size=1 << 62, max_ratio=None)
+        if blob is not None and store.has_layer(diff_id):
+            compression = _compression_of(blob.media_type)
+            if compression is not Compression.NONE:
+                from lamina.store import BlobInfo
+
+                store.remember_layer_blob(
+                    diff_id, compression.value, BlobInfo(blob.digest, blob.size), blob.media_type
+                )
+        store.unpack_done(diff_id)
+    if progress is not None and pending:
+        progress(len(pending), len(pending), "")
+    return len(pending)
+
+
+def _compression_of(media_type: str) -> Compression:
+    try:
+        return Compression.from_media_type(media_type)
+    except InvalidInputError:
+        return Compression.NONE
+
+
+def _layers_with_diff_id(store: Store, diff_id: str) -> list[LayerRecord]:
+    rows = store._db.conn().execute(
+        "SELECT digest, diff_id, media_type, size, uncompressed_size FROM layers "
+        "WHERE diff_id = ? ORDER BY size",
+        (diff_id,),
+    )
+    return [LayerRecord(*row) for row in rows]
+
+
+def _record_existing(store: Store, lease: Lease, layer: LayerRecord) -> None:
+    """A snapshot from before records: unpack the blob aside only to write its record."""
+    scratch = Path(tempfile.mkdtemp(prefix=".tmp-migrate-", dir=store.snapshots_dir))
+    record_tmp = record_tmp_path(store, layer.diff_id)
+    try:
+        with store.content.open(layer.digest) as blob, open(record_tmp, "xb") as f:
+            reader = open_layer_reader(blob)
+            recorder = SplitRecorder(f)
+            stats = apply_layer(reader, scratch, overlay=True, record=recorder)
+            recorder.close()
+            while blob.read(_CHUNK):
+                pass
+            f.flush()
+            os.fsync(f.fileno())
+        if stats.diff_id != layer.diff_id:
+            raise DigestMismatchError(f"layer {layer.digest}", layer.diff_id, stats.diff_id)
+        os.rename(record_tmp, store.record_path(layer.diff_id))
+        store.put_snapshot(layer.diff_id, stats.size)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            record_tmp.unlink()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+__all__ = [
+    "DEFAULT_MAX_LAYER_RATIO",
+    "DEFAULT_MAX_LAYER_SIZE",
+    "LayerBlob",
+    "LayerLimits",
+    "commit_changes_layer",
+    "commit_dir_layer",
+    "ensure_layers",
+    "layer_blob",
+    "migrate_layers",
+    "open_layer_tar",
+    "parse_size",
+    "unpack_blob",
+    "unpack_layer",
+    "unpack_tar_layer",
+    "verify_layer",
+]
