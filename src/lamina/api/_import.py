@@ -6,10 +6,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lamina.api._lamina import source_date_epoch
-from lamina.builder._options import timestamp
+from lamina.builder import timestamp
 from lamina.errors import InvalidInputError
-from lamina.layers import Change, changes_from_dir, open_layer_reader
+from lamina.layers import Change, changes_from_dir, open_layer_reader, source_date_epoch
 from lamina.oci import History, ImageConfig
 from lamina.store import LayerRecord, Lease, Store, write_image
 from lamina.transport import commit_changes_layer, unpack_tar_layer

@@ -233,9 +233,8 @@ def _layers_for_save(
 def save_images(
     store: Store,
     images: Sequence[tuple[ImageRecord, tuple[Reference, ...]]],
-    output: Path | None,
+    output: Path | BinaryIO,
     fmt: str,
-    stdout: BinaryIO,
     compression: Compression = Compression.GZIP,
 ) -> list[str]:
     """Write `images` (each with the names to save it under) as a docker-archive or OCI layout.
@@ -273,13 +272,13 @@ def save_images(
             )
         blobs = _StoreBlobs(store)
         if fmt == "oci-dir":
-            if output is None:
+            if not isinstance(output, Path):
                 raise InvalidInputError("--format oci-dir needs an output directory")
             write_oci_layout_dir(output, to_save, blobs)
             return notes
         writer = write_docker_archive if fmt == "docker-archive" else write_oci_archive
-        if output is None:
-            writer(stdout, to_save, blobs)
+        if not isinstance(output, Path):
+            writer(output, to_save, blobs)
             return notes
         with atomic_output(output) as out:
             writer(out, to_save, blobs)

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from lamina.dockerfile import ContextFile, Copy, IgnoreRules, select_sources
 from lamina.errors import InvalidInputError
+from lamina.layers import Compression, resolve_in_root, sniff_compression
 
 if TYPE_CHECKING:
     from lamina.layers import Change
 
-_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 _WILDCARD = ("*", "?", "[")
 
 
@@ -52,7 +52,8 @@ def is_url(source: str) -> bool:
 def _is_dir_source(root: Path, word: str) -> bool:
     if any(c in word for c in _WILDCARD):
         return True
-    return os.path.isdir(os.path.join(root, word.lstrip("/")))
+    resolved = resolve_in_root(root, word)
+    return not resolved.missing and os.path.isdir(resolved.host_path(root))
 
 
 def select(inst: Copy, root: Path, ignore: IgnoreRules | None) -> Selection:
@@ -104,7 +105,7 @@ def summarise(
 def _is_archive(path: str) -> bool:
     with open(path, "rb") as f:
         head = f.read(512)
-    if any(head.startswith(m) for m in _ARCHIVE_MAGIC):
+    if sniff_compression(head) is not Compression.NONE:
         return True
     return len(head) == 512 and head[257:262] == b"ustar"
 
@@ -128,8 +129,6 @@ class Stager:
         """`path` resolved inside the image, and whether it is a directory there."""
         if self.view is None:
             return posixpath.normpath(path), False
-        from lamina.snapshots import resolve_in_root
-
         resolved = resolve_in_root(self.view, path)
         real = resolved.path()
         if resolved.missing:

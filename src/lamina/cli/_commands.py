@@ -107,7 +107,8 @@ def save(
             raise click.UsageError("--format oci-dir needs -o DIR")
         if sys.stdout.isatty():
             raise click.UsageError("refusing to write an archive to a terminal; use -o FILE")
-    for note in _api(ctx).save(list(images), output, fmt, compression):
+    target = output if output is not None else sys.stdout.buffer
+    for note in _api(ctx).save(list(images), target, fmt, compression):
         click.echo(f"note: {note}", err=True)
 
 

@@ -89,7 +89,6 @@ from ._plan import (
     PlannedInstruction,
     StagePlan,
     expose_ports,
-    host_platform,
     onbuild_instructions,
 )
 
@@ -133,7 +132,6 @@ __all__ = [
     "check",
     "expand",
     "expose_ports",
-    "host_platform",
     "load_dockerignore",
     "needed_stages",
     "onbuild_instructions",

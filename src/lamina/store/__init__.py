@@ -67,8 +67,10 @@ from lamina.store._records import (
 )
 from lamina.store._schema import SCHEMA_VERSION
 from lamina.store._store import Store, open_store
+from lamina.store._verified import VerifiedBlob
 
 __all__ = [
+    "VerifiedBlob",
     "DEFAULT_LEASE_SECONDS",
     "RACY_SECONDS",
     "RECORD_SUFFIX",

@@ -54,7 +54,6 @@ from lamina.transport._reader import (
     ArchiveImage,
     ArchiveReader,
     ImageSource,
-    host_architecture,
     open_archive,
 )
 from lamina.transport._writer import (
@@ -90,7 +89,6 @@ __all__ = [
     "ImageSource",
     "SaveImage",
     "atomic_output",
-    "host_architecture",
     "open_archive",
     "write_docker_archive",
     "write_oci_archive",
