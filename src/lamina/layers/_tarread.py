@@ -160,7 +160,7 @@ class _Input:
     def read_some(self, n: int, content: bool = False) -> bytes:
         if self.count + n > self._limits.max_total_bytes:
             raise InvalidInputError(
-                f"tar stream exceeds {self._limits.max_total_bytes} bytes",
+                f"tar stream exceeds {self._limits.max_total_bytes} bytes, the layer size limit",
                 hint="raise the layer size limit (--max-layer-size, LAMINA_MAX_LAYER_SIZE) "
                 "if the layer is genuine",
             )
