@@ -79,6 +79,9 @@ class LayerBlobInfo(BlobInfo):
     media_type: str
 
 
+_FEED = 1 << 20  # bytes per compressor call: fixed, so the output is too
+
+
 class LayerBlobWriter:
     """Tar bytes in → sha256 (diff_id) → compressor → sha256 (digest) → ``out``.
 
@@ -97,6 +100,7 @@ class LayerBlobWriter:
         self._raw_size = 0
         self._size = 0
         self._compressor: Any
+        self._pending = bytearray()
         if compression is Compression.GZIP:
             lvl = GZIP_LEVEL if level is None else level
             self._compressor = _zlib_module.compressobj(lvl, zlib.DEFLATED, 31)
@@ -114,8 +118,18 @@ class LayerBlobWriter:
         self._raw_size += n
         if self._compressor is None:
             self._emit(data)
-        else:
-            self._emit(self._compressor.compress(data))
+            return n
+        # The compressor is fed fixed-size pieces whatever the caller's chunks were: isal's
+        # output depends on call boundaries, and the same layer must always give the same
+        # blob (the same digest) however its tar was read.
+        self._pending += data
+        if len(self._pending) >= _FEED:
+            view = memoryview(self._pending)
+            cut = len(view) - len(view) % _FEED
+            for start in range(0, cut, _FEED):
+                self._emit(self._compressor.compress(view[start : start + _FEED]))
+            view.release()
+            del self._pending[:cut]
         return n
 
     def _emit(self, data: Any) -> None:
@@ -132,6 +146,9 @@ class LayerBlobWriter:
     def finish(self) -> LayerBlobInfo:
         """Flush the compressor and describe the blob."""
         if self._compressor is not None:
+            if self._pending:
+                self._emit(self._compressor.compress(bytes(self._pending)))
+                self._pending.clear()
             self._emit(self._compressor.flush())
         diff_id, raw = self.uncompressed_digest()
         digest = "" if self._digest is None else "sha256:" + self._digest.hexdigest()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from lamina.errors import DigestMismatchError, InvalidInputError, LaminaError, NotFoundError
+from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
 from lamina.layers import (
     ByteStream,
     Change,
@@ -39,7 +39,7 @@ from lamina.layers import (
 )
 from lamina.oci import Descriptor, media_types
 from lamina.snapshots import ensure_snapshots, record_tmp_path, unpack_blob, unpack_layer
-from lamina.store import LayerRecord, Lease, Store
+from lamina.store import BlobInfo, LayerRecord, Lease, Store
 
 _CHUNK = 1 << 20
 DEFAULT_MAX_LAYER_SIZE = 64 << 30
@@ -317,13 +317,7 @@ def layer_blob(
         if info.diff_id != diff_id:  # RebuiltTar checked it too; belt and braces
             raise DigestMismatchError(f"layer {diff_id} rebuilt", diff_id, info.diff_id)
         blob = w.commit()
-    if cached is not None and cached[0].digest != blob.digest:
-        raise LaminaError(
-            f"layer {diff_id}: {compression.value} gave {blob.digest}, earlier {cached[0].digest}",
-            hint="compression settings changed; this is a lamina bug",
-        )
-    store.remember_layer_blob(diff_id, compression.value, blob, media_types.OCI_LAYER_GZIP
-                              if compression is Compression.GZIP else media_type)  # fmt: skip
+    store.remember_layer_blob(diff_id, compression.value, blob, media_type)
     return LayerBlob(Descriptor(media_type, blob.digest, blob.size), diff_id, store)
 
 
@@ -352,13 +346,13 @@ def migrate_layers(store: Store, progress: Progress | None = None) -> int:
                 else:
                     unpack_blob(store, lease, blob, max_size=1 << 62, max_ratio=None)
         if blob is not None and store.has_layer(diff_id):
-            compression = _compression_of(blob.media_type)
-            if compression is not Compression.NONE:
-                from lamina.store import BlobInfo
-
-                store.remember_layer_blob(
-                    diff_id, compression.value, BlobInfo(blob.digest, blob.size), blob.media_type
-                )
+            # The old blob is now a cache of what the layer was (prune may drop it; until
+            # then saving sends it as it is). Remembered under a key of its own: lamina's
+            # own compression of this layer need not give the same bytes.
+            store.remember_layer_blob(
+                diff_id, "migrated:" + _compression_of(blob.media_type).value,
+                BlobInfo(blob.digest, blob.size), blob.media_type,
+            )  # fmt: skip
         store.unpack_done(diff_id)
     if progress is not None and pending:
         progress(len(pending), len(pending), "")

@@ -102,9 +102,7 @@ def test_round_trips_are_exact(lamina: Lamina, tmp_path: Path, kind: str) -> Non
         [loaded] = other.load(source)
         assert loaded.image_id == app_id  # same config bytes
         image = other.resolve(loaded.image_id)
-        assert [layer.diff_id for layer in image.layers] == [
-            layer.diff_id for layer in app.layers
-        ]
+        assert [layer.diff_id for layer in image.layers] == [layer.diff_id for layer in app.layers]
         # no compressed copy is kept: the snapshots are the layers
         assert not any(other.store.content.has(layer.digest) for layer in image.layers)
         assert other.fsck().ok, other.fsck().problems
@@ -118,14 +116,14 @@ def test_round_trips_are_exact(lamina: Lamina, tmp_path: Path, kind: str) -> Non
         other.tag(loaded.image_id, "lean/copy:1")
         third = tmp_path / "c.tar"
         other.save(["lean/copy:1"], third, "oci-archive")
-        assert _umoci_listing(third, tmp_path, "1") == _mounted(other, "lean/copy:1", tmp_path / "m")
+        assert _umoci_listing(third, tmp_path, "1") == _mounted(
+            other, "lean/copy:1", tmp_path / "m"
+        )
         docker_a, docker_b = tmp_path / "d1.tar", tmp_path / "d2.tar"
         other.save([loaded.image_id], docker_a, "docker-archive")
         other.save([loaded.image_id], docker_b, "docker-archive")
         assert docker_a.read_bytes() == docker_b.read_bytes()
-        config = json.loads(
-            _run("skopeo", "inspect", "--config", f"docker-archive:{docker_a}")
-        )
+        config = json.loads(_run("skopeo", "inspect", "--config", f"docker-archive:{docker_a}"))
         assert config["rootfs"]["diff_ids"] == [layer.diff_id for layer in app.layers]
     finally:
         other.store.close()
@@ -268,8 +266,11 @@ def _bomb_layout(path: Path, layer_tar: bytes, compress: bool) -> None:
     blob = zstandard.ZstdCompressor(level=19).compress(layer_tar) if compress else layer_tar
     diff_id = "sha256:" + hashlib.sha256(layer_tar).hexdigest()
     config = json.dumps(
-        {"architecture": "amd64", "os": "linux",
-         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}  # fmt: skip
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }  # fmt: skip
     ).encode()
     media = "application/vnd.oci.image.layer.v1.tar" + ("+zstd" if compress else "")
     blobs = {}
@@ -286,9 +287,17 @@ def _bomb_layout(path: Path, layer_tar: bytes, compress: bool) -> None:
                    "digest": put(config), "size": len(config)},
         "layers": [{"mediaType": media, "digest": put(blob), "size": len(blob)}],
     }).encode()  # fmt: skip
-    index = {"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put(manifest),
-        "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "1"}}]}
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": put(manifest),
+                "size": len(manifest),
+                "annotations": {"org.opencontainers.image.ref.name": "1"},
+            }
+        ],
+    }
     (path / "blobs" / "sha256").mkdir(parents=True)
     for digest, data in blobs.items():
         (path / "blobs" / "sha256" / digest).write_bytes(data)

@@ -132,3 +132,18 @@ def test_added_file_is_an_extra(tmp_path: Path) -> None:
     snap, record, _, _ = _snapshot(tmp_path)
     (snap / "d" / "planted").write_bytes(b"!")
     assert snapshot_extras(snap, record) == ["d/planted"]
+
+
+def test_compression_does_not_depend_on_how_the_tar_was_chunked() -> None:
+    from lamina.layers import Compression, LayerBlobWriter
+
+    data = os.urandom(1 << 20) + bytes(3 << 20) + os.urandom(12345)
+    for compression in (Compression.GZIP, Compression.ZSTD):
+        digests = set()
+        for step in (4096, 65536, 1 << 20, 3_000_001):
+            out = io.BytesIO()
+            writer = LayerBlobWriter(out, compression)
+            for start in range(0, len(data), step):
+                writer.write(data[start : start + step])
+            digests.add(writer.finish().digest)
+        assert len(digests) == 1, compression
