@@ -47,7 +47,8 @@ and ``write_layer(changes, None, record=SplitRecorder(f))`` keep the exact tar s
 headers, order and padding; ``RebuiltTar(snapshot, record_path, diff_id, size)`` reads the
 tar back byte for byte (DigestMismatchError at its end if the snapshot changed), and
 ``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for.
-``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass.
+``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass;
+``record_entries(record_path)`` gives them again later from the record alone.
 
 ``TarReader(stream, limits)`` / ``read_entries`` iterate a tar stream with bounded
 header parsing (for ADD of local archives, or inspection); each entry's content is a
@@ -103,7 +104,7 @@ from lamina.layers._tarread import (
     TarReader,
     read_entries,
 )
-from lamina.layers._tarsplit import RebuiltTar, SplitRecorder, snapshot_extras
+from lamina.layers._tarsplit import RebuiltTar, SplitRecorder, record_entries, snapshot_extras
 from lamina.layers._tarwrite import LayerStats, write_layer
 from lamina.layers._whiteout import (
     OVERLAY_OPAQUE_XATTRS,
@@ -168,6 +169,7 @@ __all__ = [
     "diff_trees",
     "open_layer_reader",
     "read_entries",
+    "record_entries",
     "scan_layer",
     "snapshot_extras",
     "sort_changes",

@@ -24,10 +24,13 @@ import struct
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from lamina.errors import DigestMismatchError, InvalidInputError
 from lamina.layers._scoped import ScopedRoot, split_entry_path
+
+if TYPE_CHECKING:
+    from lamina.layers._tarread import TarEntry
 
 MAGIC = b"lamina-tar-split\x001\n"
 _RAW_FLUSH = 1 << 20
@@ -320,28 +323,36 @@ class _Skeleton:
         return _ZEROS[:k]
 
 
+def record_entries(record_path: str | os.PathLike[str]) -> Iterator[TarEntry]:
+    """Every entry of a layer, in tar order, read from its tar-split record alone (the
+    headers it keeps): what a per-layer index needs, without touching the snapshot."""
+    from lamina.layers._tarread import Limits, TarReader
+
+    with open(record_path, "rb") as f:
+        reader = TarReader(_Skeleton(f), Limits(max_total_bytes=1 << 62), digest=False)
+        for entry, _content in reader.entries():
+            yield entry
+
+
 def snapshot_extras(
     snapshot: str | os.PathLike[str], record_path: str | os.PathLike[str]
 ) -> list[str]:
     """Paths in ``snapshot`` that its layer's tar does not account for (a file added behind
     lamina's back), read from the record's headers alone."""
     from lamina.layers import _whiteout
-    from lamina.layers._tarread import Limits, TarReader
 
     expected: set[tuple[str, ...]] = set()
-    with open(record_path, "rb") as f:
-        reader = TarReader(_Skeleton(f), Limits(max_total_bytes=1 << 62), digest=False)
-        for entry, _content in reader.entries():
-            parts = split_entry_path(entry.name)
-            if not parts:
-                continue
-            marker, victim = _whiteout.classify(parts[-1])
-            if marker is _whiteout.Marker.OPAQUE:
-                parts = parts[:-1]
-            elif marker is _whiteout.Marker.WHITEOUT:
-                parts = [*parts[:-1], victim]
-            for i in range(1, len(parts) + 1):
-                expected.add(tuple(parts[:i]))
+    for entry in record_entries(record_path):
+        parts = split_entry_path(entry.name)
+        if not parts:
+            continue
+        marker, victim = _whiteout.classify(parts[-1])
+        if marker is _whiteout.Marker.OPAQUE:
+            parts = parts[:-1]
+        elif marker is _whiteout.Marker.WHITEOUT:
+            parts = [*parts[:-1], victim]
+        for i in range(1, len(parts) + 1):
+            expected.add(tuple(parts[:i]))
     extras: list[str] = []
     root = os.fspath(snapshot)
     for top, dirs, files in os.walk(root):

@@ -11,6 +11,7 @@ from pathlib import Path
 from lamina.oci import check_digest, digest_hex
 from lamina.store._content import BlobInfo, ContentStore
 from lamina.store._db import Database
+from lamina.store._records import LayerRecord
 
 RECORD_SUFFIX = ".tar-split"
 """`snapshots/<diff_id hex>.tar-split`: the record of a snapshot's exact tar stream."""
@@ -92,6 +93,15 @@ class LeanLayersMixin:
         return None if row is None else str(row[0])
 
     # --- migration to the lean model ------------------------------------------------
+
+    def layers_with_diff_id(self, diff_id: str) -> list[LayerRecord]:
+        """Every layer record (blob digest) with this content, smallest blob first."""
+        rows = self._db.conn().execute(
+            "SELECT digest, diff_id, media_type, size, uncompressed_size FROM layers "
+            "WHERE diff_id = ? ORDER BY size, digest",
+            (diff_id,),
+        )
+        return [LayerRecord(*row) for row in rows]
 
     def pending_unpacks(self) -> list[str]:
         """diff_ids an older store holds only as blobs (or snapshots without a record)."""

@@ -34,6 +34,7 @@ from lamina.layers import (
     SplitRecorder,
     apply_layer,
     open_layer_reader,
+    record_entries,
     snapshot_extras,
     write_layer,
 )
@@ -109,10 +110,12 @@ def commit_dir_layer(
     changes: list[Change],
     *,
     source_date_epoch: int | None,
+    on_entry: EntryHook | None = None,
 ) -> LayerRecord:
     """Make ``directory`` (on the store's file system, holding exactly ``changes`` at their
     paths) the snapshot of the layer those changes write: the tar is hashed and recorded,
-    never stored or compressed, and the directory is renamed into place."""
+    never stored or compressed, and the directory is renamed into place. ``on_entry``
+    sees each entry, as the tar has it, read back from the record."""
     record_tmp = record_tmp_path(store, "sha256:" + "0" * 64)
     try:
         with open(record_tmp, "xb") as f:
@@ -142,6 +145,9 @@ def commit_dir_layer(
     finally:
         with contextlib.suppress(FileNotFoundError):
             record_tmp.unlink()
+    if on_entry is not None:
+        for entry in record_entries(store.record_path(diff_id)):
+            on_entry(entry)
     return LayerRecord(diff_id, diff_id, media_types.OCI_LAYER, stats.size, stats.size)
 
 
@@ -337,7 +343,7 @@ def migrate_layers(store: Store, progress: Progress | None = None) -> int:
     for done, diff_id in enumerate(pending):
         if progress is not None:
             progress(done, len(pending), diff_id)
-        rows = [r for r in _layers_with_diff_id(store, diff_id)]
+        rows = store.layers_with_diff_id(diff_id)
         blob = next((r for r in rows if store.content.has(r.digest)), None)
         if not store.has_layer(diff_id) and blob is not None:
             with store.lease() as lease:
@@ -364,15 +370,6 @@ def _compression_of(media_type: str) -> Compression:
         return Compression.from_media_type(media_type)
     except InvalidInputError:
         return Compression.NONE
-
-
-def _layers_with_diff_id(store: Store, diff_id: str) -> list[LayerRecord]:
-    rows = store._db.conn().execute(
-        "SELECT digest, diff_id, media_type, size, uncompressed_size FROM layers "
-        "WHERE diff_id = ? ORDER BY size",
-        (diff_id,),
-    )
-    return [LayerRecord(*row) for row in rows]
 
 
 def _record_existing(store: Store, lease: Lease, layer: LayerRecord) -> None:

@@ -16,6 +16,8 @@ from lamina.layers import (
     SplitRecorder,
     apply_layer,
     changes_from_dir,
+    read_entries,
+    record_entries,
     snapshot_extras,
     sort_changes,
     write_layer,
@@ -73,6 +75,9 @@ def test_apply_with_record_rebuilds_the_exact_tar(
     with RebuiltTar(snap, record, diff_id, len(data)) as tar:
         assert tar.read() == data
     assert snapshot_extras(snap, record) == []
+    # a per-layer index can read every header back from the record alone
+    original = [(e.name, e.type, e.size) for e, _ in read_entries(io.BytesIO(data))]
+    assert [(e.name, e.type, e.size) for e in record_entries(record)] == original
 
 
 def test_holes_for_zero_blocks_and_zeros_back(tmp_path: Path) -> None:
