@@ -8,24 +8,25 @@ from pathlib import Path
 
 from lamina.builder import timestamp
 from lamina.errors import InvalidInputError
-from lamina.layers import Change, changes_from_dir, open_layer_reader, source_date_epoch
+from lamina.layers import Change, Limits, changes_from_dir, open_layer_reader, source_date_epoch
 from lamina.oci import History, ImageConfig
 from lamina.store import LayerRecord, Lease, Store, write_image
-from lamina.transport import commit_changes_layer, unpack_tar_layer
+from lamina.transport import LayerLimits, commit_changes_layer, unpack_tar_layer
 
 
 def layer_from_tarball(store: Store, lease: Lease, path: Path) -> LayerRecord:
     """A tarball (plain, gzip or zstd) becomes a layer: read once through the bounded
     reader, unpacked into its snapshot in that pass; its diff_id is the hash of what it
     decompresses to. A file that is not a well-formed tar never becomes a layer."""
+    limits = LayerLimits.from_env()  # LAMINA_MAX_LAYER_SIZE / _RATIO, as for load
     with open(path, "rb") as raw:
-        tar = open_layer_reader(raw)
+        tar = open_layer_reader(raw, limits.max_size, limits.max_ratio)
         if tar.compression.value not in ("gzip", "zstd", "none"):
             raise InvalidInputError(
                 f"{path}: a {tar.compression.value} tarball cannot be a layer",
                 hint="use a plain, gzip or zstd tarball",
             )
-        layer = unpack_tar_layer(store, lease, tar)
+        layer = unpack_tar_layer(store, lease, tar, limits=Limits(max_total_bytes=limits.max_size))
         while tar.read(1 << 20):
             pass
     return layer

@@ -1,6 +1,9 @@
 """Snapshots: layers unpacked on disk, and the overlay mounts that stack them.
 
 This package never knows what an image is: it deals in directories, diff_ids and mounts.
+It does not import ``lamina.store``: ``Snapshotter`` alone lays out ``snapshots/`` (paths,
+atomic commit, remove, mounts as values), and unpacking asks the metadata store only for
+what ``LayerStore`` names.
 
 Terms
 -----
@@ -61,15 +64,24 @@ from lamina.snapshots._mount import (
     unmount,
 )
 from lamina.snapshots._prepare import (
+    LayerRef,
+    LayerStore,
+    SnapshotLease,
     ensure_snapshots,
     record_tmp_path,
     unpack_blob,
     unpack_layer,
 )
 from lamina.snapshots._snapshot import snapshot_dir, unpack_snapshot
+from lamina.snapshots._snapshotter import RECORD_SUFFIX, Snapshotter
 from lamina.snapshots._stubs import clean_upper, find_stubs
 
 __all__ = [
+    "RECORD_SUFFIX",
+    "LayerRef",
+    "LayerStore",
+    "SnapshotLease",
+    "Snapshotter",
     "MAX_LOWERDIRS",
     "Mount",
     "clean_upper",

@@ -1,18 +1,19 @@
-"""Layers into snapshots with their tar-split records, recorded in the store.
+"""Layers into snapshots with their tar-split records, recorded in the metadata store.
 
 The snapshot is a layer's one copy: ``unpack_layer`` applies an uncompressed tar stream
-into a new snapshot and writes, beside it, the record of the exact tar stream
-(``store.record_path``), so the tar can be rebuilt byte for byte. A layer is "in the
-store" (``store.has_layer``) when both are there and recorded.
+into a new snapshot and writes, beside it, the record of the exact tar stream, so the tar
+can be rebuilt byte for byte. A layer is "in the store" (``store.has_layer``) when both are
+there and recorded. This package does not import ``lamina.store``: it asks only for what
+``LayerStore`` names (``lamina.store.Store`` is one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 from lamina.errors import NotFoundError
 from lamina.layers import (
@@ -23,9 +24,51 @@ from lamina.layers import (
     apply_layer,
     open_layer_reader,
 )
-from lamina.oci import short_id
 from lamina.snapshots._snapshot import unpack_snapshot
-from lamina.store import LayerRecord, Lease, Store
+from lamina.snapshots._snapshotter import Snapshotter
+
+
+class _Blobs(Protocol):
+    def has(self, digest: str) -> bool: ...
+
+    def open(self, digest: str) -> BinaryIO: ...
+
+
+class LayerStore(Protocol):
+    """What unpacking needs from the metadata store."""
+
+    @property
+    def snapshots_dir(self) -> Path: ...
+
+    @property
+    def content(self) -> _Blobs: ...
+
+    def has_layer(self, diff_id: str) -> bool: ...
+
+    def layer_size(self, diff_id: str) -> int | None: ...
+
+    def put_snapshot(self, diff_id: str, size: int, state: str = ...) -> None: ...
+
+
+class LayerRef(Protocol):
+    """A layer as the store records it (``lamina.store.LayerRecord``)."""
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def diff_id(self) -> str: ...
+
+
+class SnapshotLease(Protocol):
+    """Whatever keeps a snapshot from gc while it is made (``lamina.store.Lease``)."""
+
+    def add_snapshot(self, diff_id: str) -> None: ...
+
+
+Store = LayerStore
+Lease = SnapshotLease
+LayerRecord = LayerRef
 
 _CHUNK = 1 << 20
 DEFAULT_MAX_LAYER_SIZE = 64 << 30
@@ -33,7 +76,8 @@ DEFAULT_MAX_LAYER_RATIO = 1000.0
 
 
 def record_tmp_path(store: Store, diff_id: str) -> Path:
-    return store.snapshots_dir / f".tmp-{short_id(diff_id)}-{secrets.token_hex(6)}.tar-split"
+    """A staging name for a record (swept with other stale `.tmp-` entries)."""
+    return Snapshotter(store.snapshots_dir).record_staging(diff_id)
 
 
 def unpack_layer(
@@ -75,7 +119,7 @@ def unpack_layer(
             if finish is not None:
                 finish()
             if stats.diff_id == diff_id:
-                os.rename(record_tmp, store.record_path(diff_id))
+                os.rename(record_tmp, Snapshotter(store.snapshots_dir).record_path(diff_id))
             sizes.append(stats.size)
             return stats.diff_id
         finally:
@@ -126,5 +170,5 @@ def ensure_snapshots(store: Store, layers: Sequence[LayerRecord], lease: Lease) 
                     hint="`lamina fsck` shows what is missing; load or pull the image again",
                 )
             unpack_blob(store, lease, layer)
-        dirs.append(store.snapshot_path(layer.diff_id))
+        dirs.append(Snapshotter(store.snapshots_dir).path(layer.diff_id))
     return dirs

@@ -30,6 +30,7 @@ from lamina.layers import (
     Compression,
     EntryHook,
     LayerBlobWriter,
+    Limits,
     RebuiltTar,
     SplitRecorder,
     apply_layer,
@@ -196,18 +197,28 @@ def commit_changes_layer(
 
 
 def unpack_tar_layer(
-    store: Store, lease: Lease, tar: ByteStream, *, on_entry: EntryHook | None = None
+    store: Store,
+    lease: Lease,
+    tar: ByteStream,
+    *,
+    limits: Limits | None = None,
+    on_entry: EntryHook | None = None,
 ) -> LayerRecord:
     """A layer from an uncompressed tar stream whose diff_id is learnt by reading it
     (``lamina import`` of a tarball): unpacked into its snapshot in that one pass."""
-    diff_id = _unpack_unknown(store, lease, tar, on_entry=on_entry)
+    diff_id = _unpack_unknown(store, lease, tar, limits=limits, on_entry=on_entry)
     size = store.layer_size(diff_id)
     assert size is not None
     return LayerRecord(diff_id, diff_id, media_types.OCI_LAYER, size, size)
 
 
 def _unpack_unknown(
-    store: Store, lease: Lease, tar: ByteStream, *, on_entry: EntryHook | None = None
+    store: Store,
+    lease: Lease,
+    tar: ByteStream,
+    *,
+    limits: Limits | None = None,
+    on_entry: EntryHook | None = None,
 ) -> str:
     """Unpack a tar whose diff_id is known only once read: staged, then named."""
     staging = Path(tempfile.mkdtemp(prefix=".tmp-commit-", dir=store.snapshots_dir))
@@ -216,7 +227,8 @@ def _unpack_unknown(
         os.chmod(staging, 0o755)
         with open(record_tmp, "xb") as f:
             recorder = SplitRecorder(f)
-            stats = apply_layer(tar, staging, overlay=True, record=recorder, on_entry=on_entry)
+            stats = apply_layer(tar, staging, overlay=True, limits=limits or Limits(),
+                                record=recorder, on_entry=on_entry)  # fmt: skip
             recorder.close()
             f.flush()
             os.fsync(f.fileno())
