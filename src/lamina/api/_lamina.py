@@ -21,7 +21,6 @@ from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store,
 if TYPE_CHECKING:
     from lamina.builder import BuildResult
 
-_MAX_CONFIG = 8 * 1024 * 1024
 
 
 def default_root() -> Path:
@@ -104,8 +103,7 @@ class Lamina:
 
     def config(self, image: ImageRecord) -> ImageConfig:
         """The image's config, read from the store and verified."""
-        data = self.store.content.read_bytes(image.config_digest, _MAX_CONFIG)
-        return ImageConfig.from_bytes(data, f"config {image.config_digest}")
+        return self.store.image_config(image)
 
     @staticmethod
     def layer_sizes(image: ImageRecord) -> list[int]:

@@ -250,9 +250,9 @@ def save_images(
     with store.lease() as lease:
         to_save = []
         for image, names in images:
-            manifest_bytes = store.content.read_bytes(image.digest, 8 << 20)
+            manifest_bytes = store.manifest_bytes(image)
             manifest = Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
-            config_bytes = store.content.read_bytes(image.config_digest, 8 << 20)
+            config_bytes = store.config_bytes(image)
             want = Compression.NONE if fmt == "docker-archive" else compression
             layers = _layers_for_save(store, lease, manifest, image, want, notes)
             if layers != manifest.layers:

@@ -81,7 +81,15 @@ from ._model import (
     Workdir,
     run_script,
 )
-from ._parse import Directives, Dockerfile, Stage, parse, parse_directives, parse_instruction
+from ._parse import (
+    Directives,
+    Dockerfile,
+    Stage,
+    parse,
+    parse_directives,
+    parse_instruction,
+    read_dockerfile,
+)
 from ._plan import (
     PLATFORM_ARGS,
     PROXY_ARGS,
@@ -93,6 +101,7 @@ from ._plan import (
 )
 
 __all__ = [
+    "read_dockerfile",
     "PLATFORM_ARGS",
     "PROXY_ARGS",
     "Arg",

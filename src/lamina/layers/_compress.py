@@ -14,7 +14,7 @@ import types
 import zlib
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Protocol, cast
 
 import zstandard
 
@@ -169,10 +169,16 @@ def sniff_compression(head: bytes) -> Compression:
     return next((c for m, c in MAGIC if head.startswith(m)), Compression.NONE)
 
 
+class _Readable(Protocol):
+    """Anything with ``read(n)``: a file, a verified blob reader, a rebuilt tar."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class _Counting(io.RawIOBase):
     """The compressed input: a prefix already peeked, then the stream; hashed."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+    def __init__(self, head: bytes, stream: _Readable) -> None:
         self._head = head
         self._stream = stream
         self.hash = hashlib.sha256(head)
@@ -202,7 +208,9 @@ class LayerBlobReader(io.RawIOBase):
     :meth:`digest` is the blob's own ``sha256:<hex>``.
     """
 
-    def __init__(self, stream: BinaryIO, max_bytes: int, max_ratio: float | None = None) -> None:
+    def __init__(
+        self, stream: _Readable, max_bytes: int, max_ratio: float | None = None
+    ) -> None:
         self._max_ratio = max_ratio
         head = b""
         while len(head) < 6:
@@ -291,7 +299,7 @@ zeros (a few MiB) compress a thousandfold and are no threat."""
 
 
 def open_layer_reader(
-    stream: BinaryIO, max_bytes: int = 64 << 30, max_ratio: float | None = None
+    stream: _Readable, max_bytes: int = 64 << 30, max_ratio: float | None = None
 ) -> LayerBlobReader:
     """A bounded reader of the tar inside ``stream`` (gzip, zstd, bzip2, xz or plain):
     at most ``max_bytes`` out, and (past ``RATIO_FLOOR``) at most ``max_ratio`` bytes out

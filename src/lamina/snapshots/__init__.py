@@ -39,7 +39,7 @@ existing snapshot is returned and ``unpack`` is not called.
 
 Running a container (or a RUN step)
 -----------------------------------
-1. ``m = overlay_mount([snapshot_dir(s, d) for d in reversed(diff_ids)], upper, work)``;
+1. ``m = overlay_mount([snapshot_path(s, d) for d in reversed(diff_ids)], upper, work)``;
    the upper dir should be made 0755: the merged root takes its mode.
 2. ``with mounted(m, merged):`` — any number of layers (up to overlayfs' 500): long option
    strings are shortened with relative names, so depth is not capped by the page-size limit.
@@ -72,9 +72,10 @@ from lamina.snapshots._prepare import (
     unpack_blob,
     unpack_layer,
 )
-from lamina.snapshots._snapshot import snapshot_dir, unpack_snapshot
-from lamina.snapshots._snapshotter import RECORD_SUFFIX, Snapshotter
+from lamina.snapshots._snapshot import unpack_snapshot
+from lamina.snapshots._snapshotter import Snapshotter
 from lamina.snapshots._stubs import clean_upper, find_stubs
+from lamina.store import RECORD_SUFFIX
 
 __all__ = [
     "RECORD_SUFFIX",
@@ -96,7 +97,6 @@ __all__ = [
     "mount_points",
     "mounted",
     "overlay_mount",
-    "snapshot_dir",
     "unmount",
     "unpack_snapshot",
 ]

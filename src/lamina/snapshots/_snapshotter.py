@@ -27,7 +27,9 @@ from pathlib import Path
 from lamina.oci import check_digest, digest_hex, short_id
 from lamina.snapshots._mount import Mount, overlay_mount
 
-RECORD_SUFFIX = ".tar-split"
+# The on-disk scheme is spelled once, in the store's layout module (issue 7's rule);
+# the snapshotter uses it and nothing else of the store.
+from lamina.store import RECORD_SUFFIX, record_path, snapshot_path
 
 
 class Snapshotter:
@@ -38,11 +40,11 @@ class Snapshotter:
 
     def path(self, diff_id: str) -> Path:
         """The layer's directory (an overlayfs lowerdir)."""
-        return self.root / digest_hex(diff_id)
+        return snapshot_path(self.root, diff_id)
 
     def record_path(self, diff_id: str) -> Path:
         """Its tar-split record, beside it: the lowerdir holds only the layer."""
-        return self.root / (digest_hex(diff_id) + RECORD_SUFFIX)
+        return record_path(self.root, diff_id)
 
     def exists(self, diff_id: str) -> bool:
         """Whether the snapshot and its record are both there."""

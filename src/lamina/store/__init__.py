@@ -57,9 +57,9 @@ the image ID (the config digest, `sha256:` optional).
 """
 
 from lamina.store._commit import write_image
-from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer
+from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer, fsync_dir
 from lamina.store._gc import STALE_SECONDS
-from lamina.store._lean import RECORD_SUFFIX
+from lamina.store._layout import RECORD_SUFFIX, record_path, snapshot_path
 from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
 from lamina.store._records import (
     RACY_SECONDS,
@@ -80,6 +80,9 @@ from lamina.store._store import Store, open_store
 from lamina.store._verified import VerifiedBlob
 
 __all__ = [
+    "fsync_dir",
+    "record_path",
+    "snapshot_path",
     "VerifiedBlob",
     "DEFAULT_LEASE_SECONDS",
     "RACY_SECONDS",

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lamina.oci import check_digest, digest_hex
+from lamina.oci import check_digest
 from lamina.store._content import BlobInfo, ContentStore
 from lamina.store._db import Database
+from lamina.store._layout import record_path, snapshot_path
 from lamina.store._records import LayerRecord
-
-RECORD_SUFFIX = ".tar-split"
-"""`snapshots/<diff_id hex>.tar-split`: the record of a snapshot's exact tar stream."""
 
 
 class LeanLayersMixin:
@@ -27,7 +25,7 @@ class LeanLayersMixin:
     def record_path(self, diff_id: str) -> Path:
         """Where the tar-split record of a snapshot lives (beside it, not in it: the
         snapshot directory is an overlayfs lowerdir and must hold only the layer)."""
-        return self.snapshots_dir / (digest_hex(diff_id) + RECORD_SUFFIX)
+        return record_path(self.snapshots_dir, diff_id)
 
     def has_layer(self, diff_id: str) -> bool:
         """Whether the layer's content is here: its snapshot is recorded and on disk with its
@@ -39,7 +37,7 @@ class LeanLayersMixin:
         )
         return (
             row is not None
-            and (self.snapshots_dir / digest_hex(diff_id)).is_dir()
+            and snapshot_path(self.snapshots_dir, diff_id).is_dir()
             and self.record_path(diff_id).is_file()
         )
 

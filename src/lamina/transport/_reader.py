@@ -19,6 +19,7 @@ from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
 from lamina.layers import Compression, sniff_compression
 from lamina.oci import (
     MAX_DOCUMENT_BYTES,
+    MAX_OCI_LAYOUT_BYTES,
     Descriptor,
     ImageConfig,
     Index,
@@ -209,7 +210,7 @@ class ArchiveReader:
         files = self._files
         if files.exists("oci-layout"):
             layout = load_json_object(
-                read_small(files, "oci-layout", "oci-layout", 4096), "oci-layout"
+                read_small(files, "oci-layout", "oci-layout", MAX_OCI_LAYOUT_BYTES), "oci-layout"
             )
             if not isinstance(layout.get("imageLayoutVersion"), str):
                 raise InvalidInputError("oci-layout: imageLayoutVersion must be a string")

@@ -53,7 +53,8 @@ def _app(lamina: Lamina, tmp_path: Path) -> str:
 def _mounted(lamina: Lamina, ref: str, where: Path) -> dict[str, tuple[object, ...]]:
     lamina.mount(ref, where)
     try:
-        return tree_listing(where)
+        listing: dict[str, tuple[object, ...]] = tree_listing(where)
+        return listing
     finally:
         lamina.umount(where)
 
@@ -70,7 +71,8 @@ def _umoci_listing(oci_archive: Path, tmp_path: Path, tag: str) -> dict[str, tup
             tar.extractall(layout, filter="data")
     bundle = tmp_path / f"bundle-{oci_archive.name}"
     _run("umoci", "unpack", "--image", f"{layout}:{tag}", bundle)
-    return tree_listing(bundle / "rootfs")
+    listing: dict[str, tuple[object, ...]] = tree_listing(bundle / "rootfs")
+    return listing
 
 
 def _config_and_diff_ids(oci_archive: Path) -> tuple[str, list[str]]:
@@ -270,7 +272,7 @@ def _bomb_layout(path: Path, layer_tar: bytes, compress: bool) -> None:
             "architecture": "amd64",
             "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        }  # fmt: skip
+        }
     ).encode()
     media = "application/vnd.oci.image.layer.v1.tar" + ("+zstd" if compress else "")
     blobs = {}

@@ -12,7 +12,8 @@ from lamina.api import Lamina
 from lamina.layers import EntryType, open_layer_reader, read_entries
 from lamina.transport import open_layer_tar
 
-pytestmark = pytest.mark.integration
+# Every test here runs whole builds under runc: `make test-fast` leaves them to `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def layer_names(lam: Lamina, digest: str) -> list[str]:
