@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from lamina.errors import NotFoundError
+from lamina.errors import DigestMismatchError, NotFoundError
 from lamina.layers import (
     ByteStream,
     EntryHook,
@@ -126,7 +128,20 @@ def unpack_layer(
             with contextlib.suppress(FileNotFoundError):
                 record_tmp.unlink()
 
-    unpack_snapshot(store.snapshots_dir, diff_id, unpack)
+    snaps = Snapshotter(store.snapshots_dir)
+    if snaps.path(diff_id).is_dir() and not snaps.record_path(diff_id).is_file():
+        # A snapshot from before records (a store being migrated): it may be in use as a
+        # lowerdir, so it stays; the layer is unpacked aside only to write its record.
+        scratch = Path(tempfile.mkdtemp(prefix=".tmp-record-", dir=store.snapshots_dir))
+        try:
+            actual = unpack(scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if actual != diff_id:
+            raise DigestMismatchError(f"layer {diff_id}: unpacked content's diff_id", diff_id,
+                                      actual)  # fmt: skip
+    else:
+        unpack_snapshot(store.snapshots_dir, diff_id, unpack)
     size = sizes[0] if sizes else store.layer_size(diff_id)
     if size is None:  # another process made the directory; the record came with it
         raise NotFoundError(f"snapshot {diff_id} appeared without its record")

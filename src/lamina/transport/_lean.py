@@ -34,7 +34,6 @@ from lamina.layers import (
     RebuiltTar,
     SplitRecorder,
     apply_layer,
-    open_layer_reader,
     record_entries,
     snapshot_extras,
     write_layer,
@@ -359,10 +358,9 @@ def migrate_layers(store: Store, progress: Progress | None = None) -> int:
         blob = next((r for r in rows if store.content.has(r.digest)), None)
         if not store.has_layer(diff_id) and blob is not None:
             with store.lease() as lease:
-                if store.snapshot_path(diff_id).is_dir():
-                    _record_existing(store, lease, blob)
-                else:
-                    unpack_blob(store, lease, blob, max_size=1 << 62, max_ratio=None)
+                # An existing snapshot without a record keeps its directory; the record
+                # is written from an unpack aside (see unpack_layer).
+                unpack_blob(store, lease, blob, max_size=1 << 62, max_ratio=None)
         if blob is not None and store.has_layer(diff_id):
             # The old blob is now a cache of what the layer was (prune may drop it; until
             # then saving sends it as it is). Remembered under a key of its own: lamina's
@@ -382,30 +380,6 @@ def _compression_of(media_type: str) -> Compression:
         return Compression.from_media_type(media_type)
     except InvalidInputError:
         return Compression.NONE
-
-
-def _record_existing(store: Store, lease: Lease, layer: LayerRecord) -> None:
-    """A snapshot from before records: unpack the blob aside only to write its record."""
-    scratch = Path(tempfile.mkdtemp(prefix=".tmp-migrate-", dir=store.snapshots_dir))
-    record_tmp = record_tmp_path(store, layer.diff_id)
-    try:
-        with store.content.open(layer.digest) as blob, open(record_tmp, "xb") as f:
-            reader = open_layer_reader(blob)
-            recorder = SplitRecorder(f)
-            stats = apply_layer(reader, scratch, overlay=True, record=recorder)
-            recorder.close()
-            while blob.read(_CHUNK):
-                pass
-            f.flush()
-            os.fsync(f.fileno())
-        if stats.diff_id != layer.diff_id:
-            raise DigestMismatchError(f"layer {layer.digest}", layer.diff_id, stats.diff_id)
-        os.rename(record_tmp, store.record_path(layer.diff_id))
-        store.put_snapshot(layer.diff_id, stats.size)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            record_tmp.unlink()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 __all__ = [

@@ -16,12 +16,19 @@ import pytest
 from busybox_rootfs import make_busybox_rootfs
 
 from lamina.api import Lamina
-from lamina.layers import Compression, changes_from_dir, sort_changes, write_layer_blob
+from lamina.layers import (
+    Compression,
+    apply_layer,
+    changes_from_dir,
+    open_layer_reader,
+    sort_changes,
+    write_layer_blob,
+)
 from lamina.oci import History, ImageConfig, media_types
 from lamina.store import LayerRecord, open_store, write_image
 from lamina.transport import verify_layer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _lamina(root: Path, *args: str) -> list[str]:
@@ -143,6 +150,13 @@ def _old_store(root: Path, tmp_path: Path, count: int) -> dict[str, str]:
                 blob = w.commit()
             layers.append(LayerRecord(blob.digest, info.diff_id, media_types.OCI_LAYER_GZIP,
                                       blob.size, info.uncompressed_size))  # fmt: skip
+            if i == 0:
+                # as a build or a mount left it then: unpacked, with no tar-split record
+                snapshot = store.snapshot_path(info.diff_id)
+                snapshot.mkdir()
+                with store.content.open(blob.digest) as f:
+                    apply_layer(open_layer_reader(f), snapshot, overlay=True)
+                store.put_snapshot(info.diff_id, info.uncompressed_size)
             config = config.with_layer(info.diff_id, History(created_by=f"layer {i}"))
             image = write_image(store, config, layers, lease=lease, tags=[f"old/img:{i}"])
             manifests[f"old/img:{i}"] = image.digest
@@ -164,6 +178,7 @@ def test_an_older_store_migrates_on_first_use_and_loses_nothing(tmp_path: Path) 
     top = lamina.resolve("old/img:2")
     for layer in top.layers:
         assert lamina.store.has_layer(layer.diff_id)
+        verify_layer(lamina.store, layer.diff_id)
     out = tmp_path / "out"
     lamina.save(["old/img:2"], out, "oci-dir")
     index = json.loads((out / "index.json").read_text())

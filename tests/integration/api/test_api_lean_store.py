@@ -26,7 +26,7 @@ from lamina.api import Lamina
 from lamina.errors import DigestMismatchError, InvalidInputError
 from lamina.layers import open_layer_reader, read_entries
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _run(*argv: str | Path) -> str:
