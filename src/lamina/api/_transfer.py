@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from lamina.api._transfer_types import LoadResult
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
-from lamina.layers import Compression, Limits, open_layer_reader
+from lamina.layers import Compression
 from lamina.oci import Descriptor, Manifest, Reference, media_types
-from lamina.snapshots import unpack_layer
-from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer, write_image
+from lamina.store import ImageRecord, LayerRecord, Lease, Store, write_image
 from lamina.transport import (
     ArchiveImage,
     ArchiveReader,
     LayerLimits,
     SaveImage,
     atomic_output,
+    ingest_layer,
     layer_blob,
     open_archive,
     open_layer_tar,
@@ -30,61 +28,6 @@ from lamina.transport import (
 )
 
 _CHUNK = 1 << 20
-
-
-class _Tee(io.RawIOBase):
-    """Reads from `source` and writes every byte read to `sink` on the way."""
-
-    def __init__(self, source: BinaryIO, sink: Writer) -> None:
-        self._source = source
-        self._sink = sink
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._source.read(len(buffer))
-        buffer[: len(data)] = data
-        if data:
-            self._sink.write(data)
-        return len(data)
-
-
-def _unpack_from_archive(
-    archive: ArchiveReader,
-    layer: Descriptor,
-    diff_id: str,
-    store: Store,
-    lease: Lease,
-    limits: LayerLimits,
-    keep_blob: bool,
-) -> int:
-    """Read a layer from the archive once: decompress, apply into its snapshot with its
-    tar-split record, check digest and diff_id; keep the compressed blob if asked."""
-    compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
-    with contextlib.ExitStack() as stack:
-        source: BinaryIO = stack.enter_context(archive.open_blob(layer))
-        writer: Writer | None = None
-        if keep_blob and compressed and not store.content.has(layer.digest):
-            lease.add_blob(layer.digest)
-            writer = stack.enter_context(
-                store.content.writer(layer.digest, layer.size, lease=lease)
-            )
-            source = cast(BinaryIO, io.BufferedReader(_Tee(source, writer), _CHUNK))
-        reader = open_layer_reader(source, limits.max_size, limits.max_ratio)
-
-        def finish() -> None:
-            while reader.read(_CHUNK):
-                pass
-            while source.read(_CHUNK):  # to EOF: the archive's reader checks the digest
-                pass
-            if writer is not None:
-                writer.commit()
-
-        return unpack_layer(
-            store, lease, diff_id, cast(BinaryIO, reader),
-            limits=Limits(max_total_bytes=limits.max_size), finish=finish,
-        )  # fmt: skip
 
 
 def _layer_records(
@@ -111,9 +54,10 @@ def _layer_records(
             size = store.layer_size(diff_id)
         else:
             try:
-                size = _unpack_from_archive(
-                    archive, layer, diff_id, store, lease, limits, keep_blobs
-                )
+                with archive.open_blob(layer) as source:  # verified at EOF
+                    size = ingest_layer(
+                        store, lease, layer, diff_id, source, limits=limits, keep_blob=keep_blobs
+                    )
             except DigestMismatchError:
                 raise
             except InvalidInputError as exc:

@@ -2,7 +2,8 @@
 
 The steps above both the store (records, blobs) and the snapshots (directories):
 
-- ``unpack_layer``: an uncompressed tar stream → snapshot + tar-split record, in one pass.
+- ``ingest_layer``: a layer blob as it arrives (load, pull; gzip, zstd or plain) → its
+  snapshot + tar-split record in one pass, bounded by ``LayerLimits``, blob kept if asked.
 - ``commit_dir_layer``: a directory (a RUN's upper dir, a COPY's result) becomes a layer by
   hashing the tar it stands for and renaming it into place; nothing is compressed.
 - ``layer_blob``: a layer's blob for sending with a compression → descriptor + stream,
@@ -15,13 +16,14 @@ The steps above both the store (records, blobs) and the snapshots (directories):
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
 from lamina.layers import (
@@ -34,13 +36,14 @@ from lamina.layers import (
     RebuiltTar,
     SplitRecorder,
     apply_layer,
+    open_layer_reader,
     record_entries,
     snapshot_extras,
     write_layer,
 )
 from lamina.oci import Descriptor, media_types
 from lamina.snapshots import ensure_snapshots, record_tmp_path, unpack_blob, unpack_layer
-from lamina.store import BlobInfo, LayerRecord, Lease, Store
+from lamina.store import BlobInfo, LayerRecord, Lease, Store, Writer
 
 _CHUNK = 1 << 20
 DEFAULT_MAX_LAYER_SIZE = 64 << 30
@@ -93,6 +96,68 @@ def parse_size(text: str, what: str) -> int:
 def _env_size(name: str) -> int | None:
     text = os.environ.get(name)
     return parse_size(text, name) if text else None
+
+
+class _Tee(io.RawIOBase):
+    """Reads from `source` and writes every byte read to `sink` on the way."""
+
+    def __init__(self, source: BinaryIO, sink: Writer) -> None:
+        self._source = source
+        self._sink = sink
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        if data:
+            self._sink.write(data)
+        return len(data)
+
+
+def ingest_layer(
+    store: Store,
+    lease: Lease,
+    layer: Descriptor,
+    diff_id: str,
+    source: BinaryIO,
+    *,
+    limits: LayerLimits | None = None,
+    keep_blob: bool = False,
+    on_entry: EntryHook | None = None,
+) -> int:
+    """A layer blob arriving (load, pull) → its snapshot, in the one pass that reads it.
+
+    ``source`` streams the blob as sent (gzip, zstd or plain) and should check its digest
+    when read to its end (an archive's or registry's verified reader): it is read to EOF
+    before anything becomes visible. Decompression is bounded by ``limits``; with
+    ``keep_blob`` a compressed blob is also kept in the content store as it came. Returns
+    the tar's size; an existing layer is not read."""
+    lim = limits or LayerLimits()
+    compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
+    with contextlib.ExitStack() as stack:
+        writer: Writer | None = None
+        if keep_blob and compressed and not store.content.has(layer.digest):
+            lease.add_blob(layer.digest)
+            writer = stack.enter_context(
+                store.content.writer(layer.digest, layer.size, lease=lease)
+            )
+            source = cast(BinaryIO, io.BufferedReader(_Tee(source, writer), _CHUNK))
+        reader = open_layer_reader(source, lim.max_size, lim.max_ratio)
+
+        def finish() -> None:
+            while reader.read(_CHUNK):
+                pass
+            while source.read(_CHUNK):  # to EOF: the source checks the digest there
+                pass
+            if writer is not None:
+                writer.commit()
+
+        return unpack_layer(
+            store, lease, diff_id, reader, limits=Limits(max_total_bytes=lim.max_size),
+            finish=finish, on_entry=on_entry,
+        )  # fmt: skip
 
 
 def ensure_layers(store: Store, lease: Lease, layers: Sequence[LayerRecord]) -> list[Path]:
@@ -390,6 +455,7 @@ __all__ = [
     "commit_changes_layer",
     "commit_dir_layer",
     "ensure_layers",
+    "ingest_layer",
     "layer_blob",
     "migrate_layers",
     "open_layer_tar",
