@@ -22,7 +22,7 @@ import json
 import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ class BuildRequest:
     network: str
     secrets: Mapping[str, Path]
     source_date_epoch: int | None
+    # Other options the image depends on (`--label`, `--platform`), by name.
+    options: Mapping[str, str] = field(default_factory=dict)
 
     def key(self) -> str:
         df = self.dockerfile
@@ -64,6 +66,8 @@ class BuildRequest:
             "secrets": sorted((k, os.path.realpath(v)) for k, v in self.secrets.items()),
             "sde": self.source_date_epoch,
         }
+        if self.options:
+            doc["options"] = sorted(self.options.items())
         text = json.dumps(doc, sort_keys=True).encode("utf-8", "surrogateescape")
         return _PREFIX + hashlib.sha256(text).hexdigest()
 

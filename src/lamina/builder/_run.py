@@ -200,8 +200,9 @@ def run_step(
             network=req.network, binds=binds, tmpfs=tmpfs,
         )  # fmt: skip
         stubs = find_stubs(merged, mount_targets(config))
+        # One pipe for both streams: the lines reach the log in the order they were written.
         code = run(bundle, merged, config, state_dir=state_dir,
-                   stdout=tail, stderr=tail)  # fmt: skip
+                   stdout=tail, stderr=subprocess.STDOUT)  # fmt: skip
     if code != 0:
         raise StepFailedError(what, where, code, tail.tail())
     clean_upper(upper, stubs, lowers)
