@@ -104,7 +104,13 @@ from lamina.layers._tarread import (
     TarReader,
     read_entries,
 )
-from lamina.layers._tarsplit import RebuiltTar, SplitRecorder, record_entries, snapshot_extras
+from lamina.layers._tarsplit import (
+    RebuiltTar,
+    SplitRecorder,
+    count_entries,
+    record_entries,
+    snapshot_extras,
+)
 from lamina.layers._tarwrite import LayerStats, write_layer
 from lamina.layers._whiteout import (
     OVERLAY_OPAQUE_XATTRS,
@@ -165,6 +171,7 @@ __all__ = [
     "TarReader",
     "apply_layer",
     "changes_from_dir",
+    "count_entries",
     "changes_from_overlay_upper",
     "diff_trees",
     "open_layer_reader",

@@ -108,45 +108,35 @@ class FileOp:
 
 def read_record(record: BinaryIO) -> Iterator[RawOp | FileOp]:
     """The frames of a record, in order; InvalidInputError if it is damaged."""
-    z = zlib.decompressobj()
-    buf = bytearray()
-    eof = False
-
-    def need(n: int) -> bytes:
-        nonlocal eof
-        while len(buf) < n and not eof:
-            chunk = record.read(_CHUNK)
-            if not chunk:
-                eof = True
-                buf.extend(z.flush())
-                break
-            try:
-                buf.extend(z.decompress(chunk))
-            except zlib.error as exc:
-                raise InvalidInputError(f"tar-split record is corrupt: {exc}") from exc
-        if len(buf) < n:
-            raise InvalidInputError("tar-split record is truncated")
-        data = bytes(buf[:n])
-        del buf[:n]
-        return data
-
-    if need(len(MAGIC)) != MAGIC:
+    try:
+        data = zlib.decompress(record.read())
+    except zlib.error as exc:
+        raise InvalidInputError(f"tar-split record is corrupt: {exc}") from exc
+    view = memoryview(data)
+    if bytes(view[: len(MAGIC)]) != MAGIC:
         raise InvalidInputError("not a lamina tar-split record")
-    while True:
-        try:
-            kind = need(1)
-        except InvalidInputError:
-            if eof and not buf:
-                return
-            raise
-        if kind == b"R":
-            (n,) = struct.unpack(">I", need(4))
-            yield RawOp(need(n))
-        elif kind == b"F":
-            size, n = struct.unpack(">QH", need(10))
-            yield FileOp(need(n).decode("utf-8", "surrogateescape"), size)
+    pos, end = len(MAGIC), len(data)
+    unpack_raw, unpack_file = struct.Struct(">I").unpack_from, struct.Struct(">QH").unpack_from
+    while pos < end:
+        kind = data[pos]
+        if kind == 0x52 and pos + 5 <= end:  # R
+            (n,) = unpack_raw(data, pos + 1)
+            pos += 5
+            if pos + n > end:
+                break
+            yield RawOp(data[pos : pos + n])
+            pos += n
+        elif kind == 0x46 and pos + 11 <= end:  # F
+            size, n = unpack_file(data, pos + 1)
+            pos += 11
+            if pos + n > end:
+                break
+            yield FileOp(data[pos : pos + n].decode("utf-8", "surrogateescape"), size)
+            pos += n
         else:
-            raise InvalidInputError(f"tar-split record: unknown frame {kind!r}")
+            raise InvalidInputError(f"tar-split record: bad frame at {pos}")
+    if pos != end:
+        raise InvalidInputError("tar-split record is truncated")
 
 
 def _open_in(root: ScopedRoot, name: str) -> int:
@@ -332,6 +322,14 @@ def record_entries(record_path: str | os.PathLike[str]) -> Iterator[TarEntry]:
         reader = TarReader(_Skeleton(f), Limits(max_total_bytes=1 << 62), digest=False)
         for entry, _content in reader.entries():
             yield entry
+
+
+def count_entries(snapshot: str | os.PathLike[str]) -> int:
+    """How many entries (of any type, the root not counted) a snapshot directory holds."""
+    total = 0
+    for _top, dirs, files in os.walk(snapshot):
+        total += len(dirs) + len(files)
+    return total
 
 
 def snapshot_extras(

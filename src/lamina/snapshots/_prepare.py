@@ -24,6 +24,7 @@ from lamina.layers import (
     Limits,
     SplitRecorder,
     apply_layer,
+    count_entries,
     open_layer_reader,
 )
 from lamina.snapshots._snapshot import unpack_snapshot
@@ -50,6 +51,8 @@ class LayerStore(Protocol):
     def layer_size(self, diff_id: str) -> int | None: ...
 
     def put_snapshot(self, diff_id: str, size: int, state: str = ...) -> None: ...
+
+    def set_snapshot_entries(self, diff_id: str, entries: int) -> None: ...
 
 
 class LayerRef(Protocol):
@@ -146,6 +149,7 @@ def unpack_layer(
     if size is None:  # another process made the directory; the record came with it
         raise NotFoundError(f"snapshot {diff_id} appeared without its record")
     store.put_snapshot(diff_id, size)
+    store.set_snapshot_entries(diff_id, count_entries(snaps.path(diff_id)))
     return size
 
 

@@ -66,6 +66,9 @@ class GcMixin:
                     if r[0] not in snapshots
                 ]
                 db.executemany("DELETE FROM snapshots WHERE diff_id = ?", [(d,) for d in gone])
+                db.executemany(
+                    "DELETE FROM snapshot_entries WHERE diff_id = ?", [(d,) for d in gone]
+                )
             removed, freed = [], 0
             for digest in list(self.content.iter_digests()):
                 if digest not in blobs:

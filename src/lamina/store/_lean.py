@@ -50,6 +50,22 @@ class LeanLayersMixin:
         )
         return None if row is None else int(row[0])
 
+    def set_snapshot_entries(self, diff_id: str, entries: int) -> None:
+        """Remember how many entries (files, dirs, links...) the snapshot directory holds."""
+        with self._db.write(gc_shared=False) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO snapshot_entries VALUES (?, ?)", (diff_id, entries)
+            )
+
+    def snapshot_entries(self, diff_id: str) -> int | None:
+        """What `set_snapshot_entries` remembered, or None."""
+        row = (
+            self._db.conn()
+            .execute("SELECT entries FROM snapshot_entries WHERE diff_id = ?", (diff_id,))
+            .fetchone()
+        )
+        return None if row is None else int(row[0])
+
     # --- the compressed-blob cache -------------------------------------------------
 
     def cached_layer_blob(self, diff_id: str, compression: str) -> tuple[BlobInfo, str] | None:

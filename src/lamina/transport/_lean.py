@@ -36,6 +36,7 @@ from lamina.layers import (
     RebuiltTar,
     SplitRecorder,
     apply_layer,
+    count_entries,
     open_layer_reader,
     record_entries,
     snapshot_extras,
@@ -207,6 +208,7 @@ def commit_dir_layer(
                         raise
                     shutil.rmtree(directory)
             store.put_snapshot(diff_id, stats.size)
+            store.set_snapshot_entries(diff_id, count_entries(target))
     finally:
         with contextlib.suppress(FileNotFoundError):
             record_tmp.unlink()
@@ -305,6 +307,7 @@ def _unpack_unknown(
                 with contextlib.suppress(OSError):
                     os.rename(staging, target)
             store.put_snapshot(diff_id, stats.size)
+            store.set_snapshot_entries(diff_id, count_entries(target))
         return diff_id
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -316,28 +319,36 @@ def _unpack_unknown(
 # -- out: a layer's tar, and its blob for sending ------------------------------------------
 
 
-def open_layer_tar(store: Store, diff_id: str) -> RebuiltTar:
+def open_layer_tar(store: Store, diff_id: str, *, thorough: bool = False) -> RebuiltTar:
     """The layer's exact uncompressed tar, rebuilt from its snapshot; DigestMismatchError
-    before the first byte if files were added to the snapshot, at the end if its content
-    changed. NotFoundError if the store does not hold the layer."""
+    before the first byte if the snapshot holds entries its tar does not, at the end if a
+    file's content changed. NotFoundError if the store does not hold the layer.
+
+    Entries are counted against what the snapshot held when it was made (a walk, cheap);
+    `thorough` (fsck) also compares every name with the tar's headers."""
     if not store.has_layer(diff_id):
         raise NotFoundError(f"layer {diff_id} is not in the store")
     snapshot = store.snapshot_path(diff_id)
     record = store.record_path(diff_id)
-    extras = snapshot_extras(snapshot, record)
-    if extras:
-        raise DigestMismatchError(
-            f"snapshot of layer {diff_id}: files its tar does not hold ({', '.join(extras[:3])})",
-            diff_id,
-            "a changed snapshot",
-            hint="the snapshot was changed behind lamina's back; `lamina fsck` lists it",
-        )
+    known = store.snapshot_entries(diff_id)
+    count = count_entries(snapshot) if known is not None else None
+    if thorough or known is None or count != known:
+        extras = snapshot_extras(snapshot, record)
+        if extras or (known is not None and count != known):
+            what = ", ".join(extras[:3]) if extras else f"{count} entries, made with {known}"
+            raise DigestMismatchError(
+                f"snapshot of layer {diff_id}: files its tar does not hold ({what})",
+                diff_id,
+                "a changed snapshot",
+                hint="the snapshot was changed behind lamina's back; `lamina fsck` lists it",
+            )
     return RebuiltTar(snapshot, record, diff_id, store.layer_size(diff_id))
 
 
 def verify_layer(store: Store, diff_id: str) -> None:
-    """Rebuild the layer's tar and check it against its diff_id (DigestMismatchError)."""
-    with open_layer_tar(store, diff_id) as tar:
+    """Rebuild the layer's tar and check it against its diff_id, and every name in the
+    snapshot against its headers (DigestMismatchError)."""
+    with open_layer_tar(store, diff_id, thorough=True) as tar:
         while tar.read(_CHUNK):
             pass
 
