@@ -164,6 +164,7 @@ def _old_store(root: Path, tmp_path: Path, count: int) -> dict[str, str]:
     with sqlite3.connect(root / "metadata.db") as db:
         db.execute("DROP TABLE layer_blobs")
         db.execute("DROP TABLE pending_unpack")
+        db.execute("DROP TABLE snapshot_entries")
         db.execute("PRAGMA user_version = 2")
     return manifests
 
