@@ -35,6 +35,7 @@ def layer_from_dir(
     *,
     overlay_upper: bool,
     source_date_epoch: int | None,
+    keep_directory: bool = False,
 ) -> LayerRecord | None:
     """Make the directory itself the layer's snapshot; its tar is hashed and recorded
     (tar-split), never stored or compressed.
@@ -42,6 +43,8 @@ def layer_from_dir(
     `overlay_upper`: the directory is an overlay upper dir (whiteouts as 0:0 devices); else
     every entry is an addition. None (and the directory removed) when nothing changed.
     The directory must be on the store's file system: it is renamed, never copied.
+    `keep_directory` (a container's upper dir, committed while it may still run): the
+    directory stays as it is; the layer is written into a snapshot of its own.
     """
     from lamina.layers import changes_from_dir, changes_from_overlay_upper, sort_changes
     from lamina.transport import commit_dir_layer
@@ -51,8 +54,15 @@ def layer_from_dir(
     else:
         changes = sort_changes(changes_from_dir(directory))
     if not changes:
-        shutil.rmtree(directory)
+        if not keep_directory:
+            shutil.rmtree(directory)
         return None
+    if keep_directory:
+        # A container's upper dir, committed while it may still run: the directory stays;
+        # the layer is written once into a snapshot of its own (tar → applier, one pass).
+        from lamina.transport import commit_changes_layer
+
+        return commit_changes_layer(store, lease, changes, source_date_epoch=source_date_epoch)
     return commit_dir_layer(store, lease, directory, changes, source_date_epoch=source_date_epoch)
 
 
