@@ -8,7 +8,14 @@ from pathlib import Path
 
 from lamina.builder import timestamp
 from lamina.errors import InvalidInputError
-from lamina.layers import Change, Limits, changes_from_dir, open_layer_reader, source_date_epoch
+from lamina.layers import (
+    Change,
+    EntryCollector,
+    Limits,
+    changes_from_dir,
+    open_layer_reader,
+    source_date_epoch,
+)
 from lamina.oci import History, ImageConfig
 from lamina.store import LayerRecord, Lease, Store, write_image
 from lamina.transport import LayerLimits, commit_changes_layer, unpack_tar_layer
@@ -26,9 +33,13 @@ def layer_from_tarball(store: Store, lease: Lease, path: Path) -> LayerRecord:
                 f"{path}: a {tar.compression.value} tarball cannot be a layer",
                 hint="use a plain, gzip or zstd tarball",
             )
-        layer = unpack_tar_layer(store, lease, tar, limits=Limits(max_total_bytes=limits.max_size))
+        index = EntryCollector()  # the file index, gathered in this same pass
+        layer = unpack_tar_layer(
+            store, lease, tar, limits=Limits(max_total_bytes=limits.max_size), collect=index
+        )
         while tar.read(1 << 20):
             pass
+    store.file_index.put(layer.diff_id, index.entries)
     return layer
 
 

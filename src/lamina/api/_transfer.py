@@ -9,7 +9,7 @@ from typing import BinaryIO, cast
 
 from lamina.api._transfer_types import LoadResult
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
-from lamina.layers import Compression
+from lamina.layers import Compression, EntryCollector, Limits, open_layer_reader, scan_layer
 from lamina.oci import Descriptor, Manifest, Reference, media_types
 from lamina.store import ImageRecord, LayerRecord, Lease, Store, write_image
 from lamina.transport import (
@@ -28,6 +28,57 @@ from lamina.transport import (
 )
 
 _CHUNK = 1 << 20
+
+
+def _scan(
+    stream: BinaryIO,
+    max_bytes: int,
+    diff_id: str | None = None,
+    collect: EntryCollector | None = None,
+) -> tuple[str, int]:
+    """diff_id and size of a layer blob stream, read through as the applier would read it.
+
+    Every entry is checked (names, whiteouts, bounds). Reads `stream` to its end. A known
+    `diff_id` (an uncompressed blob, whose digest is checked elsewhere) is not hashed
+    again. `collect` gathers the layer's file index on the way.
+    """
+    tar = open_layer_reader(stream, max_bytes)
+    plain = tar.compression is Compression.NONE and diff_id is not None
+    limits = Limits(max_total_bytes=max_bytes)
+    stats = scan_layer(tar, limits=limits, digest=not plain, collect=collect)
+    while tar.read(_CHUNK):
+        pass
+    if plain and diff_id is not None:
+        return diff_id, stats.size
+    assert stats.diff_id is not None
+    return stats.diff_id, stats.size
+
+
+def _uncompressed(
+    store: Store, layer: Descriptor, max_bytes: int, collect: EntryCollector | None = None
+) -> tuple[str, int]:
+    """diff_id and size of a stored layer (see `_scan`): read as its snapshot's rebuilt
+    tar (checked against its diff_id) when the store has it, else from its blob."""
+    known = store.layer(layer.digest).diff_id if _recorded(store, layer.digest) else None
+    if known is not None and store.has_layer(known):
+        with open_layer_tar(store, known) as rebuilt:
+            stats = scan_layer(
+                rebuilt, limits=Limits(max_total_bytes=max_bytes), digest=False, collect=collect
+            )
+            while rebuilt.read(_CHUNK):
+                pass
+        return known, stats.size
+    with store.content.open(layer.digest) as blob:
+        # The verifying reader checks the digest at EOF: a plain tar's diff_id is it.
+        return _scan(blob, max_bytes, layer.digest, collect)
+
+
+def _recorded(store: Store, digest: str) -> bool:
+    try:
+        store.layer(digest)
+    except NotFoundError:
+        return False
+    return True
 
 
 def _layer_records(
@@ -54,10 +105,14 @@ def _layer_records(
             size = store.layer_size(diff_id)
         else:
             try:
+                index = None if store.file_index.has(diff_id) else EntryCollector()
                 with archive.open_blob(layer) as source:  # verified at EOF
                     size = ingest_layer(
-                        store, lease, layer, diff_id, source, limits=limits, keep_blob=keep_blobs
-                    )
+                        store, lease, layer, diff_id, source, limits=limits,
+                        keep_blob=keep_blobs, collect=index,
+                    )  # fmt: skip
+                if index is not None:
+                    store.file_index.put(diff_id, index.entries)
             except DigestMismatchError:
                 raise
             except InvalidInputError as exc:

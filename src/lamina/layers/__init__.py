@@ -50,6 +50,11 @@ tar back byte for byte (DigestMismatchError at its end if the snapshot changed),
 ``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass;
 ``record_entries(record_path)`` gives them again later from the record alone.
 
+File index: ``EntryCollector()`` passed as ``collect=`` to ``write_layer``,
+``write_layer_blob`` or ``scan_layer`` (or fed ``tar_entry`` by any reader loop) gathers
+``collector.entries`` (``store.IndexEntry`` rows) in the same pass, hashing regular files'
+content from the bytes already passing through; ``store.file_index.put`` records them.
+
 ``TarReader(stream, limits)`` / ``read_entries`` iterate a tar stream with bounded
 header parsing (for ADD of local archives, or inspection); each entry's content is a
 reader that stops at the entry's end.
@@ -85,6 +90,7 @@ from lamina.layers._compress import (
     sniff_compression,
 )
 from lamina.layers._epoch import source_date_epoch
+from lamina.layers._index import EntryCollector
 from lamina.layers._scoped import (
     MAX_SYMLINK_HOPS,
     Resolved,
@@ -127,10 +133,11 @@ def write_layer_blob(
     compression: Compression = Compression.GZIP,
     *,
     source_date_epoch: int | None = None,
+    collect: EntryCollector | None = None,
 ) -> LayerBlobInfo:
     """Write ``changes`` as a compressed layer blob to ``out`` in one pass."""
     writer = LayerBlobWriter(out, compression)
-    write_layer(changes, writer, source_date_epoch=source_date_epoch)
+    write_layer(changes, writer, source_date_epoch=source_date_epoch, collect=collect)
     return writer.finish()
 
 
@@ -157,6 +164,7 @@ __all__ = [
     "Change",
     "ChangeKind",
     "Compression",
+    "EntryCollector",
     "EntryHook",
     "EntryReader",
     "EntryType",

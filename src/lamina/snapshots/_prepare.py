@@ -20,6 +20,7 @@ from typing import BinaryIO, Protocol
 from lamina.errors import DigestMismatchError, NotFoundError
 from lamina.layers import (
     ByteStream,
+    EntryCollector,
     EntryHook,
     Limits,
     SplitRecorder,
@@ -94,6 +95,7 @@ def unpack_layer(
     limits: Limits | None = None,
     finish: Callable[[], None] | None = None,
     on_entry: EntryHook | None = None,
+    collect: EntryCollector | None = None,
 ) -> int:
     """Apply the uncompressed layer ``tar`` as the snapshot of ``diff_id`` with its record.
 
@@ -116,7 +118,7 @@ def unpack_layer(
                 recorder = SplitRecorder(f)
                 stats = apply_layer(
                     tar, target, overlay=True, limits=limits or Limits(),
-                    record=recorder, on_entry=on_entry,
+                    record=recorder, on_entry=on_entry, collect=collect,
                 )  # fmt: skip
                 recorder.close()
                 f.flush()

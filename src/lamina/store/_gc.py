@@ -69,6 +69,11 @@ class GcMixin:
                 db.executemany(
                     "DELETE FROM snapshot_entries WHERE diff_id = ?", [(d,) for d in gone]
                 )
+                # A layer's file index goes with the last record of its content.
+                db.execute(
+                    "DELETE FROM layer_index WHERE diff_id NOT IN (SELECT diff_id FROM layers) "
+                    "AND diff_id NOT IN (SELECT diff_id FROM snapshots)"
+                )
             removed, freed = [], 0
             for digest in list(self.content.iter_digests()):
                 if digest not in blobs:

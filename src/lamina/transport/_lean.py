@@ -30,6 +30,7 @@ from lamina.layers import (
     ByteStream,
     Change,
     Compression,
+    EntryCollector,
     EntryHook,
     LayerBlobWriter,
     Limits,
@@ -127,6 +128,7 @@ def ingest_layer(
     limits: LayerLimits | None = None,
     keep_blob: bool = False,
     on_entry: EntryHook | None = None,
+    collect: EntryCollector | None = None,
 ) -> int:
     """A layer blob arriving (load, pull) → its snapshot, in the one pass that reads it.
 
@@ -157,7 +159,7 @@ def ingest_layer(
 
         return unpack_layer(
             store, lease, diff_id, reader, limits=Limits(max_total_bytes=lim.max_size),
-            finish=finish, on_entry=on_entry,
+            finish=finish, on_entry=on_entry, collect=collect,
         )  # fmt: skip
 
 
@@ -186,8 +188,9 @@ def commit_dir_layer(
     try:
         with open(record_tmp, "xb") as f:
             recorder = SplitRecorder(f)
+            index = EntryCollector()  # the file index, from this same pass
             stats = write_layer(changes, None, source_date_epoch=source_date_epoch,
-                                record=recorder)  # fmt: skip
+                                record=recorder, collect=index)  # fmt: skip
             recorder.close()
             f.flush()
             os.fsync(f.fileno())
@@ -209,6 +212,8 @@ def commit_dir_layer(
                     shutil.rmtree(directory)
             store.put_snapshot(diff_id, stats.size)
             store.set_snapshot_entries(diff_id, count_entries(target))
+        if not store.file_index.has(diff_id):
+            store.file_index.put(diff_id, index.entries)
     finally:
         with contextlib.suppress(FileNotFoundError):
             record_tmp.unlink()
@@ -232,6 +237,7 @@ def commit_changes_layer(
     import threading
 
     r, w = os.pipe()
+    index = EntryCollector()  # the file index, gathered as the tar is written
     error: list[BaseException] = []
     written: list[str] = []
 
@@ -239,7 +245,9 @@ def commit_changes_layer(
         try:
             with open(w, "wb", buffering=_CHUNK) as out:
                 written.append(
-                    write_layer(changes, out, source_date_epoch=source_date_epoch).diff_id
+                    write_layer(
+                        changes, out, source_date_epoch=source_date_epoch, collect=index
+                    ).diff_id
                 )
         except BaseException as exc:  # surfaces below
             error.append(exc)
@@ -257,6 +265,8 @@ def commit_changes_layer(
         thread.join()
     if error:
         raise error[0]
+    if not store.file_index.has(diff_ids[0]):
+        store.file_index.put(diff_ids[0], index.entries)
     size = store.layer_size(diff_ids[0])
     assert size is not None
     return LayerRecord(diff_ids[0], diff_ids[0], media_types.OCI_LAYER, size, size)
@@ -269,10 +279,13 @@ def unpack_tar_layer(
     *,
     limits: Limits | None = None,
     on_entry: EntryHook | None = None,
+    collect: EntryCollector | None = None,
 ) -> LayerRecord:
     """A layer from an uncompressed tar stream whose diff_id is learnt by reading it
     (``lamina import`` of a tarball): unpacked into its snapshot in that one pass."""
-    diff_id = _unpack_unknown(store, lease, tar, limits=limits, on_entry=on_entry)
+    diff_id = _unpack_unknown(
+        store, lease, tar, limits=limits, on_entry=on_entry, collect=collect
+    )
     size = store.layer_size(diff_id)
     assert size is not None
     return LayerRecord(diff_id, diff_id, media_types.OCI_LAYER, size, size)
@@ -285,6 +298,7 @@ def _unpack_unknown(
     *,
     limits: Limits | None = None,
     on_entry: EntryHook | None = None,
+    collect: EntryCollector | None = None,
 ) -> str:
     """Unpack a tar whose diff_id is known only once read: staged, then named."""
     staging = Path(tempfile.mkdtemp(prefix=".tmp-commit-", dir=store.snapshots_dir))
@@ -294,7 +308,8 @@ def _unpack_unknown(
         with open(record_tmp, "xb") as f:
             recorder = SplitRecorder(f)
             stats = apply_layer(tar, staging, overlay=True, limits=limits or Limits(),
-                                record=recorder, on_entry=on_entry)  # fmt: skip
+                                record=recorder, on_entry=on_entry,
+                                collect=collect)  # fmt: skip
             recorder.close()
             f.flush()
             os.fsync(f.fileno())

@@ -132,7 +132,7 @@ def test_sigkill_during_save(tmp_path: Path) -> None:
 
 def _old_store(root: Path, tmp_path: Path, count: int) -> dict[str, str]:
     """A store as lamina wrote it before the lean model: gzip layer blobs, no snapshots,
-    metadata schema version 2. Returns tag → manifest digest."""
+    metadata schema version 3. Returns tag → manifest digest."""
     rng = random.Random(5)
     manifests = {}
     store = open_store(root)
@@ -165,7 +165,7 @@ def _old_store(root: Path, tmp_path: Path, count: int) -> dict[str, str]:
         db.execute("DROP TABLE layer_blobs")
         db.execute("DROP TABLE pending_unpack")
         db.execute("DROP TABLE snapshot_entries")
-        db.execute("PRAGMA user_version = 2")
+        db.execute("PRAGMA user_version = 3")  # the file index's v3 stays
     return manifests
 
 
