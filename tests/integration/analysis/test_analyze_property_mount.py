@@ -174,9 +174,11 @@ def test_an_old_store_is_indexed_on_first_use_with_progress(
     build("FROM busybox\nRUN head -c 4000 /dev/zero > /x\nRUN rm /x\n", "app")
     expected, _ = lam.analyze("app")
     lam.store.close()
-    # Make it a store from before the index: schema version 2, no index tables.
+    # Make it a store from before the index: schema version 2, no index tables (and none
+    # of the lean store's v4 either).
     with sqlite3.connect(lam.root / "metadata.db") as db:
-        for table in ("layer_files", "layer_index", "layer_origins", "image_bases"):
+        for table in ("layer_files", "layer_index", "layer_origins", "image_bases",
+                      "layer_blobs", "pending_unpack", "snapshot_entries"):  # fmt: skip
             db.execute(f"DROP TABLE {table}")
         db.execute("PRAGMA user_version = 2")
     reopened = Lamina(lam.root)
