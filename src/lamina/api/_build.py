@@ -278,7 +278,7 @@ def _build(
         def warn(text: str) -> None:
             observe(BuildEvent("warning", 0, text))
 
-        import_caches(lamina.store, lamina.root, cache_from, lamina.max_layer_bytes, warn)
+        import_caches(lamina.store, lamina.root, cache_from, lamina.limits, warn)
     with sigterm_raises():
         result = build(lamina.store, opts, resolve, observe)
     if cache_to:

@@ -240,7 +240,16 @@ def export_tree(lamina: Lamina, image: ImageRecord, dest: Path) -> Path:
 
     dest.mkdir(parents=True, exist_ok=True)
     limits = Limits(max_total_bytes=lamina.max_layer_bytes)
+    from lamina.transport import open_layer_tar
+
     for layer in image.layers:
+        if lamina.store.has_layer(layer.diff_id):
+            # The snapshot is the layer: its exact tar, rebuilt and checked as it streams.
+            with open_layer_tar(lamina.store, layer.diff_id) as rebuilt:
+                apply_layer(rebuilt, dest, overlay=False, limits=limits)
+                while rebuilt.read(1 << 20):
+                    pass
+            continue
         with lamina.store.content.open(layer.digest) as blob:
             tar = open_layer_reader(blob, lamina.max_layer_bytes)
             apply_layer(tar, dest, overlay=False, limits=limits)

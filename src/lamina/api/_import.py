@@ -6,61 +6,46 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lamina.builder import timestamp, write_layer_to_store
+from lamina.builder import timestamp
 from lamina.errors import InvalidInputError
 from lamina.layers import (
     Change,
     EntryCollector,
     Limits,
-    TarReader,
     changes_from_dir,
     open_layer_reader,
     source_date_epoch,
 )
-from lamina.oci import History, ImageConfig, media_types
+from lamina.oci import History, ImageConfig
 from lamina.store import LayerRecord, Lease, Store, write_image
-
-_TAR_MEDIA_TYPES = {
-    "gzip": media_types.OCI_LAYER_GZIP,
-    "zstd": media_types.OCI_LAYER_ZSTD,
-    "none": media_types.OCI_LAYER,
-}
+from lamina.transport import LayerLimits, commit_changes_layer, unpack_tar_layer
 
 
 def layer_from_tarball(store: Store, lease: Lease, path: Path) -> LayerRecord:
-    """Store a tarball (plain, gzip or zstd) as a layer, as it is.
-
-    Every header is read through the bounded reader first, and the diff_id is the
-    hash of what it decompresses to: a file that is not a well-formed tar never
-    becomes a layer.
-    """
+    """A tarball (plain, gzip or zstd) becomes a layer: read once through the bounded
+    reader, unpacked into its snapshot in that pass; its diff_id is the hash of what it
+    decompresses to. A file that is not a well-formed tar never becomes a layer."""
+    limits = LayerLimits.from_env()  # LAMINA_MAX_LAYER_SIZE / _RATIO, as for load
     with open(path, "rb") as raw:
-        tar = open_layer_reader(raw)
-        reader = TarReader(tar, Limits())
+        tar = open_layer_reader(raw, limits.max_size, limits.max_ratio)
+        if tar.compression.value not in ("gzip", "zstd", "none"):
+            raise InvalidInputError(
+                f"{path}: a {tar.compression.value} tarball cannot be a layer",
+                hint="use a plain, gzip or zstd tarball",
+            )
         index = EntryCollector()  # the file index, gathered in this same pass
-        for entry, content in reader.entries():
-            index.tar_entry(entry, content)
-        compression = tar.compression.value
-    media_type = _TAR_MEDIA_TYPES.get(compression)
-    if media_type is None:
-        raise InvalidInputError(
-            f"{path}: a {compression} tarball cannot be a layer",
-            hint="use a plain, gzip or zstd tarball",
+        layer = unpack_tar_layer(
+            store, lease, tar, limits=Limits(max_total_bytes=limits.max_size), collect=index
         )
-    with open(path, "rb") as raw, store.content.writer(lease=lease) as writer:
-        while chunk := raw.read(1 << 20):
-            writer.write(chunk)
-        blob = writer.commit()
-    store.file_index.put(reader.diff_id, index.entries)
-    return LayerRecord(blob.digest, reader.diff_id, media_type, blob.size, reader.size)
+        while tar.read(1 << 20):
+            pass
+    store.file_index.put(layer.diff_id, index.entries)
+    return layer
 
 
 def _layer_from_changes(store: Store, lease: Lease, changes: list[Change]) -> LayerRecord:
-    """Write `changes` as a gzip layer blob into the store, as a build step does."""
-    info = write_layer_to_store(store, lease, changes, source_date_epoch=source_date_epoch())
-    return LayerRecord(
-        info.digest, info.diff_id, info.media_type, info.size, info.uncompressed_size
-    )
+    """Write `changes` into a new snapshot (its tar hashed and recorded on the way)."""
+    return commit_changes_layer(store, lease, changes, source_date_epoch=source_date_epoch())
 
 
 def import_rootfs(
@@ -78,7 +63,7 @@ def import_rootfs(
     """Make an image of `source` stacked on a base (or none); returns the image ID."""
     with store.lease() as lease:
         for layer in base_layers:
-            lease.add_blob(layer.digest)
+            lease.add_snapshot(layer.diff_id)
         if source.is_dir():
             changes = changes_for(source) if changes_for else changes_from_dir(source)
             layer = _layer_from_changes(store, lease, changes)

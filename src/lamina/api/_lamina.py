@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from lamina.api._history import HistoryRow, history_rows
 from lamina.api._transfer_types import LoadResult
 from lamina.errors import ConflictError, InvalidInputError, NotFoundError
-from lamina.oci import DEFAULT_MAX_LAYER_BYTES, ImageConfig, Reference, parse_reference
+from lamina.oci import ImageConfig, Reference, parse_reference
 from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store, open_store
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from lamina.api._containers import Containers
     from lamina.api._registry import PullResult, PushResult
     from lamina.builder import BuildResult
-
 
 
 def _ignore(event: str, digest: str, count: int) -> None:
@@ -106,14 +105,26 @@ class Lamina:
     """The store at `root` and the commands that work on it."""
 
     def __init__(
-        self, root: Path | None = None, *, max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES
+        self,
+        root: Path | None = None,
+        *,
+        max_layer_bytes: int | None = None,
+        max_layer_ratio: float | None = None,
+        progress: Callable[[int, int, str], object] | None = None,
     ) -> None:
+        from lamina.transport import LayerLimits, migrate_layers
+
         # Absolute: mounts and runc need absolute paths, and a relative --root must not
         # change meaning if the working directory does.
         self.root = (Path(root) if root is not None else default_root()).absolute()
         self.store: Store = open_store(self.root)
-        # Bounds what one layer may decompress to: a gzip bomb stops here.
-        self.max_layer_bytes = max_layer_bytes
+        # Bounds what one arriving layer may decompress to: a gzip bomb stops here.
+        # Given here, else LAMINA_MAX_LAYER_SIZE / LAMINA_MAX_LAYER_RATIO, else defaults.
+        self.limits = LayerLimits.from_env(max_layer_bytes, max_layer_ratio)
+        self.max_layer_bytes = self.limits.max_size
+        if self.store.pending_unpacks():
+            # A store from before the lean model: each layer becomes its snapshot once.
+            migrate_layers(self.store, progress)
         self._containers: Containers | None = None
 
     @property
@@ -254,28 +265,46 @@ class Lamina:
 
     # -- moving images in and out ----------------------------------------------------
 
-    def load(self, path: Path) -> list[LoadResult]:
-        """Load a docker-archive or OCI layout (dir or tar); see `load_archive`."""
+    def load(self, path: Path, *, keep_blobs: bool | None = None) -> list[LoadResult]:
+        """Load a docker-archive or OCI layout (dir or tar); see `load_archive`.
+
+        `keep_blobs` (default: LAMINA_KEEP_BLOBS=1, else no): also keep compressed layer
+        blobs as they arrived, so saving gives their original digests back.
+        """
         from lamina.api._transfer import load_archive
 
-        return load_archive(self.store, Path(path), self.max_layer_bytes)
+        return load_archive(self.store, Path(path), self.limits, keep_blobs=_keep_blobs(keep_blobs))
 
     def save(
-        self, refs: Sequence[str], output: Path | BinaryIO, fmt: str = "docker-archive"
-    ) -> None:
+        self,
+        refs: Sequence[str],
+        output: Path | BinaryIO,
+        fmt: str = "docker-archive",
+        compression: str = "gzip",
+    ) -> list[str]:
         """Save images; each under the name it was asked by (by ID: no name), as Docker does.
 
         `output` is a path (written atomically; a directory for `oci-dir`) or a binary
         file object the caller owns, such as the CLI's stdout: the api never writes there.
+        OCI layouts get layers compressed with `compression` (gzip, zstd or none); returns
+        notes for the user (a digest that changed because its blob was not kept).
         """
         from lamina.api._transfer import save_images
+        from lamina.layers import Compression
+
+        try:
+            chosen_compression = Compression(compression)
+        except ValueError:
+            raise InvalidInputError(f"unknown compression {compression!r}") from None
+        if chosen_compression not in (Compression.GZIP, Compression.ZSTD, Compression.NONE):
+            raise InvalidInputError(f"lamina does not write {compression} layers")
 
         chosen: list[tuple[ImageRecord, tuple[Reference, ...]]] = []
         for ref in refs:
             image = self.resolve(ref)
             name = self._tag_named(ref, image)
             chosen.append((image, (parse_reference(name),) if name else ()))
-        save_images(self.store, chosen, output, fmt, self.max_layer_bytes)
+        return save_images(self.store, chosen, output, fmt, chosen_compression)
 
     def pull(
         self,
@@ -285,8 +314,11 @@ class Lamina:
         jobs: int = 4,
         tls_verify: bool = True,
         events: Callable[[str, str, int], None] | None = None,
+        keep_blobs: bool | None = None,
     ) -> PullResult:
-        """Pull an image from its registry; blobs the store has are not downloaded."""
+        """Pull an image from its registry; layers the store has are not downloaded.
+
+        Each layer is unpacked into its snapshot as it arrives; `keep_blobs` as for `load`."""
         from lamina.api._registry import pull_image
         from lamina.oci import Platform
 
@@ -297,8 +329,8 @@ class Lamina:
             except ValueError as exc:
                 raise InvalidInputError(str(exc)) from None
         return pull_image(
-            self.store, self.root, ref, platform=want, jobs=jobs, max_bytes=self.max_layer_bytes,
-            tls_verify=tls_verify, events=events or _ignore,
+            self.store, self.root, ref, platform=want, jobs=jobs, limits=self.limits,
+            keep_blobs=_keep_blobs(keep_blobs), tls_verify=tls_verify, events=events or _ignore,
         )  # fmt: skip
 
     def push(
@@ -500,7 +532,30 @@ class Lamina:
         """Like `docker system prune`: the build cache goes too, unless kept, then
         untagged images and every blob and snapshot nothing holds any more."""
         removed = 0 if keep_build_cache else self.store.remove_cache()
-        return dataclasses.replace(self.store.prune(), cache_records_removed=removed)
+        # Compressed layer blobs made for sending are a cache too, pruned with it.
+        report = self.store.prune(keep_layer_blobs=keep_build_cache)
+        return dataclasses.replace(report, cache_records_removed=removed)
 
     def fsck(self) -> FsckReport:
-        return self.store.fsck()
+        """The store's checks, plus every snapshot's tar rebuilt and checked against its
+        diff_id (a snapshot changed behind lamina's back is reported)."""
+        from lamina.errors import LaminaError
+        from lamina.transport import verify_layer
+
+        report = self.store.fsck()
+        problems = list(report.problems)
+        for snap in self.store.list_snapshots():
+            if not self.store.has_layer(snap.diff_id):
+                continue  # reported by the store's own checks (or pending migration)
+            try:
+                verify_layer(self.store, snap.diff_id)
+            except LaminaError as exc:
+                problems.append(f"snapshot {snap.diff_id} does not match its diff_id: {exc}")
+        return dataclasses.replace(report, problems=problems)
+
+
+def _keep_blobs(asked: bool | None) -> bool:
+    """`--keep-blobs` when given, else LAMINA_KEEP_BLOBS=1, else no."""
+    if asked is not None:
+        return asked
+    return os.environ.get("LAMINA_KEEP_BLOBS", "") in ("1", "true", "yes")

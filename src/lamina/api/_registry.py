@@ -1,15 +1,18 @@
 """`pull`, `push`, `login`, `logout`: images between the store and registries.
 
-Pulled layers go through the same ingest as `load` (`layer_record`: hashed while they
-stream, every entry checked, the digest and diff_id verified before any image refers
-to them), resumable: a partial blob stays in ingest/ and the next pull asks only for
-the rest. Each layer is then unpacked into its snapshot, as `docker pull` extracts.
-Push reads each blob through `layer_blob_for_push`, the one place that
-decides what bytes leave the store for a layer.
+Pulled layers go through the same ingest as `load` (`layer_record`): each is unpacked
+into its snapshot in the one pass that downloads it, as `docker pull` extracts, every
+entry checked and the digest and diff_id verified before anything refers to it. It is
+resumable: the bytes also stream into ingest/, so an interrupted pull keeps them and the
+next asks only for the rest (Range). The compressed blob is not kept unless asked
+(`keep_blobs`, as for `load`). Push sends each layer as `layers_for_push` names it (its
+original blob if kept, else gzipped from its snapshot, the same digest every time) and
+reads the bytes through `layer_blob_for_push`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from lamina.api._transfer import layer_record
+from lamina.api._transfer import layer_record, layers_for_push, open_layer_blob
 from lamina.errors import (
     ConflictError,
     InvalidInputError,
@@ -27,10 +30,10 @@ from lamina.errors import (
     NotFoundError,
 )
 from lamina.oci import Descriptor, Manifest, Platform, Reference, parse_reference
-from lamina.snapshots import ensure_snapshots
 from lamina.store import ImageRecord, LayerRecord, Store
 from lamina.transport import (
     Credentials,
+    LayerLimits,
     RegistryClient,
     RegistrySource,
     SourceImage,
@@ -105,7 +108,8 @@ def pull_image(
     *,
     platform: Platform | None = None,
     jobs: int = 4,
-    max_bytes: int,
+    limits: LayerLimits,
+    keep_blobs: bool = False,
     tls_verify: bool = True,
     events: Events = _quiet,
 ) -> PullResult:
@@ -126,15 +130,16 @@ def pull_image(
 
             def one(position: int) -> tuple[LayerRecord, bool]:
                 layer = image.manifest.layers[position]
-                if store.content.has(layer.digest):
+                if store.has_layer(image.diff_ids[position]):
                     events("present", layer.digest, layer.size)
                 counting = _CountingSource(source, count, events)
                 waited = 0.0
                 while True:
                     try:
                         record, new = layer_record(
-                            store, image, position, counting, lease, max_bytes, resumable=True
-                        )
+                            store, image, position, counting, lease, limits,
+                            keep_blobs=keep_blobs, resumable=True,
+                        )  # fmt: skip
                         break
                     except ConflictError:
                         # Another pull is writing this blob: wait for it, then use it.
@@ -144,10 +149,8 @@ def pull_image(
                         waited += 0.2
                 if new:
                     events("downloaded", layer.digest, layer.size)
-                # Unpacked now, as docker pull does, while the blob is in the page cache
-                # and beside the other layers' downloads; a mount or build then starts at once.
-                ensure_snapshots(store, [record], lease)
-                events("unpacked", layer.digest, 0)
+                    # Unpacked in the pass that downloaded it, as docker pull extracts.
+                    events("unpacked", layer.digest, 0)
                 return record, new
 
             with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -201,13 +204,14 @@ class _CountingSource:
 
 
 def layer_blob_for_push(store: Store, descriptor: Descriptor, offset: int) -> BinaryIO:
-    """The bytes a push sends for a blob, from `offset` on: today the blob as stored.
+    """The bytes a push sends for a blob, from `offset` on.
 
-    The one place to change when layers are compressed on the way out (lean store).
-    The stream is verified against the digest at its end, so bytes before `offset`
-    are read (and hashed) but not returned.
+    A layer's blob as `layers_for_push` named it (kept, or compressed on the way out from
+    its snapshot and cached; made again if pruned since), a config as stored. The stream
+    is verified against the digest at its end, so bytes before `offset` are read (and
+    hashed) but not returned.
     """
-    stream = store.content.open(descriptor.digest)
+    stream = open_layer_blob(store, descriptor.digest)
     remaining = offset
     try:
         while remaining:
@@ -234,8 +238,17 @@ def push_to_registry(
     """Push a stored image to `text` (a reference with a tag, or none: by digest)."""
     ref = parse_reference(text)
     manifest_bytes = store.content.read_bytes(image.digest, _MAX_MANIFEST)
-    Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
-    with open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs) as client:
+    manifest = Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
+    with (
+        store.lease() as lease,
+        open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs) as client,
+    ):
+        # Layers leave compressed: built ones exist only as snapshots, pulled ones may
+        # not have kept their blob. The manifest then names the blobs that are sent.
+        layers = layers_for_push(store, lease, manifest, image)
+        if layers != manifest.layers:
+            manifest = dataclasses.replace(manifest, layers=layers)
+            manifest_bytes = manifest.to_bytes()
         report = push_image(
             client,
             ref.path,

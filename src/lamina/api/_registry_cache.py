@@ -5,8 +5,11 @@ default: the target stage) as BuildKit's cache manifest and pushes it with its l
 blobs; only what the registry lacks travels, as for any push. Import reads such a
 manifest and records its entries in this store's build cache, so the build that
 follows finds its steps there and runs none of them. The layers of the entries are
-fetched (verified, through the same ingest as a pull) before they are recorded,
-since a cache record must point at content the store holds.
+fetched (verified, through the same one-pass ingest as a pull, into their snapshots)
+before they are recorded, since a cache record must point at content the store holds.
+Built layers exist only as snapshots: they are exported as their gzip blobs (made once,
+the same digest every time) and recorded on import as a build records them (by diff_id),
+so the image built from the cache is the same image, manifest included.
 """
 
 from __future__ import annotations
@@ -18,19 +21,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from lamina.api._registry import layer_blob_for_push, open_client
-from lamina.api._transfer import _ingest_layer, _uncompressed
+from lamina.api._transfer import ingest_blob
 from lamina.errors import DigestMismatchError, LaminaError
+from lamina.layers import Compression
 from lamina.oci import MAX_DOCUMENT_BYTES, Descriptor, Manifest, media_types, parse_reference
-from lamina.store import LayerRecord, Lease, Store
+from lamina.store import BlobInfo, LayerRecord, Lease, Store
 from lamina.transport import (
     CacheEntry,
     CacheLayer,
+    LayerLimits,
     RegistryBlobs,
     RegistryClient,
     cache_manifest_parts,
     decode_cache,
     encode_cache,
     fetch_manifest,
+    layer_blob,
     parse_cache_option,
     push_image,
 )
@@ -49,31 +55,43 @@ def export_cache(store: Store, root: Path, result: BuildResult, spec: str) -> st
         s for s in result.cache_steps
         if fields.get("mode", "min") == "max" or s.stage == result.target_stage
     ]  # fmt: skip
-    entries: dict[str, CacheEntry] = {}
-    for step in steps:
-        layers = tuple(
-            CacheLayer(layer.digest, layer.diff_id, layer.media_type, layer.size)
-            for layer in step.layers
-        )
-        entries.setdefault(step.key, CacheEntry(step.key, step.parent, layers, step.created))
-    config_bytes, manifest_bytes = encode_cache(list(entries.values()))
-    config_desc, blobs = cache_manifest_parts(manifest_bytes, "cache manifest")
-    manifest = Manifest(config_desc, tuple(blobs.values()))
+    with store.lease() as lease:
+        entries: dict[str, CacheEntry] = {}
+        for step in steps:
+            layers = tuple(_exported(store, lease, layer) for layer in step.layers)
+            entries.setdefault(step.key, CacheEntry(step.key, step.parent, layers, step.created))
+        config_bytes, manifest_bytes = encode_cache(list(entries.values()))
+        config_desc, blobs = cache_manifest_parts(manifest_bytes, "cache manifest")
+        manifest = Manifest(config_desc, tuple(blobs.values()))
 
-    def open_at(desc: Descriptor, offset: int) -> BinaryIO:
-        if desc.digest == manifest.config.digest:
-            return io.BytesIO(config_bytes[offset:])
-        return layer_blob_for_push(store, desc, offset)
+        def open_at(desc: Descriptor, offset: int) -> BinaryIO:
+            if desc.digest == manifest.config.digest:
+                return io.BytesIO(config_bytes[offset:])
+            return layer_blob_for_push(store, desc, offset)
 
-    with open_client(root, ref.domain) as client:
-        report = push_image(
-            client, ref.path, ref.tag or "latest", manifest_bytes, media_types.OCI_MANIFEST,
-            store.registry, open_at, manifest=manifest,
-        )  # fmt: skip
+        with open_client(root, ref.domain) as client:
+            report = push_image(
+                client, ref.path, ref.tag or "latest", manifest_bytes, media_types.OCI_MANIFEST,
+                store.registry, open_at, manifest=manifest,
+            )  # fmt: skip
     return report.manifest_digest
 
 
-def import_cache(store: Store, root: Path, spec: str, max_bytes: int, warn: Warn) -> int:
+def _exported(store: Store, lease: Lease, layer: LayerRecord) -> CacheLayer:
+    """A step's layer as the cache names it: a compressed blob, as BuildKit's are (its
+    original one if the store kept it, else gzipped from the snapshot, deterministic)."""
+    try:
+        compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
+    except LaminaError:
+        compressed = False
+    if compressed and store.content.has(layer.digest):
+        lease.add_blob(layer.digest)
+        return CacheLayer(layer.digest, layer.diff_id, layer.media_type, layer.size)
+    blob = layer_blob(store, lease, layer.diff_id, Compression.GZIP).descriptor
+    return CacheLayer(blob.digest, layer.diff_id, blob.media_type, blob.size)
+
+
+def import_cache(store: Store, root: Path, spec: str, limits: LayerLimits, warn: Warn) -> int:
     """Record the entries of the cache `spec` names in this store; how many.
 
     A cache that does not exist (yet) is a warning, as BuildKit makes it: the build
@@ -83,7 +101,7 @@ def import_cache(store: Store, root: Path, spec: str, max_bytes: int, warn: Warn
     ref = parse_reference(fields["ref"])
     try:
         with open_client(root, ref.domain) as client:
-            return _import(store, client, ref.path, ref.digest or ref.tag, max_bytes)
+            return _import(store, client, ref.path, ref.digest or ref.tag, limits)
     except LaminaError as exc:
         if isinstance(exc, DigestMismatchError):
             raise
@@ -92,7 +110,7 @@ def import_cache(store: Store, root: Path, spec: str, max_bytes: int, warn: Warn
 
 
 def _import(
-    store: Store, client: RegistryClient, repository: str, target: str, max_bytes: int
+    store: Store, client: RegistryClient, repository: str, target: str, limits: LayerLimits
 ) -> int:
     data, _, _ = fetch_manifest(client, repository, target)
     what = f"cache {client.domain}/{repository}:{target}"
@@ -109,40 +127,40 @@ def _import(
             record = None
             if layer is not None:
                 desc = Descriptor(layer.media_type, layer.digest, layer.size)
-                lease.add_blob(layer.digest)
                 if layer.digest not in sizes:
-                    sizes[layer.digest] = _fetch_layer(store, source, desc, layer, lease, max_bytes)
-                record = LayerRecord(layer.digest, layer.diff_id, layer.media_type, layer.size,
-                                     sizes[layer.digest])  # fmt: skip
+                    sizes[layer.digest], _ = ingest_blob(
+                        store, lease, source, desc, layer.diff_id, limits, resumable=True,
+                        what=f"cache layer {desc.digest}",
+                    )  # fmt: skip
+                    _remember_blob(store, layer)
+                size = sizes[layer.digest]
+                # Recorded as the build that made it records it: the snapshot is the layer.
+                record = LayerRecord(layer.diff_id, layer.diff_id, media_types.OCI_LAYER,
+                                     size, size)  # fmt: skip
             if store.get_cache(entry.key) is None:
                 value = {"layer": asdict(record) if record else None, "created": entry.created}
-                store.put_cache(entry.key, value, blobs=[record.digest] if record else [])
+                store.put_cache(entry.key, value, snapshots=[record.diff_id] if record else [])
                 count += 1
         store.registry.remember(client.domain, repository, list(sizes))
     return count
 
 
-def _fetch_layer(
-    store: Store, source: RegistryBlobs, desc: Descriptor, layer: CacheLayer, lease: Lease,
-    max_bytes: int,
-) -> int:  # fmt: skip
-    """The layer in the store (fetched unless there), its diff_id checked: its size."""
-    if store.content.has(desc.digest):
-        try:
-            known = store.layer(desc.digest)
-            if known.uncompressed_size is not None and known.diff_id == layer.diff_id:
-                return known.uncompressed_size
-        except LaminaError:
-            pass
-        diff_id, size = _uncompressed(store, desc, max_bytes)
-    else:
-        diff_id, size = _ingest_layer(source, desc, store, lease, max_bytes, resumable=True)
-    if diff_id != layer.diff_id:
-        raise DigestMismatchError(f"cache layer {desc.digest}: diff_id", layer.diff_id, diff_id)
-    return size
+def _remember_blob(store: Store, layer: CacheLayer) -> None:
+    """The cache's blob for this layer, so a later push or cache export of the layer names
+    (and the registry is known to hold) the same digest instead of a new compression."""
+    try:
+        compression = Compression.from_media_type(layer.media_type)
+    except LaminaError:
+        return
+    if compression is Compression.NONE:
+        return
+    store.remember_layer_blob(
+        layer.diff_id, "registry:" + compression.value, BlobInfo(layer.digest, layer.size),
+        layer.media_type,
+    )  # fmt: skip
 
 
 def import_caches(
-    store: Store, root: Path, specs: Sequence[str], max_bytes: int, warn: Warn
+    store: Store, root: Path, specs: Sequence[str], limits: LayerLimits, warn: Warn
 ) -> int:
-    return sum(import_cache(store, root, spec, max_bytes, warn) for spec in specs)
+    return sum(import_cache(store, root, spec, limits, warn) for spec in specs)

@@ -2,47 +2,33 @@
 
 from __future__ import annotations
 
-import io
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from lamina.api._transfer_types import LoadResult
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
 from lamina.layers import Compression, EntryCollector, Limits, open_layer_reader, scan_layer
 from lamina.oci import Descriptor, Manifest, Reference, media_types
-from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer, write_image
+from lamina.store import ImageRecord, LayerRecord, Lease, Store, write_image
 from lamina.transport import (
     BlobSource,
     ImageSource,
+    LayerLimits,
     SaveImage,
     SourceImage,
     atomic_output,
+    ingest_layer,
+    layer_blob,
     open_archive,
+    open_layer_tar,
     write_docker_archive,
     write_oci_archive,
     write_oci_layout_dir,
 )
 
 _CHUNK = 1 << 20
-
-
-class _Tee(io.RawIOBase):
-    """Reads from `source` and writes every byte read to `sink` on the way."""
-
-    def __init__(self, source: BinaryIO, sink: Writer) -> None:
-        self._source = source
-        self._sink = sink
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._source.read(len(buffer))
-        buffer[: len(data)] = data
-        if data:
-            self._sink.write(data)
-        return len(data)
 
 
 def _scan(
@@ -53,10 +39,9 @@ def _scan(
 ) -> tuple[str, int]:
     """diff_id and size of a layer blob stream, read through as the applier would read it.
 
-    Every entry is checked (names, whiteouts, bounds), so a layer that could never be
-    unpacked is refused before any image points at it. Reads `stream` to its end. A
-    known `diff_id` (an uncompressed blob, whose digest is checked elsewhere) is not
-    hashed again. `collect` gathers the layer's file index on the way.
+    Every entry is checked (names, whiteouts, bounds). Reads `stream` to its end. A known
+    `diff_id` (an uncompressed blob, whose digest is checked elsewhere) is not hashed
+    again. `collect` gathers the layer's file index on the way.
     """
     tar = open_layer_reader(stream, max_bytes)
     plain = tar.compression is Compression.NONE and diff_id is not None
@@ -73,141 +58,202 @@ def _scan(
 def _uncompressed(
     store: Store, layer: Descriptor, max_bytes: int, collect: EntryCollector | None = None
 ) -> tuple[str, int]:
-    """diff_id and size of a stored layer (see `_scan`)."""
+    """diff_id and size of a stored layer (see `_scan`): read as its snapshot's rebuilt
+    tar (checked against its diff_id) when the store has it, else from its blob."""
+    known = store.layer(layer.digest).diff_id if _recorded(store, layer.digest) else None
+    if known is not None and store.has_layer(known):
+        with open_layer_tar(store, known) as rebuilt:
+            stats = scan_layer(
+                rebuilt, limits=Limits(max_total_bytes=max_bytes), digest=False, collect=collect
+            )
+            while rebuilt.read(_CHUNK):
+                pass
+        return known, stats.size
     with store.content.open(layer.digest) as blob:
         # The verifying reader checks the digest at EOF: a plain tar's diff_id is it.
         return _scan(blob, max_bytes, layer.digest, collect)
 
 
-def _ingest_layer(
-    archive: BlobSource,
-    layer: Descriptor,
+def _recorded(store: Store, digest: str) -> bool:
+    try:
+        store.layer(digest)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _vouched_for(store: Store, image: SourceImage | None, layer: Descriptor, diff_id: str) -> bool:
+    """Whether the store already knows that blob `layer` holds the tar `diff_id`, so a
+    snapshot of that diff_id can stand for it without reading a byte: the blob is that tar
+    itself, a docker-archive names its layers by content only, or this digest and diff_id
+    were checked together before (an ingest, or lamina's own compression of the layer)."""
+    if layer.digest == diff_id or (image is not None and image.synthesized):
+        return True
+    if store.layer_blob_diff_id(layer.digest) == diff_id:
+        return True
+    try:
+        return store.layer(layer.digest).diff_id == diff_id
+    except NotFoundError:
+        return False
+
+
+def _ingest(
     store: Store,
     lease: Lease,
-    max_bytes: int,
+    source: BlobSource,
+    layer: Descriptor,
+    diff_id: str,
+    limits: LayerLimits,
     *,
-    resumable: bool = False,
-    collect: EntryCollector | None = None,
-) -> tuple[str, int]:
-    """Copy a layer blob into the store, checking it in the same pass; nothing is kept
-    unless the digest and every entry check out. `collect` gathers its file index.
+    keep_blob: bool,
+    resumable: bool,
+    collect: EntryCollector | None,
+) -> int:
+    """A new layer's blob from `source` into its snapshot in the one pass that reads it.
 
-    `resumable` (a pull): the partial blob stays in ingest/ if the copy fails, and the
-    next attempt asks the source only for the bytes after it; the layer is then checked
-    from the store once the blob is complete.
-    """
-    ref = f"layer {layer.digest}" if resumable else None
+    `resumable` (a pull): the blob also streams into a named ingest, so a broken transfer
+    leaves its bytes in ingest/ and the next attempt asks the source only for the rest
+    (Range); that completed blob is then unpacked from the store, the same way. Its digest
+    is checked before the snapshot becomes visible; it is kept only with `keep_blob`. Bad
+    bytes (a wrong digest or diff_id, a hostile entry) keep nothing."""
+    if not resumable:
+        with source.open_blob(layer) as stream:  # verified at EOF
+            return ingest_layer(store, lease, layer, diff_id, stream, limits=limits,
+                                keep_blob=keep_blob, collect=collect)  # fmt: skip
+    ref = f"layer {layer.digest}"
+    had_blob = store.content.has(layer.digest)
     with store.content.writer(layer.digest, layer.size, lease=lease, ref=ref) as writer:
-        if writer.offset:
-            # The digest covers the bytes from before too: the writer re-hashed them.
-            with archive.open_blob(layer, verify=False, offset=writer.offset) as source:
-                while chunk := source.read(_CHUNK):
+        try:
+            if not writer.offset:
+                with source.open_blob(layer, verify=False) as stream:
+                    return ingest_layer(store, lease, layer, diff_id, stream, limits=limits,
+                                        keep_blob=keep_blob, collect=collect,
+                                        writer=writer)  # fmt: skip
+            # A partial blob from an interrupted pull: the rest, then unpack it from the store.
+            with source.open_blob(layer, verify=False, offset=writer.offset) as stream:
+                while chunk := stream.read(_CHUNK):
                     writer.write(chunk)
             writer.commit()
-            return _uncompressed(store, layer, max_bytes, collect)
-        # The writer checks the digest as it commits, so the source's stream need not.
-        try:
-            with archive.open_blob(layer, verify=False) as source:
-                # Large reads below the tar reader: the store's hashing runs on 1 MiB
-                # chunks rather than on each entry's pieces.
-                tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
-                diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest, collect)
-                while tee.read(_CHUNK):
-                    pass
-        except InvalidInputError as exc:
+        except InvalidInputError:
             # Bad bytes, not a broken transfer: nothing of them is worth resuming from.
             writer.close(keep=False)
-            if isinstance(exc, DigestMismatchError) or layer.digest in exc.message:
-                raise
-            raise InvalidInputError(f"layer {layer.digest}: {exc.message}", exc.hint) from None
-        writer.commit()
-    return diff_id, size
-
-
-def _known(store: Store, layer: Descriptor) -> LayerRecord | None:
+            raise
     try:
-        return store.layer(layer.digest)
-    except NotFoundError:
-        return None
+        with store.content.open(layer.digest) as blob:  # verified at EOF
+            return ingest_layer(store, lease, layer, diff_id, blob, limits=limits,
+                                collect=collect)  # fmt: skip
+    finally:
+        compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
+        if not had_blob and not (keep_blob and compressed):
+            store.content.delete(layer.digest)
 
 
-def _same_content(store: Store, diff_id: str, lease: Lease) -> LayerRecord | None:
-    known = store.layer_by_diff_id(diff_id)
-    if known is None:
-        return None
-    lease.add_blob(known.digest)  # before looking: a prune running now cannot take it
-    return known if store.content.has(known.digest) else None
+def ingest_blob(
+    store: Store,
+    lease: Lease,
+    source: BlobSource,
+    layer: Descriptor,
+    diff_id: str,
+    limits: LayerLimits,
+    *,
+    image: SourceImage | None = None,
+    keep_blob: bool = False,
+    resumable: bool = False,
+    what: str | None = None,
+) -> tuple[int, bool]:
+    """Layer blob `layer`, which must hold the tar `diff_id`, in the store as its snapshot:
+    its tar size, and whether it was unpacked now. One function for every source (load of
+    a docker-archive or OCI layout, pull, a build cache from a registry).
+
+    A snapshot of `diff_id` that the store already has stands for the blob when the store
+    knows they match (see `_vouched_for`); a blob claiming an existing snapshot's diff_id
+    under a digest never seen is read and checked (never trusted), not unpacked again. A
+    new layer is unpacked in the one pass that reads it, with its file index gathered."""
+    what = what or f"layer {layer.digest}"
+    if layer.media_type not in media_types.LAYER_TYPES:
+        raise InvalidInputError(f"{what}: media type {layer.media_type!r} is not a layer")
+    lease.add_snapshot(diff_id)
+    try:
+        if store.has_layer(diff_id):
+            size = store.layer_size(diff_id)
+            assert size is not None
+            if not _vouched_for(store, image, layer, diff_id):
+                with source.open_blob(layer) as stream:  # verified at EOF
+                    actual, _ = _scan(stream, limits.max_size, None)
+                if actual != diff_id:
+                    raise DigestMismatchError(f"{what}: diff_id in the config", diff_id, actual)
+            return size, False
+        index = None if store.file_index.has(diff_id) else EntryCollector()
+        size = _ingest(store, lease, source, layer, diff_id, limits, keep_blob=keep_blob,
+                       resumable=resumable, collect=index)  # fmt: skip
+        if index is not None:
+            store.file_index.put(diff_id, index.entries)
+        return size, True
+    except DigestMismatchError:
+        raise  # names the digests already
+    except InvalidInputError as exc:
+        if layer.digest in exc.message:
+            raise
+        raise InvalidInputError(f"{what}: {exc.message}", hint=exc.hint) from exc
 
 
 def layer_record(
     store: Store,
     image: SourceImage,
     position: int,
-    source: ImageSource,
+    source: ImageSource | BlobSource,
     lease: Lease,
-    max_bytes: int,
+    limits: LayerLimits,
     *,
+    keep_blobs: bool = False,
     resumable: bool = False,
 ) -> tuple[LayerRecord, bool]:
-    """Layer `position` of `image` in the store (ingested unless there): its record and
-    whether its blob was written. The diff_id must be the one the config lists."""
+    """Layer `position` of `image` in the store (see `ingest_blob`): its record and whether
+    it was unpacked now. The diff_id is the one the config lists."""
     layer = image.manifest.layers[position]
     diff_id = image.diff_ids[position]
-    if layer.media_type not in media_types.LAYER_TYPES:
-        raise InvalidInputError(
-            f"layer {position} ({layer.digest}): media type {layer.media_type!r} is not a layer"
-        )
-    if image.synthesized and (same := _same_content(store, diff_id, lease)) is not None:
-        # A docker-archive names layers by content only: one already stored, in any
-        # compression, is the same layer and is not stored twice.
-        return same, False
-    lease.add_blob(layer.digest)
-    written = False
-    known = _known(store, layer) if store.content.has(layer.digest) else None
-    # The file index is gathered in the pass that reads the layer anyway.
-    index = None if store.file_index.has(diff_id) else EntryCollector()
-    if known is not None and known.uncompressed_size is not None and index is None:
-        # Checked when it was first stored; the blob is verified on every read.
-        actual, size = known.diff_id, known.uncompressed_size
-    elif store.content.has(layer.digest):
-        actual, size = _uncompressed(store, layer, max_bytes, index)
-    else:
-        actual, size = _ingest_layer(
-            source, layer, store, lease, max_bytes, resumable=resumable, collect=index
-        )
-        written = True
-    if actual != diff_id:
-        raise DigestMismatchError(
-            f"layer {position} ({layer.digest}): diff_id in the config", diff_id, actual
-        )
-    if index is not None:
-        store.file_index.put(diff_id, index.entries)
+    size, written = ingest_blob(
+        store, lease, source, layer, diff_id, limits, image=image, keep_blob=keep_blobs,
+        resumable=resumable, what=f"layer {position} ({layer.digest})",
+    )  # fmt: skip
     return LayerRecord(layer.digest, diff_id, layer.media_type, layer.size, size), written
 
 
 def _layer_records(
-    store: Store, image: SourceImage, archive: ImageSource, lease: Lease, max_bytes: int
+    store: Store,
+    image: SourceImage,
+    archive: ImageSource,
+    lease: Lease,
+    limits: LayerLimits,
+    keep_blobs: bool,
 ) -> tuple[list[LayerRecord], int]:
     records: list[LayerRecord] = []
     written = 0
     for position in range(len(image.manifest.layers)):
-        record, new = layer_record(store, image, position, archive, lease, max_bytes)
+        record, new = layer_record(
+            store, image, position, archive, lease, limits, keep_blobs=keep_blobs
+        )
         records.append(record)
         written += new
     return records, written
 
 
-def load_archive(store: Store, path: Path, max_layer_bytes: int) -> list[LoadResult]:
-    """Load every image of an archive; all their blobs go in before any image is listed.
+def load_archive(
+    store: Store, path: Path, limits: LayerLimits | None = None, *, keep_blobs: bool = False
+) -> list[LoadResult]:
+    """Load every image of an archive; all their layers go in before any image is listed.
 
-    Blobs the store has are not written again. Any bad blob, digest or diff_id
-    stops the load before an image is recorded, so none is ever half there.
+    Each new layer is written straight into its snapshot in the one pass that reads it;
+    a compressed layer's blob is kept only with `keep_blobs`. Layers the store has are
+    not read. Any bad blob, digest, diff_id or limit stops the load before an image is
+    recorded, so none is ever half there (the lease lets prune take what was written).
     """
+    limits = limits or LayerLimits()
     results: list[LoadResult] = []
     with open_archive(path) as archive, store.lease() as lease:
         pending = []
         for image in archive.images():
-            layers, written = _layer_records(store, image, archive, lease, max_layer_bytes)
+            layers, written = _layer_records(store, image, archive, lease, limits, keep_blobs)
             store.content.put_bytes(image.config_bytes, image.config_digest, lease=lease)
             if not image.synthesized:
                 store.content.put_bytes(image.manifest_bytes, image.manifest_digest, lease=lease)
@@ -238,16 +284,110 @@ def load_archive(store: Store, path: Path, max_layer_bytes: int) -> list[LoadRes
 
 
 class _StoreBlobs:
-    """The store as the transport's BlobProvider."""
+    """The store as the transport's BlobProvider: blobs from the content store, and
+    uncompressed layers (digest = diff_id) rebuilt from their snapshots, verified."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
     def open_blob(self, digest: str) -> BinaryIO:
-        return self._store.content.open(digest)
+        if self._store.content.has(digest):
+            return self._store.content.open(digest)
+        return cast(BinaryIO, open_layer_tar(self._store, digest))
 
     def blob_size(self, digest: str) -> int:
-        return self._store.content.size(digest)
+        if self._store.content.has(digest):
+            return self._store.content.size(digest)
+        size = self._store.layer_size(digest)
+        if size is None:
+            raise NotFoundError(f"blob {digest} is not in the store")
+        return size
+
+
+def _layers_for_save(
+    store: Store,
+    lease: Lease,
+    manifest: Manifest,
+    image: ImageRecord,
+    compression: Compression,
+    notes: list[str],
+) -> tuple[Descriptor, ...]:
+    docker = manifest.media_type == media_types.DOCKER_MANIFEST
+    if docker and compression is Compression.ZSTD:
+        raise InvalidInputError(
+            f"image {image.id}: a Docker schema2 manifest cannot name zstd layers",
+            hint="save it with --compression gzip",
+        )
+    out = []
+    for desc, record in zip(manifest.layers, image.layers, strict=True):
+        if not store.has_layer(record.diff_id):
+            if store.content.has(desc.digest):
+                out.append(desc)  # an older store not migrated yet: the blob is the layer
+                continue
+            raise NotFoundError(f"layer {record.diff_id} of image {image.id} is not in the store")
+        try:
+            was = Compression.from_media_type(desc.media_type)
+        except InvalidInputError:
+            was = Compression.NONE
+        if was is compression and store.content.has(desc.digest):
+            out.append(desc)  # kept as it arrived, or cached from an earlier send
+            continue
+        blob = layer_blob(store, lease, record.diff_id, compression, docker_media_type=docker)
+        if was is compression and blob.descriptor.digest != desc.digest:
+            notes.append(
+                f"layer {record.diff_id}: its original {was.value} blob is not kept; "
+                f"recompressed, its digest changed from {desc.digest} to "
+                f"{blob.descriptor.digest}"
+            )
+        out.append(blob.descriptor)
+    return tuple(out)
+
+
+def layers_for_push(
+    store: Store, lease: Lease, manifest: Manifest, image: ImageRecord
+) -> tuple[Descriptor, ...]:
+    """The blob a push sends for each layer of `image`: its original compressed blob when
+    the store still holds it (kept when it arrived, or made by an earlier send), else the
+    layer gzipped from its snapshot (`layer_blob`: deterministic and remembered, so the
+    same layer always goes out as the same digest). Built layers, which exist only as
+    snapshots, get their blob here; the blobs are held by `lease`."""
+    docker = manifest.media_type == media_types.DOCKER_MANIFEST
+    out = []
+    for desc, record in zip(manifest.layers, image.layers, strict=True):
+        try:
+            was = Compression.from_media_type(desc.media_type)
+        except InvalidInputError:
+            was = Compression.NONE
+        lease.add_blob(desc.digest)
+        if was is not Compression.NONE and store.content.has(desc.digest):
+            out.append(desc)
+            continue
+        if not store.has_layer(record.diff_id):
+            if store.content.has(desc.digest):
+                out.append(desc)  # an older store not migrated yet: the blob is the layer
+                continue
+            raise NotFoundError(f"layer {record.diff_id} of image {image.id} is not in the store")
+        blob = layer_blob(store, lease, record.diff_id, Compression.GZIP, docker_media_type=docker)
+        out.append(blob.descriptor)
+    return tuple(out)
+
+
+def open_layer_blob(store: Store, digest: str) -> BinaryIO:
+    """A blob to send, by digest: from the content store (verified as it is read), else a
+    layer's compressed blob made again (pruned since it was named: compression is
+    deterministic, so the digest is the same), else a layer's plain tar rebuilt from its
+    snapshot (digest = diff_id). NotFoundError if none of these."""
+    if store.content.has(digest):
+        return store.content.open(digest)
+    diff_id = store.layer_blob_diff_id(digest)
+    if diff_id is not None and store.has_layer(diff_id):
+        with store.lease() as lease:
+            blob = layer_blob(store, lease, diff_id, Compression.GZIP)
+            if blob.descriptor.digest == digest:
+                return store.content.open(digest)
+    if store.has_layer(digest):
+        return cast(BinaryIO, open_layer_tar(store, digest))
+    raise NotFoundError(f"blob {digest} is not in the store")
 
 
 def save_images(
@@ -255,34 +395,51 @@ def save_images(
     images: Sequence[tuple[ImageRecord, tuple[Reference, ...]]],
     output: Path | BinaryIO,
     fmt: str,
-    max_layer_bytes: int,
-) -> None:
-    """Write `images` (each with the names to save it under) as a docker-archive or OCI layout."""
-    to_save = []
-    for image, names in images:
-        manifest_bytes = store.manifest_bytes(image)
-        manifest = Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
-        config_bytes = store.config_bytes(image)
-        sizes = []
-        diff_ids = []
-        for layer, record in zip(manifest.layers, image.layers, strict=True):
-            size = record.uncompressed_size
-            if size is None:
-                _, size = _uncompressed(store, layer, max_layer_bytes)
-            sizes.append(size)
-            diff_ids.append(record.diff_id)
-        to_save.append(
-            SaveImage(names, manifest_bytes, manifest, config_bytes, tuple(diff_ids), tuple(sizes))
-        )
-    blobs = _StoreBlobs(store)
-    if fmt == "oci-dir":
+    compression: Compression = Compression.GZIP,
+) -> list[str]:
+    """Write `images` (each with the names to save it under) as a docker-archive or OCI layout.
+
+    A docker-archive holds uncompressed layers, rebuilt from the snapshots and checked
+    against their diff_ids as they stream. An OCI layout holds each layer compressed with
+    `compression` (gzip by default; `Compression.NONE` for plain tars): the blob it arrived
+    as if that was kept, else the same blob every time (deterministic compression, cached).
+    Returns notes for the user (a layer whose digest changed because its original blob was
+    not kept, as podman says). Nothing is written if a snapshot was changed on disk.
+    """
+    notes: list[str] = []
+    with store.lease() as lease:
+        to_save = []
+        for image, names in images:
+            manifest_bytes = store.manifest_bytes(image)
+            manifest = Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
+            config_bytes = store.config_bytes(image)
+            want = Compression.NONE if fmt == "docker-archive" else compression
+            layers = _layers_for_save(store, lease, manifest, image, want, notes)
+            if layers != manifest.layers:
+                manifest = dataclasses.replace(manifest, layers=layers)
+                manifest_bytes = manifest.to_bytes()
+            sizes = []
+            for layer, record in zip(layers, image.layers, strict=True):
+                size = store.layer_size(record.diff_id) or record.uncompressed_size
+                if size is None:
+                    raise NotFoundError(f"layer {record.diff_id}: size unknown")
+                if layer.digest == record.diff_id and layer.size != size:
+                    raise InvalidInputError(f"layer {record.diff_id}: sizes disagree")
+                sizes.append(size)
+            diff_ids = tuple(record.diff_id for record in image.layers)
+            to_save.append(
+                SaveImage(names, manifest_bytes, manifest, config_bytes, diff_ids, tuple(sizes))
+            )
+        blobs = _StoreBlobs(store)
+        if fmt == "oci-dir":
+            if not isinstance(output, Path):
+                raise InvalidInputError("--format oci-dir needs an output directory")
+            write_oci_layout_dir(output, to_save, blobs)
+            return notes
+        writer = write_docker_archive if fmt == "docker-archive" else write_oci_archive
         if not isinstance(output, Path):
-            raise InvalidInputError("--format oci-dir needs an output directory")
-        write_oci_layout_dir(output, to_save, blobs)
-        return
-    writer = write_docker_archive if fmt == "docker-archive" else write_oci_archive
-    if not isinstance(output, Path):
-        writer(output, to_save, blobs)
-        return
-    with atomic_output(output) as out:
-        writer(out, to_save, blobs)
+            writer(output, to_save, blobs)
+            return notes
+        with atomic_output(output) as out:
+            writer(out, to_save, blobs)
+    return notes

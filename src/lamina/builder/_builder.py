@@ -389,7 +389,7 @@ class Builder:
         value = record.value
         raw = value.get("layer")
         layer = LayerRecord(**raw) if isinstance(raw, dict) else None
-        if layer is not None and not self.store.content.has(layer.digest):
+        if layer is not None and not self.store.has_layer(layer.diff_id):
             return None
         return layer, str(value.get("created", ""))
 
@@ -402,9 +402,9 @@ class Builder:
         created: str,
     ) -> None:
         value = {"layer": asdict(layer) if layer else None, "created": created}
-        blobs = [layer.digest] if layer else []
-        snapshots = [layer.diff_id] if layer and self.store.get_snapshot(layer.diff_id) else []
-        self.store.put_cache(key, value, blobs=blobs, snapshots=snapshots)
+        # The snapshot is the layer (no blob is made while building).
+        snapshots = [layer.diff_id] if layer else []
+        self.store.put_cache(key, value, snapshots=snapshots)
         self.store.put_cache(step_id, inputs.to_json())
 
     def _step_id(self, sp: StagePlan, index: int) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,17 +37,17 @@ def layer_from_dir(
     source_date_epoch: int | None,
     keep_directory: bool = False,
 ) -> LayerRecord | None:
-    """Write `directory` as a layer blob, then make the directory itself the layer's snapshot.
+    """Make the directory itself the layer's snapshot; its tar is hashed and recorded
+    (tar-split), never stored or compressed.
 
     `overlay_upper`: the directory is an overlay upper dir (whiteouts as 0:0 devices); else
     every entry is an addition. None (and the directory removed) when nothing changed.
     The directory must be on the store's file system: it is renamed, never copied.
     `keep_directory` (a container's upper dir, committed while it may still run): the
-    directory stays as it is and no snapshot is made; the layer is unpacked when needed.
+    directory stays as it is; the layer is written into a snapshot of its own.
     """
     from lamina.layers import changes_from_dir, changes_from_overlay_upper, sort_changes
-
-    from ._pipeline import write_layer_to_store
+    from lamina.transport import commit_dir_layer
 
     if overlay_upper:
         changes = changes_from_overlay_upper(directory)
@@ -58,26 +57,13 @@ def layer_from_dir(
         if not keep_directory:
             shutil.rmtree(directory)
         return None
-    info = write_layer_to_store(store, lease, changes, source_date_epoch=source_date_epoch)
     if keep_directory:
-        return LayerRecord(
-            info.digest, info.diff_id, info.media_type, info.size, info.uncompressed_size
-        )
-    lease.add_snapshot(info.diff_id)
-    target = store.snapshot_path(info.diff_id)
-    if target.is_dir():
-        shutil.rmtree(directory)
-    else:
-        try:
-            os.rename(directory, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-            shutil.rmtree(directory)
-    store.put_snapshot(info.diff_id, info.uncompressed_size)
-    return LayerRecord(
-        info.digest, info.diff_id, info.media_type, info.size, info.uncompressed_size
-    )
+        # A container's upper dir, committed while it may still run: the directory stays;
+        # the layer is written once into a snapshot of its own (tar → applier, one pass).
+        from lamina.transport import commit_changes_layer
+
+        return commit_changes_layer(store, lease, changes, source_date_epoch=source_date_epoch)
+    return commit_dir_layer(store, lease, directory, changes, source_date_epoch=source_date_epoch)
 
 
 def layer_from_entries(
@@ -88,27 +74,22 @@ def layer_from_entries(
     *,
     source_date_epoch: int | None,
 ) -> LayerRecord:
-    """Write a layer of `directory` (every entry added) plus `entries` written straight
-    from where they are (a COPY from the context). No snapshot is made: the layer is
-    unpacked later if a build ever needs it as a lower dir."""
+    """A layer of `directory` (every entry added) plus `entries` read from where they are
+    (a COPY from the context), written once into its new snapshot."""
     from lamina.layers import changes_from_dir, sort_changes
-
-    from ._pipeline import write_layer_to_store
+    from lamina.transport import commit_changes_layer
 
     merged = {c.path: c for c in changes_from_dir(directory)}
     merged.update(entries)
     changes = sort_changes(list(merged.values()))
-    info = write_layer_to_store(store, lease, changes, source_date_epoch=source_date_epoch)
-    return LayerRecord(
-        info.digest, info.diff_id, info.media_type, info.size, info.uncompressed_size
-    )
+    return commit_changes_layer(store, lease, changes, source_date_epoch=source_date_epoch)
 
 
 def ensure_snapshots(store: Store, lease: Lease, layers: Sequence[LayerRecord]) -> list[Path]:
     """The snapshot dir of each layer (bottom first), unpacking those not on disk yet."""
-    from lamina.snapshots import ensure_snapshots as prepare
+    from lamina.transport import ensure_layers
 
-    return prepare(store, layers, lease)
+    return ensure_layers(store, lease, layers)
 
 
 def commit_image(

@@ -25,10 +25,39 @@ def _api(ctx: click.Context) -> Lamina:
     "-i", "--input", "source", required=True, type=click.Path(path_type=Path, exists=True)
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image IDs.")
+@click.option(
+    "--keep-blobs/--no-keep-blobs",
+    default=None,
+    help="Also keep compressed layers as they arrived (default no, or LAMINA_KEEP_BLOBS=1).",
+)
+@click.option(
+    "--max-layer-size",
+    metavar="SIZE",
+    help="Largest a layer may decompress to (default 64G, or LAMINA_MAX_LAYER_SIZE).",
+)
+@click.option(
+    "--max-layer-ratio",
+    type=float,
+    metavar="N",
+    help="Most bytes out per compressed byte in (default 1000, or LAMINA_MAX_LAYER_RATIO).",
+)
 @click.pass_context
-def load(ctx: click.Context, source: Path, quiet: bool) -> None:
+def load(
+    ctx: click.Context,
+    source: Path,
+    quiet: bool,
+    keep_blobs: bool | None,
+    max_layer_size: str | None,
+    max_layer_ratio: float | None,
+) -> None:
     """Load images from a docker-archive or an OCI layout (directory or tar)."""
-    for loaded in _api(ctx).load(source):
+    from lamina.transport import LayerLimits, parse_size
+
+    api = _api(ctx)
+    if max_layer_size is not None or max_layer_ratio is not None:
+        size = parse_size(max_layer_size, "--max-layer-size") if max_layer_size else None
+        api.limits = LayerLimits.from_env(size, max_layer_ratio)
+    for loaded in api.load(source, keep_blobs=keep_blobs):
         if quiet:
             click.echo(loaded.image_id)
             continue
@@ -49,16 +78,27 @@ def load(ctx: click.Context, source: Path, quiet: bool) -> None:
     default="docker-archive",
     show_default=True,
 )
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "zstd", "none"]),
+    default="gzip",
+    show_default=True,
+    help="How OCI layouts' layers are compressed (a docker-archive's never are).",
+)
 @click.argument("images", nargs=-1, required=True)
 @click.pass_context
-def save(ctx: click.Context, output: Path | None, fmt: str, images: tuple[str, ...]) -> None:
+def save(
+    ctx: click.Context, output: Path | None, fmt: str, compression: str, images: tuple[str, ...]
+) -> None:
     """Save images to a docker-archive or an OCI layout."""
     if output is None:
         if fmt == "oci-dir":
             raise click.UsageError("--format oci-dir needs -o DIR")
         if sys.stdout.isatty():
             raise click.UsageError("refusing to write an archive to a terminal; use -o FILE")
-    _api(ctx).save(list(images), output if output is not None else sys.stdout.buffer, fmt)
+    target = output if output is not None else sys.stdout.buffer
+    for note in _api(ctx).save(list(images), target, fmt, compression):
+        click.echo(f"note: {note}", err=True)
 
 
 @cli.command("import")

@@ -39,11 +39,20 @@ class _Context:
         from lamina.api import Lamina
 
         if self._api is None:
-            self._api = Lamina(self.root)
+            self._api = Lamina(self.root, progress=_migration_progress)
             # What dead lamina processes left on this root goes first, one line each.
             for line in self._api.recover():
                 print(f"lamina: {line}", file=sys.stderr)
         return self._api
+
+
+def _migration_progress(done: int, total: int, diff_id: str) -> None:
+    """A store from before the lean model is migrated once, on first use: say so."""
+    if done < total:
+        print(f"\rmigrating the store: layer {done + 1}/{total} {diff_id[7:19]}",
+              end="", file=sys.stderr, flush=True)  # fmt: skip
+    else:
+        print(f"\rmigrated the store: {total} layers unpacked{' ' * 20}", file=sys.stderr)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -42,6 +42,14 @@ resolved inside ``target`` as if it were ``/``, so nothing outside it is touched
 every entry's name as ``apply_layer`` would, writing nothing (``load`` uses it, so a layer
 that could never be unpacked is never stored as part of an image).
 
+Tar-split (the snapshot is the layer's one copy): ``apply_layer(..., record=SplitRecorder(f))``
+and ``write_layer(changes, None, record=SplitRecorder(f))`` keep the exact tar stream's
+headers, order and padding; ``RebuiltTar(snapshot, record_path, diff_id, size)`` reads the
+tar back byte for byte (DigestMismatchError at its end if the snapshot changed), and
+``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for.
+``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass;
+``record_entries(record_path)`` gives them again later from the record alone.
+
 File index: ``EntryCollector()`` passed as ``collect=`` to ``write_layer``,
 ``write_layer_blob`` or ``scan_layer`` (or fed ``tar_entry`` by any reader loop) gathers
 ``collector.entries`` (``store.IndexEntry`` rows) in the same pass, hashing regular files'
@@ -63,7 +71,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from lamina.layers._apply import ApplyStats, ScanStats, apply_layer, scan_layer
+from lamina.layers._apply import ApplyStats, EntryHook, ScanStats, apply_layer, scan_layer
 from lamina.layers._changes import (
     Change,
     ChangeKind,
@@ -101,6 +109,13 @@ from lamina.layers._tarread import (
     TarEntry,
     TarReader,
     read_entries,
+)
+from lamina.layers._tarsplit import (
+    RebuiltTar,
+    SplitRecorder,
+    count_entries,
+    record_entries,
+    snapshot_extras,
 )
 from lamina.layers._tarwrite import LayerStats, write_layer
 from lamina.layers._whiteout import (
@@ -150,22 +165,28 @@ __all__ = [
     "ChangeKind",
     "Compression",
     "EntryCollector",
+    "EntryHook",
     "EntryReader",
     "EntryType",
     "LayerBlobReader",
     "LayerBlobWriter",
     "LayerStats",
+    "RebuiltTar",
+    "SplitRecorder",
     "ScanStats",
     "Limits",
     "TarEntry",
     "TarReader",
     "apply_layer",
     "changes_from_dir",
+    "count_entries",
     "changes_from_overlay_upper",
     "diff_trees",
     "open_layer_reader",
     "read_entries",
+    "record_entries",
     "scan_layer",
+    "snapshot_extras",
     "sort_changes",
     "write_layer",
     "write_layer_blob",

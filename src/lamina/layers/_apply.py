@@ -13,6 +13,7 @@ import errno
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import _whiteout
 from lamina.layers._scoped import ScopedRoot, split_entry_path
 from lamina.layers._tarread import ByteStream, EntryType, Limits, TarEntry, TarReader
+from lamina.layers._tarsplit import SplitRecorder
 
 if TYPE_CHECKING:
     from lamina.layers._index import EntryCollector
@@ -41,20 +43,34 @@ class ApplyStats:
 DEFAULT_LIMITS = Limits()
 
 
+EntryHook = Callable[[TarEntry], None]
+"""Called with each entry as the one pass over a layer meets it (a per-layer file index
+hooks in here); it must not read the content."""
+
+
 def apply_layer(
     stream: ByteStream,
     target: str | os.PathLike[str],
     *,
     overlay: bool,
     limits: Limits = DEFAULT_LIMITS,
+    record: SplitRecorder | None = None,
+    on_entry: EntryHook | None = None,
     collect: EntryCollector | None = None,
 ) -> ApplyStats:
-    """Apply the uncompressed layer tar ``stream`` onto the directory ``target``;
-    ``collect`` gathers the layer's file index from the same pass."""
-    reader = TarReader(stream, limits)
+    """Apply the uncompressed layer tar ``stream`` onto the directory ``target``.
+
+    ``record`` (a tar-split recorder) receives what is needed to rebuild the exact tar from
+    ``target`` afterwards; ``on_entry`` sees every entry in order; ``collect`` gathers the
+    layer's file index from the same pass. Runs of zero blocks in a file are written as
+    holes, so a sparse file costs only its data on disk.
+    """
+    reader = TarReader(stream, limits, record=record)
     applier = _Applier(os.fspath(target), overlay, limits)
     try:
         for entry, content in reader.entries():
+            if on_entry is not None:
+                on_entry(entry)
             if collect is None:
                 applier.apply(entry, content)
                 continue
@@ -338,12 +354,49 @@ def _setxattr(path: str | int, name: str, value: bytes, entry: TarEntry) -> None
             ) from exc
 
 
+_HOLE = 4096  # a file system block: the unit a hole can replace
+_ZERO_BLOCK = bytes(_HOLE)
+_ZERO_CHUNK = bytes(_CHUNK)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
 def _copy(content: ByteStream, fd: int, size: int) -> None:
+    """Write ``size`` bytes of content; whole blocks of zeros become holes (as
+    ``cp --sparse`` does), so reading the file back still gives every zero."""
     remaining = size
+    pos = 0
+    holes = False
     while remaining:
         data = content.read(min(remaining, _CHUNK))
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        remaining -= len(data)
+        n = len(data)
+        if n == _CHUNK and pos % _HOLE == 0 and data == _ZERO_CHUNK:
+            os.lseek(fd, n, os.SEEK_CUR)
+            holes = True
+        elif n >= _HOLE and data.count(0) >= _HOLE:
+            view = memoryview(data)
+            start = 0  # of the pending run of data
+            lead = -pos % _HOLE
+            i = lead
+            while i + _HOLE <= n:
+                if view[i : i + _HOLE] == _ZERO_BLOCK:
+                    _write_all(fd, view[start:i])
+                    j = i + _HOLE
+                    while j + _HOLE <= n and view[j : j + _HOLE] == _ZERO_BLOCK:
+                        j += _HOLE
+                    os.lseek(fd, j - i, os.SEEK_CUR)
+                    holes = True
+                    start = i = j
+                else:
+                    i += _HOLE
+            _write_all(fd, view[start:])
+        else:
+            _write_all(fd, memoryview(data))
+        pos += n
+        remaining -= n
+    if holes:
+        os.ftruncate(fd, size)  # a hole at the end has no write to set the length

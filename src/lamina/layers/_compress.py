@@ -14,7 +14,7 @@ import types
 import zlib
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Protocol, cast
 
 import zstandard
 
@@ -79,6 +79,9 @@ class LayerBlobInfo(BlobInfo):
     media_type: str
 
 
+_FEED = 1 << 20  # bytes per compressor call: fixed, so the output is too
+
+
 class LayerBlobWriter:
     """Tar bytes in → sha256 (diff_id) → compressor → sha256 (digest) → ``out``.
 
@@ -97,6 +100,7 @@ class LayerBlobWriter:
         self._raw_size = 0
         self._size = 0
         self._compressor: Any
+        self._pending = bytearray()
         if compression is Compression.GZIP:
             lvl = GZIP_LEVEL if level is None else level
             self._compressor = _zlib_module.compressobj(lvl, zlib.DEFLATED, 31)
@@ -114,8 +118,18 @@ class LayerBlobWriter:
         self._raw_size += n
         if self._compressor is None:
             self._emit(data)
-        else:
-            self._emit(self._compressor.compress(data))
+            return n
+        # The compressor is fed fixed-size pieces whatever the caller's chunks were: isal's
+        # output depends on call boundaries, and the same layer must always give the same
+        # blob (the same digest) however its tar was read.
+        self._pending += data
+        if len(self._pending) >= _FEED:
+            view = memoryview(self._pending)
+            cut = len(view) - len(view) % _FEED
+            for start in range(0, cut, _FEED):
+                self._emit(self._compressor.compress(view[start : start + _FEED]))
+            view.release()
+            del self._pending[:cut]
         return n
 
     def _emit(self, data: Any) -> None:
@@ -132,6 +146,9 @@ class LayerBlobWriter:
     def finish(self) -> LayerBlobInfo:
         """Flush the compressor and describe the blob."""
         if self._compressor is not None:
+            if self._pending:
+                self._emit(self._compressor.compress(bytes(self._pending)))
+                self._pending.clear()
             self._emit(self._compressor.flush())
         diff_id, raw = self.uncompressed_digest()
         digest = "" if self._digest is None else "sha256:" + self._digest.hexdigest()
@@ -152,10 +169,16 @@ def sniff_compression(head: bytes) -> Compression:
     return next((c for m, c in MAGIC if head.startswith(m)), Compression.NONE)
 
 
+class _Readable(Protocol):
+    """Anything with ``read(n)``: a file, a verified blob reader, a rebuilt tar."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class _Counting(io.RawIOBase):
     """The compressed input: a prefix already peeked, then the stream; hashed."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+    def __init__(self, head: bytes, stream: _Readable) -> None:
         self._head = head
         self._stream = stream
         self.hash = hashlib.sha256(head)
@@ -185,7 +208,10 @@ class LayerBlobReader(io.RawIOBase):
     :meth:`digest` is the blob's own ``sha256:<hex>``.
     """
 
-    def __init__(self, stream: BinaryIO, max_bytes: int) -> None:
+    def __init__(
+        self, stream: _Readable, max_bytes: int, max_ratio: float | None = None
+    ) -> None:
+        self._max_ratio = max_ratio
         head = b""
         while len(head) < 6:
             more = stream.read(6 - len(head))
@@ -231,8 +257,22 @@ class LayerBlobReader(io.RawIOBase):
         if self.count > self._max:
             raise InvalidInputError(
                 f"{self.compression.value} layer blob decompresses to more than "
-                f"{self._max} bytes (a decompression bomb?)",
-                hint="raise the limit if the layer is genuine",
+                f"{self._max} bytes, the layer size limit (a decompression bomb?)",
+                hint="raise it with --max-layer-size or LAMINA_MAX_LAYER_SIZE "
+                "if the layer is genuine",
+            )
+        if (
+            self._max_ratio is not None
+            and self.compression is not Compression.NONE
+            and self.count > RATIO_FLOOR
+            and self.count > self._max_ratio * self._raw.count
+        ):
+            raise InvalidInputError(
+                f"{self.compression.value} layer blob expands more than {self._max_ratio:g}"
+                f" times ({self._raw.count} bytes gave {self.count} so far), the compression"
+                " ratio limit (a decompression bomb?)",
+                hint="raise it with --max-layer-ratio or LAMINA_MAX_LAYER_RATIO "
+                "if the layer is genuine",
             )
         buf[: len(data)] = data
         return len(data)
@@ -253,6 +293,15 @@ class LayerBlobReader(io.RawIOBase):
         return "sha256:" + self._raw.hash.hexdigest()
 
 
-def open_layer_reader(stream: BinaryIO, max_bytes: int = 64 << 30) -> LayerBlobReader:
-    """A bounded reader of the tar inside ``stream`` (gzip, zstd, bzip2, xz or plain)."""
-    return LayerBlobReader(stream, max_bytes)
+RATIO_FLOOR = 64 << 20
+"""The compression ratio limit applies once this many bytes came out: small layers of
+zeros (a few MiB) compress a thousandfold and are no threat."""
+
+
+def open_layer_reader(
+    stream: _Readable, max_bytes: int = 64 << 30, max_ratio: float | None = None
+) -> LayerBlobReader:
+    """A bounded reader of the tar inside ``stream`` (gzip, zstd, bzip2, xz or plain):
+    at most ``max_bytes`` out, and (past ``RATIO_FLOOR``) at most ``max_ratio`` bytes out
+    per byte in."""
+    return LayerBlobReader(stream, max_bytes, max_ratio)

@@ -18,6 +18,7 @@ from typing import Protocol
 from urllib.parse import unquote_to_bytes
 
 from lamina.errors import InvalidInputError
+from lamina.layers._tarsplit import SplitRecorder
 
 BLOCK = 512
 _OCTAL_DIGITS = b"01234567"
@@ -132,33 +133,44 @@ def _checksum_ok(block: bytes) -> bool:
 class _Input:
     """The raw stream: counts, hashes and bounds every byte it reads."""
 
-    def __init__(self, stream: ByteStream, limits: Limits, digest: bool = True) -> None:
+    def __init__(
+        self,
+        stream: ByteStream,
+        limits: Limits,
+        digest: bool = True,
+        record: SplitRecorder | None = None,
+    ) -> None:
         self._stream = stream
         self._limits = limits
         self.hash = hashlib.sha256() if digest else None
         self.count = 0
+        # tar-split: every byte that is not a file's content read by the consumer
+        self.record = record
 
-    def read(self, n: int, what: str) -> bytes:
+    def read(self, n: int, what: str, content: bool = False) -> bytes:
         """Exactly ``n`` bytes, or InvalidInputError naming ``what`` if the stream ends."""
-        data = self.read_some(n)
+        data = self.read_some(n, content)
         while len(data) < n:
-            more = self.read_some(n - len(data))
+            more = self.read_some(n - len(data), content)
             if not more:
                 raise InvalidInputError(f"tar stream truncated in {what}")
             data += more
         return data
 
-    def read_some(self, n: int) -> bytes:
+    def read_some(self, n: int, content: bool = False) -> bytes:
         if self.count + n > self._limits.max_total_bytes:
             raise InvalidInputError(
-                f"tar stream exceeds {self._limits.max_total_bytes} bytes",
-                hint="raise Limits.max_total_bytes if the layer is genuine",
+                f"tar stream exceeds {self._limits.max_total_bytes} bytes, the layer size limit",
+                hint="raise the layer size limit (--max-layer-size, LAMINA_MAX_LAYER_SIZE) "
+                "if the layer is genuine",
             )
         data = self._stream.read(n)
         if data:
             if self.hash is not None:
                 self.hash.update(data)
             self.count += len(data)
+            if self.record is not None and not content:
+                self.record.raw(data)
         return data
 
     def drain(self) -> None:
@@ -180,8 +192,11 @@ class EntryReader:
             n = self._remaining
         if n == 0:
             return b""
-        data = self._source.read(n, f"content of {self._name!r}")
+        record = self._source.record
+        data = self._source.read(n, f"content of {self._name!r}", content=record is not None)
         self._remaining -= len(data)
+        if record is not None:
+            record.file(self._name, len(data))
         return data
 
     def readinto(self, buf: memoryview | bytearray) -> int:
@@ -192,7 +207,10 @@ class EntryReader:
     def skip(self) -> None:
         """Consume what is left of the content and its padding."""
         while self._remaining:
-            self.read(min(self._remaining, 1 << 20))
+            # Content nobody read is not in any file: a tar-split record keeps it as is.
+            n = min(self._remaining, 1 << 20)
+            self._source.read(n, f"content of {self._name!r}")
+            self._remaining -= n
         if self._padding:
             self._source.read(self._padding, f"padding of {self._name!r}")
             self._padding = 0
@@ -282,11 +300,17 @@ class TarReader:
     """
 
     def __init__(
-        self, stream: ByteStream, limits: Limits = DEFAULT_LIMITS, *, digest: bool = True
+        self,
+        stream: ByteStream,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        digest: bool = True,
+        record: SplitRecorder | None = None,
     ) -> None:
         # digest=False skips hashing when the caller already knows the diff_id (an
-        # uncompressed blob whose digest is checked as it is stored).
-        self._input = _Input(stream, limits, digest)
+        # uncompressed blob whose digest is checked as it is stored). `record` receives
+        # the stream's exact bytes minus the file content the consumer reads (tar-split).
+        self._input = _Input(stream, limits, digest, record)
         self._limits = limits
         self.entry_count = 0
         self.finished = False

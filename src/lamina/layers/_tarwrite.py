@@ -20,6 +20,7 @@ from lamina.errors import LaminaError
 from lamina.layers import _whiteout
 from lamina.layers._changes import Change, ChangeKind, read_xattrs
 from lamina.layers._tarheader import build_header
+from lamina.layers._tarsplit import SplitRecorder
 
 if TYPE_CHECKING:
     from lamina.layers._index import EntryCollector
@@ -49,9 +50,14 @@ class DigestingSink(Protocol):
 class _Output:
     """A reusable buffer in front of the sink; hashes what it flushes unless the sink does."""
 
-    def __init__(self, out: BinaryIO | DigestingSink) -> None:
+    def __init__(
+        self, out: BinaryIO | DigestingSink | None, record: SplitRecorder | None = None
+    ) -> None:
         self.out = out
+        self.record = record
         self.hash = None if hasattr(out, "uncompressed_digest") else hashlib.sha256()
+        if out is None:
+            self.hash = hashlib.sha256()
         self.buf = bytearray(_CHUNK + 4 * _BLOCK)
         self.view = memoryview(self.buf)
         self.pos = 0
@@ -62,24 +68,33 @@ class _Output:
             chunk = self.view[: self.pos]
             if self.hash is not None:
                 self.hash.update(chunk)
-            self.out.write(chunk)
+            if self.out is not None:
+                self.out.write(chunk)
             self.total += self.pos
             self.pos = 0
 
     def put(self, data: bytes) -> None:
+        if self.record is not None:
+            self.record.raw(data)
         if len(data) > len(self.buf) - self.pos:
             self.flush()
             if len(data) > len(self.buf):
                 if self.hash is not None:
                     self.hash.update(data)
-                self.out.write(data)
+                if self.out is not None:
+                    self.out.write(data)
                 self.total += len(data)
                 return
         self.buf[self.pos : self.pos + len(data)] = data
         self.pos += len(data)
 
-    def copy_file(self, fd: int, size: int, source: str, digest: Any = None) -> None:
-        """Copy `size` bytes of `fd`; `digest` (a hashlib object) sees them on the way."""
+    def copy_file(
+        self, fd: int, size: int, source: str, name: str, digest: Any = None
+    ) -> None:
+        """Copy `size` bytes of `fd` (the layer path `name`); `digest` (a hashlib object)
+        sees them on the way."""
+        if self.record is not None:
+            self.record.file(name, size)
         remaining = size
         while remaining:
             if self.pos >= _CHUNK:
@@ -130,17 +145,21 @@ _KIND = {
 
 def write_layer(
     changes: Iterable[Change],
-    out: BinaryIO | DigestingSink,
+    out: BinaryIO | DigestingSink | None,
     *,
     source_date_epoch: int | None = None,
+    record: SplitRecorder | None = None,
     collect: EntryCollector | None = None,
 ) -> LayerStats:
     """Write ``changes`` (in layer order, see ``sort_changes``) as a tar to ``out``.
 
-    ``collect`` gets each entry as it is written (its file index; file content hashed
-    from the bytes being copied, never read twice).
+    ``out=None`` only hashes (the diff_id of a layer whose snapshot is the changes' own
+    directory); ``record`` receives the tar-split record, file content named by
+    ``Change.path``, so the tar can be rebuilt from that directory. ``collect`` gets each
+    entry as it is written (its file index; file content hashed from the bytes being
+    copied, never read twice).
     """
-    sink = _Output(out)
+    sink = _Output(out, record)
     entries = 0
     first_path: dict[tuple[int, int], bytes] = {}
     for change in changes:
@@ -201,7 +220,7 @@ def write_layer(
         if size:
             fd = _open_nofollow(change.source)
             try:
-                sink.copy_file(fd, size, change.source, digest)
+                sink.copy_file(fd, size, change.source, change.path, digest)
             finally:
                 os.close(fd)
         if collect is not None:

@@ -1,6 +1,9 @@
 """Snapshots: layers unpacked on disk, and the overlay mounts that stack them.
 
 This package never knows what an image is: it deals in directories, diff_ids and mounts.
+It does not import ``lamina.store``: ``Snapshotter`` alone lays out ``snapshots/`` (paths,
+atomic commit, remove, mounts as values), and unpacking asks the metadata store only for
+what ``LayerStore`` names.
 
 Terms
 -----
@@ -23,8 +26,10 @@ stub
 
 Importing a layer
 -----------------
-``ensure_snapshots(store, layers, lease)`` does all of this for stored layer blobs (bottom
-first) and records each snapshot in the store.
+The snapshot is the layer's one copy. ``unpack_layer(store, lease, diff_id, tar)`` applies
+an uncompressed tar stream into the new snapshot and writes its tar-split record beside it
+(``store.record_path(diff_id)``) in the same pass; ``ensure_snapshots(store, layers, lease)``
+returns each layer's directory, unpacking a kept blob when the snapshot is missing.
 
 ``unpack_snapshot(root / "snapshots", diff_id, unpack)`` makes an empty temporary directory
 beside the others and calls ``unpack(tmp)`` (normally ``lamina.layers.apply_layer`` in overlay
@@ -58,15 +63,33 @@ from lamina.snapshots._mount import (
     overlay_mount,
     unmount,
 )
-from lamina.snapshots._prepare import ensure_snapshots
+from lamina.snapshots._prepare import (
+    LayerRef,
+    LayerStore,
+    SnapshotLease,
+    ensure_snapshots,
+    record_tmp_path,
+    unpack_blob,
+    unpack_layer,
+)
 from lamina.snapshots._snapshot import unpack_snapshot
+from lamina.snapshots._snapshotter import Snapshotter
 from lamina.snapshots._stubs import clean_upper, find_stubs
+from lamina.store import RECORD_SUFFIX
 
 __all__ = [
+    "RECORD_SUFFIX",
+    "LayerRef",
+    "LayerStore",
+    "SnapshotLease",
+    "Snapshotter",
     "MAX_LOWERDIRS",
     "Mount",
     "clean_upper",
     "ensure_snapshots",
+    "record_tmp_path",
+    "unpack_blob",
+    "unpack_layer",
     "find_stubs",
     "is_mountpoint",
     "materialize",

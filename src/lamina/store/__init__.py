@@ -8,6 +8,8 @@ Layout under the root::
     ingest/                   partial writes; a `ref` makes one resumable
     snapshots/<diff_id hex>/  unpacked layers, written by the snapshots package:
                               stage in snapshots/.tmp-<anything>, rename, then put_snapshot
+    snapshots/<hex>.tar-split the record of that layer's exact tar stream: with the
+                              snapshot, the layer's one copy (`has_layer`, `record_path`)
     metadata.db               names and relations (SQLite, WAL): the one source of truth
     gc.lock                   prune holds it exclusively, metadata writers shared
 
@@ -18,6 +20,14 @@ while writing into ingest/; `commit()` checks size and digest, fsyncs and rename
 blobs/; committing a blob that exists is a no-op. Reads verify: `read_bytes` before it
 returns, `open` when the reader reaches end of file (read to the end to be sure); `path`
 is for zero-copy readers that check the digest themselves.
+
+Layers (the lean model): a layer is its snapshot plus its tar-split record, named by its
+diff_id; no layer blob is needed. `has_layer(diff_id)`, `layer_size(diff_id)`. Compressed
+blobs of a layer are a cache: `remember_layer_blob(diff_id, compression, blob, media_type)`
+/ `cached_layer_blob(...)`; `prune` drops the blobs (not the memory of their digest)
+unless `keep_layer_blobs`. `add_image` accepts a layer whose blob is absent when its
+snapshot is there. Schema v3's `pending_unpack` lists layers an older store still has
+to unpack (`lamina.transport.migrate_layers`).
 
 Image: `write_image(store, config, layers, lease=..., tags=...)` writes the config and
 an OCI manifest over already-stored layers and records the image. Lower level: write
@@ -57,7 +67,7 @@ from lamina.store._commit import write_image
 from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer, fsync_dir
 from lamina.store._fileindex import FileIndex, IndexEntry, LayerOrigin
 from lamina.store._gc import STALE_SECONDS
-from lamina.store._layout import snapshot_path
+from lamina.store._layout import RECORD_SUFFIX, record_path, snapshot_path
 from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
 from lamina.store._records import (
     RACY_SECONDS,
@@ -80,10 +90,12 @@ from lamina.store._verified import VerifiedBlob
 
 __all__ = [
     "fsync_dir",
+    "record_path",
     "snapshot_path",
     "VerifiedBlob",
     "DEFAULT_LEASE_SECONDS",
     "RACY_SECONDS",
+    "RECORD_SUFFIX",
     "SCHEMA_VERSION",
     "STALE_SECONDS",
     "BlobInfo",

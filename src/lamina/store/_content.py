@@ -331,6 +331,22 @@ class Writer:
         self._committed = BlobInfo(actual, self.offset)
         return self._committed
 
+    def verify(self) -> BlobInfo:
+        """Check size and digest as `commit` does, without publishing the blob: its bytes
+        were needed only on the way (a pulled layer unpacked as it arrived, not kept).
+        The file goes when the writer's block exits."""
+        actual = "sha256:" + self._hash.hexdigest()
+        if self._expected_size is not None and self.offset != self._expected_size:
+            self._discard()
+            raise InvalidInputError(
+                f"blob {self._expected or actual}: expected {self._expected_size} bytes, "
+                f"got {self.offset}"
+            )
+        if self._expected is not None and actual != self._expected:
+            self._discard()
+            raise DigestMismatchError(f"blob of {self.offset} bytes", self._expected, actual)
+        return BlobInfo(actual, self.offset)
+
     def _discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path.unlink()

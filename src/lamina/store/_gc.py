@@ -13,7 +13,7 @@ from pathlib import Path
 from lamina.errors import DigestMismatchError, NotFoundError
 from lamina.store._content import ContentStore, _is_hex64
 from lamina.store._db import Database
-from lamina.store._layout import snapshot_path
+from lamina.store._layout import RECORD_SUFFIX, snapshot_path
 from lamina.store._records import FsckReport, PruneReport
 
 STALE_SECONDS = 3600.0
@@ -28,8 +28,13 @@ class GcMixin:
     content: ContentStore
     snapshots_dir: Path
 
-    def prune(self, stale_after: float = STALE_SECONDS) -> PruneReport:
+    def prune(
+        self, stale_after: float = STALE_SECONDS, *, keep_layer_blobs: bool = False
+    ) -> PruneReport:
         """Remove dangling images, then everything no record, cache entry or live lease holds.
+
+        Compressed layer blobs kept only as a cache of what left the machine go too unless
+        `keep_layer_blobs` (what they were is remembered: the next send makes the same blob).
 
         Dangling = untagged and used by no container. Holds the gc lock exclusively, so
         prunes are serialized and writers wait (see `Database.write`). Metadata goes
@@ -46,7 +51,7 @@ class GcMixin:
                         "AND digest NOT IN (SELECT image FROM containers) RETURNING digest"
                     )
                 )
-                blobs, snapshots = _mark(db)
+                blobs, snapshots = _mark(db, keep_layer_blobs)
                 # A layer record outlives its images while a cache record or lease holds
                 # the blob: the builder still needs its diff_id.
                 orphans = db.execute(
@@ -61,6 +66,9 @@ class GcMixin:
                     if r[0] not in snapshots
                 ]
                 db.executemany("DELETE FROM snapshots WHERE diff_id = ?", [(d,) for d in gone])
+                db.executemany(
+                    "DELETE FROM snapshot_entries WHERE diff_id = ?", [(d,) for d in gone]
+                )
                 # A layer's file index goes with the last record of its content.
                 db.execute(
                     "DELETE FROM layer_index WHERE diff_id NOT IN (SELECT diff_id FROM layers) "
@@ -95,7 +103,20 @@ class GcMixin:
         cutoff = time.time() - stale_after
         for entry in os.scandir(self.snapshots_dir):
             path = Path(entry.path)
+            if entry.name.endswith(RECORD_SUFFIX) and _is_hex64(
+                entry.name.removesuffix(RECORD_SUFFIX)
+            ):
+                if entry.name.removesuffix(RECORD_SUFFIX) not in keep and not (
+                    self.snapshots_dir / entry.name.removesuffix(RECORD_SUFFIX)
+                ).exists():
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                continue
             if _is_hex64(entry.name) and entry.name not in keep:
+                # The record goes first: a snapshot without one is "to be migrated", never
+                # a layer whose tar can be rebuilt.
+                with contextlib.suppress(FileNotFoundError):
+                    (self.snapshots_dir / (entry.name + RECORD_SUFFIX)).unlink()
                 # Renamed first: a half-deleted tree must never sit under a snapshot's name.
                 trash = self.snapshots_dir / f"{_TRASH}{entry.name}-{secrets.token_hex(4)}"
                 os.rename(path, trash)
@@ -133,11 +154,19 @@ class GcMixin:
                 problems.append(
                     f"metadata.db: {table} row {rowid} points at a missing {parent} row"
                 )
+            layer_diff_ids = dict(db.execute("SELECT digest, diff_id FROM layers").fetchall())
+            pending = {r[0] for r in db.execute("SELECT diff_id FROM pending_unpack")}
             for image, blob in db.execute(
                 "SELECT image, blob FROM image_blobs ORDER BY image, blob"
             ):
-                if not self.content.has(blob):
-                    problems.append(f"image {image}: blob {blob} is missing")
+                diff_id = layer_diff_ids.get(blob)
+                if self.content.has(blob):
+                    continue
+                if diff_id is not None and (
+                    diff_id not in pending and self._snapshot_dir(diff_id).is_dir()
+                ):
+                    continue  # a layer is its snapshot; its blob is made when it leaves
+                problems.append(f"image {image}: blob {blob} is missing")
             for (image,) in db.execute(
                 "SELECT digest FROM images i WHERE NOT EXISTS "
                 "(SELECT 1 FROM image_blobs b "
@@ -156,9 +185,14 @@ class GcMixin:
                     problems.append(f"cache {key}: snapshot {ref} is missing")
             recorded = set()
             for (diff_id,) in db.execute("SELECT diff_id FROM snapshots"):
-                recorded.add(diff_id.removeprefix("sha256:"))
+                hex_id = diff_id.removeprefix("sha256:")
+                recorded.add(hex_id)
                 if not self._snapshot_dir(diff_id).is_dir():
                     problems.append(f"snapshot {diff_id}: {self._snapshot_dir(diff_id)} is missing")
+                elif (self.snapshots_dir / (hex_id + RECORD_SUFFIX)).is_file():
+                    recorded.add(hex_id + RECORD_SUFFIX)
+                elif diff_id not in pending:
+                    problems.append(f"snapshot {diff_id}: its tar-split record is missing")
         for entry in sorted(os.listdir(self.snapshots_dir)):
             if entry not in recorded:
                 strays.append(f"unrecorded snapshot entry: {self.snapshots_dir / entry}")
@@ -168,18 +202,27 @@ class GcMixin:
         return snapshot_path(self.snapshots_dir, diff_id)
 
 
-def _mark(db: sqlite3.Connection) -> tuple[set[str], set[str]]:
-    """What the remaining images, cache records and live leases hold: (blobs, snapshots)."""
+def _mark(db: sqlite3.Connection, keep_layer_blobs: bool) -> tuple[set[str], set[str]]:
+    """What the remaining images, cache records and live leases hold: (blobs, snapshots).
+
+    A compressed layer blob remembered in `layer_blobs` is a cache (the snapshot is the
+    layer): images do not hold it, only leases, cache records or `keep_layer_blobs` do.
+    """
     now = time.time()
-    blobs = {
+    held = {
         r[0]
         for r in db.execute(
-            "SELECT blob FROM image_blobs UNION SELECT ref FROM cache_refs WHERE kind = 'blob' "
+            "SELECT ref FROM cache_refs WHERE kind = 'blob' "
             "UNION SELECT r.ref FROM lease_resources r JOIN leases l ON l.id = r.lease "
             "WHERE r.kind = 'blob' AND l.expires > ?",
             (now,),
         )
     }
+    by_images = {r[0] for r in db.execute("SELECT blob FROM image_blobs")}
+    cached = {r[0] for r in db.execute("SELECT digest FROM layer_blobs")}
+    blobs = held | (by_images if keep_layer_blobs else by_images - cached)
+    if keep_layer_blobs:
+        blobs |= cached
     snapshots = {
         r[0]
         for r in db.execute(

@@ -15,3 +15,12 @@ def snapshot_path(snapshots_dir: Path, diff_id: str) -> Path:
     The diff_id is checked (`sha256:` and 64 hex digits), so no name can lead elsewhere.
     """
     return snapshots_dir / digest_hex(diff_id)
+
+
+RECORD_SUFFIX = ".tar-split"
+
+
+def record_path(snapshots_dir: Path, diff_id: str) -> Path:
+    """`snapshots/<diff_id hex>.tar-split`: the record of that layer's exact tar stream,
+    beside its snapshot (not in it: the snapshot is an overlayfs lowerdir)."""
+    return snapshots_dir / (digest_hex(diff_id) + RECORD_SUFFIX)

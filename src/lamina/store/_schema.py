@@ -153,11 +153,37 @@ def _v4_registry(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _v5_lean_layers(db: sqlite3.Connection) -> None:
+    # The snapshot is a layer's one copy; a compressed blob is made when bytes leave.
+    # diff_id + compression → the blob that compression gave (deterministic), so the
+    # same layer always goes out as the same blob; the blob itself is only a cache.
+    db.execute(
+        """CREATE TABLE layer_blobs (
+            diff_id TEXT NOT NULL,
+            compression TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            media_type TEXT NOT NULL,
+            PRIMARY KEY (diff_id, compression))"""
+    )
+    db.execute("CREATE INDEX layer_blobs_by_digest ON layer_blobs(digest)")
+    # Layers still to be unpacked into a snapshot with its tar-split record: the store
+    # migration (`lamina.transport.migrate_layers`) works through these, resumably.
+    db.execute("CREATE TABLE pending_unpack (diff_id TEXT PRIMARY KEY)")
+    # How many entries each snapshot directory holds: save compares a walk's count with it
+    # to catch a file added behind lamina's back without parsing the layer's headers.
+    db.execute(
+        "CREATE TABLE snapshot_entries (diff_id TEXT PRIMARY KEY, entries INTEGER NOT NULL)"
+    )
+    db.execute("INSERT OR IGNORE INTO pending_unpack SELECT DISTINCT diff_id FROM layers")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_images,
     _v2_records,
     _v3_file_index,
     _v4_registry,
+    _v5_lean_layers,
 ]
 """Migration i brings a database from version i to i + 1. Append; never edit a released one."""
 

@@ -12,12 +12,13 @@ from lamina.store._fileindex import FileIndex
 from lamina.store._gc import GcMixin
 from lamina.store._images import ImagesMixin
 from lamina.store._layout import SNAPSHOTS
+from lamina.store._lean import LeanLayersMixin
 from lamina.store._leases import LeasesMixin
 from lamina.store._registry import RegistryRecords
 from lamina.store._tables import TablesMixin
 
 
-class Store(ImagesMixin, TablesMixin, LeasesMixin, GcMixin):
+class Store(LeanLayersMixin, ImagesMixin, TablesMixin, LeasesMixin, GcMixin):
     """Everything under one `$LAMINA_ROOT`: `.content` for blobs, methods for records.
 
     Safe to use from several threads (a SQLite connection per thread) and from several

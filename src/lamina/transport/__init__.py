@@ -74,6 +74,24 @@ from lamina.transport._credentials import (
     save_credentials,
 )
 from lamina.transport._docker_archive import DockerArchiveSource
+from lamina.transport._lean import (
+    DEFAULT_MAX_LAYER_RATIO,
+    DEFAULT_MAX_LAYER_SIZE,
+    LayerBlob,
+    LayerLimits,
+    commit_changes_layer,
+    commit_dir_layer,
+    ensure_layers,
+    ingest_layer,
+    layer_blob,
+    migrate_layers,
+    open_layer_tar,
+    parse_size,
+    unpack_blob,
+    unpack_layer,
+    unpack_tar_layer,
+    verify_layer,
+)
 from lamina.transport._oci_layout import OciLayoutSource
 from lamina.transport._reader import ArchiveReader, open_archive
 from lamina.transport._writer import (
@@ -134,6 +152,22 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "CACHE_CONFIG_MEDIA_TYPE",
+    "DEFAULT_MAX_LAYER_RATIO",
+    "DEFAULT_MAX_LAYER_SIZE",
+    "LayerBlob",
+    "LayerLimits",
+    "commit_changes_layer",
+    "commit_dir_layer",
+    "ensure_layers",
+    "ingest_layer",
+    "layer_blob",
+    "migrate_layers",
+    "open_layer_tar",
+    "parse_size",
+    "unpack_blob",
+    "unpack_layer",
+    "unpack_tar_layer",
+    "verify_layer",
     "ANNOTATION_IMAGE_NAME",
     "ANNOTATION_REF_NAME",
     "ArchiveImage",

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lamina.api import Lamina
+from lamina.transport import verify_layer
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ def test_sigkill_during_load_leaves_no_partial_image(tmp_path: Path) -> None:
                 # Listed means whole: every layer there and verifiable.
                 assert len(image.layers) == LAYERS
                 for layer in image.layers:
-                    lamina.store.content.verify(layer.digest)
+                    verify_layer(lamina.store, layer.diff_id)
         finally:
             lamina.store.close()
     lamina = Lamina(root)

@@ -68,12 +68,24 @@ def test_stacked_layer_holds_only_the_difference(lamina: Lamina, tmp_path: Path)
 
 def test_umoci_and_skopeo_read_lamina_oci_layout(lamina: Lamina, tmp_path: Path) -> None:
     _two_layer_image(lamina, tmp_path)
+    app = lamina.resolve("test/app:1")
+    # Uncompressed, the saved manifest is the stored one: built layers are never compressed.
+    plain = tmp_path / "plain"
+    lamina.save(["test/app:1"], plain, "oci-dir", compression="none")
+    inspected = json.loads(_run("skopeo", "inspect", f"oci:{plain}:1"))
+    assert inspected["Digest"] == app.digest
+    assert inspected["Layers"] == [layer.diff_id for layer in app.layers]
+    # Compressed on the way out (gzip by default): same config, so the same image.
     layout = tmp_path / "layout"
     lamina.save(["test/app:1"], layout, "oci-dir")
     inspected = json.loads(_run("skopeo", "inspect", f"oci:{layout}:1"))
-    app = lamina.resolve("test/app:1")
-    assert inspected["Digest"] == app.digest
-    assert inspected["Layers"] == [layer.digest for layer in app.layers]
+    assert inspected["Digest"] != app.digest
+    manifest = json.loads(_run("skopeo", "inspect", "--raw", f"oci:{layout}:1"))
+    assert [x["mediaType"] for x in manifest["layers"]] == [
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    ] * len(app.layers)
+    config = json.loads(_run("skopeo", "inspect", "--config", f"oci:{layout}:1"))
+    assert config["rootfs"]["diff_ids"] == [layer.diff_id for layer in app.layers]
     bundle = tmp_path / "bundle"
     _run("umoci", "unpack", "--image", f"{layout}:1", bundle)
     assert tree_listing(bundle / "rootfs") == _mounted_listing(

@@ -156,7 +156,7 @@ def test_same_context_twice_gives_the_same_digest(
     assert ids[0] == ids[1]
 
 
-def test_a_final_copy_is_unpacked_only_when_a_later_build_needs_it(
+def test_a_final_copy_is_its_snapshot_and_never_a_blob(
     lam: Lamina,
     context: Path,
     build,  # type: ignore[no-untyped-def]
@@ -167,7 +167,9 @@ def test_a_final_copy_is_unpacked_only_when_a_later_build_needs_it(
     age(context / "data" / "x.txt")
     build("FROM busybox\nCOPY --chmod=640 data /data\n", tags=["final-copy"])
     top = lam.resolve("final-copy").layers[-1]
-    assert lam.store.get_snapshot(top.diff_id) is None  # written straight from the context
+    # Written once, straight from the context into its snapshot: the layer's one copy.
+    assert lam.store.has_layer(top.diff_id)
+    assert not lam.store.content.has(top.digest)
     extended = build(
         "FROM busybox\nCOPY --chmod=640 data /data\nRUN stat -c '%a %u' /data/x.txt && "
         "readlink /data/link\n"

@@ -10,13 +10,14 @@ import pytest
 
 from lamina.api import Lamina
 from lamina.layers import EntryType, open_layer_reader, read_entries
+from lamina.transport import open_layer_tar
 
 # Every test here runs whole builds under runc: `make test-fast` leaves them to `make test`.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def layer_names(lam: Lamina, digest: str) -> list[str]:
-    with lam.store.content.open(digest) as f:
+    with open_layer_tar(lam.store, digest) as f:
         return [entry.name for entry, _ in read_entries(open_layer_reader(f))]
 
 
@@ -56,7 +57,7 @@ RUN rm /was-file && mkdir /was-file && touch /was-file/child \\
 
 def test_hardlinks_survive_in_a_layer(lam: Lamina, build, image_tree) -> None:  # type: ignore[no-untyped-def]
     build("FROM busybox\nRUN echo data > /a && ln /a /b\n", tags=["links"])
-    with lam.store.content.open(lam.resolve("links").layers[-1].digest) as f:
+    with open_layer_tar(lam.store, lam.resolve("links").layers[-1].digest) as f:
         entries = {e.name: e for e, _ in read_entries(open_layer_reader(f))}
     assert entries["b"].type is EntryType.HARDLINK or entries["a"].type is EntryType.HARDLINK
     with image_tree("links") as root:

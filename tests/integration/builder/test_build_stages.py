@@ -13,6 +13,7 @@ import pytest
 from lamina.api import Lamina
 from lamina.errors import ToolError
 from lamina.layers import open_layer_reader, read_entries
+from lamina.transport import open_layer_tar
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +93,7 @@ RUN --mount=type=secret,id=token,target=/etc/token.conf test -s /etc/token.conf
     built = build(text, tags=["secret"], secrets={"token": secret})
     image = lam.resolve("secret")
     for layer in image.layers:
-        with lam.store.content.open(layer.digest) as f:
+        with open_layer_tar(lam.store, layer.digest) as f:
             for entry, content in read_entries(open_layer_reader(f)):
                 assert "secrets" not in entry.name and "token.conf" not in entry.name
                 assert b"s3cr3t" not in content.read()

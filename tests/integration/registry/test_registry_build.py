@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from registry_fixtures import Proxy
+from registry_fixtures import Proxy, tree_listing
 
 from lamina.api import Lamina
 from lamina.builder import BuildEvent
@@ -87,3 +87,38 @@ def test_a_missing_cache_is_a_warning_and_the_build_goes_on(
                     cache_from=[f"type=registry,ref={proxy.host}/no/cache:1"])  # fmt: skip
     assert any(e.kind == "warning" and "building without it" in e.text for e in events)
     assert any(e.kind == "done" for e in events)
+
+
+def test_a_built_image_pushes_and_pulls_into_an_empty_store_as_the_same_tree(
+    lamina: Lamina, other: Lamina, proxy: Proxy, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    # Built layers exist only as snapshots (no blob): push compresses them on the way out.
+    lamina.import_image(busybox_rootfs, "base:1")
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "file").write_bytes(b"context\n" * 10_000)
+    _build(lamina, tmp_path / "ctx",
+           "FROM base:1\nRUN echo built > /built && rm /bin/true\nCOPY file /app/file\n",
+           tags=["app:1"])  # fmt: skip
+    built = lamina.resolve("app:1")
+    assert not any(lamina.store.content.has(layer.digest) for layer in built.layers)
+    ref = f"{proxy.host}/lamina/built:1"
+    pushed = lamina.push("app:1", ref)
+    assert pushed.uploaded == len(built.layers) + 1  # every layer and the config
+    proxy.reset()
+    assert lamina.push("app:1", ref).digest == pushed.digest  # deterministic compression
+    assert proxy.count("PATCH", "/blobs/uploads/") == 0
+
+    pulled = other.pull(ref)
+    assert pulled.image_id == built.id and pulled.digest == pushed.digest
+    assert pulled.layers_downloaded == len(built.layers)
+    trees: list[dict[str, tuple[object, ...]]] = []
+    for api, name in ((lamina, "app:1"), (other, ref)):
+        target = tmp_path / f"mnt-{len(trees)}"
+        target.mkdir()
+        api.mount(name, target)
+        try:
+            trees.append(tree_listing(target))
+        finally:
+            api.umount(target)
+    assert trees[0] == trees[1]
+    assert "built" in trees[1] and "app/file" in trees[1] and "bin/true" not in trees[1]

@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from registry_fixtures import Proxy, Registry, run, tree_listing
 
 from lamina.api import Lamina
 from lamina.errors import LaminaError, NotFoundError
+from lamina.oci import media_types
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -106,19 +109,24 @@ def test_only_missing_bytes_travel_push_pull_and_mount(
     # A new top layer: exactly that layer, the config and the manifest go up.
     _layered(lamina, busybox_rootfs, tmp_path, "app:2", b"two" * 100_000)
     new = lamina.resolve("app:2")
-    top = new.layers[-1]
     proxy.reset()
     result = lamina.push("app:2", f"{repo}:2")
+    # Layers leave gzipped from their snapshots: what went up is what the pushed manifest names.
+    manifest_bytes = _pushed_manifest(proxy, "lamina/app", "2")
+    assert hashlib.sha256(manifest_bytes).hexdigest() == result.digest.split(":")[1]
+    manifest = json.loads(manifest_bytes)
+    assert [d["mediaType"] for d in manifest["layers"]] == [media_types.OCI_LAYER_GZIP] * 2
+    top = manifest["layers"][-1]
     puts = [s for s in proxy.log if s.method == "PUT"]
     uploaded = sorted(s.path.split("digest=")[1].replace("%3A", ":") for s in puts
                       if "/blobs/uploads/" in s.path)  # fmt: skip
-    assert uploaded == sorted([top.digest, new.config_digest])
+    assert uploaded == sorted([top["digest"], new.config_digest])
     assert proxy.count("PUT", "/manifests/") == 1
-    assert proxy.bytes_up() == top.size + lamina.store.content.size(new.config_digest) + len(
-        lamina.store.content.read_bytes(new.digest, 1 << 20)
+    assert proxy.bytes_up() == top["size"] + lamina.store.content.size(new.config_digest) + len(
+        manifest_bytes
     )
     # The base layer is remembered: not even a HEAD for it.
-    base_layer = new.layers[0].digest
+    base_layer = manifest["layers"][0]["digest"]
     assert not [s for s in proxy.log if s.method == "HEAD" and base_layer in s.path]
     assert result.uploaded == 2
 
@@ -128,9 +136,9 @@ def test_only_missing_bytes_travel_push_pull_and_mount(
     assert pulled.layers_downloaded == 1 and pulled.layers_present == 1
     gets = proxy.blob_gets()
     assert sorted(s.path.rsplit("/", 1)[1] for s in gets) == sorted(
-        [top.digest, new.config_digest]
+        [top["digest"], new.config_digest]
     )
-    assert proxy.bytes_down() == top.size + lamina.store.content.size(new.config_digest)
+    assert proxy.bytes_down() == top["size"] + lamina.store.content.size(new.config_digest)
 
     # Another repository of the same registry: mounted, not uploaded.
     proxy.reset()
@@ -139,6 +147,16 @@ def test_only_missing_bytes_travel_push_pull_and_mount(
     mounts = [s for s in proxy.log if s.method == "POST" and "mount=" in s.path]
     assert len(mounts) == 3 and all(s.status == 201 for s in mounts)
     assert again.mounted == 3 and again.uploaded == 0
+
+
+def _pushed_manifest(proxy: Proxy, repository: str, tag: str) -> bytes:
+    """The manifest the registry holds (read behind the proxy's back: not counted)."""
+    answer = httpx.get(
+        f"http://{proxy.upstream}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": f"{media_types.OCI_MANIFEST}, {media_types.DOCKER_MANIFEST}"},
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.content
 
 
 def test_an_existing_manifest_skips_its_children(

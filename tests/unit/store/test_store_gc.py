@@ -19,6 +19,7 @@ def make_snapshot(store: Store, diff_id: str) -> None:
     (path / "ro").mkdir(parents=True)
     (path / "ro" / "file").write_bytes(b"x")
     os.chmod(path / "ro", 0o555)
+    store.record_path(diff_id).write_bytes(b"tar-split record")
     store.put_snapshot(diff_id, 1)
 
 

@@ -1,0 +1,363 @@
+"""The exact tar stream of a layer, kept beside its snapshot (as containers/storage's tar-split).
+
+A snapshot holds a layer's files; the tar they came from also had headers, padding, an
+end-of-archive marker and an order. The *record* keeps exactly those bytes, and for each
+regular file only its name and how many content bytes it had. Rebuilding the tar is then
+the record's bytes interleaved with the files' content read from the snapshot, byte for
+byte the stream whose sha256 is the layer's diff_id.
+
+Record format (zlib-compressed): ``MAGIC``, then frames::
+
+    b"R" <u32 length> <bytes>             raw tar bytes (headers, padding, trailer)
+    b"F" <u64 size> <u16 n> <name[n]>     `size` content bytes of the file `name`
+
+The record trusts nothing it reads back: the rebuilt stream is hashed and compared with
+the diff_id, so a snapshot changed behind lamina's back is found, never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import struct
+import zlib
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
+
+from lamina.errors import DigestMismatchError, InvalidInputError
+from lamina.layers._scoped import ScopedRoot, split_entry_path
+
+if TYPE_CHECKING:
+    from lamina.layers._tarread import TarEntry
+
+MAGIC = b"lamina-tar-split\x001\n"
+_RAW_FLUSH = 1 << 20
+_CHUNK = 1 << 20
+_ZEROS = bytes(_CHUNK)
+_SEEK_DATA = getattr(os, "SEEK_DATA", 3)
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class SplitRecorder:
+    """Writes a record while a tar stream passes by: ``raw(bytes)`` and ``file(name, n)``
+    in stream order; ``close()`` flushes. Consecutive content of one file merges."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._z = zlib.compressobj(6)
+        self._raw = bytearray()
+        self._file: bytes | None = None
+        self._file_size = 0
+        self._emit(MAGIC)
+
+    def _emit(self, data: bytes) -> None:
+        chunk = self._z.compress(data)
+        if chunk:
+            self._out.write(chunk)
+
+    def _flush_raw(self) -> None:
+        if self._raw:
+            self._emit(b"R" + struct.pack(">I", len(self._raw)) + bytes(self._raw))
+            self._raw.clear()
+
+    def _flush_file(self) -> None:
+        if self._file is not None:
+            self._emit(b"F" + struct.pack(">QH", self._file_size, len(self._file)) + self._file)
+            self._file = None
+            self._file_size = 0
+
+    def raw(self, data: bytes | bytearray | memoryview) -> None:
+        if not len(data):
+            return
+        self._flush_file()
+        self._raw += data
+        if len(self._raw) >= _RAW_FLUSH:
+            self._flush_raw()
+
+    def file(self, name: str, size: int) -> None:
+        """``size`` more content bytes of the regular file ``name`` (a layer path)."""
+        if not size:
+            return
+        encoded = name.encode("utf-8", "surrogateescape")
+        if len(encoded) > 0xFFFF:
+            raise InvalidInputError(f"tar entry {name[:80]!r}: name too long to record")
+        self._flush_raw()
+        if self._file is not None and self._file != encoded:
+            self._flush_file()
+        self._file = encoded
+        self._file_size += size
+
+    def close(self) -> None:
+        self._flush_raw()
+        self._flush_file()
+        self._out.write(self._z.flush())
+
+
+@dataclass(frozen=True)
+class RawOp:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FileOp:
+    name: str
+    size: int
+
+
+def read_record(record: BinaryIO) -> Iterator[RawOp | FileOp]:
+    """The frames of a record, in order; InvalidInputError if it is damaged."""
+    try:
+        data = zlib.decompress(record.read())
+    except zlib.error as exc:
+        raise InvalidInputError(f"tar-split record is corrupt: {exc}") from exc
+    view = memoryview(data)
+    if bytes(view[: len(MAGIC)]) != MAGIC:
+        raise InvalidInputError("not a lamina tar-split record")
+    pos, end = len(MAGIC), len(data)
+    unpack_raw, unpack_file = struct.Struct(">I").unpack_from, struct.Struct(">QH").unpack_from
+    while pos < end:
+        kind = data[pos]
+        if kind == 0x52 and pos + 5 <= end:  # R
+            (n,) = unpack_raw(data, pos + 1)
+            pos += 5
+            if pos + n > end:
+                break
+            yield RawOp(data[pos : pos + n])
+            pos += n
+        elif kind == 0x46 and pos + 11 <= end:  # F
+            size, n = unpack_file(data, pos + 1)
+            pos += 11
+            if pos + n > end:
+                break
+            yield FileOp(data[pos : pos + n].decode("utf-8", "surrogateescape"), size)
+            pos += n
+        else:
+            raise InvalidInputError(f"tar-split record: bad frame at {pos}")
+    if pos != end:
+        raise InvalidInputError("tar-split record is truncated")
+
+
+def _open_in(root: ScopedRoot, name: str) -> int:
+    parts = split_entry_path(name)
+    if not parts:
+        raise FileNotFoundError(name)
+    parent = root.parent(parts, name, create=False)
+    if parent is None:
+        raise FileNotFoundError(name)
+    return os.open(parts[-1], _READ_FLAGS, dir_fd=parent)
+
+
+def _file_chunks(fd: int, size: int, name: str) -> Iterator[bytes | memoryview]:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+        raise DigestMismatchError(f"snapshot file {name!r}: size", str(size), str(st.st_size))
+    pos = 0
+    sparse = st.st_blocks * 512 < size
+    while pos < size:
+        if sparse:
+            try:
+                data_at = os.lseek(fd, pos, _SEEK_DATA)
+            except OSError:
+                data_at = size  # ENXIO: only a hole is left
+            while pos < min(data_at, size):
+                n = min(_CHUNK, min(data_at, size) - pos)
+                yield memoryview(_ZEROS)[:n]
+                pos += n
+            if pos >= size:
+                break
+            os.lseek(fd, pos, os.SEEK_SET)
+        data = os.read(fd, min(_CHUNK, size - pos))
+        if not data:
+            raise DigestMismatchError(f"snapshot file {name!r}: size", str(size), str(pos))
+        pos += len(data)
+        yield data
+
+
+def rebuild_chunks(
+    snapshot: str | os.PathLike[str], record: BinaryIO
+) -> Generator[bytes | memoryview, None, None]:
+    """The layer's tar stream rebuilt from ``snapshot`` and its ``record``, in chunks.
+
+    Not verified here: hash what it yields (``RebuiltTar`` does) and compare with the diff_id.
+    A file missing or of the wrong size raises DigestMismatchError at once.
+    """
+    root = ScopedRoot(os.fspath(snapshot))
+    try:
+        for op in read_record(record):
+            if isinstance(op, RawOp):
+                yield op.data
+                continue
+            try:
+                fd = _open_in(root, op.name)
+            except (FileNotFoundError, NotADirectoryError, InvalidInputError):
+                raise DigestMismatchError(
+                    f"snapshot file {op.name!r}", "present", "missing"
+                ) from None
+            try:
+                yield from _file_chunks(fd, op.size, op.name)
+            finally:
+                os.close(fd)
+    finally:
+        root.close()
+
+
+class RebuiltTar:
+    """A readable stream of the rebuilt tar that raises DigestMismatchError at its end
+    unless the bytes hash to ``diff_id`` (and, if given, number ``size``)."""
+
+    def __init__(
+        self,
+        snapshot: str | os.PathLike[str],
+        record_path: str | os.PathLike[str],
+        diff_id: str,
+        size: int | None = None,
+        on_chunk: Callable[[bytes | memoryview], None] | None = None,
+    ) -> None:
+        self._file = open(record_path, "rb")  # noqa: SIM115 - closed by close()
+        self._chunks = rebuild_chunks(snapshot, self._file)
+        self._hash = hashlib.sha256()
+        self._diff_id = diff_id
+        self._size = size
+        self._on_chunk = on_chunk
+        self.count = 0
+        self._pending = memoryview(b"")
+        self._done = False
+
+    def read(self, n: int = -1, /) -> bytes:
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(_CHUNK), b""))
+        while not self._pending and not self._done:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self._done = True
+                self._check()
+                break
+            self._hash.update(chunk)
+            self.count += len(chunk)
+            if self._size is not None and self.count > self._size:
+                raise DigestMismatchError(
+                    f"layer {self._diff_id} rebuilt from its snapshot: size",
+                    str(self._size), f"more than {self._size}",
+                )  # fmt: skip
+            if self._on_chunk is not None:
+                self._on_chunk(chunk)
+            self._pending = memoryview(chunk)
+            if self._size is not None and self.count == self._size:
+                # A reader that stops at the known size never asks for EOF: check now,
+                # before the last bytes go out.
+                if next(self._chunks, None) is not None:
+                    raise DigestMismatchError(
+                        f"layer {self._diff_id} rebuilt from its snapshot: size",
+                        str(self._size), f"more than {self._size}",
+                    )  # fmt: skip
+                self._done = True
+                self._check()
+        out = bytes(self._pending[:n])
+        self._pending = self._pending[n:]
+        return out
+
+    def _check(self) -> None:
+        actual = "sha256:" + self._hash.hexdigest()
+        if actual != self._diff_id:
+            raise DigestMismatchError(
+                f"layer {self._diff_id} rebuilt from its snapshot (changed on disk?)",
+                self._diff_id,
+                actual,
+            )
+        if self._size is not None and self.count != self._size:
+            raise DigestMismatchError(
+                f"layer {self._diff_id} rebuilt from its snapshot: size",
+                str(self._size),
+                str(self.count),
+            )
+
+    def close(self) -> None:
+        self._chunks.close()
+        self._file.close()
+
+    def __enter__(self) -> RebuiltTar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Skeleton:
+    """The tar stream of a record with every file's content replaced by zeros: enough
+    to read the headers back without touching the snapshot."""
+
+    def __init__(self, record: BinaryIO) -> None:
+        self._ops = read_record(record)
+        self._pending = memoryview(b"")
+        self._zeros = 0
+
+    def read(self, n: int = -1, /) -> bytes:
+        n = _CHUNK if n is None or n < 0 else n
+        while not self._pending and not self._zeros:
+            op = next(self._ops, None)
+            if op is None:
+                return b""
+            if isinstance(op, RawOp):
+                self._pending = memoryview(op.data)
+            else:
+                self._zeros = op.size
+        if self._pending:
+            out = bytes(self._pending[:n])
+            self._pending = self._pending[n:]
+            return out
+        k = min(n, self._zeros, _CHUNK)
+        self._zeros -= k
+        return _ZEROS[:k]
+
+
+def record_entries(record_path: str | os.PathLike[str]) -> Iterator[TarEntry]:
+    """Every entry of a layer, in tar order, read from its tar-split record alone (the
+    headers it keeps): what a per-layer index needs, without touching the snapshot."""
+    from lamina.layers._tarread import Limits, TarReader
+
+    with open(record_path, "rb") as f:
+        reader = TarReader(_Skeleton(f), Limits(max_total_bytes=1 << 62), digest=False)
+        for entry, _content in reader.entries():
+            yield entry
+
+
+def count_entries(snapshot: str | os.PathLike[str]) -> int:
+    """How many entries (of any type, the root not counted) a snapshot directory holds."""
+    total = 0
+    for _top, dirs, files in os.walk(snapshot):
+        total += len(dirs) + len(files)
+    return total
+
+
+def snapshot_extras(
+    snapshot: str | os.PathLike[str], record_path: str | os.PathLike[str]
+) -> list[str]:
+    """Paths in ``snapshot`` that its layer's tar does not account for (a file added behind
+    lamina's back), read from the record's headers alone."""
+    from lamina.layers import _whiteout
+
+    expected: set[tuple[str, ...]] = set()
+    for entry in record_entries(record_path):
+        parts = split_entry_path(entry.name)
+        if not parts:
+            continue
+        marker, victim = _whiteout.classify(parts[-1])
+        if marker is _whiteout.Marker.OPAQUE:
+            parts = parts[:-1]
+        elif marker is _whiteout.Marker.WHITEOUT:
+            parts = [*parts[:-1], victim]
+        for i in range(1, len(parts) + 1):
+            expected.add(tuple(parts[:i]))
+    extras: list[str] = []
+    root = os.fspath(snapshot)
+    for top, dirs, files in os.walk(root):
+        rel = os.path.relpath(top, root)
+        prefix = () if rel == "." else tuple(rel.split(os.sep))
+        for name in dirs + files:
+            if (*prefix, name) not in expected:
+                extras.append("/".join((*prefix, name)))
+        dirs[:] = [d for d in dirs if (*prefix, d) in expected]
+    return sorted(extras)

@@ -1,0 +1,501 @@
+"""Layers in and out of the lean store: the snapshot is a layer's one copy.
+
+The steps above both the store (records, blobs) and the snapshots (directories):
+
+- ``ingest_layer``: a layer blob as it arrives (load, pull; gzip, zstd or plain) → its
+  snapshot + tar-split record in one pass, bounded by ``LayerLimits``, blob kept if asked.
+- ``commit_dir_layer``: a directory (a RUN's upper dir, a COPY's result) becomes a layer by
+  hashing the tar it stands for and renaming it into place; nothing is compressed.
+- ``layer_blob``: a layer's blob for sending with a compression → descriptor + stream,
+  remembering diff_id + compression → digest so the same layer always leaves as the same
+  blob (issue 8's push uses it as ``save`` does).
+- ``verify_layer``: rebuild a snapshot's tar and check it against its diff_id.
+- ``migrate_layers``: an older store (blobs, snapshots without records) becomes lean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
+from lamina.layers import (
+    ByteStream,
+    Change,
+    Compression,
+    EntryCollector,
+    EntryHook,
+    LayerBlobWriter,
+    Limits,
+    RebuiltTar,
+    SplitRecorder,
+    apply_layer,
+    count_entries,
+    open_layer_reader,
+    record_entries,
+    snapshot_extras,
+    write_layer,
+)
+from lamina.oci import Descriptor, media_types
+from lamina.snapshots import ensure_snapshots, record_tmp_path, unpack_blob, unpack_layer
+from lamina.store import BlobInfo, LayerRecord, Lease, Store, Writer
+
+_CHUNK = 1 << 20
+DEFAULT_MAX_LAYER_SIZE = 64 << 30
+DEFAULT_MAX_LAYER_RATIO = 1000.0
+
+
+@dataclass(frozen=True)
+class LayerLimits:
+    """What one arriving layer may decompress to: bytes, and bytes out per byte in.
+
+    Defaults: 64 GiB and 1000x (checked past the first 64 MiB); ``from_env`` reads
+    ``LAMINA_MAX_LAYER_SIZE`` (bytes, or with a K/M/G/T suffix) and ``LAMINA_MAX_LAYER_RATIO``.
+    """
+
+    max_size: int = DEFAULT_MAX_LAYER_SIZE
+    max_ratio: float = DEFAULT_MAX_LAYER_RATIO
+
+    @classmethod
+    def from_env(cls, max_size: int | None = None, max_ratio: float | None = None) -> LayerLimits:
+        size = max_size if max_size is not None else _env_size("LAMINA_MAX_LAYER_SIZE")
+        ratio = max_ratio
+        if ratio is None and (text := os.environ.get("LAMINA_MAX_LAYER_RATIO")):
+            try:
+                ratio = float(text)
+            except ValueError:
+                raise InvalidInputError(
+                    f"LAMINA_MAX_LAYER_RATIO={text!r} is not a number"
+                ) from None
+        return cls(
+            size if size is not None else DEFAULT_MAX_LAYER_SIZE,
+            ratio if ratio is not None else DEFAULT_MAX_LAYER_RATIO,
+        )
+
+
+def parse_size(text: str, what: str) -> int:
+    """``123``, ``64G``, ``512MiB`` → bytes."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in units and t[-1:] else ""
+    number = t[:-1] if unit else t
+    try:
+        value = int(float(number) * units[unit])
+    except ValueError:
+        raise InvalidInputError(f"{what}={text!r} is not a size (say 64G or 1048576)") from None
+    if value <= 0:
+        raise InvalidInputError(f"{what}={text!r} must be positive")
+    return value
+
+
+def _env_size(name: str) -> int | None:
+    text = os.environ.get(name)
+    return parse_size(text, name) if text else None
+
+
+class _Tee(io.RawIOBase):
+    """Reads from `source` and writes every byte read to `sink` on the way."""
+
+    def __init__(self, source: BinaryIO, sink: Writer) -> None:
+        self._source = source
+        self._sink = sink
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        if data:
+            self._sink.write(data)
+        return len(data)
+
+
+def ingest_layer(
+    store: Store,
+    lease: Lease,
+    layer: Descriptor,
+    diff_id: str,
+    source: BinaryIO,
+    *,
+    limits: LayerLimits | None = None,
+    keep_blob: bool = False,
+    on_entry: EntryHook | None = None,
+    collect: EntryCollector | None = None,
+    writer: Writer | None = None,
+) -> int:
+    """A layer blob arriving (load, pull) → its snapshot, in the one pass that reads it.
+
+    ``source`` streams the blob as sent (gzip, zstd or plain) and should check its digest
+    when read to its end (an archive's or registry's verified reader): it is read to EOF
+    before anything becomes visible. Decompression is bounded by ``limits``; with
+    ``keep_blob`` a compressed blob is also kept in the content store as it came. Returns
+    the tar's size; an existing layer is not read.
+
+    ``writer``: the caller's (resumable) ingest of this blob, e.g. a pull's, which keeps
+    what arrived if the transfer breaks. Every byte read goes to it too, and its size and
+    digest are checked before the snapshot becomes visible (so ``source`` need not verify):
+    committed with ``keep_blob``, else only checked (the caller's block then drops it)."""
+    lim = limits or LayerLimits()
+    compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
+    outer = writer
+    with contextlib.ExitStack() as stack:
+        if outer is not None:
+            source = cast(BinaryIO, io.BufferedReader(_Tee(source, outer), _CHUNK))
+        elif keep_blob and compressed and not store.content.has(layer.digest):
+            lease.add_blob(layer.digest)
+            writer = stack.enter_context(
+                store.content.writer(layer.digest, layer.size, lease=lease)
+            )
+            source = cast(BinaryIO, io.BufferedReader(_Tee(source, writer), _CHUNK))
+        reader = open_layer_reader(source, lim.max_size, lim.max_ratio)
+
+        def finish() -> None:
+            while reader.read(_CHUNK):
+                pass
+            while source.read(_CHUNK):  # to EOF: the source checks the digest there
+                pass
+            if writer is not None and (outer is None or (keep_blob and compressed)):
+                writer.commit()
+            elif writer is not None:
+                writer.verify()
+
+        return unpack_layer(
+            store, lease, diff_id, reader, limits=Limits(max_total_bytes=lim.max_size),
+            finish=finish, on_entry=on_entry, collect=collect,
+        )  # fmt: skip
+
+
+def ensure_layers(store: Store, lease: Lease, layers: Sequence[LayerRecord]) -> list[Path]:
+    """The snapshot dir of each layer (bottom first), unpacking from a kept blob if needed."""
+    return ensure_snapshots(store, layers, lease)
+
+
+# -- a directory becomes a layer -----------------------------------------------------------
+
+
+def commit_dir_layer(
+    store: Store,
+    lease: Lease,
+    directory: Path,
+    changes: list[Change],
+    *,
+    source_date_epoch: int | None,
+    on_entry: EntryHook | None = None,
+) -> LayerRecord:
+    """Make ``directory`` (on the store's file system, holding exactly ``changes`` at their
+    paths) the snapshot of the layer those changes write: the tar is hashed and recorded,
+    never stored or compressed, and the directory is renamed into place. ``on_entry``
+    sees each entry, as the tar has it, read back from the record."""
+    record_tmp = record_tmp_path(store, "sha256:" + "0" * 64)
+    try:
+        with open(record_tmp, "xb") as f:
+            recorder = SplitRecorder(f)
+            index = EntryCollector()  # the file index, from this same pass
+            stats = write_layer(changes, None, source_date_epoch=source_date_epoch,
+                                record=recorder, collect=index)  # fmt: skip
+            recorder.close()
+            f.flush()
+            os.fsync(f.fileno())
+        diff_id = stats.diff_id
+        lease.add_snapshot(diff_id)
+        target = store.snapshot_path(diff_id)
+        if store.has_layer(diff_id):
+            shutil.rmtree(directory)
+        else:
+            os.rename(record_tmp, store.record_path(diff_id))
+            if target.is_dir():
+                shutil.rmtree(directory)
+            else:
+                try:
+                    os.rename(directory, target)
+                except OSError:
+                    if not target.is_dir():
+                        raise
+                    shutil.rmtree(directory)
+            store.put_snapshot(diff_id, stats.size)
+            store.set_snapshot_entries(diff_id, count_entries(target))
+        if not store.file_index.has(diff_id):
+            store.file_index.put(diff_id, index.entries)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            record_tmp.unlink()
+    if on_entry is not None:
+        for entry in record_entries(store.record_path(diff_id)):
+            on_entry(entry)
+    return LayerRecord(diff_id, diff_id, media_types.OCI_LAYER, stats.size, stats.size)
+
+
+def commit_changes_layer(
+    store: Store,
+    lease: Lease,
+    changes: list[Change],
+    *,
+    source_date_epoch: int | None,
+    on_entry: EntryHook | None = None,
+) -> LayerRecord:
+    """A layer of ``changes`` whose sources live anywhere (a COPY from the context, an
+    imported rootfs): the tar is written once and applied into a new snapshot in the
+    same pass, with a reader thread between the two."""
+    import threading
+
+    r, w = os.pipe()
+    index = EntryCollector()  # the file index, gathered as the tar is written
+    error: list[BaseException] = []
+    written: list[str] = []
+
+    def produce() -> None:
+        try:
+            with open(w, "wb", buffering=_CHUNK) as out:
+                written.append(
+                    write_layer(
+                        changes, out, source_date_epoch=source_date_epoch, collect=index
+                    ).diff_id
+                )
+        except BaseException as exc:  # surfaces below
+            error.append(exc)
+
+    thread = threading.Thread(target=produce, name="layer-tar", daemon=True)
+    thread.start()
+    diff_ids: list[str] = []
+    try:
+        with open(r, "rb", buffering=_CHUNK) as tar:
+            diff_id = _unpack_unknown(store, lease, tar, on_entry=on_entry)
+            diff_ids.append(diff_id)
+            while tar.read(_CHUNK):
+                pass
+    finally:
+        thread.join()
+    if error:
+        raise error[0]
+    if not store.file_index.has(diff_ids[0]):
+        store.file_index.put(diff_ids[0], index.entries)
+    size = store.layer_size(diff_ids[0])
+    assert size is not None
+    return LayerRecord(diff_ids[0], diff_ids[0], media_types.OCI_LAYER, size, size)
+
+
+def unpack_tar_layer(
+    store: Store,
+    lease: Lease,
+    tar: ByteStream,
+    *,
+    limits: Limits | None = None,
+    on_entry: EntryHook | None = None,
+    collect: EntryCollector | None = None,
+) -> LayerRecord:
+    """A layer from an uncompressed tar stream whose diff_id is learnt by reading it
+    (``lamina import`` of a tarball): unpacked into its snapshot in that one pass."""
+    diff_id = _unpack_unknown(store, lease, tar, limits=limits, on_entry=on_entry, collect=collect)
+    size = store.layer_size(diff_id)
+    assert size is not None
+    return LayerRecord(diff_id, diff_id, media_types.OCI_LAYER, size, size)
+
+
+def _unpack_unknown(
+    store: Store,
+    lease: Lease,
+    tar: ByteStream,
+    *,
+    limits: Limits | None = None,
+    on_entry: EntryHook | None = None,
+    collect: EntryCollector | None = None,
+) -> str:
+    """Unpack a tar whose diff_id is known only once read: staged, then named."""
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-commit-", dir=store.snapshots_dir))
+    record_tmp = record_tmp_path(store, "sha256:" + "0" * 64)
+    try:
+        os.chmod(staging, 0o755)
+        with open(record_tmp, "xb") as f:
+            recorder = SplitRecorder(f)
+            stats = apply_layer(tar, staging, overlay=True, limits=limits or Limits(),
+                                record=recorder, on_entry=on_entry,
+                                collect=collect)  # fmt: skip
+            recorder.close()
+            f.flush()
+            os.fsync(f.fileno())
+        diff_id = stats.diff_id
+        lease.add_snapshot(diff_id)
+        if not store.has_layer(diff_id):
+            os.rename(record_tmp, store.record_path(diff_id))
+            target = store.snapshot_path(diff_id)
+            if not target.is_dir():
+                with contextlib.suppress(OSError):
+                    os.rename(staging, target)
+            store.put_snapshot(diff_id, stats.size)
+            store.set_snapshot_entries(diff_id, count_entries(target))
+        return diff_id
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            record_tmp.unlink()
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+# -- out: a layer's tar, and its blob for sending ------------------------------------------
+
+
+def open_layer_tar(store: Store, diff_id: str, *, thorough: bool = False) -> RebuiltTar:
+    """The layer's exact uncompressed tar, rebuilt from its snapshot; DigestMismatchError
+    before the first byte if the snapshot holds entries its tar does not, at the end if a
+    file's content changed. NotFoundError if the store does not hold the layer.
+
+    Entries are counted against what the snapshot held when it was made (a walk, cheap);
+    `thorough` (fsck) also compares every name with the tar's headers."""
+    if not store.has_layer(diff_id):
+        raise NotFoundError(f"layer {diff_id} is not in the store")
+    snapshot = store.snapshot_path(diff_id)
+    record = store.record_path(diff_id)
+    known = store.snapshot_entries(diff_id)
+    count = count_entries(snapshot) if known is not None else None
+    if thorough or known is None or count != known:
+        extras = snapshot_extras(snapshot, record)
+        if extras or (known is not None and count != known):
+            what = ", ".join(extras[:3]) if extras else f"{count} entries, made with {known}"
+            raise DigestMismatchError(
+                f"snapshot of layer {diff_id}: files its tar does not hold ({what})",
+                diff_id,
+                "a changed snapshot",
+                hint="the snapshot was changed behind lamina's back; `lamina fsck` lists it",
+            )
+    return RebuiltTar(snapshot, record, diff_id, store.layer_size(diff_id))
+
+
+def verify_layer(store: Store, diff_id: str) -> None:
+    """Rebuild the layer's tar and check it against its diff_id, and every name in the
+    snapshot against its headers (DigestMismatchError)."""
+    with open_layer_tar(store, diff_id, thorough=True) as tar:
+        while tar.read(_CHUNK):
+            pass
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """A layer as it will be sent: its descriptor, and how to read its bytes."""
+
+    descriptor: Descriptor
+    diff_id: str
+    store: Store
+
+    def open(self) -> BinaryIO | RebuiltTar:
+        if self.descriptor.digest == self.diff_id:
+            return open_layer_tar(self.store, self.diff_id)
+        return self.store.content.open(self.descriptor.digest)
+
+
+def _media_type(compression: Compression, docker: bool) -> str:
+    if compression is Compression.NONE:
+        return media_types.DOCKER_LAYER if docker else media_types.OCI_LAYER
+    if compression is Compression.GZIP:
+        return media_types.DOCKER_LAYER_GZIP if docker else media_types.OCI_LAYER_GZIP
+    return media_types.OCI_LAYER_ZSTD
+
+
+def layer_blob(
+    store: Store,
+    lease: Lease,
+    diff_id: str,
+    compression: Compression,
+    *,
+    docker_media_type: bool = False,
+) -> LayerBlob:
+    """The blob of layer ``diff_id`` compressed with ``compression``, ready to send.
+
+    Uncompressed: the rebuilt tar itself (digest = diff_id). gzip (isal, fixed level) or
+    zstd (fixed level): the blob this layer gave before if it is still cached, else the
+    rebuilt tar compressed once into the content store (held by ``lease``, a cache that
+    ``prune`` may drop) and remembered: the same layer always gives the same digest.
+    """
+    media_type = _media_type(compression, docker_media_type)
+    if compression is Compression.NONE:
+        size = store.layer_size(diff_id)
+        if size is None or not store.has_layer(diff_id):
+            raise NotFoundError(f"layer {diff_id} is not in the store")
+        return LayerBlob(Descriptor(media_type, diff_id, size), diff_id, store)
+    cached = store.cached_layer_blob(diff_id, compression.value)
+    if cached is not None:
+        lease.add_blob(cached[0].digest)
+        if store.content.has(cached[0].digest):
+            blob = cached[0]
+            return LayerBlob(Descriptor(media_type, blob.digest, blob.size), diff_id, store)
+    with open_layer_tar(store, diff_id) as tar, store.content.writer(lease=lease) as w:
+        compressor = LayerBlobWriter(w, compression, digest=False)  # type: ignore[arg-type]
+        while chunk := tar.read(_CHUNK):
+            compressor.write(chunk)
+        info = compressor.finish()
+        if info.diff_id != diff_id:  # RebuiltTar checked it too; belt and braces
+            raise DigestMismatchError(f"layer {diff_id} rebuilt", diff_id, info.diff_id)
+        blob = w.commit()
+    store.remember_layer_blob(diff_id, compression.value, blob, media_type)
+    return LayerBlob(Descriptor(media_type, blob.digest, blob.size), diff_id, store)
+
+
+# -- migration ---------------------------------------------------------------------------
+
+
+Progress = Callable[[int, int, str], Any]
+"""Called as (done, total, diff_id) while the store migrates."""
+
+
+def migrate_layers(store: Store, progress: Progress | None = None) -> int:
+    """Unpack every layer an older store holds only as a blob (or as a snapshot without a
+    tar-split record). Resumable: each finished layer is ticked off in the db; killed
+    midway, the next run continues. The old blobs become a cache of the compressed form
+    (remembered, so saving gives the same digest until ``prune`` drops them)."""
+    pending = store.pending_unpacks()
+    for done, diff_id in enumerate(pending):
+        if progress is not None:
+            progress(done, len(pending), diff_id)
+        rows = store.layers_with_diff_id(diff_id)
+        blob = next((r for r in rows if store.content.has(r.digest)), None)
+        if not store.has_layer(diff_id) and blob is not None:
+            with store.lease() as lease:
+                # An existing snapshot without a record keeps its directory; the record
+                # is written from an unpack aside (see unpack_layer).
+                unpack_blob(store, lease, blob, max_size=1 << 62, max_ratio=None)
+        if blob is not None and store.has_layer(diff_id):
+            # The old blob is now a cache of what the layer was (prune may drop it; until
+            # then saving sends it as it is). Remembered under a key of its own: lamina's
+            # own compression of this layer need not give the same bytes.
+            store.remember_layer_blob(
+                diff_id, "migrated:" + _compression_of(blob.media_type).value,
+                BlobInfo(blob.digest, blob.size), blob.media_type,
+            )  # fmt: skip
+        store.unpack_done(diff_id)
+    if progress is not None and pending:
+        progress(len(pending), len(pending), "")
+    return len(pending)
+
+
+def _compression_of(media_type: str) -> Compression:
+    try:
+        return Compression.from_media_type(media_type)
+    except InvalidInputError:
+        return Compression.NONE
+
+
+__all__ = [
+    "DEFAULT_MAX_LAYER_RATIO",
+    "DEFAULT_MAX_LAYER_SIZE",
+    "LayerBlob",
+    "LayerLimits",
+    "commit_changes_layer",
+    "commit_dir_layer",
+    "ensure_layers",
+    "ingest_layer",
+    "layer_blob",
+    "migrate_layers",
+    "open_layer_tar",
+    "parse_size",
+    "unpack_blob",
+    "unpack_layer",
+    "unpack_tar_layer",
+    "verify_layer",
+]

@@ -1,0 +1,361 @@
+"""The lean store (issue 12): a layer's one copy is its snapshot plus a tar-split record.
+
+Round trips through docker-archives and OCI layouts (gzip, zstd, plain) made by skopeo, an
+independent writer, are exact: same config, same diff_ids; umoci reads what lamina saves
+and sees what `lamina mount` shows; saving twice gives the same bytes. A snapshot changed
+behind lamina's back is found by fsck and refused by save. Sparse files stay sparse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+from api_helpers import tree_listing
+from busybox_rootfs import make_busybox_rootfs
+
+from lamina.api import Lamina
+from lamina.errors import DigestMismatchError, InvalidInputError
+from lamina.layers import open_layer_reader, read_entries
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _run(*argv: str | Path) -> str:
+    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{argv}: {done.stderr}"
+    return done.stdout
+
+
+def _app(lamina: Lamina, tmp_path: Path) -> str:
+    base = make_busybox_rootfs(tmp_path / "base")
+    lamina.import_image(base, "lean/base:1", message="base")
+    top = tmp_path / "top"
+    shutil.copytree(base, top, symlinks=True)
+    (top / "srv").mkdir()
+    (top / "srv" / "hello").write_text("hello\n")
+    os.link(top / "srv" / "hello", top / "srv" / "hello-again")
+    (top / "srv" / "zeros").write_bytes(bytes(1 << 20) + b"end")
+    (top / "bin" / "touch").unlink()
+    return lamina.import_image(
+        top, "lean/app:1", base="lean/base:1", changes=['CMD ["/bin/cat", "/srv/hello"]']
+    )
+
+
+def _mounted(lamina: Lamina, ref: str, where: Path) -> dict[str, tuple[object, ...]]:
+    lamina.mount(ref, where)
+    try:
+        listing: dict[str, tuple[object, ...]] = tree_listing(where)
+        return listing
+    finally:
+        lamina.umount(where)
+
+
+def _umoci_listing(oci_archive: Path, tmp_path: Path, tag: str) -> dict[str, tuple[object, ...]]:
+    layout = tmp_path / f"layout-{oci_archive.name}"
+    if "zstd" in oci_archive.name:
+        # Debian's umoci reads no zstd: skopeo (another independent reader) recompresses.
+        _run("skopeo", "copy", "--dest-compress", "--dest-compress-format", "gzip",
+             f"oci-archive:{oci_archive}:{tag}", f"oci:{layout}:{tag}")  # fmt: skip
+    else:
+        layout.mkdir()
+        with tarfile.open(oci_archive) as tar:
+            tar.extractall(layout, filter="data")
+    bundle = tmp_path / f"bundle-{oci_archive.name}"
+    _run("umoci", "unpack", "--image", f"{layout}:{tag}", bundle)
+    listing: dict[str, tuple[object, ...]] = tree_listing(bundle / "rootfs")
+    return listing
+
+
+def _config_and_diff_ids(oci_archive: Path) -> tuple[str, list[str]]:
+    config = json.loads(_run("skopeo", "inspect", "--config", f"oci-archive:{oci_archive}"))
+    raw = json.loads(_run("skopeo", "inspect", "--raw", f"oci-archive:{oci_archive}"))
+    return raw["config"]["digest"], config["rootfs"]["diff_ids"]
+
+
+SOURCES = {
+    "docker-archive": ["docker-archive:{out}:lean/app:1", []],
+    "oci-gzip": ["oci-archive:{out}:1", ["--dest-compress", "--dest-compress-format", "gzip"]],
+    "oci-zstd": ["oci-archive:{out}:1", ["--dest-compress", "--dest-compress-format", "zstd"]],
+    "oci-plain": ["oci-archive:{out}:1", ["--dest-decompress"]],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SOURCES))
+def test_round_trips_are_exact(lamina: Lamina, tmp_path: Path, kind: str) -> None:
+    app_id = _app(lamina, tmp_path)
+    app = lamina.resolve("lean/app:1")
+    plain = tmp_path / "plain"
+    lamina.save(["lean/app:1"], plain, "oci-dir", compression="none")
+    dest, flags = SOURCES[kind]
+    source = tmp_path / f"{kind}.tar"
+    _run("skopeo", "copy", *flags, f"oci:{plain}:1", str(dest).format(out=source))
+
+    other = Lamina(tmp_path / f"root-{kind}")
+    try:
+        [loaded] = other.load(source)
+        assert loaded.image_id == app_id  # same config bytes
+        image = other.resolve(loaded.image_id)
+        assert [layer.diff_id for layer in image.layers] == [layer.diff_id for layer in app.layers]
+        # no compressed copy is kept: the snapshots are the layers
+        assert not any(other.store.content.has(layer.digest) for layer in image.layers)
+        assert other.fsck().ok, other.fsck().problems
+        first, second = tmp_path / "a.tar", tmp_path / "b.tar"
+        other.save([loaded.image_id], first, "oci-archive")
+        other.save([loaded.image_id], second, "oci-archive")
+        assert first.read_bytes() == second.read_bytes()
+        config_digest, diff_ids = _config_and_diff_ids(first)
+        assert config_digest == app_id
+        assert diff_ids == [layer.diff_id for layer in app.layers]
+        other.tag(loaded.image_id, "lean/copy:1")
+        third = tmp_path / "c.tar"
+        other.save(["lean/copy:1"], third, "oci-archive")
+        assert _umoci_listing(third, tmp_path, "1") == _mounted(
+            other, "lean/copy:1", tmp_path / "m"
+        )
+        docker_a, docker_b = tmp_path / "d1.tar", tmp_path / "d2.tar"
+        other.save([loaded.image_id], docker_a, "docker-archive")
+        other.save([loaded.image_id], docker_b, "docker-archive")
+        assert docker_a.read_bytes() == docker_b.read_bytes()
+        config = json.loads(_run("skopeo", "inspect", "--config", f"docker-archive:{docker_a}"))
+        assert config["rootfs"]["diff_ids"] == [layer.diff_id for layer in app.layers]
+    finally:
+        other.store.close()
+
+
+def test_kept_blobs_give_the_original_digests_back(lamina: Lamina, tmp_path: Path) -> None:
+    _app(lamina, tmp_path)
+    plain = tmp_path / "plain"
+    lamina.save(["lean/app:1"], plain, "oci-dir", compression="none")
+    source = tmp_path / "gz.tar"
+    _run("skopeo", "copy", "--dest-compress", f"oci:{plain}:1", f"oci-archive:{source}:1")
+    original = json.loads(_run("skopeo", "inspect", "--raw", f"oci-archive:{source}"))
+    keep, lean = Lamina(tmp_path / "keep"), Lamina(tmp_path / "lean")
+    try:
+        [kept] = keep.load(source, keep_blobs=True)
+        out = tmp_path / "kept.tar"
+        assert keep.save([kept.image_id], out, "oci-archive") == []
+        saved = json.loads(_run("skopeo", "inspect", "--raw", f"oci-archive:{out}"))
+        assert saved == original
+        [thin] = lean.load(source)
+        notes = lean.save([thin.image_id], tmp_path / "lean.tar", "oci-archive")
+        # Go's gzip and isal differ: without the blob the digest changes, and save says so.
+        assert notes and all("digest changed" in note for note in notes)
+    finally:
+        keep.store.close()
+        lean.store.close()
+
+
+def test_built_image_round_trip(lamina: Lamina, tmp_path: Path) -> None:
+    lamina.import_image(make_busybox_rootfs(tmp_path / "bb"), "busybox:latest")
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "data.txt").write_text("payload\n")
+    (context / "Dockerfile").write_text(
+        "FROM busybox\nCOPY data.txt /data.txt\nRUN echo ran > /ran && rm /bin/touch\n"
+    )
+    result = lamina.build(context, tags=["lean/built:1"])
+    image = lamina.resolve("lean/built:1")
+    assert image.id == result.image.id
+    assert not any(lamina.store.content.has(layer.digest) for layer in image.layers)
+    for compression in ("gzip", "zstd"):
+        out = tmp_path / f"built-{compression}.tar"
+        lamina.save(["lean/built:1"], out, "oci-archive", compression=compression)
+        again = tmp_path / f"again-{compression}.tar"
+        lamina.save(["lean/built:1"], again, "oci-archive", compression=compression)
+        assert out.read_bytes() == again.read_bytes()
+        config_digest, diff_ids = _config_and_diff_ids(out)
+        assert config_digest == image.id
+        assert diff_ids == [layer.diff_id for layer in image.layers]
+        assert _umoci_listing(out, tmp_path, "1") == _mounted(
+            lamina, "lean/built:1", tmp_path / f"m-{compression}"
+        )
+
+
+def _top_snapshot(lamina: Lamina, ref: str) -> Path:
+    return lamina.store.snapshot_path(lamina.resolve(ref).layers[-1].diff_id)
+
+
+def test_tampered_snapshot_is_found_and_refused(lamina: Lamina, tmp_path: Path) -> None:
+    _app(lamina, tmp_path)
+    assert lamina.fsck().ok
+    victim = _top_snapshot(lamina, "lean/app:1") / "srv" / "zeros"
+    data = bytearray(victim.read_bytes())
+    data[12345] ^= 0x40
+    victim.write_bytes(bytes(data))
+    report = lamina.fsck()
+    assert not report.ok
+    assert any("does not match its diff_id" in p for p in report.problems)
+    out = tmp_path / "out.tar"
+    for fmt in ("docker-archive", "oci-archive"):
+        with pytest.raises(DigestMismatchError):
+            lamina.save(["lean/app:1"], out, fmt)
+        assert not out.exists()
+    data[12345] ^= 0x40
+    victim.write_bytes(bytes(data))
+    assert lamina.fsck().ok
+    planted = _top_snapshot(lamina, "lean/app:1") / "srv" / "planted"
+    planted.write_text("not in the layer\n")
+    assert not lamina.fsck().ok
+    with pytest.raises(DigestMismatchError):
+        lamina.save(["lean/app:1"], out, "docker-archive")
+    assert not out.exists()
+    planted.unlink()
+    lamina.save(["lean/app:1"], out, "docker-archive")
+
+
+def test_sparse_file_costs_its_blocks_and_saves_as_zeros(lamina: Lamina, tmp_path: Path) -> None:
+    size = 4 << 30
+    tree = tmp_path / "tree"
+    (tree / "var" / "log").mkdir(parents=True)
+    with open(tree / "var" / "log" / "lastlog", "wb") as f:
+        f.truncate(size)
+    lamina.import_image(tree, "lean/sparse:1")
+    snapshot = _top_snapshot(lamina, "lean/sparse:1")
+    st = os.stat(snapshot / "var" / "log" / "lastlog")
+    assert st.st_size == size
+    blocks = sum(
+        os.lstat(os.path.join(top, n)).st_blocks * 512
+        for top, dirs, files in os.walk(snapshot)
+        for n in dirs + files
+    )
+    assert blocks < 1 << 20
+    out = tmp_path / "sparse.tar"
+    lamina.save(["lean/sparse:1"], out, "oci-archive")
+    layer = lamina.resolve("lean/sparse:1").layers[0]
+    with tarfile.open(out) as archive:
+        manifest_blobs = [m for m in archive.getmembers() if m.name.startswith("blobs/")]
+        biggest = max(manifest_blobs, key=lambda m: m.size)
+        stream = archive.extractfile(biggest)
+        assert stream is not None
+        digest = hashlib.sha256()
+        tar = open_layer_reader(stream)
+        seen = 0
+        for entry, content in read_entries(_Hashing(tar, digest)):
+            if entry.name.endswith("lastlog"):
+                assert entry.size == size
+                while chunk := content.read(1 << 20):
+                    assert chunk.count(0) == len(chunk)
+                    seen += len(chunk)
+        assert seen == size
+        while tar.read(1 << 20):
+            pass
+    assert biggest.size < 16 << 20
+    assert "sha256:" + digest.hexdigest() == layer.diff_id
+
+
+class _Hashing:
+    def __init__(self, stream: io.RawIOBase, digest: hashlib._Hash) -> None:
+        self._stream = stream
+        self._digest = digest
+
+    def read(self, n: int = -1, /) -> bytes:
+        data = self._stream.read(n)
+        assert data is not None
+        self._digest.update(data)
+        return data
+
+
+def _bomb_layout(path: Path, layer_tar: bytes, compress: bool) -> None:
+    blob = zstandard.ZstdCompressor(level=19).compress(layer_tar) if compress else layer_tar
+    diff_id = "sha256:" + hashlib.sha256(layer_tar).hexdigest()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }
+    ).encode()
+    media = "application/vnd.oci.image.layer.v1.tar" + ("+zstd" if compress else "")
+    blobs = {}
+
+    def put(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        blobs[digest] = data
+        return "sha256:" + digest
+
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": put(config), "size": len(config)},
+        "layers": [{"mediaType": media, "digest": put(blob), "size": len(blob)}],
+    }).encode()  # fmt: skip
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": put(manifest),
+                "size": len(manifest),
+                "annotations": {"org.opencontainers.image.ref.name": "1"},
+            }
+        ],
+    }
+    (path / "blobs" / "sha256").mkdir(parents=True)
+    for digest, data in blobs.items():
+        (path / "blobs" / "sha256" / digest).write_bytes(data)
+    (path / "index.json").write_text(json.dumps(index))
+    (path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+
+
+def _zeros_tar(size: int) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("zeros")
+        info.size = size
+        tar.addfile(info, io.BytesIO(bytes(size)))
+    return buf.getvalue()
+
+
+def _nothing_left(lamina: Lamina) -> None:
+    assert lamina.images() == []
+    assert os.listdir(lamina.store.snapshots_dir) == []
+    assert os.listdir(lamina.store.content.ingest_dir) == []
+    assert lamina.fsck().ok
+
+
+def test_layer_limits_stop_bombs_and_leave_nothing(tmp_path: Path) -> None:
+    layout = tmp_path / "bomb"
+    bomb = _zeros_tar(160 << 20)
+    _bomb_layout(layout, bomb, compress=True)
+    lamina = Lamina(tmp_path / "root")
+    with pytest.raises(InvalidInputError) as caught:
+        lamina.load(layout)
+    assert "layer 0 (sha256:" in caught.value.message
+    assert "ratio limit" in caught.value.message
+    assert "--max-layer-ratio" in (caught.value.hint or "")
+    _nothing_left(lamina)
+    lamina.store.close()
+    sized = Lamina(tmp_path / "root", max_layer_bytes=100 << 20, max_layer_ratio=1e9)
+    with pytest.raises(InvalidInputError) as caught:
+        sized.load(layout)
+    assert "layer size limit" in caught.value.message
+    assert "LAMINA_MAX_LAYER_SIZE" in (caught.value.hint or "")
+    _nothing_left(sized)
+    sized.store.close()
+    raised = Lamina(tmp_path / "root", max_layer_ratio=1e9)
+    [loaded] = raised.load(layout)
+    assert raised.resolve(loaded.image_id).layers[0].uncompressed_size == len(bomb)
+    raised.store.close()
+
+
+def test_layer_size_limit_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = tmp_path / "plain"
+    _bomb_layout(layout, _zeros_tar(2 << 20), compress=False)
+    monkeypatch.setenv("LAMINA_MAX_LAYER_SIZE", "1M")
+    lamina = Lamina(tmp_path / "root")
+    with pytest.raises(InvalidInputError) as caught:
+        lamina.load(layout)
+    assert "layer 0" in caught.value.message and "1048576" in caught.value.message
+    _nothing_left(lamina)
