@@ -300,7 +300,8 @@ class Builder:
             return layer_from_dir(self.store, self.lease, upper, overlay_upper=True,
                                   source_date_epoch=sde)  # fmt: skip
         assert isinstance(inst, Workdir)
-        made = workdir_layer(inst.path, lowerdirs, scratch, self._view)
+        user = state.config.container_config.get("User") or ""
+        made = workdir_layer(inst.path, lowerdirs, scratch, self._view, user)
         if made is None:
             return None
         return layer_from_dir(self.store, self.lease, made, overlay_upper=False,

@@ -13,11 +13,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lamina.dockerfile import Copy, PlannedInstruction, Run, select_sources
+from lamina.dockerfile import Copy, PlannedInstruction, Run, parse_chmod, select_sources
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError, ToolError
 from lamina.store import RACY_SECONDS
 
-from ._copy import Owner, Selection, Stager, is_url, parse_chmod, select, stage, summarise
+from ._copy import Owner, Selection, Stager, is_url, select, stage, summarise
 from ._image import ImageState, ensure_snapshots
 from ._keys import StepInputs, instruction_text
 from ._sources import digest_context_files
@@ -98,10 +98,13 @@ class CopyStep:
     def __init__(self, b: Builder, inst: Copy, step: PlannedInstruction, state: ImageState,
                  scratch: Path) -> None:  # fmt: skip
         self.b, self.inst, self.step, self.state, self.scratch = b, inst, step, state, scratch
-        self.chmod = parse_chmod(inst.chmod)
+        try:
+            self.chmod = None if inst.chmod is None else parse_chmod(inst.chmod)
+        except ValueError as exc:
+            raise InvalidInputError(f"{step.loc}: {exc}") from None
         self.sel: Selection | None = None
         self.src: ImageState | None = None
-        self.downloads: list[tuple[str, Path]] = []
+        self.downloads: list[tuple[str, Path, float | None]] = []
         self.direct: dict[str, Change] | None = None
         self.shortcut = False
 
@@ -140,8 +143,8 @@ class CopyStep:
                     # The checksum names the content: a hit needs no download at all.
                     sources.append((word, self.inst.checksum))
                     continue
-                name, path, digest = self._download(word)
-                self.downloads.append((name, path))
+                name, path, digest, mtime = self._download(word)
+                self.downloads.append((name, path, mtime))
                 sources.append((word, digest))
         return StepInputs(
             self.state.key, instruction_text(self.inst), self.step.args, self.step.env,
@@ -167,19 +170,29 @@ class CopyStep:
         record = "ctxsum:" + hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
         return record, h.hexdigest()
 
-    def _download(self, url: str) -> tuple[str, Path, str]:
+    def _download(self, url: str) -> tuple[str, Path, str, float | None]:
+        """(file name, where it is, sha256 digest, its Last-Modified as a timestamp)."""
+        import email.utils
+
         import httpx
 
         name = posixpath.basename(urllib.parse.urlparse(url).path) or "download"
         path = self.scratch / f"download-{len(self.downloads)}"
         h = hashlib.sha256()
         size = 0
+        mtime: float | None = None
         try:
             with (
                 httpx.stream("GET", url, follow_redirects=True, timeout=60) as r,
                 open(path, "wb") as out,
             ):
                 r.raise_for_status()
+                modified = r.headers.get("last-modified")
+                if modified:
+                    try:
+                        mtime = email.utils.parsedate_to_datetime(modified).timestamp()
+                    except (TypeError, ValueError):
+                        mtime = None
                 for chunk in r.iter_bytes(1 << 20):
                     size += len(chunk)
                     if size > _MAX_DOWNLOAD:
@@ -191,7 +204,7 @@ class CopyStep:
         digest = "sha256:" + h.hexdigest()
         if self.inst.checksum and self.inst.checksum != digest:
             raise DigestMismatchError(f"ADD {url}", self.inst.checksum, digest)
-        return name, path, digest
+        return name, path, digest, mtime
 
     def _owner(self, view: Path | None) -> Owner | None:
         if not self.inst.chown:
@@ -237,23 +250,35 @@ class CopyStep:
                     if src is None:
                         raise NotFoundError(f"{self.step.loc}: --from={self.inst.from_} is empty")
                     sel = select(self.inst, src, None)
-                    stage(self.inst, sel, stager, self.step.workdir)
+                    stage(self.inst, sel, stager, self.step.workdir, unpack=self.inst.unpack)
             else:
                 assert self.sel is not None
                 if self.inst.checksum and not self.downloads:
                     for word in self.inst.sources:
                         if self.inst.is_add and is_url(word):
-                            name, path, _ = self._download(word)
-                            self.downloads.append((name, path))
+                            name, path, _, mtime = self._download(word)
+                            self.downloads.append((name, path, mtime))
                 self.sel.downloads = self.downloads
-                stage(self.inst, self.sel, stager, self.step.workdir, heredocs)
+                stage(self.inst, self.sel, stager, self.step.workdir, heredocs,
+                      unpack=self.inst.unpack)  # fmt: skip
         return staging
 
 
-def workdir_layer(path: str, lowerdirs: list[Path], scratch: Path, view: View) -> Path | None:
-    """WORKDIR makes its directory as a layer when the image lacks it; None otherwise."""
+def workdir_layer(
+    path: str, lowerdirs: list[Path], scratch: Path, view: View, user: str = ""
+) -> Path | None:
+    """WORKDIR makes its directory as a layer when the image lacks it; None otherwise.
+
+    The directories it creates belong to the current USER (BuildKit's testWorkdirUser:
+    `USER user` then `WORKDIR /mydir` gives a /mydir owned by user:user)."""
     with view(lowerdirs, scratch) as root:
-        stager = Stager(scratch / "layer", root, None, None, keep_owner=False)
+        owner = None
+        if user:
+            from lamina.runtime import resolve_user
+
+            found = resolve_user(root or _empty_root(scratch), user)
+            owner = Owner(found.uid, found.gid)
+        stager = Stager(scratch / "layer", root, owner, None, keep_owner=False)
         if root is not None and stager._image_path(path)[1]:
             return None
         (scratch / "layer").mkdir()
@@ -261,6 +286,12 @@ def workdir_layer(path: str, lowerdirs: list[Path], scratch: Path, view: View) -
         stager.make_dirs(path)
         stager.finish()
     return scratch / "layer"
+
+
+def _empty_root(scratch: Path) -> Path:
+    path = scratch / "empty-root"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 __all__ = ["CopyStep", "RunStep", "workdir_layer"]

@@ -51,7 +51,8 @@ from __future__ import annotations
 from lamina.oci import Platform
 
 from ._check import check
-from ._context import ContextFile, select_sources
+from ._chmod import Chmod, parse_chmod
+from ._context import ContextFile, select_parents, select_sources
 from ._errors import DockerfileError
 from ._graph import needed_stages, plan
 from ._ignore import IgnoreRules, load_dockerignore
@@ -98,6 +99,7 @@ __all__ = [
     "PROXY_ARGS",
     "Arg",
     "BuildPlan",
+    "Chmod",
     "Cmd",
     "ContextFile",
     "Copy",
@@ -139,8 +141,10 @@ __all__ = [
     "onbuild_instructions",
     "parse",
     "parse_directives",
+    "parse_chmod",
     "parse_instruction",
     "plan",
     "run_script",
+    "select_parents",
     "select_sources",
 ]

@@ -197,6 +197,7 @@ class Copy:
     keep_git_dir: bool = False
     parents: bool = False
     heredocs: tuple[Heredoc, ...] = ()
+    unpack: bool | None = None
     loc: Location | None = None
 
 

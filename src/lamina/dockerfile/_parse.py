@@ -9,6 +9,7 @@ from typing import Any, Literal, cast
 
 import dockerfile as _bk
 
+from ._chmod import parse_chmod
 from ._errors import DockerfileError
 from ._model import (
     Arg,
@@ -417,10 +418,16 @@ class _Converter:
             "chown": "str", "chmod": "str", "link": "bool", "exclude": "list",
         }  # fmt: skip
         if is_add:
-            allowed.update({"checksum": "str", "keep-git-dir": "bool"})
+            allowed.update({"checksum": "str", "keep-git-dir": "bool", "unpack": "bool"})
         else:
             allowed.update({"from": "str", "parents": "bool"})
         flags = self.flags(c, allowed)
+        chmod = flags.get("chmod")
+        if chmod is not None and "$" not in chmod:
+            try:
+                parse_chmod(chmod)
+            except ValueError as exc:
+                self.fail(c, str(exc))
         values = self.need(c, 2)
         if len(values) < 2:
             self.fail(
@@ -431,7 +438,7 @@ class _Converter:
             chown=flags.get("chown"), chmod=flags.get("chmod"), link=flags.get("link", False),
             excludes=tuple(flags.get("exclude", [])), checksum=flags.get("checksum"),
             keep_git_dir=flags.get("keep-git-dir", False), parents=flags.get("parents", False),
-            heredocs=self.heredocs(c), loc=loc,
+            heredocs=self.heredocs(c), unpack=flags.get("unpack"), loc=loc,
         )  # fmt: skip
 
     def _stopsignal(self, c: Any, loc: Location) -> Stopsignal:

@@ -87,13 +87,16 @@ BUILDKIT_MATCHES: list[tuple[str, dict[str, str], str | None, set[str], set[str]
     ("x", {"DUMMY": "dummy"}, "x", set(), set()),
     ("x ${UNUSED}", {"DUMMY": "dummy"}, "x ", set(), {"UNUSED"}),
     ("x ${FOO}", {"FOO": "y"}, "x y", {"FOO"}, set()),
-    ("${FOO-aaa} ${BAR-bbb} ${BAZ-ccc}", {"FOO": "xxx", "BAR": ""}, "xxx  ccc", {"FOO", "BAR"}, {"BAZ"}),
-    ("${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}", {"FOO": "xxx", "BAR": ""}, "xxx bbb ccc", {"FOO", "BAR"},
+    ("${FOO-aaa} ${BAR-bbb} ${BAZ-ccc}", {"FOO": "xxx", "BAR": ""}, "xxx  ccc", {"FOO", "BAR"},
      {"BAZ"}),
+    ("${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}", {"FOO": "xxx", "BAR": ""}, "xxx bbb ccc",
+     {"FOO", "BAR"}, {"BAZ"}),
     ("${FOO:-}", {"FOO": "xxx", "BAR": ""}, "xxx", {"FOO"}, set()),
     ("${FOO:-}", {}, "", set(), {"FOO"}),
-    ("${FOO+aaa} ${BAR+bbb} ${BAZ+ccc}", {"FOO": "xxx", "BAR": ""}, "aaa bbb ", {"FOO", "BAR"}, {"BAZ"}),
-    ("${FOO:+aaa} ${BAR:+bbb} ${BAZ:+ccc}", {"FOO": "xxx", "BAR": ""}, "aaa  ", {"FOO", "BAR"}, {"BAZ"}),
+    ("${FOO+aaa} ${BAR+bbb} ${BAZ+ccc}", {"FOO": "xxx", "BAR": ""}, "aaa bbb ", {"FOO", "BAR"},
+     {"BAZ"}),
+    ("${FOO:+aaa} ${BAR:+bbb} ${BAZ:+ccc}", {"FOO": "xxx", "BAR": ""}, "aaa  ", {"FOO", "BAR"},
+     {"BAZ"}),
     ("${FOO?aaa}", {"FOO": "xxx", "BAR": ""}, "xxx", {"FOO"}, set()),
     ("${BAR?bbb}", {"FOO": "xxx", "BAR": ""}, "", {"BAR"}, set()),
     ("${BAZ?ccc}", {"FOO": "xxx", "BAR": ""}, None, set(), set()),
@@ -159,9 +162,9 @@ def test_buildkit_process_with_matches(
 
 def test_required_message_names_the_variable() -> None:
     """`${V:?message}` fails with BuildKit's text: "V: message" or its default."""
-    with pytest.raises(ExpansionError, match="^V: set V first$"):
+    with pytest.raises(ExpansionError, match=r"^V: set V first$"):
         expand("${V:?set V first}", {})
-    with pytest.raises(ExpansionError, match="^V: is not allowed to be empty$"):
+    with pytest.raises(ExpansionError, match=r"^V: is not allowed to be empty$"):
         expand("${V:?}", {"V": ""})
-    with pytest.raises(ExpansionError, match="^V: is not allowed to be unset$"):
+    with pytest.raises(ExpansionError, match=r"^V: is not allowed to be unset$"):
         expand("${V?}", {})
