@@ -30,7 +30,7 @@ from lamina import __version__
 from lamina.errors import NotFoundError
 from lamina.store import RACY_SECONDS, ImageRecord, Store
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 _PREFIX = "replay:"
 
 
@@ -85,7 +85,9 @@ def _file_sha256(path: Path) -> str | None:
 
 
 def _identity(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode]
+    # git's index fields: ctime catches an in-place edit whose mtime was put back.
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, st.st_ctime_ns, st.st_dev,
+            st.st_uid, st.st_gid]  # fmt: skip
 
 
 def _entries(paths: Iterable[str]) -> list[str]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_CLAUSE = re.compile(r"^([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)$")
-_ACTION = re.compile(r"([-+=])([rwxXst]*|[ugo])")
+_CLAUSE = re.compile(r"^([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)$")
+_ACTION = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
 _WHO = {"u": 0o4700, "g": 0o2070, "o": 0o0007}
 _UMASK = 0o022
 
@@ -72,9 +72,10 @@ class Chmod:
                 bits |= 0o111
             elif ch == "s":
                 bits |= 0o6000
-            elif ch == "t":
-                bits |= 0o1000
-        return bits & who
+        bits &= who
+        if "t" in perms and who & 0o0007:
+            bits |= 0o1000  # the sticky bit goes with "other" (chmod(1))
+        return bits
 
 
 def parse_chmod(text: str) -> Chmod:

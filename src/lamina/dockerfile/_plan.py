@@ -351,9 +351,8 @@ class _StageWalker:
         sources = tuple(s if s in marks or s in names else ex.word(s) for s in inst.sources)
         if any(not s for s in sources):
             raise _fail(inst, "source is empty after expansion")
-        dest = ex.word(inst.dest)
-        if not dest:
-            raise _fail(inst, "destination is empty after expansion")
+        # Empty after expansion means the working directory (BuildKit's testEmptyDestDir).
+        dest = ex.word(inst.dest) or "./"
         docs = tuple(
             replace(d, content=ex.heredoc(d.content)) if d.expand else d for d in inst.heredocs
         )

@@ -89,7 +89,19 @@ def _v2_records(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_images, _v2_records]
+def _v3_stat_identity(db: sqlite3.Connection) -> None:
+    """The stat cache keys on git's index fields: ctime, device, owner too. Rows from
+    before could vouch for a file edited in place with its mtime restored: dropped."""
+    db.execute("DELETE FROM stat_cache")
+    for column in ("ctime_ns", "dev", "uid", "gid"):
+        db.execute(f"ALTER TABLE stat_cache ADD COLUMN {column} INTEGER NOT NULL DEFAULT -1")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1_images,
+    _v2_records,
+    _v3_stat_identity,
+]
 """Migration i brings a database from version i to i + 1. Append; never edit a released one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,165 @@
+"""Defects and forms of issue 11, each checked against what Docker/BuildKit document or test.
+
+Sources are cited per test; BuildKit's own frontend cases live in buildkit_cases/ and run
+through test_build_buildkit_cases.py.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import http.server
+import io
+import os
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lamina.errors import InvalidInputError
+
+pytestmark = pytest.mark.integration
+
+
+def _tar_gz() -> bytes:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("pkg/file.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"data\n"))
+    return gzip.compress(data.getvalue())
+
+
+def test_add_archive_into_missing_dest_without_slash(context: Path, build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """Docker's ADD reference: a local tar "is unpacked as a directory" at <dest>; BuildKit's
+    unpack() creates <dest> (MkdirAll) and untars into it, slash or not."""
+    (context / "a.tar.gz").write_bytes(_tar_gz())
+    build("FROM busybox\nADD a.tar.gz /dest\nADD a.tar.gz /other/\n", tags=["arch"])
+    with image_tree("arch") as root:
+        assert (root / "dest/pkg/file.txt").read_text() == "data\n"
+        assert (root / "other/pkg/file.txt").read_text() == "data\n"
+        assert not (root / "pkg").exists()
+
+
+def test_add_unpack_false_copies_the_archive(context: Path, build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """Dockerfile reference, ADD --unpack: `--unpack=false` copies a local archive as is."""
+    (context / "a.tar.gz").write_bytes(_tar_gz())
+    build("FROM busybox\nADD --unpack=false a.tar.gz /kept.tgz\n", tags=["kept"])
+    with image_tree("kept") as root:
+        assert (root / "kept.tgz").read_bytes() == (context / "a.tar.gz").read_bytes()
+
+
+def test_gzip_that_holds_no_tar_is_copied_as_a_file(context: Path, build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit's isArchivePath reads a tar header from the decompressed stream."""
+    (context / "notes.gz").write_bytes(gzip.compress(b"just text\n"))
+    build("FROM busybox\nADD notes.gz /n.gz\n", tags=["gz"])
+    with image_tree("gz") as root:
+        assert gzip.decompress((root / "n.gz").read_bytes()) == b"just text\n"
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "where"),
+    [
+        # Dockerfile reference, COPY: "If <dest> doesn't end with a trailing slash, it will
+        # be considered a regular file" / "If <dest> ends with a trailing slash /, it will be
+        # considered a directory".
+        ("COPY f1 /d1", "d1"),
+        ("COPY f1 /d2/", "d2/f1"),
+        # An existing directory takes the file in (BuildKit copy: dest exists and is a dir).
+        ("COPY f1 /etc", "etc/f1"),
+        # A wildcard matching one file copies it as <dest> (BuildKit testCopyWildcards
+        # `COPY f*.go foo2.go`).
+        ("COPY f? /single", "single"),
+        ("COPY f? /into/", "into/f1"),
+        # A directory's contents land in <dest>, created when missing.
+        ("COPY sub /subdest", "subdest/inner"),
+        # An empty destination is the working directory (BuildKit testEmptyDestDir).
+        ("WORKDIR /w\nENV empty=\"\"\nCOPY f1 $empty", "w/f1"),
+        # Several directory sources merge into <dest> (BuildKit's copy of each in turn).
+        ("COPY sub sub2 /merged", "merged/inner2"),
+    ],
+)
+def test_copy_destination_rules(dockerfile: str, where: str, context: Path, build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    (context / "f1").write_text("one\n")
+    (context / "sub").mkdir()
+    (context / "sub/inner").write_text("in\n")
+    (context / "sub2").mkdir()
+    (context / "sub2/inner2").write_text("in2\n")
+    build(f"FROM busybox\n{dockerfile}\n", tags=["dest"])
+    with image_tree("dest") as root:
+        assert (root / where).is_file(), where
+
+
+def test_copy_through_symlink_destination(context: Path, build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """A file copied onto a symlink is written where the link points, inside the image
+    (BuildKit resolves <dest> in the root: testSymlinkDestination does it for a directory)."""
+    (context / "f1").write_text("new\n")
+    build("FROM busybox\nRUN mkdir /real && ln -s /real/file /link\nCOPY f1 /link\n",
+          tags=["sym"])  # fmt: skip
+    with image_tree("sym") as root:
+        assert os.readlink(root / "link") == "/real/file"
+        assert (root / "real/file").read_text() == "new\n"
+
+
+def test_several_files_into_a_file_destination_are_refused(context: Path, build) -> None:  # type: ignore[no-untyped-def]
+    """Dockerfile reference: with several sources "<dest> must be a directory, and it must
+    end with a slash"."""
+    (context / "f1").write_text("1")
+    (context / "f2").write_text("2")
+    with pytest.raises(InvalidInputError, match="must be a directory and end with a /"):
+        build("FROM busybox\nCOPY f1 f2 /nodir\n")
+    with pytest.raises(InvalidInputError, match="must be a directory and end with a /"):
+        build("FROM busybox\nCOPY f* /nodir\n")
+
+
+def test_in_place_edit_with_mtime_restored_is_noticed(context: Path, build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """Issue 11: an edit that keeps size and mtime (`touch -r`) must not be missed; the
+    stat identity holds the ctime, as git's index does."""
+    f = context / "data.txt"
+    f.write_text("version-1\n")
+    past = time.time() - 600
+    os.utime(f, (past, past))
+    os.utime(context, (past, past))
+    build("FROM busybox\nCOPY data.txt /data.txt\n", tags=["edit"])
+    st = f.stat()
+    time.sleep(0.01)
+    f.write_text("version-2\n")  # same size
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert f.stat().st_mtime_ns == st.st_mtime_ns and f.stat().st_size == st.st_size
+    build(tags=["edit"])
+    with image_tree("edit") as root:
+        assert (root / "data.txt").read_text() == "version-2\n"
+
+
+@pytest.fixture
+def dated_server(tmp_path: Path) -> Iterator[tuple[str, float]]:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "file.txt").write_text("served\n")
+    modified = 1_600_000_000.0
+    os.utime(root / "file.txt", (modified, modified))  # SimpleHTTPRequestHandler sends it
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", modified
+    httpd.shutdown()
+
+
+def test_add_url_mtime_from_last_modified(dated_server, build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit's HTTP source gives the file the response's Last-Modified time."""
+    url, modified = dated_server
+    assert email.utils.formatdate(modified, usegmt=True)  # what the server sends
+    build(f"FROM busybox\nADD {url}/file.txt /f.txt\n", tags=["url"])
+    with image_tree("url") as root:
+        assert (root / "f.txt").read_text() == "served\n"
+        assert (root / "f.txt").stat().st_mtime == modified
