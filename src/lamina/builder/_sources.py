@@ -55,8 +55,10 @@ def digest_context_files(
     """context-relative path → content digest, for every regular file in `files`."""
     root = os.path.realpath(context_dir)
     identities = {
-        f.path: FileIdentity(os.path.join(root, f.path), f.size, f.mtime_ns, f.inode, f.mode,
-                             f.ctime_ns, f.dev, f.uid, f.gid)  # fmt: skip
+        f.path: FileIdentity(
+            os.path.join(root, f.path), f.size, f.mtime_ns, f.inode, f.mode,
+            f.ctime_ns, f.dev, f.uid, f.gid,
+        )
         for f in files
         if stat.S_ISREG(f.mode)
     }

@@ -164,7 +164,8 @@ class CopyStep:
                 if f.mtime_ns >= cutoff and stat.S_ISREG(f.mode):
                     return "", ""
                 line = (f"{f.path}\0{f.dest}\0{f.mode}\0{f.size}\0{f.mtime_ns}\0{f.inode}"
-                        f"\0{f.ctime_ns}\0{f.dev}\0{f.uid}\0{f.gid}\0{f.link_target}\n")  # fmt: skip
+                        f"\0{f.ctime_ns}\0{f.dev}\0{f.uid}\0{f.gid}"
+                        f"\0{f.link_target}\n")  # fmt: skip
                 h.update(line.encode("utf-8", "surrogateescape"))
         ident = f"{self.b.context}\0{instruction_text(self.inst)}"
         record = "ctxsum:" + hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()

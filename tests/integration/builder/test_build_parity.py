@@ -82,7 +82,9 @@ def test_gzip_that_holds_no_tar_is_copied_as_a_file(context: Path, build, image_
         ("COPY sub sub2 /merged", "merged/inner2"),
     ],
 )
-def test_copy_destination_rules(dockerfile: str, where: str, context: Path, build, image_tree) -> None:  # type: ignore[no-untyped-def]
+def test_copy_destination_rules(  # type: ignore[no-untyped-def]
+    dockerfile: str, where: str, context: Path, build, image_tree
+) -> None:
     (context / "f1").write_text("one\n")
     (context / "sub").mkdir()
     (context / "sub/inner").write_text("in\n")
