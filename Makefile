@@ -29,6 +29,7 @@ venv: $(VENV)/.installed
 lint: venv
 	ruff check src tests bench
 	mypy --strict src
+	lint-imports
 
 test: system-deps venv lint
 	pytest -q -p no:cacheprovider

@@ -27,10 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-LAMINA_CODE = (
-    "import sys; from lamina.cli import _build_cmd, _commands; "
-    "from lamina.cli._main import main; sys.argv[0] = 'lamina'; main()"
-)
+LAMINA_CODE = "import sys; from lamina.cli import main; sys.argv[0] = 'lamina'; main()"
 APPLETS = "sh ls cat id echo touch rm mkdir ln chmod stat wc sleep head tar true env".split()  # noqa: SIM905
 
 TWELVE_STEPS = """\

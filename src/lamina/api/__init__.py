@@ -4,20 +4,29 @@
     lamina.import_image(Path("rootfs"), "me/base:1")
     lamina.load(Path("image.tar")); lamina.save(["me/base:1"], Path("out.tar"))
     lamina.images(); lamina.history("me/base:1"); lamina.df()
+    lamina.build(Path("ctx"), tags=["me/app:1"])   # or build_image(lamina, ctx, …)
 
 The CLI is a presentation of these; tests use them directly.
 """
 
-from lamina.api._history import HistoryRow
+from lamina.api._build import build_image, check_dockerfile, parse_build_args, parse_secret
+from lamina.api._history import HistoryRow, history_rows
 from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, normalize_tag
+from lamina.api._replay import BuildRequest
 from lamina.api._transfer_types import LoadResult
 
 __all__ = [
+    "BuildRequest",
     "HistoryRow",
     "ImageSummary",
     "Lamina",
     "LoadResult",
+    "build_image",
+    "check_dockerfile",
     "default_root",
     "familiar",
+    "history_rows",
     "normalize_tag",
+    "parse_build_args",
+    "parse_secret",
 ]

@@ -70,9 +70,10 @@ def build_image(
     A request whose every input is unchanged since it was last built is answered from
     its record (see `_replay`) without running the builder; `no_cache` always builds.
     """
-    from lamina.api._lamina import normalize_tag, source_date_epoch
+    from lamina.api._lamina import normalize_tag
     from lamina.api._replay import BuildRequest, record_build, replay_build
-    from lamina.builder._options import BuildEvent, BuildOptions, BuildResult
+    from lamina.builder import BuildEvent, BuildOptions, BuildResult
+    from lamina.layers import source_date_epoch
 
     opts = BuildOptions(
         context_dir=Path(context),

@@ -6,9 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lamina.api._lamina import source_date_epoch
-from lamina.builder._options import timestamp
-from lamina.builder._pipeline import write_layer_to_store
+from lamina.builder import timestamp, write_layer_to_store
 from lamina.errors import InvalidInputError
 from lamina.layers import (
     Change,
@@ -16,6 +14,7 @@ from lamina.layers import (
     TarReader,
     changes_from_dir,
     open_layer_reader,
+    source_date_epoch,
 )
 from lamina.oci import History, ImageConfig, media_types
 from lamina.store import LayerRecord, Lease, Store, write_image

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lamina.api._history import HistoryRow, history_rows
 from lamina.api._transfer_types import DEFAULT_MAX_LAYER_BYTES, LoadResult
@@ -19,17 +18,10 @@ from lamina.errors import ConflictError, InvalidInputError, NotFoundError
 from lamina.oci import ImageConfig, Reference, parse_reference
 from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store, open_store
 
+if TYPE_CHECKING:
+    from lamina.builder import BuildResult
+
 _MAX_CONFIG = 8 * 1024 * 1024
-
-
-def source_date_epoch() -> int | None:
-    """`SOURCE_DATE_EPOCH` as seconds when set: the clock reproducible images use."""
-    value = os.environ.get("SOURCE_DATE_EPOCH", "")
-    if not value:
-        return None
-    if not value.isdigit():
-        raise InvalidInputError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds")
-    return int(value)
 
 
 def default_root() -> Path:
@@ -169,6 +161,14 @@ class Lamina:
     def df(self) -> DiskUsage:
         return self.store.disk_usage()
 
+    # -- building ------------------------------------------------------------------
+
+    def build(self, context: Path, **options: Any) -> BuildResult:
+        """`lamina build`: see `build_image` for the options (tags, build_args, target, …)."""
+        from lamina.api._build import build_image
+
+        return build_image(self, context, **options)
+
     # -- moving images in and out ----------------------------------------------------
 
     def load(self, path: Path) -> list[LoadResult]:
@@ -177,8 +177,14 @@ class Lamina:
 
         return load_archive(self.store, Path(path), self.max_layer_bytes)
 
-    def save(self, refs: Sequence[str], output: Path | None, fmt: str = "docker-archive") -> None:
-        """Save images; each under the name it was asked by (by ID: no name), as Docker does."""
+    def save(
+        self, refs: Sequence[str], output: Path | BinaryIO, fmt: str = "docker-archive"
+    ) -> None:
+        """Save images; each under the name it was asked by (by ID: no name), as Docker does.
+
+        `output` is a path (written atomically; a directory for `oci-dir`) or a binary
+        file object the caller owns, such as the CLI's stdout: the api never writes there.
+        """
         from lamina.api._transfer import save_images
 
         chosen: list[tuple[ImageRecord, tuple[Reference, ...]]] = []
@@ -186,7 +192,7 @@ class Lamina:
             image = self.resolve(ref)
             name = self._tag_named(ref, image)
             chosen.append((image, (parse_reference(name),) if name else ()))
-        save_images(self.store, chosen, output, fmt, sys.stdout.buffer, self.max_layer_bytes)
+        save_images(self.store, chosen, output, fmt, self.max_layer_bytes)
 
     def import_image(
         self,
@@ -202,8 +208,8 @@ class Lamina:
         With `base`, the new layer holds only the difference between the base image's
         tree and `source` (whiteouts for what `source` lacks).
         """
-        from lamina.api._changes import apply_changes
         from lamina.api._import import import_rootfs
+        from lamina.api._instructions import apply_changes
         from lamina.layers import diff_trees
 
         source = Path(source)

@@ -196,9 +196,8 @@ class _StoreBlobs:
 def save_images(
     store: Store,
     images: Sequence[tuple[ImageRecord, tuple[Reference, ...]]],
-    output: Path | None,
+    output: Path | BinaryIO,
     fmt: str,
-    stdout: BinaryIO,
     max_layer_bytes: int,
 ) -> None:
     """Write `images` (each with the names to save it under) as a docker-archive or OCI layout."""
@@ -220,13 +219,13 @@ def save_images(
         )
     blobs = _StoreBlobs(store)
     if fmt == "oci-dir":
-        if output is None:
+        if not isinstance(output, Path):
             raise InvalidInputError("--format oci-dir needs an output directory")
         write_oci_layout_dir(output, to_save, blobs)
         return
     writer = write_docker_archive if fmt == "docker-archive" else write_oci_archive
-    if output is None:
-        writer(stdout, to_save, blobs)
+    if not isinstance(output, Path):
+        writer(output, to_save, blobs)
         return
     with atomic_output(output) as out:
         writer(out, to_save, blobs)

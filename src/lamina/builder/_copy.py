@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from lamina.dockerfile import Chmod, ContextFile, Copy, IgnoreRules, select_parents, select_sources
 from lamina.errors import InvalidInputError
+from lamina.layers import Compression, resolve_in_root, sniff_compression
 
 if TYPE_CHECKING:
     from lamina.layers import Change
-
-_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ def _is_archive(path: str) -> bool:
     start must read as a tar header; a gzip file that holds no tar is copied as a file."""
     with open(path, "rb") as f:
         head = f.read(512)
-        if any(head.startswith(m) for m in _ARCHIVE_MAGIC):
+        if sniff_compression(head) is not Compression.NONE:
             from lamina.layers import open_layer_reader
 
             f.seek(0)
@@ -147,8 +146,6 @@ class Stager:
         """`path` resolved inside the image, and whether it is a directory there."""
         if self.view is None:
             return posixpath.normpath(path), False
-        from lamina.snapshots import resolve_in_root
-
         resolved = resolve_in_root(self.view, path)
         real = resolved.path()
         if resolved.missing:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from lamina.layers import BlobInfo, Change, Compression, LayerBlobWriter, write_layer
+from lamina.layers import Change, Compression, LayerBlobInfo, LayerBlobWriter, write_layer
 from lamina.store import Lease, Store
 
 _DEPTH = 4
@@ -75,7 +75,7 @@ class _TarSink(_Stage):
 
 def write_layer_to_store(
     store: Store, lease: Lease, changes: list[Change], *, source_date_epoch: int | None
-) -> BlobInfo:
+) -> LayerBlobInfo:
     """Write `changes` as a gzip layer blob into the content store (leased) and commit it."""
     with store.content.writer(lease=lease) as w:
         storing = _Stage(w.write, "layer-store", copy=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lamina.dockerfile import Mount as RunMount
 from lamina.errors import InvalidInputError, NotFoundError
+from lamina.layers import resolve_in_root
 from lamina.runtime import (
     BindMount,
     Network,
@@ -133,9 +134,12 @@ def _mounts(
                     if req.context_dir is None:
                         raise InvalidInputError("RUN --mount=type=bind needs a build context")
                     base = req.context_dir
-                source = os.path.realpath(os.path.join(base, (m.source or ".").lstrip("/")))
-                if source != str(base) and not source.startswith(str(base) + "/"):
-                    raise InvalidInputError(f"bind mount source {m.source!r} leaves its root")
+                # Resolved with the source's root as `/`, as BuildKit does: an absolute
+                # symlink in a --from image leads to that image's file, never the host's.
+                resolved = resolve_in_root(base, m.source or ".")
+                if resolved.missing:
+                    raise NotFoundError(f"RUN --mount source {m.source!r} not found")
+                source = resolved.host_path(base)
                 if m.readonly is False:
                     # rw: the step may write, but into a scratch layer over the source that
                     # goes with the step; the context and snapshots stay as they were.

@@ -74,7 +74,7 @@ def build(
     context: Path,
 ) -> None:
     """Build an image from a Dockerfile and a context directory."""
-    from lamina.api._build import build_image, check_dockerfile, parse_build_args, parse_secret
+    from lamina.api import build_image, check_dockerfile, parse_build_args, parse_secret
 
     args = parse_build_args(build_args)
     if check:

@@ -69,7 +69,7 @@ def save(ctx: click.Context, output: Path | None, fmt: str, images: tuple[str, .
             raise click.UsageError("--format oci-dir needs -o DIR")
         if sys.stdout.isatty():
             raise click.UsageError("refusing to write an archive to a terminal; use -o FILE")
-    _api(ctx).save(list(images), output, fmt)
+    _api(ctx).save(list(images), output if output is not None else sys.stdout.buffer, fmt)
 
 
 @cli.command("import")

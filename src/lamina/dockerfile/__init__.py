@@ -90,7 +90,6 @@ from ._plan import (
     PlannedInstruction,
     StagePlan,
     expose_ports,
-    host_platform,
     onbuild_instructions,
 )
 
@@ -135,7 +134,6 @@ __all__ = [
     "check",
     "expand",
     "expose_ports",
-    "host_platform",
     "load_dockerignore",
     "needed_stages",
     "onbuild_instructions",

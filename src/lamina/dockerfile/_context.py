@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lamina.errors import InvalidInputError
+from lamina.layers import resolve_in_root
 
 from ._ignore import IgnoreRules, _compile
 
@@ -75,14 +76,17 @@ class _Selector:
         self.excludes = excludes
 
     def inside(self, rel: str, source: str) -> tuple[str, str]:
-        """The real absolute and context-relative path of ``rel``, refused if it leaves."""
-        real = os.path.realpath(os.path.join(self.root, rel))
-        if real != self.root and not real.startswith(self.root + os.sep):
-            raise InvalidInputError(
-                f"COPY source {source!r} leads out of the build context (to {real})",
-                "sources must stay inside the context; symlinks may not point out of it",
-            )
-        return real, os.path.relpath(real, self.root).replace(os.sep, "/")
+        """The real absolute and root-relative path of ``rel``, symlinks resolved in the root.
+
+        The root is ``/`` for every path in it, as BuildKit has it: an absolute symlink
+        leads to the root's own file (an image's, for ``COPY --from``), never the host's,
+        and ``..`` stops at the root.
+        """
+        resolved = resolve_in_root(self.root, rel)
+        real_rel = "/".join(resolved.existing + resolved.missing)
+        if not real_rel:
+            return self.root, "."
+        return os.path.join(self.root, real_rel), real_rel
 
     def expand_wildcards(self, rel: str, source: str) -> list[str]:
         matches = [""]
@@ -115,8 +119,8 @@ class _Selector:
     ) -> None:
         real, real_rel = self.inside(rel, source)
         try:
-            st = os.stat(real)
-        except FileNotFoundError:
+            st = os.stat(real, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
             raise InvalidInputError(
                 f"COPY source {source!r} not found in the build context"
             ) from None

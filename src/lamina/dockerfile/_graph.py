@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from lamina.errors import InvalidInputError
-from lamina.oci import Platform
+from lamina.oci import Platform, host_platform
 
 from ._errors import DockerfileError
 from ._model import Arg, Copy, Diagnostic, From, Run
@@ -18,7 +18,6 @@ from ._plan import (
     _global_scope,
     _line,
     _platform_args,
-    host_platform,
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform as _platform
 import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,20 +41,6 @@ PLATFORM_ARGS = (
     "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT",
 )  # fmt: skip
 _PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
-_MACHINES = {
-    "x86_64": ("amd64", ""), "amd64": ("amd64", ""), "aarch64": ("arm64", ""),
-    "arm64": ("arm64", ""), "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"),
-    "i386": ("386", ""), "i686": ("386", ""), "ppc64le": ("ppc64le", ""),
-    "s390x": ("s390x", ""), "riscv64": ("riscv64", ""),
-}  # fmt: skip
-
-
-def host_platform() -> Platform:
-    """This machine's platform (linux/amd64 on x86_64), from ``platform.machine()``."""
-    arch, variant = _MACHINES.get(_platform.machine().lower(), ("amd64", ""))
-    return Platform("linux", arch, variant)
-
-
 Pairs = tuple[tuple[str, str], ...]
 
 

@@ -17,7 +17,7 @@ Making a layer (build, commit)::
 ``write_layer(changes, out, source_date_epoch=None) -> LayerStats`` writes an
 uncompressed tar to any binary stream; ``LayerBlobWriter(out, compression)`` is the
 single-pass pipeline tar → sha256 (diff_id) → compressor → sha256 (digest) → ``out``
-(pass it to ``write_layer`` as ``out``, then call ``finish() -> BlobInfo``). Output
+(pass it to ``write_layer`` as ``out``, then call ``finish() -> LayerBlobInfo``). Output
 is deterministic: sorted paths, numeric owners, mtimes in whole seconds clamped to
 ``source_date_epoch``, ustar unless PAX is needed, hardlinks within the layer kept.
 
@@ -45,6 +45,13 @@ that could never be unpacked is never stored as part of an image).
 ``TarReader(stream, limits)`` / ``read_entries`` iterate a tar stream with bounded
 header parsing (for ADD of local archives, or inspection); each entry's content is a
 reader that stops at the entry's end.
+
+Resolving a path inside a root as if it were ``/`` (lamina's one resolver, umoci's
+SecureJoin model: symlinks followed but scoped, dir fds and ``O_NOFOLLOW``)::
+
+    resolve_in_root(root, "/link/file")      # Resolved(existing, missing); .host_path(root)
+    read_file_in_root(root, "/etc/passwd", limit)   # bytes or None, at most `limit`
+    ScopedRoot(target).parent(parts, entry, create=True)   # the applier's cached walk
 """
 
 from __future__ import annotations
@@ -61,16 +68,25 @@ from lamina.layers._changes import (
     sort_changes,
 )
 from lamina.layers._compress import (
-    MEDIA_TYPE_DOCKER_GZIP,
-    MEDIA_TYPE_TAR,
-    MEDIA_TYPE_TAR_GZIP,
-    MEDIA_TYPE_TAR_ZSTD,
-    BlobInfo,
+    MAGIC,
     Compression,
+    LayerBlobInfo,
     LayerBlobReader,
     LayerBlobWriter,
     open_layer_reader,
+    sniff_compression,
 )
+from lamina.layers._epoch import source_date_epoch
+from lamina.layers._scoped import (
+    MAX_SYMLINK_HOPS,
+    Resolved,
+    ScopedRoot,
+    open_dir_nofollow,
+    read_file_in_root,
+    require_file_in_root,
+    resolve_in_root,
+)
+from lamina.layers._tarheader import build_header
 from lamina.layers._tarread import (
     ByteStream,
     EntryReader,
@@ -81,6 +97,13 @@ from lamina.layers._tarread import (
     read_entries,
 )
 from lamina.layers._tarwrite import LayerStats, write_layer
+from lamina.layers._whiteout import (
+    OVERLAY_OPAQUE_XATTRS,
+    is_overlay_opaque,
+    is_overlay_opaque_dir,
+    is_overlay_whiteout,
+    is_overlay_xattr,
+)
 
 
 def write_layer_blob(
@@ -89,7 +112,7 @@ def write_layer_blob(
     compression: Compression = Compression.GZIP,
     *,
     source_date_epoch: int | None = None,
-) -> BlobInfo:
+) -> LayerBlobInfo:
     """Write ``changes`` as a compressed layer blob to ``out`` in one pass."""
     writer = LayerBlobWriter(out, compression)
     write_layer(changes, writer, source_date_epoch=source_date_epoch)
@@ -97,12 +120,24 @@ def write_layer_blob(
 
 
 __all__ = [
-    "MEDIA_TYPE_DOCKER_GZIP",
-    "MEDIA_TYPE_TAR",
-    "MEDIA_TYPE_TAR_GZIP",
-    "MEDIA_TYPE_TAR_ZSTD",
+    "source_date_epoch",
+    "MAGIC",
+    "LayerBlobInfo",
+    "sniff_compression",
+    "build_header",
+    "OVERLAY_OPAQUE_XATTRS",
+    "is_overlay_opaque",
+    "is_overlay_opaque_dir",
+    "is_overlay_whiteout",
+    "is_overlay_xattr",
+    "MAX_SYMLINK_HOPS",
+    "Resolved",
+    "ScopedRoot",
+    "open_dir_nofollow",
+    "read_file_in_root",
+    "require_file_in_root",
+    "resolve_in_root",
     "ApplyStats",
-    "BlobInfo",
     "ByteStream",
     "Change",
     "ChangeKind",

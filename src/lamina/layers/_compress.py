@@ -19,6 +19,8 @@ from typing import Any, BinaryIO, cast
 import zstandard
 
 from lamina.errors import InvalidInputError, LaminaError
+from lamina.oci import media_types
+from lamina.store import BlobInfo
 
 _gzip_module: types.ModuleType
 _zlib_module: types.ModuleType
@@ -33,10 +35,6 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
     _zlib_module = zlib
     GZIP_LEVEL = 6
 
-MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
-MEDIA_TYPE_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-MEDIA_TYPE_TAR_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-MEDIA_TYPE_DOCKER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
 class Compression(Enum):
@@ -52,32 +50,30 @@ class Compression(Enum):
     def media_type(self) -> str:
         """The OCI media type of a layer compressed this way."""
         if self is Compression.NONE:
-            return MEDIA_TYPE_TAR
+            return media_types.OCI_LAYER
         if self is Compression.GZIP:
-            return MEDIA_TYPE_TAR_GZIP
+            return media_types.OCI_LAYER_GZIP
         if self is Compression.ZSTD:
-            return MEDIA_TYPE_TAR_ZSTD
+            return media_types.OCI_LAYER_ZSTD
         raise InvalidInputError(f"no OCI layer media type for {self.value}")
 
     @classmethod
     def from_media_type(cls, media_type: str) -> Compression:
         """The compression an OCI or Docker layer media type declares."""
-        if media_type in (MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_DOCKER_GZIP):
+        if media_type in (media_types.OCI_LAYER_GZIP, media_types.DOCKER_LAYER_GZIP):
             return cls.GZIP
-        if media_type == MEDIA_TYPE_TAR_ZSTD:
+        if media_type == media_types.OCI_LAYER_ZSTD:
             return cls.ZSTD
-        if media_type in (MEDIA_TYPE_TAR, "application/vnd.docker.image.rootfs.diff.tar"):
+        if media_type in (media_types.OCI_LAYER, media_types.DOCKER_LAYER):
             return cls.NONE
         raise InvalidInputError(f"unknown layer media type {media_type!r}")
 
 
 @dataclass(frozen=True)
-class BlobInfo:
-    """A written layer blob: ``digest``/``size`` as stored, ``diff_id``/``uncompressed_size``
-    of the tar inside."""
+class LayerBlobInfo(BlobInfo):
+    """A written layer blob: the store's ``BlobInfo`` (``digest``/``size`` as stored) and
+    ``diff_id``/``uncompressed_size`` of the tar inside."""
 
-    digest: str
-    size: int
     diff_id: str
     uncompressed_size: int
     media_type: str
@@ -133,21 +129,27 @@ class LayerBlobWriter:
         """``sha256:<hex>`` and size of the tar written so far."""
         return "sha256:" + self._diff.hexdigest(), self._raw_size
 
-    def finish(self) -> BlobInfo:
+    def finish(self) -> LayerBlobInfo:
         """Flush the compressor and describe the blob."""
         if self._compressor is not None:
             self._emit(self._compressor.flush())
         diff_id, raw = self.uncompressed_digest()
         digest = "" if self._digest is None else "sha256:" + self._digest.hexdigest()
-        return BlobInfo(digest, self._size, diff_id, raw, self._compression.media_type)
+        return LayerBlobInfo(digest, self._size, diff_id, raw, self._compression.media_type)
 
 
-_MAGIC = (
+# The first bytes of each compressed format: the one table lamina sniffs with.
+MAGIC = (
     (b"\x1f\x8b", Compression.GZIP),
     (b"\x28\xb5\x2f\xfd", Compression.ZSTD),
     (b"BZh", Compression.BZIP2),
     (b"\xfd7zXZ\x00", Compression.XZ),
 )
+
+
+def sniff_compression(head: bytes) -> Compression:
+    """The compression a stream starting with `head` (6 bytes suffice) uses; NONE if none."""
+    return next((c for m, c in MAGIC if head.startswith(m)), Compression.NONE)
 
 
 class _Counting(io.RawIOBase):
@@ -190,7 +192,7 @@ class LayerBlobReader(io.RawIOBase):
             if not more:
                 break
             head += more
-        self.compression = next((c for m, c in _MAGIC if head.startswith(m)), Compression.NONE)
+        self.compression = sniff_compression(head)
         self._raw = _Counting(head, stream)
         self._max = max_bytes
         self.count = 0

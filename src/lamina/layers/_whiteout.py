@@ -12,6 +12,7 @@ Two encodings of "deleted" and "this directory replaces the one below" exist:
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from enum import Enum
@@ -61,6 +62,18 @@ def is_overlay_whiteout(st: os.stat_result) -> bool:
 def is_overlay_opaque(xattrs: dict[str, bytes]) -> bool:
     """True when a directory's xattrs mark it opaque in overlayfs."""
     return any(xattrs.get(name) == b"y" for name in OVERLAY_OPAQUE_XATTRS)
+
+
+def is_overlay_opaque_dir(dir_fd: int) -> bool:
+    """True when the directory open as ``dir_fd`` is marked opaque for overlayfs."""
+    for name in OVERLAY_OPAQUE_XATTRS:
+        try:
+            if os.getxattr(dir_fd, name) == b"y":
+                return True
+        except OSError as e:
+            if e.errno not in (errno.ENODATA, errno.ENOTSUP):
+                raise
+    return False
 
 
 def is_overlay_xattr(name: str) -> bool:

@@ -18,11 +18,12 @@ from lamina.oci._digest import (
     sha256_digest,
     short_id,
 )
-from lamina.oci._json import dump_json, load_json_object
-from lamina.oci._manifest import Descriptor, Index, Manifest, Platform
+from lamina.oci._json import MAX_DOCUMENT_BYTES, dump_json, load_json_object
+from lamina.oci._manifest import Descriptor, Index, Manifest, Platform, host_platform
 from lamina.oci._reference import Reference, parse_reference
 
 __all__ = [
+    "MAX_DOCUMENT_BYTES",
     "Descriptor",
     "History",
     "ImageConfig",
@@ -34,6 +35,7 @@ __all__ = [
     "check_digest",
     "digest_hex",
     "dump_json",
+    "host_platform",
     "is_digest",
     "load_json_object",
     "media_types",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform as _host
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -46,6 +47,25 @@ class Platform:
         if self.variant:
             out["variant"] = self.variant
         return out
+
+
+# platform.machine() → (OCI architecture, variant), as Go's GOARCH/GOARM name them.
+_MACHINES = {
+    "x86_64": ("amd64", ""), "amd64": ("amd64", ""), "aarch64": ("arm64", ""),
+    "arm64": ("arm64", ""), "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"),
+    "i386": ("386", ""), "i686": ("386", ""), "ppc64le": ("ppc64le", ""),
+    "s390x": ("s390x", ""), "riscv64": ("riscv64", ""),
+}  # fmt: skip
+
+
+def host_platform() -> Platform:
+    """This machine's platform (linux/amd64 on x86_64), from ``platform.machine()``.
+
+    A machine not in the table keeps its own name as the architecture: never a guess.
+    """
+    machine = _host.machine().lower()
+    arch, variant = _MACHINES.get(machine, (machine, ""))
+    return Platform("linux", arch, variant)
 
 
 @dataclass(frozen=True)

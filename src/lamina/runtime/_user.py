@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lamina.errors import InvalidInputError, NotFoundError
+from lamina.layers import read_file_in_root
 from lamina.runtime._spec import User
-from lamina.snapshots import read_file_in_root
 
 _MAX_DB = 16 << 20  # an image's /etc/passwd is hostile input: bound what is read
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "no change" to the kernel

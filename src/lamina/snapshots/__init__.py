@@ -47,7 +47,7 @@ A read-only view (no upper) is the same without step 3-4. Without overlayfs,
 ``materialize(lowerdirs, target)`` copies the stack into a plain directory instead.
 """
 
-from lamina.snapshots._materialize import OPAQUE_XATTR, is_opaque, is_whiteout, materialize
+from lamina.snapshots._materialize import materialize
 from lamina.snapshots._mount import (
     MAX_LOWERDIRS,
     Mount,
@@ -59,34 +59,21 @@ from lamina.snapshots._mount import (
     unmount,
 )
 from lamina.snapshots._prepare import ensure_snapshots
-from lamina.snapshots._scoped import (
-    Resolved,
-    read_file_in_root,
-    require_file_in_root,
-    resolve_in_root,
-)
 from lamina.snapshots._snapshot import snapshot_dir, unpack_snapshot
 from lamina.snapshots._stubs import clean_upper, find_stubs
 
 __all__ = [
     "MAX_LOWERDIRS",
-    "OPAQUE_XATTR",
     "Mount",
-    "Resolved",
     "clean_upper",
     "ensure_snapshots",
     "find_stubs",
     "is_mountpoint",
-    "is_opaque",
-    "is_whiteout",
     "materialize",
     "mount",
     "mount_points",
     "mounted",
     "overlay_mount",
-    "read_file_in_root",
-    "require_file_in_root",
-    "resolve_in_root",
     "snapshot_dir",
     "unmount",
     "unpack_snapshot",

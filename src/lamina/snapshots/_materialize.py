@@ -14,24 +14,9 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-OPAQUE_XATTR = "trusted.overlay.opaque"
-_OVERLAY_XATTR_PREFIX = "trusted.overlay."
+from lamina.layers import is_overlay_opaque_dir, is_overlay_whiteout, is_overlay_xattr
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-
-
-def is_whiteout(st: os.stat_result) -> bool:
-    """Whether `st` is overlayfs' whiteout: a character device 0:0."""
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(dir_fd: int) -> bool:
-    """Whether the open directory carries overlayfs' opaque mark."""
-    try:
-        return os.getxattr(dir_fd, OPAQUE_XATTR) == b"y"
-    except OSError as e:
-        if e.errno in (errno.ENODATA, errno.ENOTSUP):
-            return False
-        raise
 
 
 def _copy_xattrs(src_fd: int, dst_fd: int) -> None:
@@ -42,7 +27,7 @@ def _copy_xattrs(src_fd: int, dst_fd: int) -> None:
             return
         raise
     for name in names:
-        if not name.startswith(_OVERLAY_XATTR_PREFIX):
+        if not is_overlay_xattr(name):
             os.setxattr(dst_fd, name, os.getxattr(src_fd, name))
 
 
@@ -119,7 +104,7 @@ def _merge(src: int, dst: int, bottom: bool, links: dict[tuple[int, int], tuple[
     dirs: list[tuple[str, os.stat_result]] = []
     for name in sorted(os.listdir(src)):
         st = os.stat(name, dir_fd=src, follow_symlinks=False)
-        if is_whiteout(st):
+        if is_overlay_whiteout(st):
             if not bottom:
                 _remove(name, dst)
             continue
@@ -140,7 +125,7 @@ def _merge(src: int, dst: int, bottom: bool, links: dict[tuple[int, int], tuple[
         try:
             child_dst = os.open(name, _DIR_FLAGS, dir_fd=dst)
             try:
-                if is_opaque(child_src):
+                if is_overlay_opaque_dir(child_src):
                     _clear(child_dst)
                 _merge(child_src, child_dst, bottom, links)
                 _copy_xattrs(child_src, child_dst)

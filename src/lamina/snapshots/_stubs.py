@@ -12,8 +12,12 @@ import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from lamina.snapshots._materialize import is_opaque, is_whiteout
-from lamina.snapshots._scoped import open_dir_nofollow, resolve_in_root
+from lamina.layers import (
+    is_overlay_opaque_dir,
+    is_overlay_whiteout,
+    open_dir_nofollow,
+    resolve_in_root,
+)
 
 
 def find_stubs(rootfs: Path, targets: Iterable[str]) -> list[str]:
@@ -41,7 +45,7 @@ def _lower_stat(lowerdirs: Sequence[Path], parts: list[str]) -> os.stat_result |
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
                     break
-                if is_whiteout(st):
+                if is_overlay_whiteout(st):
                     return None
                 if i == len(parts) - 1:
                     return st
@@ -50,7 +54,7 @@ def _lower_stat(lowerdirs: Sequence[Path], parts: list[str]) -> os.stat_result |
                 child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
                 os.close(fd)
                 fd = child
-                hidden_below = hidden_below or is_opaque(fd)
+                hidden_below = hidden_below or is_overlay_opaque_dir(fd)
         finally:
             os.close(fd)
         if hidden_below:
@@ -65,7 +69,7 @@ def _remove_if_empty(dir_fd: int, name: str, st: os.stat_result) -> bool:
     if stat.S_ISDIR(st.st_mode):
         child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
         try:
-            if os.listdir(child) or is_opaque(child):
+            if os.listdir(child) or is_overlay_opaque_dir(child):
                 return False
         finally:
             os.close(child)

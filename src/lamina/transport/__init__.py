@@ -37,7 +37,6 @@ from lamina.transport._reader import (
     ArchiveImage,
     ArchiveReader,
     ImageSource,
-    host_architecture,
     open_archive,
 )
 from lamina.transport._writer import (
@@ -58,7 +57,6 @@ __all__ = [
     "ImageSource",
     "SaveImage",
     "atomic_output",
-    "host_architecture",
     "open_archive",
     "write_docker_archive",
     "write_oci_archive",

@@ -8,7 +8,6 @@ whose layer digests are computed from the layer files as stored.
 from __future__ import annotations
 
 import os
-import platform as host_platform
 import re
 import stat
 from collections.abc import Mapping
@@ -17,7 +16,9 @@ from types import TracebackType
 from typing import Any, BinaryIO, Protocol, cast
 
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
+from lamina.layers import Compression, sniff_compression
 from lamina.oci import (
+    MAX_DOCUMENT_BYTES,
     Descriptor,
     ImageConfig,
     Index,
@@ -25,12 +26,12 @@ from lamina.oci import (
     Reference,
     check_digest,
     digest_hex,
+    host_platform,
     load_json_object,
     media_types,
     parse_reference,
     sha256_digest,
 )
-from lamina.oci._json import MAX_DOCUMENT_BYTES
 from lamina.transport._members import (
     DirFiles,
     Files,
@@ -47,22 +48,14 @@ ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 _MAX_INDEX_DEPTH = 4
 _MAX_DOCKER_ENTRIES = 1000
 _CONFIG_NAME = re.compile(r"^(?:.*/)?([0-9a-f]{64})(?:\.json)?$")
-_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
 
 def layer_media_type(head: bytes) -> str:
     """The OCI layer media type of a layer file whose first bytes are `head`."""
-    if head.startswith(b"\x1f\x8b"):
-        return media_types.OCI_LAYER_GZIP
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return media_types.OCI_LAYER_ZSTD
+    compression = sniff_compression(head)
+    if compression in (Compression.GZIP, Compression.ZSTD):
+        return compression.media_type
     return media_types.OCI_LAYER
-
-
-def host_architecture() -> str:
-    """This machine's architecture as OCI platforms name it (amd64, arm64, ...)."""
-    machine = host_platform.machine()
-    return _ARCHES.get(machine, machine)
 
 
 @dataclass(frozen=True)
@@ -366,7 +359,7 @@ class ArchiveReader:
 
 
 def _pick_platform(index: Index, what: str) -> Descriptor:
-    arch = host_architecture()
+    arch = host_platform().architecture
     for desc in index.manifests:
         if desc.platform and desc.platform.os == "linux" and desc.platform.architecture == arch:
             return desc
@@ -374,9 +367,6 @@ def _pick_platform(index: Index, what: str) -> Descriptor:
         return index.manifests[0]
     has = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "no platforms"
     raise NotFoundError(f"{what}: no manifest for linux/{arch} (the index has {has})")
-
-
-_COMPRESSED_MAGIC = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ")
 
 
 def open_archive(path: str | os.PathLike[str]) -> ArchiveReader:
@@ -397,7 +387,7 @@ def open_archive(path: str | os.PathLike[str]) -> ArchiveReader:
     elif stat.S_ISREG(info.st_mode):
         with open(text, "rb") as stream:
             head = stream.read(8)
-        if head.startswith(_COMPRESSED_MAGIC):
+        if sniff_compression(head) is not Compression.NONE:
             raise InvalidInputError(
                 f"{text}: a compressed file, not a tar archive",
                 hint="decompress it first (gunzip, zstd -d) and load the tar",

@@ -1,6 +1,6 @@
 """A deterministic tar writer for our own archives: fixed owner, modes and mtime.
 
-Headers come from `tarfile.TarInfo.tobuf` (writing is not where its CVEs are);
+Headers come from the layers' encoder (`lamina.layers.build_header`, the one lamina has);
 content is streamed in 1 MiB chunks, by `os.sendfile` when both ends are files.
 """
 
@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import io
 import os
-import tarfile
 from collections.abc import Iterable
 from typing import BinaryIO
 
 from lamina.errors import InvalidInputError
+from lamina.layers import build_header, source_date_epoch
 
 _CHUNK = 1 << 20
 _BLOCK = 512
 
 
 def default_mtime() -> int:
-    """SOURCE_DATE_EPOCH when set (reproducible builds), else 0."""
-    text = os.environ.get("SOURCE_DATE_EPOCH", "")
-    return int(text) if text.isdigit() else 0
+    """SOURCE_DATE_EPOCH when set (reproducible builds), else 0; a bad value is an error."""
+    return source_date_epoch() or 0
 
 
 def _fileno(stream: object) -> int | None:
@@ -74,32 +73,25 @@ class TarWriter:
         self._mtime = mtime
 
     def _header(self, name: str, size: int, kind: bytes, mode: int) -> None:
-        info = tarfile.TarInfo(name)
-        info.size = size
-        info.type = kind
-        info.mode = mode
-        info.mtime = self._mtime
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        self._out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict"))
+        self._out.write(build_header(name.encode(), kind, mode, 0, 0, size, self._mtime))
 
     def add_dirs(self, names: Iterable[str]) -> None:
         for name in names:
-            self._header(name.rstrip("/") + "/", 0, tarfile.DIRTYPE, 0o755)
+            self._header(name.rstrip("/") + "/", 0, b"5", 0o755)
 
     def add_bytes(self, name: str, data: bytes) -> None:
-        self._header(name, len(data), tarfile.REGTYPE, 0o644)
+        self._header(name, len(data), b"0", 0o644)
         self._out.write(data)
         self._pad(len(data))
 
     def add_stream(self, name: str, size: int, source: BinaryIO) -> None:
-        self._header(name, size, tarfile.REGTYPE, 0o644)
+        self._header(name, size, b"0", 0o644)
         copy_stream(source, self._out, size, name)
         self._pad(size)
 
     def add_chunks(self, name: str, size: int, chunks: Iterable[bytes]) -> None:
         """An entry whose size is known up front but whose content is produced on the go."""
-        self._header(name, size, tarfile.REGTYPE, 0o644)
+        self._header(name, size, b"0", 0o644)
         written = 0
         for chunk in chunks:
             written += len(chunk)

@@ -215,3 +215,18 @@ def test_loading_a_docker_archive_reuses_the_layers_the_store_has(
     usage = {u.image.id: u for u in lamina.df().images}
     assert usage[image_id].shared_size > 0
     assert lamina.fsck().ok
+
+
+def test_save_to_a_file_object_writes_the_same_bytes_as_to_a_path(
+    lamina: Lamina, tmp_path: Path
+) -> None:
+    # The api writes to the binary file object it is given (the CLI passes stdout) and
+    # never to sys.stdout itself.
+    import io
+
+    _two_layer_image(lamina, tmp_path)
+    buffer = io.BytesIO()
+    lamina.save(["test/app:1"], buffer, "docker-archive")
+    lamina.save(["test/app:1"], tmp_path / "app.tar", "docker-archive")
+    assert buffer.getvalue() == (tmp_path / "app.tar").read_bytes()
+    assert len(buffer.getvalue()) > 10_000

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from busybox_rootfs import make_busybox_rootfs
 
-from lamina.api import Lamina
-from lamina.api._build import build_image
+from lamina.api import Lamina, build_image
 from lamina.builder import BuildEvent
 
 

@@ -131,7 +131,7 @@ def test_command_not_found_is_127(build) -> None:  # type: ignore[no-untyped-def
 def test_same_context_twice_gives_the_same_digest(
     tmp_path: Path, busybox_rootfs: Path, context: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lamina.api._build import build_image
+    from lamina.api import build_image
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     (context / "Dockerfile").write_text(

@@ -15,10 +15,7 @@ from lamina.api import Lamina
 
 pytestmark = pytest.mark.integration
 
-CLI = (
-    "import sys; from lamina.cli import _build_cmd, _commands;"
-    "from lamina.cli._main import main; sys.argv[0] = 'lamina'; main()"
-)
+CLI = "import sys; from lamina.cli import main; sys.argv[0] = 'lamina'; main()"
 
 
 def mounts_under(root: Path) -> list[str]:
@@ -71,7 +68,7 @@ def test_interrupted_build_leaves_nothing_behind(
     ]
     started = time.monotonic()
     (context / "Dockerfile").write_text("FROM busybox\nRUN echo kept > /kept\n")
-    from lamina.api._build import build_image
+    from lamina.api import build_image
 
     again = build_image(lam, context, on_event=None)
     assert time.monotonic() - started < 30

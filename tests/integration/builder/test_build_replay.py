@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lamina.api import Lamina
-from lamina.api._build import build_image
-from lamina.api._replay import BuildRequest
+from lamina.api import BuildRequest, Lamina, build_image
 from lamina.builder import _builder
 
 pytestmark = pytest.mark.integration

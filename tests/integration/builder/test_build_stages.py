@@ -57,6 +57,25 @@ def test_target_stops_at_the_named_stage(build, image_tree) -> None:  # type: ig
         assert (root / "artifact").exists() and (root / "base").exists()
 
 
+def test_absolute_symlink_in_a_stage_resolves_inside_that_stage(build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    # As BuildKit does: /link -> /lamina-real is the stage's /lamina-real, not the host's
+    # (which does not exist; before, the host path was tried and refused as outside).
+    assert not os.path.lexists("/lamina-real")
+    text = """\
+FROM busybox AS stage
+RUN mkdir /lamina-real && echo inside > /lamina-real/file && ln -s /lamina-real /link
+FROM busybox
+COPY --from=stage /link/file /got
+COPY --from=stage /link /dir
+RUN --mount=type=bind,from=stage,source=/link/file,target=/m.txt cat /m.txt > /mounted
+"""
+    build(text, tags=["links"])
+    with image_tree("links") as root:
+        assert (root / "got").read_text() == "inside\n"
+        assert (root / "dir" / "file").read_text() == "inside\n"
+        assert (root / "mounted").read_text() == "inside\n"
+
+
 def test_secret_is_mounted_but_never_stored(
     lam: Lamina,
     tmp_path: Path,
@@ -164,10 +183,7 @@ def _cache_dir(lam: Lamina, ident: str) -> Path:
 
 
 def lamina_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    code = (
-        "import sys; from lamina.cli import _build_cmd, _commands;"
-        "from lamina.cli._main import main; sys.argv[0] = 'lamina'; main()"
-    )
+    code = "import sys; from lamina.cli import main; sys.argv[0] = 'lamina'; main()"
     return subprocess.run(
         [sys.executable, "-c", code, "--root", str(root), *args],
         capture_output=True, text=True, check=False, env={**os.environ, "COLUMNS": "200"},

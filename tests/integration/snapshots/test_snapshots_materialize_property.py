@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lamina.snapshots import OPAQUE_XATTR, materialize, mounted, overlay_mount
+from lamina.layers import OVERLAY_OPAQUE_XATTRS
+from lamina.snapshots import materialize, mounted, overlay_mount
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def build(root: Path, tree: dict[str, object], tag: str) -> None:
             kind, children = node  # type: ignore[misc]
             p.mkdir()
             if kind == "opaque":
-                os.setxattr(p, OPAQUE_XATTR, b"y")
+                os.setxattr(p, OVERLAY_OPAQUE_XATTRS[0], b"y")
             build(p, children, tag)
 
 
@@ -86,3 +87,18 @@ def test_materialize_matches_overlayfs(layers: list[dict[str, object]]) -> None:
         materialize(lowers, copy)
         with mounted(overlay_mount(lowers), merged):
             assert view(copy) == view(merged)
+
+
+@pytest.mark.parametrize("xattr", OVERLAY_OPAQUE_XATTRS)
+def test_materialize_honours_both_opaque_xattrs(tmp_path: Path, xattr: str) -> None:
+    # Both spellings mark a directory opaque, as for the layer writer: the copying
+    # fallback and layers/_whiteout.py share one rule.
+    lower, upper, target = tmp_path / "lower", tmp_path / "upper", tmp_path / "target"
+    (lower / "d").mkdir(parents=True)
+    (lower / "d" / "below").write_text("hidden")
+    (upper / "d").mkdir(parents=True)
+    (upper / "d" / "above").write_text("kept")
+    os.setxattr(upper / "d", xattr, b"y")
+    target.mkdir()
+    materialize([upper, lower], target)
+    assert sorted(os.listdir(target / "d")) == ["above"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from lamina.errors import ToolError
+from lamina.layers import OVERLAY_OPAQUE_XATTRS
 from lamina.snapshots import (
-    OPAQUE_XATTR,
     Mount,
     is_mountpoint,
     materialize,
@@ -68,7 +68,7 @@ def layers(tmp_path: Path) -> list[Path]:
     (middle / "etc").mkdir()
     whiteout(middle / "etc" / "group")
     (middle / "opt").mkdir()
-    os.setxattr(middle / "opt", OPAQUE_XATTR, b"y")
+    os.setxattr(middle / "opt", OVERLAY_OPAQUE_XATTRS[0], b"y")
     (middle / "opt" / "new").write_text("new")
 
     (top / "lib").mkdir()
@@ -209,7 +209,7 @@ def test_clean_upper_keeps_an_opaque_stub_dir(tmp_path: Path) -> None:
     from lamina.snapshots import clean_upper
 
     (tmp_path / "cache").mkdir()
-    os.setxattr(tmp_path / "cache", OPAQUE_XATTR, b"y")
+    os.setxattr(tmp_path / "cache", OVERLAY_OPAQUE_XATTRS[0], b"y")
     (tmp_path / "hosts").touch()
     assert clean_upper(tmp_path, ["/cache", "/hosts"]) == ["/hosts"]
     assert (tmp_path / "cache").is_dir()

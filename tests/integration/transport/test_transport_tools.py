@@ -22,6 +22,7 @@ from lamina.oci import (
     History,
     ImageConfig,
     Manifest,
+    host_platform,
     media_types,
     parse_reference,
 )
@@ -29,7 +30,6 @@ from lamina.transport import (
     ArchiveReader,
     SaveImage,
     atomic_output,
-    host_architecture,
     open_archive,
     write_docker_archive,
     write_oci_archive,
@@ -117,7 +117,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     stored = [raw[0], gzip.compress(raw[1], mtime=0)]  # one plain, one gzip layer
     types = [media_types.OCI_LAYER, media_types.OCI_LAYER_GZIP]
     diff_ids = [_sha(r) for r in raw]
-    config = ImageConfig.new(architecture=host_architecture(), created="2024-01-01T00:00:00Z")
+    arch = host_platform().architecture
+    config = ImageConfig.new(architecture=arch, created="2024-01-01T00:00:00Z")
     config = config.with_container_config(Cmd=["/bin/sh"], Env=["PATH=/bin"])
     made = []
     for n, name in enumerate(["lamina-test/busybox:1", "localhost:5000/app:v2"]):

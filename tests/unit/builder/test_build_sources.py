@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import lamina.builder._sources as sources
-from lamina.api._build import parse_build_args, parse_secret
+from lamina.api import parse_build_args, parse_secret
 from lamina.builder import digest_context_files
 from lamina.dockerfile import select_sources
 from lamina.errors import InvalidInputError

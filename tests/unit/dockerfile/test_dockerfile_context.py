@@ -112,9 +112,22 @@ def test_source_through_symlink_inside_context(ctx: Path) -> None:
     ]  # fmt: skip
 
 
+def test_absolute_symlink_resolves_inside_the_context(ctx: Path) -> None:
+    # The context is `/` for its own symlinks (as BuildKit resolves them): `out` ->
+    # /etc/passwd is the context's etc/passwd, never the host's.
+    (ctx / "etc").mkdir()
+    (ctx / "etc" / "passwd").write_text("ctx's own\n")
+    os.symlink("/src", ctx / "abs")
+    os.symlink("../../../../x.log", ctx / "src" / "up")  # `..` stops at the root
+    files = select_sources(ctx, ["out", "abs/a.txt", "src/up"])
+    assert [(f.path, f.dest, f.kind) for f in files] == [
+        ("etc/passwd", "out", "file"), ("src/a.txt", "a.txt", "file"), ("x.log", "up", "file"),
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("source", "fragment"),
-    [("../etc", "outside the build context"), ("out", "leads out of the build context"),
+    [("../etc", "outside the build context"), ("out", "'out' not found"),
      ("missing.txt", "'missing.txt' not found"), ("src/../../x", "outside the build context")],
 )  # fmt: skip
 def test_refusals(ctx: Path, source: str, fragment: str) -> None:

@@ -14,12 +14,12 @@ from lamina.dockerfile import (
     Run,
     User,
     Workdir,
-    host_platform,
     onbuild_instructions,
     parse,
     plan,
 )
 from lamina.errors import InvalidInputError
+from lamina.oci import host_platform
 
 
 def steps(text: str, base_env: tuple[str, ...] = (), **kw: object) -> list[PlannedInstruction]:

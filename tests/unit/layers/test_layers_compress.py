@@ -14,9 +14,6 @@ import zstandard
 
 from lamina.errors import InvalidInputError
 from lamina.layers import (
-    MEDIA_TYPE_DOCKER_GZIP,
-    MEDIA_TYPE_TAR_GZIP,
-    MEDIA_TYPE_TAR_ZSTD,
     Compression,
     LayerBlobWriter,
     TarReader,
@@ -25,6 +22,7 @@ from lamina.layers import (
     write_layer_blob,
 )
 from lamina.layers import open_layer_reader as _open
+from lamina.oci import media_types
 
 
 def _layer(tmp_path: Path) -> tuple[bytes, str]:
@@ -75,9 +73,9 @@ def test_reads_bzip2_and_xz(tmp_path: Path, compress: object) -> None:
 
 
 def test_media_types() -> None:
-    assert Compression.from_media_type(MEDIA_TYPE_DOCKER_GZIP) is Compression.GZIP
-    assert Compression.from_media_type(MEDIA_TYPE_TAR_GZIP) is Compression.GZIP
-    assert Compression.from_media_type(MEDIA_TYPE_TAR_ZSTD) is Compression.ZSTD
+    assert Compression.from_media_type(media_types.DOCKER_LAYER_GZIP) is Compression.GZIP
+    assert Compression.from_media_type(media_types.OCI_LAYER_GZIP) is Compression.GZIP
+    assert Compression.from_media_type(media_types.OCI_LAYER_ZSTD) is Compression.ZSTD
     with pytest.raises(InvalidInputError, match="unknown layer media type"):
         Compression.from_media_type("text/plain")
 

@@ -18,12 +18,12 @@ from lamina.layers import (
     EntryType,
     Limits,
     TarReader,
+    build_header,
     changes_from_dir,
     changes_from_overlay_upper,
     diff_trees,
     write_layer,
 )
-from lamina.layers._tarwrite import build_header
 
 
 def _tree(root: Path) -> Path:

@@ -149,6 +149,11 @@ def test_saving_the_same_images_twice_gives_identical_bytes(
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
         mtimes = {m.mtime for m in tar.getmembers()}
     assert mtimes == {1700000000}
+    # A value that is not seconds is an error here too, as for build and import (it
+    # used to be a silent 0).
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(InvalidInputError, match="SOURCE_DATE_EPOCH='yesterday'"):
+        writer(io.BytesIO(), images, DictBlobs(ONE, TWO))  # type: ignore[operator]
 
 
 def test_file_to_file_copy_matches_the_in_memory_copy(tmp_path: Path) -> None:

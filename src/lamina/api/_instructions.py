@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lamina.builder import apply_metadata
-from lamina.dockerfile import parse, plan
-from lamina.dockerfile._model import (
+from lamina.dockerfile import (
     Cmd,
     Entrypoint,
     Env,
@@ -17,6 +16,8 @@ from lamina.dockerfile._model import (
     User,
     Volume,
     Workdir,
+    parse,
+    plan,
 )
 from lamina.errors import InvalidInputError
 from lamina.oci import ImageConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lamina.api._changes import apply_changes
+from lamina.api._instructions import apply_changes
 from lamina.errors import InvalidInputError
 from lamina.oci import ImageConfig
 
