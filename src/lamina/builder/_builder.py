@@ -275,6 +275,9 @@ class Builder:
         history = History(created, created_by(inst, config, _run_args(inst, args)), HISTORY_COMMENT)
         config = apply_metadata(config, inst, cmd_set)
         config = config.with_layer(layer.diff_id if layer else None, history)
+        if isinstance(runner, CopyStep) and runner.linked:
+            # The layer's key ignores the parent; the image state still follows from both.
+            key = "sha256:" + hashlib.sha256(f"{state.key}\0{key}".encode()).hexdigest()
         return state.with_step(config, layer, key)
 
     def _execute(

@@ -146,6 +146,15 @@ class CopyStep:
                 name, path, digest, mtime = self._download(word)
                 self.downloads.append((name, path, mtime))
                 sources.append((word, digest))
+        if self.linked:
+            # COPY --link: the layer is made on an empty tree, so what it holds depends on
+            # neither the image below nor the args and env in scope (the instruction is
+            # already expanded): a rebuilt base reuses it (BuildKit's merge-op layers).
+            extra.append(("workdir", self.step.workdir))
+            return StepInputs(
+                "link", instruction_text(self.inst), (), (), str(self.b.bp.platform),
+                tuple(sources), tuple(extra), checksum,
+            )  # fmt: skip
         return StepInputs(
             self.state.key, instruction_text(self.inst), self.step.args, self.step.env,
             str(self.b.bp.platform), tuple(sources), tuple(extra), checksum,
@@ -224,6 +233,11 @@ class CopyStep:
             gid = resolve_user(root, f"0:{group}").gid
         return Owner(uid, gid)
 
+    @property
+    def linked(self) -> bool:
+        """`--link` in force: BuildKit ignores it when --chmod is given (dispatchCopy)."""
+        return self.inst.link and self.inst.chmod is None
+
     def can_write_directly(self) -> bool:
         """A plain COPY from the context can be written straight from the context files."""
         return not (self.inst.is_add or self.inst.from_ or self.inst.heredocs)
@@ -242,8 +256,10 @@ class CopyStep:
         ]
         with self.b._view(lowerdirs, self.scratch) as view:
             direct = direct and self.can_write_directly()
-            stager = Stager(staging, view, self._owner(view), self.chmod,
-                            keep_owner=self.src is not None, direct=direct)  # fmt: skip
+            # --link: the copy lands on an empty tree; the image below is not consulted.
+            stager = Stager(staging, None if self.linked else view, self._owner(view),
+                            self.chmod, keep_owner=self.src is not None,
+                            direct=direct)  # fmt: skip
             self.direct = stager.direct
             if self.src is not None:
                 src_lowers = ensure_snapshots(self.b.store, self.b.lease, self.src.layers)

@@ -165,3 +165,23 @@ def test_add_url_mtime_from_last_modified(dated_server, build, image_tree) -> No
     with image_tree("url") as root:
         assert (root / "f.txt").read_text() == "served\n"
         assert (root / "f.txt").stat().st_mtime == modified
+
+
+def test_copy_link_reuses_its_layer_over_a_changed_base(  # type: ignore[no-untyped-def]
+    context: Path, build, image_tree
+) -> None:
+    """Dockerfile reference, COPY --link: "the layer does not depend on the previous state",
+    so a rebuild with a changed base reuses it; the tree is the one COPY would make."""
+    (context / "f").write_text("payload\n")
+    first = build("FROM busybox\nRUN echo 1 > /base\nCOPY --link f /app/f\n", tags=["l1"])
+    second = build("FROM busybox\nRUN echo 2 > /base\nCOPY --link f /app/f\n", tags=["l2"])
+    assert second.texts("cached") == ["CACHED"]  # the COPY, not the changed RUN
+    plain = build("FROM busybox\nRUN echo 2 > /base\nCOPY f /app/f\n", tags=["l3"])
+    assert plain.texts("cached") == ["CACHED"]  # the RUN only
+    with image_tree("l2") as linked, image_tree("l3") as copied:
+        for rel in ("app", "app/f", "base"):
+            a, b = (linked / rel).stat(), (copied / rel).stat()
+            assert (a.st_mode, a.st_uid, a.st_gid) == (b.st_mode, b.st_uid, b.st_gid), rel
+        assert (linked / "app/f").read_text() == "payload\n"
+        assert (linked / "base").read_text() == "2\n"
+    assert first.id != second.id
