@@ -9,7 +9,13 @@
 The CLI is a presentation of these; tests use them directly.
 """
 
-from lamina.api._build import build_image, check_dockerfile, parse_build_args, parse_secret
+from lamina.api._build import (
+    build_image,
+    check_dockerfile,
+    parse_build_args,
+    parse_secret,
+    parse_ssh,
+)
 from lamina.api._history import HistoryRow, history_rows
 from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, normalize_tag
 from lamina.api._replay import BuildRequest
@@ -29,4 +35,5 @@ __all__ = [
     "normalize_tag",
     "parse_build_args",
     "parse_secret",
+    "parse_ssh",
 ]

@@ -18,21 +18,51 @@ if TYPE_CHECKING:
     from lamina.store import ImageRecord
 
 
-def parse_secret(spec: str) -> tuple[str, Path]:
-    """`id=NAME,src=PATH` (or `source=`, `type=file`) → (NAME, PATH)."""
+def parse_secret(spec: str) -> tuple[str, Path | bytes]:
+    """`id=NAME,src=PATH` (or `source=`, `type=file`) → (NAME, PATH); `id=NAME,env=VAR`
+    (or `type=env`) → (NAME, the value of VAR now). A bare `id=NAME` reads the variable
+    NAME if it is set, else the file NAME, as buildx does."""
     fields: dict[str, str] = {}
     for part in spec.split(","):
         key, sep, value = part.partition("=")
         if not sep:
-            raise InvalidInputError(f"--secret {spec!r}: want id=NAME,src=PATH")
+            raise InvalidInputError(f"--secret {spec!r}: want id=NAME,src=PATH or id=NAME,env=VAR")
         fields[key.strip()] = value.strip()
     ident = fields.get("id")
+    kind = fields.get("type")
     src = fields.get("src") or fields.get("source")
-    if fields.get("type", "file") != "file" or not ident or not src:
-        raise InvalidInputError(f"--secret {spec!r}: want id=NAME,src=PATH")
+    env = fields.get("env")
+    if not ident or kind not in (None, "file", "env"):
+        raise InvalidInputError(f"--secret {spec!r}: want id=NAME,src=PATH or id=NAME,env=VAR")
+    if kind == "env" or (env and not src):
+        name = env or src or ident
+        if name not in os.environ:
+            raise InvalidInputError(f"--secret {ident}: environment variable {name} is not set")
+        return ident, os.environ[name].encode("utf-8", "surrogateescape")
+    if not src:
+        if kind is None and ident in os.environ:
+            return ident, os.environ[ident].encode("utf-8", "surrogateescape")
+        src = ident
     path = Path(src)
     if not path.is_file():
         raise InvalidInputError(f"--secret {ident}: {src} is not a file")
+    return ident, path.resolve()
+
+
+def parse_ssh(spec: str) -> tuple[str, Path]:
+    """`default` (the agent at $SSH_AUTH_SOCK) or `ID=SOCKET` → (ID, socket path)."""
+    ident, sep, value = spec.partition("=")
+    if not ident:
+        raise InvalidInputError(f"--ssh {spec!r}: want default or ID=SOCKET")
+    if not sep:
+        value = os.environ.get("SSH_AUTH_SOCK", "")
+        if not value:
+            raise InvalidInputError(
+                f"--ssh {spec}: SSH_AUTH_SOCK is not set", hint="start ssh-agent or give ID=SOCKET"
+            )
+    path = Path(value.split(",")[0])
+    if not path.is_socket():
+        raise InvalidInputError(f"--ssh {ident}: {path} is not a socket (an ssh-agent's)")
     return ident, path.resolve()
 
 
@@ -61,7 +91,9 @@ def build_image(
     target: str | None = None,
     no_cache: bool = False,
     network: Network = "host",
-    secrets: Mapping[str, Path] | None = None,
+    secrets: Mapping[str, Path | bytes] | None = None,
+    ssh: Mapping[str, Path] | None = None,
+    allow: Sequence[str] = (),
     explain: bool = False,
     on_event: EventSink | None = None,
 ) -> BuildResult:
@@ -84,6 +116,8 @@ def build_image(
         no_cache=no_cache,
         network=network,
         secrets=dict(secrets or {}),
+        ssh=dict(ssh or {}),
+        allow=frozenset(allow),
         source_date_epoch=source_date_epoch(),
         explain=explain,
     )
@@ -95,6 +129,8 @@ def build_image(
         network,
         opts.secrets,
         opts.source_date_epoch,
+        opts.ssh,
+        opts.allow,
     )
     if not no_cache and opts.context_dir.is_dir() and opts.dockerfile_path().is_file():
         replayed = replay_build(lamina.store, request, lambda ref: lamina.resolve(ref).digest)

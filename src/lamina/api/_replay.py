@@ -22,7 +22,7 @@ import json
 import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,10 @@ class BuildRequest:
     build_args: Mapping[str, str]
     target: str | None
     network: str
-    secrets: Mapping[str, Path]
+    secrets: Mapping[str, Path | bytes]
     source_date_epoch: int | None
+    ssh: Mapping[str, Path] = field(default_factory=dict)
+    allow: frozenset[str] = frozenset()
 
     def key(self) -> str:
         df = self.dockerfile
@@ -61,7 +63,13 @@ class BuildRequest:
             "args": sorted(self.build_args.items()),
             "target": self.target,
             "network": self.network,
-            "secrets": sorted((k, os.path.realpath(v)) for k, v in self.secrets.items()),
+            # A secret given by value is named, never hashed into the record.
+            "secrets": sorted(
+                (k, "<value>" if isinstance(v, bytes) else os.path.realpath(v))
+                for k, v in self.secrets.items()
+            ),
+            "ssh": sorted(self.ssh),
+            "allow": sorted(self.allow),
             "sde": self.source_date_epoch,
         }
         text = json.dumps(doc, sort_keys=True).encode("utf-8", "surrogateescape")

@@ -30,7 +30,10 @@ class BuildOptions:
     target: str | None = None
     no_cache: bool = False
     network: Network = "host"
-    secrets: Mapping[str, Path] = field(default_factory=dict)
+    # id → a file, or the value itself (`--secret id=X,env=VAR` reads it at start)
+    secrets: Mapping[str, Path | bytes] = field(default_factory=dict)
+    ssh: Mapping[str, Path] = field(default_factory=dict)  # id → ssh-agent socket
+    allow: frozenset[str] = frozenset()  # entitlements: "security.insecure"
     source_date_epoch: int | None = None
     explain: bool = False
 

@@ -40,6 +40,13 @@ class RunStep:
         self.scratch, self.number, self.argv = scratch, number, argv
 
     def inputs(self) -> StepInputs:
+        # Checked before the cache: a cached insecure step is refused all the same.
+        if self.inst.security == "insecure" and "security.insecure" not in self.b.opts.allow:
+            raise InvalidInputError(
+                f"{self.step.loc}: RUN --security=insecure: entitlement security.insecure is "
+                "not allowed",
+                hint="build with --allow security.insecure if you trust this Dockerfile",
+            )
         extra: list[tuple[str, str]] = []
         sources: list[tuple[str, str]] = []
         for m in self.inst.mounts:
@@ -79,6 +86,8 @@ class RunStep:
             context_dir=self.b.context,
             stage_roots=roots,
             secrets=dict(self.b.opts.secrets),
+            ssh=dict(self.b.opts.ssh),
+            insecure=self.inst.security == "insecure",
         )
         text = self.step.loc.text.strip() if self.step.loc else "RUN " + " ".join(self.argv)
         where = str(self.step.loc) if self.step.loc else "Dockerfile"

@@ -44,6 +44,13 @@ class _Progress:
                 self._partial[n] = rest
 
 
+def _entitlements(allow: tuple[str, ...]) -> tuple[str, ...]:
+    for name in allow:
+        if name not in ("security.insecure", "network.host"):
+            raise click.BadParameter(f"unknown entitlement {name!r}", param_hint="--allow")
+    return allow
+
+
 @cli.command()
 @click.option("-t", "--tag", "tags", multiple=True, help="Name the image NAME[:TAG].")
 @click.option("-f", "--file", "dockerfile", type=click.Path(path_type=Path), help="Dockerfile.")
@@ -54,7 +61,10 @@ class _Progress:
 @click.option("--progress", type=click.Choice(["auto", "plain", "tty"]), default="auto")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--explain", is_flag=True, help="Say why each step missed the cache.")
-@click.option("--secret", "secrets", multiple=True, help="id=NAME,src=PATH for RUN mounts.")
+@click.option("--secret", "secrets", multiple=True,
+              help="id=NAME,src=PATH or id=NAME,env=VAR for RUN mounts.")  # fmt: skip
+@click.option("--ssh", "ssh", multiple=True, help="default|ID[=SOCKET]: ssh-agent for RUN.")
+@click.option("--allow", "allow", multiple=True, help="Entitlement: security.insecure.")
 @click.option("--check", is_flag=True, help="Lint the Dockerfile; build nothing.")
 @click.argument("context", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.pass_context
@@ -70,11 +80,19 @@ def build(
     quiet: bool,
     explain: bool,
     secrets: tuple[str, ...],
+    ssh: tuple[str, ...],
+    allow: tuple[str, ...],
     check: bool,
     context: Path,
 ) -> None:
     """Build an image from a Dockerfile and a context directory."""
-    from lamina.api import build_image, check_dockerfile, parse_build_args, parse_secret
+    from lamina.api import (
+        build_image,
+        check_dockerfile,
+        parse_build_args,
+        parse_secret,
+        parse_ssh,
+    )
 
     args = parse_build_args(build_args)
     if check:
@@ -95,6 +113,8 @@ def build(
         no_cache=no_cache,
         network="none" if network == "none" else "host",
         secrets=dict(parse_secret(s) for s in secrets),
+        ssh=dict(parse_ssh(s) for s in ssh),
+        allow=_entitlements(allow),
         explain=explain,
         on_event=None if quiet else _Progress(progress, explain),
     )

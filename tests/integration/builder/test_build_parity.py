@@ -185,3 +185,97 @@ def test_copy_link_reuses_its_layer_over_a_changed_base(  # type: ignore[no-unty
         assert (linked / "app/f").read_text() == "payload\n"
         assert (linked / "base").read_text() == "2\n"
     assert first.id != second.id
+
+
+def test_secret_as_env_and_file(tmp_path: Path, build) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit testSecretAsEnviron / testSecretAsEnvironWithFileMount / testSecretFileParams."""
+    secret = tmp_path / "pw"
+    secret.write_text("pw")
+    built = build(
+        "FROM busybox\nENV SECRET_ENV=foo\n"
+        'RUN --mount=type=secret,id=mysecret,env=SECRET_ENV [ "$SECRET_ENV" = "pw" ] '
+        "&& [ ! -f /run/secrets/mysecret ]\n"
+        "RUN --mount=type=secret,id=mysecret,target=/run/secrets/secret,env=SECRET_ENV "
+        '[ "$SECRET_ENV" = "pw" ] && [ -f /run/secrets/secret ]\n'
+        "RUN --mount=type=secret,required=false,mode=741,uid=100,gid=102,target=/mysecret "
+        '[ "$(stat -c "%u %g %a" /mysecret)" = "100 102 741" ]\n'
+        "RUN [ ! -f /mysecret ]\n",
+        secrets={"mysecret": secret},
+    )
+    assert built.id
+    assert secret.stat().st_mode & 0o777 != 0o741  # the user's file is never changed
+
+
+def test_secret_from_environment_variable(build, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """`--secret id=X,env=VAR` (buildx): the value of VAR at build time."""
+    from lamina.api import parse_secret
+
+    monkeypatch.setenv("MY_TOKEN", "tok3n")
+    ident, value = parse_secret("id=tok,env=MY_TOKEN")
+    assert (ident, value) == ("tok", b"tok3n")
+    build('FROM busybox\nRUN --mount=type=secret,id=tok [ "$(cat /run/secrets/tok)" = tok3n ]\n',
+          secrets={ident: value})  # fmt: skip
+
+
+def test_required_secret_missing(build) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit testSecretRequiredWithoutValue: "secret mysecret: not found"."""
+    from lamina.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="secret mysecret: not found"):
+        build("FROM busybox\nRUN --mount=type=secret,required,id=mysecret true\n")
+
+
+def test_run_security_insecure_needs_allow(build) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit testRunSecurityInsecure: refused without the entitlement; with it the
+    step holds every capability lamina may grant, the next step Docker's default set."""
+    insecure = "FROM busybox\nRUN --security=insecure grep CapBnd /proc/self/status > /capbnd\n"
+    with pytest.raises(InvalidInputError, match="entitlement security.insecure is not allowed"):
+        build(insecure)
+    built = build(
+        insecure + 'RUN [ "$(grep CapBnd /proc/self/status)" = "CapBnd:\t00000000a80425fb" ]\n'
+        "RUN cat /capbnd\n",
+        allow=["security.insecure"],
+        no_cache=True,
+    )
+    with open("/proc/self/status") as f:
+        mine = next(line.split()[1] for line in f if line.startswith("CapBnd:"))
+    assert built.output().strip().endswith(mine)
+
+
+def test_run_network_none_and_host(build) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit testRunNoNetwork / testRunHostNetwork: --network=none leaves only lo."""
+    built = build(
+        "FROM busybox\nRUN --network=none ls /sys/class/net > /none\nRUN cat /none\n"
+        "RUN --network=host ls /sys/class/net | wc -l > /host\nRUN cat /host\n",
+        no_cache=True,
+    )
+    lines = built.output().split()
+    assert lines[0] == "lo"
+    assert int(lines[-1]) >= 1
+
+
+def test_ssh_mount_socket_params(tmp_path: Path, build) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit testSSHSocketParams: the step's SSH_AUTH_SOCK is a socket with the mount's
+    mode/uid/gid; the user's agent socket is left as it was."""
+    import socket as socketlib
+
+    path = tmp_path / "agent.sock"
+    server = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    before = path.stat()
+    build(
+        "FROM busybox\nRUN --mount=type=ssh,mode=741,uid=100,gid=102 "
+        '[ "$(stat -c "%u %g %f" $SSH_AUTH_SOCK)" = "100 102 c1e1" ]\n',
+        ssh={"default": path},
+    )
+    after = path.stat()
+    server.close()
+    assert (before.st_mode, before.st_uid) == (after.st_mode, after.st_uid)
+
+
+def test_ssh_mount_without_agent(build) -> None:  # type: ignore[no-untyped-def]
+    from lamina.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="no SSH key 'default' forwarded"):
+        build("FROM busybox\nRUN --mount=type=ssh,required=true true\n")
