@@ -229,7 +229,7 @@ def test_run_security_insecure_needs_allow(build) -> None:  # type: ignore[no-un
     """BuildKit testRunSecurityInsecure: refused without the entitlement; with it the
     step holds every capability lamina may grant, the next step Docker's default set."""
     insecure = "FROM busybox\nRUN --security=insecure grep CapBnd /proc/self/status > /capbnd\n"
-    with pytest.raises(InvalidInputError, match="entitlement security.insecure is not allowed"):
+    with pytest.raises(InvalidInputError, match=r"entitlement security\.insecure is not allowed"):
         build(insecure)
     built = build(
         insecure + 'RUN [ "$(grep CapBnd /proc/self/status)" = "CapBnd:\t00000000a80425fb" ]\n'
