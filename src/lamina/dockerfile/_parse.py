@@ -157,7 +157,7 @@ def parse(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
             filename, 1, "", f"invalid escape token {directives.escape!r} does not match ` or \\"
         )
     commands = _parse_commands(text, filename)
-    converter = _Converter(filename, directives.escape)
+    converter = _Converter(filename, directives.escape, text.splitlines(keepends=True))
     global_args: list[Arg] = []
     stages: list[tuple[From, list[Instruction]]] = []
     for command in commands:
@@ -184,7 +184,8 @@ def parse_instruction(
     commands = _parse_commands(prefix + text, filename)
     if len(commands) != 1:
         raise DockerfileError(filename, 1, text, "expected exactly one instruction")
-    return _Converter(filename, escape).convert(commands[0])
+    lines = (prefix + text).splitlines(keepends=True)
+    return _Converter(filename, escape, lines).convert(commands[0])
 
 
 def parse_duration(text: str) -> int:
@@ -207,9 +208,10 @@ _FlagKind = Literal["str", "bool", "list"]
 
 
 class _Converter:
-    def __init__(self, filename: str, escape: str) -> None:
+    def __init__(self, filename: str, escape: str, lines: list[str] | None = None) -> None:
         self.filename = filename
         self.escape = escape
+        self.lines = lines or []
         self.handlers: dict[str, Callable[[Any, Location], Instruction]] = {
             "FROM": self._from, "RUN": self._run, "CMD": self._cmd,
             "ENTRYPOINT": self._entrypoint, "SHELL": self._shell, "ENV": self._env,
@@ -494,6 +496,11 @@ class _Converter:
             self.fail(c, f"{sub} isn't allowed as an ONBUILD trigger")
         parts = c.original.split("\n", 1)[0].split(None, 1)
         trigger = parts[1].strip() if len(parts) > 1 else ""
+        if _HEREDOC_MARK.search(trigger) and c.end_line > c.start_line:
+            # A heredoc trigger keeps its body (BuildKit's testOnBuildHeredoc): the config's
+            # OnBuild entry is the whole text, parsed again when a child builds.
+            body = "".join(self.lines[c.start_line : c.end_line])
+            trigger = trigger + "\n" + body.rstrip("\n")
         try:
             inner = parse_instruction(trigger, filename=self.filename, escape=self.escape)
         except DockerfileError as exc:

@@ -279,3 +279,29 @@ def test_ssh_mount_without_agent(build) -> None:  # type: ignore[no-untyped-def]
 
     with pytest.raises(NotFoundError, match="no SSH key 'default' forwarded"):
         build("FROM busybox\nRUN --mount=type=ssh,required=true true\n")
+
+
+def test_onbuild_heredoc(build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit testOnBuildHeredoc: `ONBUILD RUN <<EOF ... EOF` runs in the child build."""
+    build('FROM busybox\nONBUILD RUN <<EOF\necho "hello world" >> /dest\nEOF\n', tags=["obbase"])
+    build("FROM obbase\n", tags=["obchild"])
+    with image_tree("obchild") as root:
+        assert (root / "dest").read_text() == "hello world\n"
+
+
+def test_healthcheck_start_interval(build, lam) -> None:  # type: ignore[no-untyped-def]
+    """Dockerfile reference, HEALTHCHECK --start-interval: Healthcheck.StartInterval in ns."""
+    import json
+
+    built = build(
+        "FROM busybox\nHEALTHCHECK --interval=30s --start-period=5s --start-interval=2s "
+        "--retries=3 CMD true\n",
+        tags=["hc"],
+    )
+    record = lam.store.get_image(lam.resolve("hc").digest)
+    config = json.loads(lam.store.content.read_bytes(record.config_digest, 1 << 20))
+    assert config["config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "true"], "Interval": 30_000_000_000,
+        "StartPeriod": 5_000_000_000, "StartInterval": 2_000_000_000, "Retries": 3,
+    }  # fmt: skip
+    assert built.id
