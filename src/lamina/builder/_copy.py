@@ -12,6 +12,7 @@ import os
 import posixpath
 import shutil
 import stat
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,10 @@ class Stager:
         source = os.path.join(root, f.path)
         uid, gid = self._owner_of(f)
         mode = _new_mode(f, self.chmod)
+        if stat.S_ISSOCK(f.mode):
+            # BuildKit copies a socket as an empty regular file (testCopySocket).
+            self.put_bytes_as(target, b"", uid, gid, mode)
+            return
         if self.direct is not None:
             from lamina.layers import Change, ChangeKind
 
@@ -253,6 +258,16 @@ class Stager:
         finally:
             os.close(src)
 
+    def put_bytes_as(self, target: str, data: bytes, uid: int, gid: int, mode: int) -> None:
+        _remove(target)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+
     def put_bytes(self, target: str, data: bytes, mode: int) -> None:
         _remove(target)
         with open(target, "wb") as out:
@@ -261,12 +276,51 @@ class Stager:
         os.chown(target, uid, gid)
         os.chmod(target, mode if self.chmod is None else self.chmod.apply(mode, False))
 
-    def extract(self, archive: str, target_dir: str) -> None:
-        """ADD of a local archive: unpacked through the safe applier (plain mode)."""
+    def extract(self, archive: str, image_dir: str) -> None:
+        """ADD of a local archive into `image_dir` (absolute, in the image), unpacked
+        through the safe applier (plain mode). Entries whose parents are symlinks in the
+        image land where those lead, inside the image, as BuildKit's chrooted untar puts
+        them (testDockerfileAddArchiveThroughAbsoluteSymlink)."""
         from lamina.layers import Limits, apply_layer, open_layer_reader
 
-        with open(archive, "rb") as f:
-            apply_layer(open_layer_reader(f), target_dir, overlay=False, limits=Limits())
+        into = self.make_dirs(image_dir)
+        unpacked = into if self.view is None else tempfile.mkdtemp(
+            prefix=".unpack-", dir=self.staging.parent
+        )  # fmt: skip
+        try:
+            with open(archive, "rb") as f:
+                apply_layer(open_layer_reader(f), unpacked, overlay=False, limits=Limits())
+            if unpacked != into:
+                self._place(unpacked, image_dir)
+        finally:
+            if unpacked != into:
+                shutil.rmtree(unpacked, ignore_errors=True)
+        if self.owner is not None:
+            # --chown applies to what the archive holds too (testDockerfileAddChownArchive).
+            for top, dirs, files in os.walk(into):
+                for name in (*dirs, *files):
+                    os.lchown(os.path.join(top, name), self.owner.uid, self.owner.gid)
+
+    def _place(self, unpacked: str, image_dir: str) -> None:
+        """Move an unpacked tree into the staging dir, each entry at its path as resolved
+        in the image (one file system: entries are renamed, hard links stay links)."""
+        for top, dirs, files in os.walk(unpacked):
+            rel_top = os.path.relpath(top, unpacked)
+            for name in (*dirs, *files):
+                source = os.path.join(top, name)
+                image_path = posixpath.normpath(posixpath.join(image_dir, rel_top, name))
+                st = os.lstat(source)
+                if stat.S_ISDIR(st.st_mode):
+                    real, _ = self._image_path(image_path)
+                    target = self.make_dirs(real)
+                    os.chown(target, st.st_uid, st.st_gid)
+                    os.chmod(target, stat.S_IMODE(st.st_mode))
+                    self._dirs.append((target, st.st_mtime_ns, st.st_atime_ns))
+                    continue
+                parent, _ = self._image_path(posixpath.dirname(image_path))
+                target = os.path.join(self.make_dirs(parent), name)
+                _remove(target)
+                os.rename(source, target)
 
     def finish(self) -> None:
         # Directory mtimes last: creating children moved them.
@@ -341,15 +395,19 @@ def stage(
     absolute = posixpath.normpath(posixpath.join(workdir, inst.dest or "."))
     real, exists_as_dir = stager._image_path(absolute)
     into_dir = dest_is_dir_form(inst.dest) or exists_as_dir or absolute == "/"
+    do_unpack = inst.is_add if unpack is None else unpack
     tops = [f for _, files, _ in sel.words for f in files if f.top and not inst.parents]
+    # Archives unpack into <dest> as a directory (BuildKit testDockerfileAddArchiveWildcard:
+    # `ADD *.tar /dest` unpacks each), so they never count as files landing *as* <dest>.
+    archives = {f.path for f in tops if do_unpack and f.kind == "file"
+                and _is_archive(os.path.join(sel.root, f.path))}  # fmt: skip
     dir_matches = sum(1 for _, _, matched in sel.words for _, is_dir in matched if is_dir)
-    singles = len(tops) + len(sel.downloads) + len(heredocs)
-    if not into_dir and singles and singles + dir_matches > 1:
+    singles = len(tops) - len(archives) + len(sel.downloads) + len(heredocs)
+    if not into_dir and singles and singles + dir_matches + len(archives) > 1:
         raise InvalidInputError(
             f"{inst.loc}: when copying more than one source, the destination "
             f"{inst.dest!r} must be a directory and end with a /"
         )
-    do_unpack = inst.is_add if unpack is None else unpack
 
     def file_target(name: str) -> str:
         if into_dir:
@@ -363,8 +421,8 @@ def stage(
         for f in files:
             if f.top and not inst.parents:
                 source = os.path.join(sel.root, f.path)
-                if do_unpack and f.kind == "file" and _is_archive(source):
-                    stager.extract(source, stager.make_dirs(absolute))
+                if f.path in archives:
+                    stager.extract(source, absolute)
                     continue
                 stager.put_entry(sel.root, f, file_target(f.dest))
                 continue
@@ -374,7 +432,7 @@ def stage(
             stager.put_entry(sel.root, f, target)
     for base, path, mtime in sel.downloads:
         if unpack and _is_archive(str(path)):
-            stager.extract(str(path), stager.make_dirs(absolute))
+            stager.extract(str(path), absolute)
             continue
         target = file_target(base)
         _remove(target)

@@ -37,13 +37,15 @@ Scoping: ARGs before the first FROM are visible to FROM lines only, unless a
 stage re-declares them (bare ``ARG NAME``); ``--build-arg`` wins over defaults;
 ENV wins over an ARG of the same name; TARGET*/BUILD* platform args exist in
 global scope; HTTP_PROXY & co. (any case) need no ARG and reach RUN through
-``proxy_env``. ``COPY --from`` and ``RUN --mount=from=`` are expanded with the
-stage's ARG/ENV as declared in the Dockerfile to build the stage graph.
+``proxy_env``. ``RUN --mount=from=`` is expanded with the stage's ARG/ENV as
+declared in the Dockerfile to build the stage graph; ``COPY --from`` is never
+expanded (BuildKit refuses a variable there: use a stage ``FROM ${ARG}``).
 
 ``check(text)`` returns lint findings (:class:`Diagnostic`) for ``--check``.
 
-Not supported (refused with a located error): ``${V:?}``, ``${V#p}``,
-``${V%p}``, ``${V/a/b}`` expansion forms; heredocs inside ONBUILD triggers.
+Word expansion has BuildKit's full set, pattern forms included (see ``_lex``);
+``--chmod`` is octal or symbolic (:func:`parse_chmod`); ``COPY --parents`` sources
+are selected by :func:`select_parents`.
 """
 
 from __future__ import annotations

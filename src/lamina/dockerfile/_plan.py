@@ -338,11 +338,16 @@ class _StageWalker:
             raise _fail(inst, "source is empty after expansion")
         # Empty after expansion means the working directory (BuildKit's testEmptyDestDir).
         dest = ex.word(inst.dest) or "./"
+        plain = _Expander(inst, {}, self.escape)
+        if inst.from_ is not None and plain.word(inst.from_) != inst.from_:
+            # BuildKit (convert.go) refuses any expansion in COPY --from.
+            raise _fail(inst, "variable expansion is not supported for --from, define a new "
+                        "stage with FROM using ARG from global scope as a workaround")  # fmt: skip
         docs = tuple(
             replace(d, content=ex.heredoc(d.content)) if d.expand else d for d in inst.heredocs
         )
         return replace(
-            inst, sources=sources, dest=dest, from_=ex.opt(inst.from_), chown=ex.opt(inst.chown),
+            inst, sources=sources, dest=dest, from_=inst.from_, chown=ex.opt(inst.chown),
             chmod=ex.opt(inst.chmod), excludes=tuple(ex.word(e) for e in inst.excludes),
             checksum=ex.opt(inst.checksum), heredocs=docs,
         )  # fmt: skip

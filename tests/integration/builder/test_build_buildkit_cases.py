@@ -1,0 +1,183 @@
+"""BuildKit's own Dockerfile frontend tests, transcribed as data and built with lamina.
+
+Each file in buildkit_cases/ is one build from a Go test in moby/buildkit
+`frontend/dockerfile/dockerfile_*_test.go` (named by `go_test` and `go_file`): the
+Dockerfile, the context it creates, and what the Go test asserts about the result (files
+in the exported tree, modes, owners, config fields, or the error). Base images are
+`busybox` (built from busybox-static; the Go tests' `alpine` becomes `busybox` where
+only a shell is needed). A case that lamina does not yet pass carries `xfail = "why"`
+and runs as a strict xfail, so fixing it turns the run red until the mark is removed.
+
+Format (TOML):
+    go_test, go_file, dockerfile, [build_args], target, [allow], xfail
+    [context] files = {path = text}, dirs = [...], modes = {path = 0o600}, sockets = [...],
+              symlinks = {path = target}, tars = {name = {compress, entries = [...]}}
+    [expect] files = {path = text}, absent = [...], modes = {path = 0o644},
+             owners = {path = [uid, gid]}, symlinks = {path = target},
+             same_file = [[a, b]], dirs = [...], config = {Field = value}, error = "regex"
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import re
+import socket
+import stat
+import tarfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lamina.errors import LaminaError
+
+pytestmark = pytest.mark.integration
+
+CASES_DIR = Path(__file__).parent / "buildkit_cases"
+CASES = sorted(CASES_DIR.glob("*.toml"))
+
+
+def _load(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def _tar(spec: dict[str, Any]) -> bytes:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for e in spec.get("entries", []):
+            info = tarfile.TarInfo(e["name"])
+            info.mode = e.get("mode", 0o644)
+            info.uid, info.gid = e.get("uid", 0), e.get("gid", 0)
+            kind = e.get("type", "file")
+            content = e.get("content", "").encode()
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, e["linkname"]
+            elif kind == "hardlink":
+                info.type, info.linkname = tarfile.LNKTYPE, e["linkname"]
+            else:
+                info.size = len(content)
+            tar.addfile(info, io.BytesIO(content) if kind == "file" else None)
+    raw = data.getvalue()
+    return gzip.compress(raw, mtime=0) if spec.get("compress") == "gz" else raw
+
+
+def _make_context(root: Path, spec: dict[str, Any]) -> None:
+    for d in spec.get("dirs", []):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for name, text in spec.get("files", {}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    for name, tar_spec in spec.get("tars", {}).items():
+        (root / name).write_bytes(_tar(tar_spec))
+    for name, target in spec.get("symlinks", {}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, root / name)
+    for name in spec.get("sockets", []):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(root / name))
+        sock.close()
+    for name, mode in spec.get("modes", {}).items():
+        os.chmod(root / name, mode)
+
+
+# Docker Hub's busybox image has these users and groups; the Go tests rely on them
+# (`--chown=daemon`, `--chown=1000:nobody`). The base made from busybox-static gets them
+# in one COPY layer before each case; `app` (1000) stays as tests/busybox_rootfs.py has it.
+HUB_BUSYBOX_ETC = """FROM busybox
+COPY <<EOF /etc/passwd
+root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/bin/false
+bin:x:2:2:bin:/bin:/bin/false
+sys:x:3:3:sys:/dev:/bin/false
+sync:x:4:100:sync:/bin:/bin/sync
+mail:x:8:8:mail:/var/spool/mail:/bin/false
+www-data:x:33:33:www-data:/var/www:/bin/false
+operator:x:37:37:Operator:/var:/bin/false
+app:x:1000:1000:app:/home/app:/bin/sh
+nobody:x:65534:65534:nobody:/home:/bin/false
+EOF
+COPY <<EOF /etc/group
+root:x:0:
+daemon:x:1:
+bin:x:2:
+sys:x:3:
+adm:x:4:
+tty:x:5:
+disk:x:6:
+wheel:x:10:root
+staff:x:50:app
+users:x:100:
+app:x:1000:
+nobody:x:65534:
+EOF
+"""
+
+
+def _config(lam: Any, ref: str) -> dict[str, Any]:
+    record = lam.store.get_image(lam.resolve(ref).digest)
+    return json.loads(lam.store.content.read_bytes(record.config_digest, 8 << 20))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.stem for p in CASES])
+def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> None:  # type: ignore[no-untyped-def]
+    spec = _load(case)
+    assert spec["go_test"].startswith("test") and spec["go_file"].endswith("_test.go")
+    base_ctx = context.parent / "hub-busybox"
+    base_ctx.mkdir()
+    build(HUB_BUSYBOX_ETC, ctx=base_ctx, tags=["busybox"])
+    _make_context(context, spec.get("context", {}))
+    expect = spec.get("expect", {})
+    options: dict[str, Any] = {"tags": ["case"], "build_args": spec.get("build_args", {})}
+    if spec.get("target"):
+        options["target"] = spec["target"]
+    if spec.get("allow"):
+        options["allow"] = spec["allow"]
+    try:
+        _check(spec, expect, context, build, image_tree, lam, options)
+    except (AssertionError, LaminaError) as exc:
+        if "xfail" in spec:
+            pytest.xfail(f"{spec['xfail']} ({type(exc).__name__}: {str(exc)[:200]})")
+        raise
+    if "xfail" in spec:
+        pytest.fail(f"{case.name} passes now: remove its xfail ({spec['xfail']})")
+
+
+def _check(spec: dict[str, Any], expect: dict[str, Any], context: Path, build: Any,
+           image_tree: Any, lam: Any, options: dict[str, Any]) -> None:  # fmt: skip
+    if "error" in expect:
+        with pytest.raises(LaminaError) as info:
+            build(spec["dockerfile"], **options)
+        assert re.search(expect["error"], str(info.value)), str(info.value)
+        return
+    build(spec["dockerfile"], **options)
+    if "config" in expect:
+        config = _config(lam, "case")["config"]
+        for key, value in expect["config"].items():
+            assert config.get(key) == value, (key, config.get(key))
+    checks = ("files", "absent", "modes", "owners", "symlinks", "same_file", "dirs")
+    if not any(k in expect for k in checks):
+        return
+    with image_tree("case") as root:
+        for rel, text in expect.get("files", {}).items():
+            assert (root / rel).read_text() == text, rel
+        for rel in expect.get("absent", []):
+            assert not os.path.lexists(root / rel), rel
+        for rel in expect.get("dirs", []):
+            assert (root / rel).is_dir(), rel
+        for rel, mode in expect.get("modes", {}).items():
+            got = stat.S_IMODE(os.lstat(root / rel).st_mode)
+            assert got == mode, f"{rel}: {got:o} != {mode:o}"
+        for rel, (uid, gid) in expect.get("owners", {}).items():
+            st = os.lstat(root / rel)
+            assert (st.st_uid, st.st_gid) == (uid, gid), rel
+        for rel, target in expect.get("symlinks", {}).items():
+            assert os.readlink(root / rel) == target, rel
+        for a, b in expect.get("same_file", []):
+            assert os.path.samefile(root / a, root / b), (a, b)
