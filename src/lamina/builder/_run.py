@@ -56,6 +56,7 @@ class RunRequest:
     secrets: dict[str, Path | bytes] = field(default_factory=dict)
     ssh: dict[str, Path] = field(default_factory=dict)  # id → ssh-agent socket
     insecure: bool = False  # RUN --security=insecure, allowed by the caller
+    scripts: dict[str, str] = field(default_factory=dict)  # container path → executable text
 
 
 class OutputTail:
@@ -97,6 +98,12 @@ def _mounts(
     binds: list[BindMount] = []
     tmpfs: list[TmpfsMount] = []
     with contextlib.ExitStack() as stack:
+        for n, (target, text) in enumerate(sorted(req.scripts.items())):
+            # A `RUN <<EOF` whose body starts with #!: the body as an executable file.
+            script = scratch / f"script-{n}"
+            script.write_text(text)
+            os.chmod(script, 0o755)
+            binds.append(BindMount(script, target, True))
         for n, m in enumerate(req.mounts):
             if m.type == "ssh":
                 ident = m.id or "default"

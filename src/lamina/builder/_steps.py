@@ -13,13 +13,21 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lamina.dockerfile import Copy, PlannedInstruction, Run, parse_chmod, select_sources
+from lamina.dockerfile import (
+    Copy,
+    PlannedInstruction,
+    Run,
+    parse_chmod,
+    select_sources,
+    single_heredoc,
+)
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError, ToolError
 from lamina.store import RACY_SECONDS
 
 from ._copy import Owner, Selection, Stager, is_url, select, stage, summarise
 from ._image import ImageState, ensure_snapshots
 from ._keys import StepInputs, instruction_text
+from ._meta import shell_of
 from ._sources import digest_context_files
 
 if TYPE_CHECKING:
@@ -69,6 +77,12 @@ class RunStep:
         from ._run import RunRequest, run_step
 
         cc = self.state.config.container_config
+        argv, scripts = self.argv, {}
+        doc = single_heredoc(self.inst) if self.inst.shell_form else None
+        if doc is not None and doc.content.startswith("#!"):
+            # BuildKit (dispatchRun): the body becomes /dev/pipes/NAME, run by the shell.
+            scripts[f"/dev/pipes/{doc.name}"] = doc.content
+            argv = [*shell_of(self.state.config), f"/dev/pipes/{doc.name}"]
         roots = {
             m.from_: ensure_snapshots(self.b.store, self.b.lease,
                                       self.b.source_state(m.from_).layers)
@@ -76,7 +90,7 @@ class RunStep:
         }  # fmt: skip
         network = self.inst.network if self.inst.network in ("host", "none") else None
         req = RunRequest(
-            argv=self.argv,
+            argv=argv,
             env=[f"{k}={v}" for k, v in self.step.run_env().items()],
             cwd=cc.get("WorkingDir") or "/",
             user=cc.get("User") or "",
@@ -88,6 +102,7 @@ class RunStep:
             secrets=dict(self.b.opts.secrets),
             ssh=dict(self.b.opts.ssh),
             insecure=self.inst.security == "insecure",
+            scripts=scripts,
         )
         text = self.step.loc.text.strip() if self.step.loc else "RUN " + " ".join(self.argv)
         where = str(self.step.loc) if self.step.loc else "Dockerfile"

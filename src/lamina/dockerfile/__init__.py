@@ -83,6 +83,7 @@ from ._model import (
     Volume,
     Workdir,
     run_script,
+    single_heredoc,
 )
 from ._parse import Directives, Dockerfile, Stage, parse, parse_directives, parse_instruction
 from ._plan import (
@@ -147,4 +148,5 @@ __all__ = [
     "run_script",
     "select_parents",
     "select_sources",
+    "single_heredoc",
 ]

@@ -215,7 +215,12 @@ class _Expander:
 
     def _run(self, text: str, heredoc: bool = False) -> tuple[str, tuple[str, ...]]:
         try:
-            result = expand(text, self.scope, self.escape, quotes=not heredoc, raw_escapes=heredoc)
+            if heredoc:
+                # BuildKit's ExpandRaw: quotes are text, `\` escapes (always backslash);
+                # testCopyHeredocSpecialSymbols.
+                result = expand(text, self.scope, "\\", quotes=False)
+            else:
+                result = expand(text, self.scope, self.escape)
         except ExpansionError as exc:
             raise _fail(self.inst, f"bad expansion in {text!r}: {exc}") from None
         self.undefined |= result.unset

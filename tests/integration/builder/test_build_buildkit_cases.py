@@ -87,10 +87,12 @@ def _make_context(root: Path, spec: dict[str, Any]) -> None:
         os.chmod(root / name, mode)
 
 
-# Docker Hub's busybox image has these users and groups; the Go tests rely on them
-# (`--chown=daemon`, `--chown=1000:nobody`). The base made from busybox-static gets them
-# in one COPY layer before each case; `app` (1000) stays as tests/busybox_rootfs.py has it.
+# Docker Hub's busybox image has every applet and these users and groups; the Go tests
+# rely on them (awk, whoami, `--chown=daemon`, `--chown=1000:nobody`). The base made
+# from busybox-static gets them in a few layers before each case; `app` (1000) stays as
+# tests/busybox_rootfs.py has it.
 HUB_BUSYBOX_ETC = """FROM busybox
+RUN /bin/busybox --install -s /bin
 COPY <<EOF /etc/passwd
 root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false
