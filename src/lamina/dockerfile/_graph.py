@@ -49,8 +49,10 @@ def plan(
             raise InvalidInputError(str(exc)) from None
     target_platform = platform or build_platform
     auto = _platform_args(target_platform, build_platform)
-    scope = _global_scope(df, args, auto)
     names = _stage_names(df)
+    # BuildKit's TARGETSTAGE: the target stage's name, "default" for an unnamed last stage.
+    auto["TARGETSTAGE"] = df.stages[_target_index(df, target, names)].name or "default"
+    scope = _global_scope(df, args, auto)
 
     def stage_ref(text: str) -> int | None:
         if text.isdigit():

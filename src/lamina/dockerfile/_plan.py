@@ -265,7 +265,13 @@ class _StageWalker:
         self.declared: set[str] = set()
         self.env = env
         self.workdir = workdir
-        self.proxy = tuple((k, v) for k, v in plan.build_args if k in PROXY_ARGS)
+        # A proxy given in either case reaches RUN in both (BuildKit's ProxyEnv sets
+        # HTTP_PROXY and http_proxy alike: testBuiltinArgs).
+        proxy: dict[str, str] = {}
+        for k, v in plan.build_args:
+            if k in PROXY_ARGS:
+                proxy[k.upper()] = proxy[k.lower()] = v
+        self.proxy = tuple(proxy.items())
 
     def walk(self, instructions: Iterable[Instruction]) -> Iterable[PlannedInstruction]:
         for inst in instructions:
@@ -287,7 +293,12 @@ class _StageWalker:
             out: list[tuple[str, str | None]] = []
             for name, default in inst.args:
                 self.declared.add(name)
-                value = self.arg_value(name, None if default is None else ex.word(default))
+                # The default is expanded only when no --build-arg overrides it
+                # (testArgDefaultExpansion: `ARG BAR=${FOO:?}` with BAR given).
+                given = name in self.build_args
+                value = self.arg_value(
+                    name, None if default is None or given else ex.word(default)
+                )
                 if value is not None:
                     self.args[name] = value
                 out.append((name, value))

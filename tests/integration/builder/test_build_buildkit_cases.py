@@ -9,12 +9,14 @@ only a shell is needed). A case that lamina does not yet pass carries `xfail = "
 and runs as a strict xfail, so fixing it turns the run red until the mark is removed.
 
 Format (TOML):
-    go_test, go_file, dockerfile, [build_args], target, [allow], xfail
+    go_test, go_file, dockerfile, [build_args], target, [allow], xfail,
+    [[then]]: later builds in the same store (dockerfile, build_args, target, expect)
     [context] files = {path = text}, dirs = [...], modes = {path = 0o600}, sockets = [...],
               symlinks = {path = target}, tars = {name = {compress, entries = [...]}}
     [expect] files = {path = text}, absent = [...], modes = {path = 0o644},
              owners = {path = [uid, gid]}, symlinks = {path = target},
-             same_file = [[a, b]], dirs = [...], config = {Field = value}, error = "regex"
+             same_file = [[a, b]], dirs = [...], config = {Field = value}, error = "regex",
+             contains / lacks = {path = [substrings]}
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def _make_context(root: Path, spec: dict[str, Any]) -> None:
 # from busybox-static gets them in a few layers before each case; `app` (1000) stays as
 # tests/busybox_rootfs.py has it.
 HUB_BUSYBOX_ETC = """FROM busybox
-RUN /bin/busybox --install -s /bin
+RUN mkdir -p /usr/bin /usr/sbin /sbin && /bin/busybox --install -s
 COPY <<EOF /etc/passwd
 root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false
@@ -143,6 +145,15 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
         options["allow"] = spec["allow"]
     try:
         _check(spec, expect, context, build, image_tree, lam, options)
+        # Later builds of the same Go test, in the same store (cache behaviour).
+        for then in spec.get("then", []):
+            step = {**spec, **then}
+            step_options = {**options, "build_args": then.get("build_args", {})}
+            if then.get("target"):
+                step_options["target"] = then["target"]
+            elif "target" in then:
+                step_options.pop("target", None)
+            _check(step, then.get("expect", {}), context, build, image_tree, lam, step_options)
     except (AssertionError, LaminaError) as exc:
         if "xfail" in spec:
             pytest.xfail(f"{spec['xfail']} ({type(exc).__name__}: {str(exc)[:200]})")
@@ -163,7 +174,8 @@ def _check(spec: dict[str, Any], expect: dict[str, Any], context: Path, build: A
         config = _config(lam, "case")["config"]
         for key, value in expect["config"].items():
             assert config.get(key) == value, (key, config.get(key))
-    checks = ("files", "absent", "modes", "owners", "symlinks", "same_file", "dirs")
+    checks = ("files", "absent", "modes", "owners", "symlinks", "same_file", "dirs", "contains",
+              "lacks")  # fmt: skip
     if not any(k in expect for k in checks):
         return
     with image_tree("case") as root:
@@ -171,6 +183,12 @@ def _check(spec: dict[str, Any], expect: dict[str, Any], context: Path, build: A
             assert (root / rel).read_text() == text, rel
         for rel in expect.get("absent", []):
             assert not os.path.lexists(root / rel), rel
+        for rel, parts in expect.get("contains", {}).items():
+            text = (root / rel).read_text()
+            assert all(p in text for p in parts), (rel, text)
+        for rel, parts in expect.get("lacks", {}).items():
+            text = (root / rel).read_text()
+            assert not any(p in text for p in parts), (rel, text)
         for rel in expect.get("dirs", []):
             assert (root / rel).is_dir(), rel
         for rel, mode in expect.get("modes", {}).items():
