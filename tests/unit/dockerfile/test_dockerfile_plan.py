@@ -75,7 +75,8 @@ def test_platform_args_and_proxies() -> None:
     assert bp.target.from_.platform == str(host_platform())
     s = bp.plan_stage(bp.target)
     assert dict(s[1].args) == {"TARGETARCH": "arm64"}
-    assert dict(s[1].proxy_env) == {"HTTP_PROXY": "http://p"}
+    # Both spellings, as BuildKit's ProxyEnv sets them (testBuiltinArgs).
+    assert dict(s[1].proxy_env) == {"HTTP_PROXY": "http://p", "http_proxy": "http://p"}
     assert "HTTP_PROXY" in s[1].run_env() and bp.warnings == ()
 
 
