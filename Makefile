@@ -6,7 +6,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 DEMO_ROOT ?= $(CURDIR)/.demo-root
 
-.PHONY: all system-deps venv test lint unit integration demo bench clean
+.PHONY: all system-deps venv test test-fast lint unit integration demo bench clean
 
 all: test
 
@@ -29,6 +29,7 @@ venv: $(VENV)/.installed
 lint: venv
 	ruff check src tests bench
 	mypy --strict src
+	MYPYPATH=src:tests mypy --strict --explicit-package-bases tests
 	lint-imports
 
 test: system-deps venv lint
@@ -36,6 +37,10 @@ test: system-deps venv lint
 
 unit: venv
 	pytest -q tests/unit
+
+# Day-to-day: unit tests and the quick integration tests (no lint, nothing marked slow).
+test-fast: system-deps venv
+	pytest -q -p no:cacheprovider -m "not slow"
 
 demo: system-deps venv
 	LAMINA_ROOT=$(DEMO_ROOT) bash examples/demo.sh

@@ -10,12 +10,12 @@ Both tools start from the same busybox-static image (lamina imports it; buildah 
 it from an OCI layout lamina saved). Times are wall clock of the whole command; lamina's
 peak memory is ru_maxrss of its process. Nothing here is a test.
 
-Run: `.venv/bin/python bench/bench_build.py [--files N] [--file-size B] [--run-files N]`.
+Run: `make bench` (all benchmarks) or `.venv/bin/python bench/bench_build.py [--runs N]`;
+LAMINA_BENCH_SCALE=0.05 makes the contexts 20 times smaller.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import random
@@ -23,12 +23,16 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from _bench import SRC, Row, drop_caches, scaled, script_main, summary
+
+sys.path.insert(0, str(SRC.parent / "tests"))
+from busybox_rootfs import make_busybox_rootfs
+
 LAMINA_CODE = "import sys; from lamina.cli import main; sys.argv[0] = 'lamina'; main()"
-APPLETS = "sh ls cat id echo touch rm mkdir ln chmod stat wc sleep head tar true env".split()  # noqa: SIM905
 
 TWELVE_STEPS = """\
 FROM busybox
@@ -69,19 +73,6 @@ def timed_child(argv: list[str]) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss
 
 
-def busybox_rootfs(path: Path) -> Path:
-    (path / "bin").mkdir(parents=True)
-    (path / "etc").mkdir()
-    (path / "tmp").mkdir()
-    os.chmod(path / "tmp", 0o1777)
-    shutil.copy2("/bin/busybox", path / "bin" / "busybox")
-    for applet in APPLETS:
-        (path / "bin" / applet).symlink_to("busybox")
-    (path / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n")
-    (path / "etc" / "group").write_text("root:x:0:\napp:x:1000:\n")
-    return path
-
-
 def make_tree(root: Path, files: int, size: int, seed: int = 1) -> None:
     rng = random.Random(seed)
     for n in range(files):
@@ -119,33 +110,28 @@ class Buildah:
         done = subprocess.run(self.argv(*args), capture_output=True, text=True, check=True)
         return done.stdout
 
-    def bud(self, tag: str, ctx: Path) -> list[str]:
+    def bud(self, tag: str, ctx: Path, *extra: str) -> list[str]:
         return self.argv("bud", "--layers", "--isolation", "chroot", "--pull=never", "-q",
-                         "-t", tag, str(ctx))  # fmt: skip
+                         *extra, "-t", tag, str(ctx))  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=20_000)
-    parser.add_argument("--file-size", type=int, default=20_000)
-    parser.add_argument("--run-files", type=int, default=50_000)
-    parser.add_argument("--run-file-size", type=int, default=20_000)
-    parser.add_argument("--tmp", type=Path, default=None, help="work dir (default: a temp dir)")
-    opts = parser.parse_args()
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+def run(runs: int, work: Path) -> list[Row]:
+    """The five build workloads, each `runs` times with lamina and with buildah."""
+    files, size = scaled(20_000), 20_000
+    run_files, run_size = scaled(50_000), 20_000
+    sys.path.insert(0, str(SRC))
     from lamina.api import Lamina
 
-    work = Path(tempfile.mkdtemp(prefix="lamina-bench-build-", dir=opts.tmp))
-    rows: list[tuple[str, float, float, float]] = []
+    rows: list[Row] = []
     peak = 0
     try:
-        rootfs = busybox_rootfs(work / "rootfs")
+        rootfs = make_busybox_rootfs(work / "rootfs")
         lam_root = work / "lamina"
         lam = Lamina(lam_root)
         lam.import_image(rootfs, "busybox")
-        big = busybox_rootfs(work / "bigroot")
-        make_tar(big / "data.tar", opts.run_files, opts.run_file_size)
+        big = make_busybox_rootfs(work / "bigroot")
+        (big / "bin" / "tar").symlink_to("busybox")  # the RUN below unpacks with it
+        make_tar(big / "data.tar", run_files, run_size)
         lam.import_image(big, "bigbase")
         lam.save(["busybox"], work / "busybox-oci", fmt="oci-dir")
         lam.save(["bigbase"], work / "bigbase-oci", fmt="oci-dir")
@@ -156,17 +142,30 @@ def main() -> None:
             image = b.out("pull", "-q", f"oci:{work / (name + '-oci')}").strip().splitlines()[-1]
             b.out("tag", image, f"docker.io/library/{name}:latest")
 
-        def both(label: str, ours: list[str], theirs: list[str]) -> None:
+        def both(
+            label: str,
+            ours: list[str],
+            theirs: list[str],
+            *,
+            cold: bool = False,
+            before: Callable[[int], None] | None = None,
+        ) -> None:
             nonlocal peak
-            # Each command starts with nothing left to write back from the one before.
-            os.sync()
-            t_ours, rss = timed_child(ours)
-            peak = max(peak, rss)
-            os.sync()
-            t_theirs, _ = timed_child(theirs)
-            rows.append((label, t_ours, t_theirs, t_ours / t_theirs))
-            print(f"{label:<44} lamina {t_ours:7.2f}s  buildah {t_theirs:7.2f}s  "
-                  f"ratio {t_ours / t_theirs:5.2f}  (lamina rss {rss / 1024:.0f} MiB)",
+            t_ours: list[float] = []
+            t_theirs: list[float] = []
+            for n in range(runs):
+                for argv, times in ((ours, t_ours), (theirs, t_theirs)):
+                    if before is not None:
+                        before(n)
+                    # Each command starts with nothing left to write back from the one
+                    # before; a cold workload also starts with no cached pages.
+                    drop_caches() if cold else os.sync()
+                    took, rss = timed_child(argv)
+                    times.append(took)
+                    if argv is ours:
+                        peak = max(peak, rss)
+            rows.append((label, t_ours, "buildah", t_theirs))
+            print(f"build: {label}: lamina {summary(t_ours)}s, buildah {summary(t_theirs)}s",
                   flush=True)  # fmt: skip
 
         # 1. twelve steps, fully cached
@@ -186,23 +185,29 @@ def main() -> None:
 
         # 2-4. a big context
         ctx = work / "bigctx"
-        make_tree(ctx / "src", opts.files, opts.file_size)
+        make_tree(ctx / "src", files, size)
         (ctx / "Dockerfile").write_text("FROM busybox\nCOPY src/ /app/\n")
         age(ctx)
-        mb = opts.files * opts.file_size / 1e6
+        mb = files * size / 1e6
         both(
-            f"cold COPY . /app ({opts.files} files, {mb:.0f} MB)",
-            lamina_cmd(lam_root, "build", "-q", "-t", "big", str(ctx)),
-            b.bud("big", ctx),
+            f"cold COPY . /app ({files} files, {mb:.0f} MB), no cache, caches dropped",
+            lamina_cmd(lam_root, "build", "-q", "--no-cache", "-t", "big", str(ctx)),
+            b.bud("big", ctx, "--no-cache"),
+            cold=True,
         )
         victim = ctx / "src" / "d000" / "f00000"
-        victim.write_bytes(b"edited" + victim.read_bytes()[6:])
-        then = time.time() - 30
-        os.utime(victim, (then, then))
+        original = victim.read_bytes()
+
+        def edit(n: int) -> None:
+            victim.write_bytes(f"edit{n:02d}".encode() + original[6:])
+            then = time.time() - 30 - n
+            os.utime(victim, (then, then))
+
         both(
             "rebuild after editing one file",
             lamina_cmd(lam_root, "build", "-q", "-t", "big", str(ctx)),
             b.bud("big", ctx),
+            before=edit,
         )
         both(
             "re-check of the unchanged context",
@@ -210,28 +215,24 @@ def main() -> None:
             b.bud("big", ctx),
         )
 
-        # 5. a RUN writing 1 GB in many files (the base's snapshot is unpacked beforehand)
+        # 5. a RUN writing many files (the base's snapshot is unpacked beforehand)
         ctx = work / "runctx"
         ctx.mkdir()
         (ctx / "Dockerfile").write_text("FROM bigbase\nRUN true\n")
         timed_child(lamina_cmd(lam_root, "build", "-q", str(ctx)))
         (ctx / "Dockerfile").write_text("FROM bigbase\nRUN tar -xf /data.tar -C /\n")
-        gb = opts.run_files * opts.run_file_size / 1e9
+        gb = run_files * run_size / 1e9
         both(
-            f"RUN writing {gb:.1f} GB in {opts.run_files} files",
-            lamina_cmd(lam_root, "build", "-q", "-t", "run", str(ctx)),
-            b.bud("run", ctx),
+            f"RUN writing {gb:.2f} GB in {run_files} files, no cache",
+            lamina_cmd(lam_root, "build", "-q", "--no-cache", "-t", "run", str(ctx)),
+            b.bud("run", ctx, "--no-cache"),
         )
     finally:
         subprocess.run(["umount", "-R", "-l", str(work / "buildah" / "root")],
                        capture_output=True, check=False)  # fmt: skip
-        shutil.rmtree(work, ignore_errors=True)
-    print()
-    print(f"{'workload':<44} {'lamina':>9} {'buildah':>9} {'ratio':>7}")
-    for label, ours, theirs, ratio in rows:
-        print(f"{label:<44} {ours:8.2f}s {theirs:8.2f}s {ratio:7.2f}")
-    print(f"lamina peak memory (ru_maxrss): {peak / 1024:.0f} MiB")
+    print(f"build: lamina peak memory (ru_maxrss): {peak / 1024:.0f} MiB", flush=True)
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    script_main(run, (__doc__ or "").splitlines()[0])

@@ -5,33 +5,22 @@
    the base and the ten small layers stored once each (is the base ever stored twice?)
 3. the store's bytes on disk ÷ the uncompressed content, lamina and buildah
 
-Run: `make bench` or `.venv/bin/python bench/bench_store.py [--files N] [--file-size B]`.
-Prints one table; nothing here is a test.
+Run: `make bench` (all benchmarks) or `.venv/bin/python bench/bench_store.py [--runs N]`;
+LAMINA_BENCH_SCALE=0.05 makes the images 20 times smaller. Nothing here is a test.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
+from _bench import SRC, Row, scaled, script_main, timed
+
 LAMINA = [sys.executable, "-m", "lamina"]
-
-
-def run(argv: list[str], env: dict[str, str] | None = None) -> float:
-    """Run a command to completion; return its wall time in seconds."""
-    started = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{argv[:4]}… failed: {done.stderr.strip()[-500:]}")
-    return elapsed
 
 
 def disk_usage(path: Path) -> int:
@@ -66,50 +55,56 @@ def make_tree(root: Path, files: int, size: int, seed: int = 1) -> int:
 
 
 def lamina(root: Path, *args: str) -> float:
-    return run([*LAMINA, "--root", str(root), *args])
+    return timed([*LAMINA, "--root", str(root), *args])
 
 
-def bench_load_save(work: Path, files: int, size: int) -> list[tuple[str, float, float]]:
+def run(runs: int, work: Path) -> list[Row]:
+    """Load and save beside skopeo; the sharing ratios are printed (they are not times)."""
+    files, size = scaled(20_000), 20_000
     tree = work / "tree"
     content = make_tree(tree, files, size)
     src_root = work / "src-root"
     lamina(src_root, "import", str(tree), "bench/big:1")
-    archive = work / "big.tar"
-    t_save = lamina(src_root, "save", "-o", str(archive), "bench/big:1")
-    t_load = lamina(work / "load-root", "load", "-i", str(archive))
-    t_skopeo = run(
-        ["skopeo", "copy", "-q", f"docker-archive:{archive}", f"oci:{work / 'skopeo-oci'}:big"]
-    )
-    t_save_back = lamina(work / "load-root", "save", "-o", str(work / "again.tar"), "bench/big:1")
-    t_skopeo_back = run(
-        [
-            "skopeo",
-            "copy",
-            "-q",
-            f"oci:{work / 'skopeo-oci'}:big",
-            f"docker-archive:{work / 'sk.tar'}",
-        ]
-    )
-    print(
-        f"image: {files} files, {content / 1e6:.0f} MB; "
-        f"docker-archive {archive.stat().st_size / 1e6:.0f} MB"
-    )
     shutil.rmtree(tree)
+    archive = work / "big.tar"
+    lamina(src_root, "save", "-o", str(archive), "bench/big:1")
+    print(
+        f"store: image of {files} files, {content / 1e6:.0f} MB; "
+        f"docker-archive {archive.stat().st_size / 1e6:.0f} MB",
+        flush=True,
+    )
+    load: list[float] = []
+    skopeo_in: list[float] = []
+    save: list[float] = []
+    skopeo_out: list[float] = []
+    save_gz: list[float] = []
+    for n in range(runs):
+        root, oci = work / f"load-root-{n}", work / f"skopeo-oci-{n}"
+        load.append(lamina(root, "load", "-i", str(archive)))
+        skopeo = ["skopeo", "copy", "-q"]
+        skopeo_in.append(timed([*skopeo, f"docker-archive:{archive}", f"oci:{oci}:big"]))
+        save.append(lamina(root, "save", "-o", str(work / f"again-{n}.tar"), "bench/big:1"))
+        back = work / f"sk-{n}.tar"
+        skopeo_out.append(timed([*skopeo, f"oci:{oci}:big", f"docker-archive:{back}"]))
+        save_gz.append(lamina(src_root, "save", "-o", str(work / f"gz-{n}.tar"), "bench/big:1"))
+        for path in (root, oci, work / f"again-{n}.tar", back, work / f"gz-{n}.tar"):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    for name, value in bench_sharing(work):
+        print(f"store: {name}: {value}", flush=True)
     return [
-        ("load docker-archive (vs skopeo copy docker-archive: oci:)", t_load, t_skopeo),
-        (
-            "save docker-archive of a loaded image (vs skopeo copy oci: docker-archive:)",
-            t_save_back,
-            t_skopeo_back,
-        ),
-        ("save docker-archive of an imported gzip image", t_save, float("nan")),
+        ("load docker-archive (vs skopeo copy docker-archive: oci:)", load, "skopeo", skopeo_in),
+        ("save a loaded image (vs skopeo copy oci: docker-archive:)", save, "skopeo", skopeo_out),
+        ("save an imported (gzip) image", save_gz, "", []),
     ]
 
 
-def bench_sharing(work: Path) -> list[tuple[str, float, float]]:
+def bench_sharing(work: Path) -> list[tuple[str, str]]:
     root = work / "share-root"
     base = work / "base"
-    make_tree(base, 2000, 20_000, seed=2)
+    make_tree(base, scaled(2000), 20_000, seed=2)
     lamina(root, "import", str(base), "bench/base:1")
     tree = work / "child"
     for n in range(10):
@@ -122,7 +117,7 @@ def bench_sharing(work: Path) -> list[tuple[str, float, float]]:
     lamina(empty, "images")
     store_bytes = disk_usage(root) - disk_usage(empty)
     # What each distinct layer costs stored once: its blob plus its snapshot.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    sys.path.insert(0, str(SRC))
     from lamina.api import Lamina
 
     api = Lamina(root)
@@ -145,11 +140,10 @@ def bench_sharing(work: Path) -> list[tuple[str, float, float]]:
         f"content {content / 1e6:.1f} MB"
     )
     return [
-        ("store growth ÷ (base + 10 small layers stored once)", growth_ratio, float("nan")),
+        ("store growth ÷ (base + 10 small layers stored once)", f"{growth_ratio:.3f}"),
         (
-            "store bytes on disk ÷ uncompressed content (lamina)",
-            ratio_disk,
-            buildah_ratio(work, base),
+            "bytes on disk ÷ uncompressed content, lamina vs buildah",
+            f"{ratio_disk:.3f} vs {buildah_ratio(work, base):.3f}",
         ),
     ]
 
@@ -163,8 +157,8 @@ def buildah_ratio(work: Path, base: Path) -> float:
         ctr = subprocess.run(
             [*common, "from", "scratch"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        run([*common, "copy", ctr, str(base), "/"])
-        run([*common, "commit", "-q", ctr, "localhost/base:1"])
+        timed([*common, "copy", ctr, str(base), "/"])
+        timed([*common, "commit", "-q", ctr, "localhost/base:1"])
         for n in range(10):
             extra = work / f"own-{n}.txt"
             extra.write_bytes(os.urandom(50_000))
@@ -172,9 +166,9 @@ def buildah_ratio(work: Path, base: Path) -> float:
             c = subprocess.run(
                 [*common, "from", "localhost/base:1"], capture_output=True, text=True, check=True
             ).stdout.strip()
-            run([*common, "copy", c, str(extra), "/"])
-            run([*common, "commit", "-q", c, f"localhost/child:{n}"])
-        run([*common, "rm", "--all"])
+            timed([*common, "copy", c, str(extra), "/"])
+            timed([*common, "commit", "-q", c, f"localhost/child:{n}"])
+        timed([*common, "rm", "--all"])
         return disk_usage(storage / "root") / content
     finally:
         subprocess.run([*common, "rm", "--all"], capture_output=True, check=False)
@@ -183,26 +177,5 @@ def buildah_ratio(work: Path, base: Path) -> float:
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--files", type=int, default=20_000)
-    parser.add_argument("--file-size", type=int, default=20_000)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="lamina-bench-", dir="/var/tmp"))
-    try:
-        rows = bench_load_save(work, args.files, args.file_size) + bench_sharing(work)
-    finally:
-        subprocess.run(
-            ["umount", "-R", str(work / "buildah" / "root" / "overlay")],
-            capture_output=True,
-            check=False,
-        )
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{'workload':<78} {'lamina':>9} {'other':>9} {'ratio':>7}")
-    for name, ours, theirs in rows:
-        ratio = ours / theirs if theirs == theirs and theirs else float("nan")
-        print(f"{name:<78} {ours:>9.3f} {theirs:>9.3f} {ratio:>7.2f}")
-
-
 if __name__ == "__main__":
-    main()
+    script_main(run, __doc__ or "")

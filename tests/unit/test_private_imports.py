@@ -35,6 +35,8 @@ def private_imports(tree: ast.AST) -> list[tuple[int, str, str]]:
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
         for target in targets:
             parts = target.split(".")
             if parts[0] != "lamina" or len(parts) < 3:

@@ -190,11 +190,7 @@ def check_dockerfile(
 ) -> list[Diagnostic]:
     """`lamina build --check`: the frontend's lint findings, nothing built."""
     from lamina.builder import BuildOptions
-    from lamina.dockerfile import check
+    from lamina.dockerfile import check, read_dockerfile
 
     path = BuildOptions(Path(context), dockerfile).dockerfile_path()
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise InvalidInputError(f"Dockerfile {path} does not exist") from None
-    return check(text, filename=path.name, build_args=dict(build_args or {}))
+    return check(read_dockerfile(path), filename=path.name, build_args=dict(build_args or {}))

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lamina.api._history import HistoryRow, history_rows
-from lamina.api._transfer_types import DEFAULT_MAX_LAYER_BYTES, LoadResult
+from lamina.api._transfer_types import LoadResult
 from lamina.errors import ConflictError, InvalidInputError, NotFoundError
-from lamina.oci import ImageConfig, Reference, parse_reference
+from lamina.oci import DEFAULT_MAX_LAYER_BYTES, ImageConfig, Reference, parse_reference
 from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store, open_store
 
 if TYPE_CHECKING:
     from lamina.builder import BuildResult
 
-_MAX_CONFIG = 8 * 1024 * 1024
 
 
 def default_root() -> Path:
@@ -92,8 +91,7 @@ class Lamina:
 
     def config(self, image: ImageRecord) -> ImageConfig:
         """The image's config, read from the store and verified."""
-        data = self.store.content.read_bytes(image.config_digest, _MAX_CONFIG)
-        return ImageConfig.from_bytes(data, f"config {image.config_digest}")
+        return self.store.image_config(image)
 
     @staticmethod
     def layer_sizes(image: ImageRecord) -> list[int]:

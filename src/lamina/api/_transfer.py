@@ -203,9 +203,9 @@ def save_images(
     """Write `images` (each with the names to save it under) as a docker-archive or OCI layout."""
     to_save = []
     for image, names in images:
-        manifest_bytes = store.content.read_bytes(image.digest, 8 << 20)
+        manifest_bytes = store.manifest_bytes(image)
         manifest = Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
-        config_bytes = store.content.read_bytes(image.config_digest, 8 << 20)
+        config_bytes = store.config_bytes(image)
         sizes = []
         diff_ids = []
         for layer, record in zip(manifest.layers, image.layers, strict=True):

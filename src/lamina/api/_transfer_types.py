@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_MAX_LAYER_BYTES = 64 << 30
-
 
 @dataclass(frozen=True)
 class LoadResult:

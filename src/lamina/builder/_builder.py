@@ -33,6 +33,7 @@ from lamina.dockerfile import (
     load_dockerignore,
     parse,
     plan,
+    read_dockerfile,
 )
 from lamina.errors import InvalidInputError, LaminaError, NotFoundError
 from lamina.oci import History, ImageConfig
@@ -49,9 +50,6 @@ from ._keys import StepInputs, explain_miss, instruction_text
 from ._meta import DEFAULT_PATH, HISTORY_COMMENT, apply_metadata, created_by, run_argv
 from ._options import BuildEvent, BuildOptions, BuildResult, EventSink, Resolver, timestamp
 from ._steps import CopyStep, RunStep, workdir_layer
-
-_MAX_DOCKERFILE = 16 << 20
-_MAX_CONFIG = 8 << 20
 
 
 class Builder:
@@ -102,11 +100,7 @@ class Builder:
 
     def load_plan(self) -> BuildPlan:
         path = self.opts.dockerfile_path()
-        try:
-            data = path.read_bytes()[: _MAX_DOCKERFILE + 1]
-        except FileNotFoundError:
-            raise NotFoundError(f"Dockerfile {path} does not exist") from None
-        df = parse(data.decode("utf-8", "replace"), filename=path.name)
+        df = parse(read_dockerfile(path), filename=path.name)
         return plan(df, build_args=dict(self.opts.build_args), target=self.opts.target)
 
     def build(self) -> BuildResult:
@@ -170,9 +164,7 @@ class Builder:
 
     def image_state(self, ref: str) -> ImageState:
         record = self.resolve(ref)
-        data = self.store.content.read_bytes(record.config_digest, _MAX_CONFIG)
-        config = ImageConfig.from_bytes(data, f"config of {ref}")
-        return ImageState(config, record.layers, record.id)
+        return ImageState(self.store.image_config(record), record.layers, record.id)
 
     def _base(self, sp: StagePlan) -> ImageState:
         if sp.base_stage is not None:

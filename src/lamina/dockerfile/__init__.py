@@ -85,7 +85,15 @@ from ._model import (
     run_script,
     single_heredoc,
 )
-from ._parse import Directives, Dockerfile, Stage, parse, parse_directives, parse_instruction
+from ._parse import (
+    Directives,
+    Dockerfile,
+    Stage,
+    parse,
+    parse_directives,
+    parse_instruction,
+    read_dockerfile,
+)
 from ._plan import (
     PLATFORM_ARGS,
     PROXY_ARGS,
@@ -97,6 +105,7 @@ from ._plan import (
 )
 
 __all__ = [
+    "read_dockerfile",
     "PLATFORM_ARGS",
     "PROXY_ARGS",
     "Arg",

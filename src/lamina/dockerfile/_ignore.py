@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lamina.errors import InvalidInputError
-
-MAX_IGNORE_BYTES = 4 * 1024 * 1024
+from lamina.oci import MAX_IGNORE_BYTES
 
 
 def _compile(pattern: str) -> re.Pattern[str]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import dockerfile as _bk
+
+from lamina.errors import InvalidInputError, NotFoundError
+from lamina.oci import MAX_DOCKERFILE_BYTES
 
 from ._chmod import parse_chmod
 from ._errors import DockerfileError
@@ -43,7 +47,6 @@ _DURATION_UNITS = {
     "ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000,
     "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000,
 }  # fmt: skip
-MAX_DOCKERFILE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,23 @@ def _locate(lines: list[str], message: str) -> int:
         else:
             lo = mid + 1
     return lo
+
+
+def read_dockerfile(path: Path) -> str:
+    """A Dockerfile's text, refused before it is read whole when it is over the cap."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_DOCKERFILE_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFoundError(f"Dockerfile {path} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"Dockerfile {path} is a directory") from None
+    if len(data) > MAX_DOCKERFILE_BYTES:
+        raise InvalidInputError(
+            f"Dockerfile {path} is larger than {MAX_DOCKERFILE_BYTES} bytes",
+            hint="a Dockerfile this large is not one; check the -f path",
+        )
+    return data.decode("utf-8", "replace")
 
 
 def parse(text: str, *, filename: str = "Dockerfile") -> Dockerfile:

@@ -18,12 +18,25 @@ from lamina.oci._digest import (
     sha256_digest,
     short_id,
 )
-from lamina.oci._json import MAX_DOCUMENT_BYTES, dump_json, load_json_object
+from lamina.oci._json import dump_json, load_json_object
+from lamina.oci._limits import (
+    DEFAULT_MAX_LAYER_BYTES,
+    MAX_DOCKERFILE_BYTES,
+    MAX_DOCUMENT_BYTES,
+    MAX_IGNORE_BYTES,
+    MAX_OCI_LAYOUT_BYTES,
+    MAX_PASSWD_BYTES,
+)
 from lamina.oci._manifest import Descriptor, Index, Manifest, Platform, host_platform
 from lamina.oci._reference import Reference, parse_reference
 
 __all__ = [
+    "DEFAULT_MAX_LAYER_BYTES",
+    "MAX_DOCKERFILE_BYTES",
     "MAX_DOCUMENT_BYTES",
+    "MAX_IGNORE_BYTES",
+    "MAX_OCI_LAYOUT_BYTES",
+    "MAX_PASSWD_BYTES",
     "Descriptor",
     "History",
     "ImageConfig",

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from lamina.errors import InvalidInputError
+from lamina.oci._limits import MAX_DOCUMENT_BYTES
 
-MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 _MAX_DEPTH = 64
 
 

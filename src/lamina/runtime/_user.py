@@ -6,14 +6,14 @@ from pathlib import Path
 
 from lamina.errors import InvalidInputError, NotFoundError
 from lamina.layers import read_file_in_root
+from lamina.oci import MAX_PASSWD_BYTES
 from lamina.runtime._spec import User
 
-_MAX_DB = 16 << 20  # an image's /etc/passwd is hostile input: bound what is read
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "no change" to the kernel
 
 
 def _table(rootfs: Path, path: str) -> list[list[str]]:
-    data = read_file_in_root(rootfs, path, _MAX_DB)
+    data = read_file_in_root(rootfs, path, MAX_PASSWD_BYTES)
     if data is None:
         return []
     rows = []

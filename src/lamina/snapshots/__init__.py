@@ -34,7 +34,7 @@ existing snapshot is returned and ``unpack`` is not called.
 
 Running a container (or a RUN step)
 -----------------------------------
-1. ``m = overlay_mount([snapshot_dir(s, d) for d in reversed(diff_ids)], upper, work)``;
+1. ``m = overlay_mount([snapshot_path(s, d) for d in reversed(diff_ids)], upper, work)``;
    the upper dir should be made 0755: the merged root takes its mode.
 2. ``with mounted(m, merged):`` — any number of layers (up to overlayfs' 500): long option
    strings are shortened with relative names, so depth is not capped by the page-size limit.
@@ -59,7 +59,7 @@ from lamina.snapshots._mount import (
     unmount,
 )
 from lamina.snapshots._prepare import ensure_snapshots
-from lamina.snapshots._snapshot import snapshot_dir, unpack_snapshot
+from lamina.snapshots._snapshot import unpack_snapshot
 from lamina.snapshots._stubs import clean_upper, find_stubs
 
 __all__ = [
@@ -74,7 +74,6 @@ __all__ = [
     "mount_points",
     "mounted",
     "overlay_mount",
-    "snapshot_dir",
     "unmount",
     "unpack_snapshot",
 ]

@@ -17,7 +17,7 @@ def ensure_snapshots(store: Store, layers: Sequence[LayerRecord], lease: Lease) 
     snapshot becomes visible only if its content hashes to the layer's diff_id.
     `lease` holds the snapshots until the caller records what uses them.
     """
-    snapshots_root = store.root / "snapshots"
+    snapshots_root = store.snapshots_dir
     dirs: list[Path] = []
     for layer in layers:
         lease.add_snapshot(layer.diff_id)

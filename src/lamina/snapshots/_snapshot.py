@@ -10,12 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lamina.errors import DigestMismatchError
-from lamina.oci import check_digest, digest_hex, short_id
-
-
-def snapshot_dir(snapshots_root: Path, diff_id: str) -> Path:
-    """Where the snapshot of the layer `diff_id` lives (it may not exist yet)."""
-    return snapshots_root / digest_hex(diff_id)
+from lamina.oci import check_digest, short_id
+from lamina.store import snapshot_path
 
 
 def unpack_snapshot(snapshots_root: Path, diff_id: str, unpack: Callable[[Path], str]) -> Path:
@@ -27,7 +23,7 @@ def unpack_snapshot(snapshots_root: Path, diff_id: str, unpack: Callable[[Path],
     won the race: same content, same name).
     """
     check_digest(diff_id, "diff_id")
-    final = snapshot_dir(snapshots_root, diff_id)
+    final = snapshot_path(snapshots_root, diff_id)
     if final.is_dir():
         return final
     snapshots_root.mkdir(parents=True, exist_ok=True)

@@ -49,6 +49,7 @@ the image ID (the config digest, `sha256:` optional).
 from lamina.store._commit import write_image
 from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer
 from lamina.store._gc import STALE_SECONDS
+from lamina.store._layout import snapshot_path
 from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
 from lamina.store._records import (
     RACY_SECONDS,
@@ -66,8 +67,11 @@ from lamina.store._records import (
 )
 from lamina.store._schema import SCHEMA_VERSION
 from lamina.store._store import Store, open_store
+from lamina.store._verified import VerifiedBlob
 
 __all__ = [
+    "snapshot_path",
+    "VerifiedBlob",
     "DEFAULT_LEASE_SECONDS",
     "RACY_SECONDS",
     "SCHEMA_VERSION",

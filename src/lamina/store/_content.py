@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import fcntl
 import hashlib
 import io
@@ -23,6 +22,7 @@ from lamina.errors import (
     NotFoundError,
 )
 from lamina.oci import check_digest, digest_hex
+from lamina.store._verified import VerifiedBlob
 
 _CHUNK = 1 << 20
 _HEX = frozenset("0123456789abcdef")
@@ -142,11 +142,12 @@ class ContentStore:
     def open(self, digest: str) -> BinaryIO:
         """A reader that hashes what it returns and raises DigestMismatchError at EOF
         if the blob no longer matches its name. Not seekable."""
+        path = self.path(digest)
         try:
-            f = open(self.path(digest), "rb", buffering=0)  # noqa: SIM115
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} is not in the content store") from None
-        return io.BufferedReader(_VerifyingReader(f, digest), _CHUNK)
+        return io.BufferedReader(VerifiedBlob(fd, 0, None, digest, "blob", str(path)), _CHUNK)
 
     def read_bytes(self, digest: str, max_size: int) -> bytes:
         """The verified content of a blob of at most `max_size` bytes."""
@@ -342,32 +343,3 @@ class Writer:
                     self._path.unlink()
             os.close(self._fd)
             self._fd = -1
-
-
-class _VerifyingReader(io.RawIOBase):
-    def __init__(self, f: io.FileIO, digest: str) -> None:
-        self._f = f
-        self._digest = digest
-        self._hash = hashlib.sha256()
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: object) -> int:
-        view = memoryview(buffer)  # type: ignore[arg-type]
-        n = self._f.readinto(view)
-        if n is None:
-            raise OSError(errno.EAGAIN, "blob read would block")
-        if n:
-            self._hash.update(view[:n])
-        elif not self._done:
-            self._done = True
-            actual = "sha256:" + self._hash.hexdigest()
-            if actual != self._digest:
-                raise DigestMismatchError(f"blob {self._f.name}", self._digest, actual)
-        return n
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()

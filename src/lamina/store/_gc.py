@@ -13,6 +13,7 @@ from pathlib import Path
 from lamina.errors import DigestMismatchError, NotFoundError
 from lamina.store._content import ContentStore, _is_hex64
 from lamina.store._db import Database
+from lamina.store._layout import snapshot_path
 from lamina.store._records import FsckReport, PruneReport
 
 STALE_SECONDS = 3600.0
@@ -159,7 +160,7 @@ class GcMixin:
         return FsckReport(problems=problems, strays=strays, blobs_checked=checked)
 
     def _snapshot_dir(self, diff_id: str) -> Path:
-        return self.snapshots_dir / diff_id.removeprefix("sha256:")
+        return snapshot_path(self.snapshots_dir, diff_id)
 
 
 def _mark(db: sqlite3.Connection) -> tuple[set[str], set[str]]:

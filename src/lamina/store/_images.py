@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 
 from lamina.errors import ConflictError, InvalidInputError, NotFoundError
-from lamina.oci import check_digest, is_digest
+from lamina.oci import MAX_DOCUMENT_BYTES, ImageConfig, check_digest, is_digest
 from lamina.store._content import ContentStore
 from lamina.store._db import Database
 from lamina.store._records import (
@@ -181,6 +181,18 @@ class ImagesMixin:
             )
             for digest, config, media_type, manifest_size, config_size, created in rows
         ]
+
+    def manifest_bytes(self, image: ImageRecord) -> bytes:
+        """The image's manifest as stored, verified, bounded by MAX_DOCUMENT_BYTES."""
+        return self.content.read_bytes(image.digest, MAX_DOCUMENT_BYTES)
+
+    def config_bytes(self, image: ImageRecord) -> bytes:
+        """The image's config as stored, verified, bounded by MAX_DOCUMENT_BYTES."""
+        return self.content.read_bytes(image.config_digest, MAX_DOCUMENT_BYTES)
+
+    def image_config(self, image: ImageRecord) -> ImageConfig:
+        """The image's config, read from the content store and decoded: the one way to."""
+        return ImageConfig.from_bytes(self.config_bytes(image), f"config {image.config_digest}")
 
     def image_layers(self, digest: str) -> list[LayerRecord]:
         """The image's layers, bottom first."""

@@ -10,6 +10,7 @@ from lamina.store._content import ContentStore
 from lamina.store._db import Database
 from lamina.store._gc import GcMixin
 from lamina.store._images import ImagesMixin
+from lamina.store._layout import SNAPSHOTS
 from lamina.store._leases import LeasesMixin
 from lamina.store._tables import TablesMixin
 
@@ -27,7 +28,7 @@ class Store(ImagesMixin, TablesMixin, LeasesMixin, GcMixin):
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(root, 0o700)
         self.content = ContentStore(root)
-        self.snapshots_dir = root / "snapshots"
+        self.snapshots_dir = root / SNAPSHOTS
         self.snapshots_dir.mkdir(exist_ok=True)
         self._db = Database(root)
 

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from lamina.errors import AlreadyExistsError, InvalidInputError, NotFoundError
-from lamina.oci import check_digest, digest_hex
+from lamina.oci import check_digest
 from lamina.store._content import ContentStore
 from lamina.store._db import Database
+from lamina.store._layout import snapshot_path
 from lamina.store._records import CacheRecord, ContainerRecord, FileIdentity, SnapshotRecord
 
 _MAX_ROWS_PER_QUERY = 100_000
@@ -29,7 +30,7 @@ class TablesMixin:
 
     def snapshot_path(self, diff_id: str) -> Path:
         """Where the unpacked layer with this diff_id lives (or will)."""
-        return self.snapshots_dir / digest_hex(diff_id)
+        return snapshot_path(self.snapshots_dir, diff_id)
 
     def put_snapshot(self, diff_id: str, size: int, state: str = "committed") -> None:
         """Record a snapshot directory that the snapshots package has finished writing."""

@@ -19,6 +19,7 @@ from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
 from lamina.layers import Compression, sniff_compression
 from lamina.oci import (
     MAX_DOCUMENT_BYTES,
+    MAX_OCI_LAYOUT_BYTES,
     Descriptor,
     ImageConfig,
     Index,
@@ -32,22 +33,36 @@ from lamina.oci import (
     parse_reference,
     sha256_digest,
 )
+from lamina.store import VerifiedBlob
 from lamina.transport._members import (
     DirFiles,
     Files,
+    Slice,
     TarFiles,
     clean_path,
     hash_member,
     peek_member,
     read_small,
 )
-from lamina.transport._verified import VerifiedBlob
 
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 _MAX_INDEX_DEPTH = 4
 _MAX_DOCKER_ENTRIES = 1000
 _CONFIG_NAME = re.compile(r"^(?:.*/)?([0-9a-f]{64})(?:\.json)?$")
+
+
+def _verified(piece: Slice, digest: str, size: int, what: str, verify: bool) -> VerifiedBlob:
+    """A blob of an archive, checked against its descriptor's size, then its digest."""
+    if piece.size != size:
+        if piece.owned:
+            os.close(piece.fd)
+        raise InvalidInputError(
+            f"{what}: {piece.label} holds {piece.size} bytes, its descriptor says {size}"
+        )
+    return VerifiedBlob(
+        piece.fd, piece.offset, size, digest, what, piece.label, owned=piece.owned, verify=verify
+    )
 
 
 def layer_media_type(head: bytes) -> str:
@@ -178,10 +193,7 @@ class ArchiveReader:
         else:
             path = _blob_path(digest)
         piece = self._files.open_slice(path, f"blob {digest}")
-        return cast(
-            BinaryIO,
-            VerifiedBlob(piece, digest, descriptor.size, f"blob {digest}", verify=verify),
-        )
+        return cast(BinaryIO, _verified(piece, digest, descriptor.size, f"blob {digest}", verify))
 
     def _read_blob(self, descriptor: Descriptor, what: str) -> bytes:
         if descriptor.size > MAX_DOCUMENT_BYTES:
@@ -189,7 +201,7 @@ class ArchiveReader:
                 f"{what}: {descriptor.size} bytes is more than the {MAX_DOCUMENT_BYTES} allowed"
             )
         piece = self._files.open_slice(_blob_path(descriptor.digest), what)
-        with VerifiedBlob(piece, descriptor.digest, descriptor.size, what) as blob:
+        with _verified(piece, descriptor.digest, descriptor.size, what, True) as blob:
             return blob.readall()
 
     # -- OCI layout -------------------------------------------------------------------
@@ -198,7 +210,7 @@ class ArchiveReader:
         files = self._files
         if files.exists("oci-layout"):
             layout = load_json_object(
-                read_small(files, "oci-layout", "oci-layout", 4096), "oci-layout"
+                read_small(files, "oci-layout", "oci-layout", MAX_OCI_LAYOUT_BYTES), "oci-layout"
             )
             if not isinstance(layout.get("imageLayoutVersion"), str):
                 raise InvalidInputError("oci-layout: imageLayoutVersion must be a string")

@@ -1,4 +1,4 @@
-"""Fixtures for end-to-end tests: a store and a busybox-static rootfs."""
+"""Fixtures for end-to-end tests: a store (the rootfs helper is tests/busybox_rootfs.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from busybox_rootfs import make_busybox_rootfs
 
 from lamina.api import Lamina
 
@@ -17,7 +16,3 @@ def lamina(tmp_path: Path) -> Iterator[Lamina]:
     yield api
     api.store.close()
 
-
-@pytest.fixture
-def busybox_rootfs(tmp_path: Path) -> Path:
-    return make_busybox_rootfs(tmp_path / "busybox-rootfs")

@@ -41,6 +41,7 @@ def _load_command(root: Path, archive: Path) -> list[str]:
     return [sys.executable, "-m", "lamina", "--root", str(root), "load", "-i", str(archive)]
 
 
+@pytest.mark.slow
 def test_sigkill_during_load_leaves_no_partial_image(tmp_path: Path) -> None:
     archive = _archive(tmp_path)
     root = tmp_path / "root"

@@ -48,7 +48,8 @@ def _two_layer_image(lamina: Lamina, tmp_path: Path) -> str:
 def _mounted_listing(lamina: Lamina, ref: str, where: Path) -> dict[str, tuple[object, ...]]:
     lamina.mount(ref, where)
     try:
-        return tree_listing(where)
+        listing: dict[str, tuple[object, ...]] = tree_listing(where)
+        return listing
     finally:
         lamina.umount(where)
 
@@ -100,6 +101,7 @@ def test_skopeo_reads_lamina_docker_archive(lamina: Lamina, tmp_path: Path) -> N
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive", "oci-dir"])
 def test_save_then_load_into_an_empty_store_gives_the_same_image(
     lamina: Lamina, tmp_path: Path, fmt: str
@@ -134,6 +136,7 @@ def _buildah(storage: Path, *argv: str | Path) -> str:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["docker-archive", "oci"])
 def test_lamina_loads_what_buildah_pushes(lamina: Lamina, tmp_path: Path, transport: str) -> None:
     storage = tmp_path / "buildah"
@@ -169,6 +172,7 @@ def test_lamina_loads_what_buildah_pushes(lamina: Lamina, tmp_path: Path, transp
         _buildah(storage, "rm", "--all")
 
 
+@pytest.mark.slow
 def test_deep_image_mounts_without_writing_beside_the_target(
     lamina: Lamina, tmp_path: Path
 ) -> None:

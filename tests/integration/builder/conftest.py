@@ -7,15 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from busybox_rootfs import make_busybox_rootfs
 
 from lamina.api import Lamina, build_image
 from lamina.builder import BuildEvent
-
-
-@pytest.fixture(scope="session")
-def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def _make_context(root: Path, spec: dict[str, Any]) -> None:
 # from busybox-static gets them in a few layers before each case; `app` (1000) stays as
 # tests/busybox_rootfs.py has it.
 HUB_BUSYBOX_ETC = """FROM busybox
-RUN mkdir -p /usr/bin /usr/sbin /sbin && /bin/busybox --install -s
+RUN /bin/busybox --install -s /bin && mkdir -p /usr/bin && ln -s /bin/env /usr/bin/env
 COPY <<EOF /etc/passwd
 root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false

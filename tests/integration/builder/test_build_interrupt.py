@@ -31,6 +31,7 @@ STAGES = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "dockerfile"),
     [(signal.SIGTERM, SINGLE), (signal.SIGINT, SINGLE), (signal.SIGTERM, STAGES)],

@@ -36,6 +36,7 @@ COPY --from=0 /base /app/base
 """
 
 
+@pytest.mark.slow
 def test_multi_stage_builds_only_what_the_target_needs(build, image_tree) -> None:  # type: ignore[no-untyped-def]
     built = build(MULTI, tags=["multi"])
     steps = " ".join(built.texts("step"))
@@ -115,6 +116,7 @@ def test_cache_mount_persists_and_stays_out_of_layers(lam: Lamina, build) -> Non
     assert len(lam.resolve("c2").layers) == len(lam.resolve("busybox").layers)
 
 
+@pytest.mark.slow
 def test_bind_and_tmpfs_mounts(lam: Lamina, context: Path, build, image_tree) -> None:  # type: ignore[no-untyped-def]
     (context / "input.txt").write_text("from-context\n")
     text = """\
@@ -137,6 +139,7 @@ RUN --mount=type=tmpfs,target=/scratch echo tmp > /scratch/x && cat /scratch/x
     assert again.texts("miss")[0].startswith("file changed: /in.txt: input.txt")
 
 
+@pytest.mark.slow
 def test_rw_bind_writes_are_seen_by_the_step_and_then_discarded(  # type: ignore[no-untyped-def]
     lam: Lamina, context: Path, build, image_tree
 ) -> None:
@@ -190,6 +193,7 @@ def lamina_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_cli_prints_the_image_id_last(lam: Lamina, context: Path) -> None:
     (context / "Dockerfile").write_text("FROM busybox\nRUN echo hi-from-cli\n")
     plain = lamina_cli(lam.root, "build", "--progress=plain", "-t", "cli:1", str(context))
@@ -201,6 +205,7 @@ def test_cli_prints_the_image_id_last(lam: Lamina, context: Path) -> None:
     assert quiet.stdout.strip() == lam.resolve("cli:1").id
 
 
+@pytest.mark.slow
 def test_cli_failure_exits_1_with_the_step(lam: Lamina, context: Path) -> None:
     (context / "Dockerfile").write_text("FROM busybox\nRUN exit 7\n")
     failed = lamina_cli(lam.root, "build", str(context))

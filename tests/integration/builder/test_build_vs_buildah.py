@@ -96,6 +96,7 @@ def buildah(lam: Lamina, tmp_path: Path) -> Buildah:
     return b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_lamina_and_buildah_agree(
     case: str,
@@ -132,6 +133,7 @@ def test_lamina_and_buildah_agree(
         buildah("rm", container)
     # buildah's RUN leaves the empty mount points it made (BuildKit and lamina remove them).
     stubs = {k for k in other.keys() - mine.keys() if k in BUILDAH_STUBS}
-    assert stubs == set() or "RUN" in CASES[case]
+    if "RUN" not in CASES[case]:
+        assert stubs == set()  # without a RUN, buildah has made no mount point either
     assert mine.keys() == other.keys() - stubs, sorted(mine.keys() ^ other.keys())
     assert {k: v for k, v in mine.items() if other[k] != v} == {}

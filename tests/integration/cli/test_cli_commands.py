@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from busybox_rootfs import make_busybox_rootfs
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +38,7 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def rootfs(tmp_path: Path) -> Path:
-    tree = tmp_path / "rootfs"
-    (tree / "bin").mkdir(parents=True)
-    shutil.copy2("/bin/busybox", tree / "bin" / "busybox")
-    (tree / "bin" / "sh").symlink_to("busybox")
-    return tree
+    return make_busybox_rootfs(tmp_path / "rootfs", with_etc=False)
 
 
 def test_unknown_image_is_one_line_and_exit_1(root: Path) -> None:
@@ -64,6 +61,7 @@ def test_usage_errors_exit_2(root: Path) -> None:
     assert lamina(root, "save", "--format", "zip", "x").returncode == 2
 
 
+@pytest.mark.slow
 def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -> None:
     image_id = ok(root, "import", "-m", "the base", str(rootfs), "me/base:1").strip()
     assert image_id.startswith("sha256:")
@@ -78,11 +76,11 @@ def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -
     assert history[0].split()[:3] == ["IMAGE", "CREATED", "CREATED"]
     assert history[1].startswith(image_id[7:19])
     assert history[1].rstrip().endswith("the base")
-    rows = [
+    history_rows = [
         json.loads(line)
         for line in ok(root, "history", "--format", "json", "me/base:1").splitlines()
     ]
-    assert rows[0]["ID"] == image_id and rows[0]["Comment"] == "the base"
+    assert history_rows[0]["ID"] == image_id and history_rows[0]["Comment"] == "the base"
 
     inspected = json.loads(ok(root, "inspect", "other"))
     assert inspected[0]["Id"] == image_id
@@ -102,6 +100,7 @@ def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -
     assert os.listdir(root / "blobs" / "sha256") == []
 
 
+@pytest.mark.slow
 def test_df_verbose_counts_shared_layers(root: Path, rootfs: Path, tmp_path: Path) -> None:
     ok(root, "import", str(rootfs), "me/base:1")
     top = tmp_path / "top"
@@ -117,6 +116,7 @@ def test_df_verbose_counts_shared_layers(root: Path, rootfs: Path, tmp_path: Pat
     assert counts == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_fsck_finds_a_corrupt_blob_and_exits_1(root: Path, rootfs: Path) -> None:
     ok(root, "import", str(rootfs), "me/base:1")
     assert "ok" in ok(root, "fsck")

@@ -177,6 +177,7 @@ def build(root: Path, tree: dict[str, tuple[str, object, int, tuple[int, int]]])
             os.chmod(path, mode)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_tree, _tree)
 def test_property_overlay_snapshot_over_a_gives_b(

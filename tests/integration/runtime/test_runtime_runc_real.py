@@ -240,6 +240,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_leaves_no_container_and_no_mount(
     box: Box, rootfs: Path, tmp_path: Path, signum: int

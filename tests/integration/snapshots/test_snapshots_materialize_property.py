@@ -6,6 +6,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -40,7 +41,7 @@ def build(root: Path, tree: dict[str, object], tag: str) -> None:
         elif node == "symlink":
             p.symlink_to(f"../{tag}")
         else:
-            kind, children = node  # type: ignore[misc]
+            kind, children = cast(tuple[str, dict[str, object]], node)
             p.mkdir()
             if kind == "opaque":
                 os.setxattr(p, OVERLAY_OPAQUE_XATTRS[0], b"y")
@@ -70,12 +71,13 @@ def view(root: Path) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(layer, min_size=2, max_size=4))
 def test_materialize_matches_overlayfs(layers: list[dict[str, object]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        lowers = []
+        lowers: list[Path] = []
         for i, tree in enumerate(layers):
             d = base / f"l{i}"
             d.mkdir()

@@ -70,6 +70,7 @@ def tag_worker(root: Path, worker: int) -> None:
             store.tag("example.com/shared:latest", digest)
 
 
+@pytest.mark.slow
 def test_concurrent_tagging_loses_no_tag(tmp_path: Path) -> None:
     # No store exists yet: the workers also race to create and migrate it.
     root = tmp_path / "root"
@@ -101,6 +102,7 @@ def pruner(root: Path, rounds: int) -> None:
             store.prune()
 
 
+@pytest.mark.slow
 def test_prune_races_writers_that_hold_leases(tmp_path: Path) -> None:
     root = tmp_path / "root"
     open_store(root).close()

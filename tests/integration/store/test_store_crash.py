@@ -58,6 +58,7 @@ def check_consistent(store: Store) -> None:
         assert manifest["layers"] == [layer.digest for layer in image.layers], "partial image"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_prune", [False, True], ids=["ingest", "ingest+prune"])
 def test_sigkill_at_random_moments_leaves_a_consistent_store(
     tmp_path: Path, with_prune: bool

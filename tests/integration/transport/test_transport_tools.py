@@ -196,7 +196,7 @@ def test_skopeo_reads_and_converts_lamina_docker_archive(images: Images, tmp_pat
     busybox, app = images.images
     info = json.loads(_skopeo("inspect", f"docker-archive:{path}:localhost:5000/app:v2"))
     assert info["Layers"] == list(app.diff_ids)  # uncompressed: digest == diff_id
-    assert info["RepoTags"] == [] or info["Name"].endswith("app")
+    assert info["Name"] == "localhost:5000/app"
     config = json.loads(
         _skopeo("inspect", "--config", f"docker-archive:{path}:lamina-test/busybox:1")
     )
@@ -264,6 +264,7 @@ def buildah_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[li
     _run("buildah", *flags, "rmi", "--all", "--force")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dest", ["docker-archive", "oci"])
 def test_lamina_reads_what_buildah_pushes(
     buildah_image: tuple[list[str], Path], tmp_path: Path, dest: str
@@ -278,9 +279,7 @@ def test_lamina_reads_what_buildah_pushes(
     with open_archive(path) as archive:
         (image,) = archive.images()
         assert list(image.diff_ids) == diff_ids
-        assert image.config_digest == inspect["FromImageID"] or image.config_digest.endswith(
-            inspect["FromImageID"]
-        )
+        assert image.config_digest == "sha256:" + inspect["FromImageID"]
         _read_everything(archive)
         layer = image.manifest.layers[-1]
         with archive.open_blob(layer) as stream:

@@ -14,7 +14,7 @@ BASE = StepInputs("sha256:parent", "RUN x", (("A", "1"),), (("PATH", "/bin"),), 
 
 def with_(**changes: object) -> StepInputs:
     fields = {**BASE.__dict__, **changes}
-    return StepInputs(**fields)  # type: ignore[arg-type]
+    return StepInputs(**fields)
 
 
 def test_key_is_stable_and_depends_on_every_input() -> None:

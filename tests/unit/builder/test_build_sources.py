@@ -29,7 +29,11 @@ def test_unchanged_files_are_not_read_twice(
     os.utime(ctx / "old.txt", (then, then))
     read: list[str] = []
     real = sources.file_sha256
-    monkeypatch.setattr(sources, "file_sha256", lambda p: read.append(Path(p).name) or real(p))
+    def spy(p: str) -> str:
+        read.append(Path(p).name)
+        return real(p)
+
+    monkeypatch.setattr(sources, "file_sha256", spy)
 
     files = select_sources(ctx, ["."])
     first = digest_context_files(store, str(ctx), files)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import lamina.dockerfile as dfm
@@ -14,9 +16,10 @@ from lamina.dockerfile import (
     Onbuild,
     Run,
     parse,
+    read_dockerfile,
     run_script,
 )
-from lamina.errors import InvalidInputError
+from lamina.errors import InvalidInputError, NotFoundError
 
 
 def body(text: str) -> tuple[dfm.Instruction, ...]:
@@ -146,3 +149,13 @@ def test_errors_name_file_line_and_text(text: str, line: int, fragment: str) -> 
     assert info.value.line == line
     assert str(info.value).startswith(f"app.Dockerfile:{line}: ")
     assert fragment in str(info.value)
+
+
+def test_read_dockerfile_applies_the_cap_before_reading_it_whole(tmp_path: Path) -> None:
+    # /dev/zero never ends: reading it whole first (as before) would never return.
+    with pytest.raises(InvalidInputError, match="larger than"):
+        read_dockerfile(Path("/dev/zero"))
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    assert read_dockerfile(tmp_path / "Dockerfile") == "FROM scratch\n"
+    with pytest.raises(NotFoundError, match="does not exist"):
+        read_dockerfile(tmp_path / "missing")

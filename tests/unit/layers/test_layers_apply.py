@@ -9,6 +9,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -130,6 +131,7 @@ def build(root: Path, tree: dict[str, tuple[str, object, int]]) -> None:
             os.chmod(path, mode)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_tree, _tree)
 def test_property_apply_diff_gives_b(

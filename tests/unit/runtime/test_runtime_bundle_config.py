@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -31,7 +31,7 @@ def config(**kw: Any) -> dict[str, Any]:
 
 def mount(cfg: dict[str, Any], destination: str) -> dict[str, Any]:
     (found,) = [m for m in cfg["mounts"] if m["destination"] == destination]
-    return found
+    return cast(dict[str, Any], found)
 
 
 def test_public_surface_is_all() -> None:

@@ -7,19 +7,20 @@ from pathlib import Path
 import pytest
 
 from lamina.errors import DigestMismatchError, InvalidInputError
-from lamina.snapshots import snapshot_dir, unpack_snapshot
+from lamina.snapshots import unpack_snapshot
+from lamina.store import snapshot_path
 
 DIFF_ID = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
 
 
-def test_snapshot_dir_is_named_by_hex(tmp_path: Path) -> None:
-    assert snapshot_dir(tmp_path, DIFF_ID) == tmp_path / ("ab" * 32)
+def test_snapshot_path_is_named_by_hex(tmp_path: Path) -> None:
+    assert snapshot_path(tmp_path, DIFF_ID) == tmp_path / ("ab" * 32)
 
 
-def test_snapshot_dir_refuses_a_non_digest(tmp_path: Path) -> None:
+def test_snapshot_path_refuses_a_non_digest(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError):
-        snapshot_dir(tmp_path, "sha256:../../etc")
+        snapshot_path(tmp_path, "sha256:../../etc")
 
 
 def test_unpack_renames_into_place_when_diff_id_matches(tmp_path: Path) -> None:
@@ -32,7 +33,7 @@ def test_unpack_renames_into_place_when_diff_id_matches(tmp_path: Path) -> None:
         return DIFF_ID
 
     final = unpack_snapshot(tmp_path, DIFF_ID, unpack)
-    assert final == snapshot_dir(tmp_path, DIFF_ID)
+    assert final == snapshot_path(tmp_path, DIFF_ID)
     assert (final / "hello").read_text() == "hi"
     assert final.stat().st_mode & 0o777 == 0o755
     assert seen[0].parent == tmp_path
@@ -77,7 +78,7 @@ def test_unpack_is_idempotent(tmp_path: Path) -> None:
 def test_losing_a_race_keeps_the_winner(tmp_path: Path) -> None:
     def unpack(d: Path) -> str:
         # Another process finishes the same snapshot while this one is unpacking.
-        winner = snapshot_dir(tmp_path, DIFF_ID)
+        winner = snapshot_path(tmp_path, DIFF_ID)
         winner.mkdir()
         (winner / "theirs").write_text("1")
         (d / "mine").write_text("2")

@@ -8,6 +8,7 @@ import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,8 +24,8 @@ Members = dict[str, bytes | tuple[str, str]]
 
 
 def _docker(**entry_changes: object) -> Members:
-    files = docker_files([IMAGE])
-    entries = json.loads(files["manifest.json"])  # type: ignore[arg-type]
+    files: Members = docker_files([IMAGE])
+    entries = json.loads(cast(bytes, files["manifest.json"]))
     entries[0].update(entry_changes)
     files["manifest.json"] = json.dumps(entries).encode()
     return files
@@ -113,8 +114,8 @@ def _duplicate_member() -> bytes:
 
 
 def _huge_manifest_json() -> Members:
-    files = docker_files([IMAGE])
-    entries = json.loads(files["manifest.json"])  # type: ignore[arg-type]
+    files: Members = docker_files([IMAGE])
+    entries = json.loads(cast(bytes, files["manifest.json"]))
     entries[0]["Padding"] = "x" * (9 << 20)
     files["manifest.json"] = json.dumps(entries).encode()
     return files
@@ -308,6 +309,7 @@ _VALID = {
 }
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

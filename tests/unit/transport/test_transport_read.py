@@ -21,8 +21,16 @@ from transport_images import (
 
 import lamina.transport
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
-from lamina.oci import Descriptor, Index, Manifest, dump_json, media_types, parse_reference
-from lamina.transport import host_architecture, open_archive
+from lamina.oci import (
+    Descriptor,
+    Index,
+    Manifest,
+    dump_json,
+    host_platform,
+    media_types,
+    parse_reference,
+)
+from lamina.transport import open_archive
 
 BUSYBOX = build(["busybox:1.36"], [{"bin/sh": b"#!sh\n"}, {"etc/passwd": b"root:x:0:0\n"}])
 APP = build(["me/app:v1", "registry.local:5000/app:v1"], [{"bin/sh": b"#!sh\n"}, {"app": b"x"}])
@@ -174,7 +182,7 @@ def _nested(tmp_path: Path, arches: list[str]) -> Path:
 
 
 def test_nested_index_resolves_to_this_machines_platform(tmp_path: Path) -> None:
-    path = _nested(tmp_path, ["s390x", host_architecture()])
+    path = _nested(tmp_path, ["s390x", host_platform().architecture])
     with open_archive(path) as archive:
         (image,) = archive.images()
         assert image.names == (parse_reference("multi:1"),)
@@ -183,7 +191,8 @@ def test_nested_index_resolves_to_this_machines_platform(tmp_path: Path) -> None
 
 def test_nested_index_without_this_platform_is_not_found(tmp_path: Path) -> None:
     path = _nested(tmp_path, ["s390x", "riscv64"])
-    with pytest.raises(NotFoundError, match=f"no manifest for linux/{host_architecture()}"):
+    arch = host_platform().architecture
+    with pytest.raises(NotFoundError, match=f"no manifest for linux/{arch}"):
         open_archive(path)
 
 
