@@ -9,14 +9,15 @@ only a shell is needed). A case that lamina does not yet pass carries `xfail = "
 and runs as a strict xfail, so fixing it turns the run red until the mark is removed.
 
 Format (TOML):
-    go_test, go_file, dockerfile, [build_args], target, [allow], xfail,
+    go_test, go_file, dockerfile (or file = a context file given as -f), [build_args],
+    target, [allow], xfail,
     [[then]]: later builds in the same store (dockerfile, build_args, target, expect)
     [context] files = {path = text}, dirs = [...], modes = {path = 0o600}, sockets = [...],
               symlinks = {path = target}, tars = {name = {compress, entries = [...]}}
     [expect] files = {path = text}, absent = [...], modes = {path = 0o644},
              owners = {path = [uid, gid]}, symlinks = {path = target},
              same_file = [[a, b]], dirs = [...], config = {Field = value}, error = "regex",
-             contains / lacks = {path = [substrings]}
+             contains / lacks = {path = [substrings]}, empty_dirs = [...]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from lamina.api import build_image
 from lamina.errors import LaminaError
 
 pytestmark = pytest.mark.integration
@@ -143,8 +145,16 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
         options["target"] = spec["target"]
     if spec.get("allow"):
         options["allow"] = spec["allow"]
+    if spec.get("file"):  # -f NAME: the Dockerfile is a context file of that name
+        options["dockerfile"] = Path(spec["file"])
+
+    def build_case(text: str | None, **opts: Any) -> Any:
+        if text is not None:
+            (context / "Dockerfile").write_text(text)
+        return build_image(lam, context, **opts)
+
     try:
-        _check(spec, expect, context, build, image_tree, lam, options)
+        _check(spec, expect, context, build_case, image_tree, lam, options)
         # Later builds of the same Go test, in the same store (cache behaviour).
         for then in spec.get("then", []):
             step = {**spec, **then}
@@ -153,7 +163,8 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
                 step_options["target"] = then["target"]
             elif "target" in then:
                 step_options.pop("target", None)
-            _check(step, then.get("expect", {}), context, build, image_tree, lam, step_options)
+            _check(step, then.get("expect", {}), context, build_case, image_tree, lam,
+                   step_options)  # fmt: skip
     except (AssertionError, LaminaError) as exc:
         if "xfail" in spec:
             pytest.xfail(f"{spec['xfail']} ({type(exc).__name__}: {str(exc)[:200]})")
@@ -166,16 +177,16 @@ def _check(spec: dict[str, Any], expect: dict[str, Any], context: Path, build: A
            image_tree: Any, lam: Any, options: dict[str, Any]) -> None:  # fmt: skip
     if "error" in expect:
         with pytest.raises(LaminaError) as info:
-            build(spec["dockerfile"], **options)
+            build(spec.get("dockerfile"), **options)
         assert re.search(expect["error"], str(info.value)), str(info.value)
         return
-    build(spec["dockerfile"], **options)
+    build(spec.get("dockerfile"), **options)
     if "config" in expect:
         config = _config(lam, "case")["config"]
         for key, value in expect["config"].items():
             assert config.get(key) == value, (key, config.get(key))
     checks = ("files", "absent", "modes", "owners", "symlinks", "same_file", "dirs", "contains",
-              "lacks")  # fmt: skip
+              "lacks", "empty_dirs")  # fmt: skip
     if not any(k in expect for k in checks):
         return
     with image_tree("case") as root:
@@ -191,6 +202,8 @@ def _check(spec: dict[str, Any], expect: dict[str, Any], context: Path, build: A
             assert not any(p in text for p in parts), (rel, text)
         for rel in expect.get("dirs", []):
             assert (root / rel).is_dir(), rel
+        for rel in expect.get("empty_dirs", []):
+            assert (root / rel).is_dir() and not list((root / rel).iterdir()), rel
         for rel, mode in expect.get("modes", {}).items():
             got = stat.S_IMODE(os.lstat(root / rel).st_mode)
             assert got == mode, f"{rel}: {got:o} != {mode:o}"
