@@ -52,15 +52,28 @@ class Selection:
 
 
 def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
+    """An http(s) source ADD downloads (a git repository URL is not one)."""
+    from ._git import is_git_source
+
+    return source.startswith(("http://", "https://")) and not is_git_source(source)
+
+
+def is_remote(source: str) -> bool:
+    """Not taken from the context: a download or a git repository."""
+    from ._git import is_git_source
+
+    return is_url(source) or is_git_source(source)
 
 
 def select(inst: Copy, root: Path, ignore: IgnoreRules | None) -> Selection:
     """Stat (never read) the entries each source word takes from `root`."""
     sel = Selection(root)
     for word in inst.sources:
-        if word.startswith("<<") or (inst.is_add and is_url(word)):
+        if word.startswith("<<") or (inst.is_add and is_remote(word)):
             continue
+        if is_remote(word):  # BuildKit's dispatchCopy words
+            what = "a URL" if is_url(word) else "a git ref"
+            raise InvalidInputError(f"{inst.loc}: source can't be {what} for COPY")
         if inst.parents:
             files = select_parents(root, [word], ignore, inst.excludes)
             sel.words.append((word, files, [("", True)]))
@@ -382,6 +395,7 @@ def stage(
     workdir: str,
     heredocs: Sequence[tuple[str, bytes]] = (),
     unpack: bool | None = None,
+    trees: Sequence[tuple[Path, list[ContextFile]]] = (),
 ) -> None:
     """Put everything `inst` copies into the stager's staging directory.
 
@@ -390,7 +404,8 @@ def stage(
     with ``/`` or is a directory in the image (symlinks followed inside the image),
     else *as* it (an existing file or a symlink's target is replaced); a local tar
     (ADD, unless ``--unpack=false``) is unpacked into the destination, created if
-    missing. Several sources (or matches) need a directory destination.
+    missing. Several sources (or matches) need a directory destination. `trees` (a
+    git checkout and its entries) copy their contents into the destination.
     """
     absolute = posixpath.normpath(posixpath.join(workdir, inst.dest or "."))
     real, exists_as_dir = stager._image_path(absolute)
@@ -430,6 +445,10 @@ def stage(
             if inst.parents:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
             stager.put_entry(sel.root, f, target)
+    for root, files in trees:
+        into = stager.make_dirs(absolute)
+        for f in files:
+            stager.put_entry(root, f, os.path.join(into, f.dest))
     for base, path, mtime in sel.downloads:
         if unpack and _is_archive(str(path)):
             stager.extract(str(path), absolute)

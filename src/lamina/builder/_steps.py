@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import posixpath
@@ -25,6 +26,7 @@ from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError,
 from lamina.store import RACY_SECONDS
 
 from ._copy import Owner, Selection, Stager, is_url, select, stage, summarise
+from ._git import GitSource, checkout, is_git_source, parse_git_source, resolve_commit
 from ._image import ImageState, ensure_snapshots
 from ._keys import StepInputs, instruction_text
 from ._meta import shell_of
@@ -129,6 +131,7 @@ class CopyStep:
         self.sel: Selection | None = None
         self.src: ImageState | None = None
         self.downloads: list[tuple[str, Path, float | None]] = []
+        self.gits: list[tuple[GitSource, str]] = []  # (source, commit)
         self.direct: dict[str, Change] | None = None
         self.shortcut = False
 
@@ -146,7 +149,8 @@ class CopyStep:
             self.sel = select(self.inst, self.b.context, self.b.ignore)
             files = self.sel.files()
             self.b.observe(files)
-            urls = self.inst.is_add and any(is_url(w) for w in self.inst.sources)
+            urls = self.inst.is_add and any(is_url(w) or is_git_source(w)
+                                            for w in self.inst.sources)  # fmt: skip
             if urls:
                 self.b.replayable = False
             record, stamp = self._stamp()
@@ -161,7 +165,23 @@ class CopyStep:
                 if stamp and not urls:
                     summary = StepInputs("", "", sources=tuple(sources)).sources_checksum()
                     self.b.store.put_cache(record, {"stamp": stamp, "checksum": summary})
+        self.gits = []
         for word in self.inst.sources:
+            if is_git_source(word) and not word.startswith("<<"):
+                if not self.inst.is_add:
+                    raise InvalidInputError(f"{self.step.loc}: source can't be a git ref for COPY")
+                src = parse_git_source(word)
+                if self.inst.checksum:
+                    if src.checksum and src.checksum != self.inst.checksum:
+                        raise InvalidInputError(f"{self.step.loc}: checksum mismatch "
+                                                f"{self.inst.checksum!r} != {src.checksum!r}")
+                    src = dataclasses.replace(src, checksum=self.inst.checksum)
+                commit = resolve_commit(src)
+                keep = self._keep_git_dir(src)
+                self.gits.append((src, commit))
+                # The commit names the content: the key needs nothing fetched.
+                sources.append((word, f"git:{commit}:{src.subdir}:{keep}"))
+                continue
             if self.inst.is_add and is_url(word):
                 if self.inst.checksum:
                     # The checksum names the content: a hit needs no download at all.
@@ -203,6 +223,11 @@ class CopyStep:
         ident = f"{self.b.context}\0{instruction_text(self.inst)}"
         record = "ctxsum:" + hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
         return record, h.hexdigest()
+
+    def _keep_git_dir(self, src: GitSource) -> bool:
+        if src.keep_git_dir is not None and self.inst.keep_git_dir and not src.keep_git_dir:
+            raise InvalidInputError(f"{self.step.loc}: inconsistent keep-git-dir configuration")
+        return bool(self.inst.keep_git_dir or src.keep_git_dir)
 
     def _download(self, url: str) -> tuple[str, Path, str, float | None]:
         """(file name, where it is, sha256 digest, its Last-Modified as a timestamp)."""
@@ -300,8 +325,13 @@ class CopyStep:
                             name, path, _, mtime = self._download(word)
                             self.downloads.append((name, path, mtime))
                 self.sel.downloads = self.downloads
+                trees = []
+                for n, (repo, commit) in enumerate(self.gits):
+                    top = checkout(repo, commit, self.scratch / f"git-{n}",
+                                   self._keep_git_dir(repo))  # fmt: skip
+                    trees.append((top, select_sources(top, ["."])))
                 stage(self.inst, self.sel, stager, self.step.workdir, heredocs,
-                      unpack=self.inst.unpack)  # fmt: skip
+                      unpack=self.inst.unpack, trees=trees)  # fmt: skip
         return staging
 
 

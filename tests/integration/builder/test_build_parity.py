@@ -305,3 +305,73 @@ def test_healthcheck_start_interval(build, lam) -> None:  # type: ignore[no-unty
         "StartPeriod": 5_000_000_000, "StartInterval": 2_000_000_000, "Retries": 3,
     }  # fmt: skip
     assert built.id
+
+
+def _git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=repo, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A local repository (path ends in .git, as BuildKit's git URLs do)."""
+    path = tmp_path / "project.git"
+    path.mkdir()
+    _git(path, "init", "-q", "-b", "main")
+    (path / "README").write_text("v1\n")
+    (path / "sub").mkdir()
+    (path / "sub/inner.txt").write_text("inner\n")
+    _git(path, "add", ".")
+    _git(path, "commit", "-q", "-m", "one")
+    _git(path, "tag", "v1")
+    return path
+
+
+def test_add_git_repository(repo: Path, build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """Dockerfile reference, ADD from a git repository: `#ref:subdir`, `--keep-git-dir`;
+    the checkout lands as the destination's contents, without .git unless asked."""
+    url = f"file://{repo}"
+    build(
+        f"FROM busybox\nADD {url}#v1 /src\nADD {url}#main:sub /only-sub\n"
+        f"ADD --keep-git-dir=true {url} /with-git\n",
+        tags=["git"],
+    )
+    with image_tree("git") as root:
+        assert (root / "src/README").read_text() == "v1\n"
+        assert (root / "src/sub/inner.txt").read_text() == "inner\n"
+        assert not (root / "src/.git").exists()
+        assert sorted(p.name for p in (root / "only-sub").iterdir()) == ["inner.txt"]
+        assert (root / "with-git/.git").is_dir()
+
+
+def test_add_git_is_cached_by_commit(repo: Path, build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """The ref resolves to a commit first (git ls-remote): same commit, cache hit; a new
+    commit on the branch, a miss with the new content."""
+    dockerfile = f"FROM busybox\nADD file://{repo}#main /src\n"
+    build(dockerfile, tags=["g1"])
+    again = build(dockerfile, tags=["g1"])
+    assert again.texts("cached") == ["CACHED"]
+    (repo / "README").write_text("v2\n")
+    _git(repo, "commit", "-q", "-am", "two")
+    changed = build(dockerfile, tags=["g2"])
+    assert changed.texts("cached") == []
+    with image_tree("g2") as root:
+        assert (root / "src/README").read_text() == "v2\n"
+
+
+def test_git_source_errors(repo: Path, build) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit's dispatchCopy: "source can't be a git ref for COPY"; a missing ref and a
+    --checksum that is not the commit are refused."""
+    from lamina.errors import DigestMismatchError, NotFoundError
+
+    with pytest.raises(InvalidInputError, match="can't be a git ref for COPY"):
+        build(f"FROM busybox\nCOPY file://{repo} /x\n")
+    with pytest.raises(NotFoundError, match="no ref 'nope'"):
+        build(f"FROM busybox\nADD file://{repo}#nope /x\n")
+    with pytest.raises(DigestMismatchError):
+        build(f"FROM busybox\nADD --checksum=0123abcd file://{repo}#v1 /x\n")
