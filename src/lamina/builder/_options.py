@@ -85,9 +85,13 @@ def timestamp(source_date_epoch: int | None, now: float) -> str:
 class StepFailedError(ToolError):
     """A RUN whose command exited non-zero: the step, its line, exit code and last output."""
 
-    def __init__(self, step: str, where: str, code: int, tail: Sequence[str]) -> None:
+    def __init__(
+        self, step: str, where: str, code: int, tail: Sequence[str], argv: Sequence[str] = ()
+    ) -> None:
         lines = "\n".join("  " + line for line in tail)
-        text = f"{where}: {step} exited with code {code}"
+        # BuildKit's wording (testDockerfileInvalidCommand greps for it), lamina's place.
+        process = f'process "{" ".join(argv)}" ' if argv else "it "
+        text = f"{where}: {step}: {process}did not complete successfully: exit code: {code}"
         if lines:
             text += "\nlast output:\n" + lines
         super().__init__(text, hint="fix the command; earlier steps stay cached")

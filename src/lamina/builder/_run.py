@@ -293,7 +293,7 @@ def run_step(
         code = run(bundle, merged, config, state_dir=state_dir,
                    stdout=tail, stderr=tail)  # fmt: skip
     if code != 0:
-        raise StepFailedError(what, where, code, tail.tail())
+        raise StepFailedError(what, where, code, tail.tail(), req.argv)
     clean_upper(upper, stubs, lowers)
     shutil.rmtree(work, ignore_errors=True)
     return upper

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 
 from lamina.errors import InvalidInputError
@@ -110,6 +111,11 @@ def plan(
                     raise _at(planned_inst.source, f"--from={ref}: no stage with index {dep}")
                 if dep == index:
                     raise _at(planned_inst.source, f"--from={ref}: a stage can't use itself")
+                if dep > index and isinstance(inst, Copy):
+                    # BuildKit dispatches stages in order (testOutOfOrderStage).
+                    raise _at(planned_inst.source, f"cannot copy from stage {ref!r}, it needs "
+                              f"to be defined before current stage "
+                              f"{df.stages[index].name or index!r}")  # fmt: skip
                 if state.get(dep) == "active":
                     raise _at(planned_inst.source, f"--from={ref}: circular dependency on stage "
                               f"{ref} ({_text(df.stages[dep].from_)})")  # fmt: skip
@@ -169,10 +175,11 @@ def _target_index(df: Dockerfile, target: str | int | None, names: Mapping[str, 
         raise InvalidInputError(f"{df.filename}: no stage with index {target}")
     if target.lower() in names:
         return names[target.lower()]
+    close = difflib.get_close_matches(target.lower(), list(names), n=1)
     known = ", ".join(sorted(names)) or "none named"
-    raise InvalidInputError(
-        f"{df.filename}: target stage {target!r} could not be found (stages: {known})"
-    )
+    hint = f"did you mean {close[0]}?" if close else f"stages: {known}"
+    # BuildKit's words (testTargetMistype), a suggestion as its suggest package makes it.
+    raise InvalidInputError(f'{df.filename}: target stage "{target}" could not be found ({hint})')
 
 
 def _stage_plan(

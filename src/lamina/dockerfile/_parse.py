@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -191,7 +193,7 @@ def parse(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
         else:
             converter.fail(command, "no build stage in current context: FROM must come first")
     if not stages:
-        raise DockerfileError(filename, 1, "", "the Dockerfile has no FROM instruction")
+        raise DockerfileError(filename, 1, "", "dockerfile contains no stages to build (no FROM instruction)")
     built = tuple(Stage(i, f, tuple(body)) for i, (f, body) in enumerate(stages))
     return Dockerfile(filename, directives, tuple(global_args), built)
 
@@ -251,7 +253,9 @@ class _Converter:
         loc = Location(self.filename, command.start_line, command.end_line, command.original)
         handler = self.handlers.get(command.cmd.upper())
         if handler is None:
-            self.fail(command, f"unknown instruction: {command.cmd}")
+            close = difflib.get_close_matches(command.cmd.upper(), self.handlers, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            self.fail(command, f"unknown instruction: {command.cmd}{hint}")
         assert handler is not None
         return handler(command, loc)
 
@@ -311,8 +315,31 @@ class _Converter:
             self.fail(c, f"invalid stage name {values[2]!r}: use letters, digits, '-', '_', '.'")
         return From(values[0], values[2], flags.get("platform"), values[1], loc)
 
+    def exec_form(self, c: Any) -> tuple[str, ...] | None:
+        """The JSON array of an exec-form command, or None when the text after the
+        instruction is not exactly one (BuildKit then takes it as shell form: the
+        parser's lenient reading of `["a"]junk` as JSON is not BuildKit's)."""
+        if not c.json:
+            return None
+        first = c.original.find("[")
+        text = re.sub(re.escape(self.escape) + r"[ \t]*\r?\n", "", c.original[first:]).strip()
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+            return None
+        return tuple(c.value)
+
+    def shell_text(self, c: Any) -> tuple[str, ...]:
+        first = c.original.find("[")
+        return (c.original[first:].strip(),)
+
     def _run(self, c: Any, loc: Location) -> Run:
         flags = self.flags(c, {"mount": "list", "network": "str", "security": "str"})
+        argv = self.exec_form(c)
+        if c.json and argv is None:
+            c = c._replace(json=False, value=self.shell_text(c))
         values = self.need(c) if not c.json else tuple(c.value)
         mounts = tuple(self.mount(c, spec) for spec in flags.get("mount", []))
         network = flags.get("network")
@@ -364,8 +391,11 @@ class _Converter:
 
     def _command(self, c: Any) -> tuple[tuple[str, ...], bool]:
         self.flags(c, {})
+        argv = self.exec_form(c)
+        if argv is not None:
+            return argv, False
         if c.json:
-            return tuple(c.value), False
+            return self.shell_text(c), True
         return self.need(c), True
 
     def _cmd(self, c: Any, loc: Location) -> Cmd:

@@ -11,13 +11,15 @@ and runs as a strict xfail, so fixing it turns the run red until the mark is rem
 Format (TOML):
     go_test, go_file, dockerfile (or file = a context file given as -f), [build_args],
     target, [allow], xfail,
-    [[then]]: later builds in the same store (dockerfile, build_args, target, expect)
+    [[then]]: later builds in the same store (dockerfile, build_args, target, tag,
+              context (replaces the context), expect)
     [context] files = {path = text}, dirs = [...], modes = {path = 0o600}, sockets = [...],
               symlinks = {path = target}, tars = {name = {compress, entries = [...]}}
     [expect] files = {path = text}, absent = [...], modes = {path = 0o644},
              owners = {path = [uid, gid]}, symlinks = {path = target},
              same_file = [[a, b]], dirs = [...], config = {Field = value}, error = "regex",
-             contains / lacks = {path = [substrings]}, empty_dirs = [...]
+             contains / lacks = {path = [substrings]}, empty_dirs = [...],
+             config_absent = [Field, ...] (null or missing)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import stat
 import tarfile
@@ -158,7 +161,13 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
         # Later builds of the same Go test, in the same store (cache behaviour).
         for then in spec.get("then", []):
             step = {**spec, **then}
+            if "context" in then:  # the context as the next build sees it
+                shutil.rmtree(context)
+                context.mkdir()
+                _make_context(context, then["context"])
             step_options = {**options, "build_args": then.get("build_args", {})}
+            if "tag" in then:
+                step_options["tags"] = [then["tag"]]
             if then.get("target"):
                 step_options["target"] = then["target"]
             elif "target" in then:
@@ -181,15 +190,17 @@ def _check(spec: dict[str, Any], expect: dict[str, Any], context: Path, build: A
         assert re.search(expect["error"], str(info.value)), str(info.value)
         return
     build(spec.get("dockerfile"), **options)
-    if "config" in expect:
-        config = _config(lam, "case")["config"]
-        for key, value in expect["config"].items():
+    if "config" in expect or "config_absent" in expect:
+        config = _config(lam, options["tags"][0])["config"]
+        for key, value in expect.get("config", {}).items():
             assert config.get(key) == value, (key, config.get(key))
+        for key in expect.get("config_absent", []):
+            assert config.get(key) is None, (key, config.get(key))
     checks = ("files", "absent", "modes", "owners", "symlinks", "same_file", "dirs", "contains",
               "lacks", "empty_dirs")  # fmt: skip
     if not any(k in expect for k in checks):
         return
-    with image_tree("case") as root:
+    with image_tree(options["tags"][0]) as root:
         for rel, text in expect.get("files", {}).items():
             assert (root / rel).read_text() == text, rel
         for rel in expect.get("absent", []):
