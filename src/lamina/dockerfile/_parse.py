@@ -193,7 +193,9 @@ def parse(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
         else:
             converter.fail(command, "no build stage in current context: FROM must come first")
     if not stages:
-        raise DockerfileError(filename, 1, "", "dockerfile contains no stages to build (no FROM instruction)")
+        raise DockerfileError(
+            filename, 1, "", "dockerfile contains no stages to build (no FROM instruction)"
+        )
     built = tuple(Stage(i, f, tuple(body)) for i, (f, body) in enumerate(stages))
     return Dockerfile(filename, directives, tuple(global_args), built)
 

@@ -40,9 +40,10 @@ def resolve_user(rootfs: Path, user: str) -> User:
     """The ids `user` means inside `rootfs`, as Docker resolves them.
 
     `""` is root, with the groups /etc/group lists root in (BuildKit's
-    testUserAdditionalGids: `groups=0(root),10(wheel)`). A name must be in /etc/passwd; a number need not be (its gid is then 0).
-    Without `:group` the primary gid comes from passwd and the additional gids are the
-    /etc/group entries that list the user; with `:group` only that group applies. Files are
+    testUserAdditionalGids: `groups=0(root),10(wheel)`). A name must be in /etc/passwd;
+    a number need not be (its gid is then 0). Without `:group` the primary gid comes from
+    passwd and the additional gids are it and the /etc/group entries that list the user;
+    with `:group` only that group applies. Files are
     read inside the rootfs (symlinks scoped to it).
     """
     spec_user, _, spec_group = user.partition(":")
