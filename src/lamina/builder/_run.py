@@ -105,6 +105,8 @@ def _mounts(
             os.chmod(script, 0o755)
             binds.append(BindMount(script, target, True))
         for n, m in enumerate(req.mounts):
+            if m.type not in ("bind", "cache", "tmpfs", "secret", "ssh"):
+                raise InvalidInputError(f'RUN --mount: unsupported mount type "{m.type}"')
             if m.type == "ssh":
                 ident = m.id or "default"
                 agent = req.ssh.get(ident)
@@ -149,6 +151,17 @@ def _mounts(
                 else:
                     # shared: any number at once; locked: one at a time, the rest wait.
                     fcntl.flock(lock, fcntl.LOCK_EX if m.sharing == "locked" else fcntl.LOCK_SH)
+                if m.source:
+                    # A subpath of the cache; it may not lead out of it through a link
+                    # (BuildKit's testCacheMountSourceEscape).
+                    inner = os.path.realpath(os.path.join(path, m.source.lstrip("/")))
+                    if inner != str(path) and not inner.startswith(str(path) + os.sep):
+                        raise InvalidInputError(
+                            f"cache mount source {m.source!r} leads out of the cache"
+                        )
+                    if not os.path.isdir(inner):
+                        raise NotFoundError(f"cache mount source {m.source!r} does not exist")
+                    path = Path(inner)
                 binds.append(BindMount(path, m.target, False))
             elif m.type == "bind":
                 if m.from_ is not None:

@@ -37,9 +37,8 @@ Scoping: ARGs before the first FROM are visible to FROM lines only, unless a
 stage re-declares them (bare ``ARG NAME``); ``--build-arg`` wins over defaults;
 ENV wins over an ARG of the same name; TARGET*/BUILD* platform args exist in
 global scope; HTTP_PROXY & co. (any case) need no ARG and reach RUN through
-``proxy_env``. ``RUN --mount=from=`` is expanded with the stage's ARG/ENV as
-declared in the Dockerfile to build the stage graph; ``COPY --from`` is never
-expanded (BuildKit refuses a variable there: use a stage ``FROM ${ARG}``).
+``proxy_env``. ``COPY --from`` and ``RUN --mount=from=`` are never expanded
+(BuildKit refuses a variable there: use a stage ``FROM ${ARG}``).
 
 ``check(text)`` returns lint findings (:class:`Diagnostic`) for ``--check``.
 

@@ -229,6 +229,21 @@ def parse_duration(text: str) -> int:
 
 
 _FlagKind = Literal["str", "bool", "list"]
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$", re.IGNORECASE)
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _bytes(text: str) -> int:
+    """A size as BuildKit's go-units RAMInBytes reads it: `128m` is 128 MiB."""
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise ValueError(text)
+    power = " kmgtp".index(m.group(2).lower() or " ")
+    return int(float(m.group(1)) * 1024**power)
 
 
 class _Converter:
@@ -267,7 +282,7 @@ class _Converter:
             name, eq, value = flag[2:].partition("=")
             kind = allowed.get(name)
             if kind is None:
-                self.fail(command, f"unknown flag: --{name}")
+                self.fail(command, f"unknown flag: --{name}" + _did_you_mean(name, allowed))
             if kind == "bool":
                 if eq and value.lower() not in ("true", "false"):
                     self.fail(command, f"expecting boolean value for flag --{name}, not {value!r}")
@@ -359,8 +374,9 @@ class _Converter:
             key, eq, value = part.strip().partition("=")
             key = key.lower()
             if key == "type":
-                if value not in ("bind", "cache", "tmpfs", "secret", "ssh"):
-                    self.fail(c, f"unsupported mount type {value!r}")
+                if value not in ("bind", "cache", "tmpfs", "secret", "ssh") and "$" not in value:
+                    kinds = ("bind", "cache", "tmpfs", "secret", "ssh")
+                    self.fail(c, f'unsupported mount type "{value}"' + _did_you_mean(value, kinds))
                 mount_type = value
             elif key in ("target", "dst", "destination"):
                 fields["target"] = value
@@ -382,11 +398,17 @@ class _Converter:
                 fields["sharing"] = value
             elif key in ("mode", "uid", "gid", "size"):
                 try:
-                    fields[key] = int(value, 8) if key == "mode" else int(value)
+                    fields[key] = (int(value, 8) if key == "mode" else
+                                   _bytes(value) if key == "size" else int(value))  # fmt: skip
                 except ValueError:
                     self.fail(c, f"invalid {key} {value!r} in --mount")
             else:
-                self.fail(c, f"unexpected key {key!r} in --mount={spec}")
+                known = ("type", "target", "source", "from", "id", "env", "readonly", "rw",
+                         "required", "sharing", "mode", "uid", "gid", "size")  # fmt: skip
+                self.fail(c, f"unexpected key {key!r} in --mount={spec}"
+                          + _did_you_mean(key, known))  # fmt: skip
+        # A type from a variable (`type=$MNT_TYPE`, BuildKit's testMountArg) is checked
+        # once the plan has expanded it.
         if mount_type in ("bind", "cache", "tmpfs") and not fields.get("target"):
             self.fail(c, f"--mount={spec}: a {mount_type} mount needs target=")
         return Mount(type=mount_type, **fields)  # type: ignore[arg-type]

@@ -336,7 +336,20 @@ class _StageWalker:
         if isinstance(inst, Stopsignal):
             return replace(inst, signal=ex.word(inst.signal))
         if isinstance(inst, Run) and inst.mounts:
-            return replace(inst, mounts=tuple(_expand_mount(m, ex) for m in inst.mounts))
+            plain = _Expander(inst, {}, self.escape)
+            for m in inst.mounts:
+                if m.from_ is not None and plain.word(m.from_) != m.from_:
+                    raise _fail(inst, "'from' doesn't support variable expansion, define alias "
+                                "stage instead")  # fmt: skip
+            mounts = tuple(_expand_mount(m, ex) for m in inst.mounts)
+            for m in mounts:
+                # Empty: a variable the stage graph cannot know yet (the base image's
+                # ENV); the builder checks it again with the real environment.
+                if m.type and m.type not in ("bind", "cache", "tmpfs", "secret", "ssh"):
+                    raise _fail(inst, f'unsupported mount type "{m.type}"')
+                if m.type in ("bind", "cache", "tmpfs") and not m.target:
+                    raise _fail(inst, f"a {m.type} mount needs target=")
+            return replace(inst, mounts=mounts)
         return inst
 
     def arg_value(self, name: str, default: str | None) -> str | None:
@@ -371,8 +384,9 @@ class _StageWalker:
 
 def _expand_mount(mount: Mount, ex: _Expander) -> Mount:
     return replace(
-        mount, target=ex.opt(mount.target), source=ex.opt(mount.source),
-        from_=ex.opt(mount.from_), id=ex.opt(mount.id), env=ex.opt(mount.env),
+        mount, type=ex.word(mount.type),  # type: ignore[arg-type]
+        target=ex.opt(mount.target), source=ex.opt(mount.source),
+        id=ex.opt(mount.id), env=ex.opt(mount.env),
     )  # fmt: skip
 
 

@@ -19,7 +19,8 @@ Format (TOML):
              owners = {path = [uid, gid]}, symlinks = {path = target},
              same_file = [[a, b]], dirs = [...], config = {Field = value}, error = "regex",
              contains / lacks = {path = [substrings]}, empty_dirs = [...],
-             config_absent = [Field, ...] (null or missing)
+             config_absent = [Field, ...] (null or missing),
+             same_as_first = [...] (in [[then]]: the file as the first build made it)
 """
 
 from __future__ import annotations
@@ -159,6 +160,12 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
     try:
         _check(spec, expect, context, build_case, image_tree, lam, options)
         # Later builds of the same Go test, in the same store (cache behaviour).
+        first: dict[str, bytes] = {}
+        wanted = {rel for then in spec.get("then", [])
+                  for rel in then.get("expect", {}).get("same_as_first", [])}  # fmt: skip
+        if wanted:
+            with image_tree(options["tags"][0]) as root:
+                first = {rel: (root / rel).read_bytes() for rel in wanted}
         for then in spec.get("then", []):
             step = {**spec, **then}
             if "context" in then:  # the context as the next build sees it
@@ -174,6 +181,11 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
                 step_options.pop("target", None)
             _check(step, then.get("expect", {}), context, build_case, image_tree, lam,
                    step_options)  # fmt: skip
+            same = then.get("expect", {}).get("same_as_first", [])
+            if same:
+                with image_tree(step_options["tags"][0]) as root:
+                    for rel in same:
+                        assert (root / rel).read_bytes() == first[rel], rel
     except (AssertionError, LaminaError) as exc:
         if "xfail" in spec:
             pytest.xfail(f"{spec['xfail']} ({type(exc).__name__}: {str(exc)[:200]})")
