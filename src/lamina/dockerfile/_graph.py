@@ -9,11 +9,12 @@ from lamina.errors import InvalidInputError
 from lamina.oci import Platform, host_platform
 
 from ._errors import DockerfileError
-from ._model import Arg, Copy, Diagnostic, From, Run
+from ._model import Arg, Copy, Diagnostic, From, Onbuild, Run
 from ._parse import Dockerfile, Stage
 from ._plan import (
     PROXY_ARGS,
     BuildPlan,
+    PlannedInstruction,
     StagePlan,
     _Expander,
     _global_scope,
@@ -96,7 +97,14 @@ def plan(
         sp = _stage_plan(stage, froms[index], bases[index], scope, target_platform)
         deps: list[int] = [] if sp.base_stage is None else [sp.base_stage]
         images: list[str] = []
-        for planned_inst in skeleton.plan_stage(sp):
+        # A base stage's ONBUILD triggers run here: the stages they name are needed too
+        # (BuildKit's testOnBuildInheritedStageWithFrom).
+        inherited = [
+            PlannedInstruction(i.instruction, Onbuild(i.trigger, i.instruction, i.loc), (), ())
+            for i in (df.stages[sp.base_stage].instructions if sp.base_stage is not None else ())
+            if isinstance(i, Onbuild)
+        ]
+        for planned_inst in [*inherited, *skeleton.plan_stage(sp)]:
             inst = planned_inst.instruction
             refs = [inst.from_] if isinstance(inst, Copy) and inst.from_ else []
             if isinstance(inst, Run):

@@ -10,7 +10,8 @@ and runs as a strict xfail, so fixing it turns the run red until the mark is rem
 
 Format (TOML):
     go_test, go_file, dockerfile (or file = a context file given as -f), [build_args],
-    target, [allow], xfail,
+    target, [allow], {secrets}, xfail, xfail_if + xfail_reason (a CONDITIONS name: this machine),
+    echo_server = "reply" ({port} in the Dockerfile),
     [[then]]: later builds in the same store (dockerfile, build_args, target, tag,
               context (replaces the context), expect)
     [context] files = {path = text}, dirs = [...], modes = {path = 0o600}, sockets = [...],
@@ -34,6 +35,7 @@ import shutil
 import socket
 import stat
 import tarfile
+import threading
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -130,6 +132,34 @@ EOF
 """
 
 
+def _echo_server(reply: bytes) -> int:
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return int(server.getsockname()[1])
+
+
+def _lacks_cap_sys_resource() -> bool:
+    with open("/proc/self/status") as f:
+        bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    return not bounding >> 24 & 1
+
+
+# Machine facts a case may depend on (`xfail_if`): strict xfail where they hold.
+CONDITIONS = {"no CAP_SYS_RESOURCE": _lacks_cap_sys_resource}
+
+
 def _config(lam: Any, ref: str) -> dict[str, Any]:
     record = lam.store.get_image(lam.resolve(ref).digest)
     return json.loads(lam.store.content.read_bytes(record.config_digest, 8 << 20))  # type: ignore[no-any-return]
@@ -139,16 +169,23 @@ def _config(lam: Any, ref: str) -> dict[str, Any]:
 def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> None:  # type: ignore[no-untyped-def]
     spec = _load(case)
     assert spec["go_test"].startswith("test") and spec["go_file"].endswith("_test.go")
+    if spec.get("xfail_if") and CONDITIONS[spec["xfail_if"]]():
+        spec = {**spec, "xfail": f"{spec['xfail_if']}: {spec['xfail_reason']}"}
     base_ctx = context.parent / "hub-busybox"
     base_ctx.mkdir()
     build(HUB_BUSYBOX_ETC, ctx=base_ctx, tags=["busybox"])
     _make_context(context, spec.get("context", {}))
+    if "echo_server" in spec:  # BuildKit's echoserver: answers every connection, then closes
+        port = _echo_server(spec["echo_server"].encode())
+        spec = {**spec, "dockerfile": spec["dockerfile"].replace("{port}", str(port))}
     expect = spec.get("expect", {})
     options: dict[str, Any] = {"tags": ["case"], "build_args": spec.get("build_args", {})}
     if spec.get("target"):
         options["target"] = spec["target"]
     if spec.get("allow"):
         options["allow"] = spec["allow"]
+    if spec.get("secrets"):  # the Go test's secretsprovider.FromMap
+        options["secrets"] = {k: v.encode() for k, v in spec["secrets"].items()}
     if spec.get("file"):  # -f NAME: the Dockerfile is a context file of that name
         options["dockerfile"] = Path(spec["file"])
 
