@@ -5,6 +5,9 @@
     lamina.load(Path("image.tar")); lamina.save(["me/base:1"], Path("out.tar"))
     lamina.images(); lamina.history("me/base:1"); lamina.df()
     lamina.build(Path("ctx"), tags=["me/app:1"])   # or build_image(lamina, ctx, …)
+    lamina.build("-", stdin=f, labels={"k": "v"}, platform="linux/arm64",
+                 outputs=["type=local,dest=out"], iidfile=Path("iid"))
+    lamina.images(filters=["dangling=true", "reference=me/*"], all_images=True)
 
 The CLI is a presentation of these; tests use them directly.
 """
@@ -13,6 +16,7 @@ from lamina.api._build import (
     build_image,
     check_dockerfile,
     parse_build_args,
+    parse_labels,
     parse_secret,
     parse_ssh,
 )
@@ -34,6 +38,7 @@ __all__ = [
     "history_rows",
     "normalize_tag",
     "parse_build_args",
+    "parse_labels",
     "parse_secret",
     "parse_ssh",
 ]

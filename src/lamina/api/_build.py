@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from lamina.errors import InvalidInputError
 
@@ -83,9 +83,10 @@ def parse_build_args(items: Sequence[str]) -> dict[str, str]:
 
 def build_image(
     lamina: Lamina,
-    context: Path,
+    context: Path | str,
     *,
-    dockerfile: Path | None = None,
+    dockerfile: Path | str | None = None,
+    stdin: BinaryIO | None = None,
     tags: Sequence[str] = (),
     build_args: Mapping[str, str] | None = None,
     target: str | None = None,
@@ -96,12 +97,101 @@ def build_image(
     allow: Sequence[str] = (),
     explain: bool = False,
     on_event: EventSink | None = None,
+    labels: Mapping[str, str] | None = None,
+    platform: str | None = None,
+    outputs: Sequence[str] = (),
+    iidfile: Path | None = None,
 ) -> BuildResult:
     """Build `context` (its Dockerfile, or `dockerfile`) and tag the image with `tags`.
+
+    `context` is a directory, an archive file, or `-` (read from `stdin`: an archive,
+    or a Dockerfile and no context); `dockerfile` may be `-` too (see `_build_io`).
+    `labels` go on the final image; `platform` is the target (`os/arch[/variant]`).
+    `outputs` are `-o` exporter specs; `iidfile` receives the image ID.
 
     A request whose every input is unchanged since it was last built is answered from
     its record (see `_replay`) without running the builder; `no_cache` always builds.
     """
+    from lamina.api._build_io import build_input, parse_output, write_iidfile, write_outputs
+
+    exports = [parse_output(spec) for spec in outputs]
+    with build_input(lamina, context, dockerfile, stdin) as where:
+        result = _build(
+            lamina,
+            where.context_dir,
+            where.dockerfile,
+            replayable=not where.temporary,
+            origin=where.origin,
+            tags=tags,
+            build_args=build_args,
+            target=target,
+            no_cache=no_cache,
+            network=network,
+            secrets=secrets,
+            ssh=ssh,
+            allow=allow,
+            explain=explain,
+            on_event=on_event,
+            labels=dict(labels or {}),
+            platform=_platform(platform),
+        )
+    write_outputs(lamina, result.image, result.image.tags, exports)
+    if iidfile is not None:
+        write_iidfile(Path(iidfile), result.image.id)
+    return result
+
+
+def parse_labels(items: Sequence[str]) -> dict[str, str]:
+    """`--label K=V` values; a bare `K` is an empty label, as Docker sets it."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, _sep, value = item.partition("=")
+        if not key:
+            raise InvalidInputError(f"--label {item!r}: want KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _platform(text: str | None) -> str | None:
+    """`--platform` as `os/arch[/variant]`: `arm64` means linux/arm64 (containerd's rule)."""
+    if not text:
+        return None
+    from lamina.oci import Platform
+
+    spec = text.strip().lower()
+    if "/" not in spec:
+        spec = f"linux/{spec}"
+    try:
+        parsed = Platform.parse(spec)
+    except ValueError:
+        raise InvalidInputError(
+            f"--platform {text!r}: want os/arch[/variant], such as linux/arm64"
+        ) from None
+    aliases = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64"}
+    return str(Platform(parsed.os, aliases.get(parsed.architecture, parsed.architecture),
+                        parsed.variant))  # fmt: skip
+
+
+def _build(
+    lamina: Lamina,
+    context: Path,
+    dockerfile: Path | None,
+    *,
+    replayable: bool,
+    tags: Sequence[str],
+    build_args: Mapping[str, str] | None,
+    target: str | None,
+    no_cache: bool,
+    network: Network,
+    secrets: Mapping[str, Path | bytes] | None,
+    explain: bool,
+    on_event: EventSink | None,
+    labels: dict[str, str],
+    platform: str | None,
+    origin: str | None = None,
+    ssh: Mapping[str, Path] | None = None,
+    allow: Sequence[str] = (),
+) -> BuildResult:
     from lamina.api._lamina import normalize_tag
     from lamina.api._replay import BuildRequest, record_build, replay_build
     from lamina.builder import BuildEvent, BuildOptions, BuildResult
@@ -120,6 +210,9 @@ def build_image(
         allow=frozenset(allow),
         source_date_epoch=source_date_epoch(),
         explain=explain,
+        labels=labels,
+        platform=platform,
+        origin=origin,
     )
     request = BuildRequest(
         opts.context_dir,
@@ -129,10 +222,15 @@ def build_image(
         network,
         opts.secrets,
         opts.source_date_epoch,
-        opts.ssh,
-        opts.allow,
+        {
+            **{f"label:{k}": v for k, v in labels.items()},
+            **({"platform": platform} if platform else {}),
+            **{f"ssh:{k}": os.path.realpath(v) for k, v in opts.ssh.items()},
+            **({"allow": ",".join(sorted(opts.allow))} if opts.allow else {}),
+        },
     )
-    if not no_cache and opts.context_dir.is_dir() and opts.dockerfile_path().is_file():
+    replay = replayable and not no_cache
+    if replay and opts.context_dir.is_dir() and opts.dockerfile_path().is_file():
         replayed = replay_build(lamina.store, request, lambda ref: lamina.resolve(ref).digest)
         if replayed is not None:
             for tag in opts.tags:
@@ -171,7 +269,7 @@ def build_image(
     started = time.time()
     with sigterm_raises():
         result = build(lamina.store, opts, resolve, observe)
-    if result.replayable:
+    if replayable and result.replayable:
         record_build(
             lamina.store,
             request,

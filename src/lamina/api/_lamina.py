@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from lamina.builder import BuildResult
 
 
-
 def default_root() -> Path:
     """`$LAMINA_ROOT`, else /var/lib/lamina for root, else $XDG_DATA_HOME/lamina."""
     if env := os.environ.get("LAMINA_ROOT"):
@@ -31,6 +30,29 @@ def default_root() -> Path:
         return Path("/var/lib/lamina")
     data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data) / "lamina"
+
+
+# The fields `docker image inspect` always shows under "Config", set or not, so that a
+# template such as `{{.Config.Labels}}` or `{{.Config.Entrypoint}}` works on any image.
+DOCKER_CONFIG_FIELDS: dict[str, Any] = {
+    "Hostname": "",
+    "Domainname": "",
+    "User": "",
+    "AttachStdin": False,
+    "AttachStdout": False,
+    "AttachStderr": False,
+    "Tty": False,
+    "OpenStdin": False,
+    "StdinOnce": False,
+    "Env": None,
+    "Cmd": None,
+    "Image": "",
+    "Volumes": None,
+    "WorkingDir": "",
+    "Entrypoint": None,
+    "OnBuild": None,
+    "Labels": None,
+}
 
 
 @dataclass(frozen=True)
@@ -42,12 +64,26 @@ class ImageSummary:
     repo_tags: tuple[tuple[str, str], ...]
     created: str
     content_size: int
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def familiar(name: str) -> tuple[str, str]:
     """A stored full tag name as Docker shows it: (repository, tag)."""
     ref = parse_reference(name)
     return ref.familiar_name(), ref.tag or "<none>"
+
+
+def _is_parent(stacks: Mapping[str, tuple[Sequence[Any], Sequence[Any]]], image_id: str) -> bool:
+    """Whether another image's layers and history start with all of `image_id`'s."""
+    layers, history = stacks[image_id]
+    for other, (other_layers, other_history) in stacks.items():
+        if other == image_id or len(other_history) <= len(history):
+            continue
+        if tuple(other_layers[: len(layers)]) == tuple(layers) and tuple(
+            other_history[: len(history)]
+        ) == tuple(history):
+            return True
+    return False
 
 
 def normalize_tag(text: str) -> str:
@@ -64,7 +100,9 @@ class Lamina:
     def __init__(
         self, root: Path | None = None, *, max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES
     ) -> None:
-        self.root = Path(root) if root is not None else default_root()
+        # Absolute: mounts and runc need absolute paths, and a relative --root must not
+        # change meaning if the working directory does.
+        self.root = (Path(root) if root is not None else default_root()).absolute()
         self.store: Store = open_store(self.root)
         # Bounds what one layer may decompress to: a gzip bomb stops here.
         self.max_layer_bytes = max_layer_bytes
@@ -103,21 +141,44 @@ class Lamina:
 
     # -- read-only views ------------------------------------------------------------
 
-    def images(self) -> list[ImageSummary]:
-        """Every image, newest config first."""
+    def images(
+        self, *, filters: Sequence[str] = (), all_images: bool = False
+    ) -> list[ImageSummary]:
+        """Images, newest config first, as `docker images [-a] [--filter K=V]...` lists them.
+
+        Without `all_images`, an untagged image that another image was built on (its
+        layers and history a prefix of the other's) is left out, as Docker leaves out
+        intermediate images. `filters`: see `lamina.api._filters`.
+        """
+        from lamina.api._filters import parse_image_filters, select_images
+
+        wanted = parse_image_filters(filters)
+        records = self.store.list_images()
+        configs = {image.digest: self.config(image) for image in records}
         out = []
-        for image in self.store.list_images():
+        for image in records:
+            config = configs[image.digest]
             out.append(
                 ImageSummary(
                     id=image.id,
                     digest=image.digest,
                     repo_tags=tuple(sorted(familiar(t) for t in image.tags)),
-                    created=self.config(image).created,
+                    created=config.created,
                     content_size=sum(self.layer_sizes(image)),
+                    labels=dict(config.container_config.get("Labels") or {}),
                 )
             )
         out.sort(key=lambda s: (s.created, s.id), reverse=True)
-        return out
+        if not all_images:
+            stacks = {
+                image.id: (configs[image.digest].diff_ids, configs[image.digest].history)
+                for image in records
+            }
+            out = [s for s in out if s.repo_tags or not _is_parent(stacks, s.id)]
+        return select_images(out, wanted, lambda ref: self._created_of(ref))
+
+    def _created_of(self, ref: str) -> str:
+        return self.config(self.resolve(ref)).created
 
     def history(self, ref: str) -> list[HistoryRow]:
         image = self.resolve(ref)
@@ -135,7 +196,7 @@ class Lamina:
             "RepoDigests": [],
             "Created": config.created,
             "Author": doc.get("author", ""),
-            "Config": config.container_config,
+            "Config": {**DOCKER_CONFIG_FIELDS, **config.container_config},
             "Architecture": config.architecture,
             "Os": config.os,
             "Size": sum(self.layer_sizes(image)),

@@ -45,8 +45,8 @@ class BuildRequest:
     network: str
     secrets: Mapping[str, Path | bytes]
     source_date_epoch: int | None
-    ssh: Mapping[str, Path] = field(default_factory=dict)
-    allow: frozenset[str] = frozenset()
+    # Other options the image depends on (`--label`, `--platform`, `--ssh`, `--allow`).
+    options: Mapping[str, str] = field(default_factory=dict)
 
     def key(self) -> str:
         df = self.dockerfile
@@ -68,10 +68,10 @@ class BuildRequest:
                 (k, "<value>" if isinstance(v, bytes) else os.path.realpath(v))
                 for k, v in self.secrets.items()
             ),
-            "ssh": sorted(self.ssh),
-            "allow": sorted(self.allow),
             "sde": self.source_date_epoch,
         }
+        if self.options:
+            doc["options"] = sorted(self.options.items())
         text = json.dumps(doc, sort_keys=True).encode("utf-8", "surrogateescape")
         return _PREFIX + hashlib.sha256(text).hexdigest()
 

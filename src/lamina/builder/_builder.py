@@ -36,7 +36,7 @@ from lamina.dockerfile import (
     read_dockerfile,
 )
 from lamina.errors import InvalidInputError, LaminaError, NotFoundError
-from lamina.oci import History, ImageConfig
+from lamina.oci import History, ImageConfig, Platform
 from lamina.store import LayerRecord, Lease, Store
 
 from ._image import (
@@ -101,7 +101,8 @@ class Builder:
     def load_plan(self) -> BuildPlan:
         path = self.opts.dockerfile_path()
         df = parse(read_dockerfile(path), filename=path.name)
-        return plan(df, build_args=dict(self.opts.build_args), target=self.opts.target)
+        return plan(df, build_args=dict(self.opts.build_args), target=self.opts.target,
+                    platform=self.opts.platform)  # fmt: skip
 
     def build(self) -> BuildResult:
         if not self.context.is_dir():
@@ -132,7 +133,11 @@ class Builder:
                     pool.shutdown(wait=True, cancel_futures=True)
                 shutil.rmtree(self.runc_state, ignore_errors=True)
             created = self._stable_created(state.config)
-            final = ImageState(state.config.with_fields(created=created), state.layers, state.key)
+            config = state.config.with_fields(created=created)
+            if self.opts.labels:
+                labels = dict(config.container_config.get("Labels") or {})
+                config = config.with_container_config(Labels={**labels, **self.opts.labels})
+            final = ImageState(config, state.layers, state.key)
             record = commit_image(self.store, lease, final, self.opts.tags)
         self.emit("image", 0, record.id)
         return BuildResult(
@@ -171,9 +176,20 @@ class Builder:
             return self.stage_state(sp.base_stage)
         if sp.is_scratch:
             config = ImageConfig.new(os=sp.platform.os, architecture=sp.platform.architecture)
+            if sp.platform.variant:
+                config = config.with_fields(variant=sp.platform.variant)
             config = config.with_container_config(Env=[f"PATH={DEFAULT_PATH}"])
             return ImageState(config, (), f"scratch:{sp.platform}")
-        return self.image_state(sp.from_.image)
+        base = self.image_state(sp.from_.image)
+        got = Platform(base.config.os, base.config.architecture,
+                       str(base.config.to_json().get("variant", "")))  # fmt: skip
+        if not same_platform(got, sp.platform):
+            raise InvalidInputError(
+                f"{sp.from_.image} is a {got} image, and this stage builds for {sp.platform}",
+                hint="the store holds one platform per image name: import or load a base "
+                "image for the target platform, or build FROM scratch",
+            )
+        return base
 
     def _build_stage(self, sp: StagePlan) -> ImageState:
         number = self._number()
@@ -234,6 +250,14 @@ class Builder:
             config = apply_metadata(config, inst, cmd_set).with_layer(None, history)
             key = StepInputs(state.key, instruction_text(inst), args, step.env).key()
             return ImageState(config, state.layers, key)
+        if isinstance(inst, Run) and not same_platform(sp.platform, self.bp.build_platform):
+            where = f"{step.loc}: " if step.loc is not None else ""
+            raise InvalidInputError(
+                f"{where}RUN cannot run for {sp.platform}: this machine runs "
+                f"{self.bp.build_platform} only",
+                hint="a build for another platform may use FROM, COPY, ADD and metadata "
+                "instructions; RUN needs that platform's machine",
+            )
         number = self._number()
         started = time.monotonic()
         self.emit("step", number, label)
@@ -258,7 +282,11 @@ class Builder:
                     inputs = runner.inputs(full=True)  # file by file, to say what changed
                 step_id = self._step_id(sp, index)
                 previous = self.store.get_cache(step_id)
-                why = explain_miss(previous.value if previous else None, inputs)
+                why = (
+                    "--no-cache: the build cache is not used"
+                    if self.opts.no_cache
+                    else explain_miss(previous.value if previous else None, inputs)
+                )
                 self.emit("miss", number, why)
                 created = timestamp(self.opts.source_date_epoch, time.time())
                 layer = self._execute(runner, inst, state, scratch, needs_snapshot)
@@ -343,7 +371,8 @@ class Builder:
         self.store.put_cache(step_id, inputs.to_json())
 
     def _step_id(self, sp: StagePlan, index: int) -> str:
-        ident = f"{self.context}\0{self.opts.dockerfile_path()}\0{sp.index}\0{index}"
+        where = self.opts.origin or f"{self.context}\0{self.opts.dockerfile_path()}"
+        ident = f"{where}\0{sp.index}\0{index}"
         return "explain:" + hashlib.sha256(ident.encode()).hexdigest()
 
     # -- scratch space and read-only views --------------------------------------------
@@ -371,6 +400,13 @@ class Builder:
         target.mkdir()
         with mounted(overlay_mount(lowerdirs[::-1]), target):
             yield target
+
+
+def same_platform(a: Platform, b: Platform) -> bool:
+    """Same OS and architecture, and same variant when both name one (arm64 is arm64/v8)."""
+    if (a.os, a.architecture) != (b.os, b.architecture):
+        return False
+    return not a.variant or not b.variant or a.variant == b.variant
 
 
 def _run_args(inst: Instruction, args: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:

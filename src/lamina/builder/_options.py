@@ -36,6 +36,14 @@ class BuildOptions:
     allow: frozenset[str] = frozenset()  # entitlements: "security.insecure"
     source_date_epoch: int | None = None
     explain: bool = False
+    # `--label K=V`: set on the final image's config, no history entry (as BuildKit does).
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # `--platform os/arch[/variant]`: the target; None is this machine's. RUN can only
+    # run on this machine's platform; FROM, COPY, ADD and metadata steps work for any.
+    platform: str | None = None
+    # Where the context and Dockerfile came from when they live in a temporary directory
+    # (`-`, an archive): names "the same build" for `--explain` across runs.
+    origin: str | None = None
 
     def dockerfile_path(self) -> Path:
         if self.dockerfile is None:

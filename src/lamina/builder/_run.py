@@ -303,8 +303,9 @@ def run_step(
         if req.insecure:
             _make_insecure(config)
         stubs = find_stubs(merged, mount_targets(config))
+        # One pipe for both streams: the lines reach the log in the order they were written.
         code = run(bundle, merged, config, state_dir=state_dir,
-                   stdout=tail, stderr=tail)  # fmt: skip
+                   stdout=tail, stderr=subprocess.STDOUT)  # fmt: skip
     if code != 0:
         raise StepFailedError(what, where, code, tail.tail(), req.argv)
     clean_upper(upper, stubs, lowers)

@@ -109,9 +109,12 @@ class RunStep:
         text = self.step.loc.text.strip() if self.step.loc else "RUN " + " ".join(self.argv)
         where = str(self.step.loc) if self.step.loc else "Dockerfile"
         number = self.number
+        started = time.monotonic()
 
         def output(chunk: bytes) -> None:
-            self.b.emit("output", number, chunk.decode("utf-8", "replace"))
+            # Seconds since the command started, as BuildKit's plain progress shows them.
+            elapsed = time.monotonic() - started
+            self.b.emit("output", number, chunk.decode("utf-8", "replace"), elapsed)
 
         return run_step(req, store_root=self.b.store.root, state_dir=self.b.runc_state,
                         scratch=self.scratch,

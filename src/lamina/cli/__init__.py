@@ -1,5 +1,24 @@
-"""The `lamina` command: arguments and presentation only; the work is in `lamina.api`."""
+"""The `lamina` command: arguments and presentation only; the work is in `lamina.api`.
+
+Modules: `_main` (the group, global options, error rendering, exit codes), `_commands`
+(load, save, import, tag, prune, fsck, mount), `_image_cmds` (images, history, inspect,
+df, rmi), `_build_cmd` (build and its progress), `_format` (Docker's sizes and ages).
+
+`--format` for any listing goes through `_template`, Docker's Go-template subset:
+
+    render("{{.Repository}}:{{.Tag}}", {"Repository": "app", "Tag": "1"})  -> "app:1"
+    format_rows(fmt, rows, headers, default_table)  -> what `docker <list> --format fmt`
+        prints: `table …` (a header row from `headers`, tabwriter columns), `json`
+        (`{{json .}}` per row), or one rendering per row
+
+A new listing (`ps`) builds one dict per row with Docker's field names (docker/cli's
+formatter: `.ID`, `.Image`, `.Command`, `.CreatedAt`, `.Status`, `.Names`, …), a
+`headers` dict (field → column title) and its default `table …` format, and prints
+`format_rows(...)`. A malformed template or an unknown field raises TemplateError
+(an InvalidInputError: one line, exit 1).
+"""
 
 from lamina.cli._main import cli, main
+from lamina.cli._template import TemplateError, format_rows, render
 
-__all__ = ["cli", "main"]
+__all__ = ["TemplateError", "cli", "format_rows", "main", "render"]

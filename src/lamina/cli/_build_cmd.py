@@ -15,12 +15,20 @@ if TYPE_CHECKING:
 
 
 class _Progress:
-    """Plain progress as BuildKit prints it: `#N <step>`, `#N CACHED`, `#N DONE 0.1s`."""
+    """Plain progress as BuildKit prints it: `#N <step>`, `#N 0.215 <output line>`,
+    `#N CACHED`, `#N DONE 0.1s`.
 
-    def __init__(self, mode: str, explain: bool) -> None:
-        self.plain = mode == "plain"
-        self.explain = explain or self.plain
-        self._partial: dict[int, str] = {}
+    `auto` is plain when stdout is not a terminal (a CI log), as BuildKit falls back:
+    each line a RUN prints appears as it comes, with its step number and the seconds
+    since the command started. Without a terminal lamina has no live view, so `auto`
+    and `tty` on a terminal show steps without their output.
+    """
+
+    def __init__(self, mode: str, explain: bool, is_tty: bool) -> None:
+        plain = mode == "plain"
+        self.show_output = plain or not is_tty
+        self.explain = explain or plain
+        self._partial: dict[int, tuple[str, float]] = {}
 
     def __call__(self, event: BuildEvent) -> None:
         n = event.step
@@ -32,16 +40,23 @@ class _Progress:
             if self.explain:
                 click.echo(f"#{n} cache miss: {event.text}")
         elif event.kind == "done":
+            self._flush(n)
             click.echo(f"#{n} DONE {event.seconds:.1f}s")
         elif event.kind == "warning":
             click.echo(f"WARNING: {event.text}", err=True)
-        elif event.kind == "output" and self.plain:
-            text = self._partial.pop(n, "") + event.text
+        elif event.kind == "output" and self.show_output:
+            text = self._partial.pop(n, ("", 0.0))[0] + event.text
             *lines, rest = text.split("\n")
             for line in lines:
-                click.echo(f"#{n} {line}")
+                click.echo(f"#{n} {event.seconds:.3f} {line.rstrip(chr(13))}")
             if rest:
-                self._partial[n] = rest
+                self._partial[n] = (rest, event.seconds)
+
+    def _flush(self, n: int) -> None:
+        """A last line the command printed without a newline."""
+        if n in self._partial:
+            rest, seconds = self._partial.pop(n)
+            click.echo(f"#{n} {seconds:.3f} {rest}")
 
 
 def _entitlements(allow: tuple[str, ...]) -> tuple[str, ...]:
@@ -53,7 +68,7 @@ def _entitlements(allow: tuple[str, ...]) -> tuple[str, ...]:
 
 @cli.command()
 @click.option("-t", "--tag", "tags", multiple=True, help="Name the image NAME[:TAG].")
-@click.option("-f", "--file", "dockerfile", type=click.Path(path_type=Path), help="Dockerfile.")
+@click.option("-f", "--file", "dockerfile", help="The Dockerfile (- reads it from stdin).")
 @click.option("--build-arg", "build_args", multiple=True, help="Set a build arg K=V.")
 @click.option("--target", help="Build this stage.")
 @click.option("--no-cache", is_flag=True, help="Do not use the build cache.")
@@ -66,12 +81,25 @@ def _entitlements(allow: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--ssh", "ssh", multiple=True, help="default|ID[=SOCKET]: ssh-agent for RUN.")
 @click.option("--allow", "allow", multiple=True, help="Entitlement: security.insecure.")
 @click.option("--check", is_flag=True, help="Lint the Dockerfile; build nothing.")
-@click.argument("context", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Label the image.")
+@click.option("--platform", help="Target platform os/arch[/variant] (RUN: this machine's only).")
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="type=T,dest=P",
+    help="Also export: type=docker-archive|oci-archive|tar,dest=FILE or type=local,dest=DIR.",
+)
+@click.option(
+    "--iidfile", type=click.Path(path_type=Path, dir_okay=False), help="Write the image ID here."
+)
+@click.argument("context")
 @click.pass_context
 def build(
     ctx: click.Context,
     tags: tuple[str, ...],
-    dockerfile: Path | None,
+    dockerfile: str | None,
     build_args: tuple[str, ...],
     target: str | None,
     no_cache: bool,
@@ -83,30 +111,41 @@ def build(
     ssh: tuple[str, ...],
     allow: tuple[str, ...],
     check: bool,
-    context: Path,
+    labels: tuple[str, ...],
+    platform: str | None,
+    outputs: tuple[str, ...],
+    iidfile: Path | None,
+    context: str,
 ) -> None:
-    """Build an image from a Dockerfile and a context directory."""
+    """Build an image from a Dockerfile and a context: a directory, a tar archive (file or
+    `-` for stdin), or `-` with a Dockerfile on stdin and no context."""
     from lamina.api import (
         build_image,
         check_dockerfile,
         parse_build_args,
+        parse_labels,
         parse_secret,
         parse_ssh,
     )
 
     args = parse_build_args(build_args)
+    dockerfile_arg = _dockerfile_arg(dockerfile, context)
     if check:
-        findings = check_dockerfile(context, dockerfile, args)
+        if context == "-" or dockerfile == "-" or not Path(context).is_dir():
+            raise click.UsageError("--check needs a context directory and a Dockerfile file")
+        findings = check_dockerfile(Path(context), _as_path(dockerfile_arg), args)
         for finding in findings:
             click.echo(str(finding))
         if any(f.level == "error" for f in findings):
             sys.exit(1)
         return
     obj: _Context = ctx.find_root().obj
+    uses_stdin = context == "-" or dockerfile == "-"
     result = build_image(
         obj.api(),
         context,
-        dockerfile=dockerfile,
+        dockerfile=dockerfile_arg,
+        stdin=sys.stdin.buffer if uses_stdin else None,
         tags=tags,
         build_args=args,
         target=target,
@@ -116,6 +155,26 @@ def build(
         ssh=dict(parse_ssh(s) for s in ssh),
         allow=_entitlements(allow),
         explain=explain,
-        on_event=None if quiet else _Progress(progress, explain),
+        on_event=None if quiet else _Progress(progress, explain, sys.stdout.isatty()),
+        labels=parse_labels(labels),
+        platform=platform,
+        outputs=outputs,
+        iidfile=iidfile,
     )
     click.echo(result.image.id)
+
+
+def _dockerfile_arg(dockerfile: str | None, context: str) -> str | None:
+    """Docker's rule for `-f` with a context directory: a relative path is relative to the
+    current directory (lamina falls back to the context when it is not found there);
+    with an archive it is a path inside the archive."""
+    if dockerfile is None or dockerfile == "-" or context == "-" or not Path(context).is_dir():
+        return dockerfile
+    here = Path(dockerfile)
+    if not here.is_absolute() and here.exists():
+        return str(here.absolute())
+    return dockerfile
+
+
+def _as_path(text: str | None) -> Path | None:
+    return Path(text) if text is not None else None

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from lamina.cli._format import created_since, human_size, truncate
+from lamina.cli._format import human_size
 from lamina.cli._main import _Context, cli
-from lamina.oci import short_id
 
 if TYPE_CHECKING:
     from lamina.api import Lamina
@@ -20,15 +18,6 @@ if TYPE_CHECKING:
 def _api(ctx: click.Context) -> Lamina:
     obj: _Context = ctx.find_root().obj
     return obj.api()
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    """Docker's plain columns: left-aligned, three spaces apart, no borders."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    for line in [headers, *rows]:
-        click.echo("   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 @cli.command()
@@ -97,170 +86,12 @@ def import_(
 
 
 @cli.command()
-@click.option("-q", "--quiet", is_flag=True, help="Only IDs.")
-@click.option("--no-trunc", is_flag=True, help="Full IDs.")
-@click.option("--digests", is_flag=True, help="Show manifest digests.")
-@click.pass_context
-def images(ctx: click.Context, quiet: bool, no_trunc: bool, digests: bool) -> None:
-    """List images."""
-    rows: list[list[str]] = []
-    seen: set[str] = set()
-    for image in _api(ctx).images():
-        image_id = image.id if no_trunc else short_id(image.id)
-        if quiet:
-            if image_id not in seen:
-                click.echo(image_id)
-                seen.add(image_id)
-            continue
-        size = human_size(image.content_size)
-        created = created_since(image.created)
-        for repository, tag in image.repo_tags or [("<none>", "<none>")]:
-            row = [repository, tag]
-            if digests:
-                row.append(image.digest)
-            rows.append([*row, image_id, created, size])
-    if not quiet:
-        headers = [
-            "REPOSITORY",
-            "TAG",
-            *(["DIGEST"] if digests else []),
-            "IMAGE ID",
-            "CREATED",
-            "SIZE",
-        ]
-        _table(headers, rows)
-
-
-@cli.command()
-@click.argument("images", nargs=-1, required=True)
-@click.pass_context
-def inspect(ctx: click.Context, images: tuple[str, ...]) -> None:
-    """Show images' details as JSON, like `docker image inspect`."""
-    click.echo(json.dumps([_api(ctx).inspect(ref) for ref in images], indent=4))
-
-
-@cli.command()
-@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
-@click.option("-H", "--human/--no-human", default=True, help="Human-readable sizes and dates.")
-@click.option("-q", "--quiet", is_flag=True, help="Only IDs.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@click.argument("image")
-@click.pass_context
-def history(
-    ctx: click.Context, no_trunc: bool, human: bool, quiet: bool, fmt: str, image: str
-) -> None:
-    """Show the history of an image, newest step first, like `docker image history`."""
-    rows = _api(ctx).history(image)
-    if quiet:
-        for row in rows:
-            click.echo(row.id if no_trunc or row.id == "<missing>" else short_id(row.id))
-        return
-    if fmt == "json":
-        for row in rows:
-            click.echo(
-                json.dumps(
-                    {
-                        "Comment": row.comment,
-                        "CreatedAt": row.created,
-                        "CreatedBy": row.created_by,
-                        "CreatedSince": created_since(row.created),
-                        "ID": row.id,
-                        "Size": human_size(row.size),
-                    }
-                )
-            )
-        return
-    table = []
-    for row in rows:
-        shown_id = row.id if no_trunc or row.id == "<missing>" else short_id(row.id)
-        created = created_since(row.created) if human else row.created
-        created_by = row.created_by if no_trunc else truncate(row.created_by, 45)
-        size = human_size(row.size) if human else str(row.size)
-        table.append([shown_id, created, created_by, size, row.comment])
-    _table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], table)
-
-
-@cli.command()
 @click.argument("source")
 @click.argument("target")
 @click.pass_context
 def tag(ctx: click.Context, source: str, target: str) -> None:
     """Give an image another name."""
     _api(ctx).tag(source, target)
-
-
-@cli.command()
-@click.option(
-    "-f", "--force", is_flag=True, help="Remove the image even if several names point at it."
-)
-@click.argument("images", nargs=-1, required=True)
-@click.pass_context
-def rmi(ctx: click.Context, force: bool, images: tuple[str, ...]) -> None:
-    """Remove images (their names; content goes at the next prune)."""
-    for line in _api(ctx).rmi(list(images), force=force):
-        click.echo(line)
-
-
-@cli.command()
-@click.option("-v", "--verbose", is_flag=True, help="Per image and per layer.")
-@click.pass_context
-def df(ctx: click.Context, verbose: bool) -> None:
-    """Show disk usage: images, layers, shared and unique bytes."""
-    usage = _api(ctx).df()
-    if not verbose:
-        _table(
-            ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-            [
-                [
-                    "Images",
-                    str(len(usage.images)),
-                    str(usage.active_images),
-                    human_size(usage.blobs_size),
-                    human_size(usage.reclaimable_size),
-                ],
-                ["Snapshots", "", "", human_size(usage.snapshots_size), ""],
-                ["Build Cache", str(usage.cache_records), "", "", ""],
-            ],
-        )
-        return
-    click.echo("Images space usage:\n")
-    rows = []
-    from lamina.api import familiar
-
-    for u in usage.images:
-        names = [familiar(t) for t in u.image.tags] or [("<none>", "<none>")]
-        for repository, tag_ in sorted(names):
-            rows.append(
-                [
-                    repository,
-                    tag_,
-                    short_id(u.image.id),
-                    human_size(u.size),
-                    human_size(u.shared_size),
-                    human_size(u.unique_size),
-                    str(u.containers),
-                ]
-            )
-    _table(
-        ["REPOSITORY", "TAG", "IMAGE ID", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"], rows
-    )
-    click.echo("\nLayers space usage:\n")
-    _table(
-        ["LAYER DIGEST", "DIFF ID", "SIZE", "IMAGES"],
-        [
-            [
-                short_id(lu.layer.digest),
-                short_id(lu.layer.diff_id),
-                human_size(lu.layer.size),
-                str(lu.images),
-            ]
-            for lu in usage.layers
-        ],
-    )
-    click.echo(
-        f"\nBlobs: {human_size(usage.blobs_size)}   Snapshots: {human_size(usage.snapshots_size)}"
-        f"   Build cache records: {usage.cache_records}"
-    )
 
 
 @cli.command()

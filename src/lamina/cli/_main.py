@@ -60,7 +60,7 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 
 def main() -> None:
     """Run the CLI: a LaminaError is one line (and a hint) on stderr and exit status 1."""
-    from lamina.cli import _build_cmd, _commands  # noqa: F401  (registers the commands)
+    from lamina.cli import _build_cmd, _commands, _image_cmds  # noqa: F401  (registers them)
 
     debug = "--debug" in sys.argv[1:] or os.environ.get("LAMINA_DEBUG") == "1"
     try:

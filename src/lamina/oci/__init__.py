@@ -29,6 +29,7 @@ from lamina.oci._limits import (
 )
 from lamina.oci._manifest import Descriptor, Index, Manifest, Platform, host_platform
 from lamina.oci._reference import Reference, parse_reference
+from lamina.oci._time import parse_rfc3339
 
 __all__ = [
     "DEFAULT_MAX_LAYER_BYTES",
@@ -53,6 +54,7 @@ __all__ = [
     "load_json_object",
     "media_types",
     "parse_reference",
+    "parse_rfc3339",
     "sha256_digest",
     "short_id",
 ]

@@ -47,7 +47,7 @@ the image ID (the config digest, `sha256:` optional).
 """
 
 from lamina.store._commit import write_image
-from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer
+from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer, fsync_dir
 from lamina.store._gc import STALE_SECONDS
 from lamina.store._layout import snapshot_path
 from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
@@ -70,6 +70,7 @@ from lamina.store._store import Store, open_store
 from lamina.store._verified import VerifiedBlob
 
 __all__ = [
+    "fsync_dir",
     "snapshot_path",
     "VerifiedBlob",
     "DEFAULT_LEASE_SECONDS",

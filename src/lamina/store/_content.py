@@ -42,7 +42,8 @@ class BlobLease(Protocol):
     def add_blob(self, digest: str) -> None: ...
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename durable: the directory entry itself must reach the disk."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -324,7 +325,7 @@ class Writer:
             os.fchmod(self._fd, 0o444)
             os.fsync(self._fd)
             os.rename(self._path, target)
-            _fsync_dir(self._store.blobs_dir)
+            fsync_dir(self._store.blobs_dir)
             os.close(self._fd)
             self._fd = -1
         self._committed = BlobInfo(actual, self.offset)

@@ -29,6 +29,7 @@ from lamina.oci import (
     dump_json,
     sha256_digest,
 )
+from lamina.store import fsync_dir
 from lamina.transport._reader import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
 from lamina.transport._tarwrite import TarWriter, copy_stream, default_mtime
 
@@ -230,15 +231,6 @@ def _write_file(path: str, content: bytes | BinaryIO, size: int, mtime: int) -> 
     os.utime(path, (mtime, mtime))
 
 
-def _fsync_dir(path: str) -> None:
-    """Make a rename durable: the directory entry itself must reach the disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_oci_layout_dir(
     path: str | os.PathLike[str],
     images: list[SaveImage],
@@ -273,7 +265,7 @@ def write_oci_layout_dir(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    _fsync_dir(parent)
+    fsync_dir(parent)
 
 
 @contextlib.contextmanager
@@ -294,4 +286,4 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    _fsync_dir(parent)
+    fsync_dir(parent)

@@ -19,7 +19,8 @@ import zstandard
 from lamina.api import Lamina
 from lamina.errors import DigestMismatchError, InvalidInputError
 
-pytestmark = pytest.mark.integration
+# Every test here runs whole builds under runc: `make test-fast` leaves them to `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def tar_bytes() -> bytes:

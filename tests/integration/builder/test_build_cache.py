@@ -12,7 +12,8 @@ from lamina.api import Lamina
 from lamina.builder import StepFailedError
 from lamina.errors import NotFoundError
 
-pytestmark = pytest.mark.integration
+# Every test here runs whole builds under runc: `make test-fast` leaves them to `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DOCKERFILE = """\
 FROM busybox
@@ -133,7 +134,6 @@ def test_command_not_found_is_127(build) -> None:  # type: ignore[no-untyped-def
     assert caught.value.code == 127
 
 
-@pytest.mark.slow
 def test_same_context_twice_gives_the_same_digest(
     tmp_path: Path, busybox_rootfs: Path, context: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from lamina.api import Lamina
 
-pytestmark = pytest.mark.integration
+# Every test here runs whole builds under runc: `make test-fast` leaves them to `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_every_instruction_sets_config_history_and_files(

@@ -11,7 +11,8 @@ import pytest
 from lamina.api import Lamina
 from lamina.layers import EntryType, open_layer_reader, read_entries
 
-pytestmark = pytest.mark.integration
+# Every test here runs whole builds under runc: `make test-fast` leaves them to `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def layer_names(lam: Lamina, digest: str) -> list[str]:
@@ -76,7 +77,6 @@ def test_a_step_that_changes_nothing_adds_no_layer(lam: Lamina, build) -> None: 
     assert lam.config(lam.resolve("noop")).history[-1].empty_layer
 
 
-@pytest.mark.slow
 def test_more_than_120_layers(lam: Lamina, build, image_tree) -> None:  # type: ignore[no-untyped-def]
     steps = "".join(f"RUN echo {n} > /layer-{n:03d}\n" for n in range(125))
     built = build("FROM busybox\n" + steps + "RUN ls / | grep -c layer-\n", tags=["deep"])

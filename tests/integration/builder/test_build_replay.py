@@ -13,7 +13,8 @@ import pytest
 from lamina.api import BuildRequest, Lamina, build_image
 from lamina.builder import _builder
 
-pytestmark = pytest.mark.integration
+# Every test here runs whole builds under runc: `make test-fast` leaves them to `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DOCKERFILE = """FROM busybox
 ARG GREETING=hi

@@ -78,7 +78,7 @@ def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -
     assert history[1].rstrip().endswith("the base")
     history_rows = [
         json.loads(line)
-        for line in ok(root, "history", "--format", "json", "me/base:1").splitlines()
+        for line in ok(root, "history", "--no-trunc", "--format", "json", "me/base:1").splitlines()
     ]
     assert history_rows[0]["ID"] == image_id and history_rows[0]["Comment"] == "the base"
 

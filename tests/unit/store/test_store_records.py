@@ -44,6 +44,7 @@ def test_cache_records_round_trip_and_refuse_missing_content(store: Store) -> No
     assert store.get_cache("old") is None
 
 
+@pytest.mark.slow
 def test_stat_cache_bulk_round_trip(store: Store) -> None:
     files = [
         FileIdentity(f"/ctx/f{i}", i, 1_700_000_000_000_000_000 + i, 1000 + i, 0o100644)
