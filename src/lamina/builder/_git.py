@@ -115,8 +115,17 @@ def checkout(src: GitSource, commit: str, where: Path, keep_git_dir: bool) -> Pa
     """Fetch `commit` into `where` (created) and return the directory to copy from."""
     where.mkdir()
     _git("init", "-q", str(where))
-    _git("-c", "protocol.file.allow=always", "fetch", "-q", "--depth=1", "--", src.remote,
-         commit, cwd=where)  # fmt: skip
+    # By name when there is one (a dumb-http server serves refs, not arbitrary commits),
+    # shallow when the transport allows it; the commit is checked either way.
+    wanted = commit if src.ref is None or _SHA.match(src.ref) else src.ref
+    base = ["-c", "protocol.file.allow=always", "fetch", "-q"]
+    try:
+        _git(*base, "--depth=1", "--", src.remote, wanted, cwd=where)
+    except ToolError:
+        _git(*base, "--", src.remote, wanted, cwd=where)
+    fetched = _git("rev-parse", "FETCH_HEAD^{commit}", cwd=where).strip()
+    if fetched != commit:
+        raise DigestMismatchError(f"git source {src.remote}#{wanted}", commit, fetched)
     _git("-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD", cwd=where)
     if not keep_git_dir:
         shutil.rmtree(where / ".git")

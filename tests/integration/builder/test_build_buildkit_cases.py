@@ -11,7 +11,8 @@ and runs as a strict xfail, so fixing it turns the run red until the mark is rem
 Format (TOML):
     go_test, go_file, dockerfile (or file = a context file given as -f), [build_args],
     target, [allow], {secrets}, xfail, xfail_if + xfail_reason (a CONDITIONS name: this machine),
-    echo_server = "reply" ({port} in the Dockerfile),
+    echo_server = "reply" ({port} in the Dockerfile), git_tags = [...] (a repository over
+    dumb HTTP: {server}/.git and {commit:TAG} in the Dockerfile),
     [[then]]: later builds in the same store (dockerfile, build_args, target, tag,
               context (replaces the context), expect)
     [context] files = {path = text}, dirs = [...], modes = {path = 0o600}, sockets = [...],
@@ -27,6 +28,7 @@ Format (TOML):
 from __future__ import annotations
 
 import gzip
+import http.server
 import io
 import json
 import os
@@ -34,6 +36,7 @@ import re
 import shutil
 import socket
 import stat
+import subprocess
 import tarfile
 import threading
 import tomllib
@@ -132,6 +135,38 @@ EOF
 """
 
 
+def _git_server(repo: Path, tags: list[str]) -> tuple[str, dict[str, str]]:
+    """`git init`, one commit per tag writing "foo of TAG" to foo, update-server-info;
+    served over plain HTTP on 127.0.0.1 (BuildKit's testAddGit does the same)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test", *args],
+                              cwd=repo, capture_output=True, text=True, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    repo.mkdir()
+    git("init", "-q")
+    commits = {}
+    for tag in tags:
+        (repo / "foo").write_text(f"foo of {tag}\n")
+        git("add", "foo")
+        git("commit", "-q", "-m", tag)
+        git("tag", tag)
+        commits[tag] = git("rev-parse", tag)
+    git("update-server-info")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(repo), **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_address[1]}", commits
+
+
 def _echo_server(reply: bytes) -> int:
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.bind(("127.0.0.1", 0))
@@ -175,9 +210,13 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
     base_ctx.mkdir()
     build(HUB_BUSYBOX_ETC, ctx=base_ctx, tags=["busybox"])
     _make_context(context, spec.get("context", {}))
+    placeholders: dict[str, str] = {}
+    if "git_tags" in spec:  # a repository behind a dumb-http server, as the Go test serves it
+        server, commits = _git_server(context.parent / "gitrepo", spec["git_tags"])
+        placeholders["{server}"] = server
+        placeholders.update({"{commit:" + tag + "}": c for tag, c in commits.items()})
     if "echo_server" in spec:  # BuildKit's echoserver: answers every connection, then closes
-        port = _echo_server(spec["echo_server"].encode())
-        spec = {**spec, "dockerfile": spec["dockerfile"].replace("{port}", str(port))}
+        placeholders["{port}"] = str(_echo_server(spec["echo_server"].encode()))
     expect = spec.get("expect", {})
     options: dict[str, Any] = {"tags": ["case"], "build_args": spec.get("build_args", {})}
     if spec.get("target"):
@@ -191,6 +230,8 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
 
     def build_case(text: str | None, **opts: Any) -> Any:
         if text is not None:
+            for mark, value in placeholders.items():
+                text = text.replace(mark, value)
             (context / "Dockerfile").write_text(text)
         return build_image(lam, context, **opts)
 
