@@ -169,6 +169,18 @@ class CopyStep:
                     summary = StepInputs("", "", sources=tuple(sources)).sources_checksum()
                     self.b.store.put_cache(record, {"stamp": stamp, "checksum": summary})
         self.gits = []
+        if self.inst.checksum:
+            words = self.inst.sources
+            if len(words) != 1:
+                raise InvalidInputError(
+                    f"{self.step.loc}: checksum can't be specified for multiple sources"
+                )
+            if not (is_url(words[0]) or is_git_source(words[0])):
+                raise InvalidInputError(
+                    f"{self.step.loc}: checksum requires HTTP(S) or Git sources"
+                )
+            if is_url(words[0]):
+                self.checksum_algorithm()
         for word in self.inst.sources:
             if is_git_source(word) and not word.startswith("<<"):
                 if not self.inst.is_add:
@@ -238,9 +250,11 @@ class CopyStep:
 
         import httpx
 
-        name = posixpath.basename(urllib.parse.urlparse(url).path) or "download"
+        base = posixpath.basename(urllib.parse.urlparse(url).path)
+        name = base if base not in ("", ".", "/") else "__unnamed__"  # BuildKit's name
         path = self.scratch / f"download-{len(self.downloads)}"
         h = hashlib.sha256()
+        check = hashlib.new(self.checksum_algorithm()) if self.inst.checksum else None
         size = 0
         mtime: float | None = None
         try:
@@ -260,13 +274,28 @@ class CopyStep:
                     if size > _MAX_DOWNLOAD:
                         raise InvalidInputError(f"ADD {url}: more than {_MAX_DOWNLOAD} bytes")
                     h.update(chunk)
+                    if check is not None:
+                        check.update(chunk)
                     out.write(chunk)
         except httpx.HTTPError as exc:
             raise ToolError(f"ADD {url}: download failed: {exc}") from None
         digest = "sha256:" + h.hexdigest()
-        if self.inst.checksum and self.inst.checksum != digest:
-            raise DigestMismatchError(f"ADD {url}", self.inst.checksum, digest)
+        if check is not None and self.inst.checksum:
+            got = f"{check.name}:{check.hexdigest()}"
+            if self.inst.checksum != got:
+                raise DigestMismatchError(f"ADD {url}", self.inst.checksum, got)
         return name, path, digest, mtime
+
+    def checksum_algorithm(self) -> str:
+        """The algorithm of `--checksum` (BuildKit's rules: one http(s) or git source, and
+        an `algo:hex` digest of sha256, sha384 or sha512)."""
+        checksum = self.inst.checksum or ""
+        algo, sep, hexpart = checksum.partition(":")
+        if not sep or not hexpart or any(c not in "0123456789abcdef" for c in hexpart):
+            raise InvalidInputError(f"{self.step.loc}: invalid checksum digest format {checksum!r}")
+        if algo not in ("sha256", "sha384", "sha512"):
+            raise InvalidInputError(f"{self.step.loc}: unsupported digest algorithm {algo!r}")
+        return algo
 
     def _owner(self, view: Path | None) -> Owner | None:
         if not self.inst.chown:

@@ -12,7 +12,8 @@ Format (TOML):
     go_test, go_file, dockerfile (or file = a context file given as -f), [build_args],
     target, [allow], {secrets}, xfail, xfail_if + xfail_reason (a CONDITIONS name: this machine),
     echo_server = "reply" ({port} in the Dockerfile), git_tags = [...] (a repository over
-    dumb HTTP: {server}/.git and {commit:TAG} in the Dockerfile),
+    dumb HTTP: {server}/.git and {commit:TAG} in the Dockerfile), http_files = {path =
+    content or {content, last_modified}} ({http} in the Dockerfile),
     [[then]]: later builds in the same store (dockerfile, build_args, target, tag,
               context (replaces the context), expect)
     [context] files = {path = text}, dirs = [...], modes = {path = 0o600}, sockets = [...],
@@ -22,11 +23,13 @@ Format (TOML):
              same_file = [[a, b]], dirs = [...], config = {Field = value}, error = "regex",
              contains / lacks = {path = [substrings]}, empty_dirs = [...],
              config_absent = [Field, ...] (null or missing),
-             same_as_first = [...] (in [[then]]: the file as the first build made it)
+             same_as_first = [...] (in [[then]]: the file as the first build made it),
+             mtimes = {path = epoch seconds}
 """
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import http.server
 import io
@@ -167,6 +170,33 @@ def _git_server(repo: Path, tags: list[str]) -> tuple[str, dict[str, str]]:
     return f"http://127.0.0.1:{httpd.server_address[1]}", commits
 
 
+def _http_server(files: dict[str, Any]) -> str:
+    """Serves `path = "content"` or `path = {content, last_modified (epoch seconds)}`."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            entry = files.get(self.path)
+            if entry is None:
+                self.send_error(404)
+                return
+            spec = entry if isinstance(entry, dict) else {"content": entry}
+            body = spec["content"].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            if "last_modified" in spec:
+                self.send_header("Last-Modified", email.utils.formatdate(
+                    spec["last_modified"], usegmt=True))  # fmt: skip
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
 def _echo_server(reply: bytes) -> int:
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.bind(("127.0.0.1", 0))
@@ -215,6 +245,8 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
         server, commits = _git_server(context.parent / "gitrepo", spec["git_tags"])
         placeholders["{server}"] = server
         placeholders.update({"{commit:" + tag + "}": c for tag, c in commits.items()})
+    if "http_files" in spec:  # BuildKit's httpserver.NewTestServer: path → response
+        placeholders["{http}"] = _http_server(spec["http_files"])
     if "echo_server" in spec:  # BuildKit's echoserver: answers every connection, then closes
         placeholders["{port}"] = str(_echo_server(spec["echo_server"].encode()))
     expect = spec.get("expect", {})
@@ -287,7 +319,7 @@ def _check(spec: dict[str, Any], expect: dict[str, Any], context: Path, build: A
         for key in expect.get("config_absent", []):
             assert config.get(key) is None, (key, config.get(key))
     checks = ("files", "absent", "modes", "owners", "symlinks", "same_file", "dirs", "contains",
-              "lacks", "empty_dirs")  # fmt: skip
+              "lacks", "empty_dirs", "mtimes")  # fmt: skip
     if not any(k in expect for k in checks):
         return
     with image_tree(options["tags"][0]) as root:
@@ -303,6 +335,8 @@ def _check(spec: dict[str, Any], expect: dict[str, Any], context: Path, build: A
             assert not any(p in text for p in parts), (rel, text)
         for rel in expect.get("dirs", []):
             assert (root / rel).is_dir(), rel
+        for rel, when in expect.get("mtimes", {}).items():
+            assert os.lstat(root / rel).st_mtime == when, rel
         for rel in expect.get("empty_dirs", []):
             assert (root / rel).is_dir() and not list((root / rel).iterdir()), rel
         for rel, mode in expect.get("modes", {}).items():
