@@ -141,6 +141,17 @@ def build_image(
     return result
 
 
+def _epoch(build_args: Mapping[str, str], from_env: int | None) -> int | None:
+    """`--build-arg SOURCE_DATE_EPOCH=N` is BuildKit's spelling of the epoch (its
+    testWorkdirSourceDateEpochReproducible); the environment's value wins."""
+    value = build_args.get("SOURCE_DATE_EPOCH", "")
+    if from_env is not None or not value:
+        return from_env
+    if not value.isdigit():
+        raise InvalidInputError(f"--build-arg SOURCE_DATE_EPOCH={value!r} is not a number")
+    return int(value)
+
+
 def parse_labels(items: Sequence[str]) -> dict[str, str]:
     """`--label K=V` values; a bare `K` is an empty label, as Docker sets it."""
     out: dict[str, str] = {}
@@ -208,7 +219,7 @@ def _build(
         secrets=dict(secrets or {}),
         ssh=dict(ssh or {}),
         allow=frozenset(allow),
-        source_date_epoch=source_date_epoch(),
+        source_date_epoch=_epoch(build_args or {}, source_date_epoch()),
         explain=explain,
         labels=labels,
         platform=platform,

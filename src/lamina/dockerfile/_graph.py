@@ -145,7 +145,8 @@ def plan(
     warnings = tuple(
         Diagnostic("UnusedBuildArg", f"build arg {name!r} was not consumed by any ARG",
                    df.filename, 1)
-        for name in args if name not in used and name not in PROXY_ARGS
+        for name in args
+        if name not in used and name not in PROXY_ARGS and name != "SOURCE_DATE_EPOCH"
     )  # fmt: skip
     return BuildPlan(
         df, tuple(planned[i] for i in order), tuple(args.items()), target_platform,

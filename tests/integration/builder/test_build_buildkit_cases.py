@@ -24,7 +24,7 @@ Format (TOML):
              contains / lacks = {path = [substrings]}, empty_dirs = [...],
              config_absent = [Field, ...] (null or missing),
              same_as_first = [...] (in [[then]]: the file as the first build made it),
-             mtimes = {path = epoch seconds}
+             mtimes = {path = epoch seconds}, same_image = true (in [[then]], no_cache too)
 """
 
 from __future__ import annotations
@@ -271,6 +271,7 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
         _check(spec, expect, context, build_case, image_tree, lam, options)
         # Later builds of the same Go test, in the same store (cache behaviour).
         first: dict[str, bytes] = {}
+        first_id = lam.resolve(options["tags"][0]).id if "error" not in expect else ""
         wanted = {rel for then in spec.get("then", [])
                   for rel in then.get("expect", {}).get("same_as_first", [])}  # fmt: skip
         if wanted:
@@ -285,12 +286,16 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
             step_options = {**options, "build_args": then.get("build_args", {})}
             if "tag" in then:
                 step_options["tags"] = [then["tag"]]
+            if then.get("no_cache"):
+                step_options["no_cache"] = True
             if then.get("target"):
                 step_options["target"] = then["target"]
             elif "target" in then:
                 step_options.pop("target", None)
             _check(step, then.get("expect", {}), context, build_case, image_tree, lam,
                    step_options)  # fmt: skip
+            if then.get("expect", {}).get("same_image"):
+                assert lam.resolve(step_options["tags"][0]).id == first_id
             same = then.get("expect", {}).get("same_as_first", [])
             if same:
                 with image_tree(step_options["tags"][0]) as root:
