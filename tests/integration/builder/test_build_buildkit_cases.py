@@ -10,7 +10,7 @@ and runs as a strict xfail, so fixing it turns the run red until the mark is rem
 
 Format (TOML):
     go_test, go_file, dockerfile (or file = a context file given as -f), [build_args],
-    target, [allow], {secrets}, xfail, xfail_if + xfail_reason (a CONDITIONS name: this machine),
+    target, [allow], {secrets}, ssh_agent = true, xfail, xfail_if + xfail_reason (a CONDITIONS name: this machine),
     echo_server = "reply" ({port} in the Dockerfile), git_tags = [...] (a repository over
     dumb HTTP: {server}/.git and {commit:TAG} in the Dockerfile), http_files = {path =
     content or {content, last_modified}} ({http} in the Dockerfile),
@@ -255,6 +255,11 @@ def test_buildkit_case(case: Path, context: Path, build, image_tree, lam) -> Non
         options["target"] = spec["target"]
     if spec.get("allow"):
         options["allow"] = spec["allow"]
+    if spec.get("ssh_agent"):  # the Go test's sshprovider: an agent socket to forward
+        agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        agent.bind(str(context.parent / "agent.sock"))
+        agent.listen(1)
+        options["ssh"] = {"default": context.parent / "agent.sock"}
     if spec.get("secrets"):  # the Go test's secretsprovider.FromMap
         options["secrets"] = {k: v.encode() for k, v in spec["secrets"].items()}
     if spec.get("file"):  # -f NAME: the Dockerfile is a context file of that name
