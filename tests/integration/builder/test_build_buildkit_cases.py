@@ -10,12 +10,13 @@ and runs as a strict xfail, so fixing it turns the run red until the mark is rem
 
 Format (TOML):
     go_test, go_file, dockerfile (or file = a context file given as -f), [build_args],
-    target, [allow], {secrets}, ssh_agent = true, xfail, xfail_if + xfail_reason (a CONDITIONS name: this machine),
+    target, [allow], {secrets}, ssh_agent = true, xfail, xfail_if + xfail_reason (a
+    CONDITIONS name: a fact of this machine),
     echo_server = "reply" ({port} in the Dockerfile), git_tags = [...] (a repository over
     dumb HTTP: {server}/.git and {commit:TAG} in the Dockerfile), http_files = {path =
     content or {content, last_modified}} ({http} in the Dockerfile),
     [[then]]: later builds in the same store (dockerfile, build_args, target, tag,
-              context (replaces the context), expect)
+              no_cache, context (replaces the context), expect)
     [context] files = {path = text}, dirs = [...], modes = {path = 0o600}, sockets = [...],
               symlinks = {path = target}, tars = {name = {compress, entries = [...]}}
     [expect] files = {path = text}, absent = [...], modes = {path = 0o644},
