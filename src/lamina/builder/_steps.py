@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from lamina.dockerfile import (
     Copy,
+    Mount,
     PlannedInstruction,
     Run,
     parse_chmod,
@@ -30,7 +31,7 @@ from ._git import GitSource, checkout, is_git_source, parse_git_source, resolve_
 from ._image import ImageState, ensure_snapshots
 from ._keys import StepInputs, instruction_text
 from ._meta import shell_of
-from ._sources import digest_context_files
+from ._sources import digest_context_files, file_sha256
 
 if TYPE_CHECKING:
     from lamina.layers import Change
@@ -59,8 +60,12 @@ class RunStep:
             )
         extra: list[tuple[str, str]] = []
         sources: list[tuple[str, str]] = []
-        for m in self.inst.mounts:
-            if m.type in ("bind", "cache") and m.from_:
+        for n, m in enumerate(self.inst.mounts):
+            if m.type == "bind" and m.from_:
+                # What the step sees is the mounted path's content, not the whole stage:
+                # key on that (BuildKit's testMountRWCache).
+                extra.append((f"mount {m.target}", self._mounted_content(m, n)))
+            elif m.type == "cache" and m.from_:
                 extra.append((f"mount {m.target}", self.b.source_state(m.from_).key))
             elif m.type == "bind":
                 files = select_sources(self.b.context, [m.source or "."], self.b.ignore)
@@ -74,6 +79,29 @@ class RunStep:
             self.state.key, instruction_text(self.inst), self.step.args, self.step.env,
             str(self.b.bp.platform), tuple(sources), tuple(extra),
         )  # fmt: skip
+
+    def _mounted_content(self, m: Mount, n: int) -> str:
+        """A digest of the tree `--mount=from=STAGE,source=PATH` shows, remembered per
+        (stage key, path): that key fixes the content, so it is computed once."""
+        assert m.from_ is not None
+        state = self.b.source_state(m.from_)
+        ident = f"{state.key}\0{m.source or '.'}"
+        record = "mountsum:" + hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
+        found = self.b.store.get_cache(record)
+        if found is not None and isinstance(found.value, dict) and found.value.get("digest"):
+            return str(found.value["digest"])
+        lowers = ensure_snapshots(self.b.store, self.b.lease, state.layers)
+        h = hashlib.sha256()
+        with self.b._view(lowers, self.scratch, f"mountsum-{n}") as view:
+            if view is not None:
+                for f in select_sources(view, [m.source or "."]):
+                    content = (file_sha256(os.path.join(view, f.path)) if f.kind == "file"
+                               else f.link_target or "")  # fmt: skip
+                    line = f"{f.dest}\0{f.kind}\0{f.mode:o}\0{f.uid}\0{f.gid}\0{content}\n"
+                    h.update(line.encode("utf-8", "surrogateescape"))
+        digest = "sha256:" + h.hexdigest()
+        self.b.store.put_cache(record, {"digest": digest})
+        return digest
 
     def execute(self, lowerdirs: list[Path]) -> Path:
         from ._run import RunRequest, run_step
