@@ -8,9 +8,13 @@
     lamina.build("-", stdin=f, labels={"k": "v"}, platform="linux/arm64",
                  outputs=["type=local,dest=out"], iidfile=Path("iid"))
     lamina.images(filters=["dangling=true", "reference=me/*"], all_images=True)
+    cid, code = lamina.containers.run(RunOptions("me/app:1", ["echo", "hi"]))
+    lamina.containers.diff(cid); lamina.containers.commit(cid, "me/app:2")
 
 The CLI is a presentation of these; tests use them directly.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from lamina.api._build import (
     build_image,
@@ -25,7 +29,36 @@ from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, nor
 from lamina.api._replay import BuildRequest
 from lamina.api._transfer_types import LoadResult
 
+if TYPE_CHECKING:
+    from lamina.api._containers import (
+        Attach,
+        ContainerExit,
+        ContainerInfo,
+        Containers,
+        RunOptions,
+        describe_status,
+    )
+
+# Loaded on first use: every command imports lamina.api, few of them run containers.
+_CONTAINERS = {"Attach", "ContainerExit", "ContainerInfo", "Containers", "RunOptions",
+               "describe_status"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CONTAINERS:
+        import importlib
+
+        return getattr(importlib.import_module("lamina.api._containers"), name)
+    raise AttributeError(f"module 'lamina.api' has no attribute {name!r}")
+
+
 __all__ = [
+    "Attach",
+    "ContainerExit",
+    "ContainerInfo",
+    "Containers",
+    "RunOptions",
+    "describe_status",
     "BuildRequest",
     "HistoryRow",
     "ImageSummary",

@@ -11,8 +11,10 @@ from lamina.dockerfile import (
     Entrypoint,
     Env,
     Expose,
+    Healthcheck,
     Label,
     Onbuild,
+    Stopsignal,
     User,
     Volume,
     Workdir,
@@ -22,11 +24,27 @@ from lamina.dockerfile import (
 from lamina.errors import InvalidInputError
 from lamina.oci import ImageConfig
 
-ALLOWED = (Cmd, Entrypoint, Env, Expose, Label, Onbuild, User, Volume, Workdir)
+ALLOWED = (Cmd, Entrypoint, Env, Expose, Healthcheck, Label, Onbuild, Stopsignal, User, Volume,
+           Workdir)  # fmt: skip
+# moby's validCommitCommands: what `docker commit -c` and `docker import -c` take.
+CHANGE_COMMANDS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD",
+                   "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")  # fmt: skip
+
+
+def check_change_commands(changes: Sequence[str]) -> None:
+    """Docker's refusal of any other instruction: "X is not a valid change command"."""
+    for text in changes:
+        word = text.strip().split(None, 1)[0] if text.strip() else ""
+        if word.upper() not in CHANGE_COMMANDS:
+            raise InvalidInputError(
+                f"{word or repr(text)} is not a valid change command",
+                hint="valid: " + ", ".join(CHANGE_COMMANDS),
+            )
 
 
 def apply_changes(config: ImageConfig, changes: Sequence[str]) -> ImageConfig:
     """Apply each `--change` instruction to the config, in order, with Docker's expansion."""
+    check_change_commands(changes)
     for text in changes:
         # A one-step stage: the instruction is expanded against the image's own Env.
         build_plan = plan(parse(f"FROM scratch\n{text}\n", filename="--change"))

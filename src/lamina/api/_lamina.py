@@ -19,6 +19,7 @@ from lamina.oci import DEFAULT_MAX_LAYER_BYTES, ImageConfig, Reference, parse_re
 from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store, open_store
 
 if TYPE_CHECKING:
+    from lamina.api._containers import Containers
     from lamina.builder import BuildResult
 
 
@@ -106,6 +107,22 @@ class Lamina:
         self.store: Store = open_store(self.root)
         # Bounds what one layer may decompress to: a gzip bomb stops here.
         self.max_layer_bytes = max_layer_bytes
+        self._containers: Containers | None = None
+
+    @property
+    def containers(self) -> Containers:
+        """run, ps, stop, rm, diff, commit...: see `lamina.api._containers`."""
+        if self._containers is None:
+            from lamina.api._containers import Containers
+
+            self._containers = Containers(self)
+        return self._containers
+
+    def recover(self) -> list[str]:
+        """Stop and remove what dead lamina processes left on this root; one line each."""
+        from lamina.api._recover import recover
+
+        return recover(self)
 
     # -- finding images -------------------------------------------------------------
 
@@ -333,6 +350,19 @@ class Lamina:
         for ref in refs:
             image = self.resolve(ref)
             by_name = self._tag_named(ref, image)
+            users = [c.name for c in self.store.list_containers() if c.image == image.digest]
+            if users and (by_name is None or len(image.tags) <= 1):
+                if not force:
+                    raise ConflictError(
+                        f"unable to remove {ref} (must be forced): container {users[0]} is "
+                        f"using its referenced image {image.id[7:19]}",
+                        hint="remove the container first (lamina rm), or use -f to untag",
+                    )
+                # Forced: the names go, the image stays for the containers that use it.
+                for name in image.tags:
+                    self.store.untag(name)
+                    lines.append(f"Untagged: {':'.join(familiar(name))}")
+                continue
             if by_name is not None:
                 self.store.untag(by_name)
                 lines.append(f"Untagged: {':'.join(familiar(by_name))}")

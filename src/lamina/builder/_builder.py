@@ -111,6 +111,11 @@ class Builder:
         for warning in self.bp.warnings:
             self.emit("warning", 0, str(warning))
         self.ignore = load_dockerignore(self.context, self.opts.dockerfile_path())
+        from lamina.runtime import write_owner
+
+        # Owned by this process: if it dies, the next lamina command kills what runs here.
+        self.runc_state.mkdir(parents=True, mode=0o700)
+        write_owner(self.runc_state)
         with self.store.lease() as lease:
             self.lease = lease
             target = self.bp.target
@@ -380,8 +385,12 @@ class Builder:
     @contextlib.contextmanager
     def _scratch(self, kind: str) -> Iterator[Path]:
         # Beside the snapshots (one file system): a result directory is renamed, not copied.
+        from lamina.runtime import write_owner
+
         path = Path(tempfile.mkdtemp(prefix=f".tmp-{kind}-", dir=self.store.snapshots_dir))
         try:
+            # Mounts live in here while a step runs: a later command unmounts them if we die.
+            write_owner(path)
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)

@@ -36,12 +36,15 @@ def layer_from_dir(
     *,
     overlay_upper: bool,
     source_date_epoch: int | None,
+    keep_directory: bool = False,
 ) -> LayerRecord | None:
     """Write `directory` as a layer blob, then make the directory itself the layer's snapshot.
 
     `overlay_upper`: the directory is an overlay upper dir (whiteouts as 0:0 devices); else
     every entry is an addition. None (and the directory removed) when nothing changed.
     The directory must be on the store's file system: it is renamed, never copied.
+    `keep_directory` (a container's upper dir, committed while it may still run): the
+    directory stays as it is and no snapshot is made; the layer is unpacked when needed.
     """
     from lamina.layers import changes_from_dir, changes_from_overlay_upper, sort_changes
 
@@ -52,9 +55,14 @@ def layer_from_dir(
     else:
         changes = sort_changes(changes_from_dir(directory))
     if not changes:
-        shutil.rmtree(directory)
+        if not keep_directory:
+            shutil.rmtree(directory)
         return None
     info = write_layer_to_store(store, lease, changes, source_date_epoch=source_date_epoch)
+    if keep_directory:
+        return LayerRecord(
+            info.digest, info.diff_id, info.media_type, info.size, info.uncompressed_size
+        )
     lease.add_snapshot(info.diff_id)
     target = store.snapshot_path(info.diff_id)
     if target.is_dir():

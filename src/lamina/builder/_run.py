@@ -292,7 +292,8 @@ def run_step(
     lowers = req.lowerdirs[::-1] or [_empty(scratch)]
     tail = OutputTail(output)
     with (
-        mounted(overlay_mount(lowers, upper, work), merged),
+        # nodev: no device node in the image or made by the step opens anything.
+        mounted(overlay_mount(lowers, upper, work, extra_options=("nodev",)), merged),
         _mounts(req, store_root, scratch) as (binds, tmpfs),
     ):
         user = resolve_user(merged, req.user)

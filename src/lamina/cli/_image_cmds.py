@@ -213,6 +213,20 @@ def history(
     _out(format_rows(fmt or default, rows, HISTORY_HEADERS, default))
 
 
+def _containers_row(api: Lamina) -> dict[str, str]:
+    """`df`'s Containers line: how many, how many run, their read-write layers' bytes."""
+    infos = api.containers.list(all_=True)
+    sizes = {c.id: api.containers.rw_size(c.id) for c in infos}
+    idle = sum(sizes[c.id] for c in infos if c.status != "running")
+    return {
+        "Active": str(sum(1 for c in infos if c.status == "running")),
+        "Reclaimable": human_size(idle),
+        "Size": human_size(sum(sizes.values())),
+        "TotalCount": str(len(infos)),
+        "Type": "Containers",
+    }
+
+
 # -- inspect ------------------------------------------------------------------------------
 
 
@@ -223,13 +237,16 @@ def history(
 @click.argument("images", nargs=-1, required=True)
 @click.pass_context
 def inspect(ctx: click.Context, fmt: str | None, images: tuple[str, ...]) -> None:
-    """Show images' details as JSON, like `docker image inspect`; exit 1 if one is missing."""
+    """Show containers' or images' details as JSON, like `docker inspect` (a container's
+    name or ID first, then an image's); exit 1 if one is missing."""
+    from lamina.cli._container_cmds import inspect_document
+
     api = _api(ctx)
     found: list[dict[str, Any]] = []
     failed: list[LaminaError] = []
     for ref in images:
         try:
-            found.append(api.inspect(ref))
+            found.append(inspect_document(api, ref))
         except LaminaError as exc:
             failed.append(exc)
     if fmt and fmt != "json":
@@ -280,6 +297,7 @@ def df(ctx: click.Context, verbose: bool, fmt: str | None) -> None:
                 "Type": "Build Cache",
             },
         ]
+        rows.insert(1, _containers_row(_api(ctx)))  # Docker's order: Images, Containers, …
         _out(format_rows(fmt or "table", rows, DF_HEADERS, DF_TABLE))
         return
     from lamina.api import familiar

@@ -40,6 +40,9 @@ class _Context:
 
         if self._api is None:
             self._api = Lamina(self.root)
+            # What dead lamina processes left on this root goes first, one line each.
+            for line in self._api.recover():
+                print(f"lamina: {line}", file=sys.stderr)
         return self._api
 
 
@@ -60,7 +63,12 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 
 def main() -> None:
     """Run the CLI: a LaminaError is one line (and a hint) on stderr and exit status 1."""
-    from lamina.cli import _build_cmd, _commands, _image_cmds  # noqa: F401  (registers them)
+    from lamina.cli import (  # noqa: F401  (registers them)
+        _build_cmd,
+        _commands,
+        _container_cmds,
+        _image_cmds,
+    )
 
     debug = "--debug" in sys.argv[1:] or os.environ.get("LAMINA_DEBUG") == "1"
     try:

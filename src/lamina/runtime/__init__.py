@@ -29,18 +29,41 @@ Running a container (or a RUN step)
    returns the process' exit code (127 command not found, 126 not invokable, as Docker);
    Ctrl-C, SIGTERM or the timeout kill and delete the container before the exception goes on;
    the container is always gone when ``run`` returns or raises.
+
+A container (``lamina run``) uses the same config and overlay mount, but its process is
+supervised by a monitor that outlives the command (``spawn_monitor``, see ``_monitor``):
+it writes the output to ``container.log`` (CRI format, ``_logs``) and the exit status to
+``exit.json``. Whatever a dead lamina process left (a monitor, a build's runc state dir, a
+scratch dir) records its ``Owner`` (pid + start time), so the next command can tell.
 """
 
+from lamina.runtime._logs import LOG_FILE, LineJoiner, LogLine, LogWriter, read_records
+from lamina.runtime._monitor import (
+    EXIT_FILE,
+    EXIT_LAMINA_FAILED,
+    MONITOR_FILE,
+    ExitStatus,
+    MonitorSpec,
+    Started,
+    read_exit,
+    read_monitor,
+    spawn_monitor,
+)
+from lamina.runtime._owner import Owner, alive, current_owner, read_owner, write_owner
 from lamina.runtime._runc import (
     EXIT_NOT_FOUND,
     EXIT_NOT_INVOKABLE,
     Output,
     exit_code_for_runc_error,
+    hosts_file,
     run,
     runc_binary,
+    runc_failure,
     sigterm_raises,
     write_bundle,
 )
+from lamina.runtime._seccomp import BLOCKED_SYSCALLS, seccomp_profile
+from lamina.runtime._signals import parse_signal, signal_name
 from lamina.runtime._spec import (
     DEFAULT_CAPABILITIES,
     DEFAULT_HOSTNAME,
@@ -55,9 +78,35 @@ from lamina.runtime._spec import (
     bundle_config,
     mount_targets,
 )
-from lamina.runtime._user import resolve_user
+from lamina.runtime._user import home_dir, resolve_user
 
 __all__ = [
+    "BLOCKED_SYSCALLS",
+    "EXIT_FILE",
+    "EXIT_LAMINA_FAILED",
+    "LOG_FILE",
+    "MONITOR_FILE",
+    "ExitStatus",
+    "LineJoiner",
+    "LogLine",
+    "LogWriter",
+    "MonitorSpec",
+    "Owner",
+    "Started",
+    "alive",
+    "current_owner",
+    "home_dir",
+    "hosts_file",
+    "parse_signal",
+    "read_exit",
+    "read_monitor",
+    "read_owner",
+    "read_records",
+    "runc_failure",
+    "seccomp_profile",
+    "signal_name",
+    "spawn_monitor",
+    "write_owner",
     "DEFAULT_CAPABILITIES",
     "DEFAULT_HOSTNAME",
     "DEFAULT_PATH",

@@ -17,7 +17,7 @@ from types import FrameType
 from typing import IO, Any
 
 from lamina.errors import ToolError
-from lamina.runtime._spec import HOSTS_FILE, RESOLV_FILE
+from lamina.runtime._spec import HOSTNAME_FILE, HOSTS_FILE, RESOLV_FILE
 
 # Where output goes: an open file (or fd) receives it directly; a callable gets chunks.
 Output = IO[bytes] | int | Callable[[bytes], None]
@@ -53,14 +53,26 @@ def _host_resolv() -> str:
     return "\n".join(usable) + "\n"
 
 
+def hosts_file(hostname: str) -> str:
+    """Docker's /etc/hosts for a container: the localhost lines, then its own name."""
+    return (
+        "127.0.0.1\tlocalhost\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "fe00::0\tip6-localnet\n"
+        "ff00::0\tip6-mcastprefix\n"
+        "ff02::1\tip6-allnodes\n"
+        "ff02::2\tip6-allrouters\n"
+        f"127.0.1.1\t{hostname}\n"
+    )
+
+
 def write_bundle(bundle_dir: Path, rootfs: Path, config: dict[str, Any]) -> Path:
     """Write config.json (its root path set to `rootfs`), hosts and resolv.conf into
     `bundle_dir`; return the config's path."""
     bundle_dir.mkdir(parents=True, exist_ok=True)
     hostname = str(config.get("hostname") or "localhost")
-    (bundle_dir / HOSTS_FILE).write_text(
-        f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-    )
+    (bundle_dir / HOSTS_FILE).write_text(hosts_file(hostname))
+    (bundle_dir / HOSTNAME_FILE).write_text(hostname + "\n")
     (bundle_dir / RESOLV_FILE).write_text(_host_resolv())
     config = copy.deepcopy(config)
     config["root"] = {**config.get("root", {}), "path": str(rootfs.absolute())}
@@ -119,7 +131,7 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _runc_failure(log: Path) -> str | None:
+def runc_failure(log: Path) -> str | None:
     """The error runc itself reported (not the process), from its JSON log."""
     try:
         lines = log.read_text(errors="replace").splitlines()
@@ -142,7 +154,11 @@ def exit_code_for_runc_error(message: str) -> int | None:
         return None
     if "executable file not found" in message or "no such file or directory" in message:
         return EXIT_NOT_FOUND
-    if "permission denied" in message or "exec format error" in message:
+    if (
+        "permission denied" in message
+        or "exec format error" in message
+        or "is a directory" in message
+    ):
         return EXIT_NOT_INVOKABLE
     return None
 
@@ -221,7 +237,7 @@ def run(
                 _runc(state_dir, "delete", "--force", cid)
     if sink_errors:
         raise sink_errors[0]
-    failure = _runc_failure(log)
+    failure = runc_failure(log)
     if code != 0 and failure is not None:
         mapped = exit_code_for_runc_error(failure)
         if mapped is None:

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from lamina.errors import InvalidInputError
+from lamina.runtime._seccomp import seccomp_profile
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_HOSTNAME = "lamina"
 HOSTS_FILE = "hosts"
 RESOLV_FILE = "resolv.conf"
+HOSTNAME_FILE = "hostname"
 
 # Docker's default set (moby oci/caps/defaults.go): enough for package managers, nothing that
 # reaches the host (no SYS_ADMIN, NET_ADMIN, SYS_PTRACE, SYS_MODULE...).
@@ -98,6 +100,10 @@ def _container_path(path: str, what: str) -> str:
     return clean
 
 
+_ETC_FILES = {"/etc/hosts": HOSTS_FILE, "/etc/resolv.conf": RESOLV_FILE,
+              "/etc/hostname": HOSTNAME_FILE}  # fmt: skip
+
+
 def _standard_mounts() -> list[dict[str, Any]]:
     return [
         {
@@ -165,13 +171,20 @@ def bundle_config(
     readonly_rootfs: bool = False,
     binds: Sequence[BindMount] = (),
     tmpfs: Sequence[TmpfsMount] = (),
+    terminal: bool = False,
+    etc_files: Sequence[str] = ("/etc/hosts", "/etc/resolv.conf"),
+    etc_files_readonly: bool = True,
+    no_new_privileges: bool = True,
 ) -> dict[str, Any]:
     """The config.json for runc: run `args` with Docker's default confinement.
 
-    `/etc/hosts` and `/etc/resolv.conf` are bound read-only from `bundle_dir` (write_bundle
-    writes them). `network="none"` gives the process its own network namespace with only
-    `lo`; `"host"` shares the host's. PATH defaults to Docker's when `env` has none. No rlimits
-    and no cgroup resources: runc fails on machines that cannot set them.
+    `etc_files` (`/etc/hosts`, `/etc/resolv.conf`, and for containers `/etc/hostname`) are
+    bound from `bundle_dir` (write_bundle writes them), read-only unless
+    `etc_files_readonly` is false. Docker's default seccomp profile applies (plus a refusal
+    of block-device nodes, see `_seccomp`). `network="none"` gives the process its own
+    network namespace with only `lo`; `"host"` shares the host's. PATH defaults to Docker's
+    when `env` has none. No rlimits and no cgroup resources: runc fails on machines that
+    cannot set them.
     """
     if not args:
         raise InvalidInputError("no command to run")
@@ -183,8 +196,11 @@ def bundle_config(
     if not any(e.startswith("PATH=") for e in env_list):
         env_list.insert(0, f"PATH={DEFAULT_PATH}")
     mounts = _standard_mounts()
-    mounts.append(_bind(bundle_dir / HOSTS_FILE, "/etc/hosts", True))
-    mounts.append(_bind(bundle_dir / RESOLV_FILE, "/etc/resolv.conf", True))
+    for target in etc_files:
+        name = _ETC_FILES.get(target)
+        if name is None:
+            raise InvalidInputError(f"{target}: not a file lamina writes into a bundle")
+        mounts.append(_bind(bundle_dir / name, target, etc_files_readonly))
     for b in binds:
         mounts.append(_bind(b.source, _container_path(b.target, "bind target"), b.readonly))
     for t in tmpfs:
@@ -206,7 +222,7 @@ def bundle_config(
     return {
         "ociVersion": OCI_VERSION,
         "process": {
-            "terminal": False,
+            "terminal": terminal,
             "user": {
                 "uid": user.uid,
                 "gid": user.gid,
@@ -216,7 +232,7 @@ def bundle_config(
             "env": env_list,
             "cwd": posixpath.normpath(cwd),
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": True,
+            "noNewPrivileges": no_new_privileges,
         },
         "root": {"path": str(rootfs), "readonly": readonly_rootfs},
         "hostname": hostname,
@@ -225,6 +241,7 @@ def bundle_config(
             "namespaces": namespaces,
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
+            "seccomp": seccomp_profile(),
         },
     }
 

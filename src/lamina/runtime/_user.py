@@ -62,7 +62,7 @@ def resolve_user(rootfs: Path, user: str) -> User:
             break
     if entry is None and uid is None:
         raise NotFoundError(
-            f"unable to find user {spec_user}: no matching entries in passwd file of the image",
+            f"unable to find user {spec_user}: no matching entries in passwd file",
             hint="create the user in an earlier step (RUN adduser ...) or use a numeric uid",
         )
     name = entry[0] if entry else None
@@ -81,8 +81,7 @@ def resolve_user(rootfs: Path, user: str) -> User:
                     break
             else:
                 raise NotFoundError(
-                    f"unable to find group {spec_group}: no matching entries in group file "
-                    "of the image"
+                    f"unable to find group {spec_group}: no matching entries in group file"
                 )
         assert wanted is not None
         return User(uid, wanted, (wanted,))
@@ -96,3 +95,11 @@ def resolve_user(rootfs: Path, user: str) -> User:
             if name in members and g is not None and g not in extra:
                 extra.append(g)
     return User(uid, gid, tuple(extra))
+
+
+def home_dir(rootfs: Path, uid: int) -> str:
+    """The home directory /etc/passwd gives `uid` inside `rootfs`, else `/` (as Docker)."""
+    for row in _table(rootfs, "/etc/passwd"):
+        if len(row) >= 6 and _field_int(row, 2) == uid and row[5].startswith("/"):
+            return row[5]
+    return "/"

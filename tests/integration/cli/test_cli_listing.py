@@ -205,7 +205,7 @@ def test_df_format(store: Store) -> None:
     out = ok(store.root, "df", "--format", "{{.Type}}={{.TotalCount}}")
     assert out.splitlines()[0] == "Images=4"
     rows = [json.loads(line) for line in ok(store.root, "df", "--format", "json").splitlines()]
-    assert [r["Type"] for r in rows] == ["Images", "Snapshots", "Build Cache"]
+    assert [r["Type"] for r in rows] == ["Images", "Containers", "Snapshots", "Build Cache"]
     assert ok(store.root, "df").splitlines()[0].split() == [
         "TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"
     ]  # fmt: skip

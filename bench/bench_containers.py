@@ -1,0 +1,80 @@
+"""Container benchmarks (issue 10): lamina beside plain runc, in one run.
+
+1. `lamina run --rm IMAGE true`, start to exit (whole command: create, mount, monitor,
+   runc run --detach, exit, unmount, remove), beside `runc run` of a bundle prepared once
+   over the same overlay mount (runc alone: no store, no records, no monitor).
+2. `lamina ps` with 100 containers (exited), no other tool.
+
+The image is made from Debian's busybox-static with `lamina import`. Nothing here is a test.
+
+Run: `.venv/bin/python bench/bench_containers.py [--runs N]` (or `bench/run.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from _bench import Row, script_main, timed  # noqa: E402
+
+LAMINA = str(Path(sys.executable).with_name("lamina"))
+# As installed: with bytecode caches. (A PYTHONDONTWRITEBYTECODE environment would make
+# every lamina command compile its modules again, about 0.2 s of each measurement.)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def _time(argv: list[str]) -> float:
+    return timed(argv, env=ENV)
+
+
+def run(runs: int, work: Path) -> list[Row]:
+    from busybox_rootfs import make_busybox_rootfs
+
+    from lamina.api import Lamina
+    from lamina.runtime import bundle_config, write_bundle
+    from lamina.snapshots import mounted, overlay_mount
+
+    root = work / "root"
+    rootfs = make_busybox_rootfs(work / "rootfs")
+    lamina = [LAMINA, "--root", str(root)]
+    subprocess.run([*lamina, "import", str(rootfs), "bench"], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    _time([*lamina, "run", "--rm", "bench", "true"])  # unpack the snapshot once
+    lam = Lamina(root)
+    image = lam.resolve("bench")
+    lowers = [lam.store.snapshot_path(x.diff_id) for x in image.layers][::-1]
+    ours: list[float] = []
+    theirs: list[float] = []
+    plain = work / "plain"
+    for d in ("upper", "work", "merged", "bundle", "state"):
+        (plain / d).mkdir(parents=True)
+    with mounted(overlay_mount(lowers, plain / "upper", plain / "work",
+                               extra_options=("nodev",)), plain / "merged"):  # fmt: skip
+        config = bundle_config(["true"], bundle_dir=plain / "bundle", rootfs=plain / "merged")
+        write_bundle(plain / "bundle", plain / "merged", config)
+        runc = [shutil.which("runc") or "runc", "--root", str(plain / "state"), "run",
+                "--bundle", str(plain / "bundle")]  # fmt: skip
+        for i in range(runs):
+            theirs.append(_time([*runc, f"bench-{i}"]))
+            ours.append(_time([*lamina, "run", "--rm", "bench", "true"]))
+    rows = [("run --rm IMAGE true (start to exit)", ours, "runc run", theirs)]
+    for _ in range(100):
+        subprocess.run([*lamina, "run", "-d", "bench", "true"], check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+    _time([*lamina, "ps", "-a"])  # every exit folded
+    ps = [_time([*lamina, "ps", "-a"]) for _ in range(runs)]
+    rows.append(("ps -a with 100 containers", ps, "", []))
+    lam.store.close()
+    _time([*lamina, "container", "prune"])
+    return rows
+
+
+if __name__ == "__main__":
+    script_main(run, (__doc__ or "").splitlines()[0])

@@ -1,0 +1,993 @@
+"""Containers: an image's snapshots plus one read-write layer, run by runc under a monitor.
+
+A container is a row in the metadata db (`containers`: id, name, image, state JSON) plus
+``containers/<id>/`` under the root::
+
+    init/      Docker's "init layer": the mount-point stubs (/etc/hosts, /etc/resolv.conf,
+               /etc/hostname, /dev, /proc, /sys, volume targets) the image lacks, made at
+               create time, so they never land in the read-write layer
+    upper/ work/   the read-write layer (overlayfs upper and work dirs)
+    rootfs/    where init + the image's snapshots + upper are mounted while it runs
+    bundle/    runc's config.json (`lamina.runtime.bundle_config`, as a RUN step's),
+               hosts, resolv.conf, hostname
+    container.log, exit.json, monitor.json   written by the monitor (`lamina.runtime`)
+
+Lifecycle: `create` (record + dirs) → `start` (mount, bundle, monitor; status "running")
+→ the monitor reaps the process, unmounts, writes exit.json and folds it into the db
+(status "exited", or "created" when runc could not start the process) → `start` again, or
+`rm`. Any command folds an exit.json the monitor could not fold, and notices a monitor or a
+starting command that died (`refresh`).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lamina.api._container_opts import (
+    merge_env,
+    parse_env_options,
+    parse_volume,
+    process_args,
+    process_env,
+    read_env_file,
+)
+from lamina.errors import ConflictError, InvalidInputError, LaminaError, NotFoundError
+from lamina.layers import resolve_in_root
+from lamina.oci import History
+from lamina.runtime import (
+    EXIT_LAMINA_FAILED,
+    LOG_FILE,
+    BindMount,
+    ExitStatus,
+    LineJoiner,
+    LogLine,
+    MonitorSpec,
+    Owner,
+    alive,
+    bundle_config,
+    current_owner,
+    exit_code_for_runc_error,
+    home_dir,
+    parse_signal,
+    read_exit,
+    read_monitor,
+    read_records,
+    resolve_user,
+    runc_binary,
+    runc_failure,
+    spawn_monitor,
+    write_bundle,
+)
+from lamina.snapshots import (
+    find_stubs,
+    is_mountpoint,
+    mount,
+    mounted,
+    overlay_mount,
+    unmount,
+)
+from lamina.store import ContainerRecord, ImageRecord
+
+if TYPE_CHECKING:
+    from lamina.api._lamina import Lamina
+
+TINI = Path("/usr/bin/tini-static")
+INIT_TARGET = "/sbin/docker-init"
+_STUB_FILES = ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
+_STUB_DIRS = ("/dev", "/proc", "/sys")
+_DEFAULT_STOP_TIMEOUT = 10
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_ADJECTIVES = ("amazing", "brave", "calm", "eager", "festive", "gentle", "happy", "jolly",
+               "keen", "lucid", "modest", "nifty", "quirky", "serene", "tender", "vibrant")
+_SURNAMES = ("archimedes", "babbage", "curie", "darwin", "euler", "franklin", "galileo",
+             "hopper", "lovelace", "meitner", "noether", "pascal", "ritchie", "turing")
+
+
+class ContainerExit(LaminaError):
+    """The container's process could not be started: `code` is Docker's (125, 126, 127)."""
+
+    def __init__(self, message: str, code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+
+
+@dataclass
+class RunOptions:
+    """Everything `lamina run` takes (see `lamina run --help`)."""
+
+    image: str
+    command: Sequence[str] = ()
+    name: str | None = None
+    detach: bool = False
+    remove: bool = False
+    interactive: bool = False
+    tty: bool = False
+    env: Sequence[str] = ()
+    env_files: Sequence[Path] = ()
+    workdir: str | None = None
+    user: str | None = None
+    entrypoint: str | None = None
+    network: str | None = None
+    volumes: Sequence[str] = ()
+    read_only: bool = False
+    hostname: str | None = None
+    init: bool = False
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    security_opts: Sequence[str] = ()
+    host_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass(frozen=True)
+class Attach:
+    """The command's own fds a started container talks to (None: not attached)."""
+
+    stdin: int | None = None
+    stdout: int | None = None
+    stderr: int | None = None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """A container as `ps` and `inspect` show it."""
+
+    id: str
+    name: str
+    image_id: str
+    image_ref: str
+    command: list[str]
+    created: float
+    status: str  # created, running, exited
+    exit_code: int | None
+    error: str | None
+    started_at: float | None
+    finished_at: float | None
+    spec: dict[str, Any]
+    pid: int | None
+
+
+class Containers:
+    """The container commands over one `Lamina` (its store and root)."""
+
+    def __init__(self, lam: Lamina) -> None:
+        self.lam = lam
+        self.store = lam.store
+        self.dir = lam.root / "containers"
+        self.state_dir = lam.root / "runc"
+        self.messages: list[str] = []  # one line per thing cleaned up after a dead process
+
+    # -- finding -----------------------------------------------------------------------
+
+    def _dir(self, cid: str) -> Path:
+        return self.dir / cid
+
+    def get(self, ref: str) -> ContainerRecord:
+        """A container by full ID, name or unique ID prefix (as Docker selects them)."""
+        if not ref:
+            raise InvalidInputError("a container name or ID is empty")
+        try:
+            return self.store.get_container(ref)
+        except NotFoundError as e:
+            if "ambiguous" in e.message:
+                raise InvalidInputError(f"container ID prefix {ref!r} is ambiguous",
+                                        hint="give more digits, or the name") from None  # fmt: skip
+            raise NotFoundError(f"no such container: {ref}",
+                                hint="`lamina ps -a` lists containers") from None  # fmt: skip
+
+    # -- create ------------------------------------------------------------------------
+
+    def create(self, opts: RunOptions) -> ContainerRecord:
+        """Record the container and prepare its directories (nothing runs yet)."""
+        image = self.lam.resolve(opts.image)
+        config = self.lam.config(image).container_config
+        volumes = [parse_volume(v) for v in opts.volumes]
+        if opts.network not in (None, "host", "none", "default", "bridge"):
+            raise InvalidInputError(f"network {opts.network!r}: lamina supports host and none")
+        no_new_privs = True
+        for so in opts.security_opts:
+            key, _, value = so.replace(":", "=", 1).partition("=")
+            if key != "no-new-privileges" or value not in ("", "true", "false"):
+                raise InvalidInputError(
+                    f"--security-opt {so!r} is not supported",
+                    hint="lamina takes no-new-privileges[=true|false]",
+                )
+            no_new_privs = value != "false"
+        if opts.workdir is not None and not opts.workdir.startswith("/"):
+            raise InvalidInputError(
+                f"the working directory {opts.workdir!r} is invalid: it needs to be an "
+                "absolute path"
+            )
+        stop_signal = opts.stop_signal or config.get("StopSignal") or "SIGTERM"
+        parse_signal(str(stop_signal))
+        env_config = merge_env(
+            list(config.get("Env") or []),
+            *[read_env_file(Path(f), opts.host_env) for f in opts.env_files],
+            parse_env_options(opts.env, opts.host_env),
+        )
+        entrypoint, cmd = process_args(
+            config.get("Entrypoint"), config.get("Cmd"), opts.entrypoint, opts.command
+        )
+        name = opts.name or self._free_name()
+        if not name or name[0] in "_.-" or not set(name) <= _NAME_OK or len(name) > 255:
+            raise InvalidInputError(f"invalid container name {name!r}",
+                                    hint="[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # fmt: skip
+        cid = secrets.token_hex(32)
+        network = "none" if opts.network == "none" else "host"
+        if opts.hostname:
+            hostname = opts.hostname
+        elif opts.network == "host":
+            hostname = os.uname().nodename
+        else:
+            hostname = cid[:12]
+        for v in volumes:
+            v.source.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "image_ref": opts.image,
+            "entrypoint": entrypoint,
+            "cmd": cmd,
+            "env": env_config,
+            "workdir": opts.workdir or config.get("WorkingDir") or "/",
+            "workdir_given": opts.workdir is not None,
+            "user": opts.user if opts.user is not None else (config.get("User") or ""),
+            "hostname": hostname,
+            "network": network,
+            "tty": opts.tty,
+            "interactive": opts.interactive,
+            "read_only": opts.read_only,
+            "volumes": [[str(v.source), v.target, v.readonly] for v in volumes],
+            "init": opts.init,
+            "stop_signal": str(stop_signal),
+            "stop_timeout": opts.stop_timeout,
+            "autoremove": opts.remove,
+            "no_new_privileges": no_new_privs,
+        }
+        state: dict[str, Any] = {"status": "created", "spec": spec,
+                                 "owner": list(current_owner())}  # fmt: skip
+        try:
+            record = self.store.add_container(cid, name, image.digest, state)
+        except LaminaError as e:
+            if "exists" in e.message:
+                raise ConflictError(
+                    f'the container name "/{name}" is already in use',
+                    hint="remove that container or choose another --name",
+                ) from None
+            raise
+        try:
+            self._prepare(record, image)
+        except BaseException:
+            self._remove_files(record)
+            with contextlib.suppress(LaminaError):
+                self.store.remove_container(cid)
+            raise
+        state["owner"] = None
+        self.store.set_container_state(cid, state)
+        return self.store.get_container(cid)
+
+    def _free_name(self) -> str:
+        taken = {c.name for c in self.store.list_containers()}
+        for _ in range(100):
+            name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}"
+            if name not in taken:
+                return name
+        return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}{secrets.randbelow(1000)}"
+
+    def _lowers(self, image: ImageRecord) -> list[Path]:
+        """The image's snapshot dirs, bottom first (unpacked now if they are not yet)."""
+        paths = [self.store.snapshot_path(x.diff_id) for x in image.layers]
+        if all(p.is_dir() for p in paths):
+            return paths  # the container's record keeps them from prune: no lease needed
+        with self.store.lease() as lease:
+            from lamina.snapshots import ensure_snapshots
+
+            return ensure_snapshots(self.store, image.layers, lease)
+
+    def _prepare(self, record: ContainerRecord, image: ImageRecord) -> None:
+        spec = record.state["spec"]
+        d = self._dir(record.id)
+        self.dir.mkdir(mode=0o700, exist_ok=True)
+        d.mkdir(mode=0o700)
+        for sub in ("init", "upper", "work", "rootfs", "bundle"):
+            (d / sub).mkdir()
+        os.chmod(d / "upper", 0o755)
+        os.chmod(d / "init", 0o755)
+        lowers = self._lowers(image)
+        targets: list[tuple[str, bool]] = [(t, False) for t in _STUB_FILES]
+        targets += [(t, True) for t in _STUB_DIRS]
+        targets += [(v[1], Path(v[0]).is_dir()) for v in spec["volumes"]]
+        if spec["init"]:
+            targets.append((INIT_TARGET, False))
+        view = d / "rootfs"
+        with mounted(overlay_mount(lowers[::-1] or [d / "init"]), view):
+            self._make_init_layer(view, d / "init", targets)
+            workdir = resolve_in_root(view, spec["workdir"])
+            where = view / workdir.path().lstrip("/")
+            if not workdir.missing and not stat.S_ISDIR(os.lstat(where).st_mode):
+                raise InvalidInputError(
+                    f"the working directory {spec['workdir']} is not a directory in the image"
+                )
+            user = resolve_user(view, spec["user"])
+            spec.update(uid=user.uid, gid=user.gid, groups=list(user.additional_gids))
+            spec["home"] = home_dir(view, user.uid)
+
+    @staticmethod
+    def _make_init_layer(view: Path, init: Path, targets: list[tuple[str, bool]]) -> None:
+        """Create in `init` what runc would otherwise create in the read-write layer: each
+        missing mount target (a file or a dir) and its missing parents; the directories on
+        the way keep the image's mode and owner, so the merged tree looks as before."""
+        for target, is_dir in targets:
+            stubs = find_stubs(view, [target])
+            if not stubs:
+                continue
+            leaf = stubs[-1]
+            parts = leaf.strip("/").split("/")
+            for i in range(1, len(parts) + 1):
+                path = "/" + "/".join(parts[:i])
+                here = init.joinpath(*parts[:i])
+                if os.path.lexists(here):
+                    continue
+                last = i == len(parts)
+                if last and not is_dir:
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                    fd = os.open(here, flags, 0o644)
+                    os.close(fd)
+                    continue
+                existing = resolve_in_root(view, path)
+                if not existing.missing:
+                    st = os.lstat(view / existing.path().lstrip("/"))
+                    here.mkdir()
+                    os.chmod(here, stat.S_IMODE(st.st_mode))
+                    os.chown(here, st.st_uid, st.st_gid)
+                else:
+                    here.mkdir(mode=0o755)
+                    os.chmod(here, 0o755)
+
+    # -- start -------------------------------------------------------------------------
+
+    def _config(
+        self, record: ContainerRecord, exec_args: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        spec = record.state["spec"]
+        d = self._dir(record.id)
+        args = list(exec_args) if exec_args is not None else spec["entrypoint"] + spec["cmd"]
+        binds = [BindMount(Path(src), dst, ro) for src, dst, ro in spec["volumes"]]
+        if spec["init"] and exec_args is None:
+            binds.append(BindMount(TINI, INIT_TARGET, True))
+            args = [INIT_TARGET, "--", *args]
+        env = process_env(hostname=spec["hostname"], tty=spec["tty"], config_env=spec["env"],
+                          home=spec.get("home", "/"))  # fmt: skip
+        from lamina.runtime import User
+
+        return bundle_config(
+            args, bundle_dir=d / "bundle", rootfs=d / "rootfs", env=env, cwd=spec["workdir"],
+            user=User(spec["uid"], spec["gid"], tuple(spec["groups"])),
+            hostname=spec["hostname"], network=spec["network"],
+            readonly_rootfs=spec["read_only"], binds=binds, terminal=spec["tty"],
+            etc_files=_STUB_FILES, etc_files_readonly=spec["read_only"],
+            no_new_privileges=spec["no_new_privileges"],
+        )  # fmt: skip
+
+    def _mount_rootfs(self, record: ContainerRecord) -> None:
+        d = self._dir(record.id)
+        if is_mountpoint(d / "rootfs"):
+            return
+        image = self.store.get_image(record.image)
+        lowers = [d / "init", *self._lowers(image)[::-1]]
+        # nodev: a device node in the image or made in the container opens nothing.
+        m = overlay_mount(lowers, d / "upper", d / "work", extra_options=("nodev",))
+        mount(m, d / "rootfs", scratch=d)
+
+    def start(self, ref: str, attach: Attach | None = None) -> tuple[ContainerRecord, Any]:
+        """Start a created or exited container; return it and the monitor's pipe
+        (`Started`). ContainerExit when runc cannot start the process."""
+        record = self.refresh(self.get(ref))
+        if record is None:
+            raise NotFoundError(f"no such container: {ref}")
+        status = record.state["status"]
+        if status == "running":
+            return record, None
+        d = self._dir(record.id)
+        state = dict(record.state)
+        state.update(status="running", owner=list(current_owner()), started_at=time.time(),
+                     exit_code=None, error=None, finished_at=None)  # fmt: skip
+        (d / "exit.json").unlink(missing_ok=True)
+        (d / "monitor.json").unlink(missing_ok=True)
+        self.store.set_container_state(record.id, state)
+        try:
+            self._mount_rootfs(record)
+            write_bundle(d / "bundle", d / "rootfs", self._config(record))
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                unmount(d / "rootfs")
+            state.update(status="created", owner=None, exit_code=EXIT_LAMINA_FAILED)
+            self.store.set_container_state(record.id, state)
+            raise
+        attach = attach or Attach()
+        spec = MonitorSpec(
+            container_dir=d.absolute(), bundle_dir=(d / "bundle").absolute(),
+            state_dir=self.state_dir.absolute(), runc_id=record.id,
+            rootfs=(d / "rootfs").absolute(), tty=record.state["spec"]["tty"],
+            stdin=attach.stdin, stdout=attach.stdout, stderr=attach.stderr,
+        )  # fmt: skip
+        self.state_dir.mkdir(mode=0o700, exist_ok=True)
+        fold = [sys.executable, "-c", "import sys; from lamina.api import Lamina; "
+                "Lamina(sys.argv[1]).recover()", str(self.lam.root.absolute())]  # fmt: skip
+        # Attached, the command folds the exit itself (and any later command would).
+        started = spawn_monitor(spec, fold if attach.stdout is None else None)
+        ok, code, error = started.wait_started()
+        if not ok:
+            started.close()
+            self._fold_now(record.id)
+            raise ContainerExit(
+                error or "the container did not start",
+                code if code is not None else EXIT_LAMINA_FAILED,
+            )
+        return self.store.get_container(record.id), started
+
+    def _fold_now(self, cid: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            self.refresh(self.store.get_container(cid))
+
+    # -- state -------------------------------------------------------------------------
+
+    def fold(self, cid: str, result: ExitStatus) -> None:
+        """Record how a start ended (the monitor calls this; so does `refresh`)."""
+        try:
+            record = self.store.get_container(cid)
+        except NotFoundError:
+            return
+        if record.state.get("status") != "running":
+            return
+        state = dict(record.state)
+        state.update(status="exited" if result.started else "created", owner=None,
+                     exit_code=result.code, error=result.error,
+                     finished_at=result.finished)  # fmt: skip
+        if state["spec"].get("autoremove"):
+            self._destroy(record)
+            return
+        self.store.set_container_state(cid, state)
+
+    def refresh(self, record: ContainerRecord) -> ContainerRecord | None:
+        """The container's true state: folds an exit the monitor left unrecorded, and stops
+        and cleans up after a monitor (or a starting command) that died. None when that
+        removed the container (--rm)."""
+        if record.state.get("status") != "running":
+            owner = record.state.get("owner")
+            if owner and Owner(*owner) != current_owner() and not alive(Owner(*owner)):
+                # A command died while creating it: whatever it made goes.
+                self.messages.append(
+                    f"removed container {record.id[:12]} that a dead lamina process "
+                    f"(pid {owner[0]}) was creating"
+                )
+                self._destroy(record)
+                return None
+            return record
+        d = self._dir(record.id)
+        result = read_exit(d)
+        if result is None:
+            monitor = read_monitor(d)
+            if monitor is not None and alive(monitor):
+                pauser = record.state.get("paused_by")
+                if pauser and not alive(Owner(*pauser)):
+                    self._runc("resume", record.id)
+                    self._clear_paused(record.id)
+                    self.messages.append(f"resumed container {record.id[:12]}, paused by a dead "
+                                         f"lamina commit (pid {pauser[0]})")  # fmt: skip
+                    return self.store.get_container(record.id)
+                return record
+            owner = record.state.get("owner")
+            if monitor is None and owner and alive(Owner(*owner)):
+                return record  # still starting
+            # The monitor (or the command starting it) died: stop what may still run.
+            self._kill_runc(record.id, "KILL")
+            self._runc("delete", "--force", record.id)
+            with contextlib.suppress(LaminaError):
+                unmount(d / "rootfs")
+            who = f"monitor (pid {monitor.pid})" if monitor else "starting lamina process"
+            self.messages.append(f"stopped container {record.id[:12]}: its {who} died")
+            result = ExitStatus(137, time.time(), monitor is not None, f"its {who} died")
+        self.fold(record.id, result)
+        try:
+            return self.store.get_container(record.id)
+        except NotFoundError:
+            return None
+
+    def _info(self, record: ContainerRecord) -> ContainerInfo:
+        s = record.state
+        spec = s["spec"]
+        pid = None
+        if s["status"] == "running":
+            with contextlib.suppress(OSError, ValueError):
+                pid = int((self._dir(record.id) / "pid").read_text())
+        return ContainerInfo(
+            id=record.id, name=record.name, image_id=self._image_id(record.image),
+            image_ref=spec["image_ref"], command=spec["entrypoint"] + spec["cmd"],
+            created=record.created, status=s["status"], exit_code=s.get("exit_code"),
+            error=s.get("error"), started_at=s.get("started_at"),
+            finished_at=s.get("finished_at"), spec=spec, pid=pid,
+        )  # fmt: skip
+
+    def _image_id(self, digest: str) -> str:
+        try:
+            return self.store.get_image(digest).id
+        except NotFoundError:
+            return digest
+
+    def list(self, all_: bool = False) -> builtins.list[ContainerInfo]:
+        """Newest first; only running ones unless `all_`."""
+        out = []
+        for record in self.store.list_containers():
+            fresh = self.refresh(record)
+            if fresh is None or (not all_ and fresh.state["status"] != "running"):
+                continue
+            out.append(self._info(fresh))
+        out.sort(key=lambda c: (c.created, c.id), reverse=True)
+        return out
+
+    def info(self, ref: str) -> ContainerInfo:
+        record = self.refresh(self.get(ref))
+        if record is None:
+            raise NotFoundError(f"no such container: {ref}")
+        return self._info(record)
+
+    def rw_size(self, cid: str) -> int:
+        """Bytes in the container's read-write layer (its files' sizes, as Docker's SizeRw)."""
+        total = 0
+        for top, _dirs, files in os.walk(self._dir(cid) / "upper"):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    st = os.lstat(os.path.join(top, name))
+                    if stat.S_ISREG(st.st_mode):
+                        total += st.st_size
+        return total
+
+    # -- run ---------------------------------------------------------------------------
+
+    def run(self, opts: RunOptions, attach: Attach | None = None) -> tuple[str, int | None]:
+        """`docker run`: create and start; detached, return (id, None) once it runs;
+        otherwise wait and return (id, exit code). ContainerExit (125/126/127) when it
+        could not start; --rm removes it then too."""
+        record = self.create(opts)
+        proxy = _SignalProxy(self, record.id)
+        with proxy if not opts.detach else contextlib.nullcontext():
+            try:
+                record, started = self.start(record.id, None if opts.detach else attach)
+            except BaseException:
+                if opts.remove:
+                    self._remove_quietly(record.id)
+                raise
+            if opts.detach:
+                started.close()
+                return record.id, None
+            try:
+                proxy.started()
+                _, code, _error = started.wait_exit()
+            finally:
+                started.close()
+        self._fold_now(record.id)
+        if code is None:
+            final = self.refresh(self.store.get_container(record.id)) if not opts.remove else None
+            code = final.state.get("exit_code") if final else EXIT_LAMINA_FAILED
+        return record.id, int(code if code is not None else EXIT_LAMINA_FAILED)
+
+    def _remove_quietly(self, cid: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            self._destroy(self.store.get_container(cid))
+
+    # -- signals -----------------------------------------------------------------------
+
+    def _runc(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([runc_binary(), "--root", str(self.state_dir), *args],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+
+    def _kill_runc(self, cid: str, sig: str) -> bool:
+        return self._runc("kill", cid, sig).returncode == 0
+
+    def _wait_exit(self, cid: str, timeout: float | None) -> bool:
+        d = self._dir(cid)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            if (d / "exit.json").exists():
+                return True
+            monitor = read_monitor(d)
+            if monitor is not None and not alive(monitor):
+                return True  # it will never come: `refresh` records what happened
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> str:
+        """The stop signal (`signal`, else the container's), then SIGKILL after `timeout`
+        (the container's, else 10) s. Stopping a container that is not running is not an
+        error."""
+        record = self.refresh(self.get(ref))
+        if record is None or record.state["status"] != "running":
+            return ref
+        spec = record.state["spec"]
+        if timeout is None:
+            timeout = spec.get("stop_timeout")
+        if timeout is None:
+            timeout = _DEFAULT_STOP_TIMEOUT
+        sig = parse_signal(signal or spec.get("stop_signal") or "SIGTERM")
+        self._kill_runc(record.id, str(sig))
+        if timeout < 0 or not self._wait_exit(record.id, float(timeout)):
+            self._kill_runc(record.id, "KILL")
+            self._wait_exit(record.id, 30.0)
+        self._fold_now(record.id)
+        return ref
+
+    def kill(self, ref: str, signal: str = "KILL") -> str:
+        number = parse_signal(signal)
+        record = self.refresh(self.get(ref))
+        if record is None or record.state["status"] != "running":
+            raise ConflictError(f"cannot kill container {ref}: it is not running")
+        if not self._kill_runc(record.id, str(number)):
+            self._fold_now(record.id)
+            raise ConflictError(f"cannot kill container {ref}: it is not running")
+        return ref
+
+    def wait(self, ref: str) -> int:
+        record = self.get(ref)
+        if record.state["status"] == "running":
+            self._wait_exit(record.id, None)
+        fresh = self.refresh(self.store.get_container(record.id))
+        if fresh is None:
+            return 0
+        code = fresh.state.get("exit_code")
+        return int(code) if code is not None else 0
+
+    def restart(self, ref: str, timeout: int | None = None) -> str:
+        self.stop(ref, timeout)
+        _, started = self.start(ref)
+        if started is not None:
+            started.close()
+        return ref
+
+    # -- removal -----------------------------------------------------------------------
+
+    def remove(self, ref: str, force: bool = False) -> str:
+        record = self.refresh(self.get(ref))
+        if record is None:
+            return ref
+        if record.state["status"] == "running":
+            if not force:
+                raise ConflictError(
+                    f"cannot remove container {ref}: container is running",
+                    hint="stop the container before removing or use rm -f",
+                )
+            self._kill_runc(record.id, "KILL")
+            self._wait_exit(record.id, 30.0)
+        self._destroy(self.store.get_container(record.id))
+        return ref
+
+    def _destroy(self, record: ContainerRecord) -> None:
+        """Everything of the container goes: its runc state, mount, directory and record."""
+        if (self.state_dir / record.id).exists():
+            self._runc("delete", "--force", record.id)
+        self._remove_files(record)
+        with contextlib.suppress(NotFoundError):
+            self.store.remove_container(record.id)
+
+    def _remove_files(self, record: ContainerRecord) -> None:
+        d = self._dir(record.id)
+        for sub in ("rootfs", "diff-view"):
+            with contextlib.suppress(LaminaError):
+                unmount(d / sub)
+        trash = self.dir / f".trash-{record.id}-{secrets.token_hex(4)}"
+        try:
+            os.rename(d, trash)
+        except FileNotFoundError:
+            return  # another command removed it first
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def prune(self) -> builtins.list[str]:
+        """Remove every container that is not running (`docker container prune`)."""
+        gone = []
+        for record in self.store.list_containers():
+            fresh = self.refresh(record)
+            if fresh is not None and fresh.state["status"] != "running":
+                self._destroy(fresh)
+                gone.append(fresh.id)
+        return gone
+
+    # -- logs --------------------------------------------------------------------------
+
+    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None) -> Iterator[LogLine]:
+        record = self.get(ref)
+        path = self._dir(record.id) / LOG_FILE
+        joiner = LineJoiner()
+        if not path.exists():
+            return
+        with open(path, "rb") as f:
+            lines: list[LogLine] = []
+            for rec in read_records(f):
+                line = joiner.feed(*rec)
+                if line is not None:
+                    lines.append(line)
+            if tail is not None and tail >= 0:
+                lines = lines[len(lines) - tail :] if tail else []
+            yield from lines
+            if not follow:
+                yield from joiner.rest()
+                return
+            while True:
+                got = False
+                for rec in read_records(f):
+                    got = True
+                    line = joiner.feed(*rec)
+                    if line is not None:
+                        yield line
+                if got:
+                    continue
+                fresh = self.refresh(self.store.get_container(record.id)) if self._exists(
+                    record.id) else None  # fmt: skip
+                if fresh is None or fresh.state["status"] != "running":
+                    for rec in read_records(f):
+                        line = joiner.feed(*rec)
+                        if line is not None:
+                            yield line
+                    yield from joiner.rest()
+                    return
+                time.sleep(0.05)
+
+    def _exists(self, cid: str) -> bool:
+        try:
+            self.store.get_container(cid)
+        except NotFoundError:
+            return False
+        return True
+
+    # -- exec --------------------------------------------------------------------------
+
+    def exec(
+        self,
+        ref: str,
+        command: Sequence[str],
+        *,
+        interactive: bool = False,
+        tty: bool = False,
+        user: str | None = None,
+        env: Sequence[str] = (),
+        workdir: str | None = None,
+        detach: bool = False,
+        host_env: dict[str, str] | None = None,
+    ) -> int:
+        """Run another process in a running container; its exit code (127: not found)."""
+        if not command:
+            raise InvalidInputError("exec needs a command")
+        record = self.refresh(self.get(ref))
+        if record is None or record.state["status"] != "running":
+            raise ConflictError(f"container {ref} is not running")
+        d = self._dir(record.id)
+        spec = dict(record.state["spec"])
+        if workdir is not None:
+            if not workdir.startswith("/"):
+                raise InvalidInputError(f"the working directory {workdir!r} is not absolute")
+            spec["workdir"] = workdir
+        if user is not None:
+            resolved = resolve_user(d / "rootfs", user)
+            spec.update(uid=resolved.uid, gid=resolved.gid, groups=list(resolved.additional_gids),
+                        home=home_dir(d / "rootfs", resolved.uid))  # fmt: skip
+        spec["env"] = merge_env(spec["env"], parse_env_options(env, host_env or dict(os.environ)))
+        spec["tty"] = tty
+        fake = ContainerRecord(record.id, record.name, record.image,
+                               {**record.state, "spec": spec}, record.created)  # fmt: skip
+        process = self._config(fake, exec_args=command)["process"]
+        token = secrets.token_hex(6)
+        process_file = d / f"exec-{token}.json"
+        process_file.write_text(json.dumps(process))
+        log = d / f"exec-{token}.log"
+        argv = [runc_binary(), "--root", str(self.state_dir), "--log", str(log),
+                "--log-format", "json", "exec", "--process", str(process_file)]  # fmt: skip
+        if tty:
+            argv.append("--tty")
+        if detach:
+            argv.append("--detach")
+        argv.append(record.id)
+        try:
+            done = subprocess.run(argv, stdin=None if interactive else subprocess.DEVNULL,
+                                  check=False)  # fmt: skip
+            code = done.returncode
+            if code != 0:
+                failure = runc_failure(log)
+                if failure is not None:
+                    mapped = exit_code_for_runc_error(failure)
+                    if mapped is None:
+                        raise ContainerExit(f"runc: {failure}", EXIT_LAMINA_FAILED)
+                    return mapped
+            return code
+        finally:
+            process_file.unlink(missing_ok=True)
+            log.unlink(missing_ok=True)
+
+    # -- diff and commit ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lower_view(self, record: ContainerRecord) -> Iterator[Path]:
+        """The image (and init layer) as mounted under the container's changes, read-only."""
+        d = self._dir(record.id)
+        view = d / "diff-view"
+        with contextlib.suppress(LaminaError):
+            unmount(view)
+        view.mkdir(exist_ok=True)
+        lowers = [d / "init", *self._lowers(self.store.get_image(record.image))[::-1]]
+        try:
+            with mounted(overlay_mount(lowers), view, scratch=d):
+                yield view
+        finally:
+            with contextlib.suppress(OSError):
+                view.rmdir()
+
+    def diff(self, ref: str) -> builtins.list[tuple[str, str]]:
+        """Docker's `diff`: (kind, path) with kind A, C or D, a directory before its children."""
+        from lamina.layers import ChangeKind, changes_from_overlay_upper
+
+        record = self.get(ref)
+        upper = self._dir(record.id) / "upper"
+        changes = changes_from_overlay_upper(upper)
+        out: dict[str, str] = {}
+        with self._lower_view(record) as view:
+            for change in changes:
+                path = "/" + change.path.strip("/")
+                if change.kind is ChangeKind.DELETE:
+                    out[path] = "D"
+                elif change.kind is ChangeKind.ADD:
+                    out[path] = "C" if os.path.lexists(view / path.lstrip("/")) else "A"
+        return sorted(((k, p) for p, k in out.items()), key=lambda kp: kp[1].split("/"))
+
+    def commit(
+        self,
+        ref: str,
+        reference: str | None = None,
+        *,
+        message: str = "",
+        author: str = "",
+        changes: Sequence[str] = (),
+        pause: bool = True,
+    ) -> str:
+        """`docker commit`: the read-write layer becomes one new layer over the image's;
+        the config is the container's with `changes` applied. Returns the image ID."""
+        from lamina.api._instructions import apply_changes, check_change_commands
+        from lamina.api._lamina import normalize_tag
+        from lamina.builder import layer_from_dir, timestamp
+        from lamina.store import write_image
+
+        check_change_commands(changes)
+        tags = [normalize_tag(reference)] if reference else []
+        record = self.refresh(self.get(ref))
+        if record is None:
+            raise NotFoundError(f"no such container: {ref}")
+        image = self.store.get_image(record.image)
+        spec = record.state["spec"]
+        base = self.lam.config(image)
+        config = base.with_container_config(
+            Env=spec["env"], Cmd=spec["cmd"] or None, Entrypoint=spec["entrypoint"] or None,
+            User=spec["user"], WorkingDir=spec["workdir"] if spec["workdir"] != "/" or
+            base.container_config.get("WorkingDir") else "",
+        )  # fmt: skip
+        config = apply_changes(config, changes)
+        paused = False
+        if pause and record.state["status"] == "running":
+            # Recorded first: if this command dies, the next one resumes the container.
+            self.store.set_container_state(
+                record.id, {**record.state, "paused_by": list(current_owner())}
+            )
+            paused = self._runc("pause", record.id).returncode == 0
+        try:
+            with self.store.lease() as lease:
+                layer = layer_from_dir(self.store, lease, self._dir(record.id) / "upper",
+                                       overlay_upper=True, source_date_epoch=None,
+                                       keep_directory=True)  # fmt: skip
+                now = timestamp(None, time.time())
+                created_by = " ".join(spec["entrypoint"] + spec["cmd"])
+                config = config.with_layer(
+                    layer.diff_id if layer else None,
+                    History(now, created_by, message, author),
+                ).with_fields(created=now, **({"author": author} if author else {}))
+                layers = (*image.layers, layer) if layer else image.layers
+                made = write_image(self.store, config, layers, lease=lease, tags=tags)
+        finally:
+            if paused:
+                self._runc("resume", record.id)
+            if pause and record.state["status"] == "running":
+                self._clear_paused(record.id)
+        return made.id
+
+    def _clear_paused(self, cid: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            current = self.store.get_container(cid)
+            if "paused_by" in current.state:
+                state = dict(current.state)
+                del state["paused_by"]
+                self.store.set_container_state(cid, state)
+
+
+class _SignalProxy:
+    """While a command is attached, Ctrl-C, SIGTERM and SIGHUP sent to it go to the
+    container's process (Docker's --sig-proxy); the command keeps waiting for the exit.
+    Signals that arrive before the process runs are sent once it does."""
+
+    _WANTED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, containers: Containers, cid: str) -> None:
+        self._containers = containers
+        self._cid = cid
+        self._running = False
+        self._pending: list[int] = []
+        self._saved: dict[int, Any] = {}
+
+    def _forward(self, signum: int, frame: object) -> None:
+        if self._running:
+            self._containers._kill_runc(self._cid, str(signum))
+        else:
+            self._pending.append(signum)
+
+    def started(self) -> None:
+        self._running = True
+        for signum in self._pending:
+            self._containers._kill_runc(self._cid, str(signum))
+        self._pending.clear()
+
+    def __enter__(self) -> _SignalProxy:
+        if threading.current_thread() is threading.main_thread():
+            self._saved = {sig: signal.signal(sig, self._forward) for sig in self._WANTED}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
+def since(seconds: float) -> str:
+    """Docker's human duration (go-units HumanDuration)."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def describe_status(info: ContainerInfo, now: float | None = None) -> str:
+    """Docker's STATUS column: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`."""
+    now = time.time() if now is None else now
+    if info.status == "running":
+        return f"Up {since(now - (info.started_at or now))}"
+    if info.status == "exited":
+        return f"Exited ({info.exit_code}) {since(now - (info.finished_at or now))} ago"
+    return "Created"
+

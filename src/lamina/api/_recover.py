@@ -1,0 +1,103 @@
+"""Cleaning up after lamina processes that died (SIGKILL, power loss) on this root.
+
+What a lamina process starts records its owner (`lamina.runtime.write_owner`): a build's runc
+state dir (`runc-builds/<token>/`), a step's scratch dir (`snapshots/.tmp-*`, where its
+overlay mounts live), a container's monitor (`containers/<id>/monitor.json`). The next
+command finds those whose owner is gone: it kills and deletes their runc containers,
+unmounts what is mounted under them, removes the directories, and reports one line each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lamina.errors import LaminaError
+from lamina.runtime import alive, read_owner, runc_binary
+from lamina.snapshots import mount_points, unmount
+
+if TYPE_CHECKING:
+    from lamina.api._lamina import Lamina
+
+
+def _dead(directory: Path) -> int | None:
+    """The pid of `directory`'s owner when that process is gone; None otherwise."""
+    owner = read_owner(directory)
+    if owner is None or alive(owner):
+        return None
+    return owner.pid
+
+
+def _unmount_under(directory: Path) -> int:
+    prefix = os.path.realpath(directory) + "/"
+    below = [m for m in mount_points() if m.startswith(prefix)]
+    count = 0
+    for target in sorted(set(below), key=lambda m: -m.count("/")):
+        with contextlib.suppress(LaminaError):
+            unmount(Path(target))
+            count += 1
+    return count
+
+
+def _rmtree(path: Path) -> None:
+    for top, dirs, _ in os.walk(path):
+        for name in dirs:
+            sub = os.path.join(top, name)
+            if not os.path.islink(sub):
+                with contextlib.suppress(OSError):
+                    os.chmod(sub, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def recover_builds(root: Path) -> list[str]:
+    lines = []
+    builds = root / "runc-builds"
+    if builds.is_dir():
+        for entry in sorted(builds.iterdir()):
+            pid = _dead(entry)
+            if pid is None:
+                continue
+            runc = runc_binary()
+            listed = subprocess.run([runc, "--root", str(entry), "list", "-q"],
+                                    capture_output=True, text=True, check=False)  # fmt: skip
+            killed = 0
+            for cid in listed.stdout.split():
+                subprocess.run([runc, "--root", str(entry), "kill", cid, "KILL"],
+                               capture_output=True, check=False)  # fmt: skip
+                subprocess.run([runc, "--root", str(entry), "delete", "--force", cid],
+                               capture_output=True, check=False)  # fmt: skip
+                killed += 1
+            shutil.rmtree(entry, ignore_errors=True)
+            lines.append(f"cleaned up after dead build (pid {pid}): {killed} RUN container(s) "
+                         "killed")  # fmt: skip
+    snapshots = root / "snapshots"
+    if snapshots.is_dir():
+        for entry in sorted(snapshots.iterdir()):
+            if not entry.name.startswith(".tmp-"):
+                continue
+            pid = _dead(entry)
+            if pid is None:
+                continue
+            mounts = _unmount_under(entry)
+            _rmtree(entry)
+            lines.append(f"removed scratch dir {entry.name} of dead lamina process (pid {pid}), "
+                         f"{mounts} mount(s)")  # fmt: skip
+    return lines
+
+
+def recover(lam: Lamina) -> list[str]:
+    """Clean up after dead lamina processes on `lam`'s root; one line per thing done."""
+    lines = recover_builds(lam.root)
+    containers = lam.containers
+    containers.messages.clear()
+    if (lam.root / "containers").is_dir():
+        for record in lam.store.list_containers():
+            if record.state.get("status") == "running" or record.state.get("owner"):
+                containers.refresh(record)
+    lines += containers.messages
+    containers.messages.clear()
+    return lines

@@ -1,0 +1,425 @@
+"""Container commands: run, ps, logs, stop, kill, start, restart, rm, wait, exec, diff, commit,
+container prune. Arguments and presentation only; `Lamina.containers` does the work."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import termios
+import tty as ttymod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from lamina.cli._format import created_since, human_size, truncate
+from lamina.cli._main import _Context, cli
+from lamina.cli._template import format_rows
+from lamina.errors import LaminaError
+
+if TYPE_CHECKING:
+    from lamina.api import ContainerInfo, Lamina
+
+_NO_SHORT_HELP = {"help_option_names": ["--help"]}  # -h is --hostname, as in Docker
+
+
+def _api(ctx: click.Context) -> Lamina:
+    obj: _Context = ctx.find_root().obj
+    return obj.api()
+
+
+def _fail(exc: LaminaError, code: int) -> None:
+    from lamina.cli._main import _print_error
+
+    _print_error(exc.message, exc.hint)
+    sys.exit(code)
+
+
+@contextlib.contextmanager
+def _raw_terminal(enabled: bool) -> Iterator[None]:
+    """Put the terminal in raw mode while a `-t` container is attached; restore it after."""
+    if not enabled or not os.isatty(0):
+        yield
+        return
+    saved = termios.tcgetattr(0)
+    ttymod.setraw(0)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+
+# -- run -------------------------------------------------------------------------------
+
+
+@cli.command(context_settings={**_NO_SHORT_HELP, "allow_interspersed_args": False})
+@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@click.option("-d", "--detach", is_flag=True, help="Run in the background; print the ID.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (pass it on).")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
+@click.option("--name", help="Name the container.")
+@click.option("-e", "--env", multiple=True, help="Set K=V (K alone: from this environment).")
+@click.option("--env-file", multiple=True, type=click.Path(path_type=Path), help="Read env.")
+@click.option("-w", "--workdir", help="Working directory inside the container.")
+@click.option("-u", "--user", help="USER[:GROUP], by name or number.")
+@click.option("--entrypoint", help="Override the image's ENTRYPOINT ('' clears it).")
+@click.option("--network", type=click.Choice(["host", "none"]), help="Network (default host).")
+@click.option("-v", "--volume", "volumes", multiple=True, help="HOST:CTR[:ro] bind mount.")
+@click.option("--read-only", is_flag=True, help="Mount the root file system read-only.")
+@click.option("-h", "--hostname", help="Container host name.")
+@click.option("--init", is_flag=True, help="Run an init (tini) as PID 1.")
+@click.option("--stop-signal", help="Signal to stop the container.")
+@click.option("--stop-timeout", type=int, help="Seconds before SIGKILL on stop.")
+@click.option("--security-opt", "security_opts", multiple=True, help="no-new-privileges.")
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, remove: bool, detach: bool, interactive: bool, tty: bool,
+        name: str | None, env: tuple[str, ...], env_file: tuple[Path, ...], workdir: str | None,
+        user: str | None, entrypoint: str | None, network: str | None,
+        volumes: tuple[str, ...], read_only: bool, hostname: str | None, init: bool,
+        stop_signal: str | None, stop_timeout: int | None, security_opts: tuple[str, ...],
+        image: str, command: tuple[str, ...]) -> None:  # fmt: skip
+    """Run a command in a new container (exit status: the command's; 125 lamina failed,
+    126 the command cannot be invoked, 127 not found)."""
+    from lamina.api import Attach, ContainerExit, RunOptions
+
+    opts = RunOptions(
+        image=image, command=command, name=name, detach=detach, remove=remove,
+        interactive=interactive, tty=tty, env=env, env_files=env_file, workdir=workdir,
+        user=user, entrypoint=entrypoint, network=network, volumes=volumes,
+        read_only=read_only, hostname=hostname, init=init, stop_signal=stop_signal,
+        stop_timeout=stop_timeout, security_opts=security_opts,
+    )  # fmt: skip
+    attach = Attach(0 if interactive else None, 1, 2)
+    try:
+        with _raw_terminal(tty and interactive and not detach):
+            cid, code = _api(ctx).containers.run(opts, attach)
+    except ContainerExit as e:
+        _fail(e, e.code)
+        return
+    except LaminaError as e:
+        _fail(e, 125)
+        return
+    if detach:
+        click.echo(cid)
+        return
+    sys.exit(code or 0)
+
+
+@cli.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers, not only running.")
+@click.option("-q", "--quiet", is_flag=True, help="Only IDs.")
+@click.option("-s", "--size", is_flag=True, help="Show the read-write layer's size.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate.")
+@click.option("--format", "fmt", help="Go-template subset, e.g. '{{.ID}} {{.Status}}'.")
+@click.pass_context
+def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
+       fmt: str | None) -> None:  # fmt: skip
+    """List containers."""
+    from lamina.api import describe_status
+
+    api = _api(ctx)
+    infos = api.containers.list(all_)
+    if quiet:
+        for c in infos:
+            click.echo(c.id if no_trunc else c.id[:12])
+        return
+    rows = []
+    for c in infos:
+        command = " ".join(c.command)
+        row = {
+            "ID": c.id if no_trunc else c.id[:12],
+            "Image": c.image_ref,
+            "Command": json.dumps(command if no_trunc else truncate(command, 20),
+                                  ensure_ascii=False),
+            "CreatedAt": _iso(c.created),
+            "RunningFor": created_since(_iso(c.created)),
+            "Status": describe_status(c),
+            "State": c.status,
+            "Names": c.name,
+            "Ports": "",
+            "Size": human_size(api.containers.rw_size(c.id)) if size else "",
+        }
+        rows.append(row)
+    default = PS_TABLE + ("\\t{{.Size}}" if size else "")
+    click.echo(format_rows(fmt or "table", rows, PS_HEADERS, default), nl=False)
+
+
+PS_HEADERS = {
+    "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED", "Status": "STATUS", "State": "STATE", "Names": "NAMES",
+    "Ports": "PORTS", "Size": "SIZE",
+}  # fmt: skip
+PS_TABLE = (
+    "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}"
+    "\\t{{.Names}}"
+)
+
+
+def _iso(ts: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@cli.command()
+@click.option("-f", "--follow", is_flag=True, help="Follow the output.")
+@click.option("-n", "--tail", default="all", help="Lines from the end (default all).")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.argument("container")
+@click.pass_context
+def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, container: str) -> None:
+    """Show a container's output (stdout to stdout, stderr to stderr)."""
+    if tail != "all" and not tail.isdigit():
+        raise click.UsageError(f"--tail {tail!r}: a number or 'all'")
+    count = None if tail == "all" else int(tail)
+    out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    for line in _api(ctx).containers.logs(container, follow=follow, tail=count):
+        stream = out.get(line.stream, sys.stdout.buffer)
+        if timestamps:
+            stream.write(line.time.encode() + b" ")
+        stream.write(line.data)
+        stream.flush()
+
+
+def _each(ctx: click.Context, refs: tuple[str, ...], action: Any) -> None:
+    failed = False
+    for ref in refs:
+        try:
+            click.echo(action(ref))
+        except LaminaError as e:
+            from lamina.cli._main import _print_error
+
+            _print_error(e.message, e.hint)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before SIGKILL.")
+@click.option("-s", "--signal", "sig", help="Signal to send (default: the container's).")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def stop(ctx: click.Context, timeout: int | None, sig: str | None,
+         containers: tuple[str, ...]) -> None:  # fmt: skip
+    """Stop running containers: the stop signal, then SIGKILL after the timeout."""
+    api = _api(ctx).containers
+    _each(ctx, containers, lambda ref: api.stop(ref, timeout, sig))
+
+
+@cli.command()
+@click.option("-s", "--signal", "sig", default="KILL", show_default=True, help="Signal.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def kill(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
+    """Send a signal to running containers."""
+    api = _api(ctx).containers
+    _each(ctx, containers, lambda ref: api.kill(ref, sig))
+
+
+@cli.command()
+@click.option("-a", "--attach", is_flag=True, help="Attach stdout/stderr; exit with its code.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach stdin.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def start(ctx: click.Context, attach: bool, interactive: bool,
+          containers: tuple[str, ...]) -> None:  # fmt: skip
+    """Start stopped containers."""
+    from lamina.api import Attach, ContainerExit
+
+    api = _api(ctx).containers
+    if attach or interactive:
+        if len(containers) != 1:
+            raise click.UsageError("you cannot start and attach multiple containers at once")
+        try:
+            record, started = api.start(containers[0], Attach(0 if interactive else None, 1, 2))
+        except ContainerExit as e:
+            _fail(e, e.code)
+            return
+        if started is None:
+            return
+        _, code, _ = started.wait_exit()
+        started.close()
+        sys.exit(code if code is not None else api.wait(record.id))
+
+    def one(ref: str) -> str:
+        _, started = api.start(ref)
+        if started is not None:
+            started.close()
+        return ref
+
+    _each(ctx, containers, one)
+
+
+@cli.command()
+@click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before SIGKILL.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def restart(ctx: click.Context, timeout: int | None, containers: tuple[str, ...]) -> None:
+    """Stop and start containers again."""
+    api = _api(ctx).containers
+    _each(ctx, containers, lambda ref: api.restart(ref, timeout))
+
+
+@cli.command()
+@click.option("-f", "--force", is_flag=True, help="Kill a running container first.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def rm(ctx: click.Context, force: bool, containers: tuple[str, ...]) -> None:
+    """Remove containers: their read-write layer, directory and record."""
+    api = _api(ctx).containers
+    _each(ctx, containers, lambda ref: api.remove(ref, force))
+
+
+@cli.command()
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def wait(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Wait for containers to exit; print their exit codes."""
+    api = _api(ctx).containers
+    _each(ctx, containers, lambda ref: str(api.wait(ref)))
+
+
+@cli.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-i", "--interactive", is_flag=True, help="Pass stdin on.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
+@click.option("-u", "--user", help="USER[:GROUP].")
+@click.option("-e", "--env", multiple=True, help="Set K=V.")
+@click.option("-w", "--workdir", help="Working directory.")
+@click.option("-d", "--detach", is_flag=True, help="Run in the background.")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(ctx: click.Context, interactive: bool, tty: bool, user: str | None,
+          env: tuple[str, ...], workdir: str | None, detach: bool, container: str,
+          command: tuple[str, ...]) -> None:  # fmt: skip
+    """Run a command in a running container; exit with its status."""
+    from lamina.api import ContainerExit
+
+    try:
+        code = _api(ctx).containers.exec(container, command, interactive=interactive, tty=tty,
+                                         user=user, env=env, workdir=workdir, detach=detach)
+    except ContainerExit as e:
+        _fail(e, e.code)
+        return
+    except LaminaError as e:
+        _fail(e, 1)
+        return
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("container")
+@click.pass_context
+def diff(ctx: click.Context, container: str) -> None:
+    """What the container changed: A added, C changed, D deleted."""
+    for kind, path in _api(ctx).containers.diff(container):
+        click.echo(f"{kind} {path}")
+
+
+@cli.command()
+@click.option("-m", "--message", default="", help="Commit message (history comment).")
+@click.option("-a", "--author", default="", help="Author.")
+@click.option("-c", "--change", "changes", multiple=True, help="Dockerfile instruction.")
+@click.option("-p/--no-pause", "--pause", "pause", default=True, help="Pause while committing.")
+@click.argument("container")
+@click.argument("reference", required=False)
+@click.pass_context
+def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ...], pause: bool,
+           container: str, reference: str | None) -> None:  # fmt: skip
+    """Make an image of a container's changes; print its ID."""
+    click.echo(_api(ctx).containers.commit(container, reference, message=message, author=author,
+                                           changes=changes, pause=pause))  # fmt: skip
+
+
+@cli.group("container")
+def container_group() -> None:
+    """Manage containers."""
+
+
+@container_group.command("prune")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt (lamina never prompts).")
+@click.pass_context
+def container_prune(ctx: click.Context, force: bool) -> None:
+    """Remove all stopped containers."""
+    api = _api(ctx)
+    gone = api.containers.prune()
+    if gone:
+        click.echo("Deleted Containers:")
+    for cid in gone:
+        click.echo(cid)
+
+
+def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
+    """`docker container inspect`'s document, for the fields lamina has."""
+    spec = info.spec
+    d = api.root / "containers" / info.id
+    return {
+        "Id": info.id,
+        "Created": _iso(info.created),
+        "Path": info.command[0] if info.command else "",
+        "Args": info.command[1:],
+        "State": {
+            "Status": info.status,
+            "Running": info.status == "running",
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": False,
+            "Dead": False,
+            "Pid": info.pid or 0,
+            "ExitCode": info.exit_code or 0,
+            "Error": info.error or "",
+            "StartedAt": _iso(info.started_at) if info.started_at else "",
+            "FinishedAt": _iso(info.finished_at) if info.finished_at else "",
+        },
+        "Image": info.image_id,
+        "Name": "/" + info.name,
+        "Config": {
+            "Hostname": spec["hostname"],
+            "User": spec["user"],
+            "Env": spec["env"],
+            "Cmd": spec["cmd"],
+            "Entrypoint": spec["entrypoint"] or None,
+            "WorkingDir": spec["workdir"],
+            "Image": spec["image_ref"],
+            "Tty": spec["tty"],
+            "OpenStdin": spec["interactive"],
+            "StopSignal": spec["stop_signal"],
+            "StopTimeout": spec["stop_timeout"],
+        },
+        "HostConfig": {
+            "Binds": [f"{s}:{t}{':ro' if ro else ''}" for s, t, ro in spec["volumes"]],
+            "NetworkMode": spec["network"],
+            "ReadonlyRootfs": spec["read_only"],
+            "AutoRemove": spec["autoremove"],
+            "Init": spec["init"],
+        },
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "UpperDir": str(d / "upper"),
+                "WorkDir": str(d / "work"),
+                "MergedDir": str(d / "rootfs"),
+            },
+        },
+        "Mounts": [
+            {"Type": "bind", "Source": s, "Destination": t, "RW": not ro}
+            for s, t, ro in spec["volumes"]
+        ],
+    }
+
+
+def inspect_document(api: Lamina, ref: str) -> dict[str, Any]:
+    """A container's document when `ref` names one, else the image's (as `docker inspect`)."""
+    from lamina.errors import NotFoundError
+
+    try:
+        info = api.containers.info(ref)
+    except NotFoundError:
+        return api.inspect(ref)
+    return container_inspect(api, info)

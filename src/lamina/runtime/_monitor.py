@@ -1,0 +1,349 @@
+"""The monitor: one small process per started container that outlives the lamina command.
+
+It is lamina's equivalent of conmon. `spawn_monitor` forks twice (a new session, so no
+terminal signal reaches it and the command may exit at once, as `run -d` does); the
+monitor then
+
+1. records itself (`monitor.json`: pid and start time) in the container's directory,
+2. becomes a child subreaper and runs ``runc run --detach`` (process stdio: pipes it
+   reads, or a pty whose master runc hands over through ``console.sock``),
+3. tells the command "started" through a pipe, copies the process' output into the
+   container's log (``lamina.runtime._logs``, CRI format) and to the command's own
+   stdout/stderr while it is attached, and relays a terminal's input,
+4. reaps the process, deletes it from runc, unmounts the container's rootfs, writes
+   ``exit.json`` (exit code, time, error) by write-and-rename, tells the command the exit
+   code, closes the command's fds and execs `then` (a fresh process that folds the status
+   into the metadata db: SQLite must not be used in a forked copy of a process that had
+   it open).
+
+A command killed at any moment therefore loses neither output nor exit status; a monitor
+killed at any moment leaves `monitor.json` naming a dead process, which the next command
+notices (`lamina.runtime.alive`) and cleans up after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lamina.runtime._logs import LOG_FILE, LogWriter
+from lamina.runtime._owner import Owner, current_owner
+from lamina.runtime._runc import exit_code_for_runc_error, runc_binary, runc_failure
+
+MONITOR_FILE = "monitor.json"
+EXIT_FILE = "exit.json"
+EXIT_LAMINA_FAILED = 125
+# runc dials the console socket after changing to the bundle dir: the name is relative to it
+# (a full path could pass the 108-byte limit of a socket address).
+_CONSOLE_SOCKET = "console.sock"
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass(frozen=True)
+class MonitorSpec:
+    """What one start of a container needs. Paths are absolute."""
+
+    container_dir: Path
+    bundle_dir: Path
+    state_dir: Path  # runc's --root
+    runc_id: str
+    rootfs: Path  # the mounted rootfs, unmounted once the process has exited
+    tty: bool = False
+    stdin: int | None = None  # the command's fds while attached (None: /dev/null, not shown)
+    stdout: int | None = None
+    stderr: int | None = None
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a start ended: `started` false when runc could not start the process at all."""
+
+    code: int
+    finished: float
+    started: bool
+    error: str | None = None
+
+
+def read_exit(container_dir: Path) -> ExitStatus | None:
+    try:
+        doc = json.loads((container_dir / EXIT_FILE).read_text())
+        return ExitStatus(
+            int(doc["code"]), float(doc["finished"]), bool(doc["started"]), doc.get("error")
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_monitor(container_dir: Path) -> Owner | None:
+    try:
+        doc = json.loads((container_dir / MONITOR_FILE).read_text())
+        return Owner(int(doc["pid"]), int(doc["start"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_json(path: Path, doc: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+class Started:
+    """The command's end of the monitor's pipe: 'started', then the exit code."""
+
+    def __init__(self, fd: int, monitor_pid: int) -> None:
+        self._file = os.fdopen(fd, "rb")
+        self.monitor_pid = monitor_pid
+
+    def wait_started(self) -> tuple[bool, int | None, str | None]:
+        """(started, exit code if it ended already, error). A dead monitor reads as ended."""
+        line = self._file.readline().decode("utf-8", "replace").rstrip("\n")
+        if line.startswith("started"):
+            return True, None, None
+        return self._ended(line)
+
+    def wait_exit(self) -> tuple[bool, int | None, str | None]:
+        line = self._file.readline().decode("utf-8", "replace").rstrip("\n")
+        return self._ended(line)
+
+    @staticmethod
+    def _ended(line: str) -> tuple[bool, int | None, str | None]:
+        if not line.startswith("exit "):
+            return False, None, "the container's monitor died"
+        _, code, *rest = line.split(" ", 2)
+        return False, int(code), (rest[0] if rest and rest[0] else None)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def spawn_monitor(spec: MonitorSpec, then: Sequence[str] | None = None) -> Started:
+    """Start a monitor for `spec` (see the module doc) and return the pipe it reports on.
+
+    Call it with no other thread running: the monitor is a fork of this process.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked child
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            _serve(spec, w, then)
+        except BaseException:
+            pass
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    monitor = None
+    for _ in range(2000):  # the grandchild records itself first thing
+        monitor = _read_pid(spec.container_dir)
+        if monitor is not None:
+            break
+        time.sleep(0.001)
+    return Started(r, monitor or 0)
+
+
+def _read_pid(container_dir: Path) -> int | None:
+    owner = read_monitor(container_dir)
+    return owner.pid if owner else None
+
+
+def _isolate_fds(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        if fd not in keep:
+            os.dup2(null, fd)
+    if null not in keep and null > 2:
+        os.close(null)
+
+
+def _say(fd: int | None, text: str) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, text.encode())
+
+
+def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
+    client = {spec.stdin, spec.stdout, spec.stderr} - {None}
+    _isolate_fds({status, *(fd for fd in client if fd is not None)})
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
+        signal.signal(sig, signal.SIG_IGN)
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    os.chdir(spec.container_dir)
+    owner = current_owner()
+    _write_json(spec.container_dir / MONITOR_FILE, {"pid": owner.pid, "start": owner.start})
+    log_fd = os.open(spec.container_dir / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    log = LogWriter(log_fd)
+    started, code, error = False, EXIT_LAMINA_FAILED, None
+    try:
+        started, code, error = _run(spec, log, status)
+    except BaseException as e:
+        error = error or f"monitor: {e}"
+    finally:
+        with contextlib.suppress(BaseException):
+            subprocess.run([runc_binary(), "--root", str(spec.state_dir), "delete", "--force",
+                            spec.runc_id], capture_output=True, check=False)  # fmt: skip
+        with contextlib.suppress(BaseException):
+            from lamina.snapshots import unmount
+
+            unmount(spec.rootfs)
+        result = ExitStatus(code, time.time(), started, error)
+        with contextlib.suppress(BaseException):
+            _write_json(spec.container_dir / EXIT_FILE, asdict(result))
+        _say(status, f"exit {code} {(error or '').replace(chr(10), ' ')}\n")
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (status, *client):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.dup2(null, fd) if fd <= 2 else os.close(fd)
+        if then:
+            with contextlib.suppress(BaseException):
+                os.execv(then[0], list(then))
+
+
+def _runc_args(spec: MonitorSpec, *args: str) -> list[str]:
+    return [runc_binary(), "--root", str(spec.state_dir), "--log", "runc.log",
+            "--log-format", "json", *args]  # fmt: skip
+
+
+def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str | None]:
+    null = os.open(os.devnull, os.O_RDWR)
+    console: socket.socket | None = None
+    pipes: dict[int, str] = {}
+    child_ends: list[int] = []
+    if spec.tty:
+        here = os.path.relpath(spec.bundle_dir / _CONSOLE_SOCKET)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(here)
+        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        console.bind(here)
+        console.listen(1)
+        stdio = (null, null, null)
+        extra = ["--console-socket", _CONSOLE_SOCKET]
+    else:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pipes = {out_r: "stdout", err_r: "stderr"}
+        child_ends = [out_w, err_w]
+        stdio = (spec.stdin if spec.stdin is not None else null, out_w, err_w)
+        extra = []
+    Path("runc.log").unlink(missing_ok=True)
+    # `run --detach` is create + start in one runc process: the container's init becomes
+    # this subreaper's child, its stdio the fds given here (or the pty runc hands over).
+    created = subprocess.run(
+        _runc_args(spec, "run", "--detach", "--bundle", str(spec.bundle_dir), "--pid-file",
+                   "pid", *extra, spec.runc_id),
+        stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], check=False,
+    )  # fmt: skip
+    for fd in child_ends:
+        os.close(fd)
+    if created.returncode != 0:
+        failure = runc_failure(Path("runc.log")) or f"runc run exited {created.returncode}"
+        mapped = exit_code_for_runc_error(failure)
+        return False, mapped if mapped is not None else EXIT_LAMINA_FAILED, failure
+    master: int | None = None
+    if console is not None:
+        console.settimeout(10)
+        conn, _ = console.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        master = fds[0]
+        console.close()
+        os.unlink(here)
+        _copy_winsize(spec.stdout if spec.stdout is not None else spec.stdin, master)
+        pipes = {master: "stdout"}
+    pid = int(Path("pid").read_text().strip())
+    _say(status, f"started {pid}\n")
+    _pump(spec, log, pipes, master)
+    return True, _reap(pid), None
+
+
+def _copy_winsize(source: int | None, master: int) -> None:
+    if source is None:
+        return
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(source, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        return False
+    return True
+
+
+def _pump(spec: MonitorSpec, log: LogWriter, pipes: dict[int, str], master: int | None) -> None:
+    sel = selectors.DefaultSelector()
+    for fd in pipes:
+        sel.register(fd, selectors.EVENT_READ)
+    targets = {"stdout": spec.stdout, "stderr": spec.stderr if not spec.tty else spec.stdout}
+    relay_in = spec.stdin if (master is not None and spec.stdin is not None) else None
+    if relay_in is not None:
+        sel.register(relay_in, selectors.EVENT_READ)
+    open_outputs = set(pipes)
+    while open_outputs:
+        for key, _ in sel.select():
+            fd = int(key.fd)
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError as e:
+                if e.errno != errno.EIO:  # a pty whose other side closed reads EIO
+                    raise
+                chunk = b""
+            if fd == relay_in:
+                if not chunk or master is None or not _write_all(master, chunk):
+                    sel.unregister(fd)
+                    relay_in = None
+                continue
+            if not chunk:
+                sel.unregister(fd)
+                open_outputs.discard(fd)
+                os.close(fd)
+                continue
+            stream = pipes[fd]
+            log.write(stream, chunk)
+            target = targets.get(stream)
+            if target is not None and not _write_all(target, chunk):
+                targets[stream] = None  # the command went away: keep logging
+
+
+def _reap(pid: int) -> int:
+    """Wait for the container process (this monitor is its subreaper); its exit code as a
+    shell reports it (128 + signal when killed)."""
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return EXIT_LAMINA_FAILED
+        if got == pid:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code

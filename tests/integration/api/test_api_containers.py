@@ -1,0 +1,490 @@
+"""Containers end to end: the real CLI, runc, overlayfs and lamina's monitor on a busybox base."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from busybox_rootfs import make_busybox_rootfs
+
+from lamina.api import Lamina
+from lamina.snapshots import mount_points
+
+LAMINA = str(Path(sys.executable).with_name("lamina"))
+
+# Every test here runs real containers through the CLI: seconds each (`make test` runs them;
+# the pure rules are in tests/unit/api/test_api_container_opts.py for `make test-fast`).
+pytestmark = pytest.mark.slow
+
+
+class Cli:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, *args: str, input: bytes | None = None,
+                 timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        return subprocess.run(
+            [LAMINA, "--root", str(self.root), *args],
+            input=input.decode() if input is not None else None,
+            capture_output=True, text=True, timeout=timeout,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def ok(self, *args: str) -> str:
+        done = self(*args)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done.stdout
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = make_busybox_rootfs(tmp_path_factory.mktemp("bb") / "rootfs")
+    (root / "bin" / "busybox").chmod(0o755)
+    big = root / "big"
+    big.write_bytes(os.urandom(4 << 20))
+    return root
+
+
+@pytest.fixture
+def cli(tmp_path: Path, rootfs: Path) -> Iterator[Cli]:
+    c = Cli(tmp_path / "root")
+    c.ok("import", str(rootfs), "busybox")
+    yield c
+    for cid in c("ps", "-aq", "--no-trunc").stdout.split():
+        c("rm", "-f", cid)
+    leftover = [m for m in mount_points() if m.startswith(str(tmp_path))]
+    for m in leftover:
+        subprocess.run(["umount", "-l", m], check=False)
+    assert not leftover, leftover
+
+
+def mounts_under(path: Path) -> list[str]:
+    return [m for m in mount_points() if m.startswith(str(path))]
+
+
+def test_exit_codes_are_the_process_own_or_dockers(cli: Cli) -> None:
+    assert cli("run", "--rm", "busybox", "true").returncode == 0
+    assert cli("run", "--rm", "busybox", "false").returncode == 1
+    assert cli("run", "--rm", "busybox", "sh", "-c", "exit 72").returncode == 72
+    missing = cli("run", "--rm", "busybox", "no-such-command")
+    assert missing.returncode == 127 and "no-such-command" in missing.stderr
+    assert cli("run", "--rm", "busybox", "/etc").returncode == 126
+    assert cli("run", "--rm", "busybox", "/etc/passwd").returncode == 126
+    absent = cli("run", "--rm", "no-such-image")
+    assert absent.returncode == 125 and "no-such-image" in absent.stderr
+    cleared = cli("run", "--rm", "--entrypoint", "", "busybox")
+    assert cleared.returncode == 125 and "no command specified" in cleared.stderr
+    assert cli("ps", "-aq").stdout == ""  # --rm removed them, the failed starts too
+    assert list((cli.root / "containers").iterdir()) == []
+    assert not mounts_under(cli.root)
+    assert not list((cli.root / "runc").iterdir())
+
+
+def test_entrypoint_and_cmd(cli: Cli) -> None:
+    img = cli.ok("commit", "-c", 'ENTRYPOINT ["echo", "ep"]', "-c", 'CMD ["default"]',
+                 _made(cli), "epimg").strip()  # fmt: skip
+    assert img.startswith("sha256:")
+    assert cli.ok("run", "--rm", "epimg") == "ep default\n"
+    assert cli.ok("run", "--rm", "epimg", "given") == "ep given\n"
+    assert cli.ok("run", "--rm", "--entrypoint", "echo", "epimg") == "\n"  # image Cmd dropped
+    assert cli.ok("run", "--rm", "--entrypoint", "echo", "epimg", "x") == "x\n"
+    assert cli.ok("run", "--rm", "--entrypoint", "", "epimg", "echo", "y") == "y\n"
+
+
+def _made(cli: Cli) -> str:
+    return cli.ok("run", "-d", "busybox", "true").strip()
+
+
+def test_env_precedence_and_env_file(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("commit", "-c", "ENV A=image B=image C=image", _made(cli), "envimg")
+    f = tmp_path / "env"
+    f.write_text("# comment\n\nB=file\nC=file 'quoted' $X\nFROMHOST\nABSENT\n")
+    done = subprocess.run(
+        [LAMINA, "--root", str(cli.root), "run", "--rm", "-e", "C=flag", "-e", "FROMHOST2",
+         "--env-file", str(f), "envimg", "env"],
+        capture_output=True, text=True, env={**os.environ, "FROMHOST": "h1", "FROMHOST2": "h2"},
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("PATH=") and lines[1].startswith("HOSTNAME=")
+    env = dict(line.split("=", 1) for line in lines)
+    assert env["A"] == "image" and env["B"] == "file" and env["C"] == "flag"
+    assert env["FROMHOST"] == "h1" and env["FROMHOST2"] == "h2" and "ABSENT" not in env
+    assert env["HOME"] == "/root"
+    bad = tmp_path / "bad"
+    bad.write_text("A B=1\n")
+    assert cli("run", "--rm", "--env-file", str(bad), "busybox", "true").returncode == 125
+    assert cli("run", "--rm", "-e", "=x", "busybox", "true").returncode == 125
+
+
+def test_workdir_and_user(cli: Cli) -> None:
+    assert cli.ok("run", "--rm", "-w", "/made/here", "busybox", "pwd") == "/made/here\n"
+    onfile = cli("run", "--rm", "-w", "/etc/passwd", "busybox", "pwd")
+    assert onfile.returncode == 125 and "/etc/passwd" in onfile.stderr
+    assert cli("run", "--rm", "-w", "relative", "busybox", "pwd").returncode == 125
+    assert cli.ok("run", "--rm", "-u", "app", "busybox", "id", "-u") == "1000\n"
+    assert cli.ok("run", "--rm", "-u", "4242", "busybox", "id", "-u") == "4242\n"
+    no_entry = cli.ok("run", "--rm", "-u", "4242", "busybox", "sh", "-c", "echo $HOME; id -g")
+    assert no_entry == "/\n0\n"  # a uid without a passwd entry: HOME=/, gid 0
+    unknown = cli("run", "--rm", "-u", "nobody-here", "busybox", "id")
+    assert unknown.returncode == 125
+    assert "unable to find user nobody-here: no matching entries in passwd file" in unknown.stderr
+    assert cli.ok("run", "--rm", "-u", "app:0", "busybox", "id", "-g") == "0\n"
+    groups = cli.ok("run", "--rm", "-u", "app", "busybox", "id", "-G").split()
+    assert len(groups) >= 2  # the primary group and the supplementary ones from /etc/group
+    assert cli("run", "--rm", "-u", "app:nogroup", "busybox", "id").returncode == 125
+
+
+def test_stdin_and_terminal(cli: Cli) -> None:
+    done = cli("run", "--rm", "-i", "busybox", "cat", input=b"piped text\n")
+    assert done.stdout == "piped text\n"
+    assert cli("run", "--rm", "busybox", "cat", input=b"x").stdout == ""  # no -i: no stdin
+    cmd = f"{LAMINA} --root {cli.root} run --rm -t busybox sh -c 'tty; echo $TERM; exit 5'"
+    pty = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+    assert pty.returncode == 5
+    assert "/dev/pts/" in pty.stdout and "xterm" in pty.stdout
+
+
+def test_detached_logs_stop_rm(cli: Cli) -> None:
+    cid = cli.ok("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+                 "echo one; echo two >&2; sleep 100").strip()  # fmt: skip
+    assert len(cid) == 64 and all(c in "0123456789abcdef" for c in cid)
+    assert cli("run", "-d", "--name", "ticker", "busybox", "true").returncode == 125
+    time.sleep(0.5)
+    assert cli.ok("ps", "-q") == cid[:12] + "\n"
+    for d in (cli.root, cli.root / "containers", cli.root / "containers" / cid):
+        assert d.stat().st_mode & 0o777 == 0o700  # nothing of a container for other users
+    logs = cli("logs", "ticker")
+    assert logs.stdout == "one\n" and logs.stderr == "two\n"
+    last = cli("logs", "--tail", "1", cid[:6])  # the last line of both streams
+    assert (last.stdout, last.stderr) == ("", "two\n")
+    stamped = cli.ok("logs", "-t", cid[:6]).split(" ", 1)
+    assert stamped[0].endswith("Z") and stamped[1] == "one\n"
+    follow = subprocess.Popen([LAMINA, "--root", str(cli.root), "logs", "-f", "ticker"],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    started = time.monotonic()
+    cli.ok("stop", "-t", "1", "ticker")
+    assert time.monotonic() - started < 10
+    assert follow.communicate(timeout=30)[0] == "one\n"
+    fmt = cli.ok("inspect", "-f", "{{.State.ExitCode}} {{.State.Status}}", "ticker")
+    assert fmt == "137 exited\n"
+    assert cli.ok("stop", "ticker") == "ticker\n"  # stopped already: not an error
+    trap = cli.ok("run", "-d", "busybox", "sh", "-c",
+                  "trap 'exit 0' TERM; while true; do sleep 0.1; done").strip()  # fmt: skip
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    cli.ok("stop", trap)
+    assert time.monotonic() - t0 < 2
+    assert cli.ok("wait", trap) == "0\n"
+    assert cli("rm", trap).returncode == 0
+    cli.ok("rm", "ticker")
+    assert cli("ps", "-aq").stdout == ""
+    assert not (cli.root / "containers" / cid).exists()
+
+
+def test_kill_signals(cli: Cli) -> None:
+    cid = cli.ok("run", "-d", "busybox", "sh", "-c",
+                 "trap 'exit 10' USR1; trap 'exit 12' HUP; while true; do sleep 0.1; done")
+    cid = cid.strip()
+    time.sleep(0.3)
+    bad = cli("kill", "-s", "NOPE", cid)
+    assert bad.returncode == 1 and "invalid signal" in bad.stderr
+    assert "running" in cli.ok("inspect", "-f", "{{.State.Status}}", cid)
+    cli.ok("kill", "-s", "USR1", cid)
+    assert cli.ok("wait", cid) == "10\n"
+    cli.ok("start", cid)
+    time.sleep(0.3)
+    cli.ok("kill", "-s", "1", cid)
+    assert cli.ok("wait", cid) == "12\n"
+    cli.ok("start", cid)
+    time.sleep(0.3)
+    cli.ok("kill", "-s", "SIGKILL", cid)
+    assert cli.ok("wait", cid) == "137\n"
+
+
+def test_exec(cli: Cli) -> None:
+    cid = cli.ok("run", "-d", "-e", "X=1", "busybox", "sleep", "100").strip()
+    time.sleep(0.2)
+    assert cli.ok("exec", cid, "sh", "-c", "echo $X; pwd") == "1\n/\n"
+    as_app = cli.ok("exec", "-u", "app", "-w", "/tmp", cid, "sh", "-c", "id -u; pwd")
+    assert as_app == "1000\n/tmp\n"
+    assert cli("exec", cid, "no-such").returncode == 127
+    assert cli("exec", "-i", cid, "cat", input=b"abc").stdout == "abc"
+
+
+def test_read_only_and_volumes(cli: Cli, tmp_path: Path) -> None:
+    ro = cli("run", "--rm", "--read-only", "busybox", "sh", "-c",
+             "touch /x; echo $?; touch /etc/hosts; echo $?")  # fmt: skip
+    assert ro.stdout == "1\n1\n"
+    rw = cli.ok("run", "--rm", "busybox", "sh", "-c", "echo 1.2.3.4 h >> /etc/hosts; echo $?")
+    assert rw == "0\n"
+    host = tmp_path / "vol" / "new"
+    cli.ok("run", "--rm", "-v", f"{host}:/data", "busybox", "sh", "-c", "echo hi > /data/f")
+    assert (host / "f").read_text() == "hi\n"
+    readonly = cli("run", "--rm", "-v", f"{host}:/data:ro", "busybox", "sh", "-c",
+                   "cat /data/f; echo x > /data/g")  # fmt: skip
+    assert readonly.stdout == "hi\n" and readonly.returncode != 0 and not (host / "g").exists()
+    assert cli("run", "--rm", "-v", "rel:/data", "busybox", "true").returncode == 125
+    assert cli("run", "--rm", "-v", f"{host}:/a/../b", "busybox", "true").returncode == 125
+    cid = cli.ok("run", "-d", "-v", f"{host}:/data", "busybox", "true").strip()
+    cli.ok("wait", cid)
+    assert cli.ok("diff", cid) == ""  # mount points (/etc/hosts, /dev, volumes) never show
+
+
+def test_isolation(cli: Cli) -> None:
+    out = cli.ok("run", "--rm", "busybox", "sh", "-c",
+                 "ls /proc | grep -c '^[0-9]'; cat /proc/timer_list 2>/dev/null | wc -c;"
+                 " echo x > /proc/sysrq-trigger 2>/dev/null; echo $?;"
+                 " ls /dev | sort | tr '\\n' ' '")  # fmt: skip
+    pids, timer, sysrq, dev = out.splitlines()
+    assert int(pids) <= 3  # sh, ls, grep: the host's processes are invisible
+    assert timer == "0" and sysrq != "0"
+    assert "sda" not in dev and "null" in dev
+    block = cli("run", "--rm", "busybox", "sh", "-c",
+                "mknod /x b 8 0; mknod /dev/y b 8 0; head -c 1 /x /dev/y | wc -c")  # fmt: skip
+    assert "Operation not permitted" in block.stderr and block.stdout.strip() == "0"
+    hostname = cli.ok("run", "--rm", "-h", "named", "busybox", "sh", "-c",
+                      "hostname; cat /etc/hostname; grep named /etc/hosts | wc -l")  # fmt: skip
+    assert hostname == "named\nnamed\n1\n"
+    resolv = cli.ok("run", "--rm", "busybox", "cat", "/etc/resolv.conf").splitlines()
+    servers = [line for line in resolv if line.startswith("nameserver")]
+    assert servers and not any(" 127." in line for line in servers)
+    host_servers = [line for line in Path("/etc/resolv.conf").read_text().splitlines()
+                    if line.startswith("nameserver") and " 127." not in line]  # fmt: skip
+    if host_servers:
+        assert servers == host_servers
+    host = cli.ok("run", "--rm", "--network", "host", "busybox", "hostname")
+    assert host == os.uname().nodename + "\n"
+    cid = cli.ok("run", "-d", "busybox", "hostname").strip()
+    cli.ok("wait", cid)
+    assert cli.ok("logs", cid) == cid[:12] + "\n"
+
+
+def test_copy_on_write_diff_and_commit(cli: Cli, rootfs: Path) -> None:
+    lam = Lamina(cli.root)
+    image = lam.resolve("busybox")
+    snapshot = lam.store.snapshot_path(image.layers[-1].diff_id)
+    before = hashlib.sha256((rootfs / "big").read_bytes()).hexdigest()
+    cid = cli.ok("run", "-d", "--name", "cow", "busybox", "sh", "-c",
+                 "echo changed >> /big; rm /bin/true; mkdir -p /d/e; echo y > /d/e/f;"
+                 " rm -r /tmp; echo x > /etc/added").strip()  # fmt: skip
+    assert cli.ok("wait", "cow") == "0\n"
+    assert hashlib.sha256((snapshot / "big").read_bytes()).hexdigest() == before
+    upper = cli.root / "containers" / cid / "upper"
+    assert (upper / "big").stat().st_size == (4 << 20) + 8
+    wh = os.lstat(upper / "bin" / "true")
+    assert os.major(wh.st_rdev) == 0 and os.minor(wh.st_rdev) == 0
+    assert cli.ok("diff", "cow").splitlines() == [
+        "C /big", "C /bin", "D /bin/true", "A /d", "A /d/e", "A /d/e/f", "C /etc",
+        "A /etc/added", "D /tmp",
+    ]  # fmt: skip
+    new_id = cli.ok("commit", "-m", "my change", "-a", "me", "cow", "committed:1").strip()
+    assert new_id.startswith("sha256:")
+    assert cli.ok("run", "--rm", "committed:1", "cat", "/etc/added") == "x\n"
+    assert cli("run", "--rm", "committed:1", "test", "-e", "/bin/true").returncode == 1
+    history = cli.ok("history", "--no-trunc", "committed:1").splitlines()
+    assert "my change" in history[1] and "echo changed" in history[1]
+    new = lam.resolve("committed:1")
+    assert [x.digest for x in new.layers[:-1]] == [x.digest for x in image.layers]
+    bad = cli("commit", "-c", "RUN echo", "cow")
+    assert bad.returncode == 1 and "RUN is not a valid change command" in bad.stderr
+    same = cli.ok("run", "-d", "busybox", "true").strip()
+    cli.ok("wait", same)
+    empty = cli.ok("commit", same).strip()
+    assert lam.config(lam.resolve(empty)).history[-1].empty_layer
+
+
+def test_names_prefixes_rmi_df_and_rm(cli: Cli) -> None:
+    ids = [cli.ok("run", "-d", "busybox", "sh", "-c", f"echo {i} > /mine").strip()
+           for i in range(20)]  # fmt: skip
+    for cid in ids:
+        cli.ok("wait", cid)
+    df = cli.ok("df")
+    row = next(line for line in df.splitlines() if line.startswith("Containers"))
+    assert row.split()[1] == "20"
+    assert row.split()[3] == "50B"  # "0\n".."9\n" and "10\n".."19\n": only their changes
+    refused = cli("rmi", "busybox")
+    assert refused.returncode == 1 and "must be forced" in refused.stderr
+    assert cli.ok("logs", ids[3][:10]) == ""
+    cli.ok("container", "prune")
+    assert cli("ps", "-aq").stdout == ""
+    assert list((cli.root / "containers").iterdir()) == []
+    assert not mounts_under(cli.root)
+    cli.ok("rmi", "busybox")
+
+
+def test_crash_during_detached_run_and_build(cli: Cli, tmp_path: Path) -> None:
+    # A monitor killed: the next command stops its container and says so.
+    cid = cli.ok("run", "-d", "busybox", "sleep", "100").strip()
+    time.sleep(0.2)
+    import json
+
+    monitor = json.loads((cli.root / "containers" / cid / "monitor.json").read_text())
+    os.kill(monitor["pid"], signal.SIGKILL)
+    time.sleep(0.2)
+    ps = cli("ps", "-a")
+    assert "its monitor" in ps.stderr and "Exited (137)" in ps.stdout
+    assert not mounts_under(cli.root / "containers" / cid)
+    # A build SIGKILLed during RUN: mounts and the running step go at the next command.
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo started > /dev/stderr; sleep 100\n")
+    build = subprocess.Popen([LAMINA, "--root", str(cli.root), "build", "--progress", "plain",
+                              str(ctx)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not mounts_under(cli.root / "snapshots"):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert mounts_under(cli.root / "snapshots")
+    build.kill()
+    build.wait()
+    after = cli("images")
+    assert "dead build" in after.stderr and "scratch dir" in after.stderr
+    assert not mounts_under(cli.root)
+    procs = subprocess.run(["pgrep", "-f", f"runc --root {cli.root}"], capture_output=True)
+    assert procs.stdout == b""
+    fsck = cli("fsck")
+    assert fsck.returncode == 0 and "stray" not in fsck.stdout
+    assert cli.ok("run", "--rm", "busybox", "echo", "fine") == "fine\n"
+
+
+def _runc_status(root: Path, cid: str) -> str:
+    import json
+
+    done = subprocess.run(["runc", "--root", str(root / "runc"), "state", cid],
+                          capture_output=True, text=True)  # fmt: skip
+    return str(json.loads(done.stdout)["status"]) if done.returncode == 0 else "gone"
+
+
+def _assert_true_states(cli: Cli) -> None:
+    """Every container `ps -a` calls running runs; no other one has its rootfs mounted."""
+    listing = cli("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.State}}")
+    assert listing.returncode == 0, listing.stderr
+    for line in listing.stdout.splitlines():
+        cid, state = line.split()
+        mounted_now = bool(mounts_under(cli.root / "containers" / cid))
+        if state == "running":
+            assert _runc_status(cli.root, cid) == "running" and mounted_now
+        else:
+            assert _runc_status(cli.root, cid) == "gone" and not mounted_now, line
+
+
+@pytest.mark.parametrize("delay", [0.02, 0.08, 0.15, 0.3])
+def test_crash_of_run_detached_leaves_true_states(cli: Cli, delay: float) -> None:
+    proc = subprocess.Popen([LAMINA, "--root", str(cli.root), "run", "-d", "busybox", "sleep",
+                             "100"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    _assert_true_states(cli)
+    fsck = cli("fsck")
+    assert fsck.returncode == 0, fsck.stdout
+    assert cli.ok("run", "--rm", "busybox", "echo", "ok") == "ok\n"
+
+
+def test_crash_of_stop_and_commit(cli: Cli) -> None:
+    cid = cli.ok("run", "-d", "busybox", "sh", "-c", "echo x > /f; sleep 100").strip()
+    time.sleep(0.3)
+    stopper = subprocess.Popen([LAMINA, "--root", str(cli.root), "stop", "-t", "5", cid])
+    time.sleep(0.5)
+    stopper.kill()
+    stopper.wait()
+    _assert_true_states(cli)
+    for delay in (0.05, 0.15, 0.3):
+        committer = subprocess.Popen([LAMINA, "--root", str(cli.root), "commit", cid, "c:1"],
+                                     stdout=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(delay)
+        committer.kill()
+        committer.wait()
+        ps = cli("ps", "-a")
+        assert _runc_status(cli.root, cid) == "running", ps.stderr  # never left paused
+        _assert_true_states(cli)
+    fsck = cli("fsck")
+    assert fsck.returncode == 0, fsck.stdout
+    cli.ok("commit", cid, "c:2")
+    assert cli.ok("run", "--rm", "c:2", "cat", "/f") == "x\n"
+    cli.ok("stop", "-t", "0", cid)
+    assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", cid) == "137\n"
+    _assert_true_states(cli)
+
+
+def test_prune_keeps_what_containers_need(cli: Cli) -> None:
+    cid = cli.ok("run", "-d", "busybox", "true").strip()
+    cli.ok("wait", cid)
+    image = cli.ok("inspect", "-f", "{{.Image}}", cid).strip()
+    cli.ok("rmi", "-f", "busybox")  # untagged, still used by the container
+    cli.ok("prune")
+    assert cli.ok("inspect", "-f", "{{.Id}}", image).strip() == image
+    cli.ok("start", "-a", cid)
+    assert cli.ok("diff", cid) == ""
+    cli.ok("rm", cid)
+    cli.ok("prune")
+    assert cli("inspect", image).returncode == 1
+
+
+def test_init_network_none_restart_and_attach(cli: Cli) -> None:
+    pid1 = cli.ok("run", "--rm", "--init", "busybox", "sh", "-c",
+                  "cat /proc/1/cmdline | tr '\\0' ' '")  # fmt: skip
+    assert pid1.startswith("/sbin/docker-init -- sh")
+    links = cli.ok("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net")
+    assert links.split() == ["lo"]
+    cid = cli.ok("run", "-d", "--name", "again", "busybox", "sh", "-c", "echo run").strip()
+    cli.ok("wait", cid)
+    cli.ok("restart", "again")
+    cli.ok("wait", "again")
+    assert cli.ok("logs", "again") == "run\nrun\n"
+    attached = cli("start", "-a", "again")
+    assert attached.returncode == 0 and attached.stdout == "run\n"
+
+
+def test_detached_rm_goes_by_itself_and_signals_reach_the_process(cli: Cli) -> None:
+    cli.ok("run", "-d", "--rm", "busybox", "true")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and list((cli.root / "containers").iterdir()):
+        time.sleep(0.1)
+    assert list((cli.root / "containers").iterdir()) == []  # the monitor removed it
+    proc = subprocess.Popen([LAMINA, "--root", str(cli.root), "run", "--name", "sig", "busybox",
+                             "sh", "-c", "trap 'exit 33' INT; echo ready; while true; do sleep 0.1;"
+                             " done"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 33
+    assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", "sig") == "33\n"
+
+
+def test_stop_signal_from_the_image_or_the_flag(cli: Cli) -> None:
+    trap = "trap 'exit 41' USR1; trap 'exit 42' USR2; while true; do sleep 0.1; done"
+    cli.ok("commit", "-c", "STOPSIGNAL USR2", _made(cli), "stopsig")
+    from_image = cli.ok("run", "-d", "stopsig", "sh", "-c", trap).strip()
+    from_flag = cli.ok("run", "-d", "--stop-signal", "SIGUSR1", "--stop-timeout", "5",
+                       "stopsig", "sh", "-c", trap).strip()  # fmt: skip
+    time.sleep(0.3)
+    cli.ok("stop", from_image, from_flag)
+    assert cli.ok("wait", from_image, from_flag) == "42\n41\n"
+    cli.ok("start", from_image)
+    time.sleep(0.3)
+    cli.ok("stop", "-s", "USR1", from_image)
+    assert cli.ok("wait", from_image) == "41\n"
+    bad = cli("run", "--rm", "--stop-signal", "NOPE", "busybox", "true")
+    assert bad.returncode == 125 and "invalid signal" in bad.stderr
+
+
+def test_build_run_cannot_reach_a_block_device_either(cli: Cli, tmp_path: Path) -> None:
+    ctx = tmp_path / "blockctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "RUN mknod /x b 8 0 2>/dev/null; mknod /dev/y b 8 0 2>/dev/null;"
+        " mknod /c c 1 3 && echo char-ok; head -c 1 /x /dev/y 2>/dev/null | wc -c > /count\n"
+    )
+    cli.ok("build", "-t", "blocktest", str(ctx))
+    out = cli.ok("run", "--rm", "blocktest", "sh", "-c", "cat /count; test -e /x; echo $?")
+    assert out == "0\n1\n"  # no block node was made, so nothing was read
