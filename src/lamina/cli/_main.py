@@ -64,6 +64,7 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 def main() -> None:
     """Run the CLI: a LaminaError is one line (and a hint) on stderr and exit status 1."""
     from lamina.cli import (  # noqa: F401  (registers them)
+        _analyze_cmd,
         _build_cmd,
         _commands,
         _container_cmds,
