@@ -81,6 +81,10 @@ def _entitlements(allow: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--ssh", "ssh", multiple=True, help="default|ID[=SOCKET]: ssh-agent for RUN.")
 @click.option("--allow", "allow", multiple=True, help="Entitlement: security.insecure.")
 @click.option("--check", is_flag=True, help="Lint the Dockerfile; build nothing.")
+@click.option("--cache-to", "cache_to", multiple=True,
+              help="Export the build cache: type=registry,ref=R[,mode=min|max].")  # fmt: skip
+@click.option("--cache-from", "cache_from", multiple=True,
+              help="Import a build cache: type=registry,ref=R (repeatable).")  # fmt: skip
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Label the image.")
 @click.option("--platform", help="Target platform os/arch[/variant] (RUN: this machine's only).")
 @click.option(
@@ -111,6 +115,8 @@ def build(
     ssh: tuple[str, ...],
     allow: tuple[str, ...],
     check: bool,
+    cache_to: tuple[str, ...],
+    cache_from: tuple[str, ...],
     labels: tuple[str, ...],
     platform: str | None,
     outputs: tuple[str, ...],
@@ -160,6 +166,8 @@ def build(
         platform=platform,
         outputs=outputs,
         iidfile=iidfile,
+        cache_to=cache_to,
+        cache_from=cache_from,
     )
     click.echo(result.image.id)
 

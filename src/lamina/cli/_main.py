@@ -69,6 +69,7 @@ def main() -> None:
         _commands,
         _container_cmds,
         _image_cmds,
+        _registry_cmd,
     )
 
     debug = "--debug" in sys.argv[1:] or os.environ.get("LAMINA_DEBUG") == "1"
