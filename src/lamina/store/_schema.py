@@ -153,7 +153,17 @@ def _v4_registry(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-def _v5_lean_layers(db: sqlite3.Connection) -> None:
+def _v5_stat_identity(db: sqlite3.Connection) -> None:
+    """The stat cache keys on git's index fields: ctime, device, owner too. Rows from
+    before could vouch for a file edited in place with its mtime restored: dropped."""
+    db.execute("DELETE FROM stat_cache")
+    have = {row[1] for row in db.execute("PRAGMA table_info(stat_cache)")}
+    for column in ("ctime_ns", "dev", "uid", "gid"):
+        if column not in have:  # a store stepped back to an older version keeps them
+            db.execute(f"ALTER TABLE stat_cache ADD COLUMN {column} INTEGER NOT NULL DEFAULT -1")
+
+
+def _v6_lean_layers(db: sqlite3.Connection) -> None:
     # The snapshot is a layer's one copy; a compressed blob is made when bytes leave.
     # diff_id + compression → the blob that compression gave (deterministic), so the
     # same layer always goes out as the same blob; the blob itself is only a cache.
@@ -183,7 +193,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v2_records,
     _v3_file_index,
     _v4_registry,
-    _v5_lean_layers,
+    _v5_stat_identity,
+    _v6_lean_layers,
 ]
 """Migration i brings a database from version i to i + 1. Append; never edit a released one."""
 

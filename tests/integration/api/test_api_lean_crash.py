@@ -165,7 +165,7 @@ def _old_store(root: Path, tmp_path: Path, count: int) -> dict[str, str]:
         db.execute("DROP TABLE layer_blobs")
         db.execute("DROP TABLE pending_unpack")
         db.execute("DROP TABLE snapshot_entries")
-        db.execute("DROP TABLE registry_blobs")  # the registry's v4 comes before the lean v5
+        db.execute("DROP TABLE registry_blobs")  # v4 (registry) and v5 come before lean v6
         db.execute("DROP TABLE registry_uploads")
         db.execute("PRAGMA user_version = 3")  # the file index's v3 stays
     return manifests
