@@ -116,12 +116,16 @@ def _ingest(
     (Range); that completed blob is then unpacked from the store, the same way. Its digest
     is checked before the snapshot becomes visible; it is kept only with `keep_blob`. Bad
     bytes (a wrong digest or diff_id, a hostile entry) keep nothing."""
+    if store.content.has(layer.digest):
+        # Its blob is here (kept, or an older store's): unpacked from it, nothing fetched.
+        with store.content.open(layer.digest) as blob:  # verified at EOF
+            return ingest_layer(store, lease, layer, diff_id, blob, limits=limits,
+                                collect=collect)  # fmt: skip
     if not resumable:
         with source.open_blob(layer) as stream:  # verified at EOF
             return ingest_layer(store, lease, layer, diff_id, stream, limits=limits,
                                 keep_blob=keep_blob, collect=collect)  # fmt: skip
     ref = f"layer {layer.digest}"
-    had_blob = store.content.has(layer.digest)
     with store.content.writer(layer.digest, layer.size, lease=lease, ref=ref) as writer:
         try:
             if not writer.offset:
@@ -144,7 +148,7 @@ def _ingest(
                                 collect=collect)  # fmt: skip
     finally:
         compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
-        if not had_blob and not (keep_blob and compressed):
+        if not (keep_blob and compressed):
             store.content.delete(layer.digest)
 
 

@@ -167,3 +167,29 @@ def test_stale_ingests_skip_live_writers(tmp_path: Path) -> None:
         for path in live:
             os.utime(path, (0, 0))
         assert content.stale_ingests(3600) == [old]
+
+
+def test_verify_checks_a_resumed_ingest_without_publishing_it(store: Store) -> None:
+    # A pulled layer unpacked as it arrived: its bytes are checked, then dropped.
+    data = os.urandom(200_000)
+    digest = sha256_digest(data)
+    with pytest.raises(ConnectionError), store.content.writer(digest, len(data), ref="p") as w:
+        w.write(data[:50_000])
+        raise ConnectionError("network dropped")
+    with store.content.writer(digest, len(data), ref="p") as w:
+        w.write(data[w.offset :])
+        assert w.verify().digest == digest
+    assert not store.content.has(digest)
+    assert store.content.ingests() == []
+
+
+@pytest.mark.parametrize("wrong", ["digest", "size"])
+def test_verify_refuses_bytes_that_are_not_the_blob(store: Store, wrong: str) -> None:
+    data = b"layer bytes"
+    expected = sha256_digest(b"other" if wrong == "digest" else data)
+    error = DigestMismatchError if wrong == "digest" else InvalidInputError
+    with pytest.raises(error), store.content.writer(expected, len(data), ref="p") as w:
+        w.write(data if wrong == "digest" else data[:-1])  # wrong bytes, or too few
+        w.verify()
+    assert not store.content.has(expected)
+    assert store.content.ingests() == []
