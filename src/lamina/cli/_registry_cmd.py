@@ -120,6 +120,11 @@ _tls_option = click.option(
 @_progress_option
 @_jobs_option
 @_tls_option
+@click.option(
+    "--keep-blobs/--no-keep-blobs",
+    default=None,
+    help="Also keep compressed layers as they arrived (default no, or LAMINA_KEEP_BLOBS=1).",
+)
 @click.argument("reference")
 @click.pass_context
 def pull(
@@ -129,14 +134,17 @@ def pull(
     progress: str,
     jobs: int,
     tls_verify: bool,
+    keep_blobs: bool | None,
     reference: str,
 ) -> None:
-    """Pull an image from a registry; only blobs the store lacks are downloaded."""
+    """Pull an image from a registry; only layers the store lacks are downloaded, each
+    unpacked into its snapshot as it arrives."""
     api = _api(ctx)
     with _progress(_mode(progress, quiet), _PULL_WORDS) as events:
         result = api.pull(
-            reference, platform=platform, jobs=jobs, tls_verify=tls_verify, events=events
-        )
+            reference, platform=platform, jobs=jobs, tls_verify=tls_verify, events=events,
+            keep_blobs=keep_blobs,
+        )  # fmt: skip
     if quiet:
         click.echo(result.reference)
         return

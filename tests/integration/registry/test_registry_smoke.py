@@ -26,3 +26,21 @@ def test_push_then_pull_into_an_empty_store_gives_the_same_image(
     (layer,) = other.resolve(pulled.reference).layers
     assert other.store.file_index.has(layer.diff_id)
     assert other.store.snapshot_path(layer.diff_id).is_dir()
+
+
+def test_pull_keeps_compressed_blobs_only_when_asked(
+    lamina: Lamina, other: Lamina, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    lamina.import_image(busybox_rootfs, "base:1")
+    ref = f"{registry.host}/lamina/base:1"
+    pushed = lamina.push("base:1", ref)
+    (layer,) = other.resolve(other.pull(ref).reference).layers
+    assert not other.store.content.has(layer.digest)  # the snapshot is the layer's one copy
+    kept = Lamina(tmp_path / "kept")
+    try:
+        (again,) = kept.resolve(kept.pull(ref, keep_blobs=True).reference).layers
+        assert again.digest == layer.digest and kept.store.content.has(again.digest)
+        # its push sends that same blob: the same manifest
+        assert kept.push(ref, f"{registry.host}/lamina/copy:1").digest == pushed.digest
+    finally:
+        kept.store.close()
