@@ -61,14 +61,40 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
     ctx.obj = _Context(root, debug)
 
 
+# Commands that `_container_cmds` alone defines: for these, main() imports no other command
+# module (the builder, the image listings, the template engine), which is most of what a
+# `lamina run --rm IMAGE true` would otherwise spend before it starts anything.
+CONTAINER_COMMANDS = frozenset({"run", "ps", "logs", "stop", "kill", "start", "wait"})
+# Global options that take a value (the first other word is the command's name).
+_VALUED_GLOBALS = frozenset({"--root"})
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The subcommand `argv` (without the program name) invokes; None when there is none."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return argv[i + 1] if i + 1 < len(argv) else None
+        if not word.startswith("-"):
+            return word
+        i += 2 if word in _VALUED_GLOBALS else 1
+    return None
+
+
+def register_commands(argv: list[str]) -> None:
+    """Import the command modules (they register themselves on `cli`): only the container
+    commands' module when `argv` runs one of them, every module otherwise."""
+    from lamina.cli import _container_cmds  # noqa: F401
+
+    if command_name(argv) in CONTAINER_COMMANDS:
+        return
+    from lamina.cli import _build_cmd, _commands, _image_cmds  # noqa: F401
+
+
 def main() -> None:
     """Run the CLI: a LaminaError is one line (and a hint) on stderr and exit status 1."""
-    from lamina.cli import (  # noqa: F401  (registers them)
-        _build_cmd,
-        _commands,
-        _container_cmds,
-        _image_cmds,
-    )
+    register_commands(sys.argv[1:])
 
     debug = "--debug" in sys.argv[1:] or os.environ.get("LAMINA_DEBUG") == "1"
     try:

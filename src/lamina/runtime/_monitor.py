@@ -96,12 +96,16 @@ def read_monitor(container_dir: Path) -> Owner | None:
         return None
 
 
-def _write_json(path: Path, doc: object) -> None:
+def _write_json(path: Path, doc: object, *, durable: bool = True) -> None:
+    """Write-and-rename: readers see the whole document or none. `durable` also fsyncs it
+    (the exit status must survive a power loss; the monitor's pid need not, since no process
+    survives one)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
         json.dump(doc, f)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.rename(tmp, path)
 
 
@@ -154,18 +158,13 @@ def spawn_monitor(spec: MonitorSpec, then: Sequence[str] | None = None) -> Start
             os._exit(0)
     os.close(w)
     os.waitpid(pid, 0)
-    monitor = None
-    for _ in range(2000):  # the grandchild records itself first thing
-        monitor = _read_pid(spec.container_dir)
-        if monitor is not None:
-            break
-        time.sleep(0.001)
-    return Started(r, monitor or 0)
-
-
-def _read_pid(container_dir: Path) -> int | None:
-    owner = read_monitor(container_dir)
-    return owner.pid if owner else None
+    started = Started(r, 0)
+    # The grandchild records itself (monitor.json) first thing, then says its pid here: the
+    # command blocks on the pipe instead of polling for the file. EOF: it died first.
+    line = started._file.readline().decode("ascii", "replace")
+    if line.startswith("pid "):
+        started.monitor_pid = int(line.split()[1])
+    return started
 
 
 def _isolate_fds(keep: set[int]) -> None:
@@ -197,7 +196,9 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     os.chdir(spec.container_dir)
     owner = current_owner()
-    _write_json(spec.container_dir / MONITOR_FILE, {"pid": owner.pid, "start": owner.start})
+    _write_json(spec.container_dir / MONITOR_FILE, {"pid": owner.pid, "start": owner.start},
+                durable=False)  # fmt: skip
+    _say(status, f"pid {owner.pid}\n")
     log_fd = os.open(spec.container_dir / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     log = LogWriter(log_fd)
     started, code, error = False, EXIT_LAMINA_FAILED, None
