@@ -207,9 +207,9 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
     except BaseException as e:
         error = error or f"monitor: {e}"
     finally:
-        with contextlib.suppress(BaseException):
-            subprocess.run([runc_binary(), "--root", str(spec.state_dir), "delete", "--force",
-                            spec.runc_id], capture_output=True, check=False)  # fmt: skip
+        if not (started and _delete_exited(spec)):
+            with contextlib.suppress(BaseException):
+                subprocess.run(_runc_delete(spec), capture_output=True, check=False)
         with contextlib.suppress(BaseException):
             from lamina.snapshots import unmount
 
@@ -226,6 +226,38 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
         if then:
             with contextlib.suppress(BaseException):
                 os.execv(then[0], list(then))
+
+
+def _runc_delete(spec: MonitorSpec) -> list[str]:
+    return [runc_binary(), "--root", str(spec.state_dir), "delete", "--force", spec.runc_id]
+
+
+def _delete_exited(spec: MonitorSpec) -> bool:
+    """What `runc delete` does for a container whose init this monitor reaped (a stopped
+    container, no hooks): remove its cgroups and its state dir, without starting runc again.
+    False when anything is not as expected (the caller then runs `runc delete --force`)."""
+    try:
+        while True:  # the container's other processes, reparented here: reap them first
+            got, _ = os.waitpid(-1, os.WNOHANG)
+            if got == 0:
+                return False  # something still runs: runc kills and deletes it
+    except ChildProcessError:
+        pass
+    state = spec.state_dir / spec.runc_id
+    try:
+        doc = json.loads((state / "state.json").read_text())
+        paths = doc.get("cgroup_paths") or {}
+        for path in sorted(set(paths.values()), key=len, reverse=True):
+            if not str(path).startswith("/sys/fs/cgroup/"):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)
+        for name in os.listdir(state):
+            os.unlink(state / name)
+        os.rmdir(state)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def _runc_args(spec: MonitorSpec, *args: str) -> list[str]:
