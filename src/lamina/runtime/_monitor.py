@@ -42,7 +42,12 @@ from pathlib import Path
 
 from lamina.runtime._logs import LOG_FILE, LogWriter
 from lamina.runtime._owner import Owner, current_owner
-from lamina.runtime._runc import exit_code_for_runc_error, runc_binary, runc_failure
+from lamina.runtime._runc import (
+    delete_stopped,
+    exit_code_for_runc_error,
+    runc_binary,
+    runc_failure,
+)
 
 MONITOR_FILE = "monitor.json"
 EXIT_FILE = "exit.json"
@@ -243,21 +248,7 @@ def _delete_exited(spec: MonitorSpec) -> bool:
                 return False  # something still runs: runc kills and deletes it
     except ChildProcessError:
         pass
-    state = spec.state_dir / spec.runc_id
-    try:
-        doc = json.loads((state / "state.json").read_text())
-        paths = doc.get("cgroup_paths") or {}
-        for path in sorted(set(paths.values()), key=len, reverse=True):
-            if not str(path).startswith("/sys/fs/cgroup/"):
-                return False
-            with contextlib.suppress(FileNotFoundError):
-                os.rmdir(path)
-        for name in os.listdir(state):
-            os.unlink(state / name)
-        os.rmdir(state)
-    except (OSError, ValueError, AttributeError):
-        return False
-    return True
+    return delete_stopped(spec.state_dir, spec.runc_id)
 
 
 def _runc_args(spec: MonitorSpec, *args: str) -> list[str]:
