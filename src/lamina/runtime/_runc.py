@@ -211,11 +211,11 @@ def _wait_pid(pid: int, deadline: float | None) -> int | None:
 
 def _drain(
     pipes: dict[int, Callable[[bytes], None]], deadline: float | None
-) -> list[BaseException]:
+) -> list[Exception]:
     """Pass what the pipes carry to their sinks until every one is closed; a sink that fails
     stops receiving, but its pipe is still drained (a full pipe would block the container).
     Raises TimeoutError past `deadline`."""
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
     with selectors.DefaultSelector() as sel:
         for fd in pipes:
             sel.register(fd, selectors.EVENT_READ)
@@ -234,7 +234,7 @@ def _drain(
                     continue
                 try:
                     pipes[fd](chunk)
-                except BaseException as e:
+                except Exception as e:  # Ctrl-C and SIGTERM (BaseException) go on: kill
                     errors.append(e)
     return errors
 
@@ -288,7 +288,7 @@ def run(
 
     pid: int | None = None
     code: int | None = None
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
     with sigterm_raises(), _subreaper():
         try:
             out_fd = fd_for(stdout)
