@@ -1,7 +1,7 @@
 # Set-up and entry points. Every target installs what it needs on a fresh Debian machine.
 SHELL := /bin/bash
 VENV := .venv
-APT_PACKAGES := runc umoci skopeo busybox-static docker-registry buildah e2fsprogs tini
+APT_PACKAGES := runc umoci skopeo busybox-static docker-registry buildah e2fsprogs tini chromium
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 DEMO_ROOT ?= $(CURDIR)/.demo-root

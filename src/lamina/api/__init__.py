@@ -10,6 +10,8 @@
     lamina.images(filters=["dangling=true", "reference=me/*"], all_images=True)
     cid, code = lamina.containers.run(RunOptions("me/app:1", ["echo", "hi"]))
     lamina.containers.diff(cid); lamina.containers.commit(cid, "me/app:2")
+    report, layers = lamina.analyze("me/app:1")     # waste, lines, duplicates (lamina.analysis)
+    lamina.compare("me/app:2", "me/app:1"); lamina.analyze_store(); lamina.index_layers()
 
 The CLI is a presentation of these; tests use them directly.
 """

@@ -10,6 +10,7 @@ from lamina.builder import timestamp, write_layer_to_store
 from lamina.errors import InvalidInputError
 from lamina.layers import (
     Change,
+    EntryCollector,
     Limits,
     TarReader,
     changes_from_dir,
@@ -36,8 +37,9 @@ def layer_from_tarball(store: Store, lease: Lease, path: Path) -> LayerRecord:
     with open(path, "rb") as raw:
         tar = open_layer_reader(raw)
         reader = TarReader(tar, Limits())
-        for _entry, _content in reader.entries():
-            pass
+        index = EntryCollector()  # the file index, gathered in this same pass
+        for entry, content in reader.entries():
+            index.tar_entry(entry, content)
         compression = tar.compression.value
     media_type = _TAR_MEDIA_TYPES.get(compression)
     if media_type is None:
@@ -49,6 +51,7 @@ def layer_from_tarball(store: Store, lease: Lease, path: Path) -> LayerRecord:
         while chunk := raw.read(1 << 20):
             writer.write(chunk)
         blob = writer.commit()
+    store.file_index.put(reader.diff_id, index.entries)
     return LayerRecord(blob.digest, reader.diff_id, media_type, blob.size, reader.size)
 
 

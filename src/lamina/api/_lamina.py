@@ -19,6 +19,7 @@ from lamina.oci import DEFAULT_MAX_LAYER_BYTES, ImageConfig, Reference, parse_re
 from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store, open_store
 
 if TYPE_CHECKING:
+    from lamina.analysis import Comparison, ImageReport, LayerInput, StoreReport
     from lamina.api._containers import Containers
     from lamina.builder import BuildResult
 
@@ -333,6 +334,47 @@ class Lamina:
         from lamina.api._mount import unmount_image
 
         unmount_image(self.store, Path(target))
+
+    # -- analysis (answers from the file index; see lamina.analysis) -------------------
+
+    def index_layers(self, refs: Sequence[str] | None = None, progress: Any = None) -> int:
+        """Index the layers of `refs` (every image if None) not indexed yet: the file
+        index of a store older than it. `progress(done, total, diff_id)` is told."""
+        from lamina.api._analyze import index_layers
+
+        images = [self.resolve(r) for r in refs] if refs is not None else self.store.list_images()
+        layers = [layer for image in images for layer in image.layers]
+        return index_layers(self.store, layers, self.max_layer_bytes, progress)
+
+    def analyze(
+        self, ref: str, *, base: str | None = None, progress: Any = None
+    ) -> tuple[ImageReport, list[LayerInput]]:
+        """Waste, duplicates and totals of image `ref`, and the layers they came from.
+
+        The user's layers start above `base` (an image whose layers `ref` starts
+        with), else above the FROM image lamina recorded when it built `ref`."""
+        from lamina.api._analyze import analyze
+
+        image = self.resolve(ref)
+        base_image = self.resolve(base) if base is not None else None
+        self.index_layers([ref], progress)
+        return analyze(self.store, ref, image, self.config(image), base_image, base)
+
+    def compare(self, ref: str, against: str, progress: Any = None) -> Comparison:
+        """What image `ref` changes relative to image `against`."""
+        from lamina.api._analyze import compare
+
+        image, other = self.resolve(ref), self.resolve(against)
+        self.index_layers([ref, against], progress)
+        return compare(self.store, ref, image, self.config(image), against, other,
+                       self.config(other))  # fmt: skip
+
+    def analyze_store(self, progress: Any = None) -> StoreReport:
+        """Which images share which layers, and identical files in different layers."""
+        from lamina.api._analyze import store_report
+
+        self.index_layers(None, progress)
+        return store_report(self.store)
 
     # -- names ----------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any, BinaryIO, cast
 
 from lamina.api._transfer_types import LoadResult
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
-from lamina.layers import Compression, Limits, open_layer_reader, scan_layer
+from lamina.layers import Compression, EntryCollector, Limits, open_layer_reader, scan_layer
 from lamina.oci import Descriptor, Manifest, Reference, media_types
 from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer, write_image
 from lamina.transport import (
@@ -44,17 +44,23 @@ class _Tee(io.RawIOBase):
         return len(data)
 
 
-def _scan(stream: BinaryIO, max_bytes: int, diff_id: str | None = None) -> tuple[str, int]:
+def _scan(
+    stream: BinaryIO,
+    max_bytes: int,
+    diff_id: str | None = None,
+    collect: EntryCollector | None = None,
+) -> tuple[str, int]:
     """diff_id and size of a layer blob stream, read through as the applier would read it.
 
     Every entry is checked (names, whiteouts, bounds), so a layer that could never be
     unpacked is refused before any image points at it. Reads `stream` to its end. A
     known `diff_id` (an uncompressed blob, whose digest is checked elsewhere) is not
-    hashed again.
+    hashed again. `collect` gathers the layer's file index on the way.
     """
     tar = open_layer_reader(stream, max_bytes)
     plain = tar.compression is Compression.NONE and diff_id is not None
-    stats = scan_layer(tar, limits=Limits(max_total_bytes=max_bytes), digest=not plain)
+    limits = Limits(max_total_bytes=max_bytes)
+    stats = scan_layer(tar, limits=limits, digest=not plain, collect=collect)
     while tar.read(_CHUNK):
         pass
     if plain and diff_id is not None:
@@ -63,15 +69,22 @@ def _scan(stream: BinaryIO, max_bytes: int, diff_id: str | None = None) -> tuple
     return stats.diff_id, stats.size
 
 
-def _uncompressed(store: Store, layer: Descriptor, max_bytes: int) -> tuple[str, int]:
+def _uncompressed(
+    store: Store, layer: Descriptor, max_bytes: int, collect: EntryCollector | None = None
+) -> tuple[str, int]:
     """diff_id and size of a stored layer (see `_scan`)."""
     with store.content.open(layer.digest) as blob:
         # The verifying reader checks the digest at EOF: a plain tar's diff_id is it.
-        return _scan(blob, max_bytes, layer.digest)
+        return _scan(blob, max_bytes, layer.digest, collect)
 
 
 def _ingest_layer(
-    archive: ArchiveReader, layer: Descriptor, store: Store, lease: Lease, max_bytes: int
+    archive: ArchiveReader,
+    layer: Descriptor,
+    store: Store,
+    lease: Lease,
+    max_bytes: int,
+    collect: EntryCollector | None = None,
 ) -> tuple[str, int]:
     """Copy a layer blob into the store, checking it in the same pass; nothing is kept
     unless the digest and every entry check out."""
@@ -83,7 +96,7 @@ def _ingest_layer(
         # Large reads below the tar reader: the store's hashing runs on 1 MiB chunks
         # rather than on each entry's pieces.
         tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
-        diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest)
+        diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest, collect)
         while tee.read(_CHUNK):
             pass
         writer.commit()
@@ -124,18 +137,22 @@ def _layer_records(
             continue
         lease.add_blob(layer.digest)
         known = _known(store, layer) if store.content.has(layer.digest) else None
-        if known is not None and known.uncompressed_size is not None:
+        # The file index is gathered in the pass that reads the layer anyway.
+        index = None if store.file_index.has(diff_id) else EntryCollector()
+        if known is not None and known.uncompressed_size is not None and index is None:
             # Checked when it was first stored; the blob is verified on every read.
             actual, size = known.diff_id, known.uncompressed_size
         elif store.content.has(layer.digest):
-            actual, size = _uncompressed(store, layer, max_bytes)
+            actual, size = _uncompressed(store, layer, max_bytes, index)
         else:
-            actual, size = _ingest_layer(archive, layer, store, lease, max_bytes)
+            actual, size = _ingest_layer(archive, layer, store, lease, max_bytes, index)
             written += 1
         if actual != diff_id:
             raise DigestMismatchError(
                 f"layer {position} ({layer.digest}): diff_id in the config", diff_id, actual
             )
+        if index is not None:
+            store.file_index.put(diff_id, index.entries)
         records.append(LayerRecord(layer.digest, diff_id, layer.media_type, layer.size, size))
     return records, written
 

@@ -37,7 +37,7 @@ from lamina.dockerfile import (
 )
 from lamina.errors import InvalidInputError, LaminaError, NotFoundError
 from lamina.oci import History, ImageConfig, Platform
-from lamina.store import LayerRecord, Lease, Store
+from lamina.store import LayerOrigin, LayerRecord, Lease, Store
 
 from ._image import (
     ImageState,
@@ -78,6 +78,8 @@ class Builder:
         self.runc_state = store.root / "runc-builds" / secrets.token_hex(8)
         self.lease: Lease
         self.bp: BuildPlan
+        # Per stage: how many of its layers its first FROM image gave, and that image.
+        self._bases: dict[int, tuple[int, str]] = {}
 
     def observe(self, files: Sequence[ContextFile]) -> None:
         """Remember context entries a step read (stage threads call this concurrently)."""
@@ -144,6 +146,7 @@ class Builder:
                 config = config.with_container_config(Labels={**labels, **self.opts.labels})
             final = ImageState(config, state.layers, state.key)
             record = commit_image(self.store, lease, final, self.opts.tags)
+            self.store.file_index.put_base(record.id, *self._bases[target.index])
         self.emit("image", 0, record.id)
         return BuildResult(
             record, self.steps, self.cached, tuple(self.context_files), self.replayable
@@ -200,6 +203,10 @@ class Builder:
         number = self._number()
         name = sp.name or f"stage-{sp.index}"
         state = self._base(sp)
+        self._bases[sp.index] = (
+            self._bases[sp.base_stage] if sp.base_stage is not None
+            else (len(state.layers), "scratch" if sp.is_scratch else sp.from_.image)
+        )  # fmt: skip
         cc = state.config.container_config
         env = list(cc.get("Env") or [])
         if not any(e.startswith("PATH=") for e in env):
@@ -297,10 +304,23 @@ class Builder:
                 layer = self._execute(runner, inst, state, scratch, needs_snapshot)
                 self._record(key, step_id, inputs, layer, created)
                 self.emit("done", number, "DONE", time.monotonic() - started)
+        if layer is not None:
+            self._record_origin(sp, step, layer)
         history = History(created, created_by(inst, config, _run_args(inst, args)), HISTORY_COMMENT)
         config = apply_metadata(config, inst, cmd_set)
         config = config.with_layer(layer.diff_id if layer else None, history)
         return state.with_step(config, layer, key)
+
+    def _record_origin(self, sp: StagePlan, step: PlannedInstruction, layer: LayerRecord) -> None:
+        """Remember the Dockerfile line that made `layer`, for `lamina analyze`."""
+        if step.loc is None:
+            return
+        path = self.opts.dockerfile_path().resolve()
+        inside = path.is_relative_to(self.context)
+        shown = str(path.relative_to(self.context)) if inside else str(path)
+        origin = LayerOrigin(shown, step.loc.start_line, sp.name or str(sp.index),
+                             " ".join(step.loc.text.split()))  # fmt: skip
+        self.store.file_index.put_origin(layer.diff_id, origin)
 
     def _execute(
         self,

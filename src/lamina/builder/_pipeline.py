@@ -13,7 +13,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from lamina.layers import Change, Compression, LayerBlobInfo, LayerBlobWriter, write_layer
+from lamina.layers import (
+    Change,
+    Compression,
+    EntryCollector,
+    LayerBlobInfo,
+    LayerBlobWriter,
+    write_layer,
+)
 from lamina.store import Lease, Store
 
 _DEPTH = 4
@@ -76,7 +83,9 @@ class _TarSink(_Stage):
 def write_layer_to_store(
     store: Store, lease: Lease, changes: list[Change], *, source_date_epoch: int | None
 ) -> LayerBlobInfo:
-    """Write `changes` as a gzip layer blob into the content store (leased) and commit it."""
+    """Write `changes` as a gzip layer blob into the content store (leased) and commit it,
+    and record its file index, gathered as the tar is written."""
+    index = EntryCollector()
     with store.content.writer(lease=lease) as w:
         storing = _Stage(w.write, "layer-store", copy=False)
         try:
@@ -84,7 +93,7 @@ def write_layer_to_store(
             blob = LayerBlobWriter(storing, Compression.GZIP, digest=False)  # type: ignore[arg-type]
             tar = _TarSink(blob)
             try:
-                write_layer(changes, tar, source_date_epoch=source_date_epoch)
+                write_layer(changes, tar, source_date_epoch=source_date_epoch, collect=index)
                 tar.drain()
             finally:
                 tar.close()
@@ -93,4 +102,5 @@ def write_layer_to_store(
         finally:
             storing.close()
         stored = w.commit()
+    store.file_index.put(info.diff_id, index.entries)
     return dataclasses.replace(info, digest=stored.digest)

@@ -42,6 +42,11 @@ resolved inside ``target`` as if it were ``/``, so nothing outside it is touched
 every entry's name as ``apply_layer`` would, writing nothing (``load`` uses it, so a layer
 that could never be unpacked is never stored as part of an image).
 
+File index: ``EntryCollector()`` passed as ``collect=`` to ``write_layer``,
+``write_layer_blob`` or ``scan_layer`` (or fed ``tar_entry`` by any reader loop) gathers
+``collector.entries`` (``store.IndexEntry`` rows) in the same pass, hashing regular files'
+content from the bytes already passing through; ``store.file_index.put`` records them.
+
 ``TarReader(stream, limits)`` / ``read_entries`` iterate a tar stream with bounded
 header parsing (for ADD of local archives, or inspection); each entry's content is a
 reader that stops at the entry's end.
@@ -77,6 +82,7 @@ from lamina.layers._compress import (
     sniff_compression,
 )
 from lamina.layers._epoch import source_date_epoch
+from lamina.layers._index import EntryCollector
 from lamina.layers._scoped import (
     MAX_SYMLINK_HOPS,
     Resolved,
@@ -112,10 +118,11 @@ def write_layer_blob(
     compression: Compression = Compression.GZIP,
     *,
     source_date_epoch: int | None = None,
+    collect: EntryCollector | None = None,
 ) -> LayerBlobInfo:
     """Write ``changes`` as a compressed layer blob to ``out`` in one pass."""
     writer = LayerBlobWriter(out, compression)
-    write_layer(changes, writer, source_date_epoch=source_date_epoch)
+    write_layer(changes, writer, source_date_epoch=source_date_epoch, collect=collect)
     return writer.finish()
 
 
@@ -142,6 +149,7 @@ __all__ = [
     "Change",
     "ChangeKind",
     "Compression",
+    "EntryCollector",
     "EntryReader",
     "EntryType",
     "LayerBlobReader",

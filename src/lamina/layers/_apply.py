@@ -14,11 +14,15 @@ import os
 import shutil
 import stat
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import _whiteout
 from lamina.layers._scoped import ScopedRoot, split_entry_path
-from lamina.layers._tarread import ByteStream, EntryReader, EntryType, Limits, TarEntry, TarReader
+from lamina.layers._tarread import ByteStream, EntryType, Limits, TarEntry, TarReader
+
+if TYPE_CHECKING:
+    from lamina.layers._index import EntryCollector
 
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
@@ -43,13 +47,19 @@ def apply_layer(
     *,
     overlay: bool,
     limits: Limits = DEFAULT_LIMITS,
+    collect: EntryCollector | None = None,
 ) -> ApplyStats:
-    """Apply the uncompressed layer tar ``stream`` onto the directory ``target``."""
+    """Apply the uncompressed layer tar ``stream`` onto the directory ``target``;
+    ``collect`` gathers the layer's file index from the same pass."""
     reader = TarReader(stream, limits)
     applier = _Applier(os.fspath(target), overlay, limits)
     try:
         for entry, content in reader.entries():
-            applier.apply(entry, content)
+            if collect is None:
+                applier.apply(entry, content)
+                continue
+            applier.apply(entry, collect.watch(entry, content))
+            collect.done()
         applier.finish()
     finally:
         applier.close()
@@ -57,12 +67,17 @@ def apply_layer(
 
 
 def scan_layer(
-    stream: ByteStream, *, limits: Limits = DEFAULT_LIMITS, digest: bool = True
+    stream: ByteStream,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    digest: bool = True,
+    collect: EntryCollector | None = None,
 ) -> ScanStats:
     """Read a whole layer and check each entry's name as ``apply_layer`` would, writing
     nothing: a layer that would be refused on unpack is refused when it is loaded.
 
     Returns the diff_id it hashed (None with ``digest=False``) and the size.
+    ``collect`` gets every entry as it passes (the layer's file index).
     """
     reader = TarReader(stream, limits, digest=digest)
     for entry, _content in reader.entries():
@@ -73,6 +88,8 @@ def scan_layer(
                 raise InvalidInputError(f"tar entry {entry.name!r}: hardlink to the layer root")
         elif not parts and entry.type is not EntryType.DIR:
             raise InvalidInputError(f"tar entry {entry.name!r} would replace the target root")
+        if collect is not None and parts:
+            collect.tar_entry(entry, _content)
     return ScanStats(reader.diff_id if digest else None, reader.size, reader.entry_count)
 
 
@@ -108,7 +125,7 @@ class _Applier:
     def close(self) -> None:
         self.root.close()
 
-    def apply(self, entry: TarEntry, content: EntryReader) -> None:
+    def apply(self, entry: TarEntry, content: ByteStream) -> None:
         parts, marker, victim = _entry_parts(entry)
         if not parts:
             if entry.type is EntryType.DIR:
@@ -182,7 +199,7 @@ class _Applier:
 
     # -- additions -------------------------------------------------------------
 
-    def _create(self, entry: TarEntry, parts: list[str], content: EntryReader) -> None:
+    def _create(self, entry: TarEntry, parts: list[str], content: ByteStream) -> None:
         parent = self.root.parent(parts, entry.name, create=True)
         assert parent is not None
         name = parts[-1]
@@ -321,7 +338,7 @@ def _setxattr(path: str | int, name: str, value: bytes, entry: TarEntry) -> None
             ) from exc
 
 
-def _copy(content: EntryReader, fd: int, size: int) -> None:
+def _copy(content: ByteStream, fd: int, size: int) -> None:
     remaining = size
     while remaining:
         data = content.read(min(remaining, _CHUNK))

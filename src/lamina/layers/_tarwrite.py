@@ -14,12 +14,15 @@ import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from lamina.errors import LaminaError
 from lamina.layers import _whiteout
 from lamina.layers._changes import Change, ChangeKind, read_xattrs
 from lamina.layers._tarheader import build_header
+
+if TYPE_CHECKING:
+    from lamina.layers._index import EntryCollector
 
 _BLOCK = 512
 _CHUNK = 1 << 20
@@ -75,7 +78,8 @@ class _Output:
         self.buf[self.pos : self.pos + len(data)] = data
         self.pos += len(data)
 
-    def copy_file(self, fd: int, size: int, source: str) -> None:
+    def copy_file(self, fd: int, size: int, source: str, digest: Any = None) -> None:
+        """Copy `size` bytes of `fd`; `digest` (a hashlib object) sees them on the way."""
         remaining = size
         while remaining:
             if self.pos >= _CHUNK:
@@ -87,6 +91,8 @@ class _Output:
                     f"{source}: file shrank while it was written into a layer",
                     hint="do not modify a tree while lamina commits it",
                 )
+            if digest is not None:
+                digest.update(self.view[self.pos : self.pos + n])
             self.pos += n
             remaining -= n
         pad = -size % _BLOCK
@@ -112,13 +118,28 @@ _TYPEFLAG = {
 }
 
 
+_KIND = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "dir",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFCHR: "char",
+    stat.S_IFBLK: "block",
+    stat.S_IFIFO: "fifo",
+}
+
+
 def write_layer(
     changes: Iterable[Change],
     out: BinaryIO | DigestingSink,
     *,
     source_date_epoch: int | None = None,
+    collect: EntryCollector | None = None,
 ) -> LayerStats:
-    """Write ``changes`` (in layer order, see ``sort_changes``) as a tar to ``out``."""
+    """Write ``changes`` (in layer order, see ``sort_changes``) as a tar to ``out``.
+
+    ``collect`` gets each entry as it is written (its file index; file content hashed
+    from the bytes being copied, never read twice).
+    """
     sink = _Output(out)
     entries = 0
     first_path: dict[tuple[int, int], bytes] = {}
@@ -136,6 +157,8 @@ def write_layer(
             mtime = 0 if source_date_epoch is None else source_date_epoch
             sink.put(build_header(name, b"0", 0o644, 0, 0, 0, mtime))
             entries += 1
+            if collect is not None:
+                collect.marker(name.decode("utf-8", "surrogateescape"))
             continue
         st = change.st if change.st is not None else os.lstat(change.source)
         fmt = stat.S_IFMT(st.st_mode)
@@ -156,6 +179,9 @@ def write_layer(
                 if target is not None:
                     sink.put(build_header(path, b"1", mode, st.st_uid, st.st_gid, 0, mtime, target))
                     entries += 1
+                    if collect is not None:
+                        collect.add(change.path, "hardlink", mode=mode, uid=st.st_uid,
+                                    gid=st.st_gid, link=os.fsdecode(target))  # fmt: skip
                     continue
                 first_path[key] = path
         elif fmt == stat.S_IFDIR:
@@ -171,12 +197,19 @@ def write_layer(
             major, minor, xattrs,
         ))  # fmt: skip
         entries += 1
+        digest = hashlib.sha256() if collect is not None and fmt == stat.S_IFREG else None
         if size:
             fd = _open_nofollow(change.source)
             try:
-                sink.copy_file(fd, size, change.source)
+                sink.copy_file(fd, size, change.source, digest)
             finally:
                 os.close(fd)
+        if collect is not None:
+            collect.add(
+                change.path, _KIND[fmt], size=size, mode=mode, uid=st.st_uid, gid=st.st_gid,
+                digest=digest.hexdigest() if digest is not None else None,
+                link=os.fsdecode(linkname),
+            )  # fmt: skip
     sink.put(bytes(2 * _BLOCK))
     sink.flush()
     if sink.hash is not None:

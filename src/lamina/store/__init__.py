@@ -37,6 +37,10 @@ collect it. Hold a lease::
 `lease.add_blob(d)` / `lease.add_snapshot(diff_id)` must come BEFORE the write; leases
 expire (1 h default, `renew()` for longer work) so a killed process pins nothing forever.
 
+File index: `store.file_index` records each layer's entries (path, kind, size, mode,
+owner, content digest, link target, whiteouts) by diff_id, written in the pass that
+brings the layer in; builds add where each layer came from (see `_fileindex.py`).
+
 gc: `store.prune()` removes untagged images no container uses, then (mark and sweep)
 every blob, snapshot and stale ingest file (1 h) that no image, container, cache record
 or live lease holds. `store.fsck()` re-hashes every blob and checks every reference.
@@ -48,6 +52,7 @@ the image ID (the config digest, `sha256:` optional).
 
 from lamina.store._commit import write_image
 from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer, fsync_dir
+from lamina.store._fileindex import FileIndex, IndexEntry, LayerOrigin
 from lamina.store._gc import STALE_SECONDS
 from lamina.store._layout import snapshot_path
 from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
@@ -83,10 +88,13 @@ __all__ = [
     "ContainerRecord",
     "ContentStore",
     "DiskUsage",
+    "FileIndex",
     "FileIdentity",
     "FsckReport",
     "ImageRecord",
     "ImageUsage",
+    "IndexEntry",
+    "LayerOrigin",
     "LayerRecord",
     "LayerUsage",
     "Lease",

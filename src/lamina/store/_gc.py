@@ -61,6 +61,11 @@ class GcMixin:
                     if r[0] not in snapshots
                 ]
                 db.executemany("DELETE FROM snapshots WHERE diff_id = ?", [(d,) for d in gone])
+                # A layer's file index goes with the last record of its content.
+                db.execute(
+                    "DELETE FROM layer_index WHERE diff_id NOT IN (SELECT diff_id FROM layers) "
+                    "AND diff_id NOT IN (SELECT diff_id FROM snapshots)"
+                )
             removed, freed = [], 0
             for digest in list(self.content.iter_digests()):
                 if digest not in blobs:

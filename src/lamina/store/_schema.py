@@ -89,7 +89,52 @@ def _v2_records(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_images, _v2_records]
+def _v3_file_index(db: sqlite3.Connection) -> None:
+    # The per-layer file index (see _fileindex.py), keyed by diff_id like snapshots: a
+    # layer's content is its identity, whatever blob or image it came in. Rows of a
+    # layer are written in one transaction together with its layer_index row, so a
+    # layer is either fully indexed or not at all.
+    for statement in (
+        """CREATE TABLE layer_index (
+            id INTEGER PRIMARY KEY,
+            diff_id TEXT NOT NULL UNIQUE,
+            entries INTEGER NOT NULL,
+            file_bytes INTEGER NOT NULL,
+            created REAL NOT NULL)""",
+        # A small integer names the layer in each row: 50,000 rows stay ~40% smaller.
+        """CREATE TABLE layer_files (
+            layer INTEGER NOT NULL REFERENCES layer_index(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mode INTEGER NOT NULL,
+            uid INTEGER NOT NULL,
+            gid INTEGER NOT NULL,
+            digest TEXT,
+            link TEXT NOT NULL,
+            PRIMARY KEY (layer, seq)) WITHOUT ROWID""",
+        # Where lamina built a layer: the Dockerfile, line, stage and instruction text.
+        """CREATE TABLE layer_origins (
+            diff_id TEXT PRIMARY KEY,
+            dockerfile TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            stage TEXT NOT NULL,
+            instruction TEXT NOT NULL)""",
+        # How many of a built image's layers came from its first FROM image.
+        """CREATE TABLE image_bases (
+            image TEXT PRIMARY KEY,
+            base_layers INTEGER NOT NULL,
+            base TEXT NOT NULL)""",
+    ):
+        db.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1_images,
+    _v2_records,
+    _v3_file_index,
+]
 """Migration i brings a database from version i to i + 1. Append; never edit a released one."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

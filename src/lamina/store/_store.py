@@ -8,6 +8,7 @@ from types import TracebackType
 
 from lamina.store._content import ContentStore
 from lamina.store._db import Database
+from lamina.store._fileindex import FileIndex
 from lamina.store._gc import GcMixin
 from lamina.store._images import ImagesMixin
 from lamina.store._layout import SNAPSHOTS
@@ -31,6 +32,7 @@ class Store(ImagesMixin, TablesMixin, LeasesMixin, GcMixin):
         self.snapshots_dir = root / SNAPSHOTS
         self.snapshots_dir.mkdir(exist_ok=True)
         self._db = Database(root)
+        self.file_index = FileIndex(self._db)
 
     def close(self) -> None:
         """Close the database connections; the Store is unusable afterwards."""

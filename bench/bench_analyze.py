@@ -1,0 +1,231 @@
+"""Analysis benchmark for issue 9: the file index's cost in a build, and `lamina analyze`.
+
+The workload is the RUN image of bench_build.py: `RUN tar -xf /data.tar -C /` writing
+1 GB in 50,000 files over a busybox base.
+
+1. the build (`--no-cache`, in a child process) with the file index, against the same
+   build with the index switched off (the writer gets no collector, nothing is recorded):
+   the index's added cost, target <= 5%
+2. `lamina analyze run` (the terminal view), target <= 0.5 s
+3. `lamina analyze run --json` (every entry with its A/M/D marker), target <= 0.5 s
+4. peak memory (ru_maxrss) of the analyze commands, target < 200 MB
+
+There is no other tool doing this from an index (dive re-reads every layer), so the
+rows carry an empty list for the other tool. Wall times are medians; CPU time (user +
+sys) is printed beside them because the machine is shared. Nothing here is a test.
+
+Run: `.venv/bin/python bench/bench_analyze.py [--runs N] [--files N] [--file-size B]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import SRC, Row, scaled
+
+APPLETS = ["sh", "tar", "true", "ls", "cat", "rm", "mkdir", "chmod"]
+
+# The child that builds: with `--no-index` the layer writer gets no collector and the
+# store records no index (a benchmark-only switch, patched here, not an option of lamina).
+_CHILD = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {src!r})
+from lamina.api import Lamina, build_image
+
+root, ctx, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+if mode == "no-index":
+    import lamina.builder._pipeline as pipeline
+    from lamina.store import FileIndex
+    real = pipeline.write_layer
+    pipeline.write_layer = lambda changes, out, *, source_date_epoch=None, collect=None: real(
+        changes, out, source_date_epoch=source_date_epoch)
+    FileIndex.put = lambda self, diff_id, entries: None
+lam = Lamina(root)
+try:
+    lam.store.file_index.forget([lam.resolve("run").layers[-1].diff_id])
+except Exception:
+    pass
+build_image(lam, ctx, tags=["run"], no_cache=True)
+"""
+
+
+def timed(argv: list[str], stdout: int | None = subprocess.DEVNULL) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + sys) and ru_maxrss (KiB) of one child."""
+    import time
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(argv[:6])}… failed: {err.decode()[-800:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def setup(work: Path, files: int, size: int) -> tuple[Path, Path]:
+    """A store with `bigbase` (busybox + a tar of `files` files) and the RUN context."""
+    sys.path.insert(0, str(SRC))
+    from lamina.api import Lamina
+
+    rootfs = work / "bigroot"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "tmp").mkdir()
+    shutil.copy2("/bin/busybox", rootfs / "bin" / "busybox")
+    for applet in APPLETS:
+        (rootfs / "bin" / applet).symlink_to("busybox")
+    with tarfile.open(rootfs / "data.tar", "w") as tar:
+        for n in range(files):
+            info = tarfile.TarInfo(f"out/d{n // 500:03d}/f{n:05d}")
+            info.size = size
+            tar.addfile(info, io.BytesIO(os.urandom(size)))
+    root = work / "lamina"
+    lam = Lamina(root)
+    lam.import_image(rootfs, "bigbase")
+    lam.store.close()
+    shutil.rmtree(rootfs)
+    ctx = work / "ctx"
+    ctx.mkdir()
+    # Unpack the base's snapshot once, so each measured build does the same work.
+    (ctx / "Dockerfile").write_text("FROM bigbase\nRUN true\n")
+    subprocess.run([sys.executable, "-c", _CHILD.format(src=str(SRC)), str(root), str(ctx),
+                    "index"], check=True)  # fmt: skip
+    (ctx / "Dockerfile").write_text("FROM bigbase\nRUN tar -xf /data.tar -C /\n")
+    return root, ctx
+
+
+class _Discard:
+    """A sink that keeps nothing: the layer write measured without the disk."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def layer_write_cpu(root: Path, runs: int) -> tuple[list[float], list[float]]:
+    """CPU seconds (all threads of this process) to write the RUN layer's tree as a gzip
+    layer blob, with the index collected and recorded, and without: the index's own cost,
+    free of the noise of runc and of other processes."""
+    import time
+
+    from lamina.api import Lamina
+    from lamina.layers import (
+        Compression,
+        EntryCollector,
+        changes_from_dir,
+        sort_changes,
+        write_layer_blob,
+    )
+
+    lam = Lamina(root)
+    diff_id = lam.resolve("run").layers[-1].diff_id
+    changes = sort_changes(changes_from_dir(str(lam.store.snapshot_path(diff_id))))
+    with_index: list[float] = []
+    without: list[float] = []
+    for _ in range(runs):
+        started = time.process_time()
+        write_layer_blob(changes, _Discard(), Compression.GZIP)  # type: ignore[arg-type]
+        without.append(time.process_time() - started)
+        lam.store.file_index.forget([diff_id])
+        started = time.process_time()
+        index = EntryCollector()
+        write_layer_blob(changes, _Discard(), Compression.GZIP, collect=index)  # type: ignore[arg-type]
+        lam.store.file_index.put(diff_id, index.entries)
+        with_index.append(time.process_time() - started)
+    lam.store.close()
+    return with_index, without
+
+
+def run(runs: int, work: Path, files: int | None = None, size: int = 20_000) -> list[Row]:
+    """The benchmark's rows (see the module docstring); `work` is a scratch directory.
+    `files` defaults to 50,000 times LAMINA_BENCH_SCALE."""
+    files = files if files is not None else scaled(50_000)
+    work.mkdir(parents=True, exist_ok=True)
+    root, ctx = setup(work, files, size)
+    child = [sys.executable, "-c", _CHILD.format(src=str(SRC)), str(root), str(ctx)]
+    lamina = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(SRC)!r}); "
+              "from lamina.cli import main; sys.argv[0] = 'lamina'; main()",
+              "--root", str(root)]  # fmt: skip
+    with_index: list[float] = []
+    without: list[float] = []
+    cpu: dict[str, list[float]] = {"with": [], "without": [], "analyze": [], "json": []}
+    for _ in range(runs):
+        os.sync()
+        wall, used, _ = timed([*child, "no-index"])
+        without.append(wall)
+        cpu["without"].append(used)
+        os.sync()
+        wall, used, _ = timed([*child, "index"])
+        with_index.append(wall)
+        cpu["with"].append(used)
+    write_with, write_without = layer_write_cpu(root, runs)
+    analyze: list[float] = []
+    as_json: list[float] = []
+    peak = 0
+    timed([*lamina, "analyze", "run"])  # warm the page cache for the db
+    for _ in range(runs):
+        wall, used, rss = timed([*lamina, "analyze", "run"])
+        analyze.append(wall)
+        cpu["analyze"].append(used)
+        peak = max(peak, rss)
+        wall, used, rss = timed([*lamina, "analyze", "run", "--json"])
+        as_json.append(wall)
+        cpu["json"].append(used)
+        peak = max(peak, rss)
+    gb = files * size / 1e9
+    label = f"{gb:.1f} GB / {files} files RUN image"
+    med = statistics.median
+    print(f"build with index    {med(with_index):7.2f}s wall  {med(cpu['with']):7.2f}s cpu")
+    print(f"build without index {med(without):7.2f}s wall  {med(cpu['without']):7.2f}s cpu")
+    print(f"index cost: {100 * (med(with_index) / med(without) - 1):+.1f}% wall, "
+          f"{100 * (med(cpu['with']) / med(cpu['without']) - 1):+.1f}% cpu (target <= 5%)")
+    extra = med(write_with) - med(write_without)
+    print(f"layer write (tar, gzip, hashes) of that layer: {med(write_without):.2f}s cpu, "
+          f"with the index {med(write_with):.2f}s cpu: +{extra:.2f}s = "
+          f"{100 * extra / med(cpu['without']):.1f}% of the build's cpu")
+    print(f"lamina analyze        {med(analyze):6.3f}s wall  {med(cpu['analyze']):6.3f}s cpu"
+          " (target <= 0.5 s)")
+    print(f"lamina analyze --json {med(as_json):6.3f}s wall  {med(cpu['json']):6.3f}s cpu"
+          " (target <= 0.5 s)")
+    print(f"analyze peak memory (ru_maxrss): {peak / 1024:.0f} MiB (target < 200 MB)")
+    return [
+        (f"build, {label}, with the file index", with_index, "", []),
+        (f"build, {label}, without the file index", without, "", []),
+        (f"layer write (cpu s), {label}, with the file index", write_with, "", []),
+        (f"layer write (cpu s), {label}, without the file index", write_without, "", []),
+        (f"lamina analyze, {label}", analyze, "", []),
+        (f"lamina analyze --json, {label}", as_json, "", []),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--files", type=int, default=None, help="default 50,000 (scaled)")
+    parser.add_argument("--file-size", type=int, default=20_000)
+    parser.add_argument("--tmp", type=Path, default=None, help="work dir (default: a temp dir)")
+    opts = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="lamina-bench-analyze-", dir=opts.tmp))
+    try:
+        rows = run(opts.runs, work, opts.files, opts.file_size)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    for name, ours, _other, _theirs in rows:
+        each = " ".join(f"{t:.2f}" for t in ours)
+        print(f"{name:<60} {statistics.median(ours):8.3f}s  runs {each}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""An entry collector: a layer's file index gathered while the layer is written or read.
+
+The writer and the readers call it once per entry they already handle; it never reads
+a layer on its own. Regular files' content is hashed from the bytes passing through:
+the writer hands over its per-file sha256, a reader that skips content lets `tar_entry`
+consume it (hashing it), and a reader that consumes it (the applier) reads through
+`watch(entry, content)` and calls `done()` after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from lamina.layers import _whiteout
+from lamina.layers._scoped import split_entry_path
+from lamina.layers._tarread import EntryReader, EntryType, TarEntry
+from lamina.store import IndexEntry
+
+_CHUNK = 1 << 20
+
+
+def _text(name: str) -> str:
+    """A name SQLite can store: undecodable bytes (surrogate escapes) shown as \\xNN."""
+    if name.isascii():
+        return name
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
+class _HashingReader:
+    """An entry's content reader that hashes every byte read through it."""
+
+    def __init__(self, content: EntryReader) -> None:
+        self._content = content
+        self.hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._content.read(n)
+        self.hash.update(data)
+        return data
+
+
+class EntryCollector:
+    """Collects one `IndexEntry` per layer entry, in layer order (`entries`)."""
+
+    def __init__(self) -> None:
+        self.entries: list[IndexEntry] = []
+        self._files: dict[str, tuple[int, str | None]] = {}
+        self._watched: tuple[TarEntry, _HashingReader]
+
+    def add(
+        self,
+        path: str,
+        kind: str,
+        *,
+        size: int = 0,
+        mode: int = 0,
+        uid: int = 0,
+        gid: int = 0,
+        digest: str | None = None,
+        link: str = "",
+    ) -> None:
+        """One entry; `path` as in the layer (leading `/`, `./` and trailing `/` dropped)."""
+        if path.startswith(("/", ".")) or path.endswith("/") or "//" in path or "/." in path:
+            clean = "/".join(split_entry_path(path))
+        else:
+            clean = path  # already clean, as every path a writer's changeset holds
+        if kind == "file":
+            self._files[clean] = (size, digest)
+        elif kind == "hardlink":
+            link = "/".join(split_entry_path(link))
+            size, digest = self._files.get(link, (0, None))
+        self.entries.append(
+            IndexEntry(_text(clean), kind, size, mode, uid, gid, digest, _text(link))
+        )
+
+    def marker(self, path: str) -> None:
+        """A tar entry whose base name may be a whiteout or opaque marker (``.wh.``)."""
+        parts = split_entry_path(path)
+        marker, victim = _whiteout.classify(parts[-1]) if parts else (_whiteout.Marker.NONE, "")
+        if marker is _whiteout.Marker.WHITEOUT:
+            self.add("/".join([*parts[:-1], victim]), "whiteout")
+        elif marker is _whiteout.Marker.OPAQUE:
+            self.add("/".join(parts[:-1]), "opaque")
+
+    def watch(self, entry: TarEntry, content: EntryReader) -> _HashingReader:
+        """A reader of `entry`'s content for a consumer that reads it anyway (the applier):
+        it hashes what passes; `done()` then records the entry."""
+        self._watched = (entry, _HashingReader(content))
+        return self._watched[1]
+
+    def done(self) -> None:
+        """Record the entry last watched, hashing whatever its consumer left unread."""
+        entry, reader = self._watched
+        self.tar_entry(entry, reader)
+
+    def tar_entry(self, entry: TarEntry, content: EntryReader | _HashingReader) -> None:
+        """An entry a reader is passing by; a regular file's content is read here and hashed."""
+        parts = split_entry_path(entry.name)
+        if not parts:
+            return  # the layer root's own entry: it changes nothing a user can see
+        if parts[-1].startswith(_whiteout.WHITEOUT_PREFIX):
+            self.marker(entry.name)
+            return
+        digest = None
+        if entry.type is EntryType.FILE:
+            h = content.hash if isinstance(content, _HashingReader) else hashlib.sha256()
+            while data := content.read(_CHUNK):
+                if not isinstance(content, _HashingReader):
+                    h.update(data)
+            digest = h.hexdigest()
+        self.add(
+            entry.name,
+            entry.type.value,
+            size=entry.size,
+            mode=entry.mode,
+            uid=entry.uid,
+            gid=entry.gid,
+            digest=digest,
+            link=entry.linkname if entry.type in (EntryType.SYMLINK, EntryType.HARDLINK) else "",
+        )

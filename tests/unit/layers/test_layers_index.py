@@ -1,0 +1,73 @@
+"""The entry collector: the index a layer's writer and reader gather in their one pass
+matches the layer, entry for entry, and both passes agree."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+from lamina.layers import (
+    Change,
+    ChangeKind,
+    EntryCollector,
+    apply_layer,
+    changes_from_dir,
+    scan_layer,
+    sort_changes,
+    write_layer,
+)
+from lamina.store import IndexEntry
+
+
+def _tree(root: Path) -> None:
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"hello" * 1000)
+    os.chmod(root / "d" / "f", 0o640)
+    os.link(root / "d" / "f", root / "d" / "g")
+    (root / "d" / "ln").symlink_to("f")
+    (root / "empty").write_bytes(b"")
+
+
+def test_undecodable_names_are_kept_readable() -> None:
+    collector = EntryCollector()
+    collector.add("./b\udcff/", "dir")
+    collector.add("/a", "symlink", link="t\udcfe")
+    assert [(e.path, e.link) for e in collector.entries] == [("b\\xff", ""), ("a", "t\\xfe")]
+
+
+def test_writer_and_reader_gather_the_same_index(tmp_path: Path) -> None:
+    _tree(tmp_path / "t")
+    changes = sort_changes(changes_from_dir(str(tmp_path / "t")))
+    changes += [Change("gone", ChangeKind.DELETE), Change("d", ChangeKind.OPAQUE)]
+    written = EntryCollector()
+    out = io.BytesIO()
+    write_layer(sort_changes(changes), out, collect=written)
+    read = EntryCollector()
+    out.seek(0)
+    scan_layer(out, collect=read)
+    assert written.entries == read.entries
+    by_path = {(e.path, e.kind): e for e in read.entries}
+    content = hashlib.sha256(b"hello" * 1000).hexdigest()
+    assert by_path[("d/f", "file")] == IndexEntry("d/f", "file", 5000, 0o640, os.getuid(),
+                                                  os.getgid(), content, "")  # fmt: skip
+    assert by_path[("d/g", "hardlink")].digest == content
+    assert by_path[("d/g", "hardlink")].link == "d/f"
+    assert by_path[("d/ln", "symlink")].link == "f"
+    assert by_path[("empty", "file")].digest == hashlib.sha256(b"").hexdigest()
+    assert ("gone", "whiteout") in by_path and ("d", "opaque") in by_path
+
+
+def test_the_applier_gathers_the_index_as_it_unpacks(tmp_path: Path) -> None:
+    _tree(tmp_path / "t")
+    out = io.BytesIO()
+    write_layer(sort_changes(changes_from_dir(str(tmp_path / "t"))), out)
+    scanned, applied = EntryCollector(), EntryCollector()
+    out.seek(0)
+    scan_layer(out, collect=scanned)
+    out.seek(0)
+    (tmp_path / "unpacked").mkdir()
+    apply_layer(out, tmp_path / "unpacked", overlay=True, collect=applied)
+    assert applied.entries == scanned.entries
+    assert (tmp_path / "unpacked" / "d" / "f").read_bytes() == b"hello" * 1000
