@@ -155,7 +155,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
 _FLAG_OPTIONS = {"ro": _MS_RDONLY, "nosuid": _MS_NOSUID, "nodev": _MS_NODEV,
-                 "noexec": _MS_NOEXEC, "bind": _MS_BIND, "rbind": _MS_BIND | _MS_REC}  # fmt: skip
+                 "noexec": _MS_NOEXEC, "sync": 16, "dirsync": 128, "noatime": 1024,
+                 "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24,
+                 "bind": _MS_BIND, "rbind": _MS_BIND | _MS_REC}  # fmt: skip
 
 
 def _sys_mount(source: str | None, target: Path, fstype: str | None, flags: int,
