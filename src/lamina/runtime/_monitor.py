@@ -71,6 +71,8 @@ class MonitorSpec:
     stdin: int | None = None  # the command's fds while attached (None: /dev/null, not shown)
     stdout: int | None = None
     stderr: int | None = None
+    # exit.json fsynced: a --rm container's is not (whoever reads it removes the container).
+    durable_exit: bool = True
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,8 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
             unmount(spec.rootfs)
         result = ExitStatus(code, time.time(), started, error)
         with contextlib.suppress(BaseException):
-            _write_json(spec.container_dir / EXIT_FILE, asdict(result))
+            _write_json(spec.container_dir / EXIT_FILE, asdict(result),
+                        durable=spec.durable_exit)  # fmt: skip
         _say(status, f"exit {code} {(error or '').replace(chr(10), ' ')}\n")
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (status, *client):
