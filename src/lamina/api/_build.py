@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from lamina.errors import InvalidInputError
+from lamina.errors import InvalidInputError, LaminaError, NotFoundError
 
 if TYPE_CHECKING:
     from lamina.api._lamina import Lamina
@@ -51,6 +51,37 @@ def parse_build_args(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def pull_base(lamina: Lamina, ref: str, on_event: EventSink | None) -> ImageRecord:
+    """FROM or COPY --from of an image the store lacks: pull it, as Docker does, with the
+    build's progress; NotFoundError saying why when it cannot be pulled."""
+    from lamina.builder import BuildEvent
+    from lamina.oci import parse_reference
+
+    try:
+        parse_reference(ref)
+    except InvalidInputError:
+        raise NotFoundError(
+            f"no such image: {ref}", hint="`lamina images` lists names and IDs"
+        ) from None
+
+    def show(event: str, digest: str, count: int) -> None:
+        if on_event is not None and event in ("present", "downloaded"):
+            word = "already exists" if event == "present" else "pulled"
+            on_event(BuildEvent("output", 0, f"{ref}: {digest[:19]} {word}\n"))
+
+    if on_event is not None:
+        on_event(BuildEvent("output", 0, f"{ref}: not in the store, pulling\n"))
+    try:
+        pulled = lamina.pull(ref, events=show)
+    except LaminaError as exc:
+        raise NotFoundError(
+            f"no such image: {ref}, and pulling it failed: {exc.message}", exc.hint
+        ) from None
+    if on_event is not None:
+        on_event(BuildEvent("output", 0, f"{ref}: pulled {pulled.digest}\n"))
+    return lamina.store.get_image(pulled.digest)
+
+
 def build_image(
     lamina: Lamina,
     context: Path | str,
@@ -65,6 +96,8 @@ def build_image(
     secrets: Mapping[str, Path] | None = None,
     explain: bool = False,
     on_event: EventSink | None = None,
+    cache_to: Sequence[str] = (),
+    cache_from: Sequence[str] = (),
     labels: Mapping[str, str] | None = None,
     platform: str | None = None,
     outputs: Sequence[str] = (),
@@ -100,6 +133,8 @@ def build_image(
             on_event=on_event,
             labels=dict(labels or {}),
             platform=_platform(platform),
+            cache_to=cache_to,
+            cache_from=cache_from,
         )
     write_outputs(lamina, result.image, result.image.tags, exports)
     if iidfile is not None:
@@ -155,6 +190,8 @@ def _build(
     labels: dict[str, str],
     platform: str | None,
     origin: str | None = None,
+    cache_to: Sequence[str] = (),
+    cache_from: Sequence[str] = (),
 ) -> BuildResult:
     from lamina.api._lamina import normalize_tag
     from lamina.api._replay import BuildRequest, record_build, replay_build
@@ -189,7 +226,12 @@ def _build(
             **({"platform": platform} if platform else {}),
         },
     )
-    replay = replayable and not no_cache
+    for spec in [*cache_to, *cache_from]:
+        from lamina.transport import parse_cache_option
+
+        parse_cache_option(spec, "--cache-to" if spec in cache_to else "--cache-from")
+    # an export needs the builder's step list
+    replay = replayable and not no_cache and not cache_to
     if replay and opts.context_dir.is_dir() and opts.dockerfile_path().is_file():
         replayed = replay_build(lamina.store, request, lambda ref: lamina.resolve(ref).digest)
         if replayed is not None:
@@ -212,7 +254,10 @@ def _build(
     warnings: list[str] = []
 
     def resolve(ref: str) -> ImageRecord:
-        image = lamina.resolve(ref)
+        try:
+            image = lamina.resolve(ref)
+        except NotFoundError:
+            image = pull_base(lamina, ref, on_event)
         bases[ref] = image.digest
         return image
 
@@ -227,8 +272,21 @@ def _build(
     from lamina.runtime import sigterm_raises
 
     started = time.time()
+    if cache_from and not no_cache:
+        from lamina.api._registry_cache import import_caches
+
+        def warn(text: str) -> None:
+            observe(BuildEvent("warning", 0, text))
+
+        import_caches(lamina.store, lamina.root, cache_from, lamina.max_layer_bytes, warn)
     with sigterm_raises():
         result = build(lamina.store, opts, resolve, observe)
+    if cache_to:
+        from lamina.api._registry_cache import export_cache
+
+        for spec in cache_to:
+            digest = export_cache(lamina.store, lamina.root, result, spec)
+            observe(BuildEvent("output", 0, f"cache exported: {spec} {digest}\n"))
     if replayable and result.replayable:
         record_build(
             lamina.store,

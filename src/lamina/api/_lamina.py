@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -21,7 +21,13 @@ from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store,
 if TYPE_CHECKING:
     from lamina.analysis import Comparison, ImageReport, LayerInput, StoreReport
     from lamina.api._containers import Containers
+    from lamina.api._registry import PullResult, PushResult
     from lamina.builder import BuildResult
+
+
+
+def _ignore(event: str, digest: str, count: int) -> None:
+    pass
 
 
 def default_root() -> Path:
@@ -270,6 +276,62 @@ class Lamina:
             name = self._tag_named(ref, image)
             chosen.append((image, (parse_reference(name),) if name else ()))
         save_images(self.store, chosen, output, fmt, self.max_layer_bytes)
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: str | None = None,
+        jobs: int = 4,
+        tls_verify: bool = True,
+        events: Callable[[str, str, int], None] | None = None,
+    ) -> PullResult:
+        """Pull an image from its registry; blobs the store has are not downloaded."""
+        from lamina.api._registry import pull_image
+        from lamina.oci import Platform
+
+        want = None
+        if platform:
+            try:
+                want = Platform.parse(platform)
+            except ValueError as exc:
+                raise InvalidInputError(str(exc)) from None
+        return pull_image(
+            self.store, self.root, ref, platform=want, jobs=jobs, max_bytes=self.max_layer_bytes,
+            tls_verify=tls_verify, events=events or _ignore,
+        )  # fmt: skip
+
+    def push(
+        self,
+        image: str,
+        ref: str | None = None,
+        *,
+        jobs: int = 4,
+        tls_verify: bool = True,
+        events: Callable[[str, str, int], None] | None = None,
+    ) -> PushResult:
+        """Push a stored image to `ref` (default: the name it was asked by)."""
+        from lamina.api._registry import push_to_registry
+
+        record = self.resolve(image)
+        target = ref or image
+        return push_to_registry(
+            self.store, self.root, record, target, jobs=jobs, tls_verify=tls_verify,
+            events=events or _ignore,
+        )  # fmt: skip
+
+    def login(
+        self, registry: str, username: str, password: str, *, tls_verify: bool = True
+    ) -> Path:
+        """Check credentials against the registry and save them in Docker's config.json."""
+        from lamina.api._registry import login
+
+        return login(self.root, registry, username, password, tls_verify=tls_verify)
+
+    def logout(self, registry: str) -> bool:
+        from lamina.api._registry import logout
+
+        return logout(registry)
 
     def import_image(
         self,

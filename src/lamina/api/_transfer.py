@@ -13,9 +13,10 @@ from lamina.layers import Compression, EntryCollector, Limits, open_layer_reader
 from lamina.oci import Descriptor, Manifest, Reference, media_types
 from lamina.store import ImageRecord, LayerRecord, Lease, Store, Writer, write_image
 from lamina.transport import (
-    ArchiveImage,
-    ArchiveReader,
+    BlobSource,
+    ImageSource,
     SaveImage,
+    SourceImage,
     atomic_output,
     open_archive,
     write_docker_archive,
@@ -79,26 +80,46 @@ def _uncompressed(
 
 
 def _ingest_layer(
-    archive: ArchiveReader,
+    archive: BlobSource,
     layer: Descriptor,
     store: Store,
     lease: Lease,
     max_bytes: int,
+    *,
+    resumable: bool = False,
     collect: EntryCollector | None = None,
 ) -> tuple[str, int]:
     """Copy a layer blob into the store, checking it in the same pass; nothing is kept
-    unless the digest and every entry check out."""
-    # The writer checks the digest as it commits, so the archive's stream need not.
-    with (
-        archive.open_blob(layer, verify=False) as source,
-        store.content.writer(layer.digest, layer.size, lease=lease) as writer,
-    ):
-        # Large reads below the tar reader: the store's hashing runs on 1 MiB chunks
-        # rather than on each entry's pieces.
-        tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
-        diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest, collect)
-        while tee.read(_CHUNK):
-            pass
+    unless the digest and every entry check out. `collect` gathers its file index.
+
+    `resumable` (a pull): the partial blob stays in ingest/ if the copy fails, and the
+    next attempt asks the source only for the bytes after it; the layer is then checked
+    from the store once the blob is complete.
+    """
+    ref = f"layer {layer.digest}" if resumable else None
+    with store.content.writer(layer.digest, layer.size, lease=lease, ref=ref) as writer:
+        if writer.offset:
+            # The digest covers the bytes from before too: the writer re-hashed them.
+            with archive.open_blob(layer, verify=False, offset=writer.offset) as source:
+                while chunk := source.read(_CHUNK):
+                    writer.write(chunk)
+            writer.commit()
+            return _uncompressed(store, layer, max_bytes, collect)
+        # The writer checks the digest as it commits, so the source's stream need not.
+        try:
+            with archive.open_blob(layer, verify=False) as source:
+                # Large reads below the tar reader: the store's hashing runs on 1 MiB
+                # chunks rather than on each entry's pieces.
+                tee = io.BufferedReader(_Tee(source, writer), buffer_size=_CHUNK)
+                diff_id, size = _scan(cast(BinaryIO, tee), max_bytes, layer.digest, collect)
+                while tee.read(_CHUNK):
+                    pass
+        except InvalidInputError as exc:
+            # Bad bytes, not a broken transfer: nothing of them is worth resuming from.
+            writer.close(keep=False)
+            if isinstance(exc, DigestMismatchError) or layer.digest in exc.message:
+                raise
+            raise InvalidInputError(f"layer {layer.digest}: {exc.message}", exc.hint) from None
         writer.commit()
     return diff_id, size
 
@@ -118,42 +139,61 @@ def _same_content(store: Store, diff_id: str, lease: Lease) -> LayerRecord | Non
     return known if store.content.has(known.digest) else None
 
 
+def layer_record(
+    store: Store,
+    image: SourceImage,
+    position: int,
+    source: ImageSource,
+    lease: Lease,
+    max_bytes: int,
+    *,
+    resumable: bool = False,
+) -> tuple[LayerRecord, bool]:
+    """Layer `position` of `image` in the store (ingested unless there): its record and
+    whether its blob was written. The diff_id must be the one the config lists."""
+    layer = image.manifest.layers[position]
+    diff_id = image.diff_ids[position]
+    if layer.media_type not in media_types.LAYER_TYPES:
+        raise InvalidInputError(
+            f"layer {position} ({layer.digest}): media type {layer.media_type!r} is not a layer"
+        )
+    if image.synthesized and (same := _same_content(store, diff_id, lease)) is not None:
+        # A docker-archive names layers by content only: one already stored, in any
+        # compression, is the same layer and is not stored twice.
+        return same, False
+    lease.add_blob(layer.digest)
+    written = False
+    known = _known(store, layer) if store.content.has(layer.digest) else None
+    # The file index is gathered in the pass that reads the layer anyway.
+    index = None if store.file_index.has(diff_id) else EntryCollector()
+    if known is not None and known.uncompressed_size is not None and index is None:
+        # Checked when it was first stored; the blob is verified on every read.
+        actual, size = known.diff_id, known.uncompressed_size
+    elif store.content.has(layer.digest):
+        actual, size = _uncompressed(store, layer, max_bytes, index)
+    else:
+        actual, size = _ingest_layer(
+            source, layer, store, lease, max_bytes, resumable=resumable, collect=index
+        )
+        written = True
+    if actual != diff_id:
+        raise DigestMismatchError(
+            f"layer {position} ({layer.digest}): diff_id in the config", diff_id, actual
+        )
+    if index is not None:
+        store.file_index.put(diff_id, index.entries)
+    return LayerRecord(layer.digest, diff_id, layer.media_type, layer.size, size), written
+
+
 def _layer_records(
-    store: Store, image: ArchiveImage, archive: ArchiveReader, lease: Lease, max_bytes: int
+    store: Store, image: SourceImage, archive: ImageSource, lease: Lease, max_bytes: int
 ) -> tuple[list[LayerRecord], int]:
     records: list[LayerRecord] = []
     written = 0
-    for position, (layer, diff_id) in enumerate(
-        zip(image.manifest.layers, image.diff_ids, strict=True)
-    ):
-        if layer.media_type not in media_types.LAYER_TYPES:
-            raise InvalidInputError(
-                f"layer {position} ({layer.digest}): media type {layer.media_type!r} is not a layer"
-            )
-        if image.synthesized and (same := _same_content(store, diff_id, lease)) is not None:
-            # A docker-archive names layers by content only: one already stored, in any
-            # compression, is the same layer and is not stored twice.
-            records.append(same)
-            continue
-        lease.add_blob(layer.digest)
-        known = _known(store, layer) if store.content.has(layer.digest) else None
-        # The file index is gathered in the pass that reads the layer anyway.
-        index = None if store.file_index.has(diff_id) else EntryCollector()
-        if known is not None and known.uncompressed_size is not None and index is None:
-            # Checked when it was first stored; the blob is verified on every read.
-            actual, size = known.diff_id, known.uncompressed_size
-        elif store.content.has(layer.digest):
-            actual, size = _uncompressed(store, layer, max_bytes, index)
-        else:
-            actual, size = _ingest_layer(archive, layer, store, lease, max_bytes, index)
-            written += 1
-        if actual != diff_id:
-            raise DigestMismatchError(
-                f"layer {position} ({layer.digest}): diff_id in the config", diff_id, actual
-            )
-        if index is not None:
-            store.file_index.put(diff_id, index.entries)
-        records.append(LayerRecord(layer.digest, diff_id, layer.media_type, layer.size, size))
+    for position in range(len(image.manifest.layers)):
+        record, new = layer_record(store, image, position, archive, lease, max_bytes)
+        records.append(record)
+        written += new
     return records, written
 
 

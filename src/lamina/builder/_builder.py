@@ -48,7 +48,15 @@ from ._image import (
 )
 from ._keys import StepInputs, explain_miss, instruction_text
 from ._meta import DEFAULT_PATH, HISTORY_COMMENT, apply_metadata, created_by, run_argv
-from ._options import BuildEvent, BuildOptions, BuildResult, EventSink, Resolver, timestamp
+from ._options import (
+    BuildEvent,
+    BuildOptions,
+    BuildResult,
+    CacheStep,
+    EventSink,
+    Resolver,
+    timestamp,
+)
 from ._steps import CopyStep, RunStep, workdir_layer
 
 
@@ -73,6 +81,8 @@ class Builder:
         # more than the context, so such a build is never replayed.
         self.context_files: list[ContextFile] = []
         self.replayable = True
+        # Every layer step's cache entry, for exporting the cache (--cache-to).
+        self.cache_steps: list[CacheStep] = []
         self.context = opts.context_dir.resolve()
         # This build's own runc state dir: an interrupted build kills exactly its containers.
         self.runc_state = store.root / "runc-builds" / secrets.token_hex(8)
@@ -149,8 +159,9 @@ class Builder:
             self.store.file_index.put_base(record.id, *self._bases[target.index])
         self.emit("image", 0, record.id)
         return BuildResult(
-            record, self.steps, self.cached, tuple(self.context_files), self.replayable
-        )
+            record, self.steps, self.cached, tuple(self.context_files), self.replayable,
+            tuple(self.cache_steps), target.index,
+        )  # fmt: skip
 
     def _stable_created(self, config: ImageConfig) -> str:
         """The newest time in `config`'s history, so that a fully cached rebuild of the same
@@ -309,7 +320,12 @@ class Builder:
         history = History(created, created_by(inst, config, _run_args(inst, args)), HISTORY_COMMENT)
         config = apply_metadata(config, inst, cmd_set)
         config = config.with_layer(layer.diff_id if layer else None, history)
-        return state.with_step(config, layer, key)
+        new = state.with_step(config, layer, key)
+        with self._lock:
+            self.cache_steps.append(
+                CacheStep(sp.index, key, state.key, new.layers if layer else (), created)
+            )
+        return new
 
     def _record_origin(self, sp: StagePlan, step: PlannedInstruction, layer: LayerRecord) -> None:
         """Remember the Dockerfile line that made `layer`, for `lamina analyze`."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from lamina.errors import ToolError
-from lamina.store import ImageRecord
+from lamina.store import ImageRecord, LayerRecord
 
 if TYPE_CHECKING:
     from lamina.dockerfile import ContextFile
@@ -67,6 +67,18 @@ EventSink = Callable[[BuildEvent], None]
 
 
 @dataclass(frozen=True)
+class CacheStep:
+    """A layer step's cache entry as a build used or made it: its key, the key before it,
+    the image's layers after it (none when the step added no layer), and its time."""
+
+    stage: int
+    key: str
+    parent: str
+    layers: tuple[LayerRecord, ...]
+    created: str
+
+
+@dataclass(frozen=True)
 class BuildResult:
     """The image made (tagged as asked) and how many layer steps were cached."""
 
@@ -76,6 +88,9 @@ class BuildResult:
     # The context entries the image depends on, and whether nothing else (a URL) counts.
     context_files: tuple[ContextFile, ...] = ()
     replayable: bool = False
+    # Each layer step's cache entry (for --cache-to) and which stage is the target.
+    cache_steps: tuple[CacheStep, ...] = ()
+    target_stage: int = 0
 
 
 def timestamp(source_date_epoch: int | None, now: float) -> str:

@@ -71,6 +71,10 @@ class _Progress:
 @click.option("--explain", is_flag=True, help="Say why each step missed the cache.")
 @click.option("--secret", "secrets", multiple=True, help="id=NAME,src=PATH for RUN mounts.")
 @click.option("--check", is_flag=True, help="Lint the Dockerfile; build nothing.")
+@click.option("--cache-to", "cache_to", multiple=True,
+              help="Export the build cache: type=registry,ref=R[,mode=min|max].")  # fmt: skip
+@click.option("--cache-from", "cache_from", multiple=True,
+              help="Import a build cache: type=registry,ref=R (repeatable).")  # fmt: skip
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Label the image.")
 @click.option("--platform", help="Target platform os/arch[/variant] (RUN: this machine's only).")
 @click.option(
@@ -99,6 +103,8 @@ def build(
     explain: bool,
     secrets: tuple[str, ...],
     check: bool,
+    cache_to: tuple[str, ...],
+    cache_from: tuple[str, ...],
     labels: tuple[str, ...],
     platform: str | None,
     outputs: tuple[str, ...],
@@ -145,6 +151,8 @@ def build(
         platform=platform,
         outputs=outputs,
         iidfile=iidfile,
+        cache_to=cache_to,
+        cache_from=cache_from,
     )
     click.echo(result.image.id)
 

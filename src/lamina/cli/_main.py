@@ -89,7 +89,13 @@ def register_commands(argv: list[str]) -> bool:
 
     if command_name(argv) in CONTAINER_COMMANDS:
         return True
-    from lamina.cli import _analyze_cmd, _build_cmd, _commands, _image_cmds  # noqa: F401
+    from lamina.cli import (  # noqa: F401  (registers them)
+        _analyze_cmd,
+        _build_cmd,
+        _commands,
+        _image_cmds,
+        _registry_cmd,
+    )
 
     return False
 

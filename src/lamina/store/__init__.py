@@ -45,6 +45,9 @@ gc: `store.prune()` removes untagged images no container uses, then (mark and sw
 every blob, snapshot and stale ingest file (1 h) that no image, container, cache record
 or live lease holds. `store.fsck()` re-hashes every blob and checks every reference.
 
+Registries: `store.registry` (RegistryRecords) remembers which blobs each registry
+repository holds and the push uploads in progress (hints that save requests).
+
 Names: tag names are taken as already-normalised full references
 (`docker.io/library/busybox:latest`); `resolve` also takes a digest or a unique prefix of
 the image ID (the config digest, `sha256:` optional).
@@ -70,6 +73,7 @@ from lamina.store._records import (
     PruneReport,
     SnapshotRecord,
 )
+from lamina.store._registry import RegistryRecords
 from lamina.store._schema import SCHEMA_VERSION
 from lamina.store._store import Store, open_store
 from lamina.store._verified import VerifiedBlob
@@ -99,6 +103,7 @@ __all__ = [
     "LayerUsage",
     "Lease",
     "PruneReport",
+    "RegistryRecords",
     "SnapshotRecord",
     "Store",
     "Writer",

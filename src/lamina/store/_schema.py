@@ -130,10 +130,34 @@ def _v3_file_index(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _v4_registry(db: sqlite3.Connection) -> None:
+    for statement in (
+        # Where blobs are known to be: a push skips its HEAD, or mounts from there.
+        """CREATE TABLE registry_blobs (
+            registry TEXT NOT NULL,
+            repository TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            seen REAL NOT NULL,
+            PRIMARY KEY (registry, repository, digest))""",
+        "CREATE INDEX registry_blobs_by_digest ON registry_blobs(registry, digest)",
+        # A push's chunked upload, so the next push continues it instead of starting over.
+        """CREATE TABLE registry_uploads (
+            registry TEXT NOT NULL,
+            repository TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            location TEXT NOT NULL,
+            offset INTEGER NOT NULL,
+            updated REAL NOT NULL,
+            PRIMARY KEY (registry, repository, digest))""",
+    ):
+        db.execute(statement)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_images,
     _v2_records,
     _v3_file_index,
+    _v4_registry,
 ]
 """Migration i brings a database from version i to i + 1. Append; never edit a released one."""
 

@@ -13,6 +13,7 @@ from lamina.store._gc import GcMixin
 from lamina.store._images import ImagesMixin
 from lamina.store._layout import SNAPSHOTS
 from lamina.store._leases import LeasesMixin
+from lamina.store._registry import RegistryRecords
 from lamina.store._tables import TablesMixin
 
 
@@ -32,6 +33,7 @@ class Store(ImagesMixin, TablesMixin, LeasesMixin, GcMixin):
         self.snapshots_dir = root / SNAPSHOTS
         self.snapshots_dir.mkdir(exist_ok=True)
         self._db = Database(root)
+        self.registry = RegistryRecords(self._db)
         self.file_index = FileIndex(self._db)
 
     def close(self) -> None:

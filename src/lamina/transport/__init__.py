@@ -1,24 +1,36 @@
-"""Image sources and sinks on disk: docker-archive (`docker save`) and the OCI image layout.
+"""Image sources and sinks: docker-archive (`docker save`), the OCI image layout, and
+registries speaking the OCI distribution API.
 
-Reading (`lamina load -i FILE`)::
+The core (as go-containerregistry's `partial`): a source lists `SourceImage` values
+(raw manifest, raw config, and what the shared adapters derive from them: manifest,
+diff_ids, checked layer types) and opens blobs by descriptor, verified as they stream::
 
-    with open_archive(path) as archive:       # detects docker-archive / oci-archive / oci-dir
-        for image in archive.images():        # ArchiveImage values
+    with open_archive(path) as source:        # OciLayoutSource or DockerArchiveSource
+        for image in source.images():         # SourceImage values
             image.names                       # tuple[Reference], normalised
             image.manifest, image.manifest_bytes, image.manifest_digest
-            image.config_bytes                # checked against the config digest
-            image.diff_ids                    # from the config; as many as the layers
+            image.config_bytes, image.diff_ids
             for layer in image.manifest.layers:
-                with archive.open_blob(layer) as stream:   # verified while streaming
+                with source.open_blob(layer) as stream:   # verified while streaming
                     ...                       # DigestMismatchError at EOF if it lies
 
-A docker-archive image without an OCI manifest gets a synthesized one
-(`image.synthesized`): layer digests are the sha256 of the layer files as stored, media
-types come from their magic bytes. Archives that are both (Docker 25+) are read through
-their OCI index, with manifest.json's RepoTags added to the names. Nested indexes resolve
-to this machine's linux/<arch> manifest. Nothing is extracted or written; hostile paths,
-links out of the archive, duplicate members, missing blobs, wrong digests and mismatched
-counts raise InvalidInputError / NotFoundError / DigestMismatchError.
+
+`describe_image`, `select_manifest` and `pick_platform` are the adapters every source
+uses; `ImageSource` is the Protocol. A docker-archive image without an OCI manifest gets a
+synthesized one (`image.synthesized`). Nothing is extracted or written by a source;
+hostile paths, links out of the archive, duplicate members, missing blobs, wrong digests
+and mismatched counts raise InvalidInputError / NotFoundError / DigestMismatchError.
+
+Registries (OCI distribution API)::
+
+    client = RegistryClient("127.0.0.1:5000")            # auth, retries, Retry-After
+    source = RegistrySource(client, ref, platform)       # the same core as an archive
+    push_image(client, repo, tag, manifest_bytes, media_type, locations, open_at)
+
+A build cache travels as BuildKit's cache manifest (`encode_cache`, `decode_cache`).
+
+Credentials come from Docker's config.json (`load_credentials`; `save_credentials`
+and `erase_credentials` for login/logout) and are never printed.
 
 Writing (`lamina save`)::
 
@@ -31,14 +43,39 @@ Writing (`lamina save`)::
 mtime 0 or SOURCE_DATE_EPOCH).
 """
 
-from lamina.transport._reader import (
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from lamina.transport._buildkit_cache import (
+    CACHE_CONFIG_MEDIA_TYPE,
+    CacheEntry,
+    CacheLayer,
+    cache_manifest_parts,
+    decode_cache,
+    encode_cache,
+    parse_cache_option,
+)
+from lamina.transport._core import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
     ArchiveImage,
-    ArchiveReader,
+    BlobSource,
     ImageSource,
-    open_archive,
+    SourceImage,
+    describe_image,
+    pick_platform,
+    select_manifest,
 )
+from lamina.transport._credentials import (
+    Credentials,
+    config_dir,
+    erase_credentials,
+    load_credentials,
+    save_credentials,
+)
+from lamina.transport._docker_archive import DockerArchiveSource
+from lamina.transport._oci_layout import OciLayoutSource
+from lamina.transport._reader import ArchiveReader, open_archive
 from lamina.transport._writer import (
     BlobProvider,
     SaveImage,
@@ -48,16 +85,95 @@ from lamina.transport._writer import (
     write_oci_layout_dir,
 )
 
+# The registry modules need httpx, whose import costs a `load` or `save` a few tenths
+# of a second they have no use for: loaded on first use instead.
+_LAZY = {
+    "BlobLocations": "_registry_sink",
+    "BlobStream": "_registry_source",
+    "PushReport": "_registry_sink",
+    "RegistryAuth": "_registry_client",
+    "RegistryBlobs": "_registry_source",
+    "RegistryClient": "_registry_client",
+    "RegistryError": "_registry_client",
+    "RegistrySource": "_registry_source",
+    "fetch_manifest": "_registry_source",
+    "is_loopback": "_registry_client",
+    "parse_challenge": "_registry_client",
+    "parse_retry_after": "_registry_client",
+    "push_image": "_registry_sink",
+}
+
+if TYPE_CHECKING:
+    from lamina.transport._registry_client import (
+        RegistryAuth,
+        RegistryClient,
+        RegistryError,
+        is_loopback,
+        parse_challenge,
+        parse_retry_after,
+    )
+    from lamina.transport._registry_sink import BlobLocations, PushReport, push_image
+    from lamina.transport._registry_source import (
+        BlobStream,
+        RegistryBlobs,
+        RegistrySource,
+        fetch_manifest,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lamina.transport' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lamina.transport.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
+    "CACHE_CONFIG_MEDIA_TYPE",
     "ANNOTATION_IMAGE_NAME",
     "ANNOTATION_REF_NAME",
     "ArchiveImage",
     "ArchiveReader",
+    "BlobLocations",
     "BlobProvider",
+    "BlobSource",
+    "BlobStream",
+    "CacheEntry",
+    "CacheLayer",
+    "Credentials",
+    "DockerArchiveSource",
     "ImageSource",
+    "OciLayoutSource",
+    "PushReport",
+    "RegistryAuth",
+    "RegistryBlobs",
+    "RegistryClient",
+    "RegistryError",
+    "RegistrySource",
     "SaveImage",
+    "SourceImage",
     "atomic_output",
+    "cache_manifest_parts",
+    "config_dir",
+    "erase_credentials",
+    "fetch_manifest",
+    "decode_cache",
+    "describe_image",
+    "encode_cache",
+    "is_loopback",
+    "load_credentials",
     "open_archive",
+    "parse_cache_option",
+    "parse_challenge",
+    "parse_retry_after",
+    "pick_platform",
+    "push_image",
+    "save_credentials",
+    "select_manifest",
     "write_docker_archive",
     "write_oci_archive",
     "write_oci_layout_dir",

@@ -17,6 +17,7 @@ from typing import BinaryIO, Protocol
 
 from lamina.errors import InvalidInputError, NotFoundError
 from lamina.layers import EntryType, Limits, TarReader
+from lamina.store import VerifiedBlob
 
 _CHUNK = 1 << 20
 _MAX_LINK_HOPS = 16
@@ -253,3 +254,22 @@ def peek_member(files: Files, name: str, what: str) -> tuple[int, bytes]:
     finally:
         if piece.owned:
             os.close(piece.fd)
+
+
+def verified_slice(
+    piece: Slice, digest: str, size: int, what: str, *, verify: bool = True, offset: int = 0
+) -> VerifiedBlob:
+    """A blob of an archive from `offset` on, checked against its descriptor's size, then
+    (read from 0 and `verify`) its digest."""
+    if piece.size != size or not 0 <= offset <= size:
+        if piece.owned:
+            os.close(piece.fd)
+        if piece.size != size:
+            raise InvalidInputError(
+                f"{what}: {piece.label} holds {piece.size} bytes, its descriptor says {size}"
+            )
+        raise InvalidInputError(f"{what}: offset {offset} is outside its {size} bytes")
+    return VerifiedBlob(
+        piece.fd, piece.offset + offset, size - offset, digest, what, piece.label,
+        owned=piece.owned, verify=verify and offset == 0,
+    )  # fmt: skip

@@ -30,7 +30,7 @@ from lamina.oci import (
     sha256_digest,
 )
 from lamina.store import fsync_dir
-from lamina.transport._reader import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
+from lamina.transport._core import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
 from lamina.transport._tarwrite import TarWriter, copy_stream, default_mtime
 
 _CHUNK = 1 << 20

@@ -1,0 +1,218 @@
+"""`pull`, `push`, `login`, `logout`: presentation of `Lamina.pull/push/login/logout`.
+
+Progress: `--progress=plain` (default off a terminal) prints a line per blob as Docker
+does; `tty` (default on a terminal) a rich display per blob and in total; `json` one
+JSON object per event, for CI logs. `-q` prints only the result.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+
+from lamina.cli._commands import _api
+from lamina.cli._format import human_size
+from lamina.cli._main import cli
+from lamina.oci import short_id
+
+_PULL_WORDS = {"present": "Already exists", "downloaded": "Pull complete"}
+_PUSH_WORDS = {
+    "known": "Layer already exists",
+    "existed": "Layer already exists",
+    "mounted": "Mounted",
+    "uploaded": "Pushed",
+    "resumed": "Resuming upload",
+}
+
+Events = Callable[[str, str, int], None]
+
+
+def _mode(progress: str, quiet: bool) -> str:
+    if quiet:
+        return "quiet"
+    if progress == "auto":
+        return "tty" if sys.stderr.isatty() else "plain"
+    return progress
+
+
+@contextmanager
+def _progress(mode: str, words: dict[str, str]) -> Iterator[Events]:
+    lock = threading.Lock()
+    if mode == "quiet":
+        yield lambda event, digest, n: None
+        return
+    if mode == "json":
+
+        def emit_json(event: str, digest: str, n: int) -> None:
+            line = json.dumps({"time": round(time.time(), 3), "event": event, "digest": digest,
+                               "bytes": n})  # fmt: skip
+            with lock:
+                click.echo(line)
+
+        yield emit_json
+        return
+    if mode == "plain":
+
+        def emit_plain(event: str, digest: str, n: int) -> None:
+            if event in words:
+                with lock:
+                    click.echo(f"{short_id(digest)[:12]}: {words[event]}", err=True)
+
+        yield emit_plain
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
+    bars = Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        transient=False,
+    )  # fmt: skip
+    tasks: dict[str, TaskID] = {}
+    total = bars.add_task("total", total=None)
+
+    def emit_tty(event: str, digest: str, n: int) -> None:
+        with lock:
+            name = short_id(digest)[:12]
+            if digest not in tasks:
+                tasks[digest] = bars.add_task(name, total=None)
+            task = tasks[digest]
+            if event in ("downloading", "uploading"):
+                bars.advance(task, n)
+                bars.advance(total, n)
+            elif event in words:
+                bars.update(task, description=f"{name} {words[event]}")
+
+    with bars:
+        yield emit_tty
+
+
+_progress_option = click.option(
+    "--progress",
+    type=click.Choice(["auto", "plain", "tty", "json"]),
+    default="auto",
+    show_default=True,
+)
+_jobs_option = click.option(
+    "--jobs", type=click.IntRange(1, 32), default=4, show_default=True,
+    help="Blobs transferred at once.",
+)  # fmt: skip
+_tls_option = click.option(
+    "--tls-verify/--no-tls-verify", "tls_verify", default=True,
+    help="--tls-verify=false: allow plain HTTP and unchecked certificates for this registry.",
+)  # fmt: skip
+
+
+@cli.command()
+@click.option("--platform", help="OS/ARCH[/VARIANT] to pick from an index (default: this one).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image reference.")
+@_progress_option
+@_jobs_option
+@_tls_option
+@click.argument("reference")
+@click.pass_context
+def pull(
+    ctx: click.Context,
+    platform: str | None,
+    quiet: bool,
+    progress: str,
+    jobs: int,
+    tls_verify: bool,
+    reference: str,
+) -> None:
+    """Pull an image from a registry; only blobs the store lacks are downloaded."""
+    api = _api(ctx)
+    with _progress(_mode(progress, quiet), _PULL_WORDS) as events:
+        result = api.pull(
+            reference, platform=platform, jobs=jobs, tls_verify=tls_verify, events=events
+        )
+    if quiet:
+        click.echo(result.reference)
+        return
+    click.echo(f"Digest: {result.digest}")
+    click.echo(
+        f"Downloaded {result.layers_downloaded} layers ({human_size(result.bytes_downloaded)}),"
+        f" {result.layers_present} already present"
+    )
+    click.echo(result.reference)
+
+
+@cli.command()
+@click.option("-q", "--quiet", is_flag=True, help="Print only the pushed digest.")
+@_progress_option
+@_jobs_option
+@_tls_option
+@click.argument("image")
+@click.argument("reference", required=False)
+@click.pass_context
+def push(
+    ctx: click.Context,
+    quiet: bool,
+    progress: str,
+    jobs: int,
+    tls_verify: bool,
+    image: str,
+    reference: str | None,
+) -> None:
+    """Push an image to a registry (as REFERENCE, default its own name)."""
+    api = _api(ctx)
+    with _progress(_mode(progress, quiet), _PUSH_WORDS) as events:
+        result = api.push(image, reference, jobs=jobs, tls_verify=tls_verify, events=events)
+    if quiet:
+        click.echo(result.digest)
+        return
+    click.echo(
+        f"Pushed {result.uploaded} blobs ({human_size(result.bytes_sent)}), mounted"
+        f" {result.mounted}, {result.existed} already there"
+    )
+    click.echo(f"{result.reference}: digest: {result.digest}")
+
+
+@cli.command()
+@click.option("-u", "--username", help="User name.")
+@click.option("-p", "--password", help="Password (prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@_tls_option
+@click.argument("registry")
+@click.pass_context
+def login(
+    ctx: click.Context,
+    username: str | None,
+    password: str | None,
+    password_stdin: bool,
+    tls_verify: bool,
+    registry: str,
+) -> None:
+    """Log in to a registry; the credentials go to Docker's config.json (mode 0600)."""
+    if password_stdin:
+        if password:
+            raise click.UsageError("--password and --password-stdin are exclusive")
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not username:
+        username = click.prompt("Username")
+    if not password:
+        password = click.prompt("Password", hide_input=True)
+    _api(ctx).login(registry, username or "", password or "", tls_verify=tls_verify)
+    click.echo("Login Succeeded")
+
+
+@cli.command()
+@click.argument("registry")
+@click.pass_context
+def logout(ctx: click.Context, registry: str) -> None:
+    """Forget a registry's credentials."""
+    if _api(ctx).logout(registry):
+        click.echo(f"Removing login credentials for {registry}")
+    else:
+        click.echo(f"Not logged in to {registry}")

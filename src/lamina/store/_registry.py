@@ -1,0 +1,101 @@
+"""What lamina knows about registries: which blobs a repository holds, open uploads.
+
+    store.registry.remember("127.0.0.1:5000", "app", [digest, ...])   # after push/pull
+    store.registry.known("127.0.0.1:5000", "app", digest)             # skip the HEAD
+    store.registry.repositories_with("127.0.0.1:5000", digest)        # mount from there
+    store.registry.save_upload(reg, repo, digest, location, offset)   # resume a push
+    store.registry.upload(reg, repo, digest) → (location, offset) | None
+    store.registry.forget_upload(reg, repo, digest)
+
+A remembered location is a hint, not a truth: a registry may delete a blob, so a push
+that skips one and is refused for it (BLOB_UNKNOWN on the manifest) forgets the
+repository's hints and tries again (`forget_repository`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from lamina.oci import check_digest
+from lamina.store._db import Database
+
+_MAX_MOUNT_SOURCES = 8
+
+
+class RegistryRecords:
+    """Blob locations per registry and repository, and push upload sessions."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def remember(self, registry: str, repository: str, digests: Iterable[str]) -> None:
+        now = time.time()
+        rows = [(registry, repository, check_digest(d, "blob"), now) for d in digests]
+        with self._db.write(gc_shared=False) as db:
+            db.executemany(
+                "INSERT INTO registry_blobs VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                " SET seen = excluded.seen",
+                rows,
+            )
+
+    def known(self, registry: str, repository: str, digest: str) -> bool:
+        row = (
+            self._db.conn()
+            .execute(
+                "SELECT 1 FROM registry_blobs WHERE registry = ? AND repository = ? AND digest = ?",
+                (registry, repository, digest),
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    def repositories_with(self, registry: str, digest: str) -> list[str]:
+        """Repositories of `registry` known to hold `digest`, most recently seen first."""
+        rows = (
+            self._db.conn()
+            .execute(
+                "SELECT repository FROM registry_blobs WHERE registry = ? AND digest = ?"
+                " ORDER BY seen DESC LIMIT ?",
+                (registry, digest, _MAX_MOUNT_SOURCES),
+            )
+            .fetchall()
+        )
+        return [r[0] for r in rows]
+
+    def forget_repository(self, registry: str, repository: str) -> None:
+        with self._db.write(gc_shared=False) as db:
+            db.execute(
+                "DELETE FROM registry_blobs WHERE registry = ? AND repository = ?",
+                (registry, repository),
+            )
+
+    def save_upload(
+        self, registry: str, repository: str, digest: str, location: str, offset: int
+    ) -> None:
+        with self._db.write(gc_shared=False) as db:
+            db.execute(
+                "INSERT INTO registry_uploads VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                " SET location = excluded.location, offset = excluded.offset,"
+                " updated = excluded.updated",
+                (registry, repository, digest, location, offset, time.time()),
+            )
+
+    def upload(self, registry: str, repository: str, digest: str) -> tuple[str, int] | None:
+        row = (
+            self._db.conn()
+            .execute(
+                "SELECT location, offset FROM registry_uploads"
+                " WHERE registry = ? AND repository = ? AND digest = ?",
+                (registry, repository, digest),
+            )
+            .fetchone()
+        )
+        return (str(row[0]), int(row[1])) if row else None
+
+    def forget_upload(self, registry: str, repository: str, digest: str) -> None:
+        with self._db.write(gc_shared=False) as db:
+            db.execute(
+                "DELETE FROM registry_uploads WHERE registry = ? AND repository = ? AND digest = ?",
+                (registry, repository, digest),
+            )

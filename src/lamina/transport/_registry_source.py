@@ -1,0 +1,305 @@
+"""A registry image as an image source on the transport core: raw manifest, raw config and
+blobs by digest over the OCI distribution API.
+
+Every manifest and config is checked against its digest before it is parsed; blobs
+stream through `BlobStream`, which resumes with `Range: bytes=N-` (checking `206` and
+`Content-Range`; a `200` is read past its first N bytes) when the connection drops, a
+few times, and is verified at end of file unless its caller verifies (the store's
+writer does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, cast
+
+import httpx
+
+from lamina.errors import DigestMismatchError, InvalidInputError
+from lamina.oci import (
+    MAX_DOCUMENT_BYTES,
+    Descriptor,
+    Platform,
+    Reference,
+    check_digest,
+    media_types,
+    sha256_digest,
+)
+from lamina.transport._core import SourceImage, describe_image, media_type_of, select_manifest
+from lamina.transport._registry_client import MAX_TRIES, RegistryClient, RegistryError, backoff
+
+MANIFEST_ACCEPT = ", ".join(
+    [
+        media_types.OCI_INDEX,
+        media_types.DOCKER_MANIFEST_LIST,
+        media_types.OCI_MANIFEST,
+        media_types.DOCKER_MANIFEST,
+    ]
+)
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_CHUNK = 1 << 20
+
+
+def _checked(data: bytes, digest: str, what: str) -> bytes:
+    actual = sha256_digest(data)
+    if actual != digest:
+        raise DigestMismatchError(what, digest, actual)
+    return data
+
+
+def fetch_manifest(
+    client: RegistryClient, repository: str, reference: str
+) -> tuple[bytes, str, str]:
+    """A manifest or index by tag or digest: bytes, media type, digest (checked)."""
+    what = f"{client.domain}/{repository}:{reference}"
+    if reference.startswith("sha256:"):
+        what = f"{client.domain}/{repository}@{reference}"
+    response = client.request(
+        "GET",
+        f"/v2/{repository}/manifests/{reference}",
+        what=f"manifest {what}",
+        headers={"Accept": MANIFEST_ACCEPT},
+    )
+    data = response.content
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise InvalidInputError(f"manifest {what}: {len(data)} bytes is too large")
+    digest = sha256_digest(data)
+    if reference.startswith("sha256:"):
+        _checked(data, reference, f"manifest {what}")
+    elif (said := response.headers.get("docker-content-digest")) and said != digest:
+        raise DigestMismatchError(f"manifest {what} (Docker-Content-Digest)", said, digest)
+    declared = response.headers.get("content-type", "").split(";")[0].strip()
+    if declared not in media_types.MANIFEST_TYPES | media_types.INDEX_TYPES:
+        declared = ""
+    return data, media_type_of(data, declared, f"manifest {what}"), digest
+
+
+class VerifyingStream(io.RawIOBase):
+    """Any raw stream read as exactly `size` bytes whose sha256 must be `digest`.
+
+    More bytes than `size`, fewer, or other bytes raise (DigestMismatchError names
+    `what`) at the point they are noticed, so nothing unverified is taken as whole.
+    """
+
+    def __init__(self, raw: io.RawIOBase, digest: str, size: int, what: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._digest = digest
+        self._remaining = size
+        self._hash = hashlib.sha256()
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        if self._remaining == 0:
+            return 0
+        view = memoryview(buffer)[: min(len(buffer), self._remaining)]
+        count = self._raw.readinto(view)
+        if not count:
+            raise InvalidInputError(f"{self._what}: ends {self._remaining} bytes early")
+        self._hash.update(view[:count])
+        self._remaining -= count
+        if self._remaining == 0:
+            actual = "sha256:" + self._hash.hexdigest()
+            if actual != self._digest:
+                raise DigestMismatchError(self._what, self._digest, actual)
+        return int(count)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class BlobStream(io.RawIOBase):
+    """A blob's bytes from `offset` on, resumed with Range after a dropped connection.
+
+    `on_bytes(n)` is told of every byte that arrives (progress, accounting).
+    """
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        repository: str,
+        descriptor: Descriptor,
+        offset: int = 0,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._client = client
+        self._path = f"/v2/{repository}/blobs/{descriptor.digest}"
+        self._size = descriptor.size
+        self._position = offset
+        self._what = f"blob {descriptor.digest}"
+        self._on_bytes = on_bytes
+        self._response: httpx.Response | None = None
+        self._chunks: Iterator[bytes] | None = None
+        self._pending = b""
+        self._failures = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _open(self) -> None:
+        headers = {"Range": f"bytes={self._position}-"} if self._position else {}
+        response = self._client.request(
+            "GET", self._path, what=self._what, ok=(200, 206), headers=headers, stream=True
+        )
+        skip = 0
+        if response.status_code == 206:
+            match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+            if match is None or int(match.group(1)) != self._position:
+                response.close()
+                raise RegistryError(
+                    f"{self._what}: asked for bytes from {self._position}, the registry answered"
+                    f" Content-Range {response.headers.get('content-range', '')[:60]!r}"
+                )
+        else:
+            skip = self._position  # a 200 to a Range request: the whole blob again
+        self._response = response
+        self._chunks = response.iter_raw(_CHUNK)
+        while skip:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                raise RegistryError(f"{self._what}: the registry sent less than before")
+            if len(chunk) > skip:
+                self._pending = chunk[skip:]
+                skip = 0
+            else:
+                skip -= len(chunk)
+
+    def _close_response(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        self._response, self._chunks, self._pending = None, None, b""
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        remaining = self._size - self._position
+        if remaining <= 0:
+            self._close_response()
+            return 0
+        while not self._pending:
+            try:
+                if self._chunks is None:
+                    self._open()
+                    if self._pending:
+                        break
+                assert self._chunks is not None
+                chunk = next(self._chunks, b"")
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                chunk = b""
+                self._fail(exc)
+                continue
+            if not chunk:
+                self._fail(None)  # ended early: ask for the rest
+                continue
+            self._pending = chunk
+        count = min(len(buffer), len(self._pending), remaining)
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        self._position += count
+        self._failures = 0
+        if self._on_bytes is not None:
+            self._on_bytes(count)
+        return count
+
+    def _fail(self, exc: Exception | None) -> None:
+        self._close_response()
+        self._failures += 1
+        if self._failures >= MAX_TRIES:
+            why = str(exc).splitlines()[0][:200] if exc else "the connection ended early"
+            raise RegistryError(
+                f"{self._what}: download failed at byte {self._position} of {self._size}: {why}",
+                hint="run the same pull again: it continues from there",
+            )
+        time.sleep(backoff(self._failures - 1))
+
+    def close(self) -> None:
+        self._close_response()
+        super().close()
+
+
+class RegistryBlobs:
+    """The blobs of one repository, by descriptor: verified, resumable streams."""
+
+    def __init__(self, client: RegistryClient, repository: str) -> None:
+        self.client = client
+        self.repository = repository
+
+    def open_blob(
+        self,
+        descriptor: Descriptor,
+        *,
+        verify: bool = True,
+        offset: int = 0,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> BinaryIO:
+        check_digest(descriptor.digest, "blob")
+        raw = BlobStream(self.client, self.repository, descriptor, offset, on_bytes)
+        stream: io.RawIOBase = raw
+        if verify and offset == 0:
+            what = f"blob {descriptor.digest}"
+            stream = VerifyingStream(raw, descriptor.digest, descriptor.size, what)
+        return cast(BinaryIO, io.BufferedReader(stream, _CHUNK))
+
+    def read_blob(self, desc: Descriptor, what: str) -> bytes:
+        """A small blob (a config), bounded and checked against its digest."""
+        if desc.size > MAX_DOCUMENT_BYTES:
+            raise InvalidInputError(f"{what}: {desc.size} bytes is more than allowed")
+        with self.open_blob(desc) as stream:
+            return stream.read()
+
+
+class RegistrySource:
+    """One image of a repository: `images()` → (SourceImage,), `open_blob` streams blobs."""
+
+    format = "registry"
+
+    def __init__(
+        self, client: RegistryClient, reference: Reference, platform: Platform | None = None
+    ) -> None:
+        self.client = client
+        self.reference = reference
+        self.repository = reference.path
+        self.blobs = RegistryBlobs(client, reference.path)
+        target = reference.digest or reference.tag
+        data, media_type, digest = fetch_manifest(client, self.repository, target)
+        self.top_digest = digest
+        top = Descriptor(media_type, digest, len(data))
+        what = f"{reference}"
+        _, manifest, manifest_bytes = select_manifest(self._fetch_child, top, data, what, platform)
+        config_bytes = self.read_blob(manifest.config, f"{what} config")
+        names = (
+            (Reference(reference.domain, reference.path, reference.tag),) if reference.tag else ()
+        )
+        self._image = describe_image(names, manifest_bytes, config_bytes, what, manifest=manifest)
+
+    def _fetch_child(self, desc: Descriptor, what: str) -> bytes:
+        data, _, _ = fetch_manifest(self.client, self.repository, check_digest(desc.digest, what))
+        return data
+
+    def read_blob(self, desc: Descriptor, what: str) -> bytes:
+        """A small blob (a config), bounded and checked against its digest."""
+        return self.blobs.read_blob(desc, what)
+
+    def images(self) -> tuple[SourceImage, ...]:
+        return (self._image,)
+
+    def open_blob(
+        self,
+        descriptor: Descriptor,
+        *,
+        verify: bool = True,
+        offset: int = 0,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> BinaryIO:
+        return self.blobs.open_blob(descriptor, verify=verify, offset=offset, on_bytes=on_bytes)
+
+    def close(self) -> None:
+        """The client belongs to whoever made it."""

@@ -1,0 +1,80 @@
+"""The registry commands through the CLI: login with --password-stdin, push, pull with
+--platform and --progress=json, logout; secrets never printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from registry_fixtures import Registry
+
+from lamina.api import Lamina
+from lamina.errors import NotFoundError
+from lamina.oci import Descriptor, Index, Platform, media_types
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _cli(root: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lamina", "--root", str(root), *args],
+        input=stdin, capture_output=True, text=True, env=dict(os.environ), timeout=300,
+    )  # fmt: skip
+
+
+def test_login_push_pull_logout_through_the_cli(
+    lamina: Lamina, auth_registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    lamina.import_image(busybox_rootfs, "base:1")
+    lamina.store.close()
+    root = lamina.root
+    host = auth_registry.host
+    bad = _cli(root, "login", "-u", "alice", "--password-stdin", host, stdin="nope-secret\n")
+    assert bad.returncode == 1 and "nope-secret" not in bad.stdout + bad.stderr
+    assert len(bad.stderr.strip().splitlines()) <= 2  # one line, and a hint
+    good = _cli(root, "login", "-u", "alice", "--password-stdin", host, stdin="s3cret\n")
+    assert good.returncode == 0, good.stderr
+    assert "Login Succeeded" in good.stdout and "s3cret" not in good.stdout + good.stderr
+    pushed = _cli(root, "push", "--progress", "plain", "base:1", f"{host}/cli/base:1")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "Pushed" in pushed.stderr and "digest: sha256:" in pushed.stdout
+    other = tmp_path / "other-root"
+    pulled = _cli(other, "pull", "--progress", "json", f"{host}/cli/base:1")
+    assert pulled.returncode == 0, pulled.stderr
+    events = [json.loads(line) for line in pulled.stdout.splitlines() if line.startswith("{")]
+    assert {"downloading", "downloaded", "unpacked"} <= {e["event"] for e in events}
+    assert _cli(root, "logout", host).stdout.startswith("Removing login credentials")
+    refused = _cli(other, "pull", "-q", f"{host}/cli/base:1")
+    assert refused.returncode == 1 and "lamina login" in refused.stderr
+
+
+def test_pull_picks_the_platform_from_an_index_and_names_those_it_has(
+    lamina: Lamina, other: Lamina, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    lamina.import_image(busybox_rootfs, "base:1")
+    amd = lamina.push("base:1", f"{registry.host}/multi/app:amd64")
+    lamina.import_image(busybox_rootfs, "base:2", changes=["LABEL arch=arm64"])
+    arm = lamina.push("base:2", f"{registry.host}/multi/app:arm64")
+
+    def size(ref: str) -> int:
+        return len(lamina.store.content.read_bytes(lamina.resolve(ref).digest, 1 << 20))
+
+    index = Index((
+        Descriptor(media_types.OCI_MANIFEST, amd.digest, size("base:1"),
+                   platform=Platform("linux", "amd64")),
+        Descriptor(media_types.OCI_MANIFEST, arm.digest, size("base:2"),
+                   platform=Platform("linux", "arm64", "v8")),
+    )).to_bytes()  # fmt: skip
+    put = httpx.put(f"http://{registry.host}/v2/multi/app/manifests/multi", content=index,
+                    headers={"Content-Type": media_types.OCI_INDEX})  # fmt: skip
+    assert put.status_code == 201
+    got = other.pull(f"{registry.host}/multi/app:multi", platform="linux/arm64")
+    assert got.digest == arm.digest
+    with pytest.raises(NotFoundError, match=r"no manifest for linux/s390x \(the index has "
+                       r"linux/amd64, linux/arm64/v8\)"):  # fmt: skip
+        other.pull(f"{registry.host}/multi/app:multi", platform="linux/s390x")
