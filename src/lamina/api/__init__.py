@@ -24,6 +24,7 @@ from lamina.api._build import (
     parse_build_args,
     parse_labels,
     parse_secret,
+    parse_ssh,
 )
 from lamina.api._history import HistoryRow, history_rows
 from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, normalize_tag
@@ -74,4 +75,5 @@ __all__ = [
     "parse_build_args",
     "parse_labels",
     "parse_secret",
+    "parse_ssh",
 ]

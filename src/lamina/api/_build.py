@@ -18,21 +18,51 @@ if TYPE_CHECKING:
     from lamina.store import ImageRecord
 
 
-def parse_secret(spec: str) -> tuple[str, Path]:
-    """`id=NAME,src=PATH` (or `source=`, `type=file`) → (NAME, PATH)."""
+def parse_secret(spec: str) -> tuple[str, Path | bytes]:
+    """`id=NAME,src=PATH` (or `source=`, `type=file`) → (NAME, PATH); `id=NAME,env=VAR`
+    (or `type=env`) → (NAME, the value of VAR now). A bare `id=NAME` reads the variable
+    NAME if it is set, else the file NAME, as buildx does."""
     fields: dict[str, str] = {}
     for part in spec.split(","):
         key, sep, value = part.partition("=")
         if not sep:
-            raise InvalidInputError(f"--secret {spec!r}: want id=NAME,src=PATH")
+            raise InvalidInputError(f"--secret {spec!r}: want id=NAME,src=PATH or id=NAME,env=VAR")
         fields[key.strip()] = value.strip()
     ident = fields.get("id")
+    kind = fields.get("type")
     src = fields.get("src") or fields.get("source")
-    if fields.get("type", "file") != "file" or not ident or not src:
-        raise InvalidInputError(f"--secret {spec!r}: want id=NAME,src=PATH")
+    env = fields.get("env")
+    if not ident or kind not in (None, "file", "env"):
+        raise InvalidInputError(f"--secret {spec!r}: want id=NAME,src=PATH or id=NAME,env=VAR")
+    if kind == "env" or (env and not src):
+        name = env or src or ident
+        if name not in os.environ:
+            raise InvalidInputError(f"--secret {ident}: environment variable {name} is not set")
+        return ident, os.environ[name].encode("utf-8", "surrogateescape")
+    if not src:
+        if kind is None and ident in os.environ:
+            return ident, os.environ[ident].encode("utf-8", "surrogateescape")
+        src = ident
     path = Path(src)
     if not path.is_file():
         raise InvalidInputError(f"--secret {ident}: {src} is not a file")
+    return ident, path.resolve()
+
+
+def parse_ssh(spec: str) -> tuple[str, Path]:
+    """`default` (the agent at $SSH_AUTH_SOCK) or `ID=SOCKET` → (ID, socket path)."""
+    ident, sep, value = spec.partition("=")
+    if not ident:
+        raise InvalidInputError(f"--ssh {spec!r}: want default or ID=SOCKET")
+    if not sep:
+        value = os.environ.get("SSH_AUTH_SOCK", "")
+        if not value:
+            raise InvalidInputError(
+                f"--ssh {spec}: SSH_AUTH_SOCK is not set", hint="start ssh-agent or give ID=SOCKET"
+            )
+    path = Path(value.split(",")[0])
+    if not path.is_socket():
+        raise InvalidInputError(f"--ssh {ident}: {path} is not a socket (an ssh-agent's)")
     return ident, path.resolve()
 
 
@@ -93,7 +123,9 @@ def build_image(
     target: str | None = None,
     no_cache: bool = False,
     network: Network = "host",
-    secrets: Mapping[str, Path] | None = None,
+    secrets: Mapping[str, Path | bytes] | None = None,
+    ssh: Mapping[str, Path] | None = None,
+    allow: Sequence[str] = (),
     explain: bool = False,
     on_event: EventSink | None = None,
     cache_to: Sequence[str] = (),
@@ -129,6 +161,8 @@ def build_image(
             no_cache=no_cache,
             network=network,
             secrets=secrets,
+            ssh=ssh,
+            allow=allow,
             explain=explain,
             on_event=on_event,
             labels=dict(labels or {}),
@@ -140,6 +174,17 @@ def build_image(
     if iidfile is not None:
         write_iidfile(Path(iidfile), result.image.id)
     return result
+
+
+def _epoch(build_args: Mapping[str, str], from_env: int | None) -> int | None:
+    """`--build-arg SOURCE_DATE_EPOCH=N` is BuildKit's spelling of the epoch (its
+    testWorkdirSourceDateEpochReproducible); the environment's value wins."""
+    value = build_args.get("SOURCE_DATE_EPOCH", "")
+    if from_env is not None or not value:
+        return from_env
+    if not value.isdigit():
+        raise InvalidInputError(f"--build-arg SOURCE_DATE_EPOCH={value!r} is not a number")
+    return int(value)
 
 
 def parse_labels(items: Sequence[str]) -> dict[str, str]:
@@ -184,12 +229,14 @@ def _build(
     target: str | None,
     no_cache: bool,
     network: Network,
-    secrets: Mapping[str, Path] | None,
+    secrets: Mapping[str, Path | bytes] | None,
     explain: bool,
     on_event: EventSink | None,
     labels: dict[str, str],
     platform: str | None,
     origin: str | None = None,
+    ssh: Mapping[str, Path] | None = None,
+    allow: Sequence[str] = (),
     cache_to: Sequence[str] = (),
     cache_from: Sequence[str] = (),
 ) -> BuildResult:
@@ -207,7 +254,9 @@ def _build(
         no_cache=no_cache,
         network=network,
         secrets=dict(secrets or {}),
-        source_date_epoch=source_date_epoch(),
+        ssh=dict(ssh or {}),
+        allow=frozenset(allow),
+        source_date_epoch=_epoch(build_args or {}, source_date_epoch()),
         explain=explain,
         labels=labels,
         platform=platform,
@@ -224,6 +273,8 @@ def _build(
         {
             **{f"label:{k}": v for k, v in labels.items()},
             **({"platform": platform} if platform else {}),
+            **{f"ssh:{k}": os.path.realpath(v) for k, v in opts.ssh.items()},
+            **({"allow": ",".join(sorted(opts.allow))} if opts.allow else {}),
         },
     )
     for spec in [*cache_to, *cache_from]:

@@ -30,7 +30,7 @@ from lamina import __version__
 from lamina.errors import NotFoundError
 from lamina.store import RACY_SECONDS, ImageRecord, Store
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 _PREFIX = "replay:"
 
 
@@ -43,9 +43,9 @@ class BuildRequest:
     build_args: Mapping[str, str]
     target: str | None
     network: str
-    secrets: Mapping[str, Path]
+    secrets: Mapping[str, Path | bytes]
     source_date_epoch: int | None
-    # Other options the image depends on (`--label`, `--platform`), by name.
+    # Other options the image depends on (`--label`, `--platform`, `--ssh`, `--allow`).
     options: Mapping[str, str] = field(default_factory=dict)
 
     def key(self) -> str:
@@ -63,7 +63,11 @@ class BuildRequest:
             "args": sorted(self.build_args.items()),
             "target": self.target,
             "network": self.network,
-            "secrets": sorted((k, os.path.realpath(v)) for k, v in self.secrets.items()),
+            # A secret given by value is named, never hashed into the record.
+            "secrets": sorted(
+                (k, "<value>" if isinstance(v, bytes) else os.path.realpath(v))
+                for k, v in self.secrets.items()
+            ),
             "sde": self.source_date_epoch,
         }
         if self.options:
@@ -89,7 +93,9 @@ def _file_sha256(path: Path) -> str | None:
 
 
 def _identity(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode]
+    # git's index fields: ctime catches an in-place edit whose mtime was put back.
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, st.st_ctime_ns, st.st_dev,
+            st.st_uid, st.st_gid]  # fmt: skip
 
 
 def _entries(paths: Iterable[str]) -> list[str]:

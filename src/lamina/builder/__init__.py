@@ -12,7 +12,12 @@ WORKDIR that must create its directory stage what they add in a directory that
 becomes the layer and snapshot the same way. Layer steps are keyed by
 ``StepInputs.key()`` (parent key, expanded instruction, args, env, platform, and a
 checksum of COPY sources that ignores mtimes); a hit reuses the recorded layer.
-Context files are hashed through the store's stat cache (``digest_context_files``).
+Context files are hashed through the store's stat cache (``digest_context_files``),
+whose identity is git's index fields (size, mtime, ctime, inode, dev, mode, owner).
+``COPY --link`` keys its layer without the parent (the copy lands on an empty tree),
+so a rebuilt base reuses it; ``ADD`` of a git repository keys on the commit that
+``git ls-remote`` resolves (``_git``); ``RUN --mount=from=`` on the mounted content.
+Secrets (file or ``env=``) and the ssh-agent relay (``_ssh``) never enter a key.
 
 Progress goes to ``on_event`` as BuildEvent values (kinds: step, cached, miss, output,
 done, warning, image). A failing RUN raises StepFailedError (a ToolError) naming the

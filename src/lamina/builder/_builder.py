@@ -320,7 +320,11 @@ class Builder:
         history = History(created, created_by(inst, config, _run_args(inst, args)), HISTORY_COMMENT)
         config = apply_metadata(config, inst, cmd_set)
         config = config.with_layer(layer.diff_id if layer else None, history)
-        new = state.with_step(config, layer, key)
+        state_key = key
+        if isinstance(runner, CopyStep) and runner.linked:
+            # The layer's key ignores the parent; the image state still follows from both.
+            state_key = "sha256:" + hashlib.sha256(f"{state.key}\0{key}".encode()).hexdigest()
+        new = state.with_step(config, layer, state_key)
         with self._lock:
             self.cache_steps.append(
                 CacheStep(sp.index, key, state.key, new.layers if layer else (), created)
@@ -361,7 +365,8 @@ class Builder:
             return layer_from_dir(self.store, self.lease, upper, overlay_upper=True,
                                   source_date_epoch=sde)  # fmt: skip
         assert isinstance(inst, Workdir)
-        made = workdir_layer(inst.path, lowerdirs, scratch, self._view)
+        user = state.config.container_config.get("User") or ""
+        made = workdir_layer(inst.path, lowerdirs, scratch, self._view, user)
         if made is None:
             return None
         return layer_from_dir(self.store, self.lease, made, overlay_upper=False,

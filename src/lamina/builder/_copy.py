@@ -12,19 +12,18 @@ import os
 import posixpath
 import shutil
 import stat
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lamina.dockerfile import ContextFile, Copy, IgnoreRules, select_sources
+from lamina.dockerfile import Chmod, ContextFile, Copy, IgnoreRules, select_parents, select_sources
 from lamina.errors import InvalidInputError
 from lamina.layers import Compression, resolve_in_root, sniff_compression
 
 if TYPE_CHECKING:
     from lamina.layers import Change
-
-_WILDCARD = ("*", "?", "[")
 
 
 @dataclass(frozen=True)
@@ -35,62 +34,74 @@ class Owner:
 
 @dataclass
 class Selection:
-    """What one COPY/ADD takes: per source word, its entries and whether it named a dir."""
+    """What one COPY/ADD takes: per source word, its entries and what it matched.
+
+    ``matched`` lists each path the word named or its wildcard matched, and whether it
+    is a directory (then its contents are the entries, as Docker copies them).
+    """
 
     root: Path
-    words: list[tuple[str, list[ContextFile], bool]] = field(default_factory=list)
-    downloads: list[tuple[str, Path]] = field(default_factory=list)  # (name, file)
+    words: list[tuple[str, list[ContextFile], list[tuple[str, bool]]]] = field(
+        default_factory=list
+    )
+    # (name, file, Last-Modified as a timestamp or None)
+    downloads: list[tuple[str, Path, float | None]] = field(default_factory=list)
 
     def files(self) -> list[ContextFile]:
         return [f for _, files, _ in self.words for f in files]
 
 
 def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
+    """An http(s) source ADD downloads (a git repository URL is not one)."""
+    from ._git import is_git_source
+
+    return source.startswith(("http://", "https://")) and not is_git_source(source)
 
 
-def _is_dir_source(root: Path, word: str) -> bool:
-    if any(c in word for c in _WILDCARD):
-        return True
-    resolved = resolve_in_root(root, word)
-    return not resolved.missing and os.path.isdir(resolved.host_path(root))
+def is_remote(source: str) -> bool:
+    """Not taken from the context: a download or a git repository."""
+    from ._git import is_git_source
+
+    return is_url(source) or is_git_source(source)
 
 
 def select(inst: Copy, root: Path, ignore: IgnoreRules | None) -> Selection:
     """Stat (never read) the entries each source word takes from `root`."""
     sel = Selection(root)
     for word in inst.sources:
-        if word.startswith("<<") or (inst.is_add and is_url(word)):
+        if word.startswith("<<") or (inst.is_add and is_remote(word)):
             continue
-        files = select_sources(root, [word], ignore, inst.excludes)
-        sel.words.append((word, files, _is_dir_source(root, word)))
+        if is_remote(word):  # BuildKit's dispatchCopy words
+            what = "a URL" if is_url(word) else "a git ref"
+            raise InvalidInputError(f"{inst.loc}: source can't be {what} for COPY")
+        if inst.parents:
+            files = select_parents(root, [word], ignore, inst.excludes)
+            sel.words.append((word, files, [("", True)]))
+            continue
+        matched: list[tuple[str, bool]] = []
+        files = select_sources(root, [word], ignore, inst.excludes, matched)
+        sel.words.append((word, files, matched))
     return sel
 
 
-def parse_chmod(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        mode = int(text, 8)
-    except ValueError:
-        raise InvalidInputError(f"--chmod={text}: lamina takes an octal mode") from None
-    if not 0 <= mode <= 0o7777:
-        raise InvalidInputError(f"--chmod={text}: out of range")
-    return mode
+def _new_mode(f: ContextFile, chmod: Chmod | None) -> int:
+    if chmod is None or f.kind == "symlink":
+        return stat.S_IMODE(f.mode)
+    return chmod.apply(f.mode, f.kind == "dir")
 
 
 def summarise(
     sel: Selection,
     digests: dict[str, str],
     owner: Owner | None,
-    chmod: int | None,
+    chmod: Chmod | None,
     keep_owner: bool,
 ) -> list[tuple[str, str]]:
     """(path, what it becomes) per entry: the cache key's view of the sources (no mtimes)."""
     out: list[tuple[str, str]] = []
     for _word, files, _ in sel.words:
         for f in files:
-            mode = stat.S_IMODE(f.mode) if chmod is None else chmod
+            mode = _new_mode(f, chmod)
             if owner is not None:
                 uid, gid = owner.uid, owner.gid
             elif keep_owner:
@@ -103,18 +114,35 @@ def summarise(
 
 
 def _is_archive(path: str) -> bool:
+    """A tar, plain or compressed, as BuildKit's isArchivePath decides: the (decompressed)
+    start must read as a tar header; a gzip file that holds no tar is copied as a file."""
     with open(path, "rb") as f:
         head = f.read(512)
-    if sniff_compression(head) is not Compression.NONE:
-        return True
-    return len(head) == 512 and head[257:262] == b"ustar"
+        if sniff_compression(head) is not Compression.NONE:
+            from lamina.layers import open_layer_reader
+
+            f.seek(0)
+            try:
+                head = open_layer_reader(f).read(512)
+            except Exception:
+                return False
+    return len(head) == 512 and (head[257:262] == b"ustar" or _v7_checksum_ok(head))
+
+
+def _v7_checksum_ok(head: bytes) -> bool:
+    try:
+        recorded = int(head[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    return recorded == sum(head[:148]) + 8 * 32 + sum(head[156:]) and head[0] != 0
 
 
 class Stager:
     """Fills a staging directory for one COPY/ADD."""
 
     def __init__(self, staging: Path, view: Path | None, owner: Owner | None,
-                 chmod: int | None, keep_owner: bool, direct: bool = False) -> None:  # fmt: skip
+                 chmod: Chmod | None, keep_owner: bool, direct: bool = False,
+                 dir_mode: int = 0o755) -> None:  # fmt: skip
         self.staging = staging
         # Direct: entries are not copied, only described (layer path → Change of the source).
         self.direct: dict[str, Change] | None = {} if direct else None
@@ -122,6 +150,9 @@ class Stager:
         self.owner = owner
         self.chmod = chmod
         self.keep_owner = keep_owner
+        # New directories above the destination: 0755, or an octal --chmod (BuildKit's
+        # testCopyChmod: `COPY --chmod=777 foo /parent/foo` makes /parent 0777).
+        self.dir_mode = chmod.octal if chmod is not None and chmod.octal is not None else dir_mode
         self._links: dict[tuple[int, int], str] = {}
         self._dirs: list[tuple[str, int, int]] = []
 
@@ -158,21 +189,10 @@ class Stager:
                 os.chown(current, image_st.st_uid, image_st.st_gid)
                 self._dirs.append((current, image_st.st_mtime_ns, image_st.st_atime_ns))
             else:
-                os.chmod(current, 0o755)
+                os.chmod(current, self.dir_mode)
                 if self.owner is not None:
                     os.chown(current, self.owner.uid, self.owner.gid)
         return current
-
-    def destination(self, dest: str, workdir: str, single_file: bool) -> tuple[str, str | None]:
-        """(staging dir to copy into, file name for a single file or None)."""
-        absolute = posixpath.normpath(posixpath.join(workdir, dest))
-        if dest.endswith("/") or not single_file:
-            return self.make_dirs(absolute), None
-        _, is_dir = self._image_path(absolute)
-        if is_dir or absolute == "/":
-            return self.make_dirs(absolute), None
-        parent, name = posixpath.split(absolute)
-        return self.make_dirs(parent), name
 
     def _owner_of(self, f: ContextFile) -> tuple[int, int]:
         if self.owner is not None:
@@ -184,7 +204,11 @@ class Stager:
     def put_entry(self, root: Path, f: ContextFile, target: str) -> None:
         source = os.path.join(root, f.path)
         uid, gid = self._owner_of(f)
-        mode = stat.S_IMODE(f.mode) if self.chmod is None else self.chmod
+        mode = _new_mode(f, self.chmod)
+        if stat.S_ISSOCK(f.mode):
+            # BuildKit copies a socket as an empty regular file (testCopySocket).
+            self.put_bytes_as(target, b"", uid, gid, mode)
+            return
         if self.direct is not None:
             from lamina.layers import Change, ChangeKind
 
@@ -247,20 +271,69 @@ class Stager:
         finally:
             os.close(src)
 
+    def put_bytes_as(self, target: str, data: bytes, uid: int, gid: int, mode: int) -> None:
+        _remove(target)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+
     def put_bytes(self, target: str, data: bytes, mode: int) -> None:
         _remove(target)
         with open(target, "wb") as out:
             out.write(data)
         uid, gid = (self.owner.uid, self.owner.gid) if self.owner else (0, 0)
         os.chown(target, uid, gid)
-        os.chmod(target, mode if self.chmod is None else self.chmod)
+        os.chmod(target, mode if self.chmod is None else self.chmod.apply(mode, False))
 
-    def extract(self, archive: str, target_dir: str) -> None:
-        """ADD of a local archive: unpacked through the safe applier (plain mode)."""
+    def extract(self, archive: str, image_dir: str) -> None:
+        """ADD of a local archive into `image_dir` (absolute, in the image), unpacked
+        through the safe applier (plain mode). Entries whose parents are symlinks in the
+        image land where those lead, inside the image, as BuildKit's chrooted untar puts
+        them (testDockerfileAddArchiveThroughAbsoluteSymlink)."""
         from lamina.layers import Limits, apply_layer, open_layer_reader
 
-        with open(archive, "rb") as f:
-            apply_layer(open_layer_reader(f), target_dir, overlay=False, limits=Limits())
+        into = self.make_dirs(image_dir)
+        unpacked = into if self.view is None else tempfile.mkdtemp(
+            prefix=".unpack-", dir=self.staging.parent
+        )  # fmt: skip
+        try:
+            with open(archive, "rb") as f:
+                apply_layer(open_layer_reader(f), unpacked, overlay=False, limits=Limits())
+            if unpacked != into:
+                self._place(unpacked, image_dir)
+        finally:
+            if unpacked != into:
+                shutil.rmtree(unpacked, ignore_errors=True)
+        if self.owner is not None:
+            # --chown applies to what the archive holds too (testDockerfileAddChownArchive).
+            for top, dirs, files in os.walk(into):
+                for name in (*dirs, *files):
+                    os.lchown(os.path.join(top, name), self.owner.uid, self.owner.gid)
+
+    def _place(self, unpacked: str, image_dir: str) -> None:
+        """Move an unpacked tree into the staging dir, each entry at its path as resolved
+        in the image (one file system: entries are renamed, hard links stay links)."""
+        for top, dirs, files in os.walk(unpacked):
+            rel_top = os.path.relpath(top, unpacked)
+            for name in (*dirs, *files):
+                source = os.path.join(top, name)
+                image_path = posixpath.normpath(posixpath.join(image_dir, rel_top, name))
+                st = os.lstat(source)
+                if stat.S_ISDIR(st.st_mode):
+                    real, _ = self._image_path(image_path)
+                    target = self.make_dirs(real)
+                    os.chown(target, st.st_uid, st.st_gid)
+                    os.chmod(target, stat.S_IMODE(st.st_mode))
+                    self._dirs.append((target, st.st_mtime_ns, st.st_atime_ns))
+                    continue
+                parent, _ = self._image_path(posixpath.dirname(image_path))
+                target = os.path.join(self.make_dirs(parent), name)
+                _remove(target)
+                os.rename(source, target)
 
     def finish(self) -> None:
         # Directory mtimes last: creating children moved them.
@@ -309,42 +382,87 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+def dest_is_dir_form(dest: str) -> bool:
+    """A destination that names a directory by its spelling: a trailing ``/`` (or
+    ``/.``), ``.`` or empty (BuildKit's pathRelativeToWorkingDir keeps that slash)."""
+    return dest in ("", ".") or dest.endswith(("/", "/."))
+
+
 def stage(
     inst: Copy,
     sel: Selection,
     stager: Stager,
     workdir: str,
     heredocs: Sequence[tuple[str, bytes]] = (),
+    unpack: bool | None = None,
+    trees: Sequence[tuple[Path, list[ContextFile]]] = (),
 ) -> None:
-    """Put everything `inst` copies into the stager's staging directory."""
-    entries = len(sel.words) + len(sel.downloads) + len(heredocs)
-    single = entries == 1 and (
-        (len(sel.words) == 1 and not sel.words[0][2]) or bool(sel.downloads) or bool(heredocs)
-    )
-    if entries > 1 and not inst.dest.endswith("/"):
+    """Put everything `inst` copies into the stager's staging directory.
+
+    Docker's destination rules: a directory source (or wildcard match) copies its
+    contents into the destination; a file lands *in* the destination when that ends
+    with ``/`` or is a directory in the image (symlinks followed inside the image),
+    else *as* it (an existing file or a symlink's target is replaced); a local tar
+    (ADD, unless ``--unpack=false``) is unpacked into the destination, created if
+    missing. Several sources (or matches) need a directory destination. `trees` (a
+    git checkout and its entries) copy their contents into the destination.
+    """
+    absolute = posixpath.normpath(posixpath.join(workdir, inst.dest or "."))
+    real, exists_as_dir = stager._image_path(absolute)
+    into_dir = dest_is_dir_form(inst.dest) or exists_as_dir or absolute == "/"
+    do_unpack = inst.is_add if unpack is None else unpack
+    tops = [f for _, files, _ in sel.words for f in files if f.top and not inst.parents]
+    # Archives unpack into <dest> as a directory (BuildKit testDockerfileAddArchiveWildcard:
+    # `ADD *.tar /dest` unpacks each), so they never count as files landing *as* <dest>.
+    archives = {f.path for f in tops if do_unpack and f.kind == "file"
+                and _is_archive(os.path.join(sel.root, f.path))}  # fmt: skip
+    dir_matches = sum(1 for _, _, matched in sel.words for _, is_dir in matched if is_dir)
+    singles = len(tops) - len(archives) + len(sel.downloads) + len(heredocs)
+    if not into_dir and singles and singles + dir_matches + len(archives) > 1:
         raise InvalidInputError(
             f"{inst.loc}: when copying more than one source, the destination "
             f"{inst.dest!r} must be a directory and end with a /"
         )
-    into, name = stager.destination(inst.dest, workdir, single)
-    for _word, files, is_dir in sel.words:
-        if not is_dir and len(files) == 1:
-            f = files[0]
-            target = os.path.join(into, name or f.dest)
-            if inst.is_add and f.kind == "file" and _is_archive(os.path.join(sel.root, f.path)):
-                stager.extract(os.path.join(sel.root, f.path), into)
-                continue
-            stager.put_entry(sel.root, f, target)
-            continue
+
+    def file_target(name: str) -> str:
+        if into_dir:
+            return os.path.join(stager.make_dirs(absolute), name)
+        parent, base = posixpath.split(real)
+        return os.path.join(stager.make_dirs(parent), base)
+
+    for _word, files, matched in sel.words:
+        if any(is_dir for _, is_dir in matched):
+            stager.make_dirs(absolute)
         for f in files:
-            stager.put_entry(sel.root, f, os.path.join(into, f.dest))
-    for base, path in sel.downloads:
-        target = os.path.join(into, name or base)
+            if f.top and not inst.parents:
+                source = os.path.join(sel.root, f.path)
+                if f.path in archives:
+                    stager.extract(source, absolute)
+                    continue
+                stager.put_entry(sel.root, f, file_target(f.dest))
+                continue
+            target = os.path.join(stager.make_dirs(absolute), f.dest)
+            if inst.parents:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+            stager.put_entry(sel.root, f, target)
+    for root, files in trees:
+        into = stager.make_dirs(absolute)
+        for f in files:
+            stager.put_entry(root, f, os.path.join(into, f.dest))
+    for base, path, mtime in sel.downloads:
+        if unpack and _is_archive(str(path)):
+            stager.extract(str(path), absolute)
+            continue
+        target = file_target(base)
         _remove(target)
         shutil.copyfile(path, target)
         uid, gid = (stager.owner.uid, stager.owner.gid) if stager.owner else (0, 0)
         os.chown(target, uid, gid)
-        os.chmod(target, 0o600 if stager.chmod is None else stager.chmod)
+        chmod = stager.chmod
+        os.chmod(target, 0o600 if chmod is None else chmod.apply(0o600, False))
+        if mtime is not None:  # the server's Last-Modified, as BuildKit sets it
+            os.utime(target, (mtime, mtime))
     for doc_name, data in heredocs:
-        stager.put_bytes(os.path.join(into, name or doc_name), data, 0o644)
+        stager.put_bytes(file_target(doc_name), data, 0o644)
     stager.finish()
+

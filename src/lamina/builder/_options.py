@@ -30,7 +30,10 @@ class BuildOptions:
     target: str | None = None
     no_cache: bool = False
     network: Network = "host"
-    secrets: Mapping[str, Path] = field(default_factory=dict)
+    # id → a file, or the value itself (`--secret id=X,env=VAR` reads it at start)
+    secrets: Mapping[str, Path | bytes] = field(default_factory=dict)
+    ssh: Mapping[str, Path] = field(default_factory=dict)  # id → ssh-agent socket
+    allow: frozenset[str] = frozenset()  # entitlements: "security.insecure"
     source_date_epoch: int | None = None
     explain: bool = False
     # `--label K=V`: set on the final image's config, no history entry (as BuildKit does).
@@ -105,9 +108,13 @@ def timestamp(source_date_epoch: int | None, now: float) -> str:
 class StepFailedError(ToolError):
     """A RUN whose command exited non-zero: the step, its line, exit code and last output."""
 
-    def __init__(self, step: str, where: str, code: int, tail: Sequence[str]) -> None:
+    def __init__(
+        self, step: str, where: str, code: int, tail: Sequence[str], argv: Sequence[str] = ()
+    ) -> None:
         lines = "\n".join("  " + line for line in tail)
-        text = f"{where}: {step} exited with code {code}"
+        # BuildKit's wording (testDockerfileInvalidCommand greps for it), lamina's place.
+        process = f'process "{" ".join(argv)}" ' if argv else "it "
+        text = f"{where}: {step}: {process}did not complete successfully: exit code: {code}"
         if lines:
             text += "\nlast output:\n" + lines
         super().__init__(text, hint="fix the command; earlier steps stay cached")

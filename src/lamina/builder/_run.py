@@ -14,9 +14,11 @@ import os
 import posixpath
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lamina.dockerfile import Mount as RunMount
 from lamina.errors import InvalidInputError, NotFoundError
@@ -33,6 +35,7 @@ from lamina.runtime import (
 from lamina.snapshots import clean_upper, find_stubs, mounted, overlay_mount
 
 from ._options import StepFailedError
+from ._ssh import agent_proxy
 
 OUTPUT_TAIL_LINES = 20
 
@@ -50,7 +53,10 @@ class RunRequest:
     mounts: Sequence[RunMount] = ()
     context_dir: Path | None = None
     stage_roots: dict[str, list[Path]] = field(default_factory=dict)  # from= → lowerdirs
-    secrets: dict[str, Path] = field(default_factory=dict)
+    secrets: dict[str, Path | bytes] = field(default_factory=dict)
+    ssh: dict[str, Path] = field(default_factory=dict)  # id → ssh-agent socket
+    insecure: bool = False  # RUN --security=insecure, allowed by the caller
+    scripts: dict[str, str] = field(default_factory=dict)  # container path → executable text
 
 
 class OutputTail:
@@ -92,17 +98,41 @@ def _mounts(
     binds: list[BindMount] = []
     tmpfs: list[TmpfsMount] = []
     with contextlib.ExitStack() as stack:
+        for n, (target, text) in enumerate(sorted(req.scripts.items())):
+            # A `RUN <<EOF` whose body starts with #!: the body as an executable file.
+            script = scratch / f"script-{n}"
+            script.write_text(text)
+            os.chmod(script, 0o755)
+            binds.append(BindMount(script, target, True))
         for n, m in enumerate(req.mounts):
+            if m.type not in ("bind", "cache", "tmpfs", "secret", "ssh"):
+                raise InvalidInputError(f'RUN --mount: unsupported mount type "{m.type}"')
             if m.type == "ssh":
-                raise InvalidInputError("RUN --mount=type=ssh is not supported by lamina")
-            if m.type == "secret":
-                ident = m.id or posixpath.basename(m.target or "")
-                src = req.secrets.get(ident)
-                if src is None:
+                ident = m.id or "default"
+                agent = req.ssh.get(ident)
+                if agent is None:
                     if m.required:
-                        raise NotFoundError(f"secret {ident!r} was not given (--secret id=...)")
+                        raise NotFoundError(
+                            f"no SSH key {ident!r} forwarded from the client",
+                            hint=f"give --ssh {ident}[=SOCKET]",
+                        )
                     continue
-                binds.append(BindMount(src, m.target or f"/run/secrets/{ident}", True))
+                proxy = stack.enter_context(agent_proxy(agent, _secret_dir(stack), m))
+                binds.append(BindMount(proxy, ssh_target(m), True))
+                continue
+            if m.type == "secret":
+                ident = secret_id(m)
+                value = req.secrets.get(ident)
+                if value is None:
+                    if m.required:
+                        raise NotFoundError(
+                            f"secret {ident}: not found", hint=f"give --secret id={ident},..."
+                        )
+                    continue
+                if m.env and not m.target:
+                    continue  # the value goes in as an environment variable only
+                path = _secret_file(_secret_dir(stack), n, value, m)
+                binds.append(BindMount(path, m.target or f"/run/secrets/{ident}", True))
                 continue
             if m.target is None:
                 raise InvalidInputError(f"RUN --mount=type={m.type} needs a target")
@@ -121,6 +151,17 @@ def _mounts(
                 else:
                     # shared: any number at once; locked: one at a time, the rest wait.
                     fcntl.flock(lock, fcntl.LOCK_EX if m.sharing == "locked" else fcntl.LOCK_SH)
+                if m.source:
+                    # A subpath of the cache; it may not lead out of it through a link
+                    # (BuildKit's testCacheMountSourceEscape).
+                    inner = os.path.realpath(os.path.join(path, m.source.lstrip("/")))
+                    if inner != str(path) and not inner.startswith(str(path) + os.sep):
+                        raise InvalidInputError(
+                            f"cache mount source {m.source!r} leads out of the cache"
+                        )
+                    if not os.path.isdir(inner):
+                        raise NotFoundError(f"cache mount source {m.source!r} does not exist")
+                    path = Path(inner)
                 binds.append(BindMount(path, m.target, False))
             elif m.type == "bind":
                 if m.from_ is not None:
@@ -148,6 +189,66 @@ def _mounts(
                 else:
                     binds.append(BindMount(Path(source), m.target, True))
         yield binds, tmpfs
+
+
+def secret_id(m: RunMount) -> str:
+    return m.id or posixpath.basename(m.target or "")
+
+
+def ssh_target(m: RunMount) -> str:
+    return m.target or "/run/buildkit/ssh_agent.0"
+
+
+def secret_env(req: RunRequest) -> list[str]:
+    """`--mount=type=secret,env=NAME`: NAME=value for each given secret (BuildKit's
+    testSecretAsEnviron); SSH_AUTH_SOCK for the first ssh mount, as BuildKit sets it."""
+    out: list[str] = []
+    for m in req.mounts:
+        if m.type == "secret" and m.env:
+            value = req.secrets.get(secret_id(m))
+            if value is None:
+                continue
+            data = value if isinstance(value, bytes) else _read_secret(value)
+            out.append(f"{m.env}={data.decode('utf-8', 'surrogateescape')}")
+    ssh = [m for m in req.mounts if m.type == "ssh" and (m.id or "default") in req.ssh]
+    if ssh:
+        out.append(f"SSH_AUTH_SOCK={ssh_target(ssh[0])}")
+    return out
+
+
+_MAX_SECRET = 500 * 1024  # BuildKit's limit on a secret's size
+
+
+def _read_secret(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read(_MAX_SECRET + 1)
+    if len(data) > _MAX_SECRET:
+        raise InvalidInputError(f"secret {path}: larger than {_MAX_SECRET} bytes")
+    return data
+
+
+def _secret_dir(stack: contextlib.ExitStack) -> Path:
+    """A private directory in memory (tmpfs) for this step's secrets, gone after it."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    path = Path(tempfile.mkdtemp(prefix="lamina-secrets-", dir=base))
+    os.chmod(path, 0o700)
+    stack.callback(shutil.rmtree, path, True)
+    return path
+
+
+def _secret_file(where: Path, n: int, value: Path | bytes, m: RunMount) -> Path:
+    """The secret as a file with the mount's mode/uid/gid (default 0400 root, as BuildKit:
+    testSecretFileParams), never the user's own file chmodded."""
+    data = value if isinstance(value, bytes) else _read_secret(value)
+    path = where / f"secret-{n}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+        os.fchown(fd, m.uid or 0, m.gid or 0)
+        os.fchmod(fd, 0o400 if m.mode is None else m.mode)
+    finally:
+        os.close(fd)
+    return path
 
 
 def _writable_view(stack: contextlib.ExitStack, source: Path, scratch: Path, n: int) -> Path:
@@ -197,18 +298,56 @@ def run_step(
     ):
         user = resolve_user(merged, req.user)
         config = bundle_config(
-            req.argv, bundle_dir=bundle, env=req.env, cwd=req.cwd, user=user,
-            network=req.network, binds=binds, tmpfs=tmpfs,
+            req.argv, bundle_dir=bundle, env=[*req.env, *secret_env(req)], cwd=req.cwd,
+            user=user, network=req.network, binds=binds, tmpfs=tmpfs,
         )  # fmt: skip
+        if req.insecure:
+            _make_insecure(config)
         stubs = find_stubs(merged, mount_targets(config))
         # One pipe for both streams: the lines reach the log in the order they were written.
         code = run(bundle, merged, config, state_dir=state_dir,
                    stdout=tail, stderr=subprocess.STDOUT)  # fmt: skip
     if code != 0:
-        raise StepFailedError(what, where, code, tail.tail())
+        raise StepFailedError(what, where, code, tail.tail(), req.argv)
     clean_upper(upper, stubs, lowers)
     shutil.rmtree(work, ignore_errors=True)
     return upper
+
+
+def _make_insecure(config: dict[str, Any]) -> None:
+    """RUN --security=insecure: every capability and no masked /proc paths, as BuildKit's
+    insecure mode (testRunSecurityInsecure reads a full CapBnd)."""
+    process = config.setdefault("process", {})
+    caps = [f"CAP_{name}" for n, name in enumerate(_ALL_CAPS) if _bounding_set() >> n & 1]
+    process["capabilities"] = {k: list(caps) for k in
+                               ("bounding", "effective", "permitted", "inheritable")}  # fmt: skip
+    process["noNewPrivileges"] = False
+    linux = config.setdefault("linux", {})
+    linux.pop("maskedPaths", None)
+    linux.pop("readonlyPaths", None)
+    linux.pop("seccomp", None)
+
+
+# Capability numbers 0..40, in order (linux/capability.h).
+_ALL_CAPS = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
+    "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+    "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+    "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE",
+)
+
+
+def _bounding_set() -> int:
+    """The capabilities lamina itself may hold (runc can grant no more)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    return 0
 
 
 def kill_containers(state_dir: Path) -> None:

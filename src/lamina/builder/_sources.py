@@ -1,6 +1,7 @@
 """Content digests of build-context files, made cheap by the store's stat cache.
 
-A file whose identity (path, size, mtime_ns, inode, mode) matches the stat cache is not
+A file whose identity (path, size, mtime_ns, inode, mode, and git's ctime_ns, dev,
+uid, gid) matches the stat cache is not
 read again. One modified within `RACY_SECONDS` of now is hashed and not remembered: its
 mtime could still change without its size or mtime moving (git's "racy" timestamps).
 """
@@ -54,7 +55,10 @@ def digest_context_files(
     """context-relative path → content digest, for every regular file in `files`."""
     root = os.path.realpath(context_dir)
     identities = {
-        f.path: FileIdentity(os.path.join(root, f.path), f.size, f.mtime_ns, f.inode, f.mode)
+        f.path: FileIdentity(
+            os.path.join(root, f.path), f.size, f.mtime_ns, f.inode, f.mode,
+            f.ctime_ns, f.dev, f.uid, f.gid,
+        )
         for f in files
         if stat.S_ISREG(f.mode)
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import posixpath
@@ -13,14 +14,24 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lamina.dockerfile import Copy, PlannedInstruction, Run, select_sources
+from lamina.dockerfile import (
+    Copy,
+    Mount,
+    PlannedInstruction,
+    Run,
+    parse_chmod,
+    select_sources,
+    single_heredoc,
+)
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError, ToolError
 from lamina.store import RACY_SECONDS
 
-from ._copy import Owner, Selection, Stager, is_url, parse_chmod, select, stage, summarise
+from ._copy import Owner, Selection, Stager, is_url, select, stage, summarise
+from ._git import GitSource, checkout, is_git_source, parse_git_source, resolve_commit
 from ._image import ImageState, ensure_snapshots
 from ._keys import StepInputs, instruction_text
-from ._sources import digest_context_files
+from ._meta import shell_of
+from ._sources import digest_context_files, file_sha256
 
 if TYPE_CHECKING:
     from lamina.layers import Change
@@ -40,10 +51,21 @@ class RunStep:
         self.scratch, self.number, self.argv = scratch, number, argv
 
     def inputs(self) -> StepInputs:
+        # Checked before the cache: a cached insecure step is refused all the same.
+        if self.inst.security == "insecure" and "security.insecure" not in self.b.opts.allow:
+            raise InvalidInputError(
+                f"{self.step.loc}: RUN --security=insecure: entitlement security.insecure is "
+                "not allowed",
+                hint="build with --allow security.insecure if you trust this Dockerfile",
+            )
         extra: list[tuple[str, str]] = []
         sources: list[tuple[str, str]] = []
-        for m in self.inst.mounts:
-            if m.type in ("bind", "cache") and m.from_:
+        for n, m in enumerate(self.inst.mounts):
+            if m.type == "bind" and m.from_:
+                # What the step sees is the mounted path's content, not the whole stage:
+                # key on that (BuildKit's testMountRWCache).
+                extra.append((f"mount {m.target}", self._mounted_content(m, n)))
+            elif m.type == "cache" and m.from_:
                 extra.append((f"mount {m.target}", self.b.source_state(m.from_).key))
             elif m.type == "bind":
                 files = select_sources(self.b.context, [m.source or "."], self.b.ignore)
@@ -58,10 +80,39 @@ class RunStep:
             str(self.b.bp.platform), tuple(sources), tuple(extra),
         )  # fmt: skip
 
+    def _mounted_content(self, m: Mount, n: int) -> str:
+        """A digest of the tree `--mount=from=STAGE,source=PATH` shows, remembered per
+        (stage key, path): that key fixes the content, so it is computed once."""
+        assert m.from_ is not None
+        state = self.b.source_state(m.from_)
+        ident = f"{state.key}\0{m.source or '.'}"
+        record = "mountsum:" + hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
+        found = self.b.store.get_cache(record)
+        if found is not None and isinstance(found.value, dict) and found.value.get("digest"):
+            return str(found.value["digest"])
+        lowers = ensure_snapshots(self.b.store, self.b.lease, state.layers)
+        h = hashlib.sha256()
+        with self.b._view(lowers, self.scratch, f"mountsum-{n}") as view:
+            if view is not None:
+                for f in select_sources(view, [m.source or "."]):
+                    content = (file_sha256(os.path.join(view, f.path)) if f.kind == "file"
+                               else f.link_target or "")  # fmt: skip
+                    line = f"{f.dest}\0{f.kind}\0{f.mode:o}\0{f.uid}\0{f.gid}\0{content}\n"
+                    h.update(line.encode("utf-8", "surrogateescape"))
+        digest = "sha256:" + h.hexdigest()
+        self.b.store.put_cache(record, {"digest": digest})
+        return digest
+
     def execute(self, lowerdirs: list[Path]) -> Path:
         from ._run import RunRequest, run_step
 
         cc = self.state.config.container_config
+        argv, scripts = self.argv, {}
+        doc = single_heredoc(self.inst) if self.inst.shell_form else None
+        if doc is not None and doc.content.startswith("#!"):
+            # BuildKit (dispatchRun): the body becomes /dev/pipes/NAME, run by the shell.
+            scripts[f"/dev/pipes/{doc.name}"] = doc.content
+            argv = [*shell_of(self.state.config), f"/dev/pipes/{doc.name}"]
         roots = {
             m.from_: ensure_snapshots(self.b.store, self.b.lease,
                                       self.b.source_state(m.from_).layers)
@@ -69,7 +120,7 @@ class RunStep:
         }  # fmt: skip
         network = self.inst.network if self.inst.network in ("host", "none") else None
         req = RunRequest(
-            argv=self.argv,
+            argv=argv,
             env=[f"{k}={v}" for k, v in self.step.run_env().items()],
             cwd=cc.get("WorkingDir") or "/",
             user=cc.get("User") or "",
@@ -79,6 +130,9 @@ class RunStep:
             context_dir=self.b.context,
             stage_roots=roots,
             secrets=dict(self.b.opts.secrets),
+            ssh=dict(self.b.opts.ssh),
+            insecure=self.inst.security == "insecure",
+            scripts=scripts,
         )
         text = self.step.loc.text.strip() if self.step.loc else "RUN " + " ".join(self.argv)
         where = str(self.step.loc) if self.step.loc else "Dockerfile"
@@ -101,10 +155,14 @@ class CopyStep:
     def __init__(self, b: Builder, inst: Copy, step: PlannedInstruction, state: ImageState,
                  scratch: Path) -> None:  # fmt: skip
         self.b, self.inst, self.step, self.state, self.scratch = b, inst, step, state, scratch
-        self.chmod = parse_chmod(inst.chmod)
+        try:
+            self.chmod = None if inst.chmod is None else parse_chmod(inst.chmod)
+        except ValueError as exc:
+            raise InvalidInputError(f"{step.loc}: {exc}") from None
         self.sel: Selection | None = None
         self.src: ImageState | None = None
-        self.downloads: list[tuple[str, Path]] = []
+        self.downloads: list[tuple[str, Path, float | None]] = []
+        self.gits: list[tuple[GitSource, str]] = []  # (source, commit)
         self.direct: dict[str, Change] | None = None
         self.shortcut = False
 
@@ -122,7 +180,8 @@ class CopyStep:
             self.sel = select(self.inst, self.b.context, self.b.ignore)
             files = self.sel.files()
             self.b.observe(files)
-            urls = self.inst.is_add and any(is_url(w) for w in self.inst.sources)
+            urls = self.inst.is_add and any(is_url(w) or is_git_source(w)
+                                            for w in self.inst.sources)  # fmt: skip
             if urls:
                 self.b.replayable = False
             record, stamp = self._stamp()
@@ -137,15 +196,52 @@ class CopyStep:
                 if stamp and not urls:
                     summary = StepInputs("", "", sources=tuple(sources)).sources_checksum()
                     self.b.store.put_cache(record, {"stamp": stamp, "checksum": summary})
+        self.gits = []
+        if self.inst.checksum:
+            words = self.inst.sources
+            if len(words) != 1:
+                raise InvalidInputError(
+                    f"{self.step.loc}: checksum can't be specified for multiple sources"
+                )
+            if not (is_url(words[0]) or is_git_source(words[0])):
+                raise InvalidInputError(
+                    f"{self.step.loc}: checksum requires HTTP(S) or Git sources"
+                )
+            if is_url(words[0]):
+                self.checksum_algorithm()
         for word in self.inst.sources:
+            if is_git_source(word) and not word.startswith("<<"):
+                if not self.inst.is_add:
+                    raise InvalidInputError(f"{self.step.loc}: source can't be a git ref for COPY")
+                src = parse_git_source(word)
+                if self.inst.checksum:
+                    if src.checksum and src.checksum != self.inst.checksum:
+                        raise InvalidInputError(f"{self.step.loc}: checksum mismatch "
+                                                f"{self.inst.checksum!r} != {src.checksum!r}")
+                    src = dataclasses.replace(src, checksum=self.inst.checksum)
+                commit = resolve_commit(src)
+                keep = self._keep_git_dir(src)
+                self.gits.append((src, commit))
+                # The commit names the content: the key needs nothing fetched.
+                sources.append((word, f"git:{commit}:{src.subdir}:{keep}"))
+                continue
             if self.inst.is_add and is_url(word):
                 if self.inst.checksum:
                     # The checksum names the content: a hit needs no download at all.
                     sources.append((word, self.inst.checksum))
                     continue
-                name, path, digest = self._download(word)
-                self.downloads.append((name, path))
+                name, path, digest, mtime = self._download(word)
+                self.downloads.append((name, path, mtime))
                 sources.append((word, digest))
+        if self.linked:
+            # COPY --link: the layer is made on an empty tree, so what it holds depends on
+            # neither the image below nor the args and env in scope (the instruction is
+            # already expanded): a rebuilt base reuses it (BuildKit's merge-op layers).
+            extra.append(("workdir", self.step.workdir))
+            return StepInputs(
+                "link", instruction_text(self.inst), (), (), str(self.b.bp.platform),
+                tuple(sources), tuple(extra), checksum,
+            )  # fmt: skip
         return StepInputs(
             self.state.key, instruction_text(self.inst), self.step.args, self.step.env,
             str(self.b.bp.platform), tuple(sources), tuple(extra), checksum,
@@ -164,37 +260,70 @@ class CopyStep:
                 if f.mtime_ns >= cutoff and stat.S_ISREG(f.mode):
                     return "", ""
                 line = (f"{f.path}\0{f.dest}\0{f.mode}\0{f.size}\0{f.mtime_ns}\0{f.inode}"
+                        f"\0{f.ctime_ns}\0{f.dev}\0{f.uid}\0{f.gid}"
                         f"\0{f.link_target}\n")  # fmt: skip
                 h.update(line.encode("utf-8", "surrogateescape"))
         ident = f"{self.b.context}\0{instruction_text(self.inst)}"
         record = "ctxsum:" + hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
         return record, h.hexdigest()
 
-    def _download(self, url: str) -> tuple[str, Path, str]:
+    def _keep_git_dir(self, src: GitSource) -> bool:
+        if src.keep_git_dir is not None and self.inst.keep_git_dir and not src.keep_git_dir:
+            raise InvalidInputError(f"{self.step.loc}: inconsistent keep-git-dir configuration")
+        return bool(self.inst.keep_git_dir or src.keep_git_dir)
+
+    def _download(self, url: str) -> tuple[str, Path, str, float | None]:
+        """(file name, where it is, sha256 digest, its Last-Modified as a timestamp)."""
+        import email.utils
+
         import httpx
 
-        name = posixpath.basename(urllib.parse.urlparse(url).path) or "download"
+        base = posixpath.basename(urllib.parse.urlparse(url).path)
+        name = base if base not in ("", ".", "/") else "__unnamed__"  # BuildKit's name
         path = self.scratch / f"download-{len(self.downloads)}"
         h = hashlib.sha256()
+        check = hashlib.new(self.checksum_algorithm()) if self.inst.checksum else None
         size = 0
+        mtime: float | None = None
         try:
             with (
                 httpx.stream("GET", url, follow_redirects=True, timeout=60) as r,
                 open(path, "wb") as out,
             ):
                 r.raise_for_status()
+                modified = r.headers.get("last-modified")
+                if modified:
+                    try:
+                        mtime = email.utils.parsedate_to_datetime(modified).timestamp()
+                    except (TypeError, ValueError):
+                        mtime = None
                 for chunk in r.iter_bytes(1 << 20):
                     size += len(chunk)
                     if size > _MAX_DOWNLOAD:
                         raise InvalidInputError(f"ADD {url}: more than {_MAX_DOWNLOAD} bytes")
                     h.update(chunk)
+                    if check is not None:
+                        check.update(chunk)
                     out.write(chunk)
         except httpx.HTTPError as exc:
             raise ToolError(f"ADD {url}: download failed: {exc}") from None
         digest = "sha256:" + h.hexdigest()
-        if self.inst.checksum and self.inst.checksum != digest:
-            raise DigestMismatchError(f"ADD {url}", self.inst.checksum, digest)
-        return name, path, digest
+        if check is not None and self.inst.checksum:
+            got = f"{check.name}:{check.hexdigest()}"
+            if self.inst.checksum != got:
+                raise DigestMismatchError(f"ADD {url}", self.inst.checksum, got)
+        return name, path, digest, mtime
+
+    def checksum_algorithm(self) -> str:
+        """The algorithm of `--checksum` (BuildKit's rules: one http(s) or git source, and
+        an `algo:hex` digest of sha256, sha384 or sha512)."""
+        checksum = self.inst.checksum or ""
+        algo, sep, hexpart = checksum.partition(":")
+        if not sep or not hexpart or any(c not in "0123456789abcdef" for c in hexpart):
+            raise InvalidInputError(f"{self.step.loc}: invalid checksum digest format {checksum!r}")
+        if algo not in ("sha256", "sha384", "sha512"):
+            raise InvalidInputError(f"{self.step.loc}: unsupported digest algorithm {algo!r}")
+        return algo
 
     def _owner(self, view: Path | None) -> Owner | None:
         if not self.inst.chown:
@@ -212,6 +341,11 @@ class CopyStep:
         else:
             gid = resolve_user(root, f"0:{group}").gid
         return Owner(uid, gid)
+
+    @property
+    def linked(self) -> bool:
+        """`--link` in force: BuildKit ignores it when --chmod is given (dispatchCopy)."""
+        return self.inst.link and self.inst.chmod is None
 
     def can_write_directly(self) -> bool:
         """A plain COPY from the context can be written straight from the context files."""
@@ -231,8 +365,10 @@ class CopyStep:
         ]
         with self.b._view(lowerdirs, self.scratch) as view:
             direct = direct and self.can_write_directly()
-            stager = Stager(staging, view, self._owner(view), self.chmod,
-                            keep_owner=self.src is not None, direct=direct)  # fmt: skip
+            # --link: the copy lands on an empty tree; the image below is not consulted.
+            stager = Stager(staging, None if self.linked else view, self._owner(view),
+                            self.chmod, keep_owner=self.src is not None,
+                            direct=direct)  # fmt: skip
             self.direct = stager.direct
             if self.src is not None:
                 src_lowers = ensure_snapshots(self.b.store, self.b.lease, self.src.layers)
@@ -240,23 +376,40 @@ class CopyStep:
                     if src is None:
                         raise NotFoundError(f"{self.step.loc}: --from={self.inst.from_} is empty")
                     sel = select(self.inst, src, None)
-                    stage(self.inst, sel, stager, self.step.workdir)
+                    stage(self.inst, sel, stager, self.step.workdir, unpack=self.inst.unpack)
             else:
                 assert self.sel is not None
                 if self.inst.checksum and not self.downloads:
                     for word in self.inst.sources:
                         if self.inst.is_add and is_url(word):
-                            name, path, _ = self._download(word)
-                            self.downloads.append((name, path))
+                            name, path, _, mtime = self._download(word)
+                            self.downloads.append((name, path, mtime))
                 self.sel.downloads = self.downloads
-                stage(self.inst, self.sel, stager, self.step.workdir, heredocs)
+                trees = []
+                for n, (repo, commit) in enumerate(self.gits):
+                    top = checkout(repo, commit, self.scratch / f"git-{n}",
+                                   self._keep_git_dir(repo))  # fmt: skip
+                    trees.append((top, select_sources(top, ["."])))
+                stage(self.inst, self.sel, stager, self.step.workdir, heredocs,
+                      unpack=self.inst.unpack, trees=trees)  # fmt: skip
         return staging
 
 
-def workdir_layer(path: str, lowerdirs: list[Path], scratch: Path, view: View) -> Path | None:
-    """WORKDIR makes its directory as a layer when the image lacks it; None otherwise."""
+def workdir_layer(
+    path: str, lowerdirs: list[Path], scratch: Path, view: View, user: str = ""
+) -> Path | None:
+    """WORKDIR makes its directory as a layer when the image lacks it; None otherwise.
+
+    The directories it creates belong to the current USER (BuildKit's testWorkdirUser:
+    `USER user` then `WORKDIR /mydir` gives a /mydir owned by user:user)."""
     with view(lowerdirs, scratch) as root:
-        stager = Stager(scratch / "layer", root, None, None, keep_owner=False)
+        owner = None
+        if user:
+            from lamina.runtime import resolve_user
+
+            found = resolve_user(root or _empty_root(scratch), user)
+            owner = Owner(found.uid, found.gid)
+        stager = Stager(scratch / "layer", root, owner, None, keep_owner=False)
         if root is not None and stager._image_path(path)[1]:
             return None
         (scratch / "layer").mkdir()
@@ -264,6 +417,12 @@ def workdir_layer(path: str, lowerdirs: list[Path], scratch: Path, view: View) -
         stager.make_dirs(path)
         stager.finish()
     return scratch / "layer"
+
+
+def _empty_root(scratch: Path) -> Path:
+    path = scratch / "empty-root"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 __all__ = ["CopyStep", "RunStep", "workdir_layer"]

@@ -59,6 +59,13 @@ class _Progress:
             click.echo(f"#{n} {seconds:.3f} {rest}")
 
 
+def _entitlements(allow: tuple[str, ...]) -> tuple[str, ...]:
+    for name in allow:
+        if name not in ("security.insecure", "network.host"):
+            raise click.BadParameter(f"unknown entitlement {name!r}", param_hint="--allow")
+    return allow
+
+
 @cli.command()
 @click.option("-t", "--tag", "tags", multiple=True, help="Name the image NAME[:TAG].")
 @click.option("-f", "--file", "dockerfile", help="The Dockerfile (- reads it from stdin).")
@@ -69,7 +76,10 @@ class _Progress:
 @click.option("--progress", type=click.Choice(["auto", "plain", "tty"]), default="auto")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image ID.")
 @click.option("--explain", is_flag=True, help="Say why each step missed the cache.")
-@click.option("--secret", "secrets", multiple=True, help="id=NAME,src=PATH for RUN mounts.")
+@click.option("--secret", "secrets", multiple=True,
+              help="id=NAME,src=PATH or id=NAME,env=VAR for RUN mounts.")  # fmt: skip
+@click.option("--ssh", "ssh", multiple=True, help="default|ID[=SOCKET]: ssh-agent for RUN.")
+@click.option("--allow", "allow", multiple=True, help="Entitlement: security.insecure.")
 @click.option("--check", is_flag=True, help="Lint the Dockerfile; build nothing.")
 @click.option("--cache-to", "cache_to", multiple=True,
               help="Export the build cache: type=registry,ref=R[,mode=min|max].")  # fmt: skip
@@ -102,6 +112,8 @@ def build(
     quiet: bool,
     explain: bool,
     secrets: tuple[str, ...],
+    ssh: tuple[str, ...],
+    allow: tuple[str, ...],
     check: bool,
     cache_to: tuple[str, ...],
     cache_from: tuple[str, ...],
@@ -119,6 +131,7 @@ def build(
         parse_build_args,
         parse_labels,
         parse_secret,
+        parse_ssh,
     )
 
     args = parse_build_args(build_args)
@@ -145,6 +158,8 @@ def build(
         no_cache=no_cache,
         network="none" if network == "none" else "host",
         secrets=dict(parse_secret(s) for s in secrets),
+        ssh=dict(parse_ssh(s) for s in ssh),
+        allow=_entitlements(allow),
         explain=explain,
         on_event=None if quiet else _Progress(progress, explain, sys.stdout.isatty()),
         labels=parse_labels(labels),

@@ -37,13 +37,14 @@ Scoping: ARGs before the first FROM are visible to FROM lines only, unless a
 stage re-declares them (bare ``ARG NAME``); ``--build-arg`` wins over defaults;
 ENV wins over an ARG of the same name; TARGET*/BUILD* platform args exist in
 global scope; HTTP_PROXY & co. (any case) need no ARG and reach RUN through
-``proxy_env``. ``COPY --from`` and ``RUN --mount=from=`` are expanded with the
-stage's ARG/ENV as declared in the Dockerfile to build the stage graph.
+``proxy_env``. ``COPY --from`` and ``RUN --mount=from=`` are never expanded
+(BuildKit refuses a variable there: use a stage ``FROM ${ARG}``).
 
 ``check(text)`` returns lint findings (:class:`Diagnostic`) for ``--check``.
 
-Not supported (refused with a located error): ``${V:?}``, ``${V#p}``,
-``${V%p}``, ``${V/a/b}`` expansion forms; heredocs inside ONBUILD triggers.
+Word expansion has BuildKit's full set, pattern forms included (see ``_lex``);
+``--chmod`` is octal or symbolic (:func:`parse_chmod`); ``COPY --parents`` sources
+are selected by :func:`select_parents`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ from __future__ import annotations
 from lamina.oci import Platform
 
 from ._check import check
-from ._context import ContextFile, select_sources
+from ._chmod import Chmod, parse_chmod
+from ._context import ContextFile, select_parents, select_sources
 from ._errors import DockerfileError
 from ._graph import needed_stages, plan
 from ._ignore import IgnoreRules, load_dockerignore
@@ -80,6 +82,7 @@ from ._model import (
     Volume,
     Workdir,
     run_script,
+    single_heredoc,
 )
 from ._parse import (
     Directives,
@@ -106,6 +109,7 @@ __all__ = [
     "PROXY_ARGS",
     "Arg",
     "BuildPlan",
+    "Chmod",
     "Cmd",
     "ContextFile",
     "Copy",
@@ -146,8 +150,11 @@ __all__ = [
     "onbuild_instructions",
     "parse",
     "parse_directives",
+    "parse_chmod",
     "parse_instruction",
     "plan",
     "run_script",
+    "select_parents",
     "select_sources",
+    "single_heredoc",
 ]

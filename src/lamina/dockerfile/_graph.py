@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 
 from lamina.errors import InvalidInputError
 from lamina.oci import Platform, host_platform
 
 from ._errors import DockerfileError
-from ._model import Arg, Copy, Diagnostic, From, Run
+from ._model import Arg, Copy, Diagnostic, From, Onbuild, Run
 from ._parse import Dockerfile, Stage
 from ._plan import (
     PROXY_ARGS,
     BuildPlan,
+    PlannedInstruction,
     StagePlan,
     _Expander,
     _global_scope,
@@ -49,8 +51,10 @@ def plan(
             raise InvalidInputError(str(exc)) from None
     target_platform = platform or build_platform
     auto = _platform_args(target_platform, build_platform)
-    scope = _global_scope(df, args, auto)
     names = _stage_names(df)
+    # BuildKit's TARGETSTAGE: the target stage's name, "default" for an unnamed last stage.
+    auto["TARGETSTAGE"] = df.stages[_target_index(df, target, names)].name or "default"
+    scope = _global_scope(df, args, auto)
 
     def stage_ref(text: str) -> int | None:
         if text.isdigit():
@@ -93,7 +97,14 @@ def plan(
         sp = _stage_plan(stage, froms[index], bases[index], scope, target_platform)
         deps: list[int] = [] if sp.base_stage is None else [sp.base_stage]
         images: list[str] = []
-        for planned_inst in skeleton.plan_stage(sp):
+        # A base stage's ONBUILD triggers run here: the stages they name are needed too
+        # (BuildKit's testOnBuildInheritedStageWithFrom).
+        inherited = [
+            PlannedInstruction(i.instruction, Onbuild(i.trigger, i.instruction, i.loc), (), ())
+            for i in (df.stages[sp.base_stage].instructions if sp.base_stage is not None else ())
+            if isinstance(i, Onbuild)
+        ]
+        for planned_inst in [*inherited, *skeleton.plan_stage(sp)]:
             inst = planned_inst.instruction
             refs = [inst.from_] if isinstance(inst, Copy) and inst.from_ else []
             if isinstance(inst, Run):
@@ -108,6 +119,11 @@ def plan(
                     raise _at(planned_inst.source, f"--from={ref}: no stage with index {dep}")
                 if dep == index:
                     raise _at(planned_inst.source, f"--from={ref}: a stage can't use itself")
+                if dep > index and isinstance(inst, Copy):
+                    # BuildKit dispatches stages in order (testOutOfOrderStage).
+                    raise _at(planned_inst.source, f"cannot copy from stage {ref!r}, it needs "
+                              f"to be defined before current stage "
+                              f"{df.stages[index].name or index!r}")  # fmt: skip
                 if state.get(dep) == "active":
                     raise _at(planned_inst.source, f"--from={ref}: circular dependency on stage "
                               f"{ref} ({_text(df.stages[dep].from_)})")  # fmt: skip
@@ -129,7 +145,8 @@ def plan(
     warnings = tuple(
         Diagnostic("UnusedBuildArg", f"build arg {name!r} was not consumed by any ARG",
                    df.filename, 1)
-        for name in args if name not in used and name not in PROXY_ARGS
+        for name in args
+        if name not in used and name not in PROXY_ARGS and name != "SOURCE_DATE_EPOCH"
     )  # fmt: skip
     return BuildPlan(
         df, tuple(planned[i] for i in order), tuple(args.items()), target_platform,
@@ -167,10 +184,11 @@ def _target_index(df: Dockerfile, target: str | int | None, names: Mapping[str, 
         raise InvalidInputError(f"{df.filename}: no stage with index {target}")
     if target.lower() in names:
         return names[target.lower()]
+    close = difflib.get_close_matches(target.lower(), list(names), n=1)
     known = ", ".join(sorted(names)) or "none named"
-    raise InvalidInputError(
-        f"{df.filename}: target stage {target!r} could not be found (stages: {known})"
-    )
+    hint = f"did you mean {close[0]}?" if close else f"stages: {known}"
+    # BuildKit's words (testTargetMistype), a suggestion as its suggest package makes it.
+    raise InvalidInputError(f'{df.filename}: target stage "{target}" could not be found ({hint})')
 
 
 def _stage_plan(

@@ -40,22 +40,46 @@ def _compile(pattern: str) -> re.Pattern[str]:
             out.append("[^/]")
         elif ch == "\\":
             i += 1
-            out.append(re.escape(pattern[i]) if i < n else "\\\\")
+            if i >= n:
+                raise ValueError(f"syntax error in pattern {pattern!r}: trailing escape")
+            out.append(re.escape(pattern[i]))
         elif ch == "[":
-            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("^", "]") else i + 1)
-            if end < 0:
-                raise ValueError(f"syntax error in pattern {pattern!r}: unclosed [")
-            body = pattern[i + 1 : end]
-            negate = body.startswith("^")
-            body = body[1:] if negate else body
-            body = body.replace("\\", "\\\\").replace("[", "\\[")
-            out.append(f"[{'^' if negate else ''}{body}]")
-            i = end
+            i = _char_class(pattern, i + 1, out)
         else:
             out.append(re.escape(ch))
         i += 1
     out.append("$")
     return re.compile("".join(out), re.DOTALL)
+
+
+def _class_char(pattern: str, i: int) -> tuple[str, int]:
+    """One character of a [...] class (Go's getEsc): '-' and ']' must be escaped."""
+    if i >= len(pattern) or pattern[i] in "-]":
+        raise ValueError(f"syntax error in pattern {pattern!r}: bad character class")
+    if pattern[i] == "\\":
+        i += 1
+        if i >= len(pattern):
+            raise ValueError(f"syntax error in pattern {pattern!r}: unclosed [")
+    return pattern[i], i + 1
+
+
+def _char_class(pattern: str, i: int, out: list[str]) -> int:
+    """Compile the class opened before `i` into `out`; return the index of its ']'
+    (Go's filepath.Match rules: `[^...]`, ranges `a-z`, escapes, no empty class)."""
+    negate = pattern[i : i + 1] == "^"
+    i += 1 if negate else 0
+    parts: list[str] = []
+    while not parts or pattern[i : i + 1] != "]":
+        if i >= len(pattern):
+            raise ValueError(f"syntax error in pattern {pattern!r}: unclosed [")
+        lo, i = _class_char(pattern, i)
+        if pattern[i : i + 1] == "-":
+            hi, i = _class_char(pattern, i + 1)
+            parts.append(f"{re.escape(lo)}-{re.escape(hi)}")
+        else:
+            parts.append(re.escape(lo))
+    out.append(f"[{'^' if negate else ''}{''.join(parts)}]")
+    return i
 
 
 @dataclass(frozen=True)
@@ -75,6 +99,8 @@ def clean_pattern(raw: str) -> tuple[str, bool] | None:
     exclusion = text.startswith("!")
     if exclusion:
         text = text[1:].strip()
+        if not text:
+            raise ValueError('illegal exclusion pattern: "!"')
     if not text:
         return None
     text = posixpath.normpath(text)
@@ -93,10 +119,10 @@ class IgnoreRules:
     def __init__(self, lines: Iterable[str] = (), source: str = ".dockerignore") -> None:
         patterns: list[IgnorePattern] = []
         for number, raw in enumerate(lines, 1):
-            cleaned = clean_pattern(raw)
-            if cleaned is None:
-                continue
             try:
+                cleaned = clean_pattern(raw)
+                if cleaned is None:
+                    continue
                 patterns.append(IgnorePattern(cleaned[0], cleaned[1], _compile(cleaned[0])))
             except (ValueError, re.error) as exc:
                 raise InvalidInputError(

@@ -1,14 +1,19 @@
 """Word expansion as Docker's reference defines it, with BuildKit's edge cases.
 
-Supported: ``$V ${V} ${V:-w} ${V-w} ${V:+w} ${V+w}``, single quotes (literal),
+Supported: ``$V ${V} ${V:-w} ${V-w} ${V:+w} ${V+w} ${V:?m} ${V?m}``, the
+pattern forms ``${V#p} ${V##p} ${V%p} ${V%%p}`` (shortest / longest prefix or suffix
+removed) and ``${V/p/r} ${V//p/r}`` (first / every match replaced), where a pattern
+knows ``*``, ``?`` and escapes but no brackets (BuildKit's shell lexer and its
+``TestProcessWithMatches`` cases are the reference). Single quotes (literal),
 double quotes (``$`` still expands; the escape character escapes only ``" $`` and
 itself), the escape character outside quotes (next character literal, dropped at
-the end of a word). ``$`` not followed by a name stays a literal ``$``.
-Other modifiers (``${V:?}``, ``${V#p}``, ``${V%p}``, ``${V/a/b}``) are refused.
+the end of a word). ``$`` not followed by a name stays a literal ``$``. Other modifiers (``${V=w}``,
+``${V:#p}``) are refused, as BuildKit refuses them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -96,8 +101,11 @@ class _Lexer:
             self.unset.add(name)
         return "", False
 
-    def until(self, stop: str) -> tuple[str, tuple[str, ...]]:
-        """Process up to ``stop`` (consumed) or the end when ``stop`` is empty."""
+    def until(self, stop: str, raw_escapes: bool | None = None) -> tuple[str, tuple[str, ...]]:
+        """Process up to ``stop`` (consumed) or the end when ``stop`` is empty.
+
+        ``raw_escapes`` keeps the escape character in the result (patterns need it)."""
+        raw = self.raw_escapes if raw_escapes is None else raw_escapes
         out: list[str] = []
         words = _Words()
         while self.peek():
@@ -120,7 +128,7 @@ class _Lexer:
             else:
                 self.next()
                 if ch == self.escape:
-                    if self.raw_escapes:
+                    if raw:
                         out.append(ch)
                         words.raw(ch)
                     ch = self.next()
@@ -199,21 +207,103 @@ class _Lexer:
             return self.lookup(name)[0]
         if not op:
             raise ExpansionError("syntax error: missing '}'")
+        if op == "/":
+            return self.replace(name)
         null_is_unset = op == ":"
         if null_is_unset:
             op = self.next()
-        if op not in "+-" or not op:
-            shown = (":" if null_is_unset else "") + op
+        shown = (":" if null_is_unset else "") + op
+        if not op or op not in "+-?#%" or (null_is_unset and op in "#%"):
             raise ExpansionError(f"unsupported modifier ({shown}) in substitution ${{{name}...}}")
         try:
-            word, _ = self.until("}")
+            word, _ = self.until("}", raw_escapes=op in "#%")
         except ExpansionError:
-            raise ExpansionError("syntax error: missing '}'") from None
-        value, is_set = self.lookup(name, plain=False)
+            if not self.peek():
+                raise ExpansionError("syntax error: missing '}'") from None
+            raise
+        value, is_set = self.lookup(name, plain=op in "?#%")
         empty = not is_set or (null_is_unset and value == "")
         if op == "-":
             return word if empty else value
-        return "" if empty else word
+        if op == "+":
+            return "" if empty else word
+        if op == "?":
+            if not is_set:
+                raise ExpansionError(f"{name}: {word or 'is not allowed to be unset'}")
+            if empty:
+                raise ExpansionError(f"{name}: {word or 'is not allowed to be empty'}")
+            return value
+        greedy = word.startswith(op)
+        pattern = word[1:] if greedy else word
+        if op == "#":
+            return _trim_prefix(pattern, value, greedy)
+        return _trim_prefix(_reverse_pattern(pattern), value[::-1], greedy)[::-1]
+
+    def replace(self, name: str) -> str:
+        """``${V/pattern/replacement}`` (first match) and ``${V//pattern/replacement}`` (all)."""
+        replace_all = self.peek() == "/"
+        if replace_all:
+            self.next()
+        try:
+            pattern, _ = self.until("/", raw_escapes=True)
+        except ExpansionError:
+            if not self.peek():
+                raise ExpansionError("syntax error: missing '/' in ${}") from None
+            raise
+        try:
+            replacement, _ = self.until("}", raw_escapes=True)
+        except ExpansionError:
+            if not self.peek():
+                raise ExpansionError("syntax error: missing '}'") from None
+            raise
+        value, _ = self.lookup(name)
+        regex = _shell_pattern(pattern, greedy=True, anchored=False)
+        return regex.sub(lambda _m: replacement, value, count=0 if replace_all else 1)
+
+
+def _shell_pattern(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[str]:
+    """A shell pattern (``*``, ``?``, ``\\`` escapes; no brackets) as a regex, as
+    BuildKit converts it: ``\\}`` and ``\\/`` are the escaped delimiters themselves."""
+    out = ["^"] if anchored else []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        i += 1
+        if ch == "*":
+            out.append(".*" if greedy else ".*?")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "\\":
+            following = pattern[i] if i < len(pattern) else ""
+            if following in ("}", "/"):
+                continue
+            if following not in ("*", "?", "\\"):
+                raise ExpansionError(f"invalid pattern ({pattern}) in substitution: "
+                                     f"invalid escape '\\{following}'")  # fmt: skip
+            out.append(re.escape(following))
+            i += 1
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out))
+
+
+def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
+    m = _shell_pattern(pattern, greedy=greedy, anchored=True).search(value)
+    return value[m.end() :] if m else value
+
+
+def _reverse_pattern(pattern: str) -> str:
+    """``a\\*c`` → ``c\\*a``: reversed, each escape kept in front of what it escapes."""
+    tokens: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\" and i + 1 < len(pattern):
+            tokens.append(pattern[i : i + 2])
+            i += 2
+        else:
+            tokens.append(pattern[i])
+            i += 1
+    return "".join(reversed(tokens))
 
 
 def expand(

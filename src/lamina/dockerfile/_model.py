@@ -197,6 +197,7 @@ class Copy:
     keep_git_dir: bool = False
     parents: bool = False
     heredocs: tuple[Heredoc, ...] = ()
+    unpack: bool | None = None
     loc: Location | None = None
 
 
@@ -250,18 +251,29 @@ Instruction = (
 )
 
 
-def run_script(run: Run) -> str:
-    """The script a shell-form RUN hands to its SHELL, heredocs included.
-
-    ``RUN <<EOF`` alone runs the heredoc body; otherwise the command line is
-    followed by each heredoc body and its delimiter, as the shell expects.
-    """
+def single_heredoc(run: Run) -> Heredoc | None:
+    """The heredoc of ``RUN <<EOF`` when it is the whole command, else None."""
     command = run.command[0] if run.command else ""
     if (
         run.heredocs
         and command.strip().lstrip("0123456789").lstrip("<-").strip("'\"") == run.heredocs[0].name
     ):
-        return run.heredocs[0].content
+        return run.heredocs[0]
+    return None
+
+
+def run_script(run: Run) -> str:
+    """The script a shell-form RUN hands to its SHELL, heredocs included.
+
+    ``RUN <<EOF`` alone runs the heredoc body; otherwise the command line is
+    followed by each heredoc body and its delimiter, as the shell expects. (A
+    lone heredoc that starts with ``#!`` is run as a file instead: the builder
+    mounts it at ``/dev/pipes/NAME``, as BuildKit does.)
+    """
+    command = run.command[0] if run.command else ""
+    doc = single_heredoc(run)
+    if doc is not None:
+        return doc.content
     parts = [command + "\n"] if run.heredocs else [command]
     for doc in run.heredocs:
         parts.append(doc.content + doc.name + "\n")

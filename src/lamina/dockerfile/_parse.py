@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -13,6 +15,7 @@ import dockerfile as _bk
 from lamina.errors import InvalidInputError, NotFoundError
 from lamina.oci import MAX_DOCKERFILE_BYTES
 
+from ._chmod import parse_chmod
 from ._errors import DockerfileError
 from ._model import (
     Arg,
@@ -176,7 +179,7 @@ def parse(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
             filename, 1, "", f"invalid escape token {directives.escape!r} does not match ` or \\"
         )
     commands = _parse_commands(text, filename)
-    converter = _Converter(filename, directives.escape)
+    converter = _Converter(filename, directives.escape, text.splitlines(keepends=True))
     global_args: list[Arg] = []
     stages: list[tuple[From, list[Instruction]]] = []
     for command in commands:
@@ -190,7 +193,9 @@ def parse(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
         else:
             converter.fail(command, "no build stage in current context: FROM must come first")
     if not stages:
-        raise DockerfileError(filename, 1, "", "the Dockerfile has no FROM instruction")
+        raise DockerfileError(
+            filename, 1, "", "dockerfile contains no stages to build (no FROM instruction)"
+        )
     built = tuple(Stage(i, f, tuple(body)) for i, (f, body) in enumerate(stages))
     return Dockerfile(filename, directives, tuple(global_args), built)
 
@@ -203,7 +208,8 @@ def parse_instruction(
     commands = _parse_commands(prefix + text, filename)
     if len(commands) != 1:
         raise DockerfileError(filename, 1, text, "expected exactly one instruction")
-    return _Converter(filename, escape).convert(commands[0])
+    lines = (prefix + text).splitlines(keepends=True)
+    return _Converter(filename, escape, lines).convert(commands[0])
 
 
 def parse_duration(text: str) -> int:
@@ -223,12 +229,28 @@ def parse_duration(text: str) -> int:
 
 
 _FlagKind = Literal["str", "bool", "list"]
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$", re.IGNORECASE)
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _bytes(text: str) -> int:
+    """A size as BuildKit's go-units RAMInBytes reads it: `128m` is 128 MiB."""
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise ValueError(text)
+    power = " kmgtp".index(m.group(2).lower() or " ")
+    return int(float(m.group(1)) * 1024**power)
 
 
 class _Converter:
-    def __init__(self, filename: str, escape: str) -> None:
+    def __init__(self, filename: str, escape: str, lines: list[str] | None = None) -> None:
         self.filename = filename
         self.escape = escape
+        self.lines = lines or []
         self.handlers: dict[str, Callable[[Any, Location], Instruction]] = {
             "FROM": self._from, "RUN": self._run, "CMD": self._cmd,
             "ENTRYPOINT": self._entrypoint, "SHELL": self._shell, "ENV": self._env,
@@ -248,7 +270,9 @@ class _Converter:
         loc = Location(self.filename, command.start_line, command.end_line, command.original)
         handler = self.handlers.get(command.cmd.upper())
         if handler is None:
-            self.fail(command, f"unknown instruction: {command.cmd}")
+            close = difflib.get_close_matches(command.cmd.upper(), self.handlers, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            self.fail(command, f"unknown instruction: {command.cmd}{hint}")
         assert handler is not None
         return handler(command, loc)
 
@@ -258,7 +282,7 @@ class _Converter:
             name, eq, value = flag[2:].partition("=")
             kind = allowed.get(name)
             if kind is None:
-                self.fail(command, f"unknown flag: --{name}")
+                self.fail(command, f"unknown flag: --{name}" + _did_you_mean(name, allowed))
             if kind == "bool":
                 if eq and value.lower() not in ("true", "false"):
                     self.fail(command, f"expecting boolean value for flag --{name}, not {value!r}")
@@ -308,8 +332,31 @@ class _Converter:
             self.fail(c, f"invalid stage name {values[2]!r}: use letters, digits, '-', '_', '.'")
         return From(values[0], values[2], flags.get("platform"), values[1], loc)
 
+    def exec_form(self, c: Any) -> tuple[str, ...] | None:
+        """The JSON array of an exec-form command, or None when the text after the
+        instruction is not exactly one (BuildKit then takes it as shell form: the
+        parser's lenient reading of `["a"]junk` as JSON is not BuildKit's)."""
+        if not c.json:
+            return None
+        first = c.original.find("[")
+        text = re.sub(re.escape(self.escape) + r"[ \t]*\r?\n", "", c.original[first:]).strip()
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+            return None
+        return tuple(c.value)
+
+    def shell_text(self, c: Any) -> tuple[str, ...]:
+        first = c.original.find("[")
+        return (c.original[first:].strip(),)
+
     def _run(self, c: Any, loc: Location) -> Run:
         flags = self.flags(c, {"mount": "list", "network": "str", "security": "str"})
+        argv = self.exec_form(c)
+        if c.json and argv is None:
+            c = c._replace(json=False, value=self.shell_text(c))
         values = self.need(c) if not c.json else tuple(c.value)
         mounts = tuple(self.mount(c, spec) for spec in flags.get("mount", []))
         network = flags.get("network")
@@ -327,8 +374,9 @@ class _Converter:
             key, eq, value = part.strip().partition("=")
             key = key.lower()
             if key == "type":
-                if value not in ("bind", "cache", "tmpfs", "secret", "ssh"):
-                    self.fail(c, f"unsupported mount type {value!r}")
+                if value not in ("bind", "cache", "tmpfs", "secret", "ssh") and "$" not in value:
+                    kinds = ("bind", "cache", "tmpfs", "secret", "ssh")
+                    self.fail(c, f'unsupported mount type "{value}"' + _did_you_mean(value, kinds))
                 mount_type = value
             elif key in ("target", "dst", "destination"):
                 fields["target"] = value
@@ -350,19 +398,28 @@ class _Converter:
                 fields["sharing"] = value
             elif key in ("mode", "uid", "gid", "size"):
                 try:
-                    fields[key] = int(value, 8) if key == "mode" else int(value)
+                    fields[key] = (int(value, 8) if key == "mode" else
+                                   _bytes(value) if key == "size" else int(value))  # fmt: skip
                 except ValueError:
                     self.fail(c, f"invalid {key} {value!r} in --mount")
             else:
-                self.fail(c, f"unexpected key {key!r} in --mount={spec}")
+                known = ("type", "target", "source", "from", "id", "env", "readonly", "rw",
+                         "required", "sharing", "mode", "uid", "gid", "size")  # fmt: skip
+                self.fail(c, f"unexpected key {key!r} in --mount={spec}"
+                          + _did_you_mean(key, known))  # fmt: skip
+        # A type from a variable (`type=$MNT_TYPE`, BuildKit's testMountArg) is checked
+        # once the plan has expanded it.
         if mount_type in ("bind", "cache", "tmpfs") and not fields.get("target"):
             self.fail(c, f"--mount={spec}: a {mount_type} mount needs target=")
         return Mount(type=mount_type, **fields)  # type: ignore[arg-type]
 
     def _command(self, c: Any) -> tuple[tuple[str, ...], bool]:
         self.flags(c, {})
+        argv = self.exec_form(c)
+        if argv is not None:
+            return argv, False
         if c.json:
-            return tuple(c.value), False
+            return self.shell_text(c), True
         return self.need(c), True
 
     def _cmd(self, c: Any, loc: Location) -> Cmd:
@@ -437,10 +494,16 @@ class _Converter:
             "chown": "str", "chmod": "str", "link": "bool", "exclude": "list",
         }  # fmt: skip
         if is_add:
-            allowed.update({"checksum": "str", "keep-git-dir": "bool"})
+            allowed.update({"checksum": "str", "keep-git-dir": "bool", "unpack": "bool"})
         else:
             allowed.update({"from": "str", "parents": "bool"})
         flags = self.flags(c, allowed)
+        chmod = flags.get("chmod")
+        if chmod is not None and "$" not in chmod:
+            try:
+                parse_chmod(chmod)
+            except ValueError as exc:
+                self.fail(c, str(exc))
         values = self.need(c, 2)
         if len(values) < 2:
             self.fail(
@@ -451,7 +514,7 @@ class _Converter:
             chown=flags.get("chown"), chmod=flags.get("chmod"), link=flags.get("link", False),
             excludes=tuple(flags.get("exclude", [])), checksum=flags.get("checksum"),
             keep_git_dir=flags.get("keep-git-dir", False), parents=flags.get("parents", False),
-            heredocs=self.heredocs(c), loc=loc,
+            heredocs=self.heredocs(c), unpack=flags.get("unpack"), loc=loc,
         )  # fmt: skip
 
     def _stopsignal(self, c: Any, loc: Location) -> Stopsignal:
@@ -507,6 +570,11 @@ class _Converter:
             self.fail(c, f"{sub} isn't allowed as an ONBUILD trigger")
         parts = c.original.split("\n", 1)[0].split(None, 1)
         trigger = parts[1].strip() if len(parts) > 1 else ""
+        if _HEREDOC_MARK.search(trigger) and c.end_line > c.start_line:
+            # A heredoc trigger keeps its body (BuildKit's testOnBuildHeredoc): the config's
+            # OnBuild entry is the whole text, parsed again when a child builds.
+            body = "".join(self.lines[c.start_line : c.end_line])
+            trigger = trigger + "\n" + body.rstrip("\n")
         try:
             inner = parse_instruction(trigger, filename=self.filename, escape=self.escape)
         except DockerfileError as exc:

@@ -215,7 +215,12 @@ class _Expander:
 
     def _run(self, text: str, heredoc: bool = False) -> tuple[str, tuple[str, ...]]:
         try:
-            result = expand(text, self.scope, self.escape, quotes=not heredoc, raw_escapes=heredoc)
+            if heredoc:
+                # BuildKit's ExpandRaw: quotes are text, `\` escapes (always backslash);
+                # testCopyHeredocSpecialSymbols.
+                result = expand(text, self.scope, "\\", quotes=False)
+            else:
+                result = expand(text, self.scope, self.escape)
         except ExpansionError as exc:
             raise _fail(self.inst, f"bad expansion in {text!r}: {exc}") from None
         self.undefined |= result.unset
@@ -260,7 +265,13 @@ class _StageWalker:
         self.declared: set[str] = set()
         self.env = env
         self.workdir = workdir
-        self.proxy = tuple((k, v) for k, v in plan.build_args if k in PROXY_ARGS)
+        # A proxy given in either case reaches RUN in both (BuildKit's ProxyEnv sets
+        # HTTP_PROXY and http_proxy alike: testBuiltinArgs).
+        proxy: dict[str, str] = {}
+        for k, v in plan.build_args:
+            if k in PROXY_ARGS:
+                proxy[k.upper()] = proxy[k.lower()] = v
+        self.proxy = tuple(proxy.items())
 
     def walk(self, instructions: Iterable[Instruction]) -> Iterable[PlannedInstruction]:
         for inst in instructions:
@@ -282,7 +293,12 @@ class _StageWalker:
             out: list[tuple[str, str | None]] = []
             for name, default in inst.args:
                 self.declared.add(name)
-                value = self.arg_value(name, None if default is None else ex.word(default))
+                # The default is expanded only when no --build-arg overrides it
+                # (testArgDefaultExpansion: `ARG BAR=${FOO:?}` with BAR given).
+                given = name in self.build_args
+                value = self.arg_value(
+                    name, None if default is None or given else ex.word(default)
+                )
                 if value is not None:
                     self.args[name] = value
                 out.append((name, value))
@@ -320,7 +336,20 @@ class _StageWalker:
         if isinstance(inst, Stopsignal):
             return replace(inst, signal=ex.word(inst.signal))
         if isinstance(inst, Run) and inst.mounts:
-            return replace(inst, mounts=tuple(_expand_mount(m, ex) for m in inst.mounts))
+            plain = _Expander(inst, {}, self.escape)
+            for m in inst.mounts:
+                if m.from_ is not None and plain.word(m.from_) != m.from_:
+                    raise _fail(inst, "'from' doesn't support variable expansion, define alias "
+                                "stage instead")  # fmt: skip
+            mounts = tuple(_expand_mount(m, ex) for m in inst.mounts)
+            for m in mounts:
+                # Empty: a variable the stage graph cannot know yet (the base image's
+                # ENV); the builder checks it again with the real environment.
+                if m.type and m.type not in ("bind", "cache", "tmpfs", "secret", "ssh"):
+                    raise _fail(inst, f'unsupported mount type "{m.type}"')
+                if m.type in ("bind", "cache", "tmpfs") and not m.target:
+                    raise _fail(inst, f"a {m.type} mount needs target=")
+            return replace(inst, mounts=mounts)
         return inst
 
     def arg_value(self, name: str, default: str | None) -> str | None:
@@ -336,14 +365,18 @@ class _StageWalker:
         sources = tuple(s if s in marks or s in names else ex.word(s) for s in inst.sources)
         if any(not s for s in sources):
             raise _fail(inst, "source is empty after expansion")
-        dest = ex.word(inst.dest)
-        if not dest:
-            raise _fail(inst, "destination is empty after expansion")
+        # Empty after expansion means the working directory (BuildKit's testEmptyDestDir).
+        dest = ex.word(inst.dest) or "./"
+        plain = _Expander(inst, {}, self.escape)
+        if inst.from_ is not None and plain.word(inst.from_) != inst.from_:
+            # BuildKit (convert.go) refuses any expansion in COPY --from.
+            raise _fail(inst, "variable expansion is not supported for --from, define a new "
+                        "stage with FROM using ARG from global scope as a workaround")  # fmt: skip
         docs = tuple(
             replace(d, content=ex.heredoc(d.content)) if d.expand else d for d in inst.heredocs
         )
         return replace(
-            inst, sources=sources, dest=dest, from_=ex.opt(inst.from_), chown=ex.opt(inst.chown),
+            inst, sources=sources, dest=dest, from_=inst.from_, chown=ex.opt(inst.chown),
             chmod=ex.opt(inst.chmod), excludes=tuple(ex.word(e) for e in inst.excludes),
             checksum=ex.opt(inst.checksum), heredocs=docs,
         )  # fmt: skip
@@ -351,8 +384,9 @@ class _StageWalker:
 
 def _expand_mount(mount: Mount, ex: _Expander) -> Mount:
     return replace(
-        mount, target=ex.opt(mount.target), source=ex.opt(mount.source),
-        from_=ex.opt(mount.from_), id=ex.opt(mount.id), env=ex.opt(mount.env),
+        mount, type=ex.word(mount.type),  # type: ignore[arg-type]
+        target=ex.opt(mount.target), source=ex.opt(mount.source),
+        id=ex.opt(mount.id), env=ex.opt(mount.env),
     )  # fmt: skip
 
 

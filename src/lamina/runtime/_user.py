@@ -39,16 +39,18 @@ def _field_int(row: list[str], i: int) -> int | None:
 def resolve_user(rootfs: Path, user: str) -> User:
     """The ids `user` means inside `rootfs`, as Docker resolves them.
 
-    `""` is root. A name must be in /etc/passwd; a number need not be (its gid is then 0).
-    Without `:group` the primary gid comes from passwd and the additional gids are the
-    /etc/group entries that list the user; with `:group` only that group applies. Files are
+    `""` is root, with the groups /etc/group lists root in (BuildKit's
+    testUserAdditionalGids: `groups=0(root),10(wheel)`). A name must be in /etc/passwd;
+    a number need not be (its gid is then 0). Without `:group` the primary gid comes from
+    passwd and the additional gids are it and the /etc/group entries that list the user;
+    with `:group` only that group applies. Files are
     read inside the rootfs (symlinks scoped to it).
     """
     spec_user, _, spec_group = user.partition(":")
     if not spec_user:
         if spec_group:
             raise InvalidInputError(f"user {user!r}: a group without a user")
-        return User(0, 0, ())
+        spec_user = "0"
     passwd = _table(rootfs, "/etc/passwd")
     uid = _numeric(spec_user, "uid")
     entry = None
@@ -82,8 +84,10 @@ def resolve_user(rootfs: Path, user: str) -> User:
                     f"unable to find group {spec_group}: no matching entries in group file"
                 )
         assert wanted is not None
-        return User(uid, wanted, ())
-    extra: list[int] = []
+        return User(uid, wanted, (wanted,))
+    # The primary group is one of the process's groups too, as containerd's
+    # WithAdditionalGIDs makes it (`id` shows groups=0(root),10(wheel)).
+    extra: list[int] = [gid]
     if name is not None:
         for row in groups:
             members = row[3].split(",") if len(row) >= 4 else []

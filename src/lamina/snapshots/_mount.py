@@ -65,7 +65,13 @@ def overlay_mount(
 
     A read-only stack of one layer is a read-only bind mount, since overlayfs wants two lowers
     when it has no upper dir. `index=off` lets one lower dir serve many mounts at once.
+
+    A layer that appears twice (`COPY sub sub` twice makes the same diff_id: BuildKit's
+    testCopyOverrideFiles) is kept only where it is topmost: overlayfs refuses a lower dir
+    given twice (ELOOP), and the lower copy adds nothing, since everything it holds,
+    whiteouts and opaque markers included, the upper copy holds and applies to more.
     """
+    lowerdirs = list(dict.fromkeys(lowerdirs))  # keeps the first (topmost) of each
     if not lowerdirs:
         raise InvalidInputError("an overlay mount needs at least one lower dir")
     if len(lowerdirs) > MAX_LOWERDIRS:

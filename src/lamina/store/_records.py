@@ -117,13 +117,20 @@ RACY_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class FileIdentity:
-    """What a stat says about a context file; equal identities mean unchanged content."""
+    """What a stat says about a context file; equal identities mean unchanged content.
+
+    The fields git's index trusts: an in-place edit that restores size and mtime
+    (``touch -r``) still moves the ctime, which no user can set."""
 
     path: str
     size: int
     mtime_ns: int
     inode: int
     mode: int
+    ctime_ns: int = 0
+    dev: int = 0
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass(frozen=True)

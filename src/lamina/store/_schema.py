@@ -153,11 +153,22 @@ def _v4_registry(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _v5_stat_identity(db: sqlite3.Connection) -> None:
+    """The stat cache keys on git's index fields: ctime, device, owner too. Rows from
+    before could vouch for a file edited in place with its mtime restored: dropped."""
+    db.execute("DELETE FROM stat_cache")
+    have = {row[1] for row in db.execute("PRAGMA table_info(stat_cache)")}
+    for column in ("ctime_ns", "dev", "uid", "gid"):
+        if column not in have:  # a store stepped back to an older version keeps them
+            db.execute(f"ALTER TABLE stat_cache ADD COLUMN {column} INTEGER NOT NULL DEFAULT -1")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_images,
     _v2_records,
     _v3_file_index,
     _v4_registry,
+    _v5_stat_identity,
 ]
 """Migration i brings a database from version i to i + 1. Append; never edit a released one."""
 

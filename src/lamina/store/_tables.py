@@ -138,20 +138,28 @@ class TablesMixin:
             for start in range(0, len(files), _MAX_ROWS_PER_QUERY):
                 found.update(self.stat_cache_get(files[start : start + _MAX_ROWS_PER_QUERY]))
             return found
-        wanted = json.dumps([[f.path, f.size, f.mtime_ns, f.inode, f.mode] for f in files])
+        wanted = json.dumps([[f.path, f.size, f.mtime_ns, f.inode, f.mode, f.ctime_ns, f.dev,
+                              f.uid, f.gid] for f in files])  # fmt: skip
         rows = self._db.conn().execute(
             "SELECT s.path, s.digest FROM json_each(?) j JOIN stat_cache s "
             "ON s.path = j.value ->> 0 AND s.size = j.value ->> 1 AND s.mtime_ns = j.value ->> 2 "
-            "AND s.inode = j.value ->> 3 AND s.mode = j.value ->> 4",
+            "AND s.inode = j.value ->> 3 AND s.mode = j.value ->> 4 "
+            "AND s.ctime_ns = j.value ->> 5 AND s.dev = j.value ->> 6 "
+            "AND s.uid = j.value ->> 7 AND s.gid = j.value ->> 8",
             (wanted,),
         )
         return dict(rows.fetchall())
 
     def stat_cache_put(self, entries: Iterable[tuple[FileIdentity, str]]) -> None:
         """Remember the sha256 of each file identity (replacing what a path had)."""
-        rows = [(f.path, f.size, f.mtime_ns, f.inode, f.mode, digest) for f, digest in entries]
+        rows = [(f.path, f.size, f.mtime_ns, f.inode, f.mode, digest, f.ctime_ns, f.dev, f.uid,
+                 f.gid) for f, digest in entries]  # fmt: skip
         with self._db.write(gc_shared=False) as db:
-            db.executemany("INSERT OR REPLACE INTO stat_cache VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT OR REPLACE INTO stat_cache (path, size, mtime_ns, inode, mode, digest, "
+                "ctime_ns, dev, uid, gid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
 
     def stat_cache_clear(self, prefix: str | None = None) -> int:
         """Forget the stat cache, or the entries under a directory prefix."""

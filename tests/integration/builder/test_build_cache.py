@@ -116,7 +116,7 @@ def test_failing_run_reports_and_keeps_earlier_steps(
     assert err.where == "Dockerfile:3"
     # stdout and stderr are two pipes: their relative order is not defined.
     assert sorted(err.tail[-2:]) == ["oops", "to-stderr"]
-    assert "exited with code 3" in err.message
+    assert "did not complete successfully: exit code: 3" in err.message
     with pytest.raises(NotFoundError):
         lam.resolve("broken")
     root = str(lam.root)

@@ -210,7 +210,7 @@ def test_cli_failure_exits_1_with_the_step(lam: Lamina, context: Path) -> None:
     (context / "Dockerfile").write_text("FROM busybox\nRUN exit 7\n")
     failed = lamina_cli(lam.root, "build", str(context))
     assert failed.returncode == 1
-    assert "Dockerfile:2" in failed.stderr and "code 7" in failed.stderr
+    assert "Dockerfile:2" in failed.stderr and "exit code: 7" in failed.stderr
 
 
 def test_cli_check_lints_only(lam: Lamina, context: Path) -> None:

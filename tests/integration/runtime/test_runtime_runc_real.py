@@ -136,15 +136,16 @@ def test_run_step_upper_holds_exactly_the_changes(box: Box, merged: Path, tmp_pa
 
 def test_user_by_name_and_its_groups(box: Box, rootfs: Path) -> None:
     user = resolve_user(rootfs, "app")
-    assert user == (1000, 1000, (50,))
+    # The primary group is listed too, as under Docker (containerd's WithAdditionalGIDs).
+    assert user == (1000, 1000, (1000, 50))
     code, out, _ = box.run(rootfs, ["id"], user=user)
     assert code == 0
-    assert out.strip() == "uid=1000(app) gid=1000(app) groups=50(staff)"
+    assert out.strip() == "uid=1000(app) gid=1000(app) groups=50(staff),1000(app)"
 
 
 def test_user_with_group_and_unknown_user(box: Box, rootfs: Path) -> None:
-    assert resolve_user(rootfs, "app:staff") == (1000, 50, ())
-    assert resolve_user(rootfs, "4242") == (4242, 0, ())
+    assert resolve_user(rootfs, "app:staff") == (1000, 50, (50,))
+    assert resolve_user(rootfs, "4242") == (4242, 0, (0,))
     with pytest.raises(NotFoundError, match="nobody"):
         resolve_user(rootfs, "nobody")
 

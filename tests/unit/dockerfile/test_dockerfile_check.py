@@ -59,3 +59,37 @@ def test_any_text_ends_in_plan_or_located_error(text: str) -> None:
         assert exc.message.startswith(f"{exc.filename}:{exc.line}: ")
         assert 1 <= exc.line <= max(1, len(text.splitlines()) + 1)
     check(text)
+
+
+NEW_FORMS = '''FROM busybox AS base
+ARG V=abc.tar.gz
+ENV A=${V%.tar.gz} B=${V#abc} C=${V/abc/x} D="${V:?need V}"
+COPY --link --parents --chmod=u=rwx,g=rx,o= a/./b /dst/
+ADD --keep-git-dir=true --unpack=false https://example.com/x.git#main:sub /g
+RUN --mount=type=secret,id=tok,env=TOKEN --mount=type=ssh --network=none --security=insecure true
+ONBUILD RUN <<EOF
+echo hi
+EOF
+HEALTHCHECK --start-interval=2s CMD true
+'''
+
+
+def test_check_knows_the_new_flags_and_forms() -> None:
+    """Issue 11: --check accepts every form lamina now builds."""
+    assert check(NEW_FORMS) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("COPY --chmod=64a x /y", "invalid chmod parameter: '64a'"),
+        ("COPY --from=$X a /b", "variable expansion is not supported for --from"),
+        ('ENV E="${NOPE:?unset here}"', "NOPE: unset here"),
+        ("RUN --network=bogus true", "unsupported network mode 'bogus'"),
+        ("ADD --unpack=maybe a /b", "expecting boolean value for flag --unpack"),
+    ],
+)
+def test_check_reports_bad_new_forms(line: str, fragment: str) -> None:
+    found = check(NEW_FORMS + line + "\n")
+    assert [d.level for d in found] == ["error"]
+    assert fragment in found[0].message and found[0].line == 11

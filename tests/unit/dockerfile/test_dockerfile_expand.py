@@ -56,8 +56,8 @@ def test_backtick_escape_directive() -> None:
 
 @pytest.mark.parametrize(
     "word",
-    ["${", "${PWD", "${PWD:-x", "${}", "${:x}", "${PWD:?}", "${PWD?x}", "${PWD#x}", "${PWD/a/b}",
-     "'open", '"open', "${PWD!}"],
+    ["${", "${PWD", "${PWD:-x", "${}", "${:x}", "${EMPTY:?}", "${UNSET?x}", "${PWD:#x}",
+     "${PWD/a}", "'open", '"open', "${PWD!}", "${PWD=x}"],
 )  # fmt: skip
 def test_bad_syntax_raises(word: str) -> None:
     with pytest.raises(ExpansionError):
@@ -79,3 +79,92 @@ def test_heredoc_mode_keeps_quotes_and_backslashes() -> None:
     assert expand("'$SHELL' \"x\" \\n", ENV, quotes=False, raw_escapes=True).value == (
         "'bash' \"x\" \\n"
     )
+
+
+# moby/buildkit frontend/dockerfile/shell/lex_test.go, TestProcessWithMatches: (word, env,
+# expected value or None for an error, names matched, names unmatched).
+BUILDKIT_MATCHES: list[tuple[str, dict[str, str], str | None, set[str], set[str]]] = [
+    ("x", {"DUMMY": "dummy"}, "x", set(), set()),
+    ("x ${UNUSED}", {"DUMMY": "dummy"}, "x ", set(), {"UNUSED"}),
+    ("x ${FOO}", {"FOO": "y"}, "x y", {"FOO"}, set()),
+    ("${FOO-aaa} ${BAR-bbb} ${BAZ-ccc}", {"FOO": "xxx", "BAR": ""}, "xxx  ccc", {"FOO", "BAR"},
+     {"BAZ"}),
+    ("${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}", {"FOO": "xxx", "BAR": ""}, "xxx bbb ccc",
+     {"FOO", "BAR"}, {"BAZ"}),
+    ("${FOO:-}", {"FOO": "xxx", "BAR": ""}, "xxx", {"FOO"}, set()),
+    ("${FOO:-}", {}, "", set(), {"FOO"}),
+    ("${FOO+aaa} ${BAR+bbb} ${BAZ+ccc}", {"FOO": "xxx", "BAR": ""}, "aaa bbb ", {"FOO", "BAR"},
+     {"BAZ"}),
+    ("${FOO:+aaa} ${BAR:+bbb} ${BAZ:+ccc}", {"FOO": "xxx", "BAR": ""}, "aaa  ", {"FOO", "BAR"},
+     {"BAZ"}),
+    ("${FOO?aaa}", {"FOO": "xxx", "BAR": ""}, "xxx", {"FOO"}, set()),
+    ("${BAR?bbb}", {"FOO": "xxx", "BAR": ""}, "", {"BAR"}, set()),
+    ("${BAZ?ccc}", {"FOO": "xxx", "BAR": ""}, None, set(), set()),
+    ("${FOO:?aaa}", {"FOO": "xxx", "BAR": ""}, "xxx", {"FOO"}, set()),
+    ("${BAR:?bbb}", {"FOO": "xxx", "BAR": ""}, None, set(), set()),
+    ("${BAZ:?ccc}", {"FOO": "xxx", "BAR": ""}, None, set(), set()),
+    ("${BAZ:?}", {"FOO": "xxx", "BAR": ""}, None, set(), set()),
+    ("${FOO=aaa}", {"FOO": "xxx", "BAR": ""}, None, set(), set()),
+    ("${FOO=:aaa}", {"FOO": "xxx", "BAR": ""}, None, set(), set()),
+    ("${FOO=}", {}, None, set(), set()),
+    ("${FOO#()[]{\\}^$.\\*\\?|\\\\}", {"FOO": "()[]{}^$.*?|\\x"}, "x", {"FOO"}, set()),
+    ("${FOO%%\\**}", {"FOO": "xx**"}, "xx", {"FOO"}, set()),
+    ("${FOO#*x*y}", {"FOO": "xxyy"}, "y", {"FOO"}, set()),
+    ("${FOO#*}", {"FOO": "xxyy"}, "xxyy", {"FOO"}, set()),
+    ("${FOO#$BAR}", {"FOO": "xxyy", "BAR": "x"}, "xyy", {"FOO", "BAR"}, set()),
+    ("${FOO#$BAR}", {"FOO": "xxyy", "BAR": ""}, "xxyy", {"FOO", "BAR"}, set()),
+    ("${FOO#}", {"FOO": "xxyy"}, "xxyy", {"FOO"}, set()),
+    ("${FOO##*x}", {"FOO": "xxyy"}, "yy", {"FOO"}, set()),
+    ("${FOO##}", {"FOO": "xxyy"}, "xxyy", {"FOO"}, set()),
+    ("${FOO#?\\?}", {"FOO": "???y"}, "?y", {"FOO"}, set()),
+    ("${ABC:-.}${FOO%x}${ABC:-.}", {"FOO": "xxyy"}, ".xxyy.", {"FOO"}, {"ABC"}),
+    ("${FOO%%\\**\\*}", {"FOO": "a***yy*"}, "a", {"FOO"}, set()),
+    ("${FOO%}", {"FOO": "xxyy"}, "xxyy", {"FOO"}, set()),
+    ("${FOO%%$BAR}", {"FOO": "xxyy", "BAR": ""}, "xxyy", {"FOO", "BAR"}, set()),
+    ("${FOO:#}", {}, None, set(), set()),
+    ("${FOO:##}", {}, None, set(), set()),
+    ("${FOO:%}", {}, None, set(), set()),
+    ("${FOO:%%}", {}, None, set(), set()),
+    ("${FOO/$NEEDLE/.} - ${FOO//$NEEDLE/.}", {"FOO": "/foo*/*/*.txt", "NEEDLE": "\\*/"},
+     "/foo.*/*.txt - /foo..*.txt", {"FOO", "NEEDLE"}, set()),
+    ("${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}", {"FOO": "/tmp/tmp/bar.txt", "NEEDLE": "/tmp"},
+     "/tmp/bar.txt - /bar.txt", {"FOO", "NEEDLE"}, set()),
+    ("${FOO/$NEEDLE/$REPLACEMENT} - ${FOO//$NEEDLE/$REPLACEMENT}",
+     {"FOO": "/a/foo/b/c.txt", "NEEDLE": "/?/", "REPLACEMENT": "/"}, "/foo/b/c.txt - /foo/c.txt",
+     {"FOO", "NEEDLE", "REPLACEMENT"}, set()),
+    ("${FOO/$NEEDLE/$REPLACEMENT}",
+     {"FOO": "http://google.de", "NEEDLE": "http://", "REPLACEMENT": "https://"},
+     "https://google.de", {"FOO", "NEEDLE", "REPLACEMENT"}, set()),
+    ("${FOO//\\//\\/}", {"FOO": "/tmp/foo.txt"}, "\\/tmp\\/foo.txt", {"FOO"}, set()),
+    ("${FOO/$BAR/ww}", {"FOO": "xxyy", "BAR": ""}, "wwxxyy", {"FOO", "BAR"}, set()),
+    ("${FOO//ww}", {"FOO": "xxyy"}, None, set(), set()),
+    ("${FOO//}", {"FOO": "xxyy"}, None, set(), set()),
+    ("${FOO///}", {"FOO": "xxyy"}, "xxyy", {"FOO"}, set()),
+    ("${FOO///}", {}, "", set(), {"FOO"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("word", "env", "expected", "matched", "unmatched"), BUILDKIT_MATCHES)
+def test_buildkit_process_with_matches(
+    word: str, env: dict[str, str], expected: str | None, matched: set[str], unmatched: set[str]
+) -> None:
+    if expected is None:
+        with pytest.raises(ExpansionError):
+            expand(word, env)
+        return
+    result = expand(word, env)
+    assert result.value == expected
+    assert result.used == matched
+    # lamina counts a name as unset only where no default covers it (UndefinedVar's rule),
+    # so it reports a subset of BuildKit's "unmatched".
+    assert result.unset <= unmatched
+
+
+def test_required_message_names_the_variable() -> None:
+    """`${V:?message}` fails with BuildKit's text: "V: message" or its default."""
+    with pytest.raises(ExpansionError, match=r"^V: set V first$"):
+        expand("${V:?set V first}", {})
+    with pytest.raises(ExpansionError, match=r"^V: is not allowed to be empty$"):
+        expand("${V:?}", {"V": ""})
+    with pytest.raises(ExpansionError, match=r"^V: is not allowed to be unset$"):
+        expand("${V?}", {})

@@ -1,4 +1,7 @@
-"""USER resolution from the image's own passwd and group files."""
+"""USER resolution from the image's own passwd and group files.
+
+Without `:group`, the primary gid is among the process's groups too, as containerd's
+WithAdditionalGIDs makes it (BuildKit's testUserAdditionalGids)."""
 
 from __future__ import annotations
 
@@ -28,25 +31,25 @@ def rootfs(tmp_path: Path) -> Path:
 
 
 def test_empty_is_root(rootfs: Path) -> None:
-    assert resolve_user(rootfs, "") == (0, 0, ())
+    assert resolve_user(rootfs, "") == (0, 0, (0,))
 
 
 def test_name_gets_primary_and_member_groups(rootfs: Path) -> None:
-    assert resolve_user(rootfs, "app") == (1000, 1001, (50, 10))
+    assert resolve_user(rootfs, "app") == (1000, 1001, (1001, 50, 10))
 
 
 def test_uid_matching_an_entry_uses_it(rootfs: Path) -> None:
-    assert resolve_user(rootfs, "999") == (999, 999, (50, 998))
+    assert resolve_user(rootfs, "999") == (999, 999, (999, 50, 998))
 
 
 def test_uid_without_entry_gets_gid_0(rootfs: Path) -> None:
-    assert resolve_user(rootfs, "4242") == (4242, 0, ())
+    assert resolve_user(rootfs, "4242") == (4242, 0, (0,))
 
 
 def test_explicit_group_by_name_or_number(rootfs: Path) -> None:
-    assert resolve_user(rootfs, "app:staff") == (1000, 50, ())
-    assert resolve_user(rootfs, "app:77") == (1000, 77, ())
-    assert resolve_user(rootfs, "5:6") == (5, 6, ())
+    assert resolve_user(rootfs, "app:staff") == (1000, 50, (50,))
+    assert resolve_user(rootfs, "app:77") == (1000, 77, (77,))
+    assert resolve_user(rootfs, "5:6") == (5, 6, (6,))
 
 
 def test_unknown_user_names_it(rootfs: Path) -> None:
@@ -60,7 +63,7 @@ def test_unknown_group_names_it(rootfs: Path) -> None:
 
 
 def test_no_passwd_file_allows_numbers_only(tmp_path: Path) -> None:
-    assert resolve_user(tmp_path, "12") == (12, 0, ())
+    assert resolve_user(tmp_path, "12") == (12, 0, (0,))
     with pytest.raises(NotFoundError):
         resolve_user(tmp_path, "app")
 

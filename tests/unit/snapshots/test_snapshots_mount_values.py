@@ -76,3 +76,10 @@ def test_compaction_replaces_lowers_by_short_relative_links(tmp_path: Path) -> N
     assert len(",".join(short.options)) < _MAX_DATA
     assert [Path(links / n).readlink() for n in short.lowerdirs()] == lowers
     assert "upperdir=/u" in short.options
+
+
+def test_a_layer_given_twice_is_kept_where_topmost() -> None:
+    """overlayfs refuses a repeated lower dir (ELOOP); the lower copy adds nothing."""
+    m = overlay_mount([Path("/s/a"), Path("/s/b"), Path("/s/a")])
+    assert "lowerdir=/s/a:/s/b" in m.options
+    assert overlay_mount([Path("/s/a"), Path("/s/a")]) == Mount("bind", "/s/a", ("rbind", "ro"))

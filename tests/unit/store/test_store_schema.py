@@ -75,3 +75,17 @@ def test_all_is_the_public_surface() -> None:
     public = {n for n in dir(lamina.store) if not n.startswith("_")}
     assert set(lamina.store.__all__) == public - {"annotations"}
     assert lamina.store.__doc__ and "Lifecycles" in lamina.store.__doc__
+
+
+def test_v5_drops_stat_rows_that_lack_git_index_fields(tmp_path: Path) -> None:
+    """Issue 11: a row recorded without ctime could vouch for a file edited in place."""
+    root = tmp_path / "root"
+    root.mkdir()
+    db = sqlite3.connect(root / "metadata.db", isolation_level=None)
+    migrate(db, "test", upto=4)
+    db.execute("INSERT INTO stat_cache VALUES ('/ctx/f', 1, 2, 3, 4, 'sha256:old')")
+    migrate(db, "test", upto=5)
+    assert db.execute("SELECT count(*) FROM stat_cache").fetchone()[0] == 0
+    columns = {row[1] for row in db.execute("PRAGMA table_info(stat_cache)")}
+    assert {"ctime_ns", "dev", "uid", "gid"} <= columns
+    db.close()
