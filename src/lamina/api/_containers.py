@@ -422,6 +422,7 @@ class Containers:
             state_dir=self.state_dir.absolute(), runc_id=record.id,
             rootfs=(d / "rootfs").absolute(), tty=record.state["spec"]["tty"],
             stdin=attach.stdin, stdout=attach.stdout, stderr=attach.stderr,
+            durable_exit=not record.state["spec"].get("autoremove"),
         )  # fmt: skip
         self.state_dir.mkdir(mode=0o700, exist_ok=True)
         fold = [sys.executable, "-c", "import sys; from lamina.api import Lamina; "

@@ -18,7 +18,20 @@ formatter: `.ID`, `.Image`, `.Command`, `.CreatedAt`, `.Status`, `.Names`, …),
 (an InvalidInputError: one line, exit 1).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from lamina.cli._main import cli, main
-from lamina.cli._template import TemplateError, format_rows, render
+
+if TYPE_CHECKING:
+    from lamina.cli._template import TemplateError, format_rows, render
+
+
+def __getattr__(name: str) -> Any:
+    # The template engine loads on first use: `lamina run` never needs it.
+    if name in ("TemplateError", "format_rows", "render"):
+        from lamina.cli import _template
+
+        return getattr(_template, name)
+    raise AttributeError(f"module 'lamina.cli' has no attribute {name!r}")
 
 __all__ = ["TemplateError", "cli", "format_rows", "main", "render"]

@@ -17,7 +17,6 @@ import click
 
 from lamina.cli._format import created_since, human_size, truncate
 from lamina.cli._main import _Context, cli
-from lamina.cli._template import format_rows
 from lamina.errors import LaminaError
 
 if TYPE_CHECKING:
@@ -146,6 +145,8 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
         }
         rows.append(row)
     default = PS_TABLE + ("\\t{{.Size}}" if size else "")
+    from lamina.cli._template import format_rows
+
     click.echo(format_rows(fmt or "table", rows, PS_HEADERS, default), nl=False)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,17 +70,70 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
     ctx.obj = _Context(root, debug)
 
 
-def main() -> None:
-    """Run the CLI: a LaminaError is one line (and a hint) on stderr and exit status 1."""
+# Commands that `_container_cmds` alone defines: for these, main() imports no other command
+# module (the builder, the image listings, the template engine), which is most of what a
+# `lamina run --rm IMAGE true` would otherwise spend before it starts anything.
+CONTAINER_COMMANDS = frozenset({"run", "ps", "logs", "stop", "kill", "start", "wait"})
+# Global options that take a value (the first other word is the command's name).
+_VALUED_GLOBALS = frozenset({"--root"})
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The subcommand `argv` (without the program name) invokes; None when there is none."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return argv[i + 1] if i + 1 < len(argv) else None
+        if not word.startswith("-"):
+            return word
+        i += 2 if word in _VALUED_GLOBALS else 1
+    return None
+
+
+def register_commands(argv: list[str]) -> bool:
+    """Import the command modules (they register themselves on `cli`): only the container
+    commands' module when `argv` runs one of them (then True), every module otherwise."""
+    from lamina.cli import _container_cmds  # noqa: F401
+
+    if command_name(argv) in CONTAINER_COMMANDS:
+        return True
     from lamina.cli import (  # noqa: F401  (registers them)
         _analyze_cmd,
         _build_cmd,
         _commands,
-        _container_cmds,
         _image_cmds,
         _registry_cmd,
     )
 
+    return False
+
+
+def main() -> None:
+    """Run the CLI: a LaminaError is one line (and a hint) on stderr and exit status 1."""
+    if not register_commands(sys.argv[1:]):
+        _main()
+        return
+    # A container command ends without the interpreter's teardown (module and object
+    # finalization, the database's checkpoint on close: tens of milliseconds of every
+    # `lamina run`). Nothing it started needs it: its records are committed, its output is
+    # written by the monitor or flushed here, and the monitor owns the container.
+    try:
+        _main()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code or 0)
+
+
+def _main() -> None:
+    """The CLI proper: errors rendered, exit statuses as documented."""
     debug = "--debug" in sys.argv[1:] or os.environ.get("LAMINA_DEBUG") == "1"
     try:
         cli.main(standalone_mode=False, prog_name="lamina")
@@ -96,6 +149,8 @@ def main() -> None:
         sys.exit(130)
     except LaminaError as exc:
         if debug:
+            import traceback
+
             traceback.print_exc()
         _print_error(exc.message, exc.hint)
         sys.exit(1)

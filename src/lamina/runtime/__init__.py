@@ -28,13 +28,19 @@ Running a container (or a RUN step)
 4. ``code = run(b, rootfs, config, state_dir=s, stdout=sink, stderr=sink, timeout=600)`` —
    returns the process' exit code (127 command not found, 126 not invokable, as Docker);
    Ctrl-C, SIGTERM or the timeout kill and delete the container before the exception goes on;
-   the container is always gone when ``run`` returns or raises.
+   the container is always gone when ``run`` returns or raises. The process is started as
+   a container's is (``runc run --detach``, the calling process its subreaper while it runs)
+   and writes to the given fds itself: with ``stderr=subprocess.STDOUT`` both streams are one
+   pipe, so the sink sees the lines in the order they were written (foreground ``runc run``
+   would copy each stream with a goroutine of its own and could swap them).
 
 A container (``lamina run``) uses the same config and overlay mount, but its process is
 supervised by a monitor that outlives the command (``spawn_monitor``, see ``_monitor``):
 it writes the output to ``container.log`` (CRI format, ``_logs``) and the exit status to
-``exit.json``. Whatever a dead lamina process left (a monitor, a build's runc state dir, a
-scratch dir) records its ``Owner`` (pid + start time), so the next command can tell.
+``exit.json``. Once a process is reaped, ``delete_stopped`` removes its runc state and
+cgroups without starting runc again (``runc delete --force`` when anything is left).
+Whatever a dead lamina process left (a monitor, a build's runc state dir, a scratch dir)
+records its ``Owner`` (pid + start time), so the next command can tell.
 """
 
 from lamina.runtime._logs import LOG_FILE, LineJoiner, LogLine, LogWriter, read_records

@@ -42,7 +42,12 @@ from pathlib import Path
 
 from lamina.runtime._logs import LOG_FILE, LogWriter
 from lamina.runtime._owner import Owner, current_owner
-from lamina.runtime._runc import exit_code_for_runc_error, runc_binary, runc_failure
+from lamina.runtime._runc import (
+    delete_stopped,
+    exit_code_for_runc_error,
+    runc_binary,
+    runc_failure,
+)
 
 MONITOR_FILE = "monitor.json"
 EXIT_FILE = "exit.json"
@@ -66,6 +71,8 @@ class MonitorSpec:
     stdin: int | None = None  # the command's fds while attached (None: /dev/null, not shown)
     stdout: int | None = None
     stderr: int | None = None
+    # exit.json fsynced: a --rm container's is not (whoever reads it removes the container).
+    durable_exit: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,12 +103,16 @@ def read_monitor(container_dir: Path) -> Owner | None:
         return None
 
 
-def _write_json(path: Path, doc: object) -> None:
+def _write_json(path: Path, doc: object, *, durable: bool = True) -> None:
+    """Write-and-rename: readers see the whole document or none. `durable` also fsyncs it
+    (the exit status must survive a power loss; the monitor's pid need not, since no process
+    survives one)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
         json.dump(doc, f)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.rename(tmp, path)
 
 
@@ -154,18 +165,13 @@ def spawn_monitor(spec: MonitorSpec, then: Sequence[str] | None = None) -> Start
             os._exit(0)
     os.close(w)
     os.waitpid(pid, 0)
-    monitor = None
-    for _ in range(2000):  # the grandchild records itself first thing
-        monitor = _read_pid(spec.container_dir)
-        if monitor is not None:
-            break
-        time.sleep(0.001)
-    return Started(r, monitor or 0)
-
-
-def _read_pid(container_dir: Path) -> int | None:
-    owner = read_monitor(container_dir)
-    return owner.pid if owner else None
+    started = Started(r, 0)
+    # The grandchild records itself (monitor.json) first thing, then says its pid here: the
+    # command blocks on the pipe instead of polling for the file. EOF: it died first.
+    line = started._file.readline().decode("ascii", "replace")
+    if line.startswith("pid "):
+        started.monitor_pid = int(line.split()[1])
+    return started
 
 
 def _isolate_fds(keep: set[int]) -> None:
@@ -197,7 +203,9 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     os.chdir(spec.container_dir)
     owner = current_owner()
-    _write_json(spec.container_dir / MONITOR_FILE, {"pid": owner.pid, "start": owner.start})
+    _write_json(spec.container_dir / MONITOR_FILE, {"pid": owner.pid, "start": owner.start},
+                durable=False)  # fmt: skip
+    _say(status, f"pid {owner.pid}\n")
     log_fd = os.open(spec.container_dir / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     log = LogWriter(log_fd)
     started, code, error = False, EXIT_LAMINA_FAILED, None
@@ -206,16 +214,17 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
     except BaseException as e:
         error = error or f"monitor: {e}"
     finally:
-        with contextlib.suppress(BaseException):
-            subprocess.run([runc_binary(), "--root", str(spec.state_dir), "delete", "--force",
-                            spec.runc_id], capture_output=True, check=False)  # fmt: skip
+        if not (started and _delete_exited(spec)):
+            with contextlib.suppress(BaseException):
+                subprocess.run(_runc_delete(spec), capture_output=True, check=False)
         with contextlib.suppress(BaseException):
             from lamina.snapshots import unmount
 
             unmount(spec.rootfs)
         result = ExitStatus(code, time.time(), started, error)
         with contextlib.suppress(BaseException):
-            _write_json(spec.container_dir / EXIT_FILE, asdict(result))
+            _write_json(spec.container_dir / EXIT_FILE, asdict(result),
+                        durable=spec.durable_exit)  # fmt: skip
         _say(status, f"exit {code} {(error or '').replace(chr(10), ' ')}\n")
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (status, *client):
@@ -225,6 +234,24 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
         if then:
             with contextlib.suppress(BaseException):
                 os.execv(then[0], list(then))
+
+
+def _runc_delete(spec: MonitorSpec) -> list[str]:
+    return [runc_binary(), "--root", str(spec.state_dir), "delete", "--force", spec.runc_id]
+
+
+def _delete_exited(spec: MonitorSpec) -> bool:
+    """What `runc delete` does for a container whose init this monitor reaped (a stopped
+    container, no hooks): remove its cgroups and its state dir, without starting runc again.
+    False when anything is not as expected (the caller then runs `runc delete --force`)."""
+    try:
+        while True:  # the container's other processes, reparented here: reap them first
+            got, _ = os.waitpid(-1, os.WNOHANG)
+            if got == 0:
+                return False  # something still runs: runc kills and deletes it
+    except ChildProcessError:
+        pass
+    return delete_stopped(spec.state_dir, spec.runc_id)
 
 
 def _runc_args(spec: MonitorSpec, *args: str) -> list[str]:

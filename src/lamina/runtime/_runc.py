@@ -7,10 +7,12 @@ import copy
 import json
 import os
 import secrets
+import selectors
 import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -90,26 +92,6 @@ def _runc(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _destroy(state_dir: Path, cid: str, proc: subprocess.Popen[bytes]) -> None:
-    _runc(state_dir, "kill", cid, "KILL")
-    try:
-        proc.wait(_KILL_GRACE)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _pump(stream: IO[bytes], sink: Callable[[bytes], None], errors: list[BaseException]) -> None:
-    with stream:
-        while chunk := os.read(stream.fileno(), 65536):
-            if errors:
-                continue  # keep draining: a full pipe would block the container forever
-            try:
-                sink(chunk)
-            except BaseException as e:
-                errors.append(e)
-
-
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into SystemExit(143) for the block, so cleanup runs as for Ctrl-C (a
@@ -163,6 +145,100 @@ def exit_code_for_runc_error(message: str) -> int | None:
     return None
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+_subreaper_lock = threading.Lock()
+_subreaper_users = 0
+
+
+@contextlib.contextmanager
+def _subreaper() -> Iterator[None]:
+    """This process adopts its orphaned descendants for the block (counted: RUN steps of
+    parallel stages overlap). `runc run --detach` exits once the container's process runs:
+    that process becomes this one's child, to be waited for like any other."""
+    global _subreaper_users
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    with _subreaper_lock:
+        if _subreaper_users == 0:
+            libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        _subreaper_users += 1
+    try:
+        yield
+    finally:
+        with _subreaper_lock:
+            _subreaper_users -= 1
+            if _subreaper_users == 0:
+                libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def delete_stopped(state_dir: Path, cid: str) -> bool:
+    """What `runc delete` does for a container whose process has exited and been reaped (no
+    hooks): remove its cgroups and its state dir, without starting runc. False when anything
+    is not as expected; the caller then runs `runc delete --force`."""
+    state = state_dir / cid
+    try:
+        doc = json.loads((state / "state.json").read_text())
+        paths = doc.get("cgroup_paths") or {}
+        for path in sorted(set(paths.values()), key=len, reverse=True):
+            if not str(path).startswith("/sys/fs/cgroup/"):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)
+        for name in os.listdir(state):
+            os.unlink(state / name)
+        os.rmdir(state)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def _fd_of(target: IO[bytes] | int) -> int:
+    return target if isinstance(target, int) else target.fileno()
+
+
+def _wait_pid(pid: int, deadline: float | None) -> int | None:
+    """The exit code of child `pid` (128 + signal when killed); None past `deadline`."""
+    while True:
+        got, status = os.waitpid(pid, os.WNOHANG if deadline is not None else 0)
+        if got == pid:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
+
+
+def _drain(
+    pipes: dict[int, Callable[[bytes], None]], deadline: float | None
+) -> list[Exception]:
+    """Pass what the pipes carry to their sinks until every one is closed; a sink that fails
+    stops receiving, but its pipe is still drained (a full pipe would block the container).
+    Raises TimeoutError past `deadline`."""
+    errors: list[Exception] = []
+    with selectors.DefaultSelector() as sel:
+        for fd in pipes:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = sel.select(left)
+            if not ready and deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError
+            for key, _ in ready:
+                fd = int(key.fd)
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    sel.unregister(fd)
+                    continue
+                if errors:
+                    continue
+                try:
+                    pipes[fd](chunk)
+                except Exception as e:  # Ctrl-C and SIGTERM (BaseException) go on: kill
+                    errors.append(e)
+    return errors
+
+
 def run(
     bundle_dir: Path,
     rootfs: Path,
@@ -182,65 +258,88 @@ def run(
     as SystemExit(143)) or past `timeout` seconds, the container is killed and deleted first,
     then the exception propagates (ToolError for the timeout). Any other runc failure is a
     ToolError with runc's message.
+
+    The process is started as containers are (`runc run --detach`, this process its
+    subreaper) and writes to the given fds itself: `stderr=subprocess.STDOUT` puts fds 1
+    and 2 on one pipe, so a callable sink gets the output in the order it was written
+    (foreground `runc run` copies each stream with its own goroutine, which can swap lines).
     """
     cid = "lamina-" + secrets.token_hex(8)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_bundle(bundle_dir, rootfs, config)
     log = bundle_dir / "runc.log"
     log.unlink(missing_ok=True)
-    argv = [
-        runc_binary(),
-        "--root",
-        str(state_dir),
-        "--log",
-        str(log),
-        "--log-format",
-        "json",
-        "run",
-        "--bundle",
-        str(bundle_dir),
-        cid,
-    ]
-    pumps: list[threading.Thread] = []
-    sink_errors: list[BaseException] = []
-    with sigterm_raises():
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL if stdin is None else stdin,
-            stdout=subprocess.PIPE if callable(stdout) else stdout,
-            stderr=subprocess.PIPE if callable(stderr) else stderr,
-            # Its own session: a terminal's Ctrl-C reaches lamina, which then kills in order.
-            start_new_session=True,
-        )
+    pid_file = bundle_dir / "runc.pid"
+    pid_file.unlink(missing_ok=True)
+    argv = [runc_binary(), "--root", str(state_dir), "--log", str(log), "--log-format", "json",
+            "run", "--detach", "--pid-file", str(pid_file), "--bundle", str(bundle_dir),
+            cid]  # fmt: skip
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pipes: dict[int, Callable[[bytes], None]] = {}
+    ours: list[int] = []  # the write ends, closed once runc has handed them on
+
+    def fd_for(target: Output) -> int:
+        if not callable(target):
+            return _fd_of(target)
+        r, w = os.pipe()
+        pipes[r] = target
+        ours.append(w)
+        return w
+
+    pid: int | None = None
+    code: int | None = None
+    errors: list[Exception] = []
+    with sigterm_raises(), _subreaper():
         try:
-            for stream, sink in ((proc.stdout, stdout), (proc.stderr, stderr)):
-                if stream is not None and callable(sink):
-                    t = threading.Thread(
-                        target=_pump, args=(stream, sink, sink_errors), daemon=True
-                    )
-                    t.start()
-                    pumps.append(t)
-            try:
-                code = proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _destroy(state_dir, cid, proc)
-                msg = f"container {cid}: still running after {timeout} s; killed"
-                raise ToolError(msg) from None
-            except BaseException:
-                _destroy(state_dir, cid, proc)
-                raise
+            out_fd = fd_for(stdout)
+            err_fd = out_fd if stderr == subprocess.STDOUT else fd_for(stderr)
+            created = subprocess.run(
+                argv, stdin=subprocess.DEVNULL if stdin is None else stdin, stdout=out_fd,
+                stderr=err_fd, check=False,
+                # Its own session: a terminal's Ctrl-C reaches lamina, which kills in order.
+                start_new_session=True,
+            )  # fmt: skip
+            for w in ours:
+                os.close(w)
+            ours.clear()
+            if created.returncode == 0:
+                pid = int(pid_file.read_text().strip())
+            errors = _drain(pipes, deadline)
+            if pid is not None:
+                code = _wait_pid(pid, deadline)
+                if code is None:
+                    raise TimeoutError
+        except TimeoutError:
+            _kill(state_dir, cid, pid)
+            msg = f"container {cid}: still running after {timeout} s; killed"
+            raise ToolError(msg) from None
+        except BaseException:
+            _kill(state_dir, cid, pid)
+            raise
         finally:
-            for t in pumps:
-                t.join(_KILL_GRACE)
-            # `runc run` deletes a container whose process exited; only a killed one remains.
-            if (state_dir / cid).exists():
+            for fd in (*ours, *pipes):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if (state_dir / cid).exists() and not (code is not None
+                                                   and delete_stopped(state_dir, cid)):  # fmt: skip
                 _runc(state_dir, "delete", "--force", cid)
-    if sink_errors:
-        raise sink_errors[0]
-    failure = runc_failure(log)
-    if code != 0 and failure is not None:
+    if errors:
+        raise errors[0]
+    if code is None:
+        failure = runc_failure(log) or f"runc run exited {created.returncode}"
         mapped = exit_code_for_runc_error(failure)
         if mapped is None:
             raise ToolError(f"runc: {failure}")
         return mapped
     return code
+
+
+def _kill(state_dir: Path, cid: str, pid: int | None) -> None:
+    """Kill the container and reap its process (if it got one)."""
+    _runc(state_dir, "kill", cid, "KILL")
+    if pid is not None:
+        with contextlib.suppress(ChildProcessError):
+            if _wait_pid(pid, time.monotonic() + _KILL_GRACE) is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                _wait_pid(pid, None)

@@ -131,6 +131,10 @@ def mount(m: Mount, target: Path, *, scratch: Path | None = None) -> None:
             linkdir = Path(tempfile.mkdtemp(prefix=".lower-", dir=parent))
             m = _compact(m, linkdir)
             data = ",".join(m.options)
+        if linkdir is None:
+            # The common case: mount(2) itself, no mount(8) process to start.
+            _mount_syscall(m, target)
+            return
         if m.type == "bind" or "bind" in m.options or "rbind" in m.options:
             if not {"bind", "rbind"} & set(m.options):
                 data = ",".join(("rbind", *m.options))
@@ -152,6 +156,54 @@ def mount(m: Mount, target: Path, *, scratch: Path | None = None) -> None:
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+# mount(2) flags for the options mount(8) would turn into flags rather than pass on.
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
+_FLAG_OPTIONS = {"ro": _MS_RDONLY, "nosuid": _MS_NOSUID, "nodev": _MS_NODEV,
+                 "noexec": _MS_NOEXEC, "sync": 16, "dirsync": 128, "noatime": 1024,
+                 "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24,
+                 "bind": _MS_BIND, "rbind": _MS_BIND | _MS_REC}  # fmt: skip
+
+
+def _sys_mount(source: str | None, target: Path, fstype: str | None, flags: int,
+               data: str | None) -> int:  # fmt: skip
+    enc = os.fsencode
+    rc: int = _libc.mount(
+        enc(source) if source is not None else None,
+        enc(str(target)),
+        enc(fstype) if fstype is not None else None,
+        ctypes.c_ulong(flags),
+        enc(data) if data else None,
+    )
+    return 0 if rc == 0 else ctypes.get_errno()
+
+
+def _mount_syscall(m: Mount, target: Path) -> None:
+    """What mount(8) does for `m`: flag options become flags, the rest the fs' data; a
+    read-only bind is a bind, then a read-only remount of it."""
+    flags = 0
+    data = []
+    for option in m.options:
+        if option in _FLAG_OPTIONS:
+            flags |= _FLAG_OPTIONS[option]
+        elif option != "rw":
+            data.append(option)
+    bind = m.type == "bind" or bool(flags & _MS_BIND)
+    if bind:
+        flags |= _MS_BIND | (0 if "bind" in m.options else _MS_REC)
+        err = _sys_mount(m.source, target, None, flags & (_MS_BIND | _MS_REC), None)
+        if err == 0 and flags & ~(_MS_BIND | _MS_REC):
+            err = _sys_mount(None, target, None, flags | _MS_REMOUNT, None)
+            if err:
+                unmount(target)
+    else:
+        err = _sys_mount(m.source, target, m.type, flags, ",".join(data))
+    if err:
+        raise ToolError(
+            f"mount {m.type} on {target} failed: {os.strerror(err)}",
+            hint="check that the kernel supports overlayfs and that lamina runs as root",
+        )
 
 
 def unmount(target: Path) -> None:

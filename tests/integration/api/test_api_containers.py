@@ -488,3 +488,22 @@ def test_build_run_cannot_reach_a_block_device_either(cli: Cli, tmp_path: Path) 
     cli.ok("build", "-t", "blocktest", str(ctx))
     out = cli.ok("run", "--rm", "blocktest", "sh", "-c", "cat /count; test -e /x; echo $?")
     assert out == "0\n1\n"  # no block node was made, so nothing was read
+
+
+def _cgroups_named(cid: str) -> list[str]:
+    found = subprocess.run(["find", "/sys/fs/cgroup", "-maxdepth", "5", "-name", cid],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    return found.stdout.split()
+
+
+def test_an_exited_container_leaves_no_runc_state_or_cgroup(cli: Cli) -> None:
+    # The monitor deletes what runc made once it has reaped the process (itself, or with
+    # `runc delete` when something is left): a process left behind in the background too.
+    for script in ("exit 4", "sleep 0.3 & exit 4"):
+        cid = cli.ok("run", "-d", "busybox", "sh", "-c", script).strip()
+        assert cli("wait", cid).stdout.strip() == "4"
+        assert not (cli.root / "runc" / cid).exists()
+        assert _cgroups_named(cid) == []
+        assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", cid) == "4\n"
+    assert cli("run", "--rm", "busybox", "true").returncode == 0
+    assert not list((cli.root / "runc").iterdir())

@@ -383,11 +383,11 @@ def test_a_bad_output_is_refused_before_building(root: Path, spec: str, message:
 def test_auto_progress_without_a_terminal_streams_run_output(root: Path) -> None:
     dockerfile = (
         b"FROM busybox\n"
-        # Both streams reach lamina through one pipe, in the order runc passes them on.
-        # runc itself copies the container's stdout and stderr with one goroutine each, so
-        # writes a few milliseconds apart can still swap there: the writes are spaced.
-        b"RUN echo o1; sleep 0.2; echo e1 >&2; sleep 0.2; echo o2; sleep 0.2; echo e2 >&2;"
-        b" sleep 0.2; echo o3; sleep 1; echo after-sleep; printf no-newline\n"
+        # Both streams are one pipe from the process to lamina (fds 1 and 2 of the RUN
+        # process, nothing copying in between): writes with no delay keep their order.
+        b"RUN echo o1; echo e1 >&2; echo o2; echo e2 >&2; echo o3; sleep 1; echo after-sleep;"
+        b" i=0; while [ $i -lt 50 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done;"
+        b" printf no-newline\n"
     )
     out = ok(root, "build", "--no-cache", "-", stdin=dockerfile)
     lines = out.splitlines()
@@ -396,7 +396,8 @@ def test_auto_progress_without_a_terminal_streams_run_output(root: Path) -> None
     timed = [o for o in output if len(o) == 3 and re.fullmatch(r"\d+\.\d{3}", o[1])]
     printed = [(float(seconds), text) for _n, seconds, text in timed]
     texts = [text for _s, text in printed]
-    assert texts == ["o1", "e1", "o2", "e2", "o3", "after-sleep", "no-newline"]
+    interleaved = [f"{kind}{i}" for i in range(50) for kind in ("out", "err")]
+    assert texts == ["o1", "e1", "o2", "e2", "o3", "after-sleep", *interleaved, "no-newline"]
     seconds = dict((text, s) for s, text in printed)
     # Lines appear as they come: the one after `sleep 1` is stamped a second later.
     assert seconds["after-sleep"] - seconds["o1"] >= 0.9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -220,3 +221,38 @@ def test_bind_type_without_bind_option_is_a_bind(layers: list[Path], target: Pat
         assert (target / "etc" / "passwd").read_text() == "root\nuser\n"
         with pytest.raises(OSError):
             (target / "x").write_text("no")
+
+
+def _mount_options(target: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == str(target):
+                return fields[5].split(",")
+    raise AssertionError(f"{target} is not mounted")
+
+
+def test_mounts_made_with_the_system_call_keep_mount8s_flags(tmp_path: Path) -> None:
+    # mount(2) directly, no mount(8): options mount(8) makes flags must become flags.
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    (lower / "f").write_text("x")
+    view = tmp_path / "view"
+    view.mkdir()
+    with mounted(overlay_mount([lower]), view):  # one layer: a read-only recursive bind
+        assert "ro" in _mount_options(view)
+        with pytest.raises(OSError) as exc:
+            (view / "new").write_text("y")
+        assert exc.value.errno == errno.EROFS
+    upper, work, merged = tmp_path / "upper", tmp_path / "work", tmp_path / "merged"
+    for d in (upper, work, merged):
+        d.mkdir()
+    m = overlay_mount([lower], upper, work, extra_options=("nodev",))
+    with mounted(m, merged):
+        assert {"rw", "nodev"} <= set(_mount_options(merged))
+        (merged / "new").write_text("y")
+    assert (upper / "new").read_text() == "y"
+    with pytest.raises(ToolError, match=r"mount overlay on .* failed"):
+        mounted_overlay = overlay_mount([tmp_path / "absent", lower], upper, work)
+        with mounted(mounted_overlay, merged):
+            pass

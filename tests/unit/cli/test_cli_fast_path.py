@@ -1,0 +1,34 @@
+"""The CLI's fast path: a container command loads only the container commands' module."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from lamina.cli._main import CONTAINER_COMMANDS, command_name
+
+
+def test_command_name_skips_global_options() -> None:
+    assert command_name(["--root", "/x", "--debug", "run", "--rm", "img"]) == "run"
+    assert command_name(["--debug", "ps", "-a"]) == "ps"
+    assert command_name(["--root", "/x"]) is None
+    assert command_name(["--", "images"]) == "images"
+    assert command_name([]) is None
+
+
+def test_container_commands_are_all_defined_by_the_container_module() -> None:
+    # In a fresh interpreter: only _container_cmds registered, every fast-path name exists.
+    code = (
+        "from lamina.cli._main import cli, CONTAINER_COMMANDS\n"
+        "from lamina.cli import _container_cmds\n"
+        "import sys\n"
+        "missing = sorted(CONTAINER_COMMANDS - set(cli.commands))\n"
+        "heavy = sorted(m for m in ('lamina.builder', 'lamina.cli._build_cmd',\n"
+        "    'lamina.cli._image_cmds', 'lamina.cli._template', 'rich', 'httpx')\n"
+        "    if m in sys.modules)\n"
+        "print(missing, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()  # fmt: skip
+    assert out == "[] []"
+    assert "run" in CONTAINER_COMMANDS
