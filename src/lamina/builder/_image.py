@@ -75,14 +75,15 @@ def layer_from_entries(
     source_date_epoch: int | None,
 ) -> LayerRecord:
     """A layer of `directory` (every entry added) plus `entries` read from where they are
-    (a COPY from the context), written once into its new snapshot."""
+    (a COPY from the context): each entry is copied straight into `directory` and hashed
+    from that copy, then `directory` becomes the snapshot (on the store's file system)."""
     from lamina.layers import changes_from_dir, sort_changes
-    from lamina.transport import commit_changes_layer
+    from lamina.transport import commit_copy_layer
 
     merged = {c.path: c for c in changes_from_dir(directory)}
     merged.update(entries)
     changes = sort_changes(list(merged.values()))
-    return commit_changes_layer(store, lease, changes, source_date_epoch=source_date_epoch)
+    return commit_copy_layer(store, lease, directory, changes, source_date_epoch=source_date_epoch)
 
 
 def ensure_snapshots(store: Store, lease: Lease, layers: Sequence[LayerRecord]) -> list[Path]:

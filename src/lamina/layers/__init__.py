@@ -49,6 +49,10 @@ tar back byte for byte (DigestMismatchError at its end if the snapshot changed),
 ``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for.
 ``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass;
 ``record_entries(record_path)`` gives them again later from the record alone.
+``stage_changes(changes, directory, source_date_epoch=...)`` copies changes whose sources
+live elsewhere (a COPY's context files) into ``directory`` entry by entry, yielding each;
+``write_layer(that, None, record=..., content_root=directory)`` hashes the same tar from
+the copies: the snapshot is written straight, never through a tar and an applier.
 
 File index: ``EntryCollector()`` passed as ``collect=`` to ``write_layer``,
 ``write_layer_blob`` or ``scan_layer`` (or fed ``tar_entry`` by any reader loop) gathers
@@ -100,6 +104,7 @@ from lamina.layers._scoped import (
     require_file_in_root,
     resolve_in_root,
 )
+from lamina.layers._stagecopy import stage_changes
 from lamina.layers._tarheader import build_header
 from lamina.layers._tarread import (
     ByteStream,
@@ -188,6 +193,7 @@ __all__ = [
     "scan_layer",
     "snapshot_extras",
     "sort_changes",
+    "stage_changes",
     "write_layer",
     "write_layer_blob",
 ]

@@ -150,6 +150,7 @@ def write_layer(
     source_date_epoch: int | None = None,
     record: SplitRecorder | None = None,
     collect: EntryCollector | None = None,
+    content_root: str | None = None,
 ) -> LayerStats:
     """Write ``changes`` (in layer order, see ``sort_changes``) as a tar to ``out``.
 
@@ -157,7 +158,9 @@ def write_layer(
     directory); ``record`` receives the tar-split record, file content named by
     ``Change.path``, so the tar can be rebuilt from that directory. ``collect`` gets each
     entry as it is written (its file index; file content hashed from the bytes being
-    copied, never read twice).
+    copied, never read twice). ``content_root``: file bodies are read from
+    ``content_root/<Change.path>`` (a copy just made there, see ``stage_changes``) instead
+    of ``Change.source``; headers still come from the change (its ``st``, xattrs, link).
     """
     sink = _Output(out, record)
     entries = 0
@@ -218,9 +221,13 @@ def write_layer(
         entries += 1
         digest = hashlib.sha256() if collect is not None and fmt == stat.S_IFREG else None
         if size:
-            fd = _open_nofollow(change.source)
+            body = (
+                change.source if content_root is None
+                else os.path.join(content_root, change.path)
+            )  # fmt: skip
+            fd = _open_nofollow(body)
             try:
-                sink.copy_file(fd, size, change.source, change.path, digest)
+                sink.copy_file(fd, size, body, change.path, digest)
             finally:
                 os.close(fd)
         if collect is not None:

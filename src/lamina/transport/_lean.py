@@ -20,7 +20,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -41,6 +41,7 @@ from lamina.layers import (
     open_layer_reader,
     record_entries,
     snapshot_extras,
+    stage_changes,
     write_layer,
 )
 from lamina.oci import Descriptor, media_types
@@ -185,22 +186,26 @@ def commit_dir_layer(
     store: Store,
     lease: Lease,
     directory: Path,
-    changes: list[Change],
+    changes: Iterable[Change],
     *,
     source_date_epoch: int | None,
     on_entry: EntryHook | None = None,
+    content_root: Path | None = None,
 ) -> LayerRecord:
     """Make ``directory`` (on the store's file system, holding exactly ``changes`` at their
     paths) the snapshot of the layer those changes write: the tar is hashed and recorded,
     never stored or compressed, and the directory is renamed into place. ``on_entry``
-    sees each entry, as the tar has it, read back from the record."""
+    sees each entry, as the tar has it, read back from the record. ``content_root``
+    (``directory`` itself): file bodies are hashed from there, not from the sources."""
     record_tmp = record_tmp_path(store, "sha256:" + "0" * 64)
     try:
         with open(record_tmp, "xb") as f:
             recorder = SplitRecorder(f)
             index = EntryCollector()  # the file index, from this same pass
             stats = write_layer(changes, None, source_date_epoch=source_date_epoch,
-                                record=recorder, collect=index)  # fmt: skip
+                                record=recorder, collect=index,
+                                content_root=None if content_root is None
+                                else os.fspath(content_root))  # fmt: skip
             recorder.close()
             f.flush()
             os.fsync(f.fileno())
@@ -231,6 +236,26 @@ def commit_dir_layer(
         for entry in record_entries(store.record_path(diff_id)):
             on_entry(entry)
     return LayerRecord(diff_id, diff_id, media_types.OCI_LAYER, stats.size, stats.size)
+
+
+def commit_copy_layer(
+    store: Store,
+    lease: Lease,
+    directory: Path,
+    changes: Sequence[Change],
+    *,
+    source_date_epoch: int | None,
+    on_entry: EntryHook | None = None,
+) -> LayerRecord:
+    """A COPY's layer: ``changes`` (in layer order; files, dirs and symlinks whose sources
+    live anywhere, or already in ``directory``) are copied straight into ``directory``
+    (on the store's file system) entry by entry, in the kernel, and the tar they stand
+    for is hashed and recorded from those fresh copies right behind; then ``directory``
+    becomes the snapshot. The tar, its diff_id and record are those
+    ``commit_changes_layer`` gives for the same changes; no tar is written or parsed."""
+    staged = stage_changes(changes, os.fspath(directory), source_date_epoch=source_date_epoch)
+    return commit_dir_layer(store, lease, directory, staged, source_date_epoch=source_date_epoch,
+                            on_entry=on_entry, content_root=directory)  # fmt: skip
 
 
 def commit_changes_layer(
@@ -487,6 +512,7 @@ __all__ = [
     "LayerBlob",
     "LayerLimits",
     "commit_changes_layer",
+    "commit_copy_layer",
     "commit_dir_layer",
     "ensure_layers",
     "ingest_layer",
