@@ -98,7 +98,10 @@ class ImagesMixin:
                 _UPSERT_TAG,
                 [(name, manifest_digest) for name in tags],
             )
-        return self.get_image(manifest_digest)
+            # Read back inside the transaction: once it commits, a prune may take an
+            # untagged image before a second read could see it.
+            (image,) = self._load_images(db, manifest_digest)
+        return image
 
     def _blob_size(self, digest: str, what: str) -> int:
         try:
