@@ -306,16 +306,7 @@ class Writer:
         """Check size and digest, then publish the blob; idempotent if it exists."""
         if self._committed is not None:
             return self._committed
-        actual = "sha256:" + self._hash.hexdigest()
-        if self._expected_size is not None and self.offset != self._expected_size:
-            self._discard()
-            raise InvalidInputError(
-                f"blob {self._expected or actual}: expected {self._expected_size} bytes, "
-                f"got {self.offset}"
-            )
-        if self._expected is not None and actual != self._expected:
-            self._discard()
-            raise DigestMismatchError(f"blob of {self.offset} bytes", self._expected, actual)
+        actual = self._checked_digest()
         if self._expected is None and self._lease is not None:
             self._lease.add_blob(actual)
         target = self._store.blobs_dir / actual[len("sha256:") :]
@@ -335,6 +326,12 @@ class Writer:
         """Check size and digest as `commit` does, without publishing the blob: its bytes
         were needed only on the way (a pulled layer unpacked as it arrived, not kept).
         The file goes when the writer's block exits."""
+        actual = self._checked_digest()
+        return BlobInfo(actual, self.offset)
+
+    def _checked_digest(self) -> str:
+        """The written bytes' digest, once their size and digest are the expected ones;
+        otherwise the file is discarded and the mismatch raised."""
         actual = "sha256:" + self._hash.hexdigest()
         if self._expected_size is not None and self.offset != self._expected_size:
             self._discard()
@@ -345,7 +342,7 @@ class Writer:
         if self._expected is not None and actual != self._expected:
             self._discard()
             raise DigestMismatchError(f"blob of {self.offset} bytes", self._expected, actual)
-        return BlobInfo(actual, self.offset)
+        return actual
 
     def _discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
