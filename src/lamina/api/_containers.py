@@ -388,7 +388,13 @@ class Containers:
         image = self.store.get_image(record.image)
         lowers = [d / "init", *self._lowers(image)[::-1]]
         # nodev: a device node in the image or made in the container opens nothing.
-        m = overlay_mount(lowers, d / "upper", d / "work", extra_options=("nodev",))
+        options = ["nodev"]
+        if record.state["spec"].get("autoremove"):
+            # The read-write layer of a --rm container is thrown away: overlayfs need not
+            # sync it, and its unmount then does not wait for every dirty page of the
+            # file system the store is on (a syncfs, seconds on a busy disk).
+            options.append("volatile")
+        m = overlay_mount(lowers, d / "upper", d / "work", extra_options=options)
         mount(m, d / "rootfs", scratch=d)
 
     def start(self, ref: str, attach: Attach | None = None) -> tuple[ContainerRecord, Any]:

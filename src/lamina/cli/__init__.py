@@ -20,18 +20,24 @@ formatter: `.ID`, `.Image`, `.Command`, `.CreatedAt`, `.Status`, `.Names`, …),
 
 from typing import TYPE_CHECKING, Any
 
-from lamina.cli._main import cli, main
+from lamina.cli._launch import main
 
 if TYPE_CHECKING:
+    from lamina.cli._main import cli
     from lamina.cli._template import TemplateError, format_rows, render
 
 
 def __getattr__(name: str) -> Any:
-    # The template engine loads on first use: `lamina run` never needs it.
+    # The template engine loads on first use: `lamina run` never needs it, nor click
+    # (`main` parses a `run` line itself; see `_launch`).
     if name in ("TemplateError", "format_rows", "render"):
         from lamina.cli import _template
 
         return getattr(_template, name)
+    if name == "cli":
+        from lamina.cli import _main
+
+        return _main.cli
     raise AttributeError(f"module 'lamina.cli' has no attribute {name!r}")
 
 __all__ = ["TemplateError", "cli", "format_rows", "main", "render"]

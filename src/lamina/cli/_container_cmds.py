@@ -3,19 +3,16 @@ container prune. Arguments and presentation only; `Lamina.containers` does the w
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
-import termios
-import tty as ttymod
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from lamina.cli._format import created_since, human_size, truncate
+from lamina.cli._launch import RUN_OPTIONS, run_container
 from lamina.cli._main import _Context, cli
 from lamina.errors import LaminaError
 
@@ -37,76 +34,37 @@ def _fail(exc: LaminaError, code: int) -> None:
     sys.exit(code)
 
 
-@contextlib.contextmanager
-def _raw_terminal(enabled: bool) -> Iterator[None]:
-    """Put the terminal in raw mode while a `-t` container is attached; restore it after."""
-    if not enabled or not os.isatty(0):
-        yield
-        return
-    saved = termios.tcgetattr(0)
-    ttymod.setraw(0)
-    try:
-        yield
-    finally:
-        termios.tcsetattr(0, termios.TCSADRAIN, saved)
-
-
 # -- run -------------------------------------------------------------------------------
 
 
+def _run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The click options of `run`, made from the table the lean entry point parses by."""
+    for flags, dest, kind, help_text in reversed(RUN_OPTIONS):
+        if kind == "flag":
+            command = click.option(*flags, dest, is_flag=True, help=help_text)(command)
+        elif kind in ("multi", "path"):
+            path = click.Path(path_type=Path) if kind == "path" else None
+            command = click.option(*flags, dest, multiple=True, type=path,
+                                   help=help_text)(command)  # fmt: skip
+        elif kind == "int":
+            command = click.option(*flags, dest, type=int, help=help_text)(command)
+        elif isinstance(kind, tuple):
+            command = click.option(*flags, dest, type=click.Choice(list(kind)),
+                                   help=help_text)(command)  # fmt: skip
+        else:
+            command = click.option(*flags, dest, help=help_text)(command)
+    return command
+
+
 @cli.command(context_settings={**_NO_SHORT_HELP, "allow_interspersed_args": False})
-@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
-@click.option("-d", "--detach", is_flag=True, help="Run in the background; print the ID.")
-@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (pass it on).")
-@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
-@click.option("--name", help="Name the container.")
-@click.option("-e", "--env", multiple=True, help="Set K=V (K alone: from this environment).")
-@click.option("--env-file", multiple=True, type=click.Path(path_type=Path), help="Read env.")
-@click.option("-w", "--workdir", help="Working directory inside the container.")
-@click.option("-u", "--user", help="USER[:GROUP], by name or number.")
-@click.option("--entrypoint", help="Override the image's ENTRYPOINT ('' clears it).")
-@click.option("--network", type=click.Choice(["host", "none"]), help="Network (default host).")
-@click.option("-v", "--volume", "volumes", multiple=True, help="HOST:CTR[:ro] bind mount.")
-@click.option("--read-only", is_flag=True, help="Mount the root file system read-only.")
-@click.option("-h", "--hostname", help="Container host name.")
-@click.option("--init", is_flag=True, help="Run an init (tini) as PID 1.")
-@click.option("--stop-signal", help="Signal to stop the container.")
-@click.option("--stop-timeout", type=int, help="Seconds before SIGKILL on stop.")
-@click.option("--security-opt", "security_opts", multiple=True, help="no-new-privileges.")
+@_run_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx: click.Context, remove: bool, detach: bool, interactive: bool, tty: bool,
-        name: str | None, env: tuple[str, ...], env_file: tuple[Path, ...], workdir: str | None,
-        user: str | None, entrypoint: str | None, network: str | None,
-        volumes: tuple[str, ...], read_only: bool, hostname: str | None, init: bool,
-        stop_signal: str | None, stop_timeout: int | None, security_opts: tuple[str, ...],
-        image: str, command: tuple[str, ...]) -> None:  # fmt: skip
+def run(ctx: click.Context, /, **params: Any) -> None:
     """Run a command in a new container (exit status: the command's; 125 lamina failed,
     126 the command cannot be invoked, 127 not found)."""
-    from lamina.api import Attach, ContainerExit, RunOptions
-
-    opts = RunOptions(
-        image=image, command=command, name=name, detach=detach, remove=remove,
-        interactive=interactive, tty=tty, env=env, env_files=env_file, workdir=workdir,
-        user=user, entrypoint=entrypoint, network=network, volumes=volumes,
-        read_only=read_only, hostname=hostname, init=init, stop_signal=stop_signal,
-        stop_timeout=stop_timeout, security_opts=security_opts,
-    )  # fmt: skip
-    attach = Attach(0 if interactive else None, 1, 2)
-    try:
-        with _raw_terminal(tty and interactive and not detach):
-            cid, code = _api(ctx).containers.run(opts, attach)
-    except ContainerExit as e:
-        _fail(e, e.code)
-        return
-    except LaminaError as e:
-        _fail(e, 125)
-        return
-    if detach:
-        click.echo(cid)
-        return
-    sys.exit(code or 0)
+    run_container(ctx.find_root().obj, params)
 
 
 @cli.command()

@@ -2,57 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
+from lamina.cli._launch import Context, exit_now, print_error
 from lamina.errors import LaminaError
 
-if TYPE_CHECKING:
-    from lamina.api import Lamina
-
-
-def _print_error(message: str, hint: str | None) -> None:
-    # rich is imported only when there is something to render: start-up time is a
-    # cost every command pays, and a cached build is measured in tens of milliseconds.
-    from rich.console import Console
-    from rich.text import Text
-
-    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-    stderr.print(Text.assemble(("Error: ", "bold red"), message))
-    if hint:
-        stderr.print(Text.assemble(("hint: ", "dim"), hint))
-
-
-class _Context:
-    def __init__(self, root: Path | None, debug: bool) -> None:
-        self.root = root
-        self.debug = debug
-        self._api: Lamina | None = None
-
-    def api(self) -> Lamina:
-        # Imported here so `lamina --help` and usage errors stay fast.
-        from lamina.api import Lamina
-
-        if self._api is None:
-            self._api = Lamina(self.root, progress=_migration_progress)
-            # What dead lamina processes left on this root goes first, one line each.
-            for line in self._api.recover():
-                print(f"lamina: {line}", file=sys.stderr)
-        return self._api
-
-
-def _migration_progress(done: int, total: int, diff_id: str) -> None:
-    """A store from before the lean model is migrated once, on first use: say so."""
-    if done < total:
-        print(f"\rmigrating the store: layer {done + 1}/{total} {diff_id[7:19]}",
-              end="", file=sys.stderr, flush=True)  # fmt: skip
-    else:
-        print(f"\rmigrated the store: {total} layers unpacked{' ' * 20}", file=sys.stderr)
+# The lean entry point's pieces, under the names the command modules use.
+_print_error = print_error
+_Context = Context
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,7 +28,7 @@ def _migration_progress(done: int, total: int, diff_id: str) -> None:
 @click.pass_context
 def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
     """lamina: build, store, run and ship container images as stacks of layers."""
-    ctx.obj = _Context(root, debug)
+    ctx.obj = Context(root, debug)
 
 
 # Commands that `_container_cmds` alone defines: for these, main() imports no other command
@@ -110,26 +71,16 @@ def register_commands(argv: list[str]) -> bool:
 
 
 def main() -> None:
-    """Run the CLI: a LaminaError is one line (and a hint) on stderr and exit status 1."""
+    """Run the CLI through click (`lamina.cli._launch.main` tries its fast path first)."""
     if not register_commands(sys.argv[1:]):
         _main()
         return
-    # A container command ends without the interpreter's teardown (module and object
-    # finalization, the database's checkpoint on close: tens of milliseconds of every
-    # `lamina run`). Nothing it started needs it: its records are committed, its output is
-    # written by the monitor or flushed here, and the monitor owns the container.
     try:
         _main()
         code: object = 0
     except SystemExit as exc:
         code = exc.code
-    if code is not None and not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code or 0)
+    exit_now(code)
 
 
 def _main() -> None:

@@ -73,28 +73,10 @@ SecureJoin model: symlinks followed but scoped, dir fds and ``O_NOFOLLOW``)::
 
 from __future__ import annotations
 
-from typing import BinaryIO
+import importlib
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from lamina.layers._apply import ApplyStats, EntryHook, ScanStats, apply_layer, scan_layer
-from lamina.layers._changes import (
-    Change,
-    ChangeKind,
-    changes_from_dir,
-    changes_from_overlay_upper,
-    diff_trees,
-    sort_changes,
-)
-from lamina.layers._compress import (
-    MAGIC,
-    Compression,
-    LayerBlobInfo,
-    LayerBlobReader,
-    LayerBlobWriter,
-    open_layer_reader,
-    sniff_compression,
-)
 from lamina.layers._epoch import source_date_epoch
-from lamina.layers._index import EntryCollector
 from lamina.layers._scoped import (
     MAX_SYMLINK_HOPS,
     Resolved,
@@ -104,25 +86,6 @@ from lamina.layers._scoped import (
     require_file_in_root,
     resolve_in_root,
 )
-from lamina.layers._stagecopy import stage_changes
-from lamina.layers._tarheader import build_header
-from lamina.layers._tarread import (
-    ByteStream,
-    EntryReader,
-    EntryType,
-    Limits,
-    TarEntry,
-    TarReader,
-    read_entries,
-)
-from lamina.layers._tarsplit import (
-    RebuiltTar,
-    SplitRecorder,
-    count_entries,
-    record_entries,
-    snapshot_extras,
-)
-from lamina.layers._tarwrite import LayerStats, write_layer
 from lamina.layers._whiteout import (
     OVERLAY_OPAQUE_XATTRS,
     is_overlay_opaque,
@@ -131,17 +94,129 @@ from lamina.layers._whiteout import (
     is_overlay_xattr,
 )
 
+if TYPE_CHECKING:
+    from lamina.layers._apply import (
+        ApplyStats,
+        EntryHook,
+        ScanStats,
+        apply_layer,
+        scan_layer,
+    )
+    from lamina.layers._changes import (
+        Change,
+        ChangeKind,
+        changes_from_dir,
+        changes_from_overlay_upper,
+        diff_trees,
+        sort_changes,
+    )
+    from lamina.layers._compress import (
+        MAGIC,
+        Compression,
+        LayerBlobInfo,
+        LayerBlobReader,
+        LayerBlobWriter,
+        open_layer_reader,
+        sniff_compression,
+    )
+    from lamina.layers._index import (
+        EntryCollector,
+    )
+    from lamina.layers._stagecopy import (
+        stage_changes,
+    )
+    from lamina.layers._tarheader import (
+        build_header,
+    )
+    from lamina.layers._tarread import (
+        ByteStream,
+        EntryReader,
+        EntryType,
+        Limits,
+        TarEntry,
+        TarReader,
+        read_entries,
+    )
+    from lamina.layers._tarsplit import (
+        RebuiltTar,
+        SplitRecorder,
+        count_entries,
+        record_entries,
+        snapshot_extras,
+    )
+    from lamina.layers._tarwrite import (
+        LayerStats,
+        write_layer,
+    )
+
+# Loaded on first use: resolving a path in a rootfs (`lamina run`) needs none of the tar
+# readers and writers, nor the compressors (zstandard, isal, bz2, lzma) behind them.
+_LAZY = {
+    "ApplyStats": "lamina.layers._apply",
+    "EntryHook": "lamina.layers._apply",
+    "ScanStats": "lamina.layers._apply",
+    "apply_layer": "lamina.layers._apply",
+    "scan_layer": "lamina.layers._apply",
+    "Change": "lamina.layers._changes",
+    "ChangeKind": "lamina.layers._changes",
+    "changes_from_dir": "lamina.layers._changes",
+    "changes_from_overlay_upper": "lamina.layers._changes",
+    "diff_trees": "lamina.layers._changes",
+    "sort_changes": "lamina.layers._changes",
+    "MAGIC": "lamina.layers._compress",
+    "Compression": "lamina.layers._compress",
+    "LayerBlobInfo": "lamina.layers._compress",
+    "LayerBlobReader": "lamina.layers._compress",
+    "LayerBlobWriter": "lamina.layers._compress",
+    "open_layer_reader": "lamina.layers._compress",
+    "sniff_compression": "lamina.layers._compress",
+    "EntryCollector": "lamina.layers._index",
+    "stage_changes": "lamina.layers._stagecopy",
+    "build_header": "lamina.layers._tarheader",
+    "ByteStream": "lamina.layers._tarread",
+    "EntryReader": "lamina.layers._tarread",
+    "EntryType": "lamina.layers._tarread",
+    "Limits": "lamina.layers._tarread",
+    "TarEntry": "lamina.layers._tarread",
+    "TarReader": "lamina.layers._tarread",
+    "read_entries": "lamina.layers._tarread",
+    "RebuiltTar": "lamina.layers._tarsplit",
+    "SplitRecorder": "lamina.layers._tarsplit",
+    "count_entries": "lamina.layers._tarsplit",
+    "record_entries": "lamina.layers._tarsplit",
+    "snapshot_extras": "lamina.layers._tarsplit",
+    "LayerStats": "lamina.layers._tarwrite",
+    "write_layer": "lamina.layers._tarwrite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lamina.layers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(n for n in globals() if n.startswith("_"))})
+
 
 def write_layer_blob(
     changes: list[Change],
     out: BinaryIO,
-    compression: Compression = Compression.GZIP,
+    compression: Compression | None = None,
     *,
     source_date_epoch: int | None = None,
     collect: EntryCollector | None = None,
 ) -> LayerBlobInfo:
-    """Write ``changes`` as a compressed layer blob to ``out`` in one pass."""
-    writer = LayerBlobWriter(out, compression)
+    """Write ``changes`` as a compressed layer blob to ``out`` in one pass (gzip unless
+    `compression` says otherwise)."""
+    from lamina.layers._compress import Compression, LayerBlobWriter
+    from lamina.layers._tarwrite import write_layer
+
+    writer = LayerBlobWriter(out, compression if compression is not None else Compression.GZIP)
     write_layer(changes, writer, source_date_epoch=source_date_epoch, collect=collect)
     return writer.finish()
 

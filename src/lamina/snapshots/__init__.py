@@ -52,7 +52,9 @@ A read-only view (no upper) is the same without step 3-4. Without overlayfs,
 ``materialize(lowerdirs, target)`` copies the stack into a plain directory instead.
 """
 
-from lamina.snapshots._materialize import materialize
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from lamina.snapshots._mount import (
     MAX_LOWERDIRS,
     Mount,
@@ -63,19 +65,51 @@ from lamina.snapshots._mount import (
     overlay_mount,
     unmount,
 )
-from lamina.snapshots._prepare import (
-    LayerRef,
-    LayerStore,
-    SnapshotLease,
-    ensure_snapshots,
-    record_tmp_path,
-    unpack_blob,
-    unpack_layer,
-)
-from lamina.snapshots._snapshot import unpack_snapshot
-from lamina.snapshots._snapshotter import Snapshotter
 from lamina.snapshots._stubs import clean_upper, find_stubs
 from lamina.store import RECORD_SUFFIX
+
+if TYPE_CHECKING:
+    from lamina.snapshots._materialize import materialize
+    from lamina.snapshots._prepare import (
+        LayerRef,
+        LayerStore,
+        SnapshotLease,
+        ensure_snapshots,
+        record_tmp_path,
+        unpack_blob,
+        unpack_layer,
+    )
+    from lamina.snapshots._snapshot import unpack_snapshot
+    from lamina.snapshots._snapshotter import Snapshotter
+
+# Loaded on first use: mounting a container's layers (`lamina run`) needs none of the
+# unpacking code, nor the tar readers and compressors behind it.
+_LAZY = {
+    "materialize": "lamina.snapshots._materialize",
+    "LayerRef": "lamina.snapshots._prepare",
+    "LayerStore": "lamina.snapshots._prepare",
+    "SnapshotLease": "lamina.snapshots._prepare",
+    "ensure_snapshots": "lamina.snapshots._prepare",
+    "record_tmp_path": "lamina.snapshots._prepare",
+    "unpack_blob": "lamina.snapshots._prepare",
+    "unpack_layer": "lamina.snapshots._prepare",
+    "unpack_snapshot": "lamina.snapshots._snapshot",
+    "Snapshotter": "lamina.snapshots._snapshotter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lamina.snapshots' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(n for n in globals() if n.startswith("_"))})
+
 
 __all__ = [
     "RECORD_SUFFIX",
