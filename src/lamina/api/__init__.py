@@ -18,20 +18,17 @@ The CLI is a presentation of these; tests use them directly.
 
 from typing import TYPE_CHECKING, Any
 
-from lamina.api._build import (
-    build_image,
-    check_dockerfile,
-    parse_build_args,
-    parse_labels,
-    parse_secret,
-    parse_ssh,
-)
-from lamina.api._history import HistoryRow, history_rows
 from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, normalize_tag
-from lamina.api._replay import BuildRequest
-from lamina.api._transfer_types import LoadResult
 
 if TYPE_CHECKING:
+    from lamina.api._build import (
+        build_image,
+        check_dockerfile,
+        parse_build_args,
+        parse_labels,
+        parse_secret,
+        parse_ssh,
+    )
     from lamina.api._containers import (
         Attach,
         ContainerExit,
@@ -40,18 +37,36 @@ if TYPE_CHECKING:
         RunOptions,
         describe_status,
     )
+    from lamina.api._history import HistoryRow, history_rows
+    from lamina.api._replay import BuildRequest
+    from lamina.api._transfer_types import LoadResult
 
-# Loaded on first use: every command imports lamina.api, few of them run containers.
-_CONTAINERS = {"Attach", "ContainerExit", "ContainerInfo", "Containers", "RunOptions",
-               "describe_status"}  # fmt: skip
+# Loaded on first use: every command imports lamina.api, and `lamina run` needs none of these.
+_LAZY = {
+    **dict.fromkeys(("Attach", "ContainerExit", "ContainerInfo", "Containers", "RunOptions",
+                     "describe_status"), "lamina.api._containers"),
+    **dict.fromkeys(("build_image", "check_dockerfile", "parse_build_args", "parse_labels",
+                     "parse_secret", "parse_ssh"), "lamina.api._build"),
+    "HistoryRow": "lamina.api._history",
+    "history_rows": "lamina.api._history",
+    "BuildRequest": "lamina.api._replay",
+    "LoadResult": "lamina.api._transfer_types",
+}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CONTAINERS:
-        import importlib
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lamina.api' has no attribute {name!r}")
+    import importlib
 
-        return getattr(importlib.import_module("lamina.api._containers"), name)
-    raise AttributeError(f"module 'lamina.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(n for n in globals() if n.startswith("_"))})
 
 
 __all__ = [

@@ -274,6 +274,12 @@ class Containers:
             with contextlib.suppress(LaminaError):
                 self.store.remove_container(cid)
             raise
+        if opts.remove:
+            # `run --rm` starts it next, and that write records the prepared spec with the
+            # running state (one fsynced transaction less); were this command to die first,
+            # the owner it names is dead and the next command removes the container, as
+            # --rm would have.
+            return record
         state["owner"] = None
         self.store.set_container_state(cid, state)
         return self.store.get_container(cid)
@@ -400,9 +406,14 @@ class Containers:
     def start(self, ref: str, attach: Attach | None = None) -> tuple[ContainerRecord, Any]:
         """Start a created or exited container; return it and the monitor's pipe
         (`Started`). ContainerExit when runc cannot start the process."""
-        record = self.refresh(self.get(ref))
+        return self._start(self.get(ref), attach)
+
+    def _start(
+        self, found: ContainerRecord, attach: Attach | None
+    ) -> tuple[ContainerRecord, Any]:
+        record = self.refresh(found)
         if record is None:
-            raise NotFoundError(f"no such container: {ref}")
+            raise NotFoundError(f"no such container: {found.id}")
         status = record.state["status"]
         if status == "running":
             return record, None
@@ -572,7 +583,7 @@ class Containers:
         proxy = _SignalProxy(self, record.id)
         with proxy if not opts.detach else contextlib.nullcontext():
             try:
-                record, started = self.start(record.id, None if opts.detach else attach)
+                record, started = self._start(record, None if opts.detach else attach)
             except BaseException:
                 if opts.remove:
                     self._remove_quietly(record.id)

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from lamina.api._history import HistoryRow, history_rows
-from lamina.api._transfer_types import LoadResult
 from lamina.errors import ConflictError, InvalidInputError, NotFoundError
 from lamina.oci import ImageConfig, Reference, parse_reference
 from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store, open_store
@@ -21,7 +19,9 @@ from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store,
 if TYPE_CHECKING:
     from lamina.analysis import Comparison, ImageReport, LayerInput, StoreReport
     from lamina.api._containers import Containers
+    from lamina.api._history import HistoryRow
     from lamina.api._registry import PullResult, PushResult
+    from lamina.api._transfer_types import LoadResult
     from lamina.builder import BuildResult
     from lamina.transport import LayerLimits
 
@@ -235,6 +235,8 @@ class Lamina:
 
     def history(self, ref: str) -> list[HistoryRow]:
         image = self.resolve(ref)
+        from lamina.api._history import history_rows
+
         return history_rows(image.id, self.config(image), self.layer_sizes(image))
 
     def inspect(self, ref: str) -> dict[str, Any]:

@@ -27,11 +27,11 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import gc
 import json
 import os
 import selectors
 import signal
-import socket
 import struct
 import subprocess
 import termios
@@ -39,6 +39,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lamina.runtime._logs import LOG_FILE, LogWriter
 from lamina.runtime._owner import Owner, current_owner
@@ -48,6 +49,9 @@ from lamina.runtime._runc import (
     runc_binary,
     runc_failure,
 )
+
+if TYPE_CHECKING:
+    import socket
 
 MONITOR_FILE = "monitor.json"
 EXIT_FILE = "exit.json"
@@ -151,7 +155,12 @@ def spawn_monitor(spec: MonitorSpec, then: Sequence[str] | None = None) -> Start
     Call it with no other thread running: the monitor is a fork of this process.
     """
     r, w = os.pipe()
+    # The monitor never collects what it inherits: frozen, those objects are not walked
+    # by its garbage collector, whose writes would copy the parent's pages one by one.
+    gc.freeze()
     pid = os.fork()
+    if pid != 0:
+        gc.unfreeze()
     if pid == 0:  # pragma: no cover - runs in the forked child
         try:
             os.close(r)
@@ -265,6 +274,8 @@ def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str
     pipes: dict[int, str] = {}
     child_ends: list[int] = []
     if spec.tty:
+        import socket  # only a terminal's master comes through a socket
+
         here = os.path.relpath(spec.bundle_dir / _CONSOLE_SOCKET)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(here)
@@ -296,6 +307,8 @@ def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str
         return False, mapped if mapped is not None else EXIT_LAMINA_FAILED, failure
     master: int | None = None
     if console is not None:
+        import socket
+
         console.settimeout(10)
         conn, _ = console.accept()
         with conn:
