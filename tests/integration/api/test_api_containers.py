@@ -87,6 +87,18 @@ def test_exit_codes_are_the_process_own_or_dockers(cli: Cli) -> None:
     assert not list((cli.root / "runc").iterdir())
 
 
+def test_only_a_removed_containers_layer_skips_syncs(cli: Cli) -> None:
+    # --rm throws the read-write layer away: its overlay is volatile (no syncfs of the whole
+    # disk at unmount). A kept container's changes must survive a power loss: not volatile.
+    def root_options(*args: str) -> str:
+        mounts = cli.ok("run", *args, "busybox", "cat", "/proc/mounts").splitlines()
+        [root] = [line for line in mounts if line.split()[1] == "/"]
+        return root.split()[3]
+
+    assert "volatile" in root_options("--rm")
+    assert "volatile" not in root_options()
+
+
 def test_entrypoint_and_cmd(cli: Cli) -> None:
     img = cli.ok("commit", "-c", 'ENTRYPOINT ["echo", "ep"]', "-c", 'CMD ["default"]',
                  _made(cli), "epimg").strip()  # fmt: skip
