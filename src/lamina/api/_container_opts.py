@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from lamina.errors import InvalidInputError
 from lamina.runtime import DEFAULT_PATH
@@ -93,8 +93,7 @@ def process_env(
     return env
 
 
-@dataclass(frozen=True)
-class Volume:
+class Volume(NamedTuple):
     """`-v HOST:CTR[:ro|rw]` checked: an absolute host path, a clean absolute container path."""
 
     source: Path

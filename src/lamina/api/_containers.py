@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lamina.api._container_opts import (
     merge_env,
@@ -133,8 +133,7 @@ class RunOptions:
     host_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
-@dataclass(frozen=True)
-class Attach:
+class Attach(NamedTuple):
     """The command's own fds a started container talks to (None: not attached)."""
 
     stdin: int | None = None
@@ -142,8 +141,7 @@ class Attach:
     stderr: int | None = None
 
 
-@dataclass(frozen=True)
-class ContainerInfo:
+class ContainerInfo(NamedTuple):
     """A container as `ps` and `inspect` show it."""
 
     id: str

@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 LOG_FILE = "container.log"
 
@@ -47,8 +46,7 @@ class LogWriter:
             data = data[os.write(self._fd, data) :]
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(NamedTuple):
     """One whole line of output: when it began, its stream, its bytes (newline included when
     the process wrote one)."""
 

@@ -37,9 +37,8 @@ import subprocess
 import termios
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from lamina.runtime._logs import LOG_FILE, LogWriter
 from lamina.runtime._owner import Owner, current_owner
@@ -62,8 +61,7 @@ _CONSOLE_SOCKET = "console.sock"
 _PR_SET_CHILD_SUBREAPER = 36
 
 
-@dataclass(frozen=True)
-class MonitorSpec:
+class MonitorSpec(NamedTuple):
     """What one start of a container needs. Paths are absolute."""
 
     container_dir: Path
@@ -79,8 +77,7 @@ class MonitorSpec:
     durable_exit: bool = True
 
 
-@dataclass(frozen=True)
-class ExitStatus:
+class ExitStatus(NamedTuple):
     """How a start ended: `started` false when runc could not start the process at all."""
 
     code: int
@@ -232,7 +229,7 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
             unmount(spec.rootfs)
         result = ExitStatus(code, time.time(), started, error)
         with contextlib.suppress(BaseException):
-            _write_json(spec.container_dir / EXIT_FILE, asdict(result),
+            _write_json(spec.container_dir / EXIT_FILE, result._asdict(),
                         durable=spec.durable_exit)  # fmt: skip
         _say(status, f"exit {code} {(error or '').replace(chr(10), ' ')}\n")
         null = os.open(os.devnull, os.O_RDWR)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -73,8 +72,7 @@ class User(NamedTuple):
 ROOT = User(0, 0, ())
 
 
-@dataclass(frozen=True)
-class BindMount:
+class BindMount(NamedTuple):
     """A host path bound into the container (RUN --mount=type=bind/cache/secret later)."""
 
     source: Path
@@ -82,8 +80,7 @@ class BindMount:
     readonly: bool = True
 
 
-@dataclass(frozen=True)
-class TmpfsMount:
+class TmpfsMount(NamedTuple):
     """A fresh tmpfs in the container; `size` in bytes, None for the kernel's default."""
 
     target: str
