@@ -1,6 +1,8 @@
 """The `lamina` command: arguments and presentation only; the work is in `lamina.api`.
 
-Modules: `_main` (the group, global options, error rendering, exit codes), `_commands`
+Modules: `_launch` (the entry point: parses a `run` line itself, from the table the click
+command is built from, so `lamina run` loads no click; everything else goes to click),
+`_main` (the group, global options, error rendering, exit codes), `_commands`
 (load, save, import, tag, prune, fsck, mount), `_image_cmds` (images, history, inspect,
 df, rmi), `_build_cmd` (build and its progress), `_format` (Docker's sizes and ages).
 
