@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform as _host
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -63,6 +62,8 @@ def host_platform() -> Platform:
 
     A machine not in the table keeps its own name as the architecture: never a guess.
     """
+    import platform as _host  # here: loading `platform` is a cost every command would pay
+
     machine = _host.machine().lower()
     arch, variant = _MACHINES.get(machine, (machine, ""))
     return Platform("linux", arch, variant)
