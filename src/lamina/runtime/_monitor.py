@@ -152,12 +152,15 @@ def spawn_monitor(spec: MonitorSpec, then: Sequence[str] | None = None) -> Start
     Call it with no other thread running: the monitor is a fork of this process.
     """
     r, w = os.pipe()
+    parent = os.getpid()
     # The monitor never collects what it inherits: frozen, those objects are not walked
     # by its garbage collector, whose writes would copy the parent's pages one by one.
     gc.freeze()
-    pid = os.fork()
-    if pid != 0:
-        gc.unfreeze()
+    try:
+        pid = os.fork()
+    finally:
+        if os.getpid() == parent:
+            gc.unfreeze()
     if pid == 0:  # pragma: no cover - runs in the forked child
         try:
             os.close(r)
