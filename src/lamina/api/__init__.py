@@ -16,8 +16,9 @@
 The CLI is a presentation of these; tests use them directly.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lamina._lazy import lazy_names
 from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, normalize_tag
 
 if TYPE_CHECKING:
@@ -54,21 +55,6 @@ _LAZY = {
 }  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lamina.api' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*__all__, *(n for n in globals() if n.startswith("_"))})
-
-
 __all__ = [
     "Attach",
     "ContainerExit",
@@ -92,3 +78,5 @@ __all__ = [
     "parse_secret",
     "parse_ssh",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__, globals())

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lamina.cli._format import created_since, human_size, truncate
-from lamina.cli._launch import RUN_OPTIONS, run_container
+from lamina.cli._launch import RUN_OPTIONS, fail, reporting, run_container
 from lamina.cli._main import _Context, cli
 from lamina.errors import LaminaError
 
@@ -25,13 +25,6 @@ _NO_SHORT_HELP = {"help_option_names": ["--help"]}  # -h is --hostname, as in Do
 def _api(ctx: click.Context) -> Lamina:
     obj: _Context = ctx.find_root().obj
     return obj.api()
-
-
-def _fail(exc: LaminaError, code: int) -> None:
-    from lamina.cli._main import _print_error
-
-    _print_error(exc.message, exc.hint)
-    sys.exit(code)
 
 
 # -- run -------------------------------------------------------------------------------
@@ -198,7 +191,7 @@ def start(ctx: click.Context, attach: bool, interactive: bool,
         try:
             record, started = api.start(containers[0], Attach(0 if interactive else None, 1, 2))
         except ContainerExit as e:
-            _fail(e, e.code)
+            fail(e, e.code)
             return
         if started is None:
             return
@@ -258,17 +251,9 @@ def exec_(ctx: click.Context, interactive: bool, tty: bool, user: str | None,
           env: tuple[str, ...], workdir: str | None, detach: bool, container: str,
           command: tuple[str, ...]) -> None:  # fmt: skip
     """Run a command in a running container; exit with its status."""
-    from lamina.api import ContainerExit
-
-    try:
-        code = _api(ctx).containers.exec(container, command, interactive=interactive, tty=tty,
-                                         user=user, env=env, workdir=workdir, detach=detach)
-    except ContainerExit as e:
-        _fail(e, e.code)
-        return
-    except LaminaError as e:
-        _fail(e, 1)
-        return
+    code = reporting(lambda: _api(ctx).containers.exec(
+        container, command, interactive=interactive, tty=tty, user=user, env=env,
+        workdir=workdir, detach=detach), 1)  # fmt: skip
     sys.exit(code)
 
 

@@ -17,14 +17,16 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from lamina.errors import LaminaError
 
 if TYPE_CHECKING:
     from lamina.api import Lamina
+
+T = TypeVar("T")
 
 # kind: "flag" (True when given), "value" (the last one given), "multi" (a tuple of every
 # one given), "int", "path" (a multi of paths), or a tuple of the values it may take.
@@ -79,57 +81,56 @@ def _take(params: dict[str, Any], dest: str, kind: Any, value: str) -> bool:
     return True
 
 
+def _apply(
+    params: dict[str, Any], flag: str, attached: str | None, args: list[str], i: int
+) -> int | None:
+    """Apply option `flag` (its value `attached` to it, else the word at `i`): the index
+    of the next word, or None when click should judge the option instead."""
+    known = _BY_FLAG.get(flag)
+    if known is None:
+        return None  # --help, or an option click will name
+    dest, kind = known
+    if kind == "flag":
+        if attached is not None:
+            return None
+        params[dest] = True
+        return i
+    if attached is None:
+        if i >= len(args):
+            return None
+        attached, i = args[i], i + 1
+    return i if _take(params, dest, kind, attached) else None
+
+
 def parse_run_args(args: list[str]) -> dict[str, Any] | None:
     """`lamina run`'s words (after `run`) as the click command's parameters, or None when
     anything is not plainly valid (click then parses them and says what is wrong)."""
     params = _defaults()
-    i = 0
-    while i < len(args):
+    i: int | None = 0
+    while i is not None and i < len(args):
         word = args[i]
-        i += 1
         if word == "--":
+            i += 1
             break
         if not word.startswith("-") or word == "-":
-            i -= 1
             break
+        i += 1
         if word.startswith("--"):
-            flag, eq, attached = word.partition("=")
-            if flag not in _BY_FLAG:
-                return None  # --help, or an option click will name
-            dest, kind = _BY_FLAG[flag]
-            if kind == "flag":
-                if eq:
-                    return None
-                params[dest] = True
-                continue
-            if not eq:
-                if i >= len(args):
-                    return None
-                attached = args[i]
-                i += 1
-            if not _take(params, dest, kind, attached):
-                return None
+            flag, eq, value = word.partition("=")
+            i = _apply(params, flag, value if eq else None, args, i)
             continue
         # A cluster of short options: flags, then at most one that takes a value (the
         # rest of the word, else the next word).
         for j in range(1, len(word)):
-            known = _BY_FLAG.get("-" + word[j])
-            if known is None:
-                return None
-            dest, kind = known
-            if kind == "flag":
-                params[dest] = True
-                continue
-            value = word[j + 1 :]
-            if not value:
-                if i >= len(args):
-                    return None
-                value = args[i]
-                i += 1
-            if not _take(params, dest, kind, value):
-                return None
-            break
-    if i >= len(args):
+            flag = "-" + word[j]
+            if _BY_FLAG.get(flag, ("", ""))[1] == "flag":
+                i = _apply(params, flag, None, args, i)
+            else:
+                i = _apply(params, flag, word[j + 1 :] or None, args, i)
+                break
+            if i is None:
+                break
+    if i is None or i >= len(args):
         return None  # no image: click says "Missing argument"
     params["image"] = args[i]
     params["command"] = tuple(args[i + 1 :])
@@ -209,9 +210,22 @@ class Context:
         return self._api
 
 
-def fail(exc: LaminaError, code: int) -> None:
+def fail(exc: LaminaError, code: int) -> NoReturn:
     print_error(exc.message, exc.hint)
     sys.exit(code)
+
+
+def reporting(call: Callable[[], T], failure: int) -> T:
+    """`call()`; a process that could not start exits with Docker's code for it (125, 126,
+    127: ContainerExit), any other LaminaError with `failure`, one line on stderr."""
+    from lamina.api import ContainerExit
+
+    try:
+        return call()
+    except ContainerExit as e:
+        fail(e, e.code)
+    except LaminaError as e:
+        fail(e, failure)
 
 
 @contextlib.contextmanager
@@ -234,7 +248,7 @@ def raw_terminal(enabled: bool) -> Iterator[None]:
 def run_container(obj: Context, params: dict[str, Any]) -> None:
     """`lamina run` once its words are parameters (the click command's names): exits with
     the container's status (125 lamina failed, 126 not invokable, 127 not found)."""
-    from lamina.api import Attach, ContainerExit, RunOptions
+    from lamina.api import Attach, RunOptions
 
     p = params
     opts = RunOptions(
@@ -247,15 +261,12 @@ def run_container(obj: Context, params: dict[str, Any]) -> None:
         security_opts=p["security_opts"],
     )  # fmt: skip
     attach = Attach(0 if opts.interactive else None, 1, 2)
-    try:
+
+    def attached() -> tuple[str, int | None]:
         with raw_terminal(opts.tty and opts.interactive and not opts.detach):
-            cid, code = obj.api().containers.run(opts, attach)
-    except ContainerExit as e:
-        fail(e, e.code)
-        return
-    except LaminaError as e:
-        fail(e, 125)
-        return
+            return obj.api().containers.run(opts, attach)
+
+    cid, code = reporting(attached, 125)
     if opts.detach:
         print(cid, flush=True)
         return

@@ -73,9 +73,9 @@ SecureJoin model: symlinks followed but scoped, dir fds and ``O_NOFOLLOW``)::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
+from lamina._lazy import lazy_names
 from lamina.layers._epoch import source_date_epoch
 from lamina.layers._scoped import (
     MAX_SYMLINK_HOPS,
@@ -190,19 +190,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lamina.layers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*__all__, *(n for n in globals() if n.startswith("_"))})
-
-
 def write_layer_blob(
     changes: list[Change],
     out: BinaryIO,
@@ -272,3 +259,5 @@ __all__ = [
     "write_layer",
     "write_layer_blob",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__, globals())

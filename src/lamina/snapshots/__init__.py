@@ -52,9 +52,9 @@ A read-only view (no upper) is the same without step 3-4. Without overlayfs,
 ``materialize(lowerdirs, target)`` copies the stack into a plain directory instead.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lamina._lazy import lazy_names
 from lamina.snapshots._mount import (
     MAX_LOWERDIRS,
     Mount,
@@ -98,19 +98,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lamina.snapshots' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*__all__, *(n for n in globals() if n.startswith("_"))})
-
-
 __all__ = [
     "RECORD_SUFFIX",
     "LayerRef",
@@ -134,3 +121,5 @@ __all__ = [
     "unmount",
     "unpack_snapshot",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__, globals())

@@ -28,7 +28,23 @@ def test_container_commands_are_all_defined_by_the_container_module() -> None:
         "    if m in sys.modules)\n"
         "print(missing, heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()  # fmt: skip
-    assert out == "[] []"
+    assert _fresh(code) == "[] []"
     assert "run" in CONTAINER_COMMANDS
+
+
+def test_the_entry_point_loads_no_click_for_a_run_line() -> None:
+    code = (
+        "import sys\n"
+        "from lamina.cli import main\n"
+        "from lamina.cli._launch import parse_global, parse_run_args\n"
+        "parse_run_args(parse_global(['run', '--rm', '-e', 'A=1', 'img', 'true'])[2])\n"
+        "print(sorted(m for m in ('click', 'rich', 'lamina.api', 'lamina.cli._main')\n"
+        "    if m in sys.modules))\n"
+    )
+    assert _fresh(code) == "[]"
+
+
+def _fresh(code: str) -> str:
+    """What `code` prints in a fresh interpreter (one that has imported nothing yet)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip

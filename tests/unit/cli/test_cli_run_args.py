@@ -3,8 +3,6 @@ stands in for, and leaves every line it does not plainly understand to click."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import click
@@ -90,17 +88,3 @@ def test_global_options_before_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert parse_global(["--root", str(a_file), "run", "img"]) is None
     monkeypatch.setenv("LAMINA_ROOT", "")
     assert parse_global(["run", "img"]) is None
-
-
-def test_the_entry_point_loads_no_click() -> None:
-    code = (
-        "import sys\n"
-        "from lamina.cli import main\n"
-        "from lamina.cli._launch import parse_global, parse_run_args\n"
-        "parse_run_args(parse_global(['run', '--rm', '-e', 'A=1', 'img', 'true'])[2])\n"
-        "print(sorted(m for m in ('click', 'rich', 'lamina.api', 'lamina.cli._main')\n"
-        "    if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()  # fmt: skip
-    assert out == "[]"
