@@ -52,7 +52,7 @@ from lamina.analysis._sharing import (
     store_sharing,
 )
 from lamina.analysis._source import base_layer_count, image_layers
-from lamina.analysis._waste import analyze_image, live_tree
+from lamina.analysis._waste import analyze_image, live_paths, live_tree
 
 __all__ = [
     "FIXES",
@@ -82,6 +82,7 @@ __all__ = [
     "glob_regex",
     "image_json",
     "image_layers",
+    "live_paths",
     "live_tree",
     "parse_bytes",
     "parse_dive_ci",

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lamina.analysis._model import LayerInput
-from lamina.analysis._waste import live_tree
-from lamina.store import IndexEntry
+from lamina.analysis._waste import _ENTRY, _SHIFT, _columns, _kind, _replay, _split
+from lamina.store import LayerColumns
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,10 @@ class Comparison:
         return sum(f.size_delta for f in self.files)
 
 
-def _same(a: IndexEntry, b: IndexEntry) -> bool:
-    return (a.kind, a.digest, a.mode, a.uid, a.gid, a.link, a.size) == (
-        b.kind, b.digest, b.mode, b.uid, b.gid, b.link, b.size
-    )  # fmt: skip
+def _same(a: LayerColumns, i: int, b: LayerColumns, j: int) -> bool:
+    return (a.kinds[i], a.digests[i], a.sizes[i], a.links[i]) == (
+        b.kinds[j], b.digests[j], b.sizes[j], b.links[j]
+    ) and (a.modes[i], a.uids[i], a.gids[i]) == (b.modes[j], b.uids[j], b.gids[j])  # fmt: skip
 
 
 def compare_images(
@@ -61,23 +61,38 @@ def compare_images(
     shared = tuple(layer.diff_id for layer in layers if layer.diff_id in theirs)
     only_image = tuple(i for i, layer in enumerate(layers) if layer.diff_id not in theirs)
     only_against = tuple(i for i, layer in enumerate(other) if layer.diff_id not in ours)
-    mine, base = live_tree(layers), live_tree(other)
+    cols, other_cols = _columns(layers), _columns(other)
+    mine, base = _replay(cols).live, _replay(other_cols).live
+    # A version is an entry of a layer: the same layer (by diff_id) in both images shows
+    # the same entry, with nothing to compare. Versions as (diff_id, entry index):
+    ids = [layer.diff_id for layer in layers]
+    other_ids = [layer.diff_id for layer in other]
+    same = {p for p, v in mine.items() if (w := base.get(p)) is not None
+            and w & _ENTRY == v & _ENTRY and other_ids[w >> _SHIFT] == ids[v >> _SHIFT]}  # fmt: skip
     files: list[FileChange] = []
-    for path, (i, entry) in mine.items():
-        if entry.kind == "dir":
+    for path in mine.keys() - same:
+        i, j = _split(mine[path])
+        c = cols[i]
+        if c.kinds[j] == "dir":
             continue
         old = base.get(path)
         layer = layers[i]
-        if old is None or old[1].kind == "dir":
-            files.append(FileChange(path, "added", entry.size, layer.line(), layer.instruction()))
-        elif not _same(old[1], entry):
-            files.append(FileChange(path, "changed", entry.size - old[1].size, layer.line(),
+        if old is None or _kind(other_cols, old) == "dir":
+            files.append(FileChange(path, "added", c.sizes[j], layer.line(),
                                     layer.instruction()))  # fmt: skip
-    for path, (i, entry) in base.items():
-        if entry.kind == "dir" or (path in mine and mine[path][1].kind != "dir"):
+            continue
+        k, m = _split(old)
+        if not _same(other_cols[k], m, c, j):
+            files.append(FileChange(path, "changed", c.sizes[j] - other_cols[k].sizes[m],
+                                    layer.line(), layer.instruction()))  # fmt: skip
+    for path in base.keys() - same:
+        i, j = _split(base[path])
+        c = other_cols[i]
+        if c.kinds[j] == "dir" or ((v := mine.get(path)) is not None
+                                   and _kind(cols, v) != "dir"):  # fmt: skip
             continue
         gone = other[i]
-        files.append(FileChange(path, "removed", -entry.size, gone.line(),
+        files.append(FileChange(path, "removed", -c.sizes[j], gone.line(),
                                 f"(only in {against}) {gone.instruction()}"))  # fmt: skip
     files.sort(key=lambda f: (-abs(f.size_delta), f.path))
     grouped: dict[tuple[str, str], list[FileChange]] = defaultdict(list)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from itertools import compress
 from typing import Any
 
 from lamina.analysis._budget import RuleResult
 from lamina.analysis._compare import Comparison
 from lamina.analysis._model import FIXES, ImageReport, LayerInput, Totals
 from lamina.analysis._sharing import StoreReport
+from lamina.store import LayerColumns
 
 SCHEMA = "lamina.analyze/v1"
 
@@ -112,24 +114,29 @@ def _entries(marks: tuple[str, ...], layer: LayerInput) -> list[dict[str, Any]]:
 
 
 _ENC = json.encoder.encode_basestring_ascii
+_DELETES = frozenset(("whiteout", "opaque"))
+
+
+_ROW = ('{"change":"%s","path":%s,"type":%s,"size":%d,"mode":"%04o","uid":%d,"gid":%d'
+        '%s%s}')  # fmt: skip
+_DELETE_ROW = '{"change":"%s","path":%s,"type":%s}'
 
 
 def _entries_text(marks: tuple[str, ...], layer: LayerInput) -> str:
-    """`_entries` as JSON text, built directly: 50,000 entries in a few tens of ms."""
+    """`_entries` as JSON text, built column by column (each step a C loop, one string
+    format per entry): 50,000 entries in a few tens of ms."""
+    c = LayerColumns.of(layer.entries)
     enc = _ENC
-    parts = []
-    for marker, e in zip(marks, layer.entries, strict=True):
-        head = f'{{"change":"{marker}","path":{enc("/" + e.path)},"type":{enc(e.kind)}'
-        if e.kind in ("whiteout", "opaque"):
-            parts.append(head + "}")
-            continue
-        row = f'{head},"size":{e.size},"mode":"{e.mode:04o}","uid":{e.uid},"gid":{e.gid}'
-        if e.digest:
-            row += f',"digest":{enc("sha256:" + e.digest)}'
-        if e.link:
-            row += f',"link":{enc(e.link)}'
-        parts.append(row + "}")
-    return "[" + ",".join(parts) + "]"
+    paths = list(map(enc, map("/".__add__, c.paths)))
+    kind_text = {kind: enc(kind) for kind in set(c.kinds)}
+    kinds = list(map(kind_text.__getitem__, c.kinds))
+    digests = [',"digest":' + enc("sha256:" + d) if d else "" for d in c.digests]
+    links = [',"link":' + enc(link) if link else "" for link in c.links]
+    rows = list(map(_ROW.__mod__, zip(marks, paths, kinds, c.sizes, c.modes, c.uids, c.gids,
+                                      digests, links, strict=True)))  # fmt: skip
+    for j in compress(range(len(rows)), map(_DELETES.__contains__, c.kinds)):
+        rows[j] = _DELETE_ROW % (marks[j], paths[j], kinds[j])
+    return "[" + ",".join(rows) + "]"
 
 
 def dumps(

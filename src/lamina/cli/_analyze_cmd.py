@@ -20,7 +20,6 @@ if TYPE_CHECKING:
         Budgets,
         Comparison,
         ImageReport,
-        LayerInput,
         RuleResult,
         StoreReport,
     )
@@ -174,6 +173,7 @@ def _run(
         comparison_json,
         dumps,
         image_json,
+        live_paths,
         store_json,
     )
 
@@ -186,7 +186,7 @@ def _run(
             comparison = lam.compare(image, against, progress)
         if ci:
             budgets, source = _budgets(*budget_args)
-            results = check_budgets(report, budgets, _live_paths(layers))
+            results = check_budgets(report, budgets, live_paths(layers) if budgets.forbid else ())
     if whole_store:
         sharing = lam.analyze_store(progress)
     progress.close()
@@ -225,13 +225,6 @@ def _run(
             for r in failed:
                 click.echo(f"FAIL {r.rule}: {r.message}", err=True)
         sys.exit(1)
-
-
-def _live_paths(layers: list[LayerInput]) -> list[str]:
-    """Every path the image shows except directories (what --forbid looks at)."""
-    from lamina.analysis import live_tree
-
-    return [path for path, (_layer, entry) in live_tree(layers).items() if entry.kind != "dir"]
 
 
 def _show_image(console: Console, report: ImageReport) -> None:
