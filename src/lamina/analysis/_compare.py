@@ -68,7 +68,8 @@ def compare_images(
     ids = [layer.diff_id for layer in layers]
     other_ids = [layer.diff_id for layer in other]
     same = {p for p, v in mine.items() if (w := base.get(p)) is not None
-            and w & _ENTRY == v & _ENTRY and other_ids[w >> _SHIFT] == ids[v >> _SHIFT]}  # fmt: skip
+            and w & _ENTRY == v & _ENTRY
+            and other_ids[w >> _SHIFT] == ids[v >> _SHIFT]}  # fmt: skip
     files: list[FileChange] = []
     for path in mine.keys() - same:
         i, j = _split(mine[path])

@@ -207,7 +207,7 @@ def _replay(cols: Sequence[LayerColumns]) -> _Replay:
         if deletes:
             live.update((paths[j], first + j) for j in range(n) if j not in skip)
         else:
-            live.update(zip(paths, range(first, first + n)))
+            live.update(zip(paths, range(first, first + n), strict=True))
         for p, v in pending.items():
             hidden.append((p, v, i, "deleted"))
         sizes = c.sizes

@@ -21,9 +21,7 @@ from lamina.analysis import (
     store_sharing,
 )
 from lamina.api._lamina import familiar
-from lamina.api._transfer import _uncompressed
 from lamina.errors import DigestMismatchError
-from lamina.layers import EntryCollector
 from lamina.oci import Descriptor, ImageConfig, short_id
 from lamina.store import ImageRecord, LayerRecord, Store
 
@@ -39,6 +37,12 @@ def index_layers(
     for layer in layers:
         if layer.diff_id not in todo and not store.file_index.has(layer.diff_id):
             todo[layer.diff_id] = layer
+    if not todo:
+        return 0
+    # Reading layers takes the transport's and layers' code: loaded only when needed.
+    from lamina.api._transfer import _uncompressed
+    from lamina.layers import EntryCollector
+
     for done, layer in enumerate(todo.values()):
         if progress is not None:
             progress(done, len(todo), layer.diff_id)
@@ -50,7 +54,7 @@ def index_layers(
         if diff_id != layer.diff_id:
             raise DigestMismatchError(f"layer {layer.digest}: diff_id", layer.diff_id, diff_id)
         store.file_index.put(diff_id, collector.entries)
-    if progress is not None and todo:
+    if progress is not None:
         progress(len(todo), len(todo), "")
     return len(todo)
 

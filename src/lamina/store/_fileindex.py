@@ -55,7 +55,7 @@ class LayerColumns(Sequence[IndexEntry]):
     code that wants whole entries.
     """
 
-    __slots__ = ("paths", "kinds", "sizes", "digests", "links", "_owners", "_loader")
+    __slots__ = ("_loader", "_owners", "digests", "kinds", "links", "paths", "sizes")
 
     def __init__(
         self, paths: list[str], kinds: list[str], sizes: list[int], modes: list[int],
@@ -92,7 +92,10 @@ class LayerColumns(Sequence[IndexEntry]):
             return entries
         if not entries:
             return cls([], [], [], [], [], [], [], [])
-        return cls(*map(list, zip(*entries, strict=True)))
+        paths, kinds, sizes, modes, uids, gids, digests, links = map(
+            list, zip(*entries, strict=True)
+        )
+        return cls(paths, kinds, sizes, modes, uids, gids, digests, links)
 
     def __len__(self) -> int:
         return len(self.paths)
