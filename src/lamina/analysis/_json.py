@@ -120,8 +120,6 @@ _DELETES = frozenset(("whiteout", "opaque"))
 _ROW = ('{"change":"%s","path":%s,"type":%s,"size":%d,"mode":"%04o","uid":%d,"gid":%d'
         '%s%s}')  # fmt: skip
 _DELETE_ROW = '{"change":"%s","path":%s,"type":%s}'
-
-
 def _entries_text(marks: tuple[str, ...], layer: LayerInput) -> str:
     """`_entries` as JSON text, built column by column (each step a C loop, one string
     format per entry): 50,000 entries in a few tens of ms."""

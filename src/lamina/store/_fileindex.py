@@ -11,8 +11,9 @@ entered before the index existed are indexed on first use (`missing` names them)
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, overload
 
@@ -42,35 +43,57 @@ class IndexEntry(NamedTuple):
 
 
 def _ints(text: str) -> list[int]:
-    return list(map(int, text.split(",")))
+    """Comma-separated integers, each distinct one parsed once (a column of modes, owners
+    or sizes holds few distinct values)."""
+    words = text.split(",")
+    values = {word: int(word) for word in set(words)}
+    return list(map(values.__getitem__, words))
+
+
+class _Rows:
+    """Where a `LayerColumns` came from: one layer's rows in the metadata db."""
+
+    def __init__(self, db: sqlite3.Connection, layer: int, count: int) -> None:
+        self.db, self.layer, self.count = db, layer, count
+
+    def owners(self) -> tuple[list[int], list[int], list[int]]:
+        modes, uids, gids = self.db.execute(
+            "SELECT group_concat(mode, ','), group_concat(uid, ','), group_concat(gid, ',') "
+            "FROM layer_files WHERE layer = ?",
+            (self.layer,),
+        ).fetchone()
+        return _ints(modes), _ints(uids), _ints(gids)
 
 
 class LayerColumns(Sequence[IndexEntry]):
     """A layer's entries column by column: `paths[i]`, `kinds[i]`, ... describe entry i.
 
     What analysis reads: 50,000 entries arrive as a few lists (string splits) instead
-    of 50,000 row objects. `modes`, `uids` and `gids` may instead come from `owners`, a
-    function called on first use that returns those three columns (most analyses never
-    read them). It is also a read-only sequence of `IndexEntry`, made on access, for
-    code that wants whole entries.
+    of 50,000 row objects. Columns read from the store (`FileIndex.columns`) get their
+    `modes`, `uids` and `gids` on first use (most analyses never read them). It is also
+    a read-only sequence of `IndexEntry`, made on access, for code that wants whole
+    entries.
     """
 
-    __slots__ = ("_loader", "_owners", "digests", "kinds", "links", "paths", "sizes")
+    __slots__ = ("_owners", "_rows", "digests", "kinds", "links", "paths", "sizes")
 
     def __init__(
         self, paths: list[str], kinds: list[str], sizes: list[int], modes: list[int],
         uids: list[int], gids: list[int], digests: list[str | None], links: list[str],
-        owners: Callable[[], tuple[list[int], list[int], list[int]]] | None = None,
+        rows: _Rows | None = None,
     ) -> None:  # fmt: skip
         self.paths, self.kinds, self.sizes, self.digests, self.links = (
             paths, kinds, sizes, digests, links
         )  # fmt: skip
-        self._owners = (modes, uids, gids)
-        self._loader = owners
+        self._owners: tuple[list[int], list[int], list[int]] | None = (
+            (modes, uids, gids) if rows is None else None
+        )
+        self._rows = rows
 
     def _owner_columns(self) -> tuple[list[int], list[int], list[int]]:
-        if self._loader is not None:
-            self._owners, self._loader = self._loader(), None
+        if self._owners is None:
+            assert self._rows is not None
+            self._owners = self._rows.owners()
         return self._owners
 
     @property
@@ -202,16 +225,8 @@ class FileIndex:
         if not len(paths) == len(links) == len(kinds) == len(digests) == count:
             return LayerColumns.of(self.entries(diff_id))
 
-        def owners() -> tuple[list[int], list[int], list[int]]:
-            modes, uids, gids = db.execute(
-                "SELECT group_concat(mode, ','), group_concat(uid, ','), "
-                "group_concat(gid, ',') FROM layer_files WHERE layer = ?",
-                (layer,),
-            ).fetchone()
-            return _ints(modes), _ints(uids), _ints(gids)
-
         return LayerColumns(paths, kinds, _ints(row[3]), [], [], [],
-                            [d or None for d in digests], links, owners)  # fmt: skip
+                            [d or None for d in digests], links, _Rows(db, layer, count))  # fmt: skip
 
     def indexed(self) -> list[str]:
         """Every indexed diff_id."""
