@@ -90,8 +90,9 @@ def compare(
     against_name: str,
     against: ImageRecord,
     against_config: ImageConfig,
+    layers: Sequence[LayerInput] | None = None,
 ) -> Comparison:
-    mine = image_layers(store, image, created_by(config))
+    mine = layers if layers is not None else image_layers(store, image, created_by(config))
     theirs = image_layers(store, against, created_by(against_config))
     return compare_images(name, mine, against_name, theirs)
 

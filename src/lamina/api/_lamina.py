@@ -475,14 +475,18 @@ class Lamina:
         self.index_layers([ref], progress)
         return analyze(self.store, ref, image, self.config(image), base_image, base)
 
-    def compare(self, ref: str, against: str, progress: Any = None) -> Comparison:
-        """What image `ref` changes relative to image `against`."""
+    def compare(
+        self, ref: str, against: str, progress: Any = None,
+        layers: Sequence[LayerInput] | None = None,
+    ) -> Comparison:  # fmt: skip
+        """What image `ref` changes relative to image `against`. `layers`: `ref`'s layers
+        as `analyze(ref)` returned them, so they are not read again."""
         from lamina.api._analyze import compare
 
         image, other = self.resolve(ref), self.resolve(against)
         self.index_layers([ref, against], progress)
         return compare(self.store, ref, image, self.config(image), against, other,
-                       self.config(other))  # fmt: skip
+                       self.config(other), layers)  # fmt: skip
 
     def analyze_store(self, progress: Any = None) -> StoreReport:
         """Which images share which layers, and identical files in different layers."""

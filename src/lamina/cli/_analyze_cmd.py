@@ -183,7 +183,7 @@ def _run(
     if image is not None:
         report, layers = lam.analyze(image, base=base, progress=progress)
         if against is not None:
-            comparison = lam.compare(image, against, progress)
+            comparison = lam.compare(image, against, progress, layers)
         if ci:
             budgets, source = _budgets(*budget_args)
             results = check_budgets(report, budgets, live_paths(layers) if budgets.forbid else ())

@@ -225,8 +225,9 @@ class FileIndex:
         if not len(paths) == len(links) == len(kinds) == len(digests) == count:
             return LayerColumns.of(self.entries(diff_id))
 
-        return LayerColumns(paths, kinds, _ints(row[3]), [], [], [],
-                            [d or None for d in digests], links, _Rows(db, layer, count))  # fmt: skip
+        nulls = [d or None for d in digests]
+        return LayerColumns(paths, kinds, _ints(row[3]), [], [], [], nulls, links,
+                            _Rows(db, layer, count))  # fmt: skip
 
     def indexed(self) -> list[str]:
         """Every indexed diff_id."""
