@@ -195,12 +195,12 @@ def _run(
         if report is not None:
             doc = image_json(report, layers, entries=False)
             if comparison is not None:
-                doc["against"] = comparison_json(comparison)
+                doc["against"] = comparison_json(comparison, files=False)
             if ci:
                 doc["budgets"] = budgets_json(results)
         if sharing is not None:
             doc = {**doc, "store": store_json(sharing)} if doc else store_json(sharing)
-    text = dumps(doc, report, layers) if doc else ""
+    text = dumps(doc, report, layers, comparison) if doc else ""
     if html is not None:
         from lamina.cli._analyze_html import write_html
 
