@@ -169,7 +169,9 @@ def dumps(
             i = item["index"]
             item["entries"] = f"@entries-{nonce}-{i}@"
             texts[item["entries"]] = _entries_text(report.markers[i], layers[i])
-    target = doc.get("against", doc) if comparison is not None else None
+    target = None
+    if comparison is not None:  # an image report with `against`, or a comparison alone
+        target = doc["against"] if isinstance(doc.get("against"), dict) else doc
     if isinstance(target, dict) and "files" in target:
         saved = target["files"]
         target["files"] = f"@files-{nonce}@"
