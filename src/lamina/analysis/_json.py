@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import secrets
 from itertools import compress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lamina.analysis._budget import RuleResult
-from lamina.analysis._compare import Comparison
 from lamina.analysis._model import FIXES, ImageReport, LayerInput, Totals
-from lamina.analysis._sharing import StoreReport
 from lamina.store import LayerColumns
+
+if TYPE_CHECKING:
+    from lamina.analysis._budget import RuleResult
+    from lamina.analysis._compare import Comparison
+    from lamina.analysis._sharing import StoreReport
 
 SCHEMA = "lamina.analyze/v1"
 

@@ -7,23 +7,22 @@ index yet) are indexed here on first use, from their stored blob, once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from lamina.analysis import (
-    Comparison,
     ImageReport,
     LayerInput,
-    StoreImage,
-    StoreReport,
     analyze_image,
     base_layer_count,
-    compare_images,
     image_layers,
-    store_sharing,
 )
 from lamina.api._lamina import familiar
 from lamina.errors import DigestMismatchError
 from lamina.oci import Descriptor, ImageConfig, short_id
 from lamina.store import ImageRecord, LayerRecord, Store
+
+if TYPE_CHECKING:
+    from lamina.analysis import Comparison, StoreReport
 
 Progress = Callable[[int, int, str], None]
 """progress(done, total, diff_id): called before each layer is indexed and at the end."""
@@ -92,12 +91,16 @@ def compare(
     against_config: ImageConfig,
     layers: Sequence[LayerInput] | None = None,
 ) -> Comparison:
+    from lamina.analysis import compare_images
+
     mine = layers if layers is not None else image_layers(store, image, created_by(config))
     theirs = image_layers(store, against, created_by(against_config))
     return compare_images(name, mine, against_name, theirs)
 
 
 def store_report(store: Store) -> StoreReport:
+    from lamina.analysis import StoreImage, store_sharing
+
     images = []
     for record in store.list_images():
         names = sorted(":".join(familiar(tag)) for tag in record.tags)

@@ -167,15 +167,8 @@ def _run(
     ci: bool,
     budget_args: tuple[Any, ...],
 ) -> None:
-    from lamina.analysis import (
-        budgets_json,
-        check_budgets,
-        comparison_json,
-        dumps,
-        image_json,
-        live_paths,
-        store_json,
-    )
+    # Attribute by attribute: lamina.analysis loads what a mode uses on first use.
+    import lamina.analysis as analysis
 
     report = layers = comparison = sharing = None
     results: list[RuleResult] = []
@@ -186,21 +179,23 @@ def _run(
             comparison = lam.compare(image, against, progress, layers)
         if ci:
             budgets, source = _budgets(*budget_args)
-            results = check_budgets(report, budgets, live_paths(layers) if budgets.forbid else ())
+            paths = analysis.live_paths(layers) if budgets.forbid else []
+            results = analysis.check_budgets(report, budgets, paths)
     if whole_store:
         sharing = lam.analyze_store(progress)
     progress.close()
     doc: dict[str, Any] = {}
     if as_json or html is not None:
         if report is not None:
-            doc = image_json(report, layers, entries=False)
+            doc = analysis.image_json(report, layers, entries=False)
             if comparison is not None:
-                doc["against"] = comparison_json(comparison, files=False)
+                doc["against"] = analysis.comparison_json(comparison, files=False)
             if ci:
-                doc["budgets"] = budgets_json(results)
+                doc["budgets"] = analysis.budgets_json(results)
         if sharing is not None:
-            doc = {**doc, "store": store_json(sharing)} if doc else store_json(sharing)
-    text = dumps(doc, report, layers, comparison) if doc else ""
+            shared = analysis.store_json(sharing)
+            doc = {**doc, "store": shared} if doc else shared
+    text = analysis.dumps(doc, report, layers, comparison) if doc else ""
     if html is not None:
         from lamina.cli._analyze_html import write_html
 
