@@ -1,7 +1,8 @@
 """Analysis: where every byte of an image comes from, answered from the file index alone.
 
 Every layer is indexed as it enters the store (``store.file_index``); nothing here reads
-a layer's bytes. The computations are pure functions over index rows:
+a layer's bytes. The computations are pure functions over index rows, which the store
+hands over column by column (``store.LayerColumns``; a list of ``IndexEntry`` works too):
 
     layers = image_layers(store, record, created_by)      # LayerInput per layer
     report = analyze_image("app:1", layers, base_layers=2)  # ImageReport
