@@ -16,7 +16,7 @@ it), only those and the whiteouts take the per-entry path, and the rest enter th
 in one dict update. So 50,000 entries cost a few C loops, not 50,000 Python steps. A
 whiteout, an opaque directory or a file over a directory finds the subtree it hides by
 bisecting a sorted snapshot of the paths, made only for the layers that need one.
-tests/unit/analysis/reference_analysis.py keeps the entry-by-entry replay this must
+tests/analysis_reference.py keeps the entry-by-entry replay this must
 match exactly.
 """
 
@@ -26,6 +26,7 @@ import bisect
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from itertools import chain, compress
+from operator import itemgetter
 
 from lamina.analysis._model import (
     Duplicate,
@@ -148,6 +149,7 @@ class _Replay:
         self.markers: list[tuple[str, ...]] = []
         self.counts: list[tuple[int, int, int, int]] = []  # added, modified, removed, bytes
         self.links: list[str] = []  # paths written as hardlinks
+        self.repeats = False  # a path written twice in one layer
 
 
 def _replay(cols: Sequence[LayerColumns]) -> _Replay:
@@ -186,6 +188,7 @@ def _replay(cols: Sequence[LayerColumns]) -> _Replay:
         if pending:
             meet |= pending.keys() & names
         if len(names) < n:  # a path twice in one layer: the later entry wins
+            out.repeats = True
             meet.update(p for p, k in Counter(paths).items() if k > 1)
         skip = set(deletes)
         modified = 0
@@ -233,35 +236,31 @@ def _report(
     base: str,
 ) -> ImageReport:
     live, hidden_raw, counts = replay.live, replay.hidden, replay.counts
-    # Content reached by a live hardlink is live even when its first path is hidden.
-    live_groups = {_group(cols, v, p) for p in replay.links if (v := live.get(p)) is not None}
-    # A hardlinked content is wasted once, when its last path goes: by the last hider.
-    group_size: dict[tuple[int, str], int] = {}
-    last: dict[tuple[int, str], tuple[int, int]] = {}  # group → (hider, row)
-    for row, (path, v, hider, _how) in enumerate(hidden_raw):
-        at, j = _split(v)
-        entry_kind = cols[at].kinds[j]
-        if entry_kind not in ("file", "hardlink"):
-            continue
-        group = _group(cols, v, path)
-        if entry_kind == "file":
-            group_size[group] = cols[at].sizes[j]
-        if group not in live_groups:
-            last[group] = max(last.get(group, (-1, -1)), (hider, row))
-    payer = {row: group_size.get(group, 0) for group, (_hider, row) in last.items()}
+    kinds = [c.kinds for c in cols]
+    sizes = [c.sizes for c in cols]
+    if replay.links or replay.repeats:
+        payer = _content_payers(cols, replay)
+    else:  # no hardlink, no path twice in a layer: each hidden file pays its own bytes
+        payer = {}
+        for row, (_path, v, _hider, _how) in enumerate(hidden_raw):
+            at, j = v >> _SHIFT, v & _ENTRY
+            if kinds[at][j] == "file":
+                payer[row] = sizes[at][j]
     hidden: list[Hidden] = []
     stored_waste = [0] * len(layers)
     caused_waste = [0] * len(layers)
-    for row, (path, v, hider, kind) in enumerate(hidden_raw):
-        at, j = _split(v)
-        entry_kind = cols[at].kinds[j]
+    for row, (path, v, hider, how) in enumerate(hidden_raw):
+        at, j = v >> _SHIFT, v & _ENTRY
+        entry_kind = kinds[at][j]
         if entry_kind in ("dir", "whiteout", "opaque"):
             continue
         wasted = payer.get(row, 0)
-        hidden.append(Hidden(path, at, hider, kind, wasted, entry_kind))
+        hidden.append(Hidden(path, at, hider, how, wasted, entry_kind))
         stored_waste[at] += wasted
         caused_waste[hider] += wasted
-    hidden.sort(key=lambda h: (-h.bytes, h.path, h.layer))
+    # Most wasted first, then by path and layer: two stable sorts on C keys.
+    hidden.sort(key=itemgetter(0, 1))
+    hidden.sort(key=itemgetter(4), reverse=True)
     file_bytes = [c[3] for c in counts]
     total = sum(file_bytes)
     wasted = sum(stored_waste)
@@ -312,6 +311,28 @@ def _report(
         lines=_lines(layers, hidden),
         markers=tuple(replay.markers),
     )
+
+
+def _content_payers(cols: Sequence[LayerColumns], replay: _Replay) -> dict[int, int]:
+    """Which hidden rows pay for their content's bytes: a content is a layer's file at a
+    path, with every hardlink to it. A hardlinked content is wasted once, when its last
+    path goes: by the last hider; content reached by a live hardlink is live even when
+    its first path is hidden."""
+    live = replay.live
+    live_groups = {_group(cols, v, p) for p in replay.links if (v := live.get(p)) is not None}
+    group_size: dict[tuple[int, str], int] = {}
+    last: dict[tuple[int, str], tuple[int, int]] = {}  # group → (hider, row)
+    for row, (path, v, hider, _how) in enumerate(replay.hidden):
+        at, j = _split(v)
+        entry_kind = cols[at].kinds[j]
+        if entry_kind not in ("file", "hardlink"):
+            continue
+        group = _group(cols, v, path)
+        if entry_kind == "file":
+            group_size[group] = cols[at].sizes[j]
+        if group not in live_groups:
+            last[group] = max(last.get(group, (-1, -1)), (hider, row))
+    return {row: group_size.get(group, 0) for group, (_hider, row) in last.items()}
 
 
 def _duplicates(cols: Sequence[LayerColumns], live: dict[str, _Version]) -> tuple[Duplicate, ...]:

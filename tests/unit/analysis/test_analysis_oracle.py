@@ -1,5 +1,5 @@
 """The columnar analysis against the oracle: the same reports, field for field, as the
-first entry-by-entry implementation (reference_analysis.py) for random layer stacks,
+first entry-by-entry implementation (tests/analysis_reference.py) for random layer stacks,
 including what a careless or hostile writer makes: entries out of path order, a path
 twice in one layer, a file over a directory, hardlinks, whiteouts of what is not there."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 
-import reference_analysis as oracle
+import analysis_reference as oracle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
