@@ -1,25 +1,14 @@
-"""The analysis as it was first written, entry by entry over `IndexEntry` rows: the
-oracle that the columnar analysis (`lamina.analysis`) must match exactly, report for
-report (tests/unit/analysis/test_analysis_oracle.py). Not used by lamina itself."""
+"""The replay and comparison as first written, entry by entry over `IndexEntry` rows:
+the oracle whose decisions the columnar analysis (`lamina.analysis`) must match
+exactly (tests/unit/analysis/test_analysis_oracle.py). Not used by lamina itself."""
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from lamina.analysis import (
-    ChangeGroup,
-    Comparison,
-    Duplicate,
-    FileChange,
-    Hidden,
-    ImageReport,
-    LayerInput,
-    LayerReport,
-    LineWaste,
-    Totals,
-)
+from lamina.analysis import ChangeGroup, Comparison, Duplicate, FileChange, Hidden, LayerInput
 from lamina.store import IndexEntry
 
 _Version = tuple[int, IndexEntry]  # (layer index, its entry)
@@ -44,40 +33,27 @@ def _group(version: _Version, path: str) -> tuple[int, str]:
 
 
 class _Stack:
-    """The merged tree while the stack is replayed: path → the live version.
-
-    Subtree queries (a whiteout or opaque directory, a file over a directory) are rare:
-    they bisect a sorted snapshot of the paths taken before the layer, made only for
-    layers that need one, so the common entry costs a dict lookup and a store.
-    """
+    """The merged tree while the stack is replayed: path → the live version. The subtree
+    below a directory is found by its definition, a scan of every live path (the oracle
+    is for small stacks; lamina bisects a sorted snapshot instead)."""
 
     def __init__(self) -> None:
         self.live: dict[str, _Version] = {}
-        self._sorted: list[str] | None = None
 
     def start_layer(self) -> None:
-        self._sorted = None
+        pass
 
     def lower_under(self, path: str, layer: int) -> list[tuple[str, _Version]]:
         """Live versions from layers below `layer` strictly under directory `path`."""
-        if self._sorted is None:
-            self._sorted = sorted(self.live)
-        keys = self._sorted
-        lo = bisect.bisect_left(keys, path + "/")
-        hi = bisect.bisect_left(keys, path + "0")  # "0" sorts right after "/"
-        out = []
-        for p in keys[lo:hi]:
-            version = self.live.get(p)
-            if version is not None and version[0] < layer:
-                out.append((p, version))
-        return out
+        prefix = path + "/"
+        return sorted((p, v) for p, v in self.live.items()
+                      if p.startswith(prefix) and v[0] < layer)  # fmt: skip
 
 
-def analyze_image(image: str, layers: Sequence[LayerInput], base_layers: int = 0,
-                  base: str = "") -> ImageReport:  # fmt: skip
-    """The full report for an image whose layers (bottom first) are `layers`."""
+def replayed(layers: Sequence[LayerInput]) -> Replayed:
+    """What the entry-by-entry replay decides for an image whose layers are `layers`."""
     stack, hidden, markers, counts, links = _replay(layers)
-    return _report(image, layers, stack.live, hidden, markers, counts, links, base_layers, base)
+    return _report(stack.live, hidden, markers, counts, links)
 
 
 def live_tree(layers: Sequence[LayerInput]) -> dict[str, tuple[int, IndexEntry]]:
@@ -149,17 +125,22 @@ def _replay(
     return stack, hidden, markers, counts, links
 
 
+class Replayed(NamedTuple):
+    """What the replay decides; the report's totals and lines are sums over these."""
+
+    hidden: tuple[Hidden, ...]
+    layers: tuple[tuple[int, ...], ...]  # added, modified, removed, file, wasted, caused bytes
+    markers: tuple[tuple[str, ...], ...]
+    duplicates: tuple[Duplicate, ...]
+
+
 def _report(
-    image: str,
-    layers: Sequence[LayerInput],
     live: dict[str, _Version],
     hidden_raw: list[_Hidden],
     markers: list[tuple[str, ...]],
     counts: list[tuple[int, int, int, int]],
     links: list[str],
-    base_layers: int,
-    base: str,
-) -> ImageReport:
+) -> Replayed:
     # Content reached by a live hardlink is live even when its first path is hidden.
     live_groups = {_group(v, p) for p in links if (v := live.get(p)) is not None}
     # A hardlinked content is wasted once, when its last path goes: by the last hider.
@@ -176,8 +157,8 @@ def _report(
             last[group] = max(last.get(group, (-1, -1)), (hider, row))
     payer = {row: group_size.get(group, 0) for group, (_hider, row) in last.items()}
     hidden: list[Hidden] = []
-    stored_waste = [0] * len(layers)
-    caused_waste = [0] * len(layers)
+    stored_waste = [0] * len(counts)
+    caused_waste = [0] * len(counts)
     for row, (path, (at, entry), hider, kind) in enumerate(hidden_raw):
         if entry.kind in ("dir", "whiteout", "opaque"):
             continue
@@ -186,56 +167,8 @@ def _report(
         stored_waste[at] += wasted
         caused_waste[hider] += wasted
     hidden.sort(key=lambda h: (-h.bytes, h.path, h.layer))
-    file_bytes = [c[3] for c in counts]
-    total = sum(file_bytes)
-    wasted = sum(stored_waste)
-    image_bytes = sum(layer.uncompressed_size for layer in layers)
-    totals = Totals(image_bytes, total, total - wasted, wasted)
-    # The user's layers: the bytes they add, plus base bytes they hide (their doing).
-    user_added = sum(file_bytes[base_layers:])
-    user_wasted = sum(caused_waste[base_layers:])
-    user_hidden_base = sum(h.bytes for h in hidden if h.layer < base_layers <= h.hidden_by)
-    user_total = user_added + user_hidden_base
-    user_totals = Totals(
-        sum(layer.uncompressed_size for layer in layers[base_layers:]),
-        user_total,
-        user_total - user_wasted,
-        user_wasted,
-    )
-    reports = []
-    for i, layer in enumerate(layers):
-        added, modified, removed, _bytes = counts[i]
-        reports.append(
-            LayerReport(
-                index=i,
-                diff_id=layer.diff_id,
-                digest=layer.digest,
-                instruction=layer.instruction(),
-                line=layer.line(),
-                stage=layer.origin.stage if layer.origin is not None else "",
-                size=layer.uncompressed_size,
-                compressed_size=layer.size,
-                file_bytes=file_bytes[i],
-                added=added,
-                modified=modified,
-                removed=removed,
-                wasted_bytes=stored_waste[i],
-                caused_waste_bytes=caused_waste[i],
-                user=i >= base_layers,
-            )
-        )
-    return ImageReport(
-        image=image,
-        layers=tuple(reports),
-        hidden=tuple(hidden),
-        duplicates=_duplicates(live),
-        totals=totals,
-        user_totals=user_totals,
-        base_layers=base_layers,
-        base=base,
-        lines=_lines(layers, hidden),
-        markers=tuple(markers),
-    )
+    per_layer = tuple((*c, stored_waste[i], caused_waste[i]) for i, c in enumerate(counts))
+    return Replayed(tuple(hidden), per_layer, tuple(markers), _duplicates(live))
 
 
 def _duplicates(live: dict[str, _Version]) -> tuple[Duplicate, ...]:
@@ -258,25 +191,6 @@ def _duplicates(live: dict[str, _Version]) -> tuple[Duplicate, ...]:
             shown = tuple(sorted(min(members) for members in groups.values()))
             out.append(Duplicate(digest, live[paths[0]][1].size, shown))
     out.sort(key=lambda d: (-d.saveable_bytes, d.paths))
-    return tuple(out)
-
-
-def _lines(layers: Sequence[LayerInput], hidden: Sequence[Hidden]) -> tuple[LineWaste, ...]:
-    """Waste per instruction that caused it (the layer whose write or delete hid it)."""
-    by_layer: dict[int, list[Hidden]] = defaultdict(list)
-    for h in hidden:
-        if h.bytes:
-            by_layer[h.hidden_by].append(h)
-    out = []
-    for i, rows in by_layer.items():
-        kinds = tuple(sorted({h.kind for h in rows}))
-        out.append(
-            LineWaste(
-                i, layers[i].line(), layers[i].instruction(), sum(h.bytes for h in rows),
-                len(rows), kinds,
-            )
-        )
-    out.sort(key=lambda w: (-w.bytes, w.layer))
     return tuple(out)
 
 
