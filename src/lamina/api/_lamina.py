@@ -120,17 +120,18 @@ class Lamina:
         self._limit_args = (max_layer_bytes, max_layer_ratio)
         self._limits: LayerLimits | None = None
         if self.store.pending_unpacks():
-            # A store from before the lean model: each layer becomes its snapshot once.
             from lamina.transport import migrate_layers
 
+            # A store from before the lean model: each layer becomes its snapshot once.
             migrate_layers(self.store, progress)
         self._containers: Containers | None = None
 
     @property
     def limits(self) -> LayerLimits:
-        """Bounds what one arriving layer may decompress to: a gzip bomb stops here. Given
-        to the constructor, else LAMINA_MAX_LAYER_SIZE / LAMINA_MAX_LAYER_RATIO, else
-        defaults. Read on first use: `transport` (and its compressors) loads only then."""
+        """Bounds what one arriving layer may decompress to: a gzip bomb stops here.
+        Given to `Lamina()`, else LAMINA_MAX_LAYER_SIZE / LAMINA_MAX_LAYER_RATIO, else
+        defaults; read on first use (a command that takes no layer in never imports
+        `lamina.transport`)."""
         if self._limits is None:
             from lamina.transport import LayerLimits
 
@@ -458,6 +459,8 @@ class Lamina:
 
         images = [self.resolve(r) for r in refs] if refs is not None else self.store.list_images()
         layers = [layer for image in images for layer in image.layers]
+        if not self.store.file_index.missing(layer.diff_id for layer in layers):
+            return 0
         return index_layers(self.store, layers, self.max_layer_bytes, progress)
 
     def analyze(
@@ -474,14 +477,18 @@ class Lamina:
         self.index_layers([ref], progress)
         return analyze(self.store, ref, image, self.config(image), base_image, base)
 
-    def compare(self, ref: str, against: str, progress: Any = None) -> Comparison:
-        """What image `ref` changes relative to image `against`."""
+    def compare(
+        self, ref: str, against: str, progress: Any = None,
+        layers: Sequence[LayerInput] | None = None,
+    ) -> Comparison:  # fmt: skip
+        """What image `ref` changes relative to image `against`. `layers`: `ref`'s layers
+        as `analyze(ref)` returned them, so they are not read again."""
         from lamina.api._analyze import compare
 
         image, other = self.resolve(ref), self.resolve(against)
         self.index_layers([ref, against], progress)
         return compare(self.store, ref, image, self.config(image), against, other,
-                       self.config(other))  # fmt: skip
+                       self.config(other), layers)  # fmt: skip
 
     def analyze_store(self, progress: Any = None) -> StoreReport:
         """Which images share which layers, and identical files in different layers."""

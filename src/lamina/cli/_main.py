@@ -54,10 +54,16 @@ def command_name(argv: list[str]) -> str | None:
 
 def register_commands(argv: list[str]) -> bool:
     """Import the command modules (they register themselves on `cli`): only the container
-    commands' module when `argv` runs one of them (then True), every module otherwise."""
+    commands' module when `argv` runs one of them (then True), only `_analyze_cmd` for
+    `analyze` (then True: a read that ends as fast as it can), every module otherwise."""
+    name = command_name(argv)
+    if name == "analyze":
+        from lamina.cli import _analyze_cmd
+
+        return True
     from lamina.cli import _container_cmds  # noqa: F401
 
-    if command_name(argv) in CONTAINER_COMMANDS:
+    if name in CONTAINER_COMMANDS:
         return True
     from lamina.cli import (  # noqa: F401  (registers them)
         _analyze_cmd,
@@ -75,6 +81,9 @@ def main() -> None:
     if not register_commands(sys.argv[1:]):
         _main()
         return
+    # Without the interpreter's teardown (`exit_now`): nothing a container command started
+    # needs it, and `analyze` (its index rows committed, its files closed) would otherwise
+    # free the 50,000-path trees of a large image one object at a time.
     try:
         _main()
         code: object = 0
