@@ -1,0 +1,174 @@
+"""Lazy layers: a build from a registry cache downloads a layer only when its bytes are needed."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import httpx
+import pytest
+from registry_fixtures import Proxy, Registry, tree_listing
+
+from lamina.api import Lamina
+from lamina.builder import BuildEvent
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+_ACCEPT = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _build(api: Lamina, ctx: Path, dockerfile: str, **options: object) -> list[BuildEvent]:
+    ctx.mkdir(exist_ok=True)
+    (ctx / "file").write_text("context file\n")
+    (ctx / "Dockerfile").write_text(dockerfile)
+    events: list[BuildEvent] = []
+    api.build(ctx, on_event=events.append, **options)
+    return events
+
+
+def _layer_digests(registry: Registry, repository: str, tag: str) -> set[str]:
+    """The layer blobs a manifest names, read from the registry itself (not the proxy)."""
+    response = httpx.get(
+        f"http://{registry.host}/v2/{repository}/manifests/{tag}", headers={"Accept": _ACCEPT}
+    )
+    response.raise_for_status()
+    return {layer["digest"] for layer in json.loads(response.content)["layers"]}
+
+
+def _fetched(proxy: Proxy, layers: set[str]) -> list[str]:
+    """Layer blobs downloaded through the proxy (configs and manifests are not layers)."""
+    digests = [seen.path.rsplit("/", 1)[1] for seen in proxy.blob_gets()]
+    return [digest for digest in digests if digest in layers]
+
+
+def _tree(api: Lamina, ref: str, target: Path) -> dict[str, tuple[object, ...]]:
+    target.mkdir()
+    api.mount(ref, target)
+    try:
+        return tree_listing(target)
+    finally:
+        api.umount(target)
+
+
+DOCKERFILE = "FROM {base}\nRUN echo one > /one\nCOPY file /file\nRUN cat /one /file > /both\n"
+
+
+@pytest.fixture
+def cached(
+    lamina: Lamina, proxy: Proxy, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> tuple[str, str, set[str]]:
+    """Store A built DOCKERFILE on a pushed base and exported its cache (mode=max):
+    (the Dockerfile, the cache option, every layer blob the registry holds for it)."""
+    lamina.import_image(busybox_rootfs, "base:1")
+    base = f"{proxy.host}/lamina/base:1"
+    lamina.push("base:1", base)
+    cache = f"type=registry,ref={proxy.host}/lamina/cache:main"
+    dockerfile = DOCKERFILE.format(base=base)
+    _build(lamina, tmp_path / "a", dockerfile, tags=["app:1"], cache_to=[cache + ",mode=max"])
+    layers = _layer_digests(registry, "lamina/cache", "main")
+    layers |= _layer_digests(registry, "lamina/base", "1")
+    proxy.reset()
+    return dockerfile, cache, layers
+
+
+def test_a_fully_cached_build_downloads_no_layer_and_fetches_on_first_use(
+    lamina: Lamina, other: Lamina, proxy: Proxy, cached: tuple[str, str, set[str]], tmp_path: Path
+) -> None:
+    dockerfile, cache, layers = cached
+    built = lamina.resolve("app:1")
+    events = _build(other, tmp_path / "b", dockerfile, tags=["app:1"], cache_from=[cache])
+    steps = [e.step for e in events if e.kind == "step" and "] FROM " not in e.text]
+    assert steps and set(steps) == {e.step for e in events if e.kind == "cached"}, [
+        e.text for e in events
+    ]
+    assert _fetched(proxy, layers) == []  # not one layer blob came down
+    assert len(layers) >= 4 and proxy.blob_gets()  # (configs did: the proxy saw the build)
+
+    image = other.resolve("app:1")
+    assert image.digest == built.digest
+    assert all(other.store.is_remote(layer.diff_id) for layer in image.layers)
+    # Listed, inspected, checked and kept by prune without its layers' bytes.
+    assert image.id in {summary.id for summary in other.images()}
+    assert [row.created_by for row in other.history("app:1")] == [
+        row.created_by for row in lamina.history("app:1")
+    ]
+    assert other.inspect("app:1")["Id"] == built.id
+    assert other.store.fsck().ok
+    other.store.prune()
+    assert other.store.fsck().ok
+    assert all(other.store.is_remote(layer.diff_id) for layer in image.layers)
+
+    # mount needs the bytes: every layer is fetched once, then the tree is the built one.
+    notices: list[str] = []
+    other.lazy_layers.notice = notices.append
+    assert _tree(other, "app:1", tmp_path / "mb") == _tree(lamina, "app:1", tmp_path / "ma")
+    fetched = _fetched(proxy, layers)
+    assert len(fetched) == len(set(fetched)) == len(image.layers)
+    assert len(notices) == len(image.layers) and all("fetching layer" in n for n in notices)
+    assert not any(other.store.is_remote(layer.diff_id) for layer in image.layers)
+    assert other.store.fsck().ok
+
+    # Now local: save and run need nothing more from the registry.
+    proxy.reset()
+    out = io.BytesIO()
+    other.save(["app:1"], out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as archive:
+        assert "manifest.json" in archive.getnames()
+    assert _fetched(proxy, layers) == []
+
+
+def test_run_and_save_of_a_lazy_image_fetch_its_layers(
+    other: Lamina, proxy: Proxy, cached: tuple[str, str, set[str]], tmp_path: Path
+) -> None:
+    from lamina.api import RunOptions
+
+    dockerfile, cache, layers = cached
+    _build(other, tmp_path / "b", dockerfile, tags=["app:1"], cache_from=[cache])
+    assert _fetched(proxy, layers) == []
+    out = io.BytesIO()
+    other.save(["app:1"], out)
+    assert len(_fetched(proxy, layers)) == len(other.resolve("app:1").layers)
+    proxy.reset()
+    _, code = other.containers.run(
+        RunOptions("app:1", ["cat", "/both"], host_env={"PATH": "/bin"}, remove=True)
+    )
+    assert code == 0
+    assert _fetched(proxy, layers) == []
+
+
+def test_a_changed_last_step_downloads_only_what_its_rootfs_needs(
+    lamina: Lamina, other: Lamina, proxy: Proxy, cached: tuple[str, str, set[str]], tmp_path: Path
+) -> None:
+    dockerfile, cache, layers = cached
+    changed = dockerfile.replace("cat /one /file > /both", "cat /file /one > /both")
+    events = _build(other, tmp_path / "b", changed, tags=["app:2"], cache_from=[cache])
+    assert len([e for e in events if e.kind == "done"]) == 1  # only the last step ran
+    # Its rootfs: the base, RUN's and COPY's layers; not the old last step's layer.
+    below = lamina.resolve("app:1").layers[:-1]
+    assert len(_fetched(proxy, layers)) == len(set(_fetched(proxy, layers))) == len(below)
+    target = tmp_path / "m"
+    target.mkdir()
+    other.mount("app:2", target)
+    try:
+        assert (target / "both").read_text() == "context file\none\n"
+    finally:
+        other.umount(target)
+
+
+def test_push_of_a_lazy_image_mounts_its_layers_without_downloading_them(
+    other: Lamina, proxy: Proxy, cached: tuple[str, str, set[str]], tmp_path: Path
+) -> None:
+    dockerfile, cache, layers = cached
+    _build(other, tmp_path / "b", dockerfile, tags=["app:1"], cache_from=[cache])
+    pushed = other.push("app:1", f"{proxy.host}/elsewhere/app:1")
+    assert _fetched(proxy, layers) == []
+    assert pushed.uploaded == 1 and pushed.mounted == len(other.resolve("app:1").layers)
+    # ... and what was pushed pulls into a third store as the same tree.
+    third = Lamina(tmp_path / "root3")
+    try:
+        third.pull(f"{proxy.host}/elsewhere/app:1")
+        assert _tree(third, f"{proxy.host}/elsewhere/app:1", tmp_path / "m3")["both"]
+    finally:
+        third.store.close()
