@@ -172,3 +172,30 @@ def test_push_of_a_lazy_image_mounts_its_layers_without_downloading_them(
         assert _tree(third, f"{proxy.host}/elsewhere/app:1", tmp_path / "m3")["both"]
     finally:
         third.store.close()
+
+
+def test_a_pulled_layer_pushed_back_to_its_registry_keeps_its_original_digest(
+    lamina: Lamina, other: Lamina, registry: Registry, proxy: Proxy, busybox_rootfs: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    from registry_fixtures import run
+
+    # A layer compressed by another tool (skopeo, gzip level 1): lamina's own gzip of
+    # the same tar has another digest.
+    lamina.import_image(busybox_rootfs, "base:1")
+    layout = tmp_path / "layout"
+    lamina.save(["base:1"], layout, fmt="oci-dir", compression="none")
+    ref = f"{registry.host}/skopeo/base:1"
+    run("skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
+        "--dest-compress-format", "gzip", "--dest-compress-level", "1",
+        f"oci:{layout}", f"docker://{ref}")  # fmt: skip
+    original = _layer_digests(registry, "skopeo/base", "1")
+    pulled = other.pull(f"{proxy.host}/skopeo/base:1")  # the blobs are not kept
+    (layer,) = other.resolve(pulled.digest).layers
+    assert not other.store.content.has(layer.digest) and layer.digest in original
+    proxy.reset()
+    pushed = other.push(pulled.digest, f"{proxy.host}/mirror/base:1")
+    assert pushed.digest == pulled.digest  # the manifest names the original blobs
+    assert pushed.uploaded == 0 and pushed.mounted == 2  # layer and config
+    assert proxy.bytes_up() < 4096  # nothing uploaded
+    assert _layer_digests(registry, "mirror/base", "1") == original
