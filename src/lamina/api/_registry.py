@@ -55,6 +55,28 @@ def _quiet(event: str, digest: str, count: int) -> None:
 
 
 _T = TypeVar("_T")
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_roomy = False
+
+
+def roomy_malloc() -> None:
+    """Let glibc's malloc keep freed memory (up to 256 MiB) and serve buffers of up to
+    64 MiB from its heap: a download reads 1 MiB buffers by the hundred, and by default
+    each comes from a fresh mmap or a trimmed heap, so every page of it faults and is
+    zeroed again (a third of a pull's system time, measured). Once per process."""
+    global _roomy
+    if _roomy:
+        return
+    _roomy = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 64 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+    except (OSError, AttributeError):
+        pass  # not glibc: its defaults stand
 
 
 def _waiting(ingest: Callable[[], _T]) -> _T:
@@ -154,6 +176,7 @@ def pull_image(
     that holds them and fetched only when something needs their bytes (`_registry_lazy`).
     """
     ref = parse_reference(text)
+    roomy_malloc()
     downloaded = [0]
     lock = threading.Lock()
 

@@ -48,6 +48,9 @@ class LazyLayers:
     def __call__(self, layers: Sequence[LayerRecord], lease: Lease) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
+        from lamina.api._registry import roomy_malloc
+
+        roomy_malloc()
         if len(layers) == 1:
             self._one(layers[0], lease)
             return

@@ -199,3 +199,42 @@ def test_a_pulled_layer_pushed_back_to_its_registry_keeps_its_original_digest(
     assert pushed.uploaded == 0 and pushed.mounted == 2  # layer and config
     assert proxy.bytes_up() < 4096  # nothing uploaded
     assert _layer_digests(registry, "mirror/base", "1") == original
+
+
+def test_two_pulls_of_the_same_new_layers_at_once_download_each_blob_once(
+    lamina: Lamina, proxy: Proxy, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    lamina.import_image(busybox_rootfs, "base:1")
+    ref = f"{proxy.host}/lamina/base:1"
+    pushed = lamina.push("base:1", ref)
+    proxy.reset()
+    proxy.faults.throttle = 0.005  # slow enough that the two pulls overlap
+    apis = [Lamina(tmp_path / "shared"), Lamina(tmp_path / "shared")]  # two processes' worth
+    results: list[object] = []
+
+    def pull(api: Lamina) -> None:
+        try:
+            results.append(api.pull(ref))
+        except Exception as exc:  # reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=pull, args=(api,)) for api in apis]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert all(getattr(r, "digest", None) == pushed.digest for r in results), results
+        layers = _layer_digests_of(apis[0], pushed.digest)
+        fetched = [s.path.rsplit("/", 1)[1] for s in proxy.blob_gets()]
+        assert sorted(d for d in fetched if d in layers) == sorted(layers)  # each once
+        assert apis[1].store.fsck().ok
+    finally:
+        for api in apis:
+            api.store.close()
+
+
+def _layer_digests_of(api: Lamina, digest: str) -> list[str]:
+    return [layer.digest for layer in api.store.get_image(digest).layers]
