@@ -150,11 +150,13 @@ def insecure_registries(root: Path) -> set[str]:
 
 
 def open_client(
-    root: Path, domain: str, *, tls_verify: bool = True, jobs: int = 4
+    root: Path, domain: str, *, tls_verify: bool = True, jobs: int = 4, store: Store | None = None
 ) -> RegistryClient:
-    """A client for `domain`, with the saved credentials and the plain-HTTP rule."""
+    """A client for `domain`, with the saved credentials and the plain-HTTP rule; bearer
+    tokens are kept in `store`'s metadata db until they expire, for later commands."""
     insecure = not tls_verify or domain in insecure_registries(root)
-    return RegistryClient(domain, insecure=insecure, jobs=jobs)
+    tokens = store.registry if store is not None else None
+    return RegistryClient(domain, insecure=insecure, jobs=jobs, tokens=tokens)
 
 
 def pull_image(
@@ -184,7 +186,7 @@ def pull_image(
         with lock:
             downloaded[0] += n
 
-    with open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs) as client:
+    with open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs, store=store) as client:
         source = RegistrySource(client, ref, platform)
         (image,) = source.images()
         tags = (str(Reference(ref.domain, ref.path, ref.tag)),) if ref.tag else ()
@@ -367,7 +369,7 @@ def push_to_registry(
     manifest = Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
     with (
         store.lease() as lease,
-        open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs) as client,
+        open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs, store=store) as client,
     ):
         # Layers leave compressed: built ones exist only as snapshots, pulled ones may
         # not have kept their blob. The manifest then names the blobs that are sent.

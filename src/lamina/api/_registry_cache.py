@@ -71,7 +71,7 @@ def export_cache(store: Store, root: Path, result: BuildResult, spec: str) -> st
                 return io.BytesIO(config_bytes[offset:])
             return layer_blob_for_push(store, desc, offset, root)
 
-        with open_client(root, ref.domain) as client:
+        with open_client(root, ref.domain, store=store) as client:
             report = push_image(
                 client, ref.path, ref.tag or "latest", manifest_bytes, media_types.OCI_MANIFEST,
                 store.registry, open_at, manifest=manifest,
@@ -108,7 +108,7 @@ def import_cache(store: Store, root: Path, spec: str, limits: LayerLimits, warn:
     fields = parse_cache_option(spec, "--cache-from")
     ref = parse_reference(fields["ref"])
     try:
-        with open_client(root, ref.domain) as client:
+        with open_client(root, ref.domain, store=store) as client:
             return _import(store, client, ref.path, ref.digest or ref.tag, limits)
     except LaminaError as exc:
         if isinstance(exc, DigestMismatchError):

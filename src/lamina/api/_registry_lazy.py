@@ -74,7 +74,7 @@ class LazyLayers:
             )
             desc = Descriptor(place.media_type, place.digest, place.size)
             try:
-                with open_client(self._root, place.registry) as client:
+                with open_client(self._root, place.registry, store=store) as client:
                     what = f"layer {place.digest} of {place.where()}"
                     source = RegistryBlobs(client, place.repository)
                     ingest_waiting(store, lease, source, desc, layer.diff_id, self._limits,
@@ -101,7 +101,7 @@ def remote_blob_stream(store: Store, root: Path, digest: str, offset: int) -> Bi
     place = store.registry.remote_blob(digest)
     if place is None:
         raise NotFoundError(f"blob {digest} is not in the store")
-    client = open_client(root, place.registry)
+    client = open_client(root, place.registry, store=store)
     try:
         desc = Descriptor(place.media_type, place.digest, place.size)
         stream = RegistryBlobs(client, place.repository).open_blob(

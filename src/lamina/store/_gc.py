@@ -44,6 +44,7 @@ class GcMixin:
             now = time.time()
             with self._db.write(gc_shared=False) as db:
                 expired = db.execute("DELETE FROM leases WHERE expires <= ?", (now,)).rowcount
+                db.execute("DELETE FROM registry_tokens WHERE expires <= ?", (now,))
                 images = tuple(
                     r[0]
                     for r in db.execute(

@@ -15,6 +15,9 @@ layer (a push to that registry keeps its digest, as Docker's distribution metada
 and the layer of a lazy pull or build-cache import, which is fetched into its snapshot
 only when something needs its bytes (`Store.fetch_remote`).
 
+    store.registry.save_token(reg, account, scopes, token, expires)   # bearer tokens, kept
+    store.registry.token(reg, account, scopes) → (token, expires) | None  # until expiry
+
 A remembered location is a hint, not a truth: a registry may delete a blob, so a push
 that skips one and is refused for it (BLOB_UNKNOWN on the manifest) forgets the
 repository's hints and tries again (`forget_repository`).
@@ -167,3 +170,35 @@ class RegistryRecords:
             .fetchone()
         )
         return None if row is None else RemoteLayer(*row)
+
+    # -- bearer tokens, per registry, account and scope -----------------------------
+
+    def token(self, registry: str, account: str, scopes: str) -> tuple[str, float] | None:
+        """A saved token that has not expired, and when it expires (epoch seconds)."""
+        row = (
+            self._db.conn()
+            .execute(
+                "SELECT token, expires FROM registry_tokens WHERE registry = ? AND account = ?"
+                " AND scopes = ? AND expires > ?",
+                (registry, account, scopes, time.time()),
+            )
+            .fetchone()
+        )
+        return None if row is None else (str(row[0]), float(row[1]))
+
+    def save_token(
+        self, registry: str, account: str, scopes: str, token: str, expires: float
+    ) -> None:
+        with self._db.write(gc_shared=False) as db:
+            db.execute("DELETE FROM registry_tokens WHERE expires <= ?", (time.time(),))
+            db.execute(
+                "INSERT OR REPLACE INTO registry_tokens VALUES (?, ?, ?, ?, ?)",
+                (registry, account, scopes, token, expires),
+            )
+
+    def forget_token(self, registry: str, account: str, scopes: str) -> None:
+        with self._db.write(gc_shared=False) as db:
+            db.execute(
+                "DELETE FROM registry_tokens WHERE registry = ? AND account = ? AND scopes = ?",
+                (registry, account, scopes),
+            )

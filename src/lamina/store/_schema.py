@@ -204,6 +204,17 @@ def _v7_remote_layers(db: sqlite3.Connection) -> None:
             PRIMARY KEY (diff_id, registry, repository, digest))"""
     )
     db.execute("CREATE INDEX remote_layers_by_digest ON remote_layers(digest)")
+    # Bearer tokens per registry, account and scope, reused by later commands until they
+    # expire (the root is 0700; a token is never printed).
+    db.execute(
+        """CREATE TABLE registry_tokens (
+            registry TEXT NOT NULL,
+            account TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            token TEXT NOT NULL,
+            expires REAL NOT NULL,
+            PRIMARY KEY (registry, account, scopes))"""
+    )
 
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
