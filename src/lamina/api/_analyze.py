@@ -39,6 +39,11 @@ def index_layers(
     for layer in layers:
         if layer.diff_id not in todo and not store.file_index.has(layer.diff_id):
             todo[layer.diff_id] = layer
+    if todo:
+        # Lazy layers (a registry holds them) are fetched, which indexes them on the way.
+        with store.lease() as lease:
+            store.fetch_remote(list(todo.values()), lease)
+        todo = {d: layer for d, layer in todo.items() if not store.file_index.has(d)}
     for done, layer in enumerate(todo.values()):
         if progress is not None:
             progress(done, len(todo), layer.diff_id)

@@ -110,6 +110,7 @@ def test_a_fully_cached_build_downloads_no_layer_and_fetches_on_first_use(
     assert not any(other.store.is_remote(layer.diff_id) for layer in image.layers)
     assert other.store.fsck().ok
 
+    assert other.analyze("app:1")  # indexed when they were fetched
     # Now local: save and run need nothing more from the registry.
     proxy.reset()
     out = io.BytesIO()
@@ -127,6 +128,7 @@ def test_run_and_save_of_a_lazy_image_fetch_its_layers(
     dockerfile, cache, layers = cached
     _build(other, tmp_path / "b", dockerfile, tags=["app:1"], cache_from=[cache])
     assert _fetched(proxy, layers) == []
+    assert other.store.disk_usage().images  # counted without their bytes
     out = io.BytesIO()
     other.save(["app:1"], out)
     assert len(_fetched(proxy, layers)) == len(other.resolve("app:1").layers)
@@ -172,6 +174,10 @@ def test_push_of_a_lazy_image_mounts_its_layers_without_downloading_them(
         assert _tree(third, f"{proxy.host}/elsewhere/app:1", tmp_path / "m3")["both"]
     finally:
         third.store.close()
+    proxy.reset()
+    report, _ = other.analyze("app:1")  # needs the files: fetches the layers
+    assert report is not None
+    assert len(_fetched(proxy, layers)) == len(other.resolve("app:1").layers)
 
 
 def test_a_pulled_layer_pushed_back_to_its_registry_keeps_its_original_digest(
