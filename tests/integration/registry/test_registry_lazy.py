@@ -244,3 +244,49 @@ def test_two_pulls_of_the_same_new_layers_at_once_download_each_blob_once(
 
 def _layer_digests_of(api: Lamina, digest: str) -> list[str]:
     return [layer.digest for layer in api.store.get_image(digest).layers]
+
+
+def test_a_lazy_layer_the_registry_cannot_serve_is_a_clear_error_and_nothing_breaks(
+    other: Lamina, proxy: Proxy, cached: tuple[str, str, set[str]], tmp_path: Path
+) -> None:
+    from lamina.errors import LaminaError
+
+    dockerfile, cache, _ = cached
+    _build(other, tmp_path / "b", dockerfile, tags=["app:1"], cache_from=[cache])
+    proxy.faults.fail_5xx = 1000
+    target = tmp_path / "m"
+    target.mkdir()
+    with pytest.raises(LaminaError, match="503"):
+        other.mount("app:1", target)
+    assert not any(target.iterdir())
+    image = other.resolve("app:1")
+    assert any(other.store.is_remote(layer.diff_id) for layer in image.layers)
+    assert other.store.fsck().ok
+    proxy.reset()  # the registry is back: the same command now works
+    assert _tree(other, "app:1", tmp_path / "m2")["both"]
+
+
+def test_a_lazy_image_pushed_to_another_registry_streams_its_layers_through(
+    other: Lamina, proxy: Proxy, cached: tuple[str, str, set[str]], tmp_path: Path
+) -> None:
+    dockerfile, cache, layers = cached
+    _build(other, tmp_path / "b", dockerfile, tags=["app:1"], cache_from=[cache])
+    image = other.resolve("app:1")
+    second = Registry(tmp_path / "second")
+    try:
+        ref = f"{second.host}/copy/app:1"
+        pushed = other.push("app:1", ref)
+        assert pushed.uploaded == len(image.layers) + 1  # every layer and the config
+        # Downloaded from the first registry once each, never unpacked here.
+        fetched = _fetched(proxy, layers)
+        assert len(fetched) == len(set(fetched)) == len(image.layers)
+        assert all(other.store.is_remote(layer.diff_id) for layer in image.layers)
+        third = Lamina(tmp_path / "root3")
+        try:
+            third.pull(ref)
+            assert third.resolve(ref).id == image.id
+            assert _tree(third, ref, tmp_path / "m3") == _tree(other, "app:1", tmp_path / "m2")
+        finally:
+            third.store.close()
+    finally:
+        second.stop()
