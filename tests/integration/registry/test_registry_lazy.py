@@ -47,7 +47,8 @@ def _tree(api: Lamina, ref: str, target: Path) -> dict[str, tuple[object, ...]]:
     target.mkdir()
     api.mount(ref, target)
     try:
-        return tree_listing(target)
+        listing: dict[str, tuple[object, ...]] = tree_listing(target)
+        return listing
     finally:
         api.umount(target)
 
