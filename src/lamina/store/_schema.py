@@ -189,11 +189,12 @@ def _v6_lean_layers(db: sqlite3.Connection) -> None:
 
 
 def _v7_remote_layers(db: sqlite3.Connection) -> None:
+    # (IF NOT EXISTS: a store stepped back to an older version keeps them.)
     # Where a layer's compressed blob lives in a registry: a pulled layer's original blob
     # (a push to that registry names and mounts it, keeping its digest), and the layer of
     # a lazy pull or cache import, fetched only when something needs its bytes.
     db.execute(
-        """CREATE TABLE remote_layers (
+        """CREATE TABLE IF NOT EXISTS remote_layers (
             diff_id TEXT NOT NULL,
             registry TEXT NOT NULL,
             repository TEXT NOT NULL,
@@ -203,11 +204,11 @@ def _v7_remote_layers(db: sqlite3.Connection) -> None:
             seen REAL NOT NULL,
             PRIMARY KEY (diff_id, registry, repository, digest))"""
     )
-    db.execute("CREATE INDEX remote_layers_by_digest ON remote_layers(digest)")
+    db.execute("CREATE INDEX IF NOT EXISTS remote_layers_by_digest ON remote_layers(digest)")
     # Bearer tokens per registry, account and scope, reused by later commands until they
     # expire (the root is 0700; a token is never printed).
     db.execute(
-        """CREATE TABLE registry_tokens (
+        """CREATE TABLE IF NOT EXISTS registry_tokens (
             registry TEXT NOT NULL,
             account TEXT NOT NULL,
             scopes TEXT NOT NULL,
