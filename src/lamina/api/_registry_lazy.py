@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from lamina.errors import NotFoundError
+from lamina.errors import InvalidInputError, NotFoundError
 from lamina.store import LayerRecord, Lease, Store
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class LazyLayers:
                     source = RegistryBlobs(client, place.repository)
                     ingest_waiting(store, lease, source, desc, layer.diff_id, self._limits,
                                    what=what)  # fmt: skip
+                self._check_size(layer)
                 return
             except NotFoundError as exc:
                 failure = exc  # that repository lost it: try the next one
@@ -87,6 +88,18 @@ class LazyLayers:
             raise NotFoundError(
                 f"layer {layer.diff_id} is not in the store and could not be fetched{why}",
                 hint="pull the image (or build it) again",
+            )
+
+    def _check_size(self, layer: LayerRecord) -> None:
+        """A layer recorded as its plain tar (a cache import) took its size from the cache
+        before any byte arrived: the fetched tar must have it (its content is verified by
+        diff_id either way), or the image recorded with it names a wrong size."""
+        actual = self._store.layer_size(layer.diff_id)
+        if layer.digest == layer.diff_id and actual is not None and actual != layer.size:
+            raise InvalidInputError(
+                f"layer {layer.diff_id}: the build cache said {layer.size} bytes, its tar has"
+                f" {actual}",
+                hint="the cache was written wrongly; build without --cache-from once",
             )
 
 

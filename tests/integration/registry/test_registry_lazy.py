@@ -291,3 +291,23 @@ def test_a_lazy_image_pushed_to_another_registry_streams_its_layers_through(
             third.store.close()
     finally:
         second.stop()
+
+
+def test_a_cache_that_lies_about_a_layer_size_is_caught_when_the_layer_arrives(
+    other: Lamina, registry: Registry, cached: tuple[str, str, set[str]], tmp_path: Path
+) -> None:
+    from lamina.errors import InvalidInputError
+
+    dockerfile, cache, _ = cached
+    url = f"http://{registry.host}/v2/lamina/cache/manifests/main"
+    doc = json.loads(httpx.get(url, headers={"Accept": _ACCEPT}).content)
+    for layer in doc["layers"]:
+        layer["annotations"]["io.lamina.layer.uncompressed-size"] = "1"
+    put = httpx.put(url, content=json.dumps(doc), headers={"Content-Type": _ACCEPT})
+    assert put.status_code == 201, put.text
+    _build(other, tmp_path / "b", dockerfile, tags=["app:1"], cache_from=[cache])
+    target = tmp_path / "m"
+    target.mkdir()
+    with pytest.raises(InvalidInputError, match="the build cache said 1 bytes"):
+        other.mount("app:1", target)
+    assert not any(target.iterdir())
