@@ -1,13 +1,18 @@
 """Changes whose sources live elsewhere (a COPY from the build context) copied straight
 into a layer's snapshot directory, one entry at a time, in layer order.
 
-``stage_changes`` yields each change once its entry exists under the snapshot directory,
-so ``write_layer(..., content_root=directory)`` hashes the tar from the fresh copy (page
-cache warm) right behind the copier: the layer is never written as a tar and parsed back.
-Headers still come from each change's own ``st``, source xattrs and link target, so the
-tar (and its diff_id) is the one ``write_layer`` gives for the same changes read from
-their sources. The snapshot gets what the applier would give from that tar: owner, mode,
-xattrs, and the tar's mtime (whole seconds, clamped to ``source_date_epoch``).
+``DirectCopy(directory, changes)`` is the copier ``write_layer(..., copier=...)`` calls
+for each entry as it writes the tar: it makes the entry under ``directory`` and, for a
+regular file, opens the source and creates the copy, so the writer reads each body once
+into its buffer, hashes it and writes the same bytes to the copy: the layer is never
+written as a tar and parsed back, and no byte is read twice. A background thread asks
+the kernel to read the sources ahead (``posix_fadvise(WILLNEED)``), so a cold context's
+reads overlap instead of waiting one file at a time. Headers still come from each
+change's own ``st``, source xattrs and link target, so the tar (and its diff_id) is the
+one ``write_layer`` gives for the same changes read from their sources. The snapshot gets
+what the applier would give from that tar: owner, mode, xattrs, and the tar's mtime
+(whole seconds, clamped to ``source_date_epoch``). A sparse source is copied in the
+kernel, holes kept, and its body read from the copy.
 """
 
 from __future__ import annotations
@@ -15,14 +20,19 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Sequence
 
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import _whiteout
-from lamina.layers._changes import Change, ChangeKind, read_xattrs
+from lamina.layers._changes import Change, ChangeKind
 
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _BIG = 1 << 30
+_READ_AHEAD = 128 << 20  # bytes the prefetcher may run ahead of the copy
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def header_mtime(st: os.stat_result, source_date_epoch: int | None) -> int:
@@ -33,23 +43,85 @@ def header_mtime(st: os.stat_result, source_date_epoch: int | None) -> int:
     return mtime
 
 
-def stage_changes(
-    changes: Iterable[Change], directory: str, *, source_date_epoch: int | None
-) -> Iterator[Change]:
-    """Copy each ADD change (file, dir, symlink; in layer order) to ``directory/path`` and
-    yield it. Entries whose source already is that path are only given their metadata.
-    Directory mtimes are set when the iteration ends (children change them)."""
-    links: dict[tuple[int, int], str] = {}
-    dir_times: list[tuple[str, int]] = []
-    for change in changes:
+def _open_source(path: str) -> int:
+    try:
+        return os.open(path, _READ | _NOATIME)
+    except PermissionError:
+        return os.open(path, _READ)  # O_NOATIME needs ownership or CAP_FOWNER
+
+
+class _Prefetch:
+    """Asks the kernel to read the files' pages ahead of the copy, at most `_READ_AHEAD`
+    bytes ahead of what the copy has taken (``took``), in a thread of its own."""
+
+    def __init__(self, files: list[tuple[str, int]]) -> None:
+        self._files = files
+        self.taken = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asked = 0
+        for path, size in self._files:
+            while asked - self.taken > _READ_AHEAD and not self._stop:
+                time.sleep(0.002)
+            if self._stop:
+                return
+            try:
+                fd = _open_source(path)
+            except OSError:
+                continue  # the copy reports it
+            try:
+                os.posix_fadvise(fd, 0, size, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+            asked += size
+
+    def stop(self) -> None:
+        self._stop = True
+        self._thread.join()
+
+
+class DirectCopy:
+    """Makes each ADD change (file, dir, symlink; in layer order) at ``directory/path``
+    as ``write_layer`` passes it (see the module docstring). Entries whose source already
+    is that path only get their metadata. ``done()`` (``write_layer`` calls it after the
+    last entry) sets directory mtimes (children change them); ``close()`` stops the
+    prefetcher: use it as a context manager."""
+
+    def __init__(
+        self, directory: str, changes: Sequence[Change], *, source_date_epoch: int | None
+    ) -> None:
+        self.directory = directory
+        self.source_date_epoch = source_date_epoch
+        self._links: dict[tuple[int, int], str] = {}
+        self._dir_times: list[tuple[str, int]] = []
+        ahead = [
+            (c.source, c.st.st_size) for c in changes
+            if c.st is not None and stat.S_ISREG(c.st.st_mode) and c.st.st_size
+            and not self._in_place(c)
+        ]  # fmt: skip
+        self._prefetch = _Prefetch(ahead) if ahead else None
+
+    def _target(self, change: Change) -> str:
+        return os.path.join(self.directory, change.path)
+
+    def _in_place(self, change: Change) -> bool:
+        return os.path.abspath(change.source) == os.path.abspath(self._target(change))
+
+    def place(
+        self, change: Change, st: os.stat_result, xattrs: dict[str, bytes]
+    ) -> tuple[int, int | None] | None:
         if change.kind is not ChangeKind.ADD:
             raise InvalidInputError(f"{change.path}: only additions can be copied into a layer")
-        st = change.st if change.st is not None else os.lstat(change.source)
-        target = os.path.join(directory, change.path)
+        target = self._target(change)
         fmt = stat.S_IFMT(st.st_mode)
         mode = stat.S_IMODE(st.st_mode)
-        mtime = header_mtime(st, source_date_epoch)
-        in_place = os.path.abspath(change.source) == os.path.abspath(target)
+        mtime = header_mtime(st, self.source_date_epoch)
+        in_place = self._in_place(change)
         if fmt == stat.S_IFDIR:
             if not in_place:
                 try:
@@ -60,53 +132,77 @@ def stage_changes(
             os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
             os.chmod(target, mode)
             if not in_place:
-                _copy_xattrs(change.source, target, change.path)
-            dir_times.append((target, mtime))
-        elif fmt == stat.S_IFLNK:
+                _set_xattrs(target, xattrs, change.path)
+            self._dir_times.append((target, mtime))
+            return None
+        if fmt == stat.S_IFLNK:
             if not in_place:
                 os.symlink(os.readlink(change.source), target)
-                _copy_xattrs(change.source, target, change.path)
+                _set_xattrs(target, xattrs, change.path)
             os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
             os.utime(target, ns=(mtime * 10**9,) * 2, follow_symlinks=False)
-        elif fmt == stat.S_IFREG:
-            key = (st.st_dev, st.st_ino)
-            first = links.get(key) if st.st_nlink > 1 else None
-            if first is not None:
-                os.link(first, target, follow_symlinks=False)  # the tar says: hardlink
-            elif not in_place:
-                _copy_file(change.source, target, st.st_size, st.st_uid, st.st_gid, mode, mtime)
-                _copy_xattrs(change.source, target, change.path)
-                if st.st_nlink > 1:
-                    links[key] = target
-        else:
+            return None
+        if fmt != stat.S_IFREG:
             raise InvalidInputError(
                 f"{change.path}: only files, directories and symlinks are copied this way"
             )
-        yield change
-    for path, mtime in sorted(dir_times, key=lambda item: -len(item[0])):
-        os.utime(path, ns=(mtime * 10**9,) * 2, follow_symlinks=False)
-
-
-def _copy_file(
-    source: str, target: str, size: int, uid: int, gid: int, mode: int, mtime: int
-) -> None:
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        src = os.open(source, flags | _NOATIME)
-    except PermissionError:
-        src = os.open(source, flags)
-    try:
-        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                      | os.O_CLOEXEC, 0o600)  # fmt: skip
+        key = (st.st_dev, st.st_ino)
+        first = self._links.get(key) if st.st_nlink > 1 else None
+        if first is not None:
+            os.link(first, target, follow_symlinks=False)  # the tar says: hardlink
+            return None
+        if st.st_nlink > 1:
+            self._links[key] = target
+        if in_place:
+            return (_open_source(target), None) if st.st_size else None
+        if self._prefetch is not None:
+            self._prefetch.taken += st.st_size
+        src = _open_source(change.source)
         try:
-            copy_range(src, dst, size, source)
-            os.fchown(dst, uid, gid)
-            os.fchmod(dst, mode)  # after chown, which clears setuid/setgid
-            os.utime(dst, ns=(mtime * 10**9,) * 2)
+            dst = os.open(target, _CREATE, 0o600)
+        except BaseException:
+            os.close(src)
+            raise
+        if st.st_size and not _is_sparse(src):
+            return src, dst  # write_layer writes the body, then calls finish_file
+        try:
+            copy_range(src, dst, st.st_size, change.source)  # empty, or holes kept
+            self.finish_file(change, st, xattrs, dst)
         finally:
             os.close(dst)
-    finally:
-        os.close(src)
+            os.close(src)
+        return (_open_source(target), None) if st.st_size else None  # body from the copy
+
+    def finish_file(
+        self, change: Change, st: os.stat_result, xattrs: dict[str, bytes], fd: int
+    ) -> None:
+        os.fchown(fd, st.st_uid, st.st_gid)
+        os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after chown, which clears setuid/setgid
+        _set_xattrs(fd, xattrs, change.path)
+        mtime = header_mtime(st, self.source_date_epoch)
+        os.utime(fd, ns=(mtime * 10**9,) * 2)
+
+    def done(self) -> None:
+        self.close()
+        for path, mtime in sorted(self._dir_times, key=lambda item: -len(item[0])):
+            os.utime(path, ns=(mtime * 10**9,) * 2, follow_symlinks=False)
+        self._dir_times.clear()
+
+    def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.stop()
+            self._prefetch = None
+
+    def __enter__(self) -> DirectCopy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _is_sparse(fd: int) -> bool:
+    st = os.fstat(fd)
+    return st.st_blocks * 512 < st.st_size
 
 
 def copy_range(src: int, dst: int, size: int, name: str) -> None:
@@ -156,14 +252,15 @@ def _copy_run(src: int, dst: int, count: int, name: str) -> None:
         count -= n
 
 
-def _copy_xattrs(source: str, target: str, name: str) -> None:
-    """The source's xattrs (those a tar carries) on the copy; as the applier does, a
-    file system or kernel refusing one (ENOTSUP, EPERM) is not an error."""
-    for xname, value in sorted(read_xattrs(source).items()):
+def _set_xattrs(target: str | int, xattrs: dict[str, bytes], name: str) -> None:
+    """The source's xattrs (those a tar carries) on the copy (a path, not followed, or a
+    descriptor); as the applier does, a file system or kernel refusing one (ENOTSUP,
+    EPERM) is not an error."""
+    for xname, value in sorted(xattrs.items()):
         if _whiteout.is_overlay_xattr(xname):
             continue
         try:
-            os.setxattr(target, xname, value, follow_symlinks=False)
+            os.setxattr(target, xname, value, follow_symlinks=isinstance(target, int))
         except OSError as exc:
             if exc.errno not in (errno.ENOTSUP, errno.EPERM):
                 raise InvalidInputError(
