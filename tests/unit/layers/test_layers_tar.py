@@ -22,6 +22,7 @@ from lamina.layers import (
     changes_from_dir,
     changes_from_overlay_upper,
     diff_trees,
+    sort_changes,
     write_layer,
 )
 
@@ -146,6 +147,20 @@ def test_overlay_upper_user_opaque(tmp_path: Path) -> None:
     entries = _read(out.getvalue())
     assert list(entries) == ["d/", "d/.wh..wh..opq", "d/new"]
     assert "user.overlay.opaque" not in entries["d/"][0].xattrs
+
+
+def test_overlay_upper_comes_in_layer_order_without_sorting(tmp_path: Path) -> None:
+    """changes_from_overlay_upper skips sort_changes: its walk must already be that order
+    (names that sort differently as strings and as path components, non-ASCII, opaque)."""
+    upper = tmp_path / "upper"
+    for d in ("a", "a/b", "a-b", "a.b", "a/b/c", "ä", "Z", "a0", "a/b-c"):
+        (upper / d).mkdir(parents=True, exist_ok=True)
+    for f in ("a/x", "a-b/x", "a/b/c/y", "ab", "a/b-c/z", "ä/ö", "Z/1", "a.b/.hidden"):
+        (upper / f).write_text(f)
+    os.setxattr(upper / "a" / "b", "user.overlay.opaque", b"y")
+    changes = changes_from_overlay_upper(upper)
+    assert ("a/b", ChangeKind.OPAQUE) in [(c.path, c.kind) for c in changes]
+    assert changes == sort_changes(list(reversed(changes)))
 
 
 def test_diff_trees_changes(tmp_path: Path) -> None:
