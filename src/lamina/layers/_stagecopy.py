@@ -4,10 +4,11 @@ into a layer's snapshot directory, one entry at a time, in layer order.
 ``DirectCopy(directory, changes)`` is the copier ``write_layer(..., copier=...)`` calls
 for each entry as it writes the tar: it makes the entry under ``directory`` and, for a
 regular file, opens the source and creates the copy, so the writer reads each body once
-into its buffer, hashes it and writes the same bytes to the copy: the layer is never
-written as a tar and parsed back, and no byte is read twice. A background thread asks
+into its buffer, hashes it and hands the same bytes to the copy: the layer is never
+written as a tar and parsed back, and no byte is read twice. Two threads help: one asks
 the kernel to read the sources ahead (``posix_fadvise(WILLNEED)``), so a cold context's
-reads overlap instead of waiting one file at a time. Headers still come from each
+reads overlap instead of waiting one file at a time; one creates the small files' copies
+(a bounded queue behind the reader), so creating inodes overlaps reading and hashing. Headers still come from each
 change's own ``st``, source xattrs and link target, so the tar (and its diff_id) is the
 one ``write_layer`` gives for the same changes read from their sources. The snapshot gets
 what the applier would give from that tar: owner, mode, xattrs, and the tar's mtime
@@ -22,7 +23,10 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import _whiteout
@@ -31,6 +35,8 @@ from lamina.layers._changes import Change, ChangeKind
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _BIG = 1 << 30
 _READ_AHEAD = 128 << 20  # bytes the prefetcher may run ahead of the copy
+_WRITE_BEHIND = 32 << 20  # bytes of small files queued for the writer thread
+_WRITE_BEHIND_FILE = 1 << 20  # a bigger file is written as it is read, not queued
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -99,6 +105,11 @@ class DirectCopy:
         self.source_date_epoch = source_date_epoch
         self._links: dict[tuple[int, int], str] = {}
         self._dir_times: list[tuple[str, int]] = []
+        self._file: int | None = None  # a big file being written as it is read
+        self._chunks: list[bytes] = []  # a small file's body, written behind
+        self._writer: ThreadPoolExecutor | None = None
+        self._queued: deque[tuple[Future[None], int]] = deque()
+        self._queued_bytes = 0
         ahead = [
             (c.source, c.st.st_size) for c in changes
             if c.st is not None and stat.S_ISREG(c.st.st_mode) and c.st.st_size
@@ -114,7 +125,7 @@ class DirectCopy:
 
     def place(
         self, change: Change, st: os.stat_result, xattrs: dict[str, bytes]
-    ) -> tuple[int, int | None] | None:
+    ) -> tuple[int, bool] | None:
         if change.kind is not ChangeKind.ADD:
             raise InvalidInputError(f"{change.path}: only additions can be copied into a layer")
         target = self._target(change)
@@ -148,41 +159,75 @@ class DirectCopy:
             )
         key = (st.st_dev, st.st_ino)
         first = self._links.get(key) if st.st_nlink > 1 else None
-        if first is not None:
-            os.link(first, target, follow_symlinks=False)  # the tar says: hardlink
+        if first is not None:  # the tar says: hardlink (once the first is written)
+            self._behind(_link, 0, first, target)
             return None
+        if in_place:
+            return (_open_source(target), False) if st.st_size else None
         if st.st_nlink > 1:
             self._links[key] = target
-        if in_place:
-            return (_open_source(target), None) if st.st_size else None
         if self._prefetch is not None:
             self._prefetch.taken += st.st_size
         src = _open_source(change.source)
-        try:
+        if st.st_size and st.st_blocks * 512 >= st.st_size:
+            if st.st_size > _WRITE_BEHIND_FILE:
+                try:
+                    self._file = os.open(target, _CREATE, 0o600)  # written as it is read
+                except BaseException:
+                    os.close(src)
+                    raise
+            self._chunks = []
+            return src, True  # write_layer hands the body to `write`, then `finish_file`
+        try:  # empty, or sparse: copied in the kernel, holes kept; the body is read back
             dst = os.open(target, _CREATE, 0o600)
-        except BaseException:
-            os.close(src)
-            raise
-        if st.st_size and not _is_sparse(src):
-            return src, dst  # write_layer writes the body, then calls finish_file
-        try:
-            copy_range(src, dst, st.st_size, change.source)  # empty, or holes kept
-            self.finish_file(change, st, xattrs, dst)
+            try:
+                copy_range(src, dst, st.st_size, change.source)
+                _set_metadata(dst, st, xattrs, header_mtime(st, self.source_date_epoch),
+                              change.path)  # fmt: skip
+            finally:
+                os.close(dst)
         finally:
-            os.close(dst)
             os.close(src)
-        return (_open_source(target), None) if st.st_size else None  # body from the copy
+        return (_open_source(target), False) if st.st_size else None
 
-    def finish_file(
-        self, change: Change, st: os.stat_result, xattrs: dict[str, bytes], fd: int
-    ) -> None:
-        os.fchown(fd, st.st_uid, st.st_gid)
-        os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after chown, which clears setuid/setgid
-        _set_xattrs(fd, xattrs, change.path)
+    def write(self, data: memoryview) -> None:
+        if self._file is not None:
+            _write_all(self._file, data)
+        else:
+            self._chunks.append(bytes(data))
+
+    def finish_file(self, change: Change, st: os.stat_result, xattrs: dict[str, bytes]) -> None:
         mtime = header_mtime(st, self.source_date_epoch)
-        os.utime(fd, ns=(mtime * 10**9,) * 2)
+        if self._file is not None:
+            fd, self._file = self._file, None
+            try:
+                _set_metadata(fd, st, xattrs, mtime, change.path)
+            finally:
+                os.close(fd)
+            return
+        chunks, self._chunks = self._chunks, []
+        self._behind(_create_file, st.st_size, self._target(change), chunks, st, xattrs, mtime,
+                     change.path)  # fmt: skip
+
+    def _behind(self, job: Callable[..., None], size: int, *args: Any) -> None:
+        """Run `job(*args)` in the writer thread, after what was queued before."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="copy-writer")
+        while self._queued and self._queued_bytes + size > _WRITE_BEHIND:
+            done, n = self._queued.popleft()
+            self._queued_bytes -= n
+            done.result()
+        self._queued.append((self._writer.submit(job, *args), size))
+        self._queued_bytes += size
+
+    def _drain(self) -> None:
+        while self._queued:
+            done, n = self._queued.popleft()
+            self._queued_bytes -= n
+            done.result()
 
     def done(self) -> None:
+        self._drain()
         self.close()
         for path, mtime in sorted(self._dir_times, key=lambda item: -len(item[0])):
             os.utime(path, ns=(mtime * 10**9,) * 2, follow_symlinks=False)
@@ -192,6 +237,12 @@ class DirectCopy:
         if self._prefetch is not None:
             self._prefetch.stop()
             self._prefetch = None
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
     def __enter__(self) -> DirectCopy:
         return self
@@ -200,9 +251,41 @@ class DirectCopy:
         self.close()
 
 
-def _is_sparse(fd: int) -> bool:
-    st = os.fstat(fd)
-    return st.st_blocks * 512 < st.st_size
+def _set_metadata(
+    fd: int, st: os.stat_result, xattrs: dict[str, bytes], mtime: int, name: str
+) -> None:
+    os.fchown(fd, st.st_uid, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after chown, which clears setuid/setgid
+    _set_xattrs(fd, xattrs, name)
+    os.utime(fd, ns=(mtime * 10**9,) * 2)
+
+
+def _create_file(
+    target: str,
+    chunks: list[bytes],
+    st: os.stat_result,
+    xattrs: dict[str, bytes],
+    mtime: int,
+    name: str,
+) -> None:
+    """A small file's copy, made in the writer thread from the bytes write_layer read."""
+    fd = os.open(target, _CREATE, 0o600)
+    try:
+        for chunk in chunks:
+            _write_all(fd, memoryview(chunk))
+        _set_metadata(fd, st, xattrs, mtime, name)
+    finally:
+        os.close(fd)
+
+
+def _link(first: str, target: str) -> None:
+    os.link(first, target, follow_symlinks=False)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
 
 
 def copy_range(src: int, dst: int, size: int, name: str) -> None:

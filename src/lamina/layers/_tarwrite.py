@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -158,10 +158,10 @@ class _Output:
         source: str,
         name: str,
         digest: Any = None,
-        copy_to: int | None = None,
+        copy_to: Callable[[memoryview], None] | None = None,
     ) -> None:
         """Copy `size` bytes of `fd` (the layer path `name`); `digest` (a hashlib object)
-        sees them (once `finish` returns); `copy_to`, a file descriptor, gets them too."""
+        sees them (once `finish` returns); `copy_to` is called with them too."""
         if self.record is not None:
             self.record.file(name, size)
         remaining = size
@@ -178,18 +178,12 @@ class _Output:
             if digest is not None:
                 self.spans.append((digest, self.pos, self.pos + n))
             if copy_to is not None:
-                _write_all(copy_to, self.view[self.pos : self.pos + n])
+                copy_to(self.view[self.pos : self.pos + n])
             self.pos += n
             remaining -= n
         pad = -size % _BLOCK
         if pad:
             self.put(bytes(pad))
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
 
 
 def _open_nofollow(path: str) -> int:
@@ -226,16 +220,18 @@ class EntryCopier(Protocol):
 
     def place(
         self, change: Change, st: os.stat_result, xattrs: dict[str, bytes]
-    ) -> tuple[int, int | None] | None:
+    ) -> tuple[int, bool] | None:
         """Make ``change``'s entry (as ``st`` and ``xattrs`` say). For a regular file with
-        content: the descriptor to read it from and the new file's to write it to (None
-        when nothing is left to write); else None."""
+        content: the descriptor to read it from, and whether its bytes go to ``write``
+        then ``finish_file``; else None."""
         ...
 
-    def finish_file(
-        self, change: Change, st: os.stat_result, xattrs: dict[str, bytes], fd: int
-    ) -> None:
-        """The new file ``fd`` holds its content: give it its metadata."""
+    def write(self, data: memoryview) -> None:
+        """The next bytes of the file placed last."""
+        ...
+
+    def finish_file(self, change: Change, st: os.stat_result, xattrs: dict[str, bytes]) -> None:
+        """Every byte of the file placed last went to ``write``."""
         ...
 
     def done(self) -> None:
@@ -349,15 +345,14 @@ def _write_entries(
         entries += 1
         digest = hashlib.sha256() if collect is not None and fmt == stat.S_IFREG else None
         if size:
-            src, dst = body if body is not None else (_open_nofollow(change.source), None)
+            src, copy = body if body is not None else (_open_nofollow(change.source), False)
             try:
-                sink.copy_file(src, size, change.source, change.path, digest, dst)
-                if dst is not None:
-                    copier.finish_file(change, st, xattrs, dst)  # type: ignore[union-attr]
+                sink.copy_file(src, size, change.source, change.path, digest,
+                               copier.write if copy and copier is not None else None)
+                if copy and copier is not None:
+                    copier.finish_file(change, st, xattrs)
             finally:
                 os.close(src)
-                if dst is not None:
-                    os.close(dst)
         if collect is not None:
             collect.add(
                 change.path, _KIND[fmt], size=size, mode=mode, uid=st.st_uid, gid=st.st_gid,
