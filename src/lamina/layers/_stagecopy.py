@@ -102,6 +102,7 @@ class DirectCopy:
         self, directory: str, changes: Sequence[Change], *, source_date_epoch: int | None
     ) -> None:
         self.directory = directory
+        self._root = os.path.abspath(directory)
         self.source_date_epoch = source_date_epoch
         self._links: dict[tuple[int, int], str] = {}
         self._dir_times: list[tuple[str, int]] = []
@@ -121,7 +122,10 @@ class DirectCopy:
         return os.path.join(self.directory, change.path)
 
     def _in_place(self, change: Change) -> bool:
-        return os.path.abspath(change.source) == os.path.abspath(self._target(change))
+        source = change.source
+        if not source.startswith(self._root) and os.path.isabs(source):
+            return False  # a context file: not under the directory (the common case)
+        return os.path.abspath(source) == os.path.abspath(self._target(change))
 
     def place(
         self, change: Change, st: os.stat_result, xattrs: dict[str, bytes]
