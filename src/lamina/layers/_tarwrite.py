@@ -65,6 +65,10 @@ class _Hasher:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="layer-digests")
         return self._pool.submit(_hash_buffer, stream, chunk, spans, view)
 
+    def idle(self) -> bool:
+        """Nothing was ever handed over (so nothing can be pending)."""
+        return self._pool is None
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
@@ -82,9 +86,10 @@ def _hash_buffer(
 class _Output:
     """Reusable buffers in front of the sink; hashes what it flushes unless the sink does.
 
-    Hashing runs beside the writer (`_Hashers`): a flushed buffer goes to the hash threads
-    and the next one is filled meanwhile; `finish` waits for them. ``copy_file`` can also
-    write each chunk it reads to a second file (a COPY's snapshot), so bytes are read once.
+    Hashing runs beside the writer (`_Hasher`): a flushed buffer goes to the hash thread
+    and the next one is filled meanwhile; `finish` waits for it (a layer that fits one
+    buffer is hashed right there, no thread started). ``copy_file`` can also hand each
+    chunk it reads to a copier (a COPY's snapshot), so bytes are read once.
     """
 
     def __init__(
@@ -105,11 +110,14 @@ class _Output:
         self.pos = 0
         self.total = 0
 
-    def flush(self) -> None:
+    def flush(self, last: bool = False) -> None:
         if not self.pos:
             return
         chunk = self.view[: self.pos]
-        if self.hash is not None or self.spans:
+        if last and self.hasher.idle():
+            _hash_buffer(self.hash, chunk, self.spans, self.view)
+            self.spans = []
+        elif self.hash is not None or self.spans:
             self.busy[self.current] = self.hasher.submit(self.hash, chunk, self.spans, self.view)
             self.spans = []
         if self.out is not None:
@@ -123,7 +131,7 @@ class _Output:
 
     def finish(self) -> None:
         """Flush, and wait for every hash to have seen every byte."""
-        self.flush()
+        self.flush(last=True)
         for n in range(_BUFFERS):
             self._wait(n)
 
