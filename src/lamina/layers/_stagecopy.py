@@ -3,17 +3,17 @@ into a layer's snapshot directory, one entry at a time, in layer order.
 
 ``DirectCopy(directory, changes)`` is the copier ``write_layer(..., copier=...)`` calls
 for each entry as it writes the tar: it makes the entry under ``directory`` and, for a
-regular file, opens the source and creates the copy, so the writer reads each body once
-into its buffer, hashes it and hands the same bytes to the copy: the layer is never
-written as a tar and parsed back, and no byte is read twice. Two threads help: one asks
-the kernel to read the sources ahead (``posix_fadvise(WILLNEED)``), so a cold context's
-reads overlap instead of waiting one file at a time; one creates the small files' copies
-(a bounded queue behind the reader), so creating inodes overlaps reading and hashing. Headers still come from each
-change's own ``st``, source xattrs and link target, so the tar (and its diff_id) is the
-one ``write_layer`` gives for the same changes read from their sources. The snapshot gets
-what the applier would give from that tar: owner, mode, xattrs, and the tar's mtime
-(whole seconds, clamped to ``source_date_epoch``). A sparse source is copied in the
-kernel, holes kept, and its body read from the copy.
+regular file, opens the source, so the writer reads each body once into its buffer,
+hashes it and hands the same bytes to the copy: the layer is never written as a tar and
+parsed back, and no byte is read twice. Two threads help: one asks the kernel to read
+the sources ahead (``posix_fadvise(WILLNEED)``), so a cold context's reads overlap
+instead of waiting one file at a time; one creates the small files' copies (a bounded
+queue behind the reader), so creating inodes overlaps reading and hashing. Headers
+still come from each change's own ``st``, source xattrs and link target, so the tar
+(and its diff_id) is the one ``write_layer`` gives for the same changes read from their
+sources. The snapshot gets what the applier would give from that tar: owner, mode,
+xattrs, and the tar's mtime (whole seconds, clamped to ``source_date_epoch``). A sparse
+source is copied in the kernel, holes kept, and its body read from the copy.
 """
 
 from __future__ import annotations
