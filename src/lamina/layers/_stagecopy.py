@@ -35,7 +35,7 @@ from lamina.layers._changes import Change, ChangeKind
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _BIG = 1 << 30
 _READ_AHEAD = 128 << 20  # bytes the prefetcher may run ahead of the copy
-_WRITE_BEHIND = 32 << 20  # bytes of small files queued for the writer thread
+_WRITE_BEHIND = 16 << 20  # bytes of small files queued for the writer thread
 _WRITE_BEHIND_FILE = 1 << 20  # a bigger file is written as it is read, not queued
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
