@@ -190,6 +190,11 @@ def migration_progress(done: int, total: int, diff_id: str) -> None:
         print(f"\rmigrated the store: {total} layers unpacked{' ' * 20}", file=sys.stderr)
 
 
+def fetch_notice(line: str) -> None:
+    """A lazy layer (a registry holds it) is being fetched because something needs it."""
+    print(f"lamina: {line}", file=sys.stderr, flush=True)
+
+
 class Context:
     """What the global options select: the root (the API opened on first use) and --debug."""
 
@@ -204,6 +209,7 @@ class Context:
 
         if self._api is None:
             self._api = Lamina(self.root, progress=migration_progress)
+            self._api.lazy_layers.notice = fetch_notice
             # What dead lamina processes left on this root goes first, one line each.
             for line in self._api.recover():
                 print(f"lamina: {line}", file=sys.stderr)

@@ -49,10 +49,11 @@ tar back byte for byte (DigestMismatchError at its end if the snapshot changed),
 ``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for.
 ``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass;
 ``record_entries(record_path)`` gives them again later from the record alone.
-``stage_changes(changes, directory, source_date_epoch=...)`` copies changes whose sources
-live elsewhere (a COPY's context files) into ``directory`` entry by entry, yielding each;
-``write_layer(that, None, record=..., content_root=directory)`` hashes the same tar from
-the copies: the snapshot is written straight, never through a tar and an applier.
+``write_layer(changes, None, record=..., copier=DirectCopy(directory, changes, ...))``
+copies changes whose sources live elsewhere (a COPY's context files) into ``directory``
+entry by entry while it hashes their tar, each body read once (sources read ahead in
+the background): the snapshot is written straight, never through a tar and an applier.
+``write_layer`` hashes on other threads (the tar stream, the index's file digests).
 
 File index: ``EntryCollector()`` passed as ``collect=`` to ``write_layer``,
 ``write_layer_blob`` or ``scan_layer`` (or fed ``tar_entry`` by any reader loop) gathers
@@ -122,9 +123,7 @@ if TYPE_CHECKING:
     from lamina.layers._index import (
         EntryCollector,
     )
-    from lamina.layers._stagecopy import (
-        stage_changes,
-    )
+    from lamina.layers._stagecopy import DirectCopy
     from lamina.layers._tarheader import (
         build_header,
     )
@@ -144,10 +143,7 @@ if TYPE_CHECKING:
         record_entries,
         snapshot_extras,
     )
-    from lamina.layers._tarwrite import (
-        LayerStats,
-        write_layer,
-    )
+    from lamina.layers._tarwrite import EntryCopier, LayerStats, write_layer
 
 # Loaded on first use: resolving a path in a rootfs (`lamina run`) needs none of the tar
 # readers and writers, nor the compressors (zstandard, isal, bz2, lzma) behind them.
@@ -171,7 +167,8 @@ _LAZY = {
     "open_layer_reader": "lamina.layers._compress",
     "sniff_compression": "lamina.layers._compress",
     "EntryCollector": "lamina.layers._index",
-    "stage_changes": "lamina.layers._stagecopy",
+    "DirectCopy": "lamina.layers._stagecopy",
+    "EntryCopier": "lamina.layers._tarwrite",
     "build_header": "lamina.layers._tarheader",
     "ByteStream": "lamina.layers._tarread",
     "EntryReader": "lamina.layers._tarread",
@@ -231,6 +228,8 @@ __all__ = [
     "Change",
     "ChangeKind",
     "Compression",
+    "DirectCopy",
+    "EntryCopier",
     "EntryCollector",
     "EntryHook",
     "EntryReader",
@@ -255,7 +254,6 @@ __all__ = [
     "scan_layer",
     "snapshot_extras",
     "sort_changes",
-    "stage_changes",
     "write_layer",
     "write_layer_blob",
 ]
