@@ -191,12 +191,14 @@ def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[
     ]  # fmt: skip
 
 
-def run(runs: int, work: Path) -> list[Row]:
-    """The rows of this benchmark (bench/run.py's contract)."""
+def run(runs: int, work: Path, *, disk: bool = True) -> list[Row]:
+    """The rows of this benchmark (bench/run.py's contract); `disk=False` leaves out the
+    ten-image disk workload (load and save only)."""
     archive, layout = _image(work, FILES, FILE_SIZE)
     print(f"image: {FILES} files of {FILE_SIZE} B; docker-archive "
           f"{archive.stat().st_size / 1e6:.0f} MB", flush=True)  # fmt: skip
-    return bench_disk(work, archive) + bench_load_save(work, archive, layout, runs)
+    rows = bench_disk(work, archive) if disk else []
+    return rows + bench_load_save(work, archive, layout, runs)
 
 
 def main() -> None:
@@ -205,11 +207,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--files", type=int, default=FILES)
     parser.add_argument("--file-size", type=int, default=FILE_SIZE)
+    parser.add_argument("--skip-disk", action="store_true", help="load and save only")
     opts = parser.parse_args()
     FILES, FILE_SIZE = opts.files, opts.file_size
     work = Path(tempfile.mkdtemp(prefix="lamina-bench-lean-", dir="/var/tmp"))
     try:
-        rows = run(opts.runs, work)
+        rows = run(opts.runs, work, disk=not opts.skip_disk)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{'workload':<62} {'lamina':>8} {'other':>8} {'ratio':>6}  other tool")

@@ -220,6 +220,16 @@ class _Applier:
         assert parent is not None
         name = parts[-1]
         key = tuple(parts)
+        if entry.type is EntryType.FILE and key not in self.created:
+            # The common case, a new file: O_EXCL says whether anything is there already.
+            try:
+                fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent)
+            except FileExistsError:
+                pass
+            else:
+                self.created.add(key)
+                self._write_file(entry, fd, content)
+                return
         try:
             existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
@@ -237,13 +247,7 @@ class _Applier:
             assert parent is not None
         self.created.add(key)
         if entry.type is EntryType.FILE:
-            fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent)
-            try:
-                _copy(content, fd, entry.size)
-                self._metadata_fd(entry, fd)
-                os.utime(fd, ns=(entry.mtime * 10**9, entry.mtime * 10**9))
-            finally:
-                os.close(fd)
+            self._write_file(entry, os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent), content)
         elif entry.type is EntryType.DIR:
             if existing is None:
                 os.mkdir(name, 0o700, dir_fd=parent)
@@ -272,6 +276,16 @@ class _Applier:
             finally:
                 os.close(fd)
             _utime(name, parent, entry.mtime)
+
+    def _write_file(self, entry: TarEntry, fd: int, content: ByteStream) -> None:
+        """Content, owner, mode, xattrs and mtime of a new regular file; closes ``fd``."""
+        try:
+            _copy(content, fd, entry.size)
+            self._metadata_fd(entry, fd)
+            ns = entry.mtime * 1_000_000_000
+            os.utime(fd, ns=(ns, ns))
+        finally:
+            os.close(fd)
 
     def _hardlink(self, entry: TarEntry, parts: list[str], existing: os.stat_result | None) -> None:
         target = split_entry_path(entry.linkname)
@@ -356,6 +370,7 @@ def _setxattr(path: str | int, name: str, value: bytes, entry: TarEntry) -> None
 
 _HOLE = 4096  # a file system block: the unit a hole can replace
 _ZERO_BLOCK = bytes(_HOLE)
+_ZERO_RUN = bytes(256)
 _ZERO_CHUNK = bytes(_CHUNK)
 
 
@@ -377,7 +392,7 @@ def _copy(content: ByteStream, fd: int, size: int) -> None:
         if n == _CHUNK and pos % _HOLE == 0 and data == _ZERO_CHUNK:
             os.lseek(fd, n, os.SEEK_CUR)
             holes = True
-        elif n >= _HOLE and data.count(0) >= _HOLE:
+        elif n >= _HOLE and _ZERO_RUN in data:  # cheap: only a run of zeros can hold a hole
             view = memoryview(data)
             start = 0  # of the pending run of data
             lead = -pos % _HOLE

@@ -156,7 +156,7 @@ def ingest_layer(
                 store.content.writer(layer.digest, layer.size, lease=lease)
             )
             source = cast(BinaryIO, io.BufferedReader(_Tee(source, writer), _CHUNK))
-        reader = open_layer_reader(source, lim.max_size, lim.max_ratio)
+        reader = open_layer_reader(source, lim.max_size, lim.max_ratio, digest=False)
 
         def finish() -> None:
             while reader.read(_CHUNK):

@@ -97,7 +97,7 @@ def index_tar(stream: BinaryIO, description: str) -> dict[str, Member]:
     tool takes is ambiguous (tar says the last, some readers take the first).
     """
     members: dict[str, Member] = {}
-    reader = TarReader(stream, OUTER_LIMITS)
+    reader = TarReader(stream, OUTER_LIMITS, digest=False)  # content is skipped by seeking
     for entry, _content in reader.entries():
         if entry.type == EntryType.DIR:
             continue
