@@ -9,10 +9,7 @@ file object that cannot read past the entry.
 from __future__ import annotations
 
 import base64
-import hashlib
-import queue
 import stat
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,7 +17,7 @@ from typing import Protocol
 from urllib.parse import unquote_to_bytes
 
 from lamina.errors import InvalidInputError
-from lamina.layers._tarsplit import SplitRecorder
+from lamina.layers._tarsplit import SplitRecorder, ThreadedSha256
 
 BLOCK = 512
 _OCTAL_DIGITS = b"01234567"
@@ -134,49 +131,6 @@ def _checksum_ok(block: bytes) -> bool:
 
 
 _READ = 1 << 20  # bytes asked of the stream at a time: headers are served from them
-_THREAD_HASH_AFTER = 4 << 20  # a layer this big is hashed on a thread of its own
-
-
-class _Hasher:
-    """sha256 of a stream, moved to a thread of its own once the stream is big: hashlib
-    releases the GIL on large buffers, so the diff_id costs the reader no time while the
-    applier works. Chunks are hashed strictly in the order given."""
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-        self._seen = 0
-        self._queue: queue.Queue[bytes | None] | None = None
-        self._thread: threading.Thread | None = None
-
-    def update(self, data: bytes) -> None:
-        self._seen += len(data)
-        if self._queue is None:
-            if self._seen <= _THREAD_HASH_AFTER:
-                self._hash.update(data)
-                return
-            self._queue = queue.Queue(maxsize=16)
-            self._thread = threading.Thread(target=self._run, name="tar-sha256", daemon=True)
-            self._thread.start()
-        self._queue.put(data)
-
-    def _run(self) -> None:
-        assert self._queue is not None
-        while (data := self._queue.get()) is not None:
-            self._hash.update(data)
-
-    def stop(self) -> None:
-        """Wait for every chunk given so far to be hashed; the thread ends."""
-        if self._queue is not None and self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._queue, self._thread = None, None
-            self._seen = -(1 << 62)  # never restart: later chunks are hashed inline
-
-    def hexdigest(self) -> str:
-        self.stop()
-        return self._hash.hexdigest()
-
-
 class _Input:
     """The raw stream: counts, hashes and bounds every byte it reads.
 
@@ -193,7 +147,7 @@ class _Input:
     ) -> None:
         self._stream = stream
         self._limits = limits
-        self.hash = _Hasher() if digest else None
+        self.hash = ThreadedSha256() if digest else None
         self.count = 0  # consumed
         self._filled = 0  # read from the stream
         self._buf = b""
