@@ -90,10 +90,13 @@ class LayerBlobWriter:
     """
 
     def __init__(self, out: BinaryIO, compression: Compression = Compression.GZIP,
-                 level: int | None = None, *, digest: bool = True) -> None:  # fmt: skip
+                 level: int | None = None, *, digest: bool = True,
+                 diff_id: bool = True) -> None:  # fmt: skip
         self._out = out
         self._compression = compression
-        self._diff = hashlib.sha256()
+        # diff_id=False when the tar is checked on its way in (a rebuilt tar checks its
+        # own diff_id): ``finish()`` then says "" for it.
+        self._diff = hashlib.sha256() if diff_id else None
         # digest=False when `out` hashes what it stores anyway (the content store's
         # writer): the blob's digest is then the one its commit returns.
         self._digest = hashlib.sha256() if digest else None
@@ -113,7 +116,8 @@ class LayerBlobWriter:
             raise InvalidInputError(f"lamina does not write {compression.value} layers")
 
     def write(self, data: Any, /) -> int:
-        self._diff.update(data)
+        if self._diff is not None:
+            self._diff.update(data)
         n = len(data)
         self._raw_size += n
         if self._compressor is None:
@@ -140,8 +144,9 @@ class LayerBlobWriter:
             self._size += len(data)
 
     def uncompressed_digest(self) -> tuple[str, int]:
-        """``sha256:<hex>`` and size of the tar written so far."""
-        return "sha256:" + self._diff.hexdigest(), self._raw_size
+        """``sha256:<hex>`` ("" if not hashed) and size of the tar written so far."""
+        digest = "" if self._diff is None else "sha256:" + self._diff.hexdigest()
+        return digest, self._raw_size
 
     def finish(self) -> LayerBlobInfo:
         """Flush the compressor and describe the blob."""
