@@ -10,9 +10,12 @@ target is ever created, changed or removed.
 from __future__ import annotations
 
 import errno
+import io
 import os
+import queue
 import shutil
 import stat
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -79,6 +82,7 @@ def apply_layer(
         applier.finish()
     finally:
         applier.close()
+    applier.raise_deferred()
     return ApplyStats(reader.diff_id, reader.size, reader.entry_count)
 
 
@@ -131,15 +135,126 @@ def _entry_parts(entry: TarEntry) -> tuple[list[str], _whiteout.Marker, str]:
     return parts, marker, victim
 
 
+_FAST_MAX = 256 << 10  # a new file up to this size may be written by the file thread
+_FAST_QUEUE = 128  # files handed to it and not yet written (at most 32 MiB)
+
+
+class _FileThread:
+    """Writes new regular files (create, content, owner, mode, xattrs, mtime) in the order
+    given, on a thread of its own, while the applier reads on: the kernel's share of a
+    layer of many small files runs beside lamina's. Only files that cannot collide with
+    anything are given to it (see ``_Applier._fast``); ``drain()`` waits for all given."""
+
+    def __init__(self, applier: _Applier) -> None:
+        self._applier = applier
+        self._queue: queue.Queue[tuple[int, str, TarEntry, bytes] | None] = queue.Queue(
+            _FAST_QUEUE
+        )
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="layer-files", daemon=True)
+        self._thread.start()
+
+    def put(self, parent: int, name: str, entry: TarEntry, data: bytes) -> None:
+        self._queue.put((os.dup(parent), name, entry, data))
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            parent, name, entry, data = job
+            try:
+                if self.error is None:
+                    fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent)
+                    self._applier._write_file(entry, fd, io.BytesIO(data))
+            except OSError as exc:  # reported by the applier's thread
+                self.error = LaminaError(f"tar entry {entry.name!r}: {exc.strerror or exc}")
+                self.error.__cause__ = exc
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                os.close(parent)
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def drain(self) -> None:
+        self._queue.join()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
 class _Applier:
     def __init__(self, target: str, overlay: bool, limits: Limits) -> None:
         self.root = ScopedRoot(target, limits.max_symlink_hops)
         self.overlay = overlay
         self.created: set[tuple[str, ...]] = set()
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
+        # A fresh target holds only what this layer made: a file whose name nothing else
+        # took yet, in a directory reached without a symlink, can be written on a thread.
+        self.files: _FileThread | None = None
+        self._fresh = not os.listdir(target)
+        self._taken: set[tuple[str, ...]] = set()  # directories, whiteouts: not for it
+        self._links: set[tuple[str, ...]] = set()  # symlinks this layer made
+        self._plain_dirs: set[tuple[str, ...]] = set()  # reached without a symlink
 
     def close(self) -> None:
+        if self.files is not None:
+            self.files.stop()
         self.root.close()
+
+    def raise_deferred(self) -> None:
+        """What went wrong on the file thread, raised here (after ``close``)."""
+        if self.files is not None and self.files.error is not None:
+            self._raise_file_error(self.files.error)
+
+    def _raise_file_error(self, exc: BaseException) -> None:
+        raise exc
+
+    def _drain(self) -> None:
+        """Wait until every file handed to the file thread is written (before anything
+        that may remove, replace or link to one, and before directory times)."""
+        if self.files is not None:
+            self.files.drain()
+            if self.files.error is not None:
+                self._raise_file_error(self.files.error)
+
+    def _track(self, parts: list[str]) -> None:
+        """Before an entry is applied: the directories on its way are taken (never files
+        of the file thread), and once a path of this layer leads through one of its
+        symlinks, what it reaches has other names: the file thread is used no more."""
+        dir_key = tuple(parts[:-1])
+        if dir_key in self._plain_dirs:
+            return
+        if self._links and any(dir_key[:i] in self._links for i in range(1, len(parts))):
+            self._fresh = False
+            return
+        for i in range(1, len(parts)):
+            self._taken.add(dir_key[:i])
+        self._plain_dirs.add(dir_key)
+
+    def _fast(self, entry: TarEntry, parts: list[str], content: ByteStream) -> bool:
+        """Hand a new small regular file to the file thread, if nothing can collide with
+        it: the target was empty, no entry of this layer took its name (as a file, a
+        directory, a whiteout), and no symlink lies on its way."""
+        key = tuple(parts)
+        if (
+            not self._fresh
+            or entry.size > _FAST_MAX
+            or key in self.created
+            or key in self._taken
+        ):
+            return False
+        parent = self.root.parent(parts, entry.name, create=True)
+        assert parent is not None
+        data = content.read(entry.size)
+        if len(data) != entry.size:  # pragma: no cover - the tar reader raises first
+            raise InvalidInputError(f"tar entry {entry.name!r}: content ends early")
+        if self.files is None:
+            self.files = _FileThread(self)
+        elif self.files.error is not None:
+            self._raise_file_error(self.files.error)
+        self.created.add(key)
+        self.files.put(parent, parts[-1], entry, data)
+        return True
 
     def apply(self, entry: TarEntry, content: ByteStream) -> None:
         parts, marker, victim = _entry_parts(entry)
@@ -147,13 +262,25 @@ class _Applier:
             if entry.type is EntryType.DIR:
                 return  # the target root's own metadata belongs to whoever made it
             raise InvalidInputError(f"tar entry {entry.name!r} would replace the target root")
+        if self._fresh:
+            self._track(parts)
         try:
             if marker is _whiteout.Marker.WHITEOUT:
+                self._taken.add((*parts[:-1], victim))
                 self._whiteout(entry, [*parts[:-1], victim])
             elif marker is _whiteout.Marker.OPAQUE:
                 self._opaque(entry, parts[:-1])
+            elif entry.type is EntryType.FILE and self._fast(entry, parts, content):
+                pass
             else:
+                key = tuple(parts)
+                if key in self.created or entry.type is EntryType.HARDLINK:
+                    self._drain()  # it may replace, or link to, a file not written yet
                 self._create(entry, parts, content)
+                if entry.type is EntryType.SYMLINK:
+                    self._links.add(key)
+                    self._plain_dirs.clear()
+                self._taken.add(key)
         except OSError as exc:
             raise LaminaError(f"tar entry {entry.name!r}: {exc.strerror or exc}") from exc
 
@@ -201,6 +328,8 @@ class _Applier:
             os.close(fd)
 
     def _remove(self, name: str, parent: int) -> None:
+        self._drain()  # nothing is removed under a file still being written
+        self._plain_dirs.clear()
         try:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
@@ -330,6 +459,7 @@ class _Applier:
 
     def finish(self) -> None:
         """Directory mtimes last, deepest first: creating children changed them."""
+        self._drain()
         for key, mtime in sorted(self.dir_times, key=lambda item: -len(item[0])):
             parts = list(key)
             parent = self.root.parent(parts, "/".join(parts), create=False)
