@@ -136,48 +136,63 @@ def _entry_parts(entry: TarEntry) -> tuple[list[str], _whiteout.Marker, str]:
 
 
 _FAST_MAX = 256 << 10  # a new file up to this size may be written by the file thread
-_FAST_QUEUE = 128  # files handed to it and not yet written (at most 32 MiB)
+_BATCH = 32  # files handed over at once
+_BATCH_BYTES = 1 << 20
+_FAST_QUEUE = 16  # batches handed to it and not yet written (about 20 MiB at most)
 
 
 class _FileThread:
     """Writes new regular files (create, content, owner, mode, xattrs, mtime) in the order
     given, on a thread of its own, while the applier reads on: the kernel's share of a
     layer of many small files runs beside lamina's. Only files that cannot collide with
-    anything are given to it (see ``_Applier._fast``); ``drain()`` waits for all given."""
+    anything are given to it (see ``_Applier._fast``); ``drain()`` waits for all given.
+    Files cross in batches (one queue operation per ``_BATCH`` files or MiB)."""
 
     def __init__(self, applier: _Applier) -> None:
         self._applier = applier
-        self._queue: queue.Queue[tuple[int, str, TarEntry, bytes] | None] = queue.Queue(
+        self._queue: queue.Queue[list[tuple[int, str, TarEntry, bytes]] | None] = queue.Queue(
             _FAST_QUEUE
         )
+        self._batch: list[tuple[int, str, TarEntry, bytes]] = []
+        self._batch_bytes = 0
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="layer-files", daemon=True)
         self._thread.start()
 
     def put(self, parent: int, name: str, entry: TarEntry, data: bytes) -> None:
-        self._queue.put((os.dup(parent), name, entry, data))
+        self._batch.append((os.dup(parent), name, entry, data))
+        self._batch_bytes += len(data)
+        if len(self._batch) >= _BATCH or self._batch_bytes >= _BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            self._queue.put(self._batch)
+            self._batch, self._batch_bytes = [], 0
 
     def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            parent, name, entry, data = job
-            try:
-                if self.error is None:
-                    fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent)
-                    self._applier._write_file(entry, fd, io.BytesIO(data))
-            except OSError as exc:  # reported by the applier's thread
-                self.error = LaminaError(f"tar entry {entry.name!r}: {exc.strerror or exc}")
-                self.error.__cause__ = exc
-            except BaseException as exc:
-                self.error = exc
-            finally:
-                os.close(parent)
-                self._queue.task_done()
+        while (batch := self._queue.get()) is not None:
+            for parent, name, entry, data in batch:
+                try:
+                    if self.error is None:
+                        fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent)
+                        self._applier._write_file(entry, fd, io.BytesIO(data))
+                except OSError as exc:  # reported by the applier's thread
+                    self.error = LaminaError(f"tar entry {entry.name!r}: {exc.strerror or exc}")
+                    self.error.__cause__ = exc
+                except BaseException as exc:
+                    self.error = exc
+                finally:
+                    os.close(parent)
+            self._queue.task_done()
         self._queue.task_done()
 
     def drain(self) -> None:
+        self._flush()
         self._queue.join()
 
     def stop(self) -> None:
+        self._flush()
         self._queue.put(None)
         self._thread.join()
 

@@ -219,7 +219,10 @@ def _file_chunks(fd: int, size: int, name: str) -> Iterator[bytes | memoryview]:
 _PREFETCH_FILES = 256  # files being read ahead of the one being sent
 _PREFETCH_BYTES = 64 << 20  # at most this much read ahead
 _PREFETCH_MAX = 1 << 20  # a file up to this size is read whole by a prefetch thread
-_PREFETCH_THREADS = 8  # small reads in flight: a cold disk answers many at once
+_PREFETCH_THREADS = 12  # 4 advising, 8 reading: a cold disk answers many at once
+_ADVISE_AHEAD = 4096  # files the kernel is asked to read ahead of the reads
+_ADVISE_CHUNK = 128  # files per advising task
+_ADVISE_TASKS = 4  # advising tasks at once (they share the pool with the reads)
 _MAX_DIRS = 256  # directory fds the prefetch keeps open
 _PIECE = 1 << 20  # what rebuild_chunks yields: raw records and small files joined
 
@@ -255,6 +258,30 @@ def _fetch(parent: int, name: str, base: str, size: int) -> tuple[int, bytes | N
     return -1, data
 
 
+def _advise(snapshot: str, files: list[FileOp]) -> None:
+    """Ask the kernel to read ``files`` of ``snapshot`` into the page cache, without
+    waiting: a hint, so a file that is not there (the read will say so) is passed over."""
+    root = ScopedRoot(snapshot)
+    try:
+        for op in files:
+            parts = split_entry_path(op.name) if op.name else []
+            try:
+                parent = root.parent(parts, op.name, create=False) if parts else None
+                if parent is None:
+                    continue
+                fd = os.open(parts[-1], _READ_FLAGS | os.O_NONBLOCK, dir_fd=parent)
+            except (OSError, InvalidInputError):
+                continue
+            try:
+                os.posix_fadvise(fd, 0, op.size, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    finally:
+        root.close()
+
+
 class _Prefetch:
     """Snapshot files in record order, opened and (small ones) read by a pool of threads
     up to ``_PREFETCH_FILES`` ahead: a cold snapshot of many small files is read with many
@@ -262,10 +289,13 @@ class _Prefetch:
     resolver (no symlink followed); the threads open the last component in its parent
     (a directory fd of this object's own, kept until no thread can be using it)."""
 
-    def __init__(self, root: ScopedRoot, ops: list[RawOp | FileOp]) -> None:
+    def __init__(self, root: ScopedRoot, ops: list[RawOp | FileOp], snapshot: str) -> None:
         self._root = root
+        self._snapshot = snapshot
         self._files = [op for op in ops if isinstance(op, FileOp)]
         self._next = 0
+        self._advised = 0  # files [0, _advised) were (or are being) advised
+        self._advising: deque[Future[None]] = deque()
         self._ahead: deque[tuple[FileOp, Future[tuple[int, bytes | None]]]] = deque()
         self._bytes = 0
         self._dirs: dict[tuple[str, ...], int] = {}
@@ -298,9 +328,22 @@ class _Prefetch:
         self._ahead.append((op, future))
         self._bytes += min(op.size, _PREFETCH_MAX + 1)
 
+    def _advise(self) -> None:
+        """Keep the kernel reading ``_ADVISE_AHEAD`` files ahead of the reads, in chunks
+        (``posix_fadvise(WILLNEED)``: many requests in flight at once, merged where the
+        files lie side by side); by then the reads find their pages in the cache."""
+        while self._advising and self._advising[0].done():
+            self._advising.popleft()
+        limit = min(len(self._files), self._next + _ADVISE_AHEAD)
+        while self._advised < limit and len(self._advising) < _ADVISE_TASKS:
+            chunk = self._files[self._advised : self._advised + _ADVISE_CHUNK]
+            self._advised += len(chunk)
+            self._advising.append(self._pool.submit(_advise, self._snapshot, chunk))
+
     def take(self, op: FileOp) -> tuple[int, bytes | None]:
         """The content of ``op``, the next file of the record, when it was read whole
         (fd -1), else its open fd (the caller closes it) and None."""
+        self._advise()
         while self._next < len(self._files) and (
             not self._ahead
             or (len(self._ahead) < _PREFETCH_FILES and self._bytes < _PREFETCH_BYTES)
@@ -333,7 +376,7 @@ def rebuild_chunks(
     """
     ops = list(read_record(record))
     root = ScopedRoot(os.fspath(snapshot))
-    prefetch = _Prefetch(root, ops)
+    prefetch = _Prefetch(root, ops, os.fspath(snapshot))
     piece: list[bytes] = []
     piece_size = 0
     try:
@@ -416,6 +459,10 @@ class RebuiltTar:
                     )  # fmt: skip
                 self._done = True
                 self._check()
+        whole = self._pending.obj
+        if isinstance(whole, bytes) and len(self._pending) == len(whole) <= n:
+            self._pending = memoryview(b"")
+            return whole  # a whole piece, as it came: no copy
         out = bytes(self._pending[:n])
         self._pending = self._pending[n:]
         return out

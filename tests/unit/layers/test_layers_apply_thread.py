@@ -17,6 +17,7 @@ import pytest
 
 from lamina.errors import LaminaError
 from lamina.layers import EntryCollector, apply_layer
+from lamina.store import IndexEntry
 
 UID, GID = os.getuid(), os.getgid()
 MARKER = "zz-not-fresh"
@@ -65,7 +66,7 @@ def _listing(root: Path) -> list[tuple[str, int, int, int, str, int]]:
     return rows
 
 
-def _both(tmp_path: Path, data: bytes) -> tuple[Path, Path, list[object], list[object]]:
+def _both(tmp_path: Path, data: bytes) -> tuple[Path, Path, list[IndexEntry], list[IndexEntry]]:
     fresh, used = tmp_path / "fresh", tmp_path / "used"
     fresh.mkdir()
     used.mkdir()
