@@ -227,6 +227,10 @@ def main() -> None:
         a = statistics.median(ours)
         b = statistics.median(theirs) if theirs else float("nan")
         print(f"{name:<62} {a:8.3f} {b:8.3f} {a / b:6.2f}  {tool}")
+    print("\nevery run (lamina | other):")
+    for name, ours, _tool, theirs in rows:
+        print(f"  {name}: {' '.join(f'{x:.2f}' for x in ours)} | "
+              f"{' '.join(f'{x:.2f}' for x in theirs)}")  # fmt: skip
 
 
 if __name__ == "__main__":
