@@ -8,13 +8,16 @@ The workload is the RUN image of bench_build.py: `RUN tar -xf /data.tar -C /` wr
    the index's added cost, target <= 5%
 2. `lamina analyze run` (the terminal view), target <= 0.5 s
 3. `lamina analyze run --json` (every entry with its A/M/D marker), target <= 0.5 s
-4. peak memory (ru_maxrss) of the analyze commands, target < 200 MB
+4. the other modes on the same image: `--against bigbase` (50,000 files added) as text
+   and JSON, `--html`, `--ci` with a `--forbid` glob, and `--store` (with `--html`)
+5. peak memory (ru_maxrss) of the analyze commands, target < 200 MB
 
 There is no other tool doing this from an index (dive re-reads every layer), so the
 rows carry an empty list for the other tool. Wall times are medians; CPU time (user +
 sys) is printed beside them because the machine is shared. Nothing here is a test.
 
-Run: `.venv/bin/python bench/bench_analyze.py [--runs N] [--files N] [--file-size B]`.
+Run: `.venv/bin/python bench/bench_analyze.py [--runs N] [--files N] [--file-size B]`
+(`--no-build` skips step 1: only the analyze commands are timed).
 """
 
 from __future__ import annotations
@@ -147,9 +150,25 @@ def layer_write_cpu(root: Path, runs: int) -> tuple[list[float], list[float]]:
     return with_index, without
 
 
-def run(runs: int, work: Path, files: int | None = None, size: int = 20_000) -> list[Row]:
+# The analyze commands timed, each after IMAGE's store is built: (label, arguments).
+MODES = [
+    ("lamina analyze", ["analyze", "run"]),
+    ("lamina analyze --json", ["analyze", "run", "--json"]),
+    ("lamina analyze --against bigbase", ["analyze", "run", "--against", "bigbase"]),
+    ("lamina analyze --against bigbase --json",
+     ["analyze", "run", "--against", "bigbase", "--json"]),
+    ("lamina analyze --html", ["analyze", "run", "--html", "{work}/report.html"]),
+    ("lamina analyze --ci --forbid", ["analyze", "run", "--ci", "--min-efficiency", "0.5",
+                                      "--forbid", "/var/cache/apt/archives/*.deb"]),
+    ("lamina analyze --store", ["analyze", "--store"]),
+    ("lamina analyze --store --html", ["analyze", "--store", "--html", "{work}/store.html"]),
+]  # fmt: skip
+
+
+def run(runs: int, work: Path, files: int | None = None, size: int = 20_000,
+        build: bool = True) -> list[Row]:  # fmt: skip
     """The benchmark's rows (see the module docstring); `work` is a scratch directory.
-    `files` defaults to 50,000 times LAMINA_BENCH_SCALE."""
+    `files` defaults to 50,000 times LAMINA_BENCH_SCALE; `build=False` skips step 1."""
     files = files if files is not None else scaled(50_000)
     work.mkdir(parents=True, exist_ok=True)
     root, ctx = setup(work, files, size)
@@ -159,8 +178,8 @@ def run(runs: int, work: Path, files: int | None = None, size: int = 20_000) -> 
               "--root", str(root)]  # fmt: skip
     with_index: list[float] = []
     without: list[float] = []
-    cpu: dict[str, list[float]] = {"with": [], "without": [], "analyze": [], "json": []}
-    for _ in range(runs):
+    cpu: dict[str, list[float]] = {"with": [], "without": []}
+    for _ in range(runs if build else 0):
         os.sync()
         wall, used, _ = timed([*child, "no-index"])
         without.append(wall)
@@ -169,44 +188,46 @@ def run(runs: int, work: Path, files: int | None = None, size: int = 20_000) -> 
         wall, used, _ = timed([*child, "index"])
         with_index.append(wall)
         cpu["with"].append(used)
-    write_with, write_without = layer_write_cpu(root, runs)
-    analyze: list[float] = []
-    as_json: list[float] = []
+    if not build:  # the RUN image, built once, untimed
+        timed([*child, "index"])
+    write_with, write_without = layer_write_cpu(root, runs) if build else ([], [])
+    walls: dict[str, list[float]] = {label: [] for label, _ in MODES}
+    cpus: dict[str, list[float]] = {label: [] for label, _ in MODES}
     peak = 0
-    timed([*lamina, "analyze", "run"])  # warm the page cache for the db
+    for _label, args in MODES:  # warm the page cache for the db and the code
+        timed([*lamina, *(a.format(work=work) for a in args)])
     for _ in range(runs):
-        wall, used, rss = timed([*lamina, "analyze", "run"])
-        analyze.append(wall)
-        cpu["analyze"].append(used)
-        peak = max(peak, rss)
-        wall, used, rss = timed([*lamina, "analyze", "run", "--json"])
-        as_json.append(wall)
-        cpu["json"].append(used)
-        peak = max(peak, rss)
+        for label, args in MODES:
+            wall, used, rss = timed([*lamina, *(a.format(work=work) for a in args)])
+            walls[label].append(wall)
+            cpus[label].append(used)
+            peak = max(peak, rss)
     gb = files * size / 1e9
     label = f"{gb:.1f} GB / {files} files RUN image"
     med = statistics.median
-    print(f"build with index    {med(with_index):7.2f}s wall  {med(cpu['with']):7.2f}s cpu")
-    print(f"build without index {med(without):7.2f}s wall  {med(cpu['without']):7.2f}s cpu")
-    print(f"index cost: {100 * (med(with_index) / med(without) - 1):+.1f}% wall, "
-          f"{100 * (med(cpu['with']) / med(cpu['without']) - 1):+.1f}% cpu (target <= 5%)")
-    extra = med(write_with) - med(write_without)
-    print(f"layer write (tar, gzip, hashes) of that layer: {med(write_without):.2f}s cpu, "
-          f"with the index {med(write_with):.2f}s cpu: +{extra:.2f}s = "
-          f"{100 * extra / med(cpu['without']):.1f}% of the build's cpu")
-    print(f"lamina analyze        {med(analyze):6.3f}s wall  {med(cpu['analyze']):6.3f}s cpu"
-          " (target <= 0.5 s)")
-    print(f"lamina analyze --json {med(as_json):6.3f}s wall  {med(cpu['json']):6.3f}s cpu"
-          " (target <= 0.5 s)")
+    rows: list[Row] = []
+    if build:
+        print(f"build with index    {med(with_index):7.2f}s wall  {med(cpu['with']):7.2f}s cpu")
+        print(f"build without index {med(without):7.2f}s wall  {med(cpu['without']):7.2f}s cpu")
+        print(f"index cost: {100 * (med(with_index) / med(without) - 1):+.1f}% wall, "
+              f"{100 * (med(cpu['with']) / med(cpu['without']) - 1):+.1f}% cpu (target <= 5%)")
+        extra = med(write_with) - med(write_without)
+        print(f"layer write (tar, gzip, hashes) of that layer: {med(write_without):.2f}s cpu, "
+              f"with the index {med(write_with):.2f}s cpu: +{extra:.2f}s = "
+              f"{100 * extra / med(cpu['without']):.1f}% of the build's cpu")
+        rows += [
+            (f"build, {label}, with the file index", with_index, "", []),
+            (f"build, {label}, without the file index", without, "", []),
+            (f"layer write (cpu s), {label}, with the file index", write_with, "", []),
+            (f"layer write (cpu s), {label}, without the file index", write_without, "", []),
+        ]
+    for mode, _ in MODES:
+        target = " (target <= 0.5 s)" if mode in (MODES[0][0], MODES[1][0]) else ""
+        print(f"{mode:<40} {med(walls[mode]):6.3f}s wall  {med(cpus[mode]):6.3f}s cpu{target}")
+        rows.append((f"{mode}, {label}", walls[mode], "", []))
     print(f"analyze peak memory (ru_maxrss): {peak / 1024:.0f} MiB (target < 200 MB)")
-    return [
-        (f"build, {label}, with the file index", with_index, "", []),
-        (f"build, {label}, without the file index", without, "", []),
-        (f"layer write (cpu s), {label}, with the file index", write_with, "", []),
-        (f"layer write (cpu s), {label}, without the file index", write_without, "", []),
-        (f"lamina analyze, {label}", analyze, "", []),
-        (f"lamina analyze --json, {label}", as_json, "", []),
-    ]  # fmt: skip
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    return rows
 
 
 def main() -> None:
@@ -215,10 +236,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=None, help="default 50,000 (scaled)")
     parser.add_argument("--file-size", type=int, default=20_000)
     parser.add_argument("--tmp", type=Path, default=None, help="work dir (default: a temp dir)")
+    parser.add_argument("--no-build", action="store_true",
+                        help="skip the builds with/without index")  # fmt: skip
     opts = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lamina-bench-analyze-", dir=opts.tmp))
     try:
-        rows = run(opts.runs, work, opts.files, opts.file_size)
+        rows = run(opts.runs, work, opts.files, opts.file_size, build=not opts.no_build)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

@@ -1,7 +1,8 @@
 """Analysis: where every byte of an image comes from, answered from the file index alone.
 
 Every layer is indexed as it enters the store (``store.file_index``); nothing here reads
-a layer's bytes. The computations are pure functions over index rows:
+a layer's bytes. The computations are pure functions over index rows, which the store
+hands over column by column (``store.LayerColumns``; a list of ``IndexEntry`` works too):
 
     layers = image_layers(store, record, created_by)      # LayerInput per layer
     report = analyze_image("app:1", layers, base_layers=2)  # ImageReport
@@ -18,22 +19,8 @@ hardlinks counted once. Kinds: ``metadata-only`` (same content, new mode/owner),
 ``overwritten`` (other content), ``deleted``; each comes with a fix (``FIXES``).
 """
 
-from lamina.analysis._budget import (
-    Budgets,
-    RuleResult,
-    check_budgets,
-    glob_regex,
-    parse_bytes,
-    parse_dive_ci,
-)
-from lamina.analysis._compare import ChangeGroup, Comparison, FileChange, compare_images
-from lamina.analysis._json import (
-    budgets_json,
-    comparison_json,
-    dumps,
-    image_json,
-    store_json,
-)
+from typing import TYPE_CHECKING, Any
+
 from lamina.analysis._model import (
     FIXES,
     Duplicate,
@@ -44,15 +31,68 @@ from lamina.analysis._model import (
     LineWaste,
     Totals,
 )
-from lamina.analysis._sharing import (
-    SharedFile,
-    SharedLayer,
-    StoreImage,
-    StoreReport,
-    store_sharing,
-)
 from lamina.analysis._source import base_layer_count, image_layers
-from lamina.analysis._waste import analyze_image, live_tree
+from lamina.analysis._waste import analyze_image, live_paths, live_tree
+
+if TYPE_CHECKING:
+    from lamina.analysis._budget import (
+        Budgets,
+        RuleResult,
+        check_budgets,
+        glob_regex,
+        parse_bytes,
+        parse_dive_ci,
+    )
+    from lamina.analysis._compare import ChangeGroup, Comparison, FileChange, compare_images
+    from lamina.analysis._json import (
+        budgets_json,
+        comparison_json,
+        dumps,
+        image_json,
+        store_json,
+    )
+    from lamina.analysis._sharing import (
+        SharedFile,
+        SharedLayer,
+        StoreImage,
+        StoreReport,
+        store_sharing,
+    )
+
+# Loaded on first use: the terminal view of one image needs none of these, and start-up
+# is a good part of what `lamina analyze` costs.
+_WHERE = {
+    "Budgets": "_budget",
+    "RuleResult": "_budget",
+    "check_budgets": "_budget",
+    "glob_regex": "_budget",
+    "parse_bytes": "_budget",
+    "parse_dive_ci": "_budget",
+    "ChangeGroup": "_compare",
+    "Comparison": "_compare",
+    "FileChange": "_compare",
+    "compare_images": "_compare",
+    "budgets_json": "_json",
+    "comparison_json": "_json",
+    "dumps": "_json",
+    "image_json": "_json",
+    "store_json": "_json",
+    "SharedFile": "_sharing",
+    "SharedLayer": "_sharing",
+    "StoreImage": "_sharing",
+    "StoreReport": "_sharing",
+    "store_sharing": "_sharing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lamina.analysis' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"lamina.analysis.{module}"), name)
+
 
 __all__ = [
     "FIXES",
@@ -82,6 +122,7 @@ __all__ = [
     "glob_regex",
     "image_json",
     "image_layers",
+    "live_paths",
     "live_tree",
     "parse_bytes",
     "parse_dive_ci",

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from itertools import compress
+from typing import TYPE_CHECKING, Any
 
-from lamina.analysis._budget import RuleResult
-from lamina.analysis._compare import Comparison
 from lamina.analysis._model import FIXES, ImageReport, LayerInput, Totals
-from lamina.analysis._sharing import StoreReport
+from lamina.store import LayerColumns
+
+if TYPE_CHECKING:
+    from lamina.analysis._budget import RuleResult
+    from lamina.analysis._compare import Comparison
+    from lamina.analysis._sharing import StoreReport
 
 SCHEMA = "lamina.analyze/v1"
 
@@ -112,46 +116,81 @@ def _entries(marks: tuple[str, ...], layer: LayerInput) -> list[dict[str, Any]]:
 
 
 _ENC = json.encoder.encode_basestring_ascii
+_DELETES = frozenset(("whiteout", "opaque"))
 
 
+_ROW = ('{"change":"%s","path":%s,"type":%s,"size":%d,"mode":"%04o","uid":%d,"gid":%d'
+        '%s%s}')  # fmt: skip
+_DELETE_ROW = '{"change":"%s","path":%s,"type":%s}'
 def _entries_text(marks: tuple[str, ...], layer: LayerInput) -> str:
-    """`_entries` as JSON text, built directly: 50,000 entries in a few tens of ms."""
+    """`_entries` as JSON text, built column by column (each step a C loop, one string
+    format per entry): 50,000 entries in a few tens of ms."""
+    c = LayerColumns.of(layer.entries)
     enc = _ENC
-    parts = []
-    for marker, e in zip(marks, layer.entries, strict=True):
-        head = f'{{"change":"{marker}","path":{enc("/" + e.path)},"type":{enc(e.kind)}'
-        if e.kind in ("whiteout", "opaque"):
-            parts.append(head + "}")
-            continue
-        row = f'{head},"size":{e.size},"mode":"{e.mode:04o}","uid":{e.uid},"gid":{e.gid}'
-        if e.digest:
-            row += f',"digest":{enc("sha256:" + e.digest)}'
-        if e.link:
-            row += f',"link":{enc(e.link)}'
-        parts.append(row + "}")
-    return "[" + ",".join(parts) + "]"
+    paths = list(map(enc, map("/".__add__, c.paths)))
+    kind_text = {kind: enc(kind) for kind in set(c.kinds)}
+    kinds = list(map(kind_text.__getitem__, c.kinds))
+    digests = [',"digest":' + enc("sha256:" + d) if d else "" for d in c.digests]
+    links = [',"link":' + enc(link) if link else "" for link in c.links]
+    rows = list(map(_ROW.__mod__, zip(marks, paths, kinds, c.sizes, c.modes, c.uids, c.gids,
+                                      digests, links, strict=True)))  # fmt: skip
+    for j in compress(range(len(rows)), map(_DELETES.__contains__, c.kinds)):
+        rows[j] = _DELETE_ROW % (marks[j], paths[j], kinds[j])
+    return "[" + ",".join(rows) + "]"
+
+
+def _files_text(c: Comparison) -> str:
+    """`comparison_json(c)["files"]` as JSON text, built column by column."""
+    if not c.files:
+        return "[]"
+    enc = _ENC
+    paths, changes, deltas, lines, texts = zip(*c.files, strict=True)
+    keys = list(zip(lines, texts, strict=True))
+    label = {key: f'"line":{json.dumps(key[0] or None)},"instruction":{enc(key[1])}'
+             for key in set(keys)}  # fmt: skip
+    rows = map('{"path":%s,"change":"%s","size_delta":%d,%s}'.__mod__,
+               zip(map(enc, map("/".__add__, paths)), changes, deltas,
+                   map(label.__getitem__, keys), strict=True))  # fmt: skip
+    return "[" + ",".join(rows) + "]"
 
 
 def dumps(
-    doc: dict[str, Any], report: ImageReport | None = None, layers: list[LayerInput] | None = None
+    doc: dict[str, Any],
+    report: ImageReport | None = None,
+    layers: list[LayerInput] | None = None,
+    comparison: Comparison | None = None,
 ) -> str:
-    """`doc` as compact JSON; with the report and its layers, each of `doc["layers"]` gets
-    its `entries` (as `image_json` makes them), written without building 50,000 dicts."""
-    if report is None or layers is None or "layers" not in doc:
-        return json.dumps(doc, separators=(",", ":"))
-    nonce = secrets.token_hex(8)  # no text in the document can forge the placeholder
-    for item in doc["layers"]:
-        item["entries"] = f"@entries-{nonce}-{item['index']}@"
+    """`doc` as compact JSON. With the report and its layers, each of `doc["layers"]`
+    gets its `entries` (as `image_json` makes them); with the comparison that
+    `doc["against"]` (or `doc` itself) shows, its `files`: written without building
+    50,000 dicts."""
+    nonce = secrets.token_hex(8)  # no text in the document can forge a placeholder
+    texts: dict[str, str] = {}
+    if report is not None and layers is not None and "layers" in doc:
+        for item in doc["layers"]:
+            i = item["index"]
+            item["entries"] = f"@entries-{nonce}-{i}@"
+            texts[item["entries"]] = _entries_text(report.markers[i], layers[i])
+    target = None
+    if comparison is not None:  # an image report with `against`, or a comparison alone
+        target = doc["against"] if isinstance(doc.get("against"), dict) else doc
+    if isinstance(target, dict) and "files" in target:
+        saved = target["files"]
+        target["files"] = f"@files-{nonce}@"
+        texts[target["files"]] = _files_text(comparison) if comparison is not None else ""
     text = json.dumps(doc, separators=(",", ":"))
-    for item in doc["layers"]:
-        i = item["index"]
-        placeholder = json.dumps(item["entries"])
-        text = text.replace(placeholder, _entries_text(report.markers[i], layers[i]), 1)
-        del item["entries"]
+    for placeholder, value in texts.items():
+        text = text.replace(json.dumps(placeholder), value, 1)
+    if "layers" in doc and texts:
+        for item in doc["layers"]:
+            item.pop("entries", None)
+    if isinstance(target, dict) and "files" in target:
+        target["files"] = saved
     return text
 
 
-def comparison_json(c: Comparison) -> dict[str, Any]:
+def comparison_json(c: Comparison, *, files: bool = True) -> dict[str, Any]:
+    """The comparison; without `files`, its `files` list is empty (`dumps` fills it)."""
     return {
         "image": c.image,
         "against": c.against,
@@ -162,7 +201,7 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
         "files": [
             {"path": "/" + f.path, "change": f.change, "size_delta": f.size_delta,
              "line": f.line or None, "instruction": f.instruction}
-            for f in c.files
+            for f in (c.files if files else ())
         ],
         "groups": [
             {"line": g.line or None, "instruction": g.instruction, "added": g.added,

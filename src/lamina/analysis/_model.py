@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lamina.store import IndexEntry, LayerOrigin
 
@@ -37,9 +38,9 @@ class LayerInput:
         return self.origin.instruction if self.origin is not None else self.created_by
 
 
-@dataclass(frozen=True)
-class Hidden:
-    """A version of `path` stored in layer `layer` that layer `hidden_by` hides."""
+class Hidden(NamedTuple):
+    """A version of `path` stored in layer `layer` that layer `hidden_by` hides (a tuple:
+    a `chmod -R` or `rm -rf` over a big tree hides 50,000 of them)."""
 
     path: str
     layer: int

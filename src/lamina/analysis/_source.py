@@ -26,7 +26,7 @@ def image_layers(
                 else layer.size,
                 created_by=created_by[i] if i < len(created_by) else "",
                 origin=origins.get(layer.diff_id),
-                entries=store.file_index.entries(layer.diff_id),
+                entries=store.file_index.columns(layer.diff_id),
             )
         )
     return out

@@ -7,25 +7,22 @@ index yet) are indexed here on first use, from their stored blob, once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from lamina.analysis import (
-    Comparison,
     ImageReport,
     LayerInput,
-    StoreImage,
-    StoreReport,
     analyze_image,
     base_layer_count,
-    compare_images,
     image_layers,
-    store_sharing,
 )
 from lamina.api._lamina import familiar
-from lamina.api._transfer import _uncompressed
 from lamina.errors import DigestMismatchError
-from lamina.layers import EntryCollector
 from lamina.oci import Descriptor, ImageConfig, short_id
 from lamina.store import ImageRecord, LayerRecord, Store
+
+if TYPE_CHECKING:
+    from lamina.analysis import Comparison, StoreReport
 
 Progress = Callable[[int, int, str], None]
 """progress(done, total, diff_id): called before each layer is indexed and at the end."""
@@ -39,6 +36,12 @@ def index_layers(
     for layer in layers:
         if layer.diff_id not in todo and not store.file_index.has(layer.diff_id):
             todo[layer.diff_id] = layer
+    if not todo:
+        return 0
+    # Reading layers takes the transport's and layers' code: loaded only when needed.
+    from lamina.api._transfer import _uncompressed
+    from lamina.layers import EntryCollector
+
     for done, layer in enumerate(todo.values()):
         if progress is not None:
             progress(done, len(todo), layer.diff_id)
@@ -50,7 +53,7 @@ def index_layers(
         if diff_id != layer.diff_id:
             raise DigestMismatchError(f"layer {layer.digest}: diff_id", layer.diff_id, diff_id)
         store.file_index.put(diff_id, collector.entries)
-    if progress is not None and todo:
+    if progress is not None:
         progress(len(todo), len(todo), "")
     return len(todo)
 
@@ -86,13 +89,18 @@ def compare(
     against_name: str,
     against: ImageRecord,
     against_config: ImageConfig,
+    layers: Sequence[LayerInput] | None = None,
 ) -> Comparison:
-    mine = image_layers(store, image, created_by(config))
+    from lamina.analysis import compare_images
+
+    mine = layers if layers is not None else image_layers(store, image, created_by(config))
     theirs = image_layers(store, against, created_by(against_config))
     return compare_images(name, mine, against_name, theirs)
 
 
 def store_report(store: Store) -> StoreReport:
+    from lamina.analysis import StoreImage, store_sharing
+
     images = []
     for record in store.list_images():
         names = sorted(":".join(familiar(tag)) for tag in record.tags)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from lamina.api._containers import Containers
     from lamina.api._registry import PullResult, PushResult
     from lamina.builder import BuildResult
+    from lamina.transport import LayerLimits
 
 
 def _ignore(event: str, digest: str, count: int) -> None:
@@ -112,20 +113,38 @@ class Lamina:
         max_layer_ratio: float | None = None,
         progress: Callable[[int, int, str], object] | None = None,
     ) -> None:
-        from lamina.transport import LayerLimits, migrate_layers
-
         # Absolute: mounts and runc need absolute paths, and a relative --root must not
         # change meaning if the working directory does.
         self.root = (Path(root) if root is not None else default_root()).absolute()
         self.store: Store = open_store(self.root)
-        # Bounds what one arriving layer may decompress to: a gzip bomb stops here.
-        # Given here, else LAMINA_MAX_LAYER_SIZE / LAMINA_MAX_LAYER_RATIO, else defaults.
-        self.limits = LayerLimits.from_env(max_layer_bytes, max_layer_ratio)
-        self.max_layer_bytes = self.limits.max_size
+        self._limit_args = (max_layer_bytes, max_layer_ratio)
+        self._limits: LayerLimits | None = None
         if self.store.pending_unpacks():
+            from lamina.transport import migrate_layers
+
             # A store from before the lean model: each layer becomes its snapshot once.
             migrate_layers(self.store, progress)
         self._containers: Containers | None = None
+
+    @property
+    def limits(self) -> LayerLimits:
+        """Bounds what one arriving layer may decompress to: a gzip bomb stops here.
+        Given to `Lamina()`, else LAMINA_MAX_LAYER_SIZE / LAMINA_MAX_LAYER_RATIO, else
+        defaults; read on first use (a command that takes no layer in never imports
+        `lamina.transport`)."""
+        if self._limits is None:
+            from lamina.transport import LayerLimits
+
+            self._limits = LayerLimits.from_env(*self._limit_args)
+        return self._limits
+
+    @limits.setter
+    def limits(self, value: LayerLimits) -> None:
+        self._limits = value
+
+    @property
+    def max_layer_bytes(self) -> int:
+        return self.limits.max_size
 
     @property
     def containers(self) -> Containers:
@@ -438,6 +457,8 @@ class Lamina:
 
         images = [self.resolve(r) for r in refs] if refs is not None else self.store.list_images()
         layers = [layer for image in images for layer in image.layers]
+        if not self.store.file_index.missing(layer.diff_id for layer in layers):
+            return 0
         return index_layers(self.store, layers, self.max_layer_bytes, progress)
 
     def analyze(
@@ -454,14 +475,18 @@ class Lamina:
         self.index_layers([ref], progress)
         return analyze(self.store, ref, image, self.config(image), base_image, base)
 
-    def compare(self, ref: str, against: str, progress: Any = None) -> Comparison:
-        """What image `ref` changes relative to image `against`."""
+    def compare(
+        self, ref: str, against: str, progress: Any = None,
+        layers: Sequence[LayerInput] | None = None,
+    ) -> Comparison:  # fmt: skip
+        """What image `ref` changes relative to image `against`. `layers`: `ref`'s layers
+        as `analyze(ref)` returned them, so they are not read again."""
         from lamina.api._analyze import compare
 
         image, other = self.resolve(ref), self.resolve(against)
         self.index_layers([ref, against], progress)
         return compare(self.store, ref, image, self.config(image), against, other,
-                       self.config(other))  # fmt: skip
+                       self.config(other), layers)  # fmt: skip
 
     def analyze_store(self, progress: Any = None) -> StoreReport:
         """Which images share which layers, and identical files in different layers."""

@@ -12,20 +12,22 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lamina.errors import LaminaError
-from lamina.runtime import alive, read_owner, runc_binary
-from lamina.snapshots import mount_points, unmount
 
 if TYPE_CHECKING:
     from lamina.api._lamina import Lamina
 
+# `lamina.runtime` and `lamina.snapshots` are imported only when something is left to
+# clean up: every command runs `recover` first, and most find nothing.
+
 
 def _dead(directory: Path) -> int | None:
     """The pid of `directory`'s owner when that process is gone; None otherwise."""
+    from lamina.runtime import alive, read_owner
+
     owner = read_owner(directory)
     if owner is None or alive(owner):
         return None
@@ -33,6 +35,8 @@ def _dead(directory: Path) -> int | None:
 
 
 def _unmount_under(directory: Path) -> int:
+    from lamina.snapshots import mount_points, unmount
+
     prefix = os.path.realpath(directory) + "/"
     below = [m for m in mount_points() if m.startswith(prefix)]
     count = 0
@@ -61,6 +65,10 @@ def recover_builds(root: Path) -> list[str]:
             pid = _dead(entry)
             if pid is None:
                 continue
+            import subprocess
+
+            from lamina.runtime import runc_binary
+
             runc = runc_binary()
             listed = subprocess.run([runc, "--root", str(entry), "list", "-q"],
                                     capture_output=True, text=True, check=False)  # fmt: skip
@@ -92,12 +100,15 @@ def recover_builds(root: Path) -> list[str]:
 def recover(lam: Lamina) -> list[str]:
     """Clean up after dead lamina processes on `lam`'s root; one line per thing done."""
     lines = recover_builds(lam.root)
-    containers = lam.containers
-    containers.messages.clear()
-    if (lam.root / "containers").is_dir():
-        for record in lam.store.list_containers():
-            if record.state.get("status") == "running" or record.state.get("owner"):
-                containers.refresh(record)
-    lines += containers.messages
-    containers.messages.clear()
+    if not (lam.root / "containers").is_dir():
+        return lines
+    records = [record for record in lam.store.list_containers()
+               if record.state.get("status") == "running" or record.state.get("owner")]  # fmt: skip
+    if records:  # only then the container code is loaded
+        containers = lam.containers
+        containers.messages.clear()
+        for record in records:
+            containers.refresh(record)
+        lines += containers.messages
+        containers.messages.clear()
     return lines

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
         Budgets,
         Comparison,
         ImageReport,
-        LayerInput,
         RuleResult,
         StoreReport,
     )
@@ -168,14 +167,8 @@ def _run(
     ci: bool,
     budget_args: tuple[Any, ...],
 ) -> None:
-    from lamina.analysis import (
-        budgets_json,
-        check_budgets,
-        comparison_json,
-        dumps,
-        image_json,
-        store_json,
-    )
+    # Attribute by attribute: lamina.analysis loads what a mode uses on first use.
+    import lamina.analysis as analysis
 
     report = layers = comparison = sharing = None
     results: list[RuleResult] = []
@@ -183,24 +176,26 @@ def _run(
     if image is not None:
         report, layers = lam.analyze(image, base=base, progress=progress)
         if against is not None:
-            comparison = lam.compare(image, against, progress)
+            comparison = lam.compare(image, against, progress, layers)
         if ci:
             budgets, source = _budgets(*budget_args)
-            results = check_budgets(report, budgets, _live_paths(layers))
+            paths = analysis.live_paths(layers) if budgets.forbid else []
+            results = analysis.check_budgets(report, budgets, paths)
     if whole_store:
         sharing = lam.analyze_store(progress)
     progress.close()
     doc: dict[str, Any] = {}
     if as_json or html is not None:
         if report is not None:
-            doc = image_json(report, layers, entries=False)
+            doc = analysis.image_json(report, layers, entries=False)
             if comparison is not None:
-                doc["against"] = comparison_json(comparison)
+                doc["against"] = analysis.comparison_json(comparison, files=False)
             if ci:
-                doc["budgets"] = budgets_json(results)
+                doc["budgets"] = analysis.budgets_json(results)
         if sharing is not None:
-            doc = {**doc, "store": store_json(sharing)} if doc else store_json(sharing)
-    text = dumps(doc, report, layers) if doc else ""
+            shared = analysis.store_json(sharing)
+            doc = {**doc, "store": shared} if doc else shared
+    text = analysis.dumps(doc, report, layers, comparison) if doc else ""
     if html is not None:
         from lamina.cli._analyze_html import write_html
 
@@ -225,13 +220,6 @@ def _run(
             for r in failed:
                 click.echo(f"FAIL {r.rule}: {r.message}", err=True)
         sys.exit(1)
-
-
-def _live_paths(layers: list[LayerInput]) -> list[str]:
-    """Every path the image shows except directories (what --forbid looks at)."""
-    from lamina.analysis import live_tree
-
-    return [path for path, (_layer, entry) in live_tree(layers).items() if entry.kind != "dir"]
 
 
 def _show_image(console: Console, report: ImageReport) -> None:

@@ -158,6 +158,8 @@ if(IMG){const t=IMG.totals,u=IMG.user;
   el('input',{type:'search',id:'filter',placeholder:'filter paths (e.g. .deb, /usr/lib)'}),
   el('div',{class:'tree',id:'tree'}));
  main.append(ts);
+ // #filter=TEXT opens the page filtered (a link to what matters, and what tests check).
+ if(hash.get('filter'))document.getElementById('filter').value=hash.get('filter');
  document.getElementById('filter').addEventListener('input',()=>{
   const s=document.querySelector('.layer.sel');showTree(s?+s.dataset.layer:0)});
  const want=hash.get('layer');const first=IMG.layers.findIndex(l=>l.wasted_bytes>0);

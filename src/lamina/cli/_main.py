@@ -93,10 +93,16 @@ def command_name(argv: list[str]) -> str | None:
 
 def register_commands(argv: list[str]) -> bool:
     """Import the command modules (they register themselves on `cli`): only the container
-    commands' module when `argv` runs one of them (then True), every module otherwise."""
+    commands' module when `argv` runs one of them (then True), only `_analyze_cmd` for
+    `analyze` (then True: a read that ends as fast as it can), every module otherwise."""
+    name = command_name(argv)
+    if name == "analyze":
+        from lamina.cli import _analyze_cmd
+
+        return True
     from lamina.cli import _container_cmds  # noqa: F401
 
-    if command_name(argv) in CONTAINER_COMMANDS:
+    if name in CONTAINER_COMMANDS:
         return True
     from lamina.cli import (  # noqa: F401  (registers them)
         _analyze_cmd,
@@ -117,7 +123,9 @@ def main() -> None:
     # A container command ends without the interpreter's teardown (module and object
     # finalization, the database's checkpoint on close: tens of milliseconds of every
     # `lamina run`). Nothing it started needs it: its records are committed, its output is
-    # written by the monitor or flushed here, and the monitor owns the container.
+    # written by the monitor or flushed here, and the monitor owns the container. The same
+    # holds for `analyze` (its index rows are committed, its files closed), whose teardown
+    # would free the 50,000-path trees of a large image one object at a time.
     try:
         _main()
         code: object = 0

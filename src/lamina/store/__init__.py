@@ -65,7 +65,7 @@ the image ID (the config digest, `sha256:` optional).
 
 from lamina.store._commit import write_image
 from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer, fsync_dir
-from lamina.store._fileindex import FileIndex, IndexEntry, LayerOrigin
+from lamina.store._fileindex import FileIndex, IndexEntry, LayerColumns, LayerOrigin
 from lamina.store._gc import STALE_SECONDS
 from lamina.store._layout import RECORD_SUFFIX, record_path, snapshot_path
 from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
@@ -110,6 +110,7 @@ __all__ = [
     "ImageRecord",
     "ImageUsage",
     "IndexEntry",
+    "LayerColumns",
     "LayerOrigin",
     "LayerRecord",
     "LayerUsage",

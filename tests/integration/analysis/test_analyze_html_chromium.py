@@ -71,6 +71,18 @@ def test_chromium_renders_layers_waste_and_an_expanded_tree(report: Path, tmp_pa
     assert dom.count("<rect") >= 4
 
 
+def test_the_file_tree_filters_to_the_paths_that_match(report: Path, tmp_path: Path) -> None:
+    done = chromium(tmp_path, f"file://{report}#layer=1&filter=conf", "--dump-dom")
+    dom = done.stdout
+    tree = dom[dom.index('id="tree"'):dom.index("</section>", dom.index('id="tree"'))]
+    assert re.search(r'class="m mA">A</span>conf', tree), done.stderr[-2000:]
+    assert re.search(r'<details data-path="app" open="">', tree)  # what matches is shown
+    assert not re.search(r"</span>big<", tree) and "scratch" not in tree
+    dom = chromium(tmp_path, f"file://{report}#layer=1", "--dump-dom").stdout
+    tree = dom[dom.index('id="tree"'):dom.index("</section>", dom.index('id="tree"'))]
+    assert re.search(r"</span>big<", tree)  # unfiltered: the whole layer
+
+
 def test_a_screenshot_a_person_would_look_at(report: Path, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
     chromium(tmp_path, f"file://{report}#layer=1&expand=all", f"--screenshot={shot}",

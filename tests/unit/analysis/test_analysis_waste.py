@@ -283,3 +283,22 @@ def test_the_fast_json_text_is_the_documented_document() -> None:
     full = image_json(report, layers)
     assert json.loads(dumps(image_json(report, layers, entries=False), report, layers)) == full
     assert [e["change"] for e in full["layers"][1]["entries"]] == ["D", "M", "M"]
+
+
+def test_the_fast_comparison_text_is_the_documented_document() -> None:
+    import json
+
+    from lamina.analysis import comparison_json, dumps, image_json
+
+    old = [layer(f("app", 5, "v1"), f('gone "quoted" é', 3))]
+    new = [layer(f("app", 8, "v2"), f("added", 2), line=7, text='RUN "@files-x@"')]
+    c = compare_images("new", new, "old", old)
+    assert len(c.files) == 3
+    report = analyze_image("new", new)
+    doc = image_json(report, new, entries=False)
+    doc["against"] = comparison_json(c, files=False)
+    full = image_json(report, new)
+    full["against"] = comparison_json(c)
+    assert json.loads(dumps(doc, report, new, c)) == full
+    assert json.loads(dumps(comparison_json(c, files=False), comparison=c)) == comparison_json(c)
+    assert doc["against"]["files"] == [] and "entries" not in doc["layers"][0]  # left as given
