@@ -38,8 +38,9 @@ from _bench import SRC, Row, scaled
 
 APPLETS = ["sh", "tar", "true", "ls", "cat", "rm", "mkdir", "chmod"]
 
-# The child that builds: with `--no-index` the layer writer gets no collector and the
-# store records no index (a benchmark-only switch, patched here, not an option of lamina).
+# The child that builds: with `no-index` the layer writer of the commit (the lean store's
+# commit_dir_layer) gets no collector and the store records no index (a benchmark-only
+# switch, patched here, not an option of lamina).
 _CHILD = """
 import sys
 from pathlib import Path
@@ -48,11 +49,13 @@ from lamina.api import Lamina, build_image
 
 root, ctx, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 if mode == "no-index":
-    import lamina.builder._pipeline as pipeline
+    import lamina.transport._lean as lean
     from lamina.store import FileIndex
-    real = pipeline.write_layer
-    pipeline.write_layer = lambda changes, out, *, source_date_epoch=None, collect=None: real(
-        changes, out, source_date_epoch=source_date_epoch)
+    real = lean.write_layer
+    def without_index(changes, out, **kwargs):
+        kwargs.pop("collect", None)
+        return real(changes, out, **kwargs)
+    lean.write_layer = without_index
     FileIndex.put = lambda self, diff_id, entries: None
 lam = Lamina(root)
 try:
@@ -109,41 +112,29 @@ def setup(work: Path, files: int, size: int) -> tuple[Path, Path]:
     return root, ctx
 
 
-class _Discard:
-    """A sink that keeps nothing: the layer write measured without the disk."""
-
-    def write(self, data: bytes) -> int:
-        return len(data)
-
-
 def layer_write_cpu(root: Path, runs: int) -> tuple[list[float], list[float]]:
-    """CPU seconds (all threads of this process) to write the RUN layer's tree as a gzip
-    layer blob, with the index collected and recorded, and without: the index's own cost,
-    free of the noise of runc and of other processes."""
+    """CPU seconds (all threads of this process) of what the commit of the RUN layer does
+    to its tree (the lean store: hash the tar, record its tar-split, nothing compressed),
+    with the index collected and recorded, and without: the index's own cost, free of
+    the noise of runc and of other processes."""
     import time
 
     from lamina.api import Lamina
-    from lamina.layers import (
-        Compression,
-        EntryCollector,
-        changes_from_dir,
-        sort_changes,
-        write_layer_blob,
-    )
+    from lamina.layers import EntryCollector, SplitRecorder, changes_from_dir, write_layer
 
     lam = Lamina(root)
     diff_id = lam.resolve("run").layers[-1].diff_id
-    changes = sort_changes(changes_from_dir(str(lam.store.snapshot_path(diff_id))))
+    changes = changes_from_dir(str(lam.store.snapshot_path(diff_id)))
     with_index: list[float] = []
     without: list[float] = []
     for _ in range(runs):
         started = time.process_time()
-        write_layer_blob(changes, _Discard(), Compression.GZIP)  # type: ignore[arg-type]
+        write_layer(changes, None, record=SplitRecorder(io.BytesIO()))
         without.append(time.process_time() - started)
         lam.store.file_index.forget([diff_id])
         started = time.process_time()
         index = EntryCollector()
-        write_layer_blob(changes, _Discard(), Compression.GZIP, collect=index)  # type: ignore[arg-type]
+        write_layer(changes, None, record=SplitRecorder(io.BytesIO()), collect=index)
         lam.store.file_index.put(diff_id, index.entries)
         with_index.append(time.process_time() - started)
     lam.store.close()
@@ -212,7 +203,7 @@ def run(runs: int, work: Path, files: int | None = None, size: int = 20_000,
         print(f"index cost: {100 * (med(with_index) / med(without) - 1):+.1f}% wall, "
               f"{100 * (med(cpu['with']) / med(cpu['without']) - 1):+.1f}% cpu (target <= 5%)")
         extra = med(write_with) - med(write_without)
-        print(f"layer write (tar, gzip, hashes) of that layer: {med(write_without):.2f}s cpu, "
+        print(f"layer commit (tar hash, tar-split) of that layer: {med(write_without):.2f}s cpu, "
               f"with the index {med(write_with):.2f}s cpu: +{extra:.2f}s = "
               f"{100 * extra / med(cpu['without']):.1f}% of the build's cpu")
         rows += [

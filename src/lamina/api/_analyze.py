@@ -38,6 +38,10 @@ def index_layers(
             todo[layer.diff_id] = layer
     if not todo:
         return 0
+    # Lazy layers (a registry holds them) are fetched, which indexes them on the way.
+    with store.lease() as lease:
+        store.fetch_remote(list(todo.values()), lease)
+    todo = {d: layer for d, layer in todo.items() if not store.file_index.has(d)}
     # Reading layers takes the transport's and layers' code: loaded only when needed.
     from lamina.api._transfer import _uncompressed
     from lamina.layers import EntryCollector

@@ -102,7 +102,8 @@ def pull_base(lamina: Lamina, ref: str, on_event: EventSink | None) -> ImageReco
     if on_event is not None:
         on_event(BuildEvent("output", 0, f"{ref}: not in the store, pulling\n"))
     try:
-        pulled = lamina.pull(ref, events=show)
+        # Lazy: only a step that runs on it fetches its layers (BuildKit does the same).
+        pulled = lamina.pull(ref, events=show, lazy=True)
     except LaminaError as exc:
         raise NotFoundError(
             f"no such image: {ref}, and pulling it failed: {exc.message}", exc.hint

@@ -124,6 +124,11 @@ class Lamina:
 
             # A store from before the lean model: each layer becomes its snapshot once.
             migrate_layers(self.store, progress)
+        # Lazy layers (a registry holds them) are fetched when something needs their bytes.
+        from lamina.api._registry_lazy import LazyLayers
+
+        self.lazy_layers = LazyLayers(self.store, self.root, self.limits)
+        self.store.remote_fetcher = self.lazy_layers
         self._containers: Containers | None = None
 
     @property
@@ -334,10 +339,12 @@ class Lamina:
         tls_verify: bool = True,
         events: Callable[[str, str, int], None] | None = None,
         keep_blobs: bool | None = None,
+        lazy: bool = False,
     ) -> PullResult:
         """Pull an image from its registry; layers the store has are not downloaded.
 
-        Each layer is unpacked into its snapshot as it arrives; `keep_blobs` as for `load`."""
+        Each layer is unpacked into its snapshot as it arrives; `keep_blobs` as for `load`;
+        `lazy`: layers are fetched only when something needs them (`_registry_lazy`)."""
         from lamina.api._registry import pull_image
         from lamina.oci import Platform
 
@@ -350,6 +357,7 @@ class Lamina:
         return pull_image(
             self.store, self.root, ref, platform=want, jobs=jobs, limits=self.limits,
             keep_blobs=_keep_blobs(keep_blobs), tls_verify=tls_verify, events=events or _ignore,
+            lazy=lazy,
         )  # fmt: skip
 
     def push(

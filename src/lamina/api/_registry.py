@@ -20,20 +20,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
-from lamina.api._transfer import layer_record, layers_for_push, open_layer_blob
+from lamina.api._transfer import ingest_blob, layer_record, layers_for_push, open_layer_blob
 from lamina.errors import (
     ConflictError,
     InvalidInputError,
     LaminaError,
     NotFoundError,
 )
-from lamina.oci import Descriptor, Manifest, Platform, Reference, parse_reference
-from lamina.store import ImageRecord, LayerRecord, Store
+from lamina.oci import Descriptor, Manifest, Platform, Reference, media_types, parse_reference
+from lamina.store import ImageRecord, LayerRecord, Lease, RemoteLayer, Store
 from lamina.transport import (
     Credentials,
     LayerLimits,
+    RegistryBlobs,
     RegistryClient,
     RegistrySource,
     SourceImage,
@@ -51,6 +52,61 @@ known/existed/mounted/uploading/uploaded/resumed."""
 
 def _quiet(event: str, digest: str, count: int) -> None:
     pass
+
+
+_T = TypeVar("_T")
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_roomy = False
+
+
+def roomy_malloc() -> None:
+    """Let glibc's malloc keep freed memory (up to 256 MiB) and serve buffers of up to
+    64 MiB from its heap: a download reads 1 MiB buffers by the hundred, and by default
+    each comes from a fresh mmap or a trimmed heap, so every page of it faults and is
+    zeroed again (a third of a pull's system time, measured). Once per process."""
+    global _roomy
+    if _roomy:
+        return
+    _roomy = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 64 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+    except (OSError, AttributeError):
+        pass  # not glibc: its defaults stand
+
+
+def _waiting(ingest: Callable[[], _T]) -> _T:
+    """`ingest()`, waiting while another pull (this process or another) writes the same
+    blob into ingest/ (ConflictError), then again: it then finds the layer there."""
+    waited = 0.0
+    while True:
+        try:
+            return ingest()
+        except ConflictError:
+            if waited > _WAIT_FOR_OTHER_PULL:
+                raise
+            time.sleep(0.2)
+            waited += 0.2
+
+
+def ingest_waiting(
+    store: Store,
+    lease: Lease,
+    source: RegistryBlobs,
+    desc: Descriptor,
+    diff_id: str,
+    limits: LayerLimits,
+    *,
+    what: str,
+) -> None:
+    """One layer blob from a registry into its snapshot, resumable, waiting for another
+    pull of the same blob to finish rather than downloading it twice."""
+    _waiting(lambda: ingest_blob(store, lease, source, desc, diff_id, limits,
+                                 resumable=True, what=what))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -94,11 +150,13 @@ def insecure_registries(root: Path) -> set[str]:
 
 
 def open_client(
-    root: Path, domain: str, *, tls_verify: bool = True, jobs: int = 4
+    root: Path, domain: str, *, tls_verify: bool = True, jobs: int = 4, store: Store | None = None
 ) -> RegistryClient:
-    """A client for `domain`, with the saved credentials and the plain-HTTP rule."""
+    """A client for `domain`, with the saved credentials and the plain-HTTP rule; bearer
+    tokens are kept in `store`'s metadata db until they expire, for later commands."""
     insecure = not tls_verify or domain in insecure_registries(root)
-    return RegistryClient(domain, insecure=insecure, jobs=jobs)
+    tokens = store.registry if store is not None else None
+    return RegistryClient(domain, insecure=insecure, jobs=jobs, tokens=tokens)
 
 
 def pull_image(
@@ -112,9 +170,15 @@ def pull_image(
     keep_blobs: bool = False,
     tls_verify: bool = True,
     events: Events = _quiet,
+    lazy: bool = False,
 ) -> PullResult:
-    """Pull `text` (a reference) into the store and tag it; only missing blobs travel."""
+    """Pull `text` (a reference) into the store and tag it; only missing blobs travel.
+
+    `lazy` (a build's base image): layers the store lacks are recorded with the repository
+    that holds them and fetched only when something needs their bytes (`_registry_lazy`).
+    """
     ref = parse_reference(text)
+    roomy_malloc()
     downloaded = [0]
     lock = threading.Lock()
 
@@ -122,7 +186,7 @@ def pull_image(
         with lock:
             downloaded[0] += n
 
-    with open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs) as client:
+    with open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs, store=store) as client:
         source = RegistrySource(client, ref, platform)
         (image,) = source.images()
         tags = (str(Reference(ref.domain, ref.path, ref.tag)),) if ref.tag else ()
@@ -130,23 +194,22 @@ def pull_image(
 
             def one(position: int) -> tuple[LayerRecord, bool]:
                 layer = image.manifest.layers[position]
-                if store.has_layer(image.diff_ids[position]):
+                diff_id = image.diff_ids[position]
+                if store.has_layer(diff_id):
                     events("present", layer.digest, layer.size)
+                elif lazy:
+                    # Recorded with where it lives; fetched when something needs it.
+                    lease.add_snapshot(diff_id)
+                    events("lazy", layer.digest, layer.size)
+                    return LayerRecord(layer.digest, diff_id, layer.media_type, layer.size,
+                                       None), False  # fmt: skip
                 counting = _CountingSource(source, count, events)
-                waited = 0.0
-                while True:
-                    try:
-                        record, new = layer_record(
-                            store, image, position, counting, lease, limits,
-                            keep_blobs=keep_blobs, resumable=True,
-                        )  # fmt: skip
-                        break
-                    except ConflictError:
-                        # Another pull is writing this blob: wait for it, then use it.
-                        if waited > _WAIT_FOR_OTHER_PULL:
-                            raise
-                        time.sleep(0.2)
-                        waited += 0.2
+                record, new = _waiting(
+                    lambda: layer_record(
+                        store, image, position, counting, lease, limits,
+                        keep_blobs=keep_blobs, resumable=True,
+                    )
+                )  # fmt: skip
                 if new:
                     events("downloaded", layer.digest, layer.size)
                     # Unpacked in the pass that downloaded it, as docker pull extracts.
@@ -158,6 +221,13 @@ def pull_image(
                 results = [f.result() for f in futures]
             layers = [record for record, _ in results]
             written = sum(new for _, new in results)
+            # Where each layer's original blob lives: a lazy layer is fetched from there,
+            # and a push to this registry names (and mounts) it, keeping its digest.
+            store.registry.remember_layers(
+                RemoteLayer(d.diff_id, ref.domain, ref.path, d.digest, d.size, d.media_type)
+                for d in layers
+                if d.digest != d.diff_id
+            )
             store.content.put_bytes(image.config_bytes, image.config_digest, lease=lease)
             store.content.put_bytes(image.manifest_bytes, image.manifest_digest, lease=lease)
             record = store.add_image(
@@ -203,15 +273,26 @@ class _CountingSource:
         return self._source.open_blob(descriptor, verify=verify, offset=offset, on_bytes=on_bytes)
 
 
-def layer_blob_for_push(store: Store, descriptor: Descriptor, offset: int) -> BinaryIO:
+def layer_blob_for_push(
+    store: Store, descriptor: Descriptor, offset: int, root: Path | None = None
+) -> BinaryIO:
     """The bytes a push sends for a blob, from `offset` on.
 
     A layer's blob as `layers_for_push` named it (kept, or compressed on the way out from
     its snapshot and cached; made again if pruned since), a config as stored. The stream
     is verified against the digest at its end, so bytes before `offset` are read (and
-    hashed) but not returned.
+    hashed) but not returned. A blob the store lacks but a registry holds (a lazy layer,
+    or a pulled layer's original blob that a mount could not bring over) streams from
+    there, given the store `root` whose registry settings apply.
     """
-    stream = open_layer_blob(store, descriptor.digest)
+    try:
+        stream = open_layer_blob(store, descriptor.digest)
+    except NotFoundError:
+        if root is None or store.registry.remote_blob(descriptor.digest) is None:
+            raise
+        from lamina.api._registry_lazy import remote_blob_stream
+
+        return remote_blob_stream(store, root, descriptor.digest, offset)
     remaining = offset
     try:
         while remaining:
@@ -223,6 +304,53 @@ def layer_blob_for_push(store: Store, descriptor: Descriptor, offset: int) -> Bi
         stream.close()
         raise
     return stream
+
+
+_AS_DOCKER = {
+    media_types.OCI_LAYER_GZIP: media_types.DOCKER_LAYER_GZIP,
+    media_types.OCI_LAYER: media_types.DOCKER_LAYER,
+}
+_AS_OCI = {docker: oci for oci, docker in _AS_DOCKER.items()}
+
+
+def _layers_to_send(
+    store: Store, lease: Lease, manifest: Manifest, image: ImageRecord, registry: str
+) -> tuple[Descriptor, ...]:
+    """The blob a push to `registry` names for each layer.
+
+    A layer whose original blob that registry holds (a pulled layer, a cache import) goes
+    as that blob, so its digest survives the round trip and the push mounts or skips it
+    (Docker's distribution metadata does this); a lazy layer goes as the blob a registry
+    holds, streamed through if it is elsewhere; the rest as `layers_for_push` says (the
+    blob kept, else gzipped from the snapshot)."""
+    docker = manifest.media_type == media_types.DOCKER_MANIFEST
+    chosen: list[Descriptor | None] = []
+    for desc, record in zip(manifest.layers, image.layers, strict=True):
+        kept = store.content.has(desc.digest)
+        if desc.digest != record.diff_id and (
+            kept or store.registry.repositories_with(registry, desc.digest)
+        ):
+            chosen.append(None if kept else desc)  # its own blob, there already or here
+            continue
+        places = store.registry.remote_layers(record.diff_id, registry)
+        if not places and not (kept or store.has_layer(record.diff_id)):
+            places = store.registry.remote_layers(record.diff_id)  # lazy, elsewhere
+        if places:
+            place = places[0]
+            kind = (_AS_DOCKER if docker else _AS_OCI).get(place.media_type, place.media_type)
+            chosen.append(Descriptor(kind, place.digest, place.size))
+        else:
+            chosen.append(None)
+    rest = [n for n, desc in enumerate(chosen) if desc is None]
+    if rest:
+        made = layers_for_push(
+            store, lease,
+            dataclasses.replace(manifest, layers=tuple(manifest.layers[n] for n in rest)),
+            dataclasses.replace(image, layers=tuple(image.layers[n] for n in rest)),
+        )  # fmt: skip
+        for n, desc in zip(rest, made, strict=True):
+            chosen[n] = desc
+    return tuple(desc for desc in chosen if desc is not None)
 
 
 def push_to_registry(
@@ -241,11 +369,11 @@ def push_to_registry(
     manifest = Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
     with (
         store.lease() as lease,
-        open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs) as client,
+        open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs, store=store) as client,
     ):
         # Layers leave compressed: built ones exist only as snapshots, pulled ones may
         # not have kept their blob. The manifest then names the blobs that are sent.
-        layers = layers_for_push(store, lease, manifest, image)
+        layers = _layers_to_send(store, lease, manifest, image, ref.domain)
         if layers != manifest.layers:
             manifest = dataclasses.replace(manifest, layers=layers)
             manifest_bytes = manifest.to_bytes()
@@ -256,7 +384,7 @@ def push_to_registry(
             manifest_bytes,
             image.media_type,
             store.registry,
-            lambda desc, offset: layer_blob_for_push(store, desc, offset),
+            lambda desc, offset: layer_blob_for_push(store, desc, offset, root),
             jobs=jobs,
             events=lambda kind, desc, n: events(kind, desc.digest, n),
         )

@@ -4,9 +4,11 @@ Export writes every layer step of the build (`mode=max`: all stages; `min`, the
 default: the target stage) as BuildKit's cache manifest and pushes it with its layer
 blobs; only what the registry lacks travels, as for any push. Import reads such a
 manifest and records its entries in this store's build cache, so the build that
-follows finds its steps there and runs none of them. The layers of the entries are
-fetched (verified, through the same one-pass ingest as a pull, into their snapshots)
-before they are recorded, since a cache record must point at content the store holds.
+follows finds its steps there and runs none of them. The layers of the entries are not
+downloaded: each is recorded as a lazy layer (`_registry_lazy`: where its blob lives) and
+fetched, verified, into its snapshot only when a step that runs or a command needs its
+bytes. A cache that does not say a layer's tar size (BuildKit's) has that layer fetched
+at import, since the image's manifest needs the size.
 Built layers exist only as snapshots: they are exported as their gzip blobs (made once,
 the same digest every time) and recorded on import as a build records them (by diff_id),
 so the image built from the cache is the same image, manifest included.
@@ -25,7 +27,7 @@ from lamina.api._transfer import ingest_blob
 from lamina.errors import DigestMismatchError, LaminaError
 from lamina.layers import Compression
 from lamina.oci import MAX_DOCUMENT_BYTES, Descriptor, Manifest, media_types, parse_reference
-from lamina.store import BlobInfo, LayerRecord, Lease, Store
+from lamina.store import BlobInfo, LayerRecord, Lease, RemoteLayer, Store
 from lamina.transport import (
     CacheEntry,
     CacheLayer,
@@ -67,9 +69,9 @@ def export_cache(store: Store, root: Path, result: BuildResult, spec: str) -> st
         def open_at(desc: Descriptor, offset: int) -> BinaryIO:
             if desc.digest == manifest.config.digest:
                 return io.BytesIO(config_bytes[offset:])
-            return layer_blob_for_push(store, desc, offset)
+            return layer_blob_for_push(store, desc, offset, root)
 
-        with open_client(root, ref.domain) as client:
+        with open_client(root, ref.domain, store=store) as client:
             report = push_image(
                 client, ref.path, ref.tag or "latest", manifest_bytes, media_types.OCI_MANIFEST,
                 store.registry, open_at, manifest=manifest,
@@ -84,11 +86,17 @@ def _exported(store: Store, lease: Lease, layer: LayerRecord) -> CacheLayer:
         compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
     except LaminaError:
         compressed = False
+    tar_size = store.layer_size(layer.diff_id) or layer.uncompressed_size
     if compressed and store.content.has(layer.digest):
         lease.add_blob(layer.digest)
-        return CacheLayer(layer.digest, layer.diff_id, layer.media_type, layer.size)
+        return CacheLayer(layer.digest, layer.diff_id, layer.media_type, layer.size, tar_size)
+    if not store.has_layer(layer.diff_id):
+        # A lazy layer: its blob is in a registry; the push mounts it or streams it through.
+        for place in store.registry.remote_layers(layer.diff_id):
+            return CacheLayer(place.digest, layer.diff_id, place.media_type, place.size,
+                              tar_size)  # fmt: skip
     blob = layer_blob(store, lease, layer.diff_id, Compression.GZIP).descriptor
-    return CacheLayer(blob.digest, layer.diff_id, blob.media_type, blob.size)
+    return CacheLayer(blob.digest, layer.diff_id, blob.media_type, blob.size, tar_size)
 
 
 def import_cache(store: Store, root: Path, spec: str, limits: LayerLimits, warn: Warn) -> int:
@@ -100,7 +108,7 @@ def import_cache(store: Store, root: Path, spec: str, limits: LayerLimits, warn:
     fields = parse_cache_option(spec, "--cache-from")
     ref = parse_reference(fields["ref"])
     try:
-        with open_client(root, ref.domain) as client:
+        with open_client(root, ref.domain, store=store) as client:
             return _import(store, client, ref.path, ref.digest or ref.tag, limits)
     except LaminaError as exc:
         if isinstance(exc, DigestMismatchError):
@@ -126,12 +134,8 @@ def _import(
             layer = entry.layer
             record = None
             if layer is not None:
-                desc = Descriptor(layer.media_type, layer.digest, layer.size)
                 if layer.digest not in sizes:
-                    sizes[layer.digest], _ = ingest_blob(
-                        store, lease, source, desc, layer.diff_id, limits, resumable=True,
-                        what=f"cache layer {desc.digest}",
-                    )  # fmt: skip
+                    sizes[layer.digest] = _cache_layer(store, lease, source, layer, limits)
                     _remember_blob(store, layer)
                 size = sizes[layer.digest]
                 # Recorded as the build that made it records it: the snapshot is the layer.
@@ -143,6 +147,35 @@ def _import(
                 count += 1
         store.registry.remember(client.domain, repository, list(sizes))
     return count
+
+
+def _cache_layer(
+    store: Store,
+    lease: Lease,
+    source: RegistryBlobs,
+    layer: CacheLayer,
+    limits: LayerLimits,
+) -> int:
+    """A cache entry's layer in this store: its tar size. Not downloaded when the cache
+    says its tar size (lamina's caches do): recorded as lazy (where its blob is) and
+    fetched when a step or command needs its bytes. Otherwise (BuildKit's caches do not
+    say) it is fetched now, since the image's manifest needs the size."""
+    lease.add_snapshot(layer.diff_id)
+    known = store.layer_size(layer.diff_id) if store.has_layer(layer.diff_id) else None
+    if known is not None:
+        return known
+    client = source.client
+    if layer.uncompressed_size is not None:
+        store.registry.remember_layers([RemoteLayer(
+            layer.diff_id, client.domain, source.repository, layer.digest, layer.size,
+            layer.media_type)])  # fmt: skip
+        return layer.uncompressed_size
+    desc = Descriptor(layer.media_type, layer.digest, layer.size)
+    size, _ = ingest_blob(
+        store, lease, source, desc, layer.diff_id, limits, resumable=True,
+        what=f"cache layer {desc.digest}",
+    )  # fmt: skip
+    return size
 
 
 def _remember_blob(store: Store, layer: CacheLayer) -> None:

@@ -418,6 +418,7 @@ def save_images(
     with store.lease() as lease:
         to_save = []
         for image, names in images:
+            store.fetch_remote(image.layers, lease)  # lazy layers: their bytes are needed
             manifest_bytes = store.manifest_bytes(image)
             manifest = Manifest.from_bytes(manifest_bytes, f"manifest {image.digest}")
             config_bytes = store.config_bytes(image)

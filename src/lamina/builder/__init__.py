@@ -48,7 +48,6 @@ if TYPE_CHECKING:
         StepFailedError,
         timestamp,
     )
-    from lamina.builder._pipeline import write_layer_to_store
     from lamina.builder._sources import digest_context_files, file_sha256
 
 # Loaded on first use: `lamina build` checks whether a build can be replayed before it
@@ -76,7 +75,6 @@ _WHERE = {
     "instruction_text": "_keys",
     "layer_from_dir": "_image",
     "timestamp": "_options",
-    "write_layer_to_store": "_pipeline",
 }
 
 
@@ -110,5 +108,4 @@ __all__ = [
     "instruction_text",
     "layer_from_dir",
     "timestamp",
-    "write_layer_to_store",
 ]

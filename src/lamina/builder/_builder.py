@@ -394,7 +394,8 @@ class Builder:
         value = record.value
         raw = value.get("layer")
         layer = LayerRecord(**raw) if isinstance(raw, dict) else None
-        if layer is not None and not self.store.has_layer(layer.diff_id):
+        # A lazy layer (a registry holds it) is a hit too: fetched if a later step needs it.
+        if layer is not None and not self.store.layer_available(layer.diff_id):
             return None
         return layer, str(value.get("created", ""))
 

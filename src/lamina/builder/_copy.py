@@ -431,17 +431,21 @@ def stage(
         return os.path.join(stager.make_dirs(parent), base)
 
     for _word, files, matched in sel.words:
+        into: str | None = None  # the destination dir in the staging dir, once made
         if any(is_dir for _, is_dir in matched):
-            stager.make_dirs(absolute)
+            into = stager.make_dirs(absolute)
         for f in files:
             if f.top and not inst.parents:
                 source = os.path.join(sel.root, f.path)
                 if f.path in archives:
                     stager.extract(source, absolute)
+                    into = None  # the archive may have put anything there
                     continue
                 stager.put_entry(sel.root, f, file_target(f.dest))
                 continue
-            target = os.path.join(stager.make_dirs(absolute), f.dest)
+            if into is None:
+                into = stager.make_dirs(absolute)  # resolved in the image once, not per file
+            target = os.path.join(into, f.dest)
             if inst.parents:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
             stager.put_entry(sel.root, f, target)

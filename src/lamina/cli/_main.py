@@ -40,10 +40,16 @@ class _Context:
 
         if self._api is None:
             self._api = Lamina(self.root, progress=_migration_progress)
+            self._api.lazy_layers.notice = _fetch_notice
             # What dead lamina processes left on this root goes first, one line each.
             for line in self._api.recover():
                 print(f"lamina: {line}", file=sys.stderr)
         return self._api
+
+
+def _fetch_notice(line: str) -> None:
+    """A lazy layer (a registry holds it) is being fetched because something needs it."""
+    print(f"lamina: {line}", file=sys.stderr, flush=True)
 
 
 def _migration_progress(done: int, total: int, diff_id: str) -> None:

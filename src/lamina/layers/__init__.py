@@ -49,10 +49,11 @@ tar back byte for byte (DigestMismatchError at its end if the snapshot changed),
 ``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for.
 ``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass;
 ``record_entries(record_path)`` gives them again later from the record alone.
-``stage_changes(changes, directory, source_date_epoch=...)`` copies changes whose sources
-live elsewhere (a COPY's context files) into ``directory`` entry by entry, yielding each;
-``write_layer(that, None, record=..., content_root=directory)`` hashes the same tar from
-the copies: the snapshot is written straight, never through a tar and an applier.
+``write_layer(changes, None, record=..., copier=DirectCopy(directory, changes, ...))``
+copies changes whose sources live elsewhere (a COPY's context files) into ``directory``
+entry by entry while it hashes their tar, each body read once (sources read ahead in
+the background): the snapshot is written straight, never through a tar and an applier.
+``write_layer`` hashes on other threads (the tar stream, the index's file digests).
 
 File index: ``EntryCollector()`` passed as ``collect=`` to ``write_layer``,
 ``write_layer_blob`` or ``scan_layer`` (or fed ``tar_entry`` by any reader loop) gathers
@@ -104,7 +105,7 @@ from lamina.layers._scoped import (
     require_file_in_root,
     resolve_in_root,
 )
-from lamina.layers._stagecopy import stage_changes
+from lamina.layers._stagecopy import DirectCopy
 from lamina.layers._tarheader import build_header
 from lamina.layers._tarread import (
     ByteStream,
@@ -122,7 +123,7 @@ from lamina.layers._tarsplit import (
     record_entries,
     snapshot_extras,
 )
-from lamina.layers._tarwrite import LayerStats, write_layer
+from lamina.layers._tarwrite import EntryCopier, LayerStats, write_layer
 from lamina.layers._whiteout import (
     OVERLAY_OPAQUE_XATTRS,
     is_overlay_opaque,
@@ -169,6 +170,8 @@ __all__ = [
     "Change",
     "ChangeKind",
     "Compression",
+    "DirectCopy",
+    "EntryCopier",
     "EntryCollector",
     "EntryHook",
     "EntryReader",
@@ -193,7 +196,6 @@ __all__ = [
     "scan_layer",
     "snapshot_extras",
     "sort_changes",
-    "stage_changes",
     "write_layer",
     "write_layer_blob",
 ]

@@ -100,7 +100,9 @@ def changes_from_overlay_upper(upper: str | os.PathLike[str]) -> list[Change]:
         changes.append(Change(rel, ChangeKind.ADD, entry.path, st))
         if stat.S_ISDIR(st.st_mode) and _opaque(entry.path):
             changes.append(Change(rel, ChangeKind.OPAQUE))
-    return sort_changes(changes)
+    # Already in layer order: `_walk` goes depth first, parents before children, names
+    # sorted as `_sort_key` sorts them, an opaque marker right after its directory.
+    return changes
 
 
 def _opaque(path: str) -> bool:

@@ -10,6 +10,7 @@ consume it (hashing it), and a reader that consumes it (the applier) reads throu
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from lamina.layers import _whiteout
 from lamina.layers._scoped import split_entry_path
@@ -48,7 +49,8 @@ class EntryCollector:
 
     def __init__(self) -> None:
         self.entries: list[IndexEntry] = []
-        self._files: dict[str, tuple[int, str | None]] = {}
+        self._files: dict[str, tuple[int, str | None, Any]] = {}
+        self._pending: list[tuple[int, Any]] = []  # (entry number, hasher not yet done)
         self._watched: tuple[TarEntry, _HashingReader]
 
     def add(
@@ -62,20 +64,34 @@ class EntryCollector:
         gid: int = 0,
         digest: str | None = None,
         link: str = "",
+        hasher: Any = None,
     ) -> None:
-        """One entry; `path` as in the layer (leading `/`, `./` and trailing `/` dropped)."""
+        """One entry; `path` as in the layer (leading `/`, `./` and trailing `/` dropped).
+
+        `hasher`: a hashlib object still being fed the file's content (by another
+        thread); its digest is taken when `resolve()` is called, once it has seen all."""
         if path.startswith(("/", ".")) or path.endswith("/") or "//" in path or "/." in path:
             clean = "/".join(split_entry_path(path))
         else:
             clean = path  # already clean, as every path a writer's changeset holds
         if kind == "file":
-            self._files[clean] = (size, digest)
+            self._files[clean] = (size, digest, hasher)
         elif kind == "hardlink":
             link = "/".join(split_entry_path(link))
-            size, digest = self._files.get(link, (0, None))
+            size, digest, hasher = self._files.get(link, (0, None, None))
+        if hasher is not None:
+            self._pending.append((len(self.entries), hasher))
         self.entries.append(
             IndexEntry(_text(clean), kind, size, mode, uid, gid, digest, _text(link))
         )
+
+    def resolve(self) -> None:
+        """Fill in the digests of entries added with a `hasher` (all bytes seen by now)."""
+        done: dict[int, str] = {}
+        for n, hasher in self._pending:
+            digest = done.setdefault(id(hasher), hasher.hexdigest())
+            self.entries[n] = self.entries[n]._replace(digest=digest)
+        self._pending.clear()
 
     def marker(self, path: str) -> None:
         """A tar entry whose base name may be a whiteout or opaque marker (``.wh.``)."""

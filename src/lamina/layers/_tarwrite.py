@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 _BLOCK = 512
 _CHUNK = 1 << 20
+_BUFFERS = 3  # one being filled, up to two being hashed
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
 
@@ -47,8 +49,48 @@ class DigestingSink(Protocol):
     def uncompressed_digest(self) -> tuple[str, int]: ...
 
 
+class _Hasher:
+    """sha256 work done beside the writer, on another core (hashlib drops the GIL for
+    large updates): each flushed buffer's file spans (the index's digests), then the
+    buffer itself (the tar stream's digest), in one thread, in order. A buffer handed
+    over is not written again until its future is done."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+
+    def submit(
+        self, stream: Any, chunk: Any, spans: list[tuple[Any, int, int]], view: memoryview
+    ) -> Future[None]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="layer-digests")
+        return self._pool.submit(_hash_buffer, stream, chunk, spans, view)
+
+    def idle(self) -> bool:
+        """Nothing was ever handed over (so nothing can be pending)."""
+        return self._pool is None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def _hash_buffer(
+    stream: Any, chunk: Any, spans: list[tuple[Any, int, int]], view: memoryview
+) -> None:
+    for digest, start, end in spans:
+        digest.update(view[start:end])
+    if stream is not None:
+        stream.update(chunk)
+
+
 class _Output:
-    """A reusable buffer in front of the sink; hashes what it flushes unless the sink does."""
+    """Reusable buffers in front of the sink; hashes what it flushes unless the sink does.
+
+    Hashing runs beside the writer (`_Hasher`): a flushed buffer goes to the hash thread
+    and the next one is filled meanwhile; `finish` waits for it (a layer that fits one
+    buffer is hashed right there, no thread started). ``copy_file`` can also hand each
+    chunk it reads to a copier (a COPY's snapshot), so bytes are read once.
+    """
 
     def __init__(
         self, out: BinaryIO | DigestingSink | None, record: SplitRecorder | None = None
@@ -58,20 +100,49 @@ class _Output:
         self.hash = None if hasattr(out, "uncompressed_digest") else hashlib.sha256()
         if out is None:
             self.hash = hashlib.sha256()
-        self.buf = bytearray(_CHUNK + 4 * _BLOCK)
+        self.bufs = [bytearray(_CHUNK + 4 * _BLOCK) for _ in range(_BUFFERS)]
+        self.busy: list[Future[None] | None] = [None] * _BUFFERS
+        self.current = 0
+        self.buf = self.bufs[0]
         self.view = memoryview(self.buf)
+        self.spans: list[tuple[Any, int, int]] = []  # (file digest, start, end) in `buf`
+        self.hasher = _Hasher()
         self.pos = 0
         self.total = 0
 
-    def flush(self) -> None:
-        if self.pos:
-            chunk = self.view[: self.pos]
-            if self.hash is not None:
-                self.hash.update(chunk)
-            if self.out is not None:
-                self.out.write(chunk)
-            self.total += self.pos
-            self.pos = 0
+    def flush(self, last: bool = False) -> None:
+        if not self.pos:
+            return
+        chunk = self.view[: self.pos]
+        if last and self.hasher.idle():
+            _hash_buffer(self.hash, chunk, self.spans, self.view)
+            self.spans = []
+        elif self.hash is not None or self.spans:
+            self.busy[self.current] = self.hasher.submit(self.hash, chunk, self.spans, self.view)
+            self.spans = []
+        if self.out is not None:
+            self.out.write(chunk)
+        self.total += self.pos
+        self.pos = 0
+        self.current = (self.current + 1) % _BUFFERS
+        self._wait(self.current)  # its bytes are hashed: it may be refilled
+        self.buf = self.bufs[self.current]
+        self.view = memoryview(self.buf)
+
+    def finish(self) -> None:
+        """Flush, and wait for every hash to have seen every byte."""
+        self.flush(last=True)
+        for n in range(_BUFFERS):
+            self._wait(n)
+
+    def _wait(self, n: int) -> None:
+        future = self.busy[n]
+        if future is not None:
+            self.busy[n] = None
+            future.result()
+
+    def close(self) -> None:
+        self.hasher.close()
 
     def put(self, data: bytes) -> None:
         if self.record is not None:
@@ -79,8 +150,8 @@ class _Output:
         if len(data) > len(self.buf) - self.pos:
             self.flush()
             if len(data) > len(self.buf):
-                if self.hash is not None:
-                    self.hash.update(data)
+                if self.hash is not None:  # in order, behind what the thread has
+                    self.hasher.submit(self.hash, data, [], self.view).result()
                 if self.out is not None:
                     self.out.write(data)
                 self.total += len(data)
@@ -89,10 +160,16 @@ class _Output:
         self.pos += len(data)
 
     def copy_file(
-        self, fd: int, size: int, source: str, name: str, digest: Any = None
+        self,
+        fd: int,
+        size: int,
+        source: str,
+        name: str,
+        digest: Any = None,
+        copy_to: Callable[[memoryview], None] | None = None,
     ) -> None:
         """Copy `size` bytes of `fd` (the layer path `name`); `digest` (a hashlib object)
-        sees them on the way."""
+        sees them (once `finish` returns); `copy_to` is called with them too."""
         if self.record is not None:
             self.record.file(name, size)
         remaining = size
@@ -107,7 +184,9 @@ class _Output:
                     hint="do not modify a tree while lamina commits it",
                 )
             if digest is not None:
-                digest.update(self.view[self.pos : self.pos + n])
+                self.spans.append((digest, self.pos, self.pos + n))
+            if copy_to is not None:
+                copy_to(self.view[self.pos : self.pos + n])
             self.pos += n
             remaining -= n
         pad = -size % _BLOCK
@@ -143,6 +222,31 @@ _KIND = {
 }
 
 
+class EntryCopier(Protocol):
+    """Writes each entry where ``write_layer`` reads it from (a COPY's snapshot, see
+    ``_stagecopy.DirectCopy``): the layer's bytes are read once, hashed and written."""
+
+    def place(
+        self, change: Change, st: os.stat_result, xattrs: dict[str, bytes]
+    ) -> tuple[int, bool] | None:
+        """Make ``change``'s entry (as ``st`` and ``xattrs`` say). For a regular file with
+        content: the descriptor to read it from, and whether its bytes go to ``write``
+        then ``finish_file``; else None."""
+        ...
+
+    def write(self, data: memoryview) -> None:
+        """The next bytes of the file placed last."""
+        ...
+
+    def finish_file(self, change: Change, st: os.stat_result, xattrs: dict[str, bytes]) -> None:
+        """Every byte of the file placed last went to ``write``."""
+        ...
+
+    def done(self) -> None:
+        """Every entry is written: finish what waits for the last (directory mtimes)."""
+        ...
+
+
 def write_layer(
     changes: Iterable[Change],
     out: BinaryIO | DigestingSink | None,
@@ -150,7 +254,7 @@ def write_layer(
     source_date_epoch: int | None = None,
     record: SplitRecorder | None = None,
     collect: EntryCollector | None = None,
-    content_root: str | None = None,
+    copier: EntryCopier | None = None,
 ) -> LayerStats:
     """Write ``changes`` (in layer order, see ``sort_changes``) as a tar to ``out``.
 
@@ -158,13 +262,38 @@ def write_layer(
     directory); ``record`` receives the tar-split record, file content named by
     ``Change.path``, so the tar can be rebuilt from that directory. ``collect`` gets each
     entry as it is written (its file index; file content hashed from the bytes being
-    copied, never read twice). ``content_root``: file bodies are read from
-    ``content_root/<Change.path>`` (a copy just made there, see ``stage_changes``) instead
-    of ``Change.source``; headers still come from the change (its ``st``, xattrs, link).
+    copied, never read twice). ``copier``: each entry is also written to where the
+    copier puts it (a COPY's snapshot), file bodies from the same bytes; headers still
+    come from the change (its ``st``, xattrs, link). The hashes run on other threads.
     """
     sink = _Output(out, record)
+    try:
+        entries = _write_entries(changes, sink, source_date_epoch, collect, copier)
+        if copier is not None:
+            copier.done()
+        sink.put(bytes(2 * _BLOCK))
+        sink.finish()
+    finally:
+        sink.close()
+    if collect is not None:
+        collect.resolve()
+    if sink.hash is not None:
+        diff_id, size = "sha256:" + sink.hash.hexdigest(), sink.total
+    else:
+        diff_id, size = out.uncompressed_digest()  # type: ignore[union-attr]
+    return LayerStats(diff_id, size, entries)
+
+
+def _write_entries(
+    changes: Iterable[Change],
+    sink: _Output,
+    source_date_epoch: int | None,
+    collect: EntryCollector | None,
+    copier: EntryCopier | None,
+) -> int:
     entries = 0
     first_path: dict[tuple[int, int], bytes] = {}
+    no_xattrs: dict[str, bytes] = {}
     for change in changes:
         path = change.path.encode("utf-8", "surrogateescape")
         if change.kind is not ChangeKind.ADD:
@@ -199,6 +328,8 @@ def write_layer(
                 key = (st.st_dev, st.st_ino)
                 target = first_path.get(key)
                 if target is not None:
+                    if copier is not None:
+                        copier.place(change, st, no_xattrs)
                     sink.put(build_header(path, b"1", mode, st.st_uid, st.st_gid, 0, mtime, target))
                     entries += 1
                     if collect is not None:
@@ -214,6 +345,7 @@ def write_layer(
         major = minor = 0
         if fmt in (stat.S_IFCHR, stat.S_IFBLK):
             major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        body = copier.place(change, st, xattrs) if copier is not None else None
         sink.put(build_header(
             path, typeflag, mode, st.st_uid, st.st_gid, size, mtime, linkname,
             major, minor, xattrs,
@@ -221,25 +353,17 @@ def write_layer(
         entries += 1
         digest = hashlib.sha256() if collect is not None and fmt == stat.S_IFREG else None
         if size:
-            body = (
-                change.source if content_root is None
-                else os.path.join(content_root, change.path)
-            )  # fmt: skip
-            fd = _open_nofollow(body)
+            src, copy = body if body is not None else (_open_nofollow(change.source), False)
             try:
-                sink.copy_file(fd, size, body, change.path, digest)
+                sink.copy_file(src, size, change.source, change.path, digest,
+                               copier.write if copy and copier is not None else None)
+                if copy and copier is not None:
+                    copier.finish_file(change, st, xattrs)
             finally:
-                os.close(fd)
+                os.close(src)
         if collect is not None:
             collect.add(
                 change.path, _KIND[fmt], size=size, mode=mode, uid=st.st_uid, gid=st.st_gid,
-                digest=digest.hexdigest() if digest is not None else None,
-                link=os.fsdecode(linkname),
+                hasher=digest, link=os.fsdecode(linkname),
             )  # fmt: skip
-    sink.put(bytes(2 * _BLOCK))
-    sink.flush()
-    if sink.hash is not None:
-        diff_id, size = "sha256:" + sink.hash.hexdigest(), sink.total
-    else:
-        diff_id, size = out.uncompressed_digest()  # type: ignore[union-attr]
-    return LayerStats(diff_id, size, entries)
+    return entries

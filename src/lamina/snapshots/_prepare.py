@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from lamina.errors import DigestMismatchError, NotFoundError
 from lamina.layers import (
@@ -54,6 +54,10 @@ class LayerStore(Protocol):
     def put_snapshot(self, diff_id: str, size: int, state: str = ...) -> None: ...
 
     def set_snapshot_entries(self, diff_id: str, entries: int) -> None: ...
+
+    def fetch_remote(self, layers: Sequence[Any], lease: Any) -> None:
+        """Bring layers that only a registry holds into their snapshots (lazy layers)."""
+        ...
 
 
 class LayerRef(Protocol):
@@ -180,7 +184,9 @@ def unpack_blob(
 
 
 def ensure_snapshots(store: Store, layers: Sequence[LayerRecord], lease: Lease) -> list[Path]:
-    """The snapshot dir of each layer (bottom first), unpacking from a kept blob if needed."""
+    """The snapshot dir of each layer (bottom first), unpacking from a kept blob if needed
+    and fetching those a registry holds (lazy layers) first."""
+    store.fetch_remote(layers, lease)
     dirs = []
     for layer in layers:
         lease.add_snapshot(layer.diff_id)

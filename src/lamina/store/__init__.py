@@ -56,7 +56,11 @@ every blob, snapshot and stale ingest file (1 h) that no image, container, cache
 or live lease holds. `store.fsck()` re-hashes every blob and checks every reference.
 
 Registries: `store.registry` (RegistryRecords) remembers which blobs each registry
-repository holds and the push uploads in progress (hints that save requests).
+repository holds and the push uploads in progress (hints that save requests), and where
+a layer's compressed blob lives (`remember_layers`, `remote_layers`): a layer recorded
+that way but not unpacked is lazy (`is_remote`); `add_image` accepts it, prune keeps the
+record while something holds the layer, fsck does not call it missing, and
+`fetch_remote(layers, lease)` brings it in through `remote_fetcher` (set by lamina.api).
 
 Names: tag names are taken as already-normalised full references
 (`docker.io/library/busybox:latest`); `resolve` also takes a digest or a unique prefix of
@@ -83,7 +87,7 @@ from lamina.store._records import (
     PruneReport,
     SnapshotRecord,
 )
-from lamina.store._registry import RegistryRecords
+from lamina.store._registry import RegistryRecords, RemoteLayer
 from lamina.store._schema import SCHEMA_VERSION
 from lamina.store._store import Store, open_store
 from lamina.store._verified import VerifiedBlob
@@ -117,6 +121,7 @@ __all__ = [
     "Lease",
     "PruneReport",
     "RegistryRecords",
+    "RemoteLayer",
     "SnapshotRecord",
     "Store",
     "Writer",

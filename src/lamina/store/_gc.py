@@ -44,6 +44,7 @@ class GcMixin:
             now = time.time()
             with self._db.write(gc_shared=False) as db:
                 expired = db.execute("DELETE FROM leases WHERE expires <= ?", (now,)).rowcount
+                db.execute("DELETE FROM registry_tokens WHERE expires <= ?", (now,))
                 images = tuple(
                     r[0]
                     for r in db.execute(
@@ -68,6 +69,15 @@ class GcMixin:
                 db.executemany("DELETE FROM snapshots WHERE diff_id = ?", [(d,) for d in gone])
                 db.executemany(
                     "DELETE FROM snapshot_entries WHERE diff_id = ?", [(d,) for d in gone]
+                )
+                # Where a registry holds a layer is remembered while something holds it.
+                db.executemany(
+                    "DELETE FROM remote_layers WHERE diff_id = ?",
+                    [
+                        r
+                        for r in db.execute("SELECT DISTINCT diff_id FROM remote_layers")
+                        if r[0] not in snapshots
+                    ],
                 )
                 # A layer's file index goes with the last record of its content.
                 db.execute(
@@ -156,6 +166,8 @@ class GcMixin:
                 )
             layer_diff_ids = dict(db.execute("SELECT digest, diff_id FROM layers").fetchall())
             pending = {r[0] for r in db.execute("SELECT diff_id FROM pending_unpack")}
+            # Lazy layers: a registry holds the blob; fetched when something needs it.
+            remote = {r[0] for r in db.execute("SELECT diff_id FROM remote_layers")}
             for image, blob in db.execute(
                 "SELECT image, blob FROM image_blobs ORDER BY image, blob"
             ):
@@ -166,6 +178,8 @@ class GcMixin:
                     diff_id not in pending and self._snapshot_dir(diff_id).is_dir()
                 ):
                     continue  # a layer is its snapshot; its blob is made when it leaves
+                if diff_id in remote:
+                    continue
                 problems.append(f"image {image}: blob {blob} is missing")
             for (image,) in db.execute(
                 "SELECT digest FROM images i WHERE NOT EXISTS "
@@ -181,7 +195,8 @@ class GcMixin:
             for key, kind, ref in db.execute("SELECT key, kind, ref FROM cache_refs ORDER BY key"):
                 if kind == "blob" and not self.content.has(ref):
                     problems.append(f"cache {key}: blob {ref} is missing")
-                if kind == "snapshot" and not self._snapshot_dir(ref).is_dir():
+                lazy = ref in remote  # a registry holds it
+                if kind == "snapshot" and not lazy and not self._snapshot_dir(ref).is_dir():
                     problems.append(f"cache {key}: snapshot {ref} is missing")
             recorded = set()
             for (diff_id,) in db.execute("SELECT diff_id FROM snapshots"):

@@ -43,6 +43,9 @@ class ImagesMixin:
     def has_layer(self, diff_id: str) -> bool:
         raise NotImplementedError  # LeanLayersMixin
 
+    def layer_available(self, diff_id: str) -> bool:
+        raise NotImplementedError  # LeanLayersMixin
+
     def add_image(
         self,
         manifest_digest: str,
@@ -70,8 +73,10 @@ class ImagesMixin:
             manifest_size = self._blob_size(manifest_digest, "manifest")
             config_size = self._blob_size(config_digest, "config")
             for layer in layers:
-                if not self.content.has(layer.digest) and self.has_layer(layer.diff_id):
-                    continue  # the snapshot is the layer; a blob is made when it leaves
+                if not self.content.has(layer.digest) and self.layer_available(layer.diff_id):
+                    # The snapshot is the layer (a blob is made when it leaves), or a
+                    # registry holds its blob: fetched when something needs its bytes.
+                    continue
                 size = self._blob_size(layer.digest, "layer")
                 if size != layer.size:
                     raise InvalidInputError(

@@ -6,13 +6,20 @@ made when bytes leave the machine and kept so the same layer goes out as the sam
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lamina.errors import NotFoundError
 from lamina.oci import check_digest
 from lamina.store._content import BlobInfo, ContentStore
 from lamina.store._db import Database
 from lamina.store._layout import record_path, snapshot_path
+from lamina.store._leases import Lease
 from lamina.store._records import LayerRecord
+from lamina.store._registry import RegistryRecords
+
+RemoteFetcher = Callable[[Sequence[LayerRecord], Lease], None]
+"""Brings layers whose blobs only a registry holds into their snapshots (`lamina.api`)."""
 
 
 class LeanLayersMixin:
@@ -21,6 +28,8 @@ class LeanLayersMixin:
     _db: Database
     content: ContentStore
     snapshots_dir: Path
+    registry: RegistryRecords
+    remote_fetcher: RemoteFetcher | None = None
 
     def record_path(self, diff_id: str) -> Path:
         """Where the tar-split record of a snapshot lives (beside it, not in it: the
@@ -40,6 +49,33 @@ class LeanLayersMixin:
             and snapshot_path(self.snapshots_dir, diff_id).is_dir()
             and self.record_path(diff_id).is_file()
         )
+
+    def is_remote(self, diff_id: str) -> bool:
+        """Whether the layer is not here but a registry is known to hold its blob: a lazy
+        layer, fetched when something needs its bytes (`fetch_remote`)."""
+        return not self.has_layer(diff_id) and bool(self.registry.remote_layers(diff_id))
+
+    def layer_available(self, diff_id: str) -> bool:
+        """Whether the layer is here or can be fetched (`is_remote`)."""
+        return self.has_layer(diff_id) or bool(self.registry.remote_layers(diff_id))
+
+    def fetch_remote(self, layers: Sequence[LayerRecord], lease: Lease) -> None:
+        """Bring the lazy layers among `layers` into their snapshots (held by `lease`)
+        through `remote_fetcher`; the others are left alone."""
+        missing = [
+            layer for layer in layers
+            if not self.has_layer(layer.diff_id) and not self.content.has(layer.digest)
+            and self.registry.remote_layers(layer.diff_id)
+        ]  # fmt: skip
+        if not missing:
+            return
+        if self.remote_fetcher is None:
+            (where,) = self.registry.remote_layers(missing[0].diff_id)[:1]
+            raise NotFoundError(
+                f"layer {missing[0].diff_id} is in {where.where()}, not fetched into this store",
+                hint="use the store through `lamina` (lamina.api.Lamina), which fetches it",
+            )
+        self.remote_fetcher(missing, lease)
 
     def layer_size(self, diff_id: str) -> int | None:
         """The uncompressed tar size of a recorded snapshot, or None."""

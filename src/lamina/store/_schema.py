@@ -188,6 +188,36 @@ def _v6_lean_layers(db: sqlite3.Connection) -> None:
     db.execute("INSERT OR IGNORE INTO pending_unpack SELECT DISTINCT diff_id FROM layers")
 
 
+def _v7_remote_layers(db: sqlite3.Connection) -> None:
+    # (IF NOT EXISTS: a store stepped back to an older version keeps them.)
+    # Where a layer's compressed blob lives in a registry: a pulled layer's original blob
+    # (a push to that registry names and mounts it, keeping its digest), and the layer of
+    # a lazy pull or cache import, fetched only when something needs its bytes.
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS remote_layers (
+            diff_id TEXT NOT NULL,
+            registry TEXT NOT NULL,
+            repository TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            media_type TEXT NOT NULL,
+            seen REAL NOT NULL,
+            PRIMARY KEY (diff_id, registry, repository, digest))"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS remote_layers_by_digest ON remote_layers(digest)")
+    # Bearer tokens per registry, account and scope, reused by later commands until they
+    # expire (the root is 0700; a token is never printed).
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS registry_tokens (
+            registry TEXT NOT NULL,
+            account TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            token TEXT NOT NULL,
+            expires REAL NOT NULL,
+            PRIMARY KEY (registry, account, scopes))"""
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_images,
     _v2_records,
@@ -195,6 +225,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v4_registry,
     _v5_stat_identity,
     _v6_lean_layers,
+    _v7_remote_layers,
 ]
 """Migration i brings a database from version i to i + 1. Append; never edit a released one."""
 

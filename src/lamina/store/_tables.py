@@ -82,8 +82,13 @@ class TablesMixin:
                 if not self.content.has(check_digest(digest, "cache blob")):
                     raise NotFoundError(f"cache {key}: blob {digest} is not in the content store")
             for diff_id in snapshots:
+                # Recorded, or lazy: a registry holds it (fetched when its bytes are needed).
                 if (
-                    db.execute("SELECT 1 FROM snapshots WHERE diff_id = ?", (diff_id,)).fetchone()
+                    db.execute(
+                        "SELECT 1 FROM snapshots WHERE diff_id = ?1"
+                        " UNION ALL SELECT 1 FROM remote_layers WHERE diff_id = ?1",
+                        (diff_id,),
+                    ).fetchone()
                     is None
                 ):
                     raise NotFoundError(f"cache {key}: snapshot {diff_id} is not recorded")

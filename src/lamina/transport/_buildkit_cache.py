@@ -38,6 +38,8 @@ from lamina.oci import (
 
 CACHE_CONFIG_MEDIA_TYPE = "application/vnd.buildkit.cacheconfig.v0"
 ANNOTATION_UNCOMPRESSED = "containerd.io/uncompressed"
+# lamina's own: a layer's tar size, so an import can record the layer without its bytes.
+ANNOTATION_TAR_SIZE = "io.lamina.layer.uncompressed-size"
 ANNOTATION_CREATED = "buildkit/createdat"
 _MAX_RECORDS = 100_000
 
@@ -50,9 +52,13 @@ class CacheLayer:
     diff_id: str
     media_type: str
     size: int
+    uncompressed_size: int | None = None
+    """The tar's size (lamina's annotation): an import records the layer without it."""
 
     def descriptor(self, created: str = "") -> Descriptor:
         annotations = {ANNOTATION_UNCOMPRESSED: self.diff_id}
+        if self.uncompressed_size is not None:
+            annotations[ANNOTATION_TAR_SIZE] = str(self.uncompressed_size)
         if created:
             annotations[ANNOTATION_CREATED] = created
         return Descriptor(self.media_type, self.digest, self.size, annotations)
@@ -179,7 +185,9 @@ def decode_cache(config_bytes: bytes, blobs: dict[str, Descriptor], what: str) -
             raise InvalidInputError(f"{what}: layer {n} ({digest}) has no uncompressed digest")
         if not media_types.is_layer_type(desc.media_type):
             raise InvalidInputError(f"{what}: layer {n} has media type {desc.media_type!r}")
-        nodes.append((CacheLayer(digest, diff_id, desc.media_type, desc.size), parent))
+        said = desc.annotations.get(ANNOTATION_TAR_SIZE, "")
+        tar_size = int(said) if said.isdigit() and len(said) < 20 else None
+        nodes.append((CacheLayer(digest, diff_id, desc.media_type, desc.size, tar_size), parent))
 
     def chain(top: int) -> tuple[CacheLayer, ...]:
         out: list[CacheLayer] = []

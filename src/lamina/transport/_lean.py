@@ -30,7 +30,9 @@ from lamina.layers import (
     ByteStream,
     Change,
     Compression,
+    DirectCopy,
     EntryCollector,
+    EntryCopier,
     EntryHook,
     LayerBlobWriter,
     Limits,
@@ -41,7 +43,6 @@ from lamina.layers import (
     open_layer_reader,
     record_entries,
     snapshot_extras,
-    stage_changes,
     write_layer,
 )
 from lamina.oci import Descriptor, media_types
@@ -190,22 +191,20 @@ def commit_dir_layer(
     *,
     source_date_epoch: int | None,
     on_entry: EntryHook | None = None,
-    content_root: Path | None = None,
+    copier: EntryCopier | None = None,
 ) -> LayerRecord:
     """Make ``directory`` (on the store's file system, holding exactly ``changes`` at their
     paths) the snapshot of the layer those changes write: the tar is hashed and recorded,
     never stored or compressed, and the directory is renamed into place. ``on_entry``
-    sees each entry, as the tar has it, read back from the record. ``content_root``
-    (``directory`` itself): file bodies are hashed from there, not from the sources."""
+    sees each entry, as the tar has it, read back from the record. ``copier``: the
+    changes are written into ``directory`` as the tar is hashed (see ``DirectCopy``)."""
     record_tmp = record_tmp_path(store, "sha256:" + "0" * 64)
     try:
         with open(record_tmp, "xb") as f:
             recorder = SplitRecorder(f)
             index = EntryCollector()  # the file index, from this same pass
             stats = write_layer(changes, None, source_date_epoch=source_date_epoch,
-                                record=recorder, collect=index,
-                                content_root=None if content_root is None
-                                else os.fspath(content_root))  # fmt: skip
+                                record=recorder, collect=index, copier=copier)  # fmt: skip
             recorder.close()
             f.flush()
             os.fsync(f.fileno())
@@ -249,13 +248,15 @@ def commit_copy_layer(
 ) -> LayerRecord:
     """A COPY's layer: ``changes`` (in layer order; files, dirs and symlinks whose sources
     live anywhere, or already in ``directory``) are copied straight into ``directory``
-    (on the store's file system) entry by entry, in the kernel, and the tar they stand
-    for is hashed and recorded from those fresh copies right behind; then ``directory``
-    becomes the snapshot. The tar, its diff_id and record are those
-    ``commit_changes_layer`` gives for the same changes; no tar is written or parsed."""
-    staged = stage_changes(changes, os.fspath(directory), source_date_epoch=source_date_epoch)
-    return commit_dir_layer(store, lease, directory, staged, source_date_epoch=source_date_epoch,
-                            on_entry=on_entry, content_root=directory)  # fmt: skip
+    (on the store's file system) entry by entry as the tar they stand for is hashed and
+    recorded: each body is read once (the sources read ahead in the background), hashed
+    and written; then ``directory`` becomes the snapshot. The tar, its diff_id and record
+    are those ``commit_changes_layer`` gives for the same changes; no tar is written or
+    parsed."""
+    with DirectCopy(os.fspath(directory), changes, source_date_epoch=source_date_epoch) as copy:
+        return commit_dir_layer(store, lease, directory, changes,
+                                source_date_epoch=source_date_epoch, on_entry=on_entry,
+                                copier=copy)  # fmt: skip
 
 
 def commit_changes_layer(

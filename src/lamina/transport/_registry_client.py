@@ -29,7 +29,7 @@ import time
 import types
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 # httpx imports its own command-line tool (click, rich, pygments) when it is imported,
 # which a push or pull would pay for at every start; lamina never runs it. An empty
@@ -177,6 +177,19 @@ def request_scopes(request: httpx.Request) -> tuple[str, ...]:
     return tuple(scopes)
 
 
+class TokenCache(Protocol):
+    """Where bearer tokens outlive one command (`lamina.store.RegistryRecords`): per
+    registry, account (user name, "" anonymous) and scopes, until they expire."""
+
+    def token(self, registry: str, account: str, scopes: str) -> tuple[str, float] | None: ...
+
+    def save_token(
+        self, registry: str, account: str, scopes: str, token: str, expires: float
+    ) -> None: ...
+
+    def forget_token(self, registry: str, account: str, scopes: str) -> None: ...
+
+
 class RegistryAuth(httpx.Auth):
     """Anonymous first; then Basic or a Bearer token per scope, as the registry asks."""
 
@@ -196,18 +209,39 @@ class RegistryAuth(httpx.Auth):
         self._bearer: Challenge | None = None
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
         self.token_requests = 0
+        self.persist: TokenCache | None = None
+        self.domain = ""
 
     def _basic_header(self) -> str | None:
         if self.credentials is None:
             return None
         return httpx.BasicAuth(self.credentials.username, self.credentials.password)._auth_header
 
+    def _account(self) -> str:
+        return self.credentials.username if self.credentials is not None else ""
+
     def _cached(self, scopes: tuple[str, ...]) -> str | None:
         with self._lock:
             found = self._tokens.get(scopes)
-        if found is None or found[1] <= time.monotonic():
+        if found is not None and found[1] > time.monotonic():
+            return found[0]
+        if self.persist is None:
             return None
-        return found[0]
+        # An earlier command's token for these scopes, if it has not expired.
+        saved = self.persist.token(self.domain, self._account(), " ".join(scopes))
+        if saved is None:
+            return None
+        token, expires = saved
+        with self._lock:
+            self._tokens[scopes] = (token, time.monotonic() + (expires - time.time()))
+        return token
+
+    def _forget(self, scopes: tuple[str, ...], token: str) -> None:
+        with self._lock:
+            if self._tokens.get(scopes, ("",))[0] == token:
+                del self._tokens[scopes]
+        if self.persist is not None:
+            self.persist.forget_token(self.domain, self._account(), " ".join(scopes))
 
     def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> str:
         realm = challenge.params.get("realm", "")
@@ -267,8 +301,12 @@ class RegistryAuth(httpx.Auth):
             token, expires_in = "", 0.0
         if not token:
             raise RegistryError("registry auth: the token server answered without a token")
+        lifetime = max(expires_in - 10, 1)
         with self._lock:
-            self._tokens[scopes] = (token, time.monotonic() + max(expires_in - 10, 1))
+            self._tokens[scopes] = (token, time.monotonic() + lifetime)
+        if self.persist is not None:
+            self.persist.save_token(self.domain, self._account(), " ".join(scopes), token,
+                                    time.time() + lifetime)  # fmt: skip
         return token
 
     def _authorize(self, request: httpx.Request, scopes: tuple[str, ...]) -> bool:
@@ -283,7 +321,9 @@ class RegistryAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         scopes = request_scopes(request)
-        if self._bearer is not None and (token := self._cached(scopes)):
+        if (self._bearer is not None or self.persist is not None) and (
+            token := self._cached(scopes)
+        ):
             request.headers["Authorization"] = f"Bearer {token}"
         elif self._basic and (header := self._basic_header()):
             request.headers["Authorization"] = header
@@ -296,9 +336,7 @@ class RegistryAuth(httpx.Auth):
             if sent.startswith("Bearer "):
                 # Refused although not expired by our clock: revoked, or the clocks
                 # disagree. Forget it and ask the realm once more.
-                with self._lock:
-                    if self._tokens.get(scopes, ("",))[0] == sent[7:]:
-                        del self._tokens[scopes]
+                self._forget(scopes, sent[7:])
             self._bearer = challenge
         elif challenge.scheme == "basic" and self.credentials is not None:
             if self._basic:
@@ -324,9 +362,10 @@ class RegistryClient:
         jobs: int = 4,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        tokens: TokenCache | None = None,
     ) -> None:
         """`transport` replaces the network (tests serve a fake registry through
-        `httpx.MockTransport`)."""
+        `httpx.MockTransport`); `tokens` keeps bearer tokens for later commands."""
         self.domain = domain
         self.host = _HUB_HOST if domain == "docker.io" else domain
         # Docker's rule: plain HTTP for loopback; elsewhere only when allowed insecure,
@@ -343,6 +382,8 @@ class RegistryClient:
             verify = ssl.create_default_context()
         self.auth = RegistryAuth(credentials, verify=verify, transport=transport)
         self.auth.insecure_realms = insecure
+        self.auth.persist = tokens
+        self.auth.domain = domain
         self.gate = HostGate()
         self.requests = 0
         limits = httpx.Limits(max_connections=jobs + 4, max_keepalive_connections=jobs + 4)

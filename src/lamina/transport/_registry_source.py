@@ -140,7 +140,7 @@ class BlobStream(io.RawIOBase):
         self._on_bytes = on_bytes
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] | None = None
-        self._pending = b""
+        self._pending: memoryview | bytes = b""
         self._failures = 0
 
     def readable(self) -> bool:
@@ -163,13 +163,14 @@ class BlobStream(io.RawIOBase):
         else:
             skip = self._position  # a 200 to a Range request: the whole blob again
         self._response = response
-        self._chunks = response.iter_raw(_CHUNK)
+        # As the socket gives them (no re-chunking: every join is a copy of the blob).
+        self._chunks = response.iter_raw()
         while skip:
             chunk = next(self._chunks, b"")
             if not chunk:
                 raise RegistryError(f"{self._what}: the registry sent less than before")
             if len(chunk) > skip:
-                self._pending = chunk[skip:]
+                self._pending = memoryview(chunk)[skip:]
                 skip = 0
             else:
                 skip -= len(chunk)
@@ -179,11 +180,13 @@ class BlobStream(io.RawIOBase):
             self._response.close()
         self._response, self._chunks, self._pending = None, None, b""
 
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+    def _next(self, most: int) -> memoryview | bytes:
+        """Up to `most` of the next bytes that arrived (empty at the blob's end), as a view
+        of the received chunk: the callers copy it once, where it goes."""
         remaining = self._size - self._position
         if remaining <= 0:
             self._close_response()
-            return 0
+            return b""
         while not self._pending:
             try:
                 if self._chunks is None:
@@ -199,15 +202,26 @@ class BlobStream(io.RawIOBase):
             if not chunk:
                 self._fail(None)  # ended early: ask for the rest
                 continue
-            self._pending = chunk
-        count = min(len(buffer), len(self._pending), remaining)
-        buffer[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
+            self._pending = memoryview(chunk)
+        count = min(most, len(self._pending), remaining)
+        piece = self._pending[:count]
+        self._pending = self._pending[count:]  # a view: nothing copied
         self._position += count
         self._failures = 0
         if self._on_bytes is not None:
             self._on_bytes(count)
-        return count
+        return piece
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        piece = self._next(len(buffer))
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        """Up to `size` bytes, copied once out of the received chunk (no buffer between)."""
+        if size is None or size < 0:
+            return self.readall()
+        return bytes(self._next(size))
 
     def _fail(self, exc: Exception | None) -> None:
         self._close_response()
@@ -242,10 +256,12 @@ class RegistryBlobs:
     ) -> BinaryIO:
         check_digest(descriptor.digest, "blob")
         raw = BlobStream(self.client, self.repository, descriptor, offset, on_bytes)
-        stream: io.RawIOBase = raw
-        if verify and offset == 0:
-            what = f"blob {descriptor.digest}"
-            stream = VerifyingStream(raw, descriptor.digest, descriptor.size, what)
+        if not (verify and offset == 0):
+            # The caller checks the digest (a store writer hashes what it writes): the
+            # stream as it arrives, each chunk copied once, by `read`.
+            return cast(BinaryIO, raw)
+        what = f"blob {descriptor.digest}"
+        stream = VerifyingStream(raw, descriptor.digest, descriptor.size, what)
         return cast(BinaryIO, io.BufferedReader(stream, _CHUNK))
 
     def read_blob(self, desc: Descriptor, what: str) -> bytes:

@@ -78,3 +78,35 @@ def test_pull_picks_the_platform_from_an_index_and_names_those_it_has(
     with pytest.raises(NotFoundError, match=r"no manifest for linux/s390x \(the index has "
                        r"linux/amd64, linux/arm64/v8\)"):  # fmt: skip
         other.pull(f"{registry.host}/multi/app:multi", platform="linux/s390x")
+
+
+def test_a_bearer_token_is_kept_for_the_next_command_and_never_printed(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path
+) -> None:
+    from registry_fixtures import Proxy
+
+    gate = Proxy(registry.host, bearer=True)
+    try:
+        lamina.import_image(busybox_rootfs, "base:1")
+        lamina.push("base:1", f"{gate.host}/team/base:1")
+        lamina.store.close()
+        ref = f"{gate.host}/team/base:1"
+        outputs = []
+        for _ in range(2):  # two commands: the second asks the token server nothing
+            before = len(gate.token_requests)
+            pulled = _cli(lamina.root, "pull", "--progress=json", ref)
+            assert pulled.returncode == 0, pulled.stderr
+            outputs.append(pulled.stdout + pulled.stderr)
+            rmi = _cli(lamina.root, "rmi", ref)
+            assert rmi.returncode == 0, rmi.stderr
+        assert len(gate.token_requests) - before == 0
+        assert gate.tokens and not any(t in out for t in gate.tokens for out in outputs)
+        assert gate.count("GET", "/manifests/") >= 2
+        # Tokens the registry no longer accepts are dropped and new ones fetched (the
+        # registry's own, scope-less, for GET /v2/, and the pull scope's).
+        gate.tokens.clear()
+        again = _cli(lamina.root, "pull", "-q", ref)
+        assert again.returncode == 0, again.stderr
+        assert len(gate.token_requests) - before == 2
+    finally:
+        gate.close()

@@ -22,6 +22,7 @@ from lamina.layers import (
     changes_from_dir,
     changes_from_overlay_upper,
     diff_trees,
+    sort_changes,
     write_layer,
 )
 
@@ -146,6 +147,20 @@ def test_overlay_upper_user_opaque(tmp_path: Path) -> None:
     entries = _read(out.getvalue())
     assert list(entries) == ["d/", "d/.wh..wh..opq", "d/new"]
     assert "user.overlay.opaque" not in entries["d/"][0].xattrs
+
+
+def test_overlay_upper_comes_in_layer_order_without_sorting(tmp_path: Path) -> None:
+    """changes_from_overlay_upper skips sort_changes: its walk must already be that order
+    (names that sort differently as strings and as path components, non-ASCII, opaque)."""
+    upper = tmp_path / "upper"
+    for d in ("a", "a/b", "a-b", "a.b", "a/b/c", "ä", "Z", "a0", "a/b-c"):
+        (upper / d).mkdir(parents=True, exist_ok=True)
+    for f in ("a/x", "a-b/x", "a/b/c/y", "ab", "a/b-c/z", "ä/ö", "Z/1", "a.b/.hidden"):
+        (upper / f).write_text(f)
+    os.setxattr(upper / "a" / "b", "user.overlay.opaque", b"y")
+    changes = changes_from_overlay_upper(upper)
+    assert ("a/b", ChangeKind.OPAQUE) in [(c.path, c.kind) for c in changes]
+    assert changes == sort_changes(list(reversed(changes)))
 
 
 def test_diff_trees_changes(tmp_path: Path) -> None:
@@ -294,3 +309,33 @@ def test_diff_trees_takes_whole_second_mtimes_from_a_tar_as_unchanged(tmp_path: 
     assert diff_trees(a, b) == []
     os.utime(b / "f", ns=(1_700_000_001_000_000_000,) * 2)
     assert [c.path for c in diff_trees(a, b)] == ["f"]
+
+
+def test_hashes_made_beside_the_writer_match_the_bytes(tmp_path: Path) -> None:
+    """write_layer hashes the stream and each file on another thread, buffers rotating:
+    over many buffers, the diff_id is the sha256 of the bytes written and every file's
+    index digest the sha256 of its content (a hardlink carries its target's)."""
+    import hashlib
+    import random
+
+    from lamina.layers import EntryCollector
+
+    root = tmp_path / "tree"
+    root.mkdir()
+    rng = random.Random(7)
+    expected: dict[str, str] = {}
+    for n in range(80):
+        data = rng.randbytes(rng.choice([0, 1, 511, 512, 4096, 70_000, 300_000, 1_100_000]))
+        (root / f"f{n:02d}").write_bytes(data)
+        expected[f"f{n:02d}"] = hashlib.sha256(data).hexdigest()
+    os.link(root / "f05", root / "z-link")
+    changes = changes_from_dir(root)
+    out = io.BytesIO()
+    index = EntryCollector()
+    stats = write_layer(changes, out, collect=index)
+    assert stats.size == len(out.getvalue()) > 8 << 20  # several buffers went round
+    assert stats.diff_id == "sha256:" + hashlib.sha256(out.getvalue()).hexdigest()
+    assert write_layer(changes, None).diff_id == stats.diff_id
+    got = {e.path: e.digest for e in index.entries}
+    assert {p: got[p] for p in expected} == expected
+    assert got["z-link"] == expected["f05"]

@@ -51,6 +51,21 @@ def test_round_trip_keeps_keys_parents_layers_and_times() -> None:
     assert [n["parent"] for n in json.loads(config)["layers"]] == [-1, 0, 1]
 
 
+def test_a_layer_tar_size_travels_so_an_import_needs_no_bytes() -> None:
+    import dataclasses
+
+    sized = dataclasses.replace(RUN, uncompressed_size=4096)
+    entries = [CacheEntry(_d(11), _d(10), (BASE, sized), "2024-01-01T00:00:00Z")]
+    config, manifest = encode_cache(entries)
+    assert decode_cache(config, cache_manifest_parts(manifest, "c")[1], "c") == entries
+    # A size that is not a plain number of bytes is ignored (the layer is then fetched).
+    doc = json.loads(manifest)
+    for bad in ("-1", "1e9", "12 ", "9" * 30):
+        doc["layers"][1]["annotations"]["io.lamina.layer.uncompressed-size"] = bad
+        blobs = cache_manifest_parts(json.dumps(doc).encode(), "c")[1]
+        assert decode_cache(config, blobs, "c")[0].layers[1].uncompressed_size is None
+
+
 def test_an_image_manifest_is_not_a_cache() -> None:
     manifest = json.dumps({"schemaVersion": 2, "config": {"mediaType": media_types.OCI_CONFIG,
                            "digest": _d(5), "size": 1}, "layers": []}).encode()  # fmt: skip

@@ -198,3 +198,34 @@ def test_a_source_that_shrank_fails_and_lists_no_layer(
         commit_copy_layer(new_store, lease, staging, changes, source_date_epoch=None)
     left = {p.name for p in new_store.snapshots_dir.iterdir() if not p.name.startswith(".")}
     assert left == {staging.name}  # no snapshot, no record: the builder's scratch goes too
+
+
+def test_a_copy_the_writer_thread_cannot_make_fails_the_commit(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    """Small files are created behind the reader, in a thread: its failure is the
+    commit's, and no layer is listed."""
+    make_context(tmp_path / "ctx")
+    _, new_store = stores
+    staging = Path(tempfile.mkdtemp(dir=new_store.snapshots_dir))
+    changes = copy_changes(tmp_path / "ctx", staging)
+    staged_dir = staging / "app" / "sub" / "deeper"
+
+    from lamina.layers import DirectCopy
+
+    real_place = DirectCopy.place
+
+    def place(self: DirectCopy, change: Change, st: os.stat_result, xattrs: Any) -> Any:
+        made = real_place(self, change, st, xattrs)
+        if change.path == "app/sub/deeper":
+            os.rmdir(staged_dir)  # the writer thread will find no directory for deeper/x
+        return made
+
+    with new_store.lease() as lease, pytest.raises(FileNotFoundError):
+        DirectCopy.place = place  # type: ignore[method-assign]
+        try:
+            commit_copy_layer(new_store, lease, staging, changes, source_date_epoch=None)
+        finally:
+            DirectCopy.place = real_place  # type: ignore[method-assign]
+    left = {p.name for p in new_store.snapshots_dir.iterdir() if not p.name.startswith(".")}
+    assert left == {staging.name}
