@@ -90,10 +90,13 @@ class LayerBlobWriter:
     """
 
     def __init__(self, out: BinaryIO, compression: Compression = Compression.GZIP,
-                 level: int | None = None, *, digest: bool = True) -> None:  # fmt: skip
+                 level: int | None = None, *, digest: bool = True,
+                 diff_id: bool = True) -> None:  # fmt: skip
         self._out = out
         self._compression = compression
-        self._diff = hashlib.sha256()
+        # diff_id=False when the tar is checked on its way in (a rebuilt tar checks its
+        # own diff_id): ``finish()`` then says "" for it.
+        self._diff = hashlib.sha256() if diff_id else None
         # digest=False when `out` hashes what it stores anyway (the content store's
         # writer): the blob's digest is then the one its commit returns.
         self._digest = hashlib.sha256() if digest else None
@@ -113,7 +116,8 @@ class LayerBlobWriter:
             raise InvalidInputError(f"lamina does not write {compression.value} layers")
 
     def write(self, data: Any, /) -> int:
-        self._diff.update(data)
+        if self._diff is not None:
+            self._diff.update(data)
         n = len(data)
         self._raw_size += n
         if self._compressor is None:
@@ -140,8 +144,9 @@ class LayerBlobWriter:
             self._size += len(data)
 
     def uncompressed_digest(self) -> tuple[str, int]:
-        """``sha256:<hex>`` and size of the tar written so far."""
-        return "sha256:" + self._diff.hexdigest(), self._raw_size
+        """``sha256:<hex>`` ("" if not hashed) and size of the tar written so far."""
+        digest = "" if self._diff is None else "sha256:" + self._diff.hexdigest()
+        return digest, self._raw_size
 
     def finish(self) -> LayerBlobInfo:
         """Flush the compressor and describe the blob."""
@@ -178,10 +183,10 @@ class _Readable(Protocol):
 class _Counting(io.RawIOBase):
     """The compressed input: a prefix already peeked, then the stream; hashed."""
 
-    def __init__(self, head: bytes, stream: _Readable) -> None:
+    def __init__(self, head: bytes, stream: _Readable, digest: bool = True) -> None:
         self._head = head
         self._stream = stream
-        self.hash = hashlib.sha256(head)
+        self.hash = hashlib.sha256(head) if digest else None
         self.count = len(head)
 
     def readable(self) -> bool:
@@ -194,10 +199,22 @@ class _Counting(io.RawIOBase):
             self._head = self._head[n:]
             return n
         data = self._stream.read(len(buf))
-        self.hash.update(data)
+        if self.hash is not None:
+            self.hash.update(data)
         self.count += len(data)
         buf[: len(data)] = data
         return len(data)
+
+    def read_plain(self, n: int) -> bytes:
+        """Up to ``n`` bytes as they come (an uncompressed stream): no copy on the way."""
+        if self._head:
+            data, self._head = self._head[:n], self._head[n:]
+            return data
+        data = self._stream.read(n)
+        if self.hash is not None:
+            self.hash.update(data)
+        self.count += len(data)
+        return data
 
 
 class LayerBlobReader(io.RawIOBase):
@@ -209,8 +226,9 @@ class LayerBlobReader(io.RawIOBase):
     """
 
     def __init__(
-        self, stream: _Readable, max_bytes: int, max_ratio: float | None = None
-    ) -> None:
+        self, stream: _Readable, max_bytes: int, max_ratio: float | None = None,
+        *, digest: bool = True,
+    ) -> None:  # fmt: skip
         self._max_ratio = max_ratio
         head = b""
         while len(head) < 6:
@@ -219,7 +237,7 @@ class LayerBlobReader(io.RawIOBase):
                 break
             head += more
         self.compression = sniff_compression(head)
-        self._raw = _Counting(head, stream)
+        self._raw = _Counting(head, stream, digest)
         self._max = max_bytes
         self.count = 0
         inner: Any
@@ -255,12 +273,7 @@ class LayerBlobReader(io.RawIOBase):
             ) from exc
         self.count += len(data)
         if self.count > self._max:
-            raise InvalidInputError(
-                f"{self.compression.value} layer blob decompresses to more than "
-                f"{self._max} bytes, the layer size limit (a decompression bomb?)",
-                hint="raise it with --max-layer-size or LAMINA_MAX_LAYER_SIZE "
-                "if the layer is genuine",
-            )
+            raise self._too_big()
         if (
             self._max_ratio is not None
             and self.compression is not Compression.NONE
@@ -283,13 +296,32 @@ class LayerBlobReader(io.RawIOBase):
             while chunk := self.read(1 << 20):
                 chunks.append(chunk)
             return b"".join(chunks)
+        if self.compression is Compression.NONE:
+            try:
+                data = self._raw.read_plain(min(size, self._max - self.count + 1))
+            except OSError as exc:
+                raise InvalidInputError(f"layer blob cannot be read: {exc}") from exc
+            self.count += len(data)
+            if self.count > self._max:
+                raise self._too_big()
+            return data
         buf = bytearray(size)
         n = self.readinto(buf)
         del buf[n:]
         return bytes(buf)
 
+    def _too_big(self) -> InvalidInputError:
+        return InvalidInputError(
+            f"{self.compression.value} layer blob decompresses to more than "
+            f"{self._max} bytes, the layer size limit (a decompression bomb?)",
+            hint="raise it with --max-layer-size or LAMINA_MAX_LAYER_SIZE "
+            "if the layer is genuine",
+        )
+
     def digest(self) -> str:
         """``sha256:<hex>`` of the compressed bytes consumed so far."""
+        if self._raw.hash is None:
+            raise InvalidInputError("this layer reader was opened with digest=False")
         return "sha256:" + self._raw.hash.hexdigest()
 
 
@@ -299,9 +331,10 @@ zeros (a few MiB) compress a thousandfold and are no threat."""
 
 
 def open_layer_reader(
-    stream: _Readable, max_bytes: int = 64 << 30, max_ratio: float | None = None
-) -> LayerBlobReader:
+    stream: _Readable, max_bytes: int = 64 << 30, max_ratio: float | None = None,
+    *, digest: bool = True,
+) -> LayerBlobReader:  # fmt: skip
     """A bounded reader of the tar inside ``stream`` (gzip, zstd, bzip2, xz or plain):
     at most ``max_bytes`` out, and (past ``RATIO_FLOOR``) at most ``max_ratio`` bytes out
-    per byte in."""
-    return LayerBlobReader(stream, max_bytes, max_ratio)
+    per byte in. ``digest=False``: nobody asks ``digest()``, the input is not hashed."""
+    return LayerBlobReader(stream, max_bytes, max_ratio, digest=digest)

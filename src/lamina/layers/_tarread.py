@@ -9,7 +9,6 @@ file object that cannot read past the entry.
 from __future__ import annotations
 
 import base64
-import hashlib
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,10 +17,11 @@ from typing import Protocol
 from urllib.parse import unquote_to_bytes
 
 from lamina.errors import InvalidInputError
-from lamina.layers._tarsplit import SplitRecorder
+from lamina.layers._tarsplit import SplitRecorder, ThreadedSha256
 
 BLOCK = 512
 _OCTAL_DIGITS = b"01234567"
+_ZERO_BLOCK = bytes(BLOCK)
 _MAX_META_HEADERS = 8  # consecutive PAX/GNU headers before one real entry
 
 
@@ -130,8 +130,13 @@ def _checksum_ok(block: bytes) -> bool:
     return value == signed
 
 
+_READ = 1 << 20  # bytes asked of the stream at a time: headers are served from them
 class _Input:
-    """The raw stream: counts, hashes and bounds every byte it reads."""
+    """The raw stream: counts, hashes and bounds every byte it reads.
+
+    The stream is read ahead in large pieces (one call per MiB, not one per header);
+    ``count`` is what the tar reader consumed of them. Never more than the size limit is
+    read ahead, so the limit is this reader's to report."""
 
     def __init__(
         self,
@@ -142,40 +147,106 @@ class _Input:
     ) -> None:
         self._stream = stream
         self._limits = limits
-        self.hash = hashlib.sha256() if digest else None
-        self.count = 0
+        self.hash = ThreadedSha256() if digest else None
+        self.count = 0  # consumed
+        self._filled = 0  # read from the stream
+        self._buf = b""
+        self._pos = 0
         # tar-split: every byte that is not a file's content read by the consumer
         self.record = record
+        seekable = getattr(stream, "seekable", None)
+        try:
+            self._seekable = bool(seekable()) if callable(seekable) else False
+        except (OSError, ValueError):
+            self._seekable = False
+
+    def _too_big(self) -> InvalidInputError:
+        return InvalidInputError(
+            f"tar stream exceeds {self._limits.max_total_bytes} bytes, the layer size limit",
+            hint="raise the layer size limit (--max-layer-size, LAMINA_MAX_LAYER_SIZE) "
+            "if the layer is genuine",
+        )
+
+    def _pull(self, n: int) -> bytes:
+        """Up to ``n`` (> 0) new bytes from the stream, hashed; b"" at its end."""
+        n = min(n, self._limits.max_total_bytes - self._filled + 1)
+        data = self._stream.read(n) if n > 0 else b""
+        if data:
+            self._filled += len(data)
+            if self._filled > self._limits.max_total_bytes:
+                raise self._too_big()
+            if self.hash is not None:
+                self.hash.update(data)
+        return data
 
     def read(self, n: int, what: str, content: bool = False) -> bytes:
         """Exactly ``n`` bytes, or InvalidInputError naming ``what`` if the stream ends."""
         data = self.read_some(n, content)
-        while len(data) < n:
-            more = self.read_some(n - len(data), content)
+        if len(data) == n:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < n:
+            more = self.read_some(n - got, content)
             if not more:
                 raise InvalidInputError(f"tar stream truncated in {what}")
-            data += more
-        return data
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
 
     def read_some(self, n: int, content: bool = False) -> bytes:
         if self.count + n > self._limits.max_total_bytes:
-            raise InvalidInputError(
-                f"tar stream exceeds {self._limits.max_total_bytes} bytes, the layer size limit",
-                hint="raise the layer size limit (--max-layer-size, LAMINA_MAX_LAYER_SIZE) "
-                "if the layer is genuine",
-            )
-        data = self._stream.read(n)
-        if data:
-            if self.hash is not None:
-                self.hash.update(data)
-            self.count += len(data)
-            if self.record is not None and not content:
-                self.record.raw(data)
+            raise self._too_big()
+        left = len(self._buf) - self._pos
+        if not left:
+            if n >= _READ:  # a large piece of content: straight from the stream
+                data = self._pull(n)
+                self._consumed(data, content)
+                return data
+            self._buf = self._pull(_READ)
+            self._pos = 0
+            left = len(self._buf)
+            if not left:
+                return b""
+        data = self._buf[self._pos : self._pos + n]  # the whole buffer: no copy
+        self._pos += len(data)
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = b"", 0
+        self._consumed(data, content)
         return data
 
+    def _consumed(self, data: bytes, content: bool) -> None:
+        self.count += len(data)
+        if self.record is not None and not content and data:
+            self.record.raw(data)
+
+    def skip(self, n: int, what: str) -> None:
+        """Consume ``n`` bytes nobody needs; by seeking when nothing hashes or records
+        them and the stream can (an archive's index)."""
+        if self.hash is None and self.record is None and self._seekable:
+            take = min(n, len(self._buf) - self._pos)
+            if take:
+                self.read(take, what)
+                n -= take
+            if n:
+                if self.count + n > self._limits.max_total_bytes:
+                    raise self._too_big()
+                self._stream.seek(n, 1)  # type: ignore[attr-defined]
+                self.count += n
+                self._filled += n
+            return
+        while n:
+            k = min(n, _READ)
+            self.read(k, what)
+            n -= k
+
     def drain(self) -> None:
-        while self.read_some(1 << 20):
+        while self.read_some(_READ):
             pass
+
+    def close(self) -> None:
+        if self.hash is not None:
+            self.hash.stop()
 
 
 class EntryReader:
@@ -206,11 +277,10 @@ class EntryReader:
 
     def skip(self) -> None:
         """Consume what is left of the content and its padding."""
-        while self._remaining:
+        if self._remaining:
             # Content nobody read is not in any file: a tar-split record keeps it as is.
-            n = min(self._remaining, 1 << 20)
-            self._source.read(n, f"content of {self._name!r}")
-            self._remaining -= n
+            self._source.skip(self._remaining, f"content of {self._name!r}")
+            self._remaining = 0
         if self._padding:
             self._source.read(self._padding, f"padding of {self._name!r}")
             self._padding = 0
@@ -327,6 +397,12 @@ class TarReader:
         return self._input.count
 
     def entries(self) -> Iterator[tuple[TarEntry, EntryReader]]:
+        try:
+            yield from self._entries()
+        finally:
+            self._input.close()  # the hashing thread, if any, ends with the iteration
+
+    def _entries(self) -> Iterator[tuple[TarEntry, EntryReader]]:
         limits = self._limits
         pax: dict[str, bytes] = {}
         long_name: bytes | None = None
@@ -342,7 +418,7 @@ class TarReader:
                 block += self._input.read(BLOCK - len(block), "a tar header") if block else b""
                 if not block:
                     raise InvalidInputError("tar stream truncated: no end-of-archive marker")
-            if block == bytes(BLOCK):
+            if block == _ZERO_BLOCK:
                 self._input.drain()  # the trailing zeros are part of the diff_id
                 self.finished = True
                 return

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import posixpath
 import stat
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from lamina.errors import InvalidInputError, NotFoundError
 from lamina.layers import EntryType, Limits, TarReader
 from lamina.store import VerifiedBlob
 
 _CHUNK = 1 << 20
+_MAX_READ = 4 << 20
 _MAX_LINK_HOPS = 16
 # An archive holds a few files per layer; a million entries is already hostile.
 OUTER_LIMITS = Limits(max_entries=200_000, max_total_bytes=1 << 44, max_entry_bytes=1 << 42)
@@ -97,7 +99,7 @@ def index_tar(stream: BinaryIO, description: str) -> dict[str, Member]:
     tool takes is ambiguous (tar says the last, some readers take the first).
     """
     members: dict[str, Member] = {}
-    reader = TarReader(stream, OUTER_LIMITS)
+    reader = TarReader(stream, OUTER_LIMITS, digest=False)  # content is skipped by seeking
     for entry, _content in reader.entries():
         if entry.type == EntryType.DIR:
             continue
@@ -256,9 +258,52 @@ def peek_member(files: Files, name: str, what: str) -> tuple[int, bytes]:
             os.close(piece.fd)
 
 
+class _PlainSlice(io.RawIOBase):
+    """``size`` bytes of ``fd`` from ``offset``, read as they are (``verify=False``: the
+    caller checks the digest itself): one ``pread`` per read, no copy on the way."""
+
+    def __init__(self, piece: Slice, offset: int, size: int, what: str) -> None:
+        super().__init__()
+        self._piece = piece
+        self._position = piece.offset + offset
+        self._remaining = size
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1, /) -> bytes:
+        if n is None or n < 0:
+            return self.readall()
+        n = min(n, self._remaining, _MAX_READ)
+        if n <= 0:
+            return b""
+        data = os.pread(self._piece.fd, n, self._position)
+        if not data:
+            raise InvalidInputError(
+                f"{self._what}: {self._piece.label} ends {self._remaining} bytes early"
+            )
+        self._position += len(data)
+        self._remaining -= len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return b"".join(iter(lambda: self.read(_MAX_READ), b""))
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed and self._piece.owned:
+            os.close(self._piece.fd)
+        super().close()
+
+
 def verified_slice(
     piece: Slice, digest: str, size: int, what: str, *, verify: bool = True, offset: int = 0
-) -> VerifiedBlob:
+) -> VerifiedBlob | _PlainSlice:
     """A blob of an archive from `offset` on, checked against its descriptor's size, then
     (read from 0 and `verify`) its digest."""
     if piece.size != size or not 0 <= offset <= size:
@@ -269,6 +314,8 @@ def verified_slice(
                 f"{what}: {piece.label} holds {piece.size} bytes, its descriptor says {size}"
             )
         raise InvalidInputError(f"{what}: offset {offset} is outside its {size} bytes")
+    if not verify:
+        return _PlainSlice(piece, offset, size - offset, what)
     return VerifiedBlob(
         piece.fd, piece.offset + offset, size - offset, digest, what, piece.label,
         owned=piece.owned, verify=verify and offset == 0,

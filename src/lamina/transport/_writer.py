@@ -276,7 +276,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     parent, base = os.path.split(target)
     fd, temp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb", buffering=_CHUNK) as out:
             yield out
             out.flush()
             os.fsync(out.fileno())

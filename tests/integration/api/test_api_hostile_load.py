@@ -103,6 +103,14 @@ CASES: dict[str, tuple[Callable[[], bytes], type[LaminaError]]] = {
         lambda: docker_archive([GOOD_LAYER], diff_ids=[_sha(b"something else")]),
         DigestMismatchError,
     ),
+    "diff_id_lies_about_a_big_layer": (
+        # > 4 MiB of many files: hashed on a thread, files written on another
+        lambda: docker_archive(
+            [_layer({f"d/f{n}": bytes([n % 251]) * 60_000 for n in range(100)})],
+            diff_ids=[_sha(b"something else")],
+        ),
+        DigestMismatchError,
+    ),
     "missing_layer_member": (
         lambda: docker_archive([], diff_ids=[_sha(GOOD_LAYER)], layer_names=["0/layer.tar"]),
         LaminaError,

@@ -1,0 +1,143 @@
+"""The applier writes new small files of a fresh target on a thread of its own: whatever
+the order of entries (names taken twice, symlinks on the way, a directory replaced by a
+file, hardlinks, whiteouts), the result is the one the one-thread applier gives, which
+it uses when the target is not empty."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from lamina.errors import LaminaError
+from lamina.layers import EntryCollector, apply_layer
+from lamina.store import IndexEntry
+
+UID, GID = os.getuid(), os.getgid()
+MARKER = "zz-not-fresh"
+
+
+def _tar(*members: tuple[str, str, str]) -> bytes:
+    """Members as (name, kind, link target or content)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for n, (name, kind, value) in enumerate(members):
+            info = tarfile.TarInfo(name)
+            info.uid, info.gid, info.mtime = UID, GID, 1_000_000 + n
+            data = None
+            if kind == "file":
+                data = value.encode()
+                info.size, info.mode = len(data), 0o640
+            elif kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o750
+            elif kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, value
+            elif kind == "hardlink":
+                info.type, info.linkname = tarfile.LNKTYPE, value
+            elif kind == "fifo":
+                info.type = tarfile.FIFOTYPE
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def _listing(root: Path) -> list[tuple[str, int, int, int, str, int]]:
+    rows = []
+    inodes: dict[int, int] = {}
+    for path in sorted(root.rglob("*")):
+        if path.name == MARKER:
+            continue
+        st = os.lstat(path)
+        body = ""
+        if path.is_symlink():
+            body = os.readlink(path)
+        elif path.is_file():
+            body = hashlib.sha256(path.read_bytes()).hexdigest()
+        link_group = inodes.setdefault(st.st_ino, len(inodes))
+        # A directory no entry names gets the time it was made: not compared.
+        mtime = st.st_mtime_ns if st.st_mtime_ns < 10**17 else -1
+        rows.append((str(path.relative_to(root)), st.st_mode, st.st_size, mtime, body,
+                     link_group))  # fmt: skip
+    return rows
+
+
+def _both(tmp_path: Path, data: bytes) -> tuple[Path, Path, list[IndexEntry], list[IndexEntry]]:
+    fresh, used = tmp_path / "fresh", tmp_path / "used"
+    fresh.mkdir()
+    used.mkdir()
+    (used / MARKER).write_text("the one-thread applier")
+    indexes = []
+    for target in (fresh, used):
+        index = EntryCollector()
+        apply_layer(io.BytesIO(data), target, overlay=True, collect=index)
+        indexes.append(index.entries)
+    return fresh, used, indexes[0], indexes[1]
+
+
+CASES = {
+    "through a symlink, then by its own name": [
+        ("b", "dir", ""), ("a", "symlink", "b"), ("a/x", "file", "one"), ("b/x", "file", "two"),
+    ],
+    "through an absolute symlink to a missing dir": [
+        ("a", "symlink", "/b"), ("a/x", "file", "one"), ("b/x", "file", "two"),
+        ("b/y", "file", "three"),
+    ],
+    "a dangling symlink's target made, then replaced by a file": [
+        ("a", "symlink", "b"), ("a/x", "file", "one"), ("b", "file", "two"),
+    ],
+    "a file replaced by a directory": [("f", "file", "one"), ("f", "dir", "")],
+    "a directory's files, then the directory replaced by a file": [
+        ("d/f", "file", "one"), ("d/g", "file", "two"), ("d", "file", "three"),
+        ("d2/e/f", "file", "four"), ("d2/e", "file", "five"),
+    ],
+    "a file, then a hardlink to it, then one to the link": [
+        ("x", "file", "one"), ("y", "hardlink", "x"), ("z", "hardlink", "y"),
+    ],
+    "one name twice": [("x", "file", "one"), ("x", "file", "two"), ("x", "file", "")],
+    "a file replaced by a symlink, then written through": [
+        ("t/x", "file", "one"), ("x", "file", "two"), ("x", "symlink", "t"),
+        ("x/y", "file", "three"),
+    ],
+    "a whiteout, then the same name as a file": [
+        ("d/.wh.x", "file", ""), ("d/x", "file", "one"), ("d/.wh..wh..opq", "file", ""),
+        ("d/y", "file", "two"),
+    ],
+    "a fifo, then a file of its name": [("p", "fifo", ""), ("p", "file", "one")],
+    "many files, more than are queued": [
+        (f"d{n % 7}/f{n}", "file", "x" * (n % 300)) for n in range(700)
+    ],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fresh_target_gives_what_one_thread_gives(tmp_path: Path, case: str) -> None:
+    fresh, used, fresh_index, used_index = _both(tmp_path, _tar(*CASES[case]))
+    assert _listing(fresh) == _listing(used)
+    assert _listing(fresh)  # something was written
+    assert fresh_index == used_index
+
+
+def test_a_file_thread_error_names_the_entry_and_stops_the_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _tar(*[(f"d/f{n}", "file", "abc") for n in range(50)])
+    real_fchown = os.fchown
+    calls: list[str] = []
+
+    def failing_fchown(fd: int, uid: int, gid: int) -> None:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 21:  # the file thread writes in order: d/f20
+            raise OSError(errno.EIO, "injected I/O error")
+        real_fchown(fd, uid, gid)
+
+    monkeypatch.setattr(os, "fchown", failing_fchown)
+    target = tmp_path / "t"
+    target.mkdir()
+    with pytest.raises(LaminaError, match=r"d/f20.*injected I/O error"):
+        apply_layer(io.BytesIO(data), target, overlay=True)
+    assert set(calls) == {"layer-files"}  # it was the file thread that met it
