@@ -127,7 +127,7 @@ class Lamina:
         # Lazy layers (a registry holds them) are fetched when something needs their bytes.
         from lamina.api._registry_lazy import LazyLayers
 
-        self.lazy_layers = LazyLayers(self.store, self.root, self.limits)
+        self.lazy_layers = LazyLayers(self.store, self.root, lambda: self.limits)
         self.store.remote_fetcher = self.lazy_layers
         self._containers: Containers | None = None
 

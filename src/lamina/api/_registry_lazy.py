@@ -37,9 +37,13 @@ def _silent(line: str) -> None:
 class LazyLayers:
     """The store's `remote_fetcher`: fetches lazy layers into their snapshots."""
 
-    def __init__(self, store: Store, root: Path, limits: LayerLimits, jobs: int = 4) -> None:
+    def __init__(
+        self, store: Store, root: Path, limits: Callable[[], LayerLimits], jobs: int = 4
+    ) -> None:
         self._store = store
         self._root = root
+        # Called, not held: reading the limits loads lamina.transport, which a command
+        # that never fetches a layer (`run` above all) must not pay for.
         self._limits = limits
         self._jobs = jobs
         self.notice: Notice = _silent
@@ -77,7 +81,7 @@ class LazyLayers:
                 with open_client(self._root, place.registry, store=store) as client:
                     what = f"layer {place.digest} of {place.where()}"
                     source = RegistryBlobs(client, place.repository)
-                    ingest_waiting(store, lease, source, desc, layer.diff_id, self._limits,
+                    ingest_waiting(store, lease, source, desc, layer.diff_id, self._limits(),
                                    what=what)  # fmt: skip
                 self._check_size(layer)
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from lamina.cli._main import CONTAINER_COMMANDS, command_name
 
@@ -39,6 +40,19 @@ def test_the_entry_point_loads_no_click_for_a_run_line() -> None:
         "from lamina.cli._launch import parse_global, parse_run_args\n"
         "parse_run_args(parse_global(['run', '--rm', '-e', 'A=1', 'img', 'true'])[2])\n"
         "print(sorted(m for m in ('click', 'rich', 'lamina.api', 'lamina.cli._main')\n"
+        "    if m in sys.modules))\n"
+    )
+    assert _fresh(code) == "[]"
+
+
+def test_opening_the_api_loads_no_transport_or_compressor(tmp_path: Path) -> None:
+    # Every command opens a Lamina; the lazy-layer fetcher must not make them all pay for
+    # lamina.transport, zstandard and isal (a `run` never needs them).
+    code = (
+        "import sys\n"
+        "from lamina.api import Lamina\n"
+        f"Lamina({str(tmp_path / 'root')!r})\n"
+        "print(sorted(m for m in ('lamina.transport', 'zstandard', 'isal')\n"
         "    if m in sys.modules))\n"
     )
     assert _fresh(code) == "[]"
