@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lamina.cli._format import created_since, human_size, truncate
-from lamina.cli._launch import RUN_OPTIONS, fail, reporting, run_container
+from lamina.cli._launch import RUN_OPTIONS, check_tty, fail, reporting, run_container
 from lamina.cli._main import _Context, cli
 from lamina.errors import LaminaError
 
@@ -251,6 +251,7 @@ def exec_(ctx: click.Context, interactive: bool, tty: bool, user: str | None,
           env: tuple[str, ...], workdir: str | None, detach: bool, container: str,
           command: tuple[str, ...]) -> None:  # fmt: skip
     """Run a command in a running container; exit with its status."""
+    check_tty(interactive, tty, detach)
     code = reporting(lambda: _api(ctx).containers.exec(
         container, command, interactive=interactive, tty=tty, user=user, env=env,
         workdir=workdir, detach=detach), 1)  # fmt: skip

@@ -234,6 +234,14 @@ def reporting(call: Callable[[], T], failure: int) -> T:
         fail(e, failure)
 
 
+def check_tty(interactive: bool, tty: bool, detach: bool) -> None:
+    """Docker's check before attaching: `-it` with a stdin that is no terminal cannot give
+    the container its terminal; one line and exit 1, before anything is created."""
+    if interactive and tty and not detach and not os.isatty(0):
+        print_error("the input device is not a TTY", None)
+        sys.exit(1)
+
+
 @contextlib.contextmanager
 def raw_terminal(enabled: bool) -> Iterator[None]:
     """Put the terminal in raw mode while a `-t` container is attached; restore it after."""
@@ -266,6 +274,7 @@ def run_container(obj: Context, params: dict[str, Any]) -> None:
         stop_signal=p["stop_signal"], stop_timeout=p["stop_timeout"],
         security_opts=p["security_opts"],
     )  # fmt: skip
+    check_tty(opts.interactive, opts.tty, opts.detach)
     attach = Attach(0 if opts.interactive else None, 1, 2)
 
     def attached() -> tuple[str, int | None]:
