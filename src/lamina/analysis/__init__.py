@@ -19,8 +19,9 @@ hardlinks counted once. Kinds: ``metadata-only`` (same content, new mode/owner),
 ``overwritten`` (other content), ``deleted``; each comes with a fix (``FIXES``).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lamina._lazy import lazy_names
 from lamina.analysis._model import (
     FIXES,
     Duplicate,
@@ -85,15 +86,6 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lamina.analysis' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"lamina.analysis.{module}"), name)
-
-
 __all__ = [
     "FIXES",
     "Budgets",
@@ -129,3 +121,8 @@ __all__ = [
     "store_json",
     "store_sharing",
 ]
+
+__getattr__, __dir__ = lazy_names(
+    __name__, {name: f"{__name__}.{module}" for name, module in _WHERE.items()}, __all__,
+    globals(),
+)

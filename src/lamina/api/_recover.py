@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lamina.errors import LaminaError
+from lamina.store import remove_tree
 
 if TYPE_CHECKING:
     from lamina.api._lamina import Lamina
@@ -45,16 +46,6 @@ def _unmount_under(directory: Path) -> int:
             unmount(Path(target))
             count += 1
     return count
-
-
-def _rmtree(path: Path) -> None:
-    for top, dirs, _ in os.walk(path):
-        for name in dirs:
-            sub = os.path.join(top, name)
-            if not os.path.islink(sub):
-                with contextlib.suppress(OSError):
-                    os.chmod(sub, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def recover_builds(root: Path) -> list[str]:
@@ -91,7 +82,7 @@ def recover_builds(root: Path) -> list[str]:
             if pid is None:
                 continue
             mounts = _unmount_under(entry)
-            _rmtree(entry)
+            remove_tree(entry)
             lines.append(f"removed scratch dir {entry.name} of dead lamina process (pid {pid}), "
                          f"{mounts} mount(s)")  # fmt: skip
     return lines

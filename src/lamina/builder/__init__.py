@@ -30,8 +30,9 @@ through the ``resolve`` callable it is given.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lamina._lazy import lazy_names
 
 if TYPE_CHECKING:
     from lamina.builder._builder import Builder, build
@@ -78,13 +79,6 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lamina.builder' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lamina.builder.{module}"), name)
-
-
 __all__ = [
     "HISTORY_COMMENT",
     "BuildEvent",
@@ -109,3 +103,8 @@ __all__ = [
     "layer_from_dir",
     "timestamp",
 ]
+
+__getattr__, __dir__ = lazy_names(
+    __name__, {name: f"{__name__}.{module}" for name, module in _WHERE.items()}, __all__,
+    globals(),
+)

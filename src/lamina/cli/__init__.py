@@ -20,8 +20,9 @@ formatter: `.ID`, `.Image`, `.Command`, `.CreatedAt`, `.Status`, `.Names`, …),
 (an InvalidInputError: one line, exit 1).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lamina._lazy import lazy_names
 from lamina.cli._launch import main
 
 if TYPE_CHECKING:
@@ -29,17 +30,13 @@ if TYPE_CHECKING:
     from lamina.cli._template import TemplateError, format_rows, render
 
 
-def __getattr__(name: str) -> Any:
-    # The template engine loads on first use: `lamina run` never needs it, nor click
-    # (`main` parses a `run` line itself; see `_launch`).
-    if name in ("TemplateError", "format_rows", "render"):
-        from lamina.cli import _template
-
-        return getattr(_template, name)
-    if name == "cli":
-        from lamina.cli import _main
-
-        return _main.cli
-    raise AttributeError(f"module 'lamina.cli' has no attribute {name!r}")
+# The template engine loads on first use: `lamina run` never needs it, nor click
+# (`main` parses a `run` line itself; see `_launch`).
+_LAZY = {
+    **dict.fromkeys(("TemplateError", "format_rows", "render"), "lamina.cli._template"),
+    "cli": "lamina.cli._main",
+}
 
 __all__ = ["TemplateError", "cli", "format_rows", "main", "render"]
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__, globals())

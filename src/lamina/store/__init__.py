@@ -70,7 +70,7 @@ the image ID (the config digest, `sha256:` optional).
 from lamina.store._commit import write_image
 from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer, fsync_dir
 from lamina.store._fileindex import FileIndex, IndexEntry, LayerColumns, LayerOrigin
-from lamina.store._gc import STALE_SECONDS
+from lamina.store._gc import STALE_SECONDS, remove_tree
 from lamina.store._layout import RECORD_SUFFIX, record_path, snapshot_path
 from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
 from lamina.store._records import (
@@ -127,4 +127,5 @@ __all__ = [
     "Writer",
     "open_store",
     "write_image",
+    "remove_tree",
 ]

@@ -130,13 +130,13 @@ class GcMixin:
                 # Renamed first: a half-deleted tree must never sit under a snapshot's name.
                 trash = self.snapshots_dir / f"{_TRASH}{entry.name}-{secrets.token_hex(4)}"
                 os.rename(path, trash)
-                _rmtree(trash)
+                remove_tree(trash)
                 removed.append("sha256:" + entry.name)
             elif entry.name.startswith(_TRASH) or (
                 entry.name.startswith(_STAGING)
                 and entry.stat(follow_symlinks=False).st_mtime < cutoff
             ):
-                _rmtree(path)
+                remove_tree(path)
         return removed
 
     def fsck(self) -> FsckReport:
@@ -251,7 +251,7 @@ def _mark(db: sqlite3.Connection, keep_layer_blobs: bool) -> tuple[set[str], set
     return blobs, snapshots
 
 
-def _rmtree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     """Remove a tree that may hold read-only directories (snapshots keep the layer's modes)."""
     if path.is_symlink() or not path.is_dir():
         with contextlib.suppress(FileNotFoundError):

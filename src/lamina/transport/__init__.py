@@ -43,9 +43,9 @@ Writing (`lamina save`)::
 mtime 0 or SOURCE_DATE_EPOCH).
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lamina._lazy import lazy_names
 from lamina.transport._buildkit_cache import (
     CACHE_CONFIG_MEDIA_TYPE,
     CacheEntry,
@@ -140,17 +140,6 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lamina.transport' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"lamina.transport.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
 __all__ = [
     "CACHE_CONFIG_MEDIA_TYPE",
     "DEFAULT_MAX_LAYER_RATIO",
@@ -214,3 +203,8 @@ __all__ = [
     "write_oci_archive",
     "write_oci_layout_dir",
 ]
+
+__getattr__, __dir__ = lazy_names(
+    __name__, {name: f"{__name__}.{module}" for name, module in _LAZY.items()}, __all__,
+    globals(),
+)

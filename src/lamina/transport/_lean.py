@@ -234,7 +234,7 @@ def commit_dir_layer(
     if on_entry is not None:
         for entry in record_entries(store.record_path(diff_id)):
             on_entry(entry)
-    return LayerRecord(diff_id, diff_id, media_types.OCI_LAYER, stats.size, stats.size)
+    return _snapshot_record(diff_id, stats.size)
 
 
 def commit_copy_layer(
@@ -303,9 +303,7 @@ def commit_changes_layer(
         raise error[0]
     if not store.file_index.has(diff_ids[0]):
         store.file_index.put(diff_ids[0], index.entries)
-    size = store.layer_size(diff_ids[0])
-    assert size is not None
-    return LayerRecord(diff_ids[0], diff_ids[0], media_types.OCI_LAYER, size, size)
+    return _stored_record(store, diff_ids[0])
 
 
 def unpack_tar_layer(
@@ -320,9 +318,18 @@ def unpack_tar_layer(
     """A layer from an uncompressed tar stream whose diff_id is learnt by reading it
     (``lamina import`` of a tarball): unpacked into its snapshot in that one pass."""
     diff_id = _unpack_unknown(store, lease, tar, limits=limits, on_entry=on_entry, collect=collect)
-    size = store.layer_size(diff_id)
-    assert size is not None
+    return _stored_record(store, diff_id)
+
+
+def _snapshot_record(diff_id: str, size: int) -> LayerRecord:
+    """A layer whose one copy is its snapshot: its blob is its uncompressed tar."""
     return LayerRecord(diff_id, diff_id, media_types.OCI_LAYER, size, size)
+
+
+def _stored_record(store: Store, diff_id: str) -> LayerRecord:
+    size = store.layer_size(diff_id)
+    assert size is not None  # just committed, or already held
+    return _snapshot_record(diff_id, size)
 
 
 def _unpack_unknown(

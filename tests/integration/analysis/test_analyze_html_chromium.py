@@ -22,8 +22,8 @@ CHROMIUM = shutil.which("chromium")
 
 
 def chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (make system-deps installs it)")
+    # Required like every other real tool here (make system-deps installs it): no skip.
+    assert CHROMIUM is not None, "chromium is not installed (make system-deps installs it)"
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
     return subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
