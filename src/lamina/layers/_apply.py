@@ -10,6 +10,7 @@ target is ever created, changed or removed.
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import queue
@@ -23,7 +24,14 @@ from typing import TYPE_CHECKING
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import _whiteout
 from lamina.layers._scoped import ScopedRoot, split_entry_path
-from lamina.layers._tarread import ByteStream, EntryType, Limits, TarEntry, TarReader
+from lamina.layers._tarread import (
+    ByteStream,
+    EntryReader,
+    EntryType,
+    Limits,
+    TarEntry,
+    TarReader,
+)
 from lamina.layers._tarsplit import SplitRecorder
 
 if TYPE_CHECKING:
@@ -74,15 +82,13 @@ def apply_layer(
         for entry, content in reader.entries():
             if on_entry is not None:
                 on_entry(entry)
-            if collect is None:
-                applier.apply(entry, content)
-                continue
-            applier.apply(entry, collect.watch(entry, content))
-            collect.done()
+            applier.apply(entry, content, collect)
         applier.finish()
     finally:
         applier.close()
     applier.raise_deferred()
+    if collect is not None:
+        collect.resolve()  # the file thread hashed the files it wrote: all done by now
     return ApplyStats(reader.diff_id, reader.size, reader.entry_count)
 
 
@@ -141,49 +147,72 @@ _BATCH_BYTES = 1 << 20
 _FAST_QUEUE = 16  # batches handed to it and not yet written (about 20 MiB at most)
 
 
+_Job = tuple[int, str, TarEntry, bytes, "hashlib._Hash | None"]
+
+
 class _FileThread:
     """Writes new regular files (create, content, owner, mode, xattrs, mtime) in the order
     given, on a thread of its own, while the applier reads on: the kernel's share of a
     layer of many small files runs beside lamina's. Only files that cannot collide with
     anything are given to it (see ``_Applier._fast``); ``drain()`` waits for all given.
-    Files cross in batches (one queue operation per ``_BATCH`` files or MiB)."""
+    Files cross in batches (one queue operation per ``_BATCH`` files or MiB); a batch
+    holds one duplicate of each parent directory's descriptor (the applier's own may be
+    evicted from its cache meanwhile), closed once the batch is written. A file given
+    with a hasher is hashed here too (the file index's digest: hashlib lets go of the GIL
+    on large buffers, so the reading thread parses on meanwhile)."""
 
     def __init__(self, applier: _Applier) -> None:
         self._applier = applier
-        self._queue: queue.Queue[list[tuple[int, str, TarEntry, bytes]] | None] = queue.Queue(
-            _FAST_QUEUE
-        )
-        self._batch: list[tuple[int, str, TarEntry, bytes]] = []
+        self._queue: queue.Queue[tuple[list[_Job], list[int]] | None] = queue.Queue(_FAST_QUEUE)
+        self._batch: list[_Job] = []
+        self._dirs: dict[tuple[str, ...], int] = {}  # this batch's parent duplicates
         self._batch_bytes = 0
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="layer-files", daemon=True)
         self._thread.start()
 
-    def put(self, parent: int, name: str, entry: TarEntry, data: bytes) -> None:
-        self._batch.append((os.dup(parent), name, entry, data))
+    def put(
+        self,
+        parent: int,
+        dir_key: tuple[str, ...],
+        name: str,
+        entry: TarEntry,
+        data: bytes,
+        hasher: hashlib._Hash | None,
+    ) -> None:
+        fd = self._dirs.get(dir_key)
+        if fd is None:
+            fd = self._dirs[dir_key] = os.dup(parent)
+        self._batch.append((fd, name, entry, data, hasher))
         self._batch_bytes += len(data)
         if len(self._batch) >= _BATCH or self._batch_bytes >= _BATCH_BYTES:
             self._flush()
 
     def _flush(self) -> None:
         if self._batch:
-            self._queue.put(self._batch)
-            self._batch, self._batch_bytes = [], 0
+            self._queue.put((self._batch, list(self._dirs.values())))
+            self._batch, self._batch_bytes, self._dirs = [], 0, {}
 
     def _run(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            for parent, name, entry, data in batch:
-                try:
-                    if self.error is None:
+        while (item := self._queue.get()) is not None:
+            batch, dirs = item
+            try:
+                for parent, name, entry, data, hasher in batch:
+                    if self.error is not None:
+                        break
+                    try:
+                        if hasher is not None:
+                            hasher.update(data)
                         fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent)
                         self._applier._write_file(entry, fd, io.BytesIO(data))
-                except OSError as exc:  # reported by the applier's thread
-                    self.error = LaminaError(f"tar entry {entry.name!r}: {exc.strerror or exc}")
-                    self.error.__cause__ = exc
-                except BaseException as exc:
-                    self.error = exc
-                finally:
-                    os.close(parent)
+                    except OSError as exc:  # reported by the applier's thread
+                        self.error = LaminaError(f"tar entry {entry.name!r}: {exc.strerror or exc}")
+                        self.error.__cause__ = exc
+                    except BaseException as exc:
+                        self.error = exc
+            finally:
+                for fd in dirs:
+                    os.close(fd)
             self._queue.task_done()
         self._queue.task_done()
 
@@ -246,18 +275,28 @@ class _Applier:
             self._taken.add(dir_key[:i])
         self._plain_dirs.add(dir_key)
 
-    def _fast(self, entry: TarEntry, parts: list[str], content: ByteStream) -> bool:
-        """Hand a new small regular file to the file thread, if nothing can collide with
-        it: the target was empty, no entry of this layer took its name (as a file, a
-        directory, a whiteout), and no symlink lies on its way."""
+    def _can_fast(self, entry: TarEntry, parts: list[str]) -> bool:
+        """Whether a new small regular file may go to the file thread: nothing can collide
+        with it (the target was empty, no entry of this layer took its name as a file, a
+        directory or a whiteout, and no symlink lies on its way)."""
         key = tuple(parts)
-        if (
-            not self._fresh
-            or entry.size > _FAST_MAX
-            or key in self.created
-            or key in self._taken
-        ):
-            return False
+        return (
+            self._fresh
+            and entry.size <= _FAST_MAX
+            and key not in self.created
+            and key not in self._taken
+        )
+
+    def _fast(
+        self,
+        entry: TarEntry,
+        parts: list[str],
+        content: ByteStream,
+        hasher: hashlib._Hash | None,
+    ) -> None:
+        """Hand the file (see ``_can_fast``) to the file thread, which hashes it into
+        ``hasher`` if given."""
+        key = tuple(parts)
         parent = self.root.parent(parts, entry.name, create=True)
         assert parent is not None
         data = content.read(entry.size)
@@ -268,10 +307,13 @@ class _Applier:
         elif self.files.error is not None:
             self._raise_file_error(self.files.error)
         self.created.add(key)
-        self.files.put(parent, parts[-1], entry, data)
-        return True
+        self.files.put(parent, key[:-1], parts[-1], entry, data, hasher)
 
-    def apply(self, entry: TarEntry, content: ByteStream) -> None:
+    def apply(
+        self, entry: TarEntry, content: EntryReader, collect: EntryCollector | None = None
+    ) -> None:
+        """Apply one entry; ``collect`` (the file index) is told about it: a file written
+        by the file thread is hashed there, any other entry as it is read here."""
         parts, marker, victim = _entry_parts(entry)
         if not parts:
             if entry.type is EntryType.DIR:
@@ -280,24 +322,36 @@ class _Applier:
         if self._fresh:
             self._track(parts)
         try:
+            if (
+                entry.type is EntryType.FILE
+                and marker is _whiteout.Marker.NONE
+                and self._can_fast(entry, parts)
+            ):
+                hasher = hashlib.sha256() if collect is not None else None
+                self._fast(entry, parts, content, hasher)
+                if collect is not None:
+                    collect.add(entry.name, "file", size=entry.size, mode=entry.mode,
+                                uid=entry.uid, gid=entry.gid, hasher=hasher)  # fmt: skip
+                return
+            stream: ByteStream = content if collect is None else collect.watch(entry, content)
             if marker is _whiteout.Marker.WHITEOUT:
                 self._taken.add((*parts[:-1], victim))
                 self._whiteout(entry, [*parts[:-1], victim])
             elif marker is _whiteout.Marker.OPAQUE:
                 self._opaque(entry, parts[:-1])
-            elif entry.type is EntryType.FILE and self._fast(entry, parts, content):
-                pass
             else:
                 key = tuple(parts)
                 if key in self.created or entry.type is EntryType.HARDLINK:
                     self._drain()  # it may replace, or link to, a file not written yet
-                self._create(entry, parts, content)
+                self._create(entry, parts, stream)
                 if entry.type is EntryType.SYMLINK:
                     self._links.add(key)
                     self._plain_dirs.clear()
                 self._taken.add(key)
         except OSError as exc:
             raise LaminaError(f"tar entry {entry.name!r}: {exc.strerror or exc}") from exc
+        if collect is not None:
+            collect.done()
 
     # -- deletions -------------------------------------------------------------
 
