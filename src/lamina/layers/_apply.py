@@ -10,12 +10,14 @@ target is ever created, changed or removed.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import io
 import os
 import queue
 import shutil
 import stat
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -288,10 +290,13 @@ class _Applier:
         self._plain_dirs: set[tuple[str, ...]] = set()  # reached without a symlink
         self._file_dirs: set[tuple[str, ...]] = set()  # parents of the file thread's files
         self.acl = False  # a directory of this layer has a default ACL: modes by fchmod
+        self._topdir = _set_topdir(target) if self._fresh else None
 
     def close(self) -> None:
         if self.files is not None:
             self.files.stop()
+        if self._topdir is not None:
+            _restore_flags(*self._topdir)
         self.root.close()
 
     def raise_deferred(self) -> None:
@@ -598,6 +603,46 @@ class _Applier:
             parent = self.root.parent(parts, "/".join(parts), create=False)
             if parent is not None and _exists(parts[-1], parent):
                 _utime(parts[-1], parent, mtime)
+
+
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def _set_topdir(target: str) -> tuple[int, int] | None:
+    """Mark a fresh target as the top of a directory hierarchy (``chattr +T``) while it is
+    filled: ext4's Orlov allocator then spreads its subdirectories, and so their files,
+    over block groups with few directories. Without it they stay in the target's group;
+    on an ext4 without a journal, a group where many files were just deleted (the
+    previous snapshot, another tool's tree) makes every new inode a slow search, since
+    recently deleted inodes are passed over one by one. A hint: a file system without
+    the flag is left as it is. Returns (fd, old flags) for ``_restore_flags``."""
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        buf = bytearray(4)
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
+        (flags,) = struct.unpack("i", buf)
+        if not flags & _FS_TOPDIR_FL:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags | _FS_TOPDIR_FL))
+            return fd, flags
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _restore_flags(fd: int, flags: int) -> None:
+    """The target's inode flags as they were before ``_set_topdir``."""
+    try:
+        fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _exists(name: str, dir_fd: int) -> bool:

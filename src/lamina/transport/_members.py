@@ -7,6 +7,7 @@ must be a clean relative path inside the archive: `clean_path` refuses the rest.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -287,9 +288,11 @@ class _PlainSlice(io.RawIOBase):
         if self._position + n > self._advised - _AHEAD // 2:
             end = self._position + min(self._remaining, 2 * _AHEAD)
             if end > self._advised:
-                os.posix_fadvise(
-                    self._piece.fd, self._advised, end - self._advised, os.POSIX_FADV_WILLNEED
-                )
+                with contextlib.suppress(OSError):  # a hint: a pipe, say, takes none
+                    os.posix_fadvise(
+                        self._piece.fd, self._advised, end - self._advised,
+                        os.POSIX_FADV_WILLNEED,
+                    )  # fmt: skip
                 self._advised = end
         data = os.pread(self._piece.fd, n, self._position)
         if not data:

@@ -6,6 +6,7 @@ it uses when the target is not empty."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import io
 import os
@@ -215,3 +216,32 @@ def test_the_file_thread_gives_every_file_its_owner_and_mode(tmp_path: Path) -> 
             got[name] = (st.st_mode & 0o7777, st.st_uid, st.st_gid)
         assert got == expected
     assert os.getxattr(fresh / "acl", "system.posix_acl_default") == _ACL
+
+
+def _inode_flags(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        buf = bytearray(4)
+        fcntl.ioctl(fd, 0x80086601, buf)  # FS_IOC_GETFLAGS
+        return int.from_bytes(buf, "little")
+    except OSError:
+        return None  # a file system without inode flags
+    finally:
+        os.close(fd)
+
+
+def test_a_fresh_target_is_a_top_directory_while_it_is_filled(tmp_path: Path) -> None:
+    """ext4's Orlov allocator spreads the subdirectories of a `chattr +T` directory over
+    block groups with few directories: the unpack sets it while it runs, and leaves the
+    target's flags as they were."""
+    target = tmp_path / "t"
+    target.mkdir()
+    before = _inode_flags(target)
+    assert before is not None, "the tests' temporary directory is on ext4 here"
+    seen: list[int | None] = []
+    data = _tar(("d/f", "file", "one"), ("e/g", "file", "two"))
+    apply_layer(io.BytesIO(data), target, overlay=True,
+                on_entry=lambda _entry: seen.append(_inode_flags(target)))  # fmt: skip
+    assert seen and all(f is not None and f & 0x00020000 for f in seen)  # FS_TOPDIR_FL
+    assert _inode_flags(target) == before
+    assert (target / "e" / "g").read_text() == "two"
