@@ -26,14 +26,7 @@ from typing import TYPE_CHECKING
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import _whiteout
 from lamina.layers._scoped import ScopedRoot, split_entry_path
-from lamina.layers._tarread import (
-    ByteStream,
-    EntryReader,
-    EntryType,
-    Limits,
-    TarEntry,
-    TarReader,
-)
+from lamina.layers._tarread import ByteStream, EntryReader, EntryType, Limits, TarEntry, TarReader
 from lamina.layers._tarsplit import SplitRecorder
 
 if TYPE_CHECKING:
