@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from lamina.api._root import default_root
 from lamina.errors import ConflictError, InvalidInputError, NotFoundError
 from lamina.oci import ImageConfig, Reference, parse_reference
 from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store, open_store
@@ -28,16 +29,6 @@ if TYPE_CHECKING:
 
 def _ignore(event: str, digest: str, count: int) -> None:
     pass
-
-
-def default_root() -> Path:
-    """`$LAMINA_ROOT`, else /var/lib/lamina for root, else $XDG_DATA_HOME/lamina."""
-    if env := os.environ.get("LAMINA_ROOT"):
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/lamina")
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "lamina"
 
 
 # The fields `docker image inspect` always shows under "Config", set or not, so that a
@@ -189,6 +180,14 @@ class Lamina:
     def config(self, image: ImageRecord) -> ImageConfig:
         """The image's config, read from the store and verified."""
         return self.store.image_config(image)
+
+    def container_config(self, image: ImageRecord) -> dict[str, Any]:
+        """The runtime defaults of the image's config (Env, Cmd, Entrypoint, ...): a copy."""
+        return self.config(image).container_config
+
+    def full(self) -> Lamina:
+        """This (a container's host: see `lamina.api._container_host`)."""
+        return self
 
     @staticmethod
     def layer_sizes(image: ImageRecord) -> list[int]:

@@ -13,13 +13,12 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lamina.errors import LaminaError
-from lamina.store import remove_tree
 
+TYPE_CHECKING = False  # (not `typing`: `lamina run` does without it)
 if TYPE_CHECKING:
-    from lamina.api._lamina import Lamina
+    from lamina.api._container_host import ContainerHost
 
 # `lamina.runtime` and `lamina.snapshots` are imported only when something is left to
 # clean up: every command runs `recover` first, and most find nothing.
@@ -81,6 +80,8 @@ def recover_builds(root: Path) -> list[str]:
             pid = _dead(entry)
             if pid is None:
                 continue
+            from lamina.store import remove_tree
+
             mounts = _unmount_under(entry)
             remove_tree(entry)
             lines.append(f"removed scratch dir {entry.name} of dead lamina process (pid {pid}), "
@@ -88,7 +89,7 @@ def recover_builds(root: Path) -> list[str]:
     return lines
 
 
-def recover(lam: Lamina) -> list[str]:
+def recover(lam: ContainerHost) -> list[str]:
     """Clean up after dead lamina processes on `lam`'s root; one line per thing done."""
     lines = recover_builds(lam.root)
     if not (lam.root / "containers").is_dir():

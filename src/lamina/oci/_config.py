@@ -7,24 +7,55 @@ round trip; typed accessors read it and `with_*` methods return changed copies.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any
 
 from lamina.errors import InvalidInputError
 from lamina.oci._digest import check_digest, sha256_digest
 from lamina.oci._json import dump_json, load_json_object
-from lamina.oci._manifest import MAX_LAYERS
+from lamina.oci._limits import MAX_LAYERS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@dataclass(frozen=True)
 class History:
-    """One step of an image's making; `empty_layer` steps added no layer."""
+    """One step of an image's making; `empty_layer` steps added no layer. Read-only.
 
-    created: str = ""
-    created_by: str = ""
-    comment: str = ""
-    author: str = ""
-    empty_layer: bool = False
+    (A plain class, not a dataclass: `lamina run` reads configs, and the dataclass machinery
+    costs it milliseconds.)"""
+
+    __slots__ = ("author", "comment", "created", "created_by", "empty_layer")
+    created: str
+    created_by: str
+    comment: str
+    author: str
+    empty_layer: bool
+
+    def __init__(self, created: str = "", created_by: str = "", comment: str = "",
+                 author: str = "", empty_layer: bool = False) -> None:  # fmt: skip
+        for name, value in (("created", created), ("created_by", created_by),
+                            ("comment", comment), ("author", author),
+                            ("empty_layer", empty_layer)):  # fmt: skip
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def _key(self) -> tuple[str, str, str, str, bool]:
+        return (self.created, self.created_by, self.comment, self.author, self.empty_layer)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"History(created={self.created!r}, created_by={self.created_by!r}, "
+                f"comment={self.comment!r}, author={self.author!r}, "
+                f"empty_layer={self.empty_layer!r})")  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

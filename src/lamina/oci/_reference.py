@@ -7,7 +7,6 @@ its registry and digest. `familiar()` shows a reference back as Docker shows it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from lamina.errors import InvalidInputError
 from lamina.oci._digest import check_digest
@@ -26,14 +25,36 @@ _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _MAX_NAME = 255
 
 
-@dataclass(frozen=True)
 class Reference:
-    """A normalised image reference: registry domain, repository path, tag and/or digest."""
+    """A normalised image reference: registry domain, repository path, tag and/or digest.
+    Read-only. (A plain class: `lamina run` parses one, without the dataclass machinery.)"""
 
+    __slots__ = ("digest", "domain", "path", "tag")
     domain: str
     path: str
-    tag: str = ""
-    digest: str = ""
+    tag: str
+    digest: str
+
+    def __init__(self, domain: str, path: str, tag: str = "", digest: str = "") -> None:
+        for name, value in (("domain", domain), ("path", path), ("tag", tag),
+                            ("digest", digest)):  # fmt: skip
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.domain, self.path, self.tag, self.digest) == (
+            other.domain, other.path, other.tag, other.digest)
+
+    def __hash__(self) -> int:
+        return hash((self.domain, self.path, self.tag, self.digest))
+
+    def __repr__(self) -> str:
+        return (f"Reference(domain={self.domain!r}, path={self.path!r}, tag={self.tag!r}, "
+                f"digest={self.digest!r})")  # fmt: skip
 
     @property
     def name(self) -> str:

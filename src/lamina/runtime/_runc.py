@@ -6,7 +6,6 @@ import contextlib
 import copy
 import json
 import os
-import secrets
 import selectors
 import shutil
 import signal
@@ -264,7 +263,7 @@ def run(
     and 2 on one pipe, so a callable sink gets the output in the order it was written
     (foreground `runc run` copies each stream with its own goroutine, which can swap lines).
     """
-    cid = "lamina-" + secrets.token_hex(8)
+    cid = "lamina-" + os.urandom(8).hex()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_bundle(bundle_dir, rootfs, config)
     log = bundle_dir / "runc.log"

@@ -7,11 +7,10 @@ import errno
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from lamina.errors import InvalidInputError, ToolError
 
@@ -22,8 +21,7 @@ MAX_LOWERDIRS = 500
 _MNT_DETACH = 2
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     """A mount described, not performed: what `mount -t type -o options source target` would do.
 
     `target` is optional because most descriptions are made before the place they go is known.
@@ -128,6 +126,8 @@ def mount(m: Mount, target: Path, *, scratch: Path | None = None) -> None:
         if m.type == "overlay" and len(data) > _MAX_DATA:
             parent = scratch if scratch is not None else target.parent
             parent.mkdir(parents=True, exist_ok=True)
+            import tempfile  # only for a stack too long for one mount call
+
             linkdir = Path(tempfile.mkdtemp(prefix=".lower-", dir=parent))
             m = _compact(m, linkdir)
             data = ",".join(m.options)
