@@ -13,7 +13,9 @@
     report, layers = lamina.analyze("me/app:1")     # waste, lines, duplicates (lamina.analysis)
     lamina.compare("me/app:2", "me/app:1"); lamina.analyze_store(); lamina.index_layers()
 
-The CLI is a presentation of these; tests use them directly.
+The CLI is a presentation of these; tests use them directly. `lamina run` opens the root
+as `RunHost.open(root)` instead (the container code over the metadata db alone, a `Lamina`
+opened only for what needs it: see `_container_host`); every name here loads on first use.
 """
 
 from lamina._lazy import lazy_names

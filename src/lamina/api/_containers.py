@@ -28,7 +28,6 @@ import os
 import shutil
 import signal
 import stat
-import subprocess
 import sys
 import threading
 import time
@@ -83,6 +82,7 @@ from lamina.store import ContainerRecord
 # every run; see `lamina.api._container_host`).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterator, Sequence
     from typing import Any
 
@@ -360,8 +360,7 @@ class Containers:
         targets += [(v[1], Path(v[0]).is_dir()) for v in spec["volumes"]]
         if spec["init"]:
             targets.append((INIT_TARGET, False))
-        view = d / "rootfs"
-        with mounted(overlay_mount(lowers[::-1] or [d / "init"]), view):
+        with self._image_view(d, lowers) as view:
             self._make_init_layer(view, d / "init", targets)
             workdir = resolve_in_root(view, spec["workdir"])
             where = view / workdir.path().lstrip("/")
@@ -372,6 +371,19 @@ class Containers:
             user = resolve_user(view, spec["user"])
             spec.update(uid=user.uid, gid=user.gid, groups=list(user.additional_gids))
             spec["home"] = home_dir(view, user.uid)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _image_view(d: Path, lowers: builtins.list[Path]) -> Iterator[Path]:
+        """The image's tree, read-only, to look into while preparing: one layer is its own
+        snapshot (read only through the scoped resolver, which never writes), several are
+        mounted merged on the container's rootfs dir."""
+        if len(lowers) == 1:
+            yield lowers[0]
+            return
+        view = d / "rootfs"
+        with mounted(overlay_mount(lowers[::-1] or [d / "init"]), view):
+            yield view
 
     @staticmethod
     def _make_init_layer(view: Path, init: Path, targets: list[tuple[str, bool]]) -> None:
@@ -464,8 +476,8 @@ class Containers:
         state = dict(record.state)
         state.update(status="running", owner=list(current_owner()), started_at=time.time(),
                      exit_code=None, error=None, finished_at=None)  # fmt: skip
-        (d / "exit.json").unlink(missing_ok=True)
-        (d / "monitor.json").unlink(missing_ok=True)
+        for name in ("exit.json", "monitor.json", "pid"):  # the last start's
+            (d / name).unlink(missing_ok=True)
         self.store.set_container_state(record.id, state)
         try:
             self._mount_rootfs(record)
@@ -542,6 +554,13 @@ class Containers:
             return record
         d = self._dir(record.id)
         result = read_exit(d)
+        if result is None and not (d / "pid").exists():
+            starting = read_monitor(d)
+            if starting is not None and alive(starting):
+                # Its monitor is still starting it (runc creating the container; the command
+                # that asked may be gone): what it is, is known once that is done.
+                self._await_start(d, starting)
+                result = read_exit(d)
         if result is None:
             monitor = read_monitor(d)
             if monitor is not None and alive(monitor):
@@ -569,6 +588,18 @@ class Containers:
             return self.store.get_container(record.id)
         except NotFoundError:
             return None
+
+    @staticmethod
+    def _await_start(d: Path, monitor: Owner, timeout: float = 30.0) -> None:
+        """Wait until a start the monitor is making has an outcome: runc wrote the process'
+        pid, the monitor wrote the exit, or it died (bounded: runc may hang)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while not (d / "pid").exists() and not (d / "exit.json").exists():
+            if not alive(monitor) or time.monotonic() >= deadline:
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def _info(self, record: ContainerRecord) -> ContainerInfo:
         s = record.state
@@ -655,6 +686,8 @@ class Containers:
     # -- signals -----------------------------------------------------------------------
 
     def _runc(self, *args: str) -> subprocess.CompletedProcess[str]:
+        import subprocess
+
         return subprocess.run([runc_binary(), "--root", str(self.state_dir), *args],
                               capture_output=True, text=True, check=False)  # fmt: skip
 
@@ -864,6 +897,8 @@ class Containers:
         if detach:
             argv.append("--detach")
         argv.append(record.id)
+        import subprocess
+
         try:
             done = subprocess.run(argv, stdin=None if interactive else subprocess.DEVNULL,
                                   check=False)  # fmt: skip

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from pathlib import Path
 
 from lamina.errors import LaminaError
@@ -69,6 +68,8 @@ def recover_builds(root: Path) -> list[str]:
                 subprocess.run([runc, "--root", str(entry), "delete", "--force", cid],
                                capture_output=True, check=False)  # fmt: skip
                 killed += 1
+            import shutil
+
             shutil.rmtree(entry, ignore_errors=True)
             lines.append(f"cleaned up after dead build (pid {pid}): {killed} RUN container(s) "
                          "killed")  # fmt: skip

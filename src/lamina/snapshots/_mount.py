@@ -5,8 +5,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -143,6 +141,8 @@ def mount(m: Mount, target: Path, *, scratch: Path | None = None) -> None:
             argv = ["mount", "-t", m.type, "-o", data, m.source, str(target)]
         # The kernel resolves relative lowerdirs against the caller's cwd: mount(8) gets the
         # link dir as its own, which leaves this process' cwd (shared by all threads) alone.
+        import subprocess
+
         done = subprocess.run(argv, cwd=linkdir, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise ToolError(
@@ -152,6 +152,8 @@ def mount(m: Mount, target: Path, *, scratch: Path | None = None) -> None:
     finally:
         # Overlayfs resolved the links while mounting; they are no longer needed.
         if linkdir is not None:
+            import shutil
+
             shutil.rmtree(linkdir, ignore_errors=True)
 
 
