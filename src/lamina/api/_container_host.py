@@ -72,7 +72,42 @@ if TYPE_CHECKING:
         def recover(self) -> list[str]: ...
 
 
-class RunHost:
+def tag_name(ref: str) -> str | None:
+    """The full tag name `ref` means (`busybox` → `docker.io/library/busybox:latest`), or None
+    when it names no tag (a digest reference, or not a valid name: maybe an image ID)."""
+    from lamina.oci import parse_reference
+
+    try:
+        normal = str(parse_reference(ref))
+    except InvalidInputError:
+        return None
+    return normal if "@" not in normal else None
+
+
+class HostCommands:
+    """What `Lamina` and `RunHost` share: the container commands and the clean-up after dead
+    processes, on their root."""
+
+    _containers: Containers | None
+
+    @property
+    def containers(self: ContainerHost) -> Containers:
+        """run, ps, stop, rm, diff, commit...: see `lamina.api._containers`."""
+        host: Any = self
+        if host._containers is None:
+            from lamina.api._containers import Containers
+
+            host._containers = Containers(self)
+        return host._containers  # type: ignore[no-any-return]
+
+    def recover(self: ContainerHost) -> list[str]:
+        """Stop and remove what dead lamina processes left on this root; one line each."""
+        from lamina.api._recover import recover
+
+        return recover(self)
+
+
+class RunHost(HostCommands):
     """An existing root opened for `lamina run` (see the module doc). `open` returns None
     when only a full `Lamina` may open the root: it does not exist yet, or its store has
     layers to migrate first."""
@@ -120,29 +155,10 @@ class RunHost:
                 self._full.lazy_layers.notice = self._notice
         return self._full
 
-    @property
-    def containers(self) -> Containers:
-        if self._containers is None:
-            from lamina.api._containers import Containers
-
-            self._containers = Containers(self)
-        return self._containers
-
-    def recover(self) -> list[str]:
-        """What `Lamina.recover` does (the same function), on this root."""
-        from lamina.api._recover import recover
-
-        return recover(self)
-
     def resolve(self, ref: str) -> ImageLike:
         """`Lamina.resolve`: a name through its tag here, anything else by the full API."""
-        from lamina.oci import parse_reference
-
-        try:
-            normal = str(parse_reference(ref))
-        except InvalidInputError:
-            normal = None
-        if normal is not None and "@" not in normal:
+        normal = tag_name(ref)
+        if normal is not None:
             digest = self.store.tagged(normal)
             if digest is not None:
                 return self.store.get_image(digest)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from lamina.api._container_host import HostCommands, tag_name
 from lamina.api._root import default_root
 from lamina.errors import ConflictError, InvalidInputError, NotFoundError
 from lamina.oci import ImageConfig, Reference, parse_reference
@@ -93,7 +94,7 @@ def normalize_tag(text: str) -> str:
     return str(ref)
 
 
-class Lamina:
+class Lamina(HostCommands):
     """The store at `root` and the commands that work on it."""
 
     def __init__(
@@ -142,30 +143,12 @@ class Lamina:
     def max_layer_bytes(self) -> int:
         return self.limits.max_size
 
-    @property
-    def containers(self) -> Containers:
-        """run, ps, stop, rm, diff, commit...: see `lamina.api._containers`."""
-        if self._containers is None:
-            from lamina.api._containers import Containers
-
-            self._containers = Containers(self)
-        return self._containers
-
-    def recover(self) -> list[str]:
-        """Stop and remove what dead lamina processes left on this root; one line each."""
-        from lamina.api._recover import recover
-
-        return recover(self)
-
     # -- finding images -------------------------------------------------------------
 
     def resolve(self, ref: str) -> ImageRecord:
         """An image by name (`busybox`, `a/b:t`, `name@digest`), by digest or by ID prefix."""
-        try:
-            normal = str(parse_reference(ref))
-        except InvalidInputError:
-            normal = None
-        if normal is not None and "@" not in normal:
+        normal = tag_name(ref)
+        if normal is not None:
             try:
                 return self.store.resolve(normal)
             except NotFoundError:

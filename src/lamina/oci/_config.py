@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+from lamina._frozen import Frozen
 from lamina.errors import InvalidInputError
 from lamina.oci._digest import check_digest, sha256_digest
 from lamina.oci._json import dump_json, load_json_object
@@ -18,13 +19,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-class History:
+class History(Frozen):
     """One step of an image's making; `empty_layer` steps added no layer. Read-only.
+    (Not a dataclass: `lamina run` reads configs; see `lamina._frozen`.)"""
 
-    (A plain class, not a dataclass: `lamina run` reads configs, and the dataclass machinery
-    costs it milliseconds.)"""
-
-    __slots__ = ("author", "comment", "created", "created_by", "empty_layer")
+    _fields = __slots__ = ("created", "created_by", "comment", "author", "empty_layer")
     created: str
     created_by: str
     comment: str
@@ -33,29 +32,8 @@ class History:
 
     def __init__(self, created: str = "", created_by: str = "", comment: str = "",
                  author: str = "", empty_layer: bool = False) -> None:  # fmt: skip
-        for name, value in (("created", created), ("created_by", created_by),
-                            ("comment", comment), ("author", author),
-                            ("empty_layer", empty_layer)):  # fmt: skip
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r}")
-
-    def _key(self) -> tuple[str, str, str, str, bool]:
-        return (self.created, self.created_by, self.comment, self.author, self.empty_layer)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return (f"History(created={self.created!r}, created_by={self.created_by!r}, "
-                f"comment={self.comment!r}, author={self.author!r}, "
-                f"empty_layer={self.empty_layer!r})")  # fmt: skip
+        self._set(created=created, created_by=created_by, comment=comment, author=author,
+                  empty_layer=empty_layer)  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from lamina._frozen import Frozen
 from lamina.errors import InvalidInputError
 from lamina.oci._digest import check_digest
 
@@ -25,36 +26,18 @@ _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _MAX_NAME = 255
 
 
-class Reference:
+class Reference(Frozen):
     """A normalised image reference: registry domain, repository path, tag and/or digest.
-    Read-only. (A plain class: `lamina run` parses one, without the dataclass machinery.)"""
+    Read-only. (Not a dataclass: `lamina run` parses one; see `lamina._frozen`.)"""
 
-    __slots__ = ("digest", "domain", "path", "tag")
+    _fields = __slots__ = ("domain", "path", "tag", "digest")
     domain: str
     path: str
     tag: str
     digest: str
 
     def __init__(self, domain: str, path: str, tag: str = "", digest: str = "") -> None:
-        for name, value in (("domain", domain), ("path", path), ("tag", tag),
-                            ("digest", digest)):  # fmt: skip
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return (self.domain, self.path, self.tag, self.digest) == (
-            other.domain, other.path, other.tag, other.digest)
-
-    def __hash__(self) -> int:
-        return hash((self.domain, self.path, self.tag, self.digest))
-
-    def __repr__(self) -> str:
-        return (f"Reference(domain={self.domain!r}, path={self.path!r}, tag={self.tag!r}, "
-                f"digest={self.digest!r})")  # fmt: skip
+        self._set(domain=domain, path=path, tag=tag, digest=digest)
 
     @property
     def name(self) -> str:

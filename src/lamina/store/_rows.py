@@ -17,6 +17,7 @@ import os
 import sqlite3
 import time
 
+from lamina._frozen import Frozen
 from lamina.errors import (
     AlreadyExistsError,
     DigestMismatchError,
@@ -32,10 +33,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-class ContainerRecord:
+class ContainerRecord(Frozen):
     """A container: its image and whatever state the runtime keeps (JSON). Read-only."""
 
-    __slots__ = ("created", "id", "image", "name", "state")
+    _fields = __slots__ = ("id", "name", "image", "state", "created")
     id: str
     name: str
     image: str
@@ -43,26 +44,9 @@ class ContainerRecord:
     created: float
 
     def __init__(self, id: str, name: str, image: str, state: Any, created: float) -> None:
-        for key, value in (("id", id), ("name", name), ("image", image), ("state", state),
-                           ("created", created)):  # fmt: skip
-            object.__setattr__(self, key, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r}")
-
-    def _key(self) -> tuple[str, str, str, Any, float]:
-        return (self.id, self.name, self.image, self.state, self.created)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() == other._key()
+        self._set(id=id, name=name, image=image, state=state, created=created)
 
     __hash__ = None  # type: ignore[assignment]  # the state is a dict
-
-    def __repr__(self) -> str:
-        return (f"ContainerRecord(id={self.id!r}, name={self.name!r}, image={self.image!r}, "
-                f"state={self.state!r}, created={self.created!r})")  # fmt: skip
 
 
 class LayerRow:
