@@ -19,7 +19,7 @@ def test_history_fields_in_order() -> None:
     assert History(created_by="x") != History(comment="x")
     assert len({History("a"), History("a"), History("b")}) == 2
     with pytest.raises(AttributeError):
-        h.comment = "changed"  # type: ignore[misc]
+        h.comment = "changed"
     assert "created_by='RUN x'" in repr(h)
 
 
@@ -32,4 +32,4 @@ def test_reference_fields_equality_and_immutability() -> None:
     assert len({ref, parse_reference("docker.io/library/busybox:latest")}) == 1
     assert str(ref) == "docker.io/library/busybox:latest" and ref.familiar() == "busybox:latest"
     with pytest.raises(AttributeError):
-        ref.tag = "2"  # type: ignore[misc]
+        ref.tag = "2"

@@ -14,6 +14,6 @@ def test_container_record_fields_equality_and_immutability() -> None:
     assert rec == ContainerRecord("abc", "name", "sha256:" + "1" * 64, {"status": "created"}, 1.5)
     assert rec != ContainerRecord("abc", "name", "sha256:" + "1" * 64, {"status": "exited"}, 1.5)
     with pytest.raises(AttributeError):
-        rec.state = {}  # type: ignore[misc]
+        rec.state = {}
     with pytest.raises(TypeError):
         hash(rec)  # its state is a dict, as with the frozen dataclass
