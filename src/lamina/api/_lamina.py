@@ -392,7 +392,7 @@ class Lamina:
     def logout(self, registry: str) -> bool:
         from lamina.api._registry import logout
 
-        return logout(registry)
+        return logout(self.store, registry)
 
     def import_image(
         self,

@@ -411,5 +411,8 @@ def login(root: Path, registry: str, username: str, password: str, *, tls_verify
     return save_credentials(registry, credentials)
 
 
-def logout(registry: str) -> bool:
+def logout(store: Store, registry: str) -> bool:
+    """Forget `registry`'s credentials and the bearer tokens saved for it (a token kept
+    would go on acting for the account logged out); whether credentials were saved."""
+    store.registry.forget_tokens(registry)
     return erase_credentials(registry)

@@ -60,6 +60,14 @@ class RegistryError(LaminaError):
         self.code = code
 
 
+class RegistryNotFoundError(NotFoundError):
+    """A registry does not know a name, manifest, blob or upload; `code` says which."""
+
+    def __init__(self, message: str, code: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.code = code
+
+
 _HINTS = {
     "UNAUTHORIZED": "log in first: `lamina login REGISTRY`",
     "DENIED": "the account has no access to this repository; check the name and permissions",
@@ -104,7 +112,7 @@ def registry_error(response: httpx.Response, what: str) -> LaminaError:
         text += f" ({message})"
     text += f" [HTTP {status}]"
     if code in _NOT_FOUND or (status == 404 and not code):
-        return NotFoundError(text, _HINTS.get(code))
+        return RegistryNotFoundError(text, code, _HINTS.get(code))
     return RegistryError(text, code, _HINTS.get(code))
 
 

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -239,3 +241,58 @@ def test_bearer_token_challenge_with_a_token_per_scope(
             lamina.login(gate.host, "bob", "not-his")
     finally:
         gate.close()
+
+
+def test_logout_forgets_the_bearer_tokens_saved_for_that_registry(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path
+) -> None:
+    gate = Proxy(registry.host, bearer=True)
+    try:
+        lamina.import_image(busybox_rootfs, "base:1")
+        lamina.login(gate.host, "bob", "hunter2")
+        lamina.push("base:1", f"{gate.host}/team/base:1")
+
+        def saved(host: str) -> int:
+            query = "SELECT COUNT(*) FROM registry_tokens WHERE registry = ?"
+            with contextlib.closing(sqlite3.connect(lamina.root / "metadata.db")) as db:
+                return int(db.execute(query, (host,)).fetchone()[0])
+
+        assert saved(gate.host) > 0
+        lamina.store.registry.save_token("other.example:5000", "", "x", "t", 2e9)
+        assert lamina.logout(gate.host)
+        assert saved(gate.host) == 0
+        assert saved("other.example:5000") == 1  # another registry's token stays
+        # the next command asks for a token again, now as nobody: bob's is gone
+        asked = len(gate.token_requests)
+        lamina.pull(f"{gate.host}/team/base:1")
+        users = [t["user"] for t in gate.token_requests[asked:]]
+        assert users and set(users) == {""}
+    finally:
+        gate.close()
+
+
+def test_a_push_completes_when_the_registry_lost_a_blob_lamina_remembers(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    _layered(lamina, busybox_rootfs, tmp_path, "app:1", b"one")
+    _layered(lamina, busybox_rootfs, tmp_path, "app:2", b"two")
+    lamina.push("app:1", f"{registry.host}/lost/app:1")
+    manifest = json.loads(
+        httpx.get(
+            f"http://{registry.host}/v2/lost/app/manifests/1",
+            headers={"Accept": f"{media_types.OCI_MANIFEST}, {media_types.DOCKER_MANIFEST}"},
+        ).content
+    )
+    base = manifest["layers"][0]["digest"].split(":")[1]
+    blob = registry.storage / "docker/registry/v2/blobs/sha256" / base[:2] / base / "data"
+    blob.unlink()  # the registry lost it; lamina still remembers it is there
+    assert lamina.store.registry.known(registry.host, "lost/app", f"sha256:{base}")
+    result = lamina.push("app:2", f"{registry.host}/lost/app:2")
+    # the lost base layer went again, with the new top layer and config; nothing else
+    assert (result.uploaded, result.mounted, result.existed) == (3, 0, 0)
+    assert blob.exists()
+    other = Lamina(tmp_path / "root-check")
+    try:
+        other.pull(f"{registry.host}/lost/app:2")
+    finally:
+        other.store.close()
