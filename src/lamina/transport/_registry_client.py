@@ -23,25 +23,16 @@ import json
 import random
 import re
 import ssl
-import sys
 import threading
 import time
-import types
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-# httpx imports its own command-line tool (click, rich, pygments) when it is imported,
-# which a push or pull would pay for at every start; lamina never runs it. An empty
-# stand-in makes httpx fall back to its "not installed" stub.
-if "httpx" not in sys.modules:
-    sys.modules.setdefault("httpx._main", types.ModuleType("httpx._main"))
-
-import httpx
-
 from lamina.errors import LaminaError, NotFoundError
 from lamina.oci import MAX_DOCUMENT_BYTES
 from lamina.transport._credentials import Credentials, load_credentials
+from lamina.transport._http import httpx
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_TRIES = 5

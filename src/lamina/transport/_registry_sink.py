@@ -26,10 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
-import httpx
-
 from lamina.errors import InvalidInputError, LaminaError, NotFoundError
 from lamina.oci import Descriptor, Manifest, sha256_digest
+from lamina.transport._http import httpx
 from lamina.transport._registry_client import (
     RegistryClient,
     RegistryError,
