@@ -130,7 +130,12 @@ def _ingest(
             return ingest_layer(store, lease, layer, diff_id, stream, limits=limits,
                                 keep_blob=keep_blob, collect=collect)  # fmt: skip
     ref = f"layer {layer.digest}"
-    with store.content.writer(layer.digest, layer.size, lease=lease, ref=ref) as writer:
+    compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
+    kept = keep_blob and compressed
+    # Not kept: the bytes are on disk only for a resume, so none is written back early.
+    with store.content.writer(
+        layer.digest, layer.size, lease=lease, ref=ref, writeback=kept
+    ) as writer:
         try:
             if not writer.offset:
                 with source.open_blob(layer, verify=False) as stream:
@@ -151,8 +156,7 @@ def _ingest(
             return ingest_layer(store, lease, layer, diff_id, blob, limits=limits,
                                 collect=collect)  # fmt: skip
     finally:
-        compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
-        if not (keep_blob and compressed):
+        if not kept:
             store.content.delete(layer.digest)
 
 

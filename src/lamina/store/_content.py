@@ -110,6 +110,7 @@ class ContentStore:
         *,
         ref: str | None = None,
         lease: BlobLease | None = None,
+        writeback: bool = True,
     ) -> Iterator[Writer]:
         """A Writer for one blob; the temporary file goes when the block exits.
 
@@ -117,6 +118,9 @@ class ContentStore:
         and a later writer with the same ref continues at `Writer.offset`.
         `lease` protects the blob from gc: `expected` is added to it before any
         byte is written, an unknown digest before the rename that publishes it.
+        `writeback=False`: the bytes are likely needed only on the way (a pulled layer
+        not kept), so they are not pushed to the disk ahead of a commit (which still
+        fsyncs if it comes).
         """
         if expected is not None:
             check_digest(expected, "expected digest")
@@ -125,6 +129,7 @@ class ContentStore:
         if expected_size is not None and expected_size < 0:
             raise InvalidInputError(f"expected size {expected_size} is negative")
         w = Writer(self, expected, expected_size, ref, lease)
+        w.writeback = writeback
         try:
             yield w
         except BaseException:
@@ -251,6 +256,8 @@ class Writer:
         self._lease = lease
         self._hash = hashlib.sha256()
         self._committed: BlobInfo | None = None
+        self.writeback = True
+        """Start writing to disk as bytes arrive (the fsync at commit waits less)."""
         if ref is None:
             self._path = store.ingest_dir / f"tmp-{secrets.token_hex(16)}"
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -298,7 +305,7 @@ class Writer:
             n = os.write(self._fd, view)
             view = view[n:]
             self.offset += n
-        if self.offset - self._flushed >= _WRITEBACK_STEP:
+        if self.writeback and self.offset - self._flushed >= _WRITEBACK_STEP:
             _start_writeback(self._fd, self._flushed, self.offset - self._flushed)
             self._flushed = self.offset
 
