@@ -279,14 +279,16 @@ def layer_blob_for_push(
     """The bytes a push sends for a blob, from `offset` on.
 
     A layer's blob as `layers_for_push` named it (kept, or compressed on the way out from
-    its snapshot and cached; made again if pruned since), a config as stored. The stream
-    is verified against the digest at its end, so bytes before `offset` are read (and
-    hashed) but not returned. A blob the store lacks but a registry holds (a lazy layer,
-    or a pulled layer's original blob that a mount could not bring over) streams from
-    there, given the store `root` whose registry settings apply.
+    its snapshot and cached; made again if pruned since), a config as stored, from
+    `offset` on. Not hashed here: the registry checks every blob's digest when the upload
+    closes (`PUT ?digest=`) and refuses one that does not match (DIGEST_INVALID, which
+    fails the push naming the blob). A push reads exactly the blob's size, never its end,
+    so a check at the end here would never run anyway. A blob the store lacks but a
+    registry holds (a lazy layer, or a pulled layer's original blob that a mount could not
+    bring over) streams from there, given the store `root` whose registry settings apply.
     """
     try:
-        stream = open_layer_blob(store, descriptor.digest)
+        stream = open_layer_blob(store, descriptor.digest, verify=False)
     except NotFoundError:
         if root is None or store.registry.remote_blob(descriptor.digest) is None:
             raise

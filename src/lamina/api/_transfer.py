@@ -384,19 +384,20 @@ def layers_for_push(
     return tuple(out)
 
 
-def open_layer_blob(store: Store, digest: str) -> BinaryIO:
-    """A blob to send, by digest: from the content store (verified as it is read), else a
-    layer's compressed blob made again (pruned since it was named: compression is
-    deterministic, so the digest is the same), else a layer's plain tar rebuilt from its
-    snapshot (digest = diff_id). NotFoundError if none of these."""
+def open_layer_blob(store: Store, digest: str, *, verify: bool = True) -> BinaryIO:
+    """A blob to send, by digest: from the content store (verified as it is read, unless
+    `verify=False`: the receiver checks it), else a layer's compressed blob made again
+    (pruned since it was named: compression is deterministic, so the digest is the same),
+    else a layer's plain tar rebuilt from its snapshot (digest = diff_id). NotFoundError
+    if none of these."""
     if store.content.has(digest):
-        return store.content.open(digest)
+        return store.content.open(digest, verify=verify)
     diff_id = store.layer_blob_diff_id(digest)
     if diff_id is not None and store.has_layer(diff_id):
         with store.lease() as lease:
             blob = layer_blob(store, lease, diff_id, Compression.GZIP)
             if blob.descriptor.digest == digest:
-                return store.content.open(digest)
+                return store.content.open(digest, verify=verify)
     if store.has_layer(digest):
         return cast(BinaryIO, open_layer_tar(store, digest))
     raise NotFoundError(f"blob {digest} is not in the store")

@@ -145,15 +145,17 @@ class ContentStore:
             w.write(data)
             return w.commit()
 
-    def open(self, digest: str) -> BinaryIO:
+    def open(self, digest: str, *, verify: bool = True) -> BinaryIO:
         """A reader that hashes what it returns and raises DigestMismatchError at EOF
-        if the blob no longer matches its name. Not seekable."""
+        if the blob no longer matches its name. Not seekable. `verify=False`: nothing is
+        hashed, for a reader whose receiver checks the digest itself (a registry)."""
         path = self.path(digest)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} is not in the content store") from None
-        return io.BufferedReader(VerifiedBlob(fd, 0, None, digest, "blob", str(path)), _CHUNK)
+        blob = VerifiedBlob(fd, 0, None, digest, "blob", str(path), verify=verify)
+        return io.BufferedReader(blob, _CHUNK)
 
     def read_bytes(self, digest: str, max_size: int) -> bytes:
         """The verified content of a blob of at most `max_size` bytes."""

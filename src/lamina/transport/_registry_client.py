@@ -67,6 +67,8 @@ _HINTS = {
     "NAME_UNKNOWN": "check the repository name (and that you are logged in)",
     "MANIFEST_UNKNOWN": "check the tag or digest; it does not exist in that repository",
     "BLOB_UNKNOWN": "the registry lost a blob its manifest names; push the image again",
+    "DIGEST_INVALID": "the bytes sent do not match their digest: the store's copy may be"
+    " damaged (`lamina fsck` checks it)",
 }
 _NOT_FOUND = {"NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "BLOB_UPLOAD_UNKNOWN"}
 

@@ -185,11 +185,15 @@ class _Pusher:
             try:
                 self._send_chunks(desc, location, offset, what)
                 break
-            except (RegistryError, NotFoundError):
+            except (RegistryError, NotFoundError) as refused:
                 # The registry lost or refused the session: ask where it stands, once,
-                # else start a new upload, once.
+                # else start a new upload, once. Bytes that do not match their digest
+                # would not match again.
                 restarts += 1
-                if restarts > 2:
+                digest_invalid = isinstance(refused, RegistryError) and (
+                    refused.code == "DIGEST_INVALID"
+                )
+                if restarts > 2 or digest_invalid:
                     self.locations.forget_upload(self.registry, self.repository, digest)
                     raise
                 status = self._status(location, what) if restarts == 1 else None

@@ -296,3 +296,31 @@ def test_a_push_completes_when_the_registry_lost_a_blob_lamina_remembers(
         other.pull(f"{registry.host}/lost/app:2")
     finally:
         other.store.close()
+
+
+def test_a_damaged_blob_in_the_store_fails_the_push_once_and_clearly(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    lamina.import_image(busybox_rootfs, "base:1")
+    lamina.push("base:1", f"{registry.host}/first/base:1")  # the layer's gzip blob is cached
+    manifest = json.loads(_pushed_manifest(Proxy(registry.host), "first/base", "1"))
+    layer = manifest["layers"][0]
+    blob = lamina.root / "blobs" / "sha256" / layer["digest"].split(":")[1]
+    blob.chmod(0o644)
+    with blob.open("r+b") as f:  # bit rot: one byte in the middle
+        f.seek(layer["size"] // 2)
+        byte = f.read(1)
+        f.seek(layer["size"] // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    second = Registry(tmp_path / "second")
+    gate = Proxy(second.host)
+    try:
+        with pytest.raises(LaminaError, match=layer["digest"]) as failed:
+            lamina.push("base:1", f"{gate.host}/second/base:1")
+        assert "fsck" in (failed.value.hint or "")
+        # sent once, not again and again; and nothing names it there
+        assert layer["size"] <= gate.bytes_up() < 2 * layer["size"]
+        assert httpx.get(f"http://{second.host}/v2/second/base/tags/list").status_code == 404
+    finally:
+        gate.close()
+        second.stop()
