@@ -216,6 +216,17 @@ def pull_image(
                     events("unpacked", layer.digest, 0)
                 return record, new
 
+            # What the layers will write, leased in one transaction rather than a few per
+            # layer (each waits for the disk, and they queue for the one writer).
+            coming = [
+                (desc, diff_id)
+                for desc, diff_id in zip(image.manifest.layers, image.diff_ids, strict=True)
+                if not store.has_layer(diff_id)
+            ]
+            lease.add_all(
+                blobs=() if lazy else [desc.digest for desc, _ in coming],
+                snapshots=[diff_id for _, diff_id in coming],
+            )
             with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
                 futures = [pool.submit(one, n) for n in range(len(image.manifest.layers))]
                 results = [f.result() for f in futures]
