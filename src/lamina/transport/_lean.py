@@ -16,7 +16,6 @@ The steps above both the store (records, blobs) and the snapshots (directories):
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import queue
 import shutil
@@ -104,22 +103,19 @@ def _env_size(name: str) -> int | None:
     return parse_size(text, name) if text else None
 
 
-class _Tee(io.RawIOBase):
-    """Reads from `source` and writes every byte read to `sink` on the way."""
+class _Tee:
+    """Reads from `source` and writes every byte read to `sink` on the way. The bytes go
+    on as `source` gave them: no buffer between (each would be one more copy of them)."""
 
     def __init__(self, source: BinaryIO, sink: Writer) -> None:
         self._source = source
         self._sink = sink
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._source.read(len(buffer))
-        buffer[: len(data)] = data
+    def read(self, n: int = -1, /) -> bytes:
+        data = self._source.read(n)
         if data:
             self._sink.write(data)
-        return len(data)
+        return data
 
 
 class _ReadAhead:
@@ -229,13 +225,13 @@ def ingest_layer(
     outer = writer
     with contextlib.ExitStack() as stack:
         if outer is not None:
-            source = cast(BinaryIO, io.BufferedReader(_Tee(source, outer), _CHUNK))
+            source = cast(BinaryIO, _Tee(source, outer))
         elif keep_blob and compressed and not store.content.has(layer.digest):
             lease.add_blob(layer.digest)
             writer = stack.enter_context(
                 store.content.writer(layer.digest, layer.size, lease=lease)
             )
-            source = cast(BinaryIO, io.BufferedReader(_Tee(source, writer), _CHUNK))
+            source = cast(BinaryIO, _Tee(source, writer))
         reader = stack.enter_context(
             _ReadAhead(open_layer_reader(source, lim.max_size, lim.max_ratio, digest=False))
         )
