@@ -364,13 +364,16 @@ def layers_for_push(
     same layer always goes out as the same digest). Built layers, which exist only as
     snapshots, get their blob here; the blobs are held by `lease`."""
     docker = manifest.media_type == media_types.DOCKER_MANIFEST
+    # Every blob this may name, leased in one transaction (not one fsynced per blob).
+    cached = (store.cached_layer_blob(r.diff_id, Compression.GZIP.value) for r in image.layers)
+    lease.add_all(blobs=[*(d.digest for d in manifest.layers),
+                         *(c[0].digest for c in cached if c is not None)])  # fmt: skip
     out = []
     for desc, record in zip(manifest.layers, image.layers, strict=True):
         try:
             was = Compression.from_media_type(desc.media_type)
         except InvalidInputError:
             was = Compression.NONE
-        lease.add_blob(desc.digest)
         if was is not Compression.NONE and store.content.has(desc.digest):
             out.append(desc)
             continue
