@@ -2,7 +2,9 @@
 the same local docker-registry (Debian's CNCF distribution) in one run.
 
 1. push of a 5-layer image (300 MB of files, ~150 MiB of gzip layers) into an empty registry
-   (lamina push from its store; skopeo copy from an OCI layout holding the same blobs)
+   (lamina push from its store; skopeo copy from an OCI layout holding the same blobs).
+   The store was loaded without --keep-blobs, so lamina's first push gzips each layer from
+   its snapshot (deterministically, cached); the later runs send the cached blobs.
 2. pull into an empty store including unpacking (lamina pull, which unpacks every layer
    into its snapshot, then mount; buildah pull into empty vfs storage, which unpacks too)
 3. the second push after a change of the top layer (both tools send only that layer);
