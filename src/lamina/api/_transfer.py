@@ -109,8 +109,9 @@ def _ingest(
     keep_blob: bool,
     resumable: bool,
     collect: EntryCollector | None,
-) -> int:
-    """A new layer's blob from `source` into its snapshot in the one pass that reads it.
+) -> int | None:
+    """A new layer's blob from `source` into its snapshot in the one pass that reads it
+    (None: another pull made that snapshot meanwhile, and nothing was read).
 
     `resumable` (a pull): the blob also streams into a named ingest, so a broken transfer
     leaves its bytes in ingest/ and the next attempt asks the source only for the rest
@@ -136,6 +137,10 @@ def _ingest(
     with store.content.writer(
         layer.digest, layer.size, lease=lease, ref=ref, writeback=kept
     ) as writer:
+        if not writer.offset and store.has_layer(diff_id):
+            # Another pull of this layer finished between the check before and this lock.
+            writer.close(keep=False)
+            return None
         try:
             if not writer.offset:
                 with source.open_blob(layer, verify=False) as stream:
@@ -187,8 +192,7 @@ def ingest_blob(
     lease.add_snapshot(diff_id)
     try:
         if store.has_layer(diff_id):
-            size = store.layer_size(diff_id)
-            assert size is not None
+            size = _present_size(store, diff_id)
             if not _vouched_for(store, image, layer, diff_id):
                 with source.open_blob(layer) as stream:  # verified at EOF
                     actual, _ = _scan(stream, limits.max_size, None)
@@ -196,8 +200,11 @@ def ingest_blob(
                     raise DigestMismatchError(f"{what}: diff_id in the config", diff_id, actual)
             return size, False
         index = None if store.file_index.has(diff_id) else EntryCollector()
-        size = _ingest(store, lease, source, layer, diff_id, limits, keep_blob=keep_blob,
+        made = _ingest(store, lease, source, layer, diff_id, limits, keep_blob=keep_blob,
                        resumable=resumable, collect=index)  # fmt: skip
+        if made is None:
+            return _present_size(store, diff_id), False
+        size = made
         if index is not None:
             store.file_index.put(diff_id, index.entries)
         return size, True
@@ -207,6 +214,12 @@ def ingest_blob(
         if layer.digest in exc.message:
             raise
         raise InvalidInputError(f"{what}: {exc.message}", hint=exc.hint) from exc
+
+
+def _present_size(store: Store, diff_id: str) -> int:
+    size = store.layer_size(diff_id)
+    assert size is not None
+    return size
 
 
 def layer_record(

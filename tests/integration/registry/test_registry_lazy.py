@@ -243,6 +243,49 @@ def test_two_pulls_of_the_same_new_layers_at_once_download_each_blob_once(
             api.store.close()
 
 
+def test_a_layer_another_pull_made_while_this_one_waited_is_not_downloaded(
+    lamina: Lamina,
+    proxy: Proxy,
+    busybox_rootfs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race behind the test above, made certain: the store lacks the layer when the
+    pull looks, and has it once the pull holds the blob's ingest lock (another pull
+    committed it in between). The pull must then use it, not download it again."""
+    lamina.import_image(busybox_rootfs, "base:1")
+    ref = f"{proxy.host}/lamina/base:1"
+    pushed = lamina.push("base:1", ref)
+    puller = Lamina(tmp_path / "puller")  # keeps no blobs: a layer is only its snapshot
+    puller.pull(ref)
+    puller.rmi([ref])  # its snapshots stay until a prune
+    store = puller.store
+    locked = False
+    real_has_layer, real_writer = store.has_layer, store.content.writer
+
+    def has_layer(diff_id: str) -> bool:
+        return locked and real_has_layer(diff_id)
+
+    def writer(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        nonlocal locked
+        opened = real_writer(*args, **kwargs)  # type: ignore[arg-type]
+        locked = True
+        return opened
+
+    monkeypatch.setattr(store, "has_layer", has_layer)
+    monkeypatch.setattr(store.content, "writer", writer)
+    proxy.reset()
+    try:
+        assert puller.pull(ref).digest == pushed.digest
+        layers = _layer_digests_of(puller, pushed.digest)
+        assert locked  # the pull did reach the ingest lock
+        assert not [s for s in proxy.blob_gets() if s.path.rsplit("/", 1)[1] in layers]
+        monkeypatch.undo()
+        assert store.fsck().ok
+    finally:
+        store.close()
+
+
 def _layer_digests_of(api: Lamina, digest: str) -> list[str]:
     return [layer.digest for layer in api.store.get_image(digest).layers]
 
