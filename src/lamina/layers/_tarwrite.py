@@ -36,6 +36,9 @@ _BLOCK = 512
 _CHUNK = 1 << 20
 _BUF = _CHUNK + 4 * _BLOCK  # a buffer: flushed once it holds _CHUNK, headers fit after
 _BUFFERS = 3  # one being filled, up to two being hashed
+# The hashing process's: more, so its start (~30 ms) and its turns on a busy machine
+# do not stop the writer.
+_PROCESS_BUFFERS = 12
 # A layer of at least this many entries whose files are indexed hashes in a child
 # process (`_ProcessHashing`): below, its start (~20 ms) costs more than the thread's
 # GIL hand-overs it saves.
@@ -173,7 +176,7 @@ class _ProcessHashing:
     many entries gets it (`_PROCESS_MIN_ENTRIES`); if it cannot start, the thread does."""
 
     def __init__(self, stream: bool) -> None:
-        size = _BUF * _BUFFERS
+        size = _BUF * _PROCESS_BUFFERS
         fd = os.memfd_create("lamina-layer-buffers", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, size)
@@ -188,7 +191,7 @@ class _ProcessHashing:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._to, self._from = self._proc.stdin.fileno(), self._proc.stdout.fileno()
         whole = memoryview(self._map)
-        self.bufs = [whole[n * _BUF : (n + 1) * _BUF] for n in range(_BUFFERS)]
+        self.bufs = [whole[n * _BUF : (n + 1) * _BUF] for n in range(_PROCESS_BUFFERS)]
         self._pending: list[int] = []  # buffers handed over, not yet hashed, in order
 
     def submit(self, n: int, length: int, spans: list[int], last: bool = False) -> None:
@@ -295,7 +298,7 @@ class _Output:
             self.out.write(chunk)
         self.total += self.pos
         self.pos = 0
-        self.current = (self.current + 1) % _BUFFERS
+        self.current = (self.current + 1) % len(self.hashing.bufs)
         self.hashing.wait(self.current)  # its bytes are hashed: it may be refilled
         self.view = self.hashing.bufs[self.current]
 
