@@ -60,8 +60,11 @@ WriterRow = tuple[str, str, int, int, int, int, int, str]
 class EntryCollector:
     """Collects one `IndexEntry` per layer entry, in layer order (`entries`)."""
 
-    clean_path = staticmethod(lambda path: _text(_clean(path)))
-    """A path as the index holds it (see `add`)."""
+    @staticmethod
+    def clean_path(path: str) -> str:
+        """A path as the index holds it (see `add`)."""
+        return _text(_clean(path))
+
     text = staticmethod(_text)
 
     def __init__(self) -> None:

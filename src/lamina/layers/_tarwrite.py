@@ -130,8 +130,9 @@ class _ThreadHashing:
 # lamina import: `python -I -S` starts in ~20 ms.
 _END = (1 << 64) - 1
 _WORKER = r"""
-import hashlib, mmap, os, struct, sys
+import hashlib, mmap, os, signal, struct, sys
 from array import array
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the writer ends it; ^C is the writer's
 fd, size, stream = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 view = memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ))
 total = hashlib.sha256() if stream else None
@@ -184,7 +185,8 @@ class _ProcessHashing:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", _WORKER, str(fd), str(size),
                  "1" if stream else "0"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(fd,),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                pass_fds=(fd,),
             )  # fmt: skip
         finally:
             os.close(fd)
