@@ -114,7 +114,7 @@ def test_without_a_process_the_thread_hashes(
     def fail(name: str, flags: int = 0) -> int:
         raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(_tarwrite.os, "memfd_create", fail)
+    monkeypatch.setattr(os, "memfd_create", fail)
     index = EntryCollector()
     write_layer(changes_from_dir(tmp_path / "tree"), None, collect=index)
     assert {e.path: e.digest for e in index.entries if e.path in expected} == expected
