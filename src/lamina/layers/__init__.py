@@ -53,7 +53,9 @@ tar back byte for byte (DigestMismatchError at its end if the snapshot changed),
 copies changes whose sources live elsewhere (a COPY's context files) into ``directory``
 entry by entry while it hashes their tar, each body read once (sources read ahead in
 the background): the snapshot is written straight, never through a tar and an applier.
-``write_layer`` hashes on other threads (the tar stream, the index's file digests).
+``write_layer`` hashes beside the writer (the tar stream, the index's file digests): on a
+thread, or for an indexed layer of many entries in a child process that reads the
+writer's buffers from a shared memfd (a thread would take the GIL once per file).
 
 File index: ``EntryCollector()`` passed as ``collect=`` to ``write_layer``,
 ``write_layer_blob`` or ``scan_layer`` (or fed ``tar_entry`` by any reader loop) gathers

@@ -9,10 +9,16 @@ recorded, so the same tree gives the same bytes anywhere. File bodies are read w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import mmap
 import os
 import stat
-from collections.abc import Callable, Iterable
+import struct
+import subprocess
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -28,7 +34,15 @@ if TYPE_CHECKING:
 
 _BLOCK = 512
 _CHUNK = 1 << 20
+_BUF = _CHUNK + 4 * _BLOCK  # a buffer: flushed once it holds _CHUNK, headers fit after
 _BUFFERS = 3  # one being filled, up to two being hashed
+# The hashing process's: more, so its start (~30 ms) and its turns on a busy machine
+# do not stop the writer.
+_PROCESS_BUFFERS = 12
+# A layer of at least this many entries whose files are indexed hashes in a child
+# process (`_ProcessHashing`): below, its start (~20 ms) costs more than the thread's
+# GIL hand-overs it saves.
+_PROCESS_MIN_ENTRIES = 2000
 _NOATIME = getattr(os, "O_NOATIME", 0)
 
 
@@ -49,115 +63,271 @@ class DigestingSink(Protocol):
     def uncompressed_digest(self) -> tuple[str, int]: ...
 
 
-class _Hasher:
-    """sha256 work done beside the writer, on another core (hashlib drops the GIL for
-    large updates): each flushed buffer's file spans (the index's digests), then the
-    buffer itself (the tar stream's digest), in one thread, in order. A buffer handed
-    over is not written again until its future is done."""
+_EMPTY = hashlib.sha256().hexdigest()
 
-    def __init__(self) -> None:
+
+def _buffers() -> list[bytearray]:
+    return [bytearray(_BUF) for _ in range(_BUFFERS)]
+
+
+class _ThreadHashing:
+    """The hashes on one thread of this process (hashlib drops the GIL for large
+    updates). A small layer's last buffer is hashed right there, no thread started.
+    Each per-file span costs the thread one GIL hand-over: many small files are
+    `_ProcessHashing`'s case."""
+
+    def __init__(self, stream: bool) -> None:
+        self._arrays = _buffers()
+        self.bufs = [memoryview(b) for b in self._arrays]
+        self._stream = hashlib.sha256() if stream else None
+        self._files: dict[int, Any] = {}
         self._pool: ThreadPoolExecutor | None = None
+        self._busy: list[Future[None] | None] = [None] * _BUFFERS
 
-    def submit(
-        self, stream: Any, chunk: Any, spans: list[tuple[Any, int, int]], view: memoryview
-    ) -> Future[None]:
+    def submit(self, n: int, length: int, spans: list[int], last: bool = False) -> None:
+        if self._stream is None and not spans:
+            return  # the sink hashes the stream itself
+        if last and self._pool is None:
+            self._hash(n, length, spans)
+            return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="layer-digests")
-        return self._pool.submit(_hash_buffer, stream, chunk, spans, view)
+        self._busy[n] = self._pool.submit(self._hash, n, length, spans)
 
-    def idle(self) -> bool:
-        """Nothing was ever handed over (so nothing can be pending)."""
-        return self._pool is None
+    def _hash(self, n: int, length: int, spans: list[int]) -> None:
+        view, files = self.bufs[n], self._files
+        for i in range(0, len(spans), 3):
+            digest = files.get(spans[i])
+            if digest is None:
+                digest = files[spans[i]] = hashlib.sha256()
+            digest.update(view[spans[i + 1] : spans[i + 2]])
+        if self._stream is not None:
+            self._stream.update(view[:length])
+
+    def wait(self, n: int) -> None:
+        future = self._busy[n]
+        if future is not None:
+            self._busy[n] = None
+            future.result()
+
+    def finish(self, files: int) -> tuple[str | None, list[str]]:
+        for n in range(_BUFFERS):
+            self.wait(n)
+        got = self._files
+        digests = [got[f].hexdigest() if f in got else _EMPTY for f in range(files)]
+        return (None if self._stream is None else self._stream.hexdigest()), digests
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
 
-def _hash_buffer(
-    stream: Any, chunk: Any, spans: list[tuple[Any, int, int]], view: memoryview
-) -> None:
-    for digest, start, end in spans:
-        digest.update(view[start:end])
-    if stream is not None:
-        stream.update(chunk)
+# The hashing process: buffers in a shared memfd, one message per buffer on its stdin
+# (`<QQI` buffer offset, length, span count, then the spans as `Q` triples with offsets
+# in the memfd), one byte back per buffer hashed; a message with length _END ends it
+# (its span count = the number of files) and the digests come back, one hex line each
+# (the stream's first, or an empty line), then the stream closes. Only stdlib, no
+# lamina import: `python -I -S` starts in ~20 ms.
+_END = (1 << 64) - 1
+_WORKER = r"""
+import hashlib, mmap, os, signal, struct, sys
+from array import array
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the writer ends it; ^C is the writer's
+fd, size, stream = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+view = memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ))
+total = hashlib.sha256() if stream else None
+files, sha256, head = {}, hashlib.sha256, struct.Struct("<QQI")
+def read(n):
+    parts = []
+    while n:
+        data = os.read(0, n)
+        if not data:
+            sys.exit(3)
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
+while True:
+    offset, length, count = head.unpack(read(head.size))
+    if length == (1 << 64) - 1:
+        break
+    spans = array("Q", read(24 * count)) if count else ()
+    for i in range(0, len(spans), 3):
+        h = files.get(spans[i])
+        if h is None:
+            h = files[spans[i]] = sha256()
+        h.update(view[spans[i + 1]:spans[i + 2]])
+    if total is not None:
+        total.update(view[offset:offset + length])
+    os.write(1, b"k")
+empty = sha256().hexdigest()
+lines = [total.hexdigest() if total is not None else ""]
+lines += [files[f].hexdigest() if f in files else empty for f in range(count)]
+data = "\n".join(lines).encode()
+while data:
+    data = data[os.write(1, data):]
+"""
+_HEAD = struct.Struct("<QQI")
+
+
+class _ProcessHashing:
+    """The hashes in a child process, beside the writer: its own interpreter, so the
+    per-file updates of many small files need no hand-over of this process's GIL (one
+    per span on a thread: ~10 µs each, 0.5 s of CPU for 50,000 files). The buffers live
+    in a memfd both map; each buffer costs one message and one byte back. A layer with
+    many entries gets it (`_PROCESS_MIN_ENTRIES`); if it cannot start, the thread does."""
+
+    def __init__(self, stream: bool) -> None:
+        size = _BUF * _PROCESS_BUFFERS
+        fd = os.memfd_create("lamina-layer-buffers", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _WORKER, str(fd), str(size),
+                 "1" if stream else "0"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                pass_fds=(fd,),
+            )  # fmt: skip
+        finally:
+            os.close(fd)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._to, self._from = self._proc.stdin.fileno(), self._proc.stdout.fileno()
+        whole = memoryview(self._map)
+        self.bufs = [whole[n * _BUF : (n + 1) * _BUF] for n in range(_PROCESS_BUFFERS)]
+        self._pending: list[int] = []  # buffers handed over, not yet hashed, in order
+
+    def submit(self, n: int, length: int, spans: list[int], last: bool = False) -> None:
+        if spans:
+            base = n * _BUF
+            offsets = array("Q", spans)
+            for i in range(1, len(offsets), 3):
+                offsets[i] += base
+                offsets[i + 1] += base
+            self._send(_HEAD.pack(base, length, len(spans) // 3) + offsets.tobytes())
+        else:
+            self._send(_HEAD.pack(n * _BUF, length, 0))
+        self._pending.append(n)
+
+    def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._to, view) :]
+        except BrokenPipeError:
+            self._failed()
+
+    def _failed(self) -> None:
+        raise LaminaError(
+            f"the layer hashing process ended early (exit status {self._proc.wait()})",
+            hint="this is a bug in lamina or the machine ran out of memory; try again",
+        )
+
+    def wait(self, n: int) -> None:
+        while n in self._pending:
+            got = os.read(self._from, len(self._pending))
+            if not got:
+                self._failed()
+            del self._pending[: len(got)]
+
+    def finish(self, files: int) -> tuple[str | None, list[str]]:
+        while self._pending:
+            self.wait(self._pending[-1])
+        self._send(_HEAD.pack(0, _END, files))
+        chunks = []
+        while data := os.read(self._from, 1 << 20):
+            chunks.append(data)
+        lines = b"".join(chunks).decode("ascii").split("\n")
+        if self._proc.wait() != 0 or len(lines) != files + 1:
+            self._failed()
+        return lines[0] or None, lines[1:]
+
+    def close(self) -> None:
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for buf in self.bufs:
+            buf.release()
+        with contextlib.suppress(BufferError):  # a view still held (a traceback's): GC
+            self._map.close()
 
 
 class _Output:
     """Reusable buffers in front of the sink; hashes what it flushes unless the sink does.
 
-    Hashing runs beside the writer (`_Hasher`): a flushed buffer goes to the hash thread
-    and the next one is filled meanwhile; `finish` waits for it (a layer that fits one
-    buffer is hashed right there, no thread started). ``copy_file`` can also hand each
+    Hashing runs beside the writer (`_ThreadHashing`, or `_ProcessHashing` for a layer of
+    many entries whose files are indexed): a flushed buffer is handed over and the next
+    one is filled meanwhile; `finish` waits for all. ``copy_file`` can also hand each
     chunk it reads to a copier (a COPY's snapshot), so bytes are read once.
     """
 
     def __init__(
-        self, out: BinaryIO | DigestingSink | None, record: SplitRecorder | None = None
+        self,
+        out: BinaryIO | DigestingSink | None,
+        record: SplitRecorder | None = None,
+        entries: int = 0,
     ) -> None:
         self.out = out
         self.record = record
-        self.hash = None if hasattr(out, "uncompressed_digest") else hashlib.sha256()
-        if out is None:
-            self.hash = hashlib.sha256()
-        self.bufs = [bytearray(_CHUNK + 4 * _BLOCK) for _ in range(_BUFFERS)]
-        self.busy: list[Future[None] | None] = [None] * _BUFFERS
+        stream = out is None or not hasattr(out, "uncompressed_digest")
+        self.hashing: _ThreadHashing | _ProcessHashing = _ThreadHashing(stream)
+        if entries >= _PROCESS_MIN_ENTRIES:
+            with contextlib.suppress(OSError):  # no memfd, no fork: the thread does it
+                self.hashing = _ProcessHashing(stream)
         self.current = 0
-        self.buf = self.bufs[0]
-        self.view = memoryview(self.buf)
-        self.spans: list[tuple[Any, int, int]] = []  # (file digest, start, end) in `buf`
-        self.hasher = _Hasher()
+        self.view = self.hashing.bufs[0]
+        self.spans: list[int] = []  # (file number, start, end) in `view`
+        self.files = 0  # file numbers handed out
         self.pos = 0
         self.total = 0
+        self.stream_digest: str | None = None
+        self.file_digests: list[str] = []
+
+    def new_file(self) -> int:
+        """A number for a file whose content `copy_file` hashes (its index digest)."""
+        self.files += 1
+        return self.files - 1
 
     def flush(self, last: bool = False) -> None:
         if not self.pos:
             return
         chunk = self.view[: self.pos]
-        if last and self.hasher.idle():
-            _hash_buffer(self.hash, chunk, self.spans, self.view)
-            self.spans = []
-        elif self.hash is not None or self.spans:
-            self.busy[self.current] = self.hasher.submit(self.hash, chunk, self.spans, self.view)
-            self.spans = []
+        self.hashing.submit(self.current, self.pos, self.spans, last)
+        self.spans = []
         if self.out is not None:
             self.out.write(chunk)
         self.total += self.pos
         self.pos = 0
-        self.current = (self.current + 1) % _BUFFERS
-        self._wait(self.current)  # its bytes are hashed: it may be refilled
-        self.buf = self.bufs[self.current]
-        self.view = memoryview(self.buf)
+        self.current = (self.current + 1) % len(self.hashing.bufs)
+        self.hashing.wait(self.current)  # its bytes are hashed: it may be refilled
+        self.view = self.hashing.bufs[self.current]
 
     def finish(self) -> None:
         """Flush, and wait for every hash to have seen every byte."""
         self.flush(last=True)
-        for n in range(_BUFFERS):
-            self._wait(n)
-
-    def _wait(self, n: int) -> None:
-        future = self.busy[n]
-        if future is not None:
-            self.busy[n] = None
-            future.result()
+        self.stream_digest, self.file_digests = self.hashing.finish(self.files)
 
     def close(self) -> None:
-        self.hasher.close()
+        self.hashing.close()
 
     def put(self, data: bytes) -> None:
         if self.record is not None:
             self.record.raw(data)
-        if len(data) > len(self.buf) - self.pos:
-            self.flush()
-            if len(data) > len(self.buf):
-                if self.hash is not None:  # in order, behind what the thread has
-                    self.hasher.submit(self.hash, data, [], self.view).result()
-                if self.out is not None:
-                    self.out.write(data)
-                self.total += len(data)
-                return
-        self.buf[self.pos : self.pos + len(data)] = data
-        self.pos += len(data)
+        end = self.pos + len(data)
+        if end <= _BUF:
+            self.view[self.pos : end] = data
+            self.pos = end
+            return
+        rest = memoryview(data)
+        while rest:  # larger than what is left (a huge PAX header): buffer by buffer
+            if self.pos == _BUF:
+                self.flush()
+            take = min(_BUF - self.pos, len(rest))
+            self.view[self.pos : self.pos + take] = rest[:take]
+            self.pos += take
+            rest = rest[take:]
 
     def copy_file(
         self,
@@ -165,11 +335,12 @@ class _Output:
         size: int,
         source: str,
         name: str,
-        digest: Any = None,
+        digest: int | None = None,
         copy_to: Callable[[memoryview], None] | None = None,
     ) -> None:
-        """Copy `size` bytes of `fd` (the layer path `name`); `digest` (a hashlib object)
-        sees them (once `finish` returns); `copy_to` is called with them too."""
+        """Copy `size` bytes of `fd` (the layer path `name`); file number `digest` (from
+        `new_file`) gets their sha256 (in `file_digests` once `finish` returns);
+        `copy_to` is called with them too."""
         if self.record is not None:
             self.record.file(name, size)
         remaining = size
@@ -184,7 +355,7 @@ class _Output:
                     hint="do not modify a tree while lamina commits it",
                 )
             if digest is not None:
-                self.spans.append((digest, self.pos, self.pos + n))
+                self.spans += (digest, self.pos, self.pos + n)
             if copy_to is not None:
                 copy_to(self.view[self.pos : self.pos + n])
             self.pos += n
@@ -264,9 +435,11 @@ def write_layer(
     entry as it is written (its file index; file content hashed from the bytes being
     copied, never read twice). ``copier``: each entry is also written to where the
     copier puts it (a COPY's snapshot), file bodies from the same bytes; headers still
-    come from the change (its ``st``, xattrs, link). The hashes run on other threads.
+    come from the change (its ``st``, xattrs, link). The hashes run beside the writer,
+    on a thread or (an indexed layer of many entries) in a child process.
     """
-    sink = _Output(out, record)
+    many = len(changes) if collect is not None and isinstance(changes, Sized) else 0
+    sink = _Output(out, record, many)
     try:
         entries = _write_entries(changes, sink, source_date_epoch, collect, copier)
         if copier is not None:
@@ -276,12 +449,16 @@ def write_layer(
     finally:
         sink.close()
     if collect is not None:
-        collect.resolve()
-    if sink.hash is not None:
-        diff_id, size = "sha256:" + sink.hash.hexdigest(), sink.total
+        collect.resolve(sink.file_digests)
+    if sink.stream_digest is not None:
+        diff_id, size = "sha256:" + sink.stream_digest, sink.total
     else:
         diff_id, size = out.uncompressed_digest()  # type: ignore[union-attr]
     return LayerStats(diff_id, size, entries)
+
+
+def _no_path(path: str) -> str:
+    raise AssertionError("no file index is collected")
 
 
 def _write_entries(
@@ -292,8 +469,13 @@ def _write_entries(
     copier: EntryCopier | None,
 ) -> int:
     entries = 0
-    first_path: dict[tuple[int, int], bytes] = {}
+    first_path: dict[tuple[int, int], tuple[bytes, int, int]] = {}  # -> path, size, file
     no_xattrs: dict[str, bytes] = {}
+    # The file index's rows, plain tuples (`EntryCollector.writer_rows`); a file's digest
+    # is its number in `sink` until the hashes are done.
+    rows = collect.writer_rows() if collect is not None else None
+    index_path = _no_path if collect is None else collect.clean_path
+    index_text = _no_path if collect is None else collect.text
     for change in changes:
         path = change.path.encode("utf-8", "surrogateescape")
         if change.kind is not ChangeKind.ADD:
@@ -308,8 +490,9 @@ def _write_entries(
             mtime = 0 if source_date_epoch is None else source_date_epoch
             sink.put(build_header(name, b"0", 0o644, 0, 0, 0, mtime))
             entries += 1
-            if collect is not None:
-                collect.marker(name.decode("utf-8", "surrogateescape"))
+            if rows is not None:
+                kind = "opaque" if change.kind is ChangeKind.OPAQUE else "whiteout"
+                rows.append((index_path(change.path), kind, 0, 0, 0, 0, -1, ""))
             continue
         st = change.st if change.st is not None else os.lstat(change.source)
         fmt = stat.S_IFMT(st.st_mode)
@@ -326,17 +509,19 @@ def _write_entries(
             size = st.st_size
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
-                target = first_path.get(key)
-                if target is not None:
+                first = first_path.get(key)
+                if first is not None:
+                    target, target_size, target_file = first
                     if copier is not None:
                         copier.place(change, st, no_xattrs)
                     sink.put(build_header(path, b"1", mode, st.st_uid, st.st_gid, 0, mtime, target))
                     entries += 1
-                    if collect is not None:
-                        collect.add(change.path, "hardlink", mode=mode, uid=st.st_uid,
-                                    gid=st.st_gid, link=os.fsdecode(target))  # fmt: skip
+                    if rows is not None:  # the target's size and digest
+                        rows.append((index_path(change.path), "hardlink", target_size, mode,
+                                     st.st_uid, st.st_gid, target_file,
+                                     index_path(os.fsdecode(target))))  # fmt: skip
                     continue
-                first_path[key] = path
+                first_path[key] = (path, size, -1 if rows is None else sink.files)
         elif fmt == stat.S_IFDIR:
             path += b"/"
         elif fmt == stat.S_IFLNK:
@@ -351,7 +536,7 @@ def _write_entries(
             major, minor, xattrs,
         ))  # fmt: skip
         entries += 1
-        digest = hashlib.sha256() if collect is not None and fmt == stat.S_IFREG else None
+        digest = sink.new_file() if rows is not None and fmt == stat.S_IFREG else None
         if size:
             src, copy = body if body is not None else (_open_nofollow(change.source), False)
             try:
@@ -361,9 +546,10 @@ def _write_entries(
                     copier.finish_file(change, st, xattrs)
             finally:
                 os.close(src)
-        if collect is not None:
-            collect.add(
-                change.path, _KIND[fmt], size=size, mode=mode, uid=st.st_uid, gid=st.st_gid,
-                hasher=digest, link=os.fsdecode(linkname),
-            )  # fmt: skip
+        if rows is not None:
+            rows.append((
+                index_path(change.path), _KIND[fmt], size, mode, st.st_uid, st.st_gid,
+                -1 if digest is None else digest,
+                index_text(os.fsdecode(linkname)) if linkname else "",
+            ))  # fmt: skip
     return entries

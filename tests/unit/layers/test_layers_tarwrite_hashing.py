@@ -1,0 +1,120 @@
+"""The layer writer's hashing beside it: on a thread, or (an indexed layer of many
+entries) in a child process reading the writer's buffers from a shared memfd. Either
+way the diff_id is the sha256 of the tar's bytes and each file's index digest the
+sha256 of its content, read once."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from lamina.errors import LaminaError
+from lamina.layers import EntryCollector, _tarwrite, changes_from_dir, write_layer
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Files of many sizes (empty, sub-block, across several 1 MiB buffers), a hardlink
+    and a symlink; the sha256 of each file's content by path."""
+    root.mkdir()
+    rng = random.Random(11)
+    expected: dict[str, str] = {}
+    for n in range(60):
+        data = rng.randbytes(rng.choice([0, 1, 511, 512, 20_000, 70_000, 1_100_000, 2_500_000]))
+        (root / f"f{n:02d}").write_bytes(data)
+        expected[f"f{n:02d}"] = hashlib.sha256(data).hexdigest()
+    os.link(root / "f07", root / "z-link")
+    (root / "z-sym").symlink_to("f07")
+    return expected
+
+
+@pytest.mark.parametrize("process", [True, False], ids=["process", "thread"])
+@pytest.mark.parametrize("sink", ["bytes", "none"])
+def test_digests_beside_the_writer_equal_hashlib_of_each_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, process: bool, sink: str
+) -> None:
+    expected = _tree(tmp_path / "tree")
+    monkeypatch.setattr(_tarwrite, "_PROCESS_MIN_ENTRIES", 1 if process else 1 << 40)
+    started = _started(monkeypatch)
+    changes = changes_from_dir(tmp_path / "tree")
+    out = io.BytesIO()
+    index = EntryCollector()
+    stats = write_layer(changes, out if sink == "bytes" else None, collect=index)
+    assert started == ([True] if process else [])
+    assert stats.size > 2 * _tarwrite._PROCESS_BUFFERS * _tarwrite._BUF  # buffers went round
+    plain = io.BytesIO()
+    assert write_layer(changes, plain).diff_id == stats.diff_id  # no index: the thread
+    assert stats.diff_id == "sha256:" + hashlib.sha256(plain.getvalue()).hexdigest()
+    if sink == "bytes":
+        assert out.getvalue() == plain.getvalue()
+    got = {e.path: e for e in index.entries}
+    assert {p: got[p].digest for p in expected} == expected
+    assert (got["z-link"].kind, got["z-link"].digest, got["z-link"].link) == (
+        "hardlink", expected["f07"], "f07")  # fmt: skip
+    assert got["z-link"].size == (tmp_path / "tree" / "f07").stat().st_size
+    assert (got["z-sym"].kind, got["z-sym"].digest, got["z-sym"].link) == ("symlink", None, "f07")
+    assert [e.path for e in index.entries] == [c.path for c in changes]
+
+
+def _started(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Records each hashing process started."""
+    started: list[bool] = []
+    real = _tarwrite._ProcessHashing.__init__
+
+    def spy(self: _tarwrite._ProcessHashing, stream: bool) -> None:
+        started.append(True)
+        real(self, stream)
+
+    monkeypatch.setattr(_tarwrite._ProcessHashing, "__init__", spy)
+    return started
+
+
+def test_a_header_larger_than_a_buffer_goes_through_the_buffers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PAX header bigger than a buffer (a long xattr value) is split over buffers: the
+    hashing process sees every byte in order."""
+    monkeypatch.setattr(_tarwrite, "_PROCESS_MIN_ENTRIES", 1)
+    out = _tarwrite._Output(io.BytesIO(), None, entries=1)
+    sink = out.out
+    assert isinstance(sink, io.BytesIO)
+    data = random.Random(3).randbytes(3 * _tarwrite._BUF + 5)
+    try:
+        out.put(b"head")
+        out.put(data)
+        out.put(b"tail")
+        out.finish()
+    finally:
+        out.close()
+    assert sink.getvalue() == b"head" + data + b"tail"
+    assert out.stream_digest == hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def test_a_hashing_process_that_dies_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path / "tree")
+    monkeypatch.setattr(_tarwrite, "_PROCESS_MIN_ENTRIES", 1)
+    monkeypatch.setattr(_tarwrite, "_WORKER", "import sys; sys.exit(3)")
+    with pytest.raises(LaminaError, match="hashing process ended early"):
+        write_layer(changes_from_dir(tmp_path / "tree"), None, collect=EntryCollector())
+
+
+def test_without_a_process_the_thread_hashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No memfd or no process (OSError): the writer falls back to its thread."""
+    expected = _tree(tmp_path / "tree")
+    monkeypatch.setattr(_tarwrite, "_PROCESS_MIN_ENTRIES", 1)
+
+    def fail(name: str, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "memfd_create", fail)
+    index = EntryCollector()
+    write_layer(changes_from_dir(tmp_path / "tree"), None, collect=index)
+    assert {e.path: e.digest for e in index.entries if e.path in expected} == expected
