@@ -431,7 +431,13 @@ class Builder:
             write_owner(path)
             yield path
         finally:
-            shutil.rmtree(path, ignore_errors=True)
+            # A step's killed process may still be writing into its upper dir for a moment
+            # after an interrupt: a removal racing it finds a directory not yet empty.
+            for attempt in range(20):
+                shutil.rmtree(path, ignore_errors=True)
+                if not path.exists():
+                    break
+                time.sleep(0.05 * (attempt + 1))
 
     @contextlib.contextmanager
     def _view(
