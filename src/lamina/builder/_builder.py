@@ -356,8 +356,11 @@ class Builder:
         if isinstance(runner, CopyStep):
             result = runner.execute(lowerdirs, direct=not needs_snapshot)
             if runner.direct is not None:
-                return layer_from_entries(self.store, self.lease, result, runner.direct,
-                                          source_date_epoch=sde)  # fmt: skip
+                layer = layer_from_entries(self.store, self.lease, result, runner.direct,
+                                           source_date_epoch=sde,
+                                           previous=runner.previous_files())  # fmt: skip
+                runner.remember_layer(layer.diff_id)
+                return layer
             return layer_from_dir(self.store, self.lease, result, overlay_upper=False,
                                   source_date_epoch=sde)  # fmt: skip
         if isinstance(runner, RunStep):

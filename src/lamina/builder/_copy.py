@@ -146,6 +146,7 @@ class Stager:
         self.staging = staging
         # Direct: entries are not copied, only described (layer path → Change of the source).
         self.direct: dict[str, Change] | None = {} if direct else None
+        self.context_paths: dict[str, str] = {}  # direct: layer path → context path (files)
         self.view = view
         self.owner = owner
         self.chmod = chmod
@@ -219,6 +220,8 @@ class Stager:
             rel = os.path.relpath(target, self.staging)
             st = _with_owner(os.lstat(source), mode, uid, gid)
             self.direct[rel] = Change(rel, ChangeKind.ADD, source, st)
+            if f.kind == "file":
+                self.context_paths[rel] = f.path
             return
         if f.kind == "dir":
             if not os.path.isdir(target) or os.path.islink(target):
