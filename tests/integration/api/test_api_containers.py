@@ -457,6 +457,12 @@ def test_init_network_none_restart_and_attach(cli: Cli) -> None:
     assert attached.returncode == 0 and attached.stdout == "run\n"
 
 
+def _default_sigint() -> None:
+    # A suite started in the background hands its children an ignored SIGINT, which Python
+    # (as POSIX asks of programs) keeps ignoring: the signal under test would never arrive.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_detached_rm_goes_by_itself_and_signals_reach_the_process(cli: Cli) -> None:
     cli.ok("run", "-d", "--rm", "busybox", "true")
     deadline = time.monotonic() + 20
@@ -465,7 +471,8 @@ def test_detached_rm_goes_by_itself_and_signals_reach_the_process(cli: Cli) -> N
     assert list((cli.root / "containers").iterdir()) == []  # the monitor removed it
     proc = subprocess.Popen([LAMINA, "--root", str(cli.root), "run", "--name", "sig", "busybox",
                              "sh", "-c", "trap 'exit 33' INT; echo ready; while true; do sleep 0.1;"
-                             " done"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+                             " done"], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)  # fmt: skip
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 33
