@@ -90,6 +90,7 @@ class Builder:
         self.bp: BuildPlan
         # Per stage: how many of its layers its first FROM image gave, and that image.
         self._bases: dict[int, tuple[int, str]] = {}
+        self._spread = False  # snapshots/ marked (once per build)
 
     def observe(self, files: Sequence[ContextFile]) -> None:
         """Remember context entries a step read (stage threads call this concurrently)."""
@@ -427,7 +428,13 @@ class Builder:
     def _scratch(self, kind: str) -> Iterator[Path]:
         # Beside the snapshots (one file system): a result directory is renamed, not copied.
         from lamina.runtime import write_owner
+        from lamina.snapshots import spread_new_directories
 
+        # Each step's files land in a block group of their own (ext4), not beside what
+        # earlier steps just deleted: see spread_new_directories.
+        if not self._spread:
+            spread_new_directories(self.store.snapshots_dir)
+            self._spread = True
         path = Path(tempfile.mkdtemp(prefix=f".tmp-{kind}-", dir=self.store.snapshots_dir))
         try:
             # Mounts live in here while a step runs: a later command unmounts them if we die.

@@ -16,6 +16,9 @@ import pytest
 from lamina.api import Lamina, build_image
 from lamina.transport import open_layer_tar
 
+# Whole builds (one under runc): `make test-fast` leaves them to `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 DOCKERFILE = "FROM busybox\nCOPY src/ /app/\n"
 EPOCH = "1700000000"
 
