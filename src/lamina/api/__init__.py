@@ -13,14 +13,14 @@
     report, layers = lamina.analyze("me/app:1")     # waste, lines, duplicates (lamina.analysis)
     lamina.compare("me/app:2", "me/app:1"); lamina.analyze_store(); lamina.index_layers()
 
-The CLI is a presentation of these; tests use them directly.
+The CLI is a presentation of these; tests use them directly. `lamina run` opens the root
+as `RunHost.open(root)` instead (the container code over the metadata db alone, a `Lamina`
+opened only for what needs it: see `_container_host`); every name here loads on first use.
 """
 
-from typing import TYPE_CHECKING
-
 from lamina._lazy import lazy_names
-from lamina.api._lamina import ImageSummary, Lamina, default_root, familiar, normalize_tag
 
+TYPE_CHECKING = False  # (not `typing`: `lamina run` does without it)
 if TYPE_CHECKING:
     from lamina.api._build import (
         build_image,
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         parse_secret,
         parse_ssh,
     )
+    from lamina.api._container_host import RunHost
     from lamina.api._containers import (
         Attach,
         ContainerExit,
@@ -39,11 +40,19 @@ if TYPE_CHECKING:
         describe_status,
     )
     from lamina.api._history import HistoryRow, history_rows
+    from lamina.api._lamina import ImageSummary, Lamina, familiar, normalize_tag
     from lamina.api._replay import BuildRequest
+    from lamina.api._root import default_root
     from lamina.api._transfer_types import LoadResult
 
-# Loaded on first use: every command imports lamina.api, and `lamina run` needs none of these.
+# Loaded on first use: every command imports lamina.api, and `lamina run` needs none of
+# these but `RunHost` (the store as a container's start and end need it) and the container
+# code.
 _LAZY = {
+    **dict.fromkeys(("ImageSummary", "Lamina", "familiar", "normalize_tag"),
+                    "lamina.api._lamina"),
+    "default_root": "lamina.api._root",
+    "RunHost": "lamina.api._container_host",
     **dict.fromkeys(("Attach", "ContainerExit", "ContainerInfo", "Containers", "RunOptions",
                      "describe_status"), "lamina.api._containers"),
     **dict.fromkeys(("build_image", "check_dockerfile", "parse_build_args", "parse_labels",
@@ -60,6 +69,7 @@ __all__ = [
     "ContainerExit",
     "ContainerInfo",
     "Containers",
+    "RunHost",
     "RunOptions",
     "describe_status",
     "BuildRequest",

@@ -25,18 +25,14 @@ import builtins
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
 import stat
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import NamedTuple
 
 from lamina.api._container_opts import (
     merge_env,
@@ -48,7 +44,6 @@ from lamina.api._container_opts import (
 )
 from lamina.errors import ConflictError, InvalidInputError, LaminaError, NotFoundError
 from lamina.layers import resolve_in_root
-from lamina.oci import History
 from lamina.runtime import (
     EXIT_LAMINA_FAILED,
     LOG_FILE,
@@ -81,10 +76,17 @@ from lamina.snapshots import (
     overlay_mount,
     unmount,
 )
-from lamina.store import ContainerRecord, ImageRecord
+from lamina.store import ContainerRecord
 
+# `lamina run` loads this module: no dataclass, no `typing` at run time (milliseconds of
+# every run; see `lamina.api._container_host`).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from lamina.api._lamina import Lamina
+    import subprocess
+    from collections.abc import Iterator, Sequence
+    from typing import Any
+
+    from lamina.api._container_host import ContainerHost, ImageLike
 
 TINI = Path("/usr/bin/tini-static")
 INIT_TARGET = "/sbin/docker-init"
@@ -98,6 +100,11 @@ _SURNAMES = ("archimedes", "babbage", "curie", "darwin", "euler", "franklin", "g
              "hopper", "lovelace", "meitner", "noether", "pascal", "ritchie", "turing")
 
 
+def _pick(words: tuple[str, ...]) -> str:
+    """A random word (for names; `secrets` would load `random`, `hmac` and `base64`)."""
+    return words[int.from_bytes(os.urandom(2)) % len(words)]
+
+
 class ContainerExit(LaminaError):
     """The container's process could not be started: `code` is Docker's (125, 126, 127)."""
 
@@ -106,31 +113,66 @@ class ContainerExit(LaminaError):
         self.code = code
 
 
-@dataclass
 class RunOptions:
-    """Everything `lamina run` takes (see `lamina run --help`)."""
+    """Everything `lamina run` takes (see `lamina run --help`). (A plain class, not a
+    dataclass: `lamina run` makes one, and the dataclass machinery costs it milliseconds.)"""
 
-    image: str
-    command: Sequence[str] = ()
-    name: str | None = None
-    detach: bool = False
-    remove: bool = False
-    interactive: bool = False
-    tty: bool = False
-    env: Sequence[str] = ()
-    env_files: Sequence[Path] = ()
-    workdir: str | None = None
-    user: str | None = None
-    entrypoint: str | None = None
-    network: str | None = None
-    volumes: Sequence[str] = ()
-    read_only: bool = False
-    hostname: str | None = None
-    init: bool = False
-    stop_signal: str | None = None
-    stop_timeout: int | None = None
-    security_opts: Sequence[str] = ()
-    host_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    def __init__(
+        self,
+        image: str,
+        command: Sequence[str] = (),
+        name: str | None = None,
+        detach: bool = False,
+        remove: bool = False,
+        interactive: bool = False,
+        tty: bool = False,
+        env: Sequence[str] = (),
+        env_files: Sequence[Path] = (),
+        workdir: str | None = None,
+        user: str | None = None,
+        entrypoint: str | None = None,
+        network: str | None = None,
+        volumes: Sequence[str] = (),
+        read_only: bool = False,
+        hostname: str | None = None,
+        init: bool = False,
+        stop_signal: str | None = None,
+        stop_timeout: int | None = None,
+        security_opts: Sequence[str] = (),
+        host_env: dict[str, str] | None = None,
+    ) -> None:
+        self.image = image
+        self.command = command
+        self.name = name
+        self.detach = detach
+        self.remove = remove
+        self.interactive = interactive
+        self.tty = tty
+        self.env = env
+        self.env_files = env_files
+        self.workdir = workdir
+        self.user = user
+        self.entrypoint = entrypoint
+        self.network = network
+        self.volumes = volumes
+        self.read_only = read_only
+        self.hostname = hostname
+        self.init = init
+        self.stop_signal = stop_signal
+        self.stop_timeout = stop_timeout
+        self.security_opts = security_opts
+        self.host_env: dict[str, str] = dict(os.environ) if host_env is None else host_env
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"RunOptions({fields})"
 
 
 class Attach(NamedTuple):
@@ -160,9 +202,10 @@ class ContainerInfo(NamedTuple):
 
 
 class Containers:
-    """The container commands over one `Lamina` (its store and root)."""
+    """The container commands over one host: `Lamina`, or `RunHost` for `lamina run` (see
+    `lamina.api._container_host`): its store and root."""
 
-    def __init__(self, lam: Lamina) -> None:
+    def __init__(self, lam: ContainerHost) -> None:
         self.lam = lam
         self.store = lam.store
         self.dir = lam.root / "containers"
@@ -192,7 +235,7 @@ class Containers:
     def create(self, opts: RunOptions) -> ContainerRecord:
         """Record the container and prepare its directories (nothing runs yet)."""
         image = self.lam.resolve(opts.image)
-        config = self.lam.config(image).container_config
+        config = self.lam.container_config(image)
         volumes = [parse_volume(v) for v in opts.volumes]
         if opts.network not in (None, "host", "none", "default", "bridge"):
             raise InvalidInputError(f"network {opts.network!r}: lamina supports host and none")
@@ -224,7 +267,7 @@ class Containers:
         if not name or name[0] in "_.-" or not set(name) <= _NAME_OK or len(name) > 255:
             raise InvalidInputError(f"invalid container name {name!r}",
                                     hint="[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # fmt: skip
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
         network = "none" if opts.network == "none" else "host"
         if opts.hostname:
             hostname = opts.hostname
@@ -285,22 +328,24 @@ class Containers:
     def _free_name(self) -> str:
         taken = {c.name for c in self.store.list_containers()}
         for _ in range(100):
-            name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}"
+            name = f"{_pick(_ADJECTIVES)}_{_pick(_SURNAMES)}"
             if name not in taken:
                 return name
-        return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}{secrets.randbelow(1000)}"
+        return f"{_pick(_ADJECTIVES)}_{_pick(_SURNAMES)}{int.from_bytes(os.urandom(2)) % 1000}"
 
-    def _lowers(self, image: ImageRecord) -> list[Path]:
+    def _lowers(self, image: ImageLike) -> list[Path]:
         """The image's snapshot dirs, bottom first (unpacked now if they are not yet)."""
         paths = [self.store.snapshot_path(x.diff_id) for x in image.layers]
         if all(p.is_dir() for p in paths):
             return paths  # the container's record keeps them from prune: no lease needed
-        with self.store.lease() as lease:
+        # Lazy layers (a registry holds them) are fetched and unpacked by the full store.
+        store = self.lam.full().store
+        with store.lease() as lease:
             from lamina.snapshots import ensure_snapshots
 
-            return ensure_snapshots(self.store, image.layers, lease)
+            return ensure_snapshots(store, store.get_image(image.digest).layers, lease)
 
-    def _prepare(self, record: ContainerRecord, image: ImageRecord) -> None:
+    def _prepare(self, record: ContainerRecord, image: ImageLike) -> None:
         spec = record.state["spec"]
         d = self._dir(record.id)
         self.dir.mkdir(mode=0o700, exist_ok=True)
@@ -315,8 +360,7 @@ class Containers:
         targets += [(v[1], Path(v[0]).is_dir()) for v in spec["volumes"]]
         if spec["init"]:
             targets.append((INIT_TARGET, False))
-        view = d / "rootfs"
-        with mounted(overlay_mount(lowers[::-1] or [d / "init"]), view):
+        with self._image_view(d, lowers) as view:
             self._make_init_layer(view, d / "init", targets)
             workdir = resolve_in_root(view, spec["workdir"])
             where = view / workdir.path().lstrip("/")
@@ -327,6 +371,19 @@ class Containers:
             user = resolve_user(view, spec["user"])
             spec.update(uid=user.uid, gid=user.gid, groups=list(user.additional_gids))
             spec["home"] = home_dir(view, user.uid)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _image_view(d: Path, lowers: builtins.list[Path]) -> Iterator[Path]:
+        """The image's tree, read-only, to look into while preparing: one layer is its own
+        snapshot (read only through the scoped resolver, which never writes), several are
+        mounted merged on the container's rootfs dir."""
+        if len(lowers) == 1:
+            yield lowers[0]
+            return
+        view = d / "rootfs"
+        with mounted(overlay_mount(lowers[::-1] or [d / "init"]), view):
+            yield view
 
     @staticmethod
     def _make_init_layer(view: Path, init: Path, targets: list[tuple[str, bool]]) -> None:
@@ -419,8 +476,8 @@ class Containers:
         state = dict(record.state)
         state.update(status="running", owner=list(current_owner()), started_at=time.time(),
                      exit_code=None, error=None, finished_at=None)  # fmt: skip
-        (d / "exit.json").unlink(missing_ok=True)
-        (d / "monitor.json").unlink(missing_ok=True)
+        for name in ("exit.json", "monitor.json", "pid"):  # the last start's
+            (d / name).unlink(missing_ok=True)
         self.store.set_container_state(record.id, state)
         try:
             self._mount_rootfs(record)
@@ -440,8 +497,11 @@ class Containers:
             durable_exit=not record.state["spec"].get("autoremove"),
         )  # fmt: skip
         self.state_dir.mkdir(mode=0o700, exist_ok=True)
-        fold = [sys.executable, "-c", "import sys; from lamina.api import Lamina; "
-                "Lamina(sys.argv[1]).recover()", str(self.lam.root.absolute())]  # fmt: skip
+        # The fold opens the root as `lamina run` does (light), else the whole API.
+        fold = [sys.executable, "-c", "import sys, pathlib; from lamina.api import Lamina, "
+                "RunHost; root = pathlib.Path(sys.argv[1]); "
+                "(RunHost.open(root) or Lamina(root)).recover()",
+                str(self.lam.root.absolute())]  # fmt: skip
         # Attached, the command folds the exit itself (and any later command would).
         started = spawn_monitor(spec, fold if attach.stdout is None else None)
         ok, code, error = started.wait_started()
@@ -494,6 +554,13 @@ class Containers:
             return record
         d = self._dir(record.id)
         result = read_exit(d)
+        if result is None and not (d / "pid").exists():
+            starting = read_monitor(d)
+            if starting is not None and alive(starting):
+                # Its monitor is still starting it (runc creating the container; the command
+                # that asked may be gone): what it is, is known once that is done.
+                self._await_start(d, starting)
+                result = read_exit(d)
         if result is None:
             monitor = read_monitor(d)
             if monitor is not None and alive(monitor):
@@ -521,6 +588,18 @@ class Containers:
             return self.store.get_container(record.id)
         except NotFoundError:
             return None
+
+    @staticmethod
+    def _await_start(d: Path, monitor: Owner, timeout: float = 30.0) -> None:
+        """Wait until a start the monitor is making has an outcome: runc wrote the process'
+        pid, the monitor wrote the exit, or it died (bounded: runc may hang)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while not (d / "pid").exists() and not (d / "exit.json").exists():
+            if not alive(monitor) or time.monotonic() >= deadline:
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     def _info(self, record: ContainerRecord) -> ContainerInfo:
         s = record.state
@@ -607,6 +686,8 @@ class Containers:
     # -- signals -----------------------------------------------------------------------
 
     def _runc(self, *args: str) -> subprocess.CompletedProcess[str]:
+        import subprocess
+
         return subprocess.run([runc_binary(), "--root", str(self.state_dir), *args],
                               capture_output=True, text=True, check=False)  # fmt: skip
 
@@ -705,7 +786,7 @@ class Containers:
         for sub in ("rootfs", "diff-view"):
             with contextlib.suppress(LaminaError):
                 unmount(d / sub)
-        trash = self.dir / f".trash-{record.id}-{secrets.token_hex(4)}"
+        trash = self.dir / f".trash-{record.id}-{os.urandom(4).hex()}"
         try:
             os.rename(d, trash)
         except FileNotFoundError:
@@ -805,7 +886,7 @@ class Containers:
         fake = ContainerRecord(record.id, record.name, record.image,
                                {**record.state, "spec": spec}, record.created)  # fmt: skip
         process = self._config(fake, exec_args=command)["process"]
-        token = secrets.token_hex(6)
+        token = os.urandom(6).hex()
         process_file = d / f"exec-{token}.json"
         process_file.write_text(json.dumps(process))
         log = d / f"exec-{token}.log"
@@ -816,6 +897,8 @@ class Containers:
         if detach:
             argv.append("--detach")
         argv.append(record.id)
+        import subprocess
+
         try:
             done = subprocess.run(argv, stdin=None if interactive else subprocess.DEVNULL,
                                   check=False)  # fmt: skip
@@ -882,16 +965,19 @@ class Containers:
         from lamina.api._instructions import apply_changes, check_change_commands
         from lamina.api._lamina import normalize_tag
         from lamina.builder import layer_from_dir, timestamp
+        from lamina.oci import History
         from lamina.store import write_image
 
+        lam = self.lam.full()
+        store = lam.store
         check_change_commands(changes)
         tags = [normalize_tag(reference)] if reference else []
         record = self.refresh(self.get(ref))
         if record is None:
             raise NotFoundError(f"no such container: {ref}")
-        image = self.store.get_image(record.image)
+        image = store.get_image(record.image)
         spec = record.state["spec"]
-        base = self.lam.config(image)
+        base = lam.config(image)
         config = base.with_container_config(
             Env=spec["env"], Cmd=spec["cmd"] or None, Entrypoint=spec["entrypoint"] or None,
             User=spec["user"], WorkingDir=spec["workdir"] if spec["workdir"] != "/" or
@@ -906,8 +992,8 @@ class Containers:
             )
             paused = self._runc("pause", record.id).returncode == 0
         try:
-            with self.store.lease() as lease:
-                layer = layer_from_dir(self.store, lease, self._dir(record.id) / "upper",
+            with store.lease() as lease:
+                layer = layer_from_dir(store, lease, self._dir(record.id) / "upper",
                                        overlay_upper=True, source_date_epoch=None,
                                        keep_directory=True)  # fmt: skip
                 now = timestamp(None, time.time())
@@ -917,7 +1003,7 @@ class Containers:
                     History(now, created_by, message, author),
                 ).with_fields(created=now, **({"author": author} if author else {}))
                 layers = (*image.layers, layer) if layer else image.layers
-                made = write_image(self.store, config, layers, lease=lease, tags=tags)
+                made = write_image(store, config, layers, lease=lease, tags=tags)
         finally:
             if paused:
                 self._runc("resume", record.id)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from lamina.api._container_host import HostCommands, tag_name
+from lamina.api._root import default_root
 from lamina.errors import ConflictError, InvalidInputError, NotFoundError
 from lamina.oci import ImageConfig, Reference, parse_reference
 from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store, open_store
@@ -28,16 +30,6 @@ if TYPE_CHECKING:
 
 def _ignore(event: str, digest: str, count: int) -> None:
     pass
-
-
-def default_root() -> Path:
-    """`$LAMINA_ROOT`, else /var/lib/lamina for root, else $XDG_DATA_HOME/lamina."""
-    if env := os.environ.get("LAMINA_ROOT"):
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/lamina")
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "lamina"
 
 
 # The fields `docker image inspect` always shows under "Config", set or not, so that a
@@ -102,7 +94,7 @@ def normalize_tag(text: str) -> str:
     return str(ref)
 
 
-class Lamina:
+class Lamina(HostCommands):
     """The store at `root` and the commands that work on it."""
 
     def __init__(
@@ -151,30 +143,12 @@ class Lamina:
     def max_layer_bytes(self) -> int:
         return self.limits.max_size
 
-    @property
-    def containers(self) -> Containers:
-        """run, ps, stop, rm, diff, commit...: see `lamina.api._containers`."""
-        if self._containers is None:
-            from lamina.api._containers import Containers
-
-            self._containers = Containers(self)
-        return self._containers
-
-    def recover(self) -> list[str]:
-        """Stop and remove what dead lamina processes left on this root; one line each."""
-        from lamina.api._recover import recover
-
-        return recover(self)
-
     # -- finding images -------------------------------------------------------------
 
     def resolve(self, ref: str) -> ImageRecord:
         """An image by name (`busybox`, `a/b:t`, `name@digest`), by digest or by ID prefix."""
-        try:
-            normal = str(parse_reference(ref))
-        except InvalidInputError:
-            normal = None
-        if normal is not None and "@" not in normal:
+        normal = tag_name(ref)
+        if normal is not None:
             try:
                 return self.store.resolve(normal)
             except NotFoundError:
@@ -189,6 +163,14 @@ class Lamina:
     def config(self, image: ImageRecord) -> ImageConfig:
         """The image's config, read from the store and verified."""
         return self.store.image_config(image)
+
+    def container_config(self, image: ImageRecord) -> dict[str, Any]:
+        """The runtime defaults of the image's config (Env, Cmd, Entrypoint, ...): a copy."""
+        return self.config(image).container_config
+
+    def full(self) -> Lamina:
+        """This (a container's host: see `lamina.api._container_host`)."""
+        return self
 
     @staticmethod
     def layer_sizes(image: ImageRecord) -> list[int]:

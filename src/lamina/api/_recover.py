@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lamina.errors import LaminaError
-from lamina.store import remove_tree
 
+TYPE_CHECKING = False  # (not `typing`: `lamina run` does without it)
 if TYPE_CHECKING:
-    from lamina.api._lamina import Lamina
+    from lamina.api._container_host import ContainerHost
 
 # `lamina.runtime` and `lamina.snapshots` are imported only when something is left to
 # clean up: every command runs `recover` first, and most find nothing.
@@ -70,6 +68,8 @@ def recover_builds(root: Path) -> list[str]:
                 subprocess.run([runc, "--root", str(entry), "delete", "--force", cid],
                                capture_output=True, check=False)  # fmt: skip
                 killed += 1
+            import shutil
+
             shutil.rmtree(entry, ignore_errors=True)
             lines.append(f"cleaned up after dead build (pid {pid}): {killed} RUN container(s) "
                          "killed")  # fmt: skip
@@ -81,6 +81,8 @@ def recover_builds(root: Path) -> list[str]:
             pid = _dead(entry)
             if pid is None:
                 continue
+            from lamina.store import remove_tree
+
             mounts = _unmount_under(entry)
             remove_tree(entry)
             lines.append(f"removed scratch dir {entry.name} of dead lamina process (pid {pid}), "
@@ -88,7 +90,7 @@ def recover_builds(root: Path) -> list[str]:
     return lines
 
 
-def recover(lam: Lamina) -> list[str]:
+def recover(lam: ContainerHost) -> list[str]:
     """Clean up after dead lamina processes on `lam`'s root; one line per thing done."""
     lines = recover_builds(lam.root)
     if not (lam.root / "containers").is_dir():

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from lamina.errors import LaminaError
 
 if TYPE_CHECKING:
-    from lamina.api import Lamina
+    from lamina.api import Lamina, RunHost
 
 T = TypeVar("T")
 
@@ -202,6 +202,23 @@ class Context:
         self.root = root
         self.debug = debug
         self._api: Lamina | None = None
+        self._host: RunHost | None = None
+
+    def host(self) -> Lamina | RunHost:
+        """For `run`: the root opened light (`RunHost`: the container rows, not the whole
+        store) where it can be, else the whole API; what dead processes left goes first."""
+        if self._api is not None:
+            return self._api
+        if self._host is None:
+            from lamina.api import RunHost
+
+            host = RunHost.open(self.root, progress=migration_progress, notice=fetch_notice)
+            if host is None:
+                return self.api()
+            self._host = host
+            for line in host.recover():
+                print(f"lamina: {line}", file=sys.stderr)
+        return self._host
 
     def api(self) -> Lamina:
         # Imported here so `lamina --help` and usage errors stay fast.
@@ -279,7 +296,7 @@ def run_container(obj: Context, params: dict[str, Any]) -> None:
 
     def attached() -> tuple[str, int | None]:
         with raw_terminal(opts.tty and opts.interactive and not opts.detach):
-            return obj.api().containers.run(opts, attach)
+            return obj.host().containers.run(opts, attach)
 
     cid, code = reporting(attached, 125)
     if opts.detach:

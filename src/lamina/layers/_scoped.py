@@ -17,9 +17,8 @@ import errno
 import os
 import posixpath
 import stat
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from lamina.errors import InvalidInputError, NotFoundError
 
@@ -40,8 +39,7 @@ def _parts(path: str) -> list[str]:
     return [p for p in path.split("/") if p not in ("", ".")]
 
 
-@dataclass
-class _Walk:
+class _Walk(NamedTuple):
     """Where a walk stopped: ``fd`` (the caller closes it) is the directory ``names``."""
 
     fd: int
@@ -156,8 +154,7 @@ class ScopedRoot:
         return fd
 
 
-@dataclass(frozen=True)
-class Resolved:
+class Resolved(NamedTuple):
     """Where a path leads inside a root: the existing part (symlinks resolved) and the rest."""
 
     existing: tuple[str, ...]

@@ -7,24 +7,33 @@ round trip; typed accessors read it and `with_*` methods return changed copies.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any
 
+from lamina._frozen import Frozen
 from lamina.errors import InvalidInputError
 from lamina.oci._digest import check_digest, sha256_digest
 from lamina.oci._json import dump_json, load_json_object
-from lamina.oci._manifest import MAX_LAYERS
+from lamina.oci._limits import MAX_LAYERS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@dataclass(frozen=True)
-class History:
-    """One step of an image's making; `empty_layer` steps added no layer."""
+class History(Frozen):
+    """One step of an image's making; `empty_layer` steps added no layer. Read-only.
+    (Not a dataclass: `lamina run` reads configs; see `lamina._frozen`.)"""
 
-    created: str = ""
-    created_by: str = ""
-    comment: str = ""
-    author: str = ""
-    empty_layer: bool = False
+    _fields = __slots__ = ("created", "created_by", "comment", "author", "empty_layer")
+    created: str
+    created_by: str
+    comment: str
+    author: str
+    empty_layer: bool
+
+    def __init__(self, created: str = "", created_by: str = "", comment: str = "",
+                 author: str = "", empty_layer: bool = False) -> None:  # fmt: skip
+        self._set(created=created, created_by=created_by, comment=comment, author=author,
+                  empty_layer=empty_layer)  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from lamina.errors import InvalidInputError
@@ -34,6 +33,8 @@ def digest_hex(digest: str) -> str:
 
 def sha256_digest(data: bytes) -> str:
     """The digest of `data`."""
+    import hashlib  # (loads OpenSSL: only where something is hashed)
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -16,3 +16,5 @@ MAX_IGNORE_BYTES = 4 * MiB
 MAX_PASSWD_BYTES = 16 * MiB
 # One layer, uncompressed, when loading or saving (Lamina(max_layer_bytes=) overrides).
 DEFAULT_MAX_LAYER_BYTES = 64 << 30
+# Layers in one image (manifest or config).
+MAX_LAYERS = 1000

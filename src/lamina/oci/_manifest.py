@@ -10,6 +10,7 @@ from typing import Any
 from lamina.errors import InvalidInputError
 from lamina.oci._digest import check_digest
 from lamina.oci._json import dump_json, load_json_object
+from lamina.oci._limits import MAX_LAYERS
 from lamina.oci._mediatypes import (
     CONFIG_TYPES,
     INDEX_TYPES,
@@ -19,7 +20,6 @@ from lamina.oci._mediatypes import (
 )
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-MAX_LAYERS = 1000
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ its registry and digest. `familiar()` shows a reference back as Docker shows it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from lamina._frozen import Frozen
 from lamina.errors import InvalidInputError
 from lamina.oci._digest import check_digest
 
@@ -26,14 +26,18 @@ _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _MAX_NAME = 255
 
 
-@dataclass(frozen=True)
-class Reference:
-    """A normalised image reference: registry domain, repository path, tag and/or digest."""
+class Reference(Frozen):
+    """A normalised image reference: registry domain, repository path, tag and/or digest.
+    Read-only. (Not a dataclass: `lamina run` parses one; see `lamina._frozen`.)"""
 
+    _fields = __slots__ = ("domain", "path", "tag", "digest")
     domain: str
     path: str
-    tag: str = ""
-    digest: str = ""
+    tag: str
+    digest: str
+
+    def __init__(self, domain: str, path: str, tag: str = "", digest: str = "") -> None:
+        self._set(domain=domain, path=path, tag=tag, digest=digest)
 
     @property
     def name(self) -> str:

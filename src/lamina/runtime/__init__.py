@@ -43,48 +43,104 @@ Whatever a dead lamina process left (a monitor, a build's runc state dir, a scra
 records its ``Owner`` (pid + start time), so the next command can tell.
 """
 
-from lamina.runtime._logs import LOG_FILE, LineJoiner, LogLine, LogWriter, read_records
-from lamina.runtime._monitor import (
-    EXIT_FILE,
-    EXIT_LAMINA_FAILED,
-    MONITOR_FILE,
-    ExitStatus,
-    MonitorSpec,
-    Started,
-    read_exit,
-    read_monitor,
-    spawn_monitor,
-)
-from lamina.runtime._owner import Owner, alive, current_owner, read_owner, write_owner
-from lamina.runtime._runc import (
-    EXIT_NOT_FOUND,
-    EXIT_NOT_INVOKABLE,
-    Output,
-    exit_code_for_runc_error,
-    hosts_file,
-    run,
-    runc_binary,
-    runc_failure,
-    sigterm_raises,
-    write_bundle,
-)
-from lamina.runtime._seccomp import BLOCKED_SYSCALLS, seccomp_profile
-from lamina.runtime._signals import parse_signal, signal_name
-from lamina.runtime._spec import (
-    DEFAULT_CAPABILITIES,
-    DEFAULT_HOSTNAME,
-    DEFAULT_PATH,
-    MASKED_PATHS,
-    READONLY_PATHS,
-    ROOT,
-    BindMount,
-    Network,
-    TmpfsMount,
-    User,
-    bundle_config,
-    mount_targets,
-)
-from lamina.runtime._user import home_dir, resolve_user
+from lamina._lazy import lazy_names
+
+TYPE_CHECKING = False  # (not `typing`: `lamina run` does without it)
+if TYPE_CHECKING:
+    from lamina.runtime._logs import LOG_FILE, LineJoiner, LogLine, LogWriter, read_records
+    from lamina.runtime._monitor import (
+        EXIT_FILE,
+        EXIT_LAMINA_FAILED,
+        MONITOR_FILE,
+        ExitStatus,
+        MonitorSpec,
+        Started,
+        read_exit,
+        read_monitor,
+        spawn_monitor,
+    )
+    from lamina.runtime._owner import Owner, alive, current_owner, read_owner, write_owner
+    from lamina.runtime._runc import (
+        EXIT_NOT_FOUND,
+        EXIT_NOT_INVOKABLE,
+        Output,
+        exit_code_for_runc_error,
+        hosts_file,
+        run,
+        runc_binary,
+        runc_failure,
+        sigterm_raises,
+        write_bundle,
+    )
+    from lamina.runtime._seccomp import BLOCKED_SYSCALLS, seccomp_profile
+    from lamina.runtime._signals import parse_signal, signal_name
+    from lamina.runtime._spec import (
+        DEFAULT_CAPABILITIES,
+        DEFAULT_HOSTNAME,
+        DEFAULT_PATH,
+        MASKED_PATHS,
+        READONLY_PATHS,
+        ROOT,
+        BindMount,
+        Network,
+        TmpfsMount,
+        User,
+        bundle_config,
+        mount_targets,
+    )
+    from lamina.runtime._user import home_dir, resolve_user
+
+# Each name loads its module on first use: `lamina run` loads the monitor and the bundle
+# code, not the log reader or the seccomp tables of `exec` until it needs them.
+_LAZY = {
+    "LOG_FILE": "lamina.runtime._logs",
+    "LineJoiner": "lamina.runtime._logs",
+    "LogLine": "lamina.runtime._logs",
+    "LogWriter": "lamina.runtime._logs",
+    "read_records": "lamina.runtime._logs",
+    "EXIT_FILE": "lamina.runtime._monitor",
+    "EXIT_LAMINA_FAILED": "lamina.runtime._monitor",
+    "MONITOR_FILE": "lamina.runtime._monitor",
+    "ExitStatus": "lamina.runtime._monitor",
+    "MonitorSpec": "lamina.runtime._monitor",
+    "Started": "lamina.runtime._monitor",
+    "read_exit": "lamina.runtime._monitor",
+    "read_monitor": "lamina.runtime._monitor",
+    "spawn_monitor": "lamina.runtime._monitor",
+    "Owner": "lamina.runtime._owner",
+    "alive": "lamina.runtime._owner",
+    "current_owner": "lamina.runtime._owner",
+    "read_owner": "lamina.runtime._owner",
+    "write_owner": "lamina.runtime._owner",
+    "EXIT_NOT_FOUND": "lamina.runtime._runc",
+    "EXIT_NOT_INVOKABLE": "lamina.runtime._runc",
+    "Output": "lamina.runtime._runc",
+    "exit_code_for_runc_error": "lamina.runtime._runc",
+    "hosts_file": "lamina.runtime._runc",
+    "run": "lamina.runtime._runc",
+    "runc_binary": "lamina.runtime._runc",
+    "runc_failure": "lamina.runtime._runc",
+    "sigterm_raises": "lamina.runtime._runc",
+    "write_bundle": "lamina.runtime._runc",
+    "BLOCKED_SYSCALLS": "lamina.runtime._seccomp",
+    "seccomp_profile": "lamina.runtime._seccomp",
+    "parse_signal": "lamina.runtime._signals",
+    "signal_name": "lamina.runtime._signals",
+    "DEFAULT_CAPABILITIES": "lamina.runtime._spec",
+    "DEFAULT_HOSTNAME": "lamina.runtime._spec",
+    "DEFAULT_PATH": "lamina.runtime._spec",
+    "MASKED_PATHS": "lamina.runtime._spec",
+    "READONLY_PATHS": "lamina.runtime._spec",
+    "ROOT": "lamina.runtime._spec",
+    "BindMount": "lamina.runtime._spec",
+    "Network": "lamina.runtime._spec",
+    "TmpfsMount": "lamina.runtime._spec",
+    "User": "lamina.runtime._spec",
+    "bundle_config": "lamina.runtime._spec",
+    "mount_targets": "lamina.runtime._spec",
+    "home_dir": "lamina.runtime._user",
+    "resolve_user": "lamina.runtime._user",
+}
 
 __all__ = [
     "BLOCKED_SYSCALLS",
@@ -135,3 +191,5 @@ __all__ = [
     "sigterm_raises",
     "write_bundle",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__, globals())

@@ -33,7 +33,6 @@ import os
 import selectors
 import signal
 import struct
-import subprocess
 import termios
 import time
 from collections.abc import Sequence
@@ -225,6 +224,8 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
     finally:
         if not (started and _delete_exited(spec)):
             with contextlib.suppress(BaseException):
+                import subprocess
+
                 subprocess.run(_runc_delete(spec), capture_output=True, check=False)
         with contextlib.suppress(BaseException):
             from lamina.snapshots import unmount
@@ -294,15 +295,15 @@ def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str
     Path("runc.log").unlink(missing_ok=True)
     # `run --detach` is create + start in one runc process: the container's init becomes
     # this subreaper's child, its stdio the fds given here (or the pty runc hands over).
-    created = subprocess.run(
+    returncode = _spawn_wait(
         _runc_args(spec, "run", "--detach", "--bundle", str(spec.bundle_dir), "--pid-file",
-                   "pid", *extra, spec.runc_id),
-        stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], check=False,
+                   "runc.pid", *extra, spec.runc_id),
+        stdio,
     )  # fmt: skip
     for fd in child_ends:
         os.close(fd)
-    if created.returncode != 0:
-        failure = runc_failure(Path("runc.log")) or f"runc run exited {created.returncode}"
+    if returncode != 0:
+        failure = runc_failure(Path("runc.log")) or f"runc run exited {returncode}"
         mapped = exit_code_for_runc_error(failure)
         return False, mapped if mapped is not None else EXIT_LAMINA_FAILED, failure
     master: int | None = None
@@ -318,10 +319,24 @@ def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str
         os.unlink(here)
         _copy_winsize(spec.stdout if spec.stdout is not None else spec.stdin, master)
         pipes = {master: "stdout"}
+    # `pid` appears once runc has started the process (runc writes its pid file between
+    # create and start): a command that finds no `pid` beside a live monitor waits for it.
+    os.rename("runc.pid", "pid")
     pid = int(Path("pid").read_text().strip())
     _say(status, f"started {pid}\n")
     _pump(spec, log, pipes, master)
     return True, _reap(pid), None
+
+
+def _spawn_wait(argv: list[str], stdio: tuple[int, int, int]) -> int:
+    """Run `argv` with `stdio` as its fds 0, 1 and 2 (every other fd of this process is
+    close-on-exec); its exit code. What `subprocess.run` does here, through posix_spawn
+    (vfork + exec) and without loading `subprocess` into every `lamina run`."""
+    actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions,
+                         setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))  # fmt: skip
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _copy_winsize(source: int | None, master: int) -> None:

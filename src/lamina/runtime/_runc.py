@@ -6,20 +6,21 @@ import contextlib
 import copy
 import json
 import os
-import secrets
 import selectors
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from lamina.errors import ToolError
 from lamina.runtime._spec import HOSTNAME_FILE, HOSTS_FILE, RESOLV_FILE
+
+if TYPE_CHECKING:
+    import subprocess  # (loaded where a process is started: `lamina run` starts runc alone)
 
 # Where output goes: an open file (or fd) receives it directly; a callable gets chunks.
 Output = IO[bytes] | int | Callable[[bytes], None]
@@ -84,6 +85,8 @@ def write_bundle(bundle_dir: Path, rootfs: Path, config: dict[str, Any]) -> Path
 
 
 def _runc(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    import subprocess
+
     return subprocess.run(
         [runc_binary(), "--root", str(state_dir), *args],
         capture_output=True,
@@ -264,7 +267,9 @@ def run(
     and 2 on one pipe, so a callable sink gets the output in the order it was written
     (foreground `runc run` copies each stream with its own goroutine, which can swap lines).
     """
-    cid = "lamina-" + secrets.token_hex(8)
+    import subprocess
+
+    cid = "lamina-" + os.urandom(8).hex()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_bundle(bundle_dir, rootfs, config)
     log = bundle_dir / "runc.log"

@@ -5,13 +5,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from lamina.errors import InvalidInputError, ToolError
 
@@ -22,8 +19,7 @@ MAX_LOWERDIRS = 500
 _MNT_DETACH = 2
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     """A mount described, not performed: what `mount -t type -o options source target` would do.
 
     `target` is optional because most descriptions are made before the place they go is known.
@@ -128,6 +124,8 @@ def mount(m: Mount, target: Path, *, scratch: Path | None = None) -> None:
         if m.type == "overlay" and len(data) > _MAX_DATA:
             parent = scratch if scratch is not None else target.parent
             parent.mkdir(parents=True, exist_ok=True)
+            import tempfile  # only for a stack too long for one mount call
+
             linkdir = Path(tempfile.mkdtemp(prefix=".lower-", dir=parent))
             m = _compact(m, linkdir)
             data = ",".join(m.options)
@@ -143,6 +141,8 @@ def mount(m: Mount, target: Path, *, scratch: Path | None = None) -> None:
             argv = ["mount", "-t", m.type, "-o", data, m.source, str(target)]
         # The kernel resolves relative lowerdirs against the caller's cwd: mount(8) gets the
         # link dir as its own, which leaves this process' cwd (shared by all threads) alone.
+        import subprocess
+
         done = subprocess.run(argv, cwd=linkdir, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise ToolError(
@@ -152,6 +152,8 @@ def mount(m: Mount, target: Path, *, scratch: Path | None = None) -> None:
     finally:
         # Overlayfs resolved the links while mounting; they are no longer needed.
         if linkdir is not None:
+            import shutil
+
             shutil.rmtree(linkdir, ignore_errors=True)
 
 

@@ -51,6 +51,12 @@ File index: `store.file_index` records each layer's entries (path, kind, size, m
 owner, content digest, link target, whiteouts) by diff_id, written in the pass that
 brings the layer in; builds add where each layer came from (see `_fileindex.py`).
 
+Containers: `store.add_container / get_container / list_containers / set_container_state /
+remove_container` (rows: id, name, image, JSON state). `RowStore(root)` opens the same
+metadata db of an existing root for `lamina run` without loading the rest of the store:
+those container rows, `tagged(name)`, `get_image(digest)` (digest, config digest, layer
+diff_ids), `config_bytes(image, max)` verified, `snapshot_path`. Names load on first use.
+
 gc: `store.prune()` removes untagged images no container uses, then (mark and sweep)
 every blob, snapshot and stale ingest file (1 h) that no image, container, cache record
 or live lease holds. `store.fsck()` re-hashes every blob and checks every reference.
@@ -67,30 +73,75 @@ Names: tag names are taken as already-normalised full references
 the image ID (the config digest, `sha256:` optional).
 """
 
-from lamina.store._commit import write_image
-from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer, fsync_dir
-from lamina.store._fileindex import FileIndex, IndexEntry, LayerColumns, LayerOrigin
-from lamina.store._gc import STALE_SECONDS, remove_tree
-from lamina.store._layout import RECORD_SUFFIX, record_path, snapshot_path
-from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
-from lamina.store._records import (
-    RACY_SECONDS,
-    CacheRecord,
-    ContainerRecord,
-    DiskUsage,
-    FileIdentity,
-    FsckReport,
-    ImageRecord,
-    ImageUsage,
-    LayerRecord,
-    LayerUsage,
-    PruneReport,
-    SnapshotRecord,
-)
-from lamina.store._registry import RegistryRecords, RemoteLayer
-from lamina.store._schema import SCHEMA_VERSION
-from lamina.store._store import Store, open_store
-from lamina.store._verified import VerifiedBlob
+from lamina._lazy import lazy_names
+
+TYPE_CHECKING = False  # (not `typing`: `lamina run` does without it)
+if TYPE_CHECKING:
+    from lamina.store._commit import write_image
+    from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer, fsync_dir
+    from lamina.store._fileindex import FileIndex, IndexEntry, LayerColumns, LayerOrigin
+    from lamina.store._gc import STALE_SECONDS, remove_tree
+    from lamina.store._layout import RECORD_SUFFIX, record_path, snapshot_path
+    from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
+    from lamina.store._records import (
+        RACY_SECONDS,
+        CacheRecord,
+        DiskUsage,
+        FileIdentity,
+        FsckReport,
+        ImageRecord,
+        ImageUsage,
+        LayerRecord,
+        LayerUsage,
+        PruneReport,
+        SnapshotRecord,
+    )
+    from lamina.store._registry import RegistryRecords, RemoteLayer
+    from lamina.store._rows import ContainerRecord, RowStore
+    from lamina.store._schema import SCHEMA_VERSION
+    from lamina.store._store import Store, open_store
+    from lamina.store._verified import VerifiedBlob
+
+# Each name loads its module on first use: `lamina run` reads and writes container rows
+# (`open_lean_store`) without the content store, gc, file index and record dataclasses.
+_LAZY = {
+    "write_image": "lamina.store._commit",
+    "BlobInfo": "lamina.store._content",
+    "BlobLease": "lamina.store._content",
+    "ContentStore": "lamina.store._content",
+    "Writer": "lamina.store._content",
+    "fsync_dir": "lamina.store._content",
+    "FileIndex": "lamina.store._fileindex",
+    "IndexEntry": "lamina.store._fileindex",
+    "LayerColumns": "lamina.store._fileindex",
+    "LayerOrigin": "lamina.store._fileindex",
+    "STALE_SECONDS": "lamina.store._gc",
+    "remove_tree": "lamina.store._gc",
+    "RECORD_SUFFIX": "lamina.store._layout",
+    "record_path": "lamina.store._layout",
+    "snapshot_path": "lamina.store._layout",
+    "DEFAULT_LEASE_SECONDS": "lamina.store._leases",
+    "Lease": "lamina.store._leases",
+    "RACY_SECONDS": "lamina.store._records",
+    "CacheRecord": "lamina.store._records",
+    "ContainerRecord": "lamina.store._rows",
+    "RowStore": "lamina.store._rows",
+    "DiskUsage": "lamina.store._records",
+    "FileIdentity": "lamina.store._records",
+    "FsckReport": "lamina.store._records",
+    "ImageRecord": "lamina.store._records",
+    "ImageUsage": "lamina.store._records",
+    "LayerRecord": "lamina.store._records",
+    "LayerUsage": "lamina.store._records",
+    "PruneReport": "lamina.store._records",
+    "SnapshotRecord": "lamina.store._records",
+    "RegistryRecords": "lamina.store._registry",
+    "RemoteLayer": "lamina.store._registry",
+    "SCHEMA_VERSION": "lamina.store._schema",
+    "Store": "lamina.store._store",
+    "open_store": "lamina.store._store",
+    "VerifiedBlob": "lamina.store._verified",
+}
 
 __all__ = [
     "fsync_dir",
@@ -106,6 +157,7 @@ __all__ = [
     "BlobLease",
     "CacheRecord",
     "ContainerRecord",
+    "RowStore",
     "ContentStore",
     "DiskUsage",
     "FileIndex",
@@ -129,3 +181,5 @@ __all__ = [
     "write_image",
     "remove_tree",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__, globals())

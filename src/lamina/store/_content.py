@@ -22,6 +22,7 @@ from lamina.errors import (
     NotFoundError,
 )
 from lamina.oci import check_digest, digest_hex
+from lamina.store._rows import read_verified
 from lamina.store._verified import VerifiedBlob
 
 _CHUNK = 1 << 20
@@ -152,17 +153,7 @@ class ContentStore:
 
     def read_bytes(self, digest: str, max_size: int) -> bytes:
         """The verified content of a blob of at most `max_size` bytes."""
-        size = self.size(digest)
-        if size > max_size:
-            raise InvalidInputError(
-                f"blob {digest} is {size} bytes, more than the {max_size} allowed here"
-            )
-        with open(self.path(digest), "rb") as f:
-            data = f.read(max_size + 1)
-        actual = "sha256:" + hashlib.sha256(data).hexdigest()
-        if actual != digest:
-            raise DigestMismatchError(f"blob {self.path(digest)}", digest, actual)
-        return data
+        return read_verified(self.path(digest), digest, max_size)
 
     def verify(self, digest: str) -> None:
         """Re-hash a blob; DigestMismatchError if it changed, NotFoundError if absent."""

@@ -134,17 +134,6 @@ class FileIdentity:
 
 
 @dataclass(frozen=True)
-class ContainerRecord:
-    """A container: its image and whatever state the runtime keeps (JSON)."""
-
-    id: str
-    name: str
-    image: str
-    state: Any
-    created: float
-
-
-@dataclass(frozen=True)
 class PruneReport:
     """What `prune` removed."""
 

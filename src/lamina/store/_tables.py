@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lamina.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from lamina.errors import NotFoundError
 from lamina.oci import check_digest
+from lamina.store import _rows
 from lamina.store._content import ContentStore
 from lamina.store._db import Database
 from lamina.store._layout import snapshot_path
-from lamina.store._records import CacheRecord, ContainerRecord, FileIdentity, SnapshotRecord
+from lamina.store._records import CacheRecord, FileIdentity, SnapshotRecord
+from lamina.store._rows import ContainerRecord
 
 _MAX_ROWS_PER_QUERY = 100_000
 
@@ -175,69 +176,24 @@ class TablesMixin:
                 "DELETE FROM stat_cache WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
             ).rowcount
 
-    # --- containers ------------------------------------------------------
+    # --- containers (the rows are `_rows`'s: `lamina run` writes them without a Store) ---
 
     def add_container(self, id: str, name: str, image: str, state: Any) -> ContainerRecord:
         """Record a container, which keeps its image from prune; AlreadyExistsError if taken."""
-        if not id or not name:
-            raise InvalidInputError("a container needs an id and a name")
-        now = time.time()
-        with self._db.write() as db:
-            if db.execute("SELECT 1 FROM images WHERE digest = ?", (image,)).fetchone() is None:
-                raise NotFoundError(f"container {name}: image {image} is not in the store")
-            try:
-                db.execute(
-                    "INSERT INTO containers VALUES (?, ?, ?, ?, ?)",
-                    (id, name, image, json.dumps(state, sort_keys=True), now),
-                )
-            except sqlite3.IntegrityError:
-                raise AlreadyExistsError(
-                    f"a container with id {id} or name {name} exists"
-                ) from None
-        return ContainerRecord(id, name, image, state, now)
+        return _rows.add_container(self._db, id, name, image, state)
 
     def get_container(self, id_or_name: str) -> ContainerRecord:
         """By id, name or unique id prefix; NotFoundError otherwise."""
-        rows = (
-            self._db.conn()
-            .execute(
-                "SELECT id, name, image, state, created FROM containers WHERE id = ? OR name = ? "
-                "UNION SELECT id, name, image, state, created FROM containers WHERE id GLOB ? "
-                "AND NOT EXISTS (SELECT 1 FROM containers WHERE id = ? OR name = ?)",
-                (id_or_name, id_or_name, _glob_prefix(id_or_name), id_or_name, id_or_name),
-            )
-            .fetchall()
-        )
-        if len(rows) != 1:
-            what = "is ambiguous" if rows else "does not exist"
-            raise NotFoundError(f"container {id_or_name!r} {what}")
-        id, name, image, state, created = rows[0]
-        return ContainerRecord(id, name, image, json.loads(state), created)
+        return _rows.get_container(self._db, id_or_name)
 
     def list_containers(self) -> list[ContainerRecord]:
         """Every container, oldest first."""
-        rows = self._db.conn().execute(
-            "SELECT id, name, image, state, created FROM containers ORDER BY created, id"
-        )
-        return [ContainerRecord(i, n, im, json.loads(s), c) for i, n, im, s, c in rows]
+        return _rows.list_containers(self._db)
 
     def set_container_state(self, id: str, state: Any) -> None:
         """Replace a container's JSON state."""
-        with self._db.write(gc_shared=False) as db:
-            changed = db.execute(
-                "UPDATE containers SET state = ? WHERE id = ?",
-                (json.dumps(state, sort_keys=True), id),
-            ).rowcount
-        if not changed:
-            raise NotFoundError(f"container {id} does not exist")
+        _rows.set_container_state(self._db, id, state)
 
     def remove_container(self, id: str) -> None:
         """Forget a container record (its directories are the runtime's)."""
-        with self._db.write(gc_shared=False) as db:
-            if not db.execute("DELETE FROM containers WHERE id = ?", (id,)).rowcount:
-                raise NotFoundError(f"container {id} does not exist")
-
-
-def _glob_prefix(text: str) -> str:
-    escaped = "".join(f"[{c}]" if c in "*?[]" else c for c in text)
-    return escaped + "*"
+        _rows.remove_container(self._db, id)

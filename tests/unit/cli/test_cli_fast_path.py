@@ -62,3 +62,50 @@ def _fresh(code: str) -> str:
     """What `code` prints in a fresh interpreter (one that has imported nothing yet)."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip()  # fmt: skip
+
+
+# What `lamina run` must not load: the whole store and API (`Lamina`, the content store's
+# writers, gc, the file index, the record dataclasses), the OCI models it does not read,
+# click and rich, and the standard library's dataclass and `secrets` machinery. Each costs
+# milliseconds of every run, and runc's own run takes about 25 ms (issue 10's goal: the
+# whole command within twice that). The run path's modules: see `lamina.api._container_host`.
+RUN_PATH_MUST_NOT_LOAD = (
+    "click", "rich", "lamina.cli._main", "lamina.api._lamina", "lamina.store._store",
+    "lamina.store._records", "lamina.store._content", "lamina.store._gc",
+    "lamina.store._fileindex", "lamina.store._images", "lamina.oci._manifest",
+    "lamina.transport", "lamina.builder", "dataclasses", "inspect", "secrets", "tempfile",
+)  # fmt: skip
+
+
+def test_a_run_line_loads_only_the_run_path(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _fresh(f"from lamina.api import Lamina\nLamina({str(root)!r}).store.close()\n")  # a root
+    code = (
+        "import sys\n"
+        "from lamina.cli._launch import Context, parse_global, parse_run_args\n"
+        f"front = parse_global(['--root', {str(root)!r}, 'run', '--rm', 'img', 'true'])\n"
+        "params = parse_run_args(front[2])\n"
+        "host = Context(front[0], front[1]).host()\n"
+        "from lamina.api import Attach, ContainerExit, RunHost, RunOptions\n"
+        "assert isinstance(host, RunHost), host\n"
+        "RunOptions(params['image'], params['command'], remove=True)\n"
+        "host.containers.list()\n"
+        "import lamina.oci\n"
+        "lamina.oci.ImageConfig.from_bytes(b'{}')\n"
+        "lamina.oci.parse_reference('img')\n"
+        "from lamina.runtime import bundle_config, spawn_monitor, resolve_user, write_bundle\n"
+        "from lamina.snapshots import find_stubs, mount, mounted, overlay_mount, unmount\n"
+        f"print(sorted(m for m in {RUN_PATH_MUST_NOT_LOAD!r} if m in sys.modules))\n"
+    )
+    assert _fresh(code) == "[]"
+
+
+def test_a_root_that_needs_the_whole_store_opens_it(tmp_path: Path) -> None:
+    # No store there yet: `run` opens the whole API (which creates it and says what is
+    # missing), never a half-initialised one.
+    code = (
+        "from lamina.cli._launch import Context\n"
+        f"print(type(Context(__import__('pathlib').Path({str(tmp_path / 'new')!r}), False)"
+        ".host()).__name__)\n"
+    )
+    assert _fresh(code) == "Lamina"
