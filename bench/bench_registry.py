@@ -2,11 +2,17 @@
 the same local docker-registry (Debian's CNCF distribution) in one run.
 
 1. push of a 5-layer image (300 MB of files, ~150 MiB of gzip layers) into an empty registry
-   (lamina push from its store; skopeo copy from an OCI layout holding the same blobs)
+   (lamina push from its store; skopeo copy from an OCI layout holding the same blobs).
+   The store was loaded without --keep-blobs, so lamina's first push gzips each layer from
+   its snapshot (deterministically, cached); the later runs send the cached blobs.
 2. pull into an empty store including unpacking (lamina pull, which unpacks every layer
    into its snapshot, then mount; buildah pull into empty vfs storage, which unpacks too)
 3. the second push after a change of the top layer (both tools send only that layer);
-   the bytes lamina sent ÷ that layer's size is printed: 1.00 means nothing else went
+   (the bytes lamina sent minus the config's size) ÷ that layer's size is printed: 1.00 means
+   nothing else went. The sizes are those of the manifest lamina pushed, read back from the
+   registry: loaded without --keep-blobs, lamina sends each layer compressed its own way
+   (deterministically), not as the layout's blob. The ratio is also printed for a store
+   loaded with --keep-blobs, which sends the layout's blobs as they are.
 
 Each run starts a fresh registry (new storage, new port) so nothing is known or mounted.
 Run: `.venv/bin/python bench/bench_registry.py [--runs N]`. Nothing here is a test.
@@ -29,7 +35,9 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -141,6 +149,33 @@ def _env(work: Path) -> dict[str, str]:
     return env
 
 
+def _pushed_manifest(host: str, repository: str, tag: str) -> dict[str, Any]:
+    """The manifest a registry holds under `repository:tag`, read straight from it."""
+    accept = ("application/vnd.oci.image.manifest.v1+json, "
+              "application/vnd.docker.distribution.manifest.v2+json")  # fmt: skip
+    request = urllib.request.Request(
+        f"http://{host}/v2/{repository}/manifests/{tag}", headers={"Accept": accept}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        doc: dict[str, Any] = json.loads(answer.read())
+    return doc
+
+
+def _sent_ratio(progress: str, host: str, repository: str = "bench/app") -> float:
+    """(bytes lamina uploaded minus the config's size) ÷ the top layer's size, both as the
+    registry holds them after the second push (`progress`: its JSON lines). 1.00 means
+    only that layer and the config travelled; any other blob sent counts above 1."""
+    sent = sum(json.loads(line)["bytes"] for line in progress.splitlines()
+               if line.startswith("{") and '"uploading"' in line)  # fmt: skip
+    second = _pushed_manifest(host, repository, "v2")
+    first = _pushed_manifest(host, repository, "v1")
+    changed = [d for d in second["layers"] if d["digest"] not in
+               {layer["digest"] for layer in first["layers"]}]  # fmt: skip
+    if len(changed) != 1 or changed[0] != second["layers"][-1]:
+        raise SystemExit(f"second push: expected only the top layer to differ, got {changed}")
+    return float(sent - second["config"]["size"]) / changed[0]["size"]
+
+
 def run(runs: int, work: Path) -> list[Row]:
     size = max(1 << 20, int(LAYER_BYTES * scale()))
     env = _env(work)
@@ -149,6 +184,8 @@ def run(runs: int, work: Path) -> list[Row]:
     write_layout(layout, "v2", [1, 2, 3, 4, 6], size)
     store = work / "store"
     timed(lamina(store, "load", "-i", str(layout)), env)  # both images, as stored in the layout
+    kept = work / "store-kept"  # the same, keeping the layout's compressed blobs
+    timed(lamina(kept, "load", "--keep-blobs", "-i", str(layout)), env)
     idx = json.loads((layout / "index.json").read_text())["manifests"]
     by_tag = {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in idx}
     blobs = layout / "blobs" / "sha256"
@@ -161,6 +198,7 @@ def run(runs: int, work: Path) -> list[Row]:
     second_ours: list[float] = []
     second_theirs: list[float] = []
     sent_ratio: list[float] = []
+    kept_ratio: list[float] = []
     for n in range(runs):
         for tool in ("lamina", "skopeo") if n % 2 == 0 else ("skopeo", "lamina"):
             reg = Registry(work / f"registry-{tool}-{n}")
@@ -175,12 +213,16 @@ def run(runs: int, work: Path) -> list[Row]:
                         env=env, capture_output=True, text=True, check=True,
                     )  # fmt: skip
                     second_ours.append(time.perf_counter() - started)
-                    sent = sum(json.loads(line)["bytes"] for line in done.stdout.splitlines()
-                               if line.startswith("{") and '"uploading"' in line)  # fmt: skip
-                    manifest = json.loads((blobs / by_tag["v2"][7:]).read_bytes())
-                    top_size = manifest["layers"][-1]["size"]
-                    config_size = manifest["config"]["size"]
-                    sent_ratio.append((sent - config_size) / top_size)
+                    sent_ratio.append(_sent_ratio(done.stdout, reg.host))
+                    # The same with a store that kept the layout's blobs: what it sends is
+                    # the layout's own top layer.
+                    timed(lamina(kept, "push", "-q", by_tag["v1"], f"{ref}-kept:v1"), env)
+                    done = subprocess.run(
+                        lamina(kept, "push", "--progress", "json", by_tag["v2"],
+                               f"{ref}-kept:v2"),
+                        env=env, capture_output=True, text=True, check=True,
+                    )  # fmt: skip
+                    kept_ratio.append(_sent_ratio(done.stdout, reg.host, "bench/app-kept"))
                 else:
                     skopeo = ["skopeo", "--insecure-policy", "copy", "-q",
                               "--dest-tls-verify=false"]  # fmt: skip
@@ -223,7 +265,9 @@ def run(runs: int, work: Path) -> list[Row]:
 
     print(f"registry: push {summary(push_ours)}s vs skopeo {summary(push_theirs)}s; pull+unpack "
           f"{summary(pull_ours)}s vs buildah {summary(pull_theirs)}s; second push sent "
-          f"{', '.join(f'{r:.3f}' for r in sent_ratio)} x the changed layer", flush=True)
+          f"{', '.join(f'{r:.3f}' for r in sent_ratio)} x the changed layer as pushed "
+          f"({', '.join(f'{r:.3f}' for r in kept_ratio)} from a store loaded with "
+          "--keep-blobs)", flush=True)
     return [
         (f"push, {LAYERS} layers, {total // 2**20} MiB, empty registry", push_ours,
          "skopeo copy", push_theirs),

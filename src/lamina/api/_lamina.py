@@ -374,7 +374,7 @@ class Lamina(HostCommands):
     def logout(self, registry: str) -> bool:
         from lamina.api._registry import logout
 
-        return logout(registry)
+        return logout(self.store, registry)
 
     def import_image(
         self,

@@ -10,12 +10,26 @@ import hashlib
 from pathlib import Path
 
 from lamina.errors import ConflictError, NotFoundError
-from lamina.snapshots import ensure_snapshots, is_mountpoint, mount, overlay_mount, unmount
-from lamina.store import ImageRecord, Store
+from lamina.snapshots import is_mountpoint, mount, overlay_mount, unmount
+from lamina.store import ImageRecord, Lease, Store
 
 
 def _mount_name(target: Path) -> str:
     return "mount-" + hashlib.sha256(str(target).encode()).hexdigest()[:16]
+
+
+def _lowers(store: Store, image: ImageRecord, lease: Lease) -> list[Path]:
+    """The image's snapshot dirs, bottom first. All there (a pulled or built image): only
+    looked up, so a mount never loads the unpacking code (tar readers, decompressors)."""
+    paths = []
+    for layer in image.layers:
+        lease.add_snapshot(layer.diff_id)
+        paths.append(store.snapshot_path(layer.diff_id))
+    if all(store.has_layer(layer.diff_id) for layer in image.layers):
+        return paths
+    from lamina.snapshots import ensure_snapshots
+
+    return ensure_snapshots(store, image.layers, lease)
 
 
 def mount_image(store: Store, image: ImageRecord, target: Path) -> None:
@@ -27,7 +41,7 @@ def mount_image(store: Store, image: ImageRecord, target: Path) -> None:
     with store.lease() as lease:
         if not image.layers:
             raise NotFoundError(f"image {image.id} has no layers to mount")
-        lowers = ensure_snapshots(store, image.layers, lease)
+        lowers = _lowers(store, image, lease)
         store.add_container(name, name, image.digest, {"kind": "mount", "target": str(target)})
     try:
         mount(overlay_mount(list(reversed(lowers))), target, scratch=store.root / "tmp")

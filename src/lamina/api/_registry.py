@@ -216,6 +216,17 @@ def pull_image(
                     events("unpacked", layer.digest, 0)
                 return record, new
 
+            # What the layers will write, leased in one transaction rather than a few per
+            # layer (each waits for the disk, and they queue for the one writer).
+            coming = [
+                (desc, diff_id)
+                for desc, diff_id in zip(image.manifest.layers, image.diff_ids, strict=True)
+                if not store.has_layer(diff_id)
+            ]
+            lease.add_all(
+                blobs=() if lazy else [desc.digest for desc, _ in coming],
+                snapshots=[diff_id for _, diff_id in coming],
+            )
             with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
                 futures = [pool.submit(one, n) for n in range(len(image.manifest.layers))]
                 results = [f.result() for f in futures]
@@ -279,14 +290,16 @@ def layer_blob_for_push(
     """The bytes a push sends for a blob, from `offset` on.
 
     A layer's blob as `layers_for_push` named it (kept, or compressed on the way out from
-    its snapshot and cached; made again if pruned since), a config as stored. The stream
-    is verified against the digest at its end, so bytes before `offset` are read (and
-    hashed) but not returned. A blob the store lacks but a registry holds (a lazy layer,
-    or a pulled layer's original blob that a mount could not bring over) streams from
-    there, given the store `root` whose registry settings apply.
+    its snapshot and cached; made again if pruned since), a config as stored, from
+    `offset` on. Not hashed here: the registry checks every blob's digest when the upload
+    closes (`PUT ?digest=`) and refuses one that does not match (DIGEST_INVALID, which
+    fails the push naming the blob). A push reads exactly the blob's size, never its end,
+    so a check at the end here would never run anyway. A blob the store lacks but a
+    registry holds (a lazy layer, or a pulled layer's original blob that a mount could not
+    bring over) streams from there, given the store `root` whose registry settings apply.
     """
     try:
-        stream = open_layer_blob(store, descriptor.digest)
+        stream = open_layer_blob(store, descriptor.digest, verify=False)
     except NotFoundError:
         if root is None or store.registry.remote_blob(descriptor.digest) is None:
             raise
@@ -411,5 +424,8 @@ def login(root: Path, registry: str, username: str, password: str, *, tls_verify
     return save_credentials(registry, credentials)
 
 
-def logout(registry: str) -> bool:
+def logout(store: Store, registry: str) -> bool:
+    """Forget `registry`'s credentials and the bearer tokens saved for it (a token kept
+    would go on acting for the account logged out); whether credentials were saved."""
+    store.registry.forget_tokens(registry)
     return erase_credentials(registry)

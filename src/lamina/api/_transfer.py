@@ -130,7 +130,12 @@ def _ingest(
             return ingest_layer(store, lease, layer, diff_id, stream, limits=limits,
                                 keep_blob=keep_blob, collect=collect)  # fmt: skip
     ref = f"layer {layer.digest}"
-    with store.content.writer(layer.digest, layer.size, lease=lease, ref=ref) as writer:
+    compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
+    kept = keep_blob and compressed
+    # Not kept: the bytes are on disk only for a resume, so none is written back early.
+    with store.content.writer(
+        layer.digest, layer.size, lease=lease, ref=ref, writeback=kept
+    ) as writer:
         try:
             if not writer.offset:
                 with source.open_blob(layer, verify=False) as stream:
@@ -151,8 +156,7 @@ def _ingest(
             return ingest_layer(store, lease, layer, diff_id, blob, limits=limits,
                                 collect=collect)  # fmt: skip
     finally:
-        compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
-        if not (keep_blob and compressed):
+        if not kept:
             store.content.delete(layer.digest)
 
 
@@ -360,13 +364,16 @@ def layers_for_push(
     same layer always goes out as the same digest). Built layers, which exist only as
     snapshots, get their blob here; the blobs are held by `lease`."""
     docker = manifest.media_type == media_types.DOCKER_MANIFEST
+    # Every blob this may name, leased in one transaction (not one fsynced per blob).
+    cached = (store.cached_layer_blob(r.diff_id, Compression.GZIP.value) for r in image.layers)
+    lease.add_all(blobs=[*(d.digest for d in manifest.layers),
+                         *(c[0].digest for c in cached if c is not None)])  # fmt: skip
     out = []
     for desc, record in zip(manifest.layers, image.layers, strict=True):
         try:
             was = Compression.from_media_type(desc.media_type)
         except InvalidInputError:
             was = Compression.NONE
-        lease.add_blob(desc.digest)
         if was is not Compression.NONE and store.content.has(desc.digest):
             out.append(desc)
             continue
@@ -380,19 +387,20 @@ def layers_for_push(
     return tuple(out)
 
 
-def open_layer_blob(store: Store, digest: str) -> BinaryIO:
-    """A blob to send, by digest: from the content store (verified as it is read), else a
-    layer's compressed blob made again (pruned since it was named: compression is
-    deterministic, so the digest is the same), else a layer's plain tar rebuilt from its
-    snapshot (digest = diff_id). NotFoundError if none of these."""
+def open_layer_blob(store: Store, digest: str, *, verify: bool = True) -> BinaryIO:
+    """A blob to send, by digest: from the content store (verified as it is read, unless
+    `verify=False`: the receiver checks it), else a layer's compressed blob made again
+    (pruned since it was named: compression is deterministic, so the digest is the same),
+    else a layer's plain tar rebuilt from its snapshot (digest = diff_id). NotFoundError
+    if none of these."""
     if store.content.has(digest):
-        return store.content.open(digest)
+        return store.content.open(digest, verify=verify)
     diff_id = store.layer_blob_diff_id(digest)
     if diff_id is not None and store.has_layer(diff_id):
         with store.lease() as lease:
             blob = layer_blob(store, lease, diff_id, Compression.GZIP)
             if blob.descriptor.digest == digest:
-                return store.content.open(digest)
+                return store.content.open(digest, verify=verify)
     if store.has_layer(digest):
         return cast(BinaryIO, open_layer_tar(store, digest))
     raise NotFoundError(f"blob {digest} is not in the store")

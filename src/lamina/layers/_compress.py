@@ -258,7 +258,13 @@ class LayerBlobReader(io.RawIOBase):
         return True
 
     def readinto(self, buf: Any) -> int:
-        want = min(len(buf), self._max - self.count + 1)
+        data = self._decompressed(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def _decompressed(self, size: int) -> bytes:
+        """Up to ``size`` bytes out of the decompressor, checked against the bounds."""
+        want = min(size, self._max - self.count + 1)
         try:
             data = self._inner.read(want)
         except (EOFError, OSError, zlib.error, zstandard.ZstdError, lzma.LZMAError) as exc:
@@ -287,8 +293,7 @@ class LayerBlobReader(io.RawIOBase):
                 hint="raise it with --max-layer-ratio or LAMINA_MAX_LAYER_RATIO "
                 "if the layer is genuine",
             )
-        buf[: len(data)] = data
-        return len(data)
+        return cast(bytes, data)
 
     def read(self, size: int | None = -1, /) -> bytes:
         if size is None or size < 0:
@@ -305,10 +310,7 @@ class LayerBlobReader(io.RawIOBase):
             if self.count > self._max:
                 raise self._too_big()
             return data
-        buf = bytearray(size)
-        n = self.readinto(buf)
-        del buf[n:]
-        return bytes(buf)
+        return self._decompressed(size)  # as the decompressor gave it: no copy
 
     def _too_big(self) -> InvalidInputError:
         return InvalidInputError(

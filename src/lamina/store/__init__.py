@@ -44,8 +44,9 @@ collect it. Hold a lease::
             ...; w.commit()
         store.add_image(...)                                          # now a tag holds it
 
-`lease.add_blob(d)` / `lease.add_snapshot(diff_id)` must come BEFORE the write; leases
-expire (1 h default, `renew()` for longer work) so a killed process pins nothing forever.
+`lease.add_blob(d)` / `lease.add_snapshot(diff_id)` must come BEFORE the write (many at
+once: `lease.add_all(blobs=..., snapshots=...)`, one transaction); leases expire (1 h
+default, `renew()` for longer work) so a killed process pins nothing forever.
 
 File index: `store.file_index` records each layer's entries (path, kind, size, mode,
 owner, content digest, link target, whiteouts) by diff_id, written in the pass that

@@ -111,6 +111,7 @@ class ContentStore:
         *,
         ref: str | None = None,
         lease: BlobLease | None = None,
+        writeback: bool = True,
     ) -> Iterator[Writer]:
         """A Writer for one blob; the temporary file goes when the block exits.
 
@@ -118,6 +119,9 @@ class ContentStore:
         and a later writer with the same ref continues at `Writer.offset`.
         `lease` protects the blob from gc: `expected` is added to it before any
         byte is written, an unknown digest before the rename that publishes it.
+        `writeback=False`: the bytes are likely needed only on the way (a pulled layer
+        not kept), so they are not pushed to the disk ahead of a commit (which still
+        fsyncs if it comes).
         """
         if expected is not None:
             check_digest(expected, "expected digest")
@@ -126,6 +130,7 @@ class ContentStore:
         if expected_size is not None and expected_size < 0:
             raise InvalidInputError(f"expected size {expected_size} is negative")
         w = Writer(self, expected, expected_size, ref, lease)
+        w.writeback = writeback
         try:
             yield w
         except BaseException:
@@ -141,15 +146,17 @@ class ContentStore:
             w.write(data)
             return w.commit()
 
-    def open(self, digest: str) -> BinaryIO:
+    def open(self, digest: str, *, verify: bool = True) -> BinaryIO:
         """A reader that hashes what it returns and raises DigestMismatchError at EOF
-        if the blob no longer matches its name. Not seekable."""
+        if the blob no longer matches its name. Not seekable. `verify=False`: nothing is
+        hashed, for a reader whose receiver checks the digest itself (a registry)."""
         path = self.path(digest)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} is not in the content store") from None
-        return io.BufferedReader(VerifiedBlob(fd, 0, None, digest, "blob", str(path)), _CHUNK)
+        blob = VerifiedBlob(fd, 0, None, digest, "blob", str(path), verify=verify)
+        return io.BufferedReader(blob, _CHUNK)
 
     def read_bytes(self, digest: str, max_size: int) -> bytes:
         """The verified content of a blob of at most `max_size` bytes."""
@@ -242,6 +249,8 @@ class Writer:
         self._lease = lease
         self._hash = hashlib.sha256()
         self._committed: BlobInfo | None = None
+        self.writeback = True
+        """Start writing to disk as bytes arrive (the fsync at commit waits less)."""
         if ref is None:
             self._path = store.ingest_dir / f"tmp-{secrets.token_hex(16)}"
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -289,7 +298,7 @@ class Writer:
             n = os.write(self._fd, view)
             view = view[n:]
             self.offset += n
-        if self.offset - self._flushed >= _WRITEBACK_STEP:
+        if self.writeback and self.offset - self._flushed >= _WRITEBACK_STEP:
             _start_writeback(self._fd, self._flushed, self.offset - self._flushed)
             self._flushed = self.offset
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from lamina.errors import ConflictError
 from lamina.oci import check_digest
@@ -36,18 +36,30 @@ class Lease:
         """Protect a snapshot directory (existing or about to be unpacked)."""
         self._add("snapshot", check_digest(diff_id, "leased snapshot"))
 
+    def add_all(self, *, blobs: Iterable[str] = (), snapshots: Iterable[str] = ()) -> None:
+        """Protect many at once, in one transaction (one wait for the disk, not one per
+        resource): what a pull is about to write for all its layers."""
+        refs = [("blob", check_digest(d, "leased blob")) for d in blobs]
+        refs += [("snapshot", check_digest(d, "leased snapshot")) for d in snapshots]
+        if refs:
+            self._add_refs(refs)
+
     def _add(self, kind: str, ref: str) -> None:
+        self._add_refs([(kind, ref)])
+
+    def _add_refs(self, refs: list[tuple[str, str]]) -> None:
         with self._db.write() as db:
             live = db.execute(
                 "SELECT 1 FROM leases WHERE id = ? AND expires > ?", (self.id, time.time())
             ).fetchone()
             if live is None:
                 raise ConflictError(
-                    f"lease {self.id} has expired or ended; {ref} is not protected",
+                    f"lease {self.id} has expired or ended; {refs[0][1]} is not protected",
                     hint="renew long-running leases before they expire",
                 )
-            db.execute(
-                "INSERT OR IGNORE INTO lease_resources VALUES (?, ?, ?)", (self.id, kind, ref)
+            db.executemany(
+                "INSERT OR IGNORE INTO lease_resources VALUES (?, ?, ?)",
+                [(self.id, kind, ref) for kind, ref in refs],
             )
 
     def renew(self, seconds: float = DEFAULT_LEASE_SECONDS) -> None:

@@ -196,6 +196,11 @@ class RegistryRecords:
                 (registry, account, scopes, token, expires),
             )
 
+    def forget_tokens(self, registry: str) -> None:
+        """Every bearer token saved for `registry`, whatever its account (logout)."""
+        with self._db.write(gc_shared=False) as db:
+            db.execute("DELETE FROM registry_tokens WHERE registry = ?", (registry,))
+
     def forget_token(self, registry: str, account: str, scopes: str) -> None:
         with self._db.write(gc_shared=False) as db:
             db.execute(

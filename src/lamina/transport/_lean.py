@@ -16,10 +16,11 @@ The steps above both the store (records, blobs) and the snapshots (directories):
 from __future__ import annotations
 
 import contextlib
-import io
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,22 +103,96 @@ def _env_size(name: str) -> int | None:
     return parse_size(text, name) if text else None
 
 
-class _Tee(io.RawIOBase):
-    """Reads from `source` and writes every byte read to `sink` on the way."""
+class _Tee:
+    """Reads from `source` and writes every byte read to `sink` on the way. The bytes go
+    on as `source` gave them: no buffer between (each would be one more copy of them)."""
 
     def __init__(self, source: BinaryIO, sink: Writer) -> None:
         self._source = source
         self._sink = sink
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._source.read(len(buffer))
-        buffer[: len(data)] = data
+    def read(self, n: int = -1, /) -> bytes:
+        data = self._source.read(n)
         if data:
             self._sink.write(data)
-        return len(data)
+        return data
+
+
+class _ReadAhead:
+    """`stream` (a layer blob's decompressed tar) read on a thread of its own, up to
+    `_AHEAD` pieces ahead of the consumer: the download, the compressed blob's hash and
+    the decompression run beside the unpacking (tar parsing, file writes, their hashes)
+    instead of taking turns with it, so one layer keeps two cores busy (the last layer
+    of a pull is otherwise unpacked on one).
+
+    An error on the reading thread is raised to the consumer where it would have been
+    raised without the thread: at the read that needed the bytes. `close` stops and
+    joins the thread, so nothing reads `stream` once the caller moves on."""
+
+    _AHEAD = 8
+
+    def __init__(self, stream: ByteStream, piece: int = _CHUNK) -> None:
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self._AHEAD)
+        self._stop = threading.Event()
+        self._head = b""
+        self._pos = 0
+        self._ended = False
+        self._thread = threading.Thread(
+            target=self._run, args=(stream, piece), name="layer-read-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, stream: ByteStream, piece: int) -> None:
+        try:
+            while not self._stop.is_set():
+                data = stream.read(piece)
+                self._put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, n: int = -1, /) -> bytes:
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(_CHUNK), b""))
+        if self._pos >= len(self._head):
+            if self._ended:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            if not item:
+                self._ended = True
+                return b""
+            self._head, self._pos = item, 0
+        if self._pos == 0 and n >= len(self._head):
+            data, self._head = self._head, b""  # the whole piece: no copy
+            return data
+        data = self._head[self._pos : self._pos + n]
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.1)  # unblock a reader waiting to put
+        self._thread.join()
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def ingest_layer(
@@ -150,14 +225,16 @@ def ingest_layer(
     outer = writer
     with contextlib.ExitStack() as stack:
         if outer is not None:
-            source = cast(BinaryIO, io.BufferedReader(_Tee(source, outer), _CHUNK))
+            source = cast(BinaryIO, _Tee(source, outer))
         elif keep_blob and compressed and not store.content.has(layer.digest):
             lease.add_blob(layer.digest)
             writer = stack.enter_context(
                 store.content.writer(layer.digest, layer.size, lease=lease)
             )
-            source = cast(BinaryIO, io.BufferedReader(_Tee(source, writer), _CHUNK))
-        reader = open_layer_reader(source, lim.max_size, lim.max_ratio, digest=False)
+            source = cast(BinaryIO, _Tee(source, writer))
+        reader = stack.enter_context(
+            _ReadAhead(open_layer_reader(source, lim.max_size, lim.max_ratio, digest=False))
+        )
 
         def finish() -> None:
             while reader.read(_CHUNK):

@@ -23,25 +23,16 @@ import json
 import random
 import re
 import ssl
-import sys
 import threading
 import time
-import types
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-# httpx imports its own command-line tool (click, rich, pygments) when it is imported,
-# which a push or pull would pay for at every start; lamina never runs it. An empty
-# stand-in makes httpx fall back to its "not installed" stub.
-if "httpx" not in sys.modules:
-    sys.modules.setdefault("httpx._main", types.ModuleType("httpx._main"))
-
-import httpx
-
 from lamina.errors import LaminaError, NotFoundError
 from lamina.oci import MAX_DOCUMENT_BYTES
 from lamina.transport._credentials import Credentials, load_credentials
+from lamina.transport._http import httpx
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_TRIES = 5
@@ -60,6 +51,14 @@ class RegistryError(LaminaError):
         self.code = code
 
 
+class RegistryNotFoundError(NotFoundError):
+    """A registry does not know a name, manifest, blob or upload; `code` says which."""
+
+    def __init__(self, message: str, code: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.code = code
+
+
 _HINTS = {
     "UNAUTHORIZED": "log in first: `lamina login REGISTRY`",
     "DENIED": "the account has no access to this repository; check the name and permissions",
@@ -68,6 +67,8 @@ _HINTS = {
     "NAME_UNKNOWN": "check the repository name (and that you are logged in)",
     "MANIFEST_UNKNOWN": "check the tag or digest; it does not exist in that repository",
     "BLOB_UNKNOWN": "the registry lost a blob its manifest names; push the image again",
+    "DIGEST_INVALID": "the bytes sent do not match their digest: the store's copy may be"
+    " damaged (`lamina fsck` checks it)",
 }
 _NOT_FOUND = {"NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "BLOB_UPLOAD_UNKNOWN"}
 
@@ -104,7 +105,7 @@ def registry_error(response: httpx.Response, what: str) -> LaminaError:
         text += f" ({message})"
     text += f" [HTTP {status}]"
     if code in _NOT_FOUND or (status == 404 and not code):
-        return NotFoundError(text, _HINTS.get(code))
+        return RegistryNotFoundError(text, code, _HINTS.get(code))
     return RegistryError(text, code, _HINTS.get(code))
 
 

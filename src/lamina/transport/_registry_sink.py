@@ -26,11 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
-import httpx
-
 from lamina.errors import InvalidInputError, LaminaError, NotFoundError
 from lamina.oci import Descriptor, Manifest, sha256_digest
-from lamina.transport._registry_client import RegistryClient, RegistryError
+from lamina.transport._http import httpx
+from lamina.transport._registry_client import (
+    RegistryClient,
+    RegistryError,
+    RegistryNotFoundError,
+)
 
 UPLOAD_CHUNK = 32 << 20
 _RANGE = re.compile(r"^(?:bytes=)?(\d+)-(\d+)$")
@@ -182,11 +185,15 @@ class _Pusher:
             try:
                 self._send_chunks(desc, location, offset, what)
                 break
-            except (RegistryError, NotFoundError):
+            except (RegistryError, NotFoundError) as refused:
                 # The registry lost or refused the session: ask where it stands, once,
-                # else start a new upload, once.
+                # else start a new upload, once. Bytes that do not match their digest
+                # would not match again.
                 restarts += 1
-                if restarts > 2:
+                digest_invalid = isinstance(refused, RegistryError) and (
+                    refused.code == "DIGEST_INVALID"
+                )
+                if restarts > 2 or digest_invalid:
                     self.locations.forget_upload(self.registry, self.repository, digest)
                     raise
                 status = self._status(location, what) if restarts == 1 else None
@@ -287,17 +294,41 @@ def push_image(
     target = tag or digest
     try:
         _put_manifest(client, repository, target, manifest_bytes, media_type, digest)
-    except NotFoundError:
-        # BLOB_UNKNOWN: a blob remembered as there is gone; forget the hints, push again.
-        if report.manifest_existed or not report.known:
+    except (NotFoundError, RegistryError) as refused:
+        # (MANIFEST_)BLOB_UNKNOWN: a blob remembered as there is gone (deleted, garbage
+        # collected): forget what is remembered of this repository and push again, once,
+        # with a HEAD for every blob. The retry knows nothing, so it cannot loop.
+        if report.manifest_existed or not report.known or not _blob_unknown(refused):
             raise
         locations.forget_repository(client.domain, repository)
-        return push_image(
+        again = push_image(
             client, repository, tag, manifest_bytes, media_type, locations, open_at,
             jobs=jobs, events=events, chunk=chunk, manifest=manifest,
         )  # fmt: skip
+        return _both(report, again)
     locations.remember(client.domain, repository, [digest])
     return report
+
+
+def _both(first: PushReport, again: PushReport) -> PushReport:
+    """One report for a push that went twice: what the first attempt sent stays sent (the
+    retry then finds it there), what it only believed known is as the retry found it."""
+    went = {*first.uploaded, *first.mounted}
+    return PushReport(
+        manifest_digest=again.manifest_digest,
+        existed=[d for d in again.existed if d not in went],
+        mounted=[*first.mounted, *(d for d in again.mounted if d not in went)],
+        uploaded=[*first.uploaded, *(d for d in again.uploaded if d not in went)],
+        resumed=[*first.resumed, *again.resumed],
+        bytes_sent=first.bytes_sent + again.bytes_sent,
+    )
+
+
+def _blob_unknown(error: LaminaError) -> bool:
+    """Whether a manifest PUT was refused because a blob it names is missing."""
+    if not isinstance(error, RegistryError | RegistryNotFoundError):
+        return False
+    return error.code in ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN")
 
 
 def _put_manifest(

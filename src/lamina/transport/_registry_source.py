@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, cast
 
-import httpx
-
 from lamina.errors import DigestMismatchError, InvalidInputError
 from lamina.oci import (
     MAX_DOCUMENT_BYTES,
@@ -30,6 +28,7 @@ from lamina.oci import (
     sha256_digest,
 )
 from lamina.transport._core import SourceImage, describe_image, media_type_of, select_manifest
+from lamina.transport._http import httpx
 from lamina.transport._registry_client import MAX_TRIES, RegistryClient, RegistryError, backoff
 
 MANIFEST_ACCEPT = ", ".join(

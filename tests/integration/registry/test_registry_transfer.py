@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,7 +218,7 @@ def test_basic_auth_login_pull_push_and_logout(
         lamina.pull(ref)
 
 
-def test_bearer_token_challenge_with_a_token_per_scope(
+def test_bearer_token_challenge_with_a_token_per_scope_forgotten_at_logout(
     lamina: Lamina, registry: Registry, busybox_rootfs: Path
 ) -> None:
     gate = Proxy(registry.host, bearer=True)
@@ -237,5 +239,77 @@ def test_bearer_token_challenge_with_a_token_per_scope(
         assert not [t for t in gate.token_requests[pushes:] if "scope=" in t["path"]]
         with pytest.raises(LaminaError, match="refused the credentials"):
             lamina.login(gate.host, "bob", "not-his")
+        # logout forgets bob's tokens too (kept, they would go on acting for him), and
+        # only that registry's
+        lamina.store.registry.save_token("other.example:5000", "", "x", "t", 2e9)
+        assert _saved_tokens(lamina, gate.host) > 0
+        assert lamina.logout(gate.host)
+        assert _saved_tokens(lamina, gate.host) == 0
+        assert _saved_tokens(lamina, "other.example:5000") == 1
+        asked = len(gate.token_requests)
+        lamina.pull(f"{gate.host}/team/base:1")  # asks for a token again, as nobody
+        users = [t["user"] for t in gate.token_requests[asked:]]
+        assert users and set(users) == {""}
     finally:
         gate.close()
+
+
+def _saved_tokens(lamina: Lamina, host: str) -> int:
+    query = "SELECT COUNT(*) FROM registry_tokens WHERE registry = ?"
+    with contextlib.closing(sqlite3.connect(lamina.root / "metadata.db")) as db:
+        return int(db.execute(query, (host,)).fetchone()[0])
+
+
+def test_a_push_completes_when_the_registry_lost_a_blob_lamina_remembers(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    _layered(lamina, busybox_rootfs, tmp_path, "app:1", b"one")
+    _layered(lamina, busybox_rootfs, tmp_path, "app:2", b"two")
+    lamina.push("app:1", f"{registry.host}/lost/app:1")
+    manifest = json.loads(
+        httpx.get(
+            f"http://{registry.host}/v2/lost/app/manifests/1",
+            headers={"Accept": f"{media_types.OCI_MANIFEST}, {media_types.DOCKER_MANIFEST}"},
+        ).content
+    )
+    base = manifest["layers"][0]["digest"].split(":")[1]
+    blob = registry.storage / "docker/registry/v2/blobs/sha256" / base[:2] / base / "data"
+    blob.unlink()  # the registry lost it; lamina still remembers it is there
+    assert lamina.store.registry.known(registry.host, "lost/app", f"sha256:{base}")
+    result = lamina.push("app:2", f"{registry.host}/lost/app:2")
+    # the lost base layer went again, with the new top layer and config; nothing else
+    assert (result.uploaded, result.mounted, result.existed) == (3, 0, 0)
+    assert blob.exists()
+    other = Lamina(tmp_path / "root-check")
+    try:
+        other.pull(f"{registry.host}/lost/app:2")
+    finally:
+        other.store.close()
+
+
+def test_a_damaged_blob_in_the_store_fails_the_push_once_and_clearly(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    lamina.import_image(busybox_rootfs, "base:1")
+    lamina.push("base:1", f"{registry.host}/first/base:1")  # the layer's gzip blob is cached
+    manifest = json.loads(_pushed_manifest(Proxy(registry.host), "first/base", "1"))
+    layer = manifest["layers"][0]
+    blob = lamina.root / "blobs" / "sha256" / layer["digest"].split(":")[1]
+    blob.chmod(0o644)
+    with blob.open("r+b") as f:  # bit rot: one byte in the middle
+        f.seek(layer["size"] // 2)
+        byte = f.read(1)
+        f.seek(layer["size"] // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    second = Registry(tmp_path / "second")
+    gate = Proxy(second.host)
+    try:
+        with pytest.raises(LaminaError, match=layer["digest"]) as failed:
+            lamina.push("base:1", f"{gate.host}/second/base:1")
+        assert "fsck" in (failed.value.hint or "")
+        # sent once, not again and again; and nothing names it there
+        assert layer["size"] <= gate.bytes_up() < 2 * layer["size"]
+        assert httpx.get(f"http://{second.host}/v2/second/base/tags/list").status_code == 404
+    finally:
+        gate.close()
+        second.stop()
