@@ -7,6 +7,11 @@
 3. save as a docker-archive beside `skopeo copy oci: docker-archive:`
 4. save as an OCI archive (gzip, compressed on the way out: the cache is pruned before
    each run) beside `skopeo copy --dest-compress oci: oci-archive:`
+5. floors, the same work done by the simplest tools, cold, beside lamina's numbers:
+   load beside `tar -xf` of the archive's layer.tar into an empty directory (after the
+   same deletion as every tool here), save beside `tar -cf - snapshot | cat >/dev/null`
+   (one file at a time) and beside the snapshot's files read by 32 `cat`s at once
+   (many reads in flight, as lamina's save does). The ratios are lamina ÷ floor.
 
 Run: `.venv/bin/python bench/bench_lean.py [--runs N] [--files N] [--file-size B]`, or
 through `bench/run.py` (`run(runs, work)`). Medians of the runs. Not a test.
@@ -149,9 +154,30 @@ def bench_disk(work: Path, archive: Path) -> list[Row]:
              "buildah", [theirs])]  # fmt: skip
 
 
+def _layer_tar(work: Path, archive: Path) -> Path:
+    """The archive's one layer.tar, extracted (untimed) for the tar -xf floor."""
+    import tarfile
+
+    out = work / "floor-layer.tar"
+    with tarfile.open(archive) as tf:
+        member = next(m for m in tf.getmembers() if m.name.endswith("/layer.tar"))
+        src = tf.extractfile(member)
+        assert src is not None
+        with src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    return out
+
+
+def _snapshot_dir(root: Path) -> Path:
+    found = [p for p in (root / "snapshots").iterdir() if p.is_dir() and p.name[0] != "."]
+    return max(found, key=lambda p: sum(1 for _ in p.rglob("*")))
+
+
 def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[Row]:
     load, pull, save, sk_save, oci, sk_oci = [], [], [], [], [], []
+    untar, tar_c, cat_p = [], [], []
     root = work / "ls-lamina"
+    layer_tar = _layer_tar(work, archive)
     for i in range(runs):
         # Each tool's tree is deleted right after its run, so each runs just after the
         # other's 20,000 files were deleted: on this VM's journal-less ext4, creating
@@ -168,6 +194,12 @@ def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[
             pull.append(_run(buildah("pull", "-q", f"docker-archive:{archive}")))
         finally:
             buildah.close()
+        floor = work / "floor-x"
+        floor.mkdir()
+        _cold()
+        untar.append(_run(["tar", "-xf", str(layer_tar), "-C", str(floor)]))
+        shutil.rmtree(floor)
+    layer_tar.unlink()
     _run([*LAMINA, "--root", str(root), "load", "-i", str(archive)])  # for the saves
     for _ in range(runs):
         out = work / "out.tar"
@@ -175,6 +207,12 @@ def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[
         _cold()
         save.append(_run([*LAMINA, "--root", str(root), "save", "-o", str(out), "bench/big:1"]))
         out.unlink()
+        snapshot = _snapshot_dir(root)
+        _cold()
+        tar_c.append(_run(["sh", "-c", 'tar -cf - -C "$1" . | cat >/dev/null', "-", str(snapshot)]))
+        _cold()
+        parallel = 'cd "$1" && find . -type f -print0 | xargs -0 -n 500 -P 32 cat >/dev/null'
+        cat_p.append(_run(["sh", "-c", parallel, "-", str(snapshot)]))
         _cold()
         sk_save.append(_run(["skopeo", "copy", "-q", f"oci:{layout}:1",
                              f"docker-archive:{out}:bench/big:1"]))  # fmt: skip
@@ -195,6 +233,10 @@ def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[
         ("save docker-archive (cold)", save, "skopeo copy oci: docker-archive:", sk_save),
         ("save oci-archive, gzip on the way out (cold)", oci,
          "skopeo copy --dest-compress oci: oci-archive:", sk_oci),
+        ("floor: load beside tar -xf of its layer.tar (cold)", load, "tar -xf", untar),
+        ("floor: save beside tar -cf - snapshot | cat (cold)", save, "tar -cf | cat", tar_c),
+        ("floor: save beside 32 parallel cats of the snapshot (cold)", save,
+         "xargs -P 32 cat", cat_p),
     ]  # fmt: skip
 
 

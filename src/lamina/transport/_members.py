@@ -7,6 +7,7 @@ must be a clean relative path inside the archive: `clean_path` refuses the rest.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -258,9 +259,14 @@ def peek_member(files: Files, name: str, what: str) -> tuple[int, bytes]:
             os.close(piece.fd)
 
 
+_AHEAD = 32 << 20  # asked of the kernel ahead of the reader (posix_fadvise WILLNEED)
+
+
 class _PlainSlice(io.RawIOBase):
     """``size`` bytes of ``fd`` from ``offset``, read as they are (``verify=False``: the
-    caller checks the digest itself): one ``pread`` per read, no copy on the way."""
+    caller checks the digest itself): one ``pread`` per read, no copy on the way. The
+    kernel is asked to read ``_AHEAD`` bytes ahead in the background, so a reader that
+    parses what it reads (a layer unpacked on the way) seldom waits for the disk."""
 
     def __init__(self, piece: Slice, offset: int, size: int, what: str) -> None:
         super().__init__()
@@ -268,6 +274,7 @@ class _PlainSlice(io.RawIOBase):
         self._position = piece.offset + offset
         self._remaining = size
         self._what = what
+        self._advised = self._position  # read ahead up to here
 
     def readable(self) -> bool:
         return True
@@ -278,6 +285,15 @@ class _PlainSlice(io.RawIOBase):
         n = min(n, self._remaining, _MAX_READ)
         if n <= 0:
             return b""
+        if self._position + n > self._advised - _AHEAD // 2:
+            end = self._position + min(self._remaining, 2 * _AHEAD)
+            if end > self._advised:
+                with contextlib.suppress(OSError):  # a hint: a pipe, say, takes none
+                    os.posix_fadvise(
+                        self._piece.fd, self._advised, end - self._advised,
+                        os.POSIX_FADV_WILLNEED,
+                    )  # fmt: skip
+                self._advised = end
         data = os.pread(self._piece.fd, n, self._position)
         if not data:
             raise InvalidInputError(

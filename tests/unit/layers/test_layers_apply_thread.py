@@ -6,6 +6,7 @@ it uses when the target is not empty."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import io
 import os
@@ -81,30 +82,46 @@ def _both(tmp_path: Path, data: bytes) -> tuple[Path, Path, list[IndexEntry], li
 
 CASES = {
     "through a symlink, then by its own name": [
-        ("b", "dir", ""), ("a", "symlink", "b"), ("a/x", "file", "one"), ("b/x", "file", "two"),
+        ("b", "dir", ""),
+        ("a", "symlink", "b"),
+        ("a/x", "file", "one"),
+        ("b/x", "file", "two"),
     ],
     "through an absolute symlink to a missing dir": [
-        ("a", "symlink", "/b"), ("a/x", "file", "one"), ("b/x", "file", "two"),
+        ("a", "symlink", "/b"),
+        ("a/x", "file", "one"),
+        ("b/x", "file", "two"),
         ("b/y", "file", "three"),
     ],
     "a dangling symlink's target made, then replaced by a file": [
-        ("a", "symlink", "b"), ("a/x", "file", "one"), ("b", "file", "two"),
+        ("a", "symlink", "b"),
+        ("a/x", "file", "one"),
+        ("b", "file", "two"),
     ],
     "a file replaced by a directory": [("f", "file", "one"), ("f", "dir", "")],
     "a directory's files, then the directory replaced by a file": [
-        ("d/f", "file", "one"), ("d/g", "file", "two"), ("d", "file", "three"),
-        ("d2/e/f", "file", "four"), ("d2/e", "file", "five"),
+        ("d/f", "file", "one"),
+        ("d/g", "file", "two"),
+        ("d", "file", "three"),
+        ("d2/e/f", "file", "four"),
+        ("d2/e", "file", "five"),
     ],
     "a file, then a hardlink to it, then one to the link": [
-        ("x", "file", "one"), ("y", "hardlink", "x"), ("z", "hardlink", "y"),
+        ("x", "file", "one"),
+        ("y", "hardlink", "x"),
+        ("z", "hardlink", "y"),
     ],
     "one name twice": [("x", "file", "one"), ("x", "file", "two"), ("x", "file", "")],
     "a file replaced by a symlink, then written through": [
-        ("t/x", "file", "one"), ("x", "file", "two"), ("x", "symlink", "t"),
+        ("t/x", "file", "one"),
+        ("x", "file", "two"),
+        ("x", "symlink", "t"),
         ("x/y", "file", "three"),
     ],
     "a whiteout, then the same name as a file": [
-        ("d/.wh.x", "file", ""), ("d/x", "file", "one"), ("d/.wh..wh..opq", "file", ""),
+        ("d/.wh.x", "file", ""),
+        ("d/x", "file", "one"),
+        ("d/.wh..wh..opq", "file", ""),
         ("d/y", "file", "two"),
     ],
     "a fifo, then a file of its name": [("p", "fifo", ""), ("p", "file", "one")],
@@ -126,18 +143,105 @@ def test_a_file_thread_error_names_the_entry_and_stops_the_apply(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = _tar(*[(f"d/f{n}", "file", "abc") for n in range(50)])
-    real_fchown = os.fchown
+    real_utime = os.utime
     calls: list[str] = []
 
-    def failing_fchown(fd: int, uid: int, gid: int) -> None:
+    def failing_utime(*args: object, **kwargs: object) -> None:
         calls.append(threading.current_thread().name)
         if len(calls) == 21:  # the file thread writes in order: d/f20
             raise OSError(errno.EIO, "injected I/O error")
-        real_fchown(fd, uid, gid)
+        real_utime(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(os, "fchown", failing_fchown)
+    monkeypatch.setattr(os, "utime", failing_utime)
     target = tmp_path / "t"
     target.mkdir()
     with pytest.raises(LaminaError, match=r"d/f20.*injected I/O error"):
         apply_layer(io.BytesIO(data), target, overlay=True)
     assert set(calls) == {"layer-files"}  # it was the file thread that met it
+
+
+# A default ACL (user::rwx group::--- other::---): new files in its directory would get
+# their mode masked by it, whatever open() is asked for.
+_ACL = bytes.fromhex("0200000001000700ffffffff04000000ffffffff20000000ffffffff")
+
+
+def _owned_tar() -> bytes:
+    out = io.BytesIO()
+    members: list[tuple[str, int, int, int, bytes | None]] = [
+        ("sg", 0o2775, 0, 55, None),  # setgid: new files in it get group 55
+    ]
+    owners = [
+        (0o640, UID, GID),
+        (0o666, UID, GID),
+        (0o777, UID, GID),
+        (0o4755, UID, GID),
+        (0o2755, UID, GID),
+        (0o1644, UID, GID),
+        (0o600, 1000, 1000),
+        (0o644, UID, 55),
+    ]
+    for top in ("plain", "sg", "acl"):  # the ACL last: past it, every mode is set by fchmod
+        if top == "acl":
+            members.append(("acl", 0o755, 0, 0, _ACL))
+        for n, (mode, uid, gid) in enumerate(owners):
+            members.append((f"{top}/f{n}", mode, uid, gid, None))
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, mode, uid, gid, acl in members:
+            info = tarfile.TarInfo(name)
+            info.uid, info.gid, info.mode, info.mtime = uid, gid, mode, 1_000_000
+            data = b"" if "/" not in name else name.encode()
+            if "/" not in name:
+                info.type = tarfile.DIRTYPE
+            else:
+                info.size = len(data)
+            if acl is not None:
+                key = "SCHILY.xattr.system.posix_acl_default"
+                info.pax_headers = {key: acl.decode("utf-8", "surrogateescape")}
+            tf.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="owners other than one's own need root")
+def test_the_file_thread_gives_every_file_its_owner_and_mode(tmp_path: Path) -> None:
+    """Files the thread creates with their mode and owner (no fchown, fchmod) and files it
+    fixes afterwards end up alike: the tar's owner and mode, in a setgid directory and in
+    one whose default ACL would mask the mode too."""
+    fresh, used, _, _ = _both(tmp_path, _owned_tar())
+    with tarfile.open(fileobj=io.BytesIO(_owned_tar())) as tf:
+        expected = {m.name: (m.mode, m.uid, m.gid) for m in tf.getmembers() if m.isfile()}
+    for root in (fresh, used):
+        got = {}
+        for name in expected:
+            st = os.lstat(root / name)
+            got[name] = (st.st_mode & 0o7777, st.st_uid, st.st_gid)
+        assert got == expected
+    assert os.getxattr(fresh / "acl", "system.posix_acl_default") == _ACL
+
+
+def _inode_flags(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        buf = bytearray(4)
+        fcntl.ioctl(fd, 0x80086601, buf)  # FS_IOC_GETFLAGS
+        return int.from_bytes(buf, "little")
+    except OSError:
+        return None  # a file system without inode flags
+    finally:
+        os.close(fd)
+
+
+def test_a_fresh_target_is_a_top_directory_while_it_is_filled(tmp_path: Path) -> None:
+    """ext4's Orlov allocator spreads the subdirectories of a `chattr +T` directory over
+    block groups with few directories: the unpack sets it while it runs, and leaves the
+    target's flags as they were."""
+    target = tmp_path / "t"
+    target.mkdir()
+    before = _inode_flags(target)
+    assert before is not None, "the tests' temporary directory is on ext4 here"
+    seen: list[int | None] = []
+    data = _tar(("d/f", "file", "one"), ("e/g", "file", "two"))
+    apply_layer(io.BytesIO(data), target, overlay=True,
+                on_entry=lambda _entry: seen.append(_inode_flags(target)))  # fmt: skip
+    assert seen and all(f is not None and f & 0x00020000 for f in seen)  # FS_TOPDIR_FL
+    assert _inode_flags(target) == before
+    assert (target / "e" / "g").read_text() == "two"
