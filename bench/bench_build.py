@@ -195,6 +195,22 @@ def run(runs: int, work: Path) -> list[Row]:
             b.bud("big", ctx, "--no-cache"),
             cold=True,
         )
+        # The same copy as a COPY step no earlier build made (a new destination each run):
+        # nothing to hardlink from, every file written (the row above links unchanged
+        # files from the snapshot its previous run made).
+        fresh = ctx / "Dockerfile.fresh"
+
+        def new_step(n: int) -> None:
+            fresh.write_text(f"FROM busybox\nCOPY src/ /fresh{n}/\n")
+
+        both(
+            "first build of a COPY step (same context, new destination), caches dropped",
+            lamina_cmd(lam_root, "build", "-q", "--no-cache", "-f", str(fresh), "-t", "fresh",
+                       str(ctx)),
+            b.bud("fresh", ctx, "--no-cache", "-f", str(fresh)),
+            cold=True,
+            before=new_step,
+        )  # fmt: skip
         victim = ctx / "src" / "d000" / "f00000"
         original = victim.read_bytes()
 

@@ -90,6 +90,7 @@ class Builder:
         self.bp: BuildPlan
         # Per stage: how many of its layers its first FROM image gave, and that image.
         self._bases: dict[int, tuple[int, str]] = {}
+        self._spread = False  # snapshots/ marked (once per build)
 
     def observe(self, files: Sequence[ContextFile]) -> None:
         """Remember context entries a step read (stage threads call this concurrently)."""
@@ -356,8 +357,11 @@ class Builder:
         if isinstance(runner, CopyStep):
             result = runner.execute(lowerdirs, direct=not needs_snapshot)
             if runner.direct is not None:
-                return layer_from_entries(self.store, self.lease, result, runner.direct,
-                                          source_date_epoch=sde)  # fmt: skip
+                layer = layer_from_entries(self.store, self.lease, result, runner.direct,
+                                           source_date_epoch=sde,
+                                           previous=runner.previous_files())  # fmt: skip
+                runner.remember_layer(layer.diff_id)
+                return layer
             return layer_from_dir(self.store, self.lease, result, overlay_upper=False,
                                   source_date_epoch=sde)  # fmt: skip
         if isinstance(runner, RunStep):
@@ -424,7 +428,13 @@ class Builder:
     def _scratch(self, kind: str) -> Iterator[Path]:
         # Beside the snapshots (one file system): a result directory is renamed, not copied.
         from lamina.runtime import write_owner
+        from lamina.snapshots import spread_new_directories
 
+        # Each step's files land in a block group of their own (ext4), not beside what
+        # earlier steps just deleted: see spread_new_directories.
+        if not self._spread:
+            spread_new_directories(self.store.snapshots_dir)
+            self._spread = True
         path = Path(tempfile.mkdtemp(prefix=f".tmp-{kind}-", dir=self.store.snapshots_dir))
         try:
             # Mounts live in here while a step runs: a later command unmounts them if we die.

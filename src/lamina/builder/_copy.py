@@ -144,8 +144,10 @@ class Stager:
                  chmod: Chmod | None, keep_owner: bool, direct: bool = False,
                  dir_mode: int = 0o755) -> None:  # fmt: skip
         self.staging = staging
+        self._staging_prefix = os.path.join(staging, "")
         # Direct: entries are not copied, only described (layer path → Change of the source).
         self.direct: dict[str, Change] | None = {} if direct else None
+        self.context_paths: dict[str, str] = {}  # direct: layer path → context path (files)
         self.view = view
         self.owner = owner
         self.chmod = chmod
@@ -216,9 +218,11 @@ class Stager:
                 mode = stat.S_IMODE(f.mode)
             elif f.kind not in ("file", "dir"):
                 return
-            rel = os.path.relpath(target, self.staging)
+            rel = _below(target, self._staging_prefix)
             st = _with_owner(os.lstat(source), mode, uid, gid)
             self.direct[rel] = Change(rel, ChangeKind.ADD, source, st)
+            if f.kind == "file":
+                self.context_paths[rel] = f.path
             return
         if f.kind == "dir":
             if not os.path.isdir(target) or os.path.islink(target):
@@ -339,6 +343,13 @@ class Stager:
         # Directory mtimes last: creating children moved them.
         for path, mtime, atime in reversed(self._dirs):
             os.utime(path, ns=(atime, mtime))
+
+
+def _below(path: str, prefix: str) -> str:
+    """`path` relative to the directory `prefix` (ending in a separator) it lies under."""
+    if path.startswith(prefix):
+        return posixpath.normpath(path[len(prefix) :])
+    return os.path.relpath(path, prefix)
 
 
 def _with_owner(st: os.stat_result, mode: int, uid: int, gid: int) -> os.stat_result:

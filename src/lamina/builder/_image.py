@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,17 +73,21 @@ def layer_from_entries(
     entries: dict[str, Change],
     *,
     source_date_epoch: int | None,
+    previous: Mapping[str, str] | None = None,
 ) -> LayerRecord:
     """A layer of `directory` (every entry added) plus `entries` read from where they are
     (a COPY from the context): each entry is copied straight into `directory` and hashed
-    from that copy, then `directory` becomes the snapshot (on the store's file system)."""
+    from that copy, then `directory` becomes the snapshot (on the store's file system).
+    `previous`: files an earlier snapshot holds with the same content, hardlinked from
+    there when their metadata matches (see ``commit_copy_layer``)."""
     from lamina.layers import changes_from_dir, sort_changes
     from lamina.transport import commit_copy_layer
 
     merged = {c.path: c for c in changes_from_dir(directory)}
     merged.update(entries)
     changes = sort_changes(list(merged.values()))
-    return commit_copy_layer(store, lease, directory, changes, source_date_epoch=source_date_epoch)
+    return commit_copy_layer(store, lease, directory, changes, source_date_epoch=source_date_epoch,
+                             previous=previous)  # fmt: skip
 
 
 def ensure_snapshots(store: Store, lease: Lease, layers: Sequence[LayerRecord]) -> list[Path]:

@@ -164,6 +164,8 @@ class CopyStep:
         self.downloads: list[tuple[str, Path, float | None]] = []
         self.gits: list[tuple[GitSource, str]] = []  # (source, commit)
         self.direct: dict[str, Change] | None = None
+        self.context_paths: dict[str, str] = {}
+        self.digests: dict[str, str] = {}  # context path → content digest, once computed
         self.shortcut = False
 
     def inputs(self, full: bool = False) -> StepInputs:
@@ -192,6 +194,7 @@ class CopyStep:
                     self.shortcut = bool(checksum)
             if not checksum:
                 digests = digest_context_files(self.b.store, str(self.b.context), files)
+                self.digests = digests
                 sources = summarise(self.sel, digests, None, self.chmod, keep_owner=False)
                 if stamp and not urls:
                     summary = StepInputs("", "", sources=tuple(sources)).sources_checksum()
@@ -370,6 +373,7 @@ class CopyStep:
                             self.chmod, keep_owner=self.src is not None,
                             direct=direct)  # fmt: skip
             self.direct = stager.direct
+            self.context_paths = stager.context_paths
             if self.src is not None:
                 src_lowers = ensure_snapshots(self.b.store, self.b.lease, self.src.layers)
                 with self.b._view(src_lowers, self.scratch, "from") as src:
@@ -393,6 +397,72 @@ class CopyStep:
                 stage(self.inst, self.sel, stager, self.step.workdir, heredocs,
                       unpack=self.inst.unpack, trees=trees)  # fmt: skip
         return staging
+
+
+    def _layer_record(self) -> str:
+        """The cache record naming the layer this COPY (same context, instruction and
+        workdir) made last time."""
+        ident = f"{self.b.context}\0{instruction_text(self.inst)}\0{self.step.workdir}"
+        return "copylayer:" + hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def previous_files(self) -> dict[str, str]:
+        """Layer path → the same path in the snapshot this COPY made last time, for each
+        file whose content (the context's digest against that layer's file index) is the
+        same and that is no part of a hardlink set there: what ``DirectCopy`` may hardlink
+        instead of writing again (it checks mode, owner, mtime and xattrs itself). The old
+        snapshot is held by the build's lease while it is linked from."""
+        if not self.direct or not self.digests:
+            return {}
+        found = self.b.store.get_cache(self._layer_record())
+        diff_id = found.value.get("diff_id") if found is not None else None
+        if not isinstance(diff_id, str) or not self.b.store.has_layer(diff_id):
+            return {}
+        self.b.lease.add_snapshot(diff_id)
+        if not self.b.store.has_layer(diff_id):  # pruned before the lease held it
+            return {}
+        cols = self.b.store.file_index.columns(diff_id)
+        old: dict[str, str] = {}
+        dirs: set[str] = {""}
+        in_link_sets: set[str] = set()
+        for path, kind, digest, link in zip(cols.paths, cols.kinds, cols.digests, cols.links,
+                                            strict=True):  # fmt: skip
+            if kind == "file" and digest:
+                old[path] = digest
+            elif kind == "dir":
+                dirs.add(path.rstrip("/"))
+            elif kind == "hardlink":
+                in_link_sets.add(path)
+                in_link_sets.add(link.lstrip("/"))
+        snapshot = str(self.b.store.snapshot_path(diff_id))
+        out: dict[str, str] = {}
+        checked: dict[str, bool] = {}
+        for rel, ctx_path in self.context_paths.items():
+            digest = old.get(rel)
+            if digest is None or rel in in_link_sets:
+                continue
+            if self.digests.get(ctx_path) != "sha256:" + digest:
+                continue
+            # Every directory above it is a directory of that layer: the path leads
+            # through no symlink, so the link is made from inside that snapshot.
+            if not _all_dirs(posixpath.dirname(rel), dirs, checked):
+                continue
+            out[rel] = os.path.join(snapshot, rel)
+        return out
+
+    def remember_layer(self, diff_id: str) -> None:
+        """Record the layer this COPY made, for the next build's ``previous_files``."""
+        self.b.store.put_cache(self._layer_record(), {"diff_id": diff_id})
+
+
+def _all_dirs(path: str, dirs: set[str], checked: dict[str, bool]) -> bool:
+    """Whether `path` and every directory above it are in `dirs` ("" is the root)."""
+    if path == "":
+        return True
+    known = checked.get(path)
+    if known is None:
+        known = path in dirs and _all_dirs(posixpath.dirname(path), dirs, checked)
+        checked[path] = known
+    return known
 
 
 def workdir_layer(

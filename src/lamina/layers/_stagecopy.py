@@ -14,6 +14,14 @@ still come from each change's own ``st``, source xattrs and link target, so the 
 sources. The snapshot gets what the applier would give from that tar: owner, mode,
 xattrs, and the tar's mtime (whole seconds, clamped to ``source_date_epoch``). A sparse
 source is copied in the kernel, holes kept, and its body read from the copy.
+
+``previous`` (layer path → that path in an earlier, committed snapshot of the same COPY,
+whose content the caller knows to be the source's): such a file is hardlinked from there
+instead of written again, when the old inode's type, size, mode, owner, mtime and xattrs
+are exactly what this entry's header says; its body is then read from the link to be
+hashed. No inode is made and no byte written; the tar (made from the change's own
+``st``) is the one a fresh copy gives, and the two snapshots share an inode nothing ever
+writes (overlayfs copies a lower file up before changing it).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -99,9 +107,16 @@ class DirectCopy:
     prefetcher: use it as a context manager."""
 
     def __init__(
-        self, directory: str, changes: Sequence[Change], *, source_date_epoch: int | None
+        self,
+        directory: str,
+        changes: Sequence[Change],
+        *,
+        source_date_epoch: int | None,
+        previous: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = directory
+        self._previous = previous or {}
+        self.reused = 0  # files hardlinked from `previous`
         self._root = os.path.abspath(directory)
         self.source_date_epoch = source_date_epoch
         self._links: dict[tuple[int, int], str] = {}
@@ -112,7 +127,7 @@ class DirectCopy:
         self._queued: deque[tuple[Future[None], int]] = deque()
         self._queued_bytes = 0
         ahead = [
-            (c.source, c.st.st_size) for c in changes
+            (self._previous.get(c.path, c.source), c.st.st_size) for c in changes
             if c.st is not None and stat.S_ISREG(c.st.st_mode) and c.st.st_size
             and not self._in_place(c)
         ]  # fmt: skip
@@ -172,6 +187,9 @@ class DirectCopy:
             self._links[key] = target
         if self._prefetch is not None:
             self._prefetch.taken += st.st_size
+        old = self._previous.get(change.path) if st.st_nlink == 1 else None
+        if old is not None and self._reuse(old, target, st, xattrs, mtime):
+            return (_open_source(target), False) if st.st_size else None
         src = _open_source(change.source)
         if st.st_size and st.st_blocks * 512 >= st.st_size:
             if st.st_size > _WRITE_BEHIND_FILE:
@@ -193,6 +211,30 @@ class DirectCopy:
         finally:
             os.close(src)
         return (_open_source(target), False) if st.st_size else None
+
+    def _reuse(
+        self, old: str, target: str, st: os.stat_result, xattrs: dict[str, bytes], mtime: int
+    ) -> bool:
+        """Hardlink `old` (a committed snapshot's file) as `target` if it is exactly the file
+        this entry's header describes; False (nothing done) if not, or if the link fails."""
+        try:
+            was = os.lstat(old)
+            if not (
+                stat.S_ISREG(was.st_mode)
+                and was.st_size == st.st_size
+                and was.st_mode == st.st_mode
+                and was.st_uid == st.st_uid
+                and was.st_gid == st.st_gid
+                and was.st_mtime_ns == mtime * 10**9
+                and _xattrs_of(old) == _kept(xattrs)
+            ):
+                return False
+            # Missing (pruned meanwhile), too many links, another file system: copy instead.
+            os.link(old, target, follow_symlinks=False)
+        except OSError:
+            return False
+        self.reused += 1
+        return True
 
     def write(self, data: memoryview) -> None:
         if self._file is not None:
@@ -253,6 +295,16 @@ class DirectCopy:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _kept(xattrs: dict[str, bytes]) -> dict[str, bytes]:
+    """The xattrs a copy gets (overlay's own are never set on a snapshot's file)."""
+    return {k: v for k, v in xattrs.items() if not _whiteout.is_overlay_xattr(k)}
+
+
+def _xattrs_of(path: str) -> dict[str, bytes]:
+    names = os.listxattr(path, follow_symlinks=False)
+    return {n: os.getxattr(path, n, follow_symlinks=False) for n in names}
 
 
 def _set_metadata(

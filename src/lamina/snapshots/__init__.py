@@ -65,6 +65,7 @@ from lamina.snapshots._mount import (
     overlay_mount,
     unmount,
 )
+from lamina.snapshots._spread import spread_new_directories
 from lamina.snapshots._stubs import clean_upper, find_stubs
 from lamina.store import RECORD_SUFFIX
 
@@ -118,6 +119,7 @@ __all__ = [
     "mount_points",
     "mounted",
     "overlay_mount",
+    "spread_new_directories",
     "unmount",
     "unpack_snapshot",
 ]

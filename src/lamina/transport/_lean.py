@@ -21,7 +21,7 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -322,6 +322,7 @@ def commit_copy_layer(
     *,
     source_date_epoch: int | None,
     on_entry: EntryHook | None = None,
+    previous: Mapping[str, str] | None = None,
 ) -> LayerRecord:
     """A COPY's layer: ``changes`` (in layer order; files, dirs and symlinks whose sources
     live anywhere, or already in ``directory``) are copied straight into ``directory``
@@ -329,8 +330,10 @@ def commit_copy_layer(
     recorded: each body is read once (the sources read ahead in the background), hashed
     and written; then ``directory`` becomes the snapshot. The tar, its diff_id and record
     are those ``commit_changes_layer`` gives for the same changes; no tar is written or
-    parsed."""
-    with DirectCopy(os.fspath(directory), changes, source_date_epoch=source_date_epoch) as copy:
+    parsed. ``previous``: files an earlier committed snapshot holds with the same content,
+    hardlinked from there when their metadata matches too (see ``DirectCopy``)."""
+    with DirectCopy(os.fspath(directory), changes, source_date_epoch=source_date_epoch,
+                    previous=previous) as copy:  # fmt: skip
         return commit_dir_layer(store, lease, directory, changes,
                                 source_date_epoch=source_date_epoch, on_entry=on_entry,
                                 copier=copy)  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,14 @@ def test_snapshot_is_the_renamed_upper_dir(lam: Lamina, build, tmp_path: Path) -
     assert lam.store.get_snapshot(top.diff_id) is not None
     leftovers = [p.name for p in lam.store.snapshots_dir.iterdir() if p.name.startswith(".tmp")]
     assert leftovers == []
+
+
+def test_a_build_marks_the_snapshots_directory_for_spreading(lam: Lamina, build) -> None:  # type: ignore[no-untyped-def]
+    """ext4's top-of-hierarchy flag on snapshots/: each step's files are allocated in a
+    block group of their own (see lamina.snapshots._spread)."""
+    build("FROM busybox\nRUN echo x > /made\n")
+    kind = subprocess.run(["stat", "-f", "-c", "%T", str(lam.store.snapshots_dir)],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    attrs = subprocess.run(["lsattr", "-d", str(lam.store.snapshots_dir)], capture_output=True,
+                           text=True, check=True).stdout.split()[0]  # fmt: skip
+    assert ("T" in attrs) == (kind in ("ext2/ext3", "ext4"))

@@ -229,3 +229,47 @@ def test_a_copy_the_writer_thread_cannot_make_fails_the_commit(
             DirectCopy.place = real_place  # type: ignore[method-assign]
     left = {p.name for p in new_store.snapshots_dir.iterdir() if not p.name.startswith(".")}
     assert left == {staging.name}
+
+
+@pytest.mark.parametrize("sde", [None, 1_500_000_000])
+def test_files_linked_from_a_previous_snapshot_give_the_same_layer(
+    stores: tuple[Store, Store], tmp_path: Path, sde: int | None
+) -> None:
+    """`previous` names earlier copies of the sources: those whose metadata is exactly the
+    header's are hardlinked; one that differs (mtime), or is gone, is copied. The layer is
+    byte for byte the one made without `previous`, and its tar has no hardlink it would
+    not have had."""
+    make_context(tmp_path / "ctx")
+    old, first = commit_both(stores, tmp_path / "ctx", sde)
+    _, store = stores
+    before = store.snapshot_path(first.diff_id)
+    # Another commit of the same changes must not be dropped as "already held": a store
+    # that only knows the first layer's files, as the previous build's snapshot.
+    other = open_store(tmp_path / "other")
+    try:
+        staging = Path(tempfile.mkdtemp(dir=other.snapshots_dir))
+        changes = copy_changes(tmp_path / "ctx", staging)
+        previous = {
+            c.path: str(before / c.path) for c in changes
+            if c.st is not None and stat.S_ISREG(c.st.st_mode)
+        }  # fmt: skip
+        os.utime(before / "app" / "private", ns=(0, 0))  # no longer what the header says
+        previous["app/sub/deeper/x"] = str(tmp_path / "gone")
+        with other.lease() as lease:
+            again = commit_copy_layer(other, lease, staging, changes, source_date_epoch=sde,
+                                      previous=previous)  # fmt: skip
+        assert again == old
+        assert other.record_path(again.diff_id).read_bytes() == store.record_path(
+            first.diff_id
+        ).read_bytes()
+        snap = other.snapshot_path(again.diff_id)
+        ino = {rel: os.lstat(snap / rel).st_ino for rel in previous}
+        assert ino["app/a.txt"] == os.lstat(before / "app" / "a.txt").st_ino
+        assert ino["app/private"] != os.lstat(before / "app" / "private").st_ino
+        assert ino["app/sub/deeper/x"] != 0 and (snap / "app/sub/deeper/x").read_bytes() == b"x"
+        # Members of the context's hardlink set are never linked from elsewhere.
+        assert ino["app/hard1"] == ino["app/sub/hard2"] != os.lstat(before / "app/hard1").st_ino
+        verify_layer(other, again.diff_id)
+        assert other.file_index.entries(again.diff_id) == store.file_index.entries(first.diff_id)
+    finally:
+        other.close()
