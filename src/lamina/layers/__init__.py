@@ -125,6 +125,7 @@ if TYPE_CHECKING:
     from lamina.layers._index import (
         EntryCollector,
     )
+    from lamina.layers._inodeflags import TOP_DIRECTORY, inode_flags, set_inode_flags
     from lamina.layers._stagecopy import DirectCopy
     from lamina.layers._tarheader import (
         build_header,
@@ -154,6 +155,9 @@ _LAZY = {
     "EntryHook": "lamina.layers._apply",
     "ScanStats": "lamina.layers._apply",
     "apply_layer": "lamina.layers._apply",
+    "TOP_DIRECTORY": "lamina.layers._inodeflags",
+    "inode_flags": "lamina.layers._inodeflags",
+    "set_inode_flags": "lamina.layers._inodeflags",
     "scan_layer": "lamina.layers._apply",
     "Change": "lamina.layers._changes",
     "ChangeKind": "lamina.layers._changes",
@@ -258,6 +262,9 @@ __all__ = [
     "sort_changes",
     "write_layer",
     "write_layer_blob",
+    "TOP_DIRECTORY",
+    "inode_flags",
+    "set_inode_flags",
 ]
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__, globals())

@@ -10,14 +10,12 @@ target is ever created, changed or removed.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import io
 import os
 import queue
 import shutil
 import stat
-import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import _whiteout
+from lamina.layers._inodeflags import TOP_DIRECTORY, inode_flags, set_inode_flags
 from lamina.layers._scoped import ScopedRoot, split_entry_path
 from lamina.layers._tarread import ByteStream, EntryReader, EntryType, Limits, TarEntry, TarReader
 from lamina.layers._tarsplit import SplitRecorder
@@ -598,32 +597,21 @@ class _Applier:
                 _utime(parts[-1], parent, mtime)
 
 
-_FS_IOC_GETFLAGS = 0x80086601
-_FS_IOC_SETFLAGS = 0x40086602
-_FS_TOPDIR_FL = 0x00020000
-
-
 def _set_topdir(target: str) -> tuple[int, int] | None:
     """Mark a fresh target as the top of a directory hierarchy (``chattr +T``) while it is
-    filled: ext4's Orlov allocator then spreads its subdirectories, and so their files,
-    over block groups with few directories. Without it they stay in the target's group;
-    on an ext4 without a journal, a group where many files were just deleted (the
-    previous snapshot, another tool's tree) makes every new inode a slow search, since
-    recently deleted inodes are passed over one by one. A hint: a file system without
-    the flag is left as it is. Returns (fd, old flags) for ``_restore_flags``."""
+    filled, so its subdirectories, and so their files, spread over block groups with few
+    directories (see layers/_inodeflags). Returns (fd, old flags) for ``_restore_flags``."""
     try:
         fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
-    try:
-        buf = bytearray(4)
-        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
-        (flags,) = struct.unpack("i", buf)
-        if not flags & _FS_TOPDIR_FL:
-            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags | _FS_TOPDIR_FL))
-            return fd, flags
-    except OSError:
-        pass
+    flags = inode_flags(fd)
+    if (
+        flags is not None
+        and not flags & TOP_DIRECTORY
+        and set_inode_flags(fd, flags | TOP_DIRECTORY)
+    ):
+        return fd, flags
     os.close(fd)
     return None
 
@@ -631,9 +619,7 @@ def _set_topdir(target: str) -> tuple[int, int] | None:
 def _restore_flags(fd: int, flags: int) -> None:
     """The target's inode flags as they were before ``_set_topdir``."""
     try:
-        fcntl.ioctl(fd, _FS_IOC_SETFLAGS, struct.pack("i", flags))
-    except OSError:
-        pass
+        set_inode_flags(fd, flags)
     finally:
         os.close(fd)
 
