@@ -14,7 +14,6 @@ import hashlib
 import mmap
 import os
 import stat
-import struct
 import subprocess
 import sys
 from array import array
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from lamina.errors import LaminaError
 from lamina.layers import _whiteout
 from lamina.layers._changes import Change, ChangeKind, read_xattrs
+from lamina.layers._hashworker import END, HEAD
 from lamina.layers._tarheader import build_header
 from lamina.layers._tarsplit import SplitRecorder
 
@@ -122,51 +122,9 @@ class _ThreadHashing:
             self._pool.shutdown(wait=True)
 
 
-# The hashing process: buffers in a shared memfd, one message per buffer on its stdin
-# (`<QQI` buffer offset, length, span count, then the spans as `Q` triples with offsets
-# in the memfd), one byte back per buffer hashed; a message with length _END ends it
-# (its span count = the number of files) and the digests come back, one hex line each
-# (the stream's first, or an empty line), then the stream closes. Only stdlib, no
-# lamina import: `python -I -S` starts in ~20 ms.
-_END = (1 << 64) - 1
-_WORKER = r"""
-import hashlib, mmap, os, signal, struct, sys
-from array import array
-signal.signal(signal.SIGINT, signal.SIG_IGN)  # the writer ends it; ^C is the writer's
-fd, size, stream = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
-view = memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ))
-total = hashlib.sha256() if stream else None
-files, sha256, head = {}, hashlib.sha256, struct.Struct("<QQI")
-def read(n):
-    parts = []
-    while n:
-        data = os.read(0, n)
-        if not data:
-            sys.exit(3)
-        parts.append(data)
-        n -= len(data)
-    return b"".join(parts)
-while True:
-    offset, length, count = head.unpack(read(head.size))
-    if length == (1 << 64) - 1:
-        break
-    spans = array("Q", read(24 * count)) if count else ()
-    for i in range(0, len(spans), 3):
-        h = files.get(spans[i])
-        if h is None:
-            h = files[spans[i]] = sha256()
-        h.update(view[spans[i + 1]:spans[i + 2]])
-    if total is not None:
-        total.update(view[offset:offset + length])
-    os.write(1, b"k")
-empty = sha256().hexdigest()
-lines = [total.hexdigest() if total is not None else ""]
-lines += [files[f].hexdigest() if f in files else empty for f in range(count)]
-data = "\n".join(lines).encode()
-while data:
-    data = data[os.write(1, data):]
-"""
-_HEAD = struct.Struct("<QQI")
+# The hashing process runs layers/_hashworker.py by path (its docstring has the protocol):
+# only stdlib, no lamina import, so `python -I -S` starts in ~20 ms.
+_WORKER = os.path.join(os.path.dirname(__file__), "_hashworker.py")
 
 
 class _ProcessHashing:
@@ -183,7 +141,7 @@ class _ProcessHashing:
             os.ftruncate(fd, size)
             self._map = mmap.mmap(fd, size)
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _WORKER, str(fd), str(size),
+                [sys.executable, "-I", "-S", _WORKER, str(fd), str(size),
                  "1" if stream else "0"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 pass_fds=(fd,),
@@ -203,9 +161,9 @@ class _ProcessHashing:
             for i in range(1, len(offsets), 3):
                 offsets[i] += base
                 offsets[i + 1] += base
-            self._send(_HEAD.pack(base, length, len(spans) // 3) + offsets.tobytes())
+            self._send(HEAD.pack(base, length, len(spans) // 3) + offsets.tobytes())
         else:
-            self._send(_HEAD.pack(n * _BUF, length, 0))
+            self._send(HEAD.pack(n * _BUF, length, 0))
         self._pending.append(n)
 
     def _send(self, data: bytes) -> None:
@@ -232,7 +190,7 @@ class _ProcessHashing:
     def finish(self, files: int) -> tuple[str | None, list[str]]:
         while self._pending:
             self.wait(self._pending[-1])
-        self._send(_HEAD.pack(0, _END, files))
+        self._send(HEAD.pack(0, END, files))
         chunks = []
         while data := os.read(self._from, 1 << 20):
             chunks.append(data)

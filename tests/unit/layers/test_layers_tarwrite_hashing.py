@@ -99,7 +99,9 @@ def test_a_hashing_process_that_dies_is_a_clear_error(
 ) -> None:
     _tree(tmp_path / "tree")
     monkeypatch.setattr(_tarwrite, "_PROCESS_MIN_ENTRIES", 1)
-    monkeypatch.setattr(_tarwrite, "_WORKER", "import sys; sys.exit(3)")
+    dying = tmp_path / "dying.py"
+    dying.write_text("import sys; sys.exit(3)\n")
+    monkeypatch.setattr(_tarwrite, "_WORKER", str(dying))
     with pytest.raises(LaminaError, match="hashing process ended early"):
         write_layer(changes_from_dir(tmp_path / "tree"), None, collect=EntryCollector())
 
