@@ -201,7 +201,6 @@ def _owned_tar() -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="owners other than one's own need root")
 def test_the_file_thread_gives_every_file_its_owner_and_mode(tmp_path: Path) -> None:
     """Files the thread creates with their mode and owner (no fchown, fchmod) and files it
     fixes afterwards end up alike: the tar's owner and mode, in a setgid directory and in
