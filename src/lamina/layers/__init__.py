@@ -45,7 +45,9 @@ that could never be unpacked is never stored as part of an image).
 Tar-split (the snapshot is the layer's one copy): ``apply_layer(..., record=SplitRecorder(f))``
 and ``write_layer(changes, None, record=SplitRecorder(f))`` keep the exact tar stream's
 headers, order and padding; ``RebuiltTar(snapshot, record_path, diff_id, size)`` reads the
-tar back byte for byte (DigestMismatchError at its end if the snapshot changed), and
+tar back byte for byte (DigestMismatchError at its end if the snapshot changed), many files
+read at once by a pool of threads, or writes it into a regular file at an offset
+(``write_at(fd, offset)``: each piece written where it belongs by the thread that read it), and
 ``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for.
 ``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass;
 ``record_entries(record_path)`` gives them again later from the record alone.
@@ -126,6 +128,7 @@ if TYPE_CHECKING:
         EntryCollector,
     )
     from lamina.layers._inodeflags import TOP_DIRECTORY, inode_flags, set_inode_flags
+    from lamina.layers._rebuild import RebuiltTar
     from lamina.layers._stagecopy import DirectCopy
     from lamina.layers._tarheader import (
         build_header,
@@ -140,7 +143,6 @@ if TYPE_CHECKING:
         read_entries,
     )
     from lamina.layers._tarsplit import (
-        RebuiltTar,
         SplitRecorder,
         count_entries,
         record_entries,
@@ -183,7 +185,7 @@ _LAZY = {
     "TarEntry": "lamina.layers._tarread",
     "TarReader": "lamina.layers._tarread",
     "read_entries": "lamina.layers._tarread",
-    "RebuiltTar": "lamina.layers._tarsplit",
+    "RebuiltTar": "lamina.layers._rebuild",
     "SplitRecorder": "lamina.layers._tarsplit",
     "count_entries": "lamina.layers._tarsplit",
     "record_entries": "lamina.layers._tarsplit",

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 from lamina.errors import AlreadyExistsError, DigestMismatchError, InvalidInputError
 from lamina.layers import Compression, open_layer_reader
@@ -31,7 +31,7 @@ from lamina.oci import (
 )
 from lamina.store import fsync_dir
 from lamina.transport._core import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME
-from lamina.transport._tarwrite import TarWriter, copy_stream, default_mtime
+from lamina.transport._tarwrite import PositionalSource, TarWriter, copy_stream, default_mtime
 
 _CHUNK = 1 << 20
 OCI_LAYOUT = dump_json({"imageLayoutVersion": "1.0.0"})
@@ -156,7 +156,7 @@ def write_docker_archive(
                 )
             # as stored is as docker save writes it: copied in the kernel when it can be
             with _open_sized(blobs, layer) as stream:
-                tar.add_stream(member, layer.size, stream)
+                _add_blob(tar, member, layer.size, stream)
         else:
             tar.add_chunks(member, size, _layer_chunks(blobs, layer, diff_id, size, what))
     tar.finish()
@@ -191,6 +191,15 @@ def _oci_blobs(images: list[SaveImage]) -> dict[str, bytes | Descriptor]:
     return found
 
 
+def _add_blob(tar: TarWriter, name: str, size: int, stream: BinaryIO) -> None:
+    """A blob's entry: written by the blob itself at its place when it can (a layer rebuilt
+    from its snapshot, into a file), else streamed."""
+    if tar.takes(stream):
+        tar.add_at(name, size, cast(PositionalSource, stream))
+    else:
+        tar.add_stream(name, size, stream)
+
+
 def _open_sized(blobs: BlobProvider, layer: Descriptor) -> BinaryIO:
     size = blobs.blob_size(layer.digest)
     if size != layer.size:
@@ -214,7 +223,7 @@ def write_oci_archive(
             tar.add_bytes(name, content)
         else:
             with _open_sized(blobs, content) as stream:
-                tar.add_stream(name, content.size, stream)
+                _add_blob(tar, name, content.size, stream)
     tar.add_bytes("index.json", _index_for(images))
     tar.add_bytes("oci-layout", OCI_LAYOUT)
     tar.finish()
@@ -224,6 +233,10 @@ def _write_file(path: str, content: bytes | BinaryIO, size: int, mtime: int) -> 
     with open(path, "xb") as out:
         if isinstance(content, bytes):
             out.write(content)
+        elif isinstance(content, PositionalSource):
+            written = content.write_at(out.fileno(), 0)
+            if written != size:
+                raise InvalidInputError(f"{path}: {written} bytes written, expected {size}")
         else:
             copy_stream(content, out, size, path)
         out.flush()

@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from transport_images import DictBlobs, FileBlobs, build, sha
+from transport_images import DictBlobs, FileBlobs, SnapshotBlobs, build, sha
 
 from lamina.errors import AlreadyExistsError, DigestMismatchError, InvalidInputError
 from lamina.transport import (
@@ -164,6 +164,52 @@ def test_file_to_file_copy_matches_the_in_memory_copy(tmp_path: Path) -> None:
     memory = io.BytesIO()
     write_oci_archive(memory, images, DictBlobs(ONE))
     assert path.read_bytes() == memory.getvalue()
+
+
+@pytest.mark.parametrize("writer", [write_docker_archive, write_oci_archive])
+def test_layers_written_at_their_offsets_give_the_streamed_bytes(
+    tmp_path: Path, writer: object
+) -> None:
+    """Into a file, a layer rebuilt from its snapshot writes itself at its place in the
+    archive; into a pipe, or a file opened to append, it streams: the bytes are the same."""
+    images = [TWO.save_image(), ONE.save_image()]
+    memory = io.BytesIO()
+    writer(memory, images, DictBlobs(ONE, TWO))  # type: ignore[operator]
+    blobs = SnapshotBlobs(tmp_path / "snapshots", ONE, TWO)
+    path = tmp_path / "a.tar"
+    with atomic_output(path) as out:
+        writer(out, images, blobs)  # type: ignore[operator]
+    assert blobs.written_at == 3  # the layers: BASE once, and one of each image's own
+    assert path.read_bytes() == memory.getvalue()
+    blobs.written_at = 0
+    appended = tmp_path / "b.tar"
+    appended.write_bytes(b"before")
+    with open(appended, "ab") as out:
+        writer(out, images, blobs)  # type: ignore[operator]
+    assert blobs.written_at == 0
+    assert appended.read_bytes() == b"before" + memory.getvalue()
+    piped = io.BytesIO()
+    writer(piped, images, blobs)  # type: ignore[operator]
+    assert blobs.written_at == 0 and piped.getvalue() == memory.getvalue()
+
+
+def test_layout_dir_layers_written_by_themselves_are_the_stored_bytes(tmp_path: Path) -> None:
+    blobs = SnapshotBlobs(tmp_path / "snapshots", ONE)
+    write_oci_layout_dir(tmp_path / "l", [ONE.save_image()], blobs)
+    assert blobs.written_at == 2
+    for raw in ONE.raw_layers:
+        assert (tmp_path / "l" / "blobs" / "sha256" / sha(raw)[7:]).read_bytes() == raw
+
+
+def test_a_changed_snapshot_leaves_no_archive(tmp_path: Path) -> None:
+    blobs = SnapshotBlobs(tmp_path / "snapshots", ONE)
+    snap, _record = blobs.layers[ONE.diff_ids[0]]
+    (snap / "bin" / "sh").write_bytes(b"#!sh\n" * 999 + b"#!sH\n")
+    path = tmp_path / "out" / "a.tar"
+    path.parent.mkdir()
+    with pytest.raises(DigestMismatchError), atomic_output(path) as out:
+        write_docker_archive(out, [ONE.save_image()], blobs)
+    assert list(path.parent.iterdir()) == []
 
 
 def test_interrupted_save_leaves_no_file(tmp_path: Path) -> None:

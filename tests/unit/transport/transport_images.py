@@ -10,10 +10,11 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import zstandard
 
+from lamina.layers import RebuiltTar, SplitRecorder, apply_layer
 from lamina.oci import Descriptor, Manifest, dump_json, media_types, parse_reference
 from lamina.transport import SaveImage
 
@@ -146,6 +147,42 @@ class FileBlobs:
 
     def blob_size(self, digest: str) -> int:
         return os.stat(self.root / digest.split(":")[1]).st_size
+
+
+class SnapshotBlobs(DictBlobs):
+    """A BlobProvider as the lean store is one: each plain layer is a snapshot plus its
+    tar-split record, opened as a `RebuiltTar` (which can write itself at an offset);
+    `written_at` counts the layers that did."""
+
+    def __init__(self, root: Path, *images: Built) -> None:
+        super().__init__(*images)
+        self.written_at = 0
+        self.layers: dict[str, tuple[Path, Path]] = {}
+        for image in images:
+            for raw in image.raw_layers:
+                digest = sha(raw)
+                snap, record = root / digest[7:], root / f"{digest[7:]}.tar-split"
+                if digest in self.layers or digest not in self.data:
+                    continue
+                snap.mkdir(parents=True)
+                with open(record, "wb") as f:
+                    recorder = SplitRecorder(f)
+                    apply_layer(io.BytesIO(raw), snap, overlay=True, record=recorder)
+                    recorder.close()
+                self.layers[digest] = (snap, record)
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        if digest not in self.layers:
+            return super().open_blob(digest)
+        blobs = self
+
+        class Counted(RebuiltTar):
+            def write_at(self, fd: int, offset: int) -> int:
+                blobs.written_at += 1
+                return super().write_at(fd, offset)
+
+        snap, record = self.layers[digest]
+        return cast(BinaryIO, Counted(snap, record, digest, len(self.data[digest])))
 
 
 def oci_files(images: list[Built], tag_names: bool = True) -> dict[str, bytes]:

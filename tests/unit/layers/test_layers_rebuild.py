@@ -1,0 +1,177 @@
+"""A layer's tar rebuilt with many reads in flight: streamed, or written at its offsets
+into a file, it is the exact tar; a snapshot changed on disk is refused either way."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from lamina.errors import DigestMismatchError
+from lamina.layers import RebuiltTar, SplitRecorder, apply_layer
+from lamina.layers import _rebuild as rebuild
+from lamina.layers._tarsplit import FileOp, RawOp, read_record
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces of a few files and ranges of a few KiB, so a small tar makes many of each
+    and the threads finish them out of order."""
+    monkeypatch.setattr(rebuild, "_BATCH_BYTES", 6000)
+    monkeypatch.setattr(rebuild, "_BATCH_FILES", 3)
+    monkeypatch.setattr(rebuild, "_BIG", 10_000)
+    monkeypatch.setattr(rebuild, "_RANGE", 7000)
+    monkeypatch.setattr(rebuild, "_AHEAD_PIECES", 5)
+
+
+_TAMPERED = {"d2/flip": 3000, "d3/grow": 512, "d1/swap": 700, "d0/gone": 10_001}
+
+
+def _layer(tmp_path: Path, sparse_size: int = 3 << 20) -> tuple[Path, Path, bytes, str]:
+    """A layer of many files of many sizes (empty, small, several ranges, one with holes
+    inside and at its ends), applied into a snapshot with its record."""
+    rng = random.Random(7)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in range(4):
+            info = tarfile.TarInfo(f"d{d}")
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tar.addfile(info)
+            for n in range(25):
+                size = rng.choice([0, 1, 511, 512, 513, 3000, 9_999, 10_001, 33_333])
+                info = tarfile.TarInfo(f"d{d}/f{n}")
+                info.size = size
+                tar.addfile(info, io.BytesIO(rng.randbytes(size)))
+        for name, size in _TAMPERED.items():  # what the tampering tests change
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(rng.randbytes(size)))
+        info = tarfile.TarInfo("d0/sparse")
+        info.size = sparse_size
+        body = bytes(1 << 20) + b"data" * 5000 + bytes(sparse_size - (1 << 20) - 20_000)
+        tar.addfile(info, io.BytesIO(body))
+        info = tarfile.TarInfo("link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "d1/f1"
+        tar.addfile(info)
+    data = buf.getvalue()
+    snap, record = tmp_path / "snap", tmp_path / "record"
+    snap.mkdir()
+    with open(record, "wb") as f:
+        recorder = SplitRecorder(f)
+        stats = apply_layer(io.BytesIO(data), snap, overlay=True, record=recorder)
+        recorder.close()
+    assert stats.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+    return snap, record, data, stats.diff_id
+
+
+def test_plan_covers_the_tar_once_in_order(tmp_path: Path, small_pieces: None) -> None:
+    _snap, record, data, _ = _layer(tmp_path)
+    with open(record, "rb") as f:
+        ops = list(read_record(f))
+    pieces = list(rebuild.plan(ops))
+    assert len(pieces) > 20
+    at = 0
+    for piece in pieces:
+        assert piece.start == at and piece.size > 0
+        at += piece.size
+        if piece.ranged:
+            (op,) = piece.ops
+            assert isinstance(op, FileOp) and op.size > 10_000
+            assert piece.skip + piece.size <= op.size
+        else:
+            files = [op for op in piece.ops if isinstance(op, FileOp)]
+            assert len(files) <= 3
+            body = sum(len(op.data) if isinstance(op, RawOp) else op.size for op in piece.ops)
+            assert body == piece.size
+    assert at == len(data)
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["past-the-end", "over-old-bytes"])
+def test_written_at_an_offset_is_the_exact_tar(
+    tmp_path: Path, small_pieces: None, fresh: bool
+) -> None:
+    snap, record, data, diff_id = _layer(tmp_path)
+    out = tmp_path / "out"
+    before = b"H" * 1000
+    old = os.urandom(len(data) + 5000) if not fresh else b""
+    out.write_bytes(before + old)
+    fd = os.open(out, os.O_RDWR)
+    try:
+        with RebuiltTar(snap, record, diff_id, len(data)) as tar:
+            assert tar.write_at(fd, len(before)) == len(data)
+    finally:
+        os.close(fd)
+    written = out.read_bytes()
+    assert written[: len(before)] == before
+    assert written[len(before) : len(before) + len(data)] == data
+    assert written[len(before) + len(data) :] == old[len(data) :]
+    with RebuiltTar(snap, record, diff_id, len(data)) as tar:
+        assert tar.read() == data  # the stream, through the same pieces
+
+
+def test_holes_stay_holes_in_a_fresh_output(tmp_path: Path) -> None:
+    snap, record, data, diff_id = _layer(tmp_path, sparse_size=256 << 20)
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with RebuiltTar(snap, record, diff_id, len(data)) as tar:
+            tar.write_at(fd, 0)
+        os.ftruncate(fd, len(data))  # what the archive's trailer does
+    finally:
+        os.close(fd)
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest()
+    assert os.stat(out).st_blocks * 512 < 64 << 20, "the zeros of a hole were written"
+
+
+def _tamper_flip(snap: Path) -> None:
+    target = snap / "d2" / "flip"
+    body = bytearray(target.read_bytes())
+    body[-1] ^= 1
+    target.write_bytes(bytes(body))
+
+
+def _tamper_grow(snap: Path) -> None:
+    with open(snap / "d3" / "grow", "ab") as f:
+        f.write(b"!")
+
+
+def _tamper_symlink(snap: Path) -> None:
+    (snap / "d1" / "swap").unlink()
+    (snap / "d1" / "swap").symlink_to("/etc/passwd")
+
+
+def _tamper_remove(snap: Path) -> None:
+    (snap / "d0" / "gone").unlink()
+
+
+def _tamper_sparse(snap: Path) -> None:
+    with open(snap / "d0" / "sparse", "r+b") as f:
+        f.seek(2 << 20)
+        f.write(b"x")
+
+
+@pytest.mark.parametrize(
+    "tamper", [_tamper_flip, _tamper_grow, _tamper_symlink, _tamper_remove, _tamper_sparse]
+)
+@pytest.mark.parametrize("how", ["write_at", "read"])
+def test_a_changed_snapshot_is_refused(
+    tmp_path: Path, small_pieces: None, tamper: object, how: str
+) -> None:
+    snap, record, data, diff_id = _layer(tmp_path)
+    tamper(snap)  # type: ignore[operator]
+    with pytest.raises(DigestMismatchError), RebuiltTar(snap, record, diff_id, len(data)) as tar:
+        if how == "read":
+            tar.read()
+        else:
+            fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                tar.write_at(fd, 0)
+            finally:
+                os.close(fd)
