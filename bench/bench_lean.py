@@ -49,6 +49,24 @@ def _run(argv: list[str]) -> float:
     return elapsed
 
 
+_CPU: dict[str, list[float]] = {}  # user+sys CPU seconds of the runs, by workload
+
+
+def _run_cpu(label: str, argv: list[str]) -> float:
+    """`_run`, also keeping the command's user+sys CPU under `label` (printed at the end)."""
+    started = time.perf_counter()
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - started
+    assert child.stderr is not None
+    error = child.stderr.read().decode(errors="replace")
+    child.stderr.close()
+    if status != 0:
+        raise SystemExit(f"{' '.join(argv[:6])}… failed: {error.strip()[-600:]}")
+    _CPU.setdefault(label, []).append(usage.ru_utime + usage.ru_stime)
+    return elapsed
+
+
 def _cold() -> None:
     subprocess.run(["sync"], check=False)
     with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -205,28 +223,36 @@ def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[
         out = work / "out.tar"
         out.unlink(missing_ok=True)
         _cold()
-        save.append(_run([*LAMINA, "--root", str(root), "save", "-o", str(out), "bench/big:1"]))
+        save.append(_run_cpu("save docker-archive", [*LAMINA, "--root", str(root), "save",
+                                                      "-o", str(out), "bench/big:1"]))  # fmt: skip
         out.unlink()
         snapshot = _snapshot_dir(root)
         _cold()
-        tar_c.append(_run(["sh", "-c", 'tar -cf - -C "$1" . | cat >/dev/null', "-", str(snapshot)]))
+        tar_c.append(_run_cpu("tar -cf | cat", ["sh", "-c", 'tar -cf - -C "$1" . | cat >/dev/null',
+                                                "-", str(snapshot)]))  # fmt: skip
         _cold()
         parallel = 'cd "$1" && find . -type f -print0 | xargs -0 -n 500 -P 32 cat >/dev/null'
-        cat_p.append(_run(["sh", "-c", parallel, "-", str(snapshot)]))
+        cat_p.append(_run_cpu("xargs -P 32 cat", ["sh", "-c", parallel, "-", str(snapshot)]))
         _cold()
-        sk_save.append(_run(["skopeo", "copy", "-q", f"oci:{layout}:1",
-                             f"docker-archive:{out}:bench/big:1"]))  # fmt: skip
+        sk_save.append(_run_cpu("skopeo copy oci: docker-archive:", [
+            "skopeo", "copy", "-q", f"oci:{layout}:1", f"docker-archive:{out}:bench/big:1",
+        ]))  # fmt: skip
         out.unlink()
         _run([*LAMINA, "--root", str(root), "prune"])  # no compressed blob left to reuse
         _cold()
-        oci.append(_run([*LAMINA, "--root", str(root), "save", "--format", "oci-archive",
-                         "-o", str(out), "bench/big:1"]))  # fmt: skip
+        oci.append(_run_cpu("save oci-archive", [
+            *LAMINA, "--root", str(root), "save", "--format", "oci-archive", "-o", str(out),
+            "bench/big:1",
+        ]))  # fmt: skip
         out.unlink()
         _cold()
-        sk_oci.append(_run(["skopeo", "copy", "-q", "--dest-compress", f"oci:{layout}:1",
-                            f"oci-archive:{out}:1"]))  # fmt: skip
+        sk_oci.append(_run_cpu("skopeo copy --dest-compress", [
+            "skopeo", "copy", "-q", "--dest-compress", f"oci:{layout}:1",
+            f"oci-archive:{out}:1"]))  # fmt: skip
         out.unlink()
     shutil.rmtree(root, ignore_errors=True)
+    cpu = "; ".join(f"{label} {statistics.median(c):.2f} s" for label, c in _CPU.items())
+    print(f"user+sys CPU, medians: {cpu}", flush=True)
     return [
         ("load docker-archive, snapshots written (cold)", load, "buildah pull docker-archive:",
          pull),

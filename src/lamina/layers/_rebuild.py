@@ -269,9 +269,6 @@ def pieces_in_order(
         key = tuple(parts[:-1])
         fd = dirs.get(key)
         if fd is None:
-            if len(dirs) >= _MAX_DIRS:
-                wait([future for _n, future in ahead])  # no thread uses them now
-                close_dirs()
             found = root.parent(parts, name, create=False)
             if found is None:
                 raise _missing(name)
@@ -291,7 +288,11 @@ def pieces_in_order(
             ):
                 piece = pieces[following]
                 following += 1
-                where = tuple(parent(op.name) for op in piece.ops if isinstance(op, FileOp))
+                names = [op.name for op in piece.ops if isinstance(op, FileOp)]
+                if len(dirs) + len(names) > _MAX_DIRS:
+                    wait([future for _n, future in ahead])  # no thread uses them now
+                    close_dirs()
+                where = tuple(parent(name) for name in names)
                 ahead.append((piece.size, pool.submit(_read_piece, piece, where, out)))
                 ahead_bytes += piece.size
             size, future = ahead.popleft()
@@ -389,9 +390,12 @@ class RebuiltTar:
                 str(self._size), str(total),
             )  # fmt: skip
         digest = hashlib.sha256()  # this thread only waits for the readers: it hashes
-        for piece in pieces_in_order(self._snapshot, ops, _Output(fd, offset)):
+        out = _Output(fd, offset)
+        for piece in pieces_in_order(self._snapshot, ops, out):
             digest.update(piece)
             self.count += len(piece)
+        if out.fresh and os.fstat(fd).st_size < offset + total:
+            os.ftruncate(fd, offset + total)  # it ended in a hole, not written: zeros
         self._check(digest.hexdigest())
         return self.count
 
