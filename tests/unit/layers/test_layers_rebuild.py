@@ -11,9 +11,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from layer_snapshots import unpack_with_record
 
 from lamina.errors import DigestMismatchError
-from lamina.layers import RebuiltTar, SplitRecorder, apply_layer
+from lamina.layers import RebuiltTar, SplitRecorder
 from lamina.layers import _rebuild as rebuild
 from lamina.layers._tarsplit import FileOp, RawOp, read_record
 
@@ -63,13 +64,9 @@ def _layer(tmp_path: Path, sparse_size: int = 3 << 20) -> tuple[Path, Path, byte
         tar.addfile(info)
     data = buf.getvalue()
     snap, record = tmp_path / "snap", tmp_path / "record"
-    snap.mkdir()
-    with open(record, "wb") as f:
-        recorder = SplitRecorder(f)
-        stats = apply_layer(io.BytesIO(data), snap, overlay=True, record=recorder)
-        recorder.close()
-    assert stats.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
-    return snap, record, data, stats.diff_id
+    diff_id = unpack_with_record(data, snap, record)
+    assert diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+    return snap, record, data, diff_id
 
 
 def test_plan_covers_the_tar_once_in_order(tmp_path: Path, small_pieces: None) -> None:
