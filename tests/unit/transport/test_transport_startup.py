@@ -29,3 +29,32 @@ def test_the_registry_transport_loads_httpx_without_its_command_line(module: str
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)  # fmt: skip
     assert done.stdout.strip() == "[]"
+
+
+def test_a_pull_starts_without_zstandard_and_reads_zstd_layers_after() -> None:
+    """zstandard is imported when a zstd layer comes, not by httpx or the layer reader
+    at start; hiding it from httpx's import leaves it importable for lamina."""
+    code = (
+        "import sys, io\n"
+        "import lamina.api._registry, lamina.transport._http, lamina.layers\n"
+        "print('zstandard' in sys.modules)\n"
+        "import zstandard\n"
+        "from lamina.layers import open_layer_reader\n"
+        "blob = zstandard.ZstdCompressor().compress(b'tar bytes')\n"
+        "print(open_layer_reader(io.BytesIO(blob)).read())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    assert done.stdout.split() == ["False", "b'tar", "bytes'"]
+
+
+def test_the_registry_client_reads_responses_a_mebibyte_at_a_time() -> None:
+    """httpcore's 64 KiB reads cost a pull a quarter of its time (bench_registry)."""
+    code = (
+        "import lamina.transport._registry_source\n"
+        "import httpcore\n"
+        "print(httpcore.HTTP11Connection.READ_NUM_BYTES)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    assert int(done.stdout) >= 1 << 20
