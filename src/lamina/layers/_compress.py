@@ -195,6 +195,20 @@ class _Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+def read_into(stream: _Readable, buffer: Any) -> int:
+    """`stream.readinto(buffer)` where the stream implements it, else `read` and a copy
+    (an `io.RawIOBase` that defines only `read` has a `readinto` that raises)."""
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        try:
+            return int(readinto(buffer) or 0)
+        except NotImplementedError:
+            pass
+    data = stream.read(len(buffer))
+    buffer[: len(data)] = data
+    return len(data)
+
+
 class _Counting(io.RawIOBase):
     """The compressed input: a prefix already peeked, then the stream; hashed."""
 
@@ -213,12 +227,13 @@ class _Counting(io.RawIOBase):
             buf[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        data = self._stream.read(len(buf))
+        # Straight into the decompressor's buffer where the stream can: no bytes object
+        # between (a pull's compressed stream was copied once more here).
+        n = read_into(self._stream, buf)
         if self.hash is not None:
-            self.hash.update(data)
-        self.count += len(data)
-        buf[: len(data)] = data
-        return len(data)
+            self.hash.update(memoryview(buf)[:n])
+        self.count += n
+        return n
 
     def read_plain(self, n: int) -> bytes:
         """Up to ``n`` bytes as they come (an uncompressed stream): no copy on the way."""
