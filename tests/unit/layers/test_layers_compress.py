@@ -132,7 +132,7 @@ class _ReadOnly(io.RawIOBase):
 
 
 class _Into(_ReadOnly):
-    def readinto(self, buffer: Any) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Any) -> int:
         self.readintos += 1
         return self._data.readinto(buffer)
 
