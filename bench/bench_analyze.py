@@ -93,6 +93,7 @@ class Usage(NamedTuple):
     user: float
     sys: float
     maxrss: int  # KiB
+    read_mb: float  # read from disk by the tree (ru_inblock): page cache dropped meanwhile?
 
     @property
     def cpu(self) -> float:
@@ -110,7 +111,7 @@ def timed(argv: list[str], stdout: int | None = subprocess.DEVNULL) -> Usage:
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(argv[:6])}… failed: {err.decode()[-800:]}")
-    return Usage(wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss)
+    return Usage(wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, usage.ru_inblock / 2048)
 
 
 def _meminfo_kib(*keys: str) -> int:
@@ -246,7 +247,8 @@ def run(runs: int, work: Path, files: int | None = None, size: int = 20_000,
             last = mode
             print(
                 f"build {mode:<8} {got.wall:6.2f}s wall {got.user:6.2f}s user "
-                f"{got.sys:6.2f}s sys (load {load:.1f}; reset {reset.wall:.1f}s, "
+                f"{got.sys:6.2f}s sys {got.read_mb:5.0f} MB read from disk (load {load:.1f} "
+                f"before, {os.getloadavg()[0]:.1f} after; reset {reset.wall:.1f}s, "
                 f"settle {waited:.1f}s)",
                 flush=True,
             )
@@ -304,7 +306,7 @@ def _report_builds(builds: dict[str, list[Usage]], label: str) -> list[Row]:
             f"build {name:<14} wall median {med(walls):6.2f}s min {min(walls):6.2f}s | "
             f"cpu median user {med([u.user for u in got]):5.2f}s sys "
             f"{med([u.sys for u in got]):5.2f}s user+sys {med([u.cpu for u in got]):5.2f}s "
-            f"(n={len(got)})"
+            f"| disk reads median {med([u.read_mb for u in got]):.0f} MB (n={len(got)})"
         )
     for what, field in (("wall", "wall"), ("user+sys cpu", "cpu"), ("user cpu", "user")):
         a = [float(getattr(u, field)) for u in with_]

@@ -489,10 +489,7 @@ def _write_entries(
             major, minor, xattrs,
         ))  # fmt: skip
         entries += 1
-        digest = None
-        if rows is not None and fmt == stat.S_IFREG:
-            digest = sink.files  # `sink.new_file()`, inline: once per file
-            sink.files += 1
+        digest = sink.new_file() if rows is not None and fmt == stat.S_IFREG else None
         if size:
             src, copy = body if body is not None else (_open_nofollow(change.source), False)
             try:
