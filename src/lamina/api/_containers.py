@@ -22,14 +22,15 @@ starting command that died (`refresh`).
 nothing of such a container outlives the command (its exit code is the command's, its
 record and files are removed), so the command supervises it itself
 (`lamina.runtime.supervise`: the same runc start, output pump and clean-up as the monitor's)
-and records itself as its monitor. Its record is written once, already "running", and
-removed once: a command killed at any moment leaves a record whose owner and monitor are
-dead, which the next command stops and removes (`refresh`), as --rm would have.
+and its record names it as the owner (there is no monitor.json). The record is written
+once, already "running", and removed once: a command killed at any moment leaves a running
+record whose owner is dead and which has no monitor, which the next command stops and
+removes (`refresh`), as --rm would have.
 """
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # (no stubs: `signal`'s C half)
 import builtins
 import contextlib
 import json

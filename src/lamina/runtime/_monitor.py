@@ -20,11 +20,12 @@ A command killed at any moment therefore loses neither output nor exit status; a
 killed at any moment leaves `monitor.json` naming a dead process, which the next command
 notices (`lamina.runtime.alive`) and cleans up after.
 
-`supervise` does steps 1-4 in the calling process instead, for a container nobody needs
+`supervise` does steps 2-4 in the calling process instead, for a container nobody needs
 after the command (`run --rm` in the foreground, no terminal): its status goes to the
 command that waits for it and its record goes with it, so a monitor that outlives the command
-would keep nothing. The command records itself as the monitor; killed, it leaves a
-`monitor.json` naming a dead process, and the next command stops and removes the container.
+would keep nothing. There is no `monitor.json`: the container's record names the command as
+its owner, and a running container whose owner is gone and which has no monitor is one the
+next command stops and removes (`lamina.api`'s `refresh`).
 """
 
 from __future__ import annotations
@@ -199,13 +200,11 @@ def supervise(spec: MonitorSpec, on_started: Callable[[int], None] | None = None
     The process' output goes to the log and to `spec.stdout` / `spec.stderr`;
     `on_started(pid)` is called once it runs (a signal proxy then knows where to send). It
     returns once the process has exited and been reaped, its runc state deleted and the
-    rootfs unmounted; interrupted, it kills the container first. No `exit.json` is written.
+    rootfs unmounted; interrupted, it kills the container first. Neither `monitor.json` nor
+    `exit.json` is written (the caller's record names it as the owner).
     """
     if spec.tty:
         raise ValueError("a terminal's console socket needs the monitor process")
-    owner = current_owner()
-    _write_json(spec.container_dir / MONITOR_FILE, {"pid": owner.pid, "start": owner.start},
-                durable=False)  # fmt: skip
     set_subreaper(True)
     log_fd = os.open(spec.container_dir / LOG_FILE,
                      os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
@@ -255,8 +254,10 @@ def _say(fd: int | None, text: str) -> None:
 
 
 def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
+    import gc
     import signal
 
+    gc.enable()  # (a `lamina run` turns it off for its own short life)
     client = {spec.stdin, spec.stdout, spec.stderr} - {None}
     _isolate_fds({status, *(fd for fd in client if fd is not None)})
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
@@ -398,7 +399,7 @@ def _spawn_wait(argv: list[str], stdio: tuple[int, int, int]) -> int:
     """Run `argv` with `stdio` as its fds 0, 1 and 2 (every other fd of this process is
     close-on-exec); its exit code. What `subprocess.run` does here, through posix_spawn
     (vfork + exec) and without loading `subprocess` into every `lamina run`."""
-    import _signal
+    import _signal  # type: ignore[import-not-found]  # (no stubs: `signal`'s C half)
 
     actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
     pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # (no stubs: `signal`'s C half)
 
 from lamina.errors import InvalidInputError
 
@@ -32,12 +32,12 @@ def parse_signal(text: str) -> int:
     # The names `signal.Signals` has (the C module's SIG* constants, not SIG_DFL and the
     # like), read from `_signal`: `signal` builds its enums on import, which every
     # `lamina run` (STOPSIGNAL is checked at create) would pay.
-    number = getattr(_signal, name, None) if name.isupper() and "_" not in name else None
-    if not isinstance(number, int):
+    found = getattr(_signal, name, None) if name.isupper() and "_" not in name else None
+    if not isinstance(found, int):
         raise InvalidInputError(
             f"invalid signal: {text}", hint="a name such as TERM or SIGKILL, or a number"
         )
-    return number
+    return found
 
 
 def signal_name(number: int) -> str:
