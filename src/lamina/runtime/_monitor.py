@@ -46,6 +46,7 @@ from lamina.runtime._runc import (
     exit_code_for_runc_error,
     runc_binary,
     runc_failure,
+    subreaper,
 )
 
 if TYPE_CHECKING:
@@ -185,14 +186,6 @@ def spawn_monitor(spec: MonitorSpec, then: Sequence[str] | None = None) -> Start
     return started
 
 
-def set_subreaper(on: bool) -> None:
-    """Make this process the reaper of its orphaned descendants (`runc run --detach` exits
-    once the container's process runs: that process becomes this one's child)."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
-
-
 def supervise(spec: MonitorSpec, on_started: Callable[[int], None] | None = None) -> ExitStatus:
     """Run the container of `spec` under this process, as its monitor would, and return how
     it ended (see the module doc: for a container nobody needs once the command is done).
@@ -205,16 +198,16 @@ def supervise(spec: MonitorSpec, on_started: Callable[[int], None] | None = None
     """
     if spec.tty:
         raise ValueError("a terminal's console socket needs the monitor process")
-    set_subreaper(True)
     log_fd = os.open(spec.container_dir / LOG_FILE,
                      os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
     started, code, error = False, EXIT_LAMINA_FAILED, None
-    try:
-        started, code, error = _run(spec, LogWriter(log_fd), None, on_started)
-    finally:
-        os.close(log_fd)
-        _finish(spec, started)
-        set_subreaper(False)
+    # (Counted with a build's RUN steps that may run in this process at the same time.)
+    with subreaper():
+        try:
+            started, code, error = _run(spec, LogWriter(log_fd), None, on_started)
+        finally:
+            os.close(log_fd)
+            _finish(spec, started)
     return ExitStatus(code, time.time(), started, error)
 
 
@@ -262,7 +255,11 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
     _isolate_fds({status, *(fd for fd in client if fd is not None)})
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
         signal.signal(sig, signal.SIG_IGN)
-    set_subreaper(True)
+    import ctypes
+
+    # The reaper of its orphaned descendants: `runc run --detach` exits once the container's
+    # process runs, which then becomes this monitor's child.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     os.chdir(spec.container_dir)
     owner = current_owner()
     _write_json(spec.container_dir / MONITOR_FILE, {"pid": owner.pid, "start": owner.start},

@@ -163,7 +163,7 @@ _subreaper_users = 0
 
 
 @contextlib.contextmanager
-def _subreaper() -> Iterator[None]:
+def subreaper() -> Iterator[None]:
     """This process adopts its orphaned descendants for the block (counted: RUN steps of
     parallel stages overlap). `runc run --detach` exits once the container's process runs:
     that process becomes this one's child, to be waited for like any other."""
@@ -305,7 +305,7 @@ def run(
     pid: int | None = None
     code: int | None = None
     errors: list[Exception] = []
-    with sigterm_raises(), _subreaper():
+    with sigterm_raises(), subreaper():
         try:
             out_fd = fd_for(stdout)
             err_fd = out_fd if stderr == subprocess.STDOUT else fd_for(stderr)
