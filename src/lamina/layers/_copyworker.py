@@ -1,13 +1,14 @@
-"""The copying process beside a COPY's layer writer (see `_WorkerCopy` in `_stagecopy`).
+"""The copying process beside a COPY's layer writer (see `_WorkerFiles` in `_stagecopy`).
 
 Run as a script (`python -I -S _copyworker.py DIR RING SIZE LIST`), standard library
 only, so it starts in a few milliseconds and imports nothing of lamina. DIR is the
 snapshot directory being filled; RING a memfd of SIZE bytes into which the writer puts
-each file's bytes as it reads them; LIST a memfd listing the sources the writer will
-read, in order (`SOURCE` records), which a thread here asks the kernel to read ahead
-(``posix_fadvise(WILLNEED)``) at most `READ_AHEAD` bytes beyond what the writer says it
-has taken. Working in a process of its own, the creating and writing of thousands of
-small files and the read-ahead never take the writer's GIL.
+each file's bytes as it reads them (-1: none, the process only reads ahead, for
+`ReadAhead`); LIST a memfd listing the sources the writer will read, in order (`SOURCE`
+records), which a thread here asks the kernel to read ahead (``posix_fadvise(WILLNEED)``)
+at most `READ_AHEAD` bytes beyond what the writer says it has taken. Working in a process
+of its own, the creating and writing of thousands of small files and the read-ahead
+never take the writer's GIL.
 
 Stdin carries records, each a u32 length then its body (an opcode first):
 
@@ -211,8 +212,10 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the writer ends it; ^C is the writer's
     directory = os.fsencode(argv[1])
     ring_fd, size, list_fd = int(argv[2]), int(argv[3]), int(argv[4])
-    ring = memoryview(mmap.mmap(ring_fd, size, prot=mmap.PROT_READ))
-    os.close(ring_fd)
+    ring = memoryview(b"")
+    if ring_fd >= 0:  # else: read-ahead only (`ReadAhead`), TAKEN records alone
+        ring = memoryview(mmap.mmap(ring_fd, size, prot=mmap.PROT_READ))
+        os.close(ring_fd)
     sources = read_sources(list_fd)
     os.close(list_fd)
     prefetch = Prefetch(sources) if sources else None

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -118,6 +119,80 @@ class _Prefetch:
     def stop(self) -> None:
         self._stop = True
         self._thread.join()
+
+
+class ReadAhead:
+    """Asks the kernel to read ``files`` ((path, size), in the order a reader will read
+    them) ahead of that reader, at most `_READ_AHEAD` bytes beyond what it has taken
+    (``taken``): in a process of its own (the copying process's, reading ahead only),
+    so the system calls never take the reader's GIL; in a thread if no process starts.
+    The process also ends when this side goes away (its stdin closes)."""
+
+    def __init__(self, files: Sequence[tuple[str, int]]) -> None:
+        self._thread: _Prefetch | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._told = 0
+        try:
+            list_fd = _listing(files)
+            try:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", _WORKER, "/", "-1", "0", str(list_fd)],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    pass_fds=(list_fd,),
+                )  # fmt: skip
+            finally:
+                os.close(list_fd)
+        except OSError:
+            self._thread = _Prefetch(list(files))
+        # Dropped without close() (a step that failed): stopped all the same.
+        self._end = weakref.finalize(self, _stop_reading, self._thread, self._proc)
+
+    def taken(self, total: int) -> None:
+        """The reader has read `total` bytes of the files."""
+        if self._thread is not None:
+            self._thread.taken = total
+        elif self._proc is not None and self._proc.stdin and total - self._told >= _TAKEN_STEP:
+            self._told = total
+            record = _w.TAKEN.pack(_w.OP_TAKEN, total)
+            with contextlib.suppress(OSError):  # it ended: nothing more is read ahead
+                os.write(self._proc.stdin.fileno(), _w.LENGTH.pack(len(record)) + record)
+
+    def close(self) -> None:
+        self._end()
+        self._thread = self._proc = None
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _stop_reading(thread: _Prefetch | None, proc: subprocess.Popen[bytes] | None) -> None:
+    if thread is not None:
+        thread.stop()
+    if proc is not None:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def _listing(files: Sequence[tuple[str, int]]) -> int:
+    """A memfd listing `files` as the copying process reads them (`SOURCE` records)."""
+    fd = os.memfd_create("lamina-copy-sources", os.MFD_CLOEXEC)
+    try:
+        data = b"".join(
+            _w.SOURCE.pack(size, len(raw)) + raw
+            for raw, size in ((os.fsencode(p), s) for p, s in files)
+        )  # fmt: skip
+        _write_all(fd, memoryview(data))
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class _Files(Protocol):
@@ -200,13 +275,7 @@ class _WorkerFiles:
         try:
             os.ftruncate(ring_fd, _RING)
             self._map = mmap.mmap(ring_fd, _RING)
-            list_fd = os.memfd_create("lamina-copy-sources", os.MFD_CLOEXEC)
-            listing = b"".join(
-                _w.SOURCE.pack(size, len(raw)) + raw
-                for raw, size in ((os.fsencode(p), s) for p, s in ahead)
-            )  # fmt: skip
-            _write_all(list_fd, memoryview(listing))
-            os.lseek(list_fd, 0, os.SEEK_SET)
+            list_fd = _listing(ahead)
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", _WORKER, directory, str(ring_fd), str(_RING),
                  str(list_fd)],

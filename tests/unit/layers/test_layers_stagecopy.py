@@ -4,11 +4,15 @@ a failure of that process is the commit's, said clearly."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import gc
 import hashlib
+import mmap
 import os
 import random
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +218,87 @@ def test_without_a_process_the_files_are_made_here(
     diff_id, _, _, _ = _copy(changes, tmp_path / "into")
     assert diff_id == write_layer(changes, None).diff_id
     assert _tree(tmp_path / "into") == _tree(tmp_path / "src")
+
+
+
+def _resident(path: Path) -> int:
+    """How many bytes of a file the page cache holds (mincore(2) of a mapping of it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]  # fmt: skip
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            vec = (ctypes.c_ubyte * pages)()
+            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(1 for v in vec if v & 1) * mmap.PAGESIZE
+
+
+def _evict(path: Path) -> None:
+    os.sync()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("process", [True, False], ids=["process", "thread"])
+def test_read_ahead_brings_the_files_in_up_to_its_bound_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, process: bool
+) -> None:
+    """The listed files come into the page cache before anyone reads them, no further
+    than the bound past what the reader has taken; closing (or dropping) it ends it."""
+    monkeypatch.setattr(_stagecopy, "_READ_AHEAD", 1 << 20)  # the thread's bound
+    if not process:
+        def fail(name: str, flags: int = 0) -> int:
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(os, "memfd_create", fail)
+    files = []
+    for n in range(6):
+        path = tmp_path / f"f{n}"
+        path.write_bytes(os.urandom(1 << 20))
+        files.append(path)
+    for path in files:
+        _evict(path)
+    if max(_resident(p) for p in files):
+        pytest.fail("pages stayed cached after POSIX_FADV_DONTNEED: cannot observe read-ahead")
+    listed = [(str(p), 1 << 20) for p in files]
+    ahead = _stagecopy.ReadAhead(listed)
+    try:
+        if process:
+            assert ahead._proc is not None and ahead._thread is None
+        else:
+            assert ahead._thread is not None and ahead._proc is None
+        deadline = time.monotonic() + 30
+        while _resident(files[0]) < 1 << 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _resident(files[0]) == 1 << 20
+        if not process:  # a bound of 1 MiB past nothing taken: the last is not asked for
+            time.sleep(0.2)
+            assert _resident(files[-1]) == 0
+            ahead.taken(6 << 20)
+            while _resident(files[-1]) < 1 << 20 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert _resident(files[-1]) == 1 << 20
+    finally:
+        ahead.close()
+    if process:
+        dropped = _stagecopy.ReadAhead(listed)
+        proc = dropped._proc
+        assert proc is not None and proc.poll() is None
+        del dropped
+        gc.collect()
+        assert proc.returncode is not None  # the finalizer ended it
