@@ -1,12 +1,12 @@
 """The copying process beside a COPY's layer writer (see `_WorkerFiles` in `_stagecopy`).
 
-Run as a script (`python -I -S _copyworker.py DIR RING SIZE LIST`), standard library
+Run as a script (`python -I -S _copyworker.py DIR RING SIZE LIST AHEAD`), standard library
 only, so it starts in a few milliseconds and imports nothing of lamina. DIR is the
 snapshot directory being filled; RING a memfd of SIZE bytes into which the writer puts
 each file's bytes as it reads them (-1: none, the process only reads ahead, for
 `ReadAhead`); LIST a memfd listing the sources the writer will read, in order (`SOURCE`
 records), which a thread here asks the kernel to read ahead (``posix_fadvise(WILLNEED)``)
-at most `READ_AHEAD` bytes beyond what the writer says it has taken. Working in a process
+at most AHEAD bytes beyond what the writer says it has taken. Working in a process
 of its own, the creating and writing of thousands of small files and the read-ahead
 never take the writer's GIL.
 
@@ -48,7 +48,6 @@ FAIL = struct.Struct("<QiII")  # FAILED, errno, kind, message length
 KIND_OS, KIND_XATTR, KIND_OTHER = range(3)
 OP_FILE, OP_BEGIN, OP_DATA, OP_END, OP_LINK, OP_TAKEN = range(1, 7)
 FAILED = (1 << 64) - 1
-READ_AHEAD = 128 << 20
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
 
@@ -76,11 +75,12 @@ class XattrError(Exception):
 
 
 class Prefetch:
-    """Asks the kernel to read the listed sources ahead, in a thread, at most
-    `READ_AHEAD` bytes beyond what the writer has taken (`take`)."""
+    """Asks the kernel to read the listed sources ahead, in a thread, at most `ahead`
+    bytes beyond what the writer has taken (`take`)."""
 
-    def __init__(self, sources: list[tuple[bytes, int]]) -> None:
+    def __init__(self, sources: list[tuple[bytes, int]], ahead: int) -> None:
         self._sources = sources
+        self._ahead = ahead
         self._taken = 0
         self._stop = False
         self._moved = threading.Condition()
@@ -96,7 +96,7 @@ class Prefetch:
         asked = 0
         for path, size in self._sources:
             with self._moved:
-                while asked - self._taken > READ_AHEAD and not self._stop:
+                while asked - self._taken > self._ahead and not self._stop:
                     self._moved.wait()
                 if self._stop:
                     return
@@ -211,14 +211,14 @@ def _fail(worker: Worker, code: int, kind: int, text: str) -> None:
 def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the writer ends it; ^C is the writer's
     directory = os.fsencode(argv[1])
-    ring_fd, size, list_fd = int(argv[2]), int(argv[3]), int(argv[4])
+    ring_fd, size, list_fd, ahead = int(argv[2]), int(argv[3]), int(argv[4]), int(argv[5])
     ring = memoryview(b"")
     if ring_fd >= 0:  # else: read-ahead only (`ReadAhead`), TAKEN records alone
         ring = memoryview(mmap.mmap(ring_fd, size, prot=mmap.PROT_READ))
         os.close(ring_fd)
     sources = read_sources(list_fd)
     os.close(list_fd)
-    prefetch = Prefetch(sources) if sources else None
+    prefetch = Prefetch(sources, ahead) if sources else None
     worker = Worker(directory, ring)
     pending = b""
     try:

@@ -53,7 +53,7 @@ from lamina.layers._changes import Change, ChangeKind
 
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _BIG = 1 << 30
-_READ_AHEAD = _w.READ_AHEAD  # bytes the read-ahead may run ahead of the copy
+_READ_AHEAD = 128 << 20  # bytes the read-ahead may run ahead of the copy
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # A copy of at least this many files (or bytes) gets the copying process: below, its
@@ -136,7 +136,8 @@ class ReadAhead:
             list_fd = _listing(files)
             try:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-I", "-S", _WORKER, "/", "-1", "0", str(list_fd)],
+                    [sys.executable, "-I", "-S", _WORKER, "/", "-1", "0", str(list_fd),
+                     str(_READ_AHEAD)],
                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     pass_fds=(list_fd,),
                 )  # fmt: skip
@@ -278,7 +279,7 @@ class _WorkerFiles:
             list_fd = _listing(ahead)
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", _WORKER, directory, str(ring_fd), str(_RING),
-                 str(list_fd)],
+                 str(list_fd), str(_READ_AHEAD)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 pass_fds=(ring_fd, list_fd),
             )  # fmt: skip
@@ -435,6 +436,7 @@ class _WorkerFiles:
         if total - self._told >= _TAKEN_STEP:
             self._told = total
             self._record(_w.TAKEN.pack(_w.OP_TAKEN, total))
+            self._flush()  # now: files linked from an earlier snapshot fill no ring
 
     def finish(self) -> None:
         self._flush()

@@ -254,45 +254,52 @@ def _evict(path: Path) -> None:
         os.close(fd)
 
 
-@pytest.mark.parametrize("process", [True, False], ids=["process", "thread"])
-def test_read_ahead_brings_the_files_in_up_to_its_bound_and_stops(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, process: bool
-) -> None:
-    """The listed files come into the page cache before anyone reads them, no further
-    than the bound past what the reader has taken; closing (or dropping) it ends it."""
-    monkeypatch.setattr(_stagecopy, "_READ_AHEAD", 1 << 20)  # the thread's bound
-    if not process:
-        def fail(name: str, flags: int = 0) -> int:
-            raise OSError(38, "Function not implemented")
-
-        monkeypatch.setattr(os, "memfd_create", fail)
+def _cold_files(where: Path, count: int) -> list[Path]:
     files = []
-    for n in range(6):
-        path = tmp_path / f"f{n}"
+    for n in range(count):
+        path = where / f"cold{n}"
         path.write_bytes(os.urandom(1 << 20))
         files.append(path)
     for path in files:
         _evict(path)
     if max(_resident(p) for p in files):
         pytest.fail("pages stayed cached after POSIX_FADV_DONTNEED: cannot observe read-ahead")
+    return files
+
+
+def _wait_resident(path: Path, deadline: float) -> int:
+    while _resident(path) < path.stat().st_size and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _resident(path)
+
+
+@pytest.mark.parametrize("process", [True, False], ids=["process", "thread"])
+def test_read_ahead_brings_the_files_in_up_to_its_bound_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, process: bool
+) -> None:
+    """The listed files come into the page cache before anyone reads them, no further
+    than the bound past what the reader has taken; closing (or dropping) it ends it."""
+    monkeypatch.setattr(_stagecopy, "_READ_AHEAD", 1 << 20)
+    monkeypatch.setattr(_stagecopy, "_TAKEN_STEP", 1)
+    if not process:
+        def fail(name: str, flags: int = 0) -> int:
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(os, "memfd_create", fail)
+    files = _cold_files(tmp_path, 6)
     listed = [(str(p), 1 << 20) for p in files]
     ahead = _stagecopy.ReadAhead(listed)
+    deadline = time.monotonic() + 30
     try:
         if process:
             assert ahead._proc is not None and ahead._thread is None
         else:
             assert ahead._thread is not None and ahead._proc is None
-        deadline = time.monotonic() + 30
-        while _resident(files[0]) < 1 << 20 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert _resident(files[0]) == 1 << 20
-        if not process:  # a bound of 1 MiB past nothing taken: the last is not asked for
-            time.sleep(0.2)
-            assert _resident(files[-1]) == 0
-            ahead.taken(6 << 20)
-            while _resident(files[-1]) < 1 << 20 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert _resident(files[-1]) == 1 << 20
+        assert _wait_resident(files[0], deadline) == 1 << 20
+        time.sleep(0.3)  # a bound of 1 MiB past nothing taken: the last is not asked for
+        assert _resident(files[-1]) == 0
+        ahead.taken(6 << 20)
+        assert _wait_resident(files[-1], deadline) == 1 << 20
     finally:
         ahead.close()
     if process:
@@ -302,3 +309,26 @@ def test_read_ahead_brings_the_files_in_up_to_its_bound_and_stops(
         del dropped
         gc.collect()
         assert proc.returncode is not None  # the finalizer ended it
+
+
+def test_the_copys_progress_reaches_the_read_ahead_with_no_bytes_to_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files linked from an earlier snapshot put nothing in the ring, so no file records
+    carry the reader's progress along: it is told all the same, and the read-ahead goes
+    on past its bound instead of leaving the rest to be read cold."""
+    monkeypatch.setattr(_stagecopy, "_READ_AHEAD", 1 << 20)
+    monkeypatch.setattr(_stagecopy, "_TAKEN_STEP", 1)
+    files = _cold_files(tmp_path, 6)
+    (tmp_path / "into").mkdir()
+    copy = _stagecopy._WorkerFiles(str(tmp_path / "into"), [(str(p), 1 << 20) for p in files])
+    deadline = time.monotonic() + 30
+    try:
+        assert _wait_resident(files[0], deadline) == 1 << 20
+        time.sleep(0.3)
+        assert _resident(files[-1]) == 0
+        copy.taken(6 << 20)
+        assert _wait_resident(files[-1], deadline) == 1 << 20
+        copy.finish()
+    finally:
+        copy.close()
