@@ -76,7 +76,8 @@ class XattrError(Exception):
 
 class Prefetch:
     """Asks the kernel to read the listed sources ahead, in a thread, at most `ahead`
-    bytes beyond what the writer has taken (`take`)."""
+    bytes beyond what the writer has taken (`take`). (The writer's process runs one
+    itself when no process can start: `_stagecopy.ReadAhead`, `_LocalFiles`.)"""
 
     def __init__(self, sources: list[tuple[bytes, int]], ahead: int) -> None:
         self._sources = sources

@@ -40,8 +40,6 @@ import select
 import stat
 import subprocess
 import sys
-import threading
-import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Protocol
@@ -85,42 +83,6 @@ def _open_source(path: str) -> int:
         return os.open(path, _READ)  # O_NOATIME needs ownership or CAP_FOWNER
 
 
-class _Prefetch:
-    """Asks the kernel to read the files' pages ahead of the copy, at most `_READ_AHEAD`
-    bytes ahead of what the copy has taken (``taken``), in a thread of its own (the
-    in-process copy's; the copying process has its own)."""
-
-    def __init__(self, files: list[tuple[str, int]]) -> None:
-        self._files = files
-        self.taken = 0
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        asked = 0
-        for path, size in self._files:
-            while asked - self.taken > _READ_AHEAD and not self._stop:
-                time.sleep(0.002)
-            if self._stop:
-                return
-            try:
-                fd = _open_source(path)
-            except OSError:
-                continue  # the copy reports it
-            try:
-                os.posix_fadvise(fd, 0, size, os.POSIX_FADV_WILLNEED)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-            asked += size
-
-    def stop(self) -> None:
-        self._stop = True
-        self._thread.join()
-
-
 class ReadAhead:
     """Asks the kernel to read ``files`` ((path, size), in the order a reader will read
     them) ahead of that reader, at most `_READ_AHEAD` bytes beyond what it has taken
@@ -129,7 +91,7 @@ class ReadAhead:
     The process also ends when this side goes away (its stdin closes)."""
 
     def __init__(self, files: Sequence[tuple[str, int]]) -> None:
-        self._thread: _Prefetch | None = None
+        self._thread: _w.Prefetch | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._told = 0
         try:
@@ -144,14 +106,14 @@ class ReadAhead:
             finally:
                 os.close(list_fd)
         except OSError:
-            self._thread = _Prefetch(list(files))
+            self._thread = _w.Prefetch(_encoded(files), _READ_AHEAD)
         # Dropped without close() (a step that failed): stopped all the same.
         self._end = weakref.finalize(self, _stop_reading, self._thread, self._proc)
 
     def taken(self, total: int) -> None:
         """The reader has read `total` bytes of the files."""
         if self._thread is not None:
-            self._thread.taken = total
+            self._thread.take(total)
         elif self._proc is not None and self._proc.stdin and total - self._told >= _TAKEN_STEP:
             self._told = total
             record = _w.TAKEN.pack(_w.OP_TAKEN, total)
@@ -169,7 +131,11 @@ class ReadAhead:
         self.close()
 
 
-def _stop_reading(thread: _Prefetch | None, proc: subprocess.Popen[bytes] | None) -> None:
+def _encoded(files: Sequence[tuple[str, int]]) -> list[tuple[bytes, int]]:
+    return [(os.fsencode(path), size) for path, size in files]
+
+
+def _stop_reading(thread: _w.Prefetch | None, proc: subprocess.Popen[bytes] | None) -> None:
     if thread is not None:
         thread.stop()
     if proc is not None:
@@ -184,10 +150,7 @@ def _listing(files: Sequence[tuple[str, int]]) -> int:
     """A memfd listing `files` as the copying process reads them (`SOURCE` records)."""
     fd = os.memfd_create("lamina-copy-sources", os.MFD_CLOEXEC)
     try:
-        data = b"".join(
-            _w.SOURCE.pack(size, len(raw)) + raw
-            for raw, size in ((os.fsencode(p), s) for p, s in files)
-        )  # fmt: skip
+        data = b"".join(_w.SOURCE.pack(size, len(raw)) + raw for raw, size in _encoded(files))
         _write_all(fd, memoryview(data))
         os.lseek(fd, 0, os.SEEK_SET)
     except BaseException:
@@ -229,7 +192,8 @@ class _LocalFiles:
     def __init__(self, directory: str, ahead: list[tuple[str, int]]) -> None:
         self._dir = directory
         self._fd = -1
-        self._prefetch = _Prefetch(ahead) if sum(s for _, s in ahead) > _READ_AHEAD else None
+        big = sum(s for _, s in ahead) > _READ_AHEAD
+        self._prefetch = _w.Prefetch(_encoded(ahead), _READ_AHEAD) if big else None
 
     def begin(self, rel: str, size: int) -> None:
         self._fd = os.open(os.path.join(self._dir, rel), _CREATE, 0o600)
@@ -250,7 +214,7 @@ class _LocalFiles:
 
     def taken(self, total: int) -> None:
         if self._prefetch is not None:
-            self._prefetch.taken = total
+            self._prefetch.take(total)
 
     def finish(self) -> None:
         self.close()

@@ -5,7 +5,6 @@ a failure of that process is the commit's, said clearly."""
 from __future__ import annotations
 
 import ctypes
-import errno
 import gc
 import hashlib
 import mmap
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xattr_probe import xattrs_supported
 
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import (
@@ -31,20 +31,6 @@ from lamina.layers import (
 )
 
 MTIME = 1_600_000_000_000_000_000
-
-
-def _xattrs_supported(where: Path) -> bool:
-    probe = where / "xattr-probe"
-    probe.write_bytes(b"")
-    try:
-        os.setxattr(probe, "user.lamina", b"1")
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EPERM):
-            return False
-        raise
-    finally:
-        probe.unlink()
-    return True
 
 
 def _source(root: Path, files: int = 300) -> None:
@@ -65,11 +51,25 @@ def _source(root: Path, files: int = 300) -> None:
         f.write(b"end")
     os.chmod(root / "d2" / "f0002", 0o4751)
     os.chown(root / "d3" / "f0003", 1234, 5678)
-    if _xattrs_supported(root):
+    if xattrs_supported(root):
         os.setxattr(root / "d4" / "f0004", "user.mime", b"application/octet-stream")
     for top, dirs, names in os.walk(root):
         for name in dirs + names:
             os.utime(os.path.join(top, name), ns=(MTIME, MTIME), follow_symlinks=False)
+
+
+def _small_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Change]:
+    """A source of 40 files, its changes, and the copying process used for so few."""
+    _source(tmp_path / "src", files=40)
+    monkeypatch.setattr(_stagecopy, "_WORKER_MIN_FILES", 1)
+    return sort_changes(changes_from_dir(tmp_path / "src"))
+
+
+def _without_memfd(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(name: str, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "memfd_create", fail)
 
 
 def _tree(root: Path) -> dict[str, tuple[Any, ...]]:
@@ -148,9 +148,7 @@ def test_the_copying_process_makes_the_snapshot_the_local_copy_makes(
 def test_a_file_the_copying_process_cannot_make_fails_the_copy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _source(tmp_path / "src", files=40)
-    changes = sort_changes(changes_from_dir(tmp_path / "src"))
-    monkeypatch.setattr(_stagecopy, "_WORKER_MIN_FILES", 1)
+    changes = _small_source(tmp_path, monkeypatch)
     real_place = DirectCopy.place
     into = tmp_path / "into"
 
@@ -168,9 +166,7 @@ def test_a_file_the_copying_process_cannot_make_fails_the_copy(
 def test_a_copying_process_that_dies_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _source(tmp_path / "src", files=40)
-    changes = sort_changes(changes_from_dir(tmp_path / "src"))
-    monkeypatch.setattr(_stagecopy, "_WORKER_MIN_FILES", 1)
+    changes = _small_source(tmp_path, monkeypatch)
     dying = tmp_path / "dying.py"
     dying.write_text("import sys; sys.exit(3)\n")
     monkeypatch.setattr(_stagecopy, "_WORKER", str(dying))
@@ -183,9 +179,7 @@ def test_a_failure_the_copying_process_reports_is_raised_with_its_kind(
 ) -> None:
     """An xattr the file system refuses is the applier's InvalidInputError; any other
     failure of the worker is a LaminaError that says so, never a silent exit."""
-    _source(tmp_path / "src", files=40)
-    changes = sort_changes(changes_from_dir(tmp_path / "src"))
-    monkeypatch.setattr(_stagecopy, "_WORKER_MIN_FILES", 1)
+    changes = _small_source(tmp_path, monkeypatch)
     here = os.path.dirname(_stagecopy._WORKER)
     for kind, error, text in [
         ("KIND_XATTR", InvalidInputError, "cannot set xattr"),
@@ -207,14 +201,8 @@ def test_a_failure_the_copying_process_reports_is_raised_with_its_kind(
 def test_without_a_process_the_files_are_made_here(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _source(tmp_path / "src", files=40)
-    changes = sort_changes(changes_from_dir(tmp_path / "src"))
-    monkeypatch.setattr(_stagecopy, "_WORKER_MIN_FILES", 1)
-
-    def fail(name: str, flags: int = 0) -> int:
-        raise OSError(38, "Function not implemented")
-
-    monkeypatch.setattr(os, "memfd_create", fail)
+    changes = _small_source(tmp_path, monkeypatch)
+    _without_memfd(monkeypatch)
     diff_id, _, _, _ = _copy(changes, tmp_path / "into")
     assert diff_id == write_layer(changes, None).diff_id
     assert _tree(tmp_path / "into") == _tree(tmp_path / "src")
@@ -282,10 +270,7 @@ def test_read_ahead_brings_the_files_in_up_to_its_bound_and_stops(
     monkeypatch.setattr(_stagecopy, "_READ_AHEAD", 1 << 20)
     monkeypatch.setattr(_stagecopy, "_TAKEN_STEP", 1)
     if not process:
-        def fail(name: str, flags: int = 0) -> int:
-            raise OSError(38, "Function not implemented")
-
-        monkeypatch.setattr(os, "memfd_create", fail)
+        _without_memfd(monkeypatch)
     files = _cold_files(tmp_path, 6)
     listed = [(str(p), 1 << 20) for p in files]
     ahead = _stagecopy.ReadAhead(listed)
