@@ -141,7 +141,7 @@ _BATCH_BYTES = 1 << 20
 _FAST_QUEUE = 16  # batches handed to it and not yet written (about 20 MiB at most)
 
 
-_Job = tuple[int, str, TarEntry, bytes, "hashlib._Hash | None", bool]
+_Job = tuple[int, str, TarEntry, bytes, bool]
 _SPECIAL = 0o7000  # setuid, setgid, sticky: always set by fchmod, after fchown
 
 
@@ -175,9 +175,10 @@ class _FileThread:
     anything are given to it (see ``_Applier._fast``); ``drain()`` waits for all given.
     Files cross in batches (one queue operation per ``_BATCH`` files or MiB); a batch
     holds one duplicate of each parent directory's descriptor (the applier's own may be
-    evicted from its cache meanwhile), closed once the batch is written. A file given
-    with a hasher is hashed here too (the file index's digest: hashlib lets go of the GIL
-    on large buffers, so the reading thread parses on meanwhile)."""
+    evicted from its cache meanwhile), closed once the batch is written. This thread does
+    the syscalls only: creating a file is the dearest step of a load (ext4 spends more on
+    it than lamina on parsing its header), so the file index's hash of the content is
+    taken on the reading thread, which has time to spare."""
 
     def __init__(self, applier: _Applier) -> None:
         self._applier = applier
@@ -206,7 +207,6 @@ class _FileThread:
         name: str,
         entry: TarEntry,
         data: bytes,
-        hasher: hashlib._Hash | None,
     ) -> None:
         fd, group = self._dirs.get(dir_key, (-1, -1))
         if fd < 0:
@@ -223,7 +223,7 @@ class _FileThread:
             and not self._applier.acl
             and not entry.mode & (_SPECIAL | self._umask)
         )
-        self._batch.append((fd, name, entry, data, hasher, owned and exact))
+        self._batch.append((fd, name, entry, data, owned and exact))
         self._batch_bytes += len(data)
         if len(self._batch) >= _BATCH or self._batch_bytes >= _BATCH_BYTES:
             self._flush()
@@ -234,18 +234,17 @@ class _FileThread:
             self._batch, self._batch_bytes, self._dirs = [], 0, {}
 
     def _run(self) -> None:
+        write = self._applier._write_data
         while (item := self._queue.get()) is not None:
             batch, dirs = item
             try:
-                for parent, name, entry, data, hasher, as_created in batch:
+                for parent, name, entry, data, as_created in batch:
                     if self.error is not None:
                         break
                     try:
-                        if hasher is not None:
-                            hasher.update(data)
                         mode = entry.mode if as_created else 0o600
-                        fd = os.open(name, _FILE_FLAGS, mode, dir_fd=parent)
-                        self._applier._write_file(entry, fd, io.BytesIO(data), as_created)
+                        write(entry, os.open(name, _FILE_FLAGS, mode, dir_fd=parent), data,
+                              as_created)  # fmt: skip
                     except OSError as exc:  # reported by the applier's thread
                         self.error = LaminaError(f"tar entry {entry.name!r}: {exc.strerror or exc}")
                         self.error.__cause__ = exc
@@ -338,10 +337,8 @@ class _Applier:
         entry: TarEntry,
         parts: list[str],
         content: ByteStream,
-        hasher: hashlib._Hash | None,
-    ) -> None:
-        """Hand the file (see ``_can_fast``) to the file thread, which hashes it into
-        ``hasher`` if given."""
+    ) -> bytes:
+        """Hand the file (see ``_can_fast``) to the file thread; returns its content."""
         key = tuple(parts)
         parent = self.root.parent(parts, entry.name, create=True)
         assert parent is not None
@@ -354,7 +351,8 @@ class _Applier:
             self._raise_file_error(self.files.error)
         self.created.add(key)
         self._file_dirs.add(key[:-1])
-        self.files.put(parent, key[:-1], parts[-1], entry, data, hasher)
+        self.files.put(parent, key[:-1], parts[-1], entry, data)
+        return data
 
     def apply(
         self, entry: TarEntry, content: EntryReader, collect: EntryCollector | None = None
@@ -374,11 +372,11 @@ class _Applier:
                 and marker is _whiteout.Marker.NONE
                 and self._can_fast(entry, parts)
             ):
-                hasher = hashlib.sha256() if collect is not None else None
-                self._fast(entry, parts, content, hasher)
-                if collect is not None:
+                data = self._fast(entry, parts, content)
+                if collect is not None:  # hashed here while the file thread writes
+                    digest = hashlib.sha256(data).hexdigest()
                     collect.add(entry.name, "file", size=entry.size, mode=entry.mode,
-                                uid=entry.uid, gid=entry.gid, hasher=hasher)  # fmt: skip
+                                uid=entry.uid, gid=entry.gid, digest=digest)  # fmt: skip
                 return
             stream: ByteStream = content if collect is None else collect.watch(entry, content)
             if entry.type is EntryType.DIR and (
@@ -536,15 +534,30 @@ class _Applier:
         ``as_created``: it was created with the entry's owner and mode already."""
         try:
             _copy(content, fd, entry.size)
-            if as_created:
-                for xname, value in _settable(entry):
-                    _setxattr(fd, xname, value, entry)
-            else:
-                self._metadata_fd(entry, fd)
-            ns = entry.mtime * 1_000_000_000
-            os.utime(fd, ns=(ns, ns))
+            self._file_metadata(entry, fd, as_created)
         finally:
             os.close(fd)
+
+    def _write_data(self, entry: TarEntry, fd: int, data: bytes, as_created: bool) -> None:
+        """``_write_file`` for content already in memory (the file thread's small files):
+        one write, unless it holds a run of zeros that may be a hole; closes ``fd``."""
+        try:
+            if len(data) >= _HOLE and _ZERO_RUN in data:
+                _copy(io.BytesIO(data), fd, len(data))
+            elif data:
+                _write_all(fd, memoryview(data))
+            self._file_metadata(entry, fd, as_created)
+        finally:
+            os.close(fd)
+
+    def _file_metadata(self, entry: TarEntry, fd: int, as_created: bool) -> None:
+        if not as_created:
+            self._metadata_fd(entry, fd)
+        elif entry.xattrs:
+            for xname, value in _settable(entry):
+                _setxattr(fd, xname, value, entry)
+        ns = entry.mtime * 1_000_000_000
+        os.utime(fd, ns=(ns, ns))
 
     def _hardlink(self, entry: TarEntry, parts: list[str], existing: os.stat_result | None) -> None:
         target = split_entry_path(entry.linkname)
