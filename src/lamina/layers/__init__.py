@@ -120,6 +120,7 @@ if TYPE_CHECKING:
         LayerBlobReader,
         LayerBlobWriter,
         open_layer_reader,
+        read_into,
         sniff_compression,
     )
     from lamina.layers._index import (
@@ -171,6 +172,7 @@ _LAZY = {
     "LayerBlobReader": "lamina.layers._compress",
     "LayerBlobWriter": "lamina.layers._compress",
     "open_layer_reader": "lamina.layers._compress",
+    "read_into": "lamina.layers._compress",
     "sniff_compression": "lamina.layers._compress",
     "EntryCollector": "lamina.layers._index",
     "DirectCopy": "lamina.layers._stagecopy",
@@ -215,6 +217,7 @@ __all__ = [
     "source_date_epoch",
     "MAGIC",
     "LayerBlobInfo",
+    "read_into",
     "sniff_compression",
     "build_header",
     "OVERLAY_OPAQUE_XATTRS",

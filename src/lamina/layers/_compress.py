@@ -6,17 +6,13 @@ gzip goes through python-isal (several times faster than zlib) when it is instal
 
 from __future__ import annotations
 
-import bz2
 import hashlib
 import io
-import lzma
 import types
 import zlib
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, BinaryIO, Protocol, cast
-
-import zstandard
 
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.oci import media_types
@@ -34,6 +30,25 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
 
     _zlib_module = zlib
     GZIP_LEVEL = 6
+
+
+def _zstandard() -> types.ModuleType:
+    """zstandard, imported when a zstd layer comes or goes: most layers are gzip, and its
+    import was some 7% of a pull's start-up (`python -X importtime`)."""
+    import zstandard as module
+
+    return module
+
+
+def _read_errors(compression: Compression) -> tuple[type[BaseException], ...]:
+    """What the decompressor of `compression` raises for truncated or corrupt input."""
+    if compression is Compression.ZSTD:
+        return (_zstandard().ZstdError,)
+    if compression is Compression.XZ:
+        import lzma
+
+        return (lzma.LZMAError,)
+    return ()
 
 
 
@@ -108,7 +123,7 @@ class LayerBlobWriter:
             lvl = GZIP_LEVEL if level is None else level
             self._compressor = _zlib_module.compressobj(lvl, zlib.DEFLATED, 31)
         elif compression is Compression.ZSTD:
-            cctx = zstandard.ZstdCompressor(level=3 if level is None else level)
+            cctx = _zstandard().ZstdCompressor(level=3 if level is None else level)
             self._compressor = cctx.compressobj()
         elif compression is Compression.NONE:
             self._compressor = None
@@ -180,6 +195,20 @@ class _Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+def read_into(stream: _Readable, buffer: Any) -> int:
+    """`stream.readinto(buffer)` where the stream implements it, else `read` and a copy
+    (an `io.RawIOBase` that defines only `read` has a `readinto` that raises)."""
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        try:
+            return int(readinto(buffer) or 0)
+        except NotImplementedError:
+            pass
+    data = stream.read(len(buffer))
+    buffer[: len(data)] = data
+    return len(data)
+
+
 class _Counting(io.RawIOBase):
     """The compressed input: a prefix already peeked, then the stream; hashed."""
 
@@ -198,12 +227,13 @@ class _Counting(io.RawIOBase):
             buf[:n] = self._head[:n]
             self._head = self._head[n:]
             return n
-        data = self._stream.read(len(buf))
+        # Straight into the decompressor's buffer where the stream can: no bytes object
+        # between (a pull's compressed stream was copied once more here).
+        n = read_into(self._stream, buf)
         if self.hash is not None:
-            self.hash.update(data)
-        self.count += len(data)
-        buf[: len(data)] = data
-        return len(data)
+            self.hash.update(memoryview(buf)[:n])
+        self.count += n
+        return n
 
     def read_plain(self, n: int) -> bytes:
         """Up to ``n`` bytes as they come (an uncompressed stream): no copy on the way."""
@@ -244,15 +274,22 @@ class LayerBlobReader(io.RawIOBase):
         if self.compression is Compression.GZIP:
             inner = _gzip_module.GzipFile(fileobj=self._raw, mode="rb")
         elif self.compression is Compression.ZSTD:
-            dctx = zstandard.ZstdDecompressor()
+            dctx = _zstandard().ZstdDecompressor()
             inner = dctx.stream_reader(cast(BinaryIO, self._raw), read_across_frames=True)
         elif self.compression is Compression.BZIP2:
+            import bz2
+
             inner = bz2.BZ2File(self._raw)
         elif self.compression is Compression.XZ:
+            import lzma
+
             inner = lzma.LZMAFile(cast(BinaryIO, self._raw))  # noqa: SIM115 - lives with self
         else:
             inner = self._raw
         self._inner = inner
+        self._errors: tuple[type[BaseException], ...] = (
+            EOFError, OSError, zlib.error, *_read_errors(self.compression),
+        )  # fmt: skip
 
     def readable(self) -> bool:
         return True
@@ -267,7 +304,7 @@ class LayerBlobReader(io.RawIOBase):
         want = min(size, self._max - self.count + 1)
         try:
             data = self._inner.read(want)
-        except (EOFError, OSError, zlib.error, zstandard.ZstdError, lzma.LZMAError) as exc:
+        except self._errors as exc:
             raise InvalidInputError(
                 f"{self.compression.value} layer blob is truncated or corrupt: {exc}"
             ) from exc

@@ -27,6 +27,10 @@ class Lease:
         self._db = db
         self.id = id
         self.expires = expires
+        # What this lease already holds (committed): adding it again is not written
+        # again while the lease lives (a pull's layers are leased in one go up front,
+        # and each step below adds them again: a transaction and an fsync each).
+        self._held: set[tuple[str, str]] = set()
 
     def add_blob(self, digest: str) -> None:
         """Protect a blob (committed or about to be)."""
@@ -48,6 +52,10 @@ class Lease:
         self._add_refs([(kind, ref)])
 
     def _add_refs(self, refs: list[tuple[str, str]]) -> None:
+        if time.time() < self.expires - 60:
+            refs = [ref for ref in refs if ref not in self._held]
+            if not refs:
+                return
         with self._db.write() as db:
             live = db.execute(
                 "SELECT 1 FROM leases WHERE id = ? AND expires > ?", (self.id, time.time())
@@ -61,6 +69,7 @@ class Lease:
                 "INSERT OR IGNORE INTO lease_resources VALUES (?, ?, ?)",
                 [(self.id, kind, ref) for kind, ref in refs],
             )
+        self._held.update(refs)
 
     def renew(self, seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         """Expire `seconds` from now instead."""
@@ -75,6 +84,7 @@ class Lease:
 
     def release(self) -> None:
         """End the lease; what it held is now only as safe as its references."""
+        self._held.clear()
         with self._db.write(gc_shared=False) as db:
             db.execute("DELETE FROM leases WHERE id = ?", (self.id,))
 

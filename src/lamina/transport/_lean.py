@@ -42,6 +42,7 @@ from lamina.layers import (
     apply_layer,
     count_entries,
     open_layer_reader,
+    read_into,
     record_entries,
     snapshot_extras,
     write_layer,
@@ -116,6 +117,14 @@ class _Tee:
         if data:
             self._sink.write(data)
         return data
+
+    def readinto(self, buffer: memoryview | bytearray, /) -> int:
+        """Into the reader's own buffer (the decompressor's): the bytes are copied once,
+        from the source, rather than into a new bytes object and then into `buffer`."""
+        count = read_into(self._source, buffer)
+        if count:
+            self._sink.write(memoryview(buffer)[:count])
+        return count
 
 
 class _ReadAhead:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
 import lzma
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -18,6 +20,7 @@ from lamina.layers import (
     LayerBlobWriter,
     TarReader,
     changes_from_dir,
+    read_into,
     write_layer,
     write_layer_blob,
 )
@@ -112,3 +115,44 @@ def test_blob_writer_without_digest_leaves_it_to_the_sink() -> None:
     assert info.digest == ""
     assert info.size == len(out.getvalue())
     assert info.diff_id == "sha256:" + hashlib.sha256(b"x" * 10_000).hexdigest()
+
+
+class _ReadOnly(io.RawIOBase):
+    """A raw stream that defines only `read`: its inherited `readinto` raises."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+        self.readintos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1, /) -> bytes:
+        return self._data.read(n)
+
+
+class _Into(_ReadOnly):
+    def readinto(self, buffer: Any) -> int:
+        self.readintos += 1
+        return self._data.readinto(buffer)
+
+
+@pytest.mark.parametrize("kind", [_ReadOnly, _Into])
+def test_a_gzip_blob_reads_the_same_through_read_or_readinto(kind: type[_ReadOnly]) -> None:
+    """The compressed input goes straight into the decompressor's buffer where the stream
+    has `readinto`, and through `read` where its `readinto` is io's raising default."""
+    plain = os.urandom(3 << 20) + b"lamina " * 100_000
+    blob = gzip.compress(plain, compresslevel=1)
+    stream = kind(blob)
+    reader = _open(stream)
+    assert reader.read() == plain
+    assert reader.digest() == "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert (stream.readintos > 0) is (kind is _Into)
+
+
+def test_read_into_fills_the_buffer_either_way() -> None:
+    for stream in (_ReadOnly(b"abcdef"), _Into(b"abcdef")):
+        buffer = bytearray(4)
+        assert read_into(stream, buffer) == 4 and buffer == b"abcd"
+        assert read_into(stream, buffer) == 2 and buffer[:2] == b"ef"
+        assert read_into(stream, buffer) == 0
