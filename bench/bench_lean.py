@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -46,6 +47,15 @@ def _run(argv: list[str]) -> float:
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:6])}… failed: {done.stderr.strip()[-600:]}")
+    return elapsed
+
+
+def _run_cpu(argv: list[str], cpu: list[float]) -> float:
+    """`_run`, appending the user+sys CPU seconds the command (and its children) used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed = _run(argv)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return elapsed
 
 
@@ -176,6 +186,7 @@ def _snapshot_dir(root: Path) -> Path:
 def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[Row]:
     load, pull, save, sk_save, oci, sk_oci = [], [], [], [], [], []
     untar, tar_c, cat_p = [], [], []
+    cpu: dict[str, list[float]] = {"lamina load": [], "buildah pull": [], "tar -xf": []}
     root = work / "ls-lamina"
     layer_tar = _layer_tar(work, archive)
     for i in range(runs):
@@ -186,20 +197,25 @@ def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[
         # after none.
         shutil.rmtree(root, ignore_errors=True)
         _cold()
-        load.append(_run([*LAMINA, "--root", str(root), "load", "-i", str(archive)]))
+        load.append(_run_cpu([*LAMINA, "--root", str(root), "load", "-i", str(archive)],
+                             cpu["lamina load"]))  # fmt: skip
         shutil.rmtree(root)
         buildah = _Buildah(work / f"ls-buildah-{i}")
         try:
             _cold()
-            pull.append(_run(buildah("pull", "-q", f"docker-archive:{archive}")))
+            pull.append(_run_cpu(buildah("pull", "-q", f"docker-archive:{archive}"),
+                                 cpu["buildah pull"]))  # fmt: skip
         finally:
             buildah.close()
         floor = work / "floor-x"
         floor.mkdir()
         _cold()
-        untar.append(_run(["tar", "-xf", str(layer_tar), "-C", str(floor)]))
+        untar.append(_run_cpu(["tar", "-xf", str(layer_tar), "-C", str(floor)], cpu["tar -xf"]))
         shutil.rmtree(floor)
     layer_tar.unlink()
+    print("load, user+sys CPU (median): " + ", ".join(
+        f"{tool} {statistics.median(values):.2f} s" for tool, values in cpu.items()),
+        flush=True)  # fmt: skip
     _run([*LAMINA, "--root", str(root), "load", "-i", str(archive)])  # for the saves
     for _ in range(runs):
         out = work / "out.tar"
