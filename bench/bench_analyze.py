@@ -5,7 +5,14 @@ The workload is the RUN image of bench_build.py: `RUN tar -xf /data.tar -C /` wr
 
 1. the build (`--no-cache`, in a child process) with the file index, against the same
    build with the index switched off (the writer gets no collector, nothing is recorded):
-   the index's added cost, target <= 5%
+   the index's added cost, target <= 5%. Each build starts from the same state: the RUN
+   image and its layer removed (`rmi` + `prune`, untimed: the 1 GB tree is deleted
+   outside the timed part, identically for both), then `sync`, caches dropped, writeback
+   waited for, and the build's input (the base's data.tar) read back into the page cache.
+   The two kinds alternate (ABBA), at least 5 builds of each. Reported: wall median and
+   min, and the CPU (user and sys) of the build's process tree (`os.wait4`: the build,
+   runc and the container's tar, the writer's hashing process), and the paired
+   difference of each round.
 2. `lamina analyze run` (the terminal view), target <= 0.5 s
 3. `lamina analyze run --json` (every entry with its A/M/D marker), target <= 0.5 s
 4. the other modes on the same image: `--against bigbase` (50,000 files added) as text
@@ -31,10 +38,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import SRC, Row, scaled
+from _bench import SRC, Row, drop_caches, scaled
 
 APPLETS = ["sh", "tar", "true", "ls", "cat", "rm", "mkdir", "chmod"]
 
@@ -42,9 +51,13 @@ APPLETS = ["sh", "tar", "true", "ls", "cat", "rm", "mkdir", "chmod"]
 # index switched off, the honest baseline: the layer writer of the commit (the lean
 # store's commit_dir_layer) gets no collector, so no file is hashed for the index and no
 # row is made, and the store records no index (a benchmark-only switch, patched here,
-# not an option of lamina). `forget`: drop the RUN layer's index, untimed, before each
-# timed build, so neither build pays for deleting the other's rows and the `index`
-# build really indexes.
+# not an option of lamina); everything else (runc, the tar's hash, its tar-split record,
+# the rename into the store) is the same code. `reset`: remove the RUN image and every
+# layer, snapshot and index row only it held (`rmi` + `prune`), untimed, before each
+# timed build: the build then commits its layer as a first build does (renamed into
+# the store, indexed), never pays for deleting a copy the store already has (a commit of
+# a layer the store holds removes its 1 GB directory: 50,000 unlinks, each a synchronous
+# discard on this VM's journal-less ext4 mounted with `discard`, inside the timed part).
 _CHILD = """
 import sys
 from pathlib import Path
@@ -53,11 +66,12 @@ from lamina.api import Lamina, build_image
 
 root, ctx, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 lam = Lamina(root)
-if mode == "forget":
+if mode == "reset":
     try:
-        lam.store.file_index.forget([lam.resolve("run").layers[-1].diff_id])
+        lam.rmi(["run"], force=True)
     except Exception:
         pass
+    lam.prune()
     sys.exit(0)
 if mode == "no-index":
     import lamina.transport._lean as lean
@@ -72,13 +86,23 @@ build_image(lam, ctx, tags=["run"], no_cache=True)
 """
 
 
-def timed(
-    argv: list[str], stdout: int | None = subprocess.DEVNULL
-) -> tuple[float, float, int, float]:
-    """Wall seconds, CPU seconds (user + sys), ru_maxrss (KiB) and user CPU seconds of one
-    child (with its own children: runc's, the writer's hashing process)."""
-    import time
+class Usage(NamedTuple):
+    """One child's wall seconds and the CPU of its process tree (those it waited for)."""
 
+    wall: float
+    user: float
+    sys: float
+    maxrss: int  # KiB
+    read_mb: float  # read from disk by the tree (ru_inblock): page cache dropped meanwhile?
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.sys
+
+
+def timed(argv: list[str], stdout: int | None = subprocess.DEVNULL) -> Usage:
+    """Run one child to its end: its wall time and the rusage of its process tree (with
+    its own children waited for: runc's, the writer's hashing process)."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
     assert proc.stderr is not None
@@ -87,11 +111,34 @@ def timed(
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(argv[:6])}… failed: {err.decode()[-800:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, usage.ru_utime
+    return Usage(wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, usage.ru_inblock / 2048)
 
 
-def setup(work: Path, files: int, size: int) -> tuple[Path, Path]:
-    """A store with `bigbase` (busybox + a tar of `files` files) and the RUN context."""
+def _meminfo_kib(*keys: str) -> int:
+    with open("/proc/meminfo") as f:
+        return sum(int(line.split()[1]) for line in f if line.split(":")[0] in keys)
+
+
+def settle(warm: Path) -> float:
+    """Before a timed build: write back everything dirty (`sync`; the deleted tree's
+    discards are done by then), wait until the kernel's writeback queue is empty (other
+    processes on the machine write too: at most 10 s), drop the page cache, dentries and
+    inodes, and read `warm` (the build's input) back, so neither build reads it from disk
+    or writes back the other's bytes. Returns the seconds it took."""
+    started = time.perf_counter()
+    drop_caches()
+    deadline = time.monotonic() + 10
+    while _meminfo_kib("Writeback") > 1024 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with open(warm, "rb") as f:
+        while f.read(1 << 20):
+            pass
+    return time.perf_counter() - started
+
+
+def setup(work: Path, files: int, size: int) -> tuple[Path, Path, Path]:
+    """A store with `bigbase` (busybox + a tar of `files` files), the RUN context, and
+    the path of that tar in the base's snapshot (the build's input)."""
     sys.path.insert(0, str(SRC))
     from lamina.api import Lamina
 
@@ -109,6 +156,7 @@ def setup(work: Path, files: int, size: int) -> tuple[Path, Path]:
     root = work / "lamina"
     lam = Lamina(root)
     lam.import_image(rootfs, "bigbase")
+    data = lam.store.snapshot_path(lam.resolve("bigbase").layers[-1].diff_id) / "data.tar"
     lam.store.close()
     shutil.rmtree(rootfs)
     ctx = work / "ctx"
@@ -118,7 +166,7 @@ def setup(work: Path, files: int, size: int) -> tuple[Path, Path]:
     subprocess.run([sys.executable, "-c", _CHILD.format(src=str(SRC)), str(root), str(ctx),
                     "index"], check=True)  # fmt: skip
     (ctx / "Dockerfile").write_text("FROM bigbase\nRUN tar -xf /data.tar -C /\n")
-    return root, ctx
+    return root, ctx, data
 
 
 def _cpu() -> float:
@@ -179,29 +227,34 @@ def run(runs: int, work: Path, files: int | None = None, size: int = 20_000,
     `files` defaults to 50,000 times LAMINA_BENCH_SCALE; `build=False` skips step 1."""
     files = files if files is not None else scaled(50_000)
     work.mkdir(parents=True, exist_ok=True)
-    root, ctx = setup(work, files, size)
+    root, ctx, data = setup(work, files, size)
     child = [sys.executable, "-c", _CHILD.format(src=str(SRC)), str(root), str(ctx)]
     lamina = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(SRC)!r}); "
               "from lamina.cli import main; sys.argv[0] = 'lamina'; main()",
               "--root", str(root)]  # fmt: skip
-    with_index: list[float] = []
-    without: list[float] = []
-    cpu: dict[str, list[float]] = {"with": [], "without": []}
-    # User CPU apart: the build's sys time (the RUN's tar writing 1 GB over overlayfs,
-    # the commit's reads) moves by seconds with the machine's load, the index's work is
-    # user time (sha256, rows, SQLite).
-    user: dict[str, list[float]] = {"with": [], "without": []}
-    for _ in range(runs if build else 0):
-        for mode, key, walls_of in (("no-index", "without", without),
-                                    ("index", "with", with_index)):  # fmt: skip
-            timed([*child, "forget"])
-            os.sync()
-            wall, used, _, in_user = timed([*child, mode])
-            walls_of.append(wall)
-            cpu[key].append(used)
-            user[key].append(in_user)
-            print(f"build {mode:<8} {wall:6.2f}s wall {used:6.2f}s cpu {in_user:6.2f}s user "
-                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    builds: dict[str, list[Usage]] = {"index": [], "no-index": []}
+    last = "index"
+    # ABBA: without, with, with, without, ...: a drift of the machine's load over the
+    # rounds weighs on both alike.
+    order = [("no-index", "index"), ("index", "no-index")]
+    for n in range(max(runs, 5) if build else 0):
+        for mode in order[n % 2]:
+            reset = timed([*child, "reset"])
+            waited = settle(data)
+            load = os.getloadavg()[0]
+            got = timed([*child, mode])
+            builds[mode].append(got)
+            last = mode
+            print(
+                f"build {mode:<8} {got.wall:6.2f}s wall {got.user:6.2f}s user "
+                f"{got.sys:6.2f}s sys {got.read_mb:5.0f} MB read from disk (load {load:.1f} "
+                f"before, {os.getloadavg()[0]:.1f} after; reset {reset.wall:.1f}s, "
+                f"settle {waited:.1f}s)",
+                flush=True,
+            )
+    if last != "index":  # the RUN image as lamina builds it, for the analyze commands
+        timed([*child, "reset"])
+        timed([*child, "index"])
     if not build:  # the RUN image, built once, untimed
         timed([*child, "index"])
     write_with, write_without = layer_write_cpu(root, runs) if build else ([], [])
@@ -212,28 +265,24 @@ def run(runs: int, work: Path, files: int | None = None, size: int = 20_000,
         timed([*lamina, *(a.format(work=work) for a in args)])
     for _ in range(runs):
         for label, args in MODES:
-            wall, used, rss, _ = timed([*lamina, *(a.format(work=work) for a in args)])
-            walls[label].append(wall)
-            cpus[label].append(used)
-            peak = max(peak, rss)
+            got = timed([*lamina, *(a.format(work=work) for a in args)])
+            walls[label].append(got.wall)
+            cpus[label].append(got.cpu)
+            peak = max(peak, got.maxrss)
     gb = files * size / 1e9
     label = f"{gb:.1f} GB / {files} files RUN image"
     med = statistics.median
     rows: list[Row] = []
     if build:
-        print(f"build with index    {med(with_index):7.2f}s wall  {med(cpu['with']):7.2f}s cpu")
-        print(f"build without index {med(without):7.2f}s wall  {med(cpu['without']):7.2f}s cpu")
-        print(f"index cost: {100 * (med(with_index) / med(without) - 1):+.1f}% wall, "
-              f"{100 * (med(cpu['with']) / med(cpu['without']) - 1):+.1f}% cpu (target <= 5%)")
-        print(f"build user cpu: {med(user['with']):.2f}s with, {med(user['without']):.2f}s "
-              f"without: +{med(user['with']) - med(user['without']):.2f}s")
+        rows += _report_builds(builds, label)
         extra = med(write_with) - med(write_without)
-        print(f"layer commit (tar hash, tar-split) of that layer: {med(write_without):.2f}s cpu, "
-              f"with the index {med(write_with):.2f}s cpu: +{extra:.2f}s = "
-              f"{100 * extra / med(cpu['without']):.1f}% of the build's cpu")
+        base_cpu = med([u.cpu for u in builds["no-index"]])
+        print(
+            f"layer commit (tar hash, tar-split) of that layer: {med(write_without):.2f}s cpu, "
+            f"with the index {med(write_with):.2f}s cpu: +{extra:.2f}s = "
+            f"{100 * extra / base_cpu:.1f}% of the build's cpu"
+        )
         rows += [
-            (f"build, {label}, with the file index", with_index, "", []),
-            (f"build, {label}, without the file index", without, "", []),
             (f"layer write (cpu s), {label}, with the file index", write_with, "", []),
             (f"layer write (cpu s), {label}, without the file index", write_without, "", []),
         ]
@@ -244,6 +293,40 @@ def run(runs: int, work: Path, files: int | None = None, size: int = 20_000,
     print(f"analyze peak memory (ru_maxrss): {peak / 1024:.0f} MiB (target < 200 MB)")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return rows
+
+
+def _report_builds(builds: dict[str, list[Usage]], label: str) -> list[Row]:
+    """Print the builds' wall and CPU, with and without the index, and the index's cost;
+    the rows for the table (wall seconds, then CPU seconds of the build's process tree)."""
+    med = statistics.median
+    with_, without = builds["index"], builds["no-index"]
+    for name, got in (("with index", with_), ("without index", without)):
+        walls = [u.wall for u in got]
+        print(
+            f"build {name:<14} wall median {med(walls):6.2f}s min {min(walls):6.2f}s | "
+            f"cpu median user {med([u.user for u in got]):5.2f}s sys "
+            f"{med([u.sys for u in got]):5.2f}s user+sys {med([u.cpu for u in got]):5.2f}s "
+            f"| disk reads median {med([u.read_mb for u in got]):.0f} MB (n={len(got)})"
+        )
+    for what, field in (("wall", "wall"), ("user+sys cpu", "cpu"), ("user cpu", "user")):
+        a = [float(getattr(u, field)) for u in with_]
+        b = [float(getattr(u, field)) for u in without]
+        # Paired: build 2k and 2k+1 ran in the same round, one right after the other.
+        paired = [x - y for x, y in zip(a, b, strict=True)]
+        print(
+            f"index cost, {what:<12}: median {100 * (med(a) / med(b) - 1):+5.1f}%, "
+            f"min {100 * (min(a) / min(b) - 1):+5.1f}%, per round "
+            f"{med(paired):+.2f}s median ({' '.join(f'{d:+.2f}' for d in paired)}) "
+            f"(target <= 5%)"
+        )
+    return [
+        (f"build, {label}, with the file index", [u.wall for u in with_], "", []),
+        (f"build, {label}, without the file index", [u.wall for u in without], "", []),
+        (f"build cpu (user+sys s), {label}, with the file index", [u.cpu for u in with_],
+         "", []),
+        (f"build cpu (user+sys s), {label}, without the file index",
+         [u.cpu for u in without], "", []),
+    ]  # fmt: skip
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """Container benchmarks (issue 10): lamina beside plain runc, in one run.
 
-1. `lamina run --rm IMAGE true`, start to exit (whole command: create, mount, monitor,
-   runc run --detach, exit, unmount, remove), beside `runc run` of a bundle prepared once
-   over the same overlay mount (runc alone: no store, no records, no monitor).
-2. The same pair in CPU seconds (user + sys of every process each started, the monitor and
-   runc's included): less sensitive than wall time to a machine that other work loads.
+1. `lamina run --rm IMAGE true`, start to exit (whole command: create, mount, bundle,
+   runc run --detach under the command itself, exit, unmount, remove), beside `runc run` of
+   a bundle prepared once over the same overlay mount (runc alone: no store, no records).
+2. The same pair in CPU seconds (user + sys of every process each started, runc's and any
+   monitor's included): less sensitive than wall time to a machine that other work loads.
 3. `lamina ps` with 100 containers (exited), no other tool.
 
 The image is made from Debian's busybox-static with `lamina import`. Nothing here is a test.

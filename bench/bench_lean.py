@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,22 +50,21 @@ def _run(argv: list[str]) -> float:
     return elapsed
 
 
-_CPU: dict[str, list[float]] = {}  # user+sys CPU seconds of the runs, by workload
+_CPU: dict[str, list[float]] = {}  # user+sys CPU seconds of the save rows, by workload
 
 
-def _run_cpu(label: str, argv: list[str]) -> float:
-    """`_run`, also keeping the command's user+sys CPU under `label` (printed at the end)."""
-    started = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(child.pid, 0)
-    elapsed = time.perf_counter() - started
-    assert child.stderr is not None
-    error = child.stderr.read().decode(errors="replace")
-    child.stderr.close()
-    if status != 0:
-        raise SystemExit(f"{' '.join(argv[:6])}… failed: {error.strip()[-600:]}")
-    _CPU.setdefault(label, []).append(usage.ru_utime + usage.ru_stime)
+def _run_cpu(argv: list[str], cpu: list[float]) -> float:
+    """`_run`, appending the user+sys CPU seconds the command (and its children) used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed = _run(argv)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return elapsed
+
+
+def _save_cpu(label: str, argv: list[str]) -> float:
+    """`_run_cpu`, the CPU kept under `label` in `_CPU` (the save rows)."""
+    return _run_cpu(argv, _CPU.setdefault(label, []))
 
 
 def _cold() -> None:
@@ -194,6 +194,7 @@ def _snapshot_dir(root: Path) -> Path:
 def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[Row]:
     load, pull, save, sk_save, oci, sk_oci = [], [], [], [], [], []
     untar, tar_c, cat_p = [], [], []
+    cpu: dict[str, list[float]] = {"lamina load": [], "buildah pull": [], "tar -xf": []}
     root = work / "ls-lamina"
     layer_tar = _layer_tar(work, archive)
     for i in range(runs):
@@ -204,55 +205,60 @@ def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[
         # after none.
         shutil.rmtree(root, ignore_errors=True)
         _cold()
-        load.append(_run([*LAMINA, "--root", str(root), "load", "-i", str(archive)]))
+        load.append(_run_cpu([*LAMINA, "--root", str(root), "load", "-i", str(archive)],
+                             cpu["lamina load"]))  # fmt: skip
         shutil.rmtree(root)
         buildah = _Buildah(work / f"ls-buildah-{i}")
         try:
             _cold()
-            pull.append(_run(buildah("pull", "-q", f"docker-archive:{archive}")))
+            pull.append(_run_cpu(buildah("pull", "-q", f"docker-archive:{archive}"),
+                                 cpu["buildah pull"]))  # fmt: skip
         finally:
             buildah.close()
         floor = work / "floor-x"
         floor.mkdir()
         _cold()
-        untar.append(_run(["tar", "-xf", str(layer_tar), "-C", str(floor)]))
+        untar.append(_run_cpu(["tar", "-xf", str(layer_tar), "-C", str(floor)], cpu["tar -xf"]))
         shutil.rmtree(floor)
     layer_tar.unlink()
+    print("load, user+sys CPU (median): " + ", ".join(
+        f"{tool} {statistics.median(values):.2f} s" for tool, values in cpu.items()),
+        flush=True)  # fmt: skip
     _run([*LAMINA, "--root", str(root), "load", "-i", str(archive)])  # for the saves
     for _ in range(runs):
         out = work / "out.tar"
         out.unlink(missing_ok=True)
         _cold()
-        save.append(_run_cpu("save docker-archive", [*LAMINA, "--root", str(root), "save",
+        save.append(_save_cpu("save docker-archive", [*LAMINA, "--root", str(root), "save",
                                                       "-o", str(out), "bench/big:1"]))  # fmt: skip
         out.unlink()
         snapshot = _snapshot_dir(root)
         _cold()
-        tar_c.append(_run_cpu("tar -cf | cat", ["sh", "-c", 'tar -cf - -C "$1" . | cat >/dev/null',
+        tar_c.append(_save_cpu("tar -cf | cat", ["sh", "-c", 'tar -cf - -C "$1" . | cat >/dev/null',
                                                 "-", str(snapshot)]))  # fmt: skip
         _cold()
         parallel = 'cd "$1" && find . -type f -print0 | xargs -0 -n 500 -P 32 cat >/dev/null'
-        cat_p.append(_run_cpu("xargs -P 32 cat", ["sh", "-c", parallel, "-", str(snapshot)]))
+        cat_p.append(_save_cpu("xargs -P 32 cat", ["sh", "-c", parallel, "-", str(snapshot)]))
         _cold()
-        sk_save.append(_run_cpu("skopeo copy oci: docker-archive:", [
+        sk_save.append(_save_cpu("skopeo copy oci: docker-archive:", [
             "skopeo", "copy", "-q", f"oci:{layout}:1", f"docker-archive:{out}:bench/big:1",
         ]))  # fmt: skip
         out.unlink()
         _run([*LAMINA, "--root", str(root), "prune"])  # no compressed blob left to reuse
         _cold()
-        oci.append(_run_cpu("save oci-archive", [
+        oci.append(_save_cpu("save oci-archive", [
             *LAMINA, "--root", str(root), "save", "--format", "oci-archive", "-o", str(out),
             "bench/big:1",
         ]))  # fmt: skip
         out.unlink()
         _cold()
-        sk_oci.append(_run_cpu("skopeo copy --dest-compress", [
+        sk_oci.append(_save_cpu("skopeo copy --dest-compress", [
             "skopeo", "copy", "-q", "--dest-compress", f"oci:{layout}:1",
             f"oci-archive:{out}:1"]))  # fmt: skip
         out.unlink()
     shutil.rmtree(root, ignore_errors=True)
-    cpu = "; ".join(f"{label} {statistics.median(c):.2f} s" for label, c in _CPU.items())
-    print(f"user+sys CPU, medians: {cpu}", flush=True)
+    save_cpu = "; ".join(f"{label} {statistics.median(c):.2f} s" for label, c in _CPU.items())
+    print(f"save, user+sys CPU (median): {save_cpu}", flush=True)
     return [
         ("load docker-archive, snapshots written (cold)", load, "buildah pull docker-archive:",
          pull),

@@ -17,19 +17,26 @@ Lifecycle: `create` (record + dirs) → `start` (mount, bundle, monitor; status 
 (status "exited", or "created" when runc could not start the process) → `start` again, or
 `rm`. Any command folds an exit.json the monitor could not fold, and notices a monitor or a
 starting command that died (`refresh`).
+
+`run --rm` in the foreground without a terminal is the one start without a monitor process:
+nothing of such a container outlives the command (its exit code is the command's, its
+record and files are removed), so the command supervises it itself
+(`lamina.runtime.supervise`: the same runc start, output pump and clean-up as the monitor's)
+and its record names it as the owner (there is no monitor.json). The record is written
+once, already "running", and removed once: a command killed at any moment leaves a running
+record whose owner is dead and which has no monitor, which the next command stops and
+removes (`refresh`), as --rm would have.
 """
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # (no stubs: `signal`'s C half)
 import builtins
 import contextlib
 import json
 import os
-import shutil
-import signal
 import stat
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -66,6 +73,7 @@ from lamina.runtime import (
     runc_binary,
     runc_failure,
     spawn_monitor,
+    supervise,
     write_bundle,
 )
 from lamina.snapshots import (
@@ -232,8 +240,9 @@ class Containers:
 
     # -- create ------------------------------------------------------------------------
 
-    def create(self, opts: RunOptions) -> ContainerRecord:
-        """Record the container and prepare its directories (nothing runs yet)."""
+    def create(self, opts: RunOptions, *, running: bool = False) -> ContainerRecord:
+        """Record the container and prepare its directories (nothing runs yet). `running`:
+        recorded as running already (the caller starts it at once, supervising it itself)."""
         image = self.lam.resolve(opts.image)
         config = self.lam.container_config(image)
         volumes = [parse_volume(v) for v in opts.volumes]
@@ -299,6 +308,9 @@ class Containers:
         }
         state: dict[str, Any] = {"status": "created", "spec": spec,
                                  "owner": list(current_owner())}  # fmt: skip
+        if running:
+            state.update(status="running", started_at=time.time(), exit_code=None, error=None,
+                         finished_at=None)  # fmt: skip
         try:
             record = self.store.add_container(cid, name, image.digest, state)
         except LaminaError as e:
@@ -315,11 +327,12 @@ class Containers:
             with contextlib.suppress(LaminaError):
                 self.store.remove_container(cid)
             raise
-        if opts.remove:
+        if opts.remove or running:
             # `run --rm` starts it next, and that write records the prepared spec with the
             # running state (one fsynced transaction less); were this command to die first,
             # the owner it names is dead and the next command removes the container, as
-            # --rm would have.
+            # --rm would have. (Supervised here, it is not written again: the prepared spec
+            # is this process' to use, the record is removed at the end.)
             return record
         state["owner"] = None
         self.store.set_container_state(cid, state)
@@ -442,9 +455,10 @@ class Containers:
             no_new_privileges=spec["no_new_privileges"],
         )  # fmt: skip
 
-    def _mount_rootfs(self, record: ContainerRecord) -> None:
+    def _mount_rootfs(self, record: ContainerRecord, fresh: bool = False) -> None:
+        """Mount the container's rootfs (`fresh`: just created, so certainly not mounted)."""
         d = self._dir(record.id)
-        if is_mountpoint(d / "rootfs"):
+        if not fresh and is_mountpoint(d / "rootfs"):
             return
         image = self.store.get_image(record.image)
         lowers = [d / "init", *self._lowers(image)[::-1]]
@@ -489,14 +503,7 @@ class Containers:
             self.store.set_container_state(record.id, state)
             raise
         attach = attach or Attach()
-        spec = MonitorSpec(
-            container_dir=d.absolute(), bundle_dir=(d / "bundle").absolute(),
-            state_dir=self.state_dir.absolute(), runc_id=record.id,
-            rootfs=(d / "rootfs").absolute(), tty=record.state["spec"]["tty"],
-            stdin=attach.stdin, stdout=attach.stdout, stderr=attach.stderr,
-            durable_exit=not record.state["spec"].get("autoremove"),
-        )  # fmt: skip
-        self.state_dir.mkdir(mode=0o700, exist_ok=True)
+        spec = self._monitor_spec(record, attach)
         # The fold opens the root as `lamina run` does (light), else the whole API.
         fold = [sys.executable, "-c", "import sys, pathlib; from lamina.api import Lamina, "
                 "RunHost; root = pathlib.Path(sys.argv[1]); "
@@ -513,6 +520,16 @@ class Containers:
                 code if code is not None else EXIT_LAMINA_FAILED,
             )
         return self.store.get_container(record.id), started
+
+    def _monitor_spec(self, record: ContainerRecord, attach: Attach) -> MonitorSpec:
+        d = self._dir(record.id).absolute()
+        self.state_dir.mkdir(mode=0o700, exist_ok=True)
+        return MonitorSpec(
+            container_dir=d, bundle_dir=d / "bundle", state_dir=self.state_dir.absolute(),
+            runc_id=record.id, rootfs=d / "rootfs", tty=record.state["spec"]["tty"],
+            stdin=attach.stdin, stdout=attach.stdout, stderr=attach.stderr,
+            durable_exit=not record.state["spec"].get("autoremove"),
+        )  # fmt: skip
 
     def _fold_now(self, cid: str) -> None:
         with contextlib.suppress(NotFoundError):
@@ -656,6 +673,8 @@ class Containers:
         """`docker run`: create and start; detached, return (id, None) once it runs;
         otherwise wait and return (id, exit code). ContainerExit (125/126/127) when it
         could not start; --rm removes it then too."""
+        if opts.remove and not opts.detach and not opts.tty:
+            return self._run_supervised(opts, attach or Attach())
         record = self.create(opts)
         proxy = _SignalProxy(self, record.id)
         with proxy if not opts.detach else contextlib.nullcontext():
@@ -678,6 +697,23 @@ class Containers:
             final = self.refresh(self.store.get_container(record.id)) if not opts.remove else None
             code = final.state.get("exit_code") if final else EXIT_LAMINA_FAILED
         return record.id, int(code if code is not None else EXIT_LAMINA_FAILED)
+
+    def _run_supervised(self, opts: RunOptions, attach: Attach) -> tuple[str, int]:
+        """`run --rm` in the foreground, no terminal: this process is the monitor (see the
+        module doc). Ctrl-C, SIGTERM and SIGHUP go to the container's process while it runs;
+        whatever happens, the container, its mount, files and record are gone on return."""
+        record = self.create(opts, running=True)
+        d = self._dir(record.id)
+        try:
+            with _SignalProxy(self, record.id) as proxy:
+                self._mount_rootfs(record, fresh=True)
+                write_bundle(d / "bundle", d / "rootfs", self._config(record))
+                result = supervise(self._monitor_spec(record, attach), proxy.started)
+        finally:
+            self._destroy(record, mounted=False)
+        if not result.started:
+            raise ContainerExit(result.error or "the container did not start", result.code)
+        return record.id, result.code
 
     def _remove_quietly(self, cid: str) -> None:
         with contextlib.suppress(NotFoundError):
@@ -773,17 +809,18 @@ class Containers:
         self._destroy(self.store.get_container(record.id))
         return ref
 
-    def _destroy(self, record: ContainerRecord) -> None:
-        """Everything of the container goes: its runc state, mount, directory and record."""
+    def _destroy(self, record: ContainerRecord, mounted: bool = True) -> None:
+        """Everything of the container goes: its runc state, mount, directory and record.
+        (`mounted` False: its rootfs is known to be unmounted already.)"""
         if (self.state_dir / record.id).exists():
             self._runc("delete", "--force", record.id)
-        self._remove_files(record)
+        self._remove_files(record, mounted)
         with contextlib.suppress(NotFoundError):
             self.store.remove_container(record.id)
 
-    def _remove_files(self, record: ContainerRecord) -> None:
+    def _remove_files(self, record: ContainerRecord, mounted: bool = True) -> None:
         d = self._dir(record.id)
-        for sub in ("rootfs", "diff-view"):
+        for sub in ("rootfs", "diff-view") if mounted else ():
             with contextlib.suppress(LaminaError):
                 unmount(d / sub)
         trash = self.dir / f".trash-{record.id}-{os.urandom(4).hex()}"
@@ -791,7 +828,7 @@ class Containers:
             os.rename(d, trash)
         except FileNotFoundError:
             return  # another command removed it first
-        shutil.rmtree(trash, ignore_errors=True)
+        _remove_tree(str(trash))
 
     def prune(self) -> builtins.list[str]:
         """Remove every container that is not running (`docker container prune`)."""
@@ -1020,40 +1057,90 @@ class Containers:
                 self.store.set_container_state(cid, state)
 
 
+def _remove_tree(path: str) -> None:
+    """Remove the directory `path` and everything in it, as `shutil.rmtree(path,
+    ignore_errors=True)` does (walking by directory fds, never following a symlink), without
+    loading `shutil` (and the compression modules it imports) into every `lamina run`."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+    def clear(fd: int) -> None:
+        with os.scandir(fd) as entries:
+            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        for name, is_dir in names:
+            with contextlib.suppress(OSError):
+                if is_dir:
+                    sub = os.open(name, flags, dir_fd=fd)
+                    try:
+                        clear(sub)
+                    finally:
+                        os.close(sub)
+                    os.rmdir(name, dir_fd=fd)
+                else:
+                    os.unlink(name, dir_fd=fd)
+
+    with contextlib.suppress(OSError):
+        top = os.open(path, flags)
+        try:
+            clear(top)
+        finally:
+            os.close(top)
+        os.rmdir(path)
+
+
 class _SignalProxy:
     """While a command is attached, Ctrl-C, SIGTERM and SIGHUP sent to it go to the
     container's process (Docker's --sig-proxy); the command keeps waiting for the exit.
-    Signals that arrive before the process runs are sent once it does."""
+    Signals that arrive before the process runs are sent once it does.
 
-    _WANTED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    `started(pid)` (this process supervises the container, whose process is its child):
+    signals go to that process through a pidfd, which names exactly it (never a process that
+    later reuses the pid); `started()`: through `runc kill`."""
+
+    _WANTED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 
     def __init__(self, containers: Containers, cid: str) -> None:
         self._containers = containers
         self._cid = cid
         self._running = False
+        self._pidfd: int | None = None
         self._pending: list[int] = []
         self._saved: dict[int, Any] = {}
 
+    def _send(self, signum: int) -> None:
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                _signal.pidfd_send_signal(self._pidfd, signum)
+        else:
+            self._containers._kill_runc(self._cid, str(signum))
+
     def _forward(self, signum: int, frame: object) -> None:
         if self._running:
-            self._containers._kill_runc(self._cid, str(signum))
+            self._send(signum)
         else:
             self._pending.append(signum)
 
-    def started(self) -> None:
+    def started(self, pid: int | None = None) -> None:
+        if pid is not None:
+            self._pidfd = os.pidfd_open(pid)
         self._running = True
         for signum in self._pending:
-            self._containers._kill_runc(self._cid, str(signum))
+            self._send(signum)
         self._pending.clear()
 
     def __enter__(self) -> _SignalProxy:
-        if threading.current_thread() is threading.main_thread():
-            self._saved = {sig: signal.signal(sig, self._forward) for sig in self._WANTED}
+        # (`_signal`, not `signal`, whose enums cost every `lamina run` milliseconds.)
+        try:
+            self._saved = {sig: _signal.signal(sig, self._forward) for sig in self._WANTED}
+        except ValueError:  # not the main thread (the first call fails): not its to handle
+            self._saved = {}
         return self
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._saved.items():
-            signal.signal(sig, handler)
+            _signal.signal(sig, handler)
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
 
 def since(seconds: float) -> str:

@@ -205,6 +205,11 @@ def ingest_blob(
         if made is None:
             return _present_size(store, diff_id), False
         size = made
+        if layer.digest != diff_id:
+            # Checked together just now: another pull waiting on this blob (or this one,
+            # stopped before its image is recorded) trusts the snapshot from here on.
+            store.record_layer(LayerRecord(layer.digest, diff_id, layer.media_type,
+                                           layer.size, size))  # fmt: skip
         if index is not None:
             store.file_index.put(diff_id, index.entries)
         return size, True

@@ -219,7 +219,7 @@ class Stager:
             elif f.kind not in ("file", "dir"):
                 return
             rel = _below(target, self._staging_prefix)
-            st = _with_owner(os.lstat(source), mode, uid, gid)
+            st = _with_owner(f.st if f.st is not None else os.lstat(source), mode, uid, gid)
             self.direct[rel] = Change(rel, ChangeKind.ADD, source, st)
             if f.kind == "file":
                 self.context_paths[rel] = f.path
@@ -354,6 +354,8 @@ def _below(path: str, prefix: str) -> str:
 
 def _with_owner(st: os.stat_result, mode: int, uid: int, gid: int) -> os.stat_result:
     """`st` as the layer should record it: permission bits and owner replaced."""
+    if st.st_uid == uid and st.st_gid == gid and stat.S_IMODE(st.st_mode) == mode:
+        return st
     reduced: Any = st.__reduce__()
     fields, hidden = reduced[1]
     values = list(fields)

@@ -16,10 +16,20 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from lamina.dockerfile import ContextFile
+from lamina.layers import ReadAhead
 from lamina.store import RACY_SECONDS, FileIdentity, Store
 
 _BIG_FILE = 4 << 20
 _CHUNK = 1 << 20
+# Files to read: this many (or bytes) are worth a process reading them ahead.
+_READ_AHEAD_FILES = 1000
+_READ_AHEAD_BYTES = 64 << 20
+
+
+def worth_reading_ahead(sizes: Sequence[int]) -> bool:
+    """Whether files of these sizes are many (or big) enough to be read ahead by another
+    process (``ReadAhead``, ~20 ms to start) rather than one at a time."""
+    return len(sizes) >= _READ_AHEAD_FILES or sum(sizes) >= _READ_AHEAD_BYTES
 
 
 def file_sha256(path: str) -> str:
@@ -35,17 +45,28 @@ def file_sha256(path: str) -> str:
 
 
 def _hash_all(paths: list[str], sizes: list[int]) -> list[str]:
-    # Small files: one thread (a pool's hand-offs cost more than the hashing). Big files:
-    # hashlib drops the GIL on large buffers, so two threads keep two cores busy.
+    # Small files: one thread (a pool's hand-offs cost more than the hashing), the files
+    # read ahead by another process, so a cold context has many reads in flight, not one
+    # file's at a time. Big files: hashlib drops the GIL on large buffers, so two threads
+    # keep two cores busy.
     big = [i for i, size in enumerate(sizes) if size >= _BIG_FILE]
     out = ["" for _ in paths]
     if len(big) > 1:
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             for i, digest in zip(big, pool.map(file_sha256, [paths[i] for i in big]), strict=True):
                 out[i] = digest
-    for i, path in enumerate(paths):
-        if not out[i]:
-            out[i] = file_sha256(path)
+    small = [i for i, digest in enumerate(out) if not digest]
+    ahead = [(paths[i], sizes[i]) for i in small if sizes[i]]
+    if not worth_reading_ahead([size for _, size in ahead]):
+        for i in small:
+            out[i] = file_sha256(paths[i])
+        return out
+    with ReadAhead(ahead) as reader:
+        taken = 0
+        for i in small:
+            taken += sizes[i]
+            reader.taken(taken)
+            out[i] = file_sha256(paths[i])
     return out
 
 

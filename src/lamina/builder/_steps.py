@@ -24,6 +24,7 @@ from lamina.dockerfile import (
     single_heredoc,
 )
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError, ToolError
+from lamina.layers import ReadAhead
 from lamina.store import RACY_SECONDS
 
 from ._copy import Owner, Selection, Stager, is_url, select, stage, summarise
@@ -31,7 +32,7 @@ from ._git import GitSource, checkout, is_git_source, parse_git_source, resolve_
 from ._image import ImageState, ensure_snapshots
 from ._keys import StepInputs, instruction_text
 from ._meta import shell_of
-from ._sources import digest_context_files, file_sha256
+from ._sources import digest_context_files, file_sha256, worth_reading_ahead
 
 if TYPE_CHECKING:
     from lamina.layers import Change
@@ -167,6 +168,8 @@ class CopyStep:
         self.context_paths: dict[str, str] = {}
         self.digests: dict[str, str] = {}  # context path → content digest, once computed
         self.shortcut = False
+        self._stamped: tuple[str, str] | None = None  # (record, stamp) of `sel`
+        self._ahead: ReadAhead | None = None
 
     def inputs(self, full: bool = False) -> StepInputs:
         """The step's inputs. Unless `full`, sources whose every stat matches the last build's
@@ -179,14 +182,22 @@ class CopyStep:
             self.src = self.b.source_state(self.inst.from_)
             extra.append(("from", self.src.key))
         else:
-            self.sel = select(self.inst, self.b.context, self.b.ignore)
+            # After a shortcut (a miss to explain): the same selection, its stamp already
+            # checked against the recorded checksum; only the per-file listing is new.
+            again = full and self.sel is not None and self._stamped is not None
+            if not again:
+                self.sel = select(self.inst, self.b.context, self.b.ignore)
+                self.b.observe(self.sel.files())
+                self._stamped = self._stamp()
+            assert self.sel is not None and self._stamped is not None
+            if self.b.opts.no_cache:
+                self._read_ahead()  # a miss for sure: the copy's reads can start now
             files = self.sel.files()
-            self.b.observe(files)
             urls = self.inst.is_add and any(is_url(w) or is_git_source(w)
                                             for w in self.inst.sources)  # fmt: skip
             if urls:
                 self.b.replayable = False
-            record, stamp = self._stamp()
+            record, stamp = self._stamped
             if not full and stamp and not urls:
                 found = self.b.store.get_cache(record)
                 if found is not None and found.value.get("stamp") == stamp:
@@ -196,7 +207,7 @@ class CopyStep:
                 digests = digest_context_files(self.b.store, str(self.b.context), files)
                 self.digests = digests
                 sources = summarise(self.sel, digests, None, self.chmod, keep_owner=False)
-                if stamp and not urls:
+                if stamp and not urls and not again:
                     summary = StepInputs("", "", sources=tuple(sources)).sources_checksum()
                     self.b.store.put_cache(record, {"stamp": stamp, "checksum": summary})
         self.gits = []
@@ -269,6 +280,22 @@ class CopyStep:
         ident = f"{self.b.context}\0{instruction_text(self.inst)}"
         record = "ctxsum:" + hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
         return record, h.hexdigest()
+
+    def _read_ahead(self) -> None:
+        """Have the context files this COPY will copy read ahead (in layer order, from
+        another process) while the step gets ready, when there are many and no earlier
+        layer of this COPY gives them (its files are read instead, see previous_files).
+        Stopped by ``remember_layer`` (or when the step is dropped)."""
+        if self._ahead is not None or self.sel is None or not self.can_write_directly():
+            return
+        files = [f for f in self.sel.files() if f.kind == "file" and f.size]
+        if not worth_reading_ahead([f.size for f in files]):
+            return
+        if self.b.store.get_cache(self._layer_record()) is not None:
+            return
+        files.sort(key=lambda f: f.dest.split("/"))
+        root = str(self.sel.root)
+        self._ahead = ReadAhead([(os.path.join(root, f.path), f.size) for f in files])
 
     def _keep_git_dir(self, src: GitSource) -> bool:
         if src.keep_git_dir is not None and self.inst.keep_git_dir and not src.keep_git_dir:
@@ -366,6 +393,8 @@ class CopyStep:
             for d in self.inst.heredocs
             if any(m.lstrip("<-").strip("'\"") == d.name for m in marks)
         ]
+        if direct and self.src is None:
+            self._read_ahead()
         with self.b._view(lowerdirs, self.scratch) as view:
             direct = direct and self.can_write_directly()
             # --link: the copy lands on an empty tree; the image below is not consulted.
@@ -451,6 +480,9 @@ class CopyStep:
 
     def remember_layer(self, diff_id: str) -> None:
         """Record the layer this COPY made, for the next build's ``previous_files``."""
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
         self.b.store.put_cache(self._layer_record(), {"diff_id": diff_id})
 
 

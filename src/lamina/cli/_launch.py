@@ -321,6 +321,13 @@ def exit_now(code: object) -> None:
 
 def _run_fast(parsed: tuple[Path | None, bool, dict[str, Any]]) -> None:
     root, debug, params = parsed
+    # A run command makes no garbage that needs the cycle collector before it exits (and
+    # exits with os._exit): without it, loading the run path's modules takes about 5% fewer
+    # instructions (the collector walks every young object the imports make). A monitor
+    # it forks turns it back on (`lamina.runtime._monitor`): that process may live long.
+    import gc
+
+    gc.disable()
     try:
         run_container(Context(root, debug), params)
         code: object = 0

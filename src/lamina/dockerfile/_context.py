@@ -7,7 +7,7 @@ import posixpath
 import re
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from lamina.errors import InvalidInputError
@@ -32,6 +32,8 @@ class ContextFile:
     for an entry that a source (or a wildcard match) named itself, False for one
     found inside a named directory. ``ctime_ns`` (with ``dev``) completes the stat
     identity: an in-place edit that keeps size and mtime still moves the ctime.
+    ``st`` is the stat all of these came from (a COPY describes the entry with it
+    instead of asking again).
     """
 
     path: str
@@ -48,6 +50,7 @@ class ContextFile:
     top: bool = False
     ctime_ns: int = 0
     dev: int = 0
+    st: os.stat_result | None = field(default=None, compare=False, repr=False)
 
 
 def _kind(mode: int) -> Kind:
@@ -66,7 +69,7 @@ def _entry(
     link = os.readlink(abs_path) if stat.S_ISLNK(st.st_mode) else None
     return ContextFile(rel, dest, _kind(st.st_mode), st.st_mode, st.st_size, st.st_mtime_ns,
                        st.st_ino, st.st_uid, st.st_gid, link, source, top, st.st_ctime_ns,
-                       st.st_dev)  # fmt: skip
+                       st.st_dev, st)  # fmt: skip
 
 
 class _Selector:

@@ -54,7 +54,10 @@ read at once by a pool of threads, or writes it into a regular file at an offset
 ``write_layer(changes, None, record=..., copier=DirectCopy(directory, changes, ...))``
 copies changes whose sources live elsewhere (a COPY's context files) into ``directory``
 entry by entry while it hashes their tar, each body read once (sources read ahead in
-the background): the snapshot is written straight, never through a tar and an applier.
+the background): the snapshot is written straight, never through a tar and an applier;
+a copy of many files has them made by a process of its own. ``ReadAhead(files)`` asks the
+kernel to read files ahead of a reader, from another process (a cold context is read
+with many requests in flight, not one file at a time).
 ``write_layer`` hashes beside the writer (the tar stream, the index's file digests): on a
 thread, or for an indexed layer of many entries in a child process that reads the
 writer's buffers from a shared memfd (a thread would take the GIL once per file).
@@ -130,7 +133,7 @@ if TYPE_CHECKING:
     )
     from lamina.layers._inodeflags import TOP_DIRECTORY, inode_flags, set_inode_flags
     from lamina.layers._rebuild import RebuiltTar
-    from lamina.layers._stagecopy import DirectCopy
+    from lamina.layers._stagecopy import DirectCopy, ReadAhead
     from lamina.layers._tarheader import (
         build_header,
     )
@@ -178,6 +181,7 @@ _LAZY = {
     "sniff_compression": "lamina.layers._compress",
     "EntryCollector": "lamina.layers._index",
     "DirectCopy": "lamina.layers._stagecopy",
+    "ReadAhead": "lamina.layers._stagecopy",
     "EntryCopier": "lamina.layers._tarwrite",
     "build_header": "lamina.layers._tarheader",
     "ByteStream": "lamina.layers._tarread",
@@ -240,6 +244,7 @@ __all__ = [
     "ChangeKind",
     "Compression",
     "DirectCopy",
+    "ReadAhead",
     "EntryCopier",
     "EntryCollector",
     "EntryHook",

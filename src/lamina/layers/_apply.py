@@ -9,20 +9,24 @@ target is ever created, changed or removed.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import errno
 import hashlib
 import io
 import os
-import queue
 import shutil
+import socket
 import stat
-import threading
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import _whiteout
+from lamina.layers._fileworker import BATCH, FAIL, FILE, MAX_DIRS
 from lamina.layers._inodeflags import TOP_DIRECTORY, inode_flags, set_inode_flags
 from lamina.layers._scoped import ScopedRoot, split_entry_path
 from lamina.layers._tarread import ByteStream, EntryReader, EntryType, Limits, TarEntry, TarReader
@@ -82,7 +86,7 @@ def apply_layer(
         applier.close()
     applier.raise_deferred()
     if collect is not None:
-        collect.resolve()  # the file thread hashed the files it wrote: all done by now
+        collect.resolve()  # digests of entries added with a hasher: all read by now
     return ApplyStats(reader.diff_id, reader.size, reader.entry_count)
 
 
@@ -135,13 +139,15 @@ def _entry_parts(entry: TarEntry) -> tuple[list[str], _whiteout.Marker, str]:
     return parts, marker, victim
 
 
-_FAST_MAX = 256 << 10  # a new file up to this size may be written by the file thread
+_FAST_MAX = 256 << 10  # a new file up to this size may be written by the file writer
+_WRITER_AFTER = 64  # small files a layer writes itself before it starts the writer
 _BATCH = 32  # files handed over at once
 _BATCH_BYTES = 1 << 20
-_FAST_QUEUE = 16  # batches handed to it and not yet written (about 20 MiB at most)
+_SOCKET_BUFFER = 4 << 20  # bytes in flight to the writer (the kernel may cap it lower)
 
-
-_Job = tuple[int, str, TarEntry, bytes, "hashlib._Hash | None", bool]
+# The writer runs layers/_fileworker.py by path (its docstring has the protocol): only
+# stdlib, no lamina import, so `python -I -S` starts in ~20 ms.
+_WORKER = os.path.join(os.path.dirname(__file__), "_fileworker.py")
 _SPECIAL = 0o7000  # setuid, setgid, sticky: always set by fchmod, after fchown
 
 
@@ -168,24 +174,40 @@ def _has_default_acl(path: str | int) -> bool:
 _DEFAULT_ACL = "system.posix_acl_default"
 
 
-class _FileThread:
-    """Writes new regular files (create, content, owner, mode, xattrs, mtime) in the order
-    given, on a thread of its own, while the applier reads on: the kernel's share of a
-    layer of many small files runs beside lamina's. Only files that cannot collide with
-    anything are given to it (see ``_Applier._fast``); ``drain()`` waits for all given.
-    Files cross in batches (one queue operation per ``_BATCH`` files or MiB); a batch
-    holds one duplicate of each parent directory's descriptor (the applier's own may be
-    evicted from its cache meanwhile), closed once the batch is written. A file given
-    with a hasher is hashed here too (the file index's digest: hashlib lets go of the GIL
-    on large buffers, so the reading thread parses on meanwhile)."""
+class _FileWriter:
+    """Writes new regular files (create, content, owner, mode, mtime) in the order given,
+    in a process of its own (layers/_fileworker.py), while the applier reads on: the
+    kernel's share of a layer of many small files runs beside lamina's, and the four
+    syscalls per file need no hand-over of this process's GIL (with a thread, the reading
+    thread waited for it once per syscall). Only files that cannot collide with anything
+    are given to it (see ``_Applier._fast``); ``drain()`` waits for all given, ``stop()``
+    for the process to end, so nothing is written in the target after the applier
+    returns. Files cross in batches (``_BATCH`` files or a MiB); a batch carries one
+    duplicate of each parent directory's descriptor, resolved here inside the target."""
 
     def __init__(self, applier: _Applier) -> None:
         self._applier = applier
-        self._queue: queue.Queue[tuple[list[_Job], list[int]] | None] = queue.Queue(_FAST_QUEUE)
-        self._batch: list[_Job] = []
-        # this batch's parent duplicates, with the group a new file in each gets
-        self._dirs: dict[tuple[str, ...], tuple[int, int]] = {}
-        self._batch_bytes = 0
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with contextlib.suppress(OSError):
+                ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", _WORKER, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+            )  # fmt: skip
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._sock = ours
+        self._pieces: list[bytes] = []
+        self._names: list[str] = []  # the batch's entries, for error messages
+        self._bytes = 0
+        # this batch's parent duplicates: (descriptor, group new files get, number)
+        self._dirs: dict[tuple[str, ...], tuple[int, int, int]] = {}
+        self._sent: collections.deque[list[str]] = collections.deque()  # not answered yet
         self._uid, self._gid = os.geteuid(), os.getegid()
         umask = _umask()
         # A new file's mode is given to open() when the umask cannot change it: no fchmod
@@ -196,75 +218,108 @@ class _FileThread:
             else None
         )
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="layer-files", daemon=True)
-        self._thread.start()
 
     def put(
-        self,
-        parent: int,
-        dir_key: tuple[str, ...],
-        name: str,
-        entry: TarEntry,
-        data: bytes,
-        hasher: hashlib._Hash | None,
+        self, parent: int, dir_key: tuple[str, ...], name: str, entry: TarEntry, data: bytes
     ) -> None:
-        fd, group = self._dirs.get(dir_key, (-1, -1))
-        if fd < 0:
+        known = self._dirs.get(dir_key)
+        if known is None:
+            if len(self._dirs) >= MAX_DIRS:
+                self._flush()
             fd = os.dup(parent)
             st = os.fstat(fd)
             # A setgid directory gives its group to new files (the applier drains before
-            # changing a directory that holds files of this thread: see ``apply``).
+            # changing a directory that holds files of the writer: see ``apply``).
             group = st.st_gid if st.st_mode & stat.S_ISGID else self._gid
-            self._dirs[dir_key] = (fd, group)
+            known = self._dirs[dir_key] = (fd, group, len(self._dirs))
+        _fd, group, number = known
         # Owner and mode as created need no fchown, fchmod: two syscalls of six per file.
-        owned = entry.uid == self._uid and entry.gid == group
-        exact = (
-            self._umask is not None
+        as_created = (
+            entry.uid == self._uid
+            and entry.gid == group
+            and self._umask is not None
             and not self._applier.acl
             and not entry.mode & (_SPECIAL | self._umask)
         )
-        self._batch.append((fd, name, entry, data, hasher, owned and exact))
-        self._batch_bytes += len(data)
-        if len(self._batch) >= _BATCH or self._batch_bytes >= _BATCH_BYTES:
+        raw = name.encode("utf-8", "surrogateescape")
+        self._pieces += (
+            FILE.pack(number, as_created, entry.mode, entry.uid, entry.gid, entry.mtime,
+                      len(data), len(raw)),
+            raw,
+            data,
+        )  # fmt: skip
+        self._names.append(entry.name)
+        self._bytes += len(data)
+        if len(self._names) >= _BATCH or self._bytes >= _BATCH_BYTES:
             self._flush()
 
     def _flush(self) -> None:
-        if self._batch:
-            self._queue.put((self._batch, [fd for fd, _group in self._dirs.values()]))
-            self._batch, self._batch_bytes, self._dirs = [], 0, {}
+        if not self._names:
+            return
+        payload = b"".join(self._pieces)
+        fds = [fd for fd, _group, _n in self._dirs.values()]
+        try:
+            head = BATCH.pack(len(self._names), len(payload))
+            sent = socket.send_fds(self._sock, [head], fds)
+            self._sock.sendall(head[sent:] + payload)
+        except OSError:
+            self._ended()
+        finally:
+            for fd in fds:
+                os.close(fd)  # the message holds its own duplicates
+            self._sent.append(self._names)
+            self._pieces, self._names, self._bytes, self._dirs = [], [], 0, {}
+        self._answers(wait=False)
 
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            batch, dirs = item
+    def _answers(self, *, wait: bool) -> None:
+        """Read the writer's answers: all that are there, or (``wait``) one per batch sent."""
+        while self._sent:
             try:
-                for parent, name, entry, data, hasher, as_created in batch:
-                    if self.error is not None:
-                        break
-                    try:
-                        if hasher is not None:
-                            hasher.update(data)
-                        mode = entry.mode if as_created else 0o600
-                        fd = os.open(name, _FILE_FLAGS, mode, dir_fd=parent)
-                        self._applier._write_file(entry, fd, io.BytesIO(data), as_created)
-                    except OSError as exc:  # reported by the applier's thread
-                        self.error = LaminaError(f"tar entry {entry.name!r}: {exc.strerror or exc}")
-                        self.error.__cause__ = exc
-                    except BaseException as exc:
-                        self.error = exc
-            finally:
-                for fd in dirs:
-                    os.close(fd)
-            self._queue.task_done()
-        self._queue.task_done()
+                tag = self._sock.recv(1, 0 if wait else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            if not tag:
+                self._ended()
+            names = self._sent.popleft()
+            if tag == b"e":
+                number, code, length = FAIL.unpack(self._exact(FAIL.size))
+                message = self._exact(length).decode("utf-8", "replace")
+                if self.error is None:
+                    self.error = LaminaError(f"tar entry {names[number]!r}: {message}")
+                    self.error.__cause__ = OSError(code, message)
+
+    def _exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            more = self._sock.recv(n - len(data))
+            if not more:
+                self._ended()
+            data += more
+        return data
+
+    def _ended(self) -> None:
+        raise LaminaError(
+            f"the layer's file-writing process ended early (exit status {self._proc.wait()})",
+            hint="this is a bug in lamina or the machine ran out of memory; try again",
+        )
 
     def drain(self) -> None:
         self._flush()
-        self._queue.join()
+        self._answers(wait=True)
 
     def stop(self) -> None:
-        self._flush()
-        self._queue.put(None)
-        self._thread.join()
+        """Hand over what is left, wait for every answer and for the process to end."""
+        try:
+            if self.error is None:
+                self.drain()
+        except LaminaError as exc:
+            self.error = self.error or exc
+        finally:
+            for fd, _group, _n in self._dirs.values():
+                os.close(fd)
+            self._dirs = {}
+            self._sock.close()  # EOF: the writer ends once it has written what it read
+            self._proc.wait()
 
 
 class _Applier:
@@ -275,12 +330,13 @@ class _Applier:
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
         # A fresh target holds only what this layer made: a file whose name nothing else
         # took yet, in a directory reached without a symlink, can be written on a thread.
-        self.files: _FileThread | None = None
+        self.files: _FileWriter | None = None
+        self._inline = _WRITER_AFTER  # small files still to write here before it starts
         self._fresh = not os.listdir(target)
         self._taken: set[tuple[str, ...]] = set()  # directories, whiteouts: not for it
         self._links: set[tuple[str, ...]] = set()  # symlinks this layer made
         self._plain_dirs: set[tuple[str, ...]] = set()  # reached without a symlink
-        self._file_dirs: set[tuple[str, ...]] = set()  # parents of the file thread's files
+        self._file_dirs: set[tuple[str, ...]] = set()  # parents of the file writer's files
         self.acl = False  # a directory of this layer has a default ACL: modes by fchmod
         self._topdir = _set_topdir(target) if self._fresh else None
 
@@ -292,7 +348,7 @@ class _Applier:
         self.root.close()
 
     def raise_deferred(self) -> None:
-        """What went wrong on the file thread, raised here (after ``close``)."""
+        """What went wrong in the file writer, raised here (after ``close``)."""
         if self.files is not None and self.files.error is not None:
             self._raise_file_error(self.files.error)
 
@@ -300,7 +356,7 @@ class _Applier:
         raise exc
 
     def _drain(self) -> None:
-        """Wait until every file handed to the file thread is written (before anything
+        """Wait until every file handed to the file writer is written (before anything
         that may remove, replace or link to one, and before directory times)."""
         if self.files is not None:
             self.files.drain()
@@ -309,8 +365,8 @@ class _Applier:
 
     def _track(self, parts: list[str]) -> None:
         """Before an entry is applied: the directories on its way are taken (never files
-        of the file thread), and once a path of this layer leads through one of its
-        symlinks, what it reaches has other names: the file thread is used no more."""
+        of the file writer), and once a path of this layer leads through one of its
+        symlinks, what it reaches has other names: the file writer is used no more."""
         dir_key = tuple(parts[:-1])
         if dir_key in self._plain_dirs:
             return
@@ -322,7 +378,7 @@ class _Applier:
         self._plain_dirs.add(dir_key)
 
     def _can_fast(self, entry: TarEntry, parts: list[str]) -> bool:
-        """Whether a new small regular file may go to the file thread: nothing can collide
+        """Whether a new small regular file may go to the file writer: nothing can collide
         with it (the target was empty, no entry of this layer took its name as a file, a
         directory or a whiteout, and no symlink lies on its way)."""
         key = tuple(parts)
@@ -338,29 +394,41 @@ class _Applier:
         entry: TarEntry,
         parts: list[str],
         content: ByteStream,
-        hasher: hashlib._Hash | None,
-    ) -> None:
-        """Hand the file (see ``_can_fast``) to the file thread, which hashes it into
-        ``hasher`` if given."""
+    ) -> bytes:
+        """Hand the file (see ``_can_fast``) to the file writer; returns its content."""
         key = tuple(parts)
         parent = self.root.parent(parts, entry.name, create=True)
         assert parent is not None
         data = content.read(entry.size)
         if len(data) != entry.size:  # pragma: no cover - the tar reader raises first
             raise InvalidInputError(f"tar entry {entry.name!r}: content ends early")
-        if self.files is None:
-            self.files = _FileThread(self)
-        elif self.files.error is not None:
-            self._raise_file_error(self.files.error)
         self.created.add(key)
         self._file_dirs.add(key[:-1])
-        self.files.put(parent, key[:-1], parts[-1], entry, data, hasher)
+        if self.files is None and self._inline <= 0:
+            try:
+                self.files = _FileWriter(self)
+            except OSError:
+                self._inline = 1 << 62  # no process to be had: every file is written here
+        if (
+            self.files is None
+            or entry.xattrs
+            or (len(data) >= _HOLE and _ZERO_RUN in data)  # may hold a hole: see _copy
+        ):
+            # Written here and now (a small layer's first files, before a writer pays off).
+            self._inline -= 1
+            self._write_data(entry, os.open(parts[-1], _FILE_FLAGS, 0o600, dir_fd=parent),
+                             data, False)  # fmt: skip
+            return data
+        if self.files.error is not None:
+            self._raise_file_error(self.files.error)
+        self.files.put(parent, key[:-1], parts[-1], entry, data)
+        return data
 
     def apply(
         self, entry: TarEntry, content: EntryReader, collect: EntryCollector | None = None
     ) -> None:
         """Apply one entry; ``collect`` (the file index) is told about it: a file written
-        by the file thread is hashed there, any other entry as it is read here."""
+        by the file writer is hashed there, any other entry as it is read here."""
         parts, marker, victim = _entry_parts(entry)
         if not parts:
             if entry.type is EntryType.DIR:
@@ -374,11 +442,11 @@ class _Applier:
                 and marker is _whiteout.Marker.NONE
                 and self._can_fast(entry, parts)
             ):
-                hasher = hashlib.sha256() if collect is not None else None
-                self._fast(entry, parts, content, hasher)
-                if collect is not None:
+                data = self._fast(entry, parts, content)
+                if collect is not None:  # hashed here while the file writer writes
+                    digest = hashlib.sha256(data).hexdigest()
                     collect.add(entry.name, "file", size=entry.size, mode=entry.mode,
-                                uid=entry.uid, gid=entry.gid, hasher=hasher)  # fmt: skip
+                                uid=entry.uid, gid=entry.gid, digest=digest)  # fmt: skip
                 return
             stream: ByteStream = content if collect is None else collect.watch(entry, content)
             if entry.type is EntryType.DIR and (
@@ -536,15 +604,30 @@ class _Applier:
         ``as_created``: it was created with the entry's owner and mode already."""
         try:
             _copy(content, fd, entry.size)
-            if as_created:
-                for xname, value in _settable(entry):
-                    _setxattr(fd, xname, value, entry)
-            else:
-                self._metadata_fd(entry, fd)
-            ns = entry.mtime * 1_000_000_000
-            os.utime(fd, ns=(ns, ns))
+            self._file_metadata(entry, fd, as_created)
         finally:
             os.close(fd)
+
+    def _write_data(self, entry: TarEntry, fd: int, data: bytes, as_created: bool) -> None:
+        """``_write_file`` for content already in memory (the file writer's small files):
+        one write, unless it holds a run of zeros that may be a hole; closes ``fd``."""
+        try:
+            if len(data) >= _HOLE and _ZERO_RUN in data:
+                _copy(io.BytesIO(data), fd, len(data))
+            elif data:
+                _write_all(fd, memoryview(data))
+            self._file_metadata(entry, fd, as_created)
+        finally:
+            os.close(fd)
+
+    def _file_metadata(self, entry: TarEntry, fd: int, as_created: bool) -> None:
+        if not as_created:
+            self._metadata_fd(entry, fd)
+        elif entry.xattrs:
+            for xname, value in _settable(entry):
+                _setxattr(fd, xname, value, entry)
+        ns = entry.mtime * 1_000_000_000
+        os.utime(fd, ns=(ns, ns))
 
     def _hardlink(self, entry: TarEntry, parts: list[str], existing: os.stat_result | None) -> None:
         target = split_entry_path(entry.linkname)

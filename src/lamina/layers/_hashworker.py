@@ -3,10 +3,11 @@
 Run as a script (`python -I -S _hashworker.py FD SIZE STREAM`), standard library only, so
 it starts in a few milliseconds and imports nothing of lamina. FD is a memfd of SIZE bytes
 holding the writer's buffers. Each message on stdin is a header (offset, length, count)
-and `count` spans (file number, start, end) inside the buffers; the worker hashes each
-span into its file's digest and, with STREAM=1, the buffer range into the tar's digest,
-then answers one byte. A header of length 2**64-1 ends the stream; its count is the
-number of files. The answer is the tar's digest (or an empty line) and one line per file.
+and `count` spans (file number, start, end), start and end counted from the offset; the
+worker hashes each span into its file's digest and, with STREAM=1, the buffer range into
+the tar's digest, then answers one byte. A header of length 2**64-1 ends the stream;
+its count is the number of files. The answer is the tar's digest (or an empty line) and
+one line per file.
 """
 
 from __future__ import annotations
@@ -44,14 +45,17 @@ def main(argv: list[str]) -> None:
         offset, length, count = HEAD.unpack(_read(HEAD.size))
         if length == END:
             break
-        spans = array("Q", _read(24 * count)) if count else array("Q")
-        for i in range(0, len(spans), 3):
-            h = files.get(spans[i])
-            if h is None:
-                h = files[spans[i]] = hashlib.sha256()
-            h.update(view[spans[i + 1] : spans[i + 2]])
+        buf = view[offset : offset + length]
+        if count:
+            spans = iter(array("Q", _read(24 * count)))
+            for number, start, end in zip(spans, spans, spans, strict=True):
+                h = files.get(number)
+                if h is None:
+                    h = files[number] = hashlib.sha256()
+                h.update(buf[start:end])
         if total is not None:
-            total.update(view[offset : offset + length])
+            total.update(buf)
+        buf.release()
         os.write(1, b"k")
     empty = hashlib.sha256().hexdigest()
     lines = [total.hexdigest() if total is not None else ""]

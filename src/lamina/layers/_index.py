@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 from lamina.layers import _whiteout
@@ -37,6 +38,22 @@ def _clean(path: str) -> str:
     if path.startswith(("/", ".")) or path.endswith("/") or "//" in path or "/." in path:
         return "/".join(split_entry_path(path))
     return path  # already clean, as every path a writer's changeset holds
+
+
+def _clean_all(paths: Sequence[str]) -> Sequence[str]:
+    """`[_text(_clean(p)) for p in paths]`, checked on all of them at once: a writer's
+    paths are clean ASCII (the usual case) when their NUL-joined text is ASCII and holds
+    no `//`, `/.`, and no name that starts with `/` or `.` or ends with `/` (no tar or
+    file name holds a NUL). Then `paths` itself is the answer; else each is cleaned."""
+    joined = "\0".join(paths)
+    if (
+        joined.isascii()
+        and not joined.startswith(("/", "."))
+        and not joined.endswith("/")
+        and not any(bad in joined for bad in ("//", "/.", "\0/", "\0.", "/\0"))
+    ):
+        return paths
+    return [_text(_clean(p)) for p in paths]
 
 
 class _HashingReader:
@@ -105,18 +122,25 @@ class EntryCollector:
 
     def writer_rows(self) -> list[WriterRow]:
         """The layer writer's fast path (`write_layer`): it appends one `WriterRow` per
-        entry, paths as `clean_path` makes them, then calls `resolve(digests)`: a plain
-        tuple per entry, no keyword call, hasher object or `_replace` per file."""
+        entry, its path as the change has it (`resolve` cleans them all at once, as
+        `clean_path` would), a link target as `clean_path` or `text` makes it, then calls
+        `resolve(digests)`: a plain tuple per entry, no keyword call, hasher object or
+        `_replace` per file."""
         return self._rows
 
     def resolve(self, digests: Sequence[str] = ()) -> None:
         """Fill in the digests of entries added with a `hasher` (all bytes seen by now)
         and of the writer's rows (`digests[n]`: the content digest of its file n)."""
         if self._rows:
-            self.entries += [
-                IndexEntry(p, k, s, m, u, g, None if d < 0 else digests[d], link)
-                for p, k, s, m, u, g, d, link in self._rows
-            ]
+            # Column by column, in C (zip, map): no Python call per entry. A file number
+            # of -1 (no content digest) picks the None appended to the digests.
+            paths, kinds, sizes, modes, uids, gids, numbers, links = zip(*self._rows, strict=True)
+            files = [*digests, None]
+            columns = zip(_clean_all(paths), kinds, sizes, modes, uids, gids,
+                          map(files.__getitem__, numbers), links, strict=True)  # fmt: skip
+            # tuple.__new__ makes each IndexEntry from its column tuple (a NamedTuple
+            # is a tuple; its own __new__ is a Python function).
+            self.entries += map(tuple.__new__, repeat(IndexEntry), columns)
             self._rows = []
         done: dict[int, str] = {}
         for n, hasher in self._pending:

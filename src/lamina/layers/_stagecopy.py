@@ -5,15 +5,21 @@ into a layer's snapshot directory, one entry at a time, in layer order.
 for each entry as it writes the tar: it makes the entry under ``directory`` and, for a
 regular file, opens the source, so the writer reads each body once into its buffer,
 hashes it and hands the same bytes to the copy: the layer is never written as a tar and
-parsed back, and no byte is read twice. Two threads help: one asks the kernel to read
-the sources ahead (``posix_fadvise(WILLNEED)``), so a cold context's reads overlap
-instead of waiting one file at a time; one creates the small files' copies (a bounded
-queue behind the reader), so creating inodes overlaps reading and hashing. Headers
-still come from each change's own ``st``, source xattrs and link target, so the tar
-(and its diff_id) is the one ``write_layer`` gives for the same changes read from their
-sources. The snapshot gets what the applier would give from that tar: owner, mode,
-xattrs, and the tar's mtime (whole seconds, clamped to ``source_date_epoch``). A sparse
-source is copied in the kernel, holes kept, and its body read from the copy.
+parsed back, and no byte is read twice. Headers still come from each change's own
+``st``, source xattrs and link target, so the tar (and its diff_id) is the one
+``write_layer`` gives for the same changes read from their sources. The snapshot gets
+what the applier would give from that tar: owner, mode, xattrs, and the tar's mtime
+(whole seconds, clamped to ``source_date_epoch``). A sparse source is copied in the
+kernel, holes kept, and its body read from the copy.
+
+Directories, symlinks and sparse files are made here, at once. Regular files' copies
+are made where they cannot slow the reader (``_Files``): a copy of many files (or many
+bytes) starts a process of its own (``_copyworker.py``, ``_WorkerFiles``), which creates
+and writes each file from a shared ring the reader copies the bytes into, and asks the
+kernel to read the sources ahead of the reader (``posix_fadvise(WILLNEED)``), so a cold
+context's reads overlap instead of waiting one file at a time. Being another process,
+its tens of thousands of system calls never take the reader's GIL. A small copy (or one
+where no process can start) writes each file right here (``_LocalFiles``).
 
 ``previous`` (layer path → that path in an earlier, committed snapshot of the same COPY,
 whose content the caller knows to be the source's): such a file is hardlinked from there
@@ -26,27 +32,40 @@ writes (overlayfs copies a lower file up before changing it).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import mmap
 import os
+import select
 import stat
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+import subprocess
+import sys
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from lamina.errors import InvalidInputError, LaminaError
+from lamina.layers import _copyworker as _w
 from lamina.layers import _whiteout
 from lamina.layers._changes import Change, ChangeKind
 
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _BIG = 1 << 30
-_READ_AHEAD = 128 << 20  # bytes the prefetcher may run ahead of the copy
-_WRITE_BEHIND = 16 << 20  # bytes of small files queued for the writer thread
-_WRITE_BEHIND_FILE = 1 << 20  # a bigger file is written as it is read, not queued
+_READ_AHEAD = 128 << 20  # bytes the read-ahead may run ahead of the copy
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# A copy of at least this many files (or bytes) gets the copying process: below, its
+# start (~20 ms) costs more than writing the files here.
+_WORKER_MIN_FILES = 1000
+_WORKER_MIN_BYTES = 64 << 20
+_RING = 32 << 20  # the shared ring the reader copies file bytes into
+_WHOLE = 1 << 20  # a file up to this size is one record (its bytes in one ring range)
+_FLUSH_RECORDS = 64 << 10  # records are sent once this many bytes of them wait...
+_FLUSH_BYTES = 1 << 20  # ...or once they stand for this many bytes of the ring
+_TAKEN_STEP = 4 << 20  # how often the reader's progress is told to the read-ahead
+# The copying process runs layers/_copyworker.py by path (its docstring has the
+# protocol): only stdlib, no lamina import, so `python -I -S` starts in ~20 ms.
+_WORKER = os.path.join(os.path.dirname(__file__), "_copyworker.py")
 
 
 def header_mtime(st: os.stat_result, source_date_epoch: int | None) -> int:
@@ -64,47 +83,352 @@ def _open_source(path: str) -> int:
         return os.open(path, _READ)  # O_NOATIME needs ownership or CAP_FOWNER
 
 
-class _Prefetch:
-    """Asks the kernel to read the files' pages ahead of the copy, at most `_READ_AHEAD`
-    bytes ahead of what the copy has taken (``took``), in a thread of its own."""
+class ReadAhead:
+    """Asks the kernel to read ``files`` ((path, size), in the order a reader will read
+    them) ahead of that reader, at most `_READ_AHEAD` bytes beyond what it has taken
+    (``taken``): in a process of its own (the copying process's, reading ahead only),
+    so the system calls never take the reader's GIL; in a thread if no process starts.
+    The process also ends when this side goes away (its stdin closes)."""
 
-    def __init__(self, files: list[tuple[str, int]]) -> None:
-        self._files = files
-        self.taken = 0
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        asked = 0
-        for path, size in self._files:
-            while asked - self.taken > _READ_AHEAD and not self._stop:
-                time.sleep(0.002)
-            if self._stop:
-                return
+    def __init__(self, files: Sequence[tuple[str, int]]) -> None:
+        self._thread: _w.Prefetch | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._told = 0
+        try:
+            list_fd = _listing(files)
             try:
-                fd = _open_source(path)
-            except OSError:
-                continue  # the copy reports it
-            try:
-                os.posix_fadvise(fd, 0, size, os.POSIX_FADV_WILLNEED)
-            except OSError:
-                pass
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", _WORKER, "/", "-1", "0", str(list_fd),
+                     str(_READ_AHEAD)],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    pass_fds=(list_fd,),
+                )  # fmt: skip
             finally:
-                os.close(fd)
-            asked += size
+                os.close(list_fd)
+        except OSError:
+            self._thread = _w.Prefetch(_encoded(files), _READ_AHEAD)
+        # Dropped without close() (a step that failed): stopped all the same.
+        self._end = weakref.finalize(self, _stop_reading, self._thread, self._proc)
 
-    def stop(self) -> None:
-        self._stop = True
-        self._thread.join()
+    def taken(self, total: int) -> None:
+        """The reader has read `total` bytes of the files."""
+        if self._thread is not None:
+            self._thread.take(total)
+        elif self._proc is not None and self._proc.stdin and total - self._told >= _TAKEN_STEP:
+            self._told = total
+            record = _w.TAKEN.pack(_w.OP_TAKEN, total)
+            with contextlib.suppress(OSError):  # it ended: nothing more is read ahead
+                os.write(self._proc.stdin.fileno(), _w.LENGTH.pack(len(record)) + record)
+
+    def close(self) -> None:
+        self._end()
+        self._thread = self._proc = None
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _encoded(files: Sequence[tuple[str, int]]) -> list[tuple[bytes, int]]:
+    return [(os.fsencode(path), size) for path, size in files]
+
+
+def _stop_reading(thread: _w.Prefetch | None, proc: subprocess.Popen[bytes] | None) -> None:
+    if thread is not None:
+        thread.stop()
+    if proc is not None:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def _listing(files: Sequence[tuple[str, int]]) -> int:
+    """A memfd listing `files` as the copying process reads them (`SOURCE` records)."""
+    fd = os.memfd_create("lamina-copy-sources", os.MFD_CLOEXEC)
+    try:
+        data = b"".join(_w.SOURCE.pack(size, len(raw)) + raw for raw, size in _encoded(files))
+        _write_all(fd, memoryview(data))
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _Files(Protocol):
+    """Where regular files' copies are made, in the order they are given: a file is
+    ``begin``, its bytes ``write`` (exactly the size given), then ``end``."""
+
+    def begin(self, rel: str, size: int) -> None: ...
+
+    def write(self, data: memoryview) -> None: ...
+
+    def end(
+        self, st: os.stat_result, xattrs: dict[str, bytes], mtime: int, name: str
+    ) -> None: ...
+
+    def link(self, first: str, rel: str) -> None:
+        """``rel`` made a hardlink of ``first`` (a file given before)."""
+        ...
+
+    def taken(self, total: int) -> None:
+        """The reader has read `total` bytes of the sources listed at the start."""
+        ...
+
+    def finish(self) -> None:
+        """Every file given is made (or the first failure raised)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _LocalFiles:
+    """Each file made right here, as its bytes come (a small copy; or no process)."""
+
+    def __init__(self, directory: str, ahead: list[tuple[str, int]]) -> None:
+        self._dir = directory
+        self._fd = -1
+        big = sum(s for _, s in ahead) > _READ_AHEAD
+        self._prefetch = _w.Prefetch(_encoded(ahead), _READ_AHEAD) if big else None
+
+    def begin(self, rel: str, size: int) -> None:
+        self._fd = os.open(os.path.join(self._dir, rel), _CREATE, 0o600)
+
+    def write(self, data: memoryview) -> None:
+        _write_all(self._fd, data)
+
+    def end(self, st: os.stat_result, xattrs: dict[str, bytes], mtime: int, name: str) -> None:
+        fd, self._fd = self._fd, -1
+        try:
+            _set_metadata(fd, st, xattrs, mtime, name)
+        finally:
+            os.close(fd)
+
+    def link(self, first: str, rel: str) -> None:
+        os.link(os.path.join(self._dir, first), os.path.join(self._dir, rel),
+                follow_symlinks=False)  # fmt: skip
+
+    def taken(self, total: int) -> None:
+        if self._prefetch is not None:
+            self._prefetch.take(total)
+
+    def finish(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.stop()
+            self._prefetch = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _WorkerFiles:
+    """Each file made by the copying process (``_copyworker.py``; its docstring has the
+    protocol), from the bytes this side copies into a shared ring. Records are sent in
+    batches; the worker answers how far it is done with the ring, and this side waits
+    for that only when the ring is full. Raises OSError if the process cannot start."""
+
+    def __init__(self, directory: str, ahead: list[tuple[str, int]]) -> None:
+        ring_fd = os.memfd_create("lamina-copy-ring", os.MFD_CLOEXEC)
+        list_fd = -1
+        try:
+            os.ftruncate(ring_fd, _RING)
+            self._map = mmap.mmap(ring_fd, _RING)
+            list_fd = _listing(ahead)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", _WORKER, directory, str(ring_fd), str(_RING),
+                 str(list_fd), str(_READ_AHEAD)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                pass_fds=(ring_fd, list_fd),
+            )  # fmt: skip
+        except BaseException:
+            with contextlib.suppress(AttributeError):
+                self._map.close()
+            raise
+        finally:
+            os.close(ring_fd)
+            if list_fd >= 0:
+                os.close(list_fd)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._to, self._from = self._proc.stdin.fileno(), self._proc.stdout.fileno()
+        os.set_blocking(self._from, False)
+        self._ring = memoryview(self._map)
+        self._head = 0  # ring bytes handed out (a running total; the offset is mod _RING)
+        self._released = 0  # the running total through which the worker is done
+        self._acks = bytearray()
+        self._records = bytearray()
+        self._unsent = 0  # ring bytes the waiting records stand for
+        self._told = 0  # the reader's progress last told to the read-ahead
+        self._whole: tuple[str, int, int] | None = None  # (rel, offset, end) of a FILE
+        self._filled = 0  # bytes of it copied into the ring so far
+
+    # -- records and the ring ------------------------------------------------------
+
+    def _record(self, data: bytes) -> None:
+        self._records += _w.LENGTH.pack(len(data))
+        self._records += data
+        if len(self._records) >= _FLUSH_RECORDS or self._unsent >= _FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._records:
+            return
+        self._drain(block=False)
+        view = memoryview(self._records)
+        try:
+            while view:
+                view = view[os.write(self._to, view) :]
+        except BrokenPipeError:
+            while self._drain(block=True):  # its failure, or that it ended early
+                pass
+            self._ended()
+        finally:
+            view.release()
+        self._records.clear()
+        self._unsent = 0
+
+    def _reserve(self, n: int) -> tuple[int, int]:
+        """(offset, end) of `n` contiguous ring bytes free to fill; `end` is the running
+        total the worker answers once it is done with them."""
+        offset = self._head % _RING
+        if offset + n > _RING:  # never across the end: skip to the start
+            self._head += _RING - offset
+            offset = 0
+        while self._head + n - self._released > _RING:
+            self._flush()
+            if not self._drain(block=True):
+                self._ended()
+        self._head += n
+        self._unsent += n
+        return offset, self._head
+
+    def _drain(self, block: bool) -> bool:
+        """Read the worker's answers (waiting for one if `block`); False at their end."""
+        while True:
+            if block:
+                select.select([self._from], [], [])
+            try:
+                data = os.read(self._from, 1 << 16)
+            except BlockingIOError:
+                return True
+            if not data:
+                return False
+            self._acks += data
+            while len(self._acks) >= _w.ACK.size:
+                (value,) = _w.ACK.unpack_from(self._acks)
+                if value == _w.FAILED:
+                    self._failed()
+                self._released = max(self._released, value)
+                del self._acks[: _w.ACK.size]
+            if block:
+                return True
+
+    def _failed(self) -> None:
+        os.set_blocking(self._from, True)
+        while len(self._acks) < _w.FAIL.size:
+            more = os.read(self._from, 1 << 16)
+            if not more:
+                self._ended()
+            self._acks += more
+        _, code, kind, n = _w.FAIL.unpack_from(self._acks)
+        while len(self._acks) < _w.FAIL.size + n:
+            more = os.read(self._from, 1 << 16)
+            if not more:
+                break
+            self._acks += more
+        text = self._acks[_w.FAIL.size : _w.FAIL.size + n].decode("utf-8", "replace")
+        if kind == _w.KIND_XATTR:
+            raise InvalidInputError(text)
+        if kind == _w.KIND_OS:
+            raise OSError(code, text)
+        raise LaminaError(f"the copying process failed: {text}", hint="this is a bug in lamina")
+
+    def _ended(self) -> None:
+        raise LaminaError(
+            f"the copying process ended early (exit status {self._proc.wait()})",
+            hint="this is a bug in lamina or the machine ran out of memory; try again",
+        )
+
+    # -- files ---------------------------------------------------------------------
+
+    def begin(self, rel: str, size: int) -> None:
+        raw = os.fsencode(rel)
+        if size <= _WHOLE:
+            offset, end = self._reserve(size)
+            self._whole = (rel, offset, end)
+            self._filled = 0
+            return
+        self._whole = None
+        self._record(_w.BEGIN.pack(_w.OP_BEGIN, len(raw)) + raw)
+
+    def write(self, data: memoryview) -> None:
+        n = len(data)
+        if self._whole is not None:
+            start = self._whole[1] + self._filled
+            self._ring[start : start + n] = data
+            self._filled += n
+            return
+        offset, end = self._reserve(n)
+        self._ring[offset : offset + n] = data
+        self._record(_w.DATA.pack(_w.OP_DATA, end, offset, n))
+
+    def end(self, st: os.stat_result, xattrs: dict[str, bytes], mtime: int, name: str) -> None:
+        packed = _w.pack_xattrs(_kept(xattrs)) if xattrs else b""
+        mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+        if self._whole is not None:
+            rel, offset, end = self._whole
+            self._whole = None
+            raw = os.fsencode(rel)
+            self._record(
+                _w.FILE.pack(_w.OP_FILE, end, offset, self._filled, mode, uid, gid, mtime,
+                             len(raw), len(packed)) + raw + packed
+            )  # fmt: skip
+            return
+        self._record(_w.END.pack(_w.OP_END, mode, uid, gid, mtime, len(packed)) + packed)
+
+    def link(self, first: str, rel: str) -> None:
+        a, b = os.fsencode(first), os.fsencode(rel)
+        self._record(_w.LINK.pack(_w.OP_LINK, len(a), len(b)) + a + b)
+
+    def taken(self, total: int) -> None:
+        if total - self._told >= _TAKEN_STEP:
+            self._told = total
+            self._record(_w.TAKEN.pack(_w.OP_TAKEN, total))
+            self._flush()  # now: files linked from an earlier snapshot fill no ring
+
+    def finish(self) -> None:
+        self._flush()
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        while self._drain(block=True):  # every answer, to the end of its output
+            pass
+        if self._proc.wait() != 0:
+            self._ended()
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        self._ring.release()
+        with contextlib.suppress(BufferError):  # a view still held (a traceback's): GC
+            self._map.close()
 
 
 class DirectCopy:
     """Makes each ADD change (file, dir, symlink; in layer order) at ``directory/path``
     as ``write_layer`` passes it (see the module docstring). Entries whose source already
     is that path only get their metadata. ``done()`` (``write_layer`` calls it after the
-    last entry) sets directory mtimes (children change them); ``close()`` stops the
-    prefetcher: use it as a context manager."""
+    last entry) waits for every file's copy and sets directory mtimes (children change
+    them); ``close()`` stops whatever still runs: use it as a context manager."""
 
     def __init__(
         self,
@@ -119,19 +443,23 @@ class DirectCopy:
         self.reused = 0  # files hardlinked from `previous`
         self._root = os.path.abspath(directory)
         self.source_date_epoch = source_date_epoch
-        self._links: dict[tuple[int, int], str] = {}
+        self._links: dict[tuple[int, int], str] = {}  # (dev, ino) → the first's layer path
         self._dir_times: list[tuple[str, int]] = []
-        self._file: int | None = None  # a big file being written as it is read
-        self._chunks: list[bytes] = []  # a small file's body, written behind
-        self._writer: ThreadPoolExecutor | None = None
-        self._queued: deque[tuple[Future[None], int]] = deque()
-        self._queued_bytes = 0
+        self._taken = 0
         ahead = [
             (self._previous.get(c.path, c.source), c.st.st_size) for c in changes
             if c.st is not None and stat.S_ISREG(c.st.st_mode) and c.st.st_size
             and not self._in_place(c)
         ]  # fmt: skip
-        self._prefetch = _Prefetch(ahead) if ahead else None
+        files = sum(1 for c in changes if c.st is not None and stat.S_ISREG(c.st.st_mode))
+        self._files: _Files | None = None
+        if files >= _WORKER_MIN_FILES or sum(s for _, s in ahead) >= _WORKER_MIN_BYTES:
+            try:
+                self._files = _WorkerFiles(directory, ahead)
+            except OSError:
+                self._files = None  # no memfd, no process: made here
+        if self._files is None:
+            self._files = _LocalFiles(directory, ahead)
 
     def _target(self, change: Change) -> str:
         return os.path.join(self.directory, change.path)
@@ -147,6 +475,8 @@ class DirectCopy:
     ) -> tuple[int, bool] | None:
         if change.kind is not ChangeKind.ADD:
             raise InvalidInputError(f"{change.path}: only additions can be copied into a layer")
+        files = self._files
+        assert files is not None, "DirectCopy used after close()"
         target = self._target(change)
         fmt = stat.S_IFMT(st.st_mode)
         mode = stat.S_IMODE(st.st_mode)
@@ -179,38 +509,36 @@ class DirectCopy:
         key = (st.st_dev, st.st_ino)
         first = self._links.get(key) if st.st_nlink > 1 else None
         if first is not None:  # the tar says: hardlink (once the first is written)
-            self._behind(_link, 0, first, target)
+            files.link(first, change.path)
             return None
         if in_place:
             return (_open_source(target), False) if st.st_size else None
         if st.st_nlink > 1:
-            self._links[key] = target
-        if self._prefetch is not None:
-            self._prefetch.taken += st.st_size
+            self._links[key] = change.path
+        if st.st_size:
+            self._taken += st.st_size
+            files.taken(self._taken)
         old = self._previous.get(change.path) if st.st_nlink == 1 else None
         if old is not None and self._reuse(old, target, st, xattrs, mtime):
             return (_open_source(target), False) if st.st_size else None
+        if not st.st_size:
+            files.begin(change.path, 0)
+            files.end(st, xattrs, mtime, change.path)
+            return None
         src = _open_source(change.source)
-        if st.st_size and st.st_blocks * 512 >= st.st_size:
-            if st.st_size > _WRITE_BEHIND_FILE:
-                try:
-                    self._file = os.open(target, _CREATE, 0o600)  # written as it is read
-                except BaseException:
-                    os.close(src)
-                    raise
-            self._chunks = []
+        if st.st_blocks * 512 >= st.st_size:
+            files.begin(change.path, st.st_size)
             return src, True  # write_layer hands the body to `write`, then `finish_file`
-        try:  # empty, or sparse: copied in the kernel, holes kept; the body is read back
+        try:  # sparse: copied in the kernel, holes kept; the body is read back
             dst = os.open(target, _CREATE, 0o600)
             try:
                 copy_range(src, dst, st.st_size, change.source)
-                _set_metadata(dst, st, xattrs, header_mtime(st, self.source_date_epoch),
-                              change.path)  # fmt: skip
+                _set_metadata(dst, st, xattrs, mtime, change.path)
             finally:
                 os.close(dst)
         finally:
             os.close(src)
-        return (_open_source(target), False) if st.st_size else None
+        return _open_source(target), False
 
     def _reuse(
         self, old: str, target: str, st: os.stat_result, xattrs: dict[str, bytes], mtime: int
@@ -237,58 +565,28 @@ class DirectCopy:
         return True
 
     def write(self, data: memoryview) -> None:
-        if self._file is not None:
-            _write_all(self._file, data)
-        else:
-            self._chunks.append(bytes(data))
+        assert self._files is not None
+        self._files.write(data)
 
     def finish_file(self, change: Change, st: os.stat_result, xattrs: dict[str, bytes]) -> None:
-        mtime = header_mtime(st, self.source_date_epoch)
-        if self._file is not None:
-            fd, self._file = self._file, None
-            try:
-                _set_metadata(fd, st, xattrs, mtime, change.path)
-            finally:
-                os.close(fd)
-            return
-        chunks, self._chunks = self._chunks, []
-        self._behind(_create_file, st.st_size, self._target(change), chunks, st, xattrs, mtime,
-                     change.path)  # fmt: skip
-
-    def _behind(self, job: Callable[..., None], size: int, *args: Any) -> None:
-        """Run `job(*args)` in the writer thread, after what was queued before."""
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="copy-writer")
-        while self._queued and self._queued_bytes + size > _WRITE_BEHIND:
-            done, n = self._queued.popleft()
-            self._queued_bytes -= n
-            done.result()
-        self._queued.append((self._writer.submit(job, *args), size))
-        self._queued_bytes += size
-
-    def _drain(self) -> None:
-        while self._queued:
-            done, n = self._queued.popleft()
-            self._queued_bytes -= n
-            done.result()
+        assert self._files is not None
+        self._files.end(st, xattrs, header_mtime(st, self.source_date_epoch), change.path)
 
     def done(self) -> None:
-        self._drain()
-        self.close()
+        if self._files is not None:
+            files, self._files = self._files, None
+            try:
+                files.finish()
+            finally:
+                files.close()
         for path, mtime in sorted(self._dir_times, key=lambda item: -len(item[0])):
             os.utime(path, ns=(mtime * 10**9,) * 2, follow_symlinks=False)
         self._dir_times.clear()
 
     def close(self) -> None:
-        if self._prefetch is not None:
-            self._prefetch.stop()
-            self._prefetch = None
-        if self._file is not None:
-            os.close(self._file)
-            self._file = None
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
+        if self._files is not None:
+            files, self._files = self._files, None
+            files.close()
 
     def __enter__(self) -> DirectCopy:
         return self
@@ -314,28 +612,6 @@ def _set_metadata(
     os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after chown, which clears setuid/setgid
     _set_xattrs(fd, xattrs, name)
     os.utime(fd, ns=(mtime * 10**9,) * 2)
-
-
-def _create_file(
-    target: str,
-    chunks: list[bytes],
-    st: os.stat_result,
-    xattrs: dict[str, bytes],
-    mtime: int,
-    name: str,
-) -> None:
-    """A small file's copy, made in the writer thread from the bytes write_layer read."""
-    fd = os.open(target, _CREATE, 0o600)
-    try:
-        for chunk in chunks:
-            _write_all(fd, memoryview(chunk))
-        _set_metadata(fd, st, xattrs, mtime, name)
-    finally:
-        os.close(fd)
-
-
-def _link(first: str, target: str) -> None:
-    os.link(first, target, follow_symlinks=False)
 
 
 def _write_all(fd: int, data: memoryview) -> None:

@@ -106,6 +106,12 @@ def _cstr(field_bytes: bytes) -> bytes:
 
 
 def _number(raw: bytes, what: str, entry: str) -> int:
+    head = raw[:-1]
+    if raw[-1:] in (b"\0", b" ") and head.isdigit():  # the usual shape: digits, then NUL
+        try:
+            return int(head, 8)  # isdigit: no sign, space, "_" or "0o" reaches int()
+        except ValueError:
+            pass  # an 8 or 9: the careful path below says so
     if raw and raw[0] & 0x80:  # GNU base-256
         if raw[0] == 0xFF:
             raise InvalidInputError(f"tar entry {entry!r}: negative {what}")
@@ -123,7 +129,7 @@ def _checksum_ok(block: bytes) -> bool:
     if not stored or stored.strip(_OCTAL_DIGITS):
         return False
     value = int(stored, 8)
-    unsigned = sum(block[:148]) + 256 + sum(block[156:])
+    unsigned = sum(block) - sum(block[148:156]) + 256  # the checksum field as spaces
     if value == unsigned:
         return True
     signed = sum(b - 256 if b > 127 else b for b in block[:148] + block[156:]) + 256
@@ -131,6 +137,8 @@ def _checksum_ok(block: bytes) -> bool:
 
 
 _READ = 1 << 20  # bytes asked of the stream at a time: headers are served from them
+
+
 class _Input:
     """The raw stream: counts, hashes and bounds every byte it reads.
 
@@ -343,7 +351,18 @@ def _pax_xattrs(records: dict[str, bytes], limits: Limits, entry: str) -> dict[s
 DEFAULT_LIMITS = Limits()
 
 
+_U32 = 1 << 32
+
+
 def _check_ranges(entry: TarEntry) -> None:
+    if (
+        entry.uid < _U32
+        and entry.gid < _U32
+        and entry.devmajor < _U32
+        and entry.devminor < _U32
+        and abs(entry.mtime) < 1 << 40
+    ):
+        return  # every entry of an ordinary layer: one test, no tuples
     for what, value, bound in (
         ("uid", entry.uid, 1 << 32),
         ("gid", entry.gid, 1 << 32),
@@ -482,6 +501,7 @@ class TarReader:
                     f"tar entry {name!r}: more than {limits.max_entries} entries in the layer"
                 )
             mode = _number(block[100:108], "mode", name)
+            device = etype is EntryType.CHAR or etype is EntryType.BLOCK
             uid = _pax_int(pax, "uid", name)
             gid = _pax_int(pax, "gid", name)
             mtime = _pax_int(pax, "mtime", name)
@@ -494,8 +514,9 @@ class TarReader:
                 size=size,
                 mtime=mtime if mtime is not None else _number(block[136:148], "mtime", name),
                 linkname=_decode(link_b),
-                devmajor=_number(block[329:337], "devmajor", name),
-                devminor=_number(block[337:345], "devminor", name),
+                # Only a device has a number: other entries' fields are not read.
+                devmajor=_number(block[329:337], "devmajor", name) if device else 0,
+                devminor=_number(block[337:345], "devminor", name) if device else 0,
                 xattrs=_pax_xattrs(pax, limits, name),
             )
             _check_ranges(entry)

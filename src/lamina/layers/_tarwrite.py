@@ -155,15 +155,9 @@ class _ProcessHashing:
         self._pending: list[int] = []  # buffers handed over, not yet hashed, in order
 
     def submit(self, n: int, length: int, spans: list[int], last: bool = False) -> None:
-        if spans:
-            base = n * _BUF
-            offsets = array("Q", spans)
-            for i in range(1, len(offsets), 3):
-                offsets[i] += base
-                offsets[i + 1] += base
-            self._send(HEAD.pack(base, length, len(spans) // 3) + offsets.tobytes())
-        else:
-            self._send(HEAD.pack(n * _BUF, length, 0))
+        # Spans go as they are, relative to the buffer (the worker slices its own view of
+        # it): one C call each way, no per-span work here.
+        self._send(HEAD.pack(n * _BUF, length, len(spans) // 3) + array("Q", spans).tobytes())
         self._pending.append(n)
 
     def _send(self, data: bytes) -> None:
@@ -429,8 +423,9 @@ def _write_entries(
     entries = 0
     first_path: dict[tuple[int, int], tuple[bytes, int, int]] = {}  # -> path, size, file
     no_xattrs: dict[str, bytes] = {}
-    # The file index's rows, plain tuples (`EntryCollector.writer_rows`); a file's digest
-    # is its number in `sink` until the hashes are done.
+    # The file index's rows, plain tuples (`EntryCollector.writer_rows`): the change's
+    # path as it is (`resolve` cleans them all at once), a file's digest its number in
+    # `sink` until the hashes are done.
     rows = collect.writer_rows() if collect is not None else None
     index_path = _no_path if collect is None else collect.clean_path
     index_text = _no_path if collect is None else collect.text
@@ -450,7 +445,7 @@ def _write_entries(
             entries += 1
             if rows is not None:
                 kind = "opaque" if change.kind is ChangeKind.OPAQUE else "whiteout"
-                rows.append((index_path(change.path), kind, 0, 0, 0, 0, -1, ""))
+                rows.append((change.path, kind, 0, 0, 0, 0, -1, ""))
             continue
         st = change.st if change.st is not None else os.lstat(change.source)
         fmt = stat.S_IFMT(st.st_mode)
@@ -475,7 +470,7 @@ def _write_entries(
                     sink.put(build_header(path, b"1", mode, st.st_uid, st.st_gid, 0, mtime, target))
                     entries += 1
                     if rows is not None:  # the target's size and digest
-                        rows.append((index_path(change.path), "hardlink", target_size, mode,
+                        rows.append((change.path, "hardlink", target_size, mode,
                                      st.st_uid, st.st_gid, target_file,
                                      index_path(os.fsdecode(target))))  # fmt: skip
                     continue
@@ -506,7 +501,7 @@ def _write_entries(
                 os.close(src)
         if rows is not None:
             rows.append((
-                index_path(change.path), _KIND[fmt], size, mode, st.st_uid, st.st_gid,
+                change.path, _KIND[fmt], size, mode, st.st_uid, st.st_gid,
                 -1 if digest is None else digest,
                 index_text(os.fsdecode(linkname)) if linkname else "",
             ))  # fmt: skip

@@ -35,7 +35,8 @@ Running a container (or a RUN step)
    would copy each stream with a goroutine of its own and could swap them).
 
 A container (``lamina run``) uses the same config and overlay mount, but its process is
-supervised by a monitor that outlives the command (``spawn_monitor``, see ``_monitor``):
+supervised by a monitor that outlives the command (``spawn_monitor``, see ``_monitor``;
+``supervise`` does the same in the calling process, for a foreground ``run --rm``):
 it writes the output to ``container.log`` (CRI format, ``_logs``) and the exit status to
 ``exit.json``. Once a process is reaped, ``delete_stopped`` removes its runc state and
 cgroups without starting runc again (``runc delete --force`` when anything is left).
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
         read_exit,
         read_monitor,
         spawn_monitor,
+        supervise,
     )
     from lamina.runtime._owner import Owner, alive, current_owner, read_owner, write_owner
     from lamina.runtime._runc import (
@@ -107,6 +109,7 @@ _LAZY = {
     "read_exit": "lamina.runtime._monitor",
     "read_monitor": "lamina.runtime._monitor",
     "spawn_monitor": "lamina.runtime._monitor",
+    "supervise": "lamina.runtime._monitor",
     "Owner": "lamina.runtime._owner",
     "alive": "lamina.runtime._owner",
     "current_owner": "lamina.runtime._owner",
@@ -168,6 +171,7 @@ __all__ = [
     "seccomp_profile",
     "signal_name",
     "spawn_monitor",
+    "supervise",
     "write_owner",
     "DEFAULT_CAPABILITIES",
     "DEFAULT_HOSTNAME",

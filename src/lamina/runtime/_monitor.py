@@ -19,23 +19,23 @@ monitor then
 A command killed at any moment therefore loses neither output nor exit status; a monitor
 killed at any moment leaves `monitor.json` naming a dead process, which the next command
 notices (`lamina.runtime.alive`) and cleans up after.
+
+`supervise` does steps 2-4 in the calling process instead, for a container nobody needs
+after the command (`run --rm` in the foreground, no terminal): its status goes to the
+command that waits for it and its record goes with it, so a monitor that outlives the command
+would keep nothing. There is no `monitor.json`: the container's record names the command as
+its owner, and a running container whose owner is gone and which has no monitor is one the
+next command stops and removes (`lamina.api`'s `refresh`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import fcntl
-import gc
 import json
 import os
-import selectors
-import signal
-import struct
-import termios
+import select
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -46,10 +46,12 @@ from lamina.runtime._runc import (
     exit_code_for_runc_error,
     runc_binary,
     runc_failure,
+    subreaper,
 )
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable, Sequence
 
 MONITOR_FILE = "monitor.json"
 EXIT_FILE = "exit.json"
@@ -150,6 +152,8 @@ def spawn_monitor(spec: MonitorSpec, then: Sequence[str] | None = None) -> Start
 
     Call it with no other thread running: the monitor is a fork of this process.
     """
+    import gc
+
     r, w = os.pipe()
     parent = os.getpid()
     # The monitor never collects what it inherits: frozen, those objects are not walked
@@ -182,6 +186,45 @@ def spawn_monitor(spec: MonitorSpec, then: Sequence[str] | None = None) -> Start
     return started
 
 
+def supervise(spec: MonitorSpec, on_started: Callable[[int], None] | None = None) -> ExitStatus:
+    """Run the container of `spec` under this process, as its monitor would, and return how
+    it ended (see the module doc: for a container nobody needs once the command is done).
+
+    The process' output goes to the log and to `spec.stdout` / `spec.stderr`;
+    `on_started(pid)` is called once it runs (a signal proxy then knows where to send). It
+    returns once the process has exited and been reaped, its runc state deleted and the
+    rootfs unmounted; interrupted, it kills the container first. Neither `monitor.json` nor
+    `exit.json` is written (the caller's record names it as the owner).
+    """
+    if spec.tty:
+        raise ValueError("a terminal's console socket needs the monitor process")
+    log_fd = os.open(spec.container_dir / LOG_FILE,
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
+    started, code, error = False, EXIT_LAMINA_FAILED, None
+    # (Counted with a build's RUN steps that may run in this process at the same time.)
+    with subreaper():
+        try:
+            started, code, error = _run(spec, LogWriter(log_fd), None, on_started)
+        finally:
+            os.close(log_fd)
+            _finish(spec, started)
+    return ExitStatus(code, time.time(), started, error)
+
+
+def _finish(spec: MonitorSpec, reaped: bool) -> None:
+    """After the process: its runc state deleted (the container killed first if it still
+    runs: `runc delete --force`), the rootfs unmounted."""
+    if not (reaped and _delete_exited(spec)):
+        with contextlib.suppress(BaseException):
+            import subprocess
+
+            subprocess.run(_runc_delete(spec), capture_output=True, check=False)
+    with contextlib.suppress(BaseException):
+        from lamina.snapshots import unmount
+
+        unmount(spec.rootfs)
+
+
 def _isolate_fds(keep: set[int]) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -204,10 +247,18 @@ def _say(fd: int | None, text: str) -> None:
 
 
 def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
+    import gc
+    import signal
+
+    gc.enable()  # (a `lamina run` turns it off for its own short life)
     client = {spec.stdin, spec.stdout, spec.stderr} - {None}
     _isolate_fds({status, *(fd for fd in client if fd is not None)})
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
         signal.signal(sig, signal.SIG_IGN)
+    import ctypes
+
+    # The reaper of its orphaned descendants: `runc run --detach` exits once the container's
+    # process runs, which then becomes this monitor's child.
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     os.chdir(spec.container_dir)
     owner = current_owner()
@@ -222,15 +273,7 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
     except BaseException as e:
         error = error or f"monitor: {e}"
     finally:
-        if not (started and _delete_exited(spec)):
-            with contextlib.suppress(BaseException):
-                import subprocess
-
-                subprocess.run(_runc_delete(spec), capture_output=True, check=False)
-        with contextlib.suppress(BaseException):
-            from lamina.snapshots import unmount
-
-            unmount(spec.rootfs)
+        _finish(spec, started)
         result = ExitStatus(code, time.time(), started, error)
         with contextlib.suppress(BaseException):
             _write_json(spec.container_dir / EXIT_FILE, result._asdict(),
@@ -265,12 +308,20 @@ def _delete_exited(spec: MonitorSpec) -> bool:
 
 
 def _runc_args(spec: MonitorSpec, *args: str) -> list[str]:
-    return [runc_binary(), "--root", str(spec.state_dir), "--log", "runc.log",
-            "--log-format", "json", *args]  # fmt: skip
+    return [runc_binary(), "--root", str(spec.state_dir), "--log",
+            str(spec.container_dir / "runc.log"), "--log-format", "json", *args]  # fmt: skip
 
 
-def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str | None]:
-    null = os.open(os.devnull, os.O_RDWR)
+def _run(
+    spec: MonitorSpec,
+    log: LogWriter,
+    status: int | None,
+    on_started: Callable[[int], None] | None = None,
+) -> tuple[bool, int, str | None]:
+    """Start the process with runc, pass its output on, reap it: (started, exit code, error).
+    Interrupted once the process runs, it kills it (and reaps it) before the exception goes on."""
+    d = spec.container_dir
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     console: socket.socket | None = None
     pipes: dict[int, str] = {}
     child_ends: list[int] = []
@@ -292,18 +343,22 @@ def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str
         child_ends = [out_w, err_w]
         stdio = (spec.stdin if spec.stdin is not None else null, out_w, err_w)
         extra = []
-    Path("runc.log").unlink(missing_ok=True)
+    (d / "runc.log").unlink(missing_ok=True)
     # `run --detach` is create + start in one runc process: the container's init becomes
     # this subreaper's child, its stdio the fds given here (or the pty runc hands over).
-    returncode = _spawn_wait(
-        _runc_args(spec, "run", "--detach", "--bundle", str(spec.bundle_dir), "--pid-file",
-                   "runc.pid", *extra, spec.runc_id),
-        stdio,
-    )  # fmt: skip
-    for fd in child_ends:
-        os.close(fd)
+    try:
+        returncode = _spawn_wait(
+            _runc_args(spec, "run", "--detach", "--bundle", str(spec.bundle_dir),
+                       "--pid-file", str(d / "runc.pid"), *extra, spec.runc_id),
+            stdio,
+        )  # fmt: skip
+    finally:
+        for fd in (*child_ends, null):
+            os.close(fd)
     if returncode != 0:
-        failure = runc_failure(Path("runc.log")) or f"runc run exited {returncode}"
+        for fd in pipes:
+            os.close(fd)
+        failure = runc_failure(d / "runc.log") or f"runc run exited {returncode}"
         mapped = exit_code_for_runc_error(failure)
         return False, mapped if mapped is not None else EXIT_LAMINA_FAILED, failure
     master: int | None = None
@@ -321,10 +376,19 @@ def _run(spec: MonitorSpec, log: LogWriter, status: int) -> tuple[bool, int, str
         pipes = {master: "stdout"}
     # `pid` appears once runc has started the process (runc writes its pid file between
     # create and start): a command that finds no `pid` beside a live monitor waits for it.
-    os.rename("runc.pid", "pid")
-    pid = int(Path("pid").read_text().strip())
-    _say(status, f"started {pid}\n")
-    _pump(spec, log, pipes, master)
+    os.rename(d / "runc.pid", d / "pid")
+    with open(d / "pid", "rb") as f:
+        pid = int(f.read().strip())
+    try:
+        _say(status, f"started {pid}\n")
+        if on_started is not None:
+            on_started(pid)
+        _pump(spec, log, pipes, master)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)  # SIGKILL
+        _reap(pid)
+        raise
     return True, _reap(pid), None
 
 
@@ -332,9 +396,11 @@ def _spawn_wait(argv: list[str], stdio: tuple[int, int, int]) -> int:
     """Run `argv` with `stdio` as its fds 0, 1 and 2 (every other fd of this process is
     close-on-exec); its exit code. What `subprocess.run` does here, through posix_spawn
     (vfork + exec) and without loading `subprocess` into every `lamina run`."""
+    import _signal  # type: ignore[import-not-found]  # (no stubs: `signal`'s C half)
+
     actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio)]
     pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions,
-                         setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))  # fmt: skip
+                         setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))  # fmt: skip
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
 
@@ -342,6 +408,10 @@ def _spawn_wait(argv: list[str], stdio: tuple[int, int, int]) -> int:
 def _copy_winsize(source: int | None, master: int) -> None:
     if source is None:
         return
+    import fcntl
+    import struct
+    import termios
+
     with contextlib.suppress(OSError):
         size = fcntl.ioctl(source, termios.TIOCGWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
         fcntl.ioctl(master, termios.TIOCSWINSZ, size)
@@ -357,17 +427,17 @@ def _write_all(fd: int, data: bytes) -> bool:
 
 
 def _pump(spec: MonitorSpec, log: LogWriter, pipes: dict[int, str], master: int | None) -> None:
-    sel = selectors.DefaultSelector()
+    # poll(2) directly: `selectors` (and the modules it loads) would cost every `lamina run`.
+    poller = select.poll()
     for fd in pipes:
-        sel.register(fd, selectors.EVENT_READ)
+        poller.register(fd, select.POLLIN)
     targets = {"stdout": spec.stdout, "stderr": spec.stderr if not spec.tty else spec.stdout}
     relay_in = spec.stdin if (master is not None and spec.stdin is not None) else None
     if relay_in is not None:
-        sel.register(relay_in, selectors.EVENT_READ)
+        poller.register(relay_in, select.POLLIN)
     open_outputs = set(pipes)
     while open_outputs:
-        for key, _ in sel.select():
-            fd = int(key.fd)
+        for fd, _ in poller.poll():
             try:
                 chunk = os.read(fd, 65536)
             except OSError as e:
@@ -376,11 +446,11 @@ def _pump(spec: MonitorSpec, log: LogWriter, pipes: dict[int, str], master: int 
                 chunk = b""
             if fd == relay_in:
                 if not chunk or master is None or not _write_all(master, chunk):
-                    sel.unregister(fd)
+                    poller.unregister(fd)
                     relay_in = None
                 continue
             if not chunk:
-                sel.unregister(fd)
+                poller.unregister(fd)
                 open_outputs.discard(fd)
                 os.close(fd)
                 continue

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
-import selectors
-import shutil
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from lamina.errors import ToolError
 from lamina.runtime._spec import HOSTNAME_FILE, HOSTS_FILE, RESOLV_FILE
 
 if TYPE_CHECKING:
-    import subprocess  # (loaded where a process is started: `lamina run` starts runc alone)
+    # Loaded where they are used: `lamina run` starts runc alone (no `subprocess`), waits
+    # with poll(2) (no `selectors`) and finds runc without `shutil` (which loads the
+    # compression modules).
+    import subprocess
+    from types import FrameType
 
 # Where output goes: an open file (or fd) receives it directly; a callable gets chunks.
 Output = IO[bytes] | int | Callable[[bytes], None]
@@ -34,10 +33,19 @@ _FALLBACK_RESOLV = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
 
 def runc_binary() -> str:
     """The runc to use: `$LAMINA_RUNC`, else the one on PATH."""
-    found = os.environ.get("LAMINA_RUNC") or shutil.which("runc")
+    found = os.environ.get("LAMINA_RUNC") or _which("runc")
     if not found:
         raise ToolError("runc not found on PATH", hint="install runc (apt-get install runc)")
     return found
+
+
+def _which(name: str) -> str | None:
+    """`shutil.which(name)` for a bare name: the first executable file of that name on PATH."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def _host_resolv() -> str:
@@ -77,10 +85,9 @@ def write_bundle(bundle_dir: Path, rootfs: Path, config: dict[str, Any]) -> Path
     (bundle_dir / HOSTS_FILE).write_text(hosts_file(hostname))
     (bundle_dir / HOSTNAME_FILE).write_text(hostname + "\n")
     (bundle_dir / RESOLV_FILE).write_text(_host_resolv())
-    config = copy.deepcopy(config)
-    config["root"] = {**config.get("root", {}), "path": str(rootfs.absolute())}
+    config = {**config, "root": {**config.get("root", {}), "path": str(rootfs.absolute())}}
     path = bundle_dir / "config.json"
-    path.write_text(json.dumps(config, indent=1))
+    path.write_text(json.dumps(config))
     return path
 
 
@@ -99,6 +106,8 @@ def _runc(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into SystemExit(143) for the block, so cleanup runs as for Ctrl-C (a
     container, a build); only from the main thread and only when nobody else handles it."""
+    import signal
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -154,7 +163,7 @@ _subreaper_users = 0
 
 
 @contextlib.contextmanager
-def _subreaper() -> Iterator[None]:
+def subreaper() -> Iterator[None]:
     """This process adopts its orphaned descendants for the block (counted: RUN steps of
     parallel stages overlap). `runc run --detach` exits once the container's process runs:
     that process becomes this one's child, to be waited for like any other."""
@@ -218,6 +227,8 @@ def _drain(
     """Pass what the pipes carry to their sinks until every one is closed; a sink that fails
     stops receiving, but its pipe is still drained (a full pipe would block the container).
     Raises TimeoutError past `deadline`."""
+    import selectors
+
     errors: list[Exception] = []
     with selectors.DefaultSelector() as sel:
         for fd in pipes:
@@ -294,7 +305,7 @@ def run(
     pid: int | None = None
     code: int | None = None
     errors: list[Exception] = []
-    with sigterm_raises(), _subreaper():
+    with sigterm_raises(), subreaper():
         try:
             out_fd = fd_for(stdout)
             err_fd = out_fd if stderr == subprocess.STDOUT else fd_for(stderr)
@@ -341,6 +352,8 @@ def run(
 
 def _kill(state_dir: Path, cid: str, pid: int | None) -> None:
     """Kill the container and reap its process (if it got one)."""
+    import signal
+
     _runc(state_dir, "kill", cid, "KILL")
     if pid is not None:
         with contextlib.suppress(ChildProcessError):

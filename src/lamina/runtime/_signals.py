@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import signal
+import _signal  # type: ignore[import-not-found]  # (no stubs: `signal`'s C half)
 
 from lamina.errors import InvalidInputError
 
@@ -24,21 +24,26 @@ def parse_signal(text: str) -> int:
         _, _, offset = name.partition("+" if "+" in name else "-")
         if offset.isdigit():
             number = (
-                signal.SIGRTMIN + int(offset) if "+" in name else signal.SIGRTMAX - int(offset)
+                _signal.SIGRTMIN + int(offset) if "+" in name else _signal.SIGRTMAX - int(offset)
             )
-            if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
+            if _signal.SIGRTMIN <= number <= _signal.SIGRTMAX:
                 return int(number)
         raise InvalidInputError(f"invalid signal: {text}")
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
+    # The names `signal.Signals` has (the C module's SIG* constants, not SIG_DFL and the
+    # like), read from `_signal`: `signal` builds its enums on import, which every
+    # `lamina run` (STOPSIGNAL is checked at create) would pay.
+    found = getattr(_signal, name, None) if name.isupper() and "_" not in name else None
+    if not isinstance(found, int):
         raise InvalidInputError(
             f"invalid signal: {text}", hint="a name such as TERM or SIGKILL, or a number"
-        ) from None
+        )
+    return found
 
 
 def signal_name(number: int) -> str:
     """`SIGTERM` for 15; the number as text when it has no name."""
+    import signal
+
     try:
         return signal.Signals(number).name
     except ValueError:

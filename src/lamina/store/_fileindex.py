@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import compress, count, repeat
 from typing import NamedTuple, overload
 
 from lamina.store._db import Database
@@ -162,7 +163,11 @@ class FileIndex:
 
     def put(self, diff_id: str, entries: Sequence[IndexEntry]) -> None:
         """Record the entries of layer `diff_id` (in layer order), unless it is indexed."""
-        file_bytes = sum(e.size for e in entries if e.kind == "file")
+        # Column by column and row by row in C (zip, compress): 50,000 entries cost no
+        # Python call each, only SQLite's own insert.
+        columns = list(zip(*entries, strict=True)) or [()] * len(IndexEntry._fields)
+        kinds, sizes = columns[1], columns[2]
+        file_bytes = sum(compress(sizes, map("file".__eq__, kinds)))
         with self._db.write() as db:
             made = db.execute(
                 "INSERT INTO layer_index (diff_id, entries, file_bytes, created) "
@@ -174,7 +179,7 @@ class FileIndex:
                 db.executemany(
                     f"INSERT INTO layer_files (layer, seq, {_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(layer, seq, *entry) for seq, entry in enumerate(entries)],
+                    zip(repeat(layer), count(), *columns),
                 )
 
     def has(self, diff_id: str) -> bool:

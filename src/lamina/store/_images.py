@@ -226,6 +226,19 @@ class ImagesMixin:
             raise NotFoundError(f"layer {digest} is not recorded in the store")
         return LayerRecord(*row)
 
+    def record_layer(self, layer: LayerRecord) -> None:
+        """Remember that blob `layer.digest` holds the tar `layer.diff_id`, as an ingest
+        that checked both found, before any image names it (gc drops the row if none
+        comes). A row the store has already is kept as it is."""
+        check_digest(layer.digest, "layer digest")
+        check_digest(layer.diff_id, "diff_id")
+        with self._db.write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO layers VALUES (?, ?, ?, ?, ?)",
+                (layer.digest, layer.diff_id, layer.media_type, layer.size,
+                 layer.uncompressed_size),
+            )  # fmt: skip
+
     def layer_by_diff_id(self, diff_id: str) -> LayerRecord | None:
         """A stored layer blob with this content, whatever its compression; None if none.
 

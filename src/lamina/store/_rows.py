@@ -198,7 +198,17 @@ class RowStore:
         set_container_state(self._db, id, state)
 
     def remove_container(self, id: str) -> None:
-        remove_container(self._db, id)
+        """Forget the record without waiting for the disk (no fsync of the WAL: a later
+        commit's fsync, or a checkpoint, makes it durable). A removal lost to a power cut
+        only brings back a record of a container with no process (the machine went down):
+        the next command cleans that up as it would have, so `lamina run --rm` does not
+        wait for the disk at its end."""
+        conn = self._db.conn()
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            remove_container(self._db, id)
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")
 
     # images
     def snapshot_path(self, diff_id: str) -> Path:

@@ -479,6 +479,71 @@ def test_detached_rm_goes_by_itself_and_signals_reach_the_process(cli: Cli) -> N
     assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", "sig") == "33\n"
 
 
+def _container_pid(cli: Cli) -> tuple[str, int]:
+    """(id, host pid) of the one container of `cli`'s root, once its process runs."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        made = cli.root / "containers"
+        for d in made.iterdir() if made.is_dir() else ():
+            if (d / "pid").exists():
+                return d.name, int((d / "pid").read_text())
+        time.sleep(0.05)
+    raise AssertionError("the container never ran")
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def _parent_pid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no PPid for {pid}")
+
+
+def test_a_foreground_rm_run_is_supervised_by_the_command_itself(cli: Cli) -> None:
+    # No monitor process: the container's process is the command's own child, Ctrl-C reaches
+    # it (through a pidfd), the command returns its status and leaves nothing behind.
+    proc = subprocess.Popen([LAMINA, "--root", str(cli.root), "run", "--rm", "busybox",
+                             "sh", "-c", "trap 'echo bye; exit 34' INT; echo ready; "
+                             "while true; do sleep 0.1; done"], stdout=subprocess.PIPE,
+                            text=True, preexec_fn=_default_sigint)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    cid, pid = _container_pid(cli)
+    assert _parent_pid(pid) == proc.pid
+    assert not (cli.root / "containers" / cid / "monitor.json").exists()
+    assert cli.ok("ps", "-q", "--no-trunc").split() == [cid]  # running, as Docker shows it
+    assert cli.ok("logs", cid) == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 34
+    assert proc.stdout.read() == "bye\n"
+    assert list((cli.root / "containers").iterdir()) == []
+    assert not mounts_under(cli.root)
+    assert cli.ok("ps", "-aq") == ""
+
+
+def test_a_killed_foreground_rm_run_is_stopped_and_removed_by_the_next_command(
+    cli: Cli,
+) -> None:
+    proc = subprocess.Popen([LAMINA, "--root", str(cli.root), "run", "--rm", "busybox",
+                             "sleep", "60"], stdout=subprocess.DEVNULL)  # fmt: skip
+    cid, pid = _container_pid(cli)
+    proc.kill()
+    proc.wait(timeout=20)
+    assert cli.ok("ps", "-aq") == ""  # the next command stops and removes it
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _running(pid):
+        time.sleep(0.05)
+    assert not _running(pid)
+    assert not (cli.root / "containers" / cid).exists()
+    assert not mounts_under(cli.root)
+
+
 def test_stop_signal_from_the_image_or_the_flag(cli: Cli) -> None:
     trap = "trap 'exit 41' USR1; trap 'exit 42' USR2; while true; do sleep 0.1; done"
     cli.ok("commit", "-c", "STOPSIGNAL USR2", _made(cli), "stopsig")

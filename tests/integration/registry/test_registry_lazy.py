@@ -286,6 +286,43 @@ def test_a_layer_another_pull_made_while_this_one_waited_is_not_downloaded(
         store.close()
 
 
+def test_a_layer_unpacked_by_a_pull_that_has_not_recorded_its_image_is_not_downloaded_again(
+    lamina: Lamina,
+    proxy: Proxy,
+    busybox_rootfs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another pull unpacked and checked the blob but has not recorded its image yet (it
+    still works on other layers, or was stopped there): the digest and diff_id were
+    checked together by that ingest, so this pull trusts the snapshot instead of
+    downloading the blob again to check it (the race two simultaneous pulls can lose)."""
+    from lamina.errors import LaminaError
+
+    lamina.import_image(busybox_rootfs, "base:1")
+    ref = f"{proxy.host}/lamina/base:1"
+    pushed = lamina.push("base:1", ref)
+    puller = Lamina(tmp_path / "puller")
+    store = puller.store
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise LaminaError("stopped before the image was recorded")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "add_image", stopped)
+        with pytest.raises(LaminaError, match="stopped before"):
+            puller.pull(ref)
+    assert not store.list_images()
+    proxy.reset()
+    try:
+        assert puller.pull(ref).digest == pushed.digest
+        layers = _layer_digests_of(puller, pushed.digest)
+        assert not [s for s in proxy.blob_gets() if s.path.rsplit("/", 1)[1] in layers]
+        assert store.fsck().ok
+    finally:
+        store.close()
+
+
 def _layer_digests_of(api: Lamina, digest: str) -> list[str]:
     return [layer.digest for layer in api.store.get_image(digest).layers]
 

@@ -52,6 +52,50 @@ def test_unchanged_files_are_not_read_twice(
     store.close()
 
 
+def test_many_small_files_are_hashed_with_a_read_ahead_beside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enough files to read ahead: each is hashed once, right, with the reader's progress
+    told to the read-ahead as it goes; few files need none."""
+    store = open_store(tmp_path / "root")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    for n in range(40):
+        (ctx / f"f{n:02d}").write_bytes(f"file {n}\n".encode() * (n + 1))
+    made: list[list[tuple[str, int]]] = []
+    told: list[int] = []
+
+    class Spy:
+        def __init__(self, files: list[tuple[str, int]]) -> None:
+            made.append(list(files))
+
+        def taken(self, total: int) -> None:
+            told.append(total)
+
+        def __enter__(self) -> Spy:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    monkeypatch.setattr(sources, "ReadAhead", Spy)
+    files = select_sources(ctx, ["."])
+    digests = digest_context_files(store, str(ctx), files)
+    assert made == []  # 40 small files: read one by one
+    monkeypatch.setattr(sources, "_READ_AHEAD_FILES", 10)
+    store.stat_cache_clear()
+    again = digest_context_files(store, str(ctx), files)
+    assert again == digests == {
+        f"f{n:02d}": "sha256:" + hashlib.sha256(f"file {n}\n".encode() * (n + 1)).hexdigest()
+        for n in range(40)
+    }
+    assert len(made) == 1 and sorted(p for p, _ in made[0]) == sorted(
+        str(ctx.resolve() / f.path) for f in files
+    )
+    assert told == sorted(told) and told[-1] == sum(size for _, size in made[0])
+    store.close()
+
+
 def test_symlinks_and_dirs_have_no_content_digest(tmp_path: Path) -> None:
     store = open_store(tmp_path / "root")
     ctx = tmp_path / "ctx"

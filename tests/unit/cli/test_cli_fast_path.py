@@ -66,14 +66,18 @@ def _fresh(code: str) -> str:
 
 # What `lamina run` must not load: the whole store and API (`Lamina`, the content store's
 # writers, gc, the file index, the record dataclasses), the OCI models it does not read,
-# click and rich, and the standard library's dataclass and `secrets` machinery. Each costs
-# milliseconds of every run, and runc's own run takes about 25 ms (issue 10's goal: the
-# whole command within twice that). The run path's modules: see `lamina.api._container_host`.
+# click and rich, and the standard library's dataclass and `secrets` machinery; nor, since
+# a foreground `run --rm` supervises its container itself, what starting processes and
+# waiting on several fds would load (`subprocess`, `selectors`), `shutil` (with the
+# compression modules it imports) or `signal`'s enums. Each costs milliseconds of every
+# run, and runc's own run takes about 25 ms (issue 10's goal: the whole command within
+# twice that). The run path's modules: see `lamina.api._container_host`.
 RUN_PATH_MUST_NOT_LOAD = (
     "click", "rich", "lamina.cli._main", "lamina.api._lamina", "lamina.store._store",
     "lamina.store._records", "lamina.store._content", "lamina.store._gc",
     "lamina.store._fileindex", "lamina.store._images", "lamina.oci._manifest",
     "lamina.transport", "lamina.builder", "dataclasses", "inspect", "secrets", "tempfile",
+    "subprocess", "selectors", "shutil", "bz2", "lzma", "signal",
 )  # fmt: skip
 
 
@@ -94,6 +98,8 @@ def test_a_run_line_loads_only_the_run_path(tmp_path: Path) -> None:
         "lamina.oci.ImageConfig.from_bytes(b'{}')\n"
         "lamina.oci.parse_reference('img')\n"
         "from lamina.runtime import bundle_config, spawn_monitor, resolve_user, write_bundle\n"
+        "from lamina.runtime import parse_signal, supervise\n"
+        "parse_signal('SIGTERM')\n"
         "from lamina.snapshots import find_stubs, mount, mounted, overlay_mount, unmount\n"
         f"print(sorted(m for m in {RUN_PATH_MUST_NOT_LOAD!r} if m in sys.modules))\n"
     )

@@ -1,7 +1,8 @@
-"""The applier writes new small files of a fresh target on a thread of its own: whatever
-the order of entries (names taken twice, symlinks on the way, a directory replaced by a
-file, hardlinks, whiteouts), the result is the one the one-thread applier gives, which
-it uses when the target is not empty."""
+"""The applier writes new small files of a fresh target in a process of its own (the file
+writer, layers/_fileworker.py): whatever the order of entries (names taken twice,
+symlinks on the way, a directory replaced by a file, hardlinks, whiteouts), the result is
+the one the applier alone gives, which it uses when the target is not empty. A layer
+starts the writer only past its first few small files; here it starts at once."""
 
 from __future__ import annotations
 
@@ -10,18 +11,23 @@ import fcntl
 import hashlib
 import io
 import os
+import resource
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
 
 from lamina.errors import LaminaError
-from lamina.layers import EntryCollector, apply_layer
+from lamina.layers import EntryCollector, _apply, apply_layer
 from lamina.store import IndexEntry
 
 UID, GID = os.getuid(), os.getgid()
 MARKER = "zz-not-fresh"
+
+
+@pytest.fixture(autouse=True)
+def _writer_from_the_first_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_apply, "_WRITER_AFTER", 0)
 
 
 def _tar(*members: tuple[str, str, str]) -> bytes:
@@ -139,25 +145,47 @@ def test_fresh_target_gives_what_one_thread_gives(tmp_path: Path, case: str) -> 
     assert fresh_index == used_index
 
 
-def test_a_file_thread_error_names_the_entry_and_stops_the_apply(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    data = _tar(*[(f"d/f{n}", "file", "abc") for n in range(50)])
-    real_utime = os.utime
-    calls: list[str] = []
-
-    def failing_utime(*args: object, **kwargs: object) -> None:
-        calls.append(threading.current_thread().name)
-        if len(calls) == 21:  # the file thread writes in order: d/f20
-            raise OSError(errno.EIO, "injected I/O error")
-        real_utime(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "utime", failing_utime)
+def test_a_file_writer_error_names_the_entry_and_stops_the_apply(tmp_path: Path) -> None:
+    # A real error in the writer process: a file larger than RLIMIT_FSIZE (which the
+    # process inherits; Python ignores SIGXFSZ, so write() fails with EFBIG).
+    members = [(f"d/f{n}", "file", "abc") for n in range(50)]
+    members[20] = ("d/f20", "file", "x" * 8192)
+    data = _tar(*members)
     target = tmp_path / "t"
     target.mkdir()
-    with pytest.raises(LaminaError, match=r"d/f20.*injected I/O error"):
-        apply_layer(io.BytesIO(data), target, overlay=True)
-    assert set(calls) == {"layer-files"}  # it was the file thread that met it
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        with pytest.raises(LaminaError, match=r"d/f20.*File too large") as caught:
+            apply_layer(io.BytesIO(data), target, overlay=True)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    cause = caught.value.__cause__
+    assert isinstance(cause, OSError) and cause.errno == errno.EFBIG
+    # The writer wrote nothing after the failed file, and had ended when apply returned.
+    written = sorted(p.name for p in (target / "d").iterdir())
+    assert written == sorted(f"f{n}" for n in range(21))
+
+
+def test_the_file_writer_starts_past_a_layers_first_small_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its first `_WRITER_AFTER` small files a layer writes itself (a process costs ~20
+    ms); the rest goes to the writer, and the result is the same."""
+    monkeypatch.setattr(_apply, "_WRITER_AFTER", 5)
+    started: list[int] = []
+    real = _apply._FileWriter.__init__
+
+    def counting(self: _apply._FileWriter, applier: _apply._Applier) -> None:
+        started.append(len(applier.created))
+        real(self, applier)
+
+    monkeypatch.setattr(_apply._FileWriter, "__init__", counting)
+    data = _tar(*[(f"d/f{n}", "file", f"body {n}") for n in range(12)])
+    fresh, used, fresh_index, used_index = _both(tmp_path, data)
+    assert started == [6]  # once, at the sixth file
+    assert _listing(fresh) == _listing(used)
+    assert fresh_index == used_index
 
 
 # A default ACL (user::rwx group::--- other::---): new files in its directory would get

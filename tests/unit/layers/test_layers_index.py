@@ -59,6 +59,31 @@ def test_writer_and_reader_gather_the_same_index(tmp_path: Path) -> None:
     assert ("gone", "whiteout") in by_path and ("d", "opaque") in by_path
 
 
+def test_writer_cleans_every_path_as_the_reader_does(tmp_path: Path) -> None:
+    """The writer's rows are cleaned all at once when the layer is done: a non-ASCII
+    name, an undecodable one and a path that is not clean each make the whole layer
+    take the careful way, and the index is still the reader's, entry for entry."""
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "caf\u00e9").write_bytes(b"x")
+    with open(os.path.join(os.fsencode(root), b"raw\xff"), "wb") as f:
+        f.write(b"y")
+    (root / "plain").write_bytes(b"z")
+    base = sort_changes(changes_from_dir(str(root)))
+    for extra, found in (
+        ([], {"caf\u00e9", "raw\\xff", "plain"}),
+        ([Change("./gone", ChangeKind.DELETE)], {"gone"}),
+        ([Change("dir//x", ChangeKind.DELETE)], {"dir/x"}),
+    ):
+        changes = base if not extra else [*extra, *(c for c in base if c.path == "plain")]
+        written, read, out = EntryCollector(), EntryCollector(), io.BytesIO()
+        write_layer(changes, out, collect=written)
+        out.seek(0)
+        scan_layer(out, collect=read)
+        assert written.entries == read.entries
+        assert found <= {e.path for e in written.entries}
+
+
 def test_the_applier_gathers_the_index_as_it_unpacks(tmp_path: Path) -> None:
     _tree(tmp_path / "t")
     out = io.BytesIO()

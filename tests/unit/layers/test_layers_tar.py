@@ -309,3 +309,49 @@ def test_diff_trees_takes_whole_second_mtimes_from_a_tar_as_unchanged(tmp_path: 
     assert diff_trees(a, b) == []
     os.utime(b / "f", ns=(1_700_000_001_000_000_000,) * 2)
     assert [c.path for c in diff_trees(a, b)] == ["f"]
+
+
+def _patched(header: bytes, start: int, field: bytes) -> bytes:
+    """`header` with `field` written at `start` and its checksum made right again."""
+    block = bytearray(header)
+    block[start : start + len(field)] = field
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+@pytest.mark.parametrize(
+    "mode_field",
+    [b"0000689\0", b"-000644\0", b"0o00644\0", b"00_0644\0", b"00006\x0044"],
+)
+def test_reader_numeric_fields_octal_only(mode_field: bytes) -> None:
+    # The fast path (digits then NUL) must refuse what the careful one refuses: an 8 or
+    # 9, a sign, a radix prefix, an underscore that int() would take.
+    data = _patched(build_header(b"f", b"0", 0o644, 0, 0, 0, 0), 100, mode_field)
+    if mode_field == b"00006\x0044":  # digits end at the NUL, as tar readers read it
+        ((entry, _),) = _read(data + bytes(1024)).values()
+        assert entry.mode == 0o6
+        return
+    with pytest.raises(InvalidInputError, match="mode field is not octal"):
+        _read(data + bytes(1024))
+
+
+@pytest.mark.parametrize("field", [b"   644 \0", b"0000644 ", b"644\0\0\0\0\0"])
+def test_reader_numeric_fields_padded_as_old_writers_do(field: bytes) -> None:
+    data = _patched(build_header(b"f", b"0", 0o600, 0, 0, 0, 0), 100, field)
+    ((entry, _),) = _read(data + bytes(1024)).values()
+    assert entry.mode == 0o644
+
+
+def test_reader_device_numbers_only_for_devices() -> None:
+    # A regular file's devmajor/devminor mean nothing: not parsed (two fewer fields per
+    # entry); a device's are read and checked.
+    junk = b"zzzzzzz\0"
+    file_ = _patched(build_header(b"f", b"0", 0o644, 0, 0, 0, 0), 329, junk)
+    ((entry, _),) = _read(file_ + bytes(1024)).values()
+    assert (entry.devmajor, entry.devminor) == (0, 0)
+    dev = build_header(b"null", b"3", 0o666, 0, 0, 0, 0, devmajor=1, devminor=3)
+    ((entry, _),) = _read(dev + bytes(1024)).values()
+    assert (entry.type, entry.devmajor, entry.devminor) == (EntryType.CHAR, 1, 3)
+    with pytest.raises(InvalidInputError, match="devmajor field is not octal"):
+        _read(_patched(dev, 329, junk) + bytes(1024))

@@ -4,7 +4,6 @@ same file index, same snapshot tree."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import stat
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xattr_probe import xattrs_supported
 
 from lamina.errors import LaminaError
 from lamina.layers import Change, ChangeKind, changes_from_dir, sort_changes
@@ -29,20 +29,6 @@ def stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
     yield old, new
     old.close()
     new.close()
-
-
-def _xattrs_supported(where: Path) -> bool:
-    probe = where / "xattr-probe"
-    probe.write_bytes(b"")
-    try:
-        os.setxattr(probe, "user.lamina", b"1")
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EPERM):
-            return False
-        raise
-    finally:
-        probe.unlink()
-    return True
 
 
 def make_context(ctx: Path) -> bool:
@@ -70,7 +56,7 @@ def make_context(ctx: Path) -> bool:
     with open(src / "sparse", "wb") as f:
         f.seek(64 << 20)
         f.write(b"end")
-    xattrs = _xattrs_supported(src)
+    xattrs = xattrs_supported(src)
     if xattrs:
         os.setxattr(src / "a.txt", "user.mime", b"text/plain")
         os.setxattr(src / "sub", "user.dir", b"yes")
@@ -200,11 +186,12 @@ def test_a_source_that_shrank_fails_and_lists_no_layer(
     assert left == {staging.name}  # no snapshot, no record: the builder's scratch goes too
 
 
-def test_a_copy_the_writer_thread_cannot_make_fails_the_commit(
+def test_a_copy_that_cannot_be_made_fails_the_commit(
     stores: tuple[Store, Store], tmp_path: Path
 ) -> None:
-    """Small files are created behind the reader, in a thread: its failure is the
-    commit's, and no layer is listed."""
+    """A file whose copy cannot be made (here made right away; a copy of many files has
+    them made by a process, tests/unit/layers/test_layers_stagecopy.py): its failure is
+    the commit's, and no layer is listed."""
     make_context(tmp_path / "ctx")
     _, new_store = stores
     staging = Path(tempfile.mkdtemp(dir=new_store.snapshots_dir))
@@ -218,7 +205,7 @@ def test_a_copy_the_writer_thread_cannot_make_fails_the_commit(
     def place(self: DirectCopy, change: Change, st: os.stat_result, xattrs: Any) -> Any:
         made = real_place(self, change, st, xattrs)
         if change.path == "app/sub/deeper":
-            os.rmdir(staged_dir)  # the writer thread will find no directory for deeper/x
+            os.rmdir(staged_dir)  # no directory left for deeper/x
         return made
 
     with new_store.lease() as lease, pytest.raises(FileNotFoundError):
