@@ -35,6 +35,7 @@ from typing import BinaryIO
 from lamina.errors import DigestMismatchError
 from lamina.layers._scoped import ScopedRoot, split_entry_path
 from lamina.layers._tarsplit import FileOp, RawOp, ThreadedSha256, read_record
+from lamina.store import start_writeback
 
 _CHUNK = 1 << 20
 _ZEROS = bytes(_CHUNK)
@@ -166,28 +167,6 @@ def _is_zeros(data: Part) -> bool:
     return isinstance(data, memoryview) and data.obj is _RANGE_ZEROS
 
 
-_SYNC_FILE_RANGE_WRITE = 2
-_sync_file_range: Callable[[int, int, int, int], int] | None = None
-
-
-def _start_writeback(fd: int, offset: int, n: int) -> None:
-    """Start writing ``n`` bytes at ``offset`` of ``fd`` to disk, without waiting
-    (``sync_file_range(SYNC_FILE_RANGE_WRITE)``): the caller's fsync at the end then
-    finds them written, instead of writing the whole output only then."""
-    global _sync_file_range
-    if _sync_file_range is None:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        function = getattr(libc, "sync_file_range", None)
-        if function is None:
-            _sync_file_range = lambda *_args: 0  # noqa: E731 - no such call here: a no-op
-        else:
-            function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            _sync_file_range = function
-    _sync_file_range(fd, offset, n, _SYNC_FILE_RANGE_WRITE)
-
-
 class _Output:
     """A regular file the pieces are written into at ``base`` + their offset in the tar."""
 
@@ -203,7 +182,7 @@ class _Output:
         done = os.pwrite(self.fd, data, offset)
         while done < len(data):  # a short write (a full disk says so by raising): the rest
             done += os.pwrite(self.fd, memoryview(data)[done:], offset + done)
-        _start_writeback(self.fd, offset, len(data))
+        start_writeback(self.fd, offset, len(data))
 
 
 def _read_piece(piece: _Piece, where: tuple[tuple[int, str], ...], out: _Output | None) -> Part:

@@ -79,7 +79,14 @@ from lamina._lazy import lazy_names
 TYPE_CHECKING = False  # (not `typing`: `lamina run` does without it)
 if TYPE_CHECKING:
     from lamina.store._commit import write_image
-    from lamina.store._content import BlobInfo, BlobLease, ContentStore, Writer, fsync_dir
+    from lamina.store._content import (
+        BlobInfo,
+        BlobLease,
+        ContentStore,
+        Writer,
+        fsync_dir,
+        start_writeback,
+    )
     from lamina.store._fileindex import FileIndex, IndexEntry, LayerColumns, LayerOrigin
     from lamina.store._gc import STALE_SECONDS, remove_tree
     from lamina.store._layout import RECORD_SUFFIX, record_path, snapshot_path
@@ -112,6 +119,7 @@ _LAZY = {
     "ContentStore": "lamina.store._content",
     "Writer": "lamina.store._content",
     "fsync_dir": "lamina.store._content",
+    "start_writeback": "lamina.store._content",
     "FileIndex": "lamina.store._fileindex",
     "IndexEntry": "lamina.store._fileindex",
     "LayerColumns": "lamina.store._fileindex",
@@ -146,6 +154,7 @@ _LAZY = {
 
 __all__ = [
     "fsync_dir",
+    "start_writeback",
     "record_path",
     "snapshot_path",
     "VerifiedBlob",

@@ -226,8 +226,10 @@ _SYNC_FILE_RANGE_WRITE = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    # Advisory only: fsync at commit is what makes the blob durable.
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing `length` bytes at `offset` of `fd` to disk without waiting for them
+    (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so a later fsync finds them written.
+    Advisory only: the fsync is what makes them durable."""
     _libc.sync_file_range(fd, ctypes.c_longlong(offset), ctypes.c_longlong(length),
                           _SYNC_FILE_RANGE_WRITE)  # fmt: skip
 
@@ -299,7 +301,7 @@ class Writer:
             view = view[n:]
             self.offset += n
         if self.writeback and self.offset - self._flushed >= _WRITEBACK_STEP:
-            _start_writeback(self._fd, self._flushed, self.offset - self._flushed)
+            start_writeback(self._fd, self._flushed, self.offset - self._flushed)
             self._flushed = self.offset
 
     def commit(self) -> BlobInfo:
