@@ -33,7 +33,7 @@ from pathlib import Path
 
 LAMINA = [sys.executable, "-m", "lamina"]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import scaled  # noqa: E402
+from _bench import drop_caches, scaled  # noqa: E402
 
 FILES = scaled(20_000)  # LAMINA_BENCH_SCALE shrinks it for a trial run
 FILE_SIZE = 20_000
@@ -65,12 +65,6 @@ def _run_cpu(argv: list[str], cpu: list[float]) -> float:
 def _save_cpu(label: str, argv: list[str]) -> float:
     """`_run_cpu`, the CPU kept under `label` in `_CPU` (the save rows)."""
     return _run_cpu(argv, _CPU.setdefault(label, []))
-
-
-def _cold() -> None:
-    subprocess.run(["sync"], check=False)
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
 
 
 def _disk_usage(path: Path) -> int:
@@ -204,20 +198,20 @@ def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[
         # deleted inodes), and before, lamina always ran after two deletions, buildah
         # after none.
         shutil.rmtree(root, ignore_errors=True)
-        _cold()
+        drop_caches()
         load.append(_run_cpu([*LAMINA, "--root", str(root), "load", "-i", str(archive)],
                              cpu["lamina load"]))  # fmt: skip
         shutil.rmtree(root)
         buildah = _Buildah(work / f"ls-buildah-{i}")
         try:
-            _cold()
+            drop_caches()
             pull.append(_run_cpu(buildah("pull", "-q", f"docker-archive:{archive}"),
                                  cpu["buildah pull"]))  # fmt: skip
         finally:
             buildah.close()
         floor = work / "floor-x"
         floor.mkdir()
-        _cold()
+        drop_caches()
         untar.append(_run_cpu(["tar", "-xf", str(layer_tar), "-C", str(floor)], cpu["tar -xf"]))
         shutil.rmtree(floor)
     layer_tar.unlink()
@@ -225,33 +219,33 @@ def bench_load_save(work: Path, archive: Path, layout: Path, runs: int) -> list[
         f"{tool} {statistics.median(values):.2f} s" for tool, values in cpu.items()),
         flush=True)  # fmt: skip
     _run([*LAMINA, "--root", str(root), "load", "-i", str(archive)])  # for the saves
+    snapshot = _snapshot_dir(root)  # the loaded image's: the same for every save
     for _ in range(runs):
         out = work / "out.tar"
         out.unlink(missing_ok=True)
-        _cold()
+        drop_caches()
         save.append(_save_cpu("save docker-archive", [*LAMINA, "--root", str(root), "save",
                                                       "-o", str(out), "bench/big:1"]))  # fmt: skip
         out.unlink()
-        snapshot = _snapshot_dir(root)
-        _cold()
+        drop_caches()
         tar_c.append(_save_cpu("tar -cf | cat", ["sh", "-c", 'tar -cf - -C "$1" . | cat >/dev/null',
                                                 "-", str(snapshot)]))  # fmt: skip
-        _cold()
+        drop_caches()
         parallel = 'cd "$1" && find . -type f -print0 | xargs -0 -n 500 -P 32 cat >/dev/null'
         cat_p.append(_save_cpu("xargs -P 32 cat", ["sh", "-c", parallel, "-", str(snapshot)]))
-        _cold()
+        drop_caches()
         sk_save.append(_save_cpu("skopeo copy oci: docker-archive:", [
             "skopeo", "copy", "-q", f"oci:{layout}:1", f"docker-archive:{out}:bench/big:1",
         ]))  # fmt: skip
         out.unlink()
         _run([*LAMINA, "--root", str(root), "prune"])  # no compressed blob left to reuse
-        _cold()
+        drop_caches()
         oci.append(_save_cpu("save oci-archive", [
             *LAMINA, "--root", str(root), "save", "--format", "oci-archive", "-o", str(out),
             "bench/big:1",
         ]))  # fmt: skip
         out.unlink()
-        _cold()
+        drop_caches()
         sk_oci.append(_save_cpu("skopeo copy --dest-compress", [
             "skopeo", "copy", "-q", "--dest-compress", f"oci:{layout}:1",
             f"oci-archive:{out}:1"]))  # fmt: skip

@@ -16,20 +16,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from lamina.dockerfile import ContextFile
-from lamina.layers import ReadAhead
+from lamina.layers import ReadAhead, worth_a_process
 from lamina.store import RACY_SECONDS, FileIdentity, Store
 
 _BIG_FILE = 4 << 20
 _CHUNK = 1 << 20
-# Files to read: this many (or bytes) are worth a process reading them ahead.
-_READ_AHEAD_FILES = 1000
-_READ_AHEAD_BYTES = 64 << 20
 
 
 def worth_reading_ahead(sizes: Sequence[int]) -> bool:
     """Whether files of these sizes are many (or big) enough to be read ahead by another
-    process (``ReadAhead``, ~20 ms to start) rather than one at a time."""
-    return len(sizes) >= _READ_AHEAD_FILES or sum(sizes) >= _READ_AHEAD_BYTES
+    process (``ReadAhead``) rather than one at a time."""
+    return worth_a_process(len(sizes), sum(sizes))
 
 
 def file_sha256(path: str) -> str:

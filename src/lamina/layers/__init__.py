@@ -131,9 +131,14 @@ if TYPE_CHECKING:
     from lamina.layers._index import (
         EntryCollector,
     )
-    from lamina.layers._inodeflags import TOP_DIRECTORY, inode_flags, set_inode_flags
+    from lamina.layers._inodeflags import (
+        TOP_DIRECTORY,
+        inode_flags,
+        mark_top_directory,
+        set_inode_flags,
+    )
     from lamina.layers._rebuild import RebuiltTar
-    from lamina.layers._stagecopy import DirectCopy, ReadAhead
+    from lamina.layers._stagecopy import DirectCopy, ReadAhead, worth_a_process
     from lamina.layers._tarheader import (
         build_header,
     )
@@ -164,6 +169,7 @@ _LAZY = {
     "TOP_DIRECTORY": "lamina.layers._inodeflags",
     "inode_flags": "lamina.layers._inodeflags",
     "set_inode_flags": "lamina.layers._inodeflags",
+    "mark_top_directory": "lamina.layers._inodeflags",
     "scan_layer": "lamina.layers._apply",
     "Change": "lamina.layers._changes",
     "ChangeKind": "lamina.layers._changes",
@@ -182,6 +188,7 @@ _LAZY = {
     "EntryCollector": "lamina.layers._index",
     "DirectCopy": "lamina.layers._stagecopy",
     "ReadAhead": "lamina.layers._stagecopy",
+    "worth_a_process": "lamina.layers._stagecopy",
     "EntryCopier": "lamina.layers._tarwrite",
     "build_header": "lamina.layers._tarheader",
     "ByteStream": "lamina.layers._tarread",
@@ -245,6 +252,7 @@ __all__ = [
     "Compression",
     "DirectCopy",
     "ReadAhead",
+    "worth_a_process",
     "EntryCopier",
     "EntryCollector",
     "EntryHook",
@@ -275,6 +283,7 @@ __all__ = [
     "TOP_DIRECTORY",
     "inode_flags",
     "set_inode_flags",
+    "mark_top_directory",
 ]
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__, globals())

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import _whiteout
 from lamina.layers._fileworker import BATCH, FAIL, FILE, MAX_DIRS
-from lamina.layers._inodeflags import TOP_DIRECTORY, inode_flags, set_inode_flags
+from lamina.layers._inodeflags import TOP_DIRECTORY, mark_top_directory, set_inode_flags
 from lamina.layers._scoped import ScopedRoot, split_entry_path
 from lamina.layers._tarread import ByteStream, EntryReader, EntryType, Limits, TarEntry, TarReader
 from lamina.layers._tarsplit import SplitRecorder
@@ -688,12 +688,8 @@ def _set_topdir(target: str) -> tuple[int, int] | None:
         fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
-    flags = inode_flags(fd)
-    if (
-        flags is not None
-        and not flags & TOP_DIRECTORY
-        and set_inode_flags(fd, flags | TOP_DIRECTORY)
-    ):
+    flags = mark_top_directory(fd)
+    if flags is not None and not flags & TOP_DIRECTORY:
         return fd, flags
     os.close(fd)
     return None

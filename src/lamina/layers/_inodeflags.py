@@ -44,3 +44,14 @@ def set_inode_flags(fd: int, value: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def mark_top_directory(fd: int) -> int | None:
+    """Flag the open directory `fd` as the top of a hierarchy (``chattr +T``) if it is
+    not yet: its flags before, or None where the file system cannot flag it."""
+    flags = inode_flags(fd)
+    if flags is None:
+        return None
+    if flags & TOP_DIRECTORY or set_inode_flags(fd, flags | TOP_DIRECTORY):
+        return flags
+    return None

@@ -58,6 +58,14 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # start (~20 ms) costs more than writing the files here.
 _WORKER_MIN_FILES = 1000
 _WORKER_MIN_BYTES = 64 << 20
+
+
+def worth_a_process(files: int, size: int) -> bool:
+    """Whether `files` files of `size` bytes in all are enough work for a helper process
+    (copying or reading ahead) that takes ~20 ms to start."""
+    return files >= _WORKER_MIN_FILES or size >= _WORKER_MIN_BYTES
+
+
 _RING = 32 << 20  # the shared ring the reader copies file bytes into
 _WHOLE = 1 << 20  # a file up to this size is one record (its bytes in one ring range)
 _FLUSH_RECORDS = 64 << 10  # records are sent once this many bytes of them wait...
@@ -453,7 +461,7 @@ class DirectCopy:
         ]  # fmt: skip
         files = sum(1 for c in changes if c.st is not None and stat.S_ISREG(c.st.st_mode))
         self._files: _Files | None = None
-        if files >= _WORKER_MIN_FILES or sum(s for _, s in ahead) >= _WORKER_MIN_BYTES:
+        if worth_a_process(files, sum(s for _, s in ahead)):
             try:
                 self._files = _WorkerFiles(directory, ahead)
             except OSError:

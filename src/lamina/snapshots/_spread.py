@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lamina.layers import TOP_DIRECTORY, inode_flags, set_inode_flags
+from lamina.layers import mark_top_directory
 
 
 def spread_new_directories(directory: Path) -> bool:
@@ -21,9 +21,6 @@ def spread_new_directories(directory: Path) -> bool:
     except OSError:
         return False
     try:
-        flags = inode_flags(fd)
-        if flags is None:
-            return False
-        return bool(flags & TOP_DIRECTORY) or set_inode_flags(fd, flags | TOP_DIRECTORY)
+        return mark_top_directory(fd) is not None
     finally:
         os.close(fd)

@@ -82,7 +82,7 @@ def test_many_small_files_are_hashed_with_a_read_ahead_beside(
     files = select_sources(ctx, ["."])
     digests = digest_context_files(store, str(ctx), files)
     assert made == []  # 40 small files: read one by one
-    monkeypatch.setattr(sources, "_READ_AHEAD_FILES", 10)
+    monkeypatch.setattr(sources, "worth_a_process", lambda files, size: files >= 10)
     store.stat_cache_clear()
     again = digest_context_files(store, str(ctx), files)
     assert again == digests == {
