@@ -417,7 +417,7 @@ class _Applier:
             # Written here and now (a small layer's first files, before a writer pays off).
             self._inline -= 1
             self._write_data(entry, os.open(parts[-1], _FILE_FLAGS, 0o600, dir_fd=parent),
-                             data, False)  # fmt: skip
+                             data)  # fmt: skip
             return data
         if self.files.error is not None:
             self._raise_file_error(self.files.error)
@@ -597,18 +597,15 @@ class _Applier:
                 os.close(fd)
             _utime(name, parent, entry.mtime)
 
-    def _write_file(
-        self, entry: TarEntry, fd: int, content: ByteStream, as_created: bool = False
-    ) -> None:
-        """Content, owner, mode, xattrs and mtime of a new regular file; closes ``fd``.
-        ``as_created``: it was created with the entry's owner and mode already."""
+    def _write_file(self, entry: TarEntry, fd: int, content: ByteStream) -> None:
+        """Content, owner, mode, xattrs and mtime of a new regular file; closes ``fd``."""
         try:
             _copy(content, fd, entry.size)
-            self._file_metadata(entry, fd, as_created)
+            self._file_metadata(entry, fd)
         finally:
             os.close(fd)
 
-    def _write_data(self, entry: TarEntry, fd: int, data: bytes, as_created: bool) -> None:
+    def _write_data(self, entry: TarEntry, fd: int, data: bytes) -> None:
         """``_write_file`` for content already in memory (the file writer's small files):
         one write, unless it holds a run of zeros that may be a hole; closes ``fd``."""
         try:
@@ -616,16 +613,12 @@ class _Applier:
                 _copy(io.BytesIO(data), fd, len(data))
             elif data:
                 _write_all(fd, memoryview(data))
-            self._file_metadata(entry, fd, as_created)
+            self._file_metadata(entry, fd)
         finally:
             os.close(fd)
 
-    def _file_metadata(self, entry: TarEntry, fd: int, as_created: bool) -> None:
-        if not as_created:
-            self._metadata_fd(entry, fd)
-        elif entry.xattrs:
-            for xname, value in _settable(entry):
-                _setxattr(fd, xname, value, entry)
+    def _file_metadata(self, entry: TarEntry, fd: int) -> None:
+        self._metadata_fd(entry, fd)
         ns = entry.mtime * 1_000_000_000
         os.utime(fd, ns=(ns, ns))
 

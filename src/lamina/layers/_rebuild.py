@@ -7,7 +7,7 @@ ranges of a big file. A pool of threads reads the pieces, many at once: a cold s
 of many small files is read with many requests in flight (as parallel ``cat``s would),
 not one seek at a time. Pieces come back in tar order and are
 
-- streamed (``rebuild_chunks``, ``RebuiltTar.read``): into a pipe or a compressor;
+- streamed (``RebuiltTar.read``): into a pipe or a compressor;
 - or, when the output is a regular file, written at their offsets by the thread that
   read them (``RebuiltTar.write_at``, ``os.pwritev``), so no byte waits for another.
 
@@ -27,10 +27,9 @@ import hashlib
 import os
 import stat
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from lamina.errors import DigestMismatchError
 from lamina.layers._scoped import ScopedRoot, split_entry_path
@@ -283,18 +282,6 @@ def pieces_in_order(
         root.close()
 
 
-def rebuild_chunks(
-    snapshot: str | os.PathLike[str], record: BinaryIO
-) -> Generator[Part, None, None]:
-    """The layer's tar stream rebuilt from ``snapshot`` and its ``record``, in chunks
-    (headers and small files joined into pieces of about a MiB).
-
-    Not verified here: hash what it yields (``RebuiltTar`` does) and compare with the diff_id.
-    A file missing or of the wrong size raises DigestMismatchError at once.
-    """
-    yield from pieces_in_order(os.fspath(snapshot), list(read_record(record)))
-
-
 class RebuiltTar:
     """The rebuilt tar of a layer, checked against ``diff_id`` (and, if given, ``size``):
     read as a stream (DigestMismatchError at its end unless the bytes hash to the diff_id)
@@ -306,15 +293,14 @@ class RebuiltTar:
         record_path: str | os.PathLike[str],
         diff_id: str,
         size: int | None = None,
-        on_chunk: Callable[[Part], None] | None = None,
     ) -> None:
         self._snapshot = os.fspath(snapshot)
         self._file = open(record_path, "rb")  # noqa: SIM115 - closed by close()
-        self._chunks = rebuild_chunks(snapshot, self._file)
+        # Not verified by the pieces themselves: hashed here as they are read.
+        self._chunks = pieces_in_order(self._snapshot, list(read_record(self._file)))
         self._hash = ThreadedSha256()
         self._diff_id = diff_id
         self._size = size
-        self._on_chunk = on_chunk
         self.count = 0
         self._pending = memoryview(b"")
         self._done = False
@@ -333,8 +319,6 @@ class RebuiltTar:
             self.count += len(chunk)
             if self._size is not None and self.count > self._size:
                 raise self._too_long()
-            if self._on_chunk is not None:
-                self._on_chunk(chunk)
             self._pending = memoryview(chunk)
             if self._size is not None and self.count == self._size:
                 # A reader that stops at the known size never asks for EOF: check now,
