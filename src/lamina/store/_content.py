@@ -21,7 +21,8 @@ from lamina.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from lamina.oci import check_digest, digest_hex
+from lamina.oci import check_digest
+from lamina.store._layout import BLOBS, blob_path
 from lamina.store._rows import read_verified
 from lamina.store._verified import VerifiedBlob
 
@@ -79,14 +80,14 @@ class ContentStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.blobs_dir = root / "blobs" / "sha256"
+        self.blobs_dir = root / BLOBS
         self.ingest_dir = root / "ingest"
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_dir.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
         """Where the blob lives, for zero-copy readers that verify the digest themselves."""
-        return self.blobs_dir / digest_hex(digest)
+        return blob_path(self.root, digest)
 
     def has(self, digest: str) -> bool:
         """Whether the blob is committed."""

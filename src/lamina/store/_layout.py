@@ -7,6 +7,13 @@ from pathlib import Path
 from lamina.oci import digest_hex
 
 SNAPSHOTS = "snapshots"
+BLOBS = "blobs/sha256"
+
+
+def blob_path(root: Path, digest: str) -> Path:
+    """`blobs/sha256/<hex>` under the store root: where the blob `digest` is kept (the
+    digest is checked, so no name can lead elsewhere)."""
+    return root / BLOBS / digest_hex(digest)
 
 
 def snapshot_path(snapshots_dir: Path, diff_id: str) -> Path:

@@ -25,7 +25,7 @@ from lamina.errors import (
     NotFoundError,
 )
 from lamina.store._db import Database
-from lamina.store._layout import snapshot_path
+from lamina.store._layout import blob_path, snapshot_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -236,7 +236,5 @@ class RowStore:
 
     def config_bytes(self, image: ImageRow, max_size: int) -> bytes:
         """The image's config as stored, verified."""
-        from lamina.oci import digest_hex
-
-        path = self.root / "blobs" / "sha256" / digest_hex(image.config_digest)
+        path = blob_path(self.root, image.config_digest)
         return read_verified(path, image.config_digest, max_size)
