@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-TYPE_CHECKING = False  # `typing` costs milliseconds `lamina run` does not spend
+TYPE_CHECKING = False  # `typing` costs milliseconds; the run path should not need it
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from typing import Any

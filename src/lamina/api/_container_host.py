@@ -17,7 +17,7 @@ from pathlib import Path
 from lamina.errors import InvalidInputError
 from lamina.store import RowStore
 
-TYPE_CHECKING = False  # (not `typing`: `lamina run` does without it)
+TYPE_CHECKING = False  # not typing's: the run path still loads typing elsewhere
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, Protocol

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lamina.errors import LaminaError
 
-TYPE_CHECKING = False  # (not `typing`: `lamina run` does without it)
+TYPE_CHECKING = False  # not typing's: the run path still loads typing elsewhere
 if TYPE_CHECKING:
     from lamina.api._container_host import ContainerHost
 
