@@ -47,7 +47,8 @@ and ``write_layer(changes, None, record=SplitRecorder(f))`` keep the exact tar s
 headers, order and padding; ``RebuiltTar(snapshot, record_path, diff_id, size)`` reads the
 tar back byte for byte (DigestMismatchError at its end if the snapshot changed), many files
 read at once by a pool of threads, or writes it into a regular file at an offset
-(``write_at(fd, offset)``: each piece written where it belongs by the thread that read it), and
+(``write_at(fd, offset)``: each piece written where it belongs by the thread that read it;
+``check_tree=`` a walk of the snapshot run beside the reads), and
 ``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for.
 ``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass;
 ``record_entries(record_path)`` gives them again later from the record alone.

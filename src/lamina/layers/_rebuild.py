@@ -8,8 +8,13 @@ of many small files is read with many requests in flight (as parallel ``cat``s w
 not one seek at a time. Pieces come back in tar order and are
 
 - streamed (``RebuiltTar.read``): into a pipe or a compressor;
-- or, when the output is a regular file, written at their offsets by the thread that
-  read them (``RebuiltTar.write_at``, ``os.pwritev``), so no byte waits for another.
+- or, when the output is a regular file, read into buffers used again and again and
+  written at their offsets by the thread that read them (``RebuiltTar.write_at``,
+  ``os.pwrite``), so no byte waits for another. Nothing is forced to disk: the kernel
+  writes the output back later, not while the snapshot is being read from the same disk.
+
+The record is decoded as the pieces are handed out, so the first files are being read
+while the rest of it is still being decoded.
 
 Either way every piece is hashed in tar order and the sha256 compared with the diff_id
 at the end (Docker verifies a layer's rebuilt TarStream the same way; containers/storage
@@ -23,18 +28,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import hashlib
 import os
 import stat
+import threading
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from lamina.errors import DigestMismatchError
 from lamina.layers._scoped import ScopedRoot, split_entry_path
 from lamina.layers._tarsplit import FileOp, RawOp, ThreadedSha256, read_record
-from lamina.store import start_writeback
 
 _CHUNK = 1 << 20
 _ZEROS = bytes(_CHUNK)
@@ -48,6 +54,7 @@ _BIG = 1 << 20  # a file bigger than this is read in ranges of its own
 _RANGE = 4 << 20
 _RANGE_ZEROS = bytes(_RANGE)
 _THREADS = 24  # pieces read at once
+_BUFFER_UNIT = 1 << 20  # the positional path's reusable buffers come in multiples of this
 _AHEAD_PIECES = 96  # pieces read ahead of the one being consumed
 _AHEAD_BYTES = 96 << 20  # and at most this many bytes
 _MAX_DIRS = 256  # directory fds kept open for the threads
@@ -67,7 +74,7 @@ class _Piece:
     skip: int = 0
 
 
-def plan(ops: list[RawOp | FileOp]) -> Iterator[_Piece]:
+def plan(ops: Iterable[RawOp | FileOp]) -> Iterator[_Piece]:
     """The tar's pieces, in order (see the module doc)."""
     pos = 0
     batch: list[RawOp | FileOp] = []
@@ -130,32 +137,68 @@ def _read_exactly(fd: int, n: int, offset: int, name: str) -> bytes:
     return data
 
 
-def _read_range(fd: int, start: int, n: int, sparse: bool, name: str) -> Part:
-    """Bytes [start, start + n) of a file; holes (when ``sparse``) are not read."""
-    if not sparse:
-        return _read_exactly(fd, n, start, name)
-    parts: list[Part] = []
-    pos, end = start, start + n
+def _segments(fd: int, start: int, end: int) -> Iterator[tuple[int, int, bool]]:
+    """[start, end) of a sparse file as runs (from, to, holds data), found with
+    SEEK_DATA/SEEK_HOLE: the holes are never read."""
+    pos = start
     while pos < end:
         try:
             data_at = min(os.lseek(fd, pos, _SEEK_DATA), end)
         except OSError:  # ENXIO: only a hole is left
             data_at = end
-        if pos == start and data_at == end:
-            return _zeros(n)  # all hole: nothing read, nothing to write into a fresh file
-        while pos < data_at:
-            k = min(_CHUNK, data_at - pos)
-            parts.append(memoryview(_ZEROS)[:k])
-            pos += k
+        if data_at > pos:
+            yield pos, data_at, False
+            pos = data_at
         if pos >= end:
             break
         try:
             hole_at = min(os.lseek(fd, pos, _SEEK_HOLE), end)
         except OSError:
             hole_at = end
-        parts.append(_read_exactly(fd, hole_at - pos, pos, name))
+        yield pos, hole_at, True
         pos = hole_at
+
+
+def _read_range(fd: int, start: int, n: int, sparse: bool, name: str) -> Part:
+    """Bytes [start, start + n) of a file; holes (when ``sparse``) are not read."""
+    if not sparse:
+        return _read_exactly(fd, n, start, name)
+    parts: list[Part] = []
+    for at, to, data in _segments(fd, start, start + n):
+        if not data and at == start and to == start + n:
+            return _zeros(n)  # all hole: nothing read, nothing to write into a fresh file
+        if data:
+            parts.append(_read_exactly(fd, to - at, at, name))
+        else:
+            parts.extend(memoryview(_ZEROS)[: min(_CHUNK, to - k)] for k in range(at, to, _CHUNK))
     return b"".join(parts)
+
+
+def _read_into(fd: int, view: memoryview, offset: int, name: str) -> None:
+    """Fill ``view`` with the file's bytes from ``offset`` (``_read_exactly`` into a buffer)."""
+    done = os.preadv(fd, [view], offset)
+    while done < len(view):  # a short read: only a file that shrank meanwhile does that
+        more = os.preadv(fd, [view[done:]], offset + done)
+        if not more:
+            raise DigestMismatchError(f"snapshot file {name!r}: size", "longer", "shorter")
+        done += more
+
+
+def _range_into(fd: int, start: int, view: memoryview, sparse: bool, name: str) -> memoryview:
+    """``_read_range`` into ``view`` (its whole length): the bytes read, or the shared
+    zeros when the range is all hole."""
+    n = len(view)
+    if not sparse:
+        _read_into(fd, view, start, name)
+        return view
+    for at, to, data in _segments(fd, start, start + n):
+        if not data and at == start and to == start + n:
+            return _zeros(n)
+        if data:
+            _read_into(fd, view[at - start : to - start], at, name)
+        else:
+            view[at - start : to - start] = _zeros(to - at)
+    return view
 
 
 def _zeros(n: int) -> memoryview:
@@ -167,7 +210,11 @@ def _is_zeros(data: Part) -> bool:
 
 
 class _Output:
-    """A regular file the pieces are written into at ``base`` + their offset in the tar."""
+    """A regular file the pieces are written into at ``base`` + their offset in the tar.
+
+    Written as a plain file is (``docker save``, skopeo): into the page cache, left to the
+    kernel to write back. Starting the writeback here made the disk write the output
+    while the snapshot is read from it, and the reads waited behind the writes."""
 
     def __init__(self, fd: int, base: int) -> None:
         self.fd = fd
@@ -181,61 +228,134 @@ class _Output:
         done = os.pwrite(self.fd, data, offset)
         while done < len(data):  # a short write (a full disk says so by raising): the rest
             done += os.pwrite(self.fd, memoryview(data)[done:], offset + done)
-        start_writeback(self.fd, offset, len(data))
 
 
-def _read_piece(piece: _Piece, where: tuple[tuple[int, str], ...], out: _Output | None) -> Part:
-    """A reading thread's job: the bytes of ``piece`` (``where``: each file's directory fd
-    and name), written to ``out`` at their offset if given. The files of a piece are
-    opened and announced to the kernel (``POSIX_FADV_WILLNEED``: their reads start at
-    once, side by side) before the first is read."""
+class _Buffers:
+    """The buffers a positional rebuild reads its pieces into, each used again once its
+    piece is written and hashed: no new memory (nor the kernel's zeroing of it) per piece.
+    At most ``_AHEAD_PIECES`` are out at once."""
+
+    def __init__(self) -> None:
+        self._free: dict[int, list[bytearray]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> memoryview:
+        """A buffer's first ``n`` bytes (what was in them before: the caller fills them)."""
+        size = -(-max(n, 1) // _BUFFER_UNIT) * _BUFFER_UNIT
+        with self._lock:
+            free = self._free.get(size)
+            buf = free.pop() if free else None
+        return memoryview(buf if buf is not None else bytearray(size))[:n]
+
+    def give(self, view: memoryview) -> None:
+        """Back into the pool, the buffer under ``view`` (a piece's, once hashed)."""
+        buf = view.obj
+        if isinstance(buf, bytearray):
+            with self._lock:
+                self._free.setdefault(len(buf), []).append(buf)
+
+
+def _open_files(piece: _Piece, where: tuple[tuple[int, str], ...]) -> list[int]:
+    """The files of a small-file piece, opened (checked by ``_open``) and announced to the
+    kernel (``POSIX_FADV_WILLNEED``: their reads start at once, side by side) before the
+    first is read. Closed again if one fails."""
+    fds: list[int] = []
+    try:
+        k = 0
+        for op in piece.ops:
+            if isinstance(op, FileOp):
+                fd, _sparse = _open(*where[k], op.name, op.size)
+                fds.append(fd)
+                k += 1
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(fd, 0, op.size, os.POSIX_FADV_WILLNEED)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
+def _read_piece(piece: _Piece, where: tuple[tuple[int, str], ...]) -> Part:
+    """A streaming reader's job: the bytes of ``piece`` (``where``: each file's directory
+    fd and name), as new bytes the consumer may keep."""
     if piece.ranged:
         op = piece.ops[0]
         assert isinstance(op, FileOp)
         fd, sparse = _open(*where[0], op.name, op.size)
         try:
-            data = _read_range(fd, piece.skip, piece.size, sparse, op.name)
+            return _read_range(fd, piece.skip, piece.size, sparse, op.name)
         finally:
             os.close(fd)
-    else:
-        fds: list[int] = []
+    fds = _open_files(piece, where)
+    try:
+        parts: list[Part] = []
+        k = 0
+        for op in piece.ops:
+            if isinstance(op, RawOp):
+                parts.append(op.data)
+            else:
+                parts.append(_read_exactly(fds[k], op.size, 0, op.name))
+                k += 1
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _write_piece(
+    piece: _Piece, where: tuple[tuple[int, str], ...], out: _Output, buffers: _Buffers
+) -> memoryview:
+    """A positional reader's job: the bytes of ``piece`` read into a buffer of ``buffers``
+    and written into ``out`` at their offset; the buffer (the shared zeros for a range
+    that is all hole) is returned to be hashed, then given back."""
+    view = buffers.take(piece.size)
+    if piece.ranged:
+        op = piece.ops[0]
+        assert isinstance(op, FileOp)
+        fd, sparse = _open(*where[0], op.name, op.size)
         try:
-            k = 0
-            for op in piece.ops:
-                if isinstance(op, FileOp):
-                    fd, _sparse = _open(*where[k], op.name, op.size)
-                    fds.append(fd)
-                    k += 1
-                    with contextlib.suppress(OSError):
-                        os.posix_fadvise(fd, 0, op.size, os.POSIX_FADV_WILLNEED)
-            parts: list[Part] = []
-            k = 0
+            data = _range_into(fd, piece.skip, view, sparse, op.name)
+        finally:
+            os.close(fd)
+        if data is not view:
+            buffers.give(view)  # all hole: the zeros stand for it
+    else:
+        data = view
+        fds = _open_files(piece, where)
+        try:
+            pos = k = 0
             for op in piece.ops:
                 if isinstance(op, RawOp):
-                    parts.append(op.data)
+                    n = len(op.data)
+                    view[pos : pos + n] = op.data
                 else:
-                    parts.append(_read_exactly(fds[k], op.size, 0, op.name))
+                    n = op.size
+                    _read_into(fds[k], view[pos : pos + n], 0, op.name)
                     k += 1
+                pos += n
         finally:
             for fd in fds:
                 os.close(fd)
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-    if out is not None:
-        out.write(data, out.base + piece.start)
+    out.write(data, out.base + piece.start)
     return data
 
 
 def pieces_in_order(
-    snapshot: str, ops: list[RawOp | FileOp], out: _Output | None = None
+    snapshot: str, ops: Iterable[RawOp | FileOp], out: _Output | None = None
 ) -> Generator[Part, None, None]:
-    """Each piece's bytes, in tar order, read (and written to ``out``) by a pool of threads
-    up to ``_AHEAD_PIECES`` ahead. Paths are resolved here, by the one resolver (a symlink
-    on the way is followed inside the snapshot, as the applier did when it wrote them);
-    the threads open the last component in its directory (an fd of this generator's own,
-    kept until no thread can be using it)."""
-    pieces = list(plan(ops))
+    """Each piece's bytes, in tar order, read by a pool of threads up to
+    ``_AHEAD_PIECES`` ahead: new bytes, or with ``out`` written into it at their offsets
+    by the reading thread, from buffers used again once the consumer takes the next piece
+    (it must be done with the last one by then). Paths are resolved here, by the one
+    resolver (a symlink on the way is followed inside the snapshot, as the applier did
+    when it wrote them); the threads open the last component in its directory (an fd of
+    this generator's own, kept until no thread can be using it). ``ops`` is planned as the
+    pieces are handed out: the first are read while the rest of the record is decoded."""
+    pieces = plan(ops)
     root = ScopedRoot(snapshot)
     pool = ThreadPoolExecutor(_THREADS, "snapshot-read")
+    buffers = _Buffers() if out is not None else None
     dirs: dict[tuple[str, ...], int] = {}
     ahead: deque[tuple[int, Future[Part]]] = deque()
     ahead_bytes = 0
@@ -259,33 +379,64 @@ def pieces_in_order(
         dirs.clear()
 
     try:
-        following = 0
-        while following < len(pieces) or ahead:
-            while following < len(pieces) and (
+        following = next(pieces, None)
+        while following is not None or ahead:
+            while following is not None and (
                 not ahead or (len(ahead) < _AHEAD_PIECES and ahead_bytes < _AHEAD_BYTES)
             ):
-                piece = pieces[following]
-                following += 1
+                piece = following
                 names = [op.name for op in piece.ops if isinstance(op, FileOp)]
                 if len(dirs) + len(names) > _MAX_DIRS:
                     wait([future for _n, future in ahead])  # no thread uses them now
                     close_dirs()
                 where = tuple(parent(name) for name in names)
-                ahead.append((piece.size, pool.submit(_read_piece, piece, where, out)))
+                if out is None or buffers is None:
+                    future = pool.submit(_read_piece, piece, where)
+                else:
+                    future = pool.submit(_write_piece, piece, where, out, buffers)
+                ahead.append((piece.size, future))
                 ahead_bytes += piece.size
+                following = next(pieces, None)
             size, future = ahead.popleft()
             ahead_bytes -= size
-            yield future.result()
+            data = future.result()
+            yield data
+            if buffers is not None and isinstance(data, memoryview):
+                buffers.give(data)  # hashed: its buffer reads another piece
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         close_dirs()
         root.close()
 
 
+class _Beside:
+    """``check()`` run on a thread of its own; ``join()`` waits and raises what it raised."""
+
+    def __init__(self, check: Callable[[], None]) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(check,), name="tree-check")
+        self._thread.start()
+
+    def _run(self, check: Callable[[], None]) -> None:
+        try:
+            check()
+        except BaseException as exc:  # handed to join()'s caller
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class RebuiltTar:
     """The rebuilt tar of a layer, checked against ``diff_id`` (and, if given, ``size``):
     read as a stream (DigestMismatchError at its end unless the bytes hash to the diff_id)
-    or written whole into a regular file with ``write_at``."""
+    or written whole into a regular file with ``write_at``.
+
+    ``check_tree``, if given, is a check of the snapshot's tree beyond what the tar reads
+    (no entry added behind lamina's back) that raises DigestMismatchError: a stream runs
+    it before its first byte goes out, ``write_at`` beside its reads, before it returns."""
 
     def __init__(
         self,
@@ -293,11 +444,14 @@ class RebuiltTar:
         record_path: str | os.PathLike[str],
         diff_id: str,
         size: int | None = None,
+        *,
+        check_tree: Callable[[], None] | None = None,
     ) -> None:
         self._snapshot = os.fspath(snapshot)
-        self._file = open(record_path, "rb")  # noqa: SIM115 - closed by close()
-        # Not verified by the pieces themselves: hashed here as they are read.
-        self._chunks = pieces_in_order(self._snapshot, list(read_record(self._file)))
+        # Read as the pieces go (not verified by them: hashed here as they are read).
+        self._record = open(record_path, "rb")  # noqa: SIM115 - closed by close()
+        self._chunks: Generator[Part, None, None] | None = None  # the stream, once read
+        self._check_tree = check_tree
         self._hash = ThreadedSha256()
         self._diff_id = diff_id
         self._size = size
@@ -305,9 +459,29 @@ class RebuiltTar:
         self._pending = memoryview(b"")
         self._done = False
 
+    def _ops(self) -> Iterator[RawOp | FileOp]:
+        """The record's frames, once; with a known size, DigestMismatchError as soon as
+        they add up to more (before a byte past it is read or written)."""
+        ops = read_record(self._record)
+        if self._size is None:
+            yield from ops
+            return
+        total = 0
+        for op in ops:
+            total += len(op.data) if isinstance(op, RawOp) else op.size
+            if total > self._size:
+                raise self._too_long()
+            yield op
+
     def read(self, n: int = -1, /) -> bytes:
         if n is None or n < 0:
             return b"".join(iter(lambda: self.read(_CHUNK), b""))
+        if self._chunks is None:
+            if self._done:
+                return b""
+            if self._check_tree is not None:
+                self._check_tree()
+            self._chunks = pieces_in_order(self._snapshot, self._ops())
         while not self._pending and not self._done:
             try:
                 chunk = next(self._chunks)
@@ -340,25 +514,27 @@ class RebuiltTar:
         writes, from many threads; the file's own offset does not move) and return its
         size, once its bytes hashed to the diff_id. On DigestMismatchError the region
         holds whatever was read: the caller drops the file."""
-        if self.count or self._done:
+        if self._chunks is not None or self._done:
             raise ValueError("write_at on a tar already being read")
-        self._chunks.close()
         self._done = True
-        self._file.seek(0)
-        ops = list(read_record(self._file))
-        total = sum(len(op.data) if isinstance(op, RawOp) else op.size for op in ops)
-        if self._size is not None and total != self._size:
-            raise DigestMismatchError(
-                f"layer {self._diff_id} rebuilt from its snapshot: size",
-                str(self._size), str(total),
-            )  # fmt: skip
+        tree = _Beside(self._check_tree) if self._check_tree is not None else None
         digest = hashlib.sha256()  # this thread only waits for the readers: it hashes
         out = _Output(fd, offset)
-        for piece in pieces_in_order(self._snapshot, ops, out):
-            digest.update(piece)
-            self.count += len(piece)
-        if out.fresh and os.fstat(fd).st_size < offset + total:
-            os.ftruncate(fd, offset + total)  # it ended in a hole, not written: zeros
+        # The pieces make no cycles, but their many objects would set the collector
+        # walking every op of the record, again and again, while the threads wait.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for piece in pieces_in_order(self._snapshot, self._ops(), out):
+                digest.update(piece)
+                self.count += len(piece)
+        finally:
+            if collecting:
+                gc.enable()
+            if tree is not None:
+                tree.join()
+        if out.fresh and os.fstat(fd).st_size < offset + self.count:
+            os.ftruncate(fd, offset + self.count)  # it ended in a hole, not written: zeros
         self._check(digest.hexdigest())
         return self.count
 
@@ -384,8 +560,9 @@ class RebuiltTar:
             )
 
     def close(self) -> None:
-        self._chunks.close()
-        self._file.close()
+        if self._chunks is not None:
+            self._chunks.close()
+        self._record.close()
         self._hash.stop()
 
     def __enter__(self) -> RebuiltTar:

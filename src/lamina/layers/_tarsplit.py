@@ -149,47 +149,69 @@ class SplitRecorder:
         self._out.write(self._z.flush())
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RawOp:
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FileOp:
     name: str
     size: int
 
 
 def read_record(record: BinaryIO) -> Iterator[RawOp | FileOp]:
-    """The frames of a record, in order; InvalidInputError if it is damaged."""
-    try:
-        data = zlib.decompress(record.read())
-    except zlib.error as exc:
-        raise InvalidInputError(f"tar-split record is corrupt: {exc}") from exc
-    view = memoryview(data)
-    if bytes(view[: len(MAGIC)]) != MAGIC:
+    """The frames of a record, in order, decompressed a MiB at a time as they are asked
+    for (a rebuild starts reading files after the first frames, not after all of a 20 MB
+    record); InvalidInputError if it is damaged, raised when the damage is reached."""
+    compressed = record.read()
+    z = zlib.decompressobj()
+
+    def more() -> bytes:
+        nonlocal compressed
+        try:
+            out = z.decompress(compressed, _CHUNK)
+        except zlib.error as exc:
+            raise InvalidInputError(f"tar-split record is corrupt: {exc}") from exc
+        compressed = z.unconsumed_tail
+        return out
+
+    data = b""
+    while len(data) < len(MAGIC) and (chunk := more()):
+        data += chunk
+    if data[: len(MAGIC)] != MAGIC:
         raise InvalidInputError("not a lamina tar-split record")
-    pos, end = len(MAGIC), len(data)
+    pos, base = len(MAGIC), 0  # base: where ``data`` starts in the whole record
     unpack_raw, unpack_file = struct.Struct(">I").unpack_from, struct.Struct(">QH").unpack_from
-    while pos < end:
-        kind = data[pos]
-        if kind == 0x52 and pos + 5 <= end:  # R
-            (n,) = unpack_raw(data, pos + 1)
-            pos += 5
-            if pos + n > end:
-                break
-            yield RawOp(data[pos : pos + n])
-            pos += n
-        elif kind == 0x46 and pos + 11 <= end:  # F
-            size, n = unpack_file(data, pos + 1)
-            pos += 11
-            if pos + n > end:
-                break
-            yield FileOp(data[pos : pos + n].decode("utf-8", "surrogateescape"), size)
-            pos += n
-        else:
-            raise InvalidInputError(f"tar-split record: bad frame at {pos}")
-    if pos != end:
+    while True:
+        end = len(data)
+        while pos < end:
+            kind = data[pos]
+            if kind == 0x52:  # R
+                if pos + 5 > end:
+                    break
+                (n,) = unpack_raw(data, pos + 1)
+                if pos + 5 + n > end:
+                    break
+                yield RawOp(data[pos + 5 : pos + 5 + n])
+                pos += 5 + n
+            elif kind == 0x46:  # F
+                if pos + 11 > end:
+                    break
+                size, n = unpack_file(data, pos + 1)
+                if pos + 11 + n > end:
+                    break
+                yield FileOp(data[pos + 11 : pos + 11 + n].decode("utf-8", "surrogateescape"), size)
+                pos += 11 + n
+            else:
+                raise InvalidInputError(f"tar-split record: bad frame at {base + pos}")
+        chunk = more()
+        if not chunk:
+            break
+        data = data[pos:] + chunk  # a frame cut in two by the MiB: joined, then read
+        base += pos
+        pos = 0
+    if pos != len(data) or not z.eof:
         raise InvalidInputError("tar-split record is truncated")
 
 

@@ -466,8 +466,9 @@ def _unpack_unknown(
 
 def open_layer_tar(store: Store, diff_id: str, *, thorough: bool = False) -> RebuiltTar:
     """The layer's exact uncompressed tar, rebuilt from its snapshot; DigestMismatchError
-    before the first byte if the snapshot holds entries its tar does not, at the end if a
-    file's content changed. NotFoundError if the store does not hold the layer.
+    if the snapshot holds entries its tar does not (before the first byte of a stream, or
+    before `write_at` returns: its walk runs beside the reads), at the end if a file's
+    content changed. NotFoundError if the store does not hold the layer.
 
     Entries are counted against what the snapshot held when it was made (a walk, cheap);
     `thorough` (fsck) also compares every name with the tar's headers."""
@@ -476,18 +477,21 @@ def open_layer_tar(store: Store, diff_id: str, *, thorough: bool = False) -> Reb
     snapshot = store.snapshot_path(diff_id)
     record = store.record_path(diff_id)
     known = store.snapshot_entries(diff_id)
-    count = count_entries(snapshot) if known is not None else None
-    if thorough or known is None or count != known:
-        extras = snapshot_extras(snapshot, record)
-        if extras or (known is not None and count != known):
-            what = ", ".join(extras[:3]) if extras else f"{count} entries, made with {known}"
-            raise DigestMismatchError(
-                f"snapshot of layer {diff_id}: files its tar does not hold ({what})",
-                diff_id,
-                "a changed snapshot",
-                hint="the snapshot was changed behind lamina's back; `lamina fsck` lists it",
-            )
-    return RebuiltTar(snapshot, record, diff_id, store.layer_size(diff_id))
+
+    def check_tree() -> None:
+        count = count_entries(snapshot) if known is not None else None
+        if thorough or known is None or count != known:
+            extras = snapshot_extras(snapshot, record)
+            if extras or (known is not None and count != known):
+                what = ", ".join(extras[:3]) if extras else f"{count} entries, made with {known}"
+                raise DigestMismatchError(
+                    f"snapshot of layer {diff_id}: files its tar does not hold ({what})",
+                    diff_id,
+                    "a changed snapshot",
+                    hint="the snapshot was changed behind lamina's back; `lamina fsck` lists it",
+                )
+
+    return RebuiltTar(snapshot, record, diff_id, store.layer_size(diff_id), check_tree=check_tree)
 
 
 def verify_layer(store: Store, diff_id: str) -> None:

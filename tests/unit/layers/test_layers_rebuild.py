@@ -8,12 +8,14 @@ import io
 import os
 import random
 import tarfile
+import threading
+import zlib
 from pathlib import Path
 
 import pytest
 from layer_snapshots import unpack_with_record
 
-from lamina.errors import DigestMismatchError
+from lamina.errors import DigestMismatchError, InvalidInputError
 from lamina.layers import RebuiltTar, SplitRecorder
 from lamina.layers import _rebuild as rebuild
 from lamina.layers._tarsplit import FileOp, RawOp, read_record
@@ -199,3 +201,159 @@ def test_a_changed_snapshot_is_refused(
                 tar.write_at(fd, 0)
             finally:
                 os.close(fd)
+
+
+def _record(tmp_path: Path, frames: list[tuple[str, bytes | int]]) -> Path:
+    """A record of raw bytes (("R", data)) and files (("F", size), named f0, f1, …)."""
+    path = tmp_path / "record"
+    with open(path, "wb") as f:
+        recorder = SplitRecorder(f)
+        for n, (kind, value) in enumerate(frames):
+            if kind == "R":
+                assert isinstance(value, bytes)
+                recorder.raw(value)
+            else:
+                assert isinstance(value, int)
+                recorder.file(f"f{n}", value)
+        recorder.close()
+    return path
+
+
+def test_a_record_is_read_a_piece_at_a_time_and_frames_cut_by_a_piece_join(
+    tmp_path: Path,
+) -> None:
+    """Frames many MiB long in all, so the decoded record comes in several MiB pieces
+    and frames straddle their edges; every frame comes back whole, in order."""
+    rng = random.Random(3)
+    frames: list[tuple[str, bytes | int]] = []
+    for _ in range(9000):
+        frames.append(("R", rng.randbytes(rng.choice([1, 100, 511, 700]))))
+        frames.append(("F", rng.randrange(1, 1 << 40)))
+    frames.append(("R", rng.randbytes(3 << 20)))  # one raw frame longer than a piece
+    path = _record(tmp_path, frames)
+    with open(path, "rb") as f:
+        ops = list(read_record(f))
+    expected: list[RawOp | FileOp] = []
+    for n, (kind, value) in enumerate(frames):
+        if kind == "R":
+            assert isinstance(value, bytes)
+            if value:
+                for part in (value[i : i + (1 << 20)] for i in range(0, len(value), 1 << 20)):
+                    expected.append(RawOp(part))  # the recorder flushes raw bytes per MiB
+        else:
+            assert isinstance(value, int)
+            expected.append(FileOp(f"f{n}", value))
+    joined: list[RawOp | FileOp] = []
+    for op in ops:  # raw frames may be cut where the recorder flushed: compare bytes
+        if isinstance(op, RawOp) and joined and isinstance(joined[-1], RawOp):
+            joined[-1] = RawOp(joined[-1].data + op.data)
+        else:
+            joined.append(op)
+    merged: list[RawOp | FileOp] = []
+    for op in expected:
+        if isinstance(op, RawOp) and merged and isinstance(merged[-1], RawOp):
+            merged[-1] = RawOp(merged[-1].data + op.data)
+        else:
+            merged.append(op)
+    assert joined == merged
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "bad-frame"])
+def test_a_damaged_record_is_an_error_when_it_is_reached(tmp_path: Path, damage: str) -> None:
+    path = _record(tmp_path, [("R", os.urandom(3 << 20)), ("F", 10)])
+    data = path.read_bytes()
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "corrupt":
+        data = data[:100] + bytes(b ^ 0xFF for b in data[100:200]) + data[200:]
+    else:
+        z = zlib.decompressobj()
+        plain = z.decompress(data)
+        data = zlib.compress(plain + b"X")  # a frame kind that does not exist
+    path.write_bytes(data)
+    with open(path, "rb") as f, pytest.raises(InvalidInputError):
+        list(read_record(f))
+
+
+def test_a_record_longer_than_the_size_writes_nothing_past_it(
+    tmp_path: Path, small_pieces: None
+) -> None:
+    """The size the store knows bounds the region: a record that adds up to more is
+    refused as its frames are read, before a piece past the size is written."""
+    snap, record, data, diff_id = _layer(tmp_path)
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
+    short = len(data) // 2
+    try:
+        with pytest.raises(DigestMismatchError), RebuiltTar(snap, record, diff_id, short) as tar:
+            tar.write_at(fd, 0)
+    finally:
+        os.close(fd)
+    assert os.path.getsize(out) <= short
+
+
+def test_positional_pieces_reuse_their_buffers(
+    tmp_path: Path, small_pieces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written into a file, the pieces are read into buffers used again once hashed: far
+    fewer are made than there are pieces (no new memory per piece)."""
+    made: list[int] = []
+    real = bytearray
+
+    class Counting(real):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: object) -> None:
+            made.append(1)
+            super().__init__(*args)
+
+    monkeypatch.setattr(rebuild, "bytearray", Counting, raising=False)
+    snap, record, data, diff_id = _layer(tmp_path)
+    with open(record, "rb") as f:
+        pieces = len(list(rebuild.plan(read_record(f))))
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with RebuiltTar(snap, record, diff_id, len(data)) as tar:
+            tar.write_at(fd, 0)
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == data
+    assert pieces > 30
+    assert 0 < len(made) <= rebuild._AHEAD_PIECES + 1
+
+
+class _TreeChanged(DigestMismatchError):
+    pass
+
+
+def test_the_tree_check_refuses_a_stream_before_its_first_byte(tmp_path: Path) -> None:
+    snap, record, data, diff_id = _layer(tmp_path)
+    ran: list[str] = []
+
+    def check() -> None:
+        ran.append("check")
+        raise _TreeChanged("snapshot", "a", "b")
+
+    tar = RebuiltTar(snap, record, diff_id, len(data), check_tree=check)
+    with tar, pytest.raises(_TreeChanged):
+        tar.read(10)
+    assert ran == ["check"]
+
+
+def test_the_tree_check_runs_beside_write_at_and_refuses_before_it_returns(
+    tmp_path: Path, small_pieces: None
+) -> None:
+    snap, record, data, diff_id = _layer(tmp_path)
+    threads: list[str] = []
+
+    def check() -> None:
+        threads.append(threading.current_thread().name)
+        raise _TreeChanged("snapshot", "a", "b")
+
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        tar = RebuiltTar(snap, record, diff_id, len(data), check_tree=check)
+        with tar, pytest.raises(_TreeChanged):
+            tar.write_at(fd, 0)
+    finally:
+        os.close(fd)
+    assert threads and threads[0] != threading.current_thread().name
