@@ -35,6 +35,9 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 # module (the builder, the image listings, the template engine), which is most of what a
 # `lamina run --rm IMAGE true` would otherwise spend before it starts anything.
 CONTAINER_COMMANDS = frozenset({"run", "ps", "logs", "stop", "kill", "start", "wait"})
+# Commands that `_commands` alone defines: for these main() imports no other command
+# module either (a cold `lamina save` reads every module it imports from disk, one by one).
+STORE_COMMANDS = frozenset({"load", "save", "import", "tag", "prune", "fsck", "mount", "umount"})
 # Global options that take a value (the first other word is the command's name).
 _VALUED_GLOBALS = frozenset({"--root"})
 
@@ -55,12 +58,19 @@ def command_name(argv: list[str]) -> str | None:
 def register_commands(argv: list[str]) -> bool:
     """Import the command modules (they register themselves on `cli`): only the container
     commands' module when `argv` runs one of them (then True), only `_analyze_cmd` for
-    `analyze` (then True: a read that ends as fast as it can), every module otherwise."""
+    `analyze` (then True: a read that ends as fast as it can), only `_commands` for the
+    store commands (`STORE_COMMANDS`; True for `save`), every module otherwise."""
     name = command_name(argv)
     if name == "analyze":
         from lamina.cli import _analyze_cmd
 
         return True
+    if name in STORE_COMMANDS:
+        from lamina.cli import _commands  # registers them
+
+        # A save ends with its archive renamed into place (or written out and flushed)
+        # and its lease released: nothing is left for the interpreter's teardown to do.
+        return name == "save"
     from lamina.cli import _container_cmds  # noqa: F401
 
     if name in CONTAINER_COMMANDS:

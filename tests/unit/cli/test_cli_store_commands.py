@@ -1,0 +1,32 @@
+"""A store command (`save`, `load`, …) loads only the module that defines it: each other
+command module is files a cold `lamina save` would read from disk for nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from lamina.cli._main import STORE_COMMANDS, register_commands
+
+
+def test_store_commands_are_all_defined_by_the_commands_module() -> None:
+    code = (
+        "import sys\n"
+        "from lamina.cli._main import cli, register_commands, STORE_COMMANDS\n"
+        "ends_now = register_commands(['--root', '/x', 'save', '-o', 'out.tar', 'img'])\n"
+        "missing = sorted(STORE_COMMANDS - set(cli.commands))\n"
+        "others = sorted(m for m in ('lamina.cli._image_cmds', 'lamina.cli._build_cmd',\n"
+        "    'lamina.cli._container_cmds', 'lamina.cli._template', 'lamina.cli._analyze_cmd',\n"
+        "    'lamina.cli._registry_cmd', 'lamina.builder') if m in sys.modules)\n"
+        "print(ends_now, missing, others)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    assert done.stdout.strip() == "True [] []"
+
+
+def test_only_save_ends_without_the_interpreters_teardown() -> None:
+    assert "save" in STORE_COMMANDS and "load" in STORE_COMMANDS
+    # Registering is idempotent here: the module is already imported by the first call.
+    assert register_commands(["load", "-i", "x.tar"]) is False
+    assert register_commands(["--root", "/r", "save", "img"]) is True
