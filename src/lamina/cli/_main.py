@@ -68,9 +68,16 @@ def register_commands(argv: list[str]) -> bool:
     if name in STORE_COMMANDS:
         from lamina.cli import _commands  # registers them
 
+        if name != "save":
+            return False
         # A save ends with its archive renamed into place (or written out and flushed)
         # and its lease released: nothing is left for the interpreter's teardown to do.
-        return name == "save"
+        # Nor for the cycle collector, which would walk every object the modules it is
+        # about to load make (as `lamina run` does without it; see `_launch`).
+        import gc
+
+        gc.disable()
+        return True
     from lamina.cli import _container_cmds  # noqa: F401
 
     if name in CONTAINER_COMMANDS:
