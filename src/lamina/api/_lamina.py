@@ -297,7 +297,7 @@ class Lamina(HostCommands):
         OCI layouts get layers compressed with `compression` (gzip, zstd or none); returns
         notes for the user (a digest that changed because its blob was not kept).
         """
-        from lamina.api._transfer import save_images
+        from lamina.api._save import save_images
         from lamina.layers import Compression
 
         try:

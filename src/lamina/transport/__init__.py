@@ -46,67 +46,59 @@ mtime 0 or SOURCE_DATE_EPOCH).
 from typing import TYPE_CHECKING
 
 from lamina._lazy import lazy_names
-from lamina.transport._buildkit_cache import (
-    CACHE_CONFIG_MEDIA_TYPE,
-    CacheEntry,
-    CacheLayer,
-    cache_manifest_parts,
-    decode_cache,
-    encode_cache,
-    parse_cache_option,
-)
-from lamina.transport._core import (
-    ANNOTATION_IMAGE_NAME,
-    ANNOTATION_REF_NAME,
-    ArchiveImage,
-    BlobSource,
-    ImageSource,
-    SourceImage,
-    describe_image,
-    pick_platform,
-    select_manifest,
-)
-from lamina.transport._credentials import (
-    Credentials,
-    config_dir,
-    erase_credentials,
-    load_credentials,
-    save_credentials,
-)
-from lamina.transport._docker_archive import DockerArchiveSource
-from lamina.transport._lean import (
-    DEFAULT_MAX_LAYER_RATIO,
-    DEFAULT_MAX_LAYER_SIZE,
-    LayerBlob,
-    LayerLimits,
-    commit_changes_layer,
-    commit_copy_layer,
-    commit_dir_layer,
-    ensure_layers,
-    ingest_layer,
-    layer_blob,
-    migrate_layers,
-    open_layer_tar,
-    parse_size,
-    unpack_blob,
-    unpack_layer,
-    unpack_tar_layer,
-    verify_layer,
-)
-from lamina.transport._oci_layout import OciLayoutSource
-from lamina.transport._reader import ArchiveReader, open_archive
-from lamina.transport._writer import (
-    BlobProvider,
-    SaveImage,
-    atomic_output,
-    write_docker_archive,
-    write_oci_archive,
-    write_oci_layout_dir,
-)
 
-# The registry modules need httpx, whose import costs a `load` or `save` a few tenths
-# of a second they have no use for: loaded on first use instead.
+# Every name loads on first use: a save needs the writer and a layer's way out, not the
+# archive readers, the unpacking code or the registry (httpx costs a `load` or `save` a few
+# tenths of a second), and each module is a file a cold command reads from disk.
 _LAZY = {
+    "CACHE_CONFIG_MEDIA_TYPE": "_buildkit_cache",
+    "CacheEntry": "_buildkit_cache",
+    "CacheLayer": "_buildkit_cache",
+    "cache_manifest_parts": "_buildkit_cache",
+    "decode_cache": "_buildkit_cache",
+    "encode_cache": "_buildkit_cache",
+    "parse_cache_option": "_buildkit_cache",
+    "ANNOTATION_IMAGE_NAME": "_core",
+    "ANNOTATION_REF_NAME": "_core",
+    "ArchiveImage": "_core",
+    "BlobSource": "_core",
+    "ImageSource": "_core",
+    "SourceImage": "_core",
+    "describe_image": "_core",
+    "pick_platform": "_core",
+    "select_manifest": "_core",
+    "Credentials": "_credentials",
+    "config_dir": "_credentials",
+    "erase_credentials": "_credentials",
+    "load_credentials": "_credentials",
+    "save_credentials": "_credentials",
+    "DockerArchiveSource": "_docker_archive",
+    "DEFAULT_MAX_LAYER_RATIO": "_lean",
+    "DEFAULT_MAX_LAYER_SIZE": "_lean",
+    "LayerLimits": "_lean",
+    "commit_changes_layer": "_lean",
+    "commit_copy_layer": "_lean",
+    "commit_dir_layer": "_lean",
+    "ensure_layers": "_lean",
+    "ingest_layer": "_lean",
+    "migrate_layers": "_lean",
+    "parse_size": "_lean",
+    "unpack_blob": "_lean",
+    "unpack_layer": "_lean",
+    "unpack_tar_layer": "_lean",
+    "OciLayoutSource": "_oci_layout",
+    "LayerBlob": "_outgoing",
+    "layer_blob": "_outgoing",
+    "open_layer_tar": "_outgoing",
+    "verify_layer": "_outgoing",
+    "ArchiveReader": "_reader",
+    "open_archive": "_reader",
+    "BlobProvider": "_writer",
+    "SaveImage": "_writer",
+    "atomic_output": "_writer",
+    "write_docker_archive": "_writer",
+    "write_oci_archive": "_writer",
+    "write_oci_layout_dir": "_writer",
     "BlobLocations": "_registry_sink",
     "BlobStream": "_registry_source",
     "PushReport": "_registry_sink",
@@ -123,6 +115,64 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from lamina.transport._buildkit_cache import (
+        CACHE_CONFIG_MEDIA_TYPE,
+        CacheEntry,
+        CacheLayer,
+        cache_manifest_parts,
+        decode_cache,
+        encode_cache,
+        parse_cache_option,
+    )
+    from lamina.transport._core import (
+        ANNOTATION_IMAGE_NAME,
+        ANNOTATION_REF_NAME,
+        ArchiveImage,
+        BlobSource,
+        ImageSource,
+        SourceImage,
+        describe_image,
+        pick_platform,
+        select_manifest,
+    )
+    from lamina.transport._credentials import (
+        Credentials,
+        config_dir,
+        erase_credentials,
+        load_credentials,
+        save_credentials,
+    )
+    from lamina.transport._docker_archive import (
+        DockerArchiveSource,
+    )
+    from lamina.transport._lean import (
+        DEFAULT_MAX_LAYER_RATIO,
+        DEFAULT_MAX_LAYER_SIZE,
+        LayerLimits,
+        commit_changes_layer,
+        commit_copy_layer,
+        commit_dir_layer,
+        ensure_layers,
+        ingest_layer,
+        migrate_layers,
+        parse_size,
+        unpack_blob,
+        unpack_layer,
+        unpack_tar_layer,
+    )
+    from lamina.transport._oci_layout import (
+        OciLayoutSource,
+    )
+    from lamina.transport._outgoing import (
+        LayerBlob,
+        layer_blob,
+        open_layer_tar,
+        verify_layer,
+    )
+    from lamina.transport._reader import (
+        ArchiveReader,
+        open_archive,
+    )
     from lamina.transport._registry_client import (
         RegistryAuth,
         RegistryClient,
@@ -137,6 +187,14 @@ if TYPE_CHECKING:
         RegistryBlobs,
         RegistrySource,
         fetch_manifest,
+    )
+    from lamina.transport._writer import (
+        BlobProvider,
+        SaveImage,
+        atomic_output,
+        write_docker_archive,
+        write_oci_archive,
+        write_oci_layout_dir,
     )
 
 

@@ -6,10 +6,7 @@ The steps above both the store (records, blobs) and the snapshots (directories):
   snapshot + tar-split record in one pass, bounded by ``LayerLimits``, blob kept if asked.
 - ``commit_dir_layer``: a directory (a RUN's upper dir, a COPY's result) becomes a layer by
   hashing the tar it stands for and renaming it into place; nothing is compressed.
-- ``layer_blob``: a layer's blob for sending with a compression → descriptor + stream,
-  remembering diff_id + compression → digest so the same layer always leaves as the same
-  blob (issue 8's push uses it as ``save`` does).
-- ``verify_layer``: rebuild a snapshot's tar and check it against its diff_id.
+- (out: ``open_layer_tar``, ``layer_blob`` and ``verify_layer`` live in ``_outgoing``.)
 - ``migrate_layers``: an older store (blobs, snapshots without records) becomes lean.
 """
 
@@ -26,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
+from lamina.errors import InvalidInputError
 from lamina.layers import (
     ByteStream,
     Change,
@@ -35,16 +32,13 @@ from lamina.layers import (
     EntryCollector,
     EntryCopier,
     EntryHook,
-    LayerBlobWriter,
     Limits,
-    RebuiltTar,
     SplitRecorder,
     apply_layer,
     count_entries,
     open_layer_reader,
     read_into,
     record_entries,
-    snapshot_extras,
     write_layer,
 )
 from lamina.oci import Descriptor, media_types
@@ -461,110 +455,6 @@ def _unpack_unknown(
             shutil.rmtree(staging, ignore_errors=True)
 
 
-# -- out: a layer's tar, and its blob for sending ------------------------------------------
-
-
-def open_layer_tar(store: Store, diff_id: str, *, thorough: bool = False) -> RebuiltTar:
-    """The layer's exact uncompressed tar, rebuilt from its snapshot; DigestMismatchError
-    if the snapshot holds entries its tar does not (before the first byte of a stream, or
-    before `write_at` returns: its walk runs beside the reads), at the end if a file's
-    content changed. NotFoundError if the store does not hold the layer.
-
-    Entries are counted against what the snapshot held when it was made (a walk, cheap);
-    `thorough` (fsck) also compares every name with the tar's headers."""
-    if not store.has_layer(diff_id):
-        raise NotFoundError(f"layer {diff_id} is not in the store")
-    snapshot = store.snapshot_path(diff_id)
-    record = store.record_path(diff_id)
-    known = store.snapshot_entries(diff_id)
-
-    def check_tree() -> None:
-        count = count_entries(snapshot) if known is not None else None
-        if thorough or known is None or count != known:
-            extras = snapshot_extras(snapshot, record)
-            if extras or (known is not None and count != known):
-                what = ", ".join(extras[:3]) if extras else f"{count} entries, made with {known}"
-                raise DigestMismatchError(
-                    f"snapshot of layer {diff_id}: files its tar does not hold ({what})",
-                    diff_id,
-                    "a changed snapshot",
-                    hint="the snapshot was changed behind lamina's back; `lamina fsck` lists it",
-                )
-
-    return RebuiltTar(snapshot, record, diff_id, store.layer_size(diff_id), check_tree=check_tree)
-
-
-def verify_layer(store: Store, diff_id: str) -> None:
-    """Rebuild the layer's tar and check it against its diff_id, and every name in the
-    snapshot against its headers (DigestMismatchError)."""
-    with open_layer_tar(store, diff_id, thorough=True) as tar:
-        while tar.read(_CHUNK):
-            pass
-
-
-@dataclass(frozen=True)
-class LayerBlob:
-    """A layer as it will be sent: its descriptor, and how to read its bytes."""
-
-    descriptor: Descriptor
-    diff_id: str
-    store: Store
-
-    def open(self) -> BinaryIO | RebuiltTar:
-        if self.descriptor.digest == self.diff_id:
-            return open_layer_tar(self.store, self.diff_id)
-        return self.store.content.open(self.descriptor.digest)
-
-
-def _media_type(compression: Compression, docker: bool) -> str:
-    if compression is Compression.NONE:
-        return media_types.DOCKER_LAYER if docker else media_types.OCI_LAYER
-    if compression is Compression.GZIP:
-        return media_types.DOCKER_LAYER_GZIP if docker else media_types.OCI_LAYER_GZIP
-    return media_types.OCI_LAYER_ZSTD
-
-
-def layer_blob(
-    store: Store,
-    lease: Lease,
-    diff_id: str,
-    compression: Compression,
-    *,
-    docker_media_type: bool = False,
-) -> LayerBlob:
-    """The blob of layer ``diff_id`` compressed with ``compression``, ready to send.
-
-    Uncompressed: the rebuilt tar itself (digest = diff_id). gzip (isal, fixed level) or
-    zstd (fixed level): the blob this layer gave before if it is still cached, else the
-    rebuilt tar compressed once into the content store (held by ``lease``, a cache that
-    ``prune`` may drop) and remembered: the same layer always gives the same digest.
-    """
-    media_type = _media_type(compression, docker_media_type)
-    if compression is Compression.NONE:
-        size = store.layer_size(diff_id)
-        if size is None or not store.has_layer(diff_id):
-            raise NotFoundError(f"layer {diff_id} is not in the store")
-        return LayerBlob(Descriptor(media_type, diff_id, size), diff_id, store)
-    cached = store.cached_layer_blob(diff_id, compression.value)
-    if cached is not None:
-        lease.add_blob(cached[0].digest)
-        if store.content.has(cached[0].digest):
-            blob = cached[0]
-            return LayerBlob(Descriptor(media_type, blob.digest, blob.size), diff_id, store)
-    with open_layer_tar(store, diff_id) as tar, store.content.writer(lease=lease) as w:
-        # The rebuilt tar checks its diff_id (and size) as it ends: not hashed again here.
-        compressor = LayerBlobWriter(
-            w,  # type: ignore[arg-type]
-            compression, digest=False, diff_id=False,
-        )  # fmt: skip
-        while chunk := tar.read(_CHUNK):  # b"" only once the diff_id was checked
-            compressor.write(chunk)
-        compressor.finish()
-        blob = w.commit()
-    store.remember_layer_blob(diff_id, compression.value, blob, media_type)
-    return LayerBlob(Descriptor(media_type, blob.digest, blob.size), diff_id, store)
-
-
 # -- migration ---------------------------------------------------------------------------
 
 
@@ -612,19 +502,15 @@ def _compression_of(media_type: str) -> Compression:
 __all__ = [
     "DEFAULT_MAX_LAYER_RATIO",
     "DEFAULT_MAX_LAYER_SIZE",
-    "LayerBlob",
     "LayerLimits",
     "commit_changes_layer",
     "commit_copy_layer",
     "commit_dir_layer",
     "ensure_layers",
     "ingest_layer",
-    "layer_blob",
     "migrate_layers",
-    "open_layer_tar",
     "parse_size",
     "unpack_blob",
     "unpack_layer",
     "unpack_tar_layer",
-    "verify_layer",
 ]
