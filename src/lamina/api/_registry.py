@@ -36,10 +36,12 @@ from lamina.transport import (
     LayerLimits,
     RegistryBlobs,
     RegistryClient,
+    RegistryError,
     RegistrySource,
     SourceImage,
     erase_credentials,
     push_image,
+    registry_host,
     save_credentials,
 )
 
@@ -417,15 +419,22 @@ def login(root: Path, registry: str, username: str, password: str, *, tls_verify
     """Check the credentials against the registry, then save them; where they went."""
     if not username or not password:
         raise InvalidInputError("login needs a user name and a password")
+    registry = registry_host(registry)
     credentials = Credentials(username, password)
     insecure = not tls_verify or registry in insecure_registries(root)
     with RegistryClient(registry, insecure=insecure, credentials=credentials) as client:
-        client.ping(login=True)
+        try:
+            client.ping(login=True)
+        except RegistryError as exc:
+            if exc.code == "UNAUTHORIZED":  # not "log in first": this is the login
+                exc.hint = "check the user name and password"
+            raise
     return save_credentials(registry, credentials)
 
 
 def logout(store: Store, registry: str) -> bool:
     """Forget `registry`'s credentials and the bearer tokens saved for it (a token kept
     would go on acting for the account logged out); whether credentials were saved."""
+    registry = registry_host(registry)
     store.registry.forget_tokens(registry)
     return erase_credentials(registry)

@@ -203,10 +203,26 @@ def login(
     registry: str,
 ) -> None:
     """Log in to a registry; the credentials go to Docker's config.json (mode 0600)."""
+    from lamina.errors import InvalidInputError
+    from lamina.transport import registry_host
+
+    registry = registry_host(registry)
+    if password:
+        # docker/cli's own warning, word for word; the value itself is never echoed.
+        click.echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.",
+                   err=True)  # fmt: skip
     if password_stdin:
         if password:
             raise click.UsageError("--password and --password-stdin are exclusive")
-        password = sys.stdin.readline().rstrip("\r\n")
+        if not username:
+            raise InvalidInputError("Must provide --username with --password-stdin")
+        # All of stdin, less one trailing newline (and carriage return), as docker/cli.
+        password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    if (not username or not password) and not sys.stdin.isatty():
+        raise InvalidInputError(
+            "Cannot perform an interactive login from a non TTY device",
+            hint="give -u USER and the password on stdin with --password-stdin",
+        )
     if not username:
         username = click.prompt("Username")
     if not password:
@@ -220,6 +236,9 @@ def login(
 @click.pass_context
 def logout(ctx: click.Context, registry: str) -> None:
     """Forget a registry's credentials."""
+    from lamina.transport import registry_host
+
+    registry = registry_host(registry)
     if _api(ctx).logout(registry):
         click.echo(f"Removing login credentials for {registry}")
     else:

@@ -71,6 +71,7 @@ from lamina.transport._credentials import (
     config_dir,
     erase_credentials,
     load_credentials,
+    registry_host,
     save_credentials,
 )
 from lamina.transport._docker_archive import DockerArchiveSource
@@ -197,6 +198,7 @@ __all__ = [
     "parse_retry_after",
     "pick_platform",
     "push_image",
+    "registry_host",
     "save_credentials",
     "select_manifest",
     "write_docker_archive",

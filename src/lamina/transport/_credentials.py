@@ -39,6 +39,33 @@ def config_dir() -> Path:
     return Path(os.environ.get("HOME") or Path.home()) / ".docker"
 
 
+def registry_host(text: str) -> str:
+    """The registry host a `login`/`logout` argument names, as docker/cli's
+    ConvertToHostname reads it: `http(s)://` and any path dropped, so
+    `https://registry.example.com:5000/v2/` is `registry.example.com:5000`; Docker Hub's
+    names (`index.docker.io`, `https://index.docker.io/v1/`) are `docker.io`."""
+    from lamina.oci import parse_reference
+
+    host = text
+    for scheme in ("https://", "http://"):
+        if host.startswith(scheme):
+            host = host[len(scheme) :]
+            break
+    host = host.split("/", 1)[0]
+    if host == "index.docker.io":
+        host = "docker.io"
+    try:
+        parse_reference(f"{host}/x")
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"invalid registry {text[:100]!r}: not a host[:port]",
+            hint="give the registry as HOST[:PORT], for example localhost:5000",
+        ) from None
+    if not host:
+        raise InvalidInputError("invalid registry '': not a host[:port]")
+    return host
+
+
 def _key(registry: str) -> str:
     return DOCKER_HUB_KEY if registry == "docker.io" else registry
 

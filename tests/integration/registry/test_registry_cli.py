@@ -110,3 +110,42 @@ def test_a_bearer_token_is_kept_for_the_next_command_and_never_printed(
         assert len(gate.token_requests) - before == 2
     finally:
         gate.close()
+
+
+def test_a_refused_login_says_to_check_the_credentials_and_keeps_none(
+    lamina: Lamina, auth_registry: Registry, tmp_path: Path
+) -> None:
+    from registry_fixtures import Proxy
+
+    lamina.store.close()
+    gate = Proxy(auth_registry.host, bearer=True)  # its token server knows bob:hunter2
+    try:
+        for host in (auth_registry.host, gate.host):
+            bad = _cli(lamina.root, "login", "-u", "bob", "--password-stdin", host,
+                       stdin="wrong-pass\n")  # fmt: skip
+            assert bad.returncode == 1
+            assert "wrong-pass" not in bad.stdout + bad.stderr
+            assert "check the user name and password" in bad.stderr, bad.stderr
+            assert "log in first" not in bad.stderr
+        config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+        assert auth_registry.host not in config.read_text()
+        assert gate.host not in config.read_text()
+    finally:
+        gate.close()
+
+
+def test_login_to_a_url_keeps_the_credentials_under_its_host(
+    lamina: Lamina, auth_registry: Registry, busybox_rootfs: Path
+) -> None:
+    lamina.import_image(busybox_rootfs, "base:1")
+    lamina.store.close()
+    host = auth_registry.host
+    good = _cli(lamina.root, "login", "-u", "alice", "--password-stdin", f"http://{host}/",
+                stdin="s3cret\n")  # fmt: skip
+    assert good.returncode == 0, good.stderr
+    config = json.loads((Path(os.environ["DOCKER_CONFIG"]) / "config.json").read_text())
+    assert list(config["auths"]) == [host]
+    pushed = _cli(lamina.root, "push", "-q", "base:1", f"{host}/url/base:1")
+    assert pushed.returncode == 0, pushed.stderr
+    out = _cli(lamina.root, "logout", f"http://{host}")
+    assert out.stdout.strip() == f"Removing login credentials for {host}"
