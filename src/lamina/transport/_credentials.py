@@ -90,7 +90,10 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _write_config(path: Path, doc: dict[str, Any]) -> None:
-    """Replace the file atomically, mode 0600 from the first byte."""
+    """Replace the file atomically, mode 0600 from the first byte; a config.json that is
+    a symlink (a dotfile manager's) is written through, as Docker does, not replaced."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=".config.", dir=path.parent)
     try:
@@ -131,6 +134,20 @@ def _helper(name: str, action: str, payload: str) -> str:
     return done.stdout
 
 
+def _host_of(key: object) -> str | None:
+    try:
+        return registry_host(key) if isinstance(key, str) else None
+    except InvalidInputError:
+        return None
+
+
+def _entries(auths: dict[str, Any], key: str) -> list[str]:
+    """The `auths` keys that are `key`'s: itself first, then any URL of the same host
+    (docker/cli's file store compares hosts, so `https://host/v2/` counts)."""
+    host = registry_host(key)
+    return [key] * (key in auths) + [k for k in auths if k != key and _host_of(k) == host]
+
+
 def load_credentials(registry: str) -> Credentials | None:
     """The credentials Docker's config holds for `registry` (a host[:port]), or None."""
     path = config_dir() / "config.json"
@@ -151,7 +168,7 @@ def load_credentials(registry: str) -> Credentials | None:
     auths = doc.get("auths")
     if not isinstance(auths, dict):
         return None
-    entry = auths.get(key) or auths.get(f"https://{key}") or auths.get(f"http://{key}")
+    entry = next((auths[name] for name in _entries(auths, key)), None)
     if not isinstance(entry, dict):
         return None
     if isinstance(entry.get("identitytoken"), str) and entry["identitytoken"]:
@@ -203,9 +220,8 @@ def erase_credentials(registry: str) -> bool:
             found = True
     auths = doc.get("auths")
     if isinstance(auths, dict):
-        for name in (key, f"https://{key}", f"http://{key}"):
-            if name in auths:
-                del auths[name]
-                found = True
+        for name in _entries(auths, key):
+            del auths[name]
+            found = True
         _write_config(path, doc)
     return found

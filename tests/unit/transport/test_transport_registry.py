@@ -247,3 +247,38 @@ def test_a_manifest_answer_larger_than_the_cap_is_refused_while_it_streams() -> 
     with pytest.raises(RegistryError, match="larger than"):
         RegistrySource(_client(handle), parse_reference("127.0.0.1:5000/a:1"))
     assert sent[0] <= MAX_DOCUMENT_BYTES + (1 << 17)
+
+
+@pytest.mark.parametrize(
+    "key", ["reg.example:5000", "https://reg.example:5000", "https://reg.example:5000/v2/",
+            "http://reg.example:5000/"],
+)  # fmt: skip
+def test_saved_credentials_are_found_under_any_url_of_their_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    # docker/cli's file store compares each key's host (ConvertToHostname), so an entry
+    # another tool wrote as a URL is still the host's; logout removes it too.
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {key: {"auth": "YTpi"}}}))
+    assert load_credentials("reg.example:5000") == Credentials("a", "b")
+    assert load_credentials("reg.example") is None
+    assert erase_credentials("reg.example:5000")
+    assert json.loads((tmp_path / "config.json").read_text())["auths"] == {}
+
+
+def test_a_config_that_is_a_symlink_stays_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dotfile managers link ~/.docker/config.json; Docker writes through the link.
+    real = tmp_path / "dotfiles" / "docker.json"
+    real.parent.mkdir()
+    real.write_text(json.dumps({"auths": {}, "detachKeys": "ctrl-x"}))
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "config.json").symlink_to(real)
+    monkeypatch.setenv("DOCKER_CONFIG", str(cfg))
+    save_credentials("reg.example", Credentials("alice", "pw"))
+    assert (cfg / "config.json").is_symlink()
+    doc = json.loads(real.read_text())
+    assert doc["detachKeys"] == "ctrl-x" and "reg.example" in doc["auths"]
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
