@@ -30,9 +30,7 @@ def parse_bytes(text: str) -> int:
     match = _SIZE.match(text)
     unit = match.group(2).lower() if match else ""
     if match is None or unit not in _UNITS:
-        raise InvalidInputError(
-            f"{text!r} is not a size", hint="write bytes as 123, 20MB, 1.5GiB"
-        )
+        raise InvalidInputError(f"{text!r} is not a size", hint="write bytes as 123, 20MB, 1.5GiB")
     return int(float(match.group(1)) * _UNITS[unit])
 
 

@@ -281,8 +281,10 @@ def _show_image(console: Console, report: ImageReport) -> None:
             made = report.layers[h.hidden_by]
             console.print(
                 Text.assemble(
-                    (f"  {human_size(h.bytes):>7} ", "red"), (f"{h.kind:<13} ", "yellow"),
-                    "/" + h.path, (f"  layer {h.layer} → {made.line or made.index}", "dim"),
+                    (f"  {human_size(h.bytes):>7} ", "red"),
+                    (f"{h.kind:<13} ", "yellow"),
+                    "/" + h.path,
+                    (f"  layer {h.layer} → {made.line or made.index}", "dim"),
                 )
             )
     if report.duplicates:
@@ -314,7 +316,9 @@ def _show_comparison(console: Console, c: Comparison) -> None:
         console.print(
             Text.assemble(
                 (f"  {sign}{human_size(abs(g.size_delta)):>7} ", "yellow"),
-                (f"+{g.added} -{g.removed} ~{g.changed} ", ""), (g.line or "", "cyan"), " ",
+                (f"+{g.added} -{g.removed} ~{g.changed} ", ""),
+                (g.line or "", "cyan"),
+                " ",
                 (" ".join(g.instruction.split())[:50], "dim"),
             )
         )

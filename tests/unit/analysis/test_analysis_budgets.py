@@ -10,8 +10,14 @@ from lamina.errors import InvalidInputError
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("512", 512), ("20MB", 20_000_000), ("20 MB", 20_000_000), ("1.5GiB", 1_610_612_736),
-     ("3kB", 3000), ("2MiB", 2 * 1024 * 1024)],
+    [
+        ("512", 512),
+        ("20MB", 20_000_000),
+        ("20 MB", 20_000_000),
+        ("1.5GiB", 1_610_612_736),
+        ("3kB", 3000),
+        ("2MiB", 2 * 1024 * 1024),
+    ],
 )
 def test_sizes(text: str, value: int) -> None:
     assert parse_bytes(text) == value
@@ -45,8 +51,12 @@ def test_disabled_rules_are_off() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["rules:\n  lowest-efficiency: 1.5\n", "rules:\n  no-such-rule: 1\n",
-     "rules:\n  highest-user-wasted-percent: lots\n", "rules:\n  lowest-efficiency\n"],
+    [
+        "rules:\n  lowest-efficiency: 1.5\n",
+        "rules:\n  no-such-rule: 1\n",
+        "rules:\n  highest-user-wasted-percent: lots\n",
+        "rules:\n  lowest-efficiency\n",
+    ],
 )
 def test_bad_dive_ci_files_name_the_problem(text: str) -> None:
     with pytest.raises(InvalidInputError) as err:
@@ -62,12 +72,18 @@ def test_command_line_budgets_win_over_the_file() -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "path", "hit"),
-    [("/var/cache/apt/archives/*.deb", "/var/cache/apt/archives/x_1.deb", True),
-     ("/var/cache/apt/archives/*.deb", "/var/cache/apt/archives/partial/x.deb", False),
-     ("/var/**/*.deb", "/var/cache/apt/archives/partial/x.deb", True),
-     ("/b*", "/bin/busybox", False), ("/b*", "/big", True), ("big", "/big", True),
-     ("/etc/[a-c]*", "/etc/bash", True), ("/etc/[!a-c]*", "/etc/bash", False),
-     ("/a.b", "/axb", False), ("/?ig", "/big", True)],
+    [
+        ("/var/cache/apt/archives/*.deb", "/var/cache/apt/archives/x_1.deb", True),
+        ("/var/cache/apt/archives/*.deb", "/var/cache/apt/archives/partial/x.deb", False),
+        ("/var/**/*.deb", "/var/cache/apt/archives/partial/x.deb", True),
+        ("/b*", "/bin/busybox", False),
+        ("/b*", "/big", True),
+        ("big", "/big", True),
+        ("/etc/[a-c]*", "/etc/bash", True),
+        ("/etc/[!a-c]*", "/etc/bash", False),
+        ("/a.b", "/axb", False),
+        ("/?ig", "/big", True),
+    ],
 )
 def test_forbid_globs(pattern: str, path: str, hit: bool) -> None:
     assert bool(glob_regex(pattern).match(path)) is hit

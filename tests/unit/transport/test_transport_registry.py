@@ -163,7 +163,8 @@ def test_an_index_without_the_wanted_platform_names_those_it_has() -> None:
         )
     ).to_bytes()
     client = _client(_registry({"1": (index, media_types.OCI_INDEX)}))
-    with pytest.raises(NotFoundError, match=r"linux/riscv64 \(the index has linux/s390x\)"):
+    with pytest.raises(NotFoundError, match=r"no matching manifest for linux/riscv64 in the "
+                       r"manifest list entries \(the index has linux/s390x\)"):  # fmt: skip
         RegistrySource(client, parse_reference("127.0.0.1:5000/a:1"), Platform("linux", "riscv64"))
 
 
@@ -202,7 +203,7 @@ def test_a_range_answer_for_other_bytes_is_refused() -> None:
 def test_manifest_media_type_comes_from_the_document_when_the_header_lies() -> None:
     index = dump_json({"schemaVersion": 2, "manifests": []})
     client = _client(_registry({"1": (index, "text/plain")}))
-    with pytest.raises(NotFoundError, match="no manifest for"):
+    with pytest.raises(NotFoundError, match="no matching manifest for"):
         RegistrySource(client, parse_reference("127.0.0.1:5000/a:1"))
 
 
@@ -282,3 +283,28 @@ def test_a_config_that_is_a_symlink_stays_one(
     doc = json.loads(real.read_text())
     assert doc["detachKeys"] == "ctrl-x" and "reg.example" in doc["auths"]
     assert stat.S_IMODE(real.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("entries", "want", "picked"),
+    [
+        ([("arm64", "v8")], "linux/arm64", 0),
+        ([("arm64", "")], "linux/arm64/v8", 0),
+        ([("arm64", "")], "linux/aarch64", 0),
+        ([("amd64", "")], "linux/x86_64", 0),
+        ([("arm", "v6"), ("arm", "v7")], "linux/arm", 1),
+        ([("arm", "v7"), ("arm", "v6")], "linux/armel", 1),
+    ],
+)
+def test_the_platform_is_picked_as_containerd_matches_it(
+    entries: list[tuple[str, str]], want: str, picked: int
+) -> None:
+    # Both sides are normalised first: arm64's v8 is no variant, arm alone is arm/v7.
+    from lamina.transport import pick_platform
+
+    index = Index(tuple(
+        Descriptor(media_types.OCI_MANIFEST, "sha256:" + str(n) * 64, 10,
+                   platform=Platform("linux", arch, variant))
+        for n, (arch, variant) in enumerate(entries)
+    ))  # fmt: skip
+    assert pick_platform(index, "x", Platform.parse(want)) == index.manifests[picked]
