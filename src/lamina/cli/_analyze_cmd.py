@@ -94,11 +94,12 @@ def _budgets(
     source = "command line"
     path = ci_config if ci_config is not None else Path(".dive-ci")
     if path.is_file():
+        # The file's rules, with dive's defaults for those it does not set (or disables).
         given = given.merged(parse_dive_ci(path.read_text(errors="replace")[: 1 << 20], str(path)))
         source = f"command line and {path}"
     elif ci_config is not None:
         raise NotFoundError(f"CI config {ci_config} does not exist")
-    if given == Budgets():  # no rule anywhere: dive's defaults, as `dive --ci` has
+    elif given == Budgets():  # no rule anywhere: dive's defaults, as `dive --ci` has
         given = Budgets(min_efficiency=0.9, max_wasted_percent=10.0)
         source = "dive's default rules (lowest-efficiency 0.9, highest-user-wasted-percent 0.1)"
     return given, source

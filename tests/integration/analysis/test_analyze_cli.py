@@ -100,9 +100,16 @@ def test_dive_ci_rules_are_read_from_the_working_directory(
     work = tmp_path / "repo"
     work.mkdir()
     (work / ".dive-ci").write_text(f"rules:\n  highest-wasted-bytes: {10 * MIB}\n"
-                                   "  lowest-efficiency: disabled\n")  # fmt: skip
+                                   "  lowest-efficiency: disabled\n"
+                                   "  highest-user-wasted-percent: off\n")  # fmt: skip
     ok = cli("analyze", chmodded, "--ci", cwd=work)
     assert ok.returncode == 0 and "PASS max-wasted-bytes" in ok.stdout
+    assert "min-efficiency" not in ok.stdout and "max-wasted-percent" not in ok.stdout
+    # A rule the file leaves out keeps dive's default (highest-user-wasted-percent 0.1).
+    (work / ".dive-ci").write_text("rules:\n  lowest-efficiency: disabled\n")
+    default = cli("analyze", chmodded, "--ci", cwd=work)
+    assert default.returncode == 1 and "FAIL max-wasted-percent" in default.stdout
+    assert "budget 10.00%" in default.stdout and "min-efficiency" not in default.stdout
     (work / ".dive-ci").write_text("rules:\n  highest-user-wasted-percent: 0.49\n")
     bad = cli("analyze", chmodded, "--ci", cwd=work)
     assert bad.returncode == 1 and "FAIL max-wasted-percent" in bad.stdout

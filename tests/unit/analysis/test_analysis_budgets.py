@@ -44,9 +44,26 @@ rules:
     )
 
 
-def test_disabled_rules_are_off() -> None:
+def test_disabled_rules_are_off_and_absent_rules_keep_dives_defaults() -> None:
+    # dive's defaults (lowest-efficiency 0.9, highest-wasted-bytes disabled,
+    # highest-user-wasted-percent 0.1) hold for every rule the file does not set.
     text = "rules:\n  lowest-efficiency: disabled\n  highest-wasted-bytes: 1kB\n"
-    assert parse_dive_ci(text) == Budgets(max_wasted_bytes=1000)
+    assert parse_dive_ci(text) == Budgets(max_wasted_bytes=1000, max_wasted_percent=10.0)
+    assert parse_dive_ci("rules:\n  highest-wasted-bytes: 1kB\n") == Budgets(
+        max_wasted_bytes=1000, max_wasted_percent=10.0, min_efficiency=0.9
+    )
+
+
+@pytest.mark.parametrize("off", ["disabled", "off", "false", "Off", "''"])
+def test_every_word_dive_reads_as_disabled_is_off(off: str) -> None:
+    text = (f"rules:\n  lowest-efficiency: {off}\n  highest-wasted-bytes: {off}\n"
+            f"  highest-user-wasted-percent: {off}\n")  # fmt: skip
+    assert parse_dive_ci(text) == Budgets()
+
+
+def test_dives_newer_threshold_key_is_read() -> None:
+    text = "rules:\n  lowest-efficiency-threshold: 0.5\n"
+    assert parse_dive_ci(text).min_efficiency == 0.5
 
 
 @pytest.mark.parametrize(
