@@ -16,7 +16,12 @@ from contextlib import contextmanager
 
 import click
 
-from lamina.cli._commands import _api
+from lamina.cli._commands import (
+    _api,
+    max_layer_ratio_option,
+    max_layer_size_option,
+    set_layer_limits,
+)
 from lamina.cli._format import human_size
 from lamina.cli._main import cli
 from lamina.oci import short_id
@@ -125,6 +130,8 @@ _tls_option = click.option(
     default=None,
     help="Also keep compressed layers as they arrived (default no, or LAMINA_KEEP_BLOBS=1).",
 )
+@max_layer_size_option
+@max_layer_ratio_option
 @click.argument("reference")
 @click.pass_context
 def pull(
@@ -135,11 +142,14 @@ def pull(
     jobs: int,
     tls_verify: bool,
     keep_blobs: bool | None,
+    max_layer_size: str | None,
+    max_layer_ratio: float | None,
     reference: str,
 ) -> None:
     """Pull an image from a registry; only layers the store lacks are downloaded, each
     unpacked into its snapshot as it arrives."""
     api = _api(ctx)
+    set_layer_limits(api, max_layer_size, max_layer_ratio)
     with _progress(_mode(progress, quiet), _PULL_WORDS) as events:
         result = api.pull(
             reference, platform=platform, jobs=jobs, tls_verify=tls_verify, events=events,

@@ -150,3 +150,30 @@ def test_login_to_a_url_keeps_the_credentials_under_its_host(
     assert pushed.returncode == 0, pushed.stderr
     out = _cli(lamina.root, "logout", f"http://{host}")
     assert out.stdout.strip() == f"Removing login credentials for {host}"
+
+
+def test_pull_takes_the_layer_limits_as_flags_and_leaves_nothing(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    # The limit's hint says "raise it with --max-layer-size": pull must have that flag.
+    top = tmp_path / "top"
+    top.mkdir()
+    (top / "two-mib").write_bytes(os.urandom(2 << 20))
+    lamina.import_image(busybox_rootfs, "base:1")
+    lamina.import_image(top, "big:1", base="base:1")
+    lamina.push("big:1", f"{registry.host}/lim/big:1")
+    lamina.store.close()
+    other = tmp_path / "other-root"
+    ref = f"{registry.host}/lim/big:1"
+    refused = _cli(other, "pull", "-q", "--max-layer-size", "1M", ref)
+    assert refused.returncode == 1, refused.stderr
+    assert "layer size limit" in refused.stderr and "1048576" in refused.stderr
+    assert "--max-layer-size" in refused.stderr and "Traceback" not in refused.stderr
+    assert _cli(other, "images", "-q").stdout == ""
+    snapshots = other / "snapshots"
+    assert not snapshots.exists() or os.listdir(snapshots) == []
+    bad = _cli(other, "pull", "-q", "--max-layer-ratio", "nan", ref)
+    assert bad.returncode == 1 and "--max-layer-ratio=nan is not a ratio limit" in bad.stderr
+    done = _cli(other, "pull", "-q", "--max-layer-size", "3M", ref)
+    assert done.returncode == 0, done.stderr
+    assert _cli(other, "images", "-q").stdout.strip()
