@@ -133,6 +133,7 @@ class PushResult:
     mounted: int
     existed: int
     bytes_sent: int
+    notes: tuple[str, ...] = ()  # layers whose digest changed (their blob was not kept)
 
 
 def insecure_registries(root: Path) -> set[str]:
@@ -329,7 +330,12 @@ _AS_OCI = {docker: oci for oci, docker in _AS_DOCKER.items()}
 
 
 def _layers_to_send(
-    store: Store, lease: Lease, manifest: Manifest, image: ImageRecord, registry: str
+    store: Store,
+    lease: Lease,
+    manifest: Manifest,
+    image: ImageRecord,
+    registry: str,
+    notes: list[str],
 ) -> tuple[Descriptor, ...]:
     """The blob a push to `registry` names for each layer.
 
@@ -365,6 +371,14 @@ def _layers_to_send(
         )  # fmt: skip
         for n, desc in zip(rest, made, strict=True):
             chosen[n] = desc
+            was = manifest.layers[n]
+            if was.digest not in (desc.digest, image.layers[n].diff_id):
+                # Its compressed blob was not kept: made again, another digest (podman
+                # says so too). A built layer (named by its diff_id) is not news.
+                notes.append(
+                    f"layer {image.layers[n].diff_id}: its original blob is not kept;"
+                    f" recompressed, its digest changed from {was.digest} to {desc.digest}"
+                )
     return tuple(desc for desc in chosen if desc is not None)
 
 
@@ -388,7 +402,8 @@ def push_to_registry(
     ):
         # Layers leave compressed: built ones exist only as snapshots, pulled ones may
         # not have kept their blob. The manifest then names the blobs that are sent.
-        layers = _layers_to_send(store, lease, manifest, image, ref.domain)
+        notes: list[str] = []
+        layers = _layers_to_send(store, lease, manifest, image, ref.domain, notes)
         if layers != manifest.layers:
             manifest = dataclasses.replace(manifest, layers=layers)
             manifest_bytes = manifest.to_bytes()
@@ -412,6 +427,7 @@ def push_to_registry(
         len(report.mounted),
         len(report.existed) + len(report.known),
         report.bytes_sent,
+        tuple(notes),
     )
 
 

@@ -187,6 +187,8 @@ def push(
     api = _api(ctx)
     with _progress(_mode(progress, quiet), _PUSH_WORDS) as events:
         result = api.push(image, reference, jobs=jobs, tls_verify=tls_verify, events=events)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     if quiet:
         click.echo(result.digest)
         return

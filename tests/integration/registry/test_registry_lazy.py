@@ -391,3 +391,39 @@ def test_a_cache_that_lies_about_a_layer_size_is_caught_when_the_layer_arrives(
     with pytest.raises(InvalidInputError, match="the build cache said 1 bytes"):
         other.mount("app:1", target)
     assert not any(target.iterdir())
+
+
+def test_a_pulled_layer_pushed_to_another_registry_without_its_blob_says_its_digest_changed(
+    lamina: Lamina, other: Lamina, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from registry_fixtures import run
+
+    # As save does (and podman): a layer whose original blob is gone is recompressed on
+    # the way out, so the manifest digest changes; the user is told which layer and why.
+    lamina.import_image(busybox_rootfs, "base:1")
+    layout = tmp_path / "layout"
+    lamina.save(["base:1"], layout, fmt="oci-dir", compression="none")
+    ref = f"{registry.host}/skopeo/base:1"
+    run("skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
+        "--dest-compress-format", "gzip", "--dest-compress-level", "1",
+        f"oci:{layout}", f"docker://{ref}")  # fmt: skip
+    pulled = other.pull(ref)  # the blobs are not kept
+    (layer,) = other.resolve(pulled.digest).layers
+    other.store.close()
+    second = Registry(tmp_path / "second")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "lamina", "--root", str(other.root), "push", "-q",
+             pulled.digest, f"{second.host}/mirror/base:1"],
+            capture_output=True, text=True, env=dict(os.environ), timeout=300,
+        )  # fmt: skip
+    finally:
+        second.stop()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() != pulled.digest
+    assert f"layer {layer.diff_id}" in done.stderr and "digest changed" in done.stderr
+    assert layer.digest in done.stderr
