@@ -21,6 +21,7 @@ from typing import Any
 from lamina.errors import InvalidInputError, LaminaError
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+IDENTITY_TOKEN_USER = "<token>"  # Docker's user name for an identity (refresh) token
 _MAX_CONFIG_BYTES = 4 << 20
 
 
@@ -172,7 +173,7 @@ def load_credentials(registry: str) -> Credentials | None:
     if not isinstance(entry, dict):
         return None
     if isinstance(entry.get("identitytoken"), str) and entry["identitytoken"]:
-        return Credentials("<token>", entry["identitytoken"])
+        return Credentials(IDENTITY_TOKEN_USER, entry["identitytoken"])
     raw = entry.get("auth")
     if not isinstance(raw, str) or not raw:
         return None

@@ -177,3 +177,27 @@ def test_pull_takes_the_layer_limits_as_flags_and_leaves_nothing(
     done = _cli(other, "pull", "-q", "--max-layer-size", "3M", ref)
     assert done.returncode == 0, done.stderr
     assert _cli(other, "images", "-q").stdout.strip()
+
+
+def test_an_identity_token_is_exchanged_as_docker_does(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path
+) -> None:
+    from registry_fixtures import Proxy
+
+    # config.json's `identitytoken` (or a helper's Username "<token>") is an OAuth2
+    # refresh token: Docker POSTs it to the realm (grant_type=refresh_token); it is no
+    # password for Basic auth.
+    gate = Proxy(registry.host, bearer=True)
+    try:
+        lamina.import_image(busybox_rootfs, "base:1")
+        lamina.push("base:1", f"{gate.host}/team/base:1")
+        lamina.store.close()
+        config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+        config.write_text(json.dumps({"auths": {gate.host: {"identitytoken": "rt-for-bob"}}}))
+        gate.token_requests.clear()
+        pulled = _cli(lamina.root, "pull", "-q", f"{gate.host}/team/base:1")
+        assert pulled.returncode == 0, pulled.stderr
+        assert "rt-for-bob" not in pulled.stdout + pulled.stderr
+        assert gate.token_requests and {r["user"] for r in gate.token_requests} == {"<refresh>"}
+    finally:
+        gate.close()
