@@ -121,6 +121,7 @@ class PullResult:
     layers_downloaded: int
     layers_present: int
     bytes_downloaded: int
+    warnings: tuple[str, ...] = ()  # a single-platform image not of --platform (kept)
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ def pull_image(
     with open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs, store=store) as client:
         source = RegistrySource(client, ref, platform)
         (image,) = source.images()
+        warnings = _platform_mismatch(ref, image, platform)
         tags = (str(Reference(ref.domain, ref.path, ref.tag)),) if ref.tag else ()
         with store.lease() as lease:
 
@@ -257,7 +259,31 @@ def pull_image(
             [image.manifest_digest, image.config_digest, *(d.digest for d in layers)],
         )
     return PullResult(
-        str(ref), record.id, record.digest, written, len(layers) - written, downloaded[0]
+        str(ref), record.id, record.digest, written, len(layers) - written, downloaded[0],
+        warnings,
+    )  # fmt: skip
+
+
+def _platform_mismatch(
+    ref: Reference, image: SourceImage, platform: Platform | None
+) -> tuple[str, ...]:
+    """moby's warning for a single-platform image that is not the --platform asked for:
+    it is kept (an index would have been refused), and the user told."""
+    if platform is None:
+        return ()
+    from lamina.oci import ImageConfig
+
+    doc = ImageConfig.from_bytes(image.config_bytes, f"config of {ref}").to_json()
+    got = Platform(str(doc.get("os", "")), str(doc.get("architecture", "")),
+                   str(doc.get("variant", ""))).normalized()  # fmt: skip
+    want = platform.normalized()
+    if (got.os, got.architecture) == (want.os, want.architecture) and (
+        not want.variant or got.variant == want.variant
+    ):
+        return ()
+    return (
+        f"image with reference {ref} was found but does not match the specified platform:"
+        f" wanted {want}, actual: {got}",
     )
 
 

@@ -155,6 +155,8 @@ def pull(
             reference, platform=platform, jobs=jobs, tls_verify=tls_verify, events=events,
             keep_blobs=keep_blobs,
         )  # fmt: skip
+    for warning in result.warnings:
+        click.echo(f"WARNING: {warning}", err=True)
     if quiet:
         click.echo(result.reference)
         return

@@ -201,3 +201,23 @@ def test_an_identity_token_is_exchanged_as_docker_does(
         assert gate.token_requests and {r["user"] for r in gate.token_requests} == {"<refresh>"}
     finally:
         gate.close()
+
+
+def test_a_single_platform_image_of_another_platform_is_pulled_with_dockers_warning(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    # moby: a single-arch image that does not match --platform is kept (backward
+    # compatibility) with a WARNING naming both platforms; an index would refuse it.
+    lamina.import_image(busybox_rootfs, "base:1")
+    lamina.push("base:1", f"{registry.host}/single/base:1")
+    lamina.store.close()
+    ref = f"{registry.host}/single/base:1"
+    other = tmp_path / "other-root"
+    pulled = _cli(other, "pull", "--platform", "linux/s390x", ref)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (f"WARNING: image with reference {ref} was found but does not match the specified"
+            " platform: wanted linux/s390x, actual: linux/") in pulled.stderr  # fmt: skip
+    from lamina.oci import host_platform
+
+    same = _cli(tmp_path / "third-root", "pull", "--platform", str(host_platform()), ref)
+    assert same.returncode == 0 and "WARNING" not in same.stderr
