@@ -7,11 +7,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from registry_fixtures import Registry
+from registry_fixtures import Proxy, Registry
 
 from lamina.api import Lamina
 from lamina.errors import NotFoundError
@@ -81,43 +82,45 @@ def test_pull_picks_the_platform_from_an_index_and_names_those_it_has(
         other.pull(f"{registry.host}/multi/app:multi", platform="linux/s390x")
 
 
-def test_a_bearer_token_is_kept_for_the_next_command_and_never_printed(
-    lamina: Lamina, registry: Registry, busybox_rootfs: Path
-) -> None:
-    from registry_fixtures import Proxy
-
-    gate = Proxy(registry.host, bearer=True)
+@pytest.fixture
+def gate(lamina: Lamina, registry: Registry, busybox_rootfs: Path) -> Iterator[Proxy]:
+    """A bearer-token proxy holding `team/base:1` (pushed anonymously); the store closed."""
+    proxy = Proxy(registry.host, bearer=True)
     try:
         lamina.import_image(busybox_rootfs, "base:1")
-        lamina.push("base:1", f"{gate.host}/team/base:1")
+        lamina.push("base:1", f"{proxy.host}/team/base:1")
         lamina.store.close()
-        ref = f"{gate.host}/team/base:1"
-        outputs = []
-        for _ in range(2):  # two commands: the second asks the token server nothing
-            before = len(gate.token_requests)
-            pulled = _cli(lamina.root, "pull", "--progress=json", ref)
-            assert pulled.returncode == 0, pulled.stderr
-            outputs.append(pulled.stdout + pulled.stderr)
-            rmi = _cli(lamina.root, "rmi", ref)
-            assert rmi.returncode == 0, rmi.stderr
-        assert len(gate.token_requests) - before == 0
-        assert gate.tokens and not any(t in out for t in gate.tokens for out in outputs)
-        assert gate.count("GET", "/manifests/") >= 2
-        # Tokens the registry no longer accepts are dropped and new ones fetched (the
-        # registry's own, scope-less, for GET /v2/, and the pull scope's).
-        gate.tokens.clear()
-        again = _cli(lamina.root, "pull", "-q", ref)
-        assert again.returncode == 0, again.stderr
-        assert len(gate.token_requests) - before == 2
+        yield proxy
     finally:
-        gate.close()
+        proxy.close()
+
+
+def test_a_bearer_token_is_kept_for_the_next_command_and_never_printed(
+    lamina: Lamina, gate: Proxy
+) -> None:
+    ref = f"{gate.host}/team/base:1"
+    outputs = []
+    for _ in range(2):  # two commands: the second asks the token server nothing
+        before = len(gate.token_requests)
+        pulled = _cli(lamina.root, "pull", "--progress=json", ref)
+        assert pulled.returncode == 0, pulled.stderr
+        outputs.append(pulled.stdout + pulled.stderr)
+        rmi = _cli(lamina.root, "rmi", ref)
+        assert rmi.returncode == 0, rmi.stderr
+    assert len(gate.token_requests) - before == 0
+    assert gate.tokens and not any(t in out for t in gate.tokens for out in outputs)
+    assert gate.count("GET", "/manifests/") >= 2
+    # Tokens the registry no longer accepts are dropped and new ones fetched (the
+    # registry's own, scope-less, for GET /v2/, and the pull scope's).
+    gate.tokens.clear()
+    again = _cli(lamina.root, "pull", "-q", ref)
+    assert again.returncode == 0, again.stderr
+    assert len(gate.token_requests) - before == 2
 
 
 def test_a_refused_login_says_to_check_the_credentials_and_keeps_none(
     lamina: Lamina, auth_registry: Registry, tmp_path: Path
 ) -> None:
-    from registry_fixtures import Proxy
-
     lamina.store.close()
     gate = Proxy(auth_registry.host, bearer=True)  # its token server knows bob:hunter2
     try:
@@ -179,28 +182,17 @@ def test_pull_takes_the_layer_limits_as_flags_and_leaves_nothing(
     assert _cli(other, "images", "-q").stdout.strip()
 
 
-def test_an_identity_token_is_exchanged_as_docker_does(
-    lamina: Lamina, registry: Registry, busybox_rootfs: Path
-) -> None:
-    from registry_fixtures import Proxy
-
+def test_an_identity_token_is_exchanged_as_docker_does(lamina: Lamina, gate: Proxy) -> None:
     # config.json's `identitytoken` (or a helper's Username "<token>") is an OAuth2
     # refresh token: Docker POSTs it to the realm (grant_type=refresh_token); it is no
     # password for Basic auth.
-    gate = Proxy(registry.host, bearer=True)
-    try:
-        lamina.import_image(busybox_rootfs, "base:1")
-        lamina.push("base:1", f"{gate.host}/team/base:1")
-        lamina.store.close()
-        config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
-        config.write_text(json.dumps({"auths": {gate.host: {"identitytoken": "rt-for-bob"}}}))
-        gate.token_requests.clear()
-        pulled = _cli(lamina.root, "pull", "-q", f"{gate.host}/team/base:1")
-        assert pulled.returncode == 0, pulled.stderr
-        assert "rt-for-bob" not in pulled.stdout + pulled.stderr
-        assert gate.token_requests and {r["user"] for r in gate.token_requests} == {"<refresh>"}
-    finally:
-        gate.close()
+    config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    config.write_text(json.dumps({"auths": {gate.host: {"identitytoken": "rt-for-bob"}}}))
+    gate.token_requests.clear()
+    pulled = _cli(lamina.root, "pull", "-q", f"{gate.host}/team/base:1")
+    assert pulled.returncode == 0, pulled.stderr
+    assert "rt-for-bob" not in pulled.stdout + pulled.stderr
+    assert gate.token_requests and {r["user"] for r in gate.token_requests} == {"<refresh>"}
 
 
 def test_a_single_platform_image_of_another_platform_is_pulled_with_dockers_warning(

@@ -181,14 +181,13 @@ def test_push_of_a_lazy_image_mounts_its_layers_without_downloading_them(
     assert len(_fetched(proxy, layers)) == len(other.resolve("app:1").layers)
 
 
-def test_a_pulled_layer_pushed_back_to_its_registry_keeps_its_original_digest(
-    lamina: Lamina, other: Lamina, registry: Registry, proxy: Proxy, busybox_rootfs: Path,
-    tmp_path: Path,
-) -> None:  # fmt: skip
+def _pushed_by_skopeo(
+    lamina: Lamina, busybox_rootfs: Path, tmp_path: Path, registry: Registry
+) -> str:
+    """`skopeo/base:1` on `registry`, its layer gzipped by skopeo (level 1): not the
+    digest lamina's own gzip of the same tar gives."""
     from registry_fixtures import run
 
-    # A layer compressed by another tool (skopeo, gzip level 1): lamina's own gzip of
-    # the same tar has another digest.
     lamina.import_image(busybox_rootfs, "base:1")
     layout = tmp_path / "layout"
     lamina.save(["base:1"], layout, fmt="oci-dir", compression="none")
@@ -196,6 +195,16 @@ def test_a_pulled_layer_pushed_back_to_its_registry_keeps_its_original_digest(
     run("skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
         "--dest-compress-format", "gzip", "--dest-compress-level", "1",
         f"oci:{layout}", f"docker://{ref}")  # fmt: skip
+    return ref
+
+
+def test_a_pulled_layer_pushed_back_to_its_registry_keeps_its_original_digest(
+    lamina: Lamina, other: Lamina, registry: Registry, proxy: Proxy, busybox_rootfs: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # A layer compressed by another tool (skopeo, gzip level 1): lamina's own gzip of
+    # the same tar has another digest.
+    _pushed_by_skopeo(lamina, busybox_rootfs, tmp_path, registry)
     original = _layer_digests(registry, "skopeo/base", "1")
     pulled = other.pull(f"{proxy.host}/skopeo/base:1")  # the blobs are not kept
     (layer,) = other.resolve(pulled.digest).layers
@@ -400,17 +409,9 @@ def test_a_pulled_layer_pushed_to_another_registry_without_its_blob_says_its_dig
     import subprocess
     import sys
 
-    from registry_fixtures import run
-
     # As save does (and podman): a layer whose original blob is gone is recompressed on
     # the way out, so the manifest digest changes; the user is told which layer and why.
-    lamina.import_image(busybox_rootfs, "base:1")
-    layout = tmp_path / "layout"
-    lamina.save(["base:1"], layout, fmt="oci-dir", compression="none")
-    ref = f"{registry.host}/skopeo/base:1"
-    run("skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
-        "--dest-compress-format", "gzip", "--dest-compress-level", "1",
-        f"oci:{layout}", f"docker://{ref}")  # fmt: skip
+    ref = _pushed_by_skopeo(lamina, busybox_rootfs, tmp_path, registry)
     pulled = other.pull(ref)  # the blobs are not kept
     (layer,) = other.resolve(pulled.digest).layers
     other.store.close()
