@@ -80,6 +80,10 @@ def _budgets(
 ) -> tuple[Budgets, str]:
     from lamina.analysis import Budgets, parse_bytes, parse_dive_ci
 
+    if max_wasted_percent is not None and not 0 <= max_wasted_percent <= 100:
+        raise InvalidInputError(  # (NaN too: it fails every comparison)
+            f"--max-wasted-percent {max_wasted_percent}: give a percentage between 0 and 100"
+        )
     if min_efficiency is not None and not 0 <= min_efficiency <= 1:
         raise InvalidInputError(
             f"--min-efficiency {min_efficiency}: give a ratio between 0 and 1 (0.9 = 90%)"

@@ -124,6 +124,9 @@ def test_bad_input_is_one_line_and_exit_1(cli: Cli, chmodded: str) -> None:
     assert missing.returncode == 1 and "no such image" in missing.stderr
     size = cli("analyze", chmodded, "--ci", "--max-wasted-bytes", "lots")
     assert size.returncode == 1 and "not a size" in size.stderr
+    for pct in ("nan", "-1", "101", "inf"):  # NaN fails every comparison: no budget at all
+        bad = cli("analyze", chmodded, "--ci", "--max-wasted-percent", pct)
+        assert bad.returncode == 1 and "between 0 and 100" in bad.stderr, (pct, bad.stderr)
     usage = cli("analyze")
     assert usage.returncode == 2
 
