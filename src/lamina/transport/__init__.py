@@ -71,6 +71,7 @@ _LAZY = {
     "config_dir": "_credentials",
     "erase_credentials": "_credentials",
     "load_credentials": "_credentials",
+    "registry_host": "_credentials",
     "save_credentials": "_credentials",
     "DockerArchiveSource": "_docker_archive",
     "DEFAULT_MAX_LAYER_RATIO": "_lean",
@@ -140,6 +141,7 @@ if TYPE_CHECKING:
         config_dir,
         erase_credentials,
         load_credentials,
+        registry_host,
         save_credentials,
     )
     from lamina.transport._docker_archive import (
@@ -255,6 +257,7 @@ __all__ = [
     "parse_retry_after",
     "pick_platform",
     "push_image",
+    "registry_host",
     "save_credentials",
     "select_manifest",
     "write_docker_archive",
@@ -263,6 +266,8 @@ __all__ = [
 ]
 
 __getattr__, __dir__ = lazy_names(
-    __name__, {name: f"{__name__}.{module}" for name, module in _LAZY.items()}, __all__,
+    __name__,
+    {name: f"{__name__}.{module}" for name, module in _LAZY.items()},
+    __all__,
     globals(),
 )

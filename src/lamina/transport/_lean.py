@@ -13,6 +13,7 @@ The steps above both the store (records, blobs) and the snapshots (directories):
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import shutil
@@ -64,7 +65,7 @@ class LayerLimits:
     @classmethod
     def from_env(cls, max_size: int | None = None, max_ratio: float | None = None) -> LayerLimits:
         size = max_size if max_size is not None else _env_size("LAMINA_MAX_LAYER_SIZE")
-        ratio = max_ratio
+        ratio = _check_ratio(max_ratio, "--max-layer-ratio")
         if ratio is None and (text := os.environ.get("LAMINA_MAX_LAYER_RATIO")):
             try:
                 ratio = float(text)
@@ -72,10 +73,22 @@ class LayerLimits:
                 raise InvalidInputError(
                     f"LAMINA_MAX_LAYER_RATIO={text!r} is not a number"
                 ) from None
+            ratio = _check_ratio(ratio, "LAMINA_MAX_LAYER_RATIO")
         return cls(
             size if size is not None else DEFAULT_MAX_LAYER_SIZE,
             ratio if ratio is not None else DEFAULT_MAX_LAYER_RATIO,
         )
+
+
+def _check_ratio(ratio: float | None, what: str) -> float | None:
+    """A ratio limit is a finite number ≥ 1: NaN would switch the bomb check off (every
+    comparison with it is false), and below 1 no real layer could pass."""
+    if ratio is not None and not (math.isfinite(ratio) and ratio >= 1):
+        raise InvalidInputError(
+            f"{what}={ratio:g} is not a ratio limit: give a number of at least 1",
+            hint="a large number, such as 1e9, allows any ratio",
+        )
+    return ratio
 
 
 def parse_size(text: str, what: str) -> int:
@@ -86,7 +99,7 @@ def parse_size(text: str, what: str) -> int:
     number = t[:-1] if unit else t
     try:
         value = int(float(number) * units[unit])
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: inf, 1e400
         raise InvalidInputError(f"{what}={text!r} is not a size (say 64G or 1048576)") from None
     if value <= 0:
         raise InvalidInputError(f"{what}={text!r} must be positive")

@@ -17,6 +17,7 @@ from lamina.layers import (
     LayerBlobWriter,
     RebuiltTar,
     count_entries,
+    snapshot_drift,
     snapshot_extras,
 )
 from lamina.oci import Descriptor, media_types
@@ -56,11 +57,22 @@ def open_layer_tar(store: Store, diff_id: str, *, thorough: bool = False) -> Reb
 
 
 def verify_layer(store: Store, diff_id: str) -> None:
-    """Rebuild the layer's tar and check it against its diff_id, and every name in the
-    snapshot against its headers (DigestMismatchError)."""
+    """Rebuild the layer's tar and check it against its diff_id, every name in the
+    snapshot against its headers, and every entry's metadata (mode, owner, file mtime,
+    symlink target: the rebuilt tar takes these from the record, a container from the
+    snapshot) against them too (DigestMismatchError)."""
     with open_layer_tar(store, diff_id, thorough=True) as tar:
         while tar.read(_CHUNK):
             pass
+    drift = snapshot_drift(store.snapshot_path(diff_id), store.record_path(diff_id))
+    if drift:
+        raise DigestMismatchError(
+            f"snapshot of layer {diff_id}: metadata changed behind lamina's back"
+            f" ({'; '.join(drift[:3])}{'; …' if len(drift) > 3 else ''})",
+            diff_id,
+            "a changed snapshot",
+            hint="remove the images that use it and load or pull them again",
+        )
 
 
 @dataclass(frozen=True)
