@@ -18,9 +18,7 @@ def test_store_commands_are_all_defined_by_the_commands_module() -> None:
         "    'lamina.cli._registry_cmd', 'lamina.builder') if m in sys.modules)\n"
         "print(ends_now, missing, others)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)  # fmt: skip
-    assert done.stdout.strip() == "True [] []"
+    assert _fresh(code) == "True [] []"
 
 
 def test_only_save_ends_without_the_interpreters_teardown_or_collector() -> None:
@@ -31,6 +29,11 @@ def test_only_save_ends_without_the_interpreters_teardown_or_collector() -> None
         "saves = (register_commands(['--root', '/r', 'save', 'img']), gc.isenabled())\n"
         "print(loads, saves)\n"
     )
+    assert _fresh(code) == "(False, True) (True, False)"
+
+
+def _fresh(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter."""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)  # fmt: skip
-    assert done.stdout.strip() == "(False, True) (True, False)"
+    return done.stdout.strip()

@@ -71,6 +71,15 @@ def _layer(tmp_path: Path, sparse_size: int = 3 << 20) -> tuple[Path, Path, byte
     return snap, record, data, diff_id
 
 
+def _write_into(out: Path, tar: RebuiltTar, offset: int = 0) -> int:
+    """``tar.write_at`` into the file ``out`` (made if missing) at ``offset``."""
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        return tar.write_at(fd, offset)
+    finally:
+        os.close(fd)
+
+
 def test_plan_covers_the_tar_once_in_order(tmp_path: Path, small_pieces: None) -> None:
     _snap, record, data, _ = _layer(tmp_path)
     with open(record, "rb") as f:
@@ -119,12 +128,8 @@ def test_written_at_an_offset_is_the_exact_tar(
 def test_holes_stay_holes_in_a_fresh_output(tmp_path: Path) -> None:
     snap, record, data, diff_id = _layer(tmp_path, sparse_size=256 << 20)
     out = tmp_path / "out"
-    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        with RebuiltTar(snap, record, diff_id, len(data)) as tar:
-            tar.write_at(fd, 0)
-    finally:
-        os.close(fd)
+    with RebuiltTar(snap, record, diff_id, len(data)) as tar:
+        _write_into(out, tar)
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest()
     assert os.stat(out).st_blocks * 512 < 64 << 20, "the zeros of a hole were written"
 
@@ -282,13 +287,9 @@ def test_a_record_longer_than_the_size_writes_nothing_past_it(
     refused as its frames are read, before a piece past the size is written."""
     snap, record, data, diff_id = _layer(tmp_path)
     out = tmp_path / "out"
-    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
     short = len(data) // 2
-    try:
-        with pytest.raises(DigestMismatchError), RebuiltTar(snap, record, diff_id, short) as tar:
-            tar.write_at(fd, 0)
-    finally:
-        os.close(fd)
+    with pytest.raises(DigestMismatchError), RebuiltTar(snap, record, diff_id, short) as tar:
+        _write_into(out, tar)
     assert os.path.getsize(out) <= short
 
 
@@ -310,12 +311,8 @@ def test_positional_pieces_reuse_their_buffers(
     with open(record, "rb") as f:
         pieces = len(list(rebuild.plan(read_record(f))))
     out = tmp_path / "out"
-    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        with RebuiltTar(snap, record, diff_id, len(data)) as tar:
-            tar.write_at(fd, 0)
-    finally:
-        os.close(fd)
+    with RebuiltTar(snap, record, diff_id, len(data)) as tar:
+        _write_into(out, tar)
     assert out.read_bytes() == data
     assert pieces > 30
     assert 0 < len(made) <= rebuild._AHEAD_PIECES + 1
@@ -349,11 +346,7 @@ def test_the_tree_check_runs_beside_write_at_and_refuses_before_it_returns(
         threads.append(threading.current_thread().name)
         raise _TreeChanged("snapshot", "a", "b")
 
-    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        tar = RebuiltTar(snap, record, diff_id, len(data), check_tree=check)
-        with tar, pytest.raises(_TreeChanged):
-            tar.write_at(fd, 0)
-    finally:
-        os.close(fd)
+    tar = RebuiltTar(snap, record, diff_id, len(data), check_tree=check)
+    with tar, pytest.raises(_TreeChanged):
+        _write_into(tmp_path / "out", tar)
     assert threads and threads[0] != threading.current_thread().name
