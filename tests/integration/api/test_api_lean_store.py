@@ -406,3 +406,40 @@ def test_fsck_finds_metadata_changed_behind_laminas_back(
     if undo is not None:
         undo(snapshot)
         assert lamina.fsck().ok, lamina.fsck().problems
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [("1", True), ("True", True), ("ON", True), ("0", False), ("false", False), ("", False)],
+)
+def test_keep_blobs_from_the_environment_reads_booleans_as_docker_does(
+    lamina: Lamina, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, kept: bool
+) -> None:
+    lamina.import_image(make_busybox_rootfs(tmp_path / "bb"), "kb:1")
+    layout = tmp_path / "gz"
+    lamina.save(["kb:1"], layout, "oci-dir")
+    monkeypatch.setenv("LAMINA_KEEP_BLOBS", value)
+    other = Lamina(tmp_path / "other")
+    try:
+        [loaded] = other.load(layout)
+        (layer,) = other.resolve(loaded.image_id).layers
+        assert other.store.content.has(layer.digest) is kept
+    finally:
+        other.store.close()
+
+
+def test_keep_blobs_that_is_no_boolean_is_an_error(
+    lamina: Lamina, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not silently "no": a typo would drop every original blob.
+    lamina.import_image(make_busybox_rootfs(tmp_path / "bb"), "kb:1")
+    layout = tmp_path / "gz"
+    lamina.save(["kb:1"], layout, "oci-dir")
+    monkeypatch.setenv("LAMINA_KEEP_BLOBS", "keep")
+    other = Lamina(tmp_path / "other")
+    try:
+        with pytest.raises(InvalidInputError, match="LAMINA_KEEP_BLOBS='keep' is not a boolean"):
+            other.load(layout)
+        assert other.images() == []
+    finally:
+        other.store.close()
