@@ -48,9 +48,7 @@ def _data_blocks(path: Path) -> set[int]:
 
 
 @pytest.mark.parametrize("lead", [0, 1, 511, 700_001])
-def test_every_block_of_zeros_is_a_hole_wherever_the_pieces_end(
-    tmp_path: Path, lead: int
-) -> None:
+def test_every_block_of_zeros_is_a_hole_wherever_the_pieces_end(tmp_path: Path, lead: int) -> None:
     # `lead`: a first file of that size moves the second's content to another offset in
     # the tar reader's buffers, so its pieces end at other places in the file.
     content = _content(lead, (6 << 20) + 1234)
