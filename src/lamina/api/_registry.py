@@ -13,6 +13,7 @@ reads the bytes through `layer_blob_for_push`.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import threading
 import time
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 from lamina.api._transfer import ingest_blob, layer_record, layers_for_push, open_layer_blob
 from lamina.errors import (
@@ -29,6 +30,7 @@ from lamina.errors import (
     LaminaError,
     NotFoundError,
 )
+from lamina.layers import read_into
 from lamina.oci import Descriptor, Manifest, Platform, Reference, media_types, parse_reference
 from lamina.store import ImageRecord, LayerRecord, Lease, RemoteLayer, Store
 from lamina.transport import (
@@ -186,6 +188,7 @@ def pull_image(
         with lock:
             downloaded[0] += n
 
+    slots = threading.BoundedSemaphore(max(1, jobs))
     with open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs, store=store) as client:
         source = RegistrySource(client, ref, platform)
         (image,) = source.images()
@@ -203,7 +206,7 @@ def pull_image(
                     events("lazy", layer.digest, layer.size)
                     return LayerRecord(layer.digest, diff_id, layer.media_type, layer.size,
                                        None), False  # fmt: skip
-                counting = _CountingSource(source, count, events)
+                counting = _CountingSource(source, count, events, slots)
                 record, new = _waiting(
                     lambda: layer_record(
                         store, image, position, counting, lease, limits,
@@ -227,7 +230,10 @@ def pull_image(
                 blobs=() if lazy else [desc.digest for desc, _ in coming],
                 snapshots=[diff_id for _, diff_id in coming],
             )
-            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            # `jobs` blobs download at once (`_CountingSource` holds a slot per download);
+            # a layer unpacks from its ingest as it lands and goes on after its download
+            # ends, so up to twice as many layers are at work as are downloading.
+            with ThreadPoolExecutor(max_workers=max(1, 2 * jobs)) as pool:
                 futures = [pool.submit(one, n) for n in range(len(image.manifest.layers))]
                 results = [f.result() for f in futures]
             layers = [record for record, _ in results]
@@ -262,11 +268,16 @@ class _CountingSource:
     """A registry source whose blob streams report their bytes."""
 
     def __init__(
-        self, source: RegistrySource, count: Callable[[int], None], events: Events
+        self,
+        source: RegistrySource,
+        count: Callable[[int], None],
+        events: Events,
+        slots: threading.BoundedSemaphore | None = None,
     ) -> None:
         self._source = source
         self._count = count
         self._events = events
+        self._slots = slots
 
     def images(self) -> tuple[SourceImage, ...]:
         return self._source.images()
@@ -281,7 +292,57 @@ class _CountingSource:
             self._count(n)
             self._events("downloading", descriptor.digest, n)
 
-        return self._source.open_blob(descriptor, verify=verify, offset=offset, on_bytes=on_bytes)
+        stream = self._source.open_blob(descriptor, verify=verify, offset=offset,
+                                        on_bytes=on_bytes)  # fmt: skip
+        if self._slots is None:
+            return stream
+        return cast(BinaryIO, _Downloading(stream, self._slots))
+
+
+class _Downloading(io.RawIOBase):
+    """A blob stream holding one of a pull's download slots from its first read to its
+    end (or close): at most `--jobs` blobs travel at once, however many layers unpack."""
+
+    def __init__(self, stream: BinaryIO, slots: threading.BoundedSemaphore) -> None:
+        super().__init__()
+        self._stream = stream
+        self._slots = slots
+        self._held = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _hold(self) -> None:
+        if not self._held:
+            self._slots.acquire()
+            self._held = True
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        self._hold()
+        count = read_into(self._stream, buffer)
+        if not count:
+            self._release()
+        return count
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self._hold()
+        data = self._stream.read(-1 if size is None else size)
+        if not data:
+            self._release()
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._stream.close()
+            finally:
+                self._release()
+        super().close()
 
 
 def layer_blob_for_push(

@@ -76,6 +76,7 @@ def test_a_blob_body_arrives_whole_and_from_an_offset_and_its_connection_is_not_
         assert stream.read(1000) == data[:1000]
     with blobs.open_blob(desc, verify=False, offset=10) as stream:
         assert stream.read(10) == data[10:20]
+        assert _read_into(stream, 1 << 16) == data[20:]
     gets = _blob_gets(proxy, desc.digest)
     asked = [(status, ask) for status, ask, _ in gets]
     # (the proxy logs the half-read GET only if it got all of its body out before the close)
