@@ -1,10 +1,12 @@
 """`pull`, `push`, `login`, `logout`: images between the store and registries.
 
 Pulled layers go through the same ingest as `load` (`layer_record`): each is unpacked
-into its snapshot in the one pass that downloads it, as `docker pull` extracts, every
-entry checked and the digest and diff_id verified before anything refers to it. It is
-resumable: the bytes also stream into ingest/, so an interrupted pull keeps them and the
-next asks only for the rest (Range). The compressed blob is not kept unless asked
+into its snapshot as it downloads, as `docker pull` extracts, every entry checked and the
+digest and diff_id verified before anything refers to it. It is resumable: the bytes
+land in ingest/ (on a download thread; the unpack reads them back as they land), so an
+interrupted pull keeps them and the next asks only for the rest (Range). At most `jobs`
+blobs download at once; a layer whose download is over unpacks on while the next
+downloads. The compressed blob is not kept unless asked
 (`keep_blobs`, as for `load`). Push sends each layer as `layers_for_push` names it (its
 original blob if kept, else gzipped from its snapshot, the same digest every time) and
 reads the bytes through `layer_blob_for_push`.
