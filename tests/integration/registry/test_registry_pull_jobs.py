@@ -33,11 +33,12 @@ def test_no_more_than_jobs_blobs_download_at_once(
     ref = f"{proxy.host}/jobs/app:1"
     lamina.push(five_layers, ref)
     proxy.reset()
-    proxy.faults.throttle = 0.01  # per 64 KiB: each blob takes a while to come
+    proxy.faults.throttle = 0.03  # per 64 KiB: each blob takes ~0.5 s to come
     pulled = other.pull(ref, jobs=jobs)
     assert pulled.layers_downloaded == 5
     assert len(proxy.blob_gets()) == 6  # five layers and the config
-    assert 1 <= proxy.most_blob_gets_at_once() <= jobs
+    # (each GET counted until 0.2 s before its end: the proxy's thread may lag the client)
+    assert 1 <= proxy.most_blob_gets_at_once(slack=0.2) <= jobs
     image = other.resolve(ref)
     assert [layer.diff_id for layer in image.layers] == [
         layer.diff_id for layer in lamina.resolve(five_layers).layers
