@@ -68,6 +68,11 @@ class _HashingReader:
         self.hash.update(data)
         return data
 
+    def read1(self, n: int = 1 << 20) -> bytes:
+        data = self._content.read1(n)
+        self.hash.update(data)
+        return data
+
 
 # A row as the layer writer gathers it: an IndexEntry whose digest is the number the
 # writer gave the file's content (-1: none) until `resolve` has the digests.
