@@ -390,7 +390,7 @@ def commit_dir_layer(
             store.put_snapshot(diff_id, stats.size)
             store.set_snapshot_entries(diff_id, count_entries(target))
         if not store.file_index.has(diff_id):
-            store.file_index.put(diff_id, index.entries)
+            store.file_index.put(diff_id, index.columns())
     finally:
         with contextlib.suppress(FileNotFoundError):
             record_tmp.unlink()
@@ -468,7 +468,7 @@ def commit_changes_layer(
     if error:
         raise error[0]
     if not store.file_index.has(diff_ids[0]):
-        store.file_index.put(diff_ids[0], index.entries)
+        store.file_index.put(diff_ids[0], index.columns())
     return _stored_record(store, diff_ids[0])
 
 
