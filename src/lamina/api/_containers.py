@@ -747,8 +747,8 @@ class Containers:
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> str:
         """The stop signal (`signal`, else the container's), then SIGKILL after `timeout`
-        (the container's, else 10) s. Stopping a container that is not running is not an
-        error."""
+        (the container's, else 10) s; a negative timeout waits for the exit and never kills
+        (moby's). Stopping a container that is not running is not an error."""
         record = self.refresh(self.get(ref))
         if record is None or record.state["status"] != "running":
             return ref
@@ -759,7 +759,7 @@ class Containers:
             timeout = _DEFAULT_STOP_TIMEOUT
         sig = parse_signal(signal or spec.get("stop_signal") or "SIGTERM")
         self._kill_runc(record.id, str(sig))
-        if timeout < 0 or not self._wait_exit(record.id, float(timeout)):
+        if not self._wait_exit(record.id, None if timeout < 0 else float(timeout)):
             self._kill_runc(record.id, "KILL")
             self._wait_exit(record.id, 30.0)
         self._fold_now(record.id)

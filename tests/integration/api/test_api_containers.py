@@ -591,3 +591,25 @@ def test_an_exited_container_leaves_no_runc_state_or_cgroup(cli: Cli) -> None:
         assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", cid) == "4\n"
     assert cli("run", "--rm", "busybox", "true").returncode == 0
     assert not list((cli.root / "runc").iterdir())
+
+
+# -- edges of Docker's rules found different, each with its fix --------------------------
+
+
+def test_stop_with_a_negative_timeout_waits_for_the_exit(cli: Cli) -> None:
+    # moby's containerStop: a negative timeout never kills; it waits until the process exits.
+    cid = cli.ok("run", "-d", "busybox", "sleep", "100").strip()  # pid 1 ignores SIGTERM
+    stop = subprocess.Popen([LAMINA, "--root", str(cli.root), "stop", "-t", "-1", cid],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(2)
+    assert stop.poll() is None
+    assert cli.ok("inspect", "-f", "{{.State.Status}}", cid) == "running\n"
+    cli.ok("kill", cid)
+    assert stop.communicate(timeout=30)[0] == cid + "\n" and stop.returncode == 0
+    # The container's own --stop-timeout -1 does the same.
+    own = cli.ok("run", "-d", "--stop-timeout", "-1", "busybox", "sleep", "100").strip()
+    stop = subprocess.Popen([LAMINA, "--root", str(cli.root), "stop", own])
+    time.sleep(1.5)
+    assert stop.poll() is None
+    cli.ok("kill", own)
+    assert stop.wait(timeout=30) == 0
