@@ -6,6 +6,7 @@ Pure functions (the host environment is passed in), so every rule is unit-tested
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -51,32 +52,52 @@ def read_env_file(path: Path, host_env: Mapping[str, str]) -> list[str]:
 
 
 def parse_env_options(values: Sequence[str], host_env: Mapping[str, str]) -> list[str]:
-    """`-e` values: `K=V` as given, `K` from the host (dropped when the host has none)."""
+    """`-e` values: `K=V` as given, `K` with the host's value; a `K` the host does not have
+    stays bare, which unsets K (`merge_env`), as docker-cli passes it on and moby drops it."""
     out = []
     for value in values:
         key, eq, _ = value.partition("=")
         if not key:
-            raise InvalidInputError(f"invalid environment variable: {value!r}: no name")
+            raise InvalidInputError(f"invalid environment variable: {value}")
         if eq:
             out.append(value)
         elif key in host_env:
             out.append(f"{key}={host_env[key]}")
+        else:
+            out.append(key)
     return out
 
 
 def merge_env(*layers: Sequence[str]) -> list[str]:
-    """Later entries replace earlier ones of the same name, in place; new names append."""
-    keys: dict[str, int] = {}
-    out: list[str] = []
+    """Later entries replace earlier ones of the same name, in place; new names append; a
+    bare `K` (no `=`) removes K."""
+    out: dict[str, str] = {}
     for layer in layers:
         for entry in layer:
-            key = entry.partition("=")[0]
-            if key in keys:
-                out[keys[key]] = entry
+            key, eq, _ = entry.partition("=")
+            if eq:
+                out[key] = entry
             else:
-                keys[key] = len(out)
-                out.append(entry)
-    return out
+                out.pop(key, None)
+    return list(out.values())
+
+
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+_MAX_NAME = 255
+
+
+def check_container_name(name: str) -> str:
+    """moby's rule for `--name`: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (two characters at least),
+    after one optional leading `/`; the name without it."""
+    bare = name.removeprefix("/")
+    if not _NAME.fullmatch(bare):
+        raise InvalidInputError(
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+    if len(bare) > _MAX_NAME:
+        raise InvalidInputError(f"container name {bare[:20]}... is longer than {_MAX_NAME} "
+                                "characters")  # fmt: skip
+    return bare
 
 
 def process_env(

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from lamina.api._container_opts import (
+    check_container_name,
     merge_env,
     parse_env_options,
     parse_volume,
@@ -101,7 +102,6 @@ INIT_TARGET = "/sbin/docker-init"
 _STUB_FILES = ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
 _STUB_DIRS = ("/dev", "/proc", "/sys")
 _DEFAULT_STOP_TIMEOUT = 10
-_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _ADJECTIVES = ("amazing", "brave", "calm", "eager", "festive", "gentle", "happy", "jolly",
                "keen", "lucid", "modest", "nifty", "quirky", "serene", "tender", "vibrant")
 _SURNAMES = ("archimedes", "babbage", "curie", "darwin", "euler", "franklin", "galileo",
@@ -272,10 +272,7 @@ class Containers:
         entrypoint, cmd = process_args(
             config.get("Entrypoint"), config.get("Cmd"), opts.entrypoint, opts.command
         )
-        name = opts.name or self._free_name()
-        if not name or name[0] in "_.-" or not set(name) <= _NAME_OK or len(name) > 255:
-            raise InvalidInputError(f"invalid container name {name!r}",
-                                    hint="[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # fmt: skip
+        name = check_container_name(opts.name) if opts.name else self._free_name()
         cid = os.urandom(32).hex()
         network = "none" if opts.network == "none" else "host"
         if opts.hostname:
@@ -315,9 +312,11 @@ class Containers:
             record = self.store.add_container(cid, name, image.digest, state)
         except LaminaError as e:
             if "exists" in e.message:
+                holder = self.store.get_container(name).id
                 raise ConflictError(
-                    f'the container name "/{name}" is already in use',
-                    hint="remove that container or choose another --name",
+                    f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{holder}". You have to remove (or rename) that container to be able to '
+                    "reuse that name."
                 ) from None
             raise
         try:

@@ -613,3 +613,30 @@ def test_stop_with_a_negative_timeout_waits_for_the_exit(cli: Cli) -> None:
     assert stop.poll() is None
     cli.ok("kill", own)
     assert stop.wait(timeout=30) == 0
+
+
+def test_container_names_follow_mobys_pattern(cli: Cli) -> None:
+    one = cli("run", "--name", "a", "busybox", "true")
+    assert one.returncode == 125
+    assert "Invalid container name (a), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed" in one.stderr
+    cli.ok("run", "--name", "/web", "busybox", "true")  # the leading / is Docker's own spelling
+    assert cli.ok("inspect", "-f", "{{.Name}}", "web") == "/web\n"
+    cid = cli.ok("inspect", "-f", "{{.Id}}", "web").strip()
+    again = cli("run", "--name", "web", "busybox", "true")
+    assert again.returncode == 125
+    assert (f'The container name "/web" is already in use by container "{cid}". You have to '
+            "remove (or rename) that container to be able to reuse that name.") in again.stderr
+
+
+def test_env_flag_absent_on_the_host_unsets_the_images_variable(cli: Cli) -> None:
+    made = cli.ok("run", "-d", "busybox", "true").strip()
+    cli.ok("commit", "-c", "ENV A=image B=image", made, "envimg")
+    env = subprocess.run([LAMINA, "--root", str(cli.root), "run", "--rm", "-e", "A", "envimg",
+                          "env"], env={"PATH": "/usr/bin:/bin"}, capture_output=True,
+                         text=True, check=True).stdout.splitlines()  # fmt: skip
+    assert "B=image" in env and not any(e.startswith("A=") for e in env)
+    cid = cli.ok("run", "-d", "envimg", "sleep", "100").strip()
+    ran = subprocess.run([LAMINA, "--root", str(cli.root), "exec", "-e", "B", cid, "env"],
+                         env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                         check=True).stdout.splitlines()  # fmt: skip
+    assert "A=image" in ran and not any(e.startswith("B=") for e in ran)

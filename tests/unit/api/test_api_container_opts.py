@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lamina.api._container_opts import (
+    check_container_name,
     merge_env,
     parse_env_file,
     parse_env_options,
@@ -34,12 +35,24 @@ def test_env_file_bad_keys_are_errors(line: str) -> None:
         parse_env_file(line + "\n", HOST, "f")
 
 
-def test_env_flag_without_value_takes_the_hosts_or_is_dropped() -> None:
+def test_env_flag_without_value_takes_the_hosts_or_stays_bare() -> None:
     assert parse_env_options(["A=1", "FROMHOST", "ABSENT", "EMPTY", "B="], HOST) == [
-        "A=1", "FROMHOST=h", "EMPTY=", "B=",
+        "A=1", "FROMHOST=h", "ABSENT", "EMPTY=", "B=",
     ]  # fmt: skip
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError, match=r"^invalid environment variable: =x$"):
         parse_env_options(["=x"], HOST)
+
+
+def test_env_flag_without_value_absent_on_the_host_unsets_the_images() -> None:
+    # docker-cli passes a bare `K` on; moby's ReplaceOrAppendEnvValues then drops K.
+    image = ["A=image", "ABSENT=image", "B=image"]
+    assert merge_env(image, parse_env_options(["ABSENT"], HOST)) == ["A=image", "B=image"]
+    assert merge_env(image, ["ABSENT=file"], parse_env_options(["ABSENT"], HOST)) == [
+        "A=image", "B=image",
+    ]  # fmt: skip
+    assert merge_env(image, parse_env_options(["ABSENT", "ABSENT=again"], HOST)) == [
+        "A=image", "B=image", "ABSENT=again",
+    ]  # fmt: skip
 
 
 def test_later_env_sources_win_in_place() -> None:
@@ -62,6 +75,26 @@ def test_volumes() -> None:
     for bad in ("rel:/data", "/a:rel", "/a:/b/../c", "/a:/", "/a:/b:rx", "/a"):
         with pytest.raises(InvalidInputError):
             parse_volume(bad)
+
+
+@pytest.mark.parametrize("name", ["ab", "a1", "0_x", "web.1", "a-b_c.d", "/ab", "x" * 255])
+def test_container_names_dockers_pattern(name: str) -> None:
+    assert check_container_name(name) == name.removeprefix("/")
+
+
+@pytest.mark.parametrize("name", ["a", "/a", "", "/", "_ab", ".ab", "-ab", "a/b", "//ab",
+                                  "a b", "é1", "ab\n"])
+def test_container_names_docker_refuses(name: str) -> None:
+    with pytest.raises(InvalidInputError) as e:
+        check_container_name(name)
+    assert e.value.message == (
+        f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+    )
+
+
+def test_container_names_have_a_length_limit() -> None:
+    with pytest.raises(InvalidInputError, match="longer than 255"):
+        check_container_name("x" * 256)
 
 
 def test_entrypoint_and_cmd_combination() -> None:
