@@ -122,16 +122,46 @@ class Volume(NamedTuple):
     readonly: bool
 
 
+# moby's mount modes (linuxValidMountMode), one of each kind at most. SELinux labels and
+# consistency change nothing on Linux without SELinux (nor in Docker); lamina's binds are
+# rprivate, so only that propagation is taken.
+_MODE_KINDS = (
+    {"rw", "ro"},
+    {"z", "Z"},
+    {"consistent", "cached", "delegated"},
+    {"private", "rprivate"},
+)
+_PROPAGATION = {"shared", "rshared", "slave", "rslave"}
+
+
+def _volume_readonly(mode: str) -> bool:
+    seen: set[int] = set()
+    for option in mode.split(","):
+        if option in _PROPAGATION:
+            raise InvalidInputError(
+                f"mount propagation {option!r} is not supported",
+                hint="lamina binds volumes rprivate; give rprivate or no propagation",
+            )
+        kind = next((i for i, opts in enumerate(_MODE_KINDS) if option in opts), None)
+        if kind is None or kind in seen:
+            raise InvalidInputError(f"invalid mode: {mode}", hint="-v HOST:CTR[:ro|rw][,z]")
+        seen.add(kind)
+    return "ro" in mode.split(",")
+
+
 def parse_volume(text: str) -> Volume:
     parts = text.split(":")
-    if len(parts) == 3:
+    if not parts[0]:
+        source = target = ""
+    elif len(parts) == 3:
         source, target, mode = parts
-        if mode not in ("ro", "rw"):
-            raise InvalidInputError(f"invalid mode {mode!r} in volume {text!r}", hint="ro or rw")
+        readonly = bool(mode) and _volume_readonly(mode)
     elif len(parts) == 2:
-        (source, target), mode = parts, "rw"
+        (source, target), readonly = parts, False
     else:
-        raise InvalidInputError(f"invalid volume specification: {text!r}",
+        source = target = ""
+    if not target:
+        raise InvalidInputError(f"invalid volume specification: '{text}'",
                                 hint="-v /host/dir:/container/dir[:ro]")  # fmt: skip
     if not source.startswith("/"):
         raise InvalidInputError(
@@ -145,7 +175,7 @@ def parse_volume(text: str) -> Volume:
     clean = posixpath.normpath(target)
     if clean == "/":
         raise InvalidInputError(f"volume {text!r}: cannot mount over the container's root")
-    return Volume(Path(posixpath.normpath(source)), clean, mode == "ro")
+    return Volume(Path(posixpath.normpath(source)), clean, readonly)
 
 
 def process_args(

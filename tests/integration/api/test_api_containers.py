@@ -640,3 +640,12 @@ def test_env_flag_absent_on_the_host_unsets_the_images_variable(cli: Cli) -> Non
                          env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
                          check=True).stdout.splitlines()  # fmt: skip
     assert "A=image" in ran and not any(e.startswith("B=") for e in ran)
+
+
+def test_volume_modes_docker_takes(cli: Cli, tmp_path: Path) -> None:
+    host = f"{tmp_path}/vol"
+    cli.ok("run", "--rm", "-v", f"{host}:/data:z", "busybox", "touch", "/data/x")
+    ro = cli("run", "--rm", "-v", f"{host}:/data:ro,Z", "busybox", "touch", "/data/y")
+    assert ro.returncode == 1 and "Read-only file system" in ro.stderr
+    bad = cli("run", "--rm", "-v", f"{host}:/data:bogus", "busybox", "true")
+    assert bad.returncode == 125 and "invalid mode: bogus" in bad.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -72,9 +73,29 @@ def test_volumes() -> None:
     v = parse_volume("/srv/data:/data:ro")
     assert (v.source, v.target, v.readonly) == (Path("/srv/data"), "/data", True)
     assert not parse_volume("/a:/b/").readonly
+    assert not parse_volume("/a:/b:").readonly  # an empty mode is Docker's default, rw
     for bad in ("rel:/data", "/a:rel", "/a:/b/../c", "/a:/", "/a:/b:rx", "/a"):
         with pytest.raises(InvalidInputError):
             parse_volume(bad)
+
+
+def test_volume_modes_docker_takes() -> None:
+    # moby's linuxValidMountMode: comma-separated, at most one of each kind; z/Z (SELinux
+    # labels) and consistency modes change nothing on a host without SELinux, as in Docker.
+    for mode, readonly in (("z", False), ("Z", False), ("ro,z", True), ("rw,Z", False),
+                           ("Z,ro", True), ("cached", False), ("ro,delegated", True),
+                           ("consistent", False), ("rprivate", False), ("ro,private", True)):
+        assert parse_volume(f"/a:/b:{mode}").readonly is readonly, mode
+    for mode in ("bogus", "ro,rw", "z,Z", "ro,", ",ro", "RO", "cached,delegated"):
+        with pytest.raises(InvalidInputError, match=f"^invalid mode: {re.escape(mode)}$"):
+            parse_volume(f"/a:/b:{mode}")
+    for spec in ("/a:/b:ro:rw", "::", ":/b"):
+        with pytest.raises(InvalidInputError, match=r"^invalid volume specification: "):
+            parse_volume(spec)
+    # Propagation other than private is not done by lamina: refused, not ignored.
+    for mode in ("shared", "rslave", "ro,rshared", "slave"):
+        with pytest.raises(InvalidInputError, match="propagation"):
+            parse_volume(f"/a:/b:{mode}")
 
 
 @pytest.mark.parametrize("name", ["ab", "a1", "0_x", "web.1", "a-b_c.d", "/ab", "x" * 255])
