@@ -208,7 +208,7 @@ def test_kill_signals(cli: Cli) -> None:
     cid = cid.strip()
     time.sleep(0.3)
     bad = cli("kill", "-s", "NOPE", cid)
-    assert bad.returncode == 1 and "invalid signal" in bad.stderr
+    assert bad.returncode == 1 and "Invalid signal" in bad.stderr
     assert "running" in cli.ok("inspect", "-f", "{{.State.Status}}", cid)
     cli.ok("kill", "-s", "USR1", cid)
     assert cli.ok("wait", cid) == "10\n"
@@ -558,7 +558,7 @@ def test_stop_signal_from_the_image_or_the_flag(cli: Cli) -> None:
     cli.ok("stop", "-s", "USR1", from_image)
     assert cli.ok("wait", from_image) == "41\n"
     bad = cli("run", "--rm", "--stop-signal", "NOPE", "busybox", "true")
-    assert bad.returncode == 125 and "invalid signal" in bad.stderr
+    assert bad.returncode == 125 and "Invalid signal" in bad.stderr
 
 
 def test_build_run_cannot_reach_a_block_device_either(cli: Cli, tmp_path: Path) -> None:
