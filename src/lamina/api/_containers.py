@@ -227,15 +227,16 @@ class Containers:
 
     def get(self, ref: str) -> ContainerRecord:
         """A container by full ID, name or unique ID prefix (as Docker selects them)."""
-        if not ref:
+        if not ref.strip("/"):
             raise InvalidInputError("a container name or ID is empty")
         try:
-            return self.store.get_container(ref)
+            # moby's names start with `/`: `/web` is the container named web.
+            return self.store.get_container(ref[1:] if ref.startswith("/") else ref)
         except NotFoundError as e:
             if "ambiguous" in e.message:
                 raise InvalidInputError(f"container ID prefix {ref!r} is ambiguous",
                                         hint="give more digits, or the name") from None  # fmt: skip
-            raise NotFoundError(f"no such container: {ref}",
+            raise NotFoundError(f"No such container: {ref}",
                                 hint="`lamina ps -a` lists containers") from None  # fmt: skip
 
     # -- create ------------------------------------------------------------------------
@@ -481,7 +482,7 @@ class Containers:
     ) -> tuple[ContainerRecord, Any]:
         record = self.refresh(found)
         if record is None:
-            raise NotFoundError(f"no such container: {found.id}")
+            raise NotFoundError(f"No such container: {found.id}")
         status = record.state["status"]
         if status == "running":
             return record, None
@@ -652,7 +653,7 @@ class Containers:
     def info(self, ref: str) -> ContainerInfo:
         record = self.refresh(self.get(ref))
         if record is None:
-            raise NotFoundError(f"no such container: {ref}")
+            raise NotFoundError(f"No such container: {ref}")
         return self._info(record)
 
     def rw_size(self, cid: str) -> int:
@@ -794,7 +795,15 @@ class Containers:
     # -- removal -----------------------------------------------------------------------
 
     def remove(self, ref: str, force: bool = False) -> str:
-        record = self.refresh(self.get(ref))
+        """`docker rm`: with `force` a running container is killed first, and a missing one
+        is not an error (the empty string: nothing to print for it)."""
+        try:
+            found = self.get(ref)
+        except NotFoundError:
+            if force:
+                return ""
+            raise
+        record = self.refresh(found)
         if record is None:
             return ref
         if record.state["status"] == "running":
@@ -1010,7 +1019,7 @@ class Containers:
         tags = [normalize_tag(reference)] if reference else []
         record = self.refresh(self.get(ref))
         if record is None:
-            raise NotFoundError(f"no such container: {ref}")
+            raise NotFoundError(f"No such container: {ref}")
         image = store.get_image(record.image)
         spec = record.state["spec"]
         base = lam.config(image)

@@ -142,7 +142,9 @@ def _each(ctx: click.Context, refs: tuple[str, ...], action: Any) -> None:
     failed = False
     for ref in refs:
         try:
-            click.echo(action(ref))
+            done = action(ref)
+            if done:
+                click.echo(done)
         except LaminaError as e:
             from lamina.cli._main import _print_error
 

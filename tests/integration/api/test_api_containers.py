@@ -649,3 +649,15 @@ def test_volume_modes_docker_takes(cli: Cli, tmp_path: Path) -> None:
     assert ro.returncode == 1 and "Read-only file system" in ro.stderr
     bad = cli("run", "--rm", "-v", f"{host}:/data:bogus", "busybox", "true")
     assert bad.returncode == 125 and "invalid mode: bogus" in bad.stderr
+
+
+def test_rm_force_of_a_missing_container_and_names_with_a_slash(cli: Cli) -> None:
+    # docker-cli's rm: with -f a container that does not exist is not an error (nothing
+    # printed for it); moby finds a name with or without its leading /.
+    cid = cli.ok("run", "-d", "--name", "web", "busybox", "sleep", "100").strip()
+    assert cli.ok("inspect", "-f", "{{.Id}}", "/web") == cid + "\n"
+    gone = cli("rm", "-f", "no-such", "/web")
+    assert (gone.returncode, gone.stdout, gone.stderr) == (0, "/web\n", "")
+    missing = cli("rm", "no-such")
+    assert missing.returncode == 1 and "No such container: no-such" in missing.stderr
+    assert cli("ps", "-aq").stdout == ""
