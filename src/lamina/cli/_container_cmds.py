@@ -79,6 +79,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
             click.echo(c.id if no_trunc else c.id[:12])
         return
     rows = []
+    image_sizes: dict[str, int] = {}
     for c in infos:
         command = " ".join(c.command)
         row = {
@@ -92,13 +93,22 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
             "State": c.status,
             "Names": c.name,
             "Ports": "",
-            "Size": human_size(api.containers.rw_size(c.id)) if size else "",
+            "Size": _size(api, c.id, c.image_id, image_sizes) if size else "",
         }
         rows.append(row)
     default = PS_TABLE + ("\\t{{.Size}}" if size else "")
     from lamina.cli._template import format_rows
 
     click.echo(format_rows(fmt or "table", rows, PS_HEADERS, default), nl=False)
+
+
+def _size(api: Lamina, cid: str, image_id: str, image_sizes: dict[str, int]) -> str:
+    """docker-cli's SIZE: the read-write layer's bytes and, in brackets, the virtual size
+    (the image's layers and that layer)."""
+    if image_id not in image_sizes:
+        image_sizes[image_id] = sum(api.layer_sizes(api.resolve(image_id)))
+    rw = api.containers.rw_size(cid)
+    return f"{human_size(rw)} (virtual {human_size(image_sizes[image_id] + rw)})"
 
 
 PS_HEADERS = {

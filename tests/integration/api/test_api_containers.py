@@ -661,3 +661,14 @@ def test_rm_force_of_a_missing_container_and_names_with_a_slash(cli: Cli) -> Non
     missing = cli("rm", "no-such")
     assert missing.returncode == 1 and "No such container: no-such" in missing.stderr
     assert cli("ps", "-aq").stdout == ""
+
+
+def test_ps_size_shows_the_virtual_size(cli: Cli) -> None:
+    # docker-cli's Size column: the read-write layer's bytes, then (virtual: the image's and
+    # the layer's) when the container has a root file system.
+    cli.ok("run", "--name", "sized", "busybox", "sh", "-c", "printf 12345 > /five")
+    image = cli.ok("images", "--format", "{{.Size}}", "busybox").strip()
+    row = cli.ok("ps", "-as", "--format", "{{.Names}} {{.Size}}")
+    assert row == f"sized 5B (virtual {image})\n"
+    header, line = cli.ok("ps", "-as").splitlines()
+    assert header.split()[-1] == "SIZE" and line.endswith(f"5B (virtual {image})")
