@@ -136,9 +136,10 @@ def _iso(ts: float) -> str:
 @click.pass_context
 def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, container: str) -> None:
     """Show a container's output (stdout to stdout, stderr to stderr)."""
-    if tail != "all" and not tail.isdigit():
+    digits = tail[1:] if tail[:1] in "+-" else tail
+    if tail != "all" and not (digits.isascii() and digits.isdigit()):
         raise click.UsageError(f"--tail {tail!r}: a number or 'all'")
-    count = None if tail == "all" else int(tail)
+    count = None if tail == "all" or int(tail) < 0 else int(tail)  # negative: all, as moby
     out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     for line in _api(ctx).containers.logs(container, follow=follow, tail=count):
         stream = out.get(line.stream, sys.stdout.buffer)

@@ -672,3 +672,15 @@ def test_ps_size_shows_the_virtual_size(cli: Cli) -> None:
     assert row == f"sized 5B (virtual {image})\n"
     header, line = cli.ok("ps", "-as").splitlines()
     assert header.split()[-1] == "SIZE" and line.endswith(f"5B (virtual {image})")
+
+
+def test_logs_tail_forms(cli: Cli) -> None:
+    # moby's logs: a negative --tail is every line (as `all`); 0 is none.
+    cli.ok("run", "--name", "talker", "busybox", "sh", "-c", "echo 1; echo 2; echo 3")
+    assert cli.ok("logs", "--tail", "-1", "talker") == "1\n2\n3\n"
+    assert cli.ok("logs", "-n", "all", "talker") == "1\n2\n3\n"
+    assert cli.ok("logs", "--tail", "0", "talker") == ""
+    assert cli.ok("logs", "--tail", "2", "talker") == "2\n3\n"
+    assert cli.ok("logs", "--tail", "+2", "talker") == "2\n3\n"  # Go's Atoi takes a sign
+    bad = cli("logs", "--tail", "x", "talker")
+    assert bad.returncode == 2 and "--tail 'x'" in bad.stderr  # lamina: an error, not all
