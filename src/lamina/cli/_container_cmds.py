@@ -204,7 +204,7 @@ def start(ctx: click.Context, attach: bool, interactive: bool,
         try:
             record, started = api.start(containers[0], Attach(0 if interactive else None, 1, 2))
         except ContainerExit as e:
-            fail(e, e.code)
+            fail(e, 1)  # docker-cli's start returns the error: 1, not run's 125/126/127
             return
         if started is None:
             return

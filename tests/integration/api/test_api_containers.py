@@ -684,3 +684,14 @@ def test_logs_tail_forms(cli: Cli) -> None:
     assert cli.ok("logs", "--tail", "+2", "talker") == "2\n3\n"  # Go's Atoi takes a sign
     bad = cli("logs", "--tail", "x", "talker")
     assert bad.returncode == 2 and "--tail 'x'" in bad.stderr  # lamina: an error, not all
+
+
+def test_start_attached_that_cannot_start_exits_1(cli: Cli) -> None:
+    # docker-cli maps a start failure to 125/126/127 in `run` only; `start -a` returns the
+    # error itself, which exits 1. The container's own status still comes through.
+    assert cli("run", "--name", "missing", "busybox", "no-such").returncode == 127
+    again = cli("start", "-a", "missing")
+    assert again.returncode == 1 and "no-such" in again.stderr
+    assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", "missing") == "127\n"
+    assert cli("run", "--name", "three", "busybox", "sh", "-c", "exit 3").returncode == 3
+    assert cli("start", "-a", "three").returncode == 3
