@@ -838,14 +838,16 @@ class Containers:
             return  # another command removed it first
         _remove_tree(str(trash))
 
-    def prune(self) -> builtins.list[str]:
-        """Remove every container that is not running (`docker container prune`)."""
+    def prune(self) -> builtins.list[tuple[str, int]]:
+        """Remove every container that is not running (`docker container prune`): (ID,
+        bytes of its read-write layer) of each."""
         gone = []
         for record in self.store.list_containers():
             fresh = self.refresh(record)
             if fresh is not None and fresh.state["status"] != "running":
+                size = self.rw_size(fresh.id)
                 self._destroy(fresh)
-                gone.append(fresh.id)
+                gone.append((fresh.id, size))
         return gone
 
     # -- logs --------------------------------------------------------------------------

@@ -309,8 +309,10 @@ def container_prune(ctx: click.Context, force: bool) -> None:
     gone = api.containers.prune()
     if gone:
         click.echo("Deleted Containers:")
-    for cid in gone:
-        click.echo(cid)
+        for cid, _ in gone:
+            click.echo(cid)
+        click.echo()
+    click.echo(f"Total reclaimed space: {human_size(sum(n for _, n in gone), 4)}")
 
 
 def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:

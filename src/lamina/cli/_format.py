@@ -9,13 +9,14 @@ from lamina.oci import parse_rfc3339
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 
-def human_size(size: float) -> str:
-    """Decimal units with three significant digits, as `docker images` shows sizes."""
+def human_size(size: float, digits: int = 3) -> str:
+    """Decimal units with three significant digits, as `docker images` shows sizes (four:
+    go-units' HumanSize, as prune's totals)."""
     unit = 0
     while size >= 1000 and unit < len(_UNITS) - 1:
         size /= 1000
         unit += 1
-    return f"{size:.3g}{_UNITS[unit]}"
+    return f"{size:.{digits}g}{_UNITS[unit]}"
 
 
 def human_duration(seconds: float) -> str:

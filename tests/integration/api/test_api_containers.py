@@ -695,3 +695,13 @@ def test_start_attached_that_cannot_start_exits_1(cli: Cli) -> None:
     assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", "missing") == "127\n"
     assert cli("run", "--name", "three", "busybox", "sh", "-c", "exit 3").returncode == 3
     assert cli("start", "-a", "three").returncode == 3
+
+
+def test_container_prune_reports_the_space_reclaimed(cli: Cli) -> None:
+    # docker-cli: the deleted IDs, a blank line, then "Total reclaimed space: SIZE" (also 0B).
+    cid = cli.ok("run", "-d", "busybox", "sh", "-c", "printf 1234567 > /seven").strip()
+    cli.ok("wait", cid)
+    assert cli.ok("container", "prune", "-f") == (
+        f"Deleted Containers:\n{cid}\n\nTotal reclaimed space: 7B\n"
+    )
+    assert cli.ok("container", "prune", "-f") == "Total reclaimed space: 0B\n"
