@@ -49,7 +49,31 @@ def _run_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-@cli.command(context_settings={**_NO_SHORT_HELP, "allow_interspersed_args": False})
+class _RunCommand(click.Command):
+    """`run`, whose flag errors exit 125 as docker-cli's FlagErrorFunc makes them: a status
+    the container's command could not have returned."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.MissingParameter:
+            raise  # an argument missing is a usage error (2) like any command's
+        except (click.NoSuchOption, click.BadOptionUsage, click.BadParameter) as e:
+            raise _FlagError(e.format_message(), e.ctx) from None
+
+
+class _FlagError(click.UsageError):
+    exit_code = 125
+
+
+@cli.command(cls=_RunCommand,
+             context_settings={**_NO_SHORT_HELP, "allow_interspersed_args": False})  # fmt: skip
 @_run_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

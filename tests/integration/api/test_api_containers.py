@@ -705,3 +705,12 @@ def test_container_prune_reports_the_space_reclaimed(cli: Cli) -> None:
         f"Deleted Containers:\n{cid}\n\nTotal reclaimed space: 7B\n"
     )
     assert cli.ok("container", "prune", "-f") == "Total reclaimed space: 0B\n"
+
+
+def test_run_flag_errors_exit_125(cli: Cli) -> None:
+    # docker-cli's FlagErrorFunc: a bad flag of `run` is a failure of the tool (125), not
+    # a status the container could have returned.
+    for args in (["--bogus"], ["--network", "foo"], ["--stop-timeout", "x"], ["-e"]):
+        bad = cli("run", "--rm", *args, "busybox", "true") if args != ["-e"] else cli("run", "-e")
+        assert bad.returncode == 125 and "Error: " in bad.stderr, (args, bad.stderr)
+    assert cli("run").returncode == 2  # a missing IMAGE stays a usage error (docker-cli: 1)
