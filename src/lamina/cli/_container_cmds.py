@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from lamina.cli._format import created_since, human_size, truncate
+from lamina.cli._format import created_since, go_time, human_size, rfc3339_nano, truncate
 from lamina.cli._launch import RUN_OPTIONS, check_tty, fail, reporting, run_container
 from lamina.cli._main import _Context, cli
 from lamina.errors import LaminaError
@@ -111,7 +112,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
             "Image": c.image_ref,
             "Command": json.dumps(command if no_trunc else truncate(command, 20),
                                   ensure_ascii=False),
-            "CreatedAt": _iso(c.created),
+            "CreatedAt": go_time(datetime.fromtimestamp(int(c.created), UTC), "go"),
             "RunningFor": created_since(_iso(c.created)),
             "Status": describe_status(c),
             "State": c.status,
@@ -147,9 +148,7 @@ PS_TABLE = (
 
 
 def _iso(ts: float) -> str:
-    import datetime
-
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339_nano(ts)
 
 
 @cli.command()

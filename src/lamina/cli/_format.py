@@ -64,3 +64,23 @@ def created_since(text: str, now: datetime | None = None) -> str:
 def truncate(text: str, width: int) -> str:
     """Docker's ellipsis for long cells."""
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def go_time(moment: datetime | None, layout: str) -> str:
+    """Go's `time.String()` ("2006-01-02 15:04:05 -0700 MST") or RFC 3339, in local time."""
+    if moment is None:
+        return ""
+    local = moment.astimezone()
+    if layout == "rfc3339":
+        text = local.strftime("%Y-%m-%dT%H:%M:%S%z")
+        text = text[:-2] + ":" + text[-2:]
+        return text.replace("+00:00", "Z")
+    return local.strftime("%Y-%m-%d %H:%M:%S %z %Z")
+
+
+def rfc3339_nano(ts: float) -> str:
+    """Go's RFC 3339 with nanoseconds in UTC (trailing zeros dropped), as moby's inspect."""
+    whole = int(ts)
+    moment = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{min(round((ts - whole) * 1e9), 999_999_999):09d}".rstrip("0")
+    return f"{moment}.{fraction}Z" if fraction else f"{moment}Z"

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from lamina.cli._format import created_since, human_size, parse_timestamp, truncate
+from lamina.cli._format import created_since, go_time, human_size, parse_timestamp, truncate
 from lamina.cli._main import _Context, _print_error, cli
 from lamina.cli._template import format_rows, render, tabwrite
 from lamina.errors import LaminaError
@@ -83,18 +82,6 @@ def _out(text: str) -> None:
     click.echo(text, nl=False)
 
 
-def _go_time(moment: datetime | None, layout: str) -> str:
-    """Go's `time.String()` ("2006-01-02 15:04:05 -0700 MST") or RFC 3339, in local time."""
-    if moment is None:
-        return ""
-    local = moment.astimezone()
-    if layout == "rfc3339":
-        text = local.strftime("%Y-%m-%dT%H:%M:%S%z")
-        text = text[:-2] + ":" + text[-2:]
-        return text.replace("+00:00", "Z")
-    return local.strftime("%Y-%m-%d %H:%M:%S %z %Z")
-
-
 # -- images -------------------------------------------------------------------------------
 
 
@@ -108,7 +95,7 @@ def image_rows(images: list[ImageSummary], *, trunc: bool) -> list[dict[str, str
             rows.append(
                 {
                     "Containers": "N/A",
-                    "CreatedAt": _go_time(created, "go"),
+                    "CreatedAt": go_time(created, "go"),
                     "CreatedSince": created_since(image.created) if created else "",
                     "Digest": image.digest,
                     "ID": short_id(image.id) if trunc else image.id,
@@ -176,7 +163,7 @@ def history_rows(rows: list[HistoryRow], *, trunc: bool, human: bool) -> list[di
     out = []
     for row in rows:
         moment = parse_timestamp(row.created)
-        created_at = _go_time(moment, "rfc3339")
+        created_at = go_time(moment, "rfc3339")
         created_by = row.created_by.replace("\t", " ")
         out.append(
             {

@@ -714,3 +714,17 @@ def test_run_flag_errors_exit_125(cli: Cli) -> None:
         bad = cli("run", "--rm", *args, "busybox", "true") if args != ["-e"] else cli("run", "-e")
         assert bad.returncode == 125 and "Error: " in bad.stderr, (args, bad.stderr)
     assert cli("run").returncode == 2  # a missing IMAGE stays a usage error (docker-cli: 1)
+
+
+def test_times_are_spelled_as_docker_spells_them(cli: Cli) -> None:
+    # docker-cli's ps {{.CreatedAt}} is Go's time.String() of the Unix second (local zone);
+    # inspect's Created/StartedAt/FinishedAt are RFC 3339 with nanoseconds, in UTC.
+    import re
+
+    cli.ok("run", "--name", "timed", "busybox", "true")
+    created_at = cli.ok("ps", "-a", "--format", "{{.CreatedAt}}").strip()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \S+", created_at), created_at
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d*[1-9]Z"
+    for field in ("Created", "State.StartedAt", "State.FinishedAt"):
+        value = cli.ok("inspect", "-f", "{{." + field + "}}", "timed").strip()
+        assert re.fullmatch(stamp, value), (field, value)
