@@ -234,7 +234,7 @@ class Containers:
             return self.store.get_container(ref[1:] if ref.startswith("/") else ref)
         except NotFoundError as e:
             if "ambiguous" in e.message:
-                raise InvalidInputError(f"container ID prefix {ref!r} is ambiguous",
+                raise InvalidInputError(f"multiple IDs found with provided prefix: {ref}",
                                         hint="give more digits, or the name") from None  # fmt: skip
             raise NotFoundError(f"No such container: {ref}",
                                 hint="`lamina ps -a` lists containers") from None  # fmt: skip

@@ -728,3 +728,15 @@ def test_times_are_spelled_as_docker_spells_them(cli: Cli) -> None:
     for field in ("Created", "State.StartedAt", "State.FinishedAt"):
         value = cli.ok("inspect", "-f", "{{." + field + "}}", "timed").strip()
         assert re.fullmatch(stamp, value), (field, value)
+
+
+def test_an_ambiguous_id_prefix_is_mobys_error(cli: Cli) -> None:
+    seen: dict[str, str] = {}
+    while True:  # at most 17 containers until two IDs share their first digit
+        cid = cli.ok("run", "-d", "busybox", "true").strip()
+        if cid[0] in seen:
+            break
+        seen[cid[0]] = cid
+    both = cli("inspect", cid[0])
+    assert both.returncode == 1
+    assert f"multiple IDs found with provided prefix: {cid[0]}" in both.stderr
