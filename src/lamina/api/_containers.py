@@ -778,12 +778,37 @@ class Containers:
     def wait(self, ref: str) -> int:
         record = self.get(ref)
         if record.state["status"] == "running":
+            if record.state["spec"].get("autoremove"):
+                # Its monitor's fold removes it, exit file and all, once it has exited: the
+                # status is read as soon as the file is there (the fold starts a process).
+                return self._await_exit_status(record.id)
             self._wait_exit(record.id, None)
-        fresh = self.refresh(self.store.get_container(record.id))
+        try:
+            fresh = self.refresh(self.store.get_container(record.id))
+        except NotFoundError:
+            fresh = None
         if fresh is None:
             return 0
         code = fresh.state.get("exit_code")
         return int(code) if code is not None else 0
+
+    def _await_exit_status(self, cid: str) -> int:
+        d = self._dir(cid)
+        while True:
+            result = read_exit(d)
+            if result is not None:
+                return result.code
+            if not d.exists():
+                return 0  # removed before its status could be read
+            if not self._wait_exit(cid, 0.0):
+                time.sleep(0.005)
+                continue
+            result = read_exit(d)
+            if result is not None:
+                return result.code
+            fresh = self.refresh(self.store.get_container(cid)) if self._exists(cid) else None
+            code = fresh.state.get("exit_code") if fresh is not None else None
+            return int(code) if code is not None else 0
 
     def restart(self, ref: str, timeout: int | None = None) -> str:
         self.stop(ref, timeout)

@@ -740,3 +740,11 @@ def test_an_ambiguous_id_prefix_is_mobys_error(cli: Cli) -> None:
     both = cli("inspect", cid[0])
     assert both.returncode == 1
     assert f"multiple IDs found with provided prefix: {cid[0]}" in both.stderr
+
+
+def test_wait_on_a_detached_rm_container_gives_its_exit_status(cli: Cli) -> None:
+    # docker wait returns the status of a --rm container although the container then goes.
+    for code in (4, 0, 9):
+        cid = cli.ok("run", "-d", "--rm", "busybox", "sh", "-c", f"sleep 1; exit {code}").strip()
+        assert cli.ok("wait", cid) == f"{code}\n"
+    assert cli("ps", "-aq").stdout == ""
