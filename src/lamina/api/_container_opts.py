@@ -48,7 +48,12 @@ def read_env_file(path: Path, host_env: Mapping[str, str]) -> list[str]:
         raise InvalidInputError(f"env file {path}: {e.strerror}") from None
     if len(data) > _MAX_ENV_FILE:
         raise InvalidInputError(f"env file {path} is larger than {_MAX_ENV_FILE} bytes")
-    return parse_env_file(data.decode("utf-8", "replace"), host_env, str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InvalidInputError(f"env file {path}: invalid utf8 bytes at line {line}") from None
+    return parse_env_file(text, host_env, str(path))
 
 
 def parse_env_options(values: Sequence[str], host_env: Mapping[str, str]) -> list[str]:

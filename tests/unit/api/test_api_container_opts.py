@@ -15,6 +15,7 @@ from lamina.api._container_opts import (
     parse_volume,
     process_args,
     process_env,
+    read_env_file,
 )
 from lamina.api._instructions import check_change_commands
 from lamina.errors import InvalidInputError
@@ -134,3 +135,13 @@ def test_commit_change_commands() -> None:
     for bad, word in (("RUN echo", "RUN"), ("FROM x", "FROM"), ("COPY a b", "COPY")):
         with pytest.raises(InvalidInputError, match=f"{word} is not a valid change command"):
             check_change_commands([bad])
+
+
+def test_env_file_with_bytes_that_are_not_utf8_is_an_error(tmp_path: Path) -> None:
+    # docker-cli's parseKeyValueFile: "invalid utf8 bytes at line N", not a replaced value.
+    f = tmp_path / "env"
+    f.write_bytes(b"A=1\nB=\xff\n")
+    with pytest.raises(InvalidInputError, match="invalid utf8 bytes at line 2"):
+        read_env_file(f, HOST)
+    f.write_bytes(b"\xef\xbb\xbfA=\xc3\xa9\r\n")  # a BOM, UTF-8 and CRLF are fine
+    assert read_env_file(f, HOST) == ["A=\u00e9"]
