@@ -24,7 +24,11 @@ def parse_env_file(text: str, host_env: Mapping[str, str], where: str) -> list[s
     is dropped; a key holding whitespace, or no key at all, is an error."""
     out: list[str] = []
     text = text.removeprefix("\ufeff")
-    for number, raw in enumerate(text.splitlines(), 1):
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    for number, line_text in enumerate(lines, 1):
+        raw = line_text.removesuffix("\r")  # Go's ScanLines: lines end at \n only
         line = raw.lstrip(_WHITESPACE)
         if not line or line.startswith("#"):
             continue

@@ -145,3 +145,10 @@ def test_env_file_with_bytes_that_are_not_utf8_is_an_error(tmp_path: Path) -> No
         read_env_file(f, HOST)
     f.write_bytes(b"\xef\xbb\xbfA=\xc3\xa9\r\n")  # a BOM, UTF-8 and CRLF are fine
     assert read_env_file(f, HOST) == ["A=\u00e9"]
+
+
+def test_env_file_lines_end_only_at_newlines() -> None:
+    # Go's bufio.ScanLines: a line ends at \n (a \r before it dropped); a lone \r, a form
+    # feed or U+2028 inside a value is part of it.
+    text = "A=1\rB=2\r\nC=x\x0cy\u2028z\nD=4\r\r\n"
+    assert parse_env_file(text, HOST, "f") == ["A=1\rB=2", "C=x\x0cy\u2028z", "D=4\r"]
