@@ -1069,7 +1069,7 @@ class Containers:
                                        overlay_upper=True, source_date_epoch=None,
                                        keep_directory=True)  # fmt: skip
                 now = timestamp(None, time.time())
-                created_by = " ".join(spec["entrypoint"] + spec["cmd"])
+                created_by = " ".join(spec["cmd"])  # moby's: the Cmd, not the Entrypoint
                 config = config.with_layer(
                     layer.diff_id if layer else None,
                     History(now, created_by, message, author),

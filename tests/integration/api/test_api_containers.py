@@ -748,3 +748,18 @@ def test_wait_on_a_detached_rm_container_gives_its_exit_status(cli: Cli) -> None
         cid = cli.ok("run", "-d", "--rm", "busybox", "sh", "-c", f"sleep 1; exit {code}").strip()
         assert cli.ok("wait", cid) == f"{code}\n"
     assert cli("ps", "-aq").stdout == ""
+
+
+def test_commit_history_names_the_containers_cmd(cli: Cli) -> None:
+    # moby's commit: the history entry's created_by is the container's Cmd joined by
+    # spaces (its Entrypoint is not part of it).
+    cli.ok("commit", "-c", 'ENTRYPOINT ["/bin/sh", "-c"]', _made(cli), "shell")
+    cid = cli.ok("run", "-d", "shell", "echo from-cmd > /f").strip()
+    cli.ok("wait", cid)
+    image = cli.ok("commit", cid, "withcmd").strip()
+    lam = Lamina(cli.root)
+    try:
+        last = lam.config(lam.resolve(image)).history[-1]
+    finally:
+        lam.store.close()
+    assert last.created_by == "echo from-cmd > /f"
