@@ -397,12 +397,21 @@ def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
     }
 
 
-def inspect_document(api: Lamina, ref: str) -> dict[str, Any]:
-    """A container's document when `ref` names one, else the image's (as `docker inspect`)."""
+def inspect_document(api: Lamina, ref: str, kind: str | None = None) -> dict[str, Any]:
+    """A container's document when `ref` names one, else the image's (as `docker inspect`);
+    `kind` ("container", "image") looks only there."""
     from lamina.errors import NotFoundError
 
+    if kind == "image":
+        return api.inspect(ref)
     try:
         info = api.containers.info(ref)
     except NotFoundError:
-        return api.inspect(ref)
+        if kind == "container":
+            raise
+        try:
+            return api.inspect(ref)
+        except NotFoundError:
+            raise NotFoundError(f"No such object: {ref}",
+                                hint="`lamina ps -a` and `lamina images` list them") from None
     return container_inspect(api, info)

@@ -221,9 +221,12 @@ def _containers_row(api: Lamina) -> dict[str, str]:
 @click.option(
     "-f", "--format", "fmt", help="A Go template over each image's JSON ({{.Config.Env}}, …)."
 )
+@click.option("--type", "kind", type=click.Choice(["container", "image"]),
+              help="Only this kind of object.")  # fmt: skip
 @click.argument("images", nargs=-1, required=True)
 @click.pass_context
-def inspect(ctx: click.Context, fmt: str | None, images: tuple[str, ...]) -> None:
+def inspect(ctx: click.Context, fmt: str | None, kind: str | None,
+            images: tuple[str, ...]) -> None:  # fmt: skip
     """Show containers' or images' details as JSON, like `docker inspect` (a container's
     name or ID first, then an image's); exit 1 if one is missing."""
     from lamina.cli._container_cmds import inspect_document
@@ -233,7 +236,7 @@ def inspect(ctx: click.Context, fmt: str | None, images: tuple[str, ...]) -> Non
     failed: list[LaminaError] = []
     for ref in images:
         try:
-            found.append(inspect_document(api, ref))
+            found.append(inspect_document(api, ref, kind))
         except LaminaError as exc:
             failed.append(exc)
     if fmt and fmt != "json":

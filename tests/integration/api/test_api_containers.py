@@ -763,3 +763,18 @@ def test_commit_history_names_the_containers_cmd(cli: Cli) -> None:
     finally:
         lam.store.close()
     assert last.created_by == "echo from-cmd > /f"
+
+
+def test_inspect_type_and_a_missing_object(cli: Cli) -> None:
+    # docker inspect --type container|image looks only there; neither found is
+    # "No such object: X" (with --type: "No such container"/"No such image").
+    cli.ok("run", "--name", "busybox", "busybox", "true")  # a container named like the image
+    assert cli.ok("inspect", "-f", "{{.Name}}", "busybox") == "/busybox\n"
+    assert cli.ok("inspect", "--type", "container", "-f", "{{.Name}}", "busybox") == "/busybox\n"
+    image = cli.ok("inspect", "--type", "image", "-f", "{{.Id}}", "busybox")
+    assert image.startswith("sha256:")
+    missing = cli("inspect", "nothing-here")
+    assert missing.returncode == 1 and "No such object: nothing-here" in missing.stderr
+    as_container = cli("inspect", "--type", "container", "nothing-here")
+    assert as_container.returncode == 1 and "No such container: nothing-here" in as_container.stderr
+    assert cli("inspect", "--type", "volume", "busybox").returncode == 2
