@@ -608,11 +608,11 @@ def test_stop_with_a_negative_timeout_waits_for_the_exit(cli: Cli) -> None:
     assert stop.communicate(timeout=30)[0] == cid + "\n" and stop.returncode == 0
     # The container's own --stop-timeout -1 does the same.
     own = cli.ok("run", "-d", "--stop-timeout", "-1", "busybox", "sleep", "100").strip()
-    stop = subprocess.Popen([LAMINA, "--root", str(cli.root), "stop", own])
+    own_stop = subprocess.Popen([LAMINA, "--root", str(cli.root), "stop", own])
     time.sleep(1.5)
-    assert stop.poll() is None
+    assert own_stop.poll() is None
     cli.ok("kill", own)
-    assert stop.wait(timeout=30) == 0
+    assert own_stop.wait(timeout=30) == 0
 
 
 def test_container_names_follow_mobys_pattern(cli: Cli) -> None:
