@@ -1178,36 +1178,10 @@ class _SignalProxy:
             self._pidfd = None
 
 
-def since(seconds: float) -> str:
-    """Docker's human duration (go-units HumanDuration)."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
-
-
 def describe_status(info: ContainerInfo, now: float | None = None) -> str:
     """Docker's STATUS column: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`."""
+    from lamina.oci import human_duration as since
+
     now = time.time() if now is None else now
     if info.status == "running":
         return f"Up {since(now - (info.started_at or now))}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from lamina.oci import parse_rfc3339
+from lamina.oci import human_duration, parse_rfc3339
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
@@ -17,34 +17,6 @@ def human_size(size: float, digits: int = 3) -> str:
         size /= 1000
         unit += 1
     return f"{size:.{digits}g}{_UNITS[unit]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's rough durations: 'About a minute', '3 weeks'."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = seconds / 60
-    if minutes < 2:
-        return "About a minute"
-    if minutes < 60:
-        return f"{int(minutes)} minutes"
-    hours = minutes / 60
-    if hours < 2:
-        return "About an hour"
-    if hours < 48:
-        return f"{int(hours)} hours"
-    days = hours / 24
-    if days < 14:
-        return f"{int(days)} days"
-    if days < 90:
-        return f"{int(days / 7)} weeks"
-    if days < 730:
-        return f"{int(days / 30)} months"
-    return f"{int(days / 365)} years"
 
 
 def parse_timestamp(text: str) -> datetime | None:
