@@ -35,6 +35,7 @@ import builtins
 import contextlib
 import json
 import os
+import posixpath
 import stat
 import sys
 import time
@@ -260,7 +261,7 @@ class Containers:
             no_new_privs = value != "false"
         if opts.workdir is not None and not opts.workdir.startswith("/"):
             raise InvalidInputError(
-                f"the working directory {opts.workdir!r} is invalid: it needs to be an "
+                f"the working directory '{opts.workdir}' is invalid, it needs to be an "
                 "absolute path"
             )
         stop_signal = opts.stop_signal or config.get("StopSignal") or "SIGTERM"
@@ -289,7 +290,8 @@ class Containers:
             "entrypoint": entrypoint,
             "cmd": cmd,
             "env": env_config,
-            "workdir": opts.workdir or config.get("WorkingDir") or "/",
+            "workdir": "/" + posixpath.normpath(opts.workdir).lstrip("/") if opts.workdir
+            else config.get("WorkingDir") or "/",  # given: cleaned, as Go's filepath.Clean
             "workdir_given": opts.workdir is not None,
             "user": opts.user if opts.user is not None else (config.get("User") or ""),
             "hostname": hostname,

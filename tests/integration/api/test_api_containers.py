@@ -778,3 +778,11 @@ def test_inspect_type_and_a_missing_object(cli: Cli) -> None:
     as_container = cli("inspect", "--type", "container", "nothing-here")
     assert as_container.returncode == 1 and "No such container: nothing-here" in as_container.stderr
     assert cli("inspect", "--type", "volume", "busybox").returncode == 2
+
+
+def test_workdir_message_and_cleaning_are_mobys(cli: Cli) -> None:
+    # moby's translateWorkingDir: its message, and the path cleaned (/a/../b/ is /b).
+    rel = cli("run", "--rm", "-w", "rel", "busybox", "pwd")
+    assert rel.returncode == 125
+    assert "the working directory 'rel' is invalid, it needs to be an absolute path" in rel.stderr
+    assert cli.ok("run", "--rm", "-w", "/nowhere/../tmp/", "busybox", "pwd") == "/tmp\n"
