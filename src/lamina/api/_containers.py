@@ -259,7 +259,7 @@ class Containers:
                     hint="lamina takes no-new-privileges[=true|false]",
                 )
             no_new_privs = value != "false"
-        if opts.workdir is not None and not opts.workdir.startswith("/"):
+        if opts.workdir and not opts.workdir.startswith("/"):  # "": the image's, as moby
             raise InvalidInputError(
                 f"the working directory '{opts.workdir}' is invalid, it needs to be an "
                 "absolute path"
@@ -292,7 +292,7 @@ class Containers:
             "env": env_config,
             "workdir": "/" + posixpath.normpath(opts.workdir).lstrip("/") if opts.workdir
             else config.get("WorkingDir") or "/",  # given: cleaned, as Go's filepath.Clean
-            "workdir_given": opts.workdir is not None,
+            "workdir_given": bool(opts.workdir),
             "user": opts.user if opts.user is not None else (config.get("User") or ""),
             "hostname": hostname,
             "network": network,

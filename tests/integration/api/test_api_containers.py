@@ -786,3 +786,4 @@ def test_workdir_message_and_cleaning_are_mobys(cli: Cli) -> None:
     assert rel.returncode == 125
     assert "the working directory 'rel' is invalid, it needs to be an absolute path" in rel.stderr
     assert cli.ok("run", "--rm", "-w", "/nowhere/../tmp/", "busybox", "pwd") == "/tmp\n"
+    assert cli.ok("run", "--rm", "-w", "", "busybox", "pwd") == "/\n"  # empty: not given
