@@ -6,12 +6,12 @@ import re
 
 from lamina.errors import InvalidInputError
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # used with fullmatch: `$` would pass a "\n"
 
 
 def is_digest(value: str) -> bool:
     """Whether `value` is a well-formed sha256 digest."""
-    return bool(_DIGEST.match(value))
+    return bool(_DIGEST.fullmatch(value))
 
 
 def check_digest(value: object, what: str = "digest") -> str:
@@ -20,7 +20,7 @@ def check_digest(value: object, what: str = "digest") -> str:
     Only sha256 is accepted: a digest also names a file, so its shape must be exact
     before it ever reaches a path.
     """
-    if not isinstance(value, str) or not _DIGEST.match(value):
+    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
         shown = repr(value)[:100]
         raise InvalidInputError(f"{what}: {shown} is not a sha256 digest (sha256:<64 hex digits>)")
     return value

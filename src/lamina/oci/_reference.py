@@ -17,12 +17,15 @@ _LEGACY_DOMAIN = "index.docker.io"
 _OFFICIAL_PREFIX = "library/"
 DEFAULT_TAG = "latest"
 
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+# All used with fullmatch and ASCII, as Go's anchored regexps are: `$` would let a
+# trailing newline through, and a Unicode `\w` or `[0-9]` would take letters Docker refuses.
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", re.ASCII)
 _DOMAIN = re.compile(
-    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    r"|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$"
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"|\[[0-9a-fA-F:]+\])(?::[0-9]+)?",
+    re.ASCII,
 )
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _MAX_NAME = 255
 
 
@@ -91,12 +94,14 @@ def parse_reference(text: str, *, default_tag: bool = True) -> Reference:
     """
     if not text or len(text) > 1024:
         raise InvalidInputError(f"invalid reference format: {text[:80]!r}")
-    if re.fullmatch(r"[0-9a-f]{64}", text):
+    if re.fullmatch(r"[0-9a-f]{64}", text, re.ASCII):
         raise InvalidInputError(
-            f"invalid reference format: {text!r} is an image ID, not a name",
+            f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings",
             hint="use the ID without a name, or give a repository name",
         )
-    rest, _, digest = text.partition("@")
+    rest, at, digest = text.partition("@")
+    if at and not digest:
+        raise InvalidInputError(f"invalid reference format: no digest after '@' in {text!r}")
     if digest:
         check_digest(digest, f"reference {text!r}")
     tag = ""
@@ -104,14 +109,14 @@ def parse_reference(text: str, *, default_tag: bool = True) -> Reference:
     colon = rest.rfind(":")
     if colon > slash:
         rest, tag = rest[:colon], rest[colon + 1 :]
-        if not _TAG.match(tag):
+        if not _TAG.fullmatch(tag):
             raise InvalidInputError(f"invalid reference format: bad tag {tag!r} in {text!r}")
     domain, path = _split_domain(rest)
-    if not _DOMAIN.match(domain):
+    if not _DOMAIN.fullmatch(domain):
         raise InvalidInputError(f"invalid reference format: bad registry {domain!r} in {text!r}")
     for component in path.split("/"):
-        if not _COMPONENT.match(component):
-            if component.lower() != component and _COMPONENT.match(component.lower()):
+        if not _COMPONENT.fullmatch(component):
+            if component.lower() != component and _COMPONENT.fullmatch(component.lower()):
                 raise InvalidInputError(
                     f"invalid reference format: repository name ({path}) must be lowercase"
                 )

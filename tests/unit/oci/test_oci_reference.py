@@ -8,6 +8,7 @@ from lamina.errors import InvalidInputError
 from lamina.oci import parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
+_REFUSED = r"invalid reference format|invalid repository name|sha256 digest"
 
 
 @pytest.mark.parametrize(
@@ -53,13 +54,43 @@ def test_normalises_as_docker_does(text: str, full: str, familiar: str) -> None:
         "a" * 64,
         "x/" + "a" * 300,
         "has space",
+        # Go's regexps anchor at the very end and match ASCII only: no trailing newline
+        # slips past `$`, and `\w` is not a Unicode letter.
+        "busybox\n",
+        "busybox:v1\n",
+        f"busybox@{DIGEST}\n",
+        "busybox:\u00e9t\u00e9",
+        "busybox:\u0661",
+        # An empty digest after `@` is not "no digest".
+        "busybox@",
+        "busybox:v1@",
     ],
 )
 def test_refuses_what_docker_refuses(text: str) -> None:
-    with pytest.raises(InvalidInputError, match=r"invalid reference format|sha256 digest"):
+    with pytest.raises(InvalidInputError, match=_REFUSED):
         parse_reference(text)
 
 
 def test_uppercase_repository_says_lowercase() -> None:
     with pytest.raises(InvalidInputError, match="must be lowercase"):
         parse_reference("me/MyApp")
+
+
+_HEX_NAME = r"invalid repository name \(a{64}\), cannot specify 64-byte hexadecimal strings"
+
+
+def test_a_64_hex_name_gets_dockers_message() -> None:
+    with pytest.raises(
+        InvalidInputError,
+        match=_HEX_NAME,
+    ):
+        parse_reference("a" * 64)
+
+
+@pytest.mark.parametrize("value", [f"{DIGEST}\n", f"{DIGEST}\r", f" {DIGEST}"])
+def test_a_digest_is_exactly_its_shape(value: str) -> None:
+    from lamina.oci import check_digest, is_digest
+
+    assert not is_digest(value)
+    with pytest.raises(InvalidInputError, match="is not a sha256 digest"):
+        check_digest(value)
