@@ -39,7 +39,7 @@ def layer_from_tarball(store: Store, lease: Lease, path: Path) -> LayerRecord:
         )
         while tar.read(1 << 20):
             pass
-    store.file_index.put(layer.diff_id, index.entries)
+    store.file_index.put(layer.diff_id, index.columns())
     return layer
 
 

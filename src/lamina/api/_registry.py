@@ -1,10 +1,12 @@
 """`pull`, `push`, `login`, `logout`: images between the store and registries.
 
 Pulled layers go through the same ingest as `load` (`layer_record`): each is unpacked
-into its snapshot in the one pass that downloads it, as `docker pull` extracts, every
-entry checked and the digest and diff_id verified before anything refers to it. It is
-resumable: the bytes also stream into ingest/, so an interrupted pull keeps them and the
-next asks only for the rest (Range). The compressed blob is not kept unless asked
+into its snapshot as it downloads, as `docker pull` extracts, every entry checked and the
+digest and diff_id verified before anything refers to it. It is resumable: the bytes
+land in ingest/ (on a download thread; the unpack reads them back as they land), so an
+interrupted pull keeps them and the next asks only for the rest (Range). At most `jobs`
+blobs download at once; a layer whose download is over unpacks on while the next
+downloads. The compressed blob is not kept unless asked
 (`keep_blobs`, as for `load`). Push sends each layer as `layers_for_push` names it (its
 original blob if kept, else gzipped from its snapshot, the same digest every time) and
 reads the bytes through `layer_blob_for_push`.
@@ -13,6 +15,7 @@ reads the bytes through `layer_blob_for_push`.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import threading
 import time
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 from lamina.api._transfer import ingest_blob, layer_record, layers_for_push, open_layer_blob
 from lamina.errors import (
@@ -29,6 +32,7 @@ from lamina.errors import (
     LaminaError,
     NotFoundError,
 )
+from lamina.layers import read_into
 from lamina.oci import Descriptor, Manifest, Platform, Reference, media_types, parse_reference
 from lamina.store import ImageRecord, LayerRecord, Lease, RemoteLayer, Store
 from lamina.transport import (
@@ -190,6 +194,7 @@ def pull_image(
         with lock:
             downloaded[0] += n
 
+    slots = threading.BoundedSemaphore(max(1, jobs))
     with open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs, store=store) as client:
         source = RegistrySource(client, ref, platform)
         (image,) = source.images()
@@ -208,7 +213,7 @@ def pull_image(
                     events("lazy", layer.digest, layer.size)
                     return LayerRecord(layer.digest, diff_id, layer.media_type, layer.size,
                                        None), False  # fmt: skip
-                counting = _CountingSource(source, count, events)
+                counting = _CountingSource(source, count, events, slots)
                 record, new = _waiting(
                     lambda: layer_record(
                         store, image, position, counting, lease, limits,
@@ -232,7 +237,10 @@ def pull_image(
                 blobs=() if lazy else [desc.digest for desc, _ in coming],
                 snapshots=[diff_id for _, diff_id in coming],
             )
-            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            # `jobs` blobs download at once (`_CountingSource` holds a slot per download);
+            # a layer unpacks from its ingest as it lands and goes on after its download
+            # ends, so up to twice as many layers are at work as are downloading.
+            with ThreadPoolExecutor(max_workers=max(1, 2 * jobs)) as pool:
                 futures = [pool.submit(one, n) for n in range(len(image.manifest.layers))]
                 results = [f.result() for f in futures]
             layers = [record for record, _ in results]
@@ -291,11 +299,16 @@ class _CountingSource:
     """A registry source whose blob streams report their bytes."""
 
     def __init__(
-        self, source: RegistrySource, count: Callable[[int], None], events: Events
+        self,
+        source: RegistrySource,
+        count: Callable[[int], None],
+        events: Events,
+        slots: threading.BoundedSemaphore | None = None,
     ) -> None:
         self._source = source
         self._count = count
         self._events = events
+        self._slots = slots
 
     def images(self) -> tuple[SourceImage, ...]:
         return self._source.images()
@@ -310,7 +323,57 @@ class _CountingSource:
             self._count(n)
             self._events("downloading", descriptor.digest, n)
 
-        return self._source.open_blob(descriptor, verify=verify, offset=offset, on_bytes=on_bytes)
+        stream = self._source.open_blob(descriptor, verify=verify, offset=offset,
+                                        on_bytes=on_bytes)  # fmt: skip
+        if self._slots is None:
+            return stream
+        return cast(BinaryIO, _Downloading(stream, self._slots))
+
+
+class _Downloading(io.RawIOBase):
+    """A blob stream holding one of a pull's download slots from its first read to its
+    end (or close): at most `--jobs` blobs travel at once, however many layers unpack."""
+
+    def __init__(self, stream: BinaryIO, slots: threading.BoundedSemaphore) -> None:
+        super().__init__()
+        self._stream = stream
+        self._slots = slots
+        self._held = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _hold(self) -> None:
+        if not self._held:
+            self._slots.acquire()
+            self._held = True
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        self._hold()
+        count = read_into(self._stream, buffer)
+        if not count:
+            self._release()
+        return count
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self._hold()
+        data = self._stream.read(-1 if size is None else size)
+        if not data:
+            self._release()
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._stream.close()
+            finally:
+                self._release()
+        super().close()
 
 
 def layer_blob_for_push(

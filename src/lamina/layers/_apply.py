@@ -745,9 +745,19 @@ def _copy(content: ByteStream, fd: int, size: int) -> None:
     remaining = size
     pos = 0
     holes = False
+    # Pieces as the tar reader holds them (`read1`: no join of two buffers' pieces, a copy
+    # of the content), each ending at the next _CHUNK boundary of the file or before.
+    # A piece that ends inside a block of zeros is completed to that boundary: a block of
+    # zeros split between two pieces would be written, not left a hole.
+    read1 = getattr(content, "read1", content.read)
     while remaining:
-        data = content.read(min(remaining, _CHUNK))
+        want = min(remaining, _CHUNK - pos % _CHUNK)
+        data = read1(want)
         n = len(data)
+        tail = (pos + n) % _HOLE
+        if 0 < n < want and tail and data.endswith(_ZERO_BLOCK[:tail]):
+            data += content.read(want - n)
+            n = len(data)
         if n == _CHUNK and pos % _HOLE == 0 and data == _ZERO_CHUNK:
             os.lseek(fd, n, os.SEEK_CUR)
             holes = True

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from itertools import repeat
 from typing import Any
 
 from lamina.layers import _whiteout
 from lamina.layers._scoped import split_entry_path
 from lamina.layers._tarread import EntryReader, EntryType, TarEntry
-from lamina.store import IndexEntry
+from lamina.store import IndexEntry, LayerColumns
 
 _CHUNK = 1 << 20
 
@@ -68,6 +67,11 @@ class _HashingReader:
         self.hash.update(data)
         return data
 
+    def read1(self, n: int = 1 << 20) -> bytes:
+        data = self._content.read1(n)
+        self.hash.update(data)
+        return data
+
 
 # A row as the layer writer gathers it: an IndexEntry whose digest is the number the
 # writer gave the file's content (-1: none) until `resolve` has the digests.
@@ -85,11 +89,21 @@ class EntryCollector:
     text = staticmethod(_text)
 
     def __init__(self) -> None:
-        self.entries: list[IndexEntry] = []
+        self._entries: list[IndexEntry] = []
         self._rows: list[WriterRow] = []
+        self._prepared: tuple[Any, ...] | None = None
+        self._columns: LayerColumns | None = None
         self._files: dict[str, tuple[int, str | None, Any]] = {}
         self._pending: list[tuple[int, Any]] = []  # (entry number, hasher not yet done)
         self._watched: tuple[TarEntry, _HashingReader]
+
+    @property
+    def entries(self) -> list[IndexEntry]:
+        """One `IndexEntry` per entry, in layer order."""
+        if self._columns is not None:
+            self._entries[:0] = self._columns
+            self._columns = None
+        return self._entries
 
     def add(
         self,
@@ -122,31 +136,47 @@ class EntryCollector:
 
     def writer_rows(self) -> list[WriterRow]:
         """The layer writer's fast path (`write_layer`): it appends one `WriterRow` per
-        entry, its path as the change has it (`resolve` cleans them all at once, as
-        `clean_path` would), a link target as `clean_path` or `text` makes it, then calls
-        `resolve(digests)`: a plain tuple per entry, no keyword call, hasher object or
-        `_replace` per file."""
+        entry, its path as the change has it (`prepare` cleans them all at once, as
+        `clean_path` would), a link target as `clean_path` or `text` makes it, calls
+        `prepare()` while its hashes finish, then `resolve(digests)`: a plain tuple per
+        entry, no keyword call, hasher object or `_replace` per file."""
         return self._rows
+
+    def prepare(self) -> None:
+        """Turn the writer's rows into columns, all but the digests (which `resolve`
+        fills in): work the writer does while it waits for its hashes."""
+        if self._rows:
+            # Column by column, in C (zip): no Python call per entry.
+            paths, kinds, sizes, modes, uids, gids, numbers, links = zip(*self._rows, strict=True)
+            self._prepared = (list(_clean_all(paths)), list(kinds), list(sizes), list(modes),
+                              list(uids), list(gids), numbers, list(links))  # fmt: skip
+            self._rows = []
 
     def resolve(self, digests: Sequence[str] = ()) -> None:
         """Fill in the digests of entries added with a `hasher` (all bytes seen by now)
         and of the writer's rows (`digests[n]`: the content digest of its file n)."""
-        if self._rows:
-            # Column by column, in C (zip, map): no Python call per entry. A file number
-            # of -1 (no content digest) picks the None appended to the digests.
-            paths, kinds, sizes, modes, uids, gids, numbers, links = zip(*self._rows, strict=True)
+        self.prepare()
+        if self._prepared is not None:
+            paths, kinds, sizes, modes, uids, gids, numbers, links = self._prepared
+            self._prepared = None
+            # A file number of -1 (no content digest) picks the None appended.
             files = [*digests, None]
-            columns = zip(_clean_all(paths), kinds, sizes, modes, uids, gids,
-                          map(files.__getitem__, numbers), links, strict=True)  # fmt: skip
-            # tuple.__new__ makes each IndexEntry from its column tuple (a NamedTuple
-            # is a tuple; its own __new__ is a Python function).
-            self.entries += map(tuple.__new__, repeat(IndexEntry), columns)
-            self._rows = []
+            written = LayerColumns(paths, kinds, sizes, modes, uids, gids,
+                                   list(map(files.__getitem__, numbers)), links)  # fmt: skip
+            if self._entries or self._columns is not None:  # after other entries
+                self.entries.extend(written)
+            else:
+                self._columns = written
         done: dict[int, str] = {}
         for n, hasher in self._pending:
             digest = done.setdefault(id(hasher), hasher.hexdigest())
             self.entries[n] = self.entries[n]._replace(digest=digest)
         self._pending.clear()
+
+    def columns(self) -> Sequence[IndexEntry]:
+        """The entries, for `FileIndex.put`: as `LayerColumns` when the layer writer
+        gathered them (no `IndexEntry` made per entry), else `entries`."""
+        return self._columns if self._columns is not None else self.entries
 
     def marker(self, path: str) -> None:
         """A tar entry whose base name may be a whiteout or opaque marker (``.wh.``)."""

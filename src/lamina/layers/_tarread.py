@@ -286,6 +286,22 @@ class EntryReader:
             record.file(self._name, len(data))
         return data
 
+    def read1(self, n: int = _READ) -> bytes:
+        """Up to ``n`` bytes of the content (at least one before its end), as the stream's
+        buffer holds them: unlike ``read``, no join of two pieces into one (a copy of the
+        content) when a read crosses the buffer's end. For consumers that take any size."""
+        n = min(n, self._remaining)
+        if n <= 0:
+            return b""
+        record = self._source.record
+        data = self._source.read_some(n, content=record is not None)
+        if not data:
+            raise InvalidInputError(f"tar stream truncated in content of {self._name!r}")
+        self._remaining -= len(data)
+        if record is not None:
+            record.file(self._name, len(data))
+        return data
+
     def readinto(self, buf: memoryview | bytearray) -> int:
         data = self.read(min(len(buf), 1 << 20))
         buf[: len(data)] = data

@@ -110,7 +110,8 @@ class _ThreadHashing:
             self._busy[n] = None
             future.result()
 
-    def finish(self, files: int) -> tuple[str | None, list[str]]:
+    def finish(self, files: int, meanwhile: Callable[[], None]) -> tuple[str | None, list[str]]:
+        meanwhile()
         for n in range(_BUFFERS):
             self.wait(n)
         got = self._files
@@ -181,15 +182,19 @@ class _ProcessHashing:
                 self._failed()
             del self._pending[: len(got)]
 
-    def finish(self, files: int) -> tuple[str | None, list[str]]:
-        while self._pending:
-            self.wait(self._pending[-1])
+    def finish(self, files: int, meanwhile: Callable[[], None]) -> tuple[str | None, list[str]]:
+        # The end goes right after the last buffer: the process answers for the buffers
+        # still pending, then with the digests; `meanwhile` runs while it hashes.
         self._send(HEAD.pack(0, END, files))
+        meanwhile()
         chunks = []
         while data := os.read(self._from, 1 << 20):
             chunks.append(data)
-        lines = b"".join(chunks).decode("ascii").split("\n")
-        if self._proc.wait() != 0 or len(lines) != files + 1:
+        answer = b"".join(chunks)
+        acks = len(self._pending)
+        self._pending.clear()
+        lines = answer[acks:].decode("ascii").split("\n")
+        if self._proc.wait() != 0 or answer[:acks] != b"k" * acks or len(lines) != files + 1:
             self._failed()
         return lines[0] or None, lines[1:]
 
@@ -256,10 +261,11 @@ class _Output:
         self.hashing.wait(self.current)  # its bytes are hashed: it may be refilled
         self.view = self.hashing.bufs[self.current]
 
-    def finish(self) -> None:
-        """Flush, and wait for every hash to have seen every byte."""
+    def finish(self, meanwhile: Callable[[], None] = lambda: None) -> None:
+        """Flush, and wait for every hash to have seen every byte; `meanwhile` runs
+        while the last ones are hashed."""
         self.flush(last=True)
-        self.stream_digest, self.file_digests = self.hashing.finish(self.files)
+        self.stream_digest, self.file_digests = self.hashing.finish(self.files, meanwhile)
 
     def close(self) -> None:
         self.hashing.close()
@@ -397,7 +403,8 @@ def write_layer(
         if copier is not None:
             copier.done()
         sink.put(bytes(2 * _BLOCK))
-        sink.finish()
+        # The index's rows become columns while the last buffers are hashed.
+        sink.finish(collect.prepare if collect is not None else lambda: None)
     finally:
         sink.close()
     if collect is not None:

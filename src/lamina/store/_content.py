@@ -305,6 +305,12 @@ class Writer:
             start_writeback(self._fd, self._flushed, self.offset - self._flushed)
             self._flushed = self.offset
 
+    def read_at(self, buffer: bytearray | memoryview, offset: int) -> int:
+        """Bytes already written, from `offset` into `buffer`: for a reader that follows
+        this writer (a pull unpacking a blob as its download lands). A writer with a
+        `ref` only (its file is opened for reading too)."""
+        return os.preadv(self._fd, [buffer], offset)
+
     def commit(self) -> BlobInfo:
         """Check size and digest, then publish the blob; idempotent if it exists."""
         if self._committed is not None:

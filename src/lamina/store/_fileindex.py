@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress, count, repeat
-from typing import NamedTuple, overload
+from typing import Any, NamedTuple, overload
 
 from lamina.store._db import Database
 
@@ -165,7 +165,12 @@ class FileIndex:
         """Record the entries of layer `diff_id` (in layer order), unless it is indexed."""
         # Column by column and row by row in C (zip, compress): 50,000 entries cost no
         # Python call each, only SQLite's own insert.
-        columns = list(zip(*entries, strict=True)) or [()] * len(IndexEntry._fields)
+        columns: list[Sequence[Any]]
+        if isinstance(entries, LayerColumns):  # as the layer writer gathers them
+            columns = [entries.paths, entries.kinds, entries.sizes, entries.modes,
+                       entries.uids, entries.gids, entries.digests, entries.links]  # fmt: skip
+        else:
+            columns = list(zip(*entries, strict=True)) or [()] * len(IndexEntry._fields)
         kinds, sizes = columns[1], columns[2]
         file_bytes = sum(compress(sizes, map("file".__eq__, kinds)))
         with self._db.write() as db:

@@ -16,6 +16,7 @@ The steps above both the store (records, blobs) and the snapshots (directories):
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import queue
@@ -141,6 +142,73 @@ class _Tee:
         return count
 
 
+class _Landing(io.RawIOBase):
+    """A blob downloaded into its ingest `writer` on a thread of its own, at the network's
+    pace, and read back from that file as it lands (the page cache holds it). The
+    download (one of a pull's `--jobs` transfers) is over as soon as its last byte is
+    written, not when the unpack reading it is: the next layer's download starts while
+    this one still unpacks, and a pull's layers unpack side by side rather than the last
+    one alone. An error of the download is raised at the read that waits for the bytes
+    it did not bring; the end comes only once every byte is written. `close` stops the
+    download (at its next piece) and waits for its thread."""
+
+    def __init__(self, stream: BinaryIO, writer: Writer) -> None:
+        super().__init__()
+        self._writer = writer
+        self._pos = self._landed = writer.offset
+        self._done = self._stop = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._run, args=(stream,), name="blob-download", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, stream: BinaryIO) -> None:
+        buffer = bytearray(_CHUNK)
+        view = memoryview(buffer)
+        try:
+            with stream:
+                while not self._stop:
+                    count = read_into(stream, buffer)
+                    if not count:
+                        break
+                    self._writer.write(view[:count])
+                    with self._cond:
+                        self._landed += count
+                        self._cond.notify_all()
+        except BaseException as exc:  # raised to the reader, at the read that needs it
+            self._error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        with self._cond:
+            while self._pos >= self._landed and not self._done:
+                self._cond.wait()
+            landed = self._landed
+        if self._pos >= landed:
+            if self._error is not None:
+                raise self._error
+            return 0
+        count = self._writer.read_at(memoryview(buffer)[: landed - self._pos], self._pos)
+        if not count:  # the ingest file lost bytes it was given: never expected
+            raise InvalidInputError(f"ingest of {landed} bytes ends at {self._pos}")
+        self._pos += count
+        return count
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stop = True
+            self._thread.join()
+        super().close()
+
+
 class _ReadAhead:
     """`stream` (a layer blob's decompressed tar) read on a thread of its own, up to
     `_AHEAD` pieces ahead of the consumer: the download, the compressed blob's hash and
@@ -240,15 +308,17 @@ def ingest_layer(
     the tar's size; an existing layer is not read.
 
     ``writer``: the caller's (resumable) ingest of this blob, e.g. a pull's, which keeps
-    what arrived if the transfer breaks. Every byte read goes to it too, and its size and
-    digest are checked before the snapshot becomes visible (so ``source`` need not verify):
+    what arrived if the transfer breaks. ``source`` is downloaded into it on a thread of
+    its own (``_Landing``) and unpacked from it as it lands; its size and digest are
+    checked before the snapshot becomes visible (so ``source`` need not verify):
     committed with ``keep_blob``, else only checked (the caller's block then drops it)."""
     lim = limits or LayerLimits()
     compressed = Compression.from_media_type(layer.media_type) is not Compression.NONE
     outer = writer
     with contextlib.ExitStack() as stack:
         if outer is not None:
-            source = cast(BinaryIO, _Tee(source, outer))
+            source = cast(BinaryIO, stack.enter_context(contextlib.closing(
+                _Landing(source, outer))))  # fmt: skip
         elif keep_blob and compressed and not store.content.has(layer.digest):
             lease.add_blob(layer.digest)
             writer = stack.enter_context(
@@ -327,7 +397,7 @@ def commit_dir_layer(
             store.put_snapshot(diff_id, stats.size)
             store.set_snapshot_entries(diff_id, count_entries(target))
         if not store.file_index.has(diff_id):
-            store.file_index.put(diff_id, index.entries)
+            store.file_index.put(diff_id, index.columns())
     finally:
         with contextlib.suppress(FileNotFoundError):
             record_tmp.unlink()
@@ -405,7 +475,7 @@ def commit_changes_layer(
     if error:
         raise error[0]
     if not store.file_index.has(diff_ids[0]):
-        store.file_index.put(diff_ids[0], index.entries)
+        store.file_index.put(diff_ids[0], index.columns())
     return _stored_record(store, diff_ids[0])
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, cast
@@ -139,6 +140,9 @@ class BlobStream(io.RawIOBase):
         self._on_bytes = on_bytes
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] | None = None
+        # The response's body straight off its socket (see `_raw_body`), else None: h11.
+        self._sock: socket.socket | None = None
+        self._body_left = 0
         self._pending: memoryview | bytes = b""
         self._failures = 0
 
@@ -162,10 +166,17 @@ class BlobStream(io.RawIOBase):
         else:
             skip = self._position  # a 200 to a Range request: the whole blob again
         self._response = response
-        # As the socket gives them (no re-chunking: every join is a copy of the blob).
-        self._chunks = response.iter_raw()
+        raw = _raw_body(response)
+        if raw is not None:
+            self._sock, buffered, self._body_left = raw
+            self._pending = memoryview(buffered) if buffered else b""
+            self._chunks = iter(())
+        else:
+            # As the socket gives them (no re-chunking: every join is a copy of the blob).
+            self._chunks = response.iter_raw()
         while skip:
-            chunk = next(self._chunks, b"")
+            chunk = self._pending or self._arrived(min(skip, _CHUNK))
+            self._pending = b""
             if not chunk:
                 raise RegistryError(f"{self._what}: the registry sent less than before")
             if len(chunk) > skip:
@@ -174,10 +185,25 @@ class BlobStream(io.RawIOBase):
             else:
                 skip -= len(chunk)
 
+    def _arrived(self, most: int) -> bytes:
+        """The next bytes of the open response as they arrive (b"" at its end): off the
+        socket, at most `most` and never past the body's Content-Length, or from h11."""
+        if self._sock is None:
+            assert self._chunks is not None
+            return next(self._chunks, b"")
+        if not self._body_left:
+            return b""
+        data = self._sock.recv(min(most, self._body_left))
+        self._body_left -= len(data)
+        return data
+
     def _close_response(self) -> None:
         if self._response is not None:
+            # A body read off the socket leaves h11 mid-message: httpcore closes that
+            # connection rather than reuse it (it reuses only a finished exchange).
             self._response.close()
         self._response, self._chunks, self._pending = None, None, b""
+        self._sock, self._body_left = None, 0
 
     def _next(self, most: int) -> memoryview | bytes:
         """Up to `most` of the next bytes that arrived (empty at the blob's end), as a view
@@ -192,9 +218,8 @@ class BlobStream(io.RawIOBase):
                     self._open()
                     if self._pending:
                         break
-                assert self._chunks is not None
-                chunk = next(self._chunks, b"")
-            except (httpx.TransportError, httpx.StreamError) as exc:
+                chunk = self._arrived(max(most, 1))
+            except (httpx.TransportError, httpx.StreamError, OSError) as exc:
                 chunk = b""
                 self._fail(exc)
                 continue
@@ -212,6 +237,24 @@ class BlobStream(io.RawIOBase):
         return piece
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        if self._sock is not None and not self._pending and self._body_left:
+            # Off the socket straight into the caller's buffer (the decompressor's):
+            # no copy in user space at all.
+            view = memoryview(buffer)[: min(len(buffer), self._size - self._position)]
+            if view:
+                try:
+                    count = self._sock.recv_into(view, min(len(view), self._body_left))
+                except OSError as exc:
+                    self._fail(exc)
+                    count = 0
+                if count:
+                    self._body_left -= count
+                    self._position += count
+                    self._failures = 0
+                    if self._on_bytes is not None:
+                        self._on_bytes(count)
+                    return count
+                # Ended early or broke: `_next` asks for the rest (Range), as for h11.
         piece = self._next(len(buffer))
         buffer[: len(piece)] = piece
         return len(piece)
@@ -236,6 +279,48 @@ class BlobStream(io.RawIOBase):
     def close(self) -> None:
         self._close_response()
         super().close()
+
+
+def _raw_body(response: httpx.Response) -> tuple[socket.socket, bytes, int] | None:
+    """A streamed HTTP/1.1 response's body to read off its socket: (the socket, the body
+    bytes httpcore already received with the headers, the rest still to come), or None
+    where h11 must read it (chunked, no Content-Length, not httpcore's socket, or a body
+    h11 has begun). Read through h11, each MiB of a blob was copied five times in Python
+    (h11's receive buffer, its extraction, httpcore's bytes, then the caller's buffer);
+    off the socket it lands where it goes. The body is exactly Content-Length bytes: no
+    byte past it is read, and the connection is closed afterwards, not reused."""
+    if response.http_version != "HTTP/1.1" or "transfer-encoding" in response.headers:
+        return None
+    length = response.headers.get("content-length", "")
+    network = response.extensions.get("network_stream")
+    if not length.isdigit() or network is None:
+        return None
+    sock = network.get_extra_info("socket")
+    if not isinstance(sock, socket.socket):
+        return None
+    # httpcore's HTTP/1.1 connection behind this response, through httpx's and the pool's
+    # stream wrappers (private, so any change in them makes this None, and h11 reads).
+    connection = _follow(response.stream, "_stream", "_httpcore_stream", "_stream", "_connection")
+    state = getattr(connection, "_h11_state", None)
+    reader = getattr(state, "_reader", None)
+    if (
+        state is None
+        or getattr(connection, "_network_stream", None) is not network
+        or getattr(reader, "_remaining", None) != int(length)
+    ):
+        return None
+    buffered, _closed = state.trailing_data
+    if len(buffered) > int(length):
+        return None
+    timeout = response.request.extensions.get("timeout", {}).get("read")
+    sock.settimeout(timeout)
+    return sock, buffered, int(length) - len(buffered)
+
+
+def _follow(start: object, *names: str) -> object:
+    for name in names:
+        start = getattr(start, name, None)
+    return start
 
 
 class RegistryBlobs:

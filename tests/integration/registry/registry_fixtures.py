@@ -102,6 +102,8 @@ class Faults:
     range_as_200: bool = False  # answer every Range request with 200 and the whole blob
     throttle: float = 0.0  # seconds per 64 KiB of blob bodies, both ways
     fail_5xx: int = 0  # answer this many requests with 503 (no Retry-After)
+    chunked: bool = False  # blob GETs: the body in chunked transfer encoding
+    short_body: int | None = None  # next blob GET (200): only this many bytes, said so (once)
 
 
 @dataclass
@@ -112,6 +114,7 @@ class Seen:
     sent: int  # response body bytes sent to the client
     received: int  # request body bytes from the client
     headers: dict[str, str] = field(default_factory=dict)
+    port: int = 0  # the client's port: which connection the request came on
 
 
 class Proxy:
@@ -127,6 +130,8 @@ class Proxy:
         self.users = {"bob": "hunter2"}
         self.refresh_tokens = {"rt-for-bob"}  # OAuth2 identity tokens (`identitytoken`)
         self.lock = threading.Lock()
+        # (start, end) of each blob GET answered, by the proxy's clock
+        self.blob_times: list[tuple[float, float]] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -153,6 +158,20 @@ class Proxy:
         with self.lock:
             self.log.clear()
             self.faults = Faults()
+            self.blob_times.clear()
+
+    def most_blob_gets_at_once(self, slack: float = 0.05) -> int:
+        """How many blob GETs were answered at once at most, each counted until `slack`
+        seconds before it ended (the client may ask for the next blob as soon as the last
+        byte reaches it, before this proxy's thread has finished with the first)."""
+        with self.lock:
+            times = list(self.blob_times)
+        edges = sorted([(end - slack, -1) for _, end in times] + [(start, 1) for start, _ in times])
+        most = now = 0
+        for _, step in edges:
+            now += step
+            most = max(most, now)
+        return most
 
     # -- accounting -------------------------------------------------------------------
 
@@ -214,6 +233,17 @@ class Proxy:
             handler.wfile.write(body)
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        if not (handler.command == "GET" and "/blobs/sha256:" in handler.path):
+            self._handle(handler)
+            return
+        started = time.monotonic()
+        try:
+            self._handle(handler)
+        finally:
+            with self.lock:
+                self.blob_times.append((started, time.monotonic()))
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = b""
         faults = self.faults
@@ -272,19 +302,35 @@ class Proxy:
             resp_headers = response.getheaders()
             has_length = any(k.lower() == "content-length" for k, _ in resp_headers)
             data = b"" if has_length or handler.command == "HEAD" else response.read()
+            chunked = faults.chunked and is_blob_get
+            short = faults.short_body if is_blob_get and response.status == 200 else None
             for k, v in resp_headers:
                 if k.lower() in ("transfer-encoding", "connection"):
                     continue
+                if (chunked or short is not None) and k.lower() == "content-length":
+                    continue
                 handler.send_header(k, v)
-            if not has_length:
+            if chunked:
+                handler.send_header("Transfer-Encoding", "chunked")
+            elif short is not None:
+                faults.short_body = None
+                handler.send_header("Content-Length", str(short))
+            elif not has_length:
                 handler.send_header("Content-Length", str(len(data)))
             handler.end_headers()
             sent = 0
+            out = handler.wfile
+            if chunked:
+                out = _ChunkedWriter(handler.wfile)  # type: ignore[assignment]
             if handler.command != "HEAD":
                 if data:
-                    handler.wfile.write(data)
+                    out.write(data)
                     sent = len(data)
                 while chunk := response.read(65536):
+                    if short is not None:
+                        chunk = chunk[: short - sent]
+                        if not chunk:
+                            break
                     if (
                         is_blob_get
                         and faults.corrupt
@@ -297,17 +343,20 @@ class Proxy:
                     drop = faults.drop_after
                     if is_blob_get and drop is not None and sent + len(chunk) >= drop:
                         cut = drop - sent
-                        handler.wfile.write(chunk[:cut])
+                        out.write(chunk[:cut])
                         sent += cut
                         faults.drop_after = None
                         handler.wfile.flush()
                         handler.close_connection = True
                         handler.connection.shutdown(socket.SHUT_RDWR)
                         break
-                    handler.wfile.write(chunk)
+                    out.write(chunk)
                     sent += len(chunk)
                     if faults.throttle and is_blob_get:
                         time.sleep(faults.throttle)
+                else:
+                    if chunked:
+                        handler.wfile.write(b"0\r\n\r\n")
             with self.lock:
                 self.log.append(
                     Seen(
@@ -317,12 +366,24 @@ class Proxy:
                         sent,
                         len(body),
                         {k.lower(): v for k, v in handler.headers.items()},
+                        handler.client_address[1],
                     )
                 )
         except OSError:
             handler.close_connection = True
         finally:
             conn.close()
+
+
+class _ChunkedWriter:
+    """Writes each piece as one chunk of HTTP/1.1 chunked transfer encoding."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._out.write(b"%x\r\n" % len(data) + data + b"\r\n")
 
 
 def docker_config_env(tmp: Path) -> dict[str, str]:

@@ -96,3 +96,28 @@ def test_the_applier_gathers_the_index_as_it_unpacks(tmp_path: Path) -> None:
     apply_layer(out, tmp_path / "unpacked", overlay=True, collect=applied)
     assert applied.entries == scanned.entries
     assert (tmp_path / "unpacked" / "d" / "f").read_bytes() == b"hello" * 1000
+
+
+def test_the_writers_columns_hold_the_same_entries_and_store_the_same_rows(
+    tmp_path: Path,
+) -> None:
+    """The layer writer's index comes as columns (`columns()`, what `FileIndex.put`
+    takes as they are); they are the very entries `entries` lists, and a writer's rows
+    after entries added one by one keep layer order."""
+    from lamina.store import LayerColumns
+
+    _tree(tmp_path / "t")
+    changes = sort_changes(changes_from_dir(str(tmp_path / "t")))
+    written = EntryCollector()
+    write_layer(changes, io.BytesIO(), collect=written)
+    columns = written.columns()
+    assert isinstance(columns, LayerColumns)
+    as_list = list(columns)
+    assert len(as_list) == len(changes) and [e.path for e in as_list] == [c.path for c in changes]
+    assert written.entries == as_list  # made from the columns, once
+    assert written.columns() == as_list  # then the list itself
+
+    mixed = EntryCollector()
+    mixed.add("first", "dir")
+    write_layer(changes, io.BytesIO(), collect=mixed)
+    assert mixed.entries == [IndexEntry("first", "dir", 0, 0, 0, 0, None, ""), *as_list]

@@ -120,3 +120,74 @@ def test_without_a_process_the_thread_hashes(
     index = EntryCollector()
     write_layer(changes_from_dir(tmp_path / "tree"), None, collect=index)
     assert {e.path: e.digest for e in index.entries if e.path in expected} == expected
+
+
+class _HashingSink:
+    """A sink that hashes the tar itself (as a LayerBlobWriter does): the hashing
+    process then hashes only the files."""
+
+    def __init__(self) -> None:
+        self.data = io.BytesIO()
+        self._hash = hashlib.sha256()
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self._hash.update(data)
+        return self.data.write(data)
+
+    def uncompressed_digest(self) -> tuple[str, int]:
+        return "sha256:" + self._hash.hexdigest(), self.data.tell()
+
+
+def test_a_sink_that_hashes_the_tar_gets_the_file_digests_from_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = _tree(tmp_path / "tree")
+    monkeypatch.setattr(_tarwrite, "_PROCESS_MIN_ENTRIES", 1)
+    started = _started(monkeypatch)
+    sink = _HashingSink()
+    index = EntryCollector()
+    stats = write_layer(changes_from_dir(tmp_path / "tree"), sink, collect=index)
+    assert started == [True]
+    assert stats.diff_id == "sha256:" + hashlib.sha256(sink.data.getvalue()).hexdigest()
+    got = {e.path: e.digest for e in index.entries}
+    assert {p: got[p] for p in expected} == expected
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["tar-and-files", "files"])
+def test_the_process_refuses_file_numbers_out_of_order(
+    monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """A file's digest is taken when the next file's bytes arrive: a writer that went
+    back to an earlier file is a bug, reported, never a wrong digest."""
+    monkeypatch.setattr(_tarwrite, "_PROCESS_MIN_ENTRIES", 1)
+    out = _tarwrite._Output(io.BytesIO() if stream else _HashingSink(), None, entries=1)
+    assert isinstance(out.hashing, _tarwrite._ProcessHashing)
+    try:
+        first, second, _third = out.new_file(), out.new_file(), out.new_file()
+        out.put(b"x" * 100)
+        out.spans += (second, 0, 50, first, 50, 100)
+        with pytest.raises(LaminaError, match="hashing process ended early"):
+            out.finish()
+    finally:
+        out.close()
+
+
+def test_the_writer_works_while_the_process_hashes_the_last_buffers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`finish(meanwhile)` runs `meanwhile` once, before the digests are read; empty
+    files between others get the empty digest."""
+    monkeypatch.setattr(_tarwrite, "_PROCESS_MIN_ENTRIES", 1)
+    out = _tarwrite._Output(io.BytesIO(), None, entries=1)
+    calls: list[int] = []
+    try:
+        numbers = [out.new_file() for _ in range(4)]  # 0 and 2 hold bytes, 1 and 3 none
+        out.put(b"ab")
+        out.spans += (numbers[0], 0, 1, numbers[2], 1, 2)
+        out.finish(lambda: calls.append(len(out.file_digests)))
+    finally:
+        out.close()
+    empty = hashlib.sha256().hexdigest()
+    assert calls == [0]
+    assert out.file_digests == [hashlib.sha256(b"a").hexdigest(), empty,
+                                hashlib.sha256(b"b").hexdigest(), empty]  # fmt: skip

@@ -76,3 +76,18 @@ def test_columns_of_a_hostile_index_with_a_nul_in_a_path_are_read_row_by_row(
     rows = [IndexEntry("a\0b", "file", 1, 0o644, 0, 0, "ab" * 32, "x\0y"), *ROWS]
     store.file_index.put(DIFF_ID, rows)
     assert list(store.file_index.columns(DIFF_ID)) == rows
+
+
+def test_columns_are_put_as_the_same_rows_as_entries(store: Store) -> None:
+    """`put` takes a layer writer's `LayerColumns` as they are: the rows (and the layer's
+    file bytes) are those of the same entries put one by one."""
+    from lamina.store import LayerColumns
+
+    other = "sha256:" + "4" * 64
+    store.file_index.put(DIFF_ID, ROWS)
+    store.file_index.put(other, LayerColumns.of(ROWS))
+    assert store.file_index.entries(other) == store.file_index.entries(DIFF_ID) == ROWS
+    bytes_of = store._db.conn().execute(
+        "SELECT diff_id, entries, file_bytes FROM layer_index ORDER BY diff_id"
+    ).fetchall()
+    assert bytes_of == [(DIFF_ID, 4, 12), (other, 4, 12)]
