@@ -129,7 +129,7 @@ class RunHost(HostCommands):
     @classmethod
     def open(
         cls,
-        root: Path | None,
+        root: str | Path | None,
         *,
         progress: Callable[[int, int, str], object] | None = None,
         notice: Callable[[str], None] | None = None,

@@ -6,12 +6,17 @@ Pure functions (the host environment is passed in), so every rule is unit-tested
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from lamina.errors import InvalidInputError
 from lamina.runtime import DEFAULT_PATH
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import NamedTuple
+else:
+    from lamina._frozen import NamedTuple
 
 _WHITESPACE = " \t\n\r\v\f"
 _MAX_ENV_FILE = 1 << 20

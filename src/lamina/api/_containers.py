@@ -39,7 +39,6 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 from lamina.api._container_opts import (
     merge_env,
@@ -92,9 +91,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterator, Sequence
-    from typing import Any
+    from typing import Any, NamedTuple
 
     from lamina.api._container_host import ContainerHost, ImageLike
+else:
+    from lamina._frozen import NamedTuple
 
 TINI = Path("/usr/bin/tini-static")
 INIT_TARGET = "/sbin/docker-init"

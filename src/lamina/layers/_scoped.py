@@ -18,9 +18,14 @@ import os
 import posixpath
 import stat
 from pathlib import Path
-from typing import Literal, NamedTuple
 
 from lamina.errors import InvalidInputError, NotFoundError
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from typing import Literal, NamedTuple
+else:
+    from lamina._frozen import NamedTuple
 
 MAX_SYMLINK_HOPS = 40  # the kernel's own MAXSYMLINKS
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from lamina.errors import InvalidInputError
 from lamina.oci._limits import MAX_DOCUMENT_BYTES
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from typing import Any
 
 _MAX_DEPTH = 64
 

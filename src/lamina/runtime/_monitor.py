@@ -37,7 +37,6 @@ import os
 import select
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
 
 from lamina.runtime._logs import LOG_FILE, LogWriter
 from lamina.runtime._owner import Owner, current_owner
@@ -49,9 +48,13 @@ from lamina.runtime._runc import (
     subreaper,
 )
 
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
 if TYPE_CHECKING:
     import socket
     from collections.abc import Callable, Sequence
+    from typing import NamedTuple
+else:
+    from lamina._frozen import NamedTuple
 
 MONITOR_FILE = "monitor.json"
 EXIT_FILE = "exit.json"

@@ -10,7 +10,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import NamedTuple
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from lamina._frozen import NamedTuple
 
 OWNER_FILE = "owner.json"
 

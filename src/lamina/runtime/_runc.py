@@ -7,22 +7,26 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 
 from lamina.errors import ToolError
 from lamina.runtime._spec import HOSTNAME_FILE, HOSTS_FILE, RESOLV_FILE
 
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
 if TYPE_CHECKING:
     # Loaded where they are used: `lamina run` starts runc alone (no `subprocess`), waits
     # with poll(2) (no `selectors`) and finds runc without `shutil` (which loads the
     # compression modules).
     import subprocess
+    from collections.abc import Callable, Iterator
     from types import FrameType
+    from typing import IO, Any
 
 # Where output goes: an open file (or fd) receives it directly; a callable gets chunks.
-Output = IO[bytes] | int | Callable[[bytes], None]
+if TYPE_CHECKING:
+    Output = IO[bytes] | int | Callable[[bytes], None]
+else:
+    Output = object  # (an alias for annotations; no `typing` at run time)
 
 EXIT_NOT_INVOKABLE = 126
 EXIT_NOT_FOUND = 127

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
 
 from lamina.errors import InvalidInputError
 from lamina.runtime._seccomp import seccomp_profile
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, Literal, NamedTuple
+else:
+    from lamina._frozen import NamedTuple
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -58,7 +63,10 @@ READONLY_PATHS = (
     "/proc/sysrq-trigger",
 )
 
-Network = Literal["host", "none"]
+if TYPE_CHECKING:
+    Network = Literal["host", "none"]
+else:
+    Network = str  # (an alias for annotations; no `typing` at run time)
 
 
 class User(NamedTuple):

@@ -5,12 +5,17 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
 from lamina.errors import InvalidInputError, ToolError
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import NamedTuple
+else:
+    from lamina._frozen import NamedTuple
 
 # mount(2) copies at most one page of option data; leave room for the kernel's own additions.
 _MAX_DATA = 4000

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from lamina.layers import (
@@ -18,6 +17,10 @@ from lamina.layers import (
     open_dir_nofollow,
     resolve_in_root,
 )
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 
 def find_stubs(rootfs: Path, targets: Iterable[str]) -> list[str]:
