@@ -33,13 +33,13 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # (no stubs: `signal`'s C half)
 import builtins
 import contextlib
-import json
 import os
 import stat
 import sys
 import time
 from pathlib import Path
 
+from lamina._lightjson import dumps
 from lamina.api._container_opts import (
     merge_env,
     parse_env_options,
@@ -926,7 +926,7 @@ class Containers:
         process = self._config(fake, exec_args=command)["process"]
         token = os.urandom(6).hex()
         process_file = d / f"exec-{token}.json"
-        process_file.write_text(json.dumps(process))
+        process_file.write_text(dumps(process))
         log = d / f"exec-{token}.log"
         argv = [runc_binary(), "--root", str(self.state_dir), "--log", str(log),
                 "--log-format", "json", "exec", "--process", str(process_file)]  # fmt: skip

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import select
 import time
 from pathlib import Path
 
+from lamina._lightjson import dumps, loads
 from lamina.runtime._logs import LOG_FILE, LogWriter
 from lamina.runtime._owner import Owner, current_owner
 from lamina.runtime._runc import (
@@ -92,7 +92,7 @@ class ExitStatus(NamedTuple):
 
 def read_exit(container_dir: Path) -> ExitStatus | None:
     try:
-        doc = json.loads((container_dir / EXIT_FILE).read_text())
+        doc = loads((container_dir / EXIT_FILE).read_text())
         return ExitStatus(
             int(doc["code"]), float(doc["finished"]), bool(doc["started"]), doc.get("error")
         )
@@ -102,7 +102,7 @@ def read_exit(container_dir: Path) -> ExitStatus | None:
 
 def read_monitor(container_dir: Path) -> Owner | None:
     try:
-        doc = json.loads((container_dir / MONITOR_FILE).read_text())
+        doc = loads((container_dir / MONITOR_FILE).read_text())
         return Owner(int(doc["pid"]), int(doc["start"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -114,7 +114,7 @@ def _write_json(path: Path, doc: object, *, durable: bool = True) -> None:
     survives one)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
-        json.dump(doc, f)
+        f.write(dumps(doc))
         if durable:
             f.flush()
             os.fsync(f.fileno())

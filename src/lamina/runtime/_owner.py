@@ -7,9 +7,10 @@ thing as abandoned once `alive(owner)` is false.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+
+from lamina._lightjson import dumps, loads
 
 TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
 if TYPE_CHECKING:
@@ -64,14 +65,14 @@ def write_owner(directory: Path, owner: Owner | None = None) -> None:
     """Record `owner` (default: this process) in `directory`, atomically."""
     owner = owner or current_owner()
     tmp = directory / f".{OWNER_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({"pid": owner.pid, "start": owner.start}))
+    tmp.write_text(dumps({"pid": owner.pid, "start": owner.start}))
     os.rename(tmp, directory / OWNER_FILE)
 
 
 def read_owner(directory: Path) -> Owner | None:
     """The owner recorded in `directory`, or None when there is none (yet)."""
     try:
-        doc = json.loads((directory / OWNER_FILE).read_text())
+        doc = loads((directory / OWNER_FILE).read_text())
         return Owner(int(doc["pid"]), int(doc["start"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

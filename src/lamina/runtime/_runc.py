@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
 from pathlib import Path
 
+from lamina._lightjson import dumps, loads
 from lamina.errors import ToolError
 from lamina.runtime._spec import HOSTNAME_FILE, HOSTS_FILE, RESOLV_FILE
 
@@ -91,7 +91,7 @@ def write_bundle(bundle_dir: Path, rootfs: Path, config: dict[str, Any]) -> Path
     (bundle_dir / RESOLV_FILE).write_text(_host_resolv())
     config = {**config, "root": {**config.get("root", {}), "path": str(rootfs.absolute())}}
     path = bundle_dir / "config.json"
-    path.write_text(json.dumps(config))
+    path.write_text(dumps(config))
     return path
 
 
@@ -137,7 +137,7 @@ def runc_failure(log: Path) -> str | None:
         return None
     for line in reversed(lines):
         try:
-            entry = json.loads(line)
+            entry = loads(line)
         except ValueError:
             continue
         if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
@@ -194,7 +194,7 @@ def delete_stopped(state_dir: Path, cid: str) -> bool:
     is not as expected; the caller then runs `runc delete --force`."""
     state = state_dir / cid
     try:
-        doc = json.loads((state / "state.json").read_text())
+        doc = loads((state / "state.json").read_text())
         paths = doc.get("cgroup_paths") or {}
         for path in sorted(set(paths.values()), key=len, reverse=True):
             if not str(path).startswith("/sys/fs/cgroup/"):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import _sqlite3  # sqlite3's C half: see `Database.conn`
 import contextlib
 import fcntl
 import os
-import sqlite3
-import threading
-from collections.abc import Iterator
-from pathlib import Path
+from _thread import _local as thread_local
+from _thread import allocate_lock
 
 from lamina.store._schema import migrate
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Iterator
+    from pathlib import Path
 
 _BUSY_TIMEOUT_MS = 60_000
 
@@ -26,9 +31,9 @@ class Database:
     def __init__(self, root: Path) -> None:
         self.path = root / "metadata.db"
         self.gc_lock_path = root / "gc.lock"
-        self._local = threading.local()
+        self._local = thread_local()
         self._all: list[sqlite3.Connection] = []
-        self._guard = threading.Lock()
+        self._guard = allocate_lock()
         self._pid = os.getpid()
         migrate(self.conn(), str(self.path))
 
@@ -36,7 +41,10 @@ class Database:
         """This thread's connection."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None or self._pid != os.getpid():
-            db = sqlite3.connect(
+            # `_sqlite3`, not the `sqlite3` package: its `dbapi2` loads `datetime` for date
+            # adapters lamina never uses (milliseconds of every `lamina run`). The
+            # connection, its errors and its classes are the same objects either way.
+            db = _sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=60
             )
             db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -94,4 +102,4 @@ class Database:
             conns, self._all = self._all, []
         for db in conns:
             db.close()
-        self._local = threading.local()
+        self._local = thread_local()

@@ -12,12 +12,12 @@ It imports no dataclass and no typing at run time.
 
 from __future__ import annotations
 
-import json
+import _sqlite3  # (not the `sqlite3` package: see `lamina.store._db`)
 import os
-import sqlite3
 import time
 
 from lamina._frozen import Frozen
+from lamina._lightjson import dumps, loads
 from lamina.errors import (
     AlreadyExistsError,
     DigestMismatchError,
@@ -87,9 +87,9 @@ def add_container(db: Database, id: str, name: str, image: str, state: Any) -> C
         try:
             conn.execute(
                 "INSERT INTO containers VALUES (?, ?, ?, ?, ?)",
-                (id, name, image, json.dumps(state, sort_keys=True), now),
+                (id, name, image, dumps(state, sort_keys=True), now),
             )
-        except sqlite3.IntegrityError:
+        except _sqlite3.IntegrityError:
             raise AlreadyExistsError(f"a container with id {id} or name {name} exists") from None
     return ContainerRecord(id, name, image, state, now)
 
@@ -110,7 +110,7 @@ def get_container(db: Database, id_or_name: str) -> ContainerRecord:
         what = "is ambiguous" if rows else "does not exist"
         raise NotFoundError(f"container {id_or_name!r} {what}")
     id, name, image, state, created = rows[0]
-    return ContainerRecord(id, name, image, json.loads(state), created)
+    return ContainerRecord(id, name, image, loads(state), created)
 
 
 def list_containers(db: Database) -> list[ContainerRecord]:
@@ -118,7 +118,7 @@ def list_containers(db: Database) -> list[ContainerRecord]:
     rows = db.conn().execute(
         "SELECT id, name, image, state, created FROM containers ORDER BY created, id"
     )
-    return [ContainerRecord(i, n, im, json.loads(s), c) for i, n, im, s, c in rows]
+    return [ContainerRecord(i, n, im, loads(s), c) for i, n, im, s, c in rows]
 
 
 def set_container_state(db: Database, id: str, state: Any) -> None:
@@ -126,7 +126,7 @@ def set_container_state(db: Database, id: str, state: Any) -> None:
     with db.write(gc_shared=False) as conn:
         changed = conn.execute(
             "UPDATE containers SET state = ? WHERE id = ?",
-            (json.dumps(state, sort_keys=True), id),
+            (dumps(state, sort_keys=True), id),
         ).rowcount
     if not changed:
         raise NotFoundError(f"container {id} does not exist")
