@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
+from _thread import allocate_lock
 from pathlib import Path
 
 from lamina._lightjson import dumps, loads
@@ -111,6 +111,7 @@ def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into SystemExit(143) for the block, so cleanup runs as for Ctrl-C (a
     container, a build); only from the main thread and only when nobody else handles it."""
     import signal
+    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -162,7 +163,7 @@ def exit_code_for_runc_error(message: str) -> int | None:
 
 
 _PR_SET_CHILD_SUBREAPER = 36
-_subreaper_lock = threading.Lock()
+_subreaper_lock = allocate_lock()
 _subreaper_users = 0
 
 
