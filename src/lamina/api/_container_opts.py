@@ -5,8 +5,8 @@ Pure functions (the host environment is passed in), so every rule is unit-tested
 
 from __future__ import annotations
 
+import os
 import posixpath
-from pathlib import Path
 
 from lamina.errors import InvalidInputError
 from lamina.runtime import DEFAULT_PATH
@@ -15,6 +15,8 @@ TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import NamedTuple
+
+    from lamina._paths import StrPath
 else:
     from lamina._frozen import NamedTuple
 
@@ -44,7 +46,7 @@ def parse_env_file(text: str, host_env: Mapping[str, str], where: str) -> list[s
     return out
 
 
-def read_env_file(path: Path, host_env: Mapping[str, str]) -> list[str]:
+def read_env_file(path: StrPath, host_env: Mapping[str, str]) -> list[str]:
     try:
         with open(path, "rb") as f:
             data = f.read(_MAX_ENV_FILE + 1)
@@ -52,7 +54,7 @@ def read_env_file(path: Path, host_env: Mapping[str, str]) -> list[str]:
         raise InvalidInputError(f"env file {path}: {e.strerror}") from None
     if len(data) > _MAX_ENV_FILE:
         raise InvalidInputError(f"env file {path} is larger than {_MAX_ENV_FILE} bytes")
-    return parse_env_file(data.decode("utf-8", "replace"), host_env, str(path))
+    return parse_env_file(data.decode("utf-8", "replace"), host_env, os.fspath(path))
 
 
 def parse_env_options(values: Sequence[str], host_env: Mapping[str, str]) -> list[str]:
@@ -101,7 +103,7 @@ def process_env(
 class Volume(NamedTuple):
     """`-v HOST:CTR[:ro|rw]` checked: an absolute host path, a clean absolute container path."""
 
-    source: Path
+    source: str
     target: str
     readonly: bool
 
@@ -129,7 +131,7 @@ def parse_volume(text: str) -> Volume:
     clean = posixpath.normpath(target)
     if clean == "/":
         raise InvalidInputError(f"volume {text!r}: cannot mount over the container's root")
-    return Volume(Path(posixpath.normpath(source)), clean, mode == "ro")
+    return Volume(posixpath.normpath(source), clean, mode == "ro")
 
 
 def process_args(

@@ -15,7 +15,8 @@ TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Iterator
-    from pathlib import Path
+
+    from lamina._paths import StrPath
 
 _BUSY_TIMEOUT_MS = 60_000
 
@@ -28,14 +29,14 @@ class Database:
     of the reference to it; `prune` takes the same lock exclusively.
     """
 
-    def __init__(self, root: Path) -> None:
-        self.path = root / "metadata.db"
-        self.gc_lock_path = root / "gc.lock"
+    def __init__(self, root: StrPath) -> None:
+        self.path = os.path.join(root, "metadata.db")
+        self.gc_lock_path = os.path.join(root, "gc.lock")
         self._local = thread_local()
         self._all: list[sqlite3.Connection] = []
         self._guard = allocate_lock()
         self._pid = os.getpid()
-        migrate(self.conn(), str(self.path))
+        migrate(self.conn(), self.path)
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection."""

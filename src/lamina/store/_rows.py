@@ -29,8 +29,9 @@ from lamina.store._layout import blob_path, snapshot_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import Any
+
+    from lamina._paths import StrPath
 
 
 class ContainerRecord(Frozen):
@@ -144,7 +145,7 @@ def _glob_prefix(text: str) -> str:
     return escaped + "*"
 
 
-def read_verified(path: Path, digest: str, max_size: int) -> bytes:
+def read_verified(path: StrPath, digest: str, max_size: int) -> bytes:
     """The content of the blob file `path`, at most `max_size` bytes, checked against
     `digest` (`sha256:<hex>`). NotFoundError when absent."""
     try:
@@ -172,9 +173,9 @@ def read_verified(path: Path, digest: str, max_size: int) -> bytes:
 class RowStore:
     """The metadata db of an existing root, for a container's start and end (see module)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: str) -> None:
         self.root = root
-        self.snapshots_dir = root / "snapshots"
+        self.snapshots_dir = os.path.join(root, "snapshots")
         self._db = Database(root)
 
     def ready(self) -> bool:
@@ -211,7 +212,7 @@ class RowStore:
             conn.execute("PRAGMA synchronous = FULL")
 
     # images
-    def snapshot_path(self, diff_id: str) -> Path:
+    def snapshot_path(self, diff_id: str) -> str:
         return snapshot_path(self.snapshots_dir, diff_id)
 
     def tagged(self, name: str) -> str | None:
