@@ -102,7 +102,7 @@ def overlay_mount(
     return Mount("overlay", "overlay", options)
 
 
-def _compact(m: Mount, linkdir: str) -> Mount:
+def _compact(m: Mount, linkdir: StrPath) -> Mount:
     """Replace long lowerdir paths by short names relative to `linkdir` (the mount's cwd).
 
     The kernel reads at most a page of options, which absolute snapshot paths fill at about 50
