@@ -315,7 +315,13 @@ class Containers:
             state.update(status="running", started_at=time.time(), exit_code=None, error=None,
                          finished_at=None)  # fmt: skip
         try:
-            record = self.store.add_container(cid, name, image.digest, state)
+            # Supervised here (`run --rm` in the foreground), the record lives as long as
+            # this command and is not synced to disk before runc starts: a killed command's
+            # record is still there for the next command to clean up, and after a power cut
+            # (nothing runs or stays mounted) the next command removes a container directory
+            # that no record names (`recover`).
+            record = self.store.add_container(cid, name, image.digest, state,
+                                              durable=not running)  # fmt: skip
         except LaminaError as e:
             if "exists" in e.message:
                 raise ConflictError(
@@ -326,7 +332,7 @@ class Containers:
         try:
             self._prepare(record, image)
         except BaseException:
-            self._remove_files(record)
+            self._remove_files(record.id)
             with contextlib.suppress(LaminaError):
                 self.store.remove_container(cid)
             raise
@@ -827,16 +833,32 @@ class Containers:
         (`mounted` False: its rootfs is known to be unmounted already.)"""
         if os.path.exists(os.path.join(self.state_dir, record.id)):
             self._runc("delete", "--force", record.id)
-        self._remove_files(record, mounted)
+        self._remove_files(record.id, mounted)
         with contextlib.suppress(NotFoundError):
             self.store.remove_container(record.id)
 
-    def _remove_files(self, record: ContainerRecord, mounted: bool = True) -> None:
-        d = self._dir(record.id)
+    def remove_orphan(self, cid: str) -> bool:
+        """Remove what a container `cid` that no record names left: its runc state and its
+        directory (a power cut can lose a `run --rm` record, which is not synced to disk,
+        while its directory stays). False when nothing was there (removed meanwhile)."""
+        found = False
+        state = os.path.join(self.state_dir, cid)
+        if os.path.exists(state):
+            self._runc("delete", "--force", cid)
+            if os.path.exists(state):  # runc could not read it: nothing of it runs any more
+                _remove_tree(state)
+            found = True
+        if os.path.exists(self._dir(cid)):
+            self._remove_files(cid)
+            found = True
+        return found
+
+    def _remove_files(self, cid: str, mounted: bool = True) -> None:
+        d = self._dir(cid)
         for sub in ("rootfs", "diff-view") if mounted else ():
             with contextlib.suppress(LaminaError):
                 unmount(os.path.join(d, sub))
-        trash = os.path.join(self.dir, f".trash-{record.id}-{os.urandom(4).hex()}")
+        trash = os.path.join(self.dir, f".trash-{cid}-{os.urandom(4).hex()}")
         try:
             os.rename(d, trash)
         except FileNotFoundError:

@@ -93,12 +93,26 @@ def recover_builds(root: StrPath) -> list[str]:
     return lines
 
 
+def _container_ids(directory: str) -> list[str]:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return [n for n in names if len(n) == 64 and not n.strip("0123456789abcdef")]
+
+
 def recover(lam: ContainerHost) -> list[str]:
     """Clean up after dead lamina processes on `lam`'s root; one line per thing done."""
     lines = recover_builds(lam.root)
     if not os.path.isdir(os.path.join(lam.root, "containers")):
         return lines
-    records = [record for record in lam.store.list_containers()
+    # The directories first, then the records: a container's record is written before its
+    # directories and runc state and removed after them, so one listed here that no record
+    # read afterwards names was lost in a crash (or is being removed right now).
+    present = {*_container_ids(os.path.join(lam.root, "containers")),
+               *_container_ids(os.path.join(lam.root, "runc"))}  # fmt: skip
+    every = lam.store.list_containers()
+    records = [record for record in every
                if record.state.get("status") == "running" or record.state.get("owner")]  # fmt: skip
     if records:  # only then the container code is loaded
         containers = lam.containers
@@ -107,4 +121,8 @@ def recover(lam: ContainerHost) -> list[str]:
             containers.refresh(record)
         lines += containers.messages
         containers.messages.clear()
+    orphans = sorted(present - {record.id for record in every})
+    for cid in orphans:
+        if lam.containers.remove_orphan(cid):
+            lines.append(f"removed container {cid[:12]}: no record names it (lost in a crash)")
     return lines

@@ -72,20 +72,29 @@ class Database:
             db.execute("COMMIT")
 
     @contextlib.contextmanager
-    def write(self, gc_shared: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction; rolled back on any exception."""
+    def write(self, gc_shared: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back on any exception. `durable` False: committed
+        without waiting for the disk (no fsync of the WAL: visible to every process at once
+        and kept if this one dies, but a power cut may lose it until a later commit or
+        checkpoint syncs it). Only for rows whose loss the next command repairs."""
         lock = self.gc_lock(exclusive=False) if gc_shared else contextlib.nullcontext()
         with lock:
             db = self.conn()
-            # IMMEDIATE takes the write lock up front: a deferred transaction that
-            # upgrades later gets SQLITE_BUSY without waiting for busy_timeout.
-            db.execute("BEGIN IMMEDIATE")
+            if not durable:
+                db.execute("PRAGMA synchronous = NORMAL")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                # IMMEDIATE takes the write lock up front: a deferred transaction that
+                # upgrades later gets SQLITE_BUSY without waiting for busy_timeout.
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                if not durable:
+                    db.execute("PRAGMA synchronous = FULL")
 
     @contextlib.contextmanager
     def gc_lock(self, exclusive: bool) -> Iterator[None]:

@@ -77,12 +77,15 @@ class ImageRow:
 # -- the containers table (the one place that spells its SQL) ---------------------------
 
 
-def add_container(db: Database, id: str, name: str, image: str, state: Any) -> ContainerRecord:
-    """Record a container, which keeps its image from prune; AlreadyExistsError if taken."""
+def add_container(
+    db: Database, id: str, name: str, image: str, state: Any, durable: bool = True
+) -> ContainerRecord:
+    """Record a container, which keeps its image from prune; AlreadyExistsError if taken.
+    (`durable`: see `Database.write`.)"""
     if not id or not name:
         raise InvalidInputError("a container needs an id and a name")
     now = time.time()
-    with db.write() as conn:
+    with db.write(durable=durable) as conn:
         if conn.execute("SELECT 1 FROM images WHERE digest = ?", (image,)).fetchone() is None:
             raise NotFoundError(f"container {name}: image {image} is not in the store")
         try:
@@ -133,9 +136,9 @@ def set_container_state(db: Database, id: str, state: Any) -> None:
         raise NotFoundError(f"container {id} does not exist")
 
 
-def remove_container(db: Database, id: str) -> None:
+def remove_container(db: Database, id: str, durable: bool = True) -> None:
     """Forget a container record (its directories are the runtime's)."""
-    with db.write(gc_shared=False) as conn:
+    with db.write(gc_shared=False, durable=durable) as conn:
         if not conn.execute("DELETE FROM containers WHERE id = ?", (id,)).rowcount:
             raise NotFoundError(f"container {id} does not exist")
 
@@ -186,8 +189,10 @@ class RowStore:
         self._db.close()
 
     # containers
-    def add_container(self, id: str, name: str, image: str, state: Any) -> ContainerRecord:
-        return add_container(self._db, id, name, image, state)
+    def add_container(
+        self, id: str, name: str, image: str, state: Any, durable: bool = True
+    ) -> ContainerRecord:
+        return add_container(self._db, id, name, image, state, durable)
 
     def get_container(self, id_or_name: str) -> ContainerRecord:
         return get_container(self._db, id_or_name)
@@ -204,12 +209,7 @@ class RowStore:
         only brings back a record of a container with no process (the machine went down):
         the next command cleans that up as it would have, so `lamina run --rm` does not
         wait for the disk at its end."""
-        conn = self._db.conn()
-        conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            remove_container(self._db, id)
-        finally:
-            conn.execute("PRAGMA synchronous = FULL")
+        remove_container(self._db, id, durable=False)
 
     # images
     def snapshot_path(self, diff_id: str) -> str:

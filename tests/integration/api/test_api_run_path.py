@@ -108,3 +108,33 @@ def test_the_light_host_writes_the_bundle_the_whole_api_writes(root: Path, tmp_p
     process = via_light["config.json"]["process"]  # type: ignore[index]
     assert process["args"][:2] == ["/sbin/docker-init", "--"]  # the options took effect
     assert "FROM_FILE=1" in process["env"] and "A=1" in process["env"]
+
+
+def test_a_container_that_no_record_names_is_removed_by_the_next_command(root: Path) -> None:
+    # `run --rm` commits its record without syncing it (it lives as long as the command): a
+    # power cut may lose the record while the container's directory and runc state stay.
+    lam = Lamina(root)
+    try:
+        # (Created, not run: a monitor's fold after the exit would clean up before `ps`.)
+        cid = lam.containers.create(RunOptions("bb", ["true"])).id
+        assert (root / "containers" / cid / "upper").is_dir()
+        lam.store.remove_container(cid)  # the record lost, its directory left
+        stray = "ab" * 32
+        (root / "runc" / stray).mkdir(parents=True)  # runc state of a container no record names
+        (root / "runc" / stray / "state.json").write_text("{")
+        kept = Path(root, "containers", "not-a-container-id")
+        kept.mkdir()
+    finally:
+        lam.store.close()
+    done = subprocess.run([LAMINA, "--root", str(root), "ps", "-aq"], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    assert done.stdout == ""
+    assert f"removed container {cid[:12]}: no record names it" in done.stderr
+    assert f"removed container {stray[:12]}: no record names it" in done.stderr
+    assert not (root / "containers" / cid).exists()
+    assert not (root / "runc" / stray).exists()
+    assert kept.is_dir()  # only what has a container's name goes
+    kept.rmdir()
+    again = subprocess.run([LAMINA, "--root", str(root), "ps", "-aq"], capture_output=True,
+                           text=True, check=True)  # fmt: skip
+    assert again.stderr == ""
