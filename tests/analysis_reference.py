@@ -236,9 +236,12 @@ def compare_images(
         grouped[(f.line, f.instruction)].append(f)
     groups = [
         ChangeGroup(
-            line, text,
-            sum(f.change == "added" for f in fs), sum(f.change == "removed" for f in fs),
-            sum(f.change == "changed" for f in fs), sum(f.size_delta for f in fs),
+            line,
+            text,
+            sum(f.change == "added" for f in fs),
+            sum(f.change == "removed" for f in fs),
+            sum(f.change == "changed" for f in fs),
+            sum(f.size_delta for f in fs),
         )
         for (line, text), fs in grouped.items()
     ]

@@ -79,9 +79,7 @@ def test_no_package_imports_another_packages_private_modules() -> None:
         ("tests/conftest.py", "from lamina.cli._main import main", True),
     ],
 )
-def test_the_check_catches_what_it_should(
-    tmp_path: Path, where: str, code: str, bad: bool
-) -> None:
+def test_the_check_catches_what_it_should(tmp_path: Path, where: str, code: str, bad: bool) -> None:
     path = ROOT / where
     tree = ast.parse(code)
     mine = owner(path)

@@ -123,6 +123,8 @@ __all__ = [
 ]
 
 __getattr__, __dir__ = lazy_names(
-    __name__, {name: f"{__name__}.{module}" for name, module in _WHERE.items()}, __all__,
+    __name__,
+    {name: f"{__name__}.{module}" for name, module in _WHERE.items()},
+    __all__,
     globals(),
 )

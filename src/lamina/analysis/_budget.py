@@ -2,8 +2,10 @@
 
 dive's `.dive-ci` rules are read too: `lowest-efficiency` (a ratio, 0-1),
 `highest-wasted-bytes` (bytes, `20MB` = 20 000 000, `20MiB` = 20 * 2^20) and
-`highest-user-wasted-percent` (a ratio, 0-1, of the user's layers); `disabled` turns a
-rule off. Only that small `rules:` mapping is parsed: no YAML library is needed.
+`highest-user-wasted-percent` (a ratio, 0-1, of the user's layers); `disabled` (or `off`,
+`false`, empty) turns a rule off, and a rule the file does not set keeps dive's default
+(0.9, disabled, 0.1), as dive reads it. Only that small `rules:` mapping is parsed: no
+YAML library is needed.
 """
 
 from __future__ import annotations
@@ -30,9 +32,7 @@ def parse_bytes(text: str) -> int:
     match = _SIZE.match(text)
     unit = match.group(2).lower() if match else ""
     if match is None or unit not in _UNITS:
-        raise InvalidInputError(
-            f"{text!r} is not a size", hint="write bytes as 123, 20MB, 1.5GiB"
-        )
+        raise InvalidInputError(f"{text!r} is not a size", hint="write bytes as 123, 20MB, 1.5GiB")
     return int(float(match.group(1)) * _UNITS[unit])
 
 
@@ -64,6 +64,9 @@ class RuleResult:
     message: str
 
 
+_DISABLED = frozenset(("", "disabled", "off", "false"))  # dive's isRuleDisabled
+
+
 def parse_dive_ci(text: str, source: str = ".dive-ci") -> Budgets:
     """dive's CI rules file → Budgets."""
     values: dict[str, str] = {}
@@ -82,7 +85,8 @@ def parse_dive_ci(text: str, source: str = ".dive-ci") -> Budgets:
             raise InvalidInputError(f"{source}:{number}: expected 'rule: value', got {raw!r}")
         values[key.strip().replace("_", "-").lower()] = value.strip().strip("'\"")
     known = {
-        "lowest-efficiency", "lowestefficiency", "highest-wasted-bytes", "highestwastedbytes",
+        "lowest-efficiency", "lowestefficiency", "lowest-efficiency-threshold",
+        "highest-wasted-bytes", "highestwastedbytes",
         "highest-user-wasted-percent", "highestuserwastedpercent",
     }  # fmt: skip
     for key in values:
@@ -93,12 +97,9 @@ def parse_dive_ci(text: str, source: str = ".dive-ci") -> Budgets:
                 "highest-user-wasted-percent",
             )
 
-    def get(*names: str) -> str | None:
-        for name in names:
-            value = values.get(name)
-            if value is not None and value.lower() != "disabled":
-                return value
-        return None
+    def get(default: str, *names: str) -> str | None:
+        value = next((values[n] for n in names if n in values), default)
+        return None if value.strip().lower() in _DISABLED else value
 
     def ratio(text: str | None, rule: str) -> float | None:
         if text is None:
@@ -111,13 +112,15 @@ def parse_dive_ci(text: str, source: str = ".dive-ci") -> Budgets:
             raise InvalidInputError(f"{source}: {rule}: {text} is not a ratio between 0 and 1")
         return value
 
-    wasted = get("highest-wasted-bytes", "highestwastedbytes")
-    percent = ratio(get("highest-user-wasted-percent", "highestuserwastedpercent"),
+    wasted = get("disabled", "highest-wasted-bytes", "highestwastedbytes")
+    percent = ratio(get("0.1", "highest-user-wasted-percent", "highestuserwastedpercent"),
                     "highest-user-wasted-percent")  # fmt: skip
+    efficiency = get("0.9", "lowest-efficiency", "lowestefficiency",
+                     "lowest-efficiency-threshold")  # fmt: skip
     return Budgets(
         max_wasted_bytes=parse_bytes(wasted) if wasted is not None else None,
         max_wasted_percent=percent * 100 if percent is not None else None,
-        min_efficiency=ratio(get("lowest-efficiency", "lowestefficiency"), "lowest-efficiency"),
+        min_efficiency=ratio(efficiency, "lowest-efficiency"),
     )
 
 

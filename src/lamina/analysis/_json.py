@@ -122,6 +122,8 @@ _DELETES = frozenset(("whiteout", "opaque"))
 _ROW = ('{"change":"%s","path":%s,"type":%s,"size":%d,"mode":"%04o","uid":%d,"gid":%d'
         '%s%s}')  # fmt: skip
 _DELETE_ROW = '{"change":"%s","path":%s,"type":%s}'
+
+
 def _entries_text(marks: tuple[str, ...], layer: LayerInput) -> str:
     """`_entries` as JSON text, built column by column (each step a C loop, one string
     format per entry): 50,000 entries in a few tens of ms."""
@@ -199,13 +201,24 @@ def comparison_json(c: Comparison, *, files: bool = True) -> dict[str, Any]:
         "only_against_layers": list(c.only_against),
         "size_delta": c.size_delta,
         "files": [
-            {"path": "/" + f.path, "change": f.change, "size_delta": f.size_delta,
-             "line": f.line or None, "instruction": f.instruction}
+            {
+                "path": "/" + f.path,
+                "change": f.change,
+                "size_delta": f.size_delta,
+                "line": f.line or None,
+                "instruction": f.instruction,
+            }
             for f in (c.files if files else ())
         ],
         "groups": [
-            {"line": g.line or None, "instruction": g.instruction, "added": g.added,
-             "removed": g.removed, "changed": g.changed, "size_delta": g.size_delta}
+            {
+                "line": g.line or None,
+                "instruction": g.instruction,
+                "added": g.added,
+                "removed": g.removed,
+                "changed": g.changed,
+                "size_delta": g.size_delta,
+            }
             for g in c.groups
         ],
     }
@@ -218,16 +231,24 @@ def store_json(s: StoreReport) -> dict[str, Any]:
             {"name": i.name, "id": i.id, "layers": [d for d, _ in i.layers]} for i in s.images
         ],
         "layers": [
-            {"diff_id": la.diff_id, "size": la.size, "images": list(la.images),
-             "saved_bytes": la.saved_bytes}
+            {
+                "diff_id": la.diff_id,
+                "size": la.size,
+                "images": list(la.images),
+                "saved_bytes": la.saved_bytes,
+            }
             for la in s.layers
         ],
         "logical_bytes": s.logical_bytes,
         "stored_bytes": s.stored_bytes,
         "saved_bytes": s.saved_bytes,
         "duplicate_files": [
-            {"digest": "sha256:" + f.digest, "size": f.size, "layers": f.layers,
-             "saveable_bytes": f.saveable_bytes}
+            {
+                "digest": "sha256:" + f.digest,
+                "size": f.size,
+                "layers": f.layers,
+                "saveable_bytes": f.saveable_bytes,
+            }
             for f in s.files
         ],
         "duplicate_file_bytes": s.duplicate_file_bytes,

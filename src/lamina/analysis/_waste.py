@@ -374,8 +374,12 @@ def _lines(layers: Sequence[LayerInput], hidden: Sequence[Hidden]) -> tuple[Line
         kinds = tuple(sorted({h.kind for h in rows}))
         out.append(
             LineWaste(
-                i, layers[i].line(), layers[i].instruction(), sum(h.bytes for h in rows),
-                len(rows), kinds,
+                i,
+                layers[i].line(),
+                layers[i].instruction(),
+                sum(h.bytes for h in rows),
+                len(rows),
+                kinds,
             )
         )
     out.sort(key=lambda w: (-w.bytes, w.layer))

@@ -200,23 +200,18 @@ def parse_labels(items: Sequence[str]) -> dict[str, str]:
 
 
 def _platform(text: str | None) -> str | None:
-    """`--platform` as `os/arch[/variant]`: `arm64` means linux/arm64 (containerd's rule)."""
+    """`--platform` as `os/arch[/variant]`, normalised by containerd's rules
+    (`Platform.parse`: `arm64` means linux/arm64, `x86_64` is amd64)."""
     if not text:
         return None
     from lamina.oci import Platform
 
-    spec = text.strip().lower()
-    if "/" not in spec:
-        spec = f"linux/{spec}"
     try:
-        parsed = Platform.parse(spec)
+        return str(Platform.parse(text))
     except ValueError:
         raise InvalidInputError(
             f"--platform {text!r}: want os/arch[/variant], such as linux/arm64"
         ) from None
-    aliases = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64"}
-    return str(Platform(parsed.os, aliases.get(parsed.architecture, parsed.architecture),
-                        parsed.variant))  # fmt: skip
 
 
 def _build(

@@ -86,9 +86,7 @@ def merge_env(*layers: Sequence[str]) -> list[str]:
     return out
 
 
-def process_env(
-    *, hostname: str, tty: bool, config_env: Sequence[str], home: str
-) -> list[str]:
+def process_env(*, hostname: str, tty: bool, config_env: Sequence[str], home: str) -> list[str]:
     """The process' environment, in Docker's order: PATH's default, HOSTNAME, TERM with a
     terminal, then the container's Env (image, env files, -e); HOME when none set it."""
     base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"]
@@ -149,7 +147,5 @@ def process_args(
         ep = list(image_entrypoint or [])
         cmd = list(command) if command else list(image_cmd or [])
     if not ep and not cmd:
-        raise InvalidInputError(
-            "no command specified", hint="give a command after the image name"
-        )
+        raise InvalidInputError("no command specified", hint="give a command after the image name")
     return ep, cmd

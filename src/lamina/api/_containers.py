@@ -104,10 +104,40 @@ _STUB_FILES = ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
 _STUB_DIRS = ("/dev", "/proc", "/sys")
 _DEFAULT_STOP_TIMEOUT = 10
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-_ADJECTIVES = ("amazing", "brave", "calm", "eager", "festive", "gentle", "happy", "jolly",
-               "keen", "lucid", "modest", "nifty", "quirky", "serene", "tender", "vibrant")
-_SURNAMES = ("archimedes", "babbage", "curie", "darwin", "euler", "franklin", "galileo",
-             "hopper", "lovelace", "meitner", "noether", "pascal", "ritchie", "turing")
+_ADJECTIVES = (
+    "amazing",
+    "brave",
+    "calm",
+    "eager",
+    "festive",
+    "gentle",
+    "happy",
+    "jolly",
+    "keen",
+    "lucid",
+    "modest",
+    "nifty",
+    "quirky",
+    "serene",
+    "tender",
+    "vibrant",
+)
+_SURNAMES = (
+    "archimedes",
+    "babbage",
+    "curie",
+    "darwin",
+    "euler",
+    "franklin",
+    "galileo",
+    "hopper",
+    "lovelace",
+    "meitner",
+    "noether",
+    "pascal",
+    "ritchie",
+    "turing",
+)
 
 
 def _pick(words: tuple[str, ...]) -> str:
@@ -489,9 +519,7 @@ class Containers:
         (`Started`). ContainerExit when runc cannot start the process."""
         return self._start(self.get(ref), attach)
 
-    def _start(
-        self, found: ContainerRecord, attach: Attach | None
-    ) -> tuple[ContainerRecord, Any]:
+    def _start(self, found: ContainerRecord, attach: Attach | None) -> tuple[ContainerRecord, Any]:
         record = self.refresh(found)
         if record is None:
             raise NotFoundError(f"no such container: {found.id}")
@@ -1221,4 +1249,3 @@ def describe_status(info: ContainerInfo, now: float | None = None) -> str:
     if info.status == "exited":
         return f"Exited ({info.exit_code}) {since(now - (info.finished_at or now))} ago"
     return "Created"
-

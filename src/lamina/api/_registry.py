@@ -36,10 +36,12 @@ from lamina.transport import (
     LayerLimits,
     RegistryBlobs,
     RegistryClient,
+    RegistryError,
     RegistrySource,
     SourceImage,
     erase_credentials,
     push_image,
+    registry_host,
     save_credentials,
 )
 
@@ -119,6 +121,7 @@ class PullResult:
     layers_downloaded: int
     layers_present: int
     bytes_downloaded: int
+    warnings: tuple[str, ...] = ()  # a single-platform image not of --platform (kept)
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class PushResult:
     mounted: int
     existed: int
     bytes_sent: int
+    notes: tuple[str, ...] = ()  # layers whose digest changed (their blob was not kept)
 
 
 def insecure_registries(root: Path) -> set[str]:
@@ -189,6 +193,7 @@ def pull_image(
     with open_client(root, ref.domain, tls_verify=tls_verify, jobs=jobs, store=store) as client:
         source = RegistrySource(client, ref, platform)
         (image,) = source.images()
+        warnings = _platform_mismatch(ref, image, platform)
         tags = (str(Reference(ref.domain, ref.path, ref.tag)),) if ref.tag else ()
         with store.lease() as lease:
 
@@ -254,7 +259,31 @@ def pull_image(
             [image.manifest_digest, image.config_digest, *(d.digest for d in layers)],
         )
     return PullResult(
-        str(ref), record.id, record.digest, written, len(layers) - written, downloaded[0]
+        str(ref), record.id, record.digest, written, len(layers) - written, downloaded[0],
+        warnings,
+    )  # fmt: skip
+
+
+def _platform_mismatch(
+    ref: Reference, image: SourceImage, platform: Platform | None
+) -> tuple[str, ...]:
+    """moby's warning for a single-platform image that is not the --platform asked for:
+    it is kept (an index would have been refused), and the user told."""
+    if platform is None:
+        return ()
+    from lamina.oci import ImageConfig
+
+    doc = ImageConfig.from_bytes(image.config_bytes, f"config of {ref}").to_json()
+    got = Platform(str(doc.get("os", "")), str(doc.get("architecture", "")),
+                   str(doc.get("variant", ""))).normalized()  # fmt: skip
+    want = platform.normalized()
+    if (got.os, got.architecture) == (want.os, want.architecture) and (
+        not want.variant or got.variant == want.variant
+    ):
+        return ()
+    return (
+        f"image with reference {ref} was found but does not match the specified platform:"
+        f" wanted {want}, actual: {got}",
     )
 
 
@@ -327,7 +356,12 @@ _AS_OCI = {docker: oci for oci, docker in _AS_DOCKER.items()}
 
 
 def _layers_to_send(
-    store: Store, lease: Lease, manifest: Manifest, image: ImageRecord, registry: str
+    store: Store,
+    lease: Lease,
+    manifest: Manifest,
+    image: ImageRecord,
+    registry: str,
+    notes: list[str],
 ) -> tuple[Descriptor, ...]:
     """The blob a push to `registry` names for each layer.
 
@@ -363,6 +397,14 @@ def _layers_to_send(
         )  # fmt: skip
         for n, desc in zip(rest, made, strict=True):
             chosen[n] = desc
+            was = manifest.layers[n]
+            if was.digest not in (desc.digest, image.layers[n].diff_id):
+                # Its compressed blob was not kept: made again, another digest (podman
+                # says so too). A built layer (named by its diff_id) is not news.
+                notes.append(
+                    f"layer {image.layers[n].diff_id}: its original blob is not kept;"
+                    f" recompressed, its digest changed from {was.digest} to {desc.digest}"
+                )
     return tuple(desc for desc in chosen if desc is not None)
 
 
@@ -386,7 +428,8 @@ def push_to_registry(
     ):
         # Layers leave compressed: built ones exist only as snapshots, pulled ones may
         # not have kept their blob. The manifest then names the blobs that are sent.
-        layers = _layers_to_send(store, lease, manifest, image, ref.domain)
+        notes: list[str] = []
+        layers = _layers_to_send(store, lease, manifest, image, ref.domain, notes)
         if layers != manifest.layers:
             manifest = dataclasses.replace(manifest, layers=layers)
             manifest_bytes = manifest.to_bytes()
@@ -410,6 +453,7 @@ def push_to_registry(
         len(report.mounted),
         len(report.existed) + len(report.known),
         report.bytes_sent,
+        tuple(notes),
     )
 
 
@@ -417,15 +461,22 @@ def login(root: Path, registry: str, username: str, password: str, *, tls_verify
     """Check the credentials against the registry, then save them; where they went."""
     if not username or not password:
         raise InvalidInputError("login needs a user name and a password")
+    registry = registry_host(registry)
     credentials = Credentials(username, password)
     insecure = not tls_verify or registry in insecure_registries(root)
     with RegistryClient(registry, insecure=insecure, credentials=credentials) as client:
-        client.ping(login=True)
+        try:
+            client.ping(login=True)
+        except RegistryError as exc:
+            if exc.code == "UNAUTHORIZED":  # not "log in first": this is the login
+                exc.hint = "check the user name and password"
+            raise
     return save_credentials(registry, credentials)
 
 
 def logout(store: Store, registry: str) -> bool:
     """Forget `registry`'s credentials and the bearer tokens saved for it (a token kept
     would go on acting for the account logged out); whether credentials were saved."""
+    registry = registry_host(registry)
     store.registry.forget_tokens(registry)
     return erase_credentials(registry)

@@ -41,9 +41,7 @@ class Selection:
     """
 
     root: Path
-    words: list[tuple[str, list[ContextFile], list[tuple[str, bool]]]] = field(
-        default_factory=list
-    )
+    words: list[tuple[str, list[ContextFile], list[tuple[str, bool]]]] = field(default_factory=list)
     # (name, file, Last-Modified as a timestamp or None)
     downloads: list[tuple[str, Path, float | None]] = field(default_factory=list)
 
@@ -482,4 +480,3 @@ def stage(
     for doc_name, data in heredocs:
         stager.put_bytes(file_target(doc_name), data, 0o644)
     stager.finish()
-

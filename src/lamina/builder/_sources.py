@@ -74,8 +74,15 @@ def digest_context_files(
     root = os.path.realpath(context_dir)
     identities = {
         f.path: FileIdentity(
-            os.path.join(root, f.path), f.size, f.mtime_ns, f.inode, f.mode,
-            f.ctime_ns, f.dev, f.uid, f.gid,
+            os.path.join(root, f.path),
+            f.size,
+            f.mtime_ns,
+            f.inode,
+            f.mode,
+            f.ctime_ns,
+            f.dev,
+            f.uid,
+            f.gid,
         )
         for f in files
         if stat.S_ISREG(f.mode)

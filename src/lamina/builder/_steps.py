@@ -230,8 +230,10 @@ class CopyStep:
                 src = parse_git_source(word)
                 if self.inst.checksum:
                     if src.checksum and src.checksum != self.inst.checksum:
-                        raise InvalidInputError(f"{self.step.loc}: checksum mismatch "
-                                                f"{self.inst.checksum!r} != {src.checksum!r}")
+                        raise InvalidInputError(
+                            f"{self.step.loc}: checksum mismatch "
+                            f"{self.inst.checksum!r} != {src.checksum!r}"
+                        )
                     src = dataclasses.replace(src, checksum=self.inst.checksum)
                 commit = resolve_commit(src)
                 keep = self._keep_git_dir(src)
@@ -426,7 +428,6 @@ class CopyStep:
                 stage(self.inst, self.sel, stager, self.step.workdir, heredocs,
                       unpack=self.inst.unpack, trees=trees)  # fmt: skip
         return staging
-
 
     def _layer_record(self) -> str:
         """The cache record naming the layer this COPY (same context, instruction and

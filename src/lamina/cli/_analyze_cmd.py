@@ -80,6 +80,10 @@ def _budgets(
 ) -> tuple[Budgets, str]:
     from lamina.analysis import Budgets, parse_bytes, parse_dive_ci
 
+    if max_wasted_percent is not None and not 0 <= max_wasted_percent <= 100:
+        raise InvalidInputError(  # (NaN too: it fails every comparison)
+            f"--max-wasted-percent {max_wasted_percent}: give a percentage between 0 and 100"
+        )
     if min_efficiency is not None and not 0 <= min_efficiency <= 1:
         raise InvalidInputError(
             f"--min-efficiency {min_efficiency}: give a ratio between 0 and 1 (0.9 = 90%)"
@@ -94,11 +98,12 @@ def _budgets(
     source = "command line"
     path = ci_config if ci_config is not None else Path(".dive-ci")
     if path.is_file():
+        # The file's rules, with dive's defaults for those it does not set (or disables).
         given = given.merged(parse_dive_ci(path.read_text(errors="replace")[: 1 << 20], str(path)))
         source = f"command line and {path}"
     elif ci_config is not None:
         raise NotFoundError(f"CI config {ci_config} does not exist")
-    if given == Budgets():  # no rule anywhere: dive's defaults, as `dive --ci` has
+    elif given == Budgets():  # no rule anywhere: dive's defaults, as `dive --ci` has
         given = Budgets(min_efficiency=0.9, max_wasted_percent=10.0)
         source = "dive's default rules (lowest-efficiency 0.9, highest-user-wasted-percent 0.1)"
     return given, source
@@ -281,8 +286,10 @@ def _show_image(console: Console, report: ImageReport) -> None:
             made = report.layers[h.hidden_by]
             console.print(
                 Text.assemble(
-                    (f"  {human_size(h.bytes):>7} ", "red"), (f"{h.kind:<13} ", "yellow"),
-                    "/" + h.path, (f"  layer {h.layer} → {made.line or made.index}", "dim"),
+                    (f"  {human_size(h.bytes):>7} ", "red"),
+                    (f"{h.kind:<13} ", "yellow"),
+                    "/" + h.path,
+                    (f"  layer {h.layer} → {made.line or made.index}", "dim"),
                 )
             )
     if report.duplicates:
@@ -314,7 +321,9 @@ def _show_comparison(console: Console, c: Comparison) -> None:
         console.print(
             Text.assemble(
                 (f"  {sign}{human_size(abs(g.size_delta)):>7} ", "yellow"),
-                (f"+{g.added} -{g.removed} ~{g.changed} ", ""), (g.line or "", "cyan"), " ",
+                (f"+{g.added} -{g.removed} ~{g.changed} ", ""),
+                (g.line or "", "cyan"),
+                " ",
                 (" ".join(g.instruction.split())[:50], "dim"),
             )
         )

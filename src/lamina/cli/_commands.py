@@ -20,6 +20,28 @@ def _api(ctx: click.Context) -> Lamina:
     return obj.api()
 
 
+max_layer_size_option = click.option(
+    "--max-layer-size",
+    metavar="SIZE",
+    help="Largest a layer may decompress to (default 64G, or LAMINA_MAX_LAYER_SIZE).",
+)
+max_layer_ratio_option = click.option(
+    "--max-layer-ratio",
+    type=float,
+    metavar="N",
+    help="Most bytes out per compressed byte in (default 1000, or LAMINA_MAX_LAYER_RATIO).",
+)
+
+
+def set_layer_limits(api: Lamina, max_layer_size: str | None, max_ratio: float | None) -> None:
+    """--max-layer-size/--max-layer-ratio over LAMINA_MAX_LAYER_SIZE/_RATIO (load, pull)."""
+    if max_layer_size is not None or max_ratio is not None:
+        from lamina.transport import LayerLimits, parse_size
+
+        size = parse_size(max_layer_size, "--max-layer-size") if max_layer_size else None
+        api.limits = LayerLimits.from_env(size, max_ratio)
+
+
 @cli.command()
 @click.option(
     "-i", "--input", "source", required=True, type=click.Path(path_type=Path, exists=True)
@@ -30,17 +52,8 @@ def _api(ctx: click.Context) -> Lamina:
     default=None,
     help="Also keep compressed layers as they arrived (default no, or LAMINA_KEEP_BLOBS=1).",
 )
-@click.option(
-    "--max-layer-size",
-    metavar="SIZE",
-    help="Largest a layer may decompress to (default 64G, or LAMINA_MAX_LAYER_SIZE).",
-)
-@click.option(
-    "--max-layer-ratio",
-    type=float,
-    metavar="N",
-    help="Most bytes out per compressed byte in (default 1000, or LAMINA_MAX_LAYER_RATIO).",
-)
+@max_layer_size_option
+@max_layer_ratio_option
 @click.pass_context
 def load(
     ctx: click.Context,
@@ -51,12 +64,8 @@ def load(
     max_layer_ratio: float | None,
 ) -> None:
     """Load images from a docker-archive or an OCI layout (directory or tar)."""
-    from lamina.transport import LayerLimits, parse_size
-
     api = _api(ctx)
-    if max_layer_size is not None or max_layer_ratio is not None:
-        size = parse_size(max_layer_size, "--max-layer-size") if max_layer_size else None
-        api.limits = LayerLimits.from_env(size, max_layer_ratio)
+    set_layer_limits(api, max_layer_size, max_layer_ratio)
     for loaded in api.load(source, keep_blobs=keep_blobs):
         if quiet:
             click.echo(loaded.image_id)

@@ -84,8 +84,9 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
         row = {
             "ID": c.id if no_trunc else c.id[:12],
             "Image": c.image_ref,
-            "Command": json.dumps(command if no_trunc else truncate(command, 20),
-                                  ensure_ascii=False),
+            "Command": json.dumps(
+                command if no_trunc else truncate(command, 20), ensure_ascii=False
+            ),
             "CreatedAt": _iso(c.created),
             "RunningFor": created_since(_iso(c.created)),
             "Status": describe_status(c),

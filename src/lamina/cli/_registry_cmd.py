@@ -16,7 +16,12 @@ from contextlib import contextmanager
 
 import click
 
-from lamina.cli._commands import _api
+from lamina.cli._commands import (
+    _api,
+    max_layer_ratio_option,
+    max_layer_size_option,
+    set_layer_limits,
+)
 from lamina.cli._format import human_size
 from lamina.cli._main import cli
 from lamina.oci import short_id
@@ -125,6 +130,8 @@ _tls_option = click.option(
     default=None,
     help="Also keep compressed layers as they arrived (default no, or LAMINA_KEEP_BLOBS=1).",
 )
+@max_layer_size_option
+@max_layer_ratio_option
 @click.argument("reference")
 @click.pass_context
 def pull(
@@ -135,16 +142,21 @@ def pull(
     jobs: int,
     tls_verify: bool,
     keep_blobs: bool | None,
+    max_layer_size: str | None,
+    max_layer_ratio: float | None,
     reference: str,
 ) -> None:
     """Pull an image from a registry; only layers the store lacks are downloaded, each
     unpacked into its snapshot as it arrives."""
     api = _api(ctx)
+    set_layer_limits(api, max_layer_size, max_layer_ratio)
     with _progress(_mode(progress, quiet), _PULL_WORDS) as events:
         result = api.pull(
             reference, platform=platform, jobs=jobs, tls_verify=tls_verify, events=events,
             keep_blobs=keep_blobs,
         )  # fmt: skip
+    for warning in result.warnings:
+        click.echo(f"WARNING: {warning}", err=True)
     if quiet:
         click.echo(result.reference)
         return
@@ -177,6 +189,8 @@ def push(
     api = _api(ctx)
     with _progress(_mode(progress, quiet), _PUSH_WORDS) as events:
         result = api.push(image, reference, jobs=jobs, tls_verify=tls_verify, events=events)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     if quiet:
         click.echo(result.digest)
         return
@@ -203,10 +217,26 @@ def login(
     registry: str,
 ) -> None:
     """Log in to a registry; the credentials go to Docker's config.json (mode 0600)."""
+    from lamina.errors import InvalidInputError
+    from lamina.transport import registry_host
+
+    registry = registry_host(registry)
+    if password:
+        # docker/cli's own warning, word for word; the value itself is never echoed.
+        click.echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.",
+                   err=True)  # fmt: skip
     if password_stdin:
         if password:
             raise click.UsageError("--password and --password-stdin are exclusive")
-        password = sys.stdin.readline().rstrip("\r\n")
+        if not username:
+            raise InvalidInputError("Must provide --username with --password-stdin")
+        # All of stdin, less one trailing newline (and carriage return), as docker/cli.
+        password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    if (not username or not password) and not sys.stdin.isatty():
+        raise InvalidInputError(
+            "Cannot perform an interactive login from a non TTY device",
+            hint="give -u USER and the password on stdin with --password-stdin",
+        )
     if not username:
         username = click.prompt("Username")
     if not password:
@@ -220,6 +250,9 @@ def login(
 @click.pass_context
 def logout(ctx: click.Context, registry: str) -> None:
     """Forget a registry's credentials."""
+    from lamina.transport import registry_host
+
+    registry = registry_host(registry)
     if _api(ctx).logout(registry):
         click.echo(f"Removing login credentials for {registry}")
     else:

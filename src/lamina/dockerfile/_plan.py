@@ -296,9 +296,7 @@ class _StageWalker:
                 # The default is expanded only when no --build-arg overrides it
                 # (testArgDefaultExpansion: `ARG BAR=${FOO:?}` with BAR given).
                 given = name in self.build_args
-                value = self.arg_value(
-                    name, None if default is None or given else ex.word(default)
-                )
+                value = self.arg_value(name, None if default is None or given else ex.word(default))
                 if value is not None:
                     self.args[name] = value
                 out.append((name, value))

@@ -48,7 +48,8 @@ headers, order and padding; ``RebuiltTar(snapshot, record_path, diff_id, size)``
 tar back byte for byte (DigestMismatchError at its end if the snapshot changed), many files
 read at once by a pool of threads, or writes it into a regular file at an offset
 (``write_at(fd, offset)``: each piece written where it belongs by the thread that read it), and
-``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for.
+``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for;
+``snapshot_drift`` entries whose metadata is not the tar's (a chmod behind lamina's back).
 ``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass;
 ``record_entries(record_path)`` gives them again later from the record alone.
 ``write_layer(changes, None, record=..., copier=DirectCopy(directory, changes, ...))``
@@ -156,6 +157,7 @@ if TYPE_CHECKING:
         SplitRecorder,
         count_entries,
         record_entries,
+        snapshot_drift,
         snapshot_extras,
     )
     from lamina.layers._tarwrite import EntryCopier, LayerStats, write_layer
@@ -203,6 +205,7 @@ _LAZY = {
     "SplitRecorder": "lamina.layers._tarsplit",
     "count_entries": "lamina.layers._tarsplit",
     "record_entries": "lamina.layers._tarsplit",
+    "snapshot_drift": "lamina.layers._tarsplit",
     "snapshot_extras": "lamina.layers._tarsplit",
     "LayerStats": "lamina.layers._tarwrite",
     "write_layer": "lamina.layers._tarwrite",
@@ -277,6 +280,7 @@ __all__ = [
     "read_entries",
     "record_entries",
     "scan_layer",
+    "snapshot_drift",
     "snapshot_extras",
     "sort_changes",
     "write_layer",

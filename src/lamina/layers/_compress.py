@@ -51,7 +51,6 @@ def _read_errors(compression: Compression) -> tuple[type[BaseException], ...]:
     return ()
 
 
-
 class Compression(Enum):
     """How a layer blob is compressed."""
 
@@ -353,8 +352,7 @@ class LayerBlobReader(io.RawIOBase):
         return InvalidInputError(
             f"{self.compression.value} layer blob decompresses to more than "
             f"{self._max} bytes, the layer size limit (a decompression bomb?)",
-            hint="raise it with --max-layer-size or LAMINA_MAX_LAYER_SIZE "
-            "if the layer is genuine",
+            hint="raise it with --max-layer-size or LAMINA_MAX_LAYER_SIZE if the layer is genuine",
         )
 
     def digest(self) -> str:

@@ -175,9 +175,7 @@ class _Files(Protocol):
 
     def write(self, data: memoryview) -> None: ...
 
-    def end(
-        self, st: os.stat_result, xattrs: dict[str, bytes], mtime: int, name: str
-    ) -> None: ...
+    def end(self, st: os.stat_result, xattrs: dict[str, bytes], mtime: int, name: str) -> None: ...
 
     def link(self, first: str, rel: str) -> None:
         """``rel`` made a hardlink of ``first`` (a file given before)."""

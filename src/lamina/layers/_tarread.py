@@ -203,8 +203,14 @@ class _Input:
         return b"".join(parts)
 
     def read_some(self, n: int, content: bool = False) -> bytes:
-        if self.count + n > self._limits.max_total_bytes:
-            raise self._too_big()
+        # Bounded by what is read, not by what is asked: a drain's 1 MiB request at the
+        # end of a layer just under the limit must not refuse it. One byte past the
+        # limit is asked for, so a stream that has it is refused.
+        room = self._limits.max_total_bytes - self.count
+        if n > room:
+            if room < 0:
+                raise self._too_big()
+            n = room + 1
         left = len(self._buf) - self._pos
         if not left:
             if n >= _READ:  # a large piece of content: straight from the stream
@@ -221,6 +227,8 @@ class _Input:
         if self._pos >= len(self._buf):
             self._buf, self._pos = b"", 0
         self._consumed(data, content)
+        if self.count > self._limits.max_total_bytes:
+            raise self._too_big()
         return data
 
     def _consumed(self, data: bytes, content: bool) -> None:

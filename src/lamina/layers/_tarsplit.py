@@ -269,3 +269,62 @@ def snapshot_extras(
                 extras.append("/".join((*prefix, name)))
         dirs[:] = [d for d in dirs if (*prefix, d) in expected]
     return sorted(extras)
+
+
+def snapshot_drift(
+    snapshot: str | os.PathLike[str], record_path: str | os.PathLike[str]
+) -> list[str]:
+    """Entries whose metadata in ``snapshot`` is not what the layer's tar says (a chmod,
+    chown, touch or retargeted symlink behind lamina's back), as ``path (what)``.
+
+    The rebuilt tar takes its headers from the record, so it cannot see these; a
+    container would be served them. Directory mtimes are not compared (unpacking into
+    a directory moves its own). Paths are resolved inside the snapshot (ScopedRoot)."""
+    import stat
+
+    from lamina.layers import _whiteout
+    from lamina.layers._scoped import ScopedRoot  # the one path resolver
+    from lamina.layers._tarread import EntryType
+
+    kinds = {
+        EntryType.FILE: stat.S_ISREG, EntryType.HARDLINK: stat.S_ISREG,
+        EntryType.DIR: stat.S_ISDIR, EntryType.SYMLINK: stat.S_ISLNK,
+        EntryType.CHAR: stat.S_ISCHR, EntryType.BLOCK: stat.S_ISBLK,
+        EntryType.FIFO: stat.S_ISFIFO,
+    }  # fmt: skip
+    drift: list[str] = []
+    root = ScopedRoot(os.fspath(snapshot))
+    try:
+        for entry in record_entries(record_path):
+            parts = split_entry_path(entry.name)
+            if not parts or _whiteout.classify(parts[-1])[0] is not _whiteout.Marker.NONE:
+                continue
+            name = "/".join(parts)
+            try:
+                parent = root.parent(parts, entry.name, create=False)
+                st = None if parent is None else os.lstat(parts[-1], dir_fd=parent)
+            except (OSError, InvalidInputError):
+                st = None
+            if st is None:
+                drift.append(f"{name} (missing)")
+                continue
+            wrong = []
+            if not kinds[entry.type](st.st_mode):
+                wrong.append("type")
+            elif entry.type is EntryType.SYMLINK:
+                assert parent is not None
+                if os.readlink(parts[-1], dir_fd=parent) != entry.linkname:
+                    wrong.append("symlink target")
+            elif stat.S_IMODE(st.st_mode) != entry.mode & 0o7777:
+                wrong.append(f"mode {stat.S_IMODE(st.st_mode):o}, not {entry.mode & 0o7777:o}")
+            if (st.st_uid, st.st_gid) != (entry.uid, entry.gid):
+                wrong.append(f"owner {st.st_uid}:{st.st_gid}, not {entry.uid}:{entry.gid}")
+            if entry.type in (EntryType.FILE, EntryType.SYMLINK) and int(st.st_mtime) != int(
+                entry.mtime
+            ):
+                wrong.append("mtime")
+            if wrong:
+                drift.append(f"{name} ({', '.join(wrong)})")
+    finally:
+        root.close()
+    return drift

@@ -493,8 +493,14 @@ def _write_entries(
         if size:
             src, copy = body if body is not None else (_open_nofollow(change.source), False)
             try:
-                sink.copy_file(src, size, change.source, change.path, digest,
-                               copier.write if copy and copier is not None else None)
+                sink.copy_file(
+                    src,
+                    size,
+                    change.source,
+                    change.path,
+                    digest,
+                    copier.write if copy and copier is not None else None,
+                )
                 if copy and copier is not None:
                     copier.finish_file(change, st, xattrs)
             finally:

@@ -35,11 +35,38 @@ class Platform:
 
     @classmethod
     def parse(cls, text: str) -> Platform:
-        """`os/arch[/variant]`, as `--platform` takes it; ValueError when malformed."""
+        """`os/arch[/variant]`, `os` or `arch`, as `--platform` takes it, normalised as
+        containerd's `platforms.Parse` does (`x86_64` is amd64, `arm` is arm/v7, `arm64`
+        or `linux` alone means linux/arm64 or this machine's linux); ValueError when
+        malformed."""
         parts = text.strip().lower().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
+        if not 1 <= len(parts) <= 3 or not all(p and _SPECIFIER.issuperset(p) for p in parts):
             raise ValueError(f"invalid platform {text!r}: want os/arch[/variant]")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+        if len(parts) == 1:
+            (word,) = parts
+            if _OS_ALIASES.get(word, word) in _KNOWN_OS:
+                return cls(_OS_ALIASES.get(word, word), *_host_arch())
+            if _ARCH_ALIASES.get(word, (word, ""))[0] not in _KNOWN_ARCH:
+                raise ValueError(
+                    f"invalid platform {text!r}: unknown operating system or architecture"
+                )
+            parts = ["linux", word]
+        return cls(*parts).normalized()
+
+    def normalized(self) -> Platform:
+        """The same platform in containerd's normal form: `macos` is darwin, `aarch64`
+        arm64, arm64's `v8` no variant, a bare `arm` arm/v7, `7` v7."""
+        os_name = _OS_ALIASES.get(self.os.lower(), self.os.lower())
+        arch, variant = self.architecture.lower(), self.variant.lower()
+        arch, implied = _ARCH_ALIASES.get(arch, (arch, ""))
+        variant = variant or implied
+        if variant.isdigit():
+            variant = f"v{variant}"
+        if (arch == "arm64" and variant in ("v8", "v8.0")) or (arch == "amd64" and variant == "v1"):
+            variant = ""
+        elif arch == "arm" and not variant:
+            variant = "v7"
+        return Platform(os_name, arch, variant)
 
     def to_json(self) -> dict[str, str]:
         out = {"architecture": self.architecture, "os": self.os}
@@ -55,6 +82,29 @@ _MACHINES = {
     "i386": ("386", ""), "i686": ("386", ""), "ppc64le": ("ppc64le", ""),
     "s390x": ("s390x", ""), "riscv64": ("riscv64", ""),
 }  # fmt: skip
+
+
+# containerd's platform words (platforms/database.go): a component is [a-z0-9_-]+.
+_SPECIFIER = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+_OS_ALIASES = {"macos": "darwin"}
+_KNOWN_OS = frozenset((
+    "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js",
+    "linux", "nacl", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos",
+))  # fmt: skip
+_ARCH_ALIASES = {
+    "i386": ("386", ""), "x86_64": ("amd64", ""), "x86-64": ("amd64", ""),
+    "aarch64": ("arm64", ""), "armhf": ("arm", "v7"), "armel": ("arm", "v6"),
+}  # fmt: skip
+_KNOWN_ARCH = frozenset((
+    "386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "loong64", "mips",
+    "mipsle", "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc", "ppc64", "ppc64le",
+    "riscv", "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm",
+))  # fmt: skip
+
+
+def _host_arch() -> tuple[str, str]:
+    host = host_platform()
+    return host.architecture, host.variant
 
 
 def host_platform() -> Platform:

@@ -19,7 +19,8 @@ _MAX_NAME = 255
 
 # Docker's grammar (distribution/reference), checked with str methods, not `re` (which
 # `lamina run` would load only for this): tests/unit/oci/test_oci_reference.py holds the
-# regular expressions these stand for and compares them on many strings.
+# regular expressions these stand for and compares them on many strings. Whole strings and
+# ASCII only, as Go's anchored regexps match: no trailing newline, no Unicode letter.
 _LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _ALNUM = _LOWER_ALNUM | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _COMPONENT_CHARS = _LOWER_ALNUM | frozenset("._-")
@@ -27,6 +28,8 @@ _COMPONENT_CHARS = _LOWER_ALNUM | frozenset("._-")
 # holds one of these.
 _BAD_SEPARATORS = ("..", "._", "_.", ".-", "-.", "_-", "-_", "___")
 _LABEL_CHARS = _ALNUM | frozenset("-")
+_WORD = _ALNUM | frozenset("_")
+_TAG_CHARS = _WORD | frozenset(".-")
 _IPV6_CHARS = frozenset("0123456789abcdefABCDEF:")
 _DIGITS = frozenset("0123456789")
 
@@ -42,13 +45,8 @@ def _is_component(text: str) -> bool:
 
 
 def _is_tag(text: str) -> bool:
-    r"""`[\w][\w.-]{0,127}` (`\w` as `re` has it for str: alphanumeric or `_`)."""
-    return (
-        0 < len(text) <= 128
-        and text[0] != "."
-        and text[0] != "-"
-        and all(c.isalnum() or c in "_.-" for c in text)
-    )
+    r"""`[\w][\w.-]{0,127}`, `\w` in ASCII: `[a-zA-Z0-9_]`."""
+    return 0 < len(text) <= 128 and text[0] in _WORD and _TAG_CHARS.issuperset(text)
 
 
 def _is_label(text: str) -> bool:
@@ -138,10 +136,12 @@ def parse_reference(text: str, *, default_tag: bool = True) -> Reference:
         raise InvalidInputError(f"invalid reference format: {text[:80]!r}")
     if is_digest(f"sha256:{text}"):  # 64 lowercase hex digits
         raise InvalidInputError(
-            f"invalid reference format: {text!r} is an image ID, not a name",
+            f"invalid repository name ({text}), cannot specify 64-byte hexadecimal strings",
             hint="use the ID without a name, or give a repository name",
         )
-    rest, _, digest = text.partition("@")
+    rest, at, digest = text.partition("@")
+    if at and not digest:
+        raise InvalidInputError(f"invalid reference format: no digest after '@' in {text!r}")
     if digest:
         check_digest(digest, f"reference {text!r}")
     tag = ""

@@ -231,9 +231,7 @@ def _wait_pid(pid: int, deadline: float | None) -> int | None:
         time.sleep(0.01)
 
 
-def _drain(
-    pipes: dict[int, Callable[[bytes], None]], deadline: float | None
-) -> list[Exception]:
+def _drain(pipes: dict[int, Callable[[bytes], None]], deadline: float | None) -> list[Exception]:
     """Pass what the pipes carry to their sinks until every one is closed; a sink that fails
     stops receiving, but its pipe is still drained (a full pipe would block the container).
     Raises TimeoutError past `deadline`."""

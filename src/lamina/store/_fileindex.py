@@ -283,7 +283,9 @@ class FileIndex:
             )
 
     def base(self, image: str) -> tuple[int, str] | None:
-        row = self._db.conn().execute(
-            "SELECT base_layers, base FROM image_bases WHERE image = ?", (image,)
-        ).fetchone()
+        row = (
+            self._db.conn()
+            .execute("SELECT base_layers, base FROM image_bases WHERE image = ?", (image,))
+            .fetchone()
+        )
         return None if row is None else (int(row[0]), str(row[1]))

@@ -116,9 +116,10 @@ class GcMixin:
             if entry.name.endswith(RECORD_SUFFIX) and _is_hex64(
                 entry.name.removesuffix(RECORD_SUFFIX)
             ):
-                if entry.name.removesuffix(RECORD_SUFFIX) not in keep and not (
-                    self.snapshots_dir / entry.name.removesuffix(RECORD_SUFFIX)
-                ).exists():
+                if (
+                    entry.name.removesuffix(RECORD_SUFFIX) not in keep
+                    and not (self.snapshots_dir / entry.name.removesuffix(RECORD_SUFFIX)).exists()
+                ):
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
                 continue

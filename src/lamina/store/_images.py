@@ -20,7 +20,7 @@ from lamina.store._records import (
     LayerUsage,
 )
 
-_ID_PREFIX = re.compile(r"^(?:sha256:)?([0-9a-f]{1,64})$")
+_ID_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{1,64})")  # fullmatch: no "\n" after it
 _MAX_NAME = 1024
 _UPSERT_TAG = (
     "INSERT INTO tags VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET digest = excluded.digest"
@@ -296,7 +296,7 @@ class ImagesMixin:
             ).fetchall()
             if not rows and "@" in ref:
                 raise NotFoundError(f"image {ref} is not in the store")
-        elif match := _ID_PREFIX.match(ref):
+        elif match := _ID_PREFIX.fullmatch(ref):
             rows = db.execute(
                 "SELECT digest FROM images WHERE config_digest GLOB ?",
                 (f"sha256:{match.group(1)}*",),

@@ -89,9 +89,7 @@ class LeanLayersMixin:
     def set_snapshot_entries(self, diff_id: str, entries: int) -> None:
         """Remember how many entries (files, dirs, links...) the snapshot directory holds."""
         with self._db.write(gc_shared=False) as db:
-            db.execute(
-                "INSERT OR REPLACE INTO snapshot_entries VALUES (?, ?)", (diff_id, entries)
-            )
+            db.execute("INSERT OR REPLACE INTO snapshot_entries VALUES (?, ?)", (diff_id, entries))
 
     def snapshot_entries(self, diff_id: str) -> int | None:
         """What `set_snapshot_entries` remembered, or None."""

@@ -184,9 +184,7 @@ def _v6_lean_layers(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE pending_unpack (diff_id TEXT PRIMARY KEY)")
     # How many entries each snapshot directory holds: save compares a walk's count with it
     # to catch a file added behind lamina's back without parsing the layer's headers.
-    db.execute(
-        "CREATE TABLE snapshot_entries (diff_id TEXT PRIMARY KEY, entries INTEGER NOT NULL)"
-    )
+    db.execute("CREATE TABLE snapshot_entries (diff_id TEXT PRIMARY KEY, entries INTEGER NOT NULL)")
     db.execute("INSERT OR IGNORE INTO pending_unpack SELECT DISTINCT diff_id FROM layers")
 
 

@@ -71,6 +71,7 @@ from lamina.transport._credentials import (
     config_dir,
     erase_credentials,
     load_credentials,
+    registry_host,
     save_credentials,
 )
 from lamina.transport._docker_archive import DockerArchiveSource
@@ -197,6 +198,7 @@ __all__ = [
     "parse_retry_after",
     "pick_platform",
     "push_image",
+    "registry_host",
     "save_credentials",
     "select_manifest",
     "write_docker_archive",
@@ -205,6 +207,8 @@ __all__ = [
 ]
 
 __getattr__, __dir__ = lazy_names(
-    __name__, {name: f"{__name__}.{module}" for name, module in _LAZY.items()}, __all__,
+    __name__,
+    {name: f"{__name__}.{module}" for name, module in _LAZY.items()},
+    __all__,
     globals(),
 )

@@ -154,18 +154,23 @@ def media_type_of(data: bytes, declared: str, what: str) -> str:
 def pick_platform(index: Index, what: str, want: Platform | None = None) -> Descriptor:
     """The index entry for `want` (default: this machine's); NotFoundError naming
     the platforms the index has when none matches."""
-    want = want or host_platform()
+    want = (want or host_platform()).normalized()
+    close: Descriptor | None = None
     for desc in index.manifests:
-        got = desc.platform
-        if got and got.os == want.os and got.architecture == want.architecture and (
-            not want.variant or got.variant == want.variant
-        ):
-            return desc
+        got = desc.platform.normalized() if desc.platform else None
+        if got and got.os == want.os and got.architecture == want.architecture:
+            if got.variant == want.variant:
+                return desc
+            if not want.variant and close is None:
+                close = desc
+    if close is not None:
+        return close
     if len(index.manifests) == 1 and index.manifests[0].platform is None:
         return index.manifests[0]
     has = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "no platforms"
     raise NotFoundError(
-        f"{what}: no manifest for {want} (the index has {has})",
+        f"{what}: no matching manifest for {want} in the manifest list entries"
+        f" (the index has {has})",
         hint="choose one of those with --platform",
     )
 

@@ -21,6 +21,7 @@ from typing import Any
 from lamina.errors import InvalidInputError, LaminaError
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+IDENTITY_TOKEN_USER = "<token>"  # Docker's user name for an identity (refresh) token
 _MAX_CONFIG_BYTES = 4 << 20
 
 
@@ -37,6 +38,33 @@ def config_dir() -> Path:
     if env := os.environ.get("DOCKER_CONFIG"):
         return Path(env)
     return Path(os.environ.get("HOME") or Path.home()) / ".docker"
+
+
+def registry_host(text: str) -> str:
+    """The registry host a `login`/`logout` argument names, as docker/cli's
+    ConvertToHostname reads it: `http(s)://` and any path dropped, so
+    `https://registry.example.com:5000/v2/` is `registry.example.com:5000`; Docker Hub's
+    names (`index.docker.io`, `https://index.docker.io/v1/`) are `docker.io`."""
+    from lamina.oci import parse_reference
+
+    host = text
+    for scheme in ("https://", "http://"):
+        if host.startswith(scheme):
+            host = host[len(scheme) :]
+            break
+    host = host.split("/", 1)[0]
+    if host == "index.docker.io":
+        host = "docker.io"
+    try:
+        parse_reference(f"{host}/x")
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"invalid registry {text[:100]!r}: not a host[:port]",
+            hint="give the registry as HOST[:PORT], for example localhost:5000",
+        ) from None
+    if not host:
+        raise InvalidInputError("invalid registry '': not a host[:port]")
+    return host
 
 
 def _key(registry: str) -> str:
@@ -63,7 +91,10 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _write_config(path: Path, doc: dict[str, Any]) -> None:
-    """Replace the file atomically, mode 0600 from the first byte."""
+    """Replace the file atomically, mode 0600 from the first byte; a config.json that is
+    a symlink (a dotfile manager's) is written through, as Docker does, not replaced."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=".config.", dir=path.parent)
     try:
@@ -104,6 +135,20 @@ def _helper(name: str, action: str, payload: str) -> str:
     return done.stdout
 
 
+def _host_of(key: object) -> str | None:
+    try:
+        return registry_host(key) if isinstance(key, str) else None
+    except InvalidInputError:
+        return None
+
+
+def _entries(auths: dict[str, Any], key: str) -> list[str]:
+    """The `auths` keys that are `key`'s: itself first, then any URL of the same host
+    (docker/cli's file store compares hosts, so `https://host/v2/` counts)."""
+    host = registry_host(key)
+    return [key] * (key in auths) + [k for k in auths if k != key and _host_of(k) == host]
+
+
 def load_credentials(registry: str) -> Credentials | None:
     """The credentials Docker's config holds for `registry` (a host[:port]), or None."""
     path = config_dir() / "config.json"
@@ -124,11 +169,11 @@ def load_credentials(registry: str) -> Credentials | None:
     auths = doc.get("auths")
     if not isinstance(auths, dict):
         return None
-    entry = auths.get(key) or auths.get(f"https://{key}") or auths.get(f"http://{key}")
+    entry = next((auths[name] for name in _entries(auths, key)), None)
     if not isinstance(entry, dict):
         return None
     if isinstance(entry.get("identitytoken"), str) and entry["identitytoken"]:
-        return Credentials("<token>", entry["identitytoken"])
+        return Credentials(IDENTITY_TOKEN_USER, entry["identitytoken"])
     raw = entry.get("auth")
     if not isinstance(raw, str) or not raw:
         return None
@@ -176,9 +221,8 @@ def erase_credentials(registry: str) -> bool:
             found = True
     auths = doc.get("auths")
     if isinstance(auths, dict):
-        for name in (key, f"https://{key}", f"http://{key}"):
-            if name in auths:
-                del auths[name]
-                found = True
+        for name in _entries(auths, key):
+            del auths[name]
+            found = True
         _write_config(path, doc)
     return found

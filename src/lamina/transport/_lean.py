@@ -16,6 +16,7 @@ The steps above both the store (records, blobs) and the snapshots (directories):
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import shutil
@@ -44,6 +45,7 @@ from lamina.layers import (
     open_layer_reader,
     read_into,
     record_entries,
+    snapshot_drift,
     snapshot_extras,
     write_layer,
 )
@@ -70,7 +72,7 @@ class LayerLimits:
     @classmethod
     def from_env(cls, max_size: int | None = None, max_ratio: float | None = None) -> LayerLimits:
         size = max_size if max_size is not None else _env_size("LAMINA_MAX_LAYER_SIZE")
-        ratio = max_ratio
+        ratio = _check_ratio(max_ratio, "--max-layer-ratio")
         if ratio is None and (text := os.environ.get("LAMINA_MAX_LAYER_RATIO")):
             try:
                 ratio = float(text)
@@ -78,10 +80,22 @@ class LayerLimits:
                 raise InvalidInputError(
                     f"LAMINA_MAX_LAYER_RATIO={text!r} is not a number"
                 ) from None
+            ratio = _check_ratio(ratio, "LAMINA_MAX_LAYER_RATIO")
         return cls(
             size if size is not None else DEFAULT_MAX_LAYER_SIZE,
             ratio if ratio is not None else DEFAULT_MAX_LAYER_RATIO,
         )
+
+
+def _check_ratio(ratio: float | None, what: str) -> float | None:
+    """A ratio limit is a finite number ≥ 1: NaN would switch the bomb check off (every
+    comparison with it is false), and below 1 no real layer could pass."""
+    if ratio is not None and not (math.isfinite(ratio) and ratio >= 1):
+        raise InvalidInputError(
+            f"{what}={ratio:g} is not a ratio limit: give a number of at least 1",
+            hint="a large number, such as 1e9, allows any ratio",
+        )
+    return ratio
 
 
 def parse_size(text: str, what: str) -> int:
@@ -92,7 +106,7 @@ def parse_size(text: str, what: str) -> int:
     number = t[:-1] if unit else t
     try:
         value = int(float(number) * units[unit])
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: inf, 1e400
         raise InvalidInputError(f"{what}={text!r} is not a size (say 64G or 1048576)") from None
     if value <= 0:
         raise InvalidInputError(f"{what}={text!r} must be positive")
@@ -491,11 +505,22 @@ def open_layer_tar(store: Store, diff_id: str, *, thorough: bool = False) -> Reb
 
 
 def verify_layer(store: Store, diff_id: str) -> None:
-    """Rebuild the layer's tar and check it against its diff_id, and every name in the
-    snapshot against its headers (DigestMismatchError)."""
+    """Rebuild the layer's tar and check it against its diff_id, every name in the
+    snapshot against its headers, and every entry's metadata (mode, owner, file mtime,
+    symlink target: the rebuilt tar takes these from the record, a container from the
+    snapshot) against them too (DigestMismatchError)."""
     with open_layer_tar(store, diff_id, thorough=True) as tar:
         while tar.read(_CHUNK):
             pass
+    drift = snapshot_drift(store.snapshot_path(diff_id), store.record_path(diff_id))
+    if drift:
+        raise DigestMismatchError(
+            f"snapshot of layer {diff_id}: metadata changed behind lamina's back"
+            f" ({'; '.join(drift[:3])}{'; …' if len(drift) > 3 else ''})",
+            diff_id,
+            "a changed snapshot",
+            hint="remove the images that use it and load or pull them again",
+        )
 
 
 @dataclass(frozen=True)

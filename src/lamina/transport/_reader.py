@@ -56,8 +56,7 @@ def open_archive(
         if has_docker:
             return DockerArchiveSource(text, files)
         raise InvalidInputError(
-            f"{text}: neither an OCI layout (no index.json) nor a docker-archive"
-            " (no manifest.json)"
+            f"{text}: neither an OCI layout (no index.json) nor a docker-archive (no manifest.json)"
         )
     except BaseException:
         files.close()

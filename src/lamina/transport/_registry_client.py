@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from lamina.errors import LaminaError, NotFoundError
 from lamina.oci import MAX_DOCUMENT_BYTES
-from lamina.transport._credentials import Credentials, load_credentials
+from lamina.transport._credentials import IDENTITY_TOKEN_USER, Credentials, load_credentials
 from lamina.transport._http import httpx
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -266,12 +266,23 @@ class RegistryAuth(httpx.Auth):
             params.append(("service", service))
         params += [("scope", s) for s in wanted]
         auth = None
-        if self.credentials is not None:
+        refresh = None
+        if self.credentials is not None and self.credentials.username == IDENTITY_TOKEN_USER:
+            # An identity token is an OAuth2 refresh token, exchanged by POST as Docker
+            # does (docker/distribution's token spec), never sent as a Basic password.
+            refresh = {"grant_type": "refresh_token", "client_id": "lamina",
+                       "refresh_token": self.credentials.password,
+                       "service": challenge.params.get("service", ""),
+                       "scope": " ".join(wanted)}  # fmt: skip
+        elif self.credentials is not None:
             auth = httpx.BasicAuth(self.credentials.username, self.credentials.password)
         for attempt in range(MAX_TRIES):
             try:
                 with httpx.Client(verify=verify, timeout=30, transport=self._transport) as http:
-                    response = http.get(realm, params=params, auth=auth)
+                    if refresh is not None:
+                        response = http.post(realm, data=refresh)
+                    else:
+                        response = http.get(realm, params=params, auth=auth)
             except httpx.TransportError:
                 if attempt == MAX_TRIES - 1:
                     raise RegistryError(

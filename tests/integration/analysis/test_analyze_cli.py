@@ -100,9 +100,16 @@ def test_dive_ci_rules_are_read_from_the_working_directory(
     work = tmp_path / "repo"
     work.mkdir()
     (work / ".dive-ci").write_text(f"rules:\n  highest-wasted-bytes: {10 * MIB}\n"
-                                   "  lowest-efficiency: disabled\n")  # fmt: skip
+                                   "  lowest-efficiency: disabled\n"
+                                   "  highest-user-wasted-percent: off\n")  # fmt: skip
     ok = cli("analyze", chmodded, "--ci", cwd=work)
     assert ok.returncode == 0 and "PASS max-wasted-bytes" in ok.stdout
+    assert "min-efficiency" not in ok.stdout and "max-wasted-percent" not in ok.stdout
+    # A rule the file leaves out keeps dive's default (highest-user-wasted-percent 0.1).
+    (work / ".dive-ci").write_text("rules:\n  lowest-efficiency: disabled\n")
+    default = cli("analyze", chmodded, "--ci", cwd=work)
+    assert default.returncode == 1 and "FAIL max-wasted-percent" in default.stdout
+    assert "budget 10.00%" in default.stdout and "min-efficiency" not in default.stdout
     (work / ".dive-ci").write_text("rules:\n  highest-user-wasted-percent: 0.49\n")
     bad = cli("analyze", chmodded, "--ci", cwd=work)
     assert bad.returncode == 1 and "FAIL max-wasted-percent" in bad.stdout
@@ -117,6 +124,9 @@ def test_bad_input_is_one_line_and_exit_1(cli: Cli, chmodded: str) -> None:
     assert missing.returncode == 1 and "no such image" in missing.stderr
     size = cli("analyze", chmodded, "--ci", "--max-wasted-bytes", "lots")
     assert size.returncode == 1 and "not a size" in size.stderr
+    for pct in ("nan", "-1", "101", "inf"):  # NaN fails every comparison: no budget at all
+        bad = cli("analyze", chmodded, "--ci", "--max-wasted-percent", pct)
+        assert bad.returncode == 1 and "between 0 and 100" in bad.stderr, (pct, bad.stderr)
     usage = cli("analyze")
     assert usage.returncode == 2
 

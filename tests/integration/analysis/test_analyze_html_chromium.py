@@ -62,7 +62,7 @@ def test_chromium_renders_layers_waste_and_an_expanded_tree(report: Path, tmp_pa
     big = next(r for r in rows if ">/big<" in r)
     assert "metadata-only" in big and "Dockerfile:3" in big and "--chmod" in big
     assert any(">/tmp/scratch<" in r and ">deleted<" in r for r in rows)
-    tree = dom[dom.index('id="tree"'):]
+    tree = dom[dom.index('id="tree"') :]
     assert re.search(r'<details data-path="etc" open="">', tree)
     assert re.search(r'<details data-path="app" open="">', tree)
     assert re.search(r'class="m mA">A</span>conf', tree)
@@ -74,12 +74,12 @@ def test_chromium_renders_layers_waste_and_an_expanded_tree(report: Path, tmp_pa
 def test_the_file_tree_filters_to_the_paths_that_match(report: Path, tmp_path: Path) -> None:
     done = chromium(tmp_path, f"file://{report}#layer=1&filter=conf", "--dump-dom")
     dom = done.stdout
-    tree = dom[dom.index('id="tree"'):dom.index("</section>", dom.index('id="tree"'))]
+    tree = dom[dom.index('id="tree"') : dom.index("</section>", dom.index('id="tree"'))]
     assert re.search(r'class="m mA">A</span>conf', tree), done.stderr[-2000:]
     assert re.search(r'<details data-path="app" open="">', tree)  # what matches is shown
     assert not re.search(r"</span>big<", tree) and "scratch" not in tree
     dom = chromium(tmp_path, f"file://{report}#layer=1", "--dump-dom").stdout
-    tree = dom[dom.index('id="tree"'):dom.index("</section>", dom.index('id="tree"'))]
+    tree = dom[dom.index('id="tree"') : dom.index("</section>", dom.index('id="tree"'))]
     assert re.search(r"</span>big<", tree)  # unfiltered: the whole layer
 
 

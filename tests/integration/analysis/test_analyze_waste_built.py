@@ -111,8 +111,11 @@ def test_commit_indexes_the_containers_layer_as_it_writes_it(lam: Lamina) -> Non
 
     passwd = next(e for e in lam.analyze("busybox")[1][0].entries if e.path == "etc/passwd")
     cid, code = lam.containers.run(
-        RunOptions("busybox", ["sh", "-c", "head -c 3000 /dev/zero > /x && rm /etc/passwd"],
-                   host_env={"PATH": "/bin"})
+        RunOptions(
+            "busybox",
+            ["sh", "-c", "head -c 3000 /dev/zero > /x && rm /etc/passwd"],
+            host_env={"PATH": "/bin"},
+        )
     )
     assert code == 0
     image_id = lam.containers.commit(cid, "committed")

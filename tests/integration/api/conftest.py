@@ -15,4 +15,3 @@ def lamina(tmp_path: Path) -> Iterator[Lamina]:
     api = Lamina(tmp_path / "root")
     yield api
     api.store.close()
-

@@ -203,8 +203,14 @@ def test_detached_logs_stop_rm(cli: Cli) -> None:
 
 
 def test_kill_signals(cli: Cli) -> None:
-    cid = cli.ok("run", "-d", "busybox", "sh", "-c",
-                 "trap 'exit 10' USR1; trap 'exit 12' HUP; while true; do sleep 0.1; done")
+    cid = cli.ok(
+        "run",
+        "-d",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 10' USR1; trap 'exit 12' HUP; while true; do sleep 0.1; done",
+    )
     cid = cid.strip()
     time.sleep(0.3)
     bad = cli("kill", "-s", "NOPE", cid)
@@ -349,8 +355,11 @@ def test_crash_during_detached_run_and_build(cli: Cli, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo started > /dev/stderr; sleep 100\n")
-    build = subprocess.Popen([LAMINA, "--root", str(cli.root), "build", "--progress", "plain",
-                              str(ctx)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    build = subprocess.Popen(
+        [LAMINA, "--root", str(cli.root), "build", "--progress", "plain", str(ctx)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not mounts_under(cli.root / "snapshots"):
         time.sleep(0.05)
@@ -391,8 +400,11 @@ def _assert_true_states(cli: Cli) -> None:
 
 @pytest.mark.parametrize("delay", [0.02, 0.08, 0.15, 0.3])
 def test_crash_of_run_detached_leaves_true_states(cli: Cli, delay: float) -> None:
-    proc = subprocess.Popen([LAMINA, "--root", str(cli.root), "run", "-d", "busybox", "sleep",
-                             "100"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [LAMINA, "--root", str(cli.root), "run", "-d", "busybox", "sleep", "100"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(delay)
     proc.kill()
     proc.wait()

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,49 @@ def test_layer_size_limit_from_the_environment(
         lamina.load(layout)
     assert "layer 0" in caught.value.message and "1048576" in caught.value.message
     _nothing_left(lamina)
+
+
+def _retarget(link: Path, target: str) -> None:
+    link.unlink()
+    link.symlink_to(target)
+
+
+@pytest.mark.parametrize(
+    ("image", "tamper", "undo", "said"),
+    [
+        ("lean/app:1", lambda p: os.chmod(p / "srv" / "hello", 0o4777),
+         lambda p: os.chmod(p / "srv" / "hello", 0o644), "srv/hello (mode"),
+        ("lean/app:1", lambda p: os.chown(p / "srv" / "zeros", 1234, 0),
+         lambda p: os.chown(p / "srv" / "zeros", 0, 0), "srv/zeros (owner"),
+        ("lean/app:1", lambda p: os.utime(p / "srv" / "zeros", (1, 1)), None,
+         "srv/zeros (mtime"),
+        ("lean/base:1",
+         lambda p: _retarget(p / "bin" / "sh", "/bin/false"),
+         None, "bin/sh (symlink target"),
+        ("lean/app:1", lambda p: os.chmod(p / "srv", 0o777),
+         lambda p: os.chmod(p / "srv", 0o755), "srv (mode"),
+    ],
+)  # fmt: skip
+def test_fsck_finds_metadata_changed_behind_laminas_back(
+    lamina: Lamina,
+    tmp_path: Path,
+    image: str,
+    tamper: Callable[[Path], object],
+    undo: Callable[[Path], object] | None,
+    said: str,
+) -> None:
+    # The rebuilt tar takes its headers from the record, so only a comparison with the
+    # snapshot's own metadata finds a chmod, chown, touch or a retargeted symlink, which
+    # a container (mount, run) would be served.
+    _app(lamina, tmp_path)
+    assert lamina.fsck().ok
+    snapshot = _top_snapshot(lamina, image)
+    tamper(snapshot)
+    report = lamina.fsck()
+    assert not report.ok
+    assert any(said in p and "changed behind lamina's back" in p for p in report.problems), (
+        report.problems
+    )
+    if undo is not None:
+        undo(snapshot)
+        assert lamina.fsck().ok, lamina.fsck().problems

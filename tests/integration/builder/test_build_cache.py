@@ -76,6 +76,7 @@ def test_cached_rebuild_reads_no_unchanged_file(
 
     hashed: list[str] = []
     real = sources.file_sha256
+
     def spy(p: str) -> str:
         hashed.append(p)
         return real(p)

@@ -113,9 +113,10 @@ def test_an_edit_rebuild_links_unchanged_files_and_gives_the_fresh_copy_layer(
     # The file index of the new layer names the edited content.
     index = {e.path: e for e in lam.store.file_index.entries(second)}
     assert index["app/a.txt"].kind == "file" and index["app/a.txt"].digest
-    assert index["app/b.txt"].digest != {
-        e.path: e for e in lam.store.file_index.entries(first)
-    }["app/b.txt"].digest
+    assert (
+        index["app/b.txt"].digest
+        != {e.path: e for e in lam.store.file_index.entries(first)}["app/b.txt"].digest
+    )
     report = lam.fsck()
     assert report.ok, report.problems
 

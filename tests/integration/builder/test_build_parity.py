@@ -77,7 +77,7 @@ def test_gzip_that_holds_no_tar_is_copied_as_a_file(context: Path, build, image_
         # A directory's contents land in <dest>, created when missing.
         ("COPY sub /subdest", "subdest/inner"),
         # An empty destination is the working directory (BuildKit testEmptyDestDir).
-        ("WORKDIR /w\nENV empty=\"\"\nCOPY f1 $empty", "w/f1"),
+        ('WORKDIR /w\nENV empty=""\nCOPY f1 $empty', "w/f1"),
         # Several directory sources merge into <dest> (BuildKit's copy of each in turn).
         ("COPY sub sub2 /merged", "merged/inner2"),
     ],

@@ -125,6 +125,7 @@ class Proxy:
         self.tokens: set[str] = set()
         self.token_requests: list[dict[str, Any]] = []
         self.users = {"bob": "hunter2"}
+        self.refresh_tokens = {"rt-for-bob"}  # OAuth2 identity tokens (`identitytoken`)
         self.lock = threading.Lock()
         proxy = self
 
@@ -169,9 +170,22 @@ class Proxy:
 
     # -- the proxy --------------------------------------------------------------------
 
-    def _token(self, handler: BaseHTTPRequestHandler) -> None:
+    def _token(self, handler: BaseHTTPRequestHandler, body: bytes = b"") -> None:
         header = handler.headers.get("Authorization", "")
         user = ""
+        if handler.command == "POST":
+            # Docker's OAuth2 flow for an identity token: a form with a refresh token.
+            from urllib.parse import parse_qs
+
+            form = parse_qs(body.decode())
+            if (
+                form.get("grant_type") != ["refresh_token"]
+                or not set(form.get("refresh_token", [])) & self.refresh_tokens
+            ):
+                self._reply(handler, 401, b'{"details":"bad refresh token"}')
+                return
+            user = "<refresh>"
+            header = ""
         if header.startswith("Basic "):
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
             if self.users.get(user) != password:
@@ -216,7 +230,7 @@ class Proxy:
             handler.close_connection = True
             return
         if handler.path.startswith("/token"):
-            self._token(handler)
+            self._token(handler, body)
             return
         if self.bearer and handler.path.startswith("/v2/"):
             auth = handler.headers.get("Authorization", "")

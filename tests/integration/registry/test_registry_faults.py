@@ -273,8 +273,14 @@ def _lying_image(host: str, repo: str, claimed_diff_id: str) -> None:
         tar.addfile(info, io.BytesIO(payload))
     layer = gzip.compress(out.getvalue())
     layer_digest = _upload(host, repo, layer)
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [claimed_diff_id]}}).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [claimed_diff_id]},
+        }
+    ).encode()
     config_digest = _upload(host, repo, config)
     manifest = json.dumps({"schemaVersion": 2, "mediaType": media_types.OCI_MANIFEST,
         "config": {"mediaType": media_types.OCI_CONFIG, "digest": config_digest,

@@ -181,14 +181,13 @@ def test_push_of_a_lazy_image_mounts_its_layers_without_downloading_them(
     assert len(_fetched(proxy, layers)) == len(other.resolve("app:1").layers)
 
 
-def test_a_pulled_layer_pushed_back_to_its_registry_keeps_its_original_digest(
-    lamina: Lamina, other: Lamina, registry: Registry, proxy: Proxy, busybox_rootfs: Path,
-    tmp_path: Path,
-) -> None:  # fmt: skip
+def _pushed_by_skopeo(
+    lamina: Lamina, busybox_rootfs: Path, tmp_path: Path, registry: Registry
+) -> str:
+    """`skopeo/base:1` on `registry`, its layer gzipped by skopeo (level 1): not the
+    digest lamina's own gzip of the same tar gives."""
     from registry_fixtures import run
 
-    # A layer compressed by another tool (skopeo, gzip level 1): lamina's own gzip of
-    # the same tar has another digest.
     lamina.import_image(busybox_rootfs, "base:1")
     layout = tmp_path / "layout"
     lamina.save(["base:1"], layout, fmt="oci-dir", compression="none")
@@ -196,6 +195,16 @@ def test_a_pulled_layer_pushed_back_to_its_registry_keeps_its_original_digest(
     run("skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
         "--dest-compress-format", "gzip", "--dest-compress-level", "1",
         f"oci:{layout}", f"docker://{ref}")  # fmt: skip
+    return ref
+
+
+def test_a_pulled_layer_pushed_back_to_its_registry_keeps_its_original_digest(
+    lamina: Lamina, other: Lamina, registry: Registry, proxy: Proxy, busybox_rootfs: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # A layer compressed by another tool (skopeo, gzip level 1): lamina's own gzip of
+    # the same tar has another digest.
+    _pushed_by_skopeo(lamina, busybox_rootfs, tmp_path, registry)
     original = _layer_digests(registry, "skopeo/base", "1")
     pulled = other.pull(f"{proxy.host}/skopeo/base:1")  # the blobs are not kept
     (layer,) = other.resolve(pulled.digest).layers
@@ -391,3 +400,31 @@ def test_a_cache_that_lies_about_a_layer_size_is_caught_when_the_layer_arrives(
     with pytest.raises(InvalidInputError, match="the build cache said 1 bytes"):
         other.mount("app:1", target)
     assert not any(target.iterdir())
+
+
+def test_a_pulled_layer_pushed_to_another_registry_without_its_blob_says_its_digest_changed(
+    lamina: Lamina, other: Lamina, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # As save does (and podman): a layer whose original blob is gone is recompressed on
+    # the way out, so the manifest digest changes; the user is told which layer and why.
+    ref = _pushed_by_skopeo(lamina, busybox_rootfs, tmp_path, registry)
+    pulled = other.pull(ref)  # the blobs are not kept
+    (layer,) = other.resolve(pulled.digest).layers
+    other.store.close()
+    second = Registry(tmp_path / "second")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "lamina", "--root", str(other.root), "push", "-q",
+             pulled.digest, f"{second.host}/mirror/base:1"],
+            capture_output=True, text=True, env=dict(os.environ), timeout=300,
+        )  # fmt: skip
+    finally:
+        second.stop()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() != pulled.digest
+    assert f"layer {layer.diff_id}" in done.stderr and "digest changed" in done.stderr
+    assert layer.digest in done.stderr

@@ -77,8 +77,17 @@ def test_chmod_in_a_later_layer_is_metadata_only_waste_attributed_to_that_line()
 
 def test_file_whiteout_directory_whiteout_and_opaque_directory_each_hide_what_they_cover() -> None:
     layers = [
-        layer(d("a"), f("a/one", 100), d("b"), d("b/c"), f("b/c/two", 200), d("o"),
-              f("o/three", 300), f("o/four", 400), f("stay", 7)),
+        layer(
+            d("a"),
+            f("a/one", 100),
+            d("b"),
+            d("b/c"),
+            f("b/c/two", 200),
+            d("o"),
+            f("o/three", 300),
+            f("o/four", 400),
+            f("stay", 7),
+        ),
         layer(wh("a/one"), wh("b"), d("o"), opq("o"), f("o/four", 40, "new")),
     ]
     report = analyze_image("img", layers)
@@ -175,8 +184,12 @@ def test_compare_matches_layers_by_content_not_position() -> None:
 
 names = st.sampled_from(["a", "b", "a/x", "a/y", "b/z", "a/x/q"])
 ops = st.lists(
-    st.tuples(st.sampled_from(["file", "dir", "whiteout", "opaque", "link"]), names,
-              st.integers(0, 50), st.sampled_from(["p", "q"])),
+    st.tuples(
+        st.sampled_from(["file", "dir", "whiteout", "opaque", "link"]),
+        names,
+        st.integers(0, 50),
+        st.sampled_from(["p", "q"]),
+    ),
     max_size=6,
 )
 

@@ -29,6 +29,7 @@ def test_unchanged_files_are_not_read_twice(
     os.utime(ctx / "old.txt", (then, then))
     read: list[str] = []
     real = sources.file_sha256
+
     def spy(p: str) -> str:
         read.append(Path(p).name)
         return real(p)
@@ -85,10 +86,14 @@ def test_many_small_files_are_hashed_with_a_read_ahead_beside(
     monkeypatch.setattr(sources, "worth_a_process", lambda files, size: files >= 10)
     store.stat_cache_clear()
     again = digest_context_files(store, str(ctx), files)
-    assert again == digests == {
-        f"f{n:02d}": "sha256:" + hashlib.sha256(f"file {n}\n".encode() * (n + 1)).hexdigest()
-        for n in range(40)
-    }
+    assert (
+        again
+        == digests
+        == {
+            f"f{n:02d}": "sha256:" + hashlib.sha256(f"file {n}\n".encode() * (n + 1)).hexdigest()
+            for n in range(40)
+        }
+    )
     assert len(made) == 1 and sorted(p for p, _ in made[0]) == sorted(
         str(ctx.resolve() / f.path) for f in files
     )

@@ -61,7 +61,7 @@ def test_any_text_ends_in_plan_or_located_error(text: str) -> None:
     check(text)
 
 
-NEW_FORMS = '''FROM busybox AS base
+NEW_FORMS = """FROM busybox AS base
 ARG V=abc.tar.gz
 ENV A=${V%.tar.gz} B=${V#abc} C=${V/abc/x} D="${V:?need V}"
 COPY --link --parents --chmod=u=rwx,g=rx,o= a/./b /dst/
@@ -71,7 +71,7 @@ ONBUILD RUN <<EOF
 echo hi
 EOF
 HEALTHCHECK --start-interval=2s CMD true
-'''
+"""
 
 
 def test_check_knows_the_new_flags_and_forms() -> None:

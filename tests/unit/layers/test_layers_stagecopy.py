@@ -208,7 +208,6 @@ def test_without_a_process_the_files_are_made_here(
     assert _tree(tmp_path / "into") == _tree(tmp_path / "src")
 
 
-
 def _resident(path: Path) -> int:
     """How many bytes of a file the page cache holds (mincore(2) of a mapping of it)."""
     libc = ctypes.CDLL(None, use_errno=True)

@@ -355,3 +355,19 @@ def test_reader_device_numbers_only_for_devices() -> None:
     assert (entry.type, entry.devmajor, entry.devminor) == (EntryType.CHAR, 1, 3)
     with pytest.raises(InvalidInputError, match="devmajor field is not octal"):
         _read(_patched(dev, 329, junk) + bytes(1024))
+
+
+@pytest.mark.parametrize("size", [0, 4096, 3 << 20])
+def test_a_tar_exactly_at_the_size_limit_passes_and_one_byte_less_fails(size: int) -> None:
+    # The limit is on bytes read: a layer under it is never refused because a read of a
+    # whole MiB was asked for near its end.
+    padded = -(-size // 512) * 512
+    data = build_header(b"f", b"0", 0o644, 0, 0, size, 0) + bytes(padded) + bytes(1024)
+    got = [(e.name, len(c.read())) for e, c in TarReader(io.BytesIO(data),
+           Limits(max_total_bytes=len(data))).entries()]  # fmt: skip
+    assert got == [("f", size)]
+    with pytest.raises(InvalidInputError, match=f"exceeds {len(data) - 1} bytes"):
+        for _, content in TarReader(
+            io.BytesIO(data), Limits(max_total_bytes=len(data) - 1)
+        ).entries():
+            content.read()

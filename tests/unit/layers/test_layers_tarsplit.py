@@ -27,6 +27,7 @@ from lamina.layers import (
 def _tar(fmt: int, trailing: bytes = b"") -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+
         def add(name: str, kind: bytes, data: bytes = b"", **kw: object) -> None:
             info = tarfile.TarInfo(name)
             info.type = kind

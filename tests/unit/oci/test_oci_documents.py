@@ -88,3 +88,44 @@ def test_config_refuses_bad_diff_ids() -> None:
 def test_chain_id_follows_the_spec() -> None:
     assert chain_id([D1]) == D1
     assert chain_id([D1, D2]) == sha256_digest(f"{D1} {D2}".encode())
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("linux/amd64", "linux/amd64"),
+        ("Linux/AMD64", "linux/amd64"),
+        ("linux/x86_64", "linux/amd64"),
+        ("linux/x86-64", "linux/amd64"),
+        ("linux/aarch64", "linux/arm64"),
+        ("linux/arm64/v8", "linux/arm64"),
+        ("linux/armhf", "linux/arm/v7"),
+        ("linux/armel", "linux/arm/v6"),
+        ("linux/arm", "linux/arm/v7"),
+        ("linux/arm/7", "linux/arm/v7"),
+        ("linux/i386", "linux/386"),
+        ("arm64", "linux/arm64"),
+        ("s390x", "linux/s390x"),
+        ("macos/arm64", "darwin/arm64"),
+    ],
+)
+def test_platforms_are_normalised_as_containerd_does(text: str, want: str) -> None:
+    from lamina.oci import Platform
+
+    assert str(Platform.parse(text)) == want
+
+
+def test_an_os_alone_means_this_machines_architecture() -> None:
+    from lamina.oci import Platform, host_platform
+
+    assert Platform.parse("linux") == host_platform()
+
+
+@pytest.mark.parametrize(
+    "text", ["", "/", "linux/", "linux/arm64/v8/x", "nonsense", "li nux/amd64"]
+)
+def test_a_platform_that_is_no_platform_is_refused(text: str) -> None:
+    from lamina.oci import Platform
+
+    with pytest.raises(ValueError, match="platform"):
+        Platform.parse(text)

@@ -8,6 +8,7 @@ from lamina.errors import InvalidInputError
 from lamina.oci import parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
+_REFUSED = r"invalid reference format|invalid repository name|sha256 digest"
 
 
 @pytest.mark.parametrize(
@@ -53,10 +54,20 @@ def test_normalises_as_docker_does(text: str, full: str, familiar: str) -> None:
         "a" * 64,
         "x/" + "a" * 300,
         "has space",
+        # Go's regexps anchor at the very end and match ASCII only: no trailing newline
+        # slips past `$`, and `\w` is not a Unicode letter.
+        "busybox\n",
+        "busybox:v1\n",
+        f"busybox@{DIGEST}\n",
+        "busybox:\u00e9t\u00e9",
+        "busybox:\u0661",
+        # An empty digest after `@` is not "no digest".
+        "busybox@",
+        "busybox:v1@",
     ],
 )
 def test_refuses_what_docker_refuses(text: str) -> None:
-    with pytest.raises(InvalidInputError, match=r"invalid reference format|sha256 digest"):
+    with pytest.raises(InvalidInputError, match=_REFUSED):
         parse_reference(text)
 
 
@@ -65,8 +76,9 @@ def test_uppercase_repository_says_lowercase() -> None:
         parse_reference("me/MyApp")
 
 
-# The grammar as Docker's distribution/reference writes it; oci/_reference checks it with
-# str methods (no `re` on `lamina run`'s path): both must agree on every string.
+# The grammar as Docker's distribution/reference writes it (Go regexps: whole string, ASCII);
+# oci/_reference checks it with str methods (no `re` on `lamina run`'s path): both must agree
+# on every string.
 GRAMMAR = {
     "_is_component": r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*",
     "_is_tag": r"[\w][\w.-]{0,127}",
@@ -97,13 +109,26 @@ def test_the_grammar_checks_agree_with_docker_s_regular_expressions(name: str) -
     from lamina.oci import _reference
 
     check = getattr(_reference, name)
-    pattern = re.compile(GRAMMAR[name])
+    pattern = re.compile(GRAMMAR[name], re.ASCII)
     for text in _strings():
         assert check(text) == bool(pattern.fullmatch(text)), text
 
 
-@pytest.mark.parametrize("bad", ["busybox\n", "busybox:1\n", "localhost:5000\n/x", "me/app\n:1"])
-def test_a_final_newline_is_no_part_of_a_valid_reference(bad: str) -> None:
-    # (The regular expressions ended in `$`, which matches before a final newline.)
-    with pytest.raises(InvalidInputError, match="invalid reference format"):
-        parse_reference(bad)
+_HEX_NAME = r"invalid repository name \(a{64}\), cannot specify 64-byte hexadecimal strings"
+
+
+def test_a_64_hex_name_gets_dockers_message() -> None:
+    with pytest.raises(
+        InvalidInputError,
+        match=_HEX_NAME,
+    ):
+        parse_reference("a" * 64)
+
+
+@pytest.mark.parametrize("value", [f"{DIGEST}\n", f"{DIGEST}\r", f" {DIGEST}"])
+def test_a_digest_is_exactly_its_shape(value: str) -> None:
+    from lamina.oci import check_digest, is_digest
+
+    assert not is_digest(value)
+    with pytest.raises(InvalidInputError, match="is not a sha256 digest"):
+        check_digest(value)

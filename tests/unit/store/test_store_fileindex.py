@@ -53,8 +53,8 @@ def test_columns_read_back_every_entry_in_layer_order(store: Store) -> None:
     rows = [
         IndexEntry("z/last-written-first", "file", 3, 0o600, 1000, 1000, "cd" * 32, ""),
         IndexEntry("a", "dir", 0, 0o755, 0, 0, None, ""),
-        IndexEntry("a/é, \"quoted\"\nname", "file", 1 << 40, 0o4755, 2**32 - 2, 7, "ef" * 32, ""),
-        IndexEntry("a/hard", "hardlink", 1 << 40, 0o4755, 0, 0, "ef" * 32, "a/é, \"quoted\"\nname"),
+        IndexEntry('a/é, "quoted"\nname', "file", 1 << 40, 0o4755, 2**32 - 2, 7, "ef" * 32, ""),
+        IndexEntry("a/hard", "hardlink", 1 << 40, 0o4755, 0, 0, "ef" * 32, 'a/é, "quoted"\nname'),
         IndexEntry("", "dir", 0, 0o755, 0, 0, None, ""),
         *ROWS,
     ]

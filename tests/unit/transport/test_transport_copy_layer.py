@@ -246,9 +246,10 @@ def test_files_linked_from_a_previous_snapshot_give_the_same_layer(
             again = commit_copy_layer(other, lease, staging, changes, source_date_epoch=sde,
                                       previous=previous)  # fmt: skip
         assert again == old
-        assert other.record_path(again.diff_id).read_bytes() == store.record_path(
-            first.diff_id
-        ).read_bytes()
+        assert (
+            other.record_path(again.diff_id).read_bytes()
+            == store.record_path(first.diff_id).read_bytes()
+        )
         snap = other.snapshot_path(again.diff_id)
         ino = {rel: os.lstat(snap / rel).st_ino for rel in previous}
         assert ino["app/a.txt"] == os.lstat(before / "app" / "a.txt").st_ino

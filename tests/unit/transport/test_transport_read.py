@@ -192,7 +192,7 @@ def test_nested_index_resolves_to_this_machines_platform(tmp_path: Path) -> None
 def test_nested_index_without_this_platform_is_not_found(tmp_path: Path) -> None:
     path = _nested(tmp_path, ["s390x", "riscv64"])
     arch = host_platform().architecture
-    with pytest.raises(NotFoundError, match=f"no manifest for linux/{arch}"):
+    with pytest.raises(NotFoundError, match=f"no matching manifest for linux/{arch}"):
         open_archive(path)
 
 

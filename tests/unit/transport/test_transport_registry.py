@@ -163,7 +163,8 @@ def test_an_index_without_the_wanted_platform_names_those_it_has() -> None:
         )
     ).to_bytes()
     client = _client(_registry({"1": (index, media_types.OCI_INDEX)}))
-    with pytest.raises(NotFoundError, match=r"linux/riscv64 \(the index has linux/s390x\)"):
+    with pytest.raises(NotFoundError, match=r"no matching manifest for linux/riscv64 in the "
+                       r"manifest list entries \(the index has linux/s390x\)"):  # fmt: skip
         RegistrySource(client, parse_reference("127.0.0.1:5000/a:1"), Platform("linux", "riscv64"))
 
 
@@ -202,7 +203,7 @@ def test_a_range_answer_for_other_bytes_is_refused() -> None:
 def test_manifest_media_type_comes_from_the_document_when_the_header_lies() -> None:
     index = dump_json({"schemaVersion": 2, "manifests": []})
     client = _client(_registry({"1": (index, "text/plain")}))
-    with pytest.raises(NotFoundError, match="no manifest for"):
+    with pytest.raises(NotFoundError, match="no matching manifest for"):
         RegistrySource(client, parse_reference("127.0.0.1:5000/a:1"))
 
 
@@ -247,3 +248,63 @@ def test_a_manifest_answer_larger_than_the_cap_is_refused_while_it_streams() -> 
     with pytest.raises(RegistryError, match="larger than"):
         RegistrySource(_client(handle), parse_reference("127.0.0.1:5000/a:1"))
     assert sent[0] <= MAX_DOCUMENT_BYTES + (1 << 17)
+
+
+@pytest.mark.parametrize(
+    "key", ["reg.example:5000", "https://reg.example:5000", "https://reg.example:5000/v2/",
+            "http://reg.example:5000/"],
+)  # fmt: skip
+def test_saved_credentials_are_found_under_any_url_of_their_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    # docker/cli's file store compares each key's host (ConvertToHostname), so an entry
+    # another tool wrote as a URL is still the host's; logout removes it too.
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {key: {"auth": "YTpi"}}}))
+    assert load_credentials("reg.example:5000") == Credentials("a", "b")
+    assert load_credentials("reg.example") is None
+    assert erase_credentials("reg.example:5000")
+    assert json.loads((tmp_path / "config.json").read_text())["auths"] == {}
+
+
+def test_a_config_that_is_a_symlink_stays_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dotfile managers link ~/.docker/config.json; Docker writes through the link.
+    real = tmp_path / "dotfiles" / "docker.json"
+    real.parent.mkdir()
+    real.write_text(json.dumps({"auths": {}, "detachKeys": "ctrl-x"}))
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "config.json").symlink_to(real)
+    monkeypatch.setenv("DOCKER_CONFIG", str(cfg))
+    save_credentials("reg.example", Credentials("alice", "pw"))
+    assert (cfg / "config.json").is_symlink()
+    doc = json.loads(real.read_text())
+    assert doc["detachKeys"] == "ctrl-x" and "reg.example" in doc["auths"]
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("entries", "want", "picked"),
+    [
+        ([("arm64", "v8")], "linux/arm64", 0),
+        ([("arm64", "")], "linux/arm64/v8", 0),
+        ([("arm64", "")], "linux/aarch64", 0),
+        ([("amd64", "")], "linux/x86_64", 0),
+        ([("arm", "v6"), ("arm", "v7")], "linux/arm", 1),
+        ([("arm", "v7"), ("arm", "v6")], "linux/armel", 1),
+    ],
+)
+def test_the_platform_is_picked_as_containerd_matches_it(
+    entries: list[tuple[str, str]], want: str, picked: int
+) -> None:
+    # Both sides are normalised first: arm64's v8 is no variant, arm alone is arm/v7.
+    from lamina.transport import pick_platform
+
+    index = Index(tuple(
+        Descriptor(media_types.OCI_MANIFEST, "sha256:" + str(n) * 64, 10,
+                   platform=Platform("linux", arch, variant))
+        for n, (arch, variant) in enumerate(entries)
+    ))  # fmt: skip
+    assert pick_platform(index, "x", Platform.parse(want)) == index.manifests[picked]
