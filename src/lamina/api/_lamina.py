@@ -572,7 +572,16 @@ class Lamina(HostCommands):
 
 
 def _keep_blobs(asked: bool | None) -> bool:
-    """`--keep-blobs` when given, else LAMINA_KEEP_BLOBS=1, else no."""
+    """`--keep-blobs` when given, else LAMINA_KEEP_BLOBS (1/true/yes/on, any case; 0,
+    false, no, off or unset: no; anything else is an error, not a silent no)."""
     if asked is not None:
         return asked
-    return os.environ.get("LAMINA_KEEP_BLOBS", "") in ("1", "true", "yes")
+    text = os.environ.get("LAMINA_KEEP_BLOBS", "")
+    value = text.strip().lower()
+    if value in ("1", "t", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "f", "false", "no", "off"):
+        return False
+    raise InvalidInputError(
+        f"LAMINA_KEEP_BLOBS={text!r} is not a boolean", hint="set it to 1 or 0, or unset it"
+    )

@@ -275,11 +275,13 @@ def snapshot_drift(
     snapshot: str | os.PathLike[str], record_path: str | os.PathLike[str]
 ) -> list[str]:
     """Entries whose metadata in ``snapshot`` is not what the layer's tar says (a chmod,
-    chown, touch or retargeted symlink behind lamina's back), as ``path (what)``.
+    chown, a changed type or a retargeted symlink behind lamina's back), as
+    ``path (what)``.
 
     The rebuilt tar takes its headers from the record, so it cannot see these; a
-    container would be served them. Directory mtimes are not compared (unpacking into
-    a directory moves its own). Paths are resolved inside the snapshot (ScopedRoot)."""
+    container would be served them. Mtimes are not compared: a RUN layer's snapshot is
+    its upper directory, whose times its tar may clamp (SOURCE_DATE_EPOCH). Paths are
+    resolved inside the snapshot (ScopedRoot)."""
     import stat
 
     from lamina.layers import _whiteout
@@ -292,37 +294,40 @@ def snapshot_drift(
         EntryType.CHAR: stat.S_ISCHR, EntryType.BLOCK: stat.S_ISBLK,
         EntryType.FIFO: stat.S_ISFIFO,
     }  # fmt: skip
+    # The last entry of a path is the one applied (a tar may name a path twice).
+    last: dict[str, TarEntry] = {}
+    for entry in record_entries(record_path):
+        parts = split_entry_path(entry.name)
+        if parts and _whiteout.classify(parts[-1])[0] is _whiteout.Marker.NONE:
+            last["/".join(parts)] = entry
     drift: list[str] = []
     root = ScopedRoot(os.fspath(snapshot))
     try:
-        for entry in record_entries(record_path):
-            parts = split_entry_path(entry.name)
-            if not parts or _whiteout.classify(parts[-1])[0] is not _whiteout.Marker.NONE:
-                continue
-            name = "/".join(parts)
+        for name, entry in last.items():
+            parts = name.split("/")
             try:
                 parent = root.parent(parts, entry.name, create=False)
                 st = None if parent is None else os.lstat(parts[-1], dir_fd=parent)
             except (OSError, InvalidInputError):
                 st = None
-            if st is None:
-                drift.append(f"{name} (missing)")
-                continue
+            if st is None or parent is None:
+                continue  # gone (a later entry replaced a directory above it): the
+                # rebuild, which reads every file, reports a missing one
             wrong = []
             if not kinds[entry.type](st.st_mode):
                 wrong.append("type")
             elif entry.type is EntryType.SYMLINK:
-                assert parent is not None
                 if os.readlink(parts[-1], dir_fd=parent) != entry.linkname:
                     wrong.append("symlink target")
-            elif stat.S_IMODE(st.st_mode) != entry.mode & 0o7777:
-                wrong.append(f"mode {stat.S_IMODE(st.st_mode):o}, not {entry.mode & 0o7777:o}")
-            if (st.st_uid, st.st_gid) != (entry.uid, entry.gid):
-                wrong.append(f"owner {st.st_uid}:{st.st_gid}, not {entry.uid}:{entry.gid}")
-            if entry.type in (EntryType.FILE, EntryType.SYMLINK) and int(st.st_mtime) != int(
-                entry.mtime
+            elif entry.type is EntryType.HARDLINK or (
+                entry.type is EntryType.FILE and st.st_nlink > 1
             ):
-                wrong.append("mtime")
+                pass  # one inode, several headers: they need not agree on mode or owner
+            else:
+                if stat.S_IMODE(st.st_mode) != entry.mode & 0o7777:
+                    wrong.append(f"mode {stat.S_IMODE(st.st_mode):o}, not {entry.mode & 0o7777:o}")
+                if (st.st_uid, st.st_gid) != (entry.uid, entry.gid):
+                    wrong.append(f"owner {st.st_uid}:{st.st_gid}, not {entry.uid}:{entry.gid}")
             if wrong:
                 drift.append(f"{name} ({', '.join(wrong)})")
     finally:

@@ -506,9 +506,9 @@ def open_layer_tar(store: Store, diff_id: str, *, thorough: bool = False) -> Reb
 
 def verify_layer(store: Store, diff_id: str) -> None:
     """Rebuild the layer's tar and check it against its diff_id, every name in the
-    snapshot against its headers, and every entry's metadata (mode, owner, file mtime,
-    symlink target: the rebuilt tar takes these from the record, a container from the
-    snapshot) against them too (DigestMismatchError)."""
+    snapshot against its headers, and every entry's metadata (type, mode, owner, symlink
+    target: the rebuilt tar takes these from the record, a container from the snapshot)
+    against them too (DigestMismatchError)."""
     with open_layer_tar(store, diff_id, thorough=True) as tar:
         while tar.read(_CHUNK):
             pass
