@@ -5,14 +5,20 @@ Pure functions (the host environment is passed in), so every rule is unit-tested
 
 from __future__ import annotations
 
+import os
 import posixpath
-import re
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import NamedTuple
 
 from lamina.errors import InvalidInputError
 from lamina.runtime import DEFAULT_PATH
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import NamedTuple
+
+    from lamina._paths import StrPath
+else:
+    from lamina._frozen import NamedTuple
 
 _WHITESPACE = " \t\n\r\v\f"
 _MAX_ENV_FILE = 1 << 20
@@ -44,7 +50,7 @@ def parse_env_file(text: str, host_env: Mapping[str, str], where: str) -> list[s
     return out
 
 
-def read_env_file(path: Path, host_env: Mapping[str, str]) -> list[str]:
+def read_env_file(path: StrPath, host_env: Mapping[str, str]) -> list[str]:
     try:
         with open(path, "rb") as f:
             data = f.read(_MAX_ENV_FILE + 1)
@@ -57,7 +63,7 @@ def read_env_file(path: Path, host_env: Mapping[str, str]) -> list[str]:
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise InvalidInputError(f"env file {path}: invalid utf8 bytes at line {line}") from None
-    return parse_env_file(text, host_env, str(path))
+    return parse_env_file(text, host_env, os.fspath(path))
 
 
 def parse_env_options(values: Sequence[str], host_env: Mapping[str, str]) -> list[str]:
@@ -91,7 +97,8 @@ def merge_env(*layers: Sequence[str]) -> list[str]:
     return list(out.values())
 
 
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | frozenset("_.-")
 _MAX_NAME = 255
 
 
@@ -99,7 +106,8 @@ def check_container_name(name: str) -> str:
     """moby's rule for `--name`: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (two characters at least),
     after one optional leading `/`; the name without it."""
     bare = name.removeprefix("/")
-    if not _NAME.fullmatch(bare):
+    # moby's pattern, checked without `re` (the run path does not load it)
+    if len(bare) < 2 or bare[0] not in _NAME_FIRST or not _NAME_REST.issuperset(bare):
         raise InvalidInputError(
             f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )
@@ -124,7 +132,7 @@ def process_env(*, hostname: str, tty: bool, config_env: Sequence[str], home: st
 class Volume(NamedTuple):
     """`-v HOST:CTR[:ro|rw]` checked: an absolute host path, a clean absolute container path."""
 
-    source: Path
+    source: str
     target: str
     readonly: bool
 
@@ -182,7 +190,7 @@ def parse_volume(text: str) -> Volume:
     clean = posixpath.normpath(target)
     if clean == "/":
         raise InvalidInputError(f"volume {text!r}: cannot mount over the container's root")
-    return Volume(Path(posixpath.normpath(source)), clean, readonly)
+    return Volume(posixpath.normpath(source), clean, readonly)
 
 
 def process_args(
