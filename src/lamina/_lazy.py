@@ -10,7 +10,7 @@ type checker, and ends with::
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 TYPE_CHECKING = False  # `typing` costs milliseconds; the run path should not need it
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ def lazy_names(
         module = where.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
+        __import__(module)  # (not importlib's import_module: one module less to load)
+        value = getattr(sys.modules[module], name)
         namespace[name] = value
         return value
 

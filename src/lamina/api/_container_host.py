@@ -12,7 +12,7 @@ the same code: creation, the init layer, the bundle, the monitor, the fold, the 
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from lamina.errors import InvalidInputError
 from lamina.store import RowStore
@@ -20,8 +20,10 @@ from lamina.store import RowStore
 TYPE_CHECKING = False  # not typing's: the run path still loads typing elsewhere
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from pathlib import Path
     from typing import Any, Protocol
 
+    from lamina._paths import StrPath
     from lamina.api._containers import Containers
     from lamina.api._lamina import Lamina
     from lamina.store import ContainerRecord
@@ -46,19 +48,21 @@ if TYPE_CHECKING:
     class ContainerStore(Protocol):
         """The store calls the container code makes (`Store` and `RowStore` have them)."""
 
-        def add_container(self, id: str, name: str, image: str, state: Any) -> ContainerRecord: ...
+        def add_container(
+            self, id: str, name: str, image: str, state: Any, durable: bool = True
+        ) -> ContainerRecord: ...
         def get_container(self, id_or_name: str) -> ContainerRecord: ...
         def list_containers(self) -> list[ContainerRecord]: ...
         def set_container_state(self, id: str, state: Any) -> None: ...
         def remove_container(self, id: str) -> None: ...
-        def snapshot_path(self, diff_id: str) -> Path: ...
+        def snapshot_path(self, diff_id: str) -> StrPath: ...
         def get_image(self, digest: str) -> ImageLike: ...
 
     class ContainerHost(Protocol):
         """A root as the container code sees it (`Lamina` or `RunHost`)."""
 
         @property
-        def root(self) -> Path: ...
+        def root(self) -> StrPath: ...
 
         @property
         def store(self) -> ContainerStore: ...
@@ -114,7 +118,7 @@ class RunHost(HostCommands):
 
     def __init__(
         self,
-        root: Path,
+        root: str,
         *,
         progress: Callable[[int, int, str], object] | None = None,
         notice: Callable[[str], None] | None = None,
@@ -129,15 +133,18 @@ class RunHost(HostCommands):
     @classmethod
     def open(
         cls,
-        root: Path | None,
+        root: str | Path | None,
         *,
         progress: Callable[[int, int, str], object] | None = None,
         notice: Callable[[str], None] | None = None,
     ) -> RunHost | None:
         from lamina.api._root import default_root
 
-        where = (Path(root) if root is not None else default_root()).absolute()
-        if not (where / "metadata.db").is_file() or not (where / "snapshots").is_dir():
+        # Absolute, as `Lamina` makes it (`Path.absolute`: the working directory prefixed).
+        where = os.path.join(os.getcwd(), root if root is not None else default_root())
+        if not os.path.isfile(os.path.join(where, "metadata.db")) or not os.path.isdir(
+            os.path.join(where, "snapshots")
+        ):
             return None
         host = cls(where, progress=progress, notice=notice)
         if not host.store.ready():

@@ -5,13 +5,20 @@ Pure functions (the host environment is passed in), so every rule is unit-tested
 
 from __future__ import annotations
 
+import os
 import posixpath
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import NamedTuple
 
 from lamina.errors import InvalidInputError
 from lamina.runtime import DEFAULT_PATH
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import NamedTuple
+
+    from lamina._paths import StrPath
+else:
+    from lamina._frozen import NamedTuple
 
 _WHITESPACE = " \t\n\r\v\f"
 _MAX_ENV_FILE = 1 << 20
@@ -23,7 +30,11 @@ def parse_env_file(text: str, host_env: Mapping[str, str], where: str) -> list[s
     is dropped; a key holding whitespace, or no key at all, is an error."""
     out: list[str] = []
     text = text.removeprefix("\ufeff")
-    for number, raw in enumerate(text.splitlines(), 1):
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    for number, line_text in enumerate(lines, 1):
+        raw = line_text.removesuffix("\r")  # Go's ScanLines: lines end at \n only
         line = raw.lstrip(_WHITESPACE)
         if not line or line.startswith("#"):
             continue
@@ -39,7 +50,7 @@ def parse_env_file(text: str, host_env: Mapping[str, str], where: str) -> list[s
     return out
 
 
-def read_env_file(path: Path, host_env: Mapping[str, str]) -> list[str]:
+def read_env_file(path: StrPath, host_env: Mapping[str, str]) -> list[str]:
     try:
         with open(path, "rb") as f:
             data = f.read(_MAX_ENV_FILE + 1)
@@ -47,36 +58,63 @@ def read_env_file(path: Path, host_env: Mapping[str, str]) -> list[str]:
         raise InvalidInputError(f"env file {path}: {e.strerror}") from None
     if len(data) > _MAX_ENV_FILE:
         raise InvalidInputError(f"env file {path} is larger than {_MAX_ENV_FILE} bytes")
-    return parse_env_file(data.decode("utf-8", "replace"), host_env, str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InvalidInputError(f"env file {path}: invalid utf8 bytes at line {line}") from None
+    return parse_env_file(text, host_env, os.fspath(path))
 
 
 def parse_env_options(values: Sequence[str], host_env: Mapping[str, str]) -> list[str]:
-    """`-e` values: `K=V` as given, `K` from the host (dropped when the host has none)."""
+    """`-e` values: `K=V` as given, `K` with the host's value; a `K` the host does not have
+    stays bare, which unsets K (`merge_env`), as docker-cli passes it on and moby drops it."""
     out = []
     for value in values:
         key, eq, _ = value.partition("=")
         if not key:
-            raise InvalidInputError(f"invalid environment variable: {value!r}: no name")
+            raise InvalidInputError(f"invalid environment variable: {value}")
         if eq:
             out.append(value)
         elif key in host_env:
             out.append(f"{key}={host_env[key]}")
+        else:
+            out.append(key)
     return out
 
 
 def merge_env(*layers: Sequence[str]) -> list[str]:
-    """Later entries replace earlier ones of the same name, in place; new names append."""
-    keys: dict[str, int] = {}
-    out: list[str] = []
+    """Later entries replace earlier ones of the same name, in place; new names append; a
+    bare `K` (no `=`) removes K."""
+    out: dict[str, str] = {}
     for layer in layers:
         for entry in layer:
-            key = entry.partition("=")[0]
-            if key in keys:
-                out[keys[key]] = entry
+            key, eq, _ = entry.partition("=")
+            if eq:
+                out[key] = entry
             else:
-                keys[key] = len(out)
-                out.append(entry)
-    return out
+                out.pop(key, None)
+    return list(out.values())
+
+
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | frozenset("_.-")
+_MAX_NAME = 255
+
+
+def check_container_name(name: str) -> str:
+    """moby's rule for `--name`: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (two characters at least),
+    after one optional leading `/`; the name without it."""
+    bare = name.removeprefix("/")
+    # moby's pattern, checked without `re` (the run path does not load it)
+    if len(bare) < 2 or bare[0] not in _NAME_FIRST or not _NAME_REST.issuperset(bare):
+        raise InvalidInputError(
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+    if len(bare) > _MAX_NAME:
+        raise InvalidInputError(f"container name {bare[:20]}... is longer than {_MAX_NAME} "
+                                "characters")  # fmt: skip
+    return bare
 
 
 def process_env(*, hostname: str, tty: bool, config_env: Sequence[str], home: str) -> list[str]:
@@ -94,21 +132,51 @@ def process_env(*, hostname: str, tty: bool, config_env: Sequence[str], home: st
 class Volume(NamedTuple):
     """`-v HOST:CTR[:ro|rw]` checked: an absolute host path, a clean absolute container path."""
 
-    source: Path
+    source: str
     target: str
     readonly: bool
 
 
+# moby's mount modes (linuxValidMountMode), one of each kind at most. SELinux labels and
+# consistency change nothing on Linux without SELinux (nor in Docker); lamina's binds are
+# rprivate, so only that propagation is taken.
+_MODE_KINDS = (
+    {"rw", "ro"},
+    {"z", "Z"},
+    {"consistent", "cached", "delegated"},
+    {"private", "rprivate"},
+)
+_PROPAGATION = {"shared", "rshared", "slave", "rslave"}
+
+
+def _volume_readonly(mode: str) -> bool:
+    seen: set[int] = set()
+    for option in mode.split(","):
+        if option in _PROPAGATION:
+            raise InvalidInputError(
+                f"mount propagation {option!r} is not supported",
+                hint="lamina binds volumes rprivate; give rprivate or no propagation",
+            )
+        kind = next((i for i, opts in enumerate(_MODE_KINDS) if option in opts), None)
+        if kind is None or kind in seen:
+            raise InvalidInputError(f"invalid mode: {mode}", hint="-v HOST:CTR[:ro|rw][,z]")
+        seen.add(kind)
+    return "ro" in mode.split(",")
+
+
 def parse_volume(text: str) -> Volume:
     parts = text.split(":")
-    if len(parts) == 3:
+    if not parts[0]:
+        source = target = ""
+    elif len(parts) == 3:
         source, target, mode = parts
-        if mode not in ("ro", "rw"):
-            raise InvalidInputError(f"invalid mode {mode!r} in volume {text!r}", hint="ro or rw")
+        readonly = bool(mode) and _volume_readonly(mode)
     elif len(parts) == 2:
-        (source, target), mode = parts, "rw"
+        (source, target), readonly = parts, False
     else:
-        raise InvalidInputError(f"invalid volume specification: {text!r}",
+        source = target = ""
+    if not target:
+        raise InvalidInputError(f"invalid volume specification: '{text}'",
                                 hint="-v /host/dir:/container/dir[:ro]")  # fmt: skip
     if not source.startswith("/"):
         raise InvalidInputError(
@@ -122,7 +190,7 @@ def parse_volume(text: str) -> Volume:
     clean = posixpath.normpath(target)
     if clean == "/":
         raise InvalidInputError(f"volume {text!r}: cannot mount over the container's root")
-    return Volume(Path(posixpath.normpath(source)), clean, mode == "ro")
+    return Volume(posixpath.normpath(source), clean, readonly)
 
 
 def process_args(

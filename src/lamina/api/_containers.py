@@ -33,15 +33,16 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # (no stubs: `signal`'s C half)
 import builtins
 import contextlib
-import json
 import os
+import posixpath
 import stat
 import sys
 import time
-from pathlib import Path
-from typing import NamedTuple
 
+from lamina._lightjson import dumps
+from lamina._paths import absolute
 from lamina.api._container_opts import (
+    check_container_name,
     merge_env,
     parse_env_options,
     parse_volume,
@@ -92,16 +93,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterator, Sequence
-    from typing import Any
+    from typing import Any, NamedTuple
 
+    from lamina._paths import StrPath
     from lamina.api._container_host import ContainerHost, ImageLike
+else:
+    from lamina._frozen import NamedTuple
 
-TINI = Path("/usr/bin/tini-static")
+TINI = "/usr/bin/tini-static"
 INIT_TARGET = "/sbin/docker-init"
 _STUB_FILES = ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
 _STUB_DIRS = ("/dev", "/proc", "/sys")
 _DEFAULT_STOP_TIMEOUT = 10
-_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _ADJECTIVES = (
     "amazing",
     "brave",
@@ -165,7 +168,7 @@ class RunOptions:
         interactive: bool = False,
         tty: bool = False,
         env: Sequence[str] = (),
-        env_files: Sequence[Path] = (),
+        env_files: Sequence[StrPath] = (),
         workdir: str | None = None,
         user: str | None = None,
         entrypoint: str | None = None,
@@ -246,26 +249,28 @@ class Containers:
     def __init__(self, lam: ContainerHost) -> None:
         self.lam = lam
         self.store = lam.store
-        self.dir = lam.root / "containers"
-        self.state_dir = lam.root / "runc"
+        # Absolute (the root is): runc and the monitor get these paths.
+        self.dir = os.path.join(lam.root, "containers")
+        self.state_dir = os.path.join(lam.root, "runc")
         self.messages: list[str] = []  # one line per thing cleaned up after a dead process
 
     # -- finding -----------------------------------------------------------------------
 
-    def _dir(self, cid: str) -> Path:
-        return self.dir / cid
+    def _dir(self, cid: str) -> str:
+        return os.path.join(self.dir, cid)
 
     def get(self, ref: str) -> ContainerRecord:
         """A container by full ID, name or unique ID prefix (as Docker selects them)."""
-        if not ref:
+        if not ref.strip("/"):
             raise InvalidInputError("a container name or ID is empty")
         try:
-            return self.store.get_container(ref)
+            # moby's names start with `/`: `/web` is the container named web.
+            return self.store.get_container(ref[1:] if ref.startswith("/") else ref)
         except NotFoundError as e:
             if "ambiguous" in e.message:
-                raise InvalidInputError(f"container ID prefix {ref!r} is ambiguous",
+                raise InvalidInputError(f"multiple IDs found with provided prefix: {ref}",
                                         hint="give more digits, or the name") from None  # fmt: skip
-            raise NotFoundError(f"no such container: {ref}",
+            raise NotFoundError(f"No such container: {ref}",
                                 hint="`lamina ps -a` lists containers") from None  # fmt: skip
 
     # -- create ------------------------------------------------------------------------
@@ -287,25 +292,22 @@ class Containers:
                     hint="lamina takes no-new-privileges[=true|false]",
                 )
             no_new_privs = value != "false"
-        if opts.workdir is not None and not opts.workdir.startswith("/"):
+        if opts.workdir and not opts.workdir.startswith("/"):  # "": the image's, as moby
             raise InvalidInputError(
-                f"the working directory {opts.workdir!r} is invalid: it needs to be an "
+                f"the working directory '{opts.workdir}' is invalid, it needs to be an "
                 "absolute path"
             )
         stop_signal = opts.stop_signal or config.get("StopSignal") or "SIGTERM"
         parse_signal(str(stop_signal))
         env_config = merge_env(
             list(config.get("Env") or []),
-            *[read_env_file(Path(f), opts.host_env) for f in opts.env_files],
+            *[read_env_file(f, opts.host_env) for f in opts.env_files],
             parse_env_options(opts.env, opts.host_env),
         )
         entrypoint, cmd = process_args(
             config.get("Entrypoint"), config.get("Cmd"), opts.entrypoint, opts.command
         )
-        name = opts.name or self._free_name()
-        if not name or name[0] in "_.-" or not set(name) <= _NAME_OK or len(name) > 255:
-            raise InvalidInputError(f"invalid container name {name!r}",
-                                    hint="[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # fmt: skip
+        name = check_container_name(opts.name) if opts.name else self._free_name()
         cid = os.urandom(32).hex()
         network = "none" if opts.network == "none" else "host"
         if opts.hostname:
@@ -315,14 +317,15 @@ class Containers:
         else:
             hostname = cid[:12]
         for v in volumes:
-            v.source.mkdir(parents=True, exist_ok=True)
+            os.makedirs(v.source, exist_ok=True)
         spec = {
             "image_ref": opts.image,
             "entrypoint": entrypoint,
             "cmd": cmd,
             "env": env_config,
-            "workdir": opts.workdir or config.get("WorkingDir") or "/",
-            "workdir_given": opts.workdir is not None,
+            "workdir": "/" + posixpath.normpath(opts.workdir).lstrip("/") if opts.workdir
+            else config.get("WorkingDir") or "/",  # given: cleaned, as Go's filepath.Clean
+            "workdir_given": bool(opts.workdir),
             "user": opts.user if opts.user is not None else (config.get("User") or ""),
             "hostname": hostname,
             "network": network,
@@ -342,18 +345,26 @@ class Containers:
             state.update(status="running", started_at=time.time(), exit_code=None, error=None,
                          finished_at=None)  # fmt: skip
         try:
-            record = self.store.add_container(cid, name, image.digest, state)
+            # Supervised here (`run --rm` in the foreground), the record lives as long as
+            # this command and is not synced to disk before runc starts: a killed command's
+            # record is still there for the next command to clean up, and after a power cut
+            # (nothing runs or stays mounted) the next command removes a container directory
+            # that no record names (`recover`).
+            record = self.store.add_container(cid, name, image.digest, state,
+                                              durable=not running)  # fmt: skip
         except LaminaError as e:
             if "exists" in e.message:
+                holder = self.store.get_container(name).id
                 raise ConflictError(
-                    f'the container name "/{name}" is already in use',
-                    hint="remove that container or choose another --name",
+                    f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{holder}". You have to remove (or rename) that container to be able to '
+                    "reuse that name."
                 ) from None
             raise
         try:
             self._prepare(record, image)
         except BaseException:
-            self._remove_files(record)
+            self._remove_files(record.id)
             with contextlib.suppress(LaminaError):
                 self.store.remove_container(cid)
             raise
@@ -376,37 +387,38 @@ class Containers:
                 return name
         return f"{_pick(_ADJECTIVES)}_{_pick(_SURNAMES)}{int.from_bytes(os.urandom(2)) % 1000}"
 
-    def _lowers(self, image: ImageLike) -> list[Path]:
+    def _lowers(self, image: ImageLike) -> builtins.list[StrPath]:
         """The image's snapshot dirs, bottom first (unpacked now if they are not yet)."""
         paths = [self.store.snapshot_path(x.diff_id) for x in image.layers]
-        if all(p.is_dir() for p in paths):
+        if all(os.path.isdir(p) for p in paths):
             return paths  # the container's record keeps them from prune: no lease needed
         # Lazy layers (a registry holds them) are fetched and unpacked by the full store.
         store = self.lam.full().store
         with store.lease() as lease:
             from lamina.snapshots import ensure_snapshots
 
-            return ensure_snapshots(store, store.get_image(image.digest).layers, lease)
+            return [*ensure_snapshots(store, store.get_image(image.digest).layers, lease)]
 
     def _prepare(self, record: ContainerRecord, image: ImageLike) -> None:
         spec = record.state["spec"]
         d = self._dir(record.id)
-        self.dir.mkdir(mode=0o700, exist_ok=True)
-        d.mkdir(mode=0o700)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.dir, 0o700)
+        os.mkdir(d, 0o700)
         for sub in ("init", "upper", "work", "rootfs", "bundle"):
-            (d / sub).mkdir()
-        os.chmod(d / "upper", 0o755)
-        os.chmod(d / "init", 0o755)
+            os.mkdir(os.path.join(d, sub))
+        os.chmod(os.path.join(d, "upper"), 0o755)
+        os.chmod(os.path.join(d, "init"), 0o755)
         lowers = self._lowers(image)
         targets: list[tuple[str, bool]] = [(t, False) for t in _STUB_FILES]
         targets += [(t, True) for t in _STUB_DIRS]
-        targets += [(v[1], Path(v[0]).is_dir()) for v in spec["volumes"]]
+        targets += [(v[1], os.path.isdir(v[0])) for v in spec["volumes"]]
         if spec["init"]:
             targets.append((INIT_TARGET, False))
         with self._image_view(d, lowers) as view:
-            self._make_init_layer(view, d / "init", targets)
+            self._make_init_layer(view, os.path.join(d, "init"), targets)
             workdir = resolve_in_root(view, spec["workdir"])
-            where = view / workdir.path().lstrip("/")
+            where = os.path.join(view, workdir.path().lstrip("/"))
             if not workdir.missing and not stat.S_ISDIR(os.lstat(where).st_mode):
                 raise InvalidInputError(
                     f"the working directory {spec['workdir']} is not a directory in the image"
@@ -417,19 +429,19 @@ class Containers:
 
     @staticmethod
     @contextlib.contextmanager
-    def _image_view(d: Path, lowers: builtins.list[Path]) -> Iterator[Path]:
+    def _image_view(d: str, lowers: builtins.list[StrPath]) -> Iterator[StrPath]:
         """The image's tree, read-only, to look into while preparing: one layer is its own
         snapshot (read only through the scoped resolver, which never writes), several are
         mounted merged on the container's rootfs dir."""
         if len(lowers) == 1:
             yield lowers[0]
             return
-        view = d / "rootfs"
-        with mounted(overlay_mount(lowers[::-1] or [d / "init"]), view):
+        view = os.path.join(d, "rootfs")
+        with mounted(overlay_mount(lowers[::-1] or [os.path.join(d, "init")]), view):
             yield view
 
     @staticmethod
-    def _make_init_layer(view: Path, init: Path, targets: list[tuple[str, bool]]) -> None:
+    def _make_init_layer(view: StrPath, init: str, targets: list[tuple[str, bool]]) -> None:
         """Create in `init` what runc would otherwise create in the read-write layer: each
         missing mount target (a file or a dir) and its missing parents; the directories on
         the way keep the image's mode and owner, so the merged tree looks as before."""
@@ -441,7 +453,7 @@ class Containers:
             parts = leaf.strip("/").split("/")
             for i in range(1, len(parts) + 1):
                 path = "/" + "/".join(parts[:i])
-                here = init.joinpath(*parts[:i])
+                here = os.path.join(init, *parts[:i])
                 if os.path.lexists(here):
                     continue
                 last = i == len(parts)
@@ -452,12 +464,12 @@ class Containers:
                     continue
                 existing = resolve_in_root(view, path)
                 if not existing.missing:
-                    st = os.lstat(view / existing.path().lstrip("/"))
-                    here.mkdir()
+                    st = os.lstat(os.path.join(view, existing.path().lstrip("/")))
+                    os.mkdir(here)
                     os.chmod(here, stat.S_IMODE(st.st_mode))
                     os.chown(here, st.st_uid, st.st_gid)
                 else:
-                    here.mkdir(mode=0o755)
+                    os.mkdir(here, 0o755)
                     os.chmod(here, 0o755)
 
     # -- start -------------------------------------------------------------------------
@@ -468,7 +480,7 @@ class Containers:
         spec = record.state["spec"]
         d = self._dir(record.id)
         args = list(exec_args) if exec_args is not None else spec["entrypoint"] + spec["cmd"]
-        binds = [BindMount(Path(src), dst, ro) for src, dst, ro in spec["volumes"]]
+        binds = [BindMount(src, dst, ro) for src, dst, ro in spec["volumes"]]
         if spec["init"] and exec_args is None:
             binds.append(BindMount(TINI, INIT_TARGET, True))
             args = [INIT_TARGET, "--", *args]
@@ -477,7 +489,8 @@ class Containers:
         from lamina.runtime import User
 
         return bundle_config(
-            args, bundle_dir=d / "bundle", rootfs=d / "rootfs", env=env, cwd=spec["workdir"],
+            args, bundle_dir=os.path.join(d, "bundle"), rootfs=os.path.join(d, "rootfs"),
+            env=env, cwd=spec["workdir"],
             user=User(spec["uid"], spec["gid"], tuple(spec["groups"])),
             hostname=spec["hostname"], network=spec["network"],
             readonly_rootfs=spec["read_only"], binds=binds, terminal=spec["tty"],
@@ -488,10 +501,10 @@ class Containers:
     def _mount_rootfs(self, record: ContainerRecord, fresh: bool = False) -> None:
         """Mount the container's rootfs (`fresh`: just created, so certainly not mounted)."""
         d = self._dir(record.id)
-        if not fresh and is_mountpoint(d / "rootfs"):
+        if not fresh and is_mountpoint(os.path.join(d, "rootfs")):
             return
         image = self.store.get_image(record.image)
-        lowers = [d / "init", *self._lowers(image)[::-1]]
+        lowers = [os.path.join(d, "init"), *self._lowers(image)[::-1]]
         # nodev: a device node in the image or made in the container opens nothing.
         options = ["nodev"]
         if record.state["spec"].get("autoremove"):
@@ -499,8 +512,9 @@ class Containers:
             # sync it, and its unmount then does not wait for every dirty page of the
             # file system the store is on (a syncfs, seconds on a busy disk).
             options.append("volatile")
-        m = overlay_mount(lowers, d / "upper", d / "work", extra_options=options)
-        mount(m, d / "rootfs", scratch=d)
+        m = overlay_mount(lowers, os.path.join(d, "upper"), os.path.join(d, "work"),
+                          extra_options=options)  # fmt: skip
+        mount(m, os.path.join(d, "rootfs"), scratch=d)
 
     def start(self, ref: str, attach: Attach | None = None) -> tuple[ContainerRecord, Any]:
         """Start a created or exited container; return it and the monitor's pipe
@@ -510,7 +524,7 @@ class Containers:
     def _start(self, found: ContainerRecord, attach: Attach | None) -> tuple[ContainerRecord, Any]:
         record = self.refresh(found)
         if record is None:
-            raise NotFoundError(f"no such container: {found.id}")
+            raise NotFoundError(f"No such container: {found.id}")
         status = record.state["status"]
         if status == "running":
             return record, None
@@ -519,14 +533,16 @@ class Containers:
         state.update(status="running", owner=list(current_owner()), started_at=time.time(),
                      exit_code=None, error=None, finished_at=None)  # fmt: skip
         for name in ("exit.json", "monitor.json", "pid"):  # the last start's
-            (d / name).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(d, name))
         self.store.set_container_state(record.id, state)
         try:
             self._mount_rootfs(record)
-            write_bundle(d / "bundle", d / "rootfs", self._config(record))
+            write_bundle(os.path.join(d, "bundle"), os.path.join(d, "rootfs"),
+                         self._config(record))  # fmt: skip
         except BaseException:
             with contextlib.suppress(BaseException):
-                unmount(d / "rootfs")
+                unmount(os.path.join(d, "rootfs"))
             state.update(status="created", owner=None, exit_code=EXIT_LAMINA_FAILED)
             self.store.set_container_state(record.id, state)
             raise
@@ -536,7 +552,7 @@ class Containers:
         fold = [sys.executable, "-c", "import sys, pathlib; from lamina.api import Lamina, "
                 "RunHost; root = pathlib.Path(sys.argv[1]); "
                 "(RunHost.open(root) or Lamina(root)).recover()",
-                str(self.lam.root.absolute())]  # fmt: skip
+                absolute(self.lam.root)]  # fmt: skip
         # Attached, the command folds the exit itself (and any later command would).
         started = spawn_monitor(spec, fold if attach.stdout is None else None)
         ok, code, error = started.wait_started()
@@ -550,11 +566,13 @@ class Containers:
         return self.store.get_container(record.id), started
 
     def _monitor_spec(self, record: ContainerRecord, attach: Attach) -> MonitorSpec:
-        d = self._dir(record.id).absolute()
-        self.state_dir.mkdir(mode=0o700, exist_ok=True)
+        d = absolute(self._dir(record.id))
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.state_dir, 0o700)
         return MonitorSpec(
-            container_dir=d, bundle_dir=d / "bundle", state_dir=self.state_dir.absolute(),
-            runc_id=record.id, rootfs=d / "rootfs", tty=record.state["spec"]["tty"],
+            container_dir=d, bundle_dir=os.path.join(d, "bundle"),
+            state_dir=absolute(self.state_dir), runc_id=record.id,
+            rootfs=os.path.join(d, "rootfs"), tty=record.state["spec"]["tty"],
             stdin=attach.stdin, stdout=attach.stdout, stderr=attach.stderr,
             durable_exit=not record.state["spec"].get("autoremove"),
         )  # fmt: skip
@@ -599,7 +617,7 @@ class Containers:
             return record
         d = self._dir(record.id)
         result = read_exit(d)
-        if result is None and not (d / "pid").exists():
+        if result is None and not os.path.exists(os.path.join(d, "pid")):
             starting = read_monitor(d)
             if starting is not None and alive(starting):
                 # Its monitor is still starting it (runc creating the container; the command
@@ -624,7 +642,7 @@ class Containers:
             self._kill_runc(record.id, "KILL")
             self._runc("delete", "--force", record.id)
             with contextlib.suppress(LaminaError):
-                unmount(d / "rootfs")
+                unmount(os.path.join(d, "rootfs"))
             who = f"monitor (pid {monitor.pid})" if monitor else "starting lamina process"
             self.messages.append(f"stopped container {record.id[:12]}: its {who} died")
             result = ExitStatus(137, time.time(), monitor is not None, f"its {who} died")
@@ -635,12 +653,12 @@ class Containers:
             return None
 
     @staticmethod
-    def _await_start(d: Path, monitor: Owner, timeout: float = 30.0) -> None:
+    def _await_start(d: str, monitor: Owner, timeout: float = 30.0) -> None:
         """Wait until a start the monitor is making has an outcome: runc wrote the process'
         pid, the monitor wrote the exit, or it died (bounded: runc may hang)."""
         deadline = time.monotonic() + timeout
         delay = 0.005
-        while not (d / "pid").exists() and not (d / "exit.json").exists():
+        while not any(os.path.exists(os.path.join(d, n)) for n in ("pid", "exit.json")):
             if not alive(monitor) or time.monotonic() >= deadline:
                 return
             time.sleep(delay)
@@ -651,8 +669,10 @@ class Containers:
         spec = s["spec"]
         pid = None
         if s["status"] == "running":
-            with contextlib.suppress(OSError, ValueError):
-                pid = int((self._dir(record.id) / "pid").read_text())
+            with contextlib.suppress(OSError, ValueError), open(
+                os.path.join(self._dir(record.id), "pid")
+            ) as f:
+                pid = int(f.read())
         return ContainerInfo(
             id=record.id, name=record.name, image_id=self._image_id(record.image),
             image_ref=spec["image_ref"], command=spec["entrypoint"] + spec["cmd"],
@@ -681,13 +701,13 @@ class Containers:
     def info(self, ref: str) -> ContainerInfo:
         record = self.refresh(self.get(ref))
         if record is None:
-            raise NotFoundError(f"no such container: {ref}")
+            raise NotFoundError(f"No such container: {ref}")
         return self._info(record)
 
     def rw_size(self, cid: str) -> int:
         """Bytes in the container's read-write layer (its files' sizes, as Docker's SizeRw)."""
         total = 0
-        for top, _dirs, files in os.walk(self._dir(cid) / "upper"):
+        for top, _dirs, files in os.walk(os.path.join(self._dir(cid), "upper")):
             for name in files:
                 with contextlib.suppress(OSError):
                     st = os.lstat(os.path.join(top, name))
@@ -735,7 +755,8 @@ class Containers:
         try:
             with _SignalProxy(self, record.id) as proxy:
                 self._mount_rootfs(record, fresh=True)
-                write_bundle(d / "bundle", d / "rootfs", self._config(record))
+                write_bundle(os.path.join(d, "bundle"), os.path.join(d, "rootfs"),
+                             self._config(record))  # fmt: skip
                 result = supervise(self._monitor_spec(record, attach), proxy.started)
         finally:
             self._destroy(record, mounted=False)
@@ -763,7 +784,7 @@ class Containers:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         while True:
-            if (d / "exit.json").exists():
+            if os.path.exists(os.path.join(d, "exit.json")):
                 return True
             monitor = read_monitor(d)
             if monitor is not None and not alive(monitor):
@@ -775,8 +796,8 @@ class Containers:
 
     def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> str:
         """The stop signal (`signal`, else the container's), then SIGKILL after `timeout`
-        (the container's, else 10) s. Stopping a container that is not running is not an
-        error."""
+        (the container's, else 10) s; a negative timeout waits for the exit and never kills
+        (moby's). Stopping a container that is not running is not an error."""
         record = self.refresh(self.get(ref))
         if record is None or record.state["status"] != "running":
             return ref
@@ -787,7 +808,7 @@ class Containers:
             timeout = _DEFAULT_STOP_TIMEOUT
         sig = parse_signal(signal or spec.get("stop_signal") or "SIGTERM")
         self._kill_runc(record.id, str(sig))
-        if timeout < 0 or not self._wait_exit(record.id, float(timeout)):
+        if not self._wait_exit(record.id, None if timeout < 0 else float(timeout)):
             self._kill_runc(record.id, "KILL")
             self._wait_exit(record.id, 30.0)
         self._fold_now(record.id)
@@ -806,12 +827,37 @@ class Containers:
     def wait(self, ref: str) -> int:
         record = self.get(ref)
         if record.state["status"] == "running":
+            if record.state["spec"].get("autoremove"):
+                # Its monitor's fold removes it, exit file and all, once it has exited: the
+                # status is read as soon as the file is there (the fold starts a process).
+                return self._await_exit_status(record.id)
             self._wait_exit(record.id, None)
-        fresh = self.refresh(self.store.get_container(record.id))
+        try:
+            fresh = self.refresh(self.store.get_container(record.id))
+        except NotFoundError:
+            fresh = None
         if fresh is None:
             return 0
         code = fresh.state.get("exit_code")
         return int(code) if code is not None else 0
+
+    def _await_exit_status(self, cid: str) -> int:
+        d = self._dir(cid)
+        while True:
+            result = read_exit(d)
+            if result is not None:
+                return result.code
+            if not os.path.exists(d):
+                return 0  # removed before its status could be read
+            if not self._wait_exit(cid, 0.0):
+                time.sleep(0.005)
+                continue
+            result = read_exit(d)
+            if result is not None:
+                return result.code
+            fresh = self.refresh(self.store.get_container(cid)) if self._exists(cid) else None
+            code = fresh.state.get("exit_code") if fresh is not None else None
+            return int(code) if code is not None else 0
 
     def restart(self, ref: str, timeout: int | None = None) -> str:
         self.stop(ref, timeout)
@@ -823,7 +869,15 @@ class Containers:
     # -- removal -----------------------------------------------------------------------
 
     def remove(self, ref: str, force: bool = False) -> str:
-        record = self.refresh(self.get(ref))
+        """`docker rm`: with `force` a running container is killed first, and a missing one
+        is not an error (the empty string: nothing to print for it)."""
+        try:
+            found = self.get(ref)
+        except NotFoundError:
+            if force:
+                return ""
+            raise
+        record = self.refresh(found)
         if record is None:
             return ref
         if record.state["status"] == "running":
@@ -840,41 +894,59 @@ class Containers:
     def _destroy(self, record: ContainerRecord, mounted: bool = True) -> None:
         """Everything of the container goes: its runc state, mount, directory and record.
         (`mounted` False: its rootfs is known to be unmounted already.)"""
-        if (self.state_dir / record.id).exists():
+        if os.path.exists(os.path.join(self.state_dir, record.id)):
             self._runc("delete", "--force", record.id)
-        self._remove_files(record, mounted)
+        self._remove_files(record.id, mounted)
         with contextlib.suppress(NotFoundError):
             self.store.remove_container(record.id)
 
-    def _remove_files(self, record: ContainerRecord, mounted: bool = True) -> None:
-        d = self._dir(record.id)
+    def remove_orphan(self, cid: str) -> bool:
+        """Remove what a container `cid` that no record names left: its runc state and its
+        directory (a power cut can lose a `run --rm` record, which is not synced to disk,
+        while its directory stays). False when nothing was there (removed meanwhile)."""
+        found = False
+        state = os.path.join(self.state_dir, cid)
+        if os.path.exists(state):
+            self._runc("delete", "--force", cid)
+            if os.path.exists(state):  # runc could not read it: nothing of it runs any more
+                _remove_tree(state)
+            found = True
+        if os.path.exists(self._dir(cid)):
+            self._remove_files(cid)
+            found = True
+        return found
+
+    def _remove_files(self, cid: str, mounted: bool = True) -> None:
+        d = self._dir(cid)
         for sub in ("rootfs", "diff-view") if mounted else ():
             with contextlib.suppress(LaminaError):
-                unmount(d / sub)
-        trash = self.dir / f".trash-{record.id}-{os.urandom(4).hex()}"
+                unmount(os.path.join(d, sub))
+        trash = os.path.join(self.dir, f".trash-{cid}-{os.urandom(4).hex()}")
         try:
             os.rename(d, trash)
         except FileNotFoundError:
             return  # another command removed it first
-        _remove_tree(str(trash))
+        _remove_tree(trash)
 
-    def prune(self) -> builtins.list[str]:
-        """Remove every container that is not running (`docker container prune`)."""
+    def prune(self) -> builtins.list[tuple[str, int]]:
+        """Remove every container that is not running (`docker container prune`): (ID,
+        bytes of its read-write layer) of each."""
         gone = []
         for record in self.store.list_containers():
             fresh = self.refresh(record)
             if fresh is not None and fresh.state["status"] != "running":
+                size = self.rw_size(fresh.id)
                 self._destroy(fresh)
-                gone.append(fresh.id)
+                gone.append((fresh.id, size))
         return gone
 
     # -- logs --------------------------------------------------------------------------
 
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None) -> Iterator[LogLine]:
         record = self.get(ref)
-        path = self._dir(record.id) / LOG_FILE
+        path = os.path.join(self._dir(record.id), LOG_FILE)
         joiner = LineJoiner()
-        if not path.exists():
+        if not os.path.exists(path):
             return
         with open(path, "rb") as f:
             lines: list[LogLine] = []
@@ -943,18 +1015,19 @@ class Containers:
                 raise InvalidInputError(f"the working directory {workdir!r} is not absolute")
             spec["workdir"] = workdir
         if user is not None:
-            resolved = resolve_user(d / "rootfs", user)
+            resolved = resolve_user(os.path.join(d, "rootfs"), user)
             spec.update(uid=resolved.uid, gid=resolved.gid, groups=list(resolved.additional_gids),
-                        home=home_dir(d / "rootfs", resolved.uid))  # fmt: skip
+                        home=home_dir(os.path.join(d, "rootfs"), resolved.uid))  # fmt: skip
         spec["env"] = merge_env(spec["env"], parse_env_options(env, host_env or dict(os.environ)))
         spec["tty"] = tty
         fake = ContainerRecord(record.id, record.name, record.image,
                                {**record.state, "spec": spec}, record.created)  # fmt: skip
         process = self._config(fake, exec_args=command)["process"]
         token = os.urandom(6).hex()
-        process_file = d / f"exec-{token}.json"
-        process_file.write_text(json.dumps(process))
-        log = d / f"exec-{token}.log"
+        process_file = os.path.join(d, f"exec-{token}.json")
+        with open(process_file, "w") as f:
+            f.write(dumps(process))
+        log = os.path.join(d, f"exec-{token}.log")
         argv = [runc_binary(), "--root", str(self.state_dir), "--log", str(log),
                 "--log-format", "json", "exec", "--process", str(process_file)]  # fmt: skip
         if tty:
@@ -977,33 +1050,36 @@ class Containers:
                     return mapped
             return code
         finally:
-            process_file.unlink(missing_ok=True)
-            log.unlink(missing_ok=True)
+            for path in (process_file, log):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
     # -- diff and commit ---------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _lower_view(self, record: ContainerRecord) -> Iterator[Path]:
+    def _lower_view(self, record: ContainerRecord) -> Iterator[str]:
         """The image (and init layer) as mounted under the container's changes, read-only."""
         d = self._dir(record.id)
-        view = d / "diff-view"
+        view = os.path.join(d, "diff-view")
         with contextlib.suppress(LaminaError):
             unmount(view)
-        view.mkdir(exist_ok=True)
-        lowers = [d / "init", *self._lowers(self.store.get_image(record.image))[::-1]]
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(view)
+        image = self.store.get_image(record.image)
+        lowers = [os.path.join(d, "init"), *self._lowers(image)[::-1]]
         try:
             with mounted(overlay_mount(lowers), view, scratch=d):
                 yield view
         finally:
             with contextlib.suppress(OSError):
-                view.rmdir()
+                os.rmdir(view)
 
     def diff(self, ref: str) -> builtins.list[tuple[str, str]]:
         """Docker's `diff`: (kind, path) with kind A, C or D, a directory before its children."""
         from lamina.layers import ChangeKind, changes_from_overlay_upper
 
         record = self.get(ref)
-        upper = self._dir(record.id) / "upper"
+        upper = os.path.join(self._dir(record.id), "upper")
         changes = changes_from_overlay_upper(upper)
         out: dict[str, str] = {}
         with self._lower_view(record) as view:
@@ -1012,7 +1088,8 @@ class Containers:
                 if change.kind is ChangeKind.DELETE:
                     out[path] = "D"
                 elif change.kind is ChangeKind.ADD:
-                    out[path] = "C" if os.path.lexists(view / path.lstrip("/")) else "A"
+                    below = os.path.lexists(os.path.join(view, path.lstrip("/")))
+                    out[path] = "C" if below else "A"
         return sorted(((k, p) for p, k in out.items()), key=lambda kp: kp[1].split("/"))
 
     def commit(
@@ -1039,7 +1116,7 @@ class Containers:
         tags = [normalize_tag(reference)] if reference else []
         record = self.refresh(self.get(ref))
         if record is None:
-            raise NotFoundError(f"no such container: {ref}")
+            raise NotFoundError(f"No such container: {ref}")
         image = store.get_image(record.image)
         spec = record.state["spec"]
         base = lam.config(image)
@@ -1057,12 +1134,14 @@ class Containers:
             )
             paused = self._runc("pause", record.id).returncode == 0
         try:
+            from pathlib import Path
+
             with store.lease() as lease:
-                layer = layer_from_dir(store, lease, self._dir(record.id) / "upper",
+                layer = layer_from_dir(store, lease, Path(self._dir(record.id), "upper"),
                                        overlay_upper=True, source_date_epoch=None,
                                        keep_directory=True)  # fmt: skip
                 now = timestamp(None, time.time())
-                created_by = " ".join(spec["entrypoint"] + spec["cmd"])
+                created_by = " ".join(spec["cmd"])  # moby's: the Cmd, not the Entrypoint
                 config = config.with_layer(
                     layer.diff_id if layer else None,
                     History(now, created_by, message, author),
@@ -1171,36 +1250,10 @@ class _SignalProxy:
             self._pidfd = None
 
 
-def since(seconds: float) -> str:
-    """Docker's human duration (go-units HumanDuration)."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
-
-
 def describe_status(info: ContainerInfo, now: float | None = None) -> str:
     """Docker's STATUS column: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`."""
+    from lamina.oci import human_duration as since
+
     now = time.time() if now is None else now
     if info.status == "running":
         return f"Up {since(now - (info.started_at or now))}"

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from lamina.builder import apply_metadata
 from lamina.dockerfile import (
     Cmd,
+    DockerfileError,
     Entrypoint,
     Env,
     Expose,
@@ -47,12 +48,16 @@ def apply_changes(config: ImageConfig, changes: Sequence[str]) -> ImageConfig:
     check_change_commands(changes)
     for text in changes:
         # A one-step stage: the instruction is expanded against the image's own Env.
-        build_plan = plan(parse(f"FROM scratch\n{text}\n", filename="--change"))
-        stage = build_plan.stages[-1]
         runtime = config.container_config
-        steps = build_plan.plan_stage(
-            stage, runtime.get("Env") or (), base_workdir=runtime.get("WorkingDir") or "/"
-        )
+        try:
+            build_plan = plan(parse(f"FROM scratch\n{text}\n", filename="--change"))
+            steps = build_plan.plan_stage(
+                build_plan.stages[-1],
+                runtime.get("Env") or (),
+                base_workdir=runtime.get("WorkingDir") or "/",
+            )
+        except DockerfileError as e:  # its line number counts the FROM added above
+            raise InvalidInputError(f"--change {text!r}: {e.what}", hint=e.hint) from None
         if len(steps) != 1 or not isinstance(steps[0].instruction, ALLOWED):
             names = ", ".join(t.__name__.upper() for t in ALLOWED)
             raise InvalidInputError(

@@ -99,7 +99,7 @@ class Lamina(HostCommands):
 
     def __init__(
         self,
-        root: Path | None = None,
+        root: str | Path | None = None,
         *,
         max_layer_bytes: int | None = None,
         max_layer_ratio: float | None = None,
@@ -107,7 +107,7 @@ class Lamina(HostCommands):
     ) -> None:
         # Absolute: mounts and runc need absolute paths, and a relative --root must not
         # change meaning if the working directory does.
-        self.root = (Path(root) if root is not None else default_root()).absolute()
+        self.root = Path(root if root is not None else default_root()).absolute()
         self.store: Store = open_store(self.root)
         self._limit_args = (max_layer_bytes, max_layer_ratio)
         self._limits: LayerLimits | None = None

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 
 from lamina.errors import LaminaError
 
 TYPE_CHECKING = False  # not typing's: the run path still loads typing elsewhere
 if TYPE_CHECKING:
+    from lamina._paths import StrPath
     from lamina.api._container_host import ContainerHost
 
 # `lamina.runtime` and `lamina.snapshots` are imported only when something is left to
 # clean up: every command runs `recover` first, and most find nothing.
 
 
-def _dead(directory: Path) -> int | None:
+def _dead(directory: StrPath) -> int | None:
     """The pid of `directory`'s owner when that process is gone; None otherwise."""
     from lamina.runtime import alive, read_owner
 
@@ -33,7 +33,7 @@ def _dead(directory: Path) -> int | None:
     return owner.pid
 
 
-def _unmount_under(directory: Path) -> int:
+def _unmount_under(directory: StrPath) -> int:
     from lamina.snapshots import mount_points, unmount
 
     prefix = os.path.realpath(directory) + "/"
@@ -41,16 +41,16 @@ def _unmount_under(directory: Path) -> int:
     count = 0
     for target in sorted(set(below), key=lambda m: -m.count("/")):
         with contextlib.suppress(LaminaError):
-            unmount(Path(target))
+            unmount(target)
             count += 1
     return count
 
 
-def recover_builds(root: Path) -> list[str]:
+def recover_builds(root: StrPath) -> list[str]:
     lines = []
-    builds = root / "runc-builds"
-    if builds.is_dir():
-        for entry in sorted(builds.iterdir()):
+    builds = os.path.join(root, "runc-builds")
+    if os.path.isdir(builds):
+        for entry in sorted(os.path.join(builds, name) for name in os.listdir(builds)):
             pid = _dead(entry)
             if pid is None:
                 continue
@@ -59,13 +59,13 @@ def recover_builds(root: Path) -> list[str]:
             from lamina.runtime import runc_binary
 
             runc = runc_binary()
-            listed = subprocess.run([runc, "--root", str(entry), "list", "-q"],
+            listed = subprocess.run([runc, "--root", entry, "list", "-q"],
                                     capture_output=True, text=True, check=False)  # fmt: skip
             killed = 0
             for cid in listed.stdout.split():
-                subprocess.run([runc, "--root", str(entry), "kill", cid, "KILL"],
+                subprocess.run([runc, "--root", entry, "kill", cid, "KILL"],
                                capture_output=True, check=False)  # fmt: skip
-                subprocess.run([runc, "--root", str(entry), "delete", "--force", cid],
+                subprocess.run([runc, "--root", entry, "delete", "--force", cid],
                                capture_output=True, check=False)  # fmt: skip
                 killed += 1
             import shutil
@@ -73,29 +73,46 @@ def recover_builds(root: Path) -> list[str]:
             shutil.rmtree(entry, ignore_errors=True)
             lines.append(f"cleaned up after dead build (pid {pid}): {killed} RUN container(s) "
                          "killed")  # fmt: skip
-    snapshots = root / "snapshots"
-    if snapshots.is_dir():
-        for entry in sorted(snapshots.iterdir()):
-            if not entry.name.startswith(".tmp-"):
+    snapshots = os.path.join(root, "snapshots")
+    if os.path.isdir(snapshots):
+        for name in sorted(os.listdir(snapshots)):
+            if not name.startswith(".tmp-"):
                 continue
+            entry = os.path.join(snapshots, name)
             pid = _dead(entry)
             if pid is None:
                 continue
+            from pathlib import Path
+
             from lamina.store import remove_tree
 
             mounts = _unmount_under(entry)
-            remove_tree(entry)
-            lines.append(f"removed scratch dir {entry.name} of dead lamina process (pid {pid}), "
+            remove_tree(Path(entry))
+            lines.append(f"removed scratch dir {name} of dead lamina process (pid {pid}), "
                          f"{mounts} mount(s)")  # fmt: skip
     return lines
+
+
+def _container_ids(directory: str) -> list[str]:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return [n for n in names if len(n) == 64 and not n.strip("0123456789abcdef")]
 
 
 def recover(lam: ContainerHost) -> list[str]:
     """Clean up after dead lamina processes on `lam`'s root; one line per thing done."""
     lines = recover_builds(lam.root)
-    if not (lam.root / "containers").is_dir():
+    if not os.path.isdir(os.path.join(lam.root, "containers")):
         return lines
-    records = [record for record in lam.store.list_containers()
+    # The directories first, then the records: a container's record is written before its
+    # directories and runc state and removed after them, so one listed here that no record
+    # read afterwards names was lost in a crash (or is being removed right now).
+    present = {*_container_ids(os.path.join(lam.root, "containers")),
+               *_container_ids(os.path.join(lam.root, "runc"))}  # fmt: skip
+    every = lam.store.list_containers()
+    records = [record for record in every
                if record.state.get("status") == "running" or record.state.get("owner")]  # fmt: skip
     if records:  # only then the container code is loaded
         containers = lam.containers
@@ -104,4 +121,8 @@ def recover(lam: ContainerHost) -> list[str]:
             containers.refresh(record)
         lines += containers.messages
         containers.messages.clear()
+    orphans = sorted(present - {record.id for record in every})
+    for cid in orphans:
+        if lam.containers.remove_orphan(cid):
+            lines.append(f"removed container {cid[:12]}: no record names it (lost in a crash)")
     return lines

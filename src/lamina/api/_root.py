@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 
-def default_root() -> Path:
-    """`$LAMINA_ROOT`, else /var/lib/lamina for root, else $XDG_DATA_HOME/lamina."""
+def default_root() -> str:
+    """`$LAMINA_ROOT`, else /var/lib/lamina for root, else $XDG_DATA_HOME/lamina. (A str:
+    `lamina run` loads no `pathlib`.)"""
     if env := os.environ.get("LAMINA_ROOT"):
-        return Path(env)
+        return env
     if os.geteuid() == 0:
-        return Path("/var/lib/lamina")
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "lamina"
+        return "/var/lib/lamina"
+    home = os.path.expanduser("~")
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share")
+    return os.path.join(data, "lamina")

@@ -103,6 +103,9 @@ def apply_metadata(config: ImageConfig, inst: Instruction, cmd_set: bool) -> Ima
     if isinstance(inst, Shell):
         return config.with_container_config(Shell=list(inst.argv))
     if isinstance(inst, Stopsignal):
+        from lamina.runtime import parse_signal
+
+        parse_signal(inst.signal)  # refused as moby's and BuildKit's dispatchers refuse it
         return config.with_container_config(StopSignal=inst.signal)
     if isinstance(inst, Healthcheck):
         check: dict[str, Any] = {"Test": list(inst.test)}

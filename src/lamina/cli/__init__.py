@@ -20,10 +20,12 @@ formatter: `.ID`, `.Image`, `.Command`, `.CreatedAt`, `.Status`, `.Names`, …),
 (an InvalidInputError: one line, exit 1).
 """
 
-from typing import TYPE_CHECKING
+from __future__ import annotations
 
 from lamina._lazy import lazy_names
 from lamina.cli._launch import main
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
 
 if TYPE_CHECKING:
     from lamina.cli._main import cli

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from lamina.cli._format import created_since, human_size, truncate
+from lamina.cli._format import created_since, go_time, human_size, rfc3339_nano, truncate
 from lamina.cli._launch import RUN_OPTIONS, check_tty, fail, reporting, run_container
 from lamina.cli._main import _Context, cli
 from lamina.errors import LaminaError
@@ -49,7 +50,31 @@ def _run_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-@cli.command(context_settings={**_NO_SHORT_HELP, "allow_interspersed_args": False})
+class _RunCommand(click.Command):
+    """`run`, whose flag errors exit 125 as docker-cli's FlagErrorFunc makes them: a status
+    the container's command could not have returned."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.MissingParameter:
+            raise  # an argument missing is a usage error (2) like any command's
+        except (click.NoSuchOption, click.BadOptionUsage, click.BadParameter) as e:
+            raise _FlagError(e.format_message(), e.ctx) from None
+
+
+class _FlagError(click.UsageError):
+    exit_code = 125
+
+
+@cli.command(cls=_RunCommand,
+             context_settings={**_NO_SHORT_HELP, "allow_interspersed_args": False})  # fmt: skip
 @_run_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -79,6 +104,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
             click.echo(c.id if no_trunc else c.id[:12])
         return
     rows = []
+    image_sizes: dict[str, int] = {}
     for c in infos:
         command = " ".join(c.command)
         row = {
@@ -87,19 +113,28 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
             "Command": json.dumps(
                 command if no_trunc else truncate(command, 20), ensure_ascii=False
             ),
-            "CreatedAt": _iso(c.created),
+            "CreatedAt": go_time(datetime.fromtimestamp(int(c.created), UTC), "go"),
             "RunningFor": created_since(_iso(c.created)),
             "Status": describe_status(c),
             "State": c.status,
             "Names": c.name,
             "Ports": "",
-            "Size": human_size(api.containers.rw_size(c.id)) if size else "",
+            "Size": _size(api, c.id, c.image_id, image_sizes) if size else "",
         }
         rows.append(row)
     default = PS_TABLE + ("\\t{{.Size}}" if size else "")
     from lamina.cli._template import format_rows
 
     click.echo(format_rows(fmt or "table", rows, PS_HEADERS, default), nl=False)
+
+
+def _size(api: Lamina, cid: str, image_id: str, image_sizes: dict[str, int]) -> str:
+    """docker-cli's SIZE: the read-write layer's bytes and, in brackets, the virtual size
+    (the image's layers and that layer)."""
+    if image_id not in image_sizes:
+        image_sizes[image_id] = sum(api.layer_sizes(api.resolve(image_id)))
+    rw = api.containers.rw_size(cid)
+    return f"{human_size(rw)} (virtual {human_size(image_sizes[image_id] + rw)})"
 
 
 PS_HEADERS = {
@@ -114,9 +149,7 @@ PS_TABLE = (
 
 
 def _iso(ts: float) -> str:
-    import datetime
-
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339_nano(ts)
 
 
 @cli.command()
@@ -127,9 +160,10 @@ def _iso(ts: float) -> str:
 @click.pass_context
 def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, container: str) -> None:
     """Show a container's output (stdout to stdout, stderr to stderr)."""
-    if tail != "all" and not tail.isdigit():
+    digits = tail[1:] if tail[:1] in "+-" else tail
+    if tail != "all" and not (digits.isascii() and digits.isdigit()):
         raise click.UsageError(f"--tail {tail!r}: a number or 'all'")
-    count = None if tail == "all" else int(tail)
+    count = None if tail == "all" or int(tail) < 0 else int(tail)  # negative: all, as moby
     out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     for line in _api(ctx).containers.logs(container, follow=follow, tail=count):
         stream = out.get(line.stream, sys.stdout.buffer)
@@ -143,7 +177,9 @@ def _each(ctx: click.Context, refs: tuple[str, ...], action: Any) -> None:
     failed = False
     for ref in refs:
         try:
-            click.echo(action(ref))
+            done = action(ref)
+            if done:
+                click.echo(done)
         except LaminaError as e:
             from lamina.cli._main import _print_error
 
@@ -192,7 +228,7 @@ def start(ctx: click.Context, attach: bool, interactive: bool,
         try:
             record, started = api.start(containers[0], Attach(0 if interactive else None, 1, 2))
         except ContainerExit as e:
-            fail(e, e.code)
+            fail(e, 1)  # docker-cli's start returns the error: 1, not run's 125/126/127
             return
         if started is None:
             return
@@ -297,8 +333,10 @@ def container_prune(ctx: click.Context, force: bool) -> None:
     gone = api.containers.prune()
     if gone:
         click.echo("Deleted Containers:")
-    for cid in gone:
-        click.echo(cid)
+        for cid, _ in gone:
+            click.echo(cid)
+        click.echo()
+    click.echo(f"Total reclaimed space: {human_size(sum(n for _, n in gone), 4)}")
 
 
 def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
@@ -360,12 +398,21 @@ def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
     }
 
 
-def inspect_document(api: Lamina, ref: str) -> dict[str, Any]:
-    """A container's document when `ref` names one, else the image's (as `docker inspect`)."""
+def inspect_document(api: Lamina, ref: str, kind: str | None = None) -> dict[str, Any]:
+    """A container's document when `ref` names one, else the image's (as `docker inspect`);
+    `kind` ("container", "image") looks only there."""
     from lamina.errors import NotFoundError
 
+    if kind == "image":
+        return api.inspect(ref)
     try:
         info = api.containers.info(ref)
     except NotFoundError:
-        return api.inspect(ref)
+        if kind == "container":
+            raise
+        try:
+            return api.inspect(ref)
+        except NotFoundError:
+            raise NotFoundError(f"No such object: {ref}",
+                                hint="`lamina ps -a` and `lamina images` list them") from None
     return container_inspect(api, info)

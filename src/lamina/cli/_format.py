@@ -4,46 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from lamina.oci import parse_rfc3339
+from lamina.oci import human_duration, parse_rfc3339
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 
-def human_size(size: float) -> str:
-    """Decimal units with three significant digits, as `docker images` shows sizes."""
+def human_size(size: float, digits: int = 3) -> str:
+    """Decimal units with three significant digits, as `docker images` shows sizes (four:
+    go-units' HumanSize, as prune's totals)."""
     unit = 0
     while size >= 1000 and unit < len(_UNITS) - 1:
         size /= 1000
         unit += 1
-    return f"{size:.3g}{_UNITS[unit]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's rough durations: 'About a minute', '3 weeks'."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = seconds / 60
-    if minutes < 2:
-        return "About a minute"
-    if minutes < 60:
-        return f"{int(minutes)} minutes"
-    hours = minutes / 60
-    if hours < 2:
-        return "About an hour"
-    if hours < 48:
-        return f"{int(hours)} hours"
-    days = hours / 24
-    if days < 14:
-        return f"{int(days)} days"
-    if days < 90:
-        return f"{int(days / 7)} weeks"
-    if days < 730:
-        return f"{int(days / 30)} months"
-    return f"{int(days / 365)} years"
+    return f"{size:.{digits}g}{_UNITS[unit]}"
 
 
 def parse_timestamp(text: str) -> datetime | None:
@@ -63,3 +36,23 @@ def created_since(text: str, now: datetime | None = None) -> str:
 def truncate(text: str, width: int) -> str:
     """Docker's ellipsis for long cells."""
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def go_time(moment: datetime | None, layout: str) -> str:
+    """Go's `time.String()` ("2006-01-02 15:04:05 -0700 MST") or RFC 3339, in local time."""
+    if moment is None:
+        return ""
+    local = moment.astimezone()
+    if layout == "rfc3339":
+        text = local.strftime("%Y-%m-%dT%H:%M:%S%z")
+        text = text[:-2] + ":" + text[-2:]
+        return text.replace("+00:00", "Z")
+    return local.strftime("%Y-%m-%d %H:%M:%S %z %Z")
+
+
+def rfc3339_nano(ts: float) -> str:
+    """Go's RFC 3339 with nanoseconds in UTC (trailing zeros dropped), as moby's inspect."""
+    whole = int(ts)
+    moment = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{min(round((ts - whole) * 1e9), 999_999_999):09d}".rstrip("0")
+    return f"{moment}.{fraction}Z" if fraction else f"{moment}Z"

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from lamina.cli._format import created_since, human_size, parse_timestamp, truncate
+from lamina.cli._format import created_since, go_time, human_size, parse_timestamp, truncate
 from lamina.cli._main import _Context, _print_error, cli
 from lamina.cli._template import format_rows, render, tabwrite
 from lamina.errors import LaminaError
@@ -83,18 +82,6 @@ def _out(text: str) -> None:
     click.echo(text, nl=False)
 
 
-def _go_time(moment: datetime | None, layout: str) -> str:
-    """Go's `time.String()` ("2006-01-02 15:04:05 -0700 MST") or RFC 3339, in local time."""
-    if moment is None:
-        return ""
-    local = moment.astimezone()
-    if layout == "rfc3339":
-        text = local.strftime("%Y-%m-%dT%H:%M:%S%z")
-        text = text[:-2] + ":" + text[-2:]
-        return text.replace("+00:00", "Z")
-    return local.strftime("%Y-%m-%d %H:%M:%S %z %Z")
-
-
 # -- images -------------------------------------------------------------------------------
 
 
@@ -108,7 +95,7 @@ def image_rows(images: list[ImageSummary], *, trunc: bool) -> list[dict[str, str
             rows.append(
                 {
                     "Containers": "N/A",
-                    "CreatedAt": _go_time(created, "go"),
+                    "CreatedAt": go_time(created, "go"),
                     "CreatedSince": created_since(image.created) if created else "",
                     "Digest": image.digest,
                     "ID": short_id(image.id) if trunc else image.id,
@@ -176,7 +163,7 @@ def history_rows(rows: list[HistoryRow], *, trunc: bool, human: bool) -> list[di
     out = []
     for row in rows:
         moment = parse_timestamp(row.created)
-        created_at = _go_time(moment, "rfc3339")
+        created_at = go_time(moment, "rfc3339")
         created_by = row.created_by.replace("\t", " ")
         out.append(
             {
@@ -234,9 +221,12 @@ def _containers_row(api: Lamina) -> dict[str, str]:
 @click.option(
     "-f", "--format", "fmt", help="A Go template over each image's JSON ({{.Config.Env}}, …)."
 )
+@click.option("--type", "kind", type=click.Choice(["container", "image"]),
+              help="Only this kind of object.")  # fmt: skip
 @click.argument("images", nargs=-1, required=True)
 @click.pass_context
-def inspect(ctx: click.Context, fmt: str | None, images: tuple[str, ...]) -> None:
+def inspect(ctx: click.Context, fmt: str | None, kind: str | None,
+            images: tuple[str, ...]) -> None:  # fmt: skip
     """Show containers' or images' details as JSON, like `docker inspect` (a container's
     name or ID first, then an image's); exit 1 if one is missing."""
     from lamina.cli._container_cmds import inspect_document
@@ -246,7 +236,7 @@ def inspect(ctx: click.Context, fmt: str | None, images: tuple[str, ...]) -> Non
     failed: list[LaminaError] = []
     for ref in images:
         try:
-            found.append(inspect_document(api, ref))
+            found.append(inspect_document(api, ref, kind))
         except LaminaError as exc:
             failed.append(exc)
     if fmt and fmt != "json":

@@ -14,19 +14,23 @@ loaded only once a command is known to run.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from lamina.errors import LaminaError
 
+# Not `typing`'s, nor `pathlib`, `contextlib` or `collections.abc` at run time: each costs
+# milliseconds of every `lamina run` (tests/integration/runtime's import guard).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from contextlib import AbstractContextManager
+    from pathlib import Path
+    from typing import Any, NoReturn, TypeVar
+
     from lamina.api import Lamina, RunHost
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
 # kind: "flag" (True when given), "value" (the last one given), "multi" (a tuple of every
 # one given), "int", "path" (a multi of paths), or a tuple of the values it may take.
@@ -66,7 +70,12 @@ def _take(params: dict[str, Any], dest: str, kind: Any, value: str) -> bool:
     if kind in ("multi", "path"):
         if kind == "path" and not value:
             return False
-        params[dest] = (*params[dest], Path(value) if kind == "path" else value)
+        if kind == "path":
+            from pathlib import Path  # (only when an --env-file is given: click's type)
+
+            params[dest] = (*params[dest], Path(value))
+        else:
+            params[dest] = (*params[dest], value)
     elif kind == "int":
         digits = value[1:] if value[:1] in "+-" else value
         if not (digits.isascii() and digits.isdigit()):
@@ -137,7 +146,7 @@ def parse_run_args(args: list[str]) -> dict[str, Any] | None:
     return params
 
 
-def parse_global(argv: list[str]) -> tuple[Path | None, bool, list[str]] | None:
+def parse_global(argv: list[str]) -> tuple[str | None, bool, list[str]] | None:
     """(--root, --debug, the rest from the command on) when `argv` (without the program
     name) runs `run` with only these global options before it; None otherwise."""
     root: str | None = None
@@ -165,7 +174,7 @@ def parse_global(argv: list[str]) -> tuple[Path | None, bool, list[str]] | None:
             root = env
     if root is not None and os.path.isfile(root):
         return None  # click's "is a file"
-    return (Path(root) if root is not None else None), debug, argv[i + 1 :]
+    return root, debug, argv[i + 1 :]
 
 
 def print_error(message: str, hint: str | None) -> None:
@@ -198,7 +207,7 @@ def fetch_notice(line: str) -> None:
 class Context:
     """What the global options select: the root (the API opened on first use) and --debug."""
 
-    def __init__(self, root: Path | None, debug: bool) -> None:
+    def __init__(self, root: str | Path | None, debug: bool) -> None:
         self.root = root
         self.debug = debug
         self._api: Lamina | None = None
@@ -225,7 +234,10 @@ class Context:
         from lamina.api import Lamina
 
         if self._api is None:
-            self._api = Lamina(self.root, progress=migration_progress)
+            from pathlib import Path
+
+            root = Path(self.root) if self.root is not None else None
+            self._api = Lamina(root, progress=migration_progress)
             self._api.lazy_layers.notice = fetch_notice
             # What dead lamina processes left on this root goes first, one line each.
             for line in self._api.recover():
@@ -259,21 +271,35 @@ def check_tty(interactive: bool, tty: bool, detach: bool) -> None:
         sys.exit(1)
 
 
-@contextlib.contextmanager
-def raw_terminal(enabled: bool) -> Iterator[None]:
+def raw_terminal(enabled: bool) -> AbstractContextManager[None]:
     """Put the terminal in raw mode while a `-t` container is attached; restore it after."""
     if not enabled or not os.isatty(0):
-        yield
-        return
-    import termios
-    import tty
+        return _NoTerminal()
+    import contextlib
 
-    saved = termios.tcgetattr(0)
-    tty.setraw(0)
-    try:
-        yield
-    finally:
-        termios.tcsetattr(0, termios.TCSADRAIN, saved)
+    @contextlib.contextmanager
+    def raw() -> Iterator[None]:
+        import termios
+        import tty
+
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)
+        try:
+            yield
+        finally:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+
+    return raw()
+
+
+class _NoTerminal:
+    """`raw_terminal` when there is no terminal to change (no `contextlib` loaded for it)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def run_container(obj: Context, params: dict[str, Any]) -> None:
@@ -314,12 +340,14 @@ def exit_now(code: object) -> None:
         print(code, file=sys.stderr)
         code = 1
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        try:  # noqa: SIM105  (no `contextlib` on the run path)
             stream.flush()
+        except (OSError, ValueError):
+            pass
     os._exit(code or 0)
 
 
-def _run_fast(parsed: tuple[Path | None, bool, dict[str, Any]]) -> None:
+def _run_fast(parsed: tuple[str | None, bool, dict[str, Any]]) -> None:
     root, debug, params = parsed
     # A run command makes no garbage that needs the cycle collector before it exits (and
     # exits with os._exit): without it, loading the run path's modules takes about 5% fewer

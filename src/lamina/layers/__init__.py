@@ -83,8 +83,6 @@ SecureJoin model: symlinks followed but scoped, dir fds and ``O_NOFOLLOW``)::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, BinaryIO
-
 from lamina._lazy import lazy_names
 from lamina.layers._epoch import source_date_epoch
 from lamina.layers._scoped import (
@@ -104,7 +102,10 @@ from lamina.layers._whiteout import (
     is_overlay_xattr,
 )
 
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from lamina.layers._apply import (
         ApplyStats,
         EntryHook,

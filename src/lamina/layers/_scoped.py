@@ -17,10 +17,16 @@ import errno
 import os
 import posixpath
 import stat
-from pathlib import Path
-from typing import Literal, NamedTuple
 
 from lamina.errors import InvalidInputError, NotFoundError
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from typing import Literal, NamedTuple
+
+    from lamina._paths import StrPath
+else:
+    from lamina._frozen import NamedTuple
 
 MAX_SYMLINK_HOPS = 40  # the kernel's own MAXSYMLINKS
 
@@ -209,7 +215,7 @@ def open_dir_nofollow(root_fd: int, parts: list[str] | tuple[str, ...]) -> int |
     return fd
 
 
-def read_file_in_root(root: Path, path: str, limit: int) -> bytes | None:
+def read_file_in_root(root: StrPath, path: str, limit: int) -> bytes | None:
     """The content of `path` inside `root` (symlinks scoped), None when it does not exist.
 
     Reads at most `limit` bytes: a file inside an image is hostile and may be endless.
@@ -241,7 +247,7 @@ def read_file_in_root(root: Path, path: str, limit: int) -> bytes | None:
     return data
 
 
-def require_file_in_root(root: Path, path: str, limit: int) -> bytes:
+def require_file_in_root(root: StrPath, path: str, limit: int) -> bytes:
     """Like read_file_in_root, but a missing file is a NotFoundError."""
     data = read_file_in_root(root, path, limit)
     if data is None:

@@ -15,9 +15,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from enum import Enum
 
 from lamina.errors import InvalidInputError
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -25,12 +28,26 @@ OVERLAY_OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 _OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
 
-class Marker(Enum):
-    """What a tar entry's base name means."""
+class Marker:
+    """What a tar entry's base name means: `Marker.NONE`, `.WHITEOUT` or `.OPAQUE`, compared
+    with `is`. (Not an `enum`: `lamina run` loads this module, and `enum` costs it a
+    millisecond and more.)"""
 
-    NONE = "none"
-    WHITEOUT = "whiteout"
-    OPAQUE = "opaque"
+    __slots__ = ("value",)
+    NONE: ClassVar[Marker]
+    WHITEOUT: ClassVar[Marker]
+    OPAQUE: ClassVar[Marker]
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Marker.{self.value.upper()}"
+
+
+Marker.NONE = Marker("none")
+Marker.WHITEOUT = Marker("whiteout")
+Marker.OPAQUE = Marker("opaque")
 
 
 def classify(basename: str) -> tuple[Marker, str]:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     )
     from lamina.oci._manifest import Descriptor, Index, Manifest, Platform, host_platform
     from lamina.oci._reference import Reference, parse_reference
-    from lamina.oci._time import parse_rfc3339
+    from lamina.oci._time import human_duration, parse_rfc3339
 
 # Each name loads its own module on first use: `lamina run` needs a digest check and a
 # reference, not the manifest and config models (and their dataclasses).
@@ -61,10 +61,12 @@ _LAZY = {
     "host_platform": "lamina.oci._manifest",
     "Reference": "lamina.oci._reference",
     "parse_reference": "lamina.oci._reference",
+    "human_duration": "lamina.oci._time",
     "parse_rfc3339": "lamina.oci._time",
 }
 
 __all__ = [
+    "human_duration",
     "DEFAULT_MAX_LAYER_BYTES",
     "MAX_DOCKERFILE_BYTES",
     "MAX_DOCUMENT_BYTES",

@@ -6,8 +6,6 @@ round trip; typed accessors read it and `with_*` methods return changed copies.
 
 from __future__ import annotations
 
-import copy
-
 from lamina._frozen import Frozen
 from lamina.errors import InvalidInputError
 from lamina.oci._digest import check_digest, sha256_digest
@@ -16,7 +14,19 @@ from lamina.oci._limits import MAX_LAYERS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
+
+def _copied(value: T) -> T:
+    """A deep copy of decoded JSON (dicts, lists, tuples and scalars): what `copy.deepcopy`
+    gives for it, without the `copy` and `weakref` modules `lamina run` would load."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, list | tuple):
+        return type(value)(_copied(v) for v in value)
+    return value
 
 
 class History(Frozen):
@@ -106,7 +116,7 @@ class ImageConfig:
         return cls(doc)
 
     def to_json(self) -> dict[str, Any]:
-        return copy.deepcopy(self._doc)
+        return _copied(self._doc)
 
     def to_bytes(self) -> bytes:
         return dump_json(self._doc)
@@ -137,11 +147,11 @@ class ImageConfig:
     @property
     def container_config(self) -> dict[str, Any]:
         """The runtime defaults (`config`: Env, Cmd, Entrypoint, WorkingDir, User, ...), a copy."""
-        return copy.deepcopy(self._doc.get("config") or {})
+        return _copied(self._doc.get("config") or {})
 
     def with_container_config(self, **changes: Any) -> ImageConfig:
         """A copy whose runtime defaults have `changes` (Docker's field names); None removes one."""
-        doc = copy.deepcopy(self._doc)
+        doc = _copied(self._doc)
         runtime = doc.setdefault("config", {}) or {}
         for key, value in changes.items():
             if value is None:
@@ -153,13 +163,13 @@ class ImageConfig:
 
     def with_fields(self, **changes: Any) -> ImageConfig:
         """A copy with top-level fields changed (created, author, architecture, os, ...)."""
-        doc = copy.deepcopy(self._doc)
+        doc = _copied(self._doc)
         doc.update(changes)
         return ImageConfig(doc)
 
     def with_layer(self, diff_id: str | None, history: History) -> ImageConfig:
         """A copy with one more step: a layer (or none, for a metadata step) and its history."""
-        doc = copy.deepcopy(self._doc)
+        doc = _copied(self._doc)
         rootfs = doc.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         rootfs.setdefault("diff_ids", [])
         if diff_id is not None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
+from lamina._lightjson import dumps, loads
 from lamina.errors import InvalidInputError
 from lamina.oci._limits import MAX_DOCUMENT_BYTES
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from typing import Any
 
 _MAX_DEPTH = 64
 
@@ -43,7 +45,12 @@ def load_json_object(data: bytes, what: str, max_bytes: int = MAX_DOCUMENT_BYTES
     if not _depth_ok(data):
         raise InvalidInputError(f"{what}: JSON nested deeper than {_MAX_DEPTH} levels")
     try:
-        value = json.loads(data)
+        if data[:1] in (b"\xef", b"\xfe", b"\xff") or b"\x00" in data[:4]:
+            import json  # a BOM, or UTF-16/32: json.loads detects which
+
+            value = json.loads(data)
+        else:  # UTF-8, as json.loads reads it, without loading `json` (see _lightjson)
+            value = loads(data.decode("utf-8", "surrogatepass"))
     except (ValueError, RecursionError) as exc:
         raise InvalidInputError(f"{what}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
@@ -53,4 +60,4 @@ def load_json_object(data: bytes, what: str, max_bytes: int = MAX_DOCUMENT_BYTES
 
 def dump_json(value: object) -> bytes:
     """Canonical bytes for content we create: same value, same digest."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

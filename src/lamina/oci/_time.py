@@ -1,4 +1,5 @@
-"""RFC 3339 times as image configs write them (Go's nanoseconds included)."""
+"""RFC 3339 times as image configs write them (Go's nanoseconds included), and durations
+as Docker's CLI words them."""
 
 from __future__ import annotations
 
@@ -21,3 +22,30 @@ def parse_rfc3339(text: str) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's rough durations, as go-units' HumanDuration: 'About a minute', '3 weeks'."""
+    if int(seconds) < 1:
+        return "Less than a second"
+    if int(seconds) == 1:
+        return "1 second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"

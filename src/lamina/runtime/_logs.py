@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import BinaryIO, NamedTuple
+else:
+    from lamina._frozen import NamedTuple
 
 LOG_FILE = "container.log"
 

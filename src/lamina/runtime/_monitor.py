@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import select
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
 
+from lamina._lightjson import dumps, loads
 from lamina.runtime._logs import LOG_FILE, LogWriter
 from lamina.runtime._owner import Owner, current_owner
 from lamina.runtime._runc import (
@@ -49,9 +47,15 @@ from lamina.runtime._runc import (
     subreaper,
 )
 
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
 if TYPE_CHECKING:
     import socket
     from collections.abc import Callable, Sequence
+    from typing import NamedTuple
+
+    from lamina._paths import StrPath
+else:
+    from lamina._frozen import NamedTuple
 
 MONITOR_FILE = "monitor.json"
 EXIT_FILE = "exit.json"
@@ -65,11 +69,11 @@ _PR_SET_CHILD_SUBREAPER = 36
 class MonitorSpec(NamedTuple):
     """What one start of a container needs. Paths are absolute."""
 
-    container_dir: Path
-    bundle_dir: Path
-    state_dir: Path  # runc's --root
+    container_dir: StrPath
+    bundle_dir: StrPath
+    state_dir: StrPath  # runc's --root
     runc_id: str
-    rootfs: Path  # the mounted rootfs, unmounted once the process has exited
+    rootfs: StrPath  # the mounted rootfs, unmounted once the process has exited
     tty: bool = False
     stdin: int | None = None  # the command's fds while attached (None: /dev/null, not shown)
     stdout: int | None = None
@@ -87,9 +91,10 @@ class ExitStatus(NamedTuple):
     error: str | None = None
 
 
-def read_exit(container_dir: Path) -> ExitStatus | None:
+def read_exit(container_dir: StrPath) -> ExitStatus | None:
     try:
-        doc = json.loads((container_dir / EXIT_FILE).read_text())
+        with open(os.path.join(container_dir, EXIT_FILE)) as f:
+            doc = loads(f.read())
         return ExitStatus(
             int(doc["code"]), float(doc["finished"]), bool(doc["started"]), doc.get("error")
         )
@@ -97,21 +102,23 @@ def read_exit(container_dir: Path) -> ExitStatus | None:
         return None
 
 
-def read_monitor(container_dir: Path) -> Owner | None:
+def read_monitor(container_dir: StrPath) -> Owner | None:
     try:
-        doc = json.loads((container_dir / MONITOR_FILE).read_text())
+        with open(os.path.join(container_dir, MONITOR_FILE)) as f:
+            doc = loads(f.read())
         return Owner(int(doc["pid"]), int(doc["start"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _write_json(path: Path, doc: object, *, durable: bool = True) -> None:
+def _write_json(path: str, doc: object, *, durable: bool = True) -> None:
     """Write-and-rename: readers see the whole document or none. `durable` also fsyncs it
     (the exit status must survive a power loss; the monitor's pid need not, since no process
     survives one)."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.tmp")
     with open(tmp, "w") as f:
-        json.dump(doc, f)
+        f.write(dumps(doc))
         if durable:
             f.flush()
             os.fsync(f.fileno())
@@ -198,7 +205,7 @@ def supervise(spec: MonitorSpec, on_started: Callable[[int], None] | None = None
     """
     if spec.tty:
         raise ValueError("a terminal's console socket needs the monitor process")
-    log_fd = os.open(spec.container_dir / LOG_FILE,
+    log_fd = os.open(os.path.join(spec.container_dir, LOG_FILE),
                      os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
     started, code, error = False, EXIT_LAMINA_FAILED, None
     # (Counted with a build's RUN steps that may run in this process at the same time.)
@@ -262,10 +269,12 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     os.chdir(spec.container_dir)
     owner = current_owner()
-    _write_json(spec.container_dir / MONITOR_FILE, {"pid": owner.pid, "start": owner.start},
+    _write_json(os.path.join(spec.container_dir, MONITOR_FILE),
+                {"pid": owner.pid, "start": owner.start},
                 durable=False)  # fmt: skip
     _say(status, f"pid {owner.pid}\n")
-    log_fd = os.open(spec.container_dir / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    log_fd = os.open(os.path.join(spec.container_dir, LOG_FILE),
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # fmt: skip
     log = LogWriter(log_fd)
     started, code, error = False, EXIT_LAMINA_FAILED, None
     try:
@@ -276,7 +285,7 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
         _finish(spec, started)
         result = ExitStatus(code, time.time(), started, error)
         with contextlib.suppress(BaseException):
-            _write_json(spec.container_dir / EXIT_FILE, result._asdict(),
+            _write_json(os.path.join(spec.container_dir, EXIT_FILE), result._asdict(),
                         durable=spec.durable_exit)  # fmt: skip
         _say(status, f"exit {code} {(error or '').replace(chr(10), ' ')}\n")
         null = os.open(os.devnull, os.O_RDWR)
@@ -290,7 +299,7 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
 
 
 def _runc_delete(spec: MonitorSpec) -> list[str]:
-    return [runc_binary(), "--root", str(spec.state_dir), "delete", "--force", spec.runc_id]
+    return [runc_binary(), "--root", os.fspath(spec.state_dir), "delete", "--force", spec.runc_id]
 
 
 def _delete_exited(spec: MonitorSpec) -> bool:
@@ -308,8 +317,9 @@ def _delete_exited(spec: MonitorSpec) -> bool:
 
 
 def _runc_args(spec: MonitorSpec, *args: str) -> list[str]:
-    return [runc_binary(), "--root", str(spec.state_dir), "--log",
-            str(spec.container_dir / "runc.log"), "--log-format", "json", *args]  # fmt: skip
+    return [runc_binary(), "--root", os.fspath(spec.state_dir), "--log",
+            os.path.join(spec.container_dir, "runc.log"), "--log-format", "json",
+            *args]  # fmt: skip
 
 
 def _run(
@@ -328,7 +338,7 @@ def _run(
     if spec.tty:
         import socket  # only a terminal's master comes through a socket
 
-        here = os.path.relpath(spec.bundle_dir / _CONSOLE_SOCKET)
+        here = os.path.relpath(os.path.join(spec.bundle_dir, _CONSOLE_SOCKET))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(here)
         console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -343,13 +353,14 @@ def _run(
         child_ends = [out_w, err_w]
         stdio = (spec.stdin if spec.stdin is not None else null, out_w, err_w)
         extra = []
-    (d / "runc.log").unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(d, "runc.log"))
     # `run --detach` is create + start in one runc process: the container's init becomes
     # this subreaper's child, its stdio the fds given here (or the pty runc hands over).
     try:
         returncode = _spawn_wait(
-            _runc_args(spec, "run", "--detach", "--bundle", str(spec.bundle_dir),
-                       "--pid-file", str(d / "runc.pid"), *extra, spec.runc_id),
+            _runc_args(spec, "run", "--detach", "--bundle", os.fspath(spec.bundle_dir),
+                       "--pid-file", os.path.join(d, "runc.pid"), *extra, spec.runc_id),
             stdio,
         )  # fmt: skip
     finally:
@@ -358,7 +369,7 @@ def _run(
     if returncode != 0:
         for fd in pipes:
             os.close(fd)
-        failure = runc_failure(d / "runc.log") or f"runc run exited {returncode}"
+        failure = runc_failure(os.path.join(d, "runc.log")) or f"runc run exited {returncode}"
         mapped = exit_code_for_runc_error(failure)
         return False, mapped if mapped is not None else EXIT_LAMINA_FAILED, failure
     master: int | None = None
@@ -376,8 +387,8 @@ def _run(
         pipes = {master: "stdout"}
     # `pid` appears once runc has started the process (runc writes its pid file between
     # create and start): a command that finds no `pid` beside a live monitor waits for it.
-    os.rename(d / "runc.pid", d / "pid")
-    with open(d / "pid", "rb") as f:
+    os.rename(os.path.join(d, "runc.pid"), os.path.join(d, "pid"))
+    with open(os.path.join(d, "pid"), "rb") as f:
         pid = int(f.read().strip())
     try:
         _say(status, f"started {pid}\n")

@@ -7,10 +7,17 @@ thing as abandoned once `alive(owner)` is false.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
-from typing import NamedTuple
+
+from lamina._lightjson import dumps, loads
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    from lamina._paths import StrPath
+else:
+    from lamina._frozen import NamedTuple
 
 OWNER_FILE = "owner.json"
 
@@ -55,18 +62,20 @@ def alive(owner: Owner) -> bool:
     return True
 
 
-def write_owner(directory: Path, owner: Owner | None = None) -> None:
+def write_owner(directory: StrPath, owner: Owner | None = None) -> None:
     """Record `owner` (default: this process) in `directory`, atomically."""
     owner = owner or current_owner()
-    tmp = directory / f".{OWNER_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({"pid": owner.pid, "start": owner.start}))
-    os.rename(tmp, directory / OWNER_FILE)
+    tmp = os.path.join(directory, f".{OWNER_FILE}.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(dumps({"pid": owner.pid, "start": owner.start}))
+    os.rename(tmp, os.path.join(directory, OWNER_FILE))
 
 
-def read_owner(directory: Path) -> Owner | None:
+def read_owner(directory: StrPath) -> Owner | None:
     """The owner recorded in `directory`, or None when there is none (yet)."""
     try:
-        doc = json.loads((directory / OWNER_FILE).read_text())
+        with open(os.path.join(directory, OWNER_FILE)) as f:
+            doc = loads(f.read())
         return Owner(int(doc["pid"]), int(doc["start"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

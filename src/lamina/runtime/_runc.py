@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from _thread import allocate_lock
 
+from lamina._lightjson import dumps, loads
+from lamina._paths import absolute
 from lamina.errors import ToolError
 from lamina.runtime._spec import HOSTNAME_FILE, HOSTS_FILE, RESOLV_FILE
 
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
 if TYPE_CHECKING:
     # Loaded where they are used: `lamina run` starts runc alone (no `subprocess`), waits
     # with poll(2) (no `selectors`) and finds runc without `shutil` (which loads the
     # compression modules).
     import subprocess
+    from collections.abc import Callable, Iterator
     from types import FrameType
+    from typing import IO, Any
+
+    from lamina._paths import StrPath
 
 # Where output goes: an open file (or fd) receives it directly; a callable gets chunks.
-Output = IO[bytes] | int | Callable[[bytes], None]
+if TYPE_CHECKING:
+    Output = IO[bytes] | int | Callable[[bytes], None]
+else:
+    Output = object  # (an alias for annotations; no `typing` at run time)
 
 EXIT_NOT_INVOKABLE = 126
 EXIT_NOT_FOUND = 127
 _KILL_GRACE = 10.0
-_HOST_RESOLV = Path("/etc/resolv.conf")
+_HOST_RESOLV = "/etc/resolv.conf"
 _FALLBACK_RESOLV = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
 
 
@@ -50,7 +56,8 @@ def _which(name: str) -> str | None:
 
 def _host_resolv() -> str:
     try:
-        text = _HOST_RESOLV.read_text()
+        with open(_HOST_RESOLV) as f:
+            text = f.read()
     except OSError:
         return _FALLBACK_RESOLV
     # A resolver on the host's loopback is unreachable from a container's own network.
@@ -77,25 +84,25 @@ def hosts_file(hostname: str) -> str:
     )
 
 
-def write_bundle(bundle_dir: Path, rootfs: Path, config: dict[str, Any]) -> Path:
+def write_bundle(bundle_dir: StrPath, rootfs: StrPath, config: dict[str, Any]) -> str:
     """Write config.json (its root path set to `rootfs`), hosts and resolv.conf into
     `bundle_dir`; return the config's path."""
-    bundle_dir.mkdir(parents=True, exist_ok=True)
+    os.makedirs(bundle_dir, exist_ok=True)
     hostname = str(config.get("hostname") or "localhost")
-    (bundle_dir / HOSTS_FILE).write_text(hosts_file(hostname))
-    (bundle_dir / HOSTNAME_FILE).write_text(hostname + "\n")
-    (bundle_dir / RESOLV_FILE).write_text(_host_resolv())
-    config = {**config, "root": {**config.get("root", {}), "path": str(rootfs.absolute())}}
-    path = bundle_dir / "config.json"
-    path.write_text(json.dumps(config))
-    return path
+    root = absolute(rootfs)
+    config = {**config, "root": {**config.get("root", {}), "path": root}}
+    for name, text in ((HOSTS_FILE, hosts_file(hostname)), (HOSTNAME_FILE, hostname + "\n"),
+                       (RESOLV_FILE, _host_resolv()), ("config.json", dumps(config))):
+        with open(os.path.join(bundle_dir, name), "w") as f:
+            f.write(text)
+    return os.path.join(bundle_dir, "config.json")
 
 
-def _runc(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _runc(state_dir: StrPath, *args: str) -> subprocess.CompletedProcess[str]:
     import subprocess
 
     return subprocess.run(
-        [runc_binary(), "--root", str(state_dir), *args],
+        [runc_binary(), "--root", os.fspath(state_dir), *args],
         capture_output=True,
         text=True,
         check=False,
@@ -107,6 +114,7 @@ def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into SystemExit(143) for the block, so cleanup runs as for Ctrl-C (a
     container, a build); only from the main thread and only when nobody else handles it."""
     import signal
+    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -125,15 +133,16 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def runc_failure(log: Path) -> str | None:
+def runc_failure(log: StrPath) -> str | None:
     """The error runc itself reported (not the process), from its JSON log."""
     try:
-        lines = log.read_text(errors="replace").splitlines()
+        with open(log, errors="replace") as f:
+            lines = f.read().splitlines()
     except FileNotFoundError:
         return None
     for line in reversed(lines):
         try:
-            entry = json.loads(line)
+            entry = loads(line)
         except ValueError:
             continue
         if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
@@ -158,7 +167,7 @@ def exit_code_for_runc_error(message: str) -> int | None:
 
 
 _PR_SET_CHILD_SUBREAPER = 36
-_subreaper_lock = threading.Lock()
+_subreaper_lock = allocate_lock()
 _subreaper_users = 0
 
 
@@ -184,13 +193,14 @@ def subreaper() -> Iterator[None]:
                 libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
-def delete_stopped(state_dir: Path, cid: str) -> bool:
+def delete_stopped(state_dir: StrPath, cid: str) -> bool:
     """What `runc delete` does for a container whose process has exited and been reaped (no
     hooks): remove its cgroups and its state dir, without starting runc. False when anything
     is not as expected; the caller then runs `runc delete --force`."""
-    state = state_dir / cid
+    state = os.path.join(state_dir, cid)
     try:
-        doc = json.loads((state / "state.json").read_text())
+        with open(os.path.join(state, "state.json")) as f:
+            doc = loads(f.read())
         paths = doc.get("cgroup_paths") or {}
         for path in sorted(set(paths.values()), key=len, reverse=True):
             if not str(path).startswith("/sys/fs/cgroup/"):
@@ -198,7 +208,7 @@ def delete_stopped(state_dir: Path, cid: str) -> bool:
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(path)
         for name in os.listdir(state):
-            os.unlink(state / name)
+            os.unlink(os.path.join(state, name))
         os.rmdir(state)
     except (OSError, ValueError, AttributeError):
         return False
@@ -252,11 +262,11 @@ def _drain(pipes: dict[int, Callable[[bytes], None]], deadline: float | None) ->
 
 
 def run(
-    bundle_dir: Path,
-    rootfs: Path,
+    bundle_dir: StrPath,
+    rootfs: StrPath,
     config: dict[str, Any],
     *,
-    state_dir: Path,
+    state_dir: StrPath,
     stdout: Output,
     stderr: Output,
     stdin: IO[bytes] | int | None = None,
@@ -279,14 +289,15 @@ def run(
     import subprocess
 
     cid = "lamina-" + os.urandom(8).hex()
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
     write_bundle(bundle_dir, rootfs, config)
-    log = bundle_dir / "runc.log"
-    log.unlink(missing_ok=True)
-    pid_file = bundle_dir / "runc.pid"
-    pid_file.unlink(missing_ok=True)
-    argv = [runc_binary(), "--root", str(state_dir), "--log", str(log), "--log-format", "json",
-            "run", "--detach", "--pid-file", str(pid_file), "--bundle", str(bundle_dir),
+    log = os.path.join(bundle_dir, "runc.log")
+    pid_file = os.path.join(bundle_dir, "runc.pid")
+    for stale in (log, pid_file):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)
+    argv = [runc_binary(), "--root", os.fspath(state_dir), "--log", log, "--log-format", "json",
+            "run", "--detach", "--pid-file", pid_file, "--bundle", os.fspath(bundle_dir),
             cid]  # fmt: skip
     deadline = None if timeout is None else time.monotonic() + timeout
     pipes: dict[int, Callable[[bytes], None]] = {}
@@ -317,7 +328,8 @@ def run(
                 os.close(w)
             ours.clear()
             if created.returncode == 0:
-                pid = int(pid_file.read_text().strip())
+                with open(pid_file) as f:
+                    pid = int(f.read().strip())
             errors = _drain(pipes, deadline)
             if pid is not None:
                 code = _wait_pid(pid, deadline)
@@ -334,7 +346,7 @@ def run(
             for fd in (*ours, *pipes):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            if (state_dir / cid).exists() and not (code is not None
+            if os.path.exists(os.path.join(state_dir, cid)) and not (code is not None
                                                    and delete_stopped(state_dir, cid)):  # fmt: skip
                 _runc(state_dir, "delete", "--force", cid)
     if errors:
@@ -348,7 +360,7 @@ def run(
     return code
 
 
-def _kill(state_dir: Path, cid: str, pid: int | None) -> None:
+def _kill(state_dir: StrPath, cid: str, pid: int | None) -> None:
     """Kill the container and reap its process (if it got one)."""
     import signal
 

@@ -13,7 +13,10 @@ a process holding CAP_MKNOD still cannot make a node that reaches a host disk.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from typing import Any
+
 
 _EPERM = 1
 S_IFMT = 0o170000

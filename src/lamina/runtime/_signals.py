@@ -16,7 +16,7 @@ def parse_signal(text: str) -> int:
         number = int(value)
         if 1 <= number <= _MAX_SIGNAL:
             return number
-        raise InvalidInputError(f"invalid signal: {text}")
+        raise InvalidInputError(f"Invalid signal: {text}")
     name = value.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
@@ -28,14 +28,14 @@ def parse_signal(text: str) -> int:
             )
             if _signal.SIGRTMIN <= number <= _signal.SIGRTMAX:
                 return int(number)
-        raise InvalidInputError(f"invalid signal: {text}")
+        raise InvalidInputError(f"Invalid signal: {text}")
     # The names `signal.Signals` has (the C module's SIG* constants, not SIG_DFL and the
     # like), read from `_signal`: `signal` builds its enums on import, which every
     # `lamina run` (STOPSIGNAL is checked at create) would pay.
     found = getattr(_signal, name, None) if name.isupper() and "_" not in name else None
     if not isinstance(found, int):
         raise InvalidInputError(
-            f"invalid signal: {text}", hint="a name such as TERM or SIGKILL, or a number"
+            f"Invalid signal: {text}", hint="a name such as TERM or SIGKILL, or a number"
         )
     return found
 

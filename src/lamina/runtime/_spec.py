@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Literal, NamedTuple
 
 from lamina.errors import InvalidInputError
 from lamina.runtime._seccomp import seccomp_profile
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, Literal, NamedTuple
+
+    from lamina._paths import StrPath
+else:
+    from lamina._frozen import NamedTuple
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -58,7 +65,10 @@ READONLY_PATHS = (
     "/proc/sysrq-trigger",
 )
 
-Network = Literal["host", "none"]
+if TYPE_CHECKING:
+    Network = Literal["host", "none"]
+else:
+    Network = str  # (an alias for annotations; no `typing` at run time)
 
 
 class User(NamedTuple):
@@ -75,7 +85,7 @@ ROOT = User(0, 0, ())
 class BindMount(NamedTuple):
     """A host path bound into the container (RUN --mount=type=bind/cache/secret later)."""
 
-    source: Path
+    source: StrPath
     target: str
     readonly: bool = True
 
@@ -148,18 +158,18 @@ def _standard_mounts() -> list[dict[str, Any]]:
     ]
 
 
-def _bind(source: Path, target: str, readonly: bool) -> dict[str, Any]:
+def _bind(source: StrPath, target: str, readonly: bool) -> dict[str, Any]:
     options = ["rbind", "nosuid", "nodev", "rprivate"]
     if readonly:
         options.append("ro")
-    return {"destination": target, "type": "bind", "source": str(source), "options": options}
+    return {"destination": target, "type": "bind", "source": os.fspath(source), "options": options}
 
 
 def bundle_config(
     args: Sequence[str],
     *,
-    bundle_dir: Path,
-    rootfs: Path | str = "rootfs",
+    bundle_dir: StrPath,
+    rootfs: StrPath = "rootfs",
     env: Sequence[str] = (),
     cwd: str = "/",
     user: User = ROOT,
@@ -197,7 +207,7 @@ def bundle_config(
         name = _ETC_FILES.get(target)
         if name is None:
             raise InvalidInputError(f"{target}: not a file lamina writes into a bundle")
-        mounts.append(_bind(bundle_dir / name, target, etc_files_readonly))
+        mounts.append(_bind(os.path.join(bundle_dir, name), target, etc_files_readonly))
     for b in binds:
         mounts.append(_bind(b.source, _container_path(b.target, "bind target"), b.readonly))
     for t in tmpfs:
@@ -231,7 +241,7 @@ def bundle_config(
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "noNewPrivileges": no_new_privileges,
         },
-        "root": {"path": str(rootfs), "readonly": readonly_rootfs},
+        "root": {"path": os.fspath(rootfs), "readonly": readonly_rootfs},
         "hostname": hostname,
         "mounts": mounts,
         "linux": {

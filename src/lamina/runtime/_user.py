@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from lamina.errors import InvalidInputError, NotFoundError
 from lamina.layers import read_file_in_root
 from lamina.oci import MAX_PASSWD_BYTES
 from lamina.runtime._spec import User
 
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from lamina._paths import StrPath
+
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "no change" to the kernel
 
 
-def _table(rootfs: Path, path: str) -> list[list[str]]:
+def _table(rootfs: StrPath, path: str) -> list[list[str]]:
     data = read_file_in_root(rootfs, path, MAX_PASSWD_BYTES)
     if data is None:
         return []
@@ -36,7 +38,7 @@ def _field_int(row: list[str], i: int) -> int | None:
     return _numeric(row[i], "id") if len(row) > i and row[i].isdigit() else None
 
 
-def resolve_user(rootfs: Path, user: str) -> User:
+def resolve_user(rootfs: StrPath, user: str) -> User:
     """The ids `user` means inside `rootfs`, as Docker resolves them.
 
     `""` is root, with the groups /etc/group lists root in (BuildKit's
@@ -97,7 +99,7 @@ def resolve_user(rootfs: Path, user: str) -> User:
     return User(uid, gid, tuple(extra))
 
 
-def home_dir(rootfs: Path, uid: int) -> str:
+def home_dir(rootfs: StrPath, uid: int) -> str:
     """The home directory /etc/passwd gives `uid` inside `rootfs`, else `/` (as Docker)."""
     for row in _table(rootfs, "/etc/passwd"):
         if len(row) >= 6 and _field_int(row, 2) == uid and row[5].startswith("/"):

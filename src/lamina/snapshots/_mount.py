@@ -5,12 +5,18 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-from typing import NamedTuple
 
 from lamina.errors import InvalidInputError, ToolError
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import NamedTuple
+
+    from lamina._paths import P, StrPath
+else:
+    from lamina._frozen import NamedTuple
 
 # mount(2) copies at most one page of option data; leave room for the kernel's own additions.
 _MAX_DATA = 4000
@@ -38,9 +44,9 @@ class Mount(NamedTuple):
         return []
 
 
-def _check_option_path(path: Path, what: str) -> str:
-    text = str(path)
-    if not path.is_absolute():
+def _check_option_path(path: StrPath, what: str) -> str:
+    text = os.fspath(path)
+    if not os.path.isabs(text):
         raise InvalidInputError(f"{what} {text!r} is not an absolute path")
     # Overlay's option parser splits on ',' and ':'; lamina's own paths never hold them.
     if any(c in text for c in ",:\n\\"):
@@ -51,9 +57,9 @@ def _check_option_path(path: Path, what: str) -> str:
 
 
 def overlay_mount(
-    lowerdirs: Sequence[Path],
-    upper: Path | None = None,
-    work: Path | None = None,
+    lowerdirs: Sequence[StrPath],
+    upper: StrPath | None = None,
+    work: StrPath | None = None,
     *,
     extra_options: Sequence[str] = (),
 ) -> Mount:
@@ -96,7 +102,7 @@ def overlay_mount(
     return Mount("overlay", "overlay", options)
 
 
-def _compact(m: Mount, linkdir: Path) -> Mount:
+def _compact(m: Mount, linkdir: StrPath) -> Mount:
     """Replace long lowerdir paths by short names relative to `linkdir` (the mount's cwd).
 
     The kernel reads at most a page of options, which absolute snapshot paths fill at about 50
@@ -104,7 +110,7 @@ def _compact(m: Mount, linkdir: Path) -> Mount:
     """
     short = []
     for i, lower in enumerate(m.lowerdirs()):
-        (linkdir / str(i)).symlink_to(lower)
+        os.symlink(lower, os.path.join(linkdir, str(i)))
         short.append(str(i))
     options = tuple(
         "lowerdir=" + ":".join(short) if o.startswith("lowerdir=") else o for o in m.options
@@ -112,21 +118,21 @@ def _compact(m: Mount, linkdir: Path) -> Mount:
     return Mount(m.type, m.source, options, m.target)
 
 
-def mount(m: Mount, target: Path, *, scratch: Path | None = None) -> None:
+def mount(m: Mount, target: StrPath, *, scratch: StrPath | None = None) -> None:
     """Perform `m` on `target` (an existing directory). Raises ToolError when mount(8) fails.
 
     A deep overlay needs a short-lived directory of short symlink names: it is made in
     `scratch` (the store's own, so nothing is written elsewhere), else beside `target`.
     """
     data = ",".join(m.options)
-    linkdir: Path | None = None
+    linkdir: str | None = None
     try:
         if m.type == "overlay" and len(data) > _MAX_DATA:
-            parent = scratch if scratch is not None else target.parent
-            parent.mkdir(parents=True, exist_ok=True)
+            parent = scratch if scratch is not None else os.path.dirname(os.fspath(target))
+            os.makedirs(parent, exist_ok=True)
             import tempfile  # only for a stack too long for one mount call
 
-            linkdir = Path(tempfile.mkdtemp(prefix=".lower-", dir=parent))
+            linkdir = tempfile.mkdtemp(prefix=".lower-", dir=parent)
             m = _compact(m, linkdir)
             data = ",".join(m.options)
         if linkdir is None:
@@ -136,9 +142,9 @@ def mount(m: Mount, target: Path, *, scratch: Path | None = None) -> None:
         if m.type == "bind" or "bind" in m.options or "rbind" in m.options:
             if not {"bind", "rbind"} & set(m.options):
                 data = ",".join(("rbind", *m.options))
-            argv = ["mount", "-o", data, m.source, str(target)]
+            argv = ["mount", "-o", data, m.source, os.fspath(target)]
         else:
-            argv = ["mount", "-t", m.type, "-o", data, m.source, str(target)]
+            argv = ["mount", "-t", m.type, "-o", data, m.source, os.fspath(target)]
         # The kernel resolves relative lowerdirs against the caller's cwd: mount(8) gets the
         # link dir as its own, which leaves this process' cwd (shared by all threads) alone.
         import subprocess
@@ -168,12 +174,12 @@ _FLAG_OPTIONS = {"ro": _MS_RDONLY, "nosuid": _MS_NOSUID, "nodev": _MS_NODEV,
                  "bind": _MS_BIND, "rbind": _MS_BIND | _MS_REC}  # fmt: skip
 
 
-def _sys_mount(source: str | None, target: Path, fstype: str | None, flags: int,
+def _sys_mount(source: str | None, target: StrPath, fstype: str | None, flags: int,
                data: str | None) -> int:  # fmt: skip
     enc = os.fsencode
     rc: int = _libc.mount(
         enc(source) if source is not None else None,
-        enc(str(target)),
+        enc(target),
         enc(fstype) if fstype is not None else None,
         ctypes.c_ulong(flags),
         enc(data) if data else None,
@@ -181,7 +187,7 @@ def _sys_mount(source: str | None, target: Path, fstype: str | None, flags: int,
     return 0 if rc == 0 else ctypes.get_errno()
 
 
-def _mount_syscall(m: Mount, target: Path) -> None:
+def _mount_syscall(m: Mount, target: StrPath) -> None:
     """What mount(8) does for `m`: flag options become flags, the rest the fs' data; a
     read-only bind is a bind, then a read-only remount of it."""
     flags = 0
@@ -208,9 +214,9 @@ def _mount_syscall(m: Mount, target: Path) -> None:
         )
 
 
-def unmount(target: Path) -> None:
+def unmount(target: StrPath) -> None:
     """Unmount `target`; detach it lazily when it is busy. Not mounted is not an error."""
-    path = os.fsencode(str(target))
+    path = os.fsencode(target)
     if _libc.umount2(path, 0) == 0:
         return
     err = ctypes.get_errno()
@@ -225,7 +231,7 @@ def unmount(target: Path) -> None:
 
 
 @contextmanager
-def mounted(m: Mount, target: Path, *, scratch: Path | None = None) -> Iterator[Path]:
+def mounted(m: Mount, target: P, *, scratch: StrPath | None = None) -> Iterator[P]:
     """Mount `m` on `target` for the duration of the block; always unmount afterwards."""
     mount(m, target, scratch=scratch)
     try:
@@ -253,7 +259,7 @@ def mount_points() -> list[str]:
         return [_unescape(line.split(" ")[4]) for line in f if line.strip()]
 
 
-def is_mountpoint(path: Path) -> bool:
+def is_mountpoint(path: StrPath) -> bool:
     """Whether something is mounted on `path` (compared after resolving symlinks)."""
     real = os.path.realpath(path)
     return real in mount_points()

@@ -7,12 +7,15 @@ is, and the files a step makes land away from what the step before just deleted.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from lamina.layers import mark_top_directory
 
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from lamina._paths import StrPath
 
-def spread_new_directories(directory: Path) -> bool:
+
+def spread_new_directories(directory: StrPath) -> bool:
     """Mark `directory` (ext4) so that directories made in it are spread as top-level
     ones. True if it is marked; False where the file system has no such flag (nothing
     changes there). Idempotent: the flag stays on the directory."""

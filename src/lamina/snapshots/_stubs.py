@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from lamina.layers import (
     is_overlay_opaque_dir,
@@ -19,8 +17,14 @@ from lamina.layers import (
     resolve_in_root,
 )
 
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
-def find_stubs(rootfs: Path, targets: Iterable[str]) -> list[str]:
+    from lamina._paths import StrPath
+
+
+def find_stubs(rootfs: StrPath, targets: Iterable[str]) -> list[str]:
     """The paths runc will create in `rootfs` to mount on `targets` (container paths): each
     target that does not exist and its missing parents, symlinks resolved inside the rootfs.
     Call it on the mounted rootfs before the run."""
@@ -34,7 +38,7 @@ def find_stubs(rootfs: Path, targets: Iterable[str]) -> list[str]:
     return stubs
 
 
-def _lower_stat(lowerdirs: Sequence[Path], parts: list[str]) -> os.stat_result | None:
+def _lower_stat(lowerdirs: Sequence[StrPath], parts: list[str]) -> os.stat_result | None:
     """What the lower stack (top first) shows at `parts`, whiteouts and opaque dirs honoured."""
     for lower in lowerdirs:
         fd = os.open(lower, os.O_RDONLY | os.O_DIRECTORY)
@@ -88,7 +92,9 @@ def _same_dir(a: os.stat_result, b: os.stat_result | None) -> bool:
     )
 
 
-def clean_upper(upper: Path, stubs: Iterable[str], lowerdirs: Sequence[Path] = ()) -> list[str]:
+def clean_upper(
+    upper: StrPath, stubs: Iterable[str], lowerdirs: Sequence[StrPath] = ()
+) -> list[str]:
     """Remove from `upper` the `stubs` (container paths) that are still empty, deepest first,
     and return the paths removed.
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import _sqlite3  # sqlite3's C half: see `Database.conn`
 import contextlib
 import fcntl
 import os
-import sqlite3
-import threading
-from collections.abc import Iterator
-from pathlib import Path
+from _thread import _local as thread_local
+from _thread import allocate_lock
 
 from lamina.store._schema import migrate
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Iterator
+
+    from lamina._paths import StrPath
 
 _BUSY_TIMEOUT_MS = 60_000
 
@@ -23,20 +29,23 @@ class Database:
     of the reference to it; `prune` takes the same lock exclusively.
     """
 
-    def __init__(self, root: Path) -> None:
-        self.path = root / "metadata.db"
-        self.gc_lock_path = root / "gc.lock"
-        self._local = threading.local()
+    def __init__(self, root: StrPath) -> None:
+        self.path = os.path.join(root, "metadata.db")
+        self.gc_lock_path = os.path.join(root, "gc.lock")
+        self._local = thread_local()
         self._all: list[sqlite3.Connection] = []
-        self._guard = threading.Lock()
+        self._guard = allocate_lock()
         self._pid = os.getpid()
-        migrate(self.conn(), str(self.path))
+        migrate(self.conn(), self.path)
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None or self._pid != os.getpid():
-            db = sqlite3.connect(
+            # `_sqlite3`, not the `sqlite3` package: its `dbapi2` loads `datetime` for date
+            # adapters lamina never uses (milliseconds of every `lamina run`). The
+            # connection, its errors and its classes are the same objects either way.
+            db = _sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=60
             )
             db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -63,20 +72,29 @@ class Database:
             db.execute("COMMIT")
 
     @contextlib.contextmanager
-    def write(self, gc_shared: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction; rolled back on any exception."""
+    def write(self, gc_shared: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back on any exception. `durable` False: committed
+        without waiting for the disk (no fsync of the WAL: visible to every process at once
+        and kept if this one dies, but a power cut may lose it until a later commit or
+        checkpoint syncs it). Only for rows whose loss the next command repairs."""
         lock = self.gc_lock(exclusive=False) if gc_shared else contextlib.nullcontext()
         with lock:
             db = self.conn()
-            # IMMEDIATE takes the write lock up front: a deferred transaction that
-            # upgrades later gets SQLITE_BUSY without waiting for busy_timeout.
-            db.execute("BEGIN IMMEDIATE")
+            if not durable:
+                db.execute("PRAGMA synchronous = NORMAL")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                # IMMEDIATE takes the write lock up front: a deferred transaction that
+                # upgrades later gets SQLITE_BUSY without waiting for busy_timeout.
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                if not durable:
+                    db.execute("PRAGMA synchronous = FULL")
 
     @contextlib.contextmanager
     def gc_lock(self, exclusive: bool) -> Iterator[None]:
@@ -94,4 +112,4 @@ class Database:
             conns, self._all = self._all, []
         for db in conns:
             db.close()
-        self._local = threading.local()
+        self._local = thread_local()

@@ -12,12 +12,12 @@ It imports no dataclass and no typing at run time.
 
 from __future__ import annotations
 
-import json
+import _sqlite3  # (not the `sqlite3` package: see `lamina.store._db`)
 import os
-import sqlite3
 import time
 
 from lamina._frozen import Frozen
+from lamina._lightjson import dumps, loads
 from lamina.errors import (
     AlreadyExistsError,
     DigestMismatchError,
@@ -29,8 +29,9 @@ from lamina.store._layout import blob_path, snapshot_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import Any
+
+    from lamina._paths import StrPath
 
 
 class ContainerRecord(Frozen):
@@ -76,20 +77,23 @@ class ImageRow:
 # -- the containers table (the one place that spells its SQL) ---------------------------
 
 
-def add_container(db: Database, id: str, name: str, image: str, state: Any) -> ContainerRecord:
-    """Record a container, which keeps its image from prune; AlreadyExistsError if taken."""
+def add_container(
+    db: Database, id: str, name: str, image: str, state: Any, durable: bool = True
+) -> ContainerRecord:
+    """Record a container, which keeps its image from prune; AlreadyExistsError if taken.
+    (`durable`: see `Database.write`.)"""
     if not id or not name:
         raise InvalidInputError("a container needs an id and a name")
     now = time.time()
-    with db.write() as conn:
+    with db.write(durable=durable) as conn:
         if conn.execute("SELECT 1 FROM images WHERE digest = ?", (image,)).fetchone() is None:
             raise NotFoundError(f"container {name}: image {image} is not in the store")
         try:
             conn.execute(
                 "INSERT INTO containers VALUES (?, ?, ?, ?, ?)",
-                (id, name, image, json.dumps(state, sort_keys=True), now),
+                (id, name, image, dumps(state, sort_keys=True), now),
             )
-        except sqlite3.IntegrityError:
+        except _sqlite3.IntegrityError:
             raise AlreadyExistsError(f"a container with id {id} or name {name} exists") from None
     return ContainerRecord(id, name, image, state, now)
 
@@ -110,7 +114,7 @@ def get_container(db: Database, id_or_name: str) -> ContainerRecord:
         what = "is ambiguous" if rows else "does not exist"
         raise NotFoundError(f"container {id_or_name!r} {what}")
     id, name, image, state, created = rows[0]
-    return ContainerRecord(id, name, image, json.loads(state), created)
+    return ContainerRecord(id, name, image, loads(state), created)
 
 
 def list_containers(db: Database) -> list[ContainerRecord]:
@@ -118,7 +122,7 @@ def list_containers(db: Database) -> list[ContainerRecord]:
     rows = db.conn().execute(
         "SELECT id, name, image, state, created FROM containers ORDER BY created, id"
     )
-    return [ContainerRecord(i, n, im, json.loads(s), c) for i, n, im, s, c in rows]
+    return [ContainerRecord(i, n, im, loads(s), c) for i, n, im, s, c in rows]
 
 
 def set_container_state(db: Database, id: str, state: Any) -> None:
@@ -126,15 +130,15 @@ def set_container_state(db: Database, id: str, state: Any) -> None:
     with db.write(gc_shared=False) as conn:
         changed = conn.execute(
             "UPDATE containers SET state = ? WHERE id = ?",
-            (json.dumps(state, sort_keys=True), id),
+            (dumps(state, sort_keys=True), id),
         ).rowcount
     if not changed:
         raise NotFoundError(f"container {id} does not exist")
 
 
-def remove_container(db: Database, id: str) -> None:
+def remove_container(db: Database, id: str, durable: bool = True) -> None:
     """Forget a container record (its directories are the runtime's)."""
-    with db.write(gc_shared=False) as conn:
+    with db.write(gc_shared=False, durable=durable) as conn:
         if not conn.execute("DELETE FROM containers WHERE id = ?", (id,)).rowcount:
             raise NotFoundError(f"container {id} does not exist")
 
@@ -144,7 +148,7 @@ def _glob_prefix(text: str) -> str:
     return escaped + "*"
 
 
-def read_verified(path: Path, digest: str, max_size: int) -> bytes:
+def read_verified(path: StrPath, digest: str, max_size: int) -> bytes:
     """The content of the blob file `path`, at most `max_size` bytes, checked against
     `digest` (`sha256:<hex>`). NotFoundError when absent."""
     try:
@@ -172,9 +176,9 @@ def read_verified(path: Path, digest: str, max_size: int) -> bytes:
 class RowStore:
     """The metadata db of an existing root, for a container's start and end (see module)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: str) -> None:
         self.root = root
-        self.snapshots_dir = root / "snapshots"
+        self.snapshots_dir = os.path.join(root, "snapshots")
         self._db = Database(root)
 
     def ready(self) -> bool:
@@ -185,8 +189,10 @@ class RowStore:
         self._db.close()
 
     # containers
-    def add_container(self, id: str, name: str, image: str, state: Any) -> ContainerRecord:
-        return add_container(self._db, id, name, image, state)
+    def add_container(
+        self, id: str, name: str, image: str, state: Any, durable: bool = True
+    ) -> ContainerRecord:
+        return add_container(self._db, id, name, image, state, durable)
 
     def get_container(self, id_or_name: str) -> ContainerRecord:
         return get_container(self._db, id_or_name)
@@ -203,15 +209,10 @@ class RowStore:
         only brings back a record of a container with no process (the machine went down):
         the next command cleans that up as it would have, so `lamina run --rm` does not
         wait for the disk at its end."""
-        conn = self._db.conn()
-        conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            remove_container(self._db, id)
-        finally:
-            conn.execute("PRAGMA synchronous = FULL")
+        remove_container(self._db, id, durable=False)
 
     # images
-    def snapshot_path(self, diff_id: str) -> Path:
+    def snapshot_path(self, diff_id: str) -> str:
         return snapshot_path(self.snapshots_dir, diff_id)
 
     def tagged(self, name: str) -> str | None:

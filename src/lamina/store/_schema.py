@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-
 from lamina.errors import LaminaError
+
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable
 
 
 def _v1_images(db: sqlite3.Connection) -> None:

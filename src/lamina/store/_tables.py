@@ -178,9 +178,12 @@ class TablesMixin:
 
     # --- containers (the rows are `_rows`'s: `lamina run` writes them without a Store) ---
 
-    def add_container(self, id: str, name: str, image: str, state: Any) -> ContainerRecord:
-        """Record a container, which keeps its image from prune; AlreadyExistsError if taken."""
-        return _rows.add_container(self._db, id, name, image, state)
+    def add_container(
+        self, id: str, name: str, image: str, state: Any, durable: bool = True
+    ) -> ContainerRecord:
+        """Record a container, which keeps its image from prune; AlreadyExistsError if taken.
+        (`durable` False: not synced to disk before it returns; see `Database.write`.)"""
+        return _rows.add_container(self._db, id, name, image, state, durable)
 
     def get_container(self, id_or_name: str) -> ContainerRecord:
         """By id, name or unique id prefix; NotFoundError otherwise."""

@@ -214,7 +214,7 @@ def test_kill_signals(cli: Cli) -> None:
     cid = cid.strip()
     time.sleep(0.3)
     bad = cli("kill", "-s", "NOPE", cid)
-    assert bad.returncode == 1 and "invalid signal" in bad.stderr
+    assert bad.returncode == 1 and "Invalid signal" in bad.stderr
     assert "running" in cli.ok("inspect", "-f", "{{.State.Status}}", cid)
     cli.ok("kill", "-s", "USR1", cid)
     assert cli.ok("wait", cid) == "10\n"
@@ -570,7 +570,7 @@ def test_stop_signal_from_the_image_or_the_flag(cli: Cli) -> None:
     cli.ok("stop", "-s", "USR1", from_image)
     assert cli.ok("wait", from_image) == "41\n"
     bad = cli("run", "--rm", "--stop-signal", "NOPE", "busybox", "true")
-    assert bad.returncode == 125 and "invalid signal" in bad.stderr
+    assert bad.returncode == 125 and "Invalid signal" in bad.stderr
 
 
 def test_build_run_cannot_reach_a_block_device_either(cli: Cli, tmp_path: Path) -> None:
@@ -603,3 +603,199 @@ def test_an_exited_container_leaves_no_runc_state_or_cgroup(cli: Cli) -> None:
         assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", cid) == "4\n"
     assert cli("run", "--rm", "busybox", "true").returncode == 0
     assert not list((cli.root / "runc").iterdir())
+
+
+# -- edges of Docker's rules found different, each with its fix --------------------------
+
+
+def test_stop_with_a_negative_timeout_waits_for_the_exit(cli: Cli) -> None:
+    # moby's containerStop: a negative timeout never kills; it waits until the process exits.
+    cid = cli.ok("run", "-d", "busybox", "sleep", "100").strip()  # pid 1 ignores SIGTERM
+    stop = subprocess.Popen([LAMINA, "--root", str(cli.root), "stop", "-t", "-1", cid],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(2)
+    assert stop.poll() is None
+    assert cli.ok("inspect", "-f", "{{.State.Status}}", cid) == "running\n"
+    cli.ok("kill", cid)
+    assert stop.communicate(timeout=30)[0] == cid + "\n" and stop.returncode == 0
+    # The container's own --stop-timeout -1 does the same.
+    own = cli.ok("run", "-d", "--stop-timeout", "-1", "busybox", "sleep", "100").strip()
+    own_stop = subprocess.Popen([LAMINA, "--root", str(cli.root), "stop", own])
+    time.sleep(1.5)
+    assert own_stop.poll() is None
+    cli.ok("kill", own)
+    assert own_stop.wait(timeout=30) == 0
+
+
+def test_container_names_follow_mobys_pattern(cli: Cli) -> None:
+    one = cli("run", "--name", "a", "busybox", "true")
+    assert one.returncode == 125
+    assert "Invalid container name (a), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed" in one.stderr
+    cli.ok("run", "--name", "/web", "busybox", "true")  # the leading / is Docker's own spelling
+    assert cli.ok("inspect", "-f", "{{.Name}}", "web") == "/web\n"
+    cid = cli.ok("inspect", "-f", "{{.Id}}", "web").strip()
+    again = cli("run", "--name", "web", "busybox", "true")
+    assert again.returncode == 125
+    assert (f'The container name "/web" is already in use by container "{cid}". You have to '
+            "remove (or rename) that container to be able to reuse that name.") in again.stderr
+
+
+def test_env_flag_absent_on_the_host_unsets_the_images_variable(cli: Cli) -> None:
+    made = cli.ok("run", "-d", "busybox", "true").strip()
+    cli.ok("commit", "-c", "ENV A=image B=image", made, "envimg")
+    env = subprocess.run([LAMINA, "--root", str(cli.root), "run", "--rm", "-e", "A", "envimg",
+                          "env"], env={"PATH": "/usr/bin:/bin"}, capture_output=True,
+                         text=True, check=True).stdout.splitlines()  # fmt: skip
+    assert "B=image" in env and not any(e.startswith("A=") for e in env)
+    cid = cli.ok("run", "-d", "envimg", "sleep", "100").strip()
+    ran = subprocess.run([LAMINA, "--root", str(cli.root), "exec", "-e", "B", cid, "env"],
+                         env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                         check=True).stdout.splitlines()  # fmt: skip
+    assert "A=image" in ran and not any(e.startswith("B=") for e in ran)
+
+
+def test_volume_modes_docker_takes(cli: Cli, tmp_path: Path) -> None:
+    host = f"{tmp_path}/vol"
+    cli.ok("run", "--rm", "-v", f"{host}:/data:z", "busybox", "touch", "/data/x")
+    ro = cli("run", "--rm", "-v", f"{host}:/data:ro,Z", "busybox", "touch", "/data/y")
+    assert ro.returncode == 1 and "Read-only file system" in ro.stderr
+    bad = cli("run", "--rm", "-v", f"{host}:/data:bogus", "busybox", "true")
+    assert bad.returncode == 125 and "invalid mode: bogus" in bad.stderr
+
+
+def test_rm_force_of_a_missing_container_and_names_with_a_slash(cli: Cli) -> None:
+    # docker-cli's rm: with -f a container that does not exist is not an error (nothing
+    # printed for it); moby finds a name with or without its leading /.
+    cid = cli.ok("run", "-d", "--name", "web", "busybox", "sleep", "100").strip()
+    assert cli.ok("inspect", "-f", "{{.Id}}", "/web") == cid + "\n"
+    gone = cli("rm", "-f", "no-such", "/web")
+    assert (gone.returncode, gone.stdout, gone.stderr) == (0, "/web\n", "")
+    missing = cli("rm", "no-such")
+    assert missing.returncode == 1 and "No such container: no-such" in missing.stderr
+    assert cli("ps", "-aq").stdout == ""
+
+
+def test_ps_size_shows_the_virtual_size(cli: Cli) -> None:
+    # docker-cli's Size column: the read-write layer's bytes, then (virtual: the image's and
+    # the layer's) when the container has a root file system.
+    cli.ok("run", "--name", "sized", "busybox", "sh", "-c", "printf 12345 > /five")
+    image = cli.ok("images", "--format", "{{.Size}}", "busybox").strip()
+    row = cli.ok("ps", "-as", "--format", "{{.Names}} {{.Size}}")
+    assert row == f"sized 5B (virtual {image})\n"
+    header, line = cli.ok("ps", "-as").splitlines()
+    assert header.split()[-1] == "SIZE" and line.endswith(f"5B (virtual {image})")
+
+
+def test_logs_tail_forms(cli: Cli) -> None:
+    # moby's logs: a negative --tail is every line (as `all`); 0 is none.
+    cli.ok("run", "--name", "talker", "busybox", "sh", "-c", "echo 1; echo 2; echo 3")
+    assert cli.ok("logs", "--tail", "-1", "talker") == "1\n2\n3\n"
+    assert cli.ok("logs", "-n", "all", "talker") == "1\n2\n3\n"
+    assert cli.ok("logs", "--tail", "0", "talker") == ""
+    assert cli.ok("logs", "--tail", "2", "talker") == "2\n3\n"
+    assert cli.ok("logs", "--tail", "+2", "talker") == "2\n3\n"  # Go's Atoi takes a sign
+    bad = cli("logs", "--tail", "x", "talker")
+    assert bad.returncode == 2 and "--tail 'x'" in bad.stderr  # lamina: an error, not all
+
+
+def test_start_attached_that_cannot_start_exits_1(cli: Cli) -> None:
+    # docker-cli maps a start failure to 125/126/127 in `run` only; `start -a` returns the
+    # error itself, which exits 1. The container's own status still comes through.
+    assert cli("run", "--name", "missing", "busybox", "no-such").returncode == 127
+    again = cli("start", "-a", "missing")
+    assert again.returncode == 1 and "no-such" in again.stderr
+    assert cli.ok("inspect", "-f", "{{.State.ExitCode}}", "missing") == "127\n"
+    assert cli("run", "--name", "three", "busybox", "sh", "-c", "exit 3").returncode == 3
+    assert cli("start", "-a", "three").returncode == 3
+
+
+def test_container_prune_reports_the_space_reclaimed(cli: Cli) -> None:
+    # docker-cli: the deleted IDs, a blank line, then "Total reclaimed space: SIZE" (also 0B).
+    cid = cli.ok("run", "-d", "busybox", "sh", "-c", "printf 1234567 > /seven").strip()
+    cli.ok("wait", cid)
+    assert cli.ok("container", "prune", "-f") == (
+        f"Deleted Containers:\n{cid}\n\nTotal reclaimed space: 7B\n"
+    )
+    assert cli.ok("container", "prune", "-f") == "Total reclaimed space: 0B\n"
+
+
+def test_run_flag_errors_exit_125(cli: Cli) -> None:
+    # docker-cli's FlagErrorFunc: a bad flag of `run` is a failure of the tool (125), not
+    # a status the container could have returned.
+    for args in (["--bogus"], ["--network", "foo"], ["--stop-timeout", "x"], ["-e"]):
+        bad = cli("run", "--rm", *args, "busybox", "true") if args != ["-e"] else cli("run", "-e")
+        assert bad.returncode == 125 and "Error: " in bad.stderr, (args, bad.stderr)
+    assert cli("run").returncode == 2  # a missing IMAGE stays a usage error (docker-cli: 1)
+
+
+def test_times_are_spelled_as_docker_spells_them(cli: Cli) -> None:
+    # docker-cli's ps {{.CreatedAt}} is Go's time.String() of the Unix second (local zone);
+    # inspect's Created/StartedAt/FinishedAt are RFC 3339 with nanoseconds, in UTC.
+    import re
+
+    cli.ok("run", "--name", "timed", "busybox", "true")
+    created_at = cli.ok("ps", "-a", "--format", "{{.CreatedAt}}").strip()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \S+", created_at), created_at
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d*[1-9]Z"
+    for field in ("Created", "State.StartedAt", "State.FinishedAt"):
+        value = cli.ok("inspect", "-f", "{{." + field + "}}", "timed").strip()
+        assert re.fullmatch(stamp, value), (field, value)
+
+
+def test_an_ambiguous_id_prefix_is_mobys_error(cli: Cli) -> None:
+    seen: dict[str, str] = {}
+    while True:  # at most 17 containers until two IDs share their first digit
+        cid = cli.ok("run", "-d", "busybox", "true").strip()
+        if cid[0] in seen:
+            break
+        seen[cid[0]] = cid
+    both = cli("inspect", cid[0])
+    assert both.returncode == 1
+    assert f"multiple IDs found with provided prefix: {cid[0]}" in both.stderr
+
+
+def test_wait_on_a_detached_rm_container_gives_its_exit_status(cli: Cli) -> None:
+    # docker wait returns the status of a --rm container although the container then goes.
+    for code in (4, 0, 9):
+        cid = cli.ok("run", "-d", "--rm", "busybox", "sh", "-c", f"sleep 1; exit {code}").strip()
+        assert cli.ok("wait", cid) == f"{code}\n"
+    assert cli("ps", "-aq").stdout == ""
+
+
+def test_commit_history_names_the_containers_cmd(cli: Cli) -> None:
+    # moby's commit: the history entry's created_by is the container's Cmd joined by
+    # spaces (its Entrypoint is not part of it).
+    cli.ok("commit", "-c", 'ENTRYPOINT ["/bin/sh", "-c"]', _made(cli), "shell")
+    cid = cli.ok("run", "-d", "shell", "echo from-cmd > /f").strip()
+    cli.ok("wait", cid)
+    image = cli.ok("commit", cid, "withcmd").strip()
+    lam = Lamina(cli.root)
+    try:
+        last = lam.config(lam.resolve(image)).history[-1]
+    finally:
+        lam.store.close()
+    assert last.created_by == "echo from-cmd > /f"
+
+
+def test_inspect_type_and_a_missing_object(cli: Cli) -> None:
+    # docker inspect --type container|image looks only there; neither found is
+    # "No such object: X" (with --type: "No such container"/"No such image").
+    cli.ok("run", "--name", "busybox", "busybox", "true")  # a container named like the image
+    assert cli.ok("inspect", "-f", "{{.Name}}", "busybox") == "/busybox\n"
+    assert cli.ok("inspect", "--type", "container", "-f", "{{.Name}}", "busybox") == "/busybox\n"
+    image = cli.ok("inspect", "--type", "image", "-f", "{{.Id}}", "busybox")
+    assert image.startswith("sha256:")
+    missing = cli("inspect", "nothing-here")
+    assert missing.returncode == 1 and "No such object: nothing-here" in missing.stderr
+    as_container = cli("inspect", "--type", "container", "nothing-here")
+    assert as_container.returncode == 1 and "No such container: nothing-here" in as_container.stderr
+    assert cli("inspect", "--type", "volume", "busybox").returncode == 2
+
+
+def test_workdir_message_and_cleaning_are_mobys(cli: Cli) -> None:
+    # moby's translateWorkingDir: its message, and the path cleaned (/a/../b/ is /b).
+    rel = cli("run", "--rm", "-w", "rel", "busybox", "pwd")
+    assert rel.returncode == 125
+    assert "the working directory 'rel' is invalid, it needs to be an absolute path" in rel.stderr
+    assert cli.ok("run", "--rm", "-w", "/nowhere/../tmp/", "busybox", "pwd") == "/tmp\n"
+    assert cli.ok("run", "--rm", "-w", "", "busybox", "pwd") == "/\n"  # empty: not given

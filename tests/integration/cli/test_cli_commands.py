@@ -45,7 +45,7 @@ def test_unknown_image_is_one_line_and_exit_1(root: Path) -> None:
     done = lamina(root, "inspect", "nosuch")
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
-    assert lines[0] == "Error: no such image: nosuch"
+    assert lines[0] == "Error: No such object: nosuch"
     assert "Traceback" not in done.stderr
 
 

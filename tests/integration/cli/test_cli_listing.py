@@ -178,7 +178,7 @@ def test_inspect_reports_each_missing_name_and_exits_1(store: Store) -> None:
     done = lamina(store.root, "inspect", "-f", "{{.Id}}", "app:1", "nosuch", "app:2")
     assert done.returncode == 1
     assert done.stdout.splitlines() == [store.app1, store.app2]
-    assert done.stderr.splitlines()[0] == "Error: no such image: nosuch"
+    assert done.stderr.splitlines()[0] == "Error: No such object: nosuch"
 
 
 def test_history_format_quiet_and_table(store: Store) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lamina.api._instructions import apply_changes
@@ -35,3 +37,19 @@ def test_changes_expand_and_normalise_like_a_dockerfile() -> None:
 def test_build_steps_are_not_changes(change: str) -> None:
     with pytest.raises(InvalidInputError):
         apply_changes(ImageConfig.new(), [change])
+
+
+@pytest.mark.parametrize("signal", ["FOO", "SIGFOO", "0", "SIGRTMIN+99"])
+def test_a_stopsignal_change_must_name_a_signal(signal: str) -> None:
+    # moby's dispatchStopSignal parses the signal: `commit -c 'STOPSIGNAL FOO'` is refused.
+    with pytest.raises(InvalidInputError, match=f"^Invalid signal: {re.escape(signal)}$"):
+        apply_changes(ImageConfig.new(), [f"STOPSIGNAL {signal}"])
+    assert apply_changes(ImageConfig.new(), ["STOPSIGNAL usr1"]).container_config == {
+        "StopSignal": "usr1"
+    }
+
+
+def test_an_invalid_change_is_named_without_a_line_number() -> None:
+    with pytest.raises(InvalidInputError) as e:
+        apply_changes(ImageConfig.new(), ["EXPOSE 99999"])
+    assert "--change:2" not in e.value.message and "EXPOSE 99999" in e.value.message

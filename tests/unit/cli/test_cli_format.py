@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lamina.cli._format import created_since, human_duration, human_size, truncate
+from lamina.cli._format import created_since, human_size, truncate
+from lamina.oci import human_duration
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,11 @@ def test_human_size(size: int, shown: str) -> None:
         (21 * 86400, "3 weeks"),
         (200 * 86400, "6 months"),
         (800 * 86400, "2 years"),
+        # go-units' HumanDuration rounds hours (+0.5) and counts weeks below 60 days:
+        (90 * 60, "2 hours"),
+        (47.6 * 3600, "2 days"),
+        (70 * 86400, "2 months"),
+        (59 * 86400, "8 weeks"),
     ],
 )
 def test_human_duration(seconds: float, shown: str) -> None:

@@ -73,11 +73,11 @@ def test_global_options_before_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.delenv("LAMINA_ROOT", raising=False)
     assert parse_global(["run", "img"]) == (None, False, ["img"])
     assert parse_global(["--root", "/r", "--debug", "run", "-d", "img"]) == (
-        Path("/r"), True, ["-d", "img"])  # fmt: skip
-    assert parse_global(["--root=/r", "run", "img"]) == (Path("/r"), False, ["img"])
+        "/r", True, ["-d", "img"])  # fmt: skip
+    assert parse_global(["--root=/r", "run", "img"]) == ("/r", False, ["img"])
     monkeypatch.setenv("LAMINA_ROOT", "/env")
-    assert parse_global(["run", "img"]) == (Path("/env"), False, ["img"])
-    assert parse_global(["--root", "/r", "run", "img"]) == (Path("/r"), False, ["img"])
+    assert parse_global(["run", "img"]) == ("/env", False, ["img"])
+    assert parse_global(["--root", "/r", "run", "img"]) == ("/r", False, ["img"])
     # Anything else is click's: other commands, other global options, odd roots.
     assert parse_global(["ps", "-a"]) is None
     assert parse_global(["--version"]) is None

@@ -33,3 +33,25 @@ def test_reference_fields_equality_and_immutability() -> None:
     assert str(ref) == "docker.io/library/busybox:latest" and ref.familiar() == "busybox:latest"
     with pytest.raises(AttributeError):
         ref.tag = "2"
+
+
+GOOD_HEX = "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize("bad", [
+    f"sha256:{GOOD_HEX}\n",  # a regex's `$` lets a final newline through: a file name with one
+    f"sha256:{GOOD_HEX[:-1]}", f"sha256:{GOOD_HEX}0", f"sha256:{GOOD_HEX.upper()}",
+    f"sha512:{GOOD_HEX}", f"SHA256:{GOOD_HEX}", f" sha256:{GOOD_HEX}", f"sha256:{GOOD_HEX} ",
+    f"sha256:{GOOD_HEX[:-1]}g", f"sha256:{GOOD_HEX[:-2]}+1", "sha256:", "", 7, None,
+    f"sha256:{GOOD_HEX[:-1]}\u0661",  # an Arabic-Indic digit: a digit, but not hex
+])  # fmt: skip
+def test_a_digest_is_sha256_and_exactly_64_lowercase_hex_digits(bad: object) -> None:
+    from lamina.errors import InvalidInputError
+    from lamina.oci import check_digest, is_digest
+
+    if isinstance(bad, str):
+        assert not is_digest(bad)
+    with pytest.raises(InvalidInputError, match="is not a sha256 digest"):
+        check_digest(bad)
+    assert check_digest(f"sha256:{GOOD_HEX}") == f"sha256:{GOOD_HEX}"
+    assert is_digest(f"sha256:{GOOD_HEX}")

@@ -76,6 +76,44 @@ def test_uppercase_repository_says_lowercase() -> None:
         parse_reference("me/MyApp")
 
 
+# The grammar as Docker's distribution/reference writes it (Go regexps: whole string, ASCII);
+# oci/_reference checks it with str methods (no `re` on `lamina run`'s path): both must agree
+# on every string.
+GRAMMAR = {
+    "_is_component": r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*",
+    "_is_tag": r"[\w][\w.-]{0,127}",
+    "_is_domain": r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+                  r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+                  r"|\[[0-9a-fA-F:]+\])(?::[0-9]+)?",
+}  # fmt: skip
+
+
+def _strings() -> list[str]:
+    import random
+
+    rng = random.Random(10)
+    alphabet = "ab0Z9._-:[]/_.-é٣\n ."
+    out = ["", "a", "a.b", "a..b", "a__b", "a___b", "a--b", "a-_b", "a._b", "_a", "a_",
+           "[::1]", "[::1]:5000", "[]", "[::1", "a:", "a:5000", "a:50:00", "a.b.c:1",
+           "-a", "a-", "a.-b", "A", "x" * 128, "x" * 129, "a\n", "localhost:5000",
+           "\u0663", "a\u0663", ".a", "a.", "a:٣"]  # fmt: skip
+    for _ in range(20000):
+        out.append("".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 9))))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(GRAMMAR))
+def test_the_grammar_checks_agree_with_docker_s_regular_expressions(name: str) -> None:
+    import re
+
+    from lamina.oci import _reference
+
+    check = getattr(_reference, name)
+    pattern = re.compile(GRAMMAR[name], re.ASCII)
+    for text in _strings():
+        assert check(text) == bool(pattern.fullmatch(text)), text
+
+
 _HEX_NAME = r"invalid repository name \(a{64}\), cannot specify 64-byte hexadecimal strings"
 
 

@@ -185,7 +185,7 @@ def test_config_is_json() -> None:
 def test_write_bundle(tmp_path: Path) -> None:
     cfg = bundle_config(["true"], bundle_dir=tmp_path, hostname="builder")
     path = write_bundle(tmp_path, tmp_path / "merged", cfg)
-    written = json.loads(path.read_text())
+    written = json.loads(Path(path).read_text())
     assert written["root"]["path"] == str(tmp_path / "merged")
     assert cfg["root"]["path"] == "rootfs"
     hosts = (tmp_path / "hosts").read_text()
