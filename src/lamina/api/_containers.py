@@ -55,6 +55,7 @@ from lamina.layers import resolve_in_root
 from lamina.runtime import (
     EXIT_LAMINA_FAILED,
     LOG_FILE,
+    MONITOR_FILE,
     BindMount,
     ExitStatus,
     LineJoiner,
@@ -240,6 +241,19 @@ class ContainerInfo(NamedTuple):
     finished_at: float | None
     spec: dict[str, Any]
     pid: int | None
+
+
+_WAITING = "waiting."  # a `wait` of another command reads this container's exit file
+
+
+def _pid_alive(text: str) -> bool:
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Containers:
@@ -616,6 +630,8 @@ class Containers:
                 return None
             return record
         d = self._dir(record.id)
+        if self._supervised_elsewhere(record):
+            return record  # its command records the end and removes it (`run --rm`)
         result = read_exit(d)
         if result is None and not os.path.exists(os.path.join(d, "pid")):
             starting = read_monitor(d)
@@ -651,6 +667,17 @@ class Containers:
             return self.store.get_container(record.id)
         except NotFoundError:
             return None
+
+    def _supervised_elsewhere(self, record: ContainerRecord) -> bool:
+        """A foreground `run --rm` of another, living command: that command is its monitor
+        (no monitor.json), so only it may fold the exit and remove the container."""
+        owner = record.state.get("owner")
+        return bool(
+            owner
+            and not os.path.exists(os.path.join(self._dir(record.id), MONITOR_FILE))
+            and Owner(*owner) != current_owner()
+            and alive(Owner(*owner))
+        )
 
     @staticmethod
     def _await_start(d: str, monitor: Owner, timeout: float = 30.0) -> None:
@@ -784,8 +811,8 @@ class Containers:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         while True:
-            if os.path.exists(os.path.join(d, "exit.json")):
-                return True
+            if os.path.exists(os.path.join(d, "exit.json")) or not os.path.isdir(d):
+                return True  # (no directory: the command that ran it in the foreground removed it)
             monitor = read_monitor(d)
             if monitor is not None and not alive(monitor):
                 return True  # it will never come: `refresh` records what happened
@@ -843,6 +870,16 @@ class Containers:
 
     def _await_exit_status(self, cid: str) -> int:
         d = self._dir(cid)
+        mark = os.path.join(d, f"{_WAITING}{os.getpid()}")
+        with contextlib.suppress(OSError):  # already gone: the loop below says so
+            os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        try:
+            return self._read_exit_status(cid, d)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(mark)
+
+    def _read_exit_status(self, cid: str, d: str) -> int:
         while True:
             result = read_exit(d)
             if result is not None:
@@ -888,17 +925,42 @@ class Containers:
                 )
             self._kill_runc(record.id, "KILL")
             self._wait_exit(record.id, 30.0)
-        self._destroy(self.store.get_container(record.id))
+            if self._supervised_elsewhere(record):
+                self._await_removal(record.id, 30.0)
+        self._remove_quietly(record.id)
         return ref
+
+    def _await_removal(self, cid: str, timeout: float) -> None:
+        """Until the command supervising `cid` has removed it (bounded: it may be stuck)."""
+        deadline = time.monotonic() + timeout
+        while self._exists(cid) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def _destroy(self, record: ContainerRecord, mounted: bool = True) -> None:
         """Everything of the container goes: its runc state, mount, directory and record.
         (`mounted` False: its rootfs is known to be unmounted already.)"""
         if os.path.exists(os.path.join(self.state_dir, record.id)):
             self._runc("delete", "--force", record.id)
+        self._let_waiters_read(record.id)
         self._remove_files(record.id, mounted)
         with contextlib.suppress(NotFoundError):
             self.store.remove_container(record.id)
+
+    def _let_waiters_read(self, cid: str, timeout: float = 2.0) -> None:
+        """A `wait` of another command (its `waiting.<pid>` mark) gets to read the exit file
+        of an exited `--rm` container before it goes (bounded: a waiter may be stuck)."""
+        d = self._dir(cid)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                names = os.listdir(d)
+            except OSError:
+                return
+            if "exit.json" not in names or not any(
+                n.startswith(_WAITING) and _pid_alive(n[len(_WAITING) :]) for n in names
+            ):
+                return
+            time.sleep(0.005)
 
     def remove_orphan(self, cid: str) -> bool:
         """Remove what a container `cid` that no record names left: its runc state and its

@@ -200,8 +200,9 @@ def supervise(spec: MonitorSpec, on_started: Callable[[int], None] | None = None
     The process' output goes to the log and to `spec.stdout` / `spec.stderr`;
     `on_started(pid)` is called once it runs (a signal proxy then knows where to send). It
     returns once the process has exited and been reaped, its runc state deleted and the
-    rootfs unmounted; interrupted, it kills the container first. Neither `monitor.json` nor
-    `exit.json` is written (the caller's record names it as the owner).
+    rootfs unmounted; interrupted, it kills the container first. No `monitor.json` is written
+    (the caller's record names it as the owner); `exit.json` is, unsynced, so that a `wait` or
+    `stop` of another command learns the status before the caller removes the container.
     """
     if spec.tty:
         raise ValueError("a terminal's console socket needs the monitor process")
@@ -215,7 +216,10 @@ def supervise(spec: MonitorSpec, on_started: Callable[[int], None] | None = None
         finally:
             os.close(log_fd)
             _finish(spec, started)
-    return ExitStatus(code, time.time(), started, error)
+    result = ExitStatus(code, time.time(), started, error)
+    with contextlib.suppress(OSError):
+        _write_json(os.path.join(spec.container_dir, EXIT_FILE), result._asdict(), durable=False)
+    return result
 
 
 def _finish(spec: MonitorSpec, reaped: bool) -> None:

@@ -556,6 +556,31 @@ def test_a_killed_foreground_rm_run_is_stopped_and_removed_by_the_next_command(
     assert not mounts_under(cli.root)
 
 
+def test_stop_rm_f_and_wait_reach_a_foreground_rm_run(cli: Cli) -> None:
+    # The command supervises it (no monitor, no exit file left behind): `stop` (even with a
+    # negative timeout, which never kills), `wait` and `rm -f` see its end when the command
+    # removes it, instead of polling for a monitor's exit file until their deadlines.
+    loop = "trap 'exit 23' TERM; echo ready; while true; do sleep 0.1; done"
+    for action in (["stop", "-t", "-1"], ["wait"], ["rm", "-f"]):
+        proc = subprocess.Popen([LAMINA, "--root", str(cli.root), "run", "--rm", "busybox",
+                                 "sh", "-c", loop], stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        cid, _ = _container_pid(cli)
+        waiter = subprocess.Popen([LAMINA, "--root", str(cli.root), *action, cid], text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        if action == ["wait"]:
+            time.sleep(0.3)
+            cli.ok("kill", "-s", "TERM", cid)
+        out, err = waiter.communicate(timeout=15)
+        assert waiter.returncode == 0, (action, out, err)
+        if action == ["wait"]:
+            assert out == "23\n"
+        assert proc.wait(timeout=15) in (23, 137)
+        assert not (cli.root / "containers" / cid).exists()
+    assert cli.ok("ps", "-aq") == ""
+    assert not mounts_under(cli.root)
+
+
 def test_stop_signal_from_the_image_or_the_flag(cli: Cli) -> None:
     trap = "trap 'exit 41' USR1; trap 'exit 42' USR2; while true; do sleep 0.1; done"
     cli.ok("commit", "-c", "STOPSIGNAL USR2", _made(cli), "stopsig")
@@ -684,6 +709,22 @@ def test_ps_size_shows_the_virtual_size(cli: Cli) -> None:
     assert row == f"sized 5B (virtual {image})\n"
     header, line = cli.ok("ps", "-as").splitlines()
     assert header.split()[-1] == "SIZE" and line.endswith(f"5B (virtual {image})")
+
+
+def test_ps_size_of_an_image_whose_config_two_manifests_share(cli: Cli, tmp_path: Path) -> None:
+    # The same image saved as a gzip OCI archive and loaded back under another name: two
+    # manifests, one config (one image ID). The container's image is its manifest, so its
+    # virtual size is still known (the ID alone is ambiguous).
+    archive = tmp_path / "bb.tar"
+    cli.ok("save", "--format", "oci-archive", "-o", str(archive), "busybox")
+    cli.ok("tag", "busybox", "before")
+    cli.ok("rmi", "busybox")
+    cli.ok("load", "-i", str(archive))
+    assert len(set(cli.ok("images", "-q", "--no-trunc").split())) == 1
+    cli.ok("run", "--name", "sized", "busybox", "sh", "-c", "printf 12345 > /five")
+    image = cli.ok("images", "--format", "{{.Size}}", "busybox").strip()
+    row = cli.ok("ps", "-as", "--format", "{{.Names}} {{.Size}}")
+    assert row == f"sized 5B (virtual {image})\n"
 
 
 def test_logs_tail_forms(cli: Cli) -> None:
