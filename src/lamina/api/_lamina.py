@@ -180,6 +180,16 @@ class Lamina(HostCommands):
             for layer in image.layers
         ]
 
+    def container_image_size(self, cid: str) -> int:
+        """Uncompressed bytes of the layers of the image container `cid` was made from (0
+        when that image is gone): found by its manifest digest, never ambiguous as a config
+        ID is when two manifests share a config."""
+        try:
+            image = self.store.get_image(self.store.get_container(cid).image)
+        except NotFoundError:
+            return 0
+        return sum(self.layer_sizes(image))
+
     # -- read-only views ------------------------------------------------------------
 
     def images(

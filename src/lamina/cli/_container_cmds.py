@@ -132,7 +132,7 @@ def _size(api: Lamina, cid: str, image_id: str, image_sizes: dict[str, int]) -> 
     """docker-cli's SIZE: the read-write layer's bytes and, in brackets, the virtual size
     (the image's layers and that layer)."""
     if image_id not in image_sizes:
-        image_sizes[image_id] = sum(api.layer_sizes(api.resolve(image_id)))
+        image_sizes[image_id] = api.container_image_size(cid)
     rw = api.containers.rw_size(cid)
     return f"{human_size(rw)} (virtual {human_size(image_sizes[image_id] + rw)})"
 
