@@ -83,7 +83,10 @@ class _TupleBase(tuple):  # type: ignore[type-arg]
         return dict(zip(self._fields, self, strict=True))
 
     def _replace(self, **changes: object) -> _TupleBase:
-        return type(self)(*(changes.pop(n, v) for n, v in zip(self._fields, self, strict=True)))
+        made = type(self)(*(changes.pop(n, v) for n, v in zip(self._fields, self, strict=True)))
+        if changes:  # typing's NamedTuple refuses a misspelt field rather than ignore it
+            raise ValueError(f"Got unexpected field names: {list(changes)!r}")
+        return made
 
 
 def _make_tuple_class(name: str, bases: tuple[type, ...], ns: dict[str, object]) -> type:

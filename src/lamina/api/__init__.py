@@ -20,7 +20,7 @@ opened only for what needs it: see `_container_host`); every name here loads on 
 
 from lamina._lazy import lazy_names
 
-TYPE_CHECKING = False  # not typing's: the run path still loads typing elsewhere
+TYPE_CHECKING = False  # not typing's: `lamina run` does without typing
 if TYPE_CHECKING:
     from lamina.api._build import (
         build_image,

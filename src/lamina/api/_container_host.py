@@ -17,7 +17,7 @@ import os
 from lamina.errors import InvalidInputError
 from lamina.store import RowStore
 
-TYPE_CHECKING = False  # not typing's: the run path still loads typing elsewhere
+TYPE_CHECKING = False  # not typing's: `lamina run` does without typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path

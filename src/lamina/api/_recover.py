@@ -14,7 +14,7 @@ import os
 
 from lamina.errors import LaminaError
 
-TYPE_CHECKING = False  # not typing's: the run path still loads typing elsewhere
+TYPE_CHECKING = False  # not typing's: `lamina run` does without typing
 if TYPE_CHECKING:
     from lamina._paths import StrPath
     from lamina.api._container_host import ContainerHost

@@ -11,7 +11,7 @@ indexes, configs and references. Nothing here does I/O.
 from lamina._lazy import lazy_names
 from lamina.oci import _mediatypes as media_types
 
-TYPE_CHECKING = False  # not typing's: the run path still loads typing elsewhere
+TYPE_CHECKING = False  # not typing's: `lamina run` does without typing
 if TYPE_CHECKING:
     from lamina.oci._config import History, ImageConfig
     from lamina.oci._digest import (

@@ -46,7 +46,7 @@ records its ``Owner`` (pid + start time), so the next command can tell.
 
 from lamina._lazy import lazy_names
 
-TYPE_CHECKING = False  # not typing's: the run path still loads typing elsewhere
+TYPE_CHECKING = False  # not typing's: `lamina run` does without typing
 if TYPE_CHECKING:
     from lamina.runtime._logs import LOG_FILE, LineJoiner, LogLine, LogWriter, read_records
     from lamina.runtime._monitor import (

@@ -76,7 +76,7 @@ the image ID (the config digest, `sha256:` optional).
 
 from lamina._lazy import lazy_names
 
-TYPE_CHECKING = False  # not typing's: the run path still loads typing elsewhere
+TYPE_CHECKING = False  # not typing's: `lamina run` does without typing
 if TYPE_CHECKING:
     from lamina.store._commit import write_image
     from lamina.store._content import (
