@@ -108,3 +108,20 @@ def test_closing_early_stops_the_download(tmp_path: Path) -> None:
         assert stream.closed_by == "blob-download"
         stream.gate.set()
         assert writer.offset == landed  # nothing writes after close
+
+
+def test_a_resumed_ingest_is_read_from_its_first_byte(tmp_path: Path) -> None:
+    data = os.urandom((1 << 20) + 4321)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    content = ContentStore(tmp_path)
+    first = 300_001
+    with content.writer(digest, len(data), ref="layer") as writer:
+        writer.write(data[:first])
+        writer.close(keep=True)  # an interrupted pull's partial blob
+    rest = _Slow(data[first:], 100_000)
+    with content.writer(digest, len(data), ref="layer") as writer:
+        assert writer.offset == first
+        landing = _Landing(rest, writer)  # type: ignore[arg-type]
+        assert _read_all(landing, rest, 65_536) == data
+        landing.close()
+        assert writer.verify().digest == digest
