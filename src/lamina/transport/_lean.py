@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from lamina.errors import InvalidInputError
+from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import (
     ByteStream,
     Change,
@@ -144,7 +144,8 @@ class _Landing(io.RawIOBase):
     one alone. An error of the download is raised at the read that waits for the bytes
     it did not bring; the end comes only once every byte is written. It is read from the
     blob's first byte: a resumed ingest's earlier bytes, then the rest as they land.
-    `close` stops the download (at its next piece) and waits for its thread."""
+    `close` stops the download (at its next piece) and waits for its thread; a read after
+    that raises, so a stopped download never looks like a blob's end."""
 
     def __init__(self, stream: BinaryIO, writer: Writer) -> None:
         super().__init__()
@@ -164,7 +165,9 @@ class _Landing(io.RawIOBase):
         view = memoryview(buffer)
         try:
             with stream:
-                while not self._stop:
+                while True:
+                    if self._stop:  # by `close`: an error to any read, never a short end
+                        raise LaminaError("blob download stopped before its end")
                     count = read_into(stream, buffer)
                     if not count:
                         break

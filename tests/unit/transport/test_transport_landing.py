@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lamina.errors import DigestMismatchError
+from lamina.errors import DigestMismatchError, LaminaError
 from lamina.store import ContentStore
 from lamina.transport._lean import _Landing
 
@@ -108,6 +108,21 @@ def test_closing_early_stops_the_download(tmp_path: Path) -> None:
         assert stream.closed_by == "blob-download"
         stream.gate.set()
         assert writer.offset == landed  # nothing writes after close
+
+
+def test_a_stopped_download_is_an_error_to_a_read_never_the_end(tmp_path: Path) -> None:
+    data = os.urandom(1 << 20)
+    stream = _Slow(data, 1000)
+    with ContentStore(tmp_path).writer(ref="layer") as writer:
+        landing = _Landing(stream, writer)  # type: ignore[arg-type]
+        stream.gate.set()
+        assert landing.readinto(bytearray(10)) == 10
+        stream.gate.set()  # the download may take one more piece, then sees the stop
+        landing.close()
+        buffer = bytearray(1 << 20)
+        with pytest.raises(LaminaError, match="stopped"):
+            while True:
+                assert landing.readinto(buffer), "a stopped download must not end cleanly"
 
 
 def test_a_resumed_ingest_is_read_from_its_first_byte(tmp_path: Path) -> None:
