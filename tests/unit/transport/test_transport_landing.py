@@ -29,6 +29,8 @@ class _Slow(io.RawIOBase):
         self.gate = threading.Event()
         self.pos = 0
         self.closed_by: str | None = None
+        self.landing_closed = False  # set by a test once it closed the landing
+        self.late_reads = 0
 
     def readable(self) -> bool:
         return True
@@ -36,6 +38,9 @@ class _Slow(io.RawIOBase):
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         self.gate.wait(10)
         self.gate.clear()
+        if self.landing_closed:  # a download that goes on after close
+            self.late_reads += 1
+            raise AssertionError("read after the landing was closed")
         if self.pos >= len(self.data) and self.error is not None:
             raise self.error
         n = min(len(buffer), self.piece, len(self.data) - self.pos)
@@ -103,10 +108,15 @@ def test_closing_early_stops_the_download(tmp_path: Path) -> None:
         assert landing.readinto(bytearray(10)) == 10
         stream.gate.set()  # the download may take one more piece, then sees the stop
         landing.close()
+        stream.landing_closed = True
         landed = writer.offset
         assert landed < len(data)
         assert stream.closed_by == "blob-download"
-        stream.gate.set()
+        stream.gate.set()  # a download still running would read (and fail) now
+        downloads = [t for t in threading.enumerate() if t.name == "blob-download"]
+        for thread in downloads:
+            thread.join(0.5)
+        assert stream.late_reads == 0
         assert writer.offset == landed  # nothing writes after close
 
 
