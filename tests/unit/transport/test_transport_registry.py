@@ -294,6 +294,11 @@ def test_a_config_that_is_a_symlink_stays_one(
         ([("amd64", "")], "linux/x86_64", 0),
         ([("arm", "v6"), ("arm", "v7")], "linux/arm", 1),
         ([("arm", "v7"), ("arm", "v6")], "linux/armel", 1),
+        # an arm/v7 request falls back to v6, then v5, the closest first
+        ([("arm", "v6")], "linux/arm", 0),
+        ([("arm", "v5"), ("arm", "v6"), ("arm", "v8")], "linux/arm/v7", 1),
+        ([("arm", "v5"), ("arm64", "")], "linux/arm/v6", 0),
+        ([("amd64", "v4"), ("amd64", "v2"), ("amd64", "")], "linux/amd64/v3", 1),
     ],
 )
 def test_the_platform_is_picked_as_containerd_matches_it(
@@ -308,3 +313,27 @@ def test_the_platform_is_picked_as_containerd_matches_it(
         for n, (arch, variant) in enumerate(entries)
     ))  # fmt: skip
     assert pick_platform(index, "x", Platform.parse(want)) == index.manifests[picked]
+
+
+@pytest.mark.parametrize(
+    ("entries", "want"),
+    [
+        ([("arm", "v7"), ("arm", "v8")], "linux/arm/v6"),
+        ([("arm", "v6")], "linux/arm/v5"),
+        ([("arm64", "")], "linux/arm/v7"),
+        ([("amd64", "v4")], "linux/amd64/v3"),
+    ],
+)
+def test_no_newer_variant_stands_in_for_an_older_one(
+    entries: list[tuple[str, str]], want: str
+) -> None:
+    from lamina.errors import NotFoundError
+    from lamina.transport import pick_platform
+
+    index = Index(tuple(
+        Descriptor(media_types.OCI_MANIFEST, "sha256:" + str(n) * 64, 10,
+                   platform=Platform("linux", arch, variant))
+        for n, (arch, variant) in enumerate(entries)
+    ))  # fmt: skip
+    with pytest.raises(NotFoundError, match="no matching manifest"):
+        pick_platform(index, "x", Platform.parse(want))
