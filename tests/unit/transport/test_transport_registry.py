@@ -285,6 +285,15 @@ def test_a_config_that_is_a_symlink_stays_one(
     assert stat.S_IMODE(real.stat().st_mode) == 0o600
 
 
+def _index(entries: list[tuple[str, str]]) -> Index:
+    """An index with one linux entry per (architecture, variant), in that order."""
+    return Index(tuple(
+        Descriptor(media_types.OCI_MANIFEST, "sha256:" + str(n) * 64, 10,
+                   platform=Platform("linux", arch, variant))
+        for n, (arch, variant) in enumerate(entries)
+    ))  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("entries", "want", "picked"),
     [
@@ -307,11 +316,7 @@ def test_the_platform_is_picked_as_containerd_matches_it(
     # Both sides are normalised first: arm64's v8 is no variant, arm alone is arm/v7.
     from lamina.transport import pick_platform
 
-    index = Index(tuple(
-        Descriptor(media_types.OCI_MANIFEST, "sha256:" + str(n) * 64, 10,
-                   platform=Platform("linux", arch, variant))
-        for n, (arch, variant) in enumerate(entries)
-    ))  # fmt: skip
+    index = _index(entries)
     assert pick_platform(index, "x", Platform.parse(want)) == index.manifests[picked]
 
 
@@ -330,10 +335,6 @@ def test_no_newer_variant_stands_in_for_an_older_one(
     from lamina.errors import NotFoundError
     from lamina.transport import pick_platform
 
-    index = Index(tuple(
-        Descriptor(media_types.OCI_MANIFEST, "sha256:" + str(n) * 64, 10,
-                   platform=Platform("linux", arch, variant))
-        for n, (arch, variant) in enumerate(entries)
-    ))  # fmt: skip
+    index = _index(entries)
     with pytest.raises(NotFoundError, match="no matching manifest"):
         pick_platform(index, "x", Platform.parse(want))
