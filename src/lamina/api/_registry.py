@@ -285,9 +285,7 @@ def _platform_mismatch(
     got = Platform(str(doc.get("os", "")), str(doc.get("architecture", "")),
                    str(doc.get("variant", ""))).normalized()  # fmt: skip
     want = platform.normalized()
-    if (got.os, got.architecture) == (want.os, want.architecture) and (
-        not want.variant or got.variant == want.variant
-    ):
+    if got.rank_for(want) is not None:  # the rule an index entry is picked by
         return ()
     return (
         f"image with reference {ref} was found but does not match the specified platform:"

@@ -108,9 +108,9 @@ def _ingest(
 
     `resumable` (a pull): the blob also streams into a named ingest, so a broken transfer
     leaves its bytes in ingest/ and the next attempt asks the source only for the rest
-    (Range); that completed blob is then unpacked from the store, the same way. Its digest
-    is checked before the snapshot becomes visible; it is kept only with `keep_blob`. Bad
-    bytes (a wrong digest or diff_id, a hostile entry) keep nothing."""
+    (Range), unpacking the bytes it has while the rest arrives. Its digest is checked
+    before the snapshot becomes visible; it is kept only with `keep_blob`. Bad bytes (a
+    wrong digest or diff_id, a hostile entry) keep nothing."""
     if store.content.has(layer.digest):
         # Its blob is here (kept, or an older store's): unpacked from it, nothing fetched.
         with store.content.open(layer.digest) as blob:  # verified at EOF
@@ -135,27 +135,16 @@ def _ingest(
             writer.close(keep=False)
             return None
         try:
-            if not writer.offset:
-                with source.open_blob(layer, verify=False) as stream:
-                    return ingest_layer(store, lease, layer, diff_id, stream, limits=limits,
-                                        keep_blob=keep_blob, collect=collect,
-                                        writer=writer)  # fmt: skip
-            # A partial blob from an interrupted pull: the rest, then unpack it from the store.
+            # After an interrupted pull, the rest of its partial blob: the unpack reads the
+            # ingest from its first byte while the rest lands after what is there.
             with source.open_blob(layer, verify=False, offset=writer.offset) as stream:
-                while chunk := stream.read(_CHUNK):
-                    writer.write(chunk)
-            writer.commit()
+                return ingest_layer(store, lease, layer, diff_id, stream, limits=limits,
+                                    keep_blob=keep_blob, collect=collect,
+                                    writer=writer)  # fmt: skip
         except InvalidInputError:
             # Bad bytes, not a broken transfer: nothing of them is worth resuming from.
             writer.close(keep=False)
             raise
-    try:
-        with store.content.open(layer.digest) as blob:  # verified at EOF
-            return ingest_layer(store, lease, layer, diff_id, blob, limits=limits,
-                                collect=collect)  # fmt: skip
-    finally:
-        if not kept:
-            store.content.delete(layer.digest)
 
 
 def ingest_blob(

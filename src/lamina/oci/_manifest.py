@@ -68,6 +68,25 @@ class Platform:
             variant = "v7"
         return Platform(os_name, arch, variant)
 
+    def rank_for(self, want: Platform) -> int | None:
+        """How well an image for this platform serves `want`, as containerd matches them
+        (both normalised first): None not at all, 0 the platform itself, n the n-th
+        fallback. A variant is an instruction-set level that runs the levels below it:
+        arm/v7 takes v7, then v6, then v5 (v6: v6, v5); amd64/v3 takes v3, v2, then v1.
+        `want` without a variant takes any of its architecture's, the plain one first."""
+        got, want = self.normalized(), want.normalized()
+        if (got.os, got.architecture) != (want.os, want.architecture):
+            return None
+        if got.variant == want.variant:
+            return 0
+        if not want.variant:
+            return 1
+        lowest = _LOWEST_LEVEL.get(want.architecture)
+        have, wanted = _level(got.variant), _level(want.variant)
+        if lowest is None or have is None or wanted is None or not lowest <= have < wanted:
+            return None
+        return wanted - have
+
     def to_json(self) -> dict[str, str]:
         out = {"architecture": self.architecture, "os": self.os}
         if self.variant:
@@ -100,6 +119,19 @@ _KNOWN_ARCH = frozenset((
     "mipsle", "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc", "ppc64", "ppc64le",
     "riscv", "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm",
 ))  # fmt: skip
+
+
+# The lowest variant (instruction-set level) each levelled architecture runs: arm's v5,
+# amd64's v1 (which `normalized` writes as no variant).
+_LOWEST_LEVEL = {"arm": 5, "amd64": 1}
+
+
+def _level(variant: str) -> int | None:
+    """`vN` → N; no variant → 1 (amd64's baseline); anything else None."""
+    if not variant:
+        return 1
+    number = variant[1:]
+    return int(number) if variant[0] == "v" and number.isdigit() and len(number) < 4 else None
 
 
 def _host_arch() -> tuple[str, str]:

@@ -152,19 +152,17 @@ def media_type_of(data: bytes, declared: str, what: str) -> str:
 
 
 def pick_platform(index: Index, what: str, want: Platform | None = None) -> Descriptor:
-    """The index entry for `want` (default: this machine's); NotFoundError naming
+    """The index entry for `want` (default: this machine's), the best by containerd's
+    order (`Platform.rank_for`: arm/v7 takes v7, then v6, then v5); NotFoundError naming
     the platforms the index has when none matches."""
     want = (want or host_platform()).normalized()
-    close: Descriptor | None = None
-    for desc in index.manifests:
-        got = desc.platform.normalized() if desc.platform else None
-        if got and got.os == want.os and got.architecture == want.architecture:
-            if got.variant == want.variant:
-                return desc
-            if not want.variant and close is None:
-                close = desc
-    if close is not None:
-        return close
+    ranked = [
+        (rank, n)
+        for n, desc in enumerate(index.manifests)
+        if desc.platform and (rank := desc.platform.rank_for(want)) is not None
+    ]
+    if ranked:
+        return index.manifests[min(ranked)[1]]  # the best; of equals, the first listed
     if len(index.manifests) == 1 and index.manifests[0].platform is None:
         return index.manifests[0]
     has = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "no platforms"

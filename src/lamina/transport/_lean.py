@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from lamina.errors import InvalidInputError
+from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import (
     ByteStream,
     Change,
@@ -142,13 +142,16 @@ class _Landing(io.RawIOBase):
     written, not when the unpack reading it is: the next layer's download starts while
     this one still unpacks, and a pull's layers unpack side by side rather than the last
     one alone. An error of the download is raised at the read that waits for the bytes
-    it did not bring; the end comes only once every byte is written. `close` stops the
-    download (at its next piece) and waits for its thread."""
+    it did not bring; the end comes only once every byte is written. It is read from the
+    blob's first byte: a resumed ingest's earlier bytes, then the rest as they land.
+    `close` stops the download (at its next piece) and waits for its thread; a read after
+    that raises, so a stopped download never looks like a blob's end."""
 
     def __init__(self, stream: BinaryIO, writer: Writer) -> None:
         super().__init__()
         self._writer = writer
-        self._pos = self._landed = writer.offset
+        self._pos = 0  # the blob from its first byte: a resumed ingest's too
+        self._landed = writer.offset
         self._done = self._stop = False
         self._error: BaseException | None = None
         self._cond = threading.Condition()
@@ -162,7 +165,9 @@ class _Landing(io.RawIOBase):
         view = memoryview(buffer)
         try:
             with stream:
-                while not self._stop:
+                while True:
+                    if self._stop:  # by `close`: an error to any read, never a short end
+                        raise LaminaError("blob download stopped before its end")
                     count = read_into(stream, buffer)
                     if not count:
                         break

@@ -14,6 +14,7 @@ import hashlib
 import io
 import re
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, cast
@@ -295,8 +296,8 @@ def _raw_body(response: httpx.Response) -> tuple[socket.socket, bytes, int] | No
     network = response.extensions.get("network_stream")
     if not length.isdigit() or network is None:
         return None
-    sock = network.get_extra_info("socket")
-    if not isinstance(sock, socket.socket):
+    sock = _body_socket(network)
+    if sock is None:
         return None
     # httpcore's HTTP/1.1 connection behind this response, through httpx's and the pool's
     # stream wrappers (private, so any change in them makes this None, and h11 reads).
@@ -315,6 +316,25 @@ def _raw_body(response: httpx.Response) -> tuple[socket.socket, bytes, int] | No
     timeout = response.request.extensions.get("timeout", {}).get("read")
     sock.settimeout(timeout)
     return sock, buffered, int(length) - len(buffered)
+
+
+def _body_socket(network: object) -> socket.socket | None:
+    """The socket of httpcore's `network` stream whose reads give the response's own bytes,
+    else None (h11 reads). A plain connection's socket (no TLS object at all); over TLS,
+    only an SSLSocket that is itself that TLS (its own `_sslobj`): it decrypts as it reads.
+    Through an https proxy to an https registry (httpcore's TLS in TLS) the socket is the
+    outer SSLSocket, to the proxy, while the TLS to the registry is another object: that
+    socket's bytes are the inner TLS's records, not the body."""
+    info = getattr(network, "get_extra_info", None)
+    if info is None:
+        return None
+    sock, tls = info("socket"), info("ssl_object")
+    if not isinstance(sock, socket.socket):
+        return None
+    if isinstance(sock, ssl.SSLSocket):
+        own = getattr(sock, "_sslobj", None)
+        return sock if own is not None and tls is own else None
+    return sock if tls is None else None
 
 
 def _follow(start: object, *names: str) -> object:

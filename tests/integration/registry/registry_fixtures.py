@@ -1,7 +1,7 @@
 """Real registries and a hostile proxy for the registry tests.
 
 - `Registry`: Debian's docker-registry (CNCF distribution 2.8) on 127.0.0.1, a free port,
-  filesystem storage in a temp dir; optionally htpasswd basic auth.
+  filesystem storage in a temp dir; optionally htpasswd basic auth, or HTTPS only.
 - `Proxy`: an HTTP proxy in front of a registry that counts requests and bytes and
   injects faults: drop the connection after N body bytes, answer 429 + Retry-After,
   flip one byte, answer a Range request with 200 and the whole body, throttle; and in
@@ -47,7 +47,9 @@ def htpasswd_line(user: str, password: str) -> str:
 class Registry:
     """A docker-registry process; `stop()` and `start()` keep its storage."""
 
-    def __init__(self, base: Path, *, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, base: Path, *, users: dict[str, str] | None = None, tls: bool = False
+    ) -> None:
         self.base = base
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -64,10 +66,23 @@ class Registry:
             "log:\n  level: error\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
             "  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.host}\n  secret: {secrets.token_hex(16)}\n" + auth
+            f"http:\n  addr: {self.host}\n  secret: {secrets.token_hex(16)}\n"
+            + (self._tls_config() if tls else "")
+            + auth
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
+
+    def _tls_config(self) -> str:
+        """HTTPS only, with a self-signed certificate for 127.0.0.1 (made by openssl)."""
+        cert, key = self.base / "cert.pem", self.base / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return f"  tls:\n    certificate: {cert}\n    key: {key}\n"
 
     def start(self) -> None:
         self.process = subprocess.Popen(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lamina.errors import DigestMismatchError
+from lamina.errors import DigestMismatchError, LaminaError
 from lamina.store import ContentStore
 from lamina.transport._lean import _Landing
 
@@ -29,6 +29,8 @@ class _Slow(io.RawIOBase):
         self.gate = threading.Event()
         self.pos = 0
         self.closed_by: str | None = None
+        self.landing_closed = False  # set by a test once it closed the landing
+        self.late_reads = 0
 
     def readable(self) -> bool:
         return True
@@ -36,6 +38,9 @@ class _Slow(io.RawIOBase):
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         self.gate.wait(10)
         self.gate.clear()
+        if self.landing_closed:  # a download that goes on after close
+            self.late_reads += 1
+            raise AssertionError("read after the landing was closed")
         if self.pos >= len(self.data) and self.error is not None:
             raise self.error
         n = min(len(buffer), self.piece, len(self.data) - self.pos)
@@ -94,7 +99,7 @@ def test_the_download_s_error_is_raised_at_the_read_after_the_bytes_before_it(
         landing.close()
 
 
-def test_closing_early_stops_the_download(tmp_path: Path) -> None:
+def test_closing_early_stops_the_download_and_a_read_then_fails(tmp_path: Path) -> None:
     data = os.urandom(1 << 20)
     stream = _Slow(data, 1000)
     with ContentStore(tmp_path).writer(ref="layer") as writer:
@@ -103,8 +108,35 @@ def test_closing_early_stops_the_download(tmp_path: Path) -> None:
         assert landing.readinto(bytearray(10)) == 10
         stream.gate.set()  # the download may take one more piece, then sees the stop
         landing.close()
+        stream.landing_closed = True
         landed = writer.offset
         assert landed < len(data)
         assert stream.closed_by == "blob-download"
-        stream.gate.set()
+        stream.gate.set()  # a download still running would read (and fail) now
+        downloads = [t for t in threading.enumerate() if t.name == "blob-download"]
+        for thread in downloads:
+            thread.join(0.5)
+        assert stream.late_reads == 0
         assert writer.offset == landed  # nothing writes after close
+        # what landed can still be read; then the stop is an error, never a clean end
+        buffer = bytearray(1 << 20)
+        with pytest.raises(LaminaError, match="stopped"):
+            while True:
+                assert landing.readinto(buffer), "a stopped download must not end cleanly"
+
+
+def test_a_resumed_ingest_is_read_from_its_first_byte(tmp_path: Path) -> None:
+    data = os.urandom((1 << 20) + 4321)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    content = ContentStore(tmp_path)
+    first = 300_001
+    with content.writer(digest, len(data), ref="layer") as writer:
+        writer.write(data[:first])
+        writer.close(keep=True)  # an interrupted pull's partial blob
+    rest = _Slow(data[first:], 100_000)
+    with content.writer(digest, len(data), ref="layer") as writer:
+        assert writer.offset == first
+        landing = _Landing(rest, writer)  # type: ignore[arg-type]
+        assert _read_all(landing, rest, 65_536) == data
+        landing.close()
+        assert writer.verify().digest == digest

@@ -285,6 +285,15 @@ def test_a_config_that_is_a_symlink_stays_one(
     assert stat.S_IMODE(real.stat().st_mode) == 0o600
 
 
+def _index(entries: list[tuple[str, str]]) -> Index:
+    """An index with one linux entry per (architecture, variant), in that order."""
+    return Index(tuple(
+        Descriptor(media_types.OCI_MANIFEST, "sha256:" + str(n) * 64, 10,
+                   platform=Platform("linux", arch, variant))
+        for n, (arch, variant) in enumerate(entries)
+    ))  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("entries", "want", "picked"),
     [
@@ -294,6 +303,11 @@ def test_a_config_that_is_a_symlink_stays_one(
         ([("amd64", "")], "linux/x86_64", 0),
         ([("arm", "v6"), ("arm", "v7")], "linux/arm", 1),
         ([("arm", "v7"), ("arm", "v6")], "linux/armel", 1),
+        # an arm/v7 request falls back to v6, then v5, the closest first
+        ([("arm", "v6")], "linux/arm", 0),
+        ([("arm", "v5"), ("arm", "v6"), ("arm", "v8")], "linux/arm/v7", 1),
+        ([("arm", "v5"), ("arm64", "")], "linux/arm/v6", 0),
+        ([("amd64", "v4"), ("amd64", "v2"), ("amd64", "")], "linux/amd64/v3", 1),
     ],
 )
 def test_the_platform_is_picked_as_containerd_matches_it(
@@ -302,9 +316,25 @@ def test_the_platform_is_picked_as_containerd_matches_it(
     # Both sides are normalised first: arm64's v8 is no variant, arm alone is arm/v7.
     from lamina.transport import pick_platform
 
-    index = Index(tuple(
-        Descriptor(media_types.OCI_MANIFEST, "sha256:" + str(n) * 64, 10,
-                   platform=Platform("linux", arch, variant))
-        for n, (arch, variant) in enumerate(entries)
-    ))  # fmt: skip
+    index = _index(entries)
     assert pick_platform(index, "x", Platform.parse(want)) == index.manifests[picked]
+
+
+@pytest.mark.parametrize(
+    ("entries", "want"),
+    [
+        ([("arm", "v7"), ("arm", "v8")], "linux/arm/v6"),
+        ([("arm", "v6")], "linux/arm/v5"),
+        ([("arm64", "")], "linux/arm/v7"),
+        ([("amd64", "v4")], "linux/amd64/v3"),
+    ],
+)
+def test_no_newer_variant_stands_in_for_an_older_one(
+    entries: list[tuple[str, str]], want: str
+) -> None:
+    from lamina.errors import NotFoundError
+    from lamina.transport import pick_platform
+
+    index = _index(entries)
+    with pytest.raises(NotFoundError, match="no matching manifest"):
+        pick_platform(index, "x", Platform.parse(want))
