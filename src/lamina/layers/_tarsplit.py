@@ -316,16 +316,28 @@ def snapshot_drift(
         EntryType.CHAR: stat.S_ISCHR, EntryType.BLOCK: stat.S_ISBLK,
         EntryType.FIFO: stat.S_ISFIFO,
     }  # fmt: skip
-    # The last entry of a path is the one applied (a tar may name a path twice).
+    # The last entry of a path is the one applied (a tar may name a path twice). Every
+    # entry but a hardlink gives its path an inode of its own (the applier removes what
+    # was there); a hardlink shares its target's, as it was when the link was made.
     last: dict[str, TarEntry] = {}
-    for entry in record_entries(record_path):
+    inode: dict[str, int] = {}  # path → the ordinal of the entry that made its inode
+    for n, entry in enumerate(record_entries(record_path)):
         parts = split_entry_path(entry.name)
-        if parts and _whiteout.classify(parts[-1])[0] is _whiteout.Marker.NONE:
-            last["/".join(parts)] = entry
+        if not parts or _whiteout.classify(parts[-1])[0] is not _whiteout.Marker.NONE:
+            continue
+        name = "/".join(parts)
+        last[name] = entry
+        if entry.type is EntryType.HARDLINK:
+            inode[name] = inode.get("/".join(split_entry_path(entry.linkname)), -1)
+        else:
+            inode[name] = n
     drift: list[str] = []
+    seen: dict[int, tuple[int, int, str]] = {}  # inode's maker → (st_dev, st_ino, a path)
     root = ScopedRoot(os.fspath(snapshot))
     try:
-        for name, entry in last.items():
+        # A hardlink is compared with its target's inode, which is looked at first.
+        ordered = sorted(last.items(), key=lambda item: item[1].type is EntryType.HARDLINK)
+        for name, entry in ordered:
             parts = name.split("/")
             try:
                 parent = root.parent(parts, entry.name, create=False)
@@ -336,7 +348,12 @@ def snapshot_drift(
                 continue  # gone (a later entry replaced a directory above it): the
                 # rebuild, which reads every file, reports a missing one
             wrong = []
-            if not kinds[entry.type](st.st_mode):
+            first = seen.setdefault(inode[name], (st.st_dev, st.st_ino, name))
+            if inode[name] < 0:
+                wrong.append(f"hardlink target {entry.linkname} not in the layer")
+            elif first[:2] != (st.st_dev, st.st_ino):
+                wrong.append(f"not a hardlink of {first[2]}")
+            elif not kinds[entry.type](st.st_mode):
                 wrong.append("type")
             elif entry.type is EntryType.SYMLINK:
                 if os.readlink(parts[-1], dir_fd=parent) != entry.linkname:

@@ -464,3 +464,60 @@ def test_fsck_takes_the_last_header_of_a_path_and_any_of_a_hardlinks(
     _bomb_layout(layout, buf.getvalue(), compress=False)
     lamina.load(layout)
     assert lamina.fsck().ok, lamina.fsck().problems
+
+
+def _load_tar(lamina: Lamina, tmp_path: Path, entries: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
+    """Load a one-layer image whose tar holds ``entries``; its snapshot."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, body in entries:
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body) if body else None)
+    layout = tmp_path / "layout"
+    _bomb_layout(layout, buf.getvalue(), compress=False)
+    [loaded] = lamina.load(layout)
+    return lamina.store.snapshot_path(lamina.resolve(loaded.image_id).layers[-1].diff_id)
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o755, link: str = "") -> (
+    tarfile.TarInfo
+):
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.linkname = kind, mode, link
+    return info
+
+
+def _python_layer() -> list[tuple[tarfile.TarInfo, bytes]]:
+    return [
+        (_info("usr", tarfile.DIRTYPE), b""),
+        (_info("usr/bin", tarfile.DIRTYPE), b""),
+        (_info("usr/bin/python3.11"), b"\x7fELF the real one\n"),
+        (_info("usr/bin/python3", tarfile.LNKTYPE, link="usr/bin/python3.11"), b""),
+        (_info("usr/bin/other"), b"\x7fELF another one!\n"),
+    ]
+
+
+def _drift(lamina: Lamina) -> list[str]:
+    return [p for p in lamina.fsck().problems if "changed behind lamina's back" in p]
+
+
+@pytest.mark.parametrize("how", ["copy", "link"])
+def test_fsck_finds_a_hardlink_swapped_for_another_file(
+    lamina: Lamina, tmp_path: Path, how: str
+) -> None:
+    # A hardlink's body is never read by the rebuild (it is a header in the record): a
+    # replaced usr/bin/python3 of the same mode and owner would be served by `run`
+    # while `save` sends python3.11's bytes. Its inode must be its target's.
+    snapshot = _load_tar(lamina, tmp_path, _python_layer())
+    assert lamina.fsck().ok, lamina.fsck().problems
+    python3 = snapshot / "usr" / "bin" / "python3"
+    python3.unlink()
+    if how == "copy":
+        shutil.copy2(snapshot / "usr" / "bin" / "other", python3)
+    else:
+        os.link(snapshot / "usr" / "bin" / "other", python3)
+    drift = _drift(lamina)
+    assert any("usr/bin/python3 (" in p for p in drift), lamina.fsck().problems
+    python3.unlink()
+    os.link(snapshot / "usr" / "bin" / "python3.11", python3)
+    assert lamina.fsck().ok, lamina.fsck().problems
