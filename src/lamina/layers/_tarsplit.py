@@ -321,6 +321,7 @@ def snapshot_drift(
     # was there); a hardlink shares its target's, as it was when the link was made.
     last: dict[str, TarEntry] = {}
     inode: dict[str, int] = {}  # path → the ordinal of the entry that made its inode
+    made: dict[int, TarEntry] = {}  # that ordinal → that entry, whose metadata it has
     for n, entry in enumerate(record_entries(record_path)):
         parts = split_entry_path(entry.name)
         if not parts or _whiteout.classify(parts[-1])[0] is not _whiteout.Marker.NONE:
@@ -331,6 +332,7 @@ def snapshot_drift(
             inode[name] = inode.get("/".join(split_entry_path(entry.linkname)), -1)
         else:
             inode[name] = n
+            made[n] = entry
     drift: list[str] = []
     seen: dict[int, tuple[int, int, str]] = {}  # inode's maker → (st_dev, st_ino, a path)
     root = ScopedRoot(os.fspath(snapshot))
@@ -358,15 +360,18 @@ def snapshot_drift(
             elif entry.type is EntryType.SYMLINK:
                 if os.readlink(parts[-1], dir_fd=parent) != entry.linkname:
                     wrong.append("symlink target")
-            elif entry.type is EntryType.HARDLINK or (
-                entry.type is EntryType.FILE and st.st_nlink > 1
-            ):
-                pass  # one inode, several headers: they need not agree on mode or owner
-            else:
-                if stat.S_IMODE(st.st_mode) != entry.mode & 0o7777:
-                    wrong.append(f"mode {stat.S_IMODE(st.st_mode):o}, not {entry.mode & 0o7777:o}")
-                if (st.st_uid, st.st_gid) != (entry.uid, entry.gid):
-                    wrong.append(f"owner {st.st_uid}:{st.st_gid}, not {entry.uid}:{entry.gid}")
+            elif first[2] == name:
+                # Whatever its link count (anyone can `ln` a snapshot's file elsewhere):
+                # the applier gives each header but a hardlink a fresh inode, a hardlink
+                # changes no metadata, and a COPY reuses an inode only when its mode and
+                # owner are the header's. So an inode has the metadata of the header
+                # that made it; a hardlink's is checked here only if no path of that
+                # header is left (else it is that path's, checked there).
+                spec = made[inode[name]]
+                if stat.S_IMODE(st.st_mode) != spec.mode & 0o7777:
+                    wrong.append(f"mode {stat.S_IMODE(st.st_mode):o}, not {spec.mode & 0o7777:o}")
+                if (st.st_uid, st.st_gid) != (spec.uid, spec.gid):
+                    wrong.append(f"owner {st.st_uid}:{st.st_gid}, not {spec.uid}:{spec.gid}")
             if wrong:
                 drift.append(f"{name} ({', '.join(wrong)})")
     finally:

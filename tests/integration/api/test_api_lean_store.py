@@ -521,3 +521,20 @@ def test_fsck_finds_a_hardlink_swapped_for_another_file(
     python3.unlink()
     os.link(snapshot / "usr" / "bin" / "python3.11", python3)
     assert lamina.fsck().ok, lamina.fsck().problems
+
+
+@pytest.mark.parametrize(
+    ("tamper", "said"),
+    [(lambda p: os.chmod(p, 0o4777), "srv/zeros (mode"),
+     (lambda p: os.chown(p, 1234, 0), "srv/zeros (owner")],
+)  # fmt: skip
+def test_fsck_finds_metadata_changed_on_a_file_linked_from_outside(
+    lamina: Lamina, tmp_path: Path, tamper: Callable[[Path], object], said: str
+) -> None:
+    # A link count above one is no licence: whoever tampers can make one with `ln`.
+    _app(lamina, tmp_path)
+    zeros = _top_snapshot(lamina, "lean/app:1") / "srv" / "zeros"
+    os.link(zeros, tmp_path / "x")
+    assert lamina.fsck().ok, lamina.fsck().problems
+    tamper(zeros)
+    assert any(said in p for p in _drift(lamina)), lamina.fsck().problems
