@@ -311,7 +311,7 @@ def snapshot_drift(
     from lamina.layers._tarread import EntryType
 
     kinds = {
-        EntryType.FILE: stat.S_ISREG, EntryType.HARDLINK: stat.S_ISREG,
+        EntryType.FILE: stat.S_ISREG,
         EntryType.DIR: stat.S_ISDIR, EntryType.SYMLINK: stat.S_ISLNK,
         EntryType.CHAR: stat.S_ISCHR, EntryType.BLOCK: stat.S_ISBLK,
         EntryType.FIFO: stat.S_ISFIFO,
@@ -350,24 +350,28 @@ def snapshot_drift(
                 continue  # gone (a later entry replaced a directory above it): the
                 # rebuild, which reads every file, reports a missing one
             wrong = []
+            # The header whose metadata this inode has: a hardlink's is its target's
+            # (the applier links any non-directory: moby hardlinks symlinks, devices).
+            spec = made.get(inode[name])
             first = seen.setdefault(inode[name], (st.st_dev, st.st_ino, name))
-            if inode[name] < 0:
+            if spec is None:
                 wrong.append(f"hardlink target {entry.linkname} not in the layer")
             elif first[:2] != (st.st_dev, st.st_ino):
                 wrong.append(f"not a hardlink of {first[2]}")
-            elif not kinds[entry.type](st.st_mode):
+            elif not kinds[spec.type](st.st_mode):
                 wrong.append("type")
-            elif entry.type is EntryType.SYMLINK:
-                if os.readlink(parts[-1], dir_fd=parent) != entry.linkname:
+            elif first[2] != name:
+                pass  # another path of this inode is checked (a hardlink's target)
+            elif spec.type is EntryType.SYMLINK:
+                if os.readlink(parts[-1], dir_fd=parent) != spec.linkname:
                     wrong.append("symlink target")
-            elif first[2] == name:
+            else:
                 # Whatever its link count (anyone can `ln` a snapshot's file elsewhere):
                 # the applier gives each header but a hardlink a fresh inode, a hardlink
                 # changes no metadata, and a COPY reuses an inode only when its mode and
                 # owner are the header's. So an inode has the metadata of the header
                 # that made it; a hardlink's is checked here only if no path of that
                 # header is left (else it is that path's, checked there).
-                spec = made[inode[name]]
                 if stat.S_IMODE(st.st_mode) != spec.mode & 0o7777:
                     wrong.append(f"mode {stat.S_IMODE(st.st_mode):o}, not {spec.mode & 0o7777:o}")
                 if (st.st_uid, st.st_gid) != (spec.uid, spec.gid):

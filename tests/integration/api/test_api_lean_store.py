@@ -538,3 +538,31 @@ def test_fsck_finds_metadata_changed_on_a_file_linked_from_outside(
     assert lamina.fsck().ok, lamina.fsck().problems
     tamper(zeros)
     assert any(said in p for p in _drift(lamina)), lamina.fsck().problems
+
+
+def _odd_links_layer() -> list[tuple[tarfile.TarInfo, bytes]]:
+    null = _info("dev/null", tarfile.CHRTYPE, mode=0o666)
+    null.devmajor, null.devminor = 1, 3
+    return [
+        (_info("dev", tarfile.DIRTYPE), b""),
+        (null, b""),
+        (_info("dev/null2", tarfile.LNKTYPE, link="dev/null"), b""),
+        (_info("fifo", tarfile.FIFOTYPE, mode=0o600), b""),
+        (_info("fifo2", tarfile.LNKTYPE, link="fifo"), b""),
+        (_info("sh", tarfile.SYMTYPE, mode=0o777, link="busybox"), b""),
+        (_info("sh2", tarfile.LNKTYPE, link="sh"), b""),
+        (_info("sh3", tarfile.LNKTYPE, link="sh2"), b""),  # a link of a link
+    ]
+
+
+def test_fsck_accepts_hardlinked_symlinks_and_devices_and_finds_them_swapped(
+    lamina: Lamina, tmp_path: Path
+) -> None:
+    # The applier links any non-directory, and moby's archive writer hardlinks symlinks
+    # and device nodes: a genuine layer, no drift. A hardlink is checked against its
+    # target's inode, so a swapped one is still found.
+    snapshot = _load_tar(lamina, tmp_path, _odd_links_layer())
+    assert lamina.fsck().ok, lamina.fsck().problems
+    (snapshot / "sh3").unlink()
+    (snapshot / "sh3").symlink_to("busybox")
+    assert any("sh3 (" in p for p in _drift(lamina)), lamina.fsck().problems
