@@ -347,8 +347,11 @@ def snapshot_drift(
             except (OSError, InvalidInputError):
                 st = None
             if st is None or parent is None:
-                continue  # gone (a later entry replaced a directory above it): the
-                # rebuild, which reads every file, reports a missing one
+                # Gone: a later entry may have replaced a directory above it. Not
+                # reported here: the rebuild reads only regular files (a missing one
+                # fails it); any other missing entry changes the snapshot's entry
+                # count, which fsck compares when the store remembers it.
+                continue
             wrong = []
             # The header whose metadata this inode has: a hardlink's is its target's
             # (the applier links any non-directory: moby hardlinks symlinks, devices).
