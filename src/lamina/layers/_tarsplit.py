@@ -293,12 +293,41 @@ def snapshot_extras(
     return sorted(extras)
 
 
+def _xattr_drift(parent: int, name: str, spec: TarEntry) -> list[str]:
+    """xattrs ``name`` (in the directory ``parent``, not followed) has that its header
+    ``spec`` does not give it, or gives another value (a setcap behind lamina's back);
+    overlayfs' own are not a layer's, and an ACL may come from its directory's default
+    one. One the header has and the file lacks is not reported: the applier skips those
+    the file system refuses (a user.* on a symlink)."""
+    from lamina.layers import _whiteout
+
+    path = f"/proc/self/fd/{parent}/{name}"  # the resolved directory, never a symlink
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []  # a file system without xattrs
+    wrong = []
+    for xname in sorted(names):
+        if _whiteout.is_overlay_xattr(xname):
+            continue
+        try:
+            value = os.getxattr(path, xname, follow_symlinks=False)
+        except OSError:
+            continue
+        if xname not in spec.xattrs:
+            if not xname.startswith("system.posix_acl_"):  # inherited from a default ACL
+                wrong.append(f"xattr {xname} added")
+        elif spec.xattrs[xname] != value:
+            wrong.append(f"xattr {xname} changed")
+    return wrong
+
+
 def snapshot_drift(
     snapshot: str | os.PathLike[str], record_path: str | os.PathLike[str]
 ) -> list[str]:
     """Entries whose metadata in ``snapshot`` is not what the layer's tar says (a chmod,
-    chown, a changed type or a retargeted symlink behind lamina's back), as
-    ``path (what)``.
+    chown, a changed type or device, a retargeted symlink, an added xattr, a hardlink
+    that is not its target's inode behind lamina's back), as ``path (what)``.
 
     The rebuilt tar takes its headers from the record, so it cannot see these; a
     container would be served them. Mtimes are not compared: a RUN layer's snapshot is
@@ -368,6 +397,8 @@ def snapshot_drift(
             elif spec.type is EntryType.SYMLINK:
                 if os.readlink(parts[-1], dir_fd=parent) != spec.linkname:
                     wrong.append("symlink target")
+                if (st.st_uid, st.st_gid) != (spec.uid, spec.gid):  # lchown'd
+                    wrong.append(f"owner {st.st_uid}:{st.st_gid}, not {spec.uid}:{spec.gid}")
             else:
                 # Whatever its link count (anyone can `ln` a snapshot's file elsewhere):
                 # the applier gives each header but a hardlink a fresh inode, a hardlink
@@ -379,6 +410,15 @@ def snapshot_drift(
                     wrong.append(f"mode {stat.S_IMODE(st.st_mode):o}, not {spec.mode & 0o7777:o}")
                 if (st.st_uid, st.st_gid) != (spec.uid, spec.gid):
                     wrong.append(f"owner {st.st_uid}:{st.st_gid}, not {spec.uid}:{spec.gid}")
+                if spec.type in (EntryType.CHAR, EntryType.BLOCK) and st.st_rdev != (
+                    os.makedev(spec.devmajor, spec.devminor)
+                ):
+                    wrong.append(
+                        f"device {os.major(st.st_rdev)},{os.minor(st.st_rdev)},"
+                        f" not {spec.devmajor},{spec.devminor}"
+                    )
+            if spec is not None and not wrong and first[2] == name:
+                wrong.extend(_xattr_drift(parent, parts[-1], spec))
             if wrong:
                 drift.append(f"{name} ({', '.join(wrong)})")
     finally:

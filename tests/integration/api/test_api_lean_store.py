@@ -566,3 +566,37 @@ def test_fsck_accepts_hardlinked_symlinks_and_devices_and_finds_them_swapped(
     (snapshot / "sh3").unlink()
     (snapshot / "sh3").symlink_to("busybox")
     assert any("sh3 (" in p for p in _drift(lamina)), lamina.fsck().problems
+
+
+def _setcap(path: Path) -> None:
+    _run("setcap", "cap_net_raw+ep", path)
+
+
+def _mknod(path: Path, major: int, minor: int) -> None:
+    path.unlink()
+    os.mknod(path, 0o20666, os.makedev(major, minor))
+    os.chmod(path, 0o666)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "said"),
+    [(lambda p: _mknod(p / "dev" / "null", 8, 0), "dev/null (device 8,0, not 1,3"),
+     (lambda p: os.lchown(p / "sh", 1234, 0), "sh (owner 1234:0, not 0:0"),
+     (lambda p: _setcap(p / "bin"), "bin (xattr security.capability added"),
+     (lambda p: os.setxattr(p / "bin", "user.kept", b"2"), "bin (xattr user.kept changed"),
+     (lambda p: os.setxattr(p / "dev", "user.new", b"1"), "dev (xattr user.new added")],
+)  # fmt: skip
+def test_fsck_finds_a_device_a_symlinks_owner_and_xattrs_changed(
+    lamina: Lamina, tmp_path: Path, tamper: Callable[[Path], object], said: str
+) -> None:
+    # Device numbers, a symlink's own owner (lchown) and xattrs (setcap gives a binary
+    # privileges without a chmod) are served by a container as the snapshot has them.
+    entries = _odd_links_layer()
+    binary = _info("bin")
+    binary.pax_headers = {"SCHILY.xattr.user.kept": "1"}
+    entries.append((binary, b"\x7fELF\n"))
+    snapshot = _load_tar(lamina, tmp_path, entries)
+    assert os.getxattr(snapshot / "bin", "user.kept") == b"1"
+    assert lamina.fsck().ok, lamina.fsck().problems
+    tamper(snapshot)
+    assert any(said in p for p in _drift(lamina)), lamina.fsck().problems
