@@ -50,7 +50,8 @@ read at once by a pool of threads, or writes it into a regular file at an offset
 (``write_at(fd, offset)``: each piece written where it belongs by the thread that read it;
 ``check_tree=`` a walk of the snapshot run beside the reads), and
 ``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for;
-``snapshot_drift`` entries whose metadata is not the tar's (a chmod behind lamina's back).
+``snapshot_drift`` entries whose metadata is not the tar's (a chmod, a setcap, a hardlink
+swapped for another file behind lamina's back).
 ``apply_layer(..., on_entry=hook)`` shows every entry to a per-layer index in the same pass;
 ``record_entries(record_path)`` gives them again later from the record alone.
 ``write_layer(changes, None, record=..., copier=DirectCopy(directory, changes, ...))``

@@ -293,12 +293,41 @@ def snapshot_extras(
     return sorted(extras)
 
 
+def _xattr_drift(parent: int, name: str, spec: TarEntry) -> list[str]:
+    """xattrs ``name`` (in the directory ``parent``, not followed) has that its header
+    ``spec`` does not give it, or gives another value (a setcap behind lamina's back);
+    overlayfs' own are not a layer's, and an ACL may come from its directory's default
+    one. One the header has and the file lacks is not reported: the applier skips those
+    the file system refuses (a user.* on a symlink)."""
+    from lamina.layers import _whiteout
+
+    path = f"/proc/self/fd/{parent}/{name}"  # the resolved directory, never a symlink
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []  # a file system without xattrs
+    wrong = []
+    for xname in sorted(names):
+        if _whiteout.is_overlay_xattr(xname):
+            continue
+        try:
+            value = os.getxattr(path, xname, follow_symlinks=False)
+        except OSError:
+            continue
+        if xname not in spec.xattrs:
+            if not xname.startswith("system.posix_acl_"):  # inherited from a default ACL
+                wrong.append(f"xattr {xname} added")
+        elif spec.xattrs[xname] != value:
+            wrong.append(f"xattr {xname} changed")
+    return wrong
+
+
 def snapshot_drift(
     snapshot: str | os.PathLike[str], record_path: str | os.PathLike[str]
 ) -> list[str]:
     """Entries whose metadata in ``snapshot`` is not what the layer's tar says (a chmod,
-    chown, a changed type or a retargeted symlink behind lamina's back), as
-    ``path (what)``.
+    chown, a changed type or device, a retargeted symlink, an added xattr, a hardlink
+    that is not its target's inode behind lamina's back), as ``path (what)``.
 
     The rebuilt tar takes its headers from the record, so it cannot see these; a
     container would be served them. Mtimes are not compared: a RUN layer's snapshot is
@@ -311,21 +340,35 @@ def snapshot_drift(
     from lamina.layers._tarread import EntryType
 
     kinds = {
-        EntryType.FILE: stat.S_ISREG, EntryType.HARDLINK: stat.S_ISREG,
+        EntryType.FILE: stat.S_ISREG,
         EntryType.DIR: stat.S_ISDIR, EntryType.SYMLINK: stat.S_ISLNK,
         EntryType.CHAR: stat.S_ISCHR, EntryType.BLOCK: stat.S_ISBLK,
         EntryType.FIFO: stat.S_ISFIFO,
     }  # fmt: skip
-    # The last entry of a path is the one applied (a tar may name a path twice).
+    # The last entry of a path is the one applied (a tar may name a path twice). Every
+    # entry but a hardlink gives its path an inode of its own (the applier removes what
+    # was there); a hardlink shares its target's, as it was when the link was made.
     last: dict[str, TarEntry] = {}
-    for entry in record_entries(record_path):
+    inode: dict[str, int] = {}  # path → the ordinal of the entry that made its inode
+    made: dict[int, TarEntry] = {}  # that ordinal → that entry, whose metadata it has
+    for n, entry in enumerate(record_entries(record_path)):
         parts = split_entry_path(entry.name)
-        if parts and _whiteout.classify(parts[-1])[0] is _whiteout.Marker.NONE:
-            last["/".join(parts)] = entry
+        if not parts or _whiteout.classify(parts[-1])[0] is not _whiteout.Marker.NONE:
+            continue
+        name = "/".join(parts)
+        last[name] = entry
+        if entry.type is EntryType.HARDLINK:
+            inode[name] = inode.get("/".join(split_entry_path(entry.linkname)), -1)
+        else:
+            inode[name] = n
+            made[n] = entry
     drift: list[str] = []
+    seen: dict[int, tuple[int, int, str]] = {}  # inode's maker → (st_dev, st_ino, a path)
     root = ScopedRoot(os.fspath(snapshot))
     try:
-        for name, entry in last.items():
+        # A hardlink is compared with its target's inode, which is looked at first.
+        ordered = sorted(last.items(), key=lambda item: item[1].type is EntryType.HARDLINK)
+        for name, entry in ordered:
             parts = name.split("/")
             try:
                 parent = root.parent(parts, entry.name, create=False)
@@ -333,23 +376,49 @@ def snapshot_drift(
             except (OSError, InvalidInputError):
                 st = None
             if st is None or parent is None:
-                continue  # gone (a later entry replaced a directory above it): the
-                # rebuild, which reads every file, reports a missing one
+                # Gone: a later entry may have replaced a directory above it. Not
+                # reported here: the rebuild reads only regular files (a missing one
+                # fails it); any other missing entry changes the snapshot's entry
+                # count, which fsck compares when the store remembers it.
+                continue
             wrong = []
-            if not kinds[entry.type](st.st_mode):
+            # The header whose metadata this inode has: a hardlink's is its target's
+            # (the applier links any non-directory: moby hardlinks symlinks, devices).
+            spec = made.get(inode[name])
+            first = seen.setdefault(inode[name], (st.st_dev, st.st_ino, name))
+            if spec is None:
+                wrong.append(f"hardlink target {entry.linkname} not in the layer")
+            elif first[:2] != (st.st_dev, st.st_ino):
+                wrong.append(f"not a hardlink of {first[2]}")
+            elif not kinds[spec.type](st.st_mode):
                 wrong.append("type")
-            elif entry.type is EntryType.SYMLINK:
-                if os.readlink(parts[-1], dir_fd=parent) != entry.linkname:
+            elif first[2] != name:
+                pass  # another path of this inode is checked (a hardlink's target)
+            elif spec.type is EntryType.SYMLINK:
+                if os.readlink(parts[-1], dir_fd=parent) != spec.linkname:
                     wrong.append("symlink target")
-            elif entry.type is EntryType.HARDLINK or (
-                entry.type is EntryType.FILE and st.st_nlink > 1
-            ):
-                pass  # one inode, several headers: they need not agree on mode or owner
+                if (st.st_uid, st.st_gid) != (spec.uid, spec.gid):  # lchown'd
+                    wrong.append(f"owner {st.st_uid}:{st.st_gid}, not {spec.uid}:{spec.gid}")
             else:
-                if stat.S_IMODE(st.st_mode) != entry.mode & 0o7777:
-                    wrong.append(f"mode {stat.S_IMODE(st.st_mode):o}, not {entry.mode & 0o7777:o}")
-                if (st.st_uid, st.st_gid) != (entry.uid, entry.gid):
-                    wrong.append(f"owner {st.st_uid}:{st.st_gid}, not {entry.uid}:{entry.gid}")
+                # Whatever its link count (anyone can `ln` a snapshot's file elsewhere):
+                # the applier gives each header but a hardlink a fresh inode, a hardlink
+                # changes no metadata, and a COPY reuses an inode only when its mode and
+                # owner are the header's. So an inode has the metadata of the header
+                # that made it; a hardlink's is checked here only if no path of that
+                # header is left (else it is that path's, checked there).
+                if stat.S_IMODE(st.st_mode) != spec.mode & 0o7777:
+                    wrong.append(f"mode {stat.S_IMODE(st.st_mode):o}, not {spec.mode & 0o7777:o}")
+                if (st.st_uid, st.st_gid) != (spec.uid, spec.gid):
+                    wrong.append(f"owner {st.st_uid}:{st.st_gid}, not {spec.uid}:{spec.gid}")
+                if spec.type in (EntryType.CHAR, EntryType.BLOCK) and st.st_rdev != (
+                    os.makedev(spec.devmajor, spec.devminor)
+                ):
+                    wrong.append(
+                        f"device {os.major(st.st_rdev)},{os.minor(st.st_rdev)},"
+                        f" not {spec.devmajor},{spec.devminor}"
+                    )
+            if spec is not None and not wrong and first[2] == name:
+                wrong.extend(_xattr_drift(parent, parts[-1], spec))
             if wrong:
                 drift.append(f"{name} ({', '.join(wrong)})")
     finally:

@@ -464,3 +464,139 @@ def test_fsck_takes_the_last_header_of_a_path_and_any_of_a_hardlinks(
     _bomb_layout(layout, buf.getvalue(), compress=False)
     lamina.load(layout)
     assert lamina.fsck().ok, lamina.fsck().problems
+
+
+def _load_tar(lamina: Lamina, tmp_path: Path, entries: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
+    """Load a one-layer image whose tar holds ``entries``; its snapshot."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, body in entries:
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body) if body else None)
+    layout = tmp_path / "layout"
+    _bomb_layout(layout, buf.getvalue(), compress=False)
+    [loaded] = lamina.load(layout)
+    return lamina.store.snapshot_path(lamina.resolve(loaded.image_id).layers[-1].diff_id)
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o755, link: str = "") -> (
+    tarfile.TarInfo
+):
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.linkname = kind, mode, link
+    return info
+
+
+def _python_layer() -> list[tuple[tarfile.TarInfo, bytes]]:
+    return [
+        (_info("usr", tarfile.DIRTYPE), b""),
+        (_info("usr/bin", tarfile.DIRTYPE), b""),
+        (_info("usr/bin/python3.11"), b"\x7fELF the real one\n"),
+        (_info("usr/bin/python3", tarfile.LNKTYPE, link="usr/bin/python3.11"), b""),
+        (_info("usr/bin/other"), b"\x7fELF another one!\n"),
+    ]
+
+
+def _drift(lamina: Lamina) -> list[str]:
+    return [p for p in lamina.fsck().problems if "changed behind lamina's back" in p]
+
+
+@pytest.mark.parametrize("how", ["copy", "link"])
+def test_fsck_finds_a_hardlink_swapped_for_another_file(
+    lamina: Lamina, tmp_path: Path, how: str
+) -> None:
+    # A hardlink's body is never read by the rebuild (it is a header in the record): a
+    # replaced usr/bin/python3 of the same mode and owner would be served by `run`
+    # while `save` sends python3.11's bytes. Its inode must be its target's.
+    snapshot = _load_tar(lamina, tmp_path, _python_layer())
+    assert lamina.fsck().ok, lamina.fsck().problems
+    python3 = snapshot / "usr" / "bin" / "python3"
+    python3.unlink()
+    if how == "copy":
+        shutil.copy2(snapshot / "usr" / "bin" / "other", python3)
+    else:
+        os.link(snapshot / "usr" / "bin" / "other", python3)
+    drift = _drift(lamina)
+    assert any("usr/bin/python3 (" in p for p in drift), lamina.fsck().problems
+    python3.unlink()
+    os.link(snapshot / "usr" / "bin" / "python3.11", python3)
+    assert lamina.fsck().ok, lamina.fsck().problems
+
+
+@pytest.mark.parametrize(
+    ("tamper", "said"),
+    [(lambda p: os.chmod(p, 0o4777), "srv/zeros (mode"),
+     (lambda p: os.chown(p, 1234, 0), "srv/zeros (owner")],
+)  # fmt: skip
+def test_fsck_finds_metadata_changed_on_a_file_linked_from_outside(
+    lamina: Lamina, tmp_path: Path, tamper: Callable[[Path], object], said: str
+) -> None:
+    # A link count above one is no licence: whoever tampers can make one with `ln`.
+    _app(lamina, tmp_path)
+    zeros = _top_snapshot(lamina, "lean/app:1") / "srv" / "zeros"
+    os.link(zeros, tmp_path / "x")
+    assert lamina.fsck().ok, lamina.fsck().problems
+    tamper(zeros)
+    assert any(said in p for p in _drift(lamina)), lamina.fsck().problems
+
+
+def _odd_links_layer() -> list[tuple[tarfile.TarInfo, bytes]]:
+    null = _info("dev/null", tarfile.CHRTYPE, mode=0o666)
+    null.devmajor, null.devminor = 1, 3
+    return [
+        (_info("dev", tarfile.DIRTYPE), b""),
+        (null, b""),
+        (_info("dev/null2", tarfile.LNKTYPE, link="dev/null"), b""),
+        (_info("fifo", tarfile.FIFOTYPE, mode=0o600), b""),
+        (_info("fifo2", tarfile.LNKTYPE, link="fifo"), b""),
+        (_info("sh", tarfile.SYMTYPE, mode=0o777, link="busybox"), b""),
+        (_info("sh2", tarfile.LNKTYPE, link="sh"), b""),
+        (_info("sh3", tarfile.LNKTYPE, link="sh2"), b""),  # a link of a link
+    ]
+
+
+def test_fsck_accepts_hardlinked_symlinks_and_devices_and_finds_them_swapped(
+    lamina: Lamina, tmp_path: Path
+) -> None:
+    # The applier links any non-directory, and moby's archive writer hardlinks symlinks
+    # and device nodes: a genuine layer, no drift. A hardlink is checked against its
+    # target's inode, so a swapped one is still found.
+    snapshot = _load_tar(lamina, tmp_path, _odd_links_layer())
+    assert lamina.fsck().ok, lamina.fsck().problems
+    (snapshot / "sh3").unlink()
+    (snapshot / "sh3").symlink_to("busybox")
+    assert any("sh3 (" in p for p in _drift(lamina)), lamina.fsck().problems
+
+
+def _setcap(path: Path) -> None:
+    _run("setcap", "cap_net_raw+ep", path)
+
+
+def _mknod(path: Path, major: int, minor: int) -> None:
+    path.unlink()
+    os.mknod(path, 0o20666, os.makedev(major, minor))
+    os.chmod(path, 0o666)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "said"),
+    [(lambda p: _mknod(p / "dev" / "null", 8, 0), "dev/null (device 8,0, not 1,3"),
+     (lambda p: os.lchown(p / "sh", 1234, 0), "sh (owner 1234:0, not 0:0"),
+     (lambda p: _setcap(p / "bin"), "bin (xattr security.capability added"),
+     (lambda p: os.setxattr(p / "bin", "user.kept", b"2"), "bin (xattr user.kept changed"),
+     (lambda p: os.setxattr(p / "dev", "user.new", b"1"), "dev (xattr user.new added")],
+)  # fmt: skip
+def test_fsck_finds_a_device_a_symlinks_owner_and_xattrs_changed(
+    lamina: Lamina, tmp_path: Path, tamper: Callable[[Path], object], said: str
+) -> None:
+    # Device numbers, a symlink's own owner (lchown) and xattrs (setcap gives a binary
+    # privileges without a chmod) are served by a container as the snapshot has them.
+    entries = _odd_links_layer()
+    binary = _info("bin")
+    binary.pax_headers = {"SCHILY.xattr.user.kept": "1"}
+    entries.append((binary, b"\x7fELF\n"))
+    snapshot = _load_tar(lamina, tmp_path, entries)
+    assert os.getxattr(snapshot / "bin", "user.kept") == b"1"
+    assert lamina.fsck().ok, lamina.fsck().problems
+    tamper(snapshot)
+    assert any(said in p for p in _drift(lamina)), lamina.fsck().problems
