@@ -50,7 +50,13 @@ from lamina.api._container_opts import (
     process_env,
     read_env_file,
 )
-from lamina.errors import ConflictError, InvalidInputError, LaminaError, NotFoundError
+from lamina.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidInputError,
+    LaminaError,
+    NotFoundError,
+)
 from lamina.layers import resolve_in_root
 from lamina.runtime import (
     EXIT_LAMINA_FAILED,
@@ -366,15 +372,15 @@ class Containers:
             # that no record names (`recover`).
             record = self.store.add_container(cid, name, image.digest, state,
                                               durable=not running)  # fmt: skip
-        except LaminaError as e:
-            if "exists" in e.message:
-                holder = self.store.get_container(name).id
-                raise ConflictError(
-                    f'Conflict. The container name "/{name}" is already in use by container '
-                    f'"{holder}". You have to remove (or rename) that container to be able to '
-                    "reuse that name."
-                ) from None
-            raise
+        except AlreadyExistsError:
+            try:
+                holder = f' by container "{self.store.get_container(name).id}"'
+            except NotFoundError:  # removed meanwhile
+                holder = ""
+            raise ConflictError(
+                f'Conflict. The container name "/{name}" is already in use{holder}. You have '
+                "to remove (or rename) that container to be able to reuse that name."
+            ) from None
         try:
             self._prepare(record, image)
         except BaseException:

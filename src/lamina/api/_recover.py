@@ -98,7 +98,9 @@ def _container_ids(directory: str) -> list[str]:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
-    return [n for n in names if len(n) == 64 and not n.strip("0123456789abcdef")]
+    from lamina.oci import is_digest
+
+    return [n for n in names if is_digest(f"sha256:{n}")]
 
 
 def recover(lam: ContainerHost) -> list[str]:

@@ -43,6 +43,7 @@ from lamina.transport import (
     RegistryError,
     RegistrySource,
     SourceImage,
+    digest_changed_note,
     erase_credentials,
     push_image,
     registry_host,
@@ -462,10 +463,7 @@ def _layers_to_send(
             if was.digest not in (desc.digest, image.layers[n].diff_id):
                 # Its compressed blob was not kept: made again, another digest (podman
                 # says so too). A built layer (named by its diff_id) is not news.
-                notes.append(
-                    f"layer {image.layers[n].diff_id}: its original blob is not kept;"
-                    f" recompressed, its digest changed from {was.digest} to {desc.digest}"
-                )
+                notes.append(digest_changed_note(image.layers[n].diff_id, was.digest, desc.digest))
     return tuple(desc for desc in chosen if desc is not None)
 
 

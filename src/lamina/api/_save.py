@@ -18,6 +18,7 @@ from lamina.store import ImageRecord, Lease, Store
 from lamina.transport import (
     SaveImage,
     atomic_output,
+    digest_changed_note,
     layer_blob,
     open_layer_tar,
     write_docker_archive,
@@ -77,11 +78,7 @@ def _layers_for_save(
             continue
         blob = layer_blob(store, lease, record.diff_id, compression, docker_media_type=docker)
         if was is compression and blob.descriptor.digest != desc.digest:
-            notes.append(
-                f"layer {record.diff_id}: its original {was.value} blob is not kept; "
-                f"recompressed, its digest changed from {desc.digest} to "
-                f"{blob.descriptor.digest}"
-            )
+            notes.append(digest_changed_note(record.diff_id, desc.digest, blob.descriptor.digest))
         out.append(blob.descriptor)
     return tuple(out)
 

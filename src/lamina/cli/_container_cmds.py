@@ -114,7 +114,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
                 command if no_trunc else truncate(command, 20), ensure_ascii=False
             ),
             "CreatedAt": go_time(datetime.fromtimestamp(int(c.created), UTC), "go"),
-            "RunningFor": created_since(_iso(c.created)),
+            "RunningFor": created_since(rfc3339_nano(c.created)),
             "Status": describe_status(c),
             "State": c.status,
             "Names": c.name,
@@ -146,10 +146,6 @@ PS_TABLE = (
     "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}"
     "\\t{{.Names}}"
 )
-
-
-def _iso(ts: float) -> str:
-    return rfc3339_nano(ts)
 
 
 @cli.command()
@@ -345,7 +341,7 @@ def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
     d = api.root / "containers" / info.id
     return {
         "Id": info.id,
-        "Created": _iso(info.created),
+        "Created": rfc3339_nano(info.created),
         "Path": info.command[0] if info.command else "",
         "Args": info.command[1:],
         "State": {
@@ -358,8 +354,8 @@ def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
             "Pid": info.pid or 0,
             "ExitCode": info.exit_code or 0,
             "Error": info.error or "",
-            "StartedAt": _iso(info.started_at) if info.started_at else "",
-            "FinishedAt": _iso(info.finished_at) if info.finished_at else "",
+            "StartedAt": rfc3339_nano(info.started_at) if info.started_at else "",
+            "FinishedAt": rfc3339_nano(info.finished_at) if info.finished_at else "",
         },
         "Image": info.image_id,
         "Name": "/" + info.name,

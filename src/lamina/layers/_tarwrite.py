@@ -431,7 +431,7 @@ def _write_entries(
     first_path: dict[tuple[int, int], tuple[bytes, int, int]] = {}  # -> path, size, file
     no_xattrs: dict[str, bytes] = {}
     # The file index's rows, plain tuples (`EntryCollector.writer_rows`): the change's
-    # path as it is (`resolve` cleans them all at once), a file's digest its number in
+    # path as it is (`prepare` cleans them all at once), a file's digest its number in
     # `sink` until the hashes are done.
     rows = collect.writer_rows() if collect is not None else None
     index_path = _no_path if collect is None else collect.clean_path

@@ -89,6 +89,7 @@ _LAZY = {
     "unpack_tar_layer": "_lean",
     "OciLayoutSource": "_oci_layout",
     "LayerBlob": "_outgoing",
+    "digest_changed_note": "_outgoing",
     "layer_blob": "_outgoing",
     "open_layer_tar": "_outgoing",
     "verify_layer": "_outgoing",
@@ -167,6 +168,7 @@ if TYPE_CHECKING:
     )
     from lamina.transport._outgoing import (
         LayerBlob,
+        digest_changed_note,
         layer_blob,
         open_layer_tar,
         verify_layer,
@@ -211,6 +213,7 @@ __all__ = [
     "commit_dir_layer",
     "ensure_layers",
     "ingest_layer",
+    "digest_changed_note",
     "layer_blob",
     "migrate_layers",
     "open_layer_tar",

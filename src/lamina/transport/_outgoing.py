@@ -138,4 +138,13 @@ def layer_blob(
     return LayerBlob(Descriptor(media_type, blob.digest, blob.size), diff_id, store)
 
 
-__all__ = ["LayerBlob", "layer_blob", "open_layer_tar", "verify_layer"]
+def digest_changed_note(diff_id: str, was: str, now: str) -> str:
+    """What save and push tell the user of a layer sent under another digest than it came
+    with: its compressed blob was not kept and was made again (podman says so too)."""
+    return (
+        f"layer {diff_id}: its original blob is not kept; recompressed, its digest changed "
+        f"from {was} to {now}"
+    )
+
+
+__all__ = ["LayerBlob", "digest_changed_note", "layer_blob", "open_layer_tar", "verify_layer"]

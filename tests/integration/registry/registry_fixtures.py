@@ -146,7 +146,6 @@ class Proxy:
         self.refresh_tokens = {"rt-for-bob"}  # OAuth2 identity tokens (`identitytoken`)
         self.lock = threading.Lock()
         # (start, end) of each blob GET answered, by the proxy's clock
-        self.blob_times: list[tuple[float, float]] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -173,20 +172,6 @@ class Proxy:
         with self.lock:
             self.log.clear()
             self.faults = Faults()
-            self.blob_times.clear()
-
-    def most_blob_gets_at_once(self, slack: float = 0.05) -> int:
-        """How many blob GETs were answered at once at most, each counted until `slack`
-        seconds before it ended (the client may ask for the next blob as soon as the last
-        byte reaches it, before this proxy's thread has finished with the first)."""
-        with self.lock:
-            times = list(self.blob_times)
-        edges = sorted([(end - slack, -1) for _, end in times] + [(start, 1) for start, _ in times])
-        most = now = 0
-        for _, step in edges:
-            now += step
-            most = max(most, now)
-        return most
 
     # -- accounting -------------------------------------------------------------------
 
@@ -248,17 +233,6 @@ class Proxy:
             handler.wfile.write(body)
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
-        if not (handler.command == "GET" and "/blobs/sha256:" in handler.path):
-            self._handle(handler)
-            return
-        started = time.monotonic()
-        try:
-            self._handle(handler)
-        finally:
-            with self.lock:
-                self.blob_times.append((started, time.monotonic()))
-
-    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = b""
         faults = self.faults
