@@ -46,7 +46,8 @@ _CHUNK = 1 << 20
 _ZEROS = bytes(_CHUNK)
 _SEEK_DATA = getattr(os, "SEEK_DATA", 3)
 _SEEK_HOLE = getattr(os, "SEEK_HOLE", 4)
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO put where a file was is opened (and refused) at once, not waited on.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 _BATCH_BYTES = 1 << 20  # a piece of small files holds about this much content
 _BATCH_FILES = 32  # and at most this many files
@@ -344,42 +345,59 @@ def _write_piece(
     return data
 
 
+class _Dirs:
+    """The directory fds the pieces' files are opened in, resolved by the one resolver (a
+    symlink on the way is followed inside the snapshot, as the applier did when it wrote
+    them): fds of this object's own, at most ``_MAX_DIRS``, kept until ``close_all``."""
+
+    def __init__(self, snapshot: str) -> None:
+        self._root = ScopedRoot(snapshot)
+        self._fds: dict[tuple[str, ...], int] = {}
+
+    def full(self, more: int) -> bool:
+        """Whether ``more`` new directories could pass the limit (``close_all`` first)."""
+        return len(self._fds) + more > _MAX_DIRS
+
+    def parent(self, name: str) -> tuple[int, str]:
+        """The fd of the directory holding entry ``name``, and its last component."""
+        parts = split_entry_path(name) if name else []
+        if not parts:
+            raise _missing(name)
+        key = tuple(parts[:-1])
+        fd = self._fds.get(key)
+        if fd is None:
+            found = self._root.parent(parts, name, create=False)
+            if found is None:
+                raise _missing(name)
+            fd = self._fds[key] = os.dup(found)
+        return fd, parts[-1]
+
+    def close_all(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def close(self) -> None:
+        self.close_all()
+        self._root.close()
+
+
 def pieces_in_order(
     snapshot: str, ops: Iterable[RawOp | FileOp], out: _Output | None = None
 ) -> Generator[Part, None, None]:
     """Each piece's bytes, in tar order, read by a pool of threads up to
     ``_AHEAD_PIECES`` ahead: new bytes, or with ``out`` written into it at their offsets
     by the reading thread, from buffers used again once the consumer takes the next piece
-    (it must be done with the last one by then). Paths are resolved here, by the one
-    resolver (a symlink on the way is followed inside the snapshot, as the applier did
-    when it wrote them); the threads open the last component in its directory (an fd of
-    this generator's own, kept until no thread can be using it). ``ops`` is planned as the
+    (it must be done with the last one by then). Paths are resolved here (``_Dirs``); the
+    threads open the last component in its directory (an fd kept until no thread can be
+    using it). ``ops`` is planned as the
     pieces are handed out: the first are read while the rest of the record is decoded."""
     pieces = plan(ops)
-    root = ScopedRoot(snapshot)
+    dirs = _Dirs(snapshot)
     pool = ThreadPoolExecutor(_THREADS, "snapshot-read")
     buffers = _Buffers() if out is not None else None
-    dirs: dict[tuple[str, ...], int] = {}
     ahead: deque[tuple[int, Future[Part]]] = deque()
     ahead_bytes = 0
-
-    def parent(name: str) -> tuple[int, str]:
-        parts = split_entry_path(name) if name else []
-        if not parts:
-            raise _missing(name)
-        key = tuple(parts[:-1])
-        fd = dirs.get(key)
-        if fd is None:
-            found = root.parent(parts, name, create=False)
-            if found is None:
-                raise _missing(name)
-            fd = dirs[key] = os.dup(found)
-        return fd, parts[-1]
-
-    def close_dirs() -> None:
-        for fd in dirs.values():
-            os.close(fd)
-        dirs.clear()
 
     try:
         following = next(pieces, None)
@@ -389,10 +407,10 @@ def pieces_in_order(
             ):
                 piece = following
                 names = [op.name for op in piece.ops if isinstance(op, FileOp)]
-                if len(dirs) + len(names) > _MAX_DIRS:
+                if dirs.full(len(names)):
                     wait([future for _n, future in ahead])  # no thread uses them now
-                    close_dirs()
-                where = tuple(parent(name) for name in names)
+                    dirs.close_all()
+                where = tuple(dirs.parent(name) for name in names)
                 if out is None or buffers is None:
                     future = pool.submit(_read_piece, piece, where)
                 else:
@@ -408,8 +426,7 @@ def pieces_in_order(
                 buffers.give(data)  # hashed: its buffer reads another piece
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        close_dirs()
-        root.close()
+        dirs.close()
 
 
 class _Beside:
@@ -519,19 +536,29 @@ class RebuiltTar:
         holds whatever was read: the caller drops the file."""
         if self._chunks is not None or self._done:
             raise ValueError("write_at on a tar already being read")
+        from lamina.layers._rebuildprocs import HelperWriters  # it builds on this
+
         self._done = True
-        tree = _Beside(self._check_tree) if self._check_tree is not None else None
         digest = hashlib.sha256()  # this thread only waits for the readers: it hashes
         out = _Output(fd, offset)
         # The pieces make no cycles, but their many objects would set the collector
         # walking every op of the record, again and again, while the threads wait.
         collecting = gc.isenabled()
         gc.disable()
+        helpers: HelperWriters | None = None
+        tree: _Beside | None = None
         try:
-            for piece in pieces_in_order(self._snapshot, self._ops(), out):
+            # The helpers are forked before this process starts a thread of its own.
+            helpers = HelperWriters.start(self._snapshot, out)
+            tree = _Beside(self._check_tree) if self._check_tree is not None else None
+            ops = self._ops()
+            pieces = helpers.regions(ops) if helpers else pieces_in_order(self._snapshot, ops, out)
+            for piece in pieces:
                 digest.update(piece)
                 self.count += len(piece)
         finally:
+            if helpers is not None:
+                helpers.close()
             if collecting:
                 gc.enable()
             if tree is not None:

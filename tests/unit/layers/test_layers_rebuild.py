@@ -1,5 +1,10 @@
 """A layer's tar rebuilt with many reads in flight: streamed, or written at its offsets
-into a file, it is the exact tar; a snapshot changed on disk is refused either way."""
+into a file, it is the exact tar; a snapshot changed on disk is refused either way.
+
+Written into a file by helper processes (``_rebuildprocs``): the diff_id is checked over
+the bytes in the output file (not the helpers' buffers), a helper's error comes back as
+itself, a helper that dies is an error, and no helper outlives the call (nor its parent,
+killed)."""
 
 from __future__ import annotations
 
@@ -7,17 +12,23 @@ import hashlib
 import io
 import os
 import random
+import signal
+import subprocess
+import sys
 import tarfile
+import textwrap
 import threading
+import time
 import zlib
 from pathlib import Path
 
 import pytest
 from layer_snapshots import unpack_with_record
 
-from lamina.errors import DigestMismatchError, InvalidInputError
+from lamina.errors import DigestMismatchError, InvalidInputError, LaminaError
 from lamina.layers import RebuiltTar, SplitRecorder
 from lamina.layers import _rebuild as rebuild
+from lamina.layers import _rebuildprocs as rebuildprocs
 from lamina.layers._tarsplit import FileOp, RawOp, read_record
 
 
@@ -31,6 +42,14 @@ def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rebuild, "_RANGE", 7000)
     monkeypatch.setattr(rebuild, "_AHEAD_PIECES", 5)
     monkeypatch.setattr(rebuild, "_MAX_DIRS", 3)  # directory fds closed and opened again
+
+
+@pytest.fixture(params=["helpers", "threads"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``write_at`` done by its helper processes, or (where there is no fork) by threads."""
+    if request.param == "threads":
+        monkeypatch.setattr(rebuildprocs, "HELPERS", 0)
+    return str(request.param)
 
 
 _TAMPERED = {"d2/flip": 3000, "d3/grow": 512, "d1/swap": 700, "d0/gone": 10_001}
@@ -104,7 +123,7 @@ def test_plan_covers_the_tar_once_in_order(tmp_path: Path, small_pieces: None) -
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["past-the-end", "over-old-bytes"])
 def test_written_at_an_offset_is_the_exact_tar(
-    tmp_path: Path, small_pieces: None, fresh: bool
+    tmp_path: Path, small_pieces: None, fresh: bool, way: str
 ) -> None:
     snap, record, data, diff_id = _layer(tmp_path)
     out = tmp_path / "out"
@@ -125,7 +144,7 @@ def test_written_at_an_offset_is_the_exact_tar(
         assert tar.read() == data  # the stream, through the same pieces
 
 
-def test_holes_stay_holes_in_a_fresh_output(tmp_path: Path) -> None:
+def test_holes_stay_holes_in_a_fresh_output(tmp_path: Path, way: str) -> None:
     snap, record, data, diff_id = _layer(tmp_path, sparse_size=256 << 20)
     out = tmp_path / "out"
     with RebuiltTar(snap, record, diff_id, len(data)) as tar:
@@ -134,7 +153,7 @@ def test_holes_stay_holes_in_a_fresh_output(tmp_path: Path) -> None:
     assert os.stat(out).st_blocks * 512 < 64 << 20, "the zeros of a hole were written"
 
 
-def test_a_tar_ending_in_a_hole_has_its_whole_length(tmp_path: Path) -> None:
+def test_a_tar_ending_in_a_hole_has_its_whole_length(tmp_path: Path, way: str) -> None:
     """A record is bytes and files in order, whatever they make: one that ends in a file's
     hole (no trailer after it) still gives a file of the tar's whole length."""
     snap, record = tmp_path / "snap", tmp_path / "record"
@@ -178,6 +197,12 @@ def _tamper_symlink(snap: Path) -> None:
     (snap / "d1" / "swap").symlink_to("/etc/passwd")
 
 
+def _tamper_fifo(snap: Path) -> None:
+    """A FIFO where a file was: refused, not waited on (its open would wait for a writer)."""
+    (snap / "d1" / "swap").unlink()
+    os.mkfifo(snap / "d1" / "swap")
+
+
 def _tamper_remove(snap: Path) -> None:
     (snap / "d0" / "gone").unlink()
 
@@ -189,12 +214,15 @@ def _tamper_sparse(snap: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "tamper", [_tamper_flip, _tamper_grow, _tamper_symlink, _tamper_remove, _tamper_sparse]
+    "tamper",
+    [_tamper_flip, _tamper_grow, _tamper_symlink, _tamper_fifo, _tamper_remove, _tamper_sparse],
 )
-@pytest.mark.parametrize("how", ["write_at", "read"])
+@pytest.mark.parametrize("how", ["write_at", "write_at-threads", "read"])
 def test_a_changed_snapshot_is_refused(
-    tmp_path: Path, small_pieces: None, tamper: object, how: str
+    tmp_path: Path, small_pieces: None, tamper: object, how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if how == "write_at-threads":
+        monkeypatch.setattr(rebuildprocs, "HELPERS", 0)
     snap, record, data, diff_id = _layer(tmp_path)
     tamper(snap)  # type: ignore[operator]
     with pytest.raises(DigestMismatchError), RebuiltTar(snap, record, diff_id, len(data)) as tar:
@@ -281,7 +309,7 @@ def test_a_damaged_record_is_an_error_when_it_is_reached(tmp_path: Path, damage:
 
 
 def test_a_record_longer_than_the_size_writes_nothing_past_it(
-    tmp_path: Path, small_pieces: None
+    tmp_path: Path, small_pieces: None, way: str
 ) -> None:
     """The size the store knows bounds the region: a record that adds up to more is
     refused as its frames are read, before a piece past the size is written."""
@@ -297,7 +325,9 @@ def test_positional_pieces_reuse_their_buffers(
     tmp_path: Path, small_pieces: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Written into a file, the pieces are read into buffers used again once hashed: far
-    fewer are made than there are pieces (no new memory per piece)."""
+    fewer are made than there are pieces (no new memory per piece). Counted in this
+    process: by threads (the helpers use the same ``_Buffers``)."""
+    monkeypatch.setattr(rebuildprocs, "HELPERS", 0)
     made: list[int] = []
     real = bytearray
 
@@ -337,7 +367,7 @@ def test_the_tree_check_refuses_a_stream_before_its_first_byte(tmp_path: Path) -
 
 
 def test_the_tree_check_runs_beside_write_at_and_refuses_before_it_returns(
-    tmp_path: Path, small_pieces: None
+    tmp_path: Path, small_pieces: None, way: str
 ) -> None:
     snap, record, data, diff_id = _layer(tmp_path)
     threads: list[str] = []
@@ -350,3 +380,159 @@ def test_the_tree_check_runs_beside_write_at_and_refuses_before_it_returns(
     with tar, pytest.raises(_TreeChanged):
         _write_into(tmp_path / "out", tar)
     assert threads and threads[0] != threading.current_thread().name
+
+
+def _children() -> set[int]:
+    """This process's living children (a zombie counts: it was not reaped)."""
+    found: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            found.update(int(pid) for pid in f.read().split())
+    return found
+
+
+@pytest.mark.parametrize("mode", [os.O_RDWR, os.O_WRONLY], ids=["read-write", "write-only"])
+def test_the_pieces_are_written_by_other_processes(
+    tmp_path: Path, small_pieces: None, monkeypatch: pytest.MonkeyPatch, mode: int
+) -> None:
+    """Also into an output opened only to write (``save -o``, ``> file``): it is read
+    back through the same file opened again."""
+    snap, record, data, diff_id = _layer(tmp_path)
+    pids = tmp_path / "pids"
+    real = rebuild._write_piece
+
+    def noting(piece, where, out, buffers):  # type: ignore[no-untyped-def]
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return real(piece, where, out, buffers)
+
+    monkeypatch.setattr(rebuildprocs, "_write_piece", noting)
+    before = _children()
+    fd = os.open(tmp_path / "out", mode | os.O_CREAT, 0o600)
+    try:
+        with RebuiltTar(snap, record, diff_id, len(data)) as tar:
+            assert tar.write_at(fd, 0) == len(data)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == data
+    writers = pids.read_text().split()
+    assert len(writers) > 20 and len(set(writers)) == rebuildprocs.HELPERS
+    assert str(os.getpid()) not in writers
+    assert _children() == before  # every helper reaped
+
+
+def test_the_digest_is_of_the_bytes_in_the_file_not_of_what_was_read(
+    tmp_path: Path, small_pieces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that put a wrong byte into the output (after the piece was read right) is
+    found: the regions are hashed as read back from the file."""
+    snap, record, data, diff_id = _layer(tmp_path)
+    real = rebuild._write_piece
+
+    def miswriting(piece, where, out, buffers):  # type: ignore[no-untyped-def]
+        got = real(piece, where, out, buffers)
+        if piece.start <= 70_000 < piece.start + piece.size:
+            at = out.base + 70_000
+            os.pwrite(out.fd, bytes([os.pread(out.fd, 1, at)[0] ^ 1]), at)
+        return got
+
+    monkeypatch.setattr(rebuildprocs, "_write_piece", miswriting)
+    with pytest.raises(DigestMismatchError), RebuiltTar(snap, record, diff_id, len(data)) as tar:
+        _write_into(tmp_path / "out", tar)
+
+
+def test_a_helpers_error_comes_back_as_itself(tmp_path: Path, small_pieces: None) -> None:
+    snap, record, data, diff_id = _layer(tmp_path)
+    os.truncate(snap / "d3" / "grow", 100)
+    before = _children()
+    with (
+        pytest.raises(DigestMismatchError) as caught,
+        RebuiltTar(snap, record, diff_id, len(data)) as tar,
+    ):
+        _write_into(tmp_path / "out", tar)
+    assert "'d3/grow': size" in str(caught.value)
+    assert (caught.value.expected, caught.value.actual) == ("512", "100")
+    assert _children() == before
+
+
+def test_an_error_that_is_not_laminas_comes_back_with_its_text() -> None:
+    body = rebuildprocs._error_report(ValueError("odd"))
+    kind, length, _ = rebuildprocs._REPORT.unpack(body[: rebuildprocs._REPORT.size])
+    assert kind == rebuildprocs._ERROR
+    exc = rebuildprocs._error_from(body[rebuildprocs._REPORT.size :][:length])
+    assert isinstance(exc, LaminaError) and "ValueError('odd')" in str(exc)
+    body = rebuildprocs._error_report(PermissionError(13, "Permission denied", "d0/f1"))
+    exc = rebuildprocs._error_from(body[rebuildprocs._REPORT.size :])
+    assert isinstance(exc, PermissionError) and exc.filename == "d0/f1"
+
+
+def test_a_helper_that_dies_is_an_error_and_stops_the_others(
+    tmp_path: Path, small_pieces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snap, record, data, diff_id = _layer(tmp_path)
+    real = rebuild._write_piece
+
+    def dying(piece, where, out, buffers):  # type: ignore[no-untyped-def]
+        if piece.start > len(data) // 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(piece, where, out, buffers)
+
+    monkeypatch.setattr(rebuildprocs, "_write_piece", dying)
+    before = _children()
+    with (
+        pytest.raises(LaminaError, match="stopped without a word"),
+        RebuiltTar(snap, record, diff_id, len(data)) as tar,
+    ):
+        _write_into(tmp_path / "out", tar)
+    assert _children() == before
+
+
+def test_the_helpers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the process that saves (a crash test's kill): its helpers see their
+    pipes end and stop at their next piece, none is left writing."""
+    snap, record, data, diff_id = _layer(tmp_path)
+    pids = tmp_path / "pids"
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from lamina.layers import RebuiltTar, _rebuild, _rebuildprocs
+        _rebuild._BATCH_FILES = 1
+        real = _rebuildprocs._write_piece
+        def slow(piece, where, out, buffers):
+            with open({str(pids)!r}, "a") as f:
+                f.write(f"{{os.getpid()}}\\n")
+            time.sleep(0.05)
+            return real(piece, where, out, buffers)
+        _rebuildprocs._write_piece = slow
+        fd = os.open({str(tmp_path / "out")!r}, os.O_RDWR | os.O_CREAT, 0o600)
+        with RebuiltTar({str(snap)!r}, {str(record)!r}, {diff_id!r}, {len(data)}) as tar:
+            tar.write_at(fd, 0)
+        print("finished")
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (
+        not pids.exists() or len(set(pids.read_text().split())) < rebuildprocs.HELPERS
+    ):
+        time.sleep(0.01)
+    parent.kill()
+    out, _ = parent.communicate()
+    assert out == b"", "the save finished before the kill: the test proved nothing"
+    helpers = {int(pid) for pid in pids.read_text().split()}
+    assert len(helpers) == rebuildprocs.HELPERS
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in helpers):
+        time.sleep(0.02)
+    assert not any(_alive(pid) for pid in helpers)
+    size = os.path.getsize(tmp_path / "out")
+    time.sleep(0.2)
+    assert os.path.getsize(tmp_path / "out") == size
+    assert hashlib.sha256(data).hexdigest() == diff_id.removeprefix("sha256:")
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, exited but not reaped by its new parent, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
