@@ -307,27 +307,42 @@ def _read_piece(piece: _Piece, where: tuple[tuple[int, str], ...]) -> Part:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+def _open_piece(piece: _Piece, where: tuple[tuple[int, str], ...]) -> tuple[list[int], bool]:
+    """The files of ``piece`` opened, checked and announced (``_open_files``; a range's one
+    file, its range announced unless it has holes), and whether that file has holes."""
+    if not piece.ranged:
+        return _open_files(piece, where), False
+    op = piece.ops[0]
+    assert isinstance(op, FileOp)
+    fd, sparse = _open(*where[0], op.name, op.size)
+    if not sparse:
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, piece.skip, piece.size, os.POSIX_FADV_WILLNEED)
+    return [fd], sparse
+
+
 def _write_piece(
-    piece: _Piece, where: tuple[tuple[int, str], ...], out: _Output, buffers: _Buffers
+    piece: _Piece,
+    where: tuple[tuple[int, str], ...],
+    out: _Output,
+    buffers: _Buffers,
+    opened: tuple[list[int], bool] | None = None,
 ) -> memoryview:
     """A positional reader's job: the bytes of ``piece`` read into a buffer of ``buffers``
     and written into ``out`` at their offset; the buffer (the shared zeros for a range
-    that is all hole) is returned to be hashed, then given back."""
-    view = buffers.take(piece.size)
-    if piece.ranged:
-        op = piece.ops[0]
-        assert isinstance(op, FileOp)
-        fd, sparse = _open(*where[0], op.name, op.size)
-        try:
-            data = _range_into(fd, piece.skip, view, sparse, op.name)
-        finally:
-            os.close(fd)
-        if data is not view:
-            buffers.give(view)  # all hole: the zeros stand for it
-    else:
-        data = view
-        fds = _open_files(piece, where)
-        try:
+    that is all hole) is returned to be hashed, then given back. ``opened``: its files,
+    opened already by ``_open_piece`` (closed here either way)."""
+    fds, sparse = _open_piece(piece, where) if opened is None else opened
+    try:
+        view = buffers.take(piece.size)
+        if piece.ranged:
+            op = piece.ops[0]
+            assert isinstance(op, FileOp)
+            data = _range_into(fds[0], piece.skip, view, sparse, op.name)
+            if data is not view:
+                buffers.give(view)  # all hole: the zeros stand for it
+        else:
+            data = view
             pos = k = 0
             for op in piece.ops:
                 if isinstance(op, RawOp):
@@ -338,9 +353,9 @@ def _write_piece(
                     _read_into(fds[k], view[pos : pos + n], 0, op.name)
                     k += 1
                 pos += n
-        finally:
-            for fd in fds:
-                os.close(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
     out.write(data, out.base + piece.start)
     return data
 

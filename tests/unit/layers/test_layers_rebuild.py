@@ -401,10 +401,10 @@ def test_the_pieces_are_written_by_other_processes(
     pids = tmp_path / "pids"
     real = rebuild._write_piece
 
-    def noting(piece, where, out, buffers):  # type: ignore[no-untyped-def]
+    def noting(piece, *rest):  # type: ignore[no-untyped-def]
         with open(pids, "a") as f:
             f.write(f"{os.getpid()}\n")
-        return real(piece, where, out, buffers)
+        return real(piece, *rest)
 
     monkeypatch.setattr(rebuildprocs, "_write_piece", noting)
     before = _children()
@@ -429,8 +429,9 @@ def test_the_digest_is_of_the_bytes_in_the_file_not_of_what_was_read(
     snap, record, data, diff_id = _layer(tmp_path)
     real = rebuild._write_piece
 
-    def miswriting(piece, where, out, buffers):  # type: ignore[no-untyped-def]
-        got = real(piece, where, out, buffers)
+    def miswriting(piece, *rest):  # type: ignore[no-untyped-def]
+        got = real(piece, *rest)
+        out = rest[1]
         if piece.start <= 70_000 < piece.start + piece.size:
             at = out.base + 70_000
             os.pwrite(out.fd, bytes([os.pread(out.fd, 1, at)[0] ^ 1]), at)
@@ -472,10 +473,10 @@ def test_a_helper_that_dies_is_an_error_and_stops_the_others(
     snap, record, data, diff_id = _layer(tmp_path)
     real = rebuild._write_piece
 
-    def dying(piece, where, out, buffers):  # type: ignore[no-untyped-def]
+    def dying(piece, *rest):  # type: ignore[no-untyped-def]
         if piece.start > len(data) // 2:
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(piece, where, out, buffers)
+        return real(piece, *rest)
 
     monkeypatch.setattr(rebuildprocs, "_write_piece", dying)
     before = _children()
@@ -497,11 +498,11 @@ def test_the_helpers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
         from lamina.layers import RebuiltTar, _rebuild, _rebuildprocs
         _rebuild._BATCH_FILES = 1
         real = _rebuildprocs._write_piece
-        def slow(piece, where, out, buffers):
+        def slow(piece, *rest):
             with open({str(pids)!r}, "a") as f:
                 f.write(f"{{os.getpid()}}\\n")
             time.sleep(0.05)
-            return real(piece, where, out, buffers)
+            return real(piece, *rest)
         _rebuildprocs._write_piece = slow
         fd = os.open({str(tmp_path / "out")!r}, os.O_RDWR | os.O_CREAT, 0o600)
         with RebuiltTar({str(snap)!r}, {str(record)!r}, {diff_id!r}, {len(data)}) as tar:
