@@ -47,7 +47,8 @@ and ``write_layer(changes, None, record=SplitRecorder(f))`` keep the exact tar s
 headers, order and padding; ``RebuiltTar(snapshot, record_path, diff_id, size)`` reads the
 tar back byte for byte (DigestMismatchError at its end if the snapshot changed), many files
 read at once by a pool of threads, or writes it into a regular file at an offset
-(``write_at(fd, offset)``: each piece written where it belongs by the thread that read it;
+(``write_at(fd, offset)``: each piece written where it belongs by the helper process that
+read it, and hashed as read back from the file;
 ``check_tree=`` a walk of the snapshot run beside the reads), and
 ``snapshot_extras(snapshot, record_path)`` lists files the tar does not account for;
 ``snapshot_drift`` entries whose metadata is not the tar's (a chmod, a setcap, a hardlink

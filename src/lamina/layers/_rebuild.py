@@ -9,9 +9,11 @@ not one seek at a time. Pieces come back in tar order and are
 
 - streamed (``RebuiltTar.read``): into a pipe or a compressor;
 - or, when the output is a regular file, read into buffers used again and again and
-  written at their offsets by the thread that read them (``RebuiltTar.write_at``,
-  ``os.pwrite``), so no byte waits for another. Nothing is forced to disk: the kernel
-  writes the output back later, not while the snapshot is being read from the same disk.
+  written at their offsets (``RebuiltTar.write_at``, ``os.pwrite``), so no byte waits for
+  another: by forked helper processes (``_rebuildprocs``: no GIL handed between threads
+  at every system call), each region hashed as read back from the file; by the threads
+  where there is no fork. Nothing is forced to disk: the kernel writes the output back
+  later, not while the snapshot is being read from the same disk.
 
 The record is decoded as the pieces are handed out, so the first files are being read
 while the rest of it is still being decoded.
