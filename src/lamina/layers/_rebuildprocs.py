@@ -36,6 +36,7 @@ from lamina.errors import LaminaError
 from lamina.layers._rebuild import (
     _Buffers,
     _Dirs,
+    _is_zeros,
     _open_piece,
     _Output,
     _Piece,
@@ -50,7 +51,7 @@ from lamina.layers._tarsplit import FileOp, RawOp
 HELPERS = 4
 _LENGTH = struct.Struct("<I")  # a piece's message: its length, then marshal'd fields
 _REPORT = struct.Struct("<BQQ")  # a helper's report: kind, two numbers
-_DONE, _END, _ERROR = 0, 1, 2
+_DONE, _END, _ERROR, _HOLE = 0, 1, 2, 3  # _HOLE: done, nothing written (a fresh hole)
 _PIPE_BYTES = 1 << 20
 _READ_BACK = 4 << 20
 
@@ -147,7 +148,8 @@ def _helper(snapshot: str, pieces_fd: int, report_fd: int, out: _Output) -> None
             piece, opened = current
             data = _write_piece(piece, (), out, buffers, opened)
             buffers.give(data)
-            _write_all(report_fd, _REPORT.pack(_DONE, piece.start, piece.size))
+            kind = _HOLE if out.fresh and _is_zeros(data) else _DONE  # as out.write saw it
+            _write_all(report_fd, _REPORT.pack(kind, piece.start, piece.size))
             current = following
         _write_all(report_fd, _REPORT.pack(_END, 0, 0))
     except BrokenPipeError:
@@ -258,6 +260,9 @@ class HelperWriters:
             at = self._out.base + start
             for k in range(0, size, _READ_BACK):
                 n = min(_READ_BACK, size - k)
+                if kind == _HOLE:  # a range of a sparse file, all hole, left a hole
+                    yield _zeros(n)  # in a fresh file (the caller makes it this long)
+                    continue
                 got = 0
                 while got < n and (more := os.preadv(self._read_fd, [buffer[got:n]], at + k + got)):
                     got += more

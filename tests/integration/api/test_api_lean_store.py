@@ -253,6 +253,34 @@ def test_sparse_file_costs_its_blocks_and_saves_as_zeros(lamina: Lamina, tmp_pat
     assert "sha256:" + digest.hexdigest() == layer.diff_id
 
 
+
+def test_sparse_file_saves_as_zeros_into_a_docker_archive_that_keeps_the_holes(
+    lamina: Lamina, tmp_path: Path
+) -> None:
+    """The docker-archive's layer.tar is written in place by save's helper processes: a
+    1 GiB file of holes (with data between them) leaves holes in the archive, and its
+    layer.tar hashes to the diff_id."""
+    size = 1 << 30
+    tree = tmp_path / "tree"
+    (tree / "var" / "log").mkdir(parents=True)
+    with open(tree / "var" / "log" / "lastlog", "wb") as f:
+        f.seek(3 << 28)
+        f.write(b"uid 805306368\n" * 1000)
+        f.truncate(size)
+    lamina.import_image(tree, "lean/sparse:2")
+    out = tmp_path / "sparse.tar"
+    lamina.save(["lean/sparse:2"], out, "docker-archive")
+    assert os.stat(out).st_blocks * 512 < 16 << 20
+    layer = lamina.resolve("lean/sparse:2").layers[0]
+    with tarfile.open(out) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("layer.tar"))
+        stream = archive.extractfile(member)
+        assert stream is not None
+        digest = hashlib.sha256()
+        while chunk := stream.read(1 << 22):
+            digest.update(chunk)
+    assert "sha256:" + digest.hexdigest() == layer.diff_id
+
 class _Hashing:
     def __init__(self, stream: io.RawIOBase, digest: hashlib._Hash) -> None:
         self._stream = stream
