@@ -125,7 +125,7 @@ def _error_from(body: bytes) -> BaseException:
 def _helper(snapshot: str, pieces_fd: int, report_fd: int, out: _Output) -> None:
     """A helper's life: pieces from ``pieces_fd`` until the end mark (or end of file),
     each written into ``out`` and reported on ``report_fd``."""
-    dirs = _Dirs(snapshot)
+    dirs: _Dirs | None = None
     buffers = _Buffers()
     source = os.fdopen(pieces_fd, "rb", buffering=_PIPE_BYTES)
 
@@ -136,11 +136,13 @@ def _helper(snapshot: str, pieces_fd: int, report_fd: int, out: _Output) -> None
             return None
         piece = _decode(source.read(n))
         names = [op.name for op in piece.ops if isinstance(op, FileOp)]
+        assert dirs is not None
         if dirs.full(len(names)):
             dirs.close_all()  # the piece being read has its files open already
         return piece, _open_piece(piece, tuple(dirs.parent(name) for name in names))
 
     try:
+        dirs = _Dirs(snapshot)
         current = take()
         while current is not None:
             # The next piece's files are announced before this one's are read: the disk
@@ -159,7 +161,8 @@ def _helper(snapshot: str, pieces_fd: int, report_fd: int, out: _Output) -> None
         with contextlib.suppress(OSError):
             _write_all(report_fd, _error_report(exc))
     finally:
-        dirs.close()
+        if dirs is not None:
+            dirs.close()
 
 
 class _Helper:
@@ -195,7 +198,12 @@ class HelperWriters:
         if not hasattr(os, "fork") or HELPERS <= 0:
             return None
         read_fd = _read_back_fd(out.fd)
-        return None if read_fd is None else cls(snapshot, out, read_fd)
+        if read_fd is None:
+            return None
+        try:
+            return cls(snapshot, out, read_fd)
+        except OSError:  # no process or pipe to be had (EAGAIN, EMFILE): threads then
+            return None
 
     def __init__(self, snapshot: str, out: _Output, read_fd: int) -> None:
         self._snapshot = snapshot
@@ -216,7 +224,12 @@ class HelperWriters:
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         with contextlib.suppress(OSError):  # room for a few pieces' headers ahead
             fcntl.fcntl(pieces_w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (pieces_r, pieces_w, report_r, report_w):
+                os.close(fd)
+            raise
         if pid == 0:  # the helper: never returns into the caller's code
             code = 1
             try:
@@ -226,7 +239,8 @@ class HelperWriters:
                 for other in self._helpers:
                     os.close(other.pieces_fd)
                     os.close(other.reports.fileno())
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                with contextlib.suppress(ValueError):  # Ctrl-C stops it at once
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)
                 _helper(self._snapshot, pieces_r, report_w, self._out)
                 code = 0
             finally:

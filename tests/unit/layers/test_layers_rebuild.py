@@ -537,3 +537,21 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_no_process_to_be_had_falls_back_to_threads(
+    tmp_path: Path, small_pieces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snap, record, data, diff_id = _layer(tmp_path)
+    forks: list[int] = []
+
+    def no_fork() -> int:
+        forks.append(1)
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    before = _children()
+    with RebuiltTar(snap, record, diff_id, len(data)) as tar:
+        assert _write_into(tmp_path / "out", tar) == len(data)
+    assert (tmp_path / "out").read_bytes() == data
+    assert forks and _children() == before
