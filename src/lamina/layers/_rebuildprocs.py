@@ -46,9 +46,10 @@ from lamina.layers._rebuild import (
 )
 from lamina.layers._tarsplit import FileOp, RawOp
 
-# Processes. Cold rebuilds of 20,000 files on two cores (medians of 4, under load): 4
-# helpers 1.16 s, 6 1.02 s, 8 0.97 s, 12 0.99 s, the same CPU; each helper announces the
-# next piece's files before it reads one.
+# Processes. Cold rebuilds of 20,000 files on two cores, under load: medians of 4, 4
+# helpers 1.16 s, 6 1.02 s, 8 0.97 s, 12 0.99 s; in another sitting (6 pairs of whole
+# saves) 4 and 8 both 1.12 s, 8 with 1% more CPU. Each helper announces the next piece's
+# files before it reads one.
 HELPERS = 8
 _LENGTH = struct.Struct("<I")  # a piece's message: its length, then marshal'd fields
 _REPORT = struct.Struct("<BQQ")  # a helper's report: kind, two numbers
