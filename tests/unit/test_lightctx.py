@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from types import ModuleType
@@ -149,14 +150,16 @@ def test_a_generator_that_yields_twice_or_never_is_an_error(lib: ModuleType) -> 
         if False:
             yield
 
-    kept = twice()  # (kept: its generator is not collected, only closed)
-    with pytest.raises(RuntimeError, match="didn't stop"), kept:
+    # Closed after the complaint (gh-110378: contextlib does so from Python 3.11.7 on).
+    closes = lib is _lightctx or sys.version_info >= (3, 11, 7)
+    first = twice()  # (kept: its generator is not collected, only closed)
+    with pytest.raises(RuntimeError, match="didn't stop"), first:
         pass
-    assert closed == [True]  # closed after the complaint
-    kept = stubborn()
-    with pytest.raises(RuntimeError, match="didn't stop after throw"), kept:
+    assert closed == ([True] if closes else [])
+    second = stubborn()
+    with pytest.raises(RuntimeError, match="didn't stop after throw"), second:
         raise KeyError  # caught in the generator, which yields again
-    assert closed == [True, True]
+    assert closed == ([True, True] if closes else [])
     with pytest.raises(RuntimeError, match="didn't yield"), never():
         pass
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lamina._lightsqlite import _lru_cache
+from lamina import _lightsqlite
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -53,7 +53,7 @@ def test_the_stand_in_caches_as_functools_lru_cache_does() -> None:
     for size in (2, 0, None, -1):
         light_calls: list[int] = []
         real_calls: list[int] = []
-        light = _lru_cache(size)(lambda x, seen=light_calls: seen.append(x) or x * x)
+        light = _lightsqlite._lru_cache(size)(lambda x, seen=light_calls: seen.append(x) or x * x)
         real = functools.lru_cache(size)(lambda x, seen=real_calls: seen.append(x) or x * x)
         for x in (1, 2, 1, 3, 1, 2, 2, 4, 1):
             assert light(x) == real(x) == x * x
