@@ -26,6 +26,7 @@ from lamina.dockerfile import (
     ContextFile,
     Copy,
     Instruction,
+    Onbuild,
     PlannedInstruction,
     Run,
     StagePlan,
@@ -271,7 +272,9 @@ class Builder:
         if not isinstance(inst, Run | Copy | Workdir):
             created = self._stable_created(config)
             history = History(created, created_by(inst, config, args), HISTORY_COMMENT)
-            config = apply_metadata(config, inst, cmd_set).with_layer(None, history)
+            config = apply_metadata(config, inst, cmd_set)
+            if not isinstance(inst, Onbuild):  # BuildKit's dispatchOnbuild commits no history
+                config = config.with_layer(None, history)
             key = StepInputs(state.key, instruction_text(inst), args, step.env).key()
             return ImageState(config, state.layers, key)
         if isinstance(inst, Run) and not same_platform(sp.platform, self.bp.build_platform):
