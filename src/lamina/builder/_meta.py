@@ -136,12 +136,16 @@ def created_by(inst: Instruction, config: ImageConfig, args: Sequence[tuple[str,
             prefix = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args) + " "
         return "RUN " + prefix + " ".join(argv) + " # lamina"
     if isinstance(inst, Copy):
+        # BuildKit's convert_copy.go: --parents, --chown, --chmod (never --from), the path
+        # sources, then each heredoc source as <<NAME, then the destination.
         words = ["ADD" if inst.is_add else "COPY"]
-        for flag, value in (("--from", inst.from_), ("--chown", inst.chown),
-                            ("--chmod", inst.chmod)):  # fmt: skip
+        if inst.parents:
+            words.append("--parents")
+        for flag, value in (("--chown", inst.chown), ("--chmod", inst.chmod)):
             if value:
                 words.append(f"{flag}={value}")
-        words.extend(inst.sources)
+        words.extend(s for s in inst.sources if not s.startswith("<<"))
+        words.extend(f"<<{d.name}" for d in inst.heredocs)
         words.append(inst.dest)
         return " ".join(words) + " # lamina"
     if isinstance(inst, Env):

@@ -3,6 +3,8 @@ parity): each test names the Docker/BuildKit rule it checks and where that rule 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -12,6 +14,24 @@ def _history(lam, ref: str) -> list[str]:  # type: ignore[no-untyped-def]
     """created_by of the image's own steps, oldest first (the base image's entry dropped)."""
     rows = [r.created_by for r in reversed(lam.history(ref))]
     return rows[1:]
+
+
+def test_copy_from_history_names_no_stage(build, lam, context: Path) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit dockerfile_history_test.go (testHistoryFromImage... `COPY --from=base foo2
+    foo3` is recorded as "COPY foo2 foo3"): convert_copy.go writes --parents, --chown and
+    --chmod into the history, never --from; heredoc sources follow the paths as <<NAME."""
+    (context / "foo").write_text("x")
+    build(
+        "FROM busybox AS base\nCOPY foo /foo2\nFROM busybox\n"
+        "COPY --from=base foo2 foo3\nCOPY --parents ./foo /p/\n"
+        'COPY <<-"EOT" foo /h/\n\thello\n\tEOT\n',
+        tags=["copyhist"],
+    )
+    assert _history(lam, "copyhist") == [
+        "COPY foo2 foo3 # lamina",
+        "COPY --parents ./foo /p/ # lamina",
+        "COPY foo <<EOT /h/ # lamina",
+    ]
 
 
 def test_onbuild_adds_no_history_entry(build, lam) -> None:  # type: ignore[no-untyped-def]

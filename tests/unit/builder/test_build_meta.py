@@ -10,6 +10,7 @@ from lamina.dockerfile import (
     Entrypoint,
     Env,
     Expose,
+    Heredoc,
     Label,
     Run,
     Shell,
@@ -73,3 +74,16 @@ def test_maps_merge() -> None:
 def test_timestamps() -> None:
     assert timestamp(0, 123.0) == "1970-01-01T00:00:00Z"
     assert timestamp(None, 0.5) == "1970-01-01T00:00:00.500000Z"
+
+
+def test_copy_history_has_no_from_and_puts_heredocs_after_paths() -> None:
+    """BuildKit convert_copy.go: --parents/--chown/--chmod, paths, then <<NAME; no --from
+    (dockerfile_history_test.go: `COPY --from=base foo2 foo3` → "COPY foo2 foo3")."""
+    assert created_by(Copy(("foo2",), "foo3", from_="base"), BASE) == "COPY foo2 foo3 # lamina"
+    assert created_by(Copy(("./a",), "/p/", parents=True, chmod="755"), BASE) == (
+        "COPY --parents --chmod=755 ./a /p/ # lamina"
+    )
+    doc = Heredoc("EOT", "hi\n", expand=False, strip_tabs=True)
+    assert created_by(Copy(('<<-"EOT"', "f"), "/h/", heredocs=(doc,)), BASE) == (
+        "COPY f <<EOT /h/ # lamina"
+    )
