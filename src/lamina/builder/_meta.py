@@ -43,6 +43,33 @@ def _go_map(keys: Sequence[str]) -> str:
     return "map[" + " ".join(f"{k}:{{}}" for k in sorted(keys)) + "]"
 
 
+def _go_duration(ns: int) -> str:
+    """Go's time.Duration.String(): 0s, 250ms, 1.5µs, 1m30s, 2h0m0s."""
+    if ns == 0:
+        return "0s"
+    sign, u = ("-" if ns < 0 else ""), abs(ns)
+
+    def frac(value: int, digits: int) -> str:  # value / 10**digits, trailing zeros dropped
+        whole, rest = divmod(value, 10**digits)
+        tail = str(rest).rjust(digits, "0").rstrip("0")
+        return f"{whole}.{tail}" if tail else str(whole)
+
+    if u < 1_000:
+        return f"{sign}{u}ns"
+    if u < 1_000_000:
+        return f"{sign}{frac(u, 3)}µs"
+    if u < 1_000_000_000:
+        return f"{sign}{frac(u, 6)}ms"
+    secs, rest = divmod(u, 1_000_000_000)
+    out = frac((secs % 60) * 1_000_000_000 + rest, 9) + "s"
+    minutes, hours = (secs // 60) % 60, secs // 3600
+    if secs >= 60:
+        out = f"{minutes}m{out}"
+    if hours:
+        out = f"{hours}h{out}"
+    return sign + out
+
+
 def shell_of(config: ImageConfig) -> tuple[str, ...]:
     shell = config.container_config.get("Shell")
     return tuple(shell) if shell else DEFAULT_SHELL
@@ -171,7 +198,13 @@ def created_by(inst: Instruction, config: ImageConfig, args: Sequence[tuple[str,
     if isinstance(inst, Stopsignal):
         return "STOPSIGNAL " + inst.signal
     if isinstance(inst, Healthcheck):
-        return "HEALTHCHECK " + _go_list(inst.test)
+        # BuildKit: fmt.Sprintf("HEALTHCHECK %+v", the config's HealthcheckConfig)
+        return (
+            f"HEALTHCHECK {{Test:[{' '.join(inst.test)}] Interval:{_go_duration(inst.interval_ns)}"
+            f" Timeout:{_go_duration(inst.timeout_ns)}"
+            f" StartPeriod:{_go_duration(inst.start_period_ns)}"
+            f" StartInterval:{_go_duration(inst.start_interval_ns)} Retries:{inst.retries}}}"
+        )
     if isinstance(inst, Onbuild):
         return "ONBUILD " + inst.trigger
     return type(inst).__name__.upper()

@@ -40,3 +40,16 @@ def test_onbuild_adds_no_history_entry(build, lam) -> None:  # type: ignore[no-u
     build("FROM busybox\nONBUILD RUN echo hi\nLABEL a=b\n", tags=["obhist"])
     assert _history(lam, "obhist") == ["LABEL a=b"]
     assert lam.inspect("obhist")["Config"]["OnBuild"] == ["RUN echo hi"]
+
+
+def test_healthcheck_history_is_the_go_struct(build, lam) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit dispatchHealthcheck writes fmt.Sprintf("HEALTHCHECK %+v", config)."""
+    build(
+        "FROM busybox\nHEALTHCHECK --interval=1m30s --timeout=500ms --retries=2 "
+        "CMD wget -q localhost || exit 1\n",
+        tags=["hchist"],
+    )
+    assert _history(lam, "hchist") == [
+        "HEALTHCHECK {Test:[CMD-SHELL wget -q localhost || exit 1] Interval:1m30s "
+        "Timeout:500ms StartPeriod:0s StartInterval:0s Retries:2}"
+    ]

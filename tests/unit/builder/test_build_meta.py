@@ -10,6 +10,7 @@ from lamina.dockerfile import (
     Entrypoint,
     Env,
     Expose,
+    Healthcheck,
     Heredoc,
     Label,
     Run,
@@ -86,4 +87,23 @@ def test_copy_history_has_no_from_and_puts_heredocs_after_paths() -> None:
     doc = Heredoc("EOT", "hi\n", expand=False, strip_tabs=True)
     assert created_by(Copy(('<<-"EOT"', "f"), "/h/", heredocs=(doc,)), BASE) == (
         "COPY f <<EOT /h/ # lamina"
+    )
+
+
+def test_healthcheck_history_is_go_struct_with_go_durations() -> None:
+    """BuildKit: fmt.Sprintf("HEALTHCHECK %+v", HealthcheckConfig); durations as Go prints them."""
+    check = Healthcheck(
+        ("CMD", "a", "b"),
+        interval_ns=3_723_500_000_000,
+        timeout_ns=1_500,
+        start_period_ns=60_000_000_000,
+        start_interval_ns=1_100_000,
+        retries=3,
+    )
+    assert created_by(check, BASE) == (
+        "HEALTHCHECK {Test:[CMD a b] Interval:1h2m3.5s Timeout:1.5µs StartPeriod:1m0s "
+        "StartInterval:1.1ms Retries:3}"
+    )
+    assert created_by(Healthcheck(("NONE",)), BASE) == (
+        "HEALTHCHECK {Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}"
     )
