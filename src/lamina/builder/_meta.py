@@ -16,6 +16,7 @@ from lamina.dockerfile import (
     Healthcheck,
     Instruction,
     Label,
+    Maintainer,
     Onbuild,
     Run,
     Shell,
@@ -146,6 +147,8 @@ def apply_metadata(config: ImageConfig, inst: Instruction, cmd_set: bool) -> Ima
             if value:
                 check[name] = value
         return config.with_container_config(Healthcheck=check)
+    if isinstance(inst, Maintainer):  # BuildKit's dispatchMaintainer: image.Author, no label
+        return config.with_fields(author=inst.name)
     if isinstance(inst, Onbuild):
         triggers = list(cc.get("OnBuild") or [])
         triggers.append(inst.trigger)
@@ -207,4 +210,6 @@ def created_by(inst: Instruction, config: ImageConfig, args: Sequence[tuple[str,
         )
     if isinstance(inst, Onbuild):
         return "ONBUILD " + inst.trigger
+    if isinstance(inst, Maintainer):
+        return "MAINTAINER " + inst.name
     return type(inst).__name__.upper()

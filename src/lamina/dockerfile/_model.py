@@ -139,7 +139,7 @@ class Label:
 
 @dataclass(frozen=True)
 class Maintainer:
-    """Deprecated; the plan turns it into ``Label(("maintainer", name))``."""
+    """Deprecated; sets the image's ``author`` (never expanded, as BuildKit's)."""
 
     name: str
     loc: Location | None = None

@@ -22,7 +22,6 @@ from ._model import (
     Instruction,
     Label,
     Location,
-    Maintainer,
     Mount,
     Run,
     Stopsignal,
@@ -303,8 +302,6 @@ class _StageWalker:
             return replace(inst, args=tuple(out))
         if isinstance(inst, Label):
             return replace(inst, pairs=tuple((ex.word(k), ex.word(v)) for k, v in inst.pairs))
-        if isinstance(inst, Maintainer):
-            return Label((("maintainer", inst.name),), inst.loc)
         if isinstance(inst, Expose):
             ports: list[str] = []
             for raw in inst.ports:

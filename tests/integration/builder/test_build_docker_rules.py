@@ -42,6 +42,16 @@ def test_onbuild_adds_no_history_entry(build, lam) -> None:  # type: ignore[no-u
     assert lam.inspect("obhist")["Config"]["OnBuild"] == ["RUN echo hi"]
 
 
+def test_maintainer_sets_the_author(build, lam) -> None:  # type: ignore[no-untyped-def]
+    """Dockerfile reference, MAINTAINER: "sets the Author field of the generated images"
+    (BuildKit dispatchMaintainer: image.Author, history "MAINTAINER ..."; no label)."""
+    build("FROM busybox\nMAINTAINER Jane Doe <jane@example.com>\n", tags=["maint"])
+    doc = lam.inspect("maint")
+    assert doc["Author"] == "Jane Doe <jane@example.com>"
+    assert not (doc["Config"].get("Labels") or {})
+    assert _history(lam, "maint") == ["MAINTAINER Jane Doe <jane@example.com>"]
+
+
 def test_healthcheck_history_is_the_go_struct(build, lam) -> None:  # type: ignore[no-untyped-def]
     """BuildKit dispatchHealthcheck writes fmt.Sprintf("HEALTHCHECK %+v", config)."""
     build(

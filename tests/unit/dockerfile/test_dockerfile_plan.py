@@ -10,6 +10,7 @@ from lamina.dockerfile import (
     Env,
     Expose,
     Label,
+    Maintainer,
     PlannedInstruction,
     Run,
     User,
@@ -196,7 +197,9 @@ def test_onbuild_triggers_run_after_from() -> None:
         onbuild_instructions(["FROM x"])
 
 
-def test_maintainer_becomes_label() -> None:
-    s = steps("FROM a\nMAINTAINER Jane <j@x>\n")
-    inst = s[0].instruction
-    assert isinstance(inst, Label) and inst.pairs == (("maintainer", "Jane <j@x>"),)
+def test_maintainer_stays_maintainer_unexpanded() -> None:
+    """Dockerfile reference: MAINTAINER sets the image's Author (not a label); BuildKit's
+    MaintainerCommand has no expansion."""
+    s = steps("FROM a\nENV N=x\nMAINTAINER Jane $N <j@x>\n")
+    inst = s[1].instruction
+    assert isinstance(inst, Maintainer) and inst.name == "Jane $N <j@x>"
