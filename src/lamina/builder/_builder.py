@@ -91,6 +91,8 @@ class Builder:
         self.bp: BuildPlan
         # Per stage: how many of its layers its first FROM image gave, and that image.
         self._bases: dict[int, tuple[int, str]] = {}
+        # Each built stage's declared ARGs, inherited by a stage built FROM it.
+        self._stage_args: dict[int, tuple[tuple[str, str | None], ...]] = {}
         self._spread = False  # snapshots/ marked (once per build)
 
     def observe(self, files: Sequence[ContextFile]) -> None:
@@ -228,12 +230,15 @@ class Builder:
             state = ImageState(state.config.with_container_config(Env=env), state.layers,
                                state.key)  # fmt: skip
             cc["Env"] = env
+        base_args = self._stage_args[sp.base_stage] if sp.base_stage is not None else ()
         steps = self.bp.plan_stage(
             sp,
             cc.get("Env") or [],
             base_workdir=cc.get("WorkingDir") or "/",
             base_onbuild=cc.get("OnBuild") or [],
+            base_args=base_args,
         )
+        self._stage_args[sp.index] = steps[-1].stage_args if steps else base_args
         total = len(steps) + 1
         self.emit("step", number, f"[{name} 1/{total}] FROM {sp.from_.image}")
         # A child runs its base's ONBUILD triggers and does not pass them on.
@@ -321,7 +326,7 @@ class Builder:
                 self.emit("done", number, "DONE", time.monotonic() - started)
         if layer is not None:
             self._record_origin(sp, step, layer)
-        history = History(created, created_by(inst, config, _run_args(inst, args)), HISTORY_COMMENT)
+        history = History(created, created_by(inst, config, _run_args(step)), HISTORY_COMMENT)
         config = apply_metadata(config, inst, cmd_set)
         config = config.with_layer(layer.diff_id if layer else None, history)
         state_key = key
@@ -475,8 +480,8 @@ def same_platform(a: Platform, b: Platform) -> bool:
     return not a.variant or not b.variant or a.variant == b.variant
 
 
-def _run_args(inst: Instruction, args: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    return args if isinstance(inst, Run) else ()
+def _run_args(step: PlannedInstruction) -> tuple[tuple[str, str], ...]:
+    return tuple(step.args) if isinstance(step.instruction, Run) else ()
 
 
 def build(

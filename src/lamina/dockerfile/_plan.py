@@ -56,6 +56,9 @@ class PlannedInstruction:
     but keep them out of cache keys and history, as Docker does.
     ``workdir`` is the working directory in effect (for a WORKDIR, its new
     value); ``undefined`` names variables the expansion referenced but found unset.
+    ``stage_args`` lists every ARG the stage has declared so far (this one included, those
+    inherited from a base stage first), in BuildKit's order, None for one without a value:
+    RUN's history shows them, and the last step's hand them to a stage built on this one.
     """
 
     instruction: Instruction
@@ -65,6 +68,7 @@ class PlannedInstruction:
     proxy_env: Pairs = ()
     workdir: str = "/"
     undefined: frozenset[str] = frozenset()
+    stage_args: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def loc(self) -> Location | None:
@@ -139,13 +143,17 @@ class BuildPlan:
         *,
         base_workdir: str = "/",
         base_onbuild: Sequence[str] = (),
+        base_args: Sequence[tuple[str, str | None]] = (),
     ) -> tuple[PlannedInstruction, ...]:
         """Expand ``stage``'s instructions in order.
 
         ``base_env`` is the base image config's ``Env`` (``["K=V", ...]`` or a
         mapping), ``base_workdir`` its ``WorkingDir``, ``base_onbuild`` its
         ``OnBuild`` triggers, which run first (right after FROM). For a stage
-        built on another stage, pass that stage's resulting config.
+        built on another stage, pass that stage's resulting config, and as
+        ``base_args`` its last step's ``stage_args``: the Dockerfile reference's
+        ARG scope, "an ARG declared within a build stage is automatically inherited
+        by other stages based on that stage".
         """
         env = _env_mapping(base_env)
         triggers = onbuild_instructions(
@@ -154,7 +162,7 @@ class BuildPlan:
             escape=self.dockerfile.directives.escape,
             line=_line(stage.from_),
         )
-        walker = _StageWalker(self, stage, env, base_workdir or "/")
+        walker = _StageWalker(self, stage, env, base_workdir or "/", base_args)
         return tuple(walker.walk((*triggers, *stage.stage.instructions)))
 
 
@@ -253,15 +261,21 @@ def _platform_args(target: Platform, build: Platform) -> dict[str, str]:
 
 class _StageWalker:
     def __init__(
-        self, plan: BuildPlan, stage: StagePlan, env: dict[str, str], workdir: str
+        self,
+        plan: BuildPlan,
+        stage: StagePlan,
+        env: dict[str, str],
+        workdir: str,
+        base_args: Sequence[tuple[str, str | None]] = (),
     ) -> None:
         self.plan = plan
         self.stage = stage
         self.escape = plan.dockerfile.directives.escape
         self.build_args = dict(plan.build_args)
         self.globals = dict(stage.global_args)
-        self.args: dict[str, str] = {}
-        self.declared: set[str] = set()
+        self.stage_args = dict(base_args)
+        self.args = {k: v for k, v in base_args if v is not None}
+        self.declared = set(self.stage_args)
         self.env = env
         self.workdir = workdir
         # A proxy given in either case reaches RUN in both (BuildKit's ProxyEnv sets
@@ -279,7 +293,10 @@ class _StageWalker:
             args, env = tuple(self.args.items()), tuple(self.env.items())
             expanded = self.expand(inst, ex)
             undefined = frozenset(ex.undefined - self.declared)
-            yield PlannedInstruction(expanded, inst, args, env, self.proxy, self.workdir, undefined)
+            yield PlannedInstruction(
+                expanded, inst, args, env, self.proxy, self.workdir, undefined,
+                tuple(self.stage_args.items()),
+            )  # fmt: skip
 
     def expand(self, inst: Instruction, ex: _Expander) -> Instruction:
         if isinstance(inst, Env):
@@ -298,6 +315,8 @@ class _StageWalker:
                 value = self.arg_value(name, None if default is None or given else ex.word(default))
                 if value is not None:
                     self.args[name] = value
+                # Re-declared: BuildKit keeps the first place and the latest value.
+                self.stage_args[name] = value if value is not None else self.args.get(name)
                 out.append((name, value))
             return replace(inst, args=tuple(out))
         if isinstance(inst, Label):

@@ -16,6 +16,29 @@ def _history(lam, ref: str) -> list[str]:  # type: ignore[no-untyped-def]
     return rows[1:]
 
 
+def test_arg_is_inherited_by_a_stage_based_on_its_stage(build, lam, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """Dockerfile reference, ARG "Scope": an ARG declared within a build stage is inherited by
+    stages based on that stage (BuildKit: the child starts from the base stage's state and
+    build args, convert.go `ds.buildArgs = append(ds.buildArgs, ds.base.buildArgs...)`)."""
+    build(
+        "FROM busybox AS base\nARG X=1\nENV E=e\n"
+        "FROM base\nRUN echo \"X=$X E=$E\" > /out\nENV Y=${X:-unset}\n",
+        tags=["argchild"],
+    )
+    with image_tree("argchild") as root:
+        assert (root / "out").read_text() == "X=1 E=e\n"
+    env = lam.inspect("argchild")["Config"]["Env"]
+    assert "Y=1" in env and not any(e.startswith("X=") for e in env)
+    assert _history(lam, "argchild")[-2].startswith("RUN |1 X=1 /bin/sh -c echo")
+
+
+def test_unrelated_stage_does_not_see_another_stages_arg(build, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """Same rule, other half: "Unrelated build stages do not have access to the variable"."""
+    build("FROM busybox AS a\nARG X=1\nFROM busybox\nRUN echo \"X=$X\" > /out\n", tags=["argother"])
+    with image_tree("argother") as root:
+        assert (root / "out").read_text() == "X=\n"
+
+
 def test_copy_from_history_names_no_stage(build, lam, context: Path) -> None:  # type: ignore[no-untyped-def]
     """BuildKit dockerfile_history_test.go (testHistoryFromImage... `COPY --from=base foo2
     foo3` is recorded as "COPY foo2 foo3"): convert_copy.go writes --parents, --chown and

@@ -203,3 +203,29 @@ def test_maintainer_stays_maintainer_unexpanded() -> None:
     s = steps("FROM a\nENV N=x\nMAINTAINER Jane $N <j@x>\n")
     inst = s[1].instruction
     assert isinstance(inst, Maintainer) and inst.name == "Jane $N <j@x>"
+
+
+def test_a_stage_built_on_a_stage_inherits_its_args() -> None:
+    """Dockerfile reference, ARG scope: "An ARG variable declared within a build stage is
+    automatically inherited by other stages based on that stage. Unrelated build stages do
+    not have access to the variable." """
+    df = parse(
+        "FROM a AS base\nARG X=1\nARG N\nFROM base AS child\nENV Y=${X:-no}\n"
+        "FROM a AS other\nENV Z=${X:-no}\n"
+    )
+    bp = plan(df, target="child")
+    base, child = bp.stages
+    base_steps = bp.plan_stage(base)
+    assert base_steps[-1].stage_args == (("X", "1"), ("N", None))
+    child_steps = bp.plan_stage(child, base_args=base_steps[-1].stage_args)
+    assert child_steps[0].instruction == Env((("Y", "1"),), child_steps[0].source.loc)
+    assert dict(child_steps[0].args) == {"X": "1"} and child_steps[0].undefined == frozenset()
+    other = plan(df, target="other")
+    other_steps = other.plan_stage(other.target)
+    assert other_steps[0].instruction == Env((("Z", "no"),), other_steps[0].source.loc)
+
+
+def test_stage_args_keep_first_place_and_latest_value() -> None:
+    """BuildKit runCommandString: a re-declared ARG keeps its first place, with its new value."""
+    s = steps("FROM a\nARG foo=bar\nARG bar=123\nARG foo=bar2\nRUN ls\n")
+    assert s[-1].stage_args == (("foo", "bar2"), ("bar", "123"))
