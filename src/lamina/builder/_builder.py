@@ -481,7 +481,13 @@ def same_platform(a: Platform, b: Platform) -> bool:
 
 
 def _run_args(step: PlannedInstruction) -> tuple[tuple[str, str], ...]:
-    return tuple(step.args) if isinstance(step.instruction, Run) else ()
+    """The build args a RUN's history lists, as BuildKit's runCommandString: every ARG
+    declared so far, with the value the step's environment gives it (ENV overrides an ARG),
+    an ARG without a value as `K=`."""
+    if not isinstance(step.instruction, Run):
+        return ()
+    env = dict(step.env)
+    return tuple((k, env.get(k, v or "")) for k, v in step.stage_args)
 
 
 def build(

@@ -75,6 +75,14 @@ def test_maintainer_sets_the_author(build, lam) -> None:  # type: ignore[no-unty
     assert _history(lam, "maint") == ["MAINTAINER Jane Doe <jane@example.com>"]
 
 
+def test_run_history_lists_every_declared_arg_with_the_value_run_sees(build, lam) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit runCommandString: every ARG declared so far is listed, in declaration order,
+    an ARG without a value as `K=`, each with the value from the step's environment (ENV
+    overrides the ARG, as the reference's "Using ARG variables" says)."""
+    build("FROM busybox\nARG NOVAL\nARG A=1\nENV A=2\nARG B=3\nRUN true\n", tags=["runhist"])
+    assert _history(lam, "runhist")[-1] == "RUN |3 NOVAL= A=2 B=3 /bin/sh -c true # lamina"
+
+
 def test_healthcheck_history_is_the_go_struct(build, lam) -> None:  # type: ignore[no-untyped-def]
     """BuildKit dispatchHealthcheck writes fmt.Sprintf("HEALTHCHECK %+v", config)."""
     build(
