@@ -40,10 +40,6 @@ def _go_list(items: Sequence[str]) -> str:
     return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
 
 
-def _go_map(keys: Sequence[str]) -> str:
-    return "map[" + " ".join(f"{k}:{{}}" for k in sorted(keys)) + "]"
-
-
 def _go_duration(ns: int) -> str:
     """Go's time.Duration.String(): 0s, 250ms, 1.5µs, 1m30s, 2h0m0s."""
     if ns == 0:
@@ -189,7 +185,7 @@ def created_by(inst: Instruction, config: ImageConfig, args: Sequence[tuple[str,
     if isinstance(inst, Entrypoint):
         return "ENTRYPOINT " + _go_list(command_argv(inst.command, inst.shell_form, config))
     if isinstance(inst, Expose):
-        return "EXPOSE " + _go_map(inst.ports)
+        return "EXPOSE [" + " ".join(inst.ports) + "]"  # BuildKit: Sprintf("%v") of the list
     if isinstance(inst, Volume):
         return "VOLUME [" + " ".join(inst.paths) + "]"
     if isinstance(inst, User):

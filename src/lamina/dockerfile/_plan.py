@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from lamina.errors import InvalidInputError
@@ -39,7 +40,6 @@ PLATFORM_ARGS = (
     "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
     "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT",
 )  # fmt: skip
-_PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
 Pairs = tuple[tuple[str, str], ...]
 
 
@@ -322,11 +322,13 @@ class _StageWalker:
         if isinstance(inst, Label):
             return replace(inst, pairs=tuple((ex.word(k), ex.word(v)) for k, v in inst.pairs))
         if isinstance(inst, Expose):
+            # BuildKit's parseExpose sorts the words as written; duplicates stay (its
+            # history lists them, the config's map drops them).
             ports: list[str] = []
-            for raw in inst.ports:
+            for raw in sorted(inst.ports):
                 for word in ex.words(raw):
                     ports.extend(expose_ports(word, inst))
-            return replace(inst, ports=tuple(dict.fromkeys(ports)))
+            return replace(inst, ports=tuple(ports))
         if isinstance(inst, Volume):
             paths = tuple(ex.word(p) for p in inst.paths)
             if any(not p.strip() for p in paths):
@@ -405,14 +407,49 @@ def _expand_mount(mount: Mount, ex: _Expander) -> Mount:
 
 
 def expose_ports(word: str, inst: Instruction | None = None) -> list[str]:
-    """``80``, ``80/udp``, ``8000-8002/tcp`` → ``["80/tcp"]``, ... (ranges unrolled)."""
-    m = _PORT.match(word)
+    """``80``, ``80/udp``, ``8000-8002/tcp`` → ``["80/tcp"]``, ... (ranges unrolled).
+
+    As BuildKit's parsePort: ``[ip:][hostport:]port[/proto]`` is taken, the host part
+    checked and dropped (EXPOSE publishes nothing), ports 0-65535.
+    """
     bad = inst if inst is not None else Expose((word,))
-    if not m:
-        raise _fail(bad, f"invalid port {word!r}: want PORT[-PORT][/tcp|udp|sctp]")
-    start = int(m.group(1))
-    end = int(m.group(2)) if m.group(2) else start
-    proto = (m.group(3) or "tcp").lower()
-    if not 0 < start <= end <= 65535:
-        raise _fail(bad, f"invalid port range {word!r}")
+
+    def fail(why: str) -> DockerfileError:
+        return _fail(bad, f"invalid port {word!r}: {why}")
+
+    *host, container = word.split(":")
+    ip, host_port = (":".join(host[:-1]), host[-1]) if host else ("", "")
+    port, _, proto = container.partition("/")
+    if not port:
+        raise fail("no port specified")
+    proto = proto.lower() or "tcp"
+    if proto not in ("tcp", "udp", "sctp"):
+        raise fail(f"invalid proto {proto!r}; want PORT[-PORT][/tcp|udp|sctp]")
+    if ip:
+        try:
+            ipaddress.ip_address(ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip)
+        except ValueError:
+            raise fail(f"invalid IP address {ip}") from None
+    start, end = _port_range(port, fail)
+    if host_port:
+        low, high = _port_range(host_port, fail)
+        if high - low != end - start and end != start:
+            raise fail("the host and container port ranges differ in size")
     return [f"{p}/{proto}" for p in range(start, end + 1)]
+
+
+def _port_range(text: str, fail: Callable[[str], DockerfileError]) -> tuple[int, int]:
+    start, sep, end = text.partition("-")
+    low = _port_number(start, fail)
+    if not sep or start == end:
+        return low, low
+    high = _port_number(end, fail)
+    if high < low:
+        raise fail(f"invalid port range {text}")
+    return low, high
+
+
+def _port_number(text: str, fail: Callable[[str], DockerfileError]) -> int:
+    if not re.fullmatch(r"[+-]?[0-9]+", text) or not 0 <= int(text) <= 65535:
+        raise fail(f"{text!r} is not a port number (0-65535); want PORT[-PORT][/tcp|udp|sctp]")
+    return int(text)

@@ -94,3 +94,14 @@ def test_healthcheck_history_is_the_go_struct(build, lam) -> None:  # type: igno
         "HEALTHCHECK {Test:[CMD-SHELL wget -q localhost || exit 1] Interval:1m30s "
         "Timeout:500ms StartPeriod:0s StartInterval:0s Retries:2}"
     ]
+
+
+def test_expose_history_is_the_sorted_port_list(build, lam) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit dockerfile_history_test.go: `EXPOSE 2375 5000 1234/udp` is recorded as
+    "EXPOSE [1234/udp 2375/tcp 5000/tcp]" (parseExpose sorts the words; the history prints
+    the port list, not a map); a host mapping exposes the container port, as BuildKit's."""
+    build("FROM busybox\nEXPOSE 2375 5000 1234/udp\nEXPOSE 8080:80\n", tags=["exphist"])
+    assert _history(lam, "exphist") == ["EXPOSE [1234/udp 2375/tcp 5000/tcp]", "EXPOSE [80/tcp]"]
+    assert lam.inspect("exphist")["Config"]["ExposedPorts"] == {
+        "1234/udp": {}, "2375/tcp": {}, "5000/tcp": {}, "80/tcp": {}
+    }  # fmt: skip

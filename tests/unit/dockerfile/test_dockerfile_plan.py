@@ -88,8 +88,15 @@ def test_unused_build_arg_warns() -> None:
 
 @pytest.mark.parametrize(
     ("ports", "expected"),
-    [("80", ("80/tcp",)), ("80/udp", ("80/udp",)), ("80/TCP 443", ("80/tcp", "443/tcp")),
-     ("8000-8002", ("8000/tcp", "8001/tcp", "8002/tcp")), ("$P", ("9/tcp", "10/udp"))],
+    [("80", ("80/tcp",)), ("80/udp", ("80/udp",)), ("80/TCP 443", ("443/tcp", "80/tcp")),
+     ("8000-8002", ("8000/tcp", "8001/tcp", "8002/tcp")), ("$P", ("9/tcp", "10/udp")),
+     # BuildKit's parseExpose sorts the words as written; its parsePort takes
+     # [ip:][hostport:]port[/proto] (a lint warning there, not an error), port 0 included,
+     # and keeps duplicates (the config's map drops them).
+     ("2375 5000 1234/udp", ("1234/udp", "2375/tcp", "5000/tcp")),
+     ("8080:80 127.0.0.1:9000-9001:90 [::1]:7000:70/UDP 0 80",
+      ("0/tcp", "90/tcp", "80/tcp", "80/tcp", "70/udp")),
+     ("6000-6001:81-82", ("81/tcp", "82/tcp"))],
 )  # fmt: skip
 def test_expose(ports: str, expected: tuple[str, ...]) -> None:
     s = steps(f"FROM a\nENV P='9 10/udp'\nEXPOSE {ports}\n")
@@ -97,7 +104,9 @@ def test_expose(ports: str, expected: tuple[str, ...]) -> None:
     assert isinstance(inst, Expose) and inst.ports == expected
 
 
-@pytest.mark.parametrize("bad", ["x", "70000", "10-5", "80/icmp"])
+@pytest.mark.parametrize(
+    "bad", ["x", "70000", "10-5", "80/icmp", "/tcp", "1.2.3:80:80", "x:80", "1-3:80-81", "80-"]
+)
 def test_expose_bad(bad: str) -> None:
     with pytest.raises(DockerfileError, match=r"Dockerfile:2: invalid port"):
         steps(f"FROM a\nEXPOSE {bad}\n")
