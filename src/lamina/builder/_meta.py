@@ -25,6 +25,7 @@ from lamina.dockerfile import (
     Volume,
     Workdir,
     run_script,
+    single_heredoc,
 )
 from lamina.oci import ImageConfig
 
@@ -80,9 +81,14 @@ def command_argv(command: Sequence[str], shell_form: bool, config: ImageConfig) 
 
 
 def run_argv(run: Run, config: ImageConfig) -> list[str]:
-    if run.shell_form:
-        return [*shell_of(config), run_script(run)]
-    return list(run.command)
+    """What RUN executes (and its history shows): a lone heredoc starting with #! is
+    mounted at /dev/pipes/NAME and run from there, as BuildKit's dispatchRun does."""
+    if not run.shell_form:
+        return list(run.command)
+    doc = single_heredoc(run)
+    if doc is not None and doc.content.startswith("#!"):
+        return [*shell_of(config), f"/dev/pipes/{doc.name}"]
+    return [*shell_of(config), run_script(run)]
 
 
 def _env_list(config: ImageConfig, pairs: Sequence[tuple[str, str]]) -> list[str]:

@@ -108,3 +108,14 @@ def test_healthcheck_history_is_go_struct_with_go_durations() -> None:
     assert created_by(Healthcheck(("NONE",)), BASE) == (
         "HEALTHCHECK {Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}"
     )
+
+
+def test_heredoc_run_history_as_buildkit_runs_it() -> None:
+    """BuildKit dispatchRun: a lone heredoc starting with #! runs as /dev/pipes/NAME; one
+    used by a command line is the line, then "\n" + body + delimiter (no newline after)."""
+    shebang = Run(("<<EOF",), heredocs=(Heredoc("EOF", "#!/bin/sh\necho hi\n"),))
+    assert created_by(shebang, BASE) == "RUN /bin/sh -c /dev/pipes/EOF # lamina"
+    inline = Run(("<<'EOF' cat > /f",), heredocs=(Heredoc("EOF", "q $H\n", expand=False),))
+    assert created_by(inline, BASE) == "RUN /bin/sh -c <<'EOF' cat > /f\nq $H\nEOF # lamina"
+    alone = Run(("<<EOF",), heredocs=(Heredoc("EOF", "set -e\ntrue\n"),))
+    assert created_by(alone, BASE) == "RUN /bin/sh -c set -e\ntrue\n # lamina"

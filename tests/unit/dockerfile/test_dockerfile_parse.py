@@ -65,7 +65,8 @@ def test_run_heredocs() -> None:
     )
     assert isinstance(alone, Run) and run_script(alone) == "echo a\n"
     assert isinstance(inline, Run) and inline.heredocs[0].strip_tabs
-    assert run_script(inline) == "cat <<-END > /f\nx\nEND\n"
+    # BuildKit's dispatchRun: the command, then "\n" + body + delimiter per heredoc.
+    assert run_script(inline) == "cat <<-END > /f\nx\nEND"
     assert isinstance(quoted, Run) and not quoted.heredocs[0].expand
 
 
