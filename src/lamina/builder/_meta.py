@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,9 +35,33 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HISTORY_COMMENT = "buildkit.dockerfile.v0"
 
 
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+               "\t": "\\t", "\v": "\\v", '"': '\\"', "\\": "\\\\"}  # fmt: skip
+
+
+def _go_quote(text: str) -> str:
+    """Go's strconv.Quote: printable runes as they are, the rest escaped."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif 0xD800 <= code < 0xE000:  # not a valid rune: Go prints U+FFFD
+            out.append("\\ufffd")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
 def _go_list(items: Sequence[str]) -> str:
     """Go's `%q` of a []string, which BuildKit uses for CMD and ENTRYPOINT history."""
-    return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
+    return "[" + " ".join(_go_quote(s) for s in items) + "]"
 
 
 def _go_duration(ns: int) -> str:

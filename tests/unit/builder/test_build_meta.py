@@ -119,3 +119,11 @@ def test_heredoc_run_history_as_buildkit_runs_it() -> None:
     assert created_by(inline, BASE) == "RUN /bin/sh -c <<'EOF' cat > /f\nq $H\nEOF # lamina"
     alone = Run(("<<EOF",), heredocs=(Heredoc("EOF", "set -e\ntrue\n"),))
     assert created_by(alone, BASE) == "RUN /bin/sh -c set -e\ntrue\n # lamina"
+
+
+def test_cmd_history_quotes_as_go_percent_q() -> None:
+    """BuildKit writes fmt.Sprintf("CMD %q", args): Go's strconv.Quote escapes, not JSON's."""
+    cmd = Cmd(("a\x01b\x7f", "t\there\v", "nb\u00a0sp", "é \"q\" \\"), shell_form=False)
+    assert created_by(cmd, BASE) == (
+        'CMD ["a\\x01b\\x7f" "t\\there\\v" "nb\\u00a0sp" "é \\"q\\" \\\\"]'
+    )
