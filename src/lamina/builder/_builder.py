@@ -278,6 +278,8 @@ class Builder:
             created = self._stable_created(config)
             history = History(created, created_by(inst, config, args), HISTORY_COMMENT)
             config = apply_metadata(config, inst, cmd_set)
+            if isinstance(inst, Cmd):  # BuildKit's dispatchCmd: Docker's image spec field
+                config = config.with_container_config(ArgsEscaped=True)
             if not isinstance(inst, Onbuild):  # BuildKit's dispatchOnbuild commits no history
                 config = config.with_layer(None, history)
             key = StepInputs(state.key, instruction_text(inst), args, step.env).key()

@@ -105,3 +105,12 @@ def test_expose_history_is_the_sorted_port_list(build, lam) -> None:  # type: ig
     assert lam.inspect("exphist")["Config"]["ExposedPorts"] == {
         "1234/udp": {}, "2375/tcp": {}, "5000/tcp": {}, "80/tcp": {}
     }  # fmt: skip
+
+
+def test_cmd_sets_args_escaped_as_buildkit(build, lam) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit's dispatchCmd sets Config.ArgsEscaped = true (Docker image spec field kept for
+    compatibility) for every CMD; ENTRYPOINT alone does not."""
+    build("FROM busybox\nENTRYPOINT [\"sh\"]\n", tags=["noescaped"])
+    assert "ArgsEscaped" not in lam.inspect("noescaped")["Config"]
+    build("FROM busybox\nCMD [\"sh\"]\n", tags=["escaped"])
+    assert lam.inspect("escaped")["Config"]["ArgsEscaped"] is True
