@@ -201,7 +201,8 @@ class Builder:
             config = ImageConfig.new(os=sp.platform.os, architecture=sp.platform.architecture)
             if sp.platform.variant:
                 config = config.with_fields(variant=sp.platform.variant)
-            config = config.with_container_config(Env=[f"PATH={DEFAULT_PATH}"])
+            # BuildKit's emptyImage: the default PATH and WorkingDir "/".
+            config = config.with_container_config(Env=[f"PATH={DEFAULT_PATH}"], WorkingDir="/")
             return ImageState(config, (), f"scratch:{sp.platform}")
         base = self.image_state(sp.from_.image)
         got = Platform(base.config.os, base.config.architecture,

@@ -114,3 +114,12 @@ def test_cmd_sets_args_escaped_as_buildkit(build, lam) -> None:  # type: ignore[
     assert "ArgsEscaped" not in lam.inspect("noescaped")["Config"]
     build("FROM busybox\nCMD [\"sh\"]\n", tags=["escaped"])
     assert lam.inspect("escaped")["Config"]["ArgsEscaped"] is True
+
+
+def test_scratch_image_has_working_dir_root(build, lam, context: Path) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit's emptyImage (the config of FROM scratch): WorkingDir "/" and the default PATH."""
+    (context / "f").write_text("x")
+    build("FROM scratch\nCOPY f /f\n", tags=["scratchcfg"])
+    config = lam.inspect("scratchcfg")["Config"]
+    assert config["WorkingDir"] == "/"
+    assert config["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
