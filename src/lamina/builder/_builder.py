@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import secrets
 import shutil
 import tempfile
@@ -257,7 +258,10 @@ class Builder:
             cmd_set = cmd_set or isinstance(step.instruction, Cmd)
             text = step.loc.text if step.loc is not None else type(step.instruction).__name__
             label = f"[{name} {i}/{total}] {text.strip()}"
-            state = self._step(sp, i, step, state, label, cmd_set, i != last_layer)
+            try:
+                state = self._step(sp, i, step, state, label, cmd_set, i != last_layer)
+            except (InvalidInputError, NotFoundError) as exc:
+                raise _located(exc, step) from exc.__cause__
         return state
 
     # -- one step --------------------------------------------------------------------
@@ -481,6 +485,16 @@ def same_platform(a: Platform, b: Platform) -> bool:
     if (a.os, a.architecture) != (b.os, b.architecture):
         return False
     return not a.variant or not b.variant or a.variant == b.variant
+
+
+def _located(exc: LaminaError, step: PlannedInstruction) -> LaminaError:
+    """`exc` with the step's Dockerfile line in front, as BuildKit names the failed line
+    (a message that already starts with file:line is left as it is)."""
+    if step.loc is None or re.match(r"\S+:\d+: ", exc.message):
+        return exc
+    exc.message = f"{step.loc}: {exc.message}"
+    exc.args = (exc.message, *exc.args[1:])
+    return exc
 
 
 def _run_args(step: PlannedInstruction) -> tuple[tuple[str, str], ...]:

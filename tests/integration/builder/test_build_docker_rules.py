@@ -123,3 +123,28 @@ def test_scratch_image_has_working_dir_root(build, lam, context: Path) -> None: 
     config = lam.inspect("scratchcfg")["Config"]
     assert config["WorkingDir"] == "/"
     assert config["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "what"),
+    [
+        ("FROM busybox\nCOPY nothere /x\n", "COPY source 'nothere' not found"),
+        ("FROM busybox\nCOPY --chown=nosuch f /f\n", "unable to find user nosuch"),
+        ("FROM busybox\nWORKDIR /w\nCOPY --from=busybox /nothere /x\n", "/nothere"),
+    ],
+)
+def test_step_errors_name_the_dockerfile_line(  # type: ignore[no-untyped-def]
+    build, lam, context: Path, dockerfile: str, what: str
+) -> None:
+    """BuildKit reports a failed step with its Dockerfile line; so does lamina, in one line
+    (file:line: what), and nothing is listed."""
+    from lamina.errors import LaminaError
+
+    (context / "f").write_text("f")
+    before = {i.id for i in lam.images()}
+    with pytest.raises(LaminaError) as err:
+        build(dockerfile, tags=["located"])
+    line = dockerfile.count("\n")
+    assert str(err.value).startswith(f"Dockerfile:{line}: ") and what in str(err.value)
+    assert "\n" not in str(err.value)
+    assert {i.id for i in lam.images()} == before
