@@ -408,7 +408,13 @@ class CopyStep:
                 with self.b._view(src_lowers, self.scratch, "from") as src:
                     if src is None:
                         raise NotFoundError(f"{self.step.loc}: --from={self.inst.from_} is empty")
-                    sel = select(self.inst, src, None)
+                    try:
+                        sel = select(self.inst, src, None)
+                    except InvalidInputError as exc:  # the selector speaks of the context
+                        where = f"--from={self.inst.from_}"
+                        exc.message = exc.message.replace("the build context", where)
+                        exc.args = (exc.message,)
+                        raise
                     stage(self.inst, sel, stager, self.step.workdir, unpack=self.inst.unpack)
             else:
                 assert self.sel is not None

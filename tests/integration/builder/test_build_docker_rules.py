@@ -22,7 +22,7 @@ def test_arg_is_inherited_by_a_stage_based_on_its_stage(build, lam, image_tree) 
     build args, convert.go `ds.buildArgs = append(ds.buildArgs, ds.base.buildArgs...)`)."""
     build(
         "FROM busybox AS base\nARG X=1\nENV E=e\n"
-        "FROM base\nRUN echo \"X=$X E=$E\" > /out\nENV Y=${X:-unset}\n",
+        'FROM base\nRUN echo "X=$X E=$E" > /out\nENV Y=${X:-unset}\n',
         tags=["argchild"],
     )
     with image_tree("argchild") as root:
@@ -34,7 +34,7 @@ def test_arg_is_inherited_by_a_stage_based_on_its_stage(build, lam, image_tree) 
 
 def test_unrelated_stage_does_not_see_another_stages_arg(build, image_tree) -> None:  # type: ignore[no-untyped-def]
     """Same rule, other half: "Unrelated build stages do not have access to the variable"."""
-    build("FROM busybox AS a\nARG X=1\nFROM busybox\nRUN echo \"X=$X\" > /out\n", tags=["argother"])
+    build('FROM busybox AS a\nARG X=1\nFROM busybox\nRUN echo "X=$X" > /out\n', tags=["argother"])
     with image_tree("argother") as root:
         assert (root / "out").read_text() == "X=\n"
 
@@ -110,9 +110,9 @@ def test_expose_history_is_the_sorted_port_list(build, lam) -> None:  # type: ig
 def test_cmd_sets_args_escaped_as_buildkit(build, lam) -> None:  # type: ignore[no-untyped-def]
     """BuildKit's dispatchCmd sets Config.ArgsEscaped = true (Docker image spec field kept for
     compatibility) for every CMD; ENTRYPOINT alone does not."""
-    build("FROM busybox\nENTRYPOINT [\"sh\"]\n", tags=["noescaped"])
+    build('FROM busybox\nENTRYPOINT ["sh"]\n', tags=["noescaped"])
     assert "ArgsEscaped" not in lam.inspect("noescaped")["Config"]
-    build("FROM busybox\nCMD [\"sh\"]\n", tags=["escaped"])
+    build('FROM busybox\nCMD ["sh"]\n', tags=["escaped"])
     assert lam.inspect("escaped")["Config"]["ArgsEscaped"] is True
 
 
@@ -130,7 +130,10 @@ def test_scratch_image_has_working_dir_root(build, lam, context: Path) -> None: 
     [
         ("FROM busybox\nCOPY nothere /x\n", "COPY source 'nothere' not found"),
         ("FROM busybox\nCOPY --chown=nosuch f /f\n", "unable to find user nosuch"),
-        ("FROM busybox\nWORKDIR /w\nCOPY --from=busybox /nothere /x\n", "/nothere"),
+        (
+            "FROM busybox\nWORKDIR /w\nCOPY --from=busybox /nothere /x\n",
+            "COPY source '/nothere' not found in --from=busybox",
+        ),
     ],
 )
 def test_step_errors_name_the_dockerfile_line(  # type: ignore[no-untyped-def]
