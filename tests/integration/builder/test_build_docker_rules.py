@@ -151,3 +151,28 @@ def test_step_errors_name_the_dockerfile_line(  # type: ignore[no-untyped-def]
     assert str(err.value).startswith(f"Dockerfile:{line}: ") and what in str(err.value)
     assert "\n" not in str(err.value)
     assert {i.id for i in lam.images()} == before
+
+
+def test_buildkit_exported_history(build, lam, context: Path) -> None:  # type: ignore[no-untyped-def]
+    """Port of BuildKit's testExportedHistory (dockerfile_history_test.go): the history is
+    scoped to the target stage, each entry's text and empty_layer as BuildKit writes them."""
+    (context / "foo").write_text("contents0")
+    build(
+        "FROM busybox AS base\nENV foo=bar\nCOPY foo /foo2\nFROM busybox\nLABEL lbl=val\n"
+        'COPY --from=base foo2 foo3\nWORKDIR /\nRUN echo bar > foo4\nRUN ["ls"]\n'
+        "EXPOSE 2375 5000 1234/udp\n",
+        tags=["exported"],
+    )
+    history = [(r.created_by, r.empty_layer) for r in reversed(lam.history("exported"))][1:]
+    # One known difference is kept out of this check: BuildKit keeps the empty layer of
+    # `RUN ["ls"]` (EmptyLayer false, 4 diff IDs); lamina adds no layer for a step that
+    # changes nothing (test_a_step_that_changes_nothing_adds_no_layer).
+    assert [text for text, _ in history] == [
+        "LABEL lbl=val",
+        "COPY foo2 foo3 # lamina",
+        "WORKDIR /",
+        "RUN /bin/sh -c echo bar > foo4 # lamina",
+        "RUN ls # lamina",
+        "EXPOSE [1234/udp 2375/tcp 5000/tcp]",
+    ]
+    assert [empty for _, empty in history] == [True, False, True, False, True, True]
