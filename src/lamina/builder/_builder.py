@@ -26,6 +26,7 @@ from lamina.dockerfile import (
     Cmd,
     ContextFile,
     Copy,
+    Entrypoint,
     Instruction,
     Onbuild,
     PlannedInstruction,
@@ -285,6 +286,9 @@ class Builder:
             config = apply_metadata(config, inst, cmd_set)
             if isinstance(inst, Cmd):  # BuildKit's dispatchCmd: Docker's image spec field
                 config = config.with_container_config(ArgsEscaped=True)
+            if isinstance(inst, Cmd | Entrypoint) and not inst.command:
+                # `CMD []`: BuildKit's OCI ImageConfig omits an empty Cmd/Entrypoint.
+                config = config.with_container_config(**{type(inst).__name__: None})
             if not isinstance(inst, Onbuild):  # BuildKit's dispatchOnbuild commits no history
                 config = config.with_layer(None, history)
             key = StepInputs(state.key, instruction_text(inst), args, step.env).key()

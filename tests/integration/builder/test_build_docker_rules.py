@@ -176,3 +176,11 @@ def test_buildkit_exported_history(build, lam, context: Path) -> None:  # type: 
         "EXPOSE [1234/udp 2375/tcp 5000/tcp]",
     ]
     assert [empty for _, empty in history] == [True, False, True, False, True, True]
+
+
+def test_empty_cmd_and_entrypoint_are_omitted(build, lam) -> None:  # type: ignore[no-untyped-def]
+    """`CMD []` / `ENTRYPOINT []` clear the field: BuildKit writes the OCI ImageConfig, whose
+    Cmd and Entrypoint are `omitempty`, so the built config has neither key."""
+    build('FROM busybox\nCMD ["x"]\nENTRYPOINT []\nCMD []\n', tags=["emptycmd"])
+    config = lam.config(lam.resolve("emptycmd")).container_config
+    assert "Cmd" not in config and "Entrypoint" not in config
