@@ -50,7 +50,14 @@ from ._image import (
     layer_from_entries,
 )
 from ._keys import StepInputs, explain_miss, instruction_text
-from ._meta import DEFAULT_PATH, HISTORY_COMMENT, apply_metadata, created_by, run_argv
+from ._meta import (
+    DEFAULT_PATH,
+    HISTORY_COMMENT,
+    apply_metadata,
+    base_config,
+    created_by,
+    run_argv,
+)
 from ._options import (
     BuildEvent,
     BuildOptions,
@@ -207,6 +214,7 @@ class Builder:
             config = config.with_container_config(Env=[f"PATH={DEFAULT_PATH}"], WorkingDir="/")
             return ImageState(config, (), f"scratch:{sp.platform}")
         base = self.image_state(sp.from_.image)
+        base = ImageState(base_config(base.config), base.layers, base.key)
         got = Platform(base.config.os, base.config.architecture,
                        str(base.config.to_json().get("variant", "")))  # fmt: skip
         if not same_platform(got, sp.platform):

@@ -91,6 +91,37 @@ def _go_duration(ns: int) -> str:
     return sign + out
 
 
+# The fields of BuildKit's typed image (dockerspec.DockerOCIImage); all but these are
+# dropped when it reads a base image, and the runtime ones are omitempty.
+_IMAGE_FIELDS = (
+    "created", "author", "architecture", "os", "os.version", "os.features", "variant",
+    "config", "rootfs", "history",
+)  # fmt: skip
+_RUNTIME_FIELDS = (
+    "User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
+    "StopSignal", "ArgsEscaped", "Healthcheck", "OnBuild", "Shell",
+)  # fmt: skip
+_HEALTHCHECK_FIELDS = ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries")
+
+
+def base_config(config: ImageConfig) -> ImageConfig:
+    """A base image's config as BuildKit carries it into a build: read into its typed image
+    and written back, so what other builders added (container_config, docker_version,
+    Hostname, Image, ...) is gone and empty fields are left out."""
+    doc = config.to_json()
+    out: dict[str, Any] = {
+        k: doc[k] for k in _IMAGE_FIELDS
+        if k in doc and (doc[k] or k in ("architecture", "os", "config", "rootfs"))
+    }  # fmt: skip
+    runtime: dict[str, Any] = doc["config"] if isinstance(doc.get("config"), dict) else {}
+    kept = {k: runtime[k] for k in _RUNTIME_FIELDS if runtime.get(k)}
+    if isinstance(kept.get("Healthcheck"), dict):
+        check = kept["Healthcheck"]
+        kept["Healthcheck"] = {k: check[k] for k in _HEALTHCHECK_FIELDS if check.get(k)}
+    out["config"] = kept
+    return ImageConfig(out)
+
+
 def shell_of(config: ImageConfig) -> tuple[str, ...]:
     shell = config.container_config.get("Shell")
     return tuple(shell) if shell else DEFAULT_SHELL

@@ -184,3 +184,54 @@ def test_empty_cmd_and_entrypoint_are_omitted(build, lam) -> None:  # type: igno
     build('FROM busybox\nCMD ["x"]\nENTRYPOINT []\nCMD []\n', tags=["emptycmd"])
     config = lam.config(lam.resolve("emptycmd")).container_config
     assert "Cmd" not in config and "Entrypoint" not in config
+
+
+def _classic_base(tmp_path: Path) -> Path:
+    """A docker-archive whose config is what Docker's classic builder wrote: container,
+    container_config, docker_version and a config full of null/empty runtime fields."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    def tar(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    layer = tar({"hello.txt": b"hi\n"})
+    runtime = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "Tty": False,
+               "Env": ["PATH=/bin"], "Cmd": ["sh"], "Image": "sha256:" + "ab" * 32,
+               "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None,
+               "Labels": None, "ArgsEscaped": False}  # fmt: skip
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux", "created": "2020-01-01T00:00:00Z",
+        "author": "", "container": "c0ffee", "docker_version": "20.10.7",
+        "container_config": {**runtime, "Cmd": ["/bin/sh", "-c", '#(nop) CMD ["sh"]']},
+        "config": runtime,
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
+        "history": [{"created_by": "ADD hello.txt /"}],
+    }).encode()  # fmt: skip
+    name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = [{"Config": name, "RepoTags": ["classic:1"], "Layers": ["0/layer.tar"]}]
+    path = tmp_path / "classic.tar"
+    path.write_bytes(
+        tar({name: config, "0/layer.tar": layer, "manifest.json": json.dumps(manifest).encode()})
+    )
+    return path
+
+
+def test_base_config_is_rewritten_as_buildkit_writes_it(build, lam, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit reads the base image's config into its typed image (dockerspec.DockerOCIImage)
+    and writes that: what the classic builder added (container, container_config,
+    docker_version, Hostname, Image, ...) is not carried into the new image, and the empty
+    fields (omitempty) are left out."""
+    lam.load(_classic_base(tmp_path))
+    build("FROM classic:1\nLABEL a=b\n", tags=["fromclassic"])
+    doc = lam.config(lam.resolve("fromclassic")).to_json()
+    assert not {"container", "container_config", "docker_version", "author"} & set(doc)
+    assert doc["config"] == {"Env": ["PATH=/bin"], "Cmd": ["sh"], "Labels": {"a": "b"}}
