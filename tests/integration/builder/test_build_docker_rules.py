@@ -190,20 +190,15 @@ def _classic_base(tmp_path: Path) -> Path:
     """A docker-archive whose config is what Docker's classic builder wrote: container,
     container_config, docker_version and a config full of null/empty runtime fields."""
     import hashlib
-    import io
     import json
     import tarfile
 
-    def tar(members: dict[str, bytes]) -> bytes:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as t:
-            for name, data in members.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
-        return buf.getvalue()
-
-    layer = tar({"hello.txt": b"hi\n"})
+    out = tmp_path / "classic"
+    (out / "0").mkdir(parents=True)
+    (tmp_path / "hello.txt").write_text("hi\n")
+    with tarfile.open(out / "0" / "layer.tar", "w") as layer:
+        layer.add(tmp_path / "hello.txt", "hello.txt")
+    diff_id = "sha256:" + hashlib.sha256((out / "0" / "layer.tar").read_bytes()).hexdigest()
     runtime = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "Tty": False,
                "Env": ["PATH=/bin"], "Cmd": ["sh"], "Image": "sha256:" + "ab" * 32,
                "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None,
@@ -212,17 +207,17 @@ def _classic_base(tmp_path: Path) -> Path:
         "architecture": "amd64", "os": "linux", "created": "2020-01-01T00:00:00Z",
         "author": "", "container": "c0ffee", "docker_version": "20.10.7",
         "container_config": {**runtime, "Cmd": ["/bin/sh", "-c", '#(nop) CMD ["sh"]']},
-        "config": runtime,
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
+        "config": runtime, "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "ADD hello.txt /"}],
     }).encode()  # fmt: skip
     name = hashlib.sha256(config).hexdigest() + ".json"
+    (out / name).write_bytes(config)
     manifest = [{"Config": name, "RepoTags": ["classic:1"], "Layers": ["0/layer.tar"]}]
-    path = tmp_path / "classic.tar"
-    path.write_bytes(
-        tar({name: config, "0/layer.tar": layer, "manifest.json": json.dumps(manifest).encode()})
-    )
-    return path
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with tarfile.open(tmp_path / "classic.tar", "w") as archive:
+        for entry in (name, "0/layer.tar", "manifest.json"):
+            archive.add(out / entry, entry)
+    return tmp_path / "classic.tar"
 
 
 def test_base_config_is_rewritten_as_buildkit_writes_it(build, lam, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
