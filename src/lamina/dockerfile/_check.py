@@ -96,6 +96,7 @@ def check(
 def _plan_findings(df: Dockerfile, build_args: Mapping[str, str]) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     done: set[int] = set()
+    stage_args: dict[int, tuple[tuple[str, str | None], ...]] = {}  # a child inherits them
     for index in range(len(df.stages) - 1, -1, -1):
         if index in done:
             continue
@@ -106,7 +107,11 @@ def _plan_findings(df: Dockerfile, build_args: Mapping[str, str]) -> list[Diagno
                 if stage.index in done:
                     continue
                 done.add(stage.index)
-                for planned in p.plan_stage(stage):
+                base = stage.base_stage
+                base_args = stage_args.get(base, ()) if base is not None else ()
+                steps = p.plan_stage(stage, base_args=base_args)
+                stage_args[stage.index] = steps[-1].stage_args if steps else base_args
+                for planned in steps:
                     for name in sorted(planned.undefined - _BASE_ENV_NAMES):
                         line = planned.loc.start_line if planned.loc else 1
                         what = f"usage of undefined variable '${name}'"

@@ -93,3 +93,11 @@ def test_check_reports_bad_new_forms(line: str, fragment: str) -> None:
     found = check(NEW_FORMS + line + "\n")
     assert [d.level for d in found] == ["error"]
     assert fragment in found[0].message and found[0].line == 11
+
+
+def test_an_arg_inherited_from_the_base_stage_is_defined() -> None:
+    """Dockerfile reference, ARG scope: a stage based on another inherits its ARGs, so using
+    one there is no UndefinedVar; an unrelated stage still gets the warning."""
+    text = "FROM a AS base\nARG X=1\nFROM base\nENV Y=$X\nFROM a AS other\nENV Z=$X\n"
+    found = [(d.line, d.rule) for d in check(text)]
+    assert (4, "UndefinedVar") not in found and (6, "UndefinedVar") in found
