@@ -8,7 +8,7 @@ from lamina.errors import LaminaError
 
 from ._errors import DockerfileError
 from ._graph import plan
-from ._model import Cmd, Diagnostic, Entrypoint, Maintainer
+from ._model import Cmd, Diagnostic, Entrypoint, Expose, Maintainer
 from ._parse import Dockerfile, parse
 
 # Names a base image nearly always sets; the static check does not know the base's Env.
@@ -30,7 +30,8 @@ def check(
     """Lint ``source`` (text or a parsed Dockerfile); returns findings sorted by line.
 
     Rules: JSONArgsRecommended, UndefinedVar, FromAsCasing, DuplicateStageName
-    (error), StageNameCasing, MaintainerDeprecated, UnusedBuildArg, and
+    (error), StageNameCasing, MaintainerDeprecated, ExposeInvalidFormat,
+    ExposeProtoCasing, UnusedBuildArg, and
     InvalidDockerfile (error) for anything parse or plan refuses. The
     ``# check=skip=Rule,...`` (or ``skip=all``) directive drops rules;
     ``# check=error=true`` makes every finding an error.
@@ -74,6 +75,14 @@ def check(
                 name = "CMD" if isinstance(inst, Cmd) else "ENTRYPOINT"
                 add("JSONArgsRecommended", f"JSON arguments recommended for {name} to prevent "
                     "unintended behavior related to OS signals", where)  # fmt: skip
+            if isinstance(inst, Expose):
+                for port in (p for p in inst.ports if "$" not in p):  # as written
+                    if ":" in port:
+                        add("ExposeInvalidFormat", "EXPOSE instruction should not define an IP "
+                            f"address or host-port mapping, found '{port}'", where)  # fmt: skip
+                    if port != port.lower():
+                        add("ExposeProtoCasing", f"Defined protocol '{port}' in EXPOSE "
+                            "instruction should be lowercase", where)  # fmt: skip
             if isinstance(inst, Maintainer):
                 add(
                     "MaintainerDeprecated",
