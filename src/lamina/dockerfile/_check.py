@@ -80,7 +80,8 @@ def check(
                     if ":" in port:
                         add("ExposeInvalidFormat", "EXPOSE instruction should not define an IP "
                             f"address or host-port mapping, found '{port}'", where)  # fmt: skip
-                    if port != port.lower():
+                    proto = port.partition("/")[2]
+                    if proto != proto.lower():
                         add("ExposeProtoCasing", f"Defined protocol '{port}' in EXPOSE "
                             "instruction should be lowercase", where)  # fmt: skip
             if isinstance(inst, Maintainer):

@@ -115,3 +115,4 @@ def test_expose_lint_rules_as_buildkit() -> None:
          "Defined protocol '8080:80/TCP' in EXPOSE instruction should be lowercase"),
     ]  # fmt: skip
     assert check("FROM a\nENV P=9\nEXPOSE 80/udp $P\n") == []
+    assert [d.rule for d in check("FROM a\nEXPOSE [::ABCD]:80:80\n")] == ["ExposeInvalidFormat"]
