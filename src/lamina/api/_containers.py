@@ -273,6 +273,7 @@ class Containers:
         self.dir = os.path.join(lam.root, "containers")
         self.state_dir = os.path.join(lam.root, "runc")
         self.messages: list[str] = []  # one line per thing cleaned up after a dead process
+        self._images: dict[str, ImageLike] = {}  # read by this command already, by digest
 
     # -- finding -----------------------------------------------------------------------
 
@@ -327,9 +328,9 @@ class Containers:
         entrypoint, cmd = process_args(
             config.get("Entrypoint"), config.get("Cmd"), opts.entrypoint, opts.command
         )
-        name = check_container_name(opts.name) if opts.name else self._free_name()
         cid = os.urandom(32).hex()
         network = "none" if opts.network == "none" else "host"
+        self._images[image.digest] = image  # (mounting it needs its layers again)
         if opts.hostname:
             hostname = opts.hostname
         elif opts.network == "host":
@@ -364,23 +365,12 @@ class Containers:
         if running:
             state.update(status="running", started_at=time.time(), exit_code=None, error=None,
                          finished_at=None)  # fmt: skip
-        try:
-            # Supervised here (`run --rm` in the foreground), the record lives as long as
-            # this command and is not synced to disk before runc starts: a killed command's
-            # record is still there for the next command to clean up, and after a power cut
-            # (nothing runs or stays mounted) the next command removes a container directory
-            # that no record names (`recover`).
-            record = self.store.add_container(cid, name, image.digest, state,
-                                              durable=not running)  # fmt: skip
-        except AlreadyExistsError:
-            try:
-                holder = f' by container "{self.store.get_container(name).id}"'
-            except NotFoundError:  # removed meanwhile
-                holder = ""
-            raise ConflictError(
-                f'Conflict. The container name "/{name}" is already in use{holder}. You have '
-                "to remove (or rename) that container to be able to reuse that name."
-            ) from None
+        # Supervised here (`run --rm` in the foreground), the record lives as long as this
+        # command and is not synced to disk before runc starts: a killed command's record is
+        # still there for the next command to clean up, and after a power cut (nothing runs
+        # or stays mounted) the next command removes a container directory that no record
+        # names (`recover`).
+        record = self._add(opts.name, cid, image.digest, state, durable=not running)
         try:
             self._prepare(record, image)
         except BaseException:
@@ -399,13 +389,33 @@ class Containers:
         self.store.set_container_state(cid, state)
         return self.store.get_container(cid)
 
-    def _free_name(self) -> str:
-        taken = {c.name for c in self.store.list_containers()}
-        for _ in range(100):
-            name = f"{_pick(_ADJECTIVES)}_{_pick(_SURNAMES)}"
-            if name not in taken:
-                return name
-        return f"{_pick(_ADJECTIVES)}_{_pick(_SURNAMES)}{int.from_bytes(os.urandom(2)) % 1000}"
+    def _add(
+        self, given: str | None, cid: str, image: str, state: dict[str, Any], durable: bool
+    ) -> ContainerRecord:
+        """Record the container under the name `given`, else under a random free one (tried
+        by inserting it: the names' uniqueness is the table's, no listing of every
+        container); ConflictError when the given name is taken."""
+        if given:
+            name = check_container_name(given)
+        for attempt in range(100):
+            if not given:
+                name = f"{_pick(_ADJECTIVES)}_{_pick(_SURNAMES)}"
+                if attempt >= 20:  # most of the 224 plain names are taken: a number too
+                    name += str(int.from_bytes(os.urandom(2)) % 1000)
+            try:
+                return self.store.add_container(cid, name, image, state, durable=durable)
+            except AlreadyExistsError:
+                if not given and attempt < 99:
+                    continue
+                try:
+                    holder = f' by container "{self.store.get_container(name).id}"'
+                except NotFoundError:  # removed meanwhile
+                    holder = ""
+                raise ConflictError(
+                    f'Conflict. The container name "/{name}" is already in use{holder}. You '
+                    "have to remove (or rename) that container to be able to reuse that name."
+                ) from None
+        raise AssertionError("unreachable")
 
     def _lowers(self, image: ImageLike) -> builtins.list[StrPath]:
         """The image's snapshot dirs, bottom first (unpacked now if they are not yet)."""
@@ -419,24 +429,36 @@ class Containers:
 
             return [*ensure_snapshots(store, store.get_image(image.digest).layers, lease)]
 
+    def _image(self, digest: str) -> ImageLike:
+        image = self._images.get(digest)
+        if image is None:
+            image = self._images[digest] = self.store.get_image(digest)
+        return image
+
     def _prepare(self, record: ContainerRecord, image: ImageLike) -> None:
         spec = record.state["spec"]
         d = self._dir(record.id)
         with contextlib.suppress(FileExistsError):
             os.mkdir(self.dir, 0o700)
         os.mkdir(d, 0o700)
-        for sub in ("init", "upper", "work", "rootfs", "bundle"):
+        for sub in ("upper", "work", "rootfs", "bundle"):
             os.mkdir(os.path.join(d, sub))
         os.chmod(os.path.join(d, "upper"), 0o755)
-        os.chmod(os.path.join(d, "init"), 0o755)
         lowers = self._lowers(image)
-        targets: list[tuple[str, bool]] = [(t, False) for t in _STUB_FILES]
-        targets += [(t, True) for t in _STUB_DIRS]
-        targets += [(v[1], os.path.isdir(v[0])) for v in spec["volumes"]]
+        # The stubs every container of the image needs are the image's shared init layer;
+        # the container's own (volume targets, the --init binary) its own `init/`.
+        own: list[tuple[str, bool]] = [(v[1], os.path.isdir(v[0])) for v in spec["volumes"]]
         if spec["init"]:
-            targets.append((INIT_TARGET, False))
+            own.append((INIT_TARGET, False))
+        spec["own_init"] = bool(own) or not lowers
+        spec["shared_init"] = True
+        if spec["own_init"]:
+            os.mkdir(os.path.join(d, "init"))
+            os.chmod(os.path.join(d, "init"), 0o755)
         with self._image_view(d, lowers) as view:
-            self._make_init_layer(view, os.path.join(d, "init"), targets)
+            self._shared_init(image.digest, view)
+            if own:
+                self._make_init_layer(view, os.path.join(d, "init"), own)
             workdir = resolve_in_root(view, spec["workdir"])
             where = os.path.join(view, workdir.path().lstrip("/"))
             if not workdir.missing and not stat.S_ISDIR(os.lstat(where).st_mode):
@@ -459,6 +481,55 @@ class Containers:
         view = os.path.join(d, "rootfs")
         with mounted(overlay_mount(lowers[::-1] or [os.path.join(d, "init")]), view):
             yield view
+
+    def _shared_init_path(self, image_digest: str) -> str:
+        from lamina.store import init_layer_path
+
+        return init_layer_path(os.path.join(self.lam.root, "snapshots"), image_digest)
+
+    def _shared_init(self, image_digest: str, view: StrPath) -> str:
+        """The image's init layer (Docker's, shared by its containers: the stubs of
+        /etc/hosts, /etc/resolv.conf, /etc/hostname, /dev, /proc and /sys that its tree
+        lacks), made once from the image's tree `view`. Never written afterwards (it is a
+        read-only lower of each container's overlay) and removed with the image (`Store`).
+
+        Made in a scratch dir under `snapshots/` that names this process as its owner (the
+        next command removes it if this one dies: `recover`), then renamed into place whole,
+        so no container ever mounts a half-made one."""
+        path = self._shared_init_path(image_digest)
+        if os.path.isdir(path):
+            return path
+        from lamina.runtime import write_owner
+
+        scratch = os.path.join(os.path.dirname(path), f".tmp-init-{os.urandom(8).hex()}")
+        os.mkdir(scratch, 0o700)
+        try:
+            write_owner(scratch)
+            layer = os.path.join(scratch, "layer")
+            os.mkdir(layer)
+            os.chmod(layer, 0o755)
+            targets = [(t, False) for t in _STUB_FILES] + [(t, True) for t in _STUB_DIRS]
+            self._make_init_layer(view, layer, targets)
+            try:
+                os.rename(layer, path)
+            except OSError:
+                if not os.path.isdir(path):
+                    raise
+                # Another command made it first (the same stubs, from the same image).
+        finally:
+            _remove_tree(scratch)
+        return path
+
+    def _init_lowers(self, record: ContainerRecord) -> builtins.list[str]:
+        """The init layers of the container's overlay, top first: its own `init/` (a
+        container made before the shared layer existed has only that one), the image's."""
+        spec = record.state["spec"]
+        lowers = []
+        if spec.get("own_init", True):
+            lowers.append(os.path.join(self._dir(record.id), "init"))
+        if spec.get("shared_init"):
+            lowers.append(self._shared_init_path(record.image))
+        return lowers
 
     @staticmethod
     def _make_init_layer(view: StrPath, init: str, targets: list[tuple[str, bool]]) -> None:
@@ -523,8 +594,17 @@ class Containers:
         d = self._dir(record.id)
         if not fresh and is_mountpoint(os.path.join(d, "rootfs")):
             return
-        image = self.store.get_image(record.image)
-        lowers = [os.path.join(d, "init"), *self._lowers(image)[::-1]]
+        image = self._image(record.image)
+        image_lowers = self._lowers(image)
+        if (
+            not fresh
+            and record.state["spec"].get("shared_init")
+            and not os.path.isdir(self._shared_init_path(record.image))
+        ):
+            # (It goes only with the image, which this container keeps: made again if lost.)
+            with self._image_view(d, image_lowers) as view:
+                self._shared_init(record.image, view)
+        lowers = [*self._init_lowers(record), *image_lowers[::-1]]
         # nodev: a device node in the image or made in the container opens nothing.
         options = ["nodev"]
         if record.state["spec"].get("autoremove"):
@@ -1133,8 +1213,8 @@ class Containers:
             unmount(view)
         with contextlib.suppress(FileExistsError):
             os.mkdir(view)
-        image = self.store.get_image(record.image)
-        lowers = [os.path.join(d, "init"), *self._lowers(image)[::-1]]
+        image = self._image(record.image)
+        lowers = [*self._init_lowers(record), *self._lowers(image)[::-1]]
         try:
             with mounted(overlay_mount(lowers), view, scratch=d):
                 yield view
