@@ -3,14 +3,21 @@
 A container is a row in the metadata db (`containers`: id, name, image, state JSON) plus
 ``containers/<id>/`` under the root::
 
-    init/      Docker's "init layer": the mount-point stubs (/etc/hosts, /etc/resolv.conf,
-               /etc/hostname, /dev, /proc, /sys, volume targets) the image lacks, made at
-               create time, so they never land in the read-write layer
+    init/      its own part of Docker's "init layer": the mount-point stubs of its volume
+               targets (and --init's binary) that the image lacks, made at create time, so
+               they never land in the read-write layer (only when it has any)
     upper/ work/   the read-write layer (overlayfs upper and work dirs)
-    rootfs/    where init + the image's snapshots + upper are mounted while it runs
-    bundle/    runc's config.json (`lamina.runtime.bundle_config`, as a RUN step's),
-               hosts, resolv.conf, hostname
+    rootfs/    where init + the image's init layer + its snapshots + upper are mounted
+               while it runs
+    config.json hosts resolv.conf hostname   runc's bundle is the directory itself
+               (`lamina.runtime.bundle_config`, as a RUN step's)
     container.log, exit.json, monitor.json   written by the monitor (`lamina.runtime`)
+
+The rest of the init layer, the stubs of /etc/hosts, /etc/resolv.conf, /etc/hostname,
+/dev, /proc and /sys that every container of an image needs, is the image's:
+``snapshots/init-<image digest hex>``, made by its first container and shared read-only
+by all (`_shared_init`); it goes with the image. (A container made by an older lamina has
+all its stubs in its own `init/` and a `bundle/` directory: both still work.)
 
 Lifecycle: `create` (record + dirs) → `start` (mount, bundle, monitor; status "running")
 → the monitor reaps the process, unmounts, writes exit.json and folds it into the db
@@ -441,7 +448,7 @@ class Containers:
         with contextlib.suppress(FileExistsError):
             os.mkdir(self.dir, 0o700)
         os.mkdir(d, 0o700)
-        for sub in ("upper", "work", "rootfs", "bundle"):
+        for sub in ("upper", "work", "rootfs"):
             os.mkdir(os.path.join(d, sub))
         os.chmod(os.path.join(d, "upper"), 0o755)
         lowers = self._lowers(image)
@@ -580,7 +587,7 @@ class Containers:
         from lamina.runtime import User
 
         return bundle_config(
-            args, bundle_dir=os.path.join(d, "bundle"), rootfs=os.path.join(d, "rootfs"),
+            args, bundle_dir=d, rootfs=os.path.join(d, "rootfs"),
             env=env, cwd=spec["workdir"],
             user=User(spec["uid"], spec["gid"], tuple(spec["groups"])),
             hostname=spec["hostname"], network=spec["network"],
@@ -638,7 +645,7 @@ class Containers:
         self.store.set_container_state(record.id, state)
         try:
             self._mount_rootfs(record)
-            write_bundle(os.path.join(d, "bundle"), os.path.join(d, "rootfs"),
+            write_bundle(d, os.path.join(d, "rootfs"),
                          self._config(record))  # fmt: skip
         except BaseException:
             with contextlib.suppress(BaseException):
@@ -670,7 +677,7 @@ class Containers:
         with contextlib.suppress(FileExistsError):
             os.mkdir(self.state_dir, 0o700)
         return MonitorSpec(
-            container_dir=d, bundle_dir=os.path.join(d, "bundle"),
+            container_dir=d, bundle_dir=d,
             state_dir=absolute(self.state_dir), runc_id=record.id,
             rootfs=os.path.join(d, "rootfs"), tty=record.state["spec"]["tty"],
             stdin=attach.stdin, stdout=attach.stdout, stderr=attach.stderr,
@@ -868,7 +875,7 @@ class Containers:
         try:
             with _SignalProxy(self, record.id) as proxy:
                 self._mount_rootfs(record, fresh=True)
-                write_bundle(os.path.join(d, "bundle"), os.path.join(d, "rootfs"),
+                write_bundle(d, os.path.join(d, "rootfs"),
                              self._config(record))  # fmt: skip
                 result = supervise(self._monitor_spec(record, attach), proxy.started)
         finally:

@@ -51,7 +51,7 @@ TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
 if TYPE_CHECKING:
     import socket
     from collections.abc import Callable, Sequence
-    from typing import NamedTuple
+    from typing import Any, NamedTuple
 
     from lamina._paths import StrPath
 else:
@@ -64,6 +64,8 @@ EXIT_LAMINA_FAILED = 125
 # (a full path could pass the 108-byte limit of a socket address).
 _CONSOLE_SOCKET = "console.sock"
 _PR_SET_CHILD_SUBREAPER = 36
+# runc's state.json of each container this process started (read once, when it started).
+_runc_states: dict[str, dict[str, Any]] = {}
 
 
 class MonitorSpec(NamedTuple):
@@ -317,7 +319,7 @@ def _delete_exited(spec: MonitorSpec) -> bool:
                 return False  # something still runs: runc kills and deletes it
     except ChildProcessError:
         pass
-    return delete_stopped(spec.state_dir, spec.runc_id)
+    return delete_stopped(spec.state_dir, spec.runc_id, _runc_states.pop(spec.runc_id, None))
 
 
 def _runc_args(spec: MonitorSpec, *args: str) -> list[str]:
@@ -364,7 +366,7 @@ def _run(
     try:
         returncode = _spawn_wait(
             _runc_args(spec, "run", "--detach", "--bundle", os.fspath(spec.bundle_dir),
-                       "--pid-file", os.path.join(d, "runc.pid"), *extra, spec.runc_id),
+                       *extra, spec.runc_id),
             stdio,
         )  # fmt: skip
     finally:
@@ -389,11 +391,18 @@ def _run(
         os.unlink(here)
         _copy_winsize(spec.stdout if spec.stdout is not None else spec.stdin, master)
         pipes = {master: "stdout"}
-    # `pid` appears once runc has started the process (runc writes its pid file between
-    # create and start): a command that finds no `pid` beside a live monitor waits for it.
-    os.rename(os.path.join(d, "runc.pid"), os.path.join(d, "pid"))
-    with open(os.path.join(d, "pid"), "rb") as f:
-        pid = int(f.read().strip())
+    # `pid` appears once runc has started the process: a command that finds no `pid` beside
+    # a live monitor waits for it. The pid is runc's state's (which the clean-up reads for
+    # the cgroups anyway), not a `--pid-file`: runc writes that with O_SYNC, a wait for the
+    # disk in every start.
+    with open(os.path.join(spec.state_dir, spec.runc_id, "state.json")) as f:
+        state = loads(f.read())
+    pid = int(state["init_process_pid"])
+    _runc_states[spec.runc_id] = state
+    tmp = os.path.join(d, ".pid.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, os.path.join(d, "pid"))
     try:
         _say(status, f"started {pid}\n")
         if on_started is not None:
