@@ -472,9 +472,10 @@ class Containers:
                 raise InvalidInputError(
                     f"the working directory {spec['workdir']} is not a directory in the image"
                 )
-            user = resolve_user(view, spec["user"])
+            from lamina.runtime import resolve_user_home
+
+            user, spec["home"] = resolve_user_home(view, spec["user"])
             spec.update(uid=user.uid, gid=user.gid, groups=list(user.additional_gids))
-            spec["home"] = home_dir(view, user.uid)
 
     @staticmethod
     @contextlib.contextmanager
