@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -223,6 +224,8 @@ class GcMixin:
         for entry in sorted(os.listdir(self.snapshots_dir)):
             if entry not in recorded:
                 strays.append(f"unrecorded snapshot entry: {self.snapshots_dir / entry}")
+            elif entry.startswith(INIT_LAYER_PREFIX):
+                problems += _init_layer_problems(self.snapshots_dir / entry)
         return FsckReport(problems=problems, strays=strays, blobs_checked=checked)
 
     def _snapshot_dir(self, diff_id: str) -> Path:
@@ -261,6 +264,20 @@ def _mark(db: sqlite3.Connection, keep_layer_blobs: bool) -> tuple[set[str], set
         )
     }
     return blobs, snapshots
+
+
+def _init_layer_problems(layer: Path) -> list[str]:
+    """An init layer holds only mount-point stubs: directories and empty regular files.
+    Anything else was written by something other than the container code that made it."""
+    problems = []
+    for top, dirs, files in os.walk(layer):
+        for name in dirs + files:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            if not (stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_size == 0)):
+                problems.append(f"init layer {layer.name}: {os.path.relpath(path, layer)} is "
+                                "not a mount-point stub")  # fmt: skip
+    return problems
 
 
 def drop_init_layer(snapshots_dir: Path, name: str) -> None:

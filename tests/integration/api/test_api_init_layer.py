@@ -112,6 +112,9 @@ def test_the_init_layer_goes_with_its_image(cli: Cli) -> None:
     kept = cli.ok("run", "-d", "busybox", "true").strip()
     cli.ok("wait", kept)
     assert layer.is_dir()
+    (layer / "etc" / "hosts").write_text("written\n")  # by something else than lamina
+    assert "init layer" in cli("fsck").stdout + cli("fsck").stderr
+    (layer / "etc" / "hosts").write_text("")
     assert cli("rmi", "busybox").returncode != 0  # a container uses it: both stay
     assert layer.is_dir()
     assert "problem" not in cli.ok("fsck") and "stray" not in cli.ok("fsck")
