@@ -335,6 +335,14 @@ def container_prune(ctx: click.Context, force: bool) -> None:
     click.echo(f"Total reclaimed space: {human_size(sum(n for _, n in gone), 4)}")
 
 
+def _moby_time(stamp: float | None, status: str) -> str:
+    """A State time as moby prints it: Go's zero time when it was never reached (a
+    container whose process could not start has neither started nor finished)."""
+    if stamp is None or status == "created":
+        return "0001-01-01T00:00:00Z"
+    return rfc3339_nano(stamp)
+
+
 def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
     """`docker container inspect`'s document, for the fields lamina has."""
     spec = info.spec
@@ -354,8 +362,8 @@ def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
             "Pid": info.pid or 0,
             "ExitCode": info.exit_code or 0,
             "Error": info.error or "",
-            "StartedAt": rfc3339_nano(info.started_at) if info.started_at else "",
-            "FinishedAt": rfc3339_nano(info.finished_at) if info.finished_at else "",
+            "StartedAt": _moby_time(info.started_at, info.status),
+            "FinishedAt": _moby_time(info.finished_at, info.status),
         },
         "Image": info.image_id,
         "Name": "/" + info.name,

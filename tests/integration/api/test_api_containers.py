@@ -783,6 +783,20 @@ def test_times_are_spelled_as_docker_spells_them(cli: Cli) -> None:
         assert re.fullmatch(stamp, value), (field, value)
 
 
+def test_times_not_yet_reached_are_gos_zero_time(cli: Cli) -> None:
+    # moby's State holds time.Time values: one never set is printed as Go's zero time. A
+    # container whose process could not start was never started (nor finished); a running
+    # one has not finished.
+    zero = "0001-01-01T00:00:00Z"
+    assert cli("run", "--name", "never", "busybox", "/nonexistent").returncode == 127
+    fields = "{{.State.Status}} {{.State.StartedAt}} {{.State.FinishedAt}}"
+    assert cli.ok("inspect", "-f", fields, "never").split() == ["created", zero, zero]
+    cli.ok("run", "-d", "--name", "up", "busybox", "sleep", "30")
+    status, started, finished = cli.ok("inspect", "-f", fields, "up").split()
+    assert status == "running" and started != zero and finished == zero
+    cli.ok("rm", "-f", "up")
+
+
 def test_an_ambiguous_id_prefix_is_mobys_error(cli: Cli) -> None:
     seen: dict[str, str] = {}
     while True:  # at most 17 containers until two IDs share their first digit
