@@ -878,9 +878,10 @@ class Containers:
                 self._mount_rootfs(record, fresh=True)
                 write_bundle(d, os.path.join(d, "rootfs"),
                              self._config(record))  # fmt: skip
-                result = supervise(self._monitor_spec(record, attach), proxy.started)
+                result = supervise(self._monitor_spec(record, attach), proxy.started,
+                                   then=lambda: self._remove_exited(record.id))  # fmt: skip
         finally:
-            self._destroy(record, mounted=False)
+            self._destroy(record, mounted=False)  # (the record; the rest if not gone yet)
         if not result.started:
             raise ContainerExit(result.error or "the container did not start", result.code)
         return record.id, result.code
@@ -1039,6 +1040,12 @@ class Containers:
         self._remove_files(record.id, mounted)
         with contextlib.suppress(NotFoundError):
             self.store.remove_container(record.id)
+
+    def _remove_exited(self, cid: str) -> None:
+        """The files of a container whose process has exited and whose rootfs is unmounted
+        (a `wait` of another command gets to read its exit file first)."""
+        self._let_waiters_read(cid)
+        self._remove_files(cid, mounted=False)
 
     def _let_waiters_read(self, cid: str, timeout: float = 2.0) -> None:
         """A `wait` of another command (its `waiting.<pid>` mark) gets to read the exit file
