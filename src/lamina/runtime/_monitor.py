@@ -246,8 +246,8 @@ def _finish(spec: MonitorSpec, reaped: bool, beside: bool = False) -> Callable[[
     container is reaped, the state is deleted by a thread while this goes on; the returned
     call waits for it (False: the caller runs `runc delete --force`)."""
     deleting = None
+    state = _runc_states.pop(spec.runc_id, None)
     if reaped and _all_reaped():
-        state = _runc_states.pop(spec.runc_id, None)
         if beside:
             deleting = _in_thread(delete_stopped, spec.state_dir, spec.runc_id, state)
         elif not delete_stopped(spec.state_dir, spec.runc_id, state):

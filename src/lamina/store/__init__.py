@@ -10,6 +10,10 @@ Layout under the root::
                               stage in snapshots/.tmp-<anything>, rename, then put_snapshot
     snapshots/<hex>.tar-split the record of that layer's exact tar stream: with the
                               snapshot, the layer's one copy (`has_layer`, `record_path`)
+    snapshots/init-<image hex>/  an image's init layer: the mount-point stubs its
+                              containers share (made by `lamina.api`'s containers,
+                              `init_layer_path`); removed with the image (`remove_image`,
+                              `prune`), checked by `fsck` (stubs only)
     metadata.db               names and relations (SQLite, WAL): the one source of truth
     gc.lock                   prune holds it exclusively, metadata writers shared
 
