@@ -1017,3 +1017,27 @@ def test_run_rm_leaves_no_cgroup_and_no_runc_state(cli: Cli) -> None:
     assert list((cli.root / "runc").iterdir()) == []
     assert list((cli.root / "containers").iterdir()) == []
     assert cli.ok("ps", "-aq") == ""
+
+
+def test_a_container_made_before_the_shared_init_layer_still_starts(cli: Cli) -> None:
+    # An older lamina kept every stub in the container's own init/ and had no
+    # `shared_init` in the record: such a container starts over its own init/ alone.
+    import shutil
+
+    cid = cli.ok("run", "-d", "busybox", "cat", "/etc/hostname").strip()
+    assert cli.ok("wait", cid).strip() == "0"
+    own = cli.root / "containers" / cid / "init"
+    shutil.copytree(init_layer(cli), own, symlinks=True)
+    lam = Lamina(cli.root)
+    try:
+        state = lam.store.get_container(cid).state
+        for key in ("shared_init", "own_init"):
+            del state["spec"][key]
+        lam.store.set_container_state(cid, state)
+    finally:
+        lam.store.close()
+    shutil.rmtree(init_layer(cli))  # not there: an old container does not need it
+    done = cli("start", "-a", cid)
+    assert done.returncode == 0 and done.stdout == cid[:12] + "\n", done.stderr
+    assert not init_layer(cli).exists()
+    cli.ok("rm", cid)
