@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # (no stubs: `signal`'s C half)
 import builtins
-import contextlib
 import os
 import posixpath
 import stat
 import sys
 import time
 
+from lamina import _lightctx as contextlib
 from lamina._lightjson import dumps
 from lamina._paths import absolute
 from lamina.api._container_opts import (

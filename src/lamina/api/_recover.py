@@ -9,9 +9,9 @@ unmounts what is mounted under them, removes the directories, and reports one li
 
 from __future__ import annotations
 
-import contextlib
 import os
 
+from lamina import _lightctx as contextlib
 from lamina.errors import LaminaError
 
 TYPE_CHECKING = False  # not typing's: `lamina run` does without typing

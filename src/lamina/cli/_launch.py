@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from _thread import allocate_lock
 
 from lamina.errors import LaminaError
 
@@ -25,6 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from contextlib import AbstractContextManager
+    from importlib.machinery import ModuleSpec
     from pathlib import Path
     from typing import Any, NoReturn, TypeVar
 
@@ -375,14 +377,58 @@ def _run_fast(parsed: tuple[str | None, bool, dict[str, Any]]) -> None:
     exit_now(code)
 
 
+def load_site() -> None:
+    """What `site` does when Python starts (site-packages and their `.pth` files, the user's
+    site, `sitecustomize`), done now where Python started without it (`python -S`: the
+    launcher `make venv` installs, `lamina.cli._script`). Nothing where it was done."""
+    global _site_loaded
+    with _lock:
+        if _site_loaded:
+            return
+        if _SiteOnDemand in sys.meta_path:
+            sys.meta_path.remove(_SiteOnDemand)
+        try:
+            import site
+
+            site.main()
+        finally:
+            _site_loaded = True
+
+
+# (Under -S, only `load_site` or the launcher, where lamina was not where it said, load it.)
+_site_loaded = not sys.flags.no_site or "site" in sys.modules
+_lock = allocate_lock()
+
+
+class _SiteOnDemand:
+    """Last of the import system's finders while `site` is not loaded: a top-level module
+    that no other finder finds (click, rich, httpx: a command or an error message that needs
+    them) loads `site` and is looked for again. `lamina run` needs none: it runs without."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> ModuleSpec | None:
+        if path is not None or _site_loaded:
+            return None  # a submodule: its package was found, `site` adds nothing to that
+        load_site()
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                return spec  # type: ignore[no-any-return]
+        return None
+
+
 def main() -> None:
     """Run the CLI: a LaminaError is one line (and a hint) on stderr and exit status 1."""
+    if not _site_loaded and _SiteOnDemand not in sys.meta_path:
+        sys.meta_path.append(_SiteOnDemand)
     front = parse_global(sys.argv[1:])
     if front is not None:
         params = parse_run_args(front[2])
         if params is not None:
             _run_fast((front[0], front[1], params))
             return
+    load_site()  # click and every other command: as Python with `site` would run them
     from lamina.cli._main import main as click_main
 
     click_main()

@@ -85,7 +85,6 @@ SecureJoin model: symlinks followed but scoped, dir fds and ``O_NOFOLLOW``)::
 from __future__ import annotations
 
 from lamina._lazy import lazy_names
-from lamina.layers._epoch import source_date_epoch
 from lamina.layers._scoped import (
     MAX_SYMLINK_HOPS,
     Resolved,
@@ -132,6 +131,7 @@ if TYPE_CHECKING:
         read_into,
         sniff_compression,
     )
+    from lamina.layers._epoch import source_date_epoch
     from lamina.layers._index import (
         EntryCollector,
     )
@@ -167,6 +167,7 @@ if TYPE_CHECKING:
 # Loaded on first use: resolving a path in a rootfs (`lamina run`) needs none of the tar
 # readers and writers, nor the compressors (zstandard, isal, bz2, lzma) behind them.
 _LAZY = {
+    "source_date_epoch": "lamina.layers._epoch",
     "ApplyStats": "lamina.layers._apply",
     "EntryHook": "lamina.layers._apply",
     "ScanStats": "lamina.layers._apply",

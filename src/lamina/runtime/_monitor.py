@@ -30,12 +30,12 @@ next command stops and removes (`lamina.api`'s `refresh`).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import select
 import time
 
+from lamina import _lightctx as contextlib
 from lamina._lightjson import dumps, loads
 from lamina.runtime._logs import LOG_FILE, LogWriter
 from lamina.runtime._owner import Owner, current_owner

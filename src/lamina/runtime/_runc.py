@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from _thread import allocate_lock
 
+from lamina import _libc as libc
+from lamina import _lightctx as contextlib
 from lamina._lightjson import dumps, loads
 from lamina._paths import absolute
 from lamina.errors import ToolError
@@ -177,9 +178,6 @@ def subreaper() -> Iterator[None]:
     parallel stages overlap). `runc run --detach` exits once the container's process runs:
     that process becomes this one's child, to be waited for like any other."""
     global _subreaper_users
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
     with _subreaper_lock:
         if _subreaper_users == 0:
             libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

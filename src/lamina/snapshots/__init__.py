@@ -64,7 +64,6 @@ from lamina.snapshots._mount import (
     overlay_mount,
     unmount,
 )
-from lamina.snapshots._spread import spread_new_directories
 from lamina.snapshots._stubs import clean_upper, find_stubs
 from lamina.store import RECORD_SUFFIX
 
@@ -82,6 +81,7 @@ if TYPE_CHECKING:
     )
     from lamina.snapshots._snapshot import unpack_snapshot
     from lamina.snapshots._snapshotter import Snapshotter
+    from lamina.snapshots._spread import spread_new_directories
 
 # Loaded on first use: mounting a container's layers (`lamina run`) needs none of the
 # unpacking code, nor the tar readers and compressors behind it.
@@ -96,6 +96,7 @@ _LAZY = {
     "unpack_layer": "lamina.snapshots._prepare",
     "unpack_snapshot": "lamina.snapshots._snapshot",
     "Snapshotter": "lamina.snapshots._snapshotter",
+    "spread_new_directories": "lamina.snapshots._spread",  # (and the inode flags' ioctl)
 }
 
 

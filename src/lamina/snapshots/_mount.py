@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-from contextlib import contextmanager
 
+from lamina import _libc as libc
+from lamina._lightctx import contextmanager
 from lamina.errors import InvalidInputError, ToolError
 
 TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
@@ -163,8 +163,6 @@ def mount(m: Mount, target: StrPath, *, scratch: StrPath | None = None) -> None:
             shutil.rmtree(linkdir, ignore_errors=True)
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 # mount(2) flags for the options mount(8) would turn into flags rather than pass on.
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
@@ -177,14 +175,13 @@ _FLAG_OPTIONS = {"ro": _MS_RDONLY, "nosuid": _MS_NOSUID, "nodev": _MS_NODEV,
 def _sys_mount(source: str | None, target: StrPath, fstype: str | None, flags: int,
                data: str | None) -> int:  # fmt: skip
     enc = os.fsencode
-    rc: int = _libc.mount(
+    return libc.mount(
         enc(source) if source is not None else None,
         enc(target),
         enc(fstype) if fstype is not None else None,
-        ctypes.c_ulong(flags),
+        flags,
         enc(data) if data else None,
     )
-    return 0 if rc == 0 else ctypes.get_errno()
 
 
 def _mount_syscall(m: Mount, target: StrPath) -> None:
@@ -217,12 +214,13 @@ def _mount_syscall(m: Mount, target: StrPath) -> None:
 def unmount(target: StrPath) -> None:
     """Unmount `target`; detach it lazily when it is busy. Not mounted is not an error."""
     path = os.fsencode(target)
-    if _libc.umount2(path, 0) == 0:
+    err = libc.umount2(path, 0)
+    if err == 0:
         return
-    err = ctypes.get_errno()
-    if err == errno.EBUSY and _libc.umount2(path, _MNT_DETACH) == 0:
-        return
-    err = ctypes.get_errno() if err == errno.EBUSY else err
+    if err == errno.EBUSY:
+        err = libc.umount2(path, _MNT_DETACH)
+        if err == 0:
+            return
     if err == errno.EINVAL and not is_mountpoint(target):
         return
     if err == errno.ENOENT:

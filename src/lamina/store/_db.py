@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import _sqlite3  # sqlite3's C half: see `Database.conn`
-import contextlib
 import fcntl
 import os
 from _thread import _local as thread_local
 from _thread import allocate_lock
 
+from lamina import _lightctx as contextlib
+from lamina._lightsqlite import sqlite3_c as _sqlite3  # sqlite3's C half: see `Database.conn`
 from lamina.store._schema import migrate
 
 TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`

@@ -12,12 +12,12 @@ It imports no dataclass and no typing at run time.
 
 from __future__ import annotations
 
-import _sqlite3  # (not the `sqlite3` package: see `lamina.store._db`)
 import os
 import time
 
 from lamina._frozen import Frozen
 from lamina._lightjson import dumps, loads
+from lamina._lightsqlite import sqlite3_c as _sqlite3  # (see `lamina.store._db`)
 from lamina.errors import (
     AlreadyExistsError,
     DigestMismatchError,

@@ -68,8 +68,9 @@ def _umoci_listing(oci_archive: Path, tmp_path: Path, tag: str) -> dict[str, tup
              f"oci-archive:{oci_archive}:{tag}", f"oci:{layout}:{tag}")  # fmt: skip
     else:
         layout.mkdir()
-        with tarfile.open(oci_archive) as tar:
-            tar.extractall(layout, filter="data")
+        # GNU tar (it refuses `..` and absolute names): `extractall(filter=...)` needs
+        # Python 3.11.4, and Debian 12's is 3.11.2.
+        _run("tar", "-x", "-f", oci_archive, "-C", layout)
     bundle = tmp_path / f"bundle-{oci_archive.name}"
     _run("umoci", "unpack", "--image", f"{layout}:{tag}", bundle)
     listing: dict[str, tuple[object, ...]] = tree_listing(bundle / "rootfs")

@@ -23,28 +23,24 @@ from lamina.api import Lamina, RunHost, RunOptions
 LAMINA = str(Path(sys.executable).with_name("lamina"))
 
 # Each costs a millisecond or more of every run (measured with `-X importtime`), and the run
-# path needs none of them (see lamina._lightjson, lamina._paths, lamina._frozen).
+# path needs none of them (see lamina._lightjson, lamina._paths, lamina._frozen,
+# lamina._lightctx, lamina._libc, lamina._lightsqlite; `site` and what its `.pth` files load:
+# lamina.cli._script).
 HEAVY = (
     "typing", "pathlib", "re", "enum", "json", "datetime", "sqlite3", "dataclasses",
     "urllib", "urllib.parse", "ipaddress", "fnmatch", "importlib.util", "threading", "copy",
     "weakref", "warnings", "inspect", "subprocess", "selectors", "signal", "shutil",
     "tempfile", "click", "rich", "hashlib", "lamina.api._lamina", "lamina.store._store",
+    "site", "_distutils_hack", "sitecustomize", "contextlib", "collections", "functools",
+    "operator", "itertools", "types", "keyword", "reprlib", "array", "ctypes", "struct",
+    "lamina.snapshots._spread", "lamina.layers._inodeflags", "lamina.layers._epoch",
 )  # fmt: skip
 
-# The `lamina` console script's own lines, then the modules loaded when the command ends
-# (it ends with os._exit, so this runs where it exits).
-_WRAPPER = """
-import os, sys
-out = sys.argv.pop(1)
-def _exit(code, _real=os._exit):
-    with open(out, "w") as f:
-        f.write("\\n".join(sorted(sys.modules)))
-    _real(code)
-os._exit = _exit
-from lamina.cli import main
-sys.argv[0] = "lamina"
-sys.exit(main())
-"""
+
+def _imported(stderr: str) -> set[str]:
+    """The modules `-X importtime` (PYTHONPROFILEIMPORTTIME) reports a process loading."""
+    return {line.rpartition("|")[2].strip() for line in stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +52,51 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "root"
 
 
-def test_a_real_run_loads_none_of_the_heavy_modules(root: Path, tmp_path: Path) -> None:
-    loaded = tmp_path / "modules"
+def test_a_real_run_loads_none_of_the_heavy_modules(root: Path) -> None:
+    # The installed command itself (`make venv`'s launcher: Python without `site`), as a
+    # user runs it; Python reports each module it loads, to the end (an os._exit).
+    first_line = Path(LAMINA).read_text().split("\n", 1)[0]
+    assert first_line.endswith(" -S"), "`make venv` writes this launcher: lamina.cli._script"
     env = {k: v for k, v in os.environ.items() if k != "LAMINA_ROOT"}
     done = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, str(loaded), "--root", str(root), "run", "--rm",
-         "bb", "sh", "-c", "exit 3"],
-        capture_output=True, text=True, env=env, timeout=60,
+        [LAMINA, "--root", str(root), "run", "--rm", "bb", "sh", "-c", "exit 3"],
+        capture_output=True, text=True, env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, timeout=60,
     )  # fmt: skip
     assert done.returncode == 3, done.stderr
-    modules = set(loaded.read_text().split("\n"))
-    assert "lamina.api._containers" in modules  # the command did run through the wrapper
+    modules = _imported(done.stderr)
+    assert "lamina.api._containers" in modules  # the command did run, and was traced
     assert sorted(m for m in HEAVY if m in modules) == []
     assert os.listdir(root / "containers") == []  # and --rm removed it
+
+
+def test_every_other_command_loads_site_and_works(root: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LAMINA_ROOT"}
+
+    def lamina(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([LAMINA, "--root", str(root), *args], capture_output=True,
+                              text=True, env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
+                              timeout=60)  # fmt: skip
+        assert done.returncode == code, done.stderr
+        return done
+
+    assert "0.1.0" in lamina("--version").stdout
+    images = lamina("images")
+    assert "bb" in images.stdout and {"site", "click"} <= _imported(images.stderr)
+    assert lamina("inspect", "--format", "{{.Os}}", "bb").stdout == "linux\n"
+    cid = lamina("run", "-d", "bb", "true").stdout.strip()
+    assert lamina("wait", cid).stdout == "0\n"
+    assert cid in lamina("ps", "-aq", "--no-trunc").stdout
+    lamina("rm", cid)
+    # A run that fails says so through rich, which only site-packages has: loaded then.
+    missing = lamina("run", "--rm", "no-such-image", code=125)
+    assert "no such image: no-such-image" in missing.stderr
+    assert {"site", "rich"} <= _imported(missing.stderr)
+    # A run line the fast path leaves to click (an unknown option): click's error.
+    assert "No such option" in lamina("run", "--no-such-option", "bb", code=125).stderr
+    # `python -m lamina` (with `site`, as Python starts it) is the same command.
+    done = subprocess.run([sys.executable, "-m", "lamina", "--root", str(root), "images", "-q"],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr
 
 
 def _bundle(host: Lamina | RunHost, opts: RunOptions) -> dict[str, object]:
