@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import secrets
 import shutil
 import tempfile
@@ -25,7 +26,9 @@ from lamina.dockerfile import (
     Cmd,
     ContextFile,
     Copy,
+    Entrypoint,
     Instruction,
+    Onbuild,
     PlannedInstruction,
     Run,
     StagePlan,
@@ -47,7 +50,14 @@ from ._image import (
     layer_from_entries,
 )
 from ._keys import StepInputs, explain_miss, instruction_text
-from ._meta import DEFAULT_PATH, HISTORY_COMMENT, apply_metadata, created_by, run_argv
+from ._meta import (
+    DEFAULT_PATH,
+    HISTORY_COMMENT,
+    apply_metadata,
+    base_config,
+    created_by,
+    run_argv,
+)
 from ._options import (
     BuildEvent,
     BuildOptions,
@@ -90,6 +100,8 @@ class Builder:
         self.bp: BuildPlan
         # Per stage: how many of its layers its first FROM image gave, and that image.
         self._bases: dict[int, tuple[int, str]] = {}
+        # Each built stage's declared ARGs, inherited by a stage built FROM it.
+        self._stage_args: dict[int, tuple[tuple[str, str | None], ...]] = {}
         self._spread = False  # snapshots/ marked (once per build)
 
     def observe(self, files: Sequence[ContextFile]) -> None:
@@ -198,9 +210,11 @@ class Builder:
             config = ImageConfig.new(os=sp.platform.os, architecture=sp.platform.architecture)
             if sp.platform.variant:
                 config = config.with_fields(variant=sp.platform.variant)
-            config = config.with_container_config(Env=[f"PATH={DEFAULT_PATH}"])
+            # BuildKit's emptyImage: the default PATH and WorkingDir "/".
+            config = config.with_container_config(Env=[f"PATH={DEFAULT_PATH}"], WorkingDir="/")
             return ImageState(config, (), f"scratch:{sp.platform}")
         base = self.image_state(sp.from_.image)
+        base = ImageState(base_config(base.config), base.layers, base.key)
         got = Platform(base.config.os, base.config.architecture,
                        str(base.config.to_json().get("variant", "")))  # fmt: skip
         if not same_platform(got, sp.platform):
@@ -227,12 +241,15 @@ class Builder:
             state = ImageState(state.config.with_container_config(Env=env), state.layers,
                                state.key)  # fmt: skip
             cc["Env"] = env
+        base_args = self._stage_args[sp.base_stage] if sp.base_stage is not None else ()
         steps = self.bp.plan_stage(
             sp,
             cc.get("Env") or [],
             base_workdir=cc.get("WorkingDir") or "/",
             base_onbuild=cc.get("OnBuild") or [],
+            base_args=base_args,
         )
+        self._stage_args[sp.index] = steps[-1].stage_args if steps else base_args
         total = len(steps) + 1
         self.emit("step", number, f"[{name} 1/{total}] FROM {sp.from_.image}")
         # A child runs its base's ONBUILD triggers and does not pass them on.
@@ -250,7 +267,10 @@ class Builder:
             cmd_set = cmd_set or isinstance(step.instruction, Cmd)
             text = step.loc.text if step.loc is not None else type(step.instruction).__name__
             label = f"[{name} {i}/{total}] {text.strip()}"
-            state = self._step(sp, i, step, state, label, cmd_set, i != last_layer)
+            try:
+                state = self._step(sp, i, step, state, label, cmd_set, i != last_layer)
+            except (InvalidInputError, NotFoundError) as exc:
+                raise _located(exc, step) from exc.__cause__
         return state
 
     # -- one step --------------------------------------------------------------------
@@ -271,7 +291,14 @@ class Builder:
         if not isinstance(inst, Run | Copy | Workdir):
             created = self._stable_created(config)
             history = History(created, created_by(inst, config, args), HISTORY_COMMENT)
-            config = apply_metadata(config, inst, cmd_set).with_layer(None, history)
+            config = apply_metadata(config, inst, cmd_set)
+            if isinstance(inst, Cmd):  # BuildKit's dispatchCmd: Docker's image spec field
+                config = config.with_container_config(ArgsEscaped=True)
+            if isinstance(inst, Cmd | Entrypoint) and not inst.command:
+                # `CMD []`: BuildKit's OCI ImageConfig omits an empty Cmd/Entrypoint.
+                config = config.with_container_config(**{type(inst).__name__: None})
+            if not isinstance(inst, Onbuild):  # BuildKit's dispatchOnbuild commits no history
+                config = config.with_layer(None, history)
             key = StepInputs(state.key, instruction_text(inst), args, step.env).key()
             return ImageState(config, state.layers, key)
         if isinstance(inst, Run) and not same_platform(sp.platform, self.bp.build_platform):
@@ -318,7 +345,7 @@ class Builder:
                 self.emit("done", number, "DONE", time.monotonic() - started)
         if layer is not None:
             self._record_origin(sp, step, layer)
-        history = History(created, created_by(inst, config, _run_args(inst, args)), HISTORY_COMMENT)
+        history = History(created, created_by(inst, config, _run_args(step)), HISTORY_COMMENT)
         config = apply_metadata(config, inst, cmd_set)
         config = config.with_layer(layer.diff_id if layer else None, history)
         state_key = key
@@ -472,8 +499,24 @@ def same_platform(a: Platform, b: Platform) -> bool:
     return not a.variant or not b.variant or a.variant == b.variant
 
 
-def _run_args(inst: Instruction, args: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    return args if isinstance(inst, Run) else ()
+def _located(exc: LaminaError, step: PlannedInstruction) -> LaminaError:
+    """`exc` with the step's Dockerfile line in front, as BuildKit names the failed line
+    (a message that already starts with file:line is left as it is)."""
+    if step.loc is None or re.match(r"\S+:\d+: ", exc.message):
+        return exc
+    exc.message = f"{step.loc}: {exc.message}"
+    exc.args = (exc.message, *exc.args[1:])
+    return exc
+
+
+def _run_args(step: PlannedInstruction) -> tuple[tuple[str, str], ...]:
+    """The build args a RUN's history lists, as BuildKit's runCommandString: every ARG
+    declared so far, with the value the step's environment gives it (ENV overrides an ARG),
+    an ARG without a value as `K=`."""
+    if not isinstance(step.instruction, Run):
+        return ()
+    env = dict(step.env)
+    return tuple((k, env.get(k, v or "")) for k, v in step.stage_args)
 
 
 def build(

@@ -31,7 +31,6 @@ from ._copy import Owner, Selection, Stager, is_url, select, stage, summarise
 from ._git import GitSource, checkout, is_git_source, parse_git_source, resolve_commit
 from ._image import ImageState, ensure_snapshots
 from ._keys import StepInputs, instruction_text
-from ._meta import shell_of
 from ._sources import digest_context_files, file_sha256, worth_reading_ahead
 
 if TYPE_CHECKING:
@@ -111,9 +110,8 @@ class RunStep:
         argv, scripts = self.argv, {}
         doc = single_heredoc(self.inst) if self.inst.shell_form else None
         if doc is not None and doc.content.startswith("#!"):
-            # BuildKit (dispatchRun): the body becomes /dev/pipes/NAME, run by the shell.
+            # BuildKit (dispatchRun): the body becomes /dev/pipes/NAME (run_argv runs it).
             scripts[f"/dev/pipes/{doc.name}"] = doc.content
-            argv = [*shell_of(self.state.config), f"/dev/pipes/{doc.name}"]
         roots = {
             m.from_: ensure_snapshots(self.b.store, self.b.lease,
                                       self.b.source_state(m.from_).layers)
@@ -410,7 +408,13 @@ class CopyStep:
                 with self.b._view(src_lowers, self.scratch, "from") as src:
                     if src is None:
                         raise NotFoundError(f"{self.step.loc}: --from={self.inst.from_} is empty")
-                    sel = select(self.inst, src, None)
+                    try:
+                        sel = select(self.inst, src, None)
+                    except InvalidInputError as exc:  # the selector speaks of the context
+                        where = f"--from={self.inst.from_}"
+                        exc.message = exc.message.replace("the build context", where)
+                        exc.args = (exc.message,)
+                        raise
                     stage(self.inst, sel, stager, self.step.workdir, unpack=self.inst.unpack)
             else:
                 assert self.sel is not None

@@ -25,8 +25,8 @@ How the builder uses it::
             files = select_sources(context_dir, inst.sources, ignore, inst.excludes)
 
 Instruction classes (frozen dataclasses, each with ``loc``): From, Run (with
-Mount and Heredoc), Cmd, Entrypoint, Shell, Env, Arg, Label, Maintainer (a
-Label once planned), Expose (planned: ``"80/tcp"`` entries, ranges unrolled),
+Mount and Heredoc), Cmd, Entrypoint, Shell, Env, Arg, Label, Maintainer (the
+image's author), Expose (planned: ``"80/tcp"`` entries, ranges unrolled),
 Volume, User, Workdir (planned: absolute path), Copy (COPY and ADD, ``is_add``),
 Stopsignal, Healthcheck, Onbuild (``trigger`` is the text for the config's
 ``OnBuild``). Not expanded, as Docker does: RUN, CMD, ENTRYPOINT, SHELL,

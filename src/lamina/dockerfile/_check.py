@@ -8,7 +8,7 @@ from lamina.errors import LaminaError
 
 from ._errors import DockerfileError
 from ._graph import plan
-from ._model import Cmd, Diagnostic, Entrypoint, Maintainer
+from ._model import Cmd, Diagnostic, Entrypoint, Expose, Maintainer
 from ._parse import Dockerfile, parse
 
 # Names a base image nearly always sets; the static check does not know the base's Env.
@@ -30,7 +30,8 @@ def check(
     """Lint ``source`` (text or a parsed Dockerfile); returns findings sorted by line.
 
     Rules: JSONArgsRecommended, UndefinedVar, FromAsCasing, DuplicateStageName
-    (error), StageNameCasing, MaintainerDeprecated, UnusedBuildArg, and
+    (error), StageNameCasing, MaintainerDeprecated, ExposeInvalidFormat,
+    ExposeProtoCasing, UnusedBuildArg, and
     InvalidDockerfile (error) for anything parse or plan refuses. The
     ``# check=skip=Rule,...`` (or ``skip=all``) directive drops rules;
     ``# check=error=true`` makes every finding an error.
@@ -74,6 +75,15 @@ def check(
                 name = "CMD" if isinstance(inst, Cmd) else "ENTRYPOINT"
                 add("JSONArgsRecommended", f"JSON arguments recommended for {name} to prevent "
                     "unintended behavior related to OS signals", where)  # fmt: skip
+            if isinstance(inst, Expose):
+                for port in (p for p in inst.ports if "$" not in p):  # as written
+                    if ":" in port:
+                        add("ExposeInvalidFormat", "EXPOSE instruction should not define an IP "
+                            f"address or host-port mapping, found '{port}'", where)  # fmt: skip
+                    proto = port.partition("/")[2]
+                    if proto != proto.lower():
+                        add("ExposeProtoCasing", f"Defined protocol '{port}' in EXPOSE "
+                            "instruction should be lowercase", where)  # fmt: skip
             if isinstance(inst, Maintainer):
                 add(
                     "MaintainerDeprecated",
@@ -96,6 +106,7 @@ def check(
 def _plan_findings(df: Dockerfile, build_args: Mapping[str, str]) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     done: set[int] = set()
+    stage_args: dict[int, tuple[tuple[str, str | None], ...]] = {}  # a child inherits them
     for index in range(len(df.stages) - 1, -1, -1):
         if index in done:
             continue
@@ -106,7 +117,11 @@ def _plan_findings(df: Dockerfile, build_args: Mapping[str, str]) -> list[Diagno
                 if stage.index in done:
                     continue
                 done.add(stage.index)
-                for planned in p.plan_stage(stage):
+                base = stage.base_stage
+                base_args = stage_args.get(base, ()) if base is not None else ()
+                steps = p.plan_stage(stage, base_args=base_args)
+                stage_args[stage.index] = steps[-1].stage_args if steps else base_args
+                for planned in steps:
                     for name in sorted(planned.undefined - _BASE_ENV_NAMES):
                         line = planned.loc.start_line if planned.loc else 1
                         what = f"usage of undefined variable '${name}'"

@@ -139,7 +139,7 @@ class Label:
 
 @dataclass(frozen=True)
 class Maintainer:
-    """Deprecated; the plan turns it into ``Label(("maintainer", name))``."""
+    """Deprecated; sets the image's ``author`` (never expanded, as BuildKit's)."""
 
     name: str
     loc: Location | None = None
@@ -266,7 +266,8 @@ def run_script(run: Run) -> str:
     """The script a shell-form RUN hands to its SHELL, heredocs included.
 
     ``RUN <<EOF`` alone runs the heredoc body; otherwise the command line is
-    followed by each heredoc body and its delimiter, as the shell expects. (A
+    followed by each heredoc body and its delimiter, as the shell expects (BuildKit's
+    dispatchRun: ``"\n" + body + NAME`` each, no newline after the last). (A
     lone heredoc that starts with ``#!`` is run as a file instead: the builder
     mounts it at ``/dev/pipes/NAME``, as BuildKit does.)
     """
@@ -274,7 +275,4 @@ def run_script(run: Run) -> str:
     doc = single_heredoc(run)
     if doc is not None:
         return doc.content
-    parts = [command + "\n"] if run.heredocs else [command]
-    for doc in run.heredocs:
-        parts.append(doc.content + doc.name + "\n")
-    return "".join(parts)
+    return command + "".join("\n" + doc.content + doc.name for doc in run.heredocs)

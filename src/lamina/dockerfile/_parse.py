@@ -94,12 +94,14 @@ class Dockerfile:
 def parse_directives(text: str) -> Directives:
     """Read ``# syntax=``, ``# escape=``, ``# check=`` until the first other line."""
     found: dict[str, str] = {}
-    for line in text.splitlines():
+    # As BuildKit's parser: a BOM before the first line is dropped, and a comment that
+    # names no known directive ends the block (a later `# escape=` is a comment).
+    for line in text.removeprefix("\ufeff").splitlines():
         m = _DIRECTIVE.match(line)
         if not m:
             break
         key = m.group(1).lower()
-        if key in found:
+        if key in found or key not in ("syntax", "escape", "check"):
             break
         found[key] = m.group(2)
     skip: set[str] = set()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from lamina.errors import InvalidInputError
@@ -22,7 +23,6 @@ from ._model import (
     Instruction,
     Label,
     Location,
-    Maintainer,
     Mount,
     Run,
     Stopsignal,
@@ -40,7 +40,6 @@ PLATFORM_ARGS = (
     "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
     "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT",
 )  # fmt: skip
-_PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
 Pairs = tuple[tuple[str, str], ...]
 
 
@@ -57,6 +56,9 @@ class PlannedInstruction:
     but keep them out of cache keys and history, as Docker does.
     ``workdir`` is the working directory in effect (for a WORKDIR, its new
     value); ``undefined`` names variables the expansion referenced but found unset.
+    ``stage_args`` lists every ARG the stage has declared so far (this one included, those
+    inherited from a base stage first), in BuildKit's order, None for one without a value:
+    RUN's history shows them, and the last step's hand them to a stage built on this one.
     """
 
     instruction: Instruction
@@ -66,6 +68,7 @@ class PlannedInstruction:
     proxy_env: Pairs = ()
     workdir: str = "/"
     undefined: frozenset[str] = frozenset()
+    stage_args: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def loc(self) -> Location | None:
@@ -140,13 +143,17 @@ class BuildPlan:
         *,
         base_workdir: str = "/",
         base_onbuild: Sequence[str] = (),
+        base_args: Sequence[tuple[str, str | None]] = (),
     ) -> tuple[PlannedInstruction, ...]:
         """Expand ``stage``'s instructions in order.
 
         ``base_env`` is the base image config's ``Env`` (``["K=V", ...]`` or a
         mapping), ``base_workdir`` its ``WorkingDir``, ``base_onbuild`` its
         ``OnBuild`` triggers, which run first (right after FROM). For a stage
-        built on another stage, pass that stage's resulting config.
+        built on another stage, pass that stage's resulting config, and as
+        ``base_args`` its last step's ``stage_args``: the Dockerfile reference's
+        ARG scope, "an ARG declared within a build stage is automatically inherited
+        by other stages based on that stage".
         """
         env = _env_mapping(base_env)
         triggers = onbuild_instructions(
@@ -155,7 +162,7 @@ class BuildPlan:
             escape=self.dockerfile.directives.escape,
             line=_line(stage.from_),
         )
-        walker = _StageWalker(self, stage, env, base_workdir or "/")
+        walker = _StageWalker(self, stage, env, base_workdir or "/", base_args)
         return tuple(walker.walk((*triggers, *stage.stage.instructions)))
 
 
@@ -254,15 +261,21 @@ def _platform_args(target: Platform, build: Platform) -> dict[str, str]:
 
 class _StageWalker:
     def __init__(
-        self, plan: BuildPlan, stage: StagePlan, env: dict[str, str], workdir: str
+        self,
+        plan: BuildPlan,
+        stage: StagePlan,
+        env: dict[str, str],
+        workdir: str,
+        base_args: Sequence[tuple[str, str | None]] = (),
     ) -> None:
         self.plan = plan
         self.stage = stage
         self.escape = plan.dockerfile.directives.escape
         self.build_args = dict(plan.build_args)
         self.globals = dict(stage.global_args)
-        self.args: dict[str, str] = {}
-        self.declared: set[str] = set()
+        self.stage_args = dict(base_args)
+        self.args = {k: v for k, v in base_args if v is not None}
+        self.declared = set(self.stage_args)
         self.env = env
         self.workdir = workdir
         # A proxy given in either case reaches RUN in both (BuildKit's ProxyEnv sets
@@ -280,7 +293,10 @@ class _StageWalker:
             args, env = tuple(self.args.items()), tuple(self.env.items())
             expanded = self.expand(inst, ex)
             undefined = frozenset(ex.undefined - self.declared)
-            yield PlannedInstruction(expanded, inst, args, env, self.proxy, self.workdir, undefined)
+            yield PlannedInstruction(
+                expanded, inst, args, env, self.proxy, self.workdir, undefined,
+                tuple(self.stage_args.items()),
+            )  # fmt: skip
 
     def expand(self, inst: Instruction, ex: _Expander) -> Instruction:
         if isinstance(inst, Env):
@@ -299,18 +315,20 @@ class _StageWalker:
                 value = self.arg_value(name, None if default is None or given else ex.word(default))
                 if value is not None:
                     self.args[name] = value
+                # Re-declared: BuildKit keeps the first place and the latest value.
+                self.stage_args[name] = value if value is not None else self.args.get(name)
                 out.append((name, value))
             return replace(inst, args=tuple(out))
         if isinstance(inst, Label):
             return replace(inst, pairs=tuple((ex.word(k), ex.word(v)) for k, v in inst.pairs))
-        if isinstance(inst, Maintainer):
-            return Label((("maintainer", inst.name),), inst.loc)
         if isinstance(inst, Expose):
+            # BuildKit's parseExpose sorts the words as written; duplicates stay (its
+            # history lists them, the config's map drops them).
             ports: list[str] = []
-            for raw in inst.ports:
+            for raw in sorted(inst.ports):
                 for word in ex.words(raw):
                     ports.extend(expose_ports(word, inst))
-            return replace(inst, ports=tuple(dict.fromkeys(ports)))
+            return replace(inst, ports=tuple(ports))
         if isinstance(inst, Volume):
             paths = tuple(ex.word(p) for p in inst.paths)
             if any(not p.strip() for p in paths):
@@ -389,14 +407,49 @@ def _expand_mount(mount: Mount, ex: _Expander) -> Mount:
 
 
 def expose_ports(word: str, inst: Instruction | None = None) -> list[str]:
-    """``80``, ``80/udp``, ``8000-8002/tcp`` → ``["80/tcp"]``, ... (ranges unrolled)."""
-    m = _PORT.match(word)
+    """``80``, ``80/udp``, ``8000-8002/tcp`` → ``["80/tcp"]``, ... (ranges unrolled).
+
+    As BuildKit's parsePort: ``[ip:][hostport:]port[/proto]`` is taken, the host part
+    checked and dropped (EXPOSE publishes nothing), ports 0-65535.
+    """
     bad = inst if inst is not None else Expose((word,))
-    if not m:
-        raise _fail(bad, f"invalid port {word!r}: want PORT[-PORT][/tcp|udp|sctp]")
-    start = int(m.group(1))
-    end = int(m.group(2)) if m.group(2) else start
-    proto = (m.group(3) or "tcp").lower()
-    if not 0 < start <= end <= 65535:
-        raise _fail(bad, f"invalid port range {word!r}")
+
+    def fail(why: str) -> DockerfileError:
+        return _fail(bad, f"invalid port {word!r}: {why}")
+
+    *host, container = word.split(":")
+    ip, host_port = (":".join(host[:-1]), host[-1]) if host else ("", "")
+    port, _, proto = container.partition("/")
+    if not port:
+        raise fail("no port specified")
+    proto = proto.lower() or "tcp"
+    if proto not in ("tcp", "udp", "sctp"):
+        raise fail(f"invalid proto {proto!r}; want PORT[-PORT][/tcp|udp|sctp]")
+    if ip:
+        try:
+            ipaddress.ip_address(ip[1:-1] if ip.startswith("[") and ip.endswith("]") else ip)
+        except ValueError:
+            raise fail(f"invalid IP address {ip}") from None
+    start, end = _port_range(port, fail)
+    if host_port:
+        low, high = _port_range(host_port, fail)
+        if high - low != end - start and end != start:
+            raise fail("the host and container port ranges differ in size")
     return [f"{p}/{proto}" for p in range(start, end + 1)]
+
+
+def _port_range(text: str, fail: Callable[[str], DockerfileError]) -> tuple[int, int]:
+    start, sep, end = text.partition("-")
+    low = _port_number(start, fail)
+    if not sep or start == end:
+        return low, low
+    high = _port_number(end, fail)
+    if high < low:
+        raise fail(f"invalid port range {text}")
+    return low, high
+
+
+def _port_number(text: str, fail: Callable[[str], DockerfileError]) -> int:
+    if not re.fullmatch(r"[+-]?[0-9]+", text) or not 0 <= int(text) <= 65535:
+        raise fail(f"{text!r} is not a port number (0-65535); want PORT[-PORT][/tcp|udp|sctp]")
+    return int(text)

@@ -93,3 +93,26 @@ def test_check_reports_bad_new_forms(line: str, fragment: str) -> None:
     found = check(NEW_FORMS + line + "\n")
     assert [d.level for d in found] == ["error"]
     assert fragment in found[0].message and found[0].line == 11
+
+
+def test_an_arg_inherited_from_the_base_stage_is_defined() -> None:
+    """Dockerfile reference, ARG scope: a stage based on another inherits its ARGs, so using
+    one there is no UndefinedVar; an unrelated stage still gets the warning."""
+    text = "FROM a AS base\nARG X=1\nFROM base\nENV Y=$X\nFROM a AS other\nENV Z=$X\n"
+    found = [(d.line, d.rule) for d in check(text)]
+    assert (4, "UndefinedVar") not in found and (6, "UndefinedVar") in found
+
+
+def test_expose_lint_rules_as_buildkit() -> None:
+    """BuildKit's ExposeInvalidFormat (an IP or host port in EXPOSE: accepted, warned) and
+    ExposeProtoCasing (testExposeInvalidFormat, testExposeProtoCasing)."""
+    found = [(d.line, d.rule, d.message) for d in check("FROM a\nEXPOSE 80 8080:80/TCP\n")]
+    assert found == [
+        (2, "ExposeInvalidFormat",
+         "EXPOSE instruction should not define an IP address or host-port mapping, found "
+         "'8080:80/TCP'"),
+        (2, "ExposeProtoCasing",
+         "Defined protocol '8080:80/TCP' in EXPOSE instruction should be lowercase"),
+    ]  # fmt: skip
+    assert check("FROM a\nENV P=9\nEXPOSE 80/udp $P\n") == []
+    assert [d.rule for d in check("FROM a\nEXPOSE [::ABCD]:80:80\n")] == ["ExposeInvalidFormat"]

@@ -65,7 +65,8 @@ def test_run_heredocs() -> None:
     )
     assert isinstance(alone, Run) and run_script(alone) == "echo a\n"
     assert isinstance(inline, Run) and inline.heredocs[0].strip_tabs
-    assert run_script(inline) == "cat <<-END > /f\nx\nEND\n"
+    # BuildKit's dispatchRun: the command, then "\n" + body + delimiter per heredoc.
+    assert run_script(inline) == "cat <<-END > /f\nx\nEND"
     assert isinstance(quoted, Run) and not quoted.heredocs[0].expand
 
 
@@ -120,6 +121,26 @@ def test_directives() -> None:
     assert df.directives.check_skip == {"JSONArgsRecommended"} and df.directives.check_error
     run = df.stages[0].instructions[0]
     assert isinstance(run, Run) and run.command == ("echo   b",)
+
+
+def test_directives_after_a_byte_order_mark() -> None:
+    """BuildKit's parser drops a UTF-8 BOM before the first line, so `# escape=` there
+    counts (the parser joins the lines with it; the expansion must use it too)."""
+    df = parse("\ufeff# escape=`\nFROM a\nENV P=C:\\dir Q=a`$b\n")
+    assert df.directives.escape == "`"
+    bp = dfm.plan(df)
+    env = bp.plan_stage(bp.target)[0].instruction
+    assert isinstance(env, Env) and env.pairs == (("P", "C:\\dir"), ("Q", "a$b"))
+
+
+def test_an_unknown_directive_ends_the_directives() -> None:
+    """BuildKit's DirectiveParser: a comment naming no known directive (syntax, escape,
+    check) ends the directive block, so a later `# escape=` is only a comment."""
+    df = parse("# foo=bar\n# escape=`\nFROM a\nENV P=a\\$b Q=a`$b\n")
+    assert df.directives.escape == "\\"
+    bp = dfm.plan(df)
+    env = bp.plan_stage(bp.target)[0].instruction
+    assert isinstance(env, Env) and env.pairs == (("P", "a$b"), ("Q", "a`"))
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from lamina.dockerfile import (
     Env,
     Expose,
     Label,
+    Maintainer,
     PlannedInstruction,
     Run,
     User,
@@ -87,8 +88,15 @@ def test_unused_build_arg_warns() -> None:
 
 @pytest.mark.parametrize(
     ("ports", "expected"),
-    [("80", ("80/tcp",)), ("80/udp", ("80/udp",)), ("80/TCP 443", ("80/tcp", "443/tcp")),
-     ("8000-8002", ("8000/tcp", "8001/tcp", "8002/tcp")), ("$P", ("9/tcp", "10/udp"))],
+    [("80", ("80/tcp",)), ("80/udp", ("80/udp",)), ("80/TCP 443", ("443/tcp", "80/tcp")),
+     ("8000-8002", ("8000/tcp", "8001/tcp", "8002/tcp")), ("$P", ("9/tcp", "10/udp")),
+     # BuildKit's parseExpose sorts the words as written; its parsePort takes
+     # [ip:][hostport:]port[/proto] (a lint warning there, not an error), port 0 included,
+     # and keeps duplicates (the config's map drops them).
+     ("2375 5000 1234/udp", ("1234/udp", "2375/tcp", "5000/tcp")),
+     ("8080:80 127.0.0.1:9000-9001:90 [::1]:7000:70/UDP 0 80",
+      ("0/tcp", "90/tcp", "80/tcp", "80/tcp", "70/udp")),
+     ("6000-6001:81-82", ("81/tcp", "82/tcp"))],
 )  # fmt: skip
 def test_expose(ports: str, expected: tuple[str, ...]) -> None:
     s = steps(f"FROM a\nENV P='9 10/udp'\nEXPOSE {ports}\n")
@@ -96,7 +104,9 @@ def test_expose(ports: str, expected: tuple[str, ...]) -> None:
     assert isinstance(inst, Expose) and inst.ports == expected
 
 
-@pytest.mark.parametrize("bad", ["x", "70000", "10-5", "80/icmp"])
+@pytest.mark.parametrize(
+    "bad", ["x", "70000", "10-5", "80/icmp", "/tcp", "1.2.3:80:80", "x:80", "1-3:80-81", "80-"]
+)
 def test_expose_bad(bad: str) -> None:
     with pytest.raises(DockerfileError, match=r"Dockerfile:2: invalid port"):
         steps(f"FROM a\nEXPOSE {bad}\n")
@@ -196,7 +206,35 @@ def test_onbuild_triggers_run_after_from() -> None:
         onbuild_instructions(["FROM x"])
 
 
-def test_maintainer_becomes_label() -> None:
-    s = steps("FROM a\nMAINTAINER Jane <j@x>\n")
-    inst = s[0].instruction
-    assert isinstance(inst, Label) and inst.pairs == (("maintainer", "Jane <j@x>"),)
+def test_maintainer_stays_maintainer_unexpanded() -> None:
+    """Dockerfile reference: MAINTAINER sets the image's Author (not a label); BuildKit's
+    MaintainerCommand has no expansion."""
+    s = steps("FROM a\nENV N=x\nMAINTAINER Jane $N <j@x>\n")
+    inst = s[1].instruction
+    assert isinstance(inst, Maintainer) and inst.name == "Jane $N <j@x>"
+
+
+def test_a_stage_built_on_a_stage_inherits_its_args() -> None:
+    """Dockerfile reference, ARG scope: "An ARG variable declared within a build stage is
+    automatically inherited by other stages based on that stage. Unrelated build stages do
+    not have access to the variable." """
+    df = parse(
+        "FROM a AS base\nARG X=1\nARG N\nFROM base AS child\nENV Y=${X:-no}\n"
+        "FROM a AS other\nENV Z=${X:-no}\n"
+    )
+    bp = plan(df, target="child")
+    base, child = bp.stages
+    base_steps = bp.plan_stage(base)
+    assert base_steps[-1].stage_args == (("X", "1"), ("N", None))
+    child_steps = bp.plan_stage(child, base_args=base_steps[-1].stage_args)
+    assert child_steps[0].instruction == Env((("Y", "1"),), child_steps[0].source.loc)
+    assert dict(child_steps[0].args) == {"X": "1"} and child_steps[0].undefined == frozenset()
+    other = plan(df, target="other")
+    other_steps = other.plan_stage(other.target)
+    assert other_steps[0].instruction == Env((("Z", "no"),), other_steps[0].source.loc)
+
+
+def test_stage_args_keep_first_place_and_latest_value() -> None:
+    """BuildKit runCommandString: a re-declared ARG keeps its first place, with its new value."""
+    s = steps("FROM a\nARG foo=bar\nARG bar=123\nARG foo=bar2\nRUN ls\n")
+    assert s[-1].stage_args == (("foo", "bar2"), ("bar", "123"))
