@@ -160,6 +160,18 @@ class Lamina(HostCommands):
                 f"no such image: {ref}", hint="`lamina images` lists names and IDs"
             ) from None
 
+    def resolve_image(self, ref: str) -> ImageRecord:
+        """`resolve` for the image commands (tag, history, rmi): a missing image is moby's
+        "No such image: NAME:TAG" (the tag `latest` when none was given)."""
+        try:
+            return self.resolve(ref)
+        except NotFoundError as exc:
+            try:
+                shown = parse_reference(ref).familiar()
+            except InvalidInputError:
+                shown = ref
+            raise NotFoundError(f"No such image: {shown}", hint=exc.hint) from None
+
     def config(self, image: ImageRecord) -> ImageConfig:
         """The image's config, read from the store and verified."""
         return self.store.image_config(image)
@@ -232,7 +244,7 @@ class Lamina(HostCommands):
         return self.config(self.resolve(ref)).created
 
     def history(self, ref: str) -> list[HistoryRow]:
-        image = self.resolve(ref)
+        image = self.resolve_image(ref)
         from lamina.api._history import history_rows
 
         return history_rows(image.id, self.config(image), self.layer_sizes(image))
@@ -500,7 +512,7 @@ class Lamina(HostCommands):
     # -- names ----------------------------------------------------------------------
 
     def tag(self, source: str, target: str) -> None:
-        image = self.resolve(source)
+        image = self.resolve_image(source)
         self.store.tag(normalize_tag(target), image.digest)
 
     def rmi(self, refs: list[str], *, force: bool = False) -> list[str]:
@@ -511,7 +523,7 @@ class Lamina(HostCommands):
         """
         lines: list[str] = []
         for ref in refs:
-            image = self.resolve(ref)
+            image = self.resolve_image(ref)
             by_name = self._tag_named(ref, image)
             users = [c.name for c in self.store.list_containers() if c.image == image.digest]
             if users and (by_name is None or len(image.tags) <= 1):
@@ -533,8 +545,8 @@ class Lamina(HostCommands):
                     continue
             elif len(image.tags) > 1 and not force:
                 raise ConflictError(
-                    f"unable to delete {ref} (must be forced): "
-                    f"image is referenced in {len(image.tags)} names",
+                    f"conflict: unable to delete {image.id[7:19]} (must be forced) - "
+                    "image is referenced in multiple repositories",
                     hint="remove the names one by one, or use -f",
                 )
             else:

@@ -88,13 +88,23 @@ def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -
 
     # By ID with two names: Docker refuses without -f.
     done = lamina(root, "rmi", image_id[7:19])
-    assert done.returncode == 1 and "must be forced" in done.stderr
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == (  # moby's imageDeleteConflict text
+        f"Error: conflict: unable to delete {image_id[7:19]} (must be forced) - "
+        "image is referenced in multiple repositories"
+    )
     assert ok(root, "rmi", "other").splitlines() == ["Untagged: other:latest"]
     assert ok(root, "rmi", "me/base:1").splitlines() == [
         "Untagged: me/base:1",
         f"Deleted: {image_id}",
     ]
     assert ok(root, "images").splitlines()[1:] == []
+    # moby: a missing name is reported with its tag ("latest" when none is given).
+    for args, shown in ((("rmi", "me/base"), "me/base:latest"), (("tag", "gone:2", "x"), "gone:2"),
+                        (("history", "gone"), "gone:latest")):  # fmt: skip
+        missing = lamina(root, *args)
+        assert missing.returncode == 1
+        assert missing.stderr.splitlines()[0] == f"Error: No such image: {shown}"
     pruned = ok(root, "prune")
     assert "Total reclaimed space" in pruned
     assert os.listdir(root / "blobs" / "sha256") == []

@@ -319,9 +319,9 @@ def test_rmi_of_several_names_reports_each_and_goes_on(
         f"Deleted: {image}",
     ]
     assert done.stderr.splitlines() == [
-        "Error: no such image: nosuch",
+        "Error: No such image: nosuch:latest",
         "hint: `lamina images` lists names and IDs",
-        "Error: no such image: alsonot:1",
+        "Error: No such image: alsonot:1",
         "hint: `lamina images` lists names and IDs",
     ]
     assert ok(root, "images", "-q") == ""
