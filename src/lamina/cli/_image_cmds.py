@@ -180,7 +180,34 @@ def history_rows(rows: list[HistoryRow], *, trunc: bool, human: bool) -> list[di
     return out
 
 
-@cli.command()
+_PFLAG_TRUE = ("1", "t", "T", "true", "TRUE", "True")
+_PFLAG_FALSE = ("0", "f", "F", "false", "FALSE", "False")
+
+
+class _HumanFlagCommand(click.Command):
+    """Takes pflag's `-H=false` / `--human=false` (how Docker's docs write it) for the
+    boolean `--human/--no-human`, which click alone refuses."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                out.extend(args[i:])
+                break
+            name, eq, value = arg.partition("=")
+            if eq and name in ("-H", "--human"):
+                if value not in _PFLAG_TRUE + _PFLAG_FALSE:
+                    raise click.UsageError(
+                        f'invalid argument "{value}" for "-H, --human" flag: '
+                        f'strconv.ParseBool: parsing "{value}": invalid syntax',
+                        ctx,
+                    )
+                arg = "--human" if value in _PFLAG_TRUE else "--no-human"
+            out.append(arg)
+        return super().parse_args(ctx, out)
+
+
+@cli.command(cls=_HumanFlagCommand)
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
 @click.option(
     "-H", "--human/--no-human", default=True, help="Human-readable sizes and dates (default)."

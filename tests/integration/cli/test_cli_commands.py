@@ -81,6 +81,14 @@ def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -
         for line in ok(root, "history", "--no-trunc", "--format", "json", "me/base:1").splitlines()
     ]
     assert history_rows[0]["ID"] == image_id and history_rows[0]["Comment"] == "the base"
+    # pflag's boolean syntax, as `docker history -H=false` is written: raw dates and bytes.
+    for flag in ("-H=false", "--human=false", "--human=0"):
+        raw = ok(root, "history", flag, "me/base:1").splitlines()
+        assert raw[0].split()[:4] == ["IMAGE", "CREATED", "AT", "CREATED"], flag
+        assert raw[1].split()[-3].isdigit() and "T" in raw[1].split()[1], raw[1]
+    assert ok(root, "history", "-H=true", "me/base:1") == ok(root, "history", "me/base:1")
+    bad = lamina(root, "history", "-H=maybe", "me/base:1")
+    assert bad.returncode == 2 and 'invalid argument "maybe"' in bad.stderr
 
     inspected = json.loads(ok(root, "inspect", "other"))
     assert inspected[0]["Id"] == image_id
