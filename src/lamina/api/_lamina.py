@@ -512,8 +512,23 @@ class Lamina(HostCommands):
     # -- names ----------------------------------------------------------------------
 
     def tag(self, source: str, target: str) -> None:
+        """`docker tag`: the new name is checked first (docker's client does, before the
+        daemon looks the image up); a name with a digest is refused."""
+        try:
+            ref = parse_reference(target)
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f'Error parsing reference: "{target}" is not a valid repository/tag: '
+                f"{exc.message}",
+                exc.hint,
+            ) from None
+        if ref.digest:
+            raise InvalidInputError(
+                "refusing to create a tag with a digest reference",
+                hint="give the new name a tag (NAME[:TAG]), not @sha256:…",
+            )
         image = self.resolve_image(source)
-        self.store.tag(normalize_tag(target), image.digest)
+        self.store.tag(str(ref), image.digest)
 
     def rmi(self, refs: list[str], *, force: bool = False) -> list[str]:
         """Docker's rules: a name untags; the last name, or an ID, deletes the image.

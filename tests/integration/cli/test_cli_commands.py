@@ -94,6 +94,26 @@ def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -
     assert inspected[0]["Id"] == image_id
     assert sorted(inspected[0]["RepoTags"]) == ["me/base:1", "other:latest"]
 
+    # docker's client checks the new name before the daemon looks the image up.
+    digest = "sha256:" + "a" * 64
+    for source, target, first in (
+        ("me/base:1", "App:1", 'Error parsing reference: "App:1" is not a valid repository/tag: '
+         "invalid reference format: repository name (library/App) must be lowercase"),
+        ("gone", "x:" + "t" * 129, 'Error parsing reference: "x:' + "t" * 129 + '" is not a '
+         "valid repository/tag: invalid reference format"),
+        ("gone", "x:-bad", 'Error parsing reference: "x:-bad" is not a valid repository/tag: '
+         "invalid reference format"),
+        ("me/base:1", f"x@{digest}", "refusing to create a tag with a digest reference"),
+        ("me/base:1", f"x:1@{digest}", "refusing to create a tag with a digest reference"),
+    ):  # fmt: skip
+        refused = lamina(root, "tag", source, target)
+        assert refused.returncode == 1
+        assert refused.stderr.splitlines()[0].startswith(f"Error: {first}"), refused.stderr
+    listed = ok(root, "images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert sorted(listed) == ["me/base:1", "other:latest"]  # no refused name was made
+    ok(root, "tag", "me/base:1", "x:" + "t" * 128)  # 128 characters: the longest tag
+    ok(root, "tag", image_id[7:13], "byshort")  # tagged by a short ID
+    ok(root, "rmi", "x:" + "t" * 128, "byshort")
     # By ID with two names: Docker refuses without -f.
     done = lamina(root, "rmi", image_id[7:19])
     assert done.returncode == 1
