@@ -140,14 +140,11 @@ def images(
     wanted = [*filters, *([f"reference={repository}"] if repository else [])]
     listed = _api(ctx).images(filters=wanted, all_images=all_images)
     rows = image_rows(listed, trunc=not no_trunc)
-    if quiet and not fmt:
-        seen: set[str] = set()
-        for row in rows:
-            if row["ID"] not in seen:
-                click.echo(row["ID"])
-                seen.add(row["ID"])
-        return
     fmt = fmt or "table"
+    if quiet and fmt == "table":
+        # docker/cli's quiet format, "{{.ID}}" for each row: an ID once per name it has.
+        _out("".join(row["ID"] + "\n" for row in rows))
+        return
     if fmt == "table":
         fmt = IMAGES_TABLE_DIGESTS if digests else IMAGES_TABLE
     elif digests and fmt.startswith("table") and "{{.Digest}}" not in fmt:
