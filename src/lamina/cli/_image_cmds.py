@@ -219,7 +219,7 @@ def history(
     """Show the history of an image, newest step first, like `docker image history`."""
     rows = history_rows(_api(ctx).history(image), trunc=not no_trunc, human=human)
     default = HISTORY_TABLE if human else HISTORY_TABLE_RAW
-    if quiet and not fmt:
+    if quiet and fmt in (None, "", "table"):
         fmt = "{{.ID}}"
     _out(format_rows(fmt or default, rows, HISTORY_HEADERS, default))
 

@@ -89,7 +89,11 @@ def test_images_history_tag_rmi_as_docker_shows_them(root: Path, rootfs: Path) -
         raw = ok(root, "history", flag, "me/base:1").splitlines()
         assert raw[0].split()[:4] == ["IMAGE", "CREATED", "AT", "CREATED"], flag
         assert raw[1].split()[-3].isdigit() and "T" in raw[1].split()[1], raw[1]
-    assert ok(root, "history", "-H=true", "me/base:1") == ok(root, "history", "me/base:1")
+    sizes = ("--format", "{{.Size}}", "me/base:1")
+    assert ok(root, "history", "-H=true", *sizes) == ok(root, "history", *sizes)
+    assert ok(root, "history", "-H=true", *sizes) != ok(root, "history", "-H=false", *sizes)
+    quiet = ok(root, "history", "-q", "--format", "table", "me/base:1").split()
+    assert quiet == [image_id[7:19]]  # docker/cli: quiet replaces the table format
     bad = lamina(root, "history", "-H=maybe", "me/base:1")
     assert bad.returncode == 2 and 'invalid argument "maybe"' in bad.stderr
 
