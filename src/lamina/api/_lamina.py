@@ -251,7 +251,7 @@ class Lamina(HostCommands):
 
     def inspect(self, ref: str) -> dict[str, Any]:
         """What `docker image inspect` shows, from the store's records and the config."""
-        image = self.resolve(ref)
+        image = self.resolve_image(ref)
         config = self.config(image)
         doc = config.to_json()
         repo_tags = [":".join(familiar(t)) for t in sorted(image.tags)]
@@ -589,6 +589,30 @@ class Lamina(HostCommands):
         # Compressed layer blobs made for sending are a cache too, pruned with it.
         report = self.store.prune(keep_layer_blobs=keep_build_cache)
         return dataclasses.replace(report, cache_records_removed=removed)
+
+    def prune_images(self, *, all_images: bool = False) -> tuple[list[str], int]:
+        """`docker image prune [-a]`: dangling (untagged) images no container uses, or with
+        `all_images` every image no container uses, its names first; then whatever blob and
+        snapshot nothing holds any more. The build cache stays. Returns docker's report
+        lines (`untagged: NAME`, `deleted: ID`, image by image) and the bytes freed."""
+        used = {c.image for c in self.store.list_containers()}
+        untagged: dict[str, list[str]] = {}
+        images = self.store.list_images()
+        for image in images:
+            if all_images and image.digest not in used:
+                for name in sorted(image.tags):
+                    self.store.untag(name)
+                    untagged.setdefault(image.digest, []).append(
+                        f"untagged: {':'.join(familiar(name))}"
+                    )
+        ids = {image.digest: image.id for image in images}
+        report = self.store.prune(keep_layer_blobs=True)
+        lines: list[str] = []
+        for digest in report.images_removed:
+            lines += untagged.get(digest, [])
+            if digest in ids:
+                lines.append(f"deleted: {ids[digest]}")
+        return lines, report.bytes_freed
 
     def fsck(self) -> FsckReport:
         """The store's checks, plus every snapshot's tar rebuilt and checked against its

@@ -369,3 +369,62 @@ def rmi(ctx: click.Context, force: bool, images: tuple[str, ...]) -> None:
             click.echo(line)
     if failed:
         sys.exit(1)
+
+
+# -- image: docker's `image` management command -------------------------------------------
+
+
+@cli.group("image")
+def image_group() -> None:
+    """Manage images (`docker image ls|inspect|tag|history|rm|prune`)."""
+
+
+@image_group.command("inspect")
+@click.option("-f", "--format", "fmt", help="A Go template over each image's JSON.")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def image_inspect(ctx: click.Context, fmt: str | None, refs: tuple[str, ...]) -> None:
+    """Show images' details as JSON (images only: `docker image inspect`)."""
+    ctx.invoke(inspect, fmt=fmt, kind="image", images=refs)
+
+
+@image_group.command("prune")
+@click.option("-a", "--all", "all_images", is_flag=True,
+              help="Remove every image no container uses, not only dangling ones.")  # fmt: skip
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_context
+def image_prune(ctx: click.Context, all_images: bool, force: bool) -> None:
+    """Remove dangling images (with -a: every image no container uses), as `docker image
+    prune`; the build cache stays (`lamina prune` removes it)."""
+    if not force:
+        what = (
+            "all images without at least one container associated to them"
+            if all_images
+            else "all dangling images"
+        )
+        click.echo(f"WARNING! This will remove {what}.")
+        click.echo("Are you sure you want to continue? [y/N] ", nl=False)
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            click.echo()
+            raise LaminaError("image prune has been cancelled")
+    lines, freed = _api(ctx).prune_images(all_images=all_images)
+    if lines:
+        click.echo("Deleted Images:")
+        for line in lines:
+            click.echo(line)
+        click.echo()
+    click.echo(f"Total reclaimed space: {human_size(freed, 4)}")
+
+
+def _register_image_aliases() -> None:
+    from lamina.cli._commands import tag
+
+    image_group.add_command(images, "ls")
+    image_group.add_command(images, "list")
+    image_group.add_command(history, "history")
+    image_group.add_command(rmi, "rm")
+    image_group.add_command(tag, "tag")
+
+
+_register_image_aliases()

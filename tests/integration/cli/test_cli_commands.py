@@ -174,3 +174,38 @@ def test_fsck_finds_a_corrupt_blob_and_exits_1(root: Path, rootfs: Path) -> None
     done = lamina(root, "fsck")
     assert done.returncode == 1
     assert victim.name in done.stdout
+
+
+def test_image_group_and_image_prune_as_docker(root: Path, rootfs: Path, tmp_path: Path) -> None:
+    """`docker image ls|inspect|tag|history|rm|prune`; prune takes dangling images only
+    unless -a (every image no container uses), and prints docker's report."""
+    base = ok(root, "import", str(rootfs), "base:1").strip()
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "f").write_text("f")
+    dangling = ok(root, "import", str(extra)).strip()
+    assert ok(root, "image", "ls", "-q", "--no-trunc").split() == [dangling, base]
+    assert ok(root, "image", "list", "--format", "{{.Tag}}", "base") == "1\n"
+    assert ok(root, "image", "inspect", "--format", "{{.Id}}", "base:1") == base + "\n"
+    missing = lamina(root, "image", "inspect", "nosuch")
+    assert missing.returncode == 1
+    assert missing.stderr.splitlines()[0] == "Error: No such image: nosuch:latest"
+    ok(root, "image", "tag", "base:1", "base:2")
+    assert ok(root, "image", "history", "-q", "base:2").split() == [base[7:19]]
+    assert ok(root, "image", "rm", "base:2") == "Untagged: base:2\n"
+
+    refused = lamina(root, "image", "prune")  # no answer on stdin: nothing removed
+    assert refused.returncode == 1 and "WARNING! This will remove all dangling images." in (
+        refused.stdout
+    )
+    assert len(ok(root, "images", "-q")) > 0 and dangling[7:19] in ok(root, "images", "-q")
+    pruned = ok(root, "image", "prune", "-f").splitlines()
+    assert pruned[:2] == ["Deleted Images:", f"deleted: {dangling}"]
+    assert pruned[-1].startswith("Total reclaimed space: ") and pruned[-1] != (
+        "Total reclaimed space: 0B"
+    )
+    assert ok(root, "images", "-q", "--no-trunc").split() == [base]  # the tagged one stays
+    assert ok(root, "image", "prune", "-f") == "Total reclaimed space: 0B\n"
+    everything = ok(root, "image", "prune", "-a", "-f").splitlines()
+    assert everything[:3] == ["Deleted Images:", "untagged: base:1", f"deleted: {base}"]
+    assert ok(root, "images", "-q") == ""
