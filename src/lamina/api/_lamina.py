@@ -540,12 +540,24 @@ class Lamina(HostCommands):
         for ref in refs:
             image = self.resolve_image(ref)
             by_name = self._tag_named(ref, image)
-            users = [c.name for c in self.store.list_containers() if c.image == image.digest]
+            users = [c.id for c in self.store.list_containers() if c.image == image.digest]
+            if users and by_name is None:
+                # moby: a running container is a hard conflict, a stopped one a soft one.
+                running = [c.id for c in self.containers.list() if c.id in users]
+                if running or not force:
+                    state, cid = ("running", running[0]) if running else ("stopped", users[0])
+                    raise ConflictError(
+                        f"conflict: unable to delete {image.id[7:19]} "
+                        f"({'cannot be forced' if running else 'must be forced'}) - "
+                        f"image is being used by {state} container {cid[:12]}",
+                        hint="remove the container first (lamina rm)",
+                    )
             if users and (by_name is None or len(image.tags) <= 1):
                 if not force:
                     raise ConflictError(
-                        f"unable to remove {ref} (must be forced): container {users[0]} is "
-                        f"using its referenced image {image.id[7:19]}",
+                        f'conflict: unable to remove repository reference "{ref}" (must force)'
+                        f" - container {users[0][:12]} is using its referenced image "
+                        f"{image.id[7:19]}",
                         hint="remove the container first (lamina rm), or use -f to untag",
                     )
                 # Forced: the names go, the image stays for the containers that use it.

@@ -209,3 +209,37 @@ def test_image_group_and_image_prune_as_docker(root: Path, rootfs: Path, tmp_pat
     everything = ok(root, "image", "prune", "-a", "-f").splitlines()
     assert everything[:3] == ["Deleted Images:", "untagged: base:1", f"deleted: {base}"]
     assert ok(root, "images", "-q") == ""
+
+
+def test_rmi_of_an_image_a_container_uses_is_mobys_conflict(root: Path, rootfs: Path) -> None:
+    """moby's image_delete.go: by name, "unable to remove repository reference … (must
+    force)"; by ID, "image is being used by stopped container …" (must be forced) or by a
+    running one (cannot be forced: -f does not help)."""
+    image = ok(root, "import", str(rootfs), "base:1").strip()
+    short = image[7:19]
+    ok(root, "run", "--name", "stopped", "base:1", "true")
+    stopped = ok(root, "ps", "-aq", "--no-trunc").split()[0][:12]
+    by_name = lamina(root, "rmi", "base:1")
+    assert by_name.returncode == 1
+    assert by_name.stderr.splitlines()[0] == (
+        'Error: conflict: unable to remove repository reference "base:1" (must force) - '
+        f"container {stopped} is using its referenced image {short}"
+    )
+    by_id = lamina(root, "rmi", short)
+    assert by_id.returncode == 1
+    assert by_id.stderr.splitlines()[0] == (
+        f"Error: conflict: unable to delete {short} (must be forced) - "
+        f"image is being used by stopped container {stopped}"
+    )
+    ok(root, "rm", "stopped")
+    running = ok(root, "run", "-d", "base:1", "sleep", "60").strip()[:12]
+    try:
+        forced = lamina(root, "rmi", "-f", short)
+        assert forced.returncode == 1
+        assert forced.stderr.splitlines()[0] == (
+            f"Error: conflict: unable to delete {short} (cannot be forced) - "
+            f"image is being used by running container {running}"
+        )
+        assert ok(root, "images", "--format", "{{.Repository}}:{{.Tag}}") == "base:1\n"
+    finally:
+        lamina(root, "rm", "-f", running)
