@@ -97,7 +97,8 @@ def image_rows(images: list[ImageSummary], *, trunc: bool) -> list[dict[str, str
                     "Containers": "N/A",
                     "CreatedAt": go_time(created, "go"),
                     "CreatedSince": created_since(image.created) if created else "",
-                    "Digest": image.digest,
+                    # docker/cli's dangling row shows "<none>" for the digest too.
+                    "Digest": image.digest if image.repo_tags else "<none>",
                     "ID": short_id(image.id) if trunc else image.id,
                     "Repository": repository,
                     "SharedSize": "N/A",

@@ -226,6 +226,12 @@ def test_filter_dangling(store: Store) -> None:
     assert ok(store.root, "images", "-q", "--filter", "dangling=true").split() == [
         short(store.dangling)
     ]
+    # docker/cli's isDangling row: repository, tag and digest are all "<none>".
+    row = ok(store.root, "images", "--digests", "-f", "dangling=true").splitlines()[1].split()
+    assert row[:3] == ["<none>", "<none>", "<none>"]
+    shown = ok(store.root, "images", "--format", "{{.Digest}}", "-f", "dangling=true")
+    assert shown == "<none>\n"
+    assert ok(store.root, "images", "--format", "{{.Digest}}", "app:1").startswith("sha256:")
 
 
 def test_filter_reference_uses_path_match(store: Store) -> None:
