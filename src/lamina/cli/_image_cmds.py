@@ -291,7 +291,8 @@ def df(ctx: click.Context, verbose: bool, fmt: str | None) -> None:
     if not verbose:
         rows = [
             {
-                "Active": str(usage.active_images),
+                # docker/cli: an image is active when a container uses it.
+                "Active": str(sum(1 for u in usage.images if u.containers)),
                 "Reclaimable": human_size(usage.reclaimable_size),
                 "Size": human_size(usage.blobs_size),
                 "TotalCount": str(len(usage.images)),

@@ -219,6 +219,7 @@ def test_rmi_of_an_image_a_container_uses_is_mobys_conflict(root: Path, rootfs: 
     short = image[7:19]
     ok(root, "run", "--name", "stopped", "base:1", "true")
     stopped = ok(root, "ps", "-aq", "--no-trunc").split()[0][:12]
+    assert ok(root, "df", "--format", "{{.Type}}={{.Active}}").splitlines()[0] == "Images=1"
     by_name = lamina(root, "rmi", "base:1")
     assert by_name.returncode == 1
     assert by_name.stderr.splitlines()[0] == (

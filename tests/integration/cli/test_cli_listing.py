@@ -204,6 +204,8 @@ def test_history_format_quiet_and_table(store: Store) -> None:
 def test_df_format(store: Store) -> None:
     out = ok(store.root, "df", "--format", "{{.Type}}={{.TotalCount}}")
     assert out.splitlines()[0] == "Images=4"
+    # docker/cli's ACTIVE: images at least one container uses (none here), not tagged ones.
+    assert ok(store.root, "df", "--format", "{{.Type}}={{.Active}}").splitlines()[0] == "Images=0"
     rows = [json.loads(line) for line in ok(store.root, "df", "--format", "json").splitlines()]
     assert [r["Type"] for r in rows] == ["Images", "Containers", "Snapshots", "Build Cache"]
     assert ok(store.root, "df").splitlines()[0].split() == [
