@@ -3,14 +3,21 @@
 A container is a row in the metadata db (`containers`: id, name, image, state JSON) plus
 ``containers/<id>/`` under the root::
 
-    init/      Docker's "init layer": the mount-point stubs (/etc/hosts, /etc/resolv.conf,
-               /etc/hostname, /dev, /proc, /sys, volume targets) the image lacks, made at
-               create time, so they never land in the read-write layer
+    init/      its own part of Docker's "init layer": the mount-point stubs of its volume
+               targets (and --init's binary) that the image lacks, made at create time, so
+               they never land in the read-write layer (only when it has any)
     upper/ work/   the read-write layer (overlayfs upper and work dirs)
-    rootfs/    where init + the image's snapshots + upper are mounted while it runs
-    bundle/    runc's config.json (`lamina.runtime.bundle_config`, as a RUN step's),
-               hosts, resolv.conf, hostname
+    rootfs/    where init + the image's init layer + its snapshots + upper are mounted
+               while it runs
+    config.json hosts resolv.conf hostname   runc's bundle is the directory itself
+               (`lamina.runtime.bundle_config`, as a RUN step's)
     container.log, exit.json, monitor.json   written by the monitor (`lamina.runtime`)
+
+The rest of the init layer, the stubs of /etc/hosts, /etc/resolv.conf, /etc/hostname,
+/dev, /proc and /sys that every container of an image needs, is the image's:
+``snapshots/init-<image digest hex>``, made by its first container and shared read-only
+by all (`_shared_init`); it goes with the image. (A container made by an older lamina has
+all its stubs in its own `init/` and a `bundle/` directory: both still work.)
 
 Lifecycle: `create` (record + dirs) → `start` (mount, bundle, monitor; status "running")
 → the monitor reaps the process, unmounts, writes exit.json and folds it into the db
@@ -273,6 +280,7 @@ class Containers:
         self.dir = os.path.join(lam.root, "containers")
         self.state_dir = os.path.join(lam.root, "runc")
         self.messages: list[str] = []  # one line per thing cleaned up after a dead process
+        self._images: dict[str, ImageLike] = {}  # read by this command already, by digest
 
     # -- finding -----------------------------------------------------------------------
 
@@ -327,9 +335,9 @@ class Containers:
         entrypoint, cmd = process_args(
             config.get("Entrypoint"), config.get("Cmd"), opts.entrypoint, opts.command
         )
-        name = check_container_name(opts.name) if opts.name else self._free_name()
         cid = os.urandom(32).hex()
         network = "none" if opts.network == "none" else "host"
+        self._images[image.digest] = image  # (mounting it needs its layers again)
         if opts.hostname:
             hostname = opts.hostname
         elif opts.network == "host":
@@ -364,23 +372,12 @@ class Containers:
         if running:
             state.update(status="running", started_at=time.time(), exit_code=None, error=None,
                          finished_at=None)  # fmt: skip
-        try:
-            # Supervised here (`run --rm` in the foreground), the record lives as long as
-            # this command and is not synced to disk before runc starts: a killed command's
-            # record is still there for the next command to clean up, and after a power cut
-            # (nothing runs or stays mounted) the next command removes a container directory
-            # that no record names (`recover`).
-            record = self.store.add_container(cid, name, image.digest, state,
-                                              durable=not running)  # fmt: skip
-        except AlreadyExistsError:
-            try:
-                holder = f' by container "{self.store.get_container(name).id}"'
-            except NotFoundError:  # removed meanwhile
-                holder = ""
-            raise ConflictError(
-                f'Conflict. The container name "/{name}" is already in use{holder}. You have '
-                "to remove (or rename) that container to be able to reuse that name."
-            ) from None
+        # Supervised here (`run --rm` in the foreground), the record lives as long as this
+        # command and is not synced to disk before runc starts: a killed command's record is
+        # still there for the next command to clean up, and after a power cut (nothing runs
+        # or stays mounted) the next command removes a container directory that no record
+        # names (`recover`).
+        record = self._add(opts.name, cid, image.digest, state, durable=not running)
         try:
             self._prepare(record, image)
         except BaseException:
@@ -399,13 +396,33 @@ class Containers:
         self.store.set_container_state(cid, state)
         return self.store.get_container(cid)
 
-    def _free_name(self) -> str:
-        taken = {c.name for c in self.store.list_containers()}
-        for _ in range(100):
-            name = f"{_pick(_ADJECTIVES)}_{_pick(_SURNAMES)}"
-            if name not in taken:
-                return name
-        return f"{_pick(_ADJECTIVES)}_{_pick(_SURNAMES)}{int.from_bytes(os.urandom(2)) % 1000}"
+    def _add(
+        self, given: str | None, cid: str, image: str, state: dict[str, Any], durable: bool
+    ) -> ContainerRecord:
+        """Record the container under the name `given`, else under a random free one (tried
+        by inserting it: the names' uniqueness is the table's, no listing of every
+        container); ConflictError when the given name is taken."""
+        if given:
+            name = check_container_name(given)
+        for attempt in range(100):
+            if not given:
+                name = f"{_pick(_ADJECTIVES)}_{_pick(_SURNAMES)}"
+                if attempt >= 20:  # most of the 224 plain names are taken: a number too
+                    name += str(int.from_bytes(os.urandom(2)) % 1000)
+            try:
+                return self.store.add_container(cid, name, image, state, durable=durable)
+            except AlreadyExistsError:
+                if not given and attempt < 99:
+                    continue
+                try:
+                    holder = f' by container "{self.store.get_container(name).id}"'
+                except NotFoundError:  # removed meanwhile
+                    holder = ""
+                raise ConflictError(
+                    f'Conflict. The container name "/{name}" is already in use{holder}. You '
+                    "have to remove (or rename) that container to be able to reuse that name."
+                ) from None
+        raise AssertionError("unreachable")
 
     def _lowers(self, image: ImageLike) -> builtins.list[StrPath]:
         """The image's snapshot dirs, bottom first (unpacked now if they are not yet)."""
@@ -419,33 +436,46 @@ class Containers:
 
             return [*ensure_snapshots(store, store.get_image(image.digest).layers, lease)]
 
+    def _image(self, digest: str) -> ImageLike:
+        image = self._images.get(digest)
+        if image is None:
+            image = self._images[digest] = self.store.get_image(digest)
+        return image
+
     def _prepare(self, record: ContainerRecord, image: ImageLike) -> None:
         spec = record.state["spec"]
         d = self._dir(record.id)
         with contextlib.suppress(FileExistsError):
             os.mkdir(self.dir, 0o700)
         os.mkdir(d, 0o700)
-        for sub in ("init", "upper", "work", "rootfs", "bundle"):
+        for sub in ("upper", "work", "rootfs"):
             os.mkdir(os.path.join(d, sub))
         os.chmod(os.path.join(d, "upper"), 0o755)
-        os.chmod(os.path.join(d, "init"), 0o755)
         lowers = self._lowers(image)
-        targets: list[tuple[str, bool]] = [(t, False) for t in _STUB_FILES]
-        targets += [(t, True) for t in _STUB_DIRS]
-        targets += [(v[1], os.path.isdir(v[0])) for v in spec["volumes"]]
+        # The stubs every container of the image needs are the image's shared init layer;
+        # the container's own (volume targets, the --init binary) its own `init/`.
+        own: list[tuple[str, bool]] = [(v[1], os.path.isdir(v[0])) for v in spec["volumes"]]
         if spec["init"]:
-            targets.append((INIT_TARGET, False))
+            own.append((INIT_TARGET, False))
+        spec["own_init"] = bool(own) or not lowers
+        spec["shared_init"] = True
+        if spec["own_init"]:
+            os.mkdir(os.path.join(d, "init"))
+            os.chmod(os.path.join(d, "init"), 0o755)
         with self._image_view(d, lowers) as view:
-            self._make_init_layer(view, os.path.join(d, "init"), targets)
+            self._shared_init(image.digest, view)
+            if own:
+                self._make_init_layer(view, os.path.join(d, "init"), own)
             workdir = resolve_in_root(view, spec["workdir"])
             where = os.path.join(view, workdir.path().lstrip("/"))
             if not workdir.missing and not stat.S_ISDIR(os.lstat(where).st_mode):
                 raise InvalidInputError(
                     f"the working directory {spec['workdir']} is not a directory in the image"
                 )
-            user = resolve_user(view, spec["user"])
+            from lamina.runtime import resolve_user_home
+
+            user, spec["home"] = resolve_user_home(view, spec["user"])
             spec.update(uid=user.uid, gid=user.gid, groups=list(user.additional_gids))
-            spec["home"] = home_dir(view, user.uid)
 
     @staticmethod
     @contextlib.contextmanager
@@ -459,6 +489,55 @@ class Containers:
         view = os.path.join(d, "rootfs")
         with mounted(overlay_mount(lowers[::-1] or [os.path.join(d, "init")]), view):
             yield view
+
+    def _shared_init_path(self, image_digest: str) -> str:
+        from lamina.store import init_layer_path
+
+        return init_layer_path(os.path.join(self.lam.root, "snapshots"), image_digest)
+
+    def _shared_init(self, image_digest: str, view: StrPath) -> str:
+        """The image's init layer (Docker's, shared by its containers: the stubs of
+        /etc/hosts, /etc/resolv.conf, /etc/hostname, /dev, /proc and /sys that its tree
+        lacks), made once from the image's tree `view`. Never written afterwards (it is a
+        read-only lower of each container's overlay) and removed with the image (`Store`).
+
+        Made in a scratch dir under `snapshots/` that names this process as its owner (the
+        next command removes it if this one dies: `recover`), then renamed into place whole,
+        so no container ever mounts a half-made one."""
+        path = self._shared_init_path(image_digest)
+        if os.path.isdir(path):
+            return path
+        from lamina.runtime import write_owner
+
+        scratch = os.path.join(os.path.dirname(path), f".tmp-init-{os.urandom(8).hex()}")
+        os.mkdir(scratch, 0o700)
+        try:
+            write_owner(scratch)
+            layer = os.path.join(scratch, "layer")
+            os.mkdir(layer)
+            os.chmod(layer, 0o755)
+            targets = [(t, False) for t in _STUB_FILES] + [(t, True) for t in _STUB_DIRS]
+            self._make_init_layer(view, layer, targets)
+            try:
+                os.rename(layer, path)
+            except OSError:
+                if not os.path.isdir(path):
+                    raise
+                # Another command made it first (the same stubs, from the same image).
+        finally:
+            _remove_tree(scratch)
+        return path
+
+    def _init_lowers(self, record: ContainerRecord) -> builtins.list[str]:
+        """The init layers of the container's overlay, top first: its own `init/` (a
+        container made before the shared layer existed has only that one), the image's."""
+        spec = record.state["spec"]
+        lowers = []
+        if spec.get("own_init", True):
+            lowers.append(os.path.join(self._dir(record.id), "init"))
+        if spec.get("shared_init"):
+            lowers.append(self._shared_init_path(record.image))
+        return lowers
 
     @staticmethod
     def _make_init_layer(view: StrPath, init: str, targets: list[tuple[str, bool]]) -> None:
@@ -509,7 +588,7 @@ class Containers:
         from lamina.runtime import User
 
         return bundle_config(
-            args, bundle_dir=os.path.join(d, "bundle"), rootfs=os.path.join(d, "rootfs"),
+            args, bundle_dir=d, rootfs=os.path.join(d, "rootfs"),
             env=env, cwd=spec["workdir"],
             user=User(spec["uid"], spec["gid"], tuple(spec["groups"])),
             hostname=spec["hostname"], network=spec["network"],
@@ -523,8 +602,17 @@ class Containers:
         d = self._dir(record.id)
         if not fresh and is_mountpoint(os.path.join(d, "rootfs")):
             return
-        image = self.store.get_image(record.image)
-        lowers = [os.path.join(d, "init"), *self._lowers(image)[::-1]]
+        image = self._image(record.image)
+        image_lowers = self._lowers(image)
+        if (
+            not fresh
+            and record.state["spec"].get("shared_init")
+            and not os.path.isdir(self._shared_init_path(record.image))
+        ):
+            # (It goes only with the image, which this container keeps: made again if lost.)
+            with self._image_view(d, image_lowers) as view:
+                self._shared_init(record.image, view)
+        lowers = [*self._init_lowers(record), *image_lowers[::-1]]
         # nodev: a device node in the image or made in the container opens nothing.
         options = ["nodev"]
         if record.state["spec"].get("autoremove"):
@@ -558,7 +646,7 @@ class Containers:
         self.store.set_container_state(record.id, state)
         try:
             self._mount_rootfs(record)
-            write_bundle(os.path.join(d, "bundle"), os.path.join(d, "rootfs"),
+            write_bundle(d, os.path.join(d, "rootfs"),
                          self._config(record))  # fmt: skip
         except BaseException:
             with contextlib.suppress(BaseException):
@@ -590,7 +678,7 @@ class Containers:
         with contextlib.suppress(FileExistsError):
             os.mkdir(self.state_dir, 0o700)
         return MonitorSpec(
-            container_dir=d, bundle_dir=os.path.join(d, "bundle"),
+            container_dir=d, bundle_dir=d,
             state_dir=absolute(self.state_dir), runc_id=record.id,
             rootfs=os.path.join(d, "rootfs"), tty=record.state["spec"]["tty"],
             stdin=attach.stdin, stdout=attach.stdout, stderr=attach.stderr,
@@ -788,11 +876,12 @@ class Containers:
         try:
             with _SignalProxy(self, record.id) as proxy:
                 self._mount_rootfs(record, fresh=True)
-                write_bundle(os.path.join(d, "bundle"), os.path.join(d, "rootfs"),
+                write_bundle(d, os.path.join(d, "rootfs"),
                              self._config(record))  # fmt: skip
-                result = supervise(self._monitor_spec(record, attach), proxy.started)
+                result = supervise(self._monitor_spec(record, attach), proxy.started,
+                                   then=lambda: self._remove_exited(record.id))  # fmt: skip
         finally:
-            self._destroy(record, mounted=False)
+            self._destroy(record, mounted=False)  # (the record; the rest if not gone yet)
         if not result.started:
             raise ContainerExit(result.error or "the container did not start", result.code)
         return record.id, result.code
@@ -951,6 +1040,12 @@ class Containers:
         self._remove_files(record.id, mounted)
         with contextlib.suppress(NotFoundError):
             self.store.remove_container(record.id)
+
+    def _remove_exited(self, cid: str) -> None:
+        """The files of a container whose process has exited and whose rootfs is unmounted
+        (a `wait` of another command gets to read its exit file first)."""
+        self._let_waiters_read(cid)
+        self._remove_files(cid, mounted=False)
 
     def _let_waiters_read(self, cid: str, timeout: float = 2.0) -> None:
         """A `wait` of another command (its `waiting.<pid>` mark) gets to read the exit file
@@ -1133,8 +1228,8 @@ class Containers:
             unmount(view)
         with contextlib.suppress(FileExistsError):
             os.mkdir(view)
-        image = self.store.get_image(record.image)
-        lowers = [os.path.join(d, "init"), *self._lowers(image)[::-1]]
+        image = self._image(record.image)
+        lowers = [*self._init_lowers(record), *self._lowers(image)[::-1]]
         try:
             with mounted(overlay_mount(lowers), view, scratch=d):
                 yield view

@@ -90,7 +90,7 @@ if TYPE_CHECKING:
         bundle_config,
         mount_targets,
     )
-    from lamina.runtime._user import home_dir, resolve_user
+    from lamina.runtime._user import home_dir, resolve_user, resolve_user_home
 
 # Each name loads its module on first use: `lamina run` loads the monitor and the bundle
 # code, not the log reader or the seccomp tables of `exec` until it needs them.
@@ -143,6 +143,7 @@ _LAZY = {
     "mount_targets": "lamina.runtime._spec",
     "home_dir": "lamina.runtime._user",
     "resolve_user": "lamina.runtime._user",
+    "resolve_user_home": "lamina.runtime._user",
 }
 
 __all__ = [
@@ -190,6 +191,7 @@ __all__ = [
     "exit_code_for_runc_error",
     "mount_targets",
     "resolve_user",
+    "resolve_user_home",
     "run",
     "runc_binary",
     "sigterm_raises",

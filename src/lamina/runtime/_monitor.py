@@ -51,7 +51,7 @@ TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
 if TYPE_CHECKING:
     import socket
     from collections.abc import Callable, Sequence
-    from typing import NamedTuple
+    from typing import Any, NamedTuple
 
     from lamina._paths import StrPath
 else:
@@ -64,6 +64,8 @@ EXIT_LAMINA_FAILED = 125
 # (a full path could pass the 108-byte limit of a socket address).
 _CONSOLE_SOCKET = "console.sock"
 _PR_SET_CHILD_SUBREAPER = 36
+# runc's state.json of each container this process started (read once, when it started).
+_runc_states: dict[str, dict[str, Any]] = {}
 
 
 class MonitorSpec(NamedTuple):
@@ -193,7 +195,11 @@ def spawn_monitor(spec: MonitorSpec, then: Sequence[str] | None = None) -> Start
     return started
 
 
-def supervise(spec: MonitorSpec, on_started: Callable[[int], None] | None = None) -> ExitStatus:
+def supervise(
+    spec: MonitorSpec,
+    on_started: Callable[[int], None] | None = None,
+    then: Callable[[], None] | None = None,
+) -> ExitStatus:
     """Run the container of `spec` under this process, as its monitor would, and return how
     it ended (see the module doc: for a container nobody needs once the command is done).
 
@@ -203,6 +209,11 @@ def supervise(spec: MonitorSpec, on_started: Callable[[int], None] | None = None
     rootfs unmounted; interrupted, it kills the container first. No `monitor.json` is written
     (the caller's record names it as the owner); `exit.json` is, unsynced, so that a `wait` or
     `stop` of another command learns the status before the caller removes the container.
+
+    `then()`, when the process ended normally, runs once the rootfs is unmounted and
+    `exit.json` written, while a thread deletes the runc state (cgroups: a dozen rmdirs on a
+    cgroup v1 host) beside it; supervise returns when both are done. (For the caller's own
+    clean-up of the container's files: the two have nothing in common.)
     """
     if spec.tty:
         raise ValueError("a terminal's console socket needs the monitor process")
@@ -210,30 +221,78 @@ def supervise(spec: MonitorSpec, on_started: Callable[[int], None] | None = None
                      os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
     started, code, error = False, EXIT_LAMINA_FAILED, None
     # (Counted with a build's RUN steps that may run in this process at the same time.)
+    deleting: Callable[[], bool] | None = None
     with subreaper():
         try:
             started, code, error = _run(spec, LogWriter(log_fd), None, on_started)
         finally:
             os.close(log_fd)
-            _finish(spec, started)
+            deleting = _finish(spec, started, beside=then is not None)
     result = ExitStatus(code, time.time(), started, error)
     with contextlib.suppress(OSError):
         _write_json(os.path.join(spec.container_dir, EXIT_FILE), result._asdict(), durable=False)
+    try:
+        if then is not None:
+            then()
+    finally:
+        if deleting is not None and not deleting():
+            _force_delete(spec)
     return result
 
 
-def _finish(spec: MonitorSpec, reaped: bool) -> None:
+def _finish(spec: MonitorSpec, reaped: bool, beside: bool = False) -> Callable[[], bool] | None:
     """After the process: its runc state deleted (the container killed first if it still
-    runs: `runc delete --force`), the rootfs unmounted."""
-    if not (reaped and _delete_exited(spec)):
-        with contextlib.suppress(BaseException):
-            import subprocess
-
-            subprocess.run(_runc_delete(spec), capture_output=True, check=False)
+    runs: `runc delete --force`), the rootfs unmounted. `beside`: once every process of the
+    container is reaped, the state is deleted by a thread while this goes on; the returned
+    call waits for it (False: the caller runs `runc delete --force`)."""
+    deleting = None
+    state = _runc_states.pop(spec.runc_id, None)
+    if reaped and _all_reaped():
+        if beside:
+            deleting = _in_thread(delete_stopped, spec.state_dir, spec.runc_id, state)
+        elif not delete_stopped(spec.state_dir, spec.runc_id, state):
+            _force_delete(spec)
+    else:
+        _force_delete(spec)
     with contextlib.suppress(BaseException):
         from lamina.snapshots import unmount
 
         unmount(spec.rootfs)
+    return deleting
+
+
+def _in_thread(call: Callable[..., bool], *args: object) -> Callable[[], bool]:
+    """Start `call(*args)` on a thread (`_thread`: `threading` costs every `lamina run`
+    milliseconds to load); the returned function waits for it and gives its result (False
+    if it raised)."""
+    from _thread import allocate_lock, start_new_thread
+
+    done = allocate_lock()
+    done.acquire()
+    result = [False]
+
+    def work() -> None:
+        try:
+            result[0] = call(*args)
+        except BaseException:
+            result[0] = False
+        finally:
+            done.release()
+
+    start_new_thread(work, ())
+
+    def wait() -> bool:
+        with done:
+            return result[0]
+
+    return wait
+
+
+def _force_delete(spec: MonitorSpec) -> None:
+    with contextlib.suppress(BaseException):
+        import subprocess
+
+        subprocess.run(_runc_delete(spec), capture_output=True, check=False)
 
 
 def _isolate_fds(keep: set[int]) -> None:
@@ -306,18 +365,19 @@ def _runc_delete(spec: MonitorSpec) -> list[str]:
     return [runc_binary(), "--root", os.fspath(spec.state_dir), "delete", "--force", spec.runc_id]
 
 
-def _delete_exited(spec: MonitorSpec) -> bool:
-    """What `runc delete` does for a container whose init this monitor reaped (a stopped
-    container, no hooks): remove its cgroups and its state dir, without starting runc again.
-    False when anything is not as expected (the caller then runs `runc delete --force`)."""
+def _all_reaped() -> bool:
+    """Whether nothing of the container runs any more (its init was reaped): its other
+    processes, reparented to this subreaper, are reaped here. Then `delete_stopped` does
+    what `runc delete` would (a stopped container, no hooks), without starting runc again;
+    False: something still runs, and `runc delete --force` kills and deletes it."""
     try:
-        while True:  # the container's other processes, reparented here: reap them first
+        while True:
             got, _ = os.waitpid(-1, os.WNOHANG)
             if got == 0:
-                return False  # something still runs: runc kills and deletes it
+                return False
     except ChildProcessError:
         pass
-    return delete_stopped(spec.state_dir, spec.runc_id)
+    return True
 
 
 def _runc_args(spec: MonitorSpec, *args: str) -> list[str]:
@@ -364,7 +424,7 @@ def _run(
     try:
         returncode = _spawn_wait(
             _runc_args(spec, "run", "--detach", "--bundle", os.fspath(spec.bundle_dir),
-                       "--pid-file", os.path.join(d, "runc.pid"), *extra, spec.runc_id),
+                       *extra, spec.runc_id),
             stdio,
         )  # fmt: skip
     finally:
@@ -389,11 +449,18 @@ def _run(
         os.unlink(here)
         _copy_winsize(spec.stdout if spec.stdout is not None else spec.stdin, master)
         pipes = {master: "stdout"}
-    # `pid` appears once runc has started the process (runc writes its pid file between
-    # create and start): a command that finds no `pid` beside a live monitor waits for it.
-    os.rename(os.path.join(d, "runc.pid"), os.path.join(d, "pid"))
-    with open(os.path.join(d, "pid"), "rb") as f:
-        pid = int(f.read().strip())
+    # `pid` appears once runc has started the process: a command that finds no `pid` beside
+    # a live monitor waits for it. The pid is runc's state's (which the clean-up reads for
+    # the cgroups anyway), not a `--pid-file`: runc writes that with O_SYNC, a wait for the
+    # disk in every start.
+    with open(os.path.join(spec.state_dir, spec.runc_id, "state.json")) as f:
+        state = loads(f.read())
+    pid = int(state["init_process_pid"])
+    _runc_states[spec.runc_id] = state
+    tmp = os.path.join(d, ".pid.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, os.path.join(d, "pid"))
     try:
         _say(status, f"started {pid}\n")
         if on_started is not None:

@@ -191,14 +191,16 @@ def subreaper() -> Iterator[None]:
                 libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
-def delete_stopped(state_dir: StrPath, cid: str) -> bool:
+def delete_stopped(state_dir: StrPath, cid: str, doc: dict[str, Any] | None = None) -> bool:
     """What `runc delete` does for a container whose process has exited and been reaped (no
     hooks): remove its cgroups and its state dir, without starting runc. False when anything
-    is not as expected; the caller then runs `runc delete --force`."""
+    is not as expected; the caller then runs `runc delete --force`. (`doc`: its state.json,
+    read already.)"""
     state = os.path.join(state_dir, cid)
     try:
-        with open(os.path.join(state, "state.json")) as f:
-            doc = loads(f.read())
+        if doc is None:
+            with open(os.path.join(state, "state.json")) as f:
+                doc = loads(f.read())
         paths = doc.get("cgroup_paths") or {}
         for path in sorted(set(paths.values()), key=len, reverse=True):
             if not str(path).startswith("/sys/fs/cgroup/"):

@@ -48,12 +48,23 @@ def resolve_user(rootfs: StrPath, user: str) -> User:
     with `:group` only that group applies. Files are
     read inside the rootfs (symlinks scoped to it).
     """
+    return _resolve_user(rootfs, user, _table(rootfs, "/etc/passwd"))
+
+
+def resolve_user_home(rootfs: StrPath, user: str) -> tuple[User, str]:
+    """`resolve_user` and `home_dir` of its uid, from one reading of /etc/passwd."""
+    passwd = _table(rootfs, "/etc/passwd")
+    found = _resolve_user(rootfs, user, passwd)
+    return found, _home(passwd, found.uid)
+
+
+def _resolve_user(rootfs: StrPath, user: str, passwd: list[list[str]]) -> User:
+    """`resolve_user` with /etc/passwd read already (its rows)."""
     spec_user, _, spec_group = user.partition(":")
     if not spec_user:
         if spec_group:
             raise InvalidInputError(f"user {user!r}: a group without a user")
         spec_user = "0"
-    passwd = _table(rootfs, "/etc/passwd")
     uid = _numeric(spec_user, "uid")
     entry = None
     for row in passwd:
@@ -101,7 +112,11 @@ def resolve_user(rootfs: StrPath, user: str) -> User:
 
 def home_dir(rootfs: StrPath, uid: int) -> str:
     """The home directory /etc/passwd gives `uid` inside `rootfs`, else `/` (as Docker)."""
-    for row in _table(rootfs, "/etc/passwd"):
+    return _home(_table(rootfs, "/etc/passwd"), uid)
+
+
+def _home(passwd: list[list[str]], uid: int) -> str:
+    for row in passwd:
         if len(row) >= 6 and _field_int(row, 2) == uid and row[5].startswith("/"):
             return row[5]
     return "/"

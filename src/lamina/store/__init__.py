@@ -10,6 +10,10 @@ Layout under the root::
                               stage in snapshots/.tmp-<anything>, rename, then put_snapshot
     snapshots/<hex>.tar-split the record of that layer's exact tar stream: with the
                               snapshot, the layer's one copy (`has_layer`, `record_path`)
+    snapshots/init-<image hex>/  an image's init layer: the mount-point stubs its
+                              containers share (made by `lamina.api`'s containers,
+                              `init_layer_path`); removed with the image (`remove_image`,
+                              `prune`), checked by `fsck` (stubs only)
     metadata.db               names and relations (SQLite, WAL): the one source of truth
     gc.lock                   prune holds it exclusively, metadata writers shared
 
@@ -89,7 +93,7 @@ if TYPE_CHECKING:
     )
     from lamina.store._fileindex import FileIndex, IndexEntry, LayerColumns, LayerOrigin
     from lamina.store._gc import STALE_SECONDS, remove_tree
-    from lamina.store._layout import RECORD_SUFFIX, record_path, snapshot_path
+    from lamina.store._layout import RECORD_SUFFIX, init_layer_path, record_path, snapshot_path
     from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
     from lamina.store._records import (
         RACY_SECONDS,
@@ -127,6 +131,7 @@ _LAZY = {
     "STALE_SECONDS": "lamina.store._gc",
     "remove_tree": "lamina.store._gc",
     "RECORD_SUFFIX": "lamina.store._layout",
+    "init_layer_path": "lamina.store._layout",
     "record_path": "lamina.store._layout",
     "snapshot_path": "lamina.store._layout",
     "DEFAULT_LEASE_SECONDS": "lamina.store._leases",
@@ -155,6 +160,7 @@ _LAZY = {
 __all__ = [
     "fsync_dir",
     "start_writeback",
+    "init_layer_path",
     "record_path",
     "snapshot_path",
     "VerifiedBlob",

@@ -55,6 +55,7 @@ class Database:
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
             self._local.db = db
+            self._local.durable = True  # the connection's synchronous level is FULL
             with self._guard:
                 if self._pid != os.getpid():
                     self._all, self._pid = [], os.getpid()
@@ -80,21 +81,21 @@ class Database:
         lock = self.gc_lock(exclusive=False) if gc_shared else contextlib.nullcontext()
         with lock:
             db = self.conn()
-            if not durable:
-                db.execute("PRAGMA synchronous = NORMAL")
+            # The connection keeps the level it was last set to (every write goes through
+            # here and sets the one it needs): `lamina run --rm`'s two writes, both not
+            # durable, set it once instead of four times.
+            if self._local.durable != durable:
+                db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                self._local.durable = durable
+            # IMMEDIATE takes the write lock up front: a deferred transaction that
+            # upgrades later gets SQLITE_BUSY without waiting for busy_timeout.
+            db.execute("BEGIN IMMEDIATE")
             try:
-                # IMMEDIATE takes the write lock up front: a deferred transaction that
-                # upgrades later gets SQLITE_BUSY without waiting for busy_timeout.
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-            finally:
-                if not durable:
-                    db.execute("PRAGMA synchronous = FULL")
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     @contextlib.contextmanager
     def gc_lock(self, exclusive: bool) -> Iterator[None]:

@@ -7,13 +7,14 @@ import os
 import secrets
 import shutil
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
 from lamina.errors import DigestMismatchError, NotFoundError
 from lamina.store._content import ContentStore, _is_hex64
 from lamina.store._db import Database
-from lamina.store._layout import RECORD_SUFFIX, snapshot_path
+from lamina.store._layout import INIT_LAYER_PREFIX, RECORD_SUFFIX, snapshot_path
 from lamina.store._records import FsckReport, PruneReport
 
 STALE_SECONDS = 3600.0
@@ -53,6 +54,9 @@ class GcMixin:
                     )
                 )
                 blobs, snapshots = _mark(db, keep_layer_blobs)
+                # An image's init layer (its containers' stubs) lives while the image does.
+                live_images = {r[0].removeprefix("sha256:") for r in db.execute(
+                    "SELECT digest FROM images")}  # fmt: skip
                 # A layer record outlives its images while a cache record or lease holds
                 # the blob: the builder still needs its diff_id.
                 orphans = db.execute(
@@ -93,7 +97,7 @@ class GcMixin:
                             removed.append(digest)
                             freed += size
             swept = self._sweep_snapshots(
-                {s.removeprefix("sha256:") for s in snapshots}, stale_after
+                {s.removeprefix("sha256:") for s in snapshots}, stale_after, live_images
             )
             stale = self.content.stale_ingests(stale_after)
             for path in stale:
@@ -108,11 +112,15 @@ class GcMixin:
             leases_expired=expired,
         )
 
-    def _sweep_snapshots(self, keep: set[str], stale_after: float) -> list[str]:
+    def _sweep_snapshots(self, keep: set[str], stale_after: float, images: set[str]) -> list[str]:
         removed = []
         cutoff = time.time() - stale_after
         for entry in os.scandir(self.snapshots_dir):
             path = Path(entry.path)
+            if entry.name.startswith(INIT_LAYER_PREFIX):
+                if entry.name.removeprefix(INIT_LAYER_PREFIX) not in images:
+                    drop_init_layer(self.snapshots_dir, entry.name)
+                continue
             if entry.name.endswith(RECORD_SUFFIX) and _is_hex64(
                 entry.name.removesuffix(RECORD_SUFFIX)
             ):
@@ -209,9 +217,15 @@ class GcMixin:
                     recorded.add(hex_id + RECORD_SUFFIX)
                 elif diff_id not in pending:
                     problems.append(f"snapshot {diff_id}: its tar-split record is missing")
+            recorded.update(
+                INIT_LAYER_PREFIX + r[0].removeprefix("sha256:")
+                for r in db.execute("SELECT digest FROM images")
+            )  # an image's init layer (made by its first container)
         for entry in sorted(os.listdir(self.snapshots_dir)):
             if entry not in recorded:
                 strays.append(f"unrecorded snapshot entry: {self.snapshots_dir / entry}")
+            elif entry.startswith(INIT_LAYER_PREFIX):
+                problems += _init_layer_problems(self.snapshots_dir / entry)
         return FsckReport(problems=problems, strays=strays, blobs_checked=checked)
 
     def _snapshot_dir(self, diff_id: str) -> Path:
@@ -250,6 +264,31 @@ def _mark(db: sqlite3.Connection, keep_layer_blobs: bool) -> tuple[set[str], set
         )
     }
     return blobs, snapshots
+
+
+def _init_layer_problems(layer: Path) -> list[str]:
+    """An init layer holds only mount-point stubs: directories and empty regular files.
+    Anything else was written by something other than the container code that made it."""
+    problems = []
+    for top, dirs, files in os.walk(layer):
+        for name in dirs + files:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            if not (stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_size == 0)):
+                problems.append(f"init layer {layer.name}: {os.path.relpath(path, layer)} is "
+                                "not a mount-point stub")  # fmt: skip
+    return problems
+
+
+def drop_init_layer(snapshots_dir: Path, name: str) -> None:
+    """Remove the init layer `snapshots/<name>` (`init-<image hex>`), renamed out of its
+    name first: a half-removed one must never be mounted under a container."""
+    trash = snapshots_dir / f"{_TRASH}{name}-{secrets.token_hex(4)}"
+    try:
+        os.rename(snapshots_dir / name, trash)
+    except FileNotFoundError:
+        return
+    remove_tree(trash)
 
 
 def remove_tree(path: Path) -> None:

@@ -7,6 +7,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from lamina.errors import ConflictError, InvalidInputError, NotFoundError
 from lamina.oci import MAX_DOCUMENT_BYTES, ImageConfig, check_digest, is_digest
@@ -39,6 +40,7 @@ class ImagesMixin:
 
     _db: Database
     content: ContentStore
+    snapshots_dir: Path
 
     def has_layer(self, diff_id: str) -> bool:
         raise NotImplementedError  # LeanLayersMixin
@@ -339,6 +341,13 @@ class ImagesMixin:
                 )
             db.execute("DELETE FROM tags WHERE digest = ?", (digest,))
             db.execute("DELETE FROM images WHERE digest = ?", (digest,))
+            # Its containers' init layer goes with it (in the transaction: no container of
+            # this image can be created meanwhile; were it rolled back, the next container
+            # makes the layer again).
+            from lamina.store._gc import drop_init_layer
+            from lamina.store._layout import INIT_LAYER_PREFIX
+
+            drop_init_layer(self.snapshots_dir, INIT_LAYER_PREFIX + digest.removeprefix("sha256:"))
 
     def disk_usage(self) -> DiskUsage:
         """Per image: size, bytes shared with other images, unique bytes; per layer: users."""

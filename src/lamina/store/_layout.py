@@ -34,3 +34,13 @@ def record_path(snapshots_dir: P, diff_id: str) -> P:
     """`snapshots/<diff_id hex>.tar-split`: the record of that layer's exact tar stream,
     beside its snapshot (not in it: the snapshot is an overlayfs lowerdir)."""
     return join(snapshots_dir, digest_hex(diff_id) + RECORD_SUFFIX)
+
+
+INIT_LAYER_PREFIX = "init-"
+
+
+def init_layer_path(snapshots_dir: P, image_digest: str) -> P:
+    """`snapshots/init-<image digest hex>`: the image's init layer, which its containers
+    share (the stubs runc mounts /etc/hosts, /dev, ... on; `lamina.api`'s containers make
+    it). It goes with the image (`remove_image`, `prune`)."""
+    return join(snapshots_dir, INIT_LAYER_PREFIX + digest_hex(image_digest))

@@ -234,6 +234,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def migrate(db: sqlite3.Connection, path: str, upto: int = SCHEMA_VERSION) -> None:
     """Bring the database to version `upto` in one transaction (safe if two processes open it)."""
+    if db.execute("PRAGMA user_version").fetchone()[0] == upto:
+        return  # current (versions only grow): no write lock for the check every open makes
     db.execute("BEGIN IMMEDIATE")
     try:
         version: int = db.execute("PRAGMA user_version").fetchone()[0]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from api_helpers import tree_listing
 from busybox_rootfs import make_busybox_rootfs
 
 from lamina.api import Lamina
@@ -854,3 +855,189 @@ def test_workdir_message_and_cleaning_are_mobys(cli: Cli) -> None:
     assert "the working directory 'rel' is invalid, it needs to be an absolute path" in rel.stderr
     assert cli.ok("run", "--rm", "-w", "/nowhere/../tmp/", "busybox", "pwd") == "/tmp\n"
     assert cli.ok("run", "--rm", "-w", "", "busybox", "pwd") == "/\n"  # empty: not given
+
+
+# -- the image's init layer ------------------------------------------------------------
+# The mount-point stubs (/etc/hosts, /etc/resolv.conf, /etc/hostname, /dev, /proc, /sys) all
+# containers of an image share, made once under `snapshots/init-<image>`: a read-only lower
+# of each, never written by one, gone with its image, known to fsck; a command killed while
+# making it leaves nothing the next command does not remove.
+
+STUBS = ("etc/hosts", "etc/resolv.conf", "etc/hostname", "dev", "proc", "sys")
+
+
+def init_layer(cli: Cli, ref: str = "busybox") -> Path:
+    lam = Lamina(cli.root)
+    try:
+        digest = lam.resolve(ref).digest
+    finally:
+        lam.store.close()
+    return cli.root / "snapshots" / f"init-{digest.removeprefix('sha256:')}"
+
+
+def test_containers_share_the_images_init_layer_and_never_write_it(
+    cli: Cli, rootfs: Path, tmp_path: Path
+) -> None:
+    layer = init_layer(cli)
+    assert not layer.exists()  # made by the first container, not by import
+    cli.ok("run", "--rm", "busybox", "true")
+    before = tree_listing(layer)
+    # Exactly the stubs the image lacks (the busybox base has none of them), all empty.
+    missing = {s for s in STUBS if not os.path.lexists(rootfs / s)}
+    assert missing and {p for p in before if p in STUBS or p == "etc"} == missing | {"etc"}
+    assert set(before) <= set(STUBS) | {"etc"}
+    assert all((layer / f).stat().st_size == 0 for f in before if f.startswith("etc/"))
+    hostile = ("echo x > /etc/hosts; echo y > /etc/hostname; echo z > /etc/resolv.conf; "
+               "rm -f /etc/hosts /etc/hostname; touch /etc/new /dev/new; mkdir /sys/x /proc/x; "
+               "cat /etc/hostname")  # fmt: skip
+    vol = tmp_path / "vol"
+    # Two at once (one with its own stubs: a volume target), and one kept.
+    first = subprocess.Popen([LAMINA, "--root", str(cli.root), "run", "--rm", "-v",
+                              f"{vol}:/data/in", "busybox", "sh", "-c", hostile],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    second = cli("run", "--rm", "busybox", "sh", "-c", hostile)
+    out, _ = first.communicate(timeout=60)
+    assert second.stdout == "y\n" and out == "y\n"  # its own files, bound over the stubs
+    kept = cli.ok("run", "-d", "busybox", "sh", "-c", hostile).strip()
+    assert cli.ok("wait", kept).strip() == "0"
+    assert tree_listing(layer) == before
+    assert "/data" not in {line.split()[1] for line in cli.ok("diff", kept).splitlines()}
+    diff = cli.ok("diff", kept).splitlines()
+    assert "A /etc/new" in diff and not any(line.endswith(("/etc/hosts", "/proc", "/sys"))
+                                            for line in diff)  # fmt: skip
+    # A kept container restarts over the same layer.
+    assert cli("start", "-a", kept).returncode == 0
+    assert tree_listing(layer) == before
+    assert sorted(p.name for p in (cli.root / "snapshots").iterdir() if p.name.startswith(
+        ("init-", ".tmp"))) == [layer.name]  # fmt: skip
+    cli.ok("rm", kept)
+    assert list((cli.root / "containers").iterdir()) == []
+
+
+def test_the_init_layer_goes_with_its_image(cli: Cli) -> None:
+    layer = init_layer(cli)
+    kept = cli.ok("run", "-d", "busybox", "true").strip()
+    cli.ok("wait", kept)
+    assert layer.is_dir()
+    (layer / "etc" / "hosts").write_text("written\n")  # by something else than lamina
+    assert "init layer" in cli("fsck").stdout + cli("fsck").stderr
+    (layer / "etc" / "hosts").write_text("")
+    assert cli("rmi", "busybox").returncode != 0  # a container uses it: both stay
+    assert layer.is_dir()
+    assert "problem" not in cli.ok("fsck") and "stray" not in cli.ok("fsck")
+    cli.ok("prune")
+    assert layer.is_dir()  # tagged and used: prune keeps it
+    cli.ok("rm", kept)
+    cli.ok("rmi", "busybox")
+    assert not layer.exists()
+    # One whose image is gone (a crash between the two) is a stray that prune collects.
+    cli.ok("import", str(_rootfs_of(cli)), "again")
+    cli.ok("run", "--rm", "again", "true")
+    again = init_layer(cli, "again")
+    assert again.is_dir()
+    orphan = cli.root / "snapshots" / ("init-" + "ab" * 32)
+    os.rename(again, orphan)
+    assert f"stray (prune collects it): unrecorded snapshot entry: {orphan}" in cli.ok("fsck")
+    cli.ok("prune")
+    assert not orphan.exists()
+    assert "stray" not in cli.ok("fsck")
+    cli.ok("run", "--rm", "again", "true")  # made again
+    assert again.is_dir()
+
+
+def _rootfs_of(cli: Cli) -> Path:
+    made = cli.root.parent / "again-rootfs"
+    if not made.exists():
+        make_busybox_rootfs(made)
+    return made
+
+
+_KILLED_MID_INIT = """
+import os, signal, sys
+from lamina.api import Containers
+real = Containers._make_init_layer
+def make(view, init, targets):
+    real(view, init, targets[:2])
+    os.kill(os.getpid(), signal.SIGKILL)
+Containers._make_init_layer = staticmethod(make)
+from lamina.cli import main
+sys.argv = ["lamina", "--root", sys.argv[1], "run", "--rm", "busybox", "true"]
+main()
+"""
+
+
+def test_a_command_killed_while_making_the_init_layer_leaves_nothing(cli: Cli) -> None:
+    done = subprocess.run([sys.executable, "-c", _KILLED_MID_INIT, str(cli.root)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == -9, done.stderr
+    snapshots = cli.root / "snapshots"
+    [scratch] = [p for p in snapshots.iterdir() if p.name.startswith(".tmp-init-")]
+    assert (scratch / "layer" / "etc").is_dir()  # half made, never under its name
+    assert not init_layer(cli).exists()
+    listed = cli("ps", "-a")
+    assert listed.returncode == 0 and listed.stdout.count("\n") == 1  # the header only
+    assert f"removed scratch dir {scratch.name}" in listed.stderr
+    assert "stopped container" in listed.stderr  # and removed it, as --rm would have
+    assert not scratch.exists()
+    assert [p.name for p in snapshots.iterdir() if not p.name[0].isalnum()] == []
+    assert list((cli.root / "containers").iterdir()) == []
+    runc_state = cli.root / "runc"
+    assert not runc_state.exists() or list(runc_state.iterdir()) == []
+    assert not [m for m in mount_points() if m.startswith(str(cli.root))]
+    assert cli.ok("run", "--rm", "busybox", "cat", "/etc/hostname")
+    assert set(tree_listing(init_layer(cli))) >= {"etc/hosts", "proc"}
+    assert "stray" not in cli.ok("fsck")
+
+
+def _cgroup_dirs(proc_self_cgroup: str) -> list[Path]:
+    """The host directories of the cgroups a container's /proc/self/cgroup lists (cgroup
+    v1 hierarchies by controller name, the v2 one as `unified`)."""
+    dirs = []
+    for line in proc_self_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        for c in controllers.split(",") if controllers else ["unified"]:
+            name = c.removeprefix("name=")
+            dirs.append(Path("/sys/fs/cgroup", name, path.lstrip("/")))
+    return dirs
+
+
+def test_run_rm_leaves_no_cgroup_and_no_runc_state(cli: Cli) -> None:
+    # The runc state goes on a thread while the files are removed: both are gone on return.
+    kept = cli.ok("run", "-d", "busybox", "sh", "-c", "cat /proc/self/cgroup; sleep 30").strip()
+    deadline = time.monotonic() + 10
+    while not (listed := cli.ok("logs", kept)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    live = [d for d in _cgroup_dirs(listed) if d.is_dir()]
+    assert live and all(kept in str(d) for d in live)  # found where they are while it runs
+    cli.ok("rm", "-f", kept)
+    assert not any(d.exists() for d in live)
+    out = cli.ok("run", "--rm", "busybox", "cat", "/proc/self/cgroup")
+    gone = _cgroup_dirs(out)
+    assert len(gone) == len(live) and not any(d.exists() for d in gone)
+    assert list((cli.root / "runc").iterdir()) == []
+    assert list((cli.root / "containers").iterdir()) == []
+    assert cli.ok("ps", "-aq") == ""
+
+
+def test_a_container_made_before_the_shared_init_layer_still_starts(cli: Cli) -> None:
+    # An older lamina kept every stub in the container's own init/ and had no
+    # `shared_init` in the record: such a container starts over its own init/ alone.
+    import shutil
+
+    cid = cli.ok("run", "-d", "busybox", "cat", "/etc/hostname").strip()
+    assert cli.ok("wait", cid).strip() == "0"
+    own = cli.root / "containers" / cid / "init"
+    shutil.copytree(init_layer(cli), own, symlinks=True)
+    lam = Lamina(cli.root)
+    try:
+        state = lam.store.get_container(cid).state
+        for key in ("shared_init", "own_init"):
+            del state["spec"][key]
+        lam.store.set_container_state(cid, state)
+    finally:
+        lam.store.close()
+    shutil.rmtree(init_layer(cli))  # not there: an old container does not need it
+    done = cli("start", "-a", cid)
+    assert done.returncode == 0 and done.stdout == cid[:12] + "\n", done.stderr
+    assert not init_layer(cli).exists()
+    cli.ok("rm", cid)

@@ -102,8 +102,8 @@ def test_every_other_command_loads_site_and_works(root: Path) -> None:
 def _bundle(host: Lamina | RunHost, opts: RunOptions) -> dict[str, object]:
     cid, _ = host.containers.run(opts)
     d = Path(host.root, "containers", cid)
-    config = (d / "bundle" / "config.json").read_text()
-    files = {n: (d / "bundle" / n).read_text() for n in ("hosts", "hostname", "resolv.conf")}
+    config = (d / "config.json").read_text()
+    files = {n: (d / n).read_text() for n in ("hosts", "hostname", "resolv.conf")}
     host.containers.remove(cid, force=True)
     # The ID (and the hostname made of it) is the one thing two containers differ in.
     text = json.dumps([config, files]).replace(cid, "<id>").replace(cid[:12], "<short>")

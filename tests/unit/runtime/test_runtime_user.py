@@ -80,3 +80,25 @@ def test_passwd_symlink_out_of_the_rootfs_is_scoped(tmp_path: Path) -> None:
     (root / "etc" / "passwd").symlink_to("../../host-passwd")
     with pytest.raises(NotFoundError, match="hostonly"):
         resolve_user(root, "hostonly")
+
+
+@pytest.mark.parametrize(
+    ("user", "home"),
+    [("", "/root"), ("app", "/home/app"), ("app:staff", "/home/app"), ("1000", "/home/app"),
+     ("4242", "/"), ("svc", "/")],
+)  # fmt: skip
+def test_user_and_home_from_one_reading_agree_with_each_alone(
+    rootfs: Path, user: str, home: str
+) -> None:
+    from lamina.runtime import home_dir, resolve_user_home
+
+    found, found_home = resolve_user_home(rootfs, user)
+    assert found == resolve_user(rootfs, user)
+    assert found_home == home_dir(rootfs, found.uid) == home
+
+
+def test_user_and_home_refuse_an_unknown_name(rootfs: Path) -> None:
+    from lamina.runtime import resolve_user_home
+
+    with pytest.raises(NotFoundError, match="unable to find user nobody"):
+        resolve_user_home(rootfs, "nobody")
