@@ -160,6 +160,18 @@ class Lamina(HostCommands):
                 f"no such image: {ref}", hint="`lamina images` lists names and IDs"
             ) from None
 
+    def resolve_image(self, ref: str) -> ImageRecord:
+        """`resolve` for the image commands (tag, history, rmi): a missing image is moby's
+        "No such image: NAME:TAG" (the tag `latest` when none was given)."""
+        try:
+            return self.resolve(ref)
+        except NotFoundError as exc:
+            try:
+                shown = parse_reference(ref).familiar()
+            except InvalidInputError:
+                shown = ref
+            raise NotFoundError(f"No such image: {shown}", hint=exc.hint) from None
+
     def config(self, image: ImageRecord) -> ImageConfig:
         """The image's config, read from the store and verified."""
         return self.store.image_config(image)
@@ -232,14 +244,14 @@ class Lamina(HostCommands):
         return self.config(self.resolve(ref)).created
 
     def history(self, ref: str) -> list[HistoryRow]:
-        image = self.resolve(ref)
+        image = self.resolve_image(ref)
         from lamina.api._history import history_rows
 
         return history_rows(image.id, self.config(image), self.layer_sizes(image))
 
     def inspect(self, ref: str) -> dict[str, Any]:
         """What `docker image inspect` shows, from the store's records and the config."""
-        image = self.resolve(ref)
+        image = self.resolve_image(ref)
         config = self.config(image)
         doc = config.to_json()
         repo_tags = [":".join(familiar(t)) for t in sorted(image.tags)]
@@ -500,8 +512,23 @@ class Lamina(HostCommands):
     # -- names ----------------------------------------------------------------------
 
     def tag(self, source: str, target: str) -> None:
-        image = self.resolve(source)
-        self.store.tag(normalize_tag(target), image.digest)
+        """`docker tag`: the new name is checked first (docker's client does, before the
+        daemon looks the image up); a name with a digest is refused."""
+        try:
+            ref = parse_reference(target)
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f'Error parsing reference: "{target}" is not a valid repository/tag: '
+                f"{exc.message}",
+                exc.hint,
+            ) from None
+        if ref.digest:
+            raise InvalidInputError(
+                "refusing to create a tag with a digest reference",
+                hint="give the new name a tag (NAME[:TAG]), not @sha256:…",
+            )
+        image = self.resolve_image(source)
+        self.store.tag(str(ref), image.digest)
 
     def rmi(self, refs: list[str], *, force: bool = False) -> list[str]:
         """Docker's rules: a name untags; the last name, or an ID, deletes the image.
@@ -511,14 +538,26 @@ class Lamina(HostCommands):
         """
         lines: list[str] = []
         for ref in refs:
-            image = self.resolve(ref)
+            image = self.resolve_image(ref)
             by_name = self._tag_named(ref, image)
-            users = [c.name for c in self.store.list_containers() if c.image == image.digest]
+            users = [c.id for c in self.store.list_containers() if c.image == image.digest]
+            if users and by_name is None:
+                # moby: a running container is a hard conflict, a stopped one a soft one.
+                running = [c.id for c in self.containers.list() if c.id in users]
+                if running or not force:
+                    state, cid = ("running", running[0]) if running else ("stopped", users[0])
+                    raise ConflictError(
+                        f"conflict: unable to delete {image.id[7:19]} "
+                        f"({'cannot be forced' if running else 'must be forced'}) - "
+                        f"image is being used by {state} container {cid[:12]}",
+                        hint="remove the container first (lamina rm)",
+                    )
             if users and (by_name is None or len(image.tags) <= 1):
                 if not force:
                     raise ConflictError(
-                        f"unable to remove {ref} (must be forced): container {users[0]} is "
-                        f"using its referenced image {image.id[7:19]}",
+                        f'conflict: unable to remove repository reference "{ref}" (must force)'
+                        f" - container {users[0][:12]} is using its referenced image "
+                        f"{image.id[7:19]}",
                         hint="remove the container first (lamina rm), or use -f to untag",
                     )
                 # Forced: the names go, the image stays for the containers that use it.
@@ -533,8 +572,8 @@ class Lamina(HostCommands):
                     continue
             elif len(image.tags) > 1 and not force:
                 raise ConflictError(
-                    f"unable to delete {ref} (must be forced): "
-                    f"image is referenced in {len(image.tags)} names",
+                    f"conflict: unable to delete {image.id[7:19]} (must be forced) - "
+                    "image is referenced in multiple repositories",
                     hint="remove the names one by one, or use -f",
                 )
             else:
@@ -562,6 +601,30 @@ class Lamina(HostCommands):
         # Compressed layer blobs made for sending are a cache too, pruned with it.
         report = self.store.prune(keep_layer_blobs=keep_build_cache)
         return dataclasses.replace(report, cache_records_removed=removed)
+
+    def prune_images(self, *, all_images: bool = False) -> tuple[list[str], int]:
+        """`docker image prune [-a]`: dangling (untagged) images no container uses, or with
+        `all_images` every image no container uses, its names first; then whatever blob and
+        snapshot nothing holds any more. The build cache stays. Returns docker's report
+        lines (`untagged: NAME`, `deleted: ID`, image by image) and the bytes freed."""
+        used = {c.image for c in self.store.list_containers()}
+        untagged: dict[str, list[str]] = {}
+        images = self.store.list_images()
+        for image in images:
+            if all_images and image.digest not in used:
+                for name in sorted(image.tags):
+                    self.store.untag(name)
+                    untagged.setdefault(image.digest, []).append(
+                        f"untagged: {':'.join(familiar(name))}"
+                    )
+        ids = {image.digest: image.id for image in images}
+        report = self.store.prune(keep_layer_blobs=True)
+        lines: list[str] = []
+        for digest in report.images_removed:
+            lines += untagged.get(digest, [])
+            if digest in ids:
+                lines.append(f"deleted: {ids[digest]}")
+        return lines, report.bytes_freed
 
     def fsck(self) -> FsckReport:
         """The store's checks, plus every snapshot's tar rebuilt and checked against its

@@ -97,7 +97,8 @@ def image_rows(images: list[ImageSummary], *, trunc: bool) -> list[dict[str, str
                     "Containers": "N/A",
                     "CreatedAt": go_time(created, "go"),
                     "CreatedSince": created_since(image.created) if created else "",
-                    "Digest": image.digest,
+                    # docker/cli's dangling row shows "<none>" for the digest too.
+                    "Digest": image.digest if image.repo_tags else "<none>",
                     "ID": short_id(image.id) if trunc else image.id,
                     "Repository": repository,
                     "SharedSize": "N/A",
@@ -140,14 +141,11 @@ def images(
     wanted = [*filters, *([f"reference={repository}"] if repository else [])]
     listed = _api(ctx).images(filters=wanted, all_images=all_images)
     rows = image_rows(listed, trunc=not no_trunc)
-    if quiet and not fmt:
-        seen: set[str] = set()
-        for row in rows:
-            if row["ID"] not in seen:
-                click.echo(row["ID"])
-                seen.add(row["ID"])
-        return
     fmt = fmt or "table"
+    if quiet and fmt == "table":
+        # docker/cli's quiet format, "{{.ID}}" for each row: an ID once per name it has.
+        _out("".join(row["ID"] + "\n" for row in rows))
+        return
     if fmt == "table":
         fmt = IMAGES_TABLE_DIGESTS if digests else IMAGES_TABLE
     elif digests and fmt.startswith("table") and "{{.Digest}}" not in fmt:
@@ -180,7 +178,34 @@ def history_rows(rows: list[HistoryRow], *, trunc: bool, human: bool) -> list[di
     return out
 
 
-@cli.command()
+_PFLAG_TRUE = ("1", "t", "T", "true", "TRUE", "True")
+_PFLAG_FALSE = ("0", "f", "F", "false", "FALSE", "False")
+
+
+class _HumanFlagCommand(click.Command):
+    """Takes pflag's `-H=false` / `--human=false` (how Docker's docs write it) for the
+    boolean `--human/--no-human`, which click alone refuses."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                out.extend(args[i:])
+                break
+            name, eq, value = arg.partition("=")
+            if eq and name in ("-H", "--human"):
+                if value not in _PFLAG_TRUE + _PFLAG_FALSE:
+                    raise click.UsageError(
+                        f'invalid argument "{value}" for "-H, --human" flag: '
+                        f'strconv.ParseBool: parsing "{value}": invalid syntax',
+                        ctx,
+                    )
+                arg = "--human" if value in _PFLAG_TRUE else "--no-human"
+            out.append(arg)
+        return super().parse_args(ctx, out)
+
+
+@cli.command(cls=_HumanFlagCommand)
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
 @click.option(
     "-H", "--human/--no-human", default=True, help="Human-readable sizes and dates (default)."
@@ -195,7 +220,7 @@ def history(
     """Show the history of an image, newest step first, like `docker image history`."""
     rows = history_rows(_api(ctx).history(image), trunc=not no_trunc, human=human)
     default = HISTORY_TABLE if human else HISTORY_TABLE_RAW
-    if quiet and not fmt:
+    if quiet and fmt in (None, "", "table"):
         fmt = "{{.ID}}"
     _out(format_rows(fmt or default, rows, HISTORY_HEADERS, default))
 
@@ -266,7 +291,8 @@ def df(ctx: click.Context, verbose: bool, fmt: str | None) -> None:
     if not verbose:
         rows = [
             {
-                "Active": str(usage.active_images),
+                # docker/cli: an image is active when a container uses it.
+                "Active": str(sum(1 for u in usage.images if u.containers)),
                 "Reclaimable": human_size(usage.reclaimable_size),
                 "Size": human_size(usage.blobs_size),
                 "TotalCount": str(len(usage.images)),
@@ -345,3 +371,62 @@ def rmi(ctx: click.Context, force: bool, images: tuple[str, ...]) -> None:
             click.echo(line)
     if failed:
         sys.exit(1)
+
+
+# -- image: docker's `image` management command -------------------------------------------
+
+
+@cli.group("image")
+def image_group() -> None:
+    """Manage images (`docker image ls|inspect|tag|history|rm|prune`)."""
+
+
+@image_group.command("inspect")
+@click.option("-f", "--format", "fmt", help="A Go template over each image's JSON.")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def image_inspect(ctx: click.Context, fmt: str | None, refs: tuple[str, ...]) -> None:
+    """Show images' details as JSON (images only: `docker image inspect`)."""
+    ctx.invoke(inspect, fmt=fmt, kind="image", images=refs)
+
+
+@image_group.command("prune")
+@click.option("-a", "--all", "all_images", is_flag=True,
+              help="Remove every image no container uses, not only dangling ones.")  # fmt: skip
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.pass_context
+def image_prune(ctx: click.Context, all_images: bool, force: bool) -> None:
+    """Remove dangling images (with -a: every image no container uses), as `docker image
+    prune`; the build cache stays (`lamina prune` removes it)."""
+    if not force:
+        what = (
+            "all images without at least one container associated to them"
+            if all_images
+            else "all dangling images"
+        )
+        click.echo(f"WARNING! This will remove {what}.")
+        click.echo("Are you sure you want to continue? [y/N] ", nl=False)
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            click.echo()
+            raise LaminaError("image prune has been cancelled")
+    lines, freed = _api(ctx).prune_images(all_images=all_images)
+    if lines:
+        click.echo("Deleted Images:")
+        for line in lines:
+            click.echo(line)
+        click.echo()
+    click.echo(f"Total reclaimed space: {human_size(freed, 4)}")
+
+
+def _register_image_aliases() -> None:
+    from lamina.cli._commands import tag
+
+    image_group.add_command(images, "ls")
+    image_group.add_command(images, "list")
+    image_group.add_command(history, "history")
+    image_group.add_command(rmi, "rm")
+    image_group.add_command(tag, "tag")
+
+
+_register_image_aliases()

@@ -204,6 +204,8 @@ def test_history_format_quiet_and_table(store: Store) -> None:
 def test_df_format(store: Store) -> None:
     out = ok(store.root, "df", "--format", "{{.Type}}={{.TotalCount}}")
     assert out.splitlines()[0] == "Images=4"
+    # docker/cli's ACTIVE: images at least one container uses (none here), not tagged ones.
+    assert ok(store.root, "df", "--format", "{{.Type}}={{.Active}}").splitlines()[0] == "Images=0"
     rows = [json.loads(line) for line in ok(store.root, "df", "--format", "json").splitlines()]
     assert [r["Type"] for r in rows] == ["Images", "Containers", "Snapshots", "Build Cache"]
     assert ok(store.root, "df").splitlines()[0].split() == [
@@ -226,6 +228,12 @@ def test_filter_dangling(store: Store) -> None:
     assert ok(store.root, "images", "-q", "--filter", "dangling=true").split() == [
         short(store.dangling)
     ]
+    # docker/cli's isDangling row: repository, tag and digest are all "<none>".
+    row = ok(store.root, "images", "--digests", "-f", "dangling=true").splitlines()[1].split()
+    assert row[:3] == ["<none>", "<none>", "<none>"]
+    shown = ok(store.root, "images", "--format", "{{.Digest}}", "-f", "dangling=true")
+    assert shown == "<none>\n"
+    assert ok(store.root, "images", "--format", "{{.Digest}}", "app:1").startswith("sha256:")
 
 
 def test_filter_reference_uses_path_match(store: Store) -> None:
@@ -319,9 +327,9 @@ def test_rmi_of_several_names_reports_each_and_goes_on(
         f"Deleted: {image}",
     ]
     assert done.stderr.splitlines() == [
-        "Error: no such image: nosuch",
+        "Error: No such image: nosuch:latest",
         "hint: `lamina images` lists names and IDs",
-        "Error: no such image: alsonot:1",
+        "Error: No such image: alsonot:1",
         "hint: `lamina images` lists names and IDs",
     ]
     assert ok(root, "images", "-q") == ""
