@@ -208,8 +208,8 @@ def test_without_a_process_the_files_are_made_here(
     assert _tree(tmp_path / "into") == _tree(tmp_path / "src")
 
 
-def _resident(path: Path) -> int:
-    """How many bytes of a file the page cache holds (mincore(2) of a mapping of it)."""
+def _resident_pages(path: Path) -> set[int]:
+    """Which pages of a file the page cache holds (mincore(2) of a mapping of it)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
@@ -229,7 +229,12 @@ def _resident(path: Path) -> int:
             libc.munmap(addr, size)
     finally:
         os.close(fd)
-    return sum(1 for v in vec if v & 1) * mmap.PAGESIZE
+    return {n for n, v in enumerate(vec) if v & 1}
+
+
+def _resident(path: Path) -> int:
+    """How many bytes of a file the page cache holds."""
+    return len(_resident_pages(path)) * mmap.PAGESIZE
 
 
 def _evict(path: Path) -> None:
@@ -255,9 +260,17 @@ def _cold_files(where: Path, count: int) -> list[Path]:
 
 
 def _wait_resident(path: Path, deadline: float) -> int:
-    while _resident(path) < path.stat().st_size and time.monotonic() < deadline:
+    """How many bytes of `path` were seen in the page cache, each page at some poll until
+    every one was or `deadline` passed. (This VM's DAMON pages out page cache left idle for
+    about a second: under load a page the read-ahead brought in can go again before the
+    last one arrives, and a single look would miss that it came.)"""
+    pages = (path.stat().st_size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    seen: set[int] = set()
+    while True:
+        seen |= _resident_pages(path)
+        if len(seen) >= pages or time.monotonic() >= deadline:
+            return len(seen) * mmap.PAGESIZE
         time.sleep(0.02)
-    return _resident(path)
 
 
 @pytest.mark.parametrize("process", [True, False], ids=["process", "thread"])
