@@ -537,10 +537,11 @@ class Lamina(HostCommands):
         is never removed. Returns Docker's `Untagged:` / `Deleted:` lines.
         """
         lines: list[str] = []
+        containers = self.store.list_containers()  # (rmi removes none: read once)
         for ref in refs:
             image = self.resolve_image(ref)
             by_name = self._tag_named(ref, image)
-            users = [c.id for c in self.store.list_containers() if c.image == image.digest]
+            users = [c.id for c in containers if c.image == image.digest]
             if users and by_name is None:
                 # moby: a running container is a hard conflict, a stopped one a soft one.
                 running = [c.id for c in self.containers.list() if c.id in users]

@@ -291,8 +291,7 @@ def df(ctx: click.Context, verbose: bool, fmt: str | None) -> None:
     if not verbose:
         rows = [
             {
-                # docker/cli: an image is active when a container uses it.
-                "Active": str(sum(1 for u in usage.images if u.containers)),
+                "Active": str(usage.active_images),
                 "Reclaimable": human_size(usage.reclaimable_size),
                 "Size": human_size(usage.blobs_size),
                 "TotalCount": str(len(usage.images)),

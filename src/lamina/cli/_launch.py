@@ -18,6 +18,7 @@ import os
 import sys
 from _thread import allocate_lock
 
+from lamina import _lightctx as contextlib
 from lamina.errors import LaminaError
 
 # Not `typing`'s, nor `pathlib`, `contextlib` or `collections.abc` at run time: each costs
@@ -25,7 +26,6 @@ from lamina.errors import LaminaError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from contextlib import AbstractContextManager
     from importlib.machinery import ModuleSpec
     from pathlib import Path
     from typing import Any, NoReturn, TypeVar
@@ -273,35 +273,21 @@ def check_tty(interactive: bool, tty: bool, detach: bool) -> None:
         sys.exit(1)
 
 
-def raw_terminal(enabled: bool) -> AbstractContextManager[None]:
+@contextlib.contextmanager
+def raw_terminal(enabled: bool) -> Iterator[None]:
     """Put the terminal in raw mode while a `-t` container is attached; restore it after."""
     if not enabled or not os.isatty(0):
-        return _NoTerminal()
-    import contextlib
+        yield
+        return
+    import termios
+    import tty
 
-    @contextlib.contextmanager
-    def raw() -> Iterator[None]:
-        import termios
-        import tty
-
-        saved = termios.tcgetattr(0)
-        tty.setraw(0)
-        try:
-            yield
-        finally:
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
-
-    return raw()
-
-
-class _NoTerminal:
-    """`raw_terminal` when there is no terminal to change (no `contextlib` loaded for it)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    saved = termios.tcgetattr(0)
+    tty.setraw(0)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
 
 def run_container(obj: Context, params: dict[str, Any]) -> None:
@@ -342,10 +328,8 @@ def exit_now(code: object) -> None:
         print(code, file=sys.stderr)
         code = 1
     for stream in (sys.stdout, sys.stderr):
-        try:  # noqa: SIM105  (no `contextlib` on the run path)
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     os._exit(code or 0)
 
 

@@ -40,6 +40,7 @@ from lamina._lightjson import dumps, loads
 from lamina.runtime._logs import LOG_FILE, LogWriter
 from lamina.runtime._owner import Owner, current_owner
 from lamina.runtime._runc import (
+    _PR_SET_CHILD_SUBREAPER,
     delete_stopped,
     exit_code_for_runc_error,
     runc_binary,
@@ -63,7 +64,6 @@ EXIT_LAMINA_FAILED = 125
 # runc dials the console socket after changing to the bundle dir: the name is relative to it
 # (a full path could pass the 108-byte limit of a socket address).
 _CONSOLE_SOCKET = "console.sock"
-_PR_SET_CHILD_SUBREAPER = 36
 # runc's state.json of each container this process started (read once, when it started).
 _runc_states: dict[str, dict[str, Any]] = {}
 
@@ -325,11 +325,11 @@ def _serve(spec: MonitorSpec, status: int, then: Sequence[str] | None) -> None:
     _isolate_fds({status, *(fd for fd in client if fd is not None)})
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
         signal.signal(sig, signal.SIG_IGN)
-    import ctypes
+    from lamina import _libc as libc
 
     # The reaper of its orphaned descendants: `runc run --detach` exits once the container's
     # process runs, which then becomes this monitor's child.
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1)
     os.chdir(spec.container_dir)
     owner = current_owner()
     _write_json(os.path.join(spec.container_dir, MONITOR_FILE),

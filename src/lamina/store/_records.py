@@ -79,8 +79,8 @@ class DiskUsage:
 
     @property
     def active_images(self) -> int:
-        """Images prune keeps: tagged, or used by a container."""
-        return sum(1 for u in self.images if u.image.tags or u.containers)
+        """Images a container uses (docker/cli's ACTIVE)."""
+        return sum(1 for u in self.images if u.containers)
 
     @property
     def reclaimable_size(self) -> int:
