@@ -89,7 +89,7 @@ class _TupleBase(tuple):  # type: ignore[type-arg]
         return made
 
 
-def _make_tuple_class(name: str, bases: tuple[type, ...], ns: dict[str, object]) -> type:
+def _make_tuple_class(name: str, ns: dict[str, object]) -> type:
     from _operator import itemgetter
 
     annotations: dict[str, object] = ns.get("__annotations__", {})  # type: ignore[assignment]
@@ -106,7 +106,7 @@ class _NamedTupleMeta(type):
     def __new__(mcs, name: str, bases: tuple[type, ...], ns: dict[str, object]) -> type:
         if not bases:  # the marker class itself
             return super().__new__(mcs, name, bases, ns)
-        return _make_tuple_class(name, bases, ns)
+        return _make_tuple_class(name, ns)
 
 
 class NamedTuple(metaclass=_NamedTupleMeta):

@@ -79,12 +79,10 @@ from lamina.runtime import (
     bundle_config,
     current_owner,
     exit_code_for_runc_error,
-    home_dir,
     parse_signal,
     read_exit,
     read_monitor,
     read_records,
-    resolve_user,
     runc_binary,
     runc_failure,
     spawn_monitor,
@@ -1178,9 +1176,11 @@ class Containers:
                 raise InvalidInputError(f"the working directory {workdir!r} is not absolute")
             spec["workdir"] = workdir
         if user is not None:
-            resolved = resolve_user(os.path.join(d, "rootfs"), user)
+            from lamina.runtime import resolve_user_home
+
+            resolved, home = resolve_user_home(os.path.join(d, "rootfs"), user)
             spec.update(uid=resolved.uid, gid=resolved.gid, groups=list(resolved.additional_gids),
-                        home=home_dir(os.path.join(d, "rootfs"), resolved.uid))  # fmt: skip
+                        home=home)  # fmt: skip
         spec["env"] = merge_env(spec["env"], parse_env_options(env, host_env or dict(os.environ)))
         spec["tty"] = tty
         fake = ContainerRecord(record.id, record.name, record.image,

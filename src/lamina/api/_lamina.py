@@ -544,7 +544,9 @@ class Lamina(HostCommands):
             users = [c.id for c in containers if c.image == image.digest]
             if users and by_name is None:
                 # moby: a running container is a hard conflict, a stopped one a soft one.
-                running = [c.id for c in self.containers.list() if c.id in users]
+                # (Only these containers' states are made true, not every one's.)
+                fresh = [self.containers.refresh(c) for c in containers if c.id in users]
+                running = [r.id for r in fresh if r is not None and r.state["status"] == "running"]
                 if running or not force:
                     state, cid = ("running", running[0]) if running else ("stopped", users[0])
                     raise ConflictError(
@@ -611,8 +613,8 @@ class Lamina(HostCommands):
         used = {c.image for c in self.store.list_containers()}
         untagged: dict[str, list[str]] = {}
         images = self.store.list_images()
-        for image in images:
-            if all_images and image.digest not in used:
+        for image in images if all_images else ():
+            if image.digest not in used:
                 for name in sorted(image.tags):
                     self.store.untag(name)
                     untagged.setdefault(image.digest, []).append(

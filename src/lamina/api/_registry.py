@@ -302,7 +302,7 @@ class _CountingSource:
         source: RegistrySource,
         count: Callable[[int], None],
         events: Events,
-        slots: threading.BoundedSemaphore | None = None,
+        slots: threading.BoundedSemaphore,
     ) -> None:
         self._source = source
         self._count = count
@@ -324,8 +324,6 @@ class _CountingSource:
 
         stream = self._source.open_blob(descriptor, verify=verify, offset=offset,
                                         on_bytes=on_bytes)  # fmt: skip
-        if self._slots is None:
-            return stream
         return cast(BinaryIO, _Downloading(stream, self._slots))
 
 

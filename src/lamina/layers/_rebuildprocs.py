@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator
 
 from lamina import errors
 from lamina.errors import LaminaError
+from lamina.layers._copyworker import write_all
 from lamina.layers._rebuild import (
     _Buffers,
     _Dirs,
@@ -73,12 +74,6 @@ def _read_back_fd(fd: int) -> int | None:
         os.close(again)
         return None
     return again
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _encode(piece: _Piece) -> bytes:
@@ -153,14 +148,14 @@ def _helper(snapshot: str, pieces_fd: int, report_fd: int, out: _Output) -> None
             data = _write_piece(piece, (), out, buffers, opened)
             buffers.give(data)
             kind = _HOLE if out.fresh and _is_zeros(data) else _DONE  # as out.write saw it
-            _write_all(report_fd, _REPORT.pack(kind, piece.start, piece.size))
+            write_all(report_fd, memoryview(_REPORT.pack(kind, piece.start, piece.size)))
             current = following
-        _write_all(report_fd, _REPORT.pack(_END, 0, 0))
+        write_all(report_fd, memoryview(_REPORT.pack(_END, 0, 0)))
     except BrokenPipeError:
         pass  # the parent is gone
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            _write_all(report_fd, _error_report(exc))
+            write_all(report_fd, memoryview(_error_report(exc)))
     finally:
         if dirs is not None:
             dirs.close()
@@ -253,7 +248,9 @@ class HelperWriters:
     def _send(self, ops: Iterable[RawOp | FileOp]) -> None:
         try:
             for i, piece in enumerate(plan(ops)):
-                _write_all(self._helpers[i % len(self._helpers)].pieces_fd, _encode(piece))
+                write_all(
+                    self._helpers[i % len(self._helpers)].pieces_fd, memoryview(_encode(piece))
+                )
         except BrokenPipeError:
             pass  # a helper stopped: its report says why
         except BaseException as exc:  # a damaged or too long record: raised by regions()
@@ -261,7 +258,7 @@ class HelperWriters:
         finally:
             for helper in self._helpers:
                 with contextlib.suppress(OSError):
-                    _write_all(helper.pieces_fd, _LENGTH.pack(0))
+                    write_all(helper.pieces_fd, memoryview(_LENGTH.pack(0)))
 
     def regions(self, ops: Iterable[RawOp | FileOp]) -> Iterator[memoryview]:
         """Each piece's region of the output once its helper wrote it, read back."""
