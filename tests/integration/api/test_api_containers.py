@@ -557,6 +557,25 @@ def test_a_killed_foreground_rm_run_is_stopped_and_removed_by_the_next_command(
     assert not mounts_under(cli.root)
 
 
+@pytest.mark.parametrize("named", [False, True])
+def test_the_next_run_cleans_up_after_a_killed_one(cli: Cli, named: bool) -> None:
+    # A `run --rm` cleans up after dead commands while runc starts its own container; a
+    # named one first (the dead command's container may hold the name).
+    name = ["--name", "web"] if named else []
+    proc = subprocess.Popen([LAMINA, "--root", str(cli.root), "run", "--rm", *name,
+                             "busybox", "sleep", "60"], stdout=subprocess.DEVNULL)  # fmt: skip
+    cid, pid = _container_pid(cli)
+    proc.kill()
+    proc.wait(timeout=20)
+    done = cli("run", "--rm", *name, "busybox", "echo", "hi")
+    assert (done.returncode, done.stdout) == (0, "hi\n"), done.stderr
+    assert f"lamina: stopped container {cid[:12]}" in done.stderr
+    assert not (cli.root / "containers" / cid).exists()
+    assert not _running(pid)
+    assert not mounts_under(cli.root)
+    assert cli.ok("ps", "-aq") == ""
+
+
 def test_stop_rm_f_and_wait_reach_a_foreground_rm_run(cli: Cli) -> None:
     # The command supervises it (no monitor, no exit file left behind): `stop` (even with a
     # negative timeout, which never kills), `wait` and `rm -f` see its end when the command
