@@ -343,7 +343,16 @@ class Containers:
         else:
             hostname = cid[:12]
         for v in volumes:
-            os.makedirs(v.source, exist_ok=True)
+            # A missing host path becomes a directory (moby); an existing file is bound as
+            # the file it is.
+            if not os.path.exists(v.source):
+                try:
+                    os.makedirs(v.source, exist_ok=True)
+                except OSError as e:
+                    raise InvalidInputError(
+                        f"volume {v.source}:{v.target}: cannot create the host directory "
+                        f"{v.source}: {e.strerror}"
+                    ) from None
         spec = {
             "image_ref": opts.image,
             "entrypoint": entrypoint,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 
@@ -91,14 +91,25 @@ def run(ctx: click.Context, /, **params: Any) -> None:
 @click.option("-s", "--size", is_flag=True, help="Show the read-write layer's size.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate.")
 @click.option("--format", "fmt", help="Go-template subset, e.g. '{{.ID}} {{.Status}}'.")
+@click.option("-n", "--last", type=int, default=-1, help="The n last created (all states).")
+@click.option("-l", "--latest", is_flag=True, help="The latest created (all states).")
 @click.pass_context
 def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
-       fmt: str | None) -> None:  # fmt: skip
+       fmt: str | None, last: int, latest: bool) -> None:  # fmt: skip
     """List containers."""
     from lamina.api import describe_status
 
     api = _api(ctx)
-    infos = api.containers.list(all_)
+    if latest and last == -1:
+        last = 1
+    # docker-cli: a limit looks at containers in every state, newest first.
+    infos = api.containers.list(all_ or last > 0)
+    if last > 0:
+        infos = infos[:last]
+    # docker-cli asks for sizes when the format shows them, -s or not.
+    size = size or (fmt is not None and ".Size" in fmt)
+    labels_of: dict[str, str] = {}
+    want_labels = fmt is not None and ("Labels" in fmt or "json" in fmt)
     if quiet:
         for c in infos:
             click.echo(c.id if no_trunc else c.id[:12])
@@ -107,6 +118,10 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
     image_sizes: dict[str, int] = {}
     for c in infos:
         command = " ".join(c.command)
+        if want_labels and c.image_id not in labels_of:
+            labels = _image_container_config(api, c.id).get("Labels") or {}
+            labels_of[c.image_id] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        mounts = [src if no_trunc else truncate(src, 15) for src, _, _ in c.spec["volumes"]]
         row = {
             "ID": c.id if no_trunc else c.id[:12],
             "Image": c.image_ref,
@@ -119,9 +134,13 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
             "State": c.status,
             "Names": c.name,
             "Ports": "",
-            "Size": _size(api, c.id, c.image_id, image_sizes) if size else "",
+            "Size": _size(api, c.id, c.image_id, image_sizes) if size else "0B",
+            "Labels": labels_of.get(c.image_id, ""),
+            "Mounts": ",".join(mounts),
+            "Networks": c.spec["network"],
+            "LocalVolumes": "0",  # bind mounts only: no volume of the local driver
         }
-        rows.append(row)
+        rows.append(dict(sorted(row.items())))  # `{{json .}}`: a Go map, keys in order
     default = PS_TABLE + ("\\t{{.Size}}" if size else "")
     from lamina.cli._template import format_rows
 
@@ -140,7 +159,8 @@ def _size(api: Lamina, cid: str, image_id: str, image_sizes: dict[str, int]) -> 
 PS_HEADERS = {
     "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
     "RunningFor": "CREATED", "Status": "STATUS", "State": "STATE", "Names": "NAMES",
-    "Ports": "PORTS", "Size": "SIZE",
+    "Ports": "PORTS", "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS",
+    "Networks": "NETWORKS", "LocalVolumes": "LOCAL VOLUMES",
 }  # fmt: skip
 PS_TABLE = (
     "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}"
@@ -300,7 +320,38 @@ def diff(ctx: click.Context, container: str) -> None:
         click.echo(f"{kind} {path}")
 
 
-@cli.command()
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+class _GoBoolCommand(click.Command):
+    """A command whose on/off flags also take Go's `--flag=false` (pflag's booleans; as
+    strconv.ParseBool reads the value): `--pause=false` is `--no-pause`."""
+
+    go_bools: ClassVar[Mapping[str, tuple[str, str]]] = {
+        "-p": ("--pause", "--no-pause"),
+        "--pause": ("--pause", "--no-pause"),
+    }
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                out += args[i:]
+                break
+            name, eq, value = arg.partition("=")
+            if eq and name in self.go_bools:
+                on, off = self.go_bools[name]
+                if value not in _GO_TRUE + _GO_FALSE:
+                    raise click.BadParameter(
+                        f"invalid argument {value!r} for {on}: not true or false", ctx
+                    )
+                arg = on if value in _GO_TRUE else off
+            out.append(arg)
+        return super().parse_args(ctx, out)
+
+
+@cli.command(cls=_GoBoolCommand)
 @click.option("-m", "--message", default="", help="Commit message (history comment).")
 @click.option("-a", "--author", default="", help="Author.")
 @click.option("-c", "--change", "changes", multiple=True, help="Dockerfile instruction.")
@@ -343,11 +394,43 @@ def _moby_time(stamp: float | None, status: str) -> str:
     return rfc3339_nano(stamp)
 
 
-def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
-    """`docker container inspect`'s document, for the fields lamina has."""
+def _image_container_config(api: Lamina, cid: str) -> dict[str, Any]:
+    """The Config of the image container `cid` was made from ({} when that image is gone)."""
+    from lamina.errors import NotFoundError
+
+    try:
+        image = api.store.get_image(api.store.get_container(cid).image)
+    except NotFoundError:
+        return {}
+    return dict(api.config(image).container_config)
+
+
+def container_inspect(api: Lamina, info: ContainerInfo, size: bool = False) -> dict[str, Any]:
+    """`docker container inspect`'s document, for the fields lamina has; `size` adds
+    SizeRw and SizeRootFs, as `docker inspect -s`."""
     spec = info.spec
     d = api.root / "containers" / info.id
-    return {
+    image_config = _image_container_config(api, info.id)
+    config: dict[str, Any] = {
+        "Hostname": spec["hostname"],
+        "User": spec["user"],
+        "Env": spec["env"],
+        "Cmd": spec["cmd"],
+        "Entrypoint": spec["entrypoint"] or None,
+        "WorkingDir": spec["workdir"],
+        "Image": spec["image_ref"],
+        "Tty": spec["tty"],
+        "OpenStdin": spec["interactive"],
+        "StopSignal": spec["stop_signal"],
+        "StopTimeout": spec["stop_timeout"],
+        # moby merges these from the image into the container's config: Labels is a map
+        # even when empty, Volumes null, ExposedPorts left out when there are none.
+        "Labels": dict(image_config.get("Labels") or {}),
+        "Volumes": image_config.get("Volumes") or None,
+    }
+    if image_config.get("ExposedPorts"):
+        config["ExposedPorts"] = image_config["ExposedPorts"]
+    doc: dict[str, Any] = {
         "Id": info.id,
         "Created": rfc3339_nano(info.created),
         "Path": info.command[0] if info.command else "",
@@ -367,19 +450,7 @@ def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
         },
         "Image": info.image_id,
         "Name": "/" + info.name,
-        "Config": {
-            "Hostname": spec["hostname"],
-            "User": spec["user"],
-            "Env": spec["env"],
-            "Cmd": spec["cmd"],
-            "Entrypoint": spec["entrypoint"] or None,
-            "WorkingDir": spec["workdir"],
-            "Image": spec["image_ref"],
-            "Tty": spec["tty"],
-            "OpenStdin": spec["interactive"],
-            "StopSignal": spec["stop_signal"],
-            "StopTimeout": spec["stop_timeout"],
-        },
+        "Config": config,
         "HostConfig": {
             "Binds": [f"{s}:{t}{':ro' if ro else ''}" for s, t, ro in spec["volumes"]],
             "NetworkMode": spec["network"],
@@ -400,11 +471,18 @@ def container_inspect(api: Lamina, info: ContainerInfo) -> dict[str, Any]:
             for s, t, ro in spec["volumes"]
         ],
     }
+    if size:
+        rw = api.containers.rw_size(info.id)
+        doc["SizeRw"] = rw
+        doc["SizeRootFs"] = api.container_image_size(info.id) + rw
+    return doc
 
 
-def inspect_document(api: Lamina, ref: str, kind: str | None = None) -> dict[str, Any]:
+def inspect_document(
+    api: Lamina, ref: str, kind: str | None = None, size: bool = False
+) -> dict[str, Any]:
     """A container's document when `ref` names one, else the image's (as `docker inspect`);
-    `kind` ("container", "image") looks only there."""
+    `kind` ("container", "image") looks only there; `size`: a container's sizes too."""
     from lamina.errors import NotFoundError
 
     if kind == "image":
@@ -419,4 +497,4 @@ def inspect_document(api: Lamina, ref: str, kind: str | None = None) -> dict[str
         except NotFoundError:
             raise NotFoundError(f"No such object: {ref}",
                                 hint="`lamina ps -a` and `lamina images` list them") from None
-    return container_inspect(api, info)
+    return container_inspect(api, info, size)

@@ -248,9 +248,10 @@ def _containers_row(api: Lamina) -> dict[str, str]:
 )
 @click.option("--type", "kind", type=click.Choice(["container", "image"]),
               help="Only this kind of object.")  # fmt: skip
+@click.option("-s", "--size", is_flag=True, help="A container's sizes (SizeRw, SizeRootFs).")
 @click.argument("images", nargs=-1, required=True)
 @click.pass_context
-def inspect(ctx: click.Context, fmt: str | None, kind: str | None,
+def inspect(ctx: click.Context, fmt: str | None, kind: str | None, size: bool,
             images: tuple[str, ...]) -> None:  # fmt: skip
     """Show containers' or images' details as JSON, like `docker inspect` (a container's
     name or ID first, then an image's); exit 1 if one is missing."""
@@ -261,7 +262,7 @@ def inspect(ctx: click.Context, fmt: str | None, kind: str | None,
     failed: list[LaminaError] = []
     for ref in images:
         try:
-            found.append(inspect_document(api, ref, kind))
+            found.append(inspect_document(api, ref, kind, size))
         except LaminaError as exc:
             failed.append(exc)
     if fmt and fmt != "json":

@@ -1,0 +1,150 @@
+"""Second audit of the container commands against docker/cli and moby: each test failed
+before its fix. Real CLI, runc, overlayfs and lamina's monitor on a busybox-static base."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from busybox_rootfs import make_busybox_rootfs
+
+from lamina.snapshots import mount_points
+
+pytestmark = pytest.mark.slow
+
+LAMINA = str(Path(sys.executable).with_name("lamina"))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rootfs = make_busybox_rootfs(tmp_path_factory.mktemp("bb") / "rootfs")
+    (rootfs / "bin" / "busybox").chmod(0o755)
+    return rootfs
+
+
+@pytest.fixture
+def root(tmp_path: Path, base: Path) -> Iterator[Path]:
+    store = tmp_path / "store"
+    assert lam(store, "import", str(base), "busybox").returncode == 0
+    yield store
+    for cid in lam(store, "ps", "-aq", "--no-trunc").stdout.split():
+        lam(store, "rm", "-f", cid)
+    left = [m for m in mount_points() if m.startswith(str(tmp_path))]
+    for m in left:
+        subprocess.run(["umount", "-l", m], check=False)
+    assert not left, left
+
+
+def lam(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LAMINA, "--root", str(store), *args], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def out(store: Path, *args: str) -> str:
+    done = lam(store, *args)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def test_a_file_binds_as_a_file(root: Path, tmp_path: Path) -> None:
+    # moby creates a missing host path as a directory, and binds an existing file as it is.
+    host = tmp_path / "conf.txt"
+    host.write_text("hello\n")
+    assert out(root, "run", "--rm", "-v", f"{host}:/conf.txt", "busybox", "cat",
+               "/conf.txt") == "hello\n"  # fmt: skip
+    ro = lam(root, "run", "--rm", "-v", f"{host}:/conf.txt:ro", "busybox", "sh", "-c",
+             "echo more >> /conf.txt")  # fmt: skip
+    assert ro.returncode == 1 and "Read-only" in ro.stderr
+    out(root, "run", "--rm", "-v", f"{host}:/conf.txt:rw", "busybox", "sh", "-c",
+        "echo more >> /conf.txt")  # fmt: skip
+    assert host.read_text() == "hello\nmore\n"
+    # over a file the image has
+    assert out(root, "run", "--rm", "-v", f"{host}:/etc/passwd:ro", "busybox", "cat",
+               "/etc/passwd") == "hello\nmore\n"  # fmt: skip
+    # a host path that cannot be made a directory: one line, exit 125, nothing made
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere" / "x")
+    bad = lam(root, "run", "--rm", "-v", f"{dangling}:/d", "busybox", "true")
+    assert bad.returncode == 125 and "Traceback" not in bad.stderr
+    assert str(dangling) in bad.stderr
+    assert not (tmp_path / "nowhere").exists()
+    assert out(root, "ps", "-aq") == ""
+
+
+def test_commit_takes_gos_pause_false(root: Path) -> None:
+    cid = out(root, "run", "-d", "busybox", "sleep", "30").strip()
+    for flag in ("--pause=false", "--pause=true", "-p=0", "--pause", "--no-pause"):
+        made = out(root, "commit", flag, cid, "snap:x").strip()
+        assert made.startswith("sha256:"), flag
+    bad = lam(root, "commit", "--pause=maybe", cid, "snap:y")
+    assert bad.returncode == 2 and "maybe" in bad.stderr
+    assert out(root, "inspect", "--format", "{{.State.Status}}", cid) == "running\n"
+
+
+def test_container_config_has_the_images_labels_and_ports(root: Path) -> None:
+    made = out(root, "run", "-d", "busybox", "true").strip()
+    out(root, "commit", "-c", "LABEL k=v other=o", "-c", "EXPOSE 80", made, "labelled")
+    cid = out(root, "run", "-d", "labelled", "sleep", "30").strip()
+    fmt = '{{index .Config.Labels "k"}}|{{json .Config.ExposedPorts}}|{{json .Config.Labels}}'
+    assert out(root, "inspect", "--format", fmt, cid) == (
+        'v|{"80/tcp":{}}|{"k":"v","other":"o"}\n'
+    )
+    # an image without labels: an empty map, as moby's merge leaves it
+    plain = out(root, "run", "-d", "busybox", "sleep", "30").strip()
+    assert out(root, "inspect", "--format", "{{json .Config.Labels}}", plain) == "{}\n"
+    assert "ExposedPorts" not in json.loads(out(root, "inspect", plain))[0]["Config"]
+
+
+def test_inspect_size(root: Path) -> None:
+    cid = out(root, "run", "-d", "busybox", "sh", "-c",
+              "head -c 300000 /dev/zero > /blob; sleep 30")  # fmt: skip
+    cid = cid.strip()
+    for _ in range(100):
+        if "/blob" in out(root, "diff", cid):
+            break
+    sizes = out(root, "inspect", "-s", "--format", "{{.SizeRw}} {{.SizeRootFs}}", cid).split()
+    rw, rootfs = int(sizes[0]), int(sizes[1])
+    assert 300000 <= rw < 400000
+    assert rootfs > rw + 1_000_000  # busybox's layer under it
+    [doc] = json.loads(out(root, "inspect", "--size", cid))
+    assert doc["SizeRw"] == rw and doc["SizeRootFs"] == rootfs
+    assert "SizeRw" not in json.loads(out(root, "inspect", cid))[0]
+
+
+def test_ps_last_and_latest(root: Path) -> None:
+    first = out(root, "run", "-d", "--name", "first", "busybox", "true").strip()
+    second = out(root, "run", "-d", "--name", "second", "busybox", "sleep", "30").strip()
+    third = out(root, "run", "--name", "third", "busybox", "true")
+    assert third == ""
+    lam(root, "wait", first)
+    # -n and -l look at every state, newest first
+    assert out(root, "ps", "-l", "--format", "{{.Names}}") == "third\n"
+    assert out(root, "ps", "-n", "2", "--format", "{{.Names}}") == "third\nsecond\n"
+    assert out(root, "ps", "-n", "5", "-q", "--no-trunc") == "\n".join(
+        [out(root, "inspect", "--format", "{{.Id}}", "third").strip(), second, first, ""]
+    )
+    assert out(root, "ps", "--last", "1", "-q") == out(root, "ps", "--latest", "-q")
+    # without them, only running ones
+    assert out(root, "ps", "--format", "{{.Names}}") == "second\n"
+
+
+def test_ps_format_fields_docker_has(root: Path, tmp_path: Path) -> None:
+    made = out(root, "run", "-d", "busybox", "true").strip()
+    out(root, "commit", "-c", "LABEL b=2 a=1", made, "labelled")
+    vol = tmp_path / "a-rather-long-directory-name"
+    out(root, "run", "-d", "--name", "web", "-v", f"{vol}:/data", "--network", "none",
+        "labelled", "sleep", "30")  # fmt: skip
+    fmt = "{{.Names}}|{{.Labels}}|{{.Mounts}}|{{.Networks}}|{{.LocalVolumes}}"
+    assert out(root, "ps", "--format", fmt) == f"web|a=1,b=2|{str(vol)[:14]}…|none|0\n"
+    assert out(root, "ps", "--no-trunc", "--format", "{{.Mounts}}") == f"{vol}\n"
+    # {{json .}} is a Go map: its keys sorted
+    row = out(root, "ps", "--format", "{{json .}}")
+    keys = list(json.loads(row))
+    assert keys == sorted(keys) and {"Labels", "Mounts", "Networks", "Size"} <= set(keys)
+    assert json.loads(row)["Size"] == "0B"
+    # a format that shows .Size computes it, as docker-cli asks for sizes then
+    assert out(root, "ps", "--format", "{{.Size}}").startswith("0B (virtual ")
