@@ -998,8 +998,8 @@ class Containers:
             code = fresh.state.get("exit_code") if fresh is not None else None
             return int(code) if code is not None else 0
 
-    def restart(self, ref: str, timeout: int | None = None) -> str:
-        self.stop(ref, timeout)
+    def restart(self, ref: str, timeout: int | None = None, signal: str | None = None) -> str:
+        self.stop(ref, timeout, signal)
         _, started = self.start(ref)
         if started is not None:
             started.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -189,32 +189,61 @@ def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, containe
         stream.flush()
 
 
-def _each(ctx: click.Context, refs: tuple[str, ...], action: Any) -> None:
-    failed = False
-    for ref in refs:
-        try:
-            done = action(ref)
-            if done:
-                click.echo(done)
-        except LaminaError as e:
-            from lamina.cli._main import _print_error
+def _each(ctx: click.Context, refs: tuple[str, ...], action: Any, parallel: bool = False) -> None:
+    """`action(containers, ref)` for each ref, in order: its result printed when there is
+    one, one error line for each that fails, exit 1 if any did, after doing the rest.
+    `parallel`: all at once (up to 50), as docker-cli's stop, kill and rm, still printed
+    in the order given; each thread has its own connection to the store."""
+    api = _api(ctx)
 
-            _print_error(e.message, e.hint)
-            failed = True
+    def attempt(containers: Any, ref: str) -> tuple[Any, LaminaError | None]:
+        try:
+            return action(containers, ref), None
+        except LaminaError as e:
+            return None, e
+
+    def report(results: Iterable[tuple[Any, LaminaError | None]]) -> bool:
+        failed = False
+        for done, error in results:
+            if error is not None:
+                from lamina.cli._main import _print_error
+
+                _print_error(error.message, error.hint)
+                failed = True
+            elif done:
+                click.echo(done)
+        return failed
+
+    if parallel and len(refs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from lamina.api import Lamina
+
+        def on_own_store(ref: str) -> tuple[Any, LaminaError | None]:
+            own = Lamina(api.root)
+            try:
+                return attempt(own.containers, ref)
+            finally:
+                own.store.close()
+
+        with ThreadPoolExecutor(max_workers=min(50, len(refs))) as pool:
+            failed = report(pool.map(on_own_store, refs))
+    else:
+        failed = report(attempt(api.containers, ref) for ref in refs)
     if failed:
         sys.exit(1)
 
 
 @cli.command()
-@click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before SIGKILL.")
+@click.option("-t", "--timeout", "--time", "timeout", type=int,
+              help="Seconds to wait before SIGKILL.")  # fmt: skip
 @click.option("-s", "--signal", "sig", help="Signal to send (default: the container's).")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
 def stop(ctx: click.Context, timeout: int | None, sig: str | None,
          containers: tuple[str, ...]) -> None:  # fmt: skip
     """Stop running containers: the stop signal, then SIGKILL after the timeout."""
-    api = _api(ctx).containers
-    _each(ctx, containers, lambda ref: api.stop(ref, timeout, sig))
+    _each(ctx, containers, lambda api, ref: api.stop(ref, timeout, sig), parallel=True)
 
 
 @cli.command()
@@ -223,8 +252,7 @@ def stop(ctx: click.Context, timeout: int | None, sig: str | None,
 @click.pass_context
 def kill(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
     """Send a signal to running containers."""
-    api = _api(ctx).containers
-    _each(ctx, containers, lambda ref: api.kill(ref, sig))
+    _each(ctx, containers, lambda api, ref: api.kill(ref, sig), parallel=True)
 
 
 @cli.command()
@@ -252,7 +280,7 @@ def start(ctx: click.Context, attach: bool, interactive: bool,
         started.close()
         sys.exit(code if code is not None else api.wait(record.id))
 
-    def one(ref: str) -> str:
+    def one(api: Any, ref: str) -> str:
         _, started = api.start(ref)
         if started is not None:
             started.close()
@@ -262,23 +290,26 @@ def start(ctx: click.Context, attach: bool, interactive: bool,
 
 
 @cli.command()
-@click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before SIGKILL.")
+@click.option("-t", "--timeout", "--time", "timeout", type=int,
+              help="Seconds to wait before SIGKILL.")  # fmt: skip
+@click.option("-s", "--signal", "sig", help="Signal to send (default: the container's).")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
-def restart(ctx: click.Context, timeout: int | None, containers: tuple[str, ...]) -> None:
-    """Stop and start containers again."""
-    api = _api(ctx).containers
-    _each(ctx, containers, lambda ref: api.restart(ref, timeout))
+def restart(ctx: click.Context, timeout: int | None, sig: str | None,
+            containers: tuple[str, ...]) -> None:  # fmt: skip
+    """Stop and start containers again (one after the other, as docker-cli)."""
+    _each(ctx, containers, lambda api, ref: api.restart(ref, timeout, sig))
 
 
 @cli.command()
 @click.option("-f", "--force", is_flag=True, help="Kill a running container first.")
+@click.option("-v", "--volumes", is_flag=True,
+              help="Anonymous volumes too (lamina makes none: bind mounts are kept).")  # fmt: skip
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
-def rm(ctx: click.Context, force: bool, containers: tuple[str, ...]) -> None:
+def rm(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove containers: their read-write layer, directory and record."""
-    api = _api(ctx).containers
-    _each(ctx, containers, lambda ref: api.remove(ref, force))
+    _each(ctx, containers, lambda api, ref: api.remove(ref, force), parallel=True)
 
 
 @cli.command()
@@ -286,8 +317,7 @@ def rm(ctx: click.Context, force: bool, containers: tuple[str, ...]) -> None:
 @click.pass_context
 def wait(ctx: click.Context, containers: tuple[str, ...]) -> None:
     """Wait for containers to exit; print their exit codes."""
-    api = _api(ctx).containers
-    _each(ctx, containers, lambda ref: str(api.wait(ref)))
+    _each(ctx, containers, lambda api, ref: str(api.wait(ref)))
 
 
 @cli.command("exec", context_settings={"allow_interspersed_args": False})

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,57 @@ def test_ps_format_fields_docker_has(root: Path, tmp_path: Path) -> None:
     assert json.loads(row)["Size"] == "0B"
     # a format that shows .Size computes it, as docker-cli asks for sizes then
     assert out(root, "ps", "--format", "{{.Size}}").startswith("0B (virtual ")
+
+
+def test_stop_kill_rm_act_on_all_at_once_and_print_in_order(root: Path, tmp_path: Path) -> None:
+    # docker-cli's stop, kill and rm run in parallel: the second container gets its stop
+    # signal before the first one's timeout ran out (one after the other, only after it).
+    shared = tmp_path / "shared"
+    names = ("one", "two", "three")
+    for name in names:
+        script = f"trap 'touch /s/{name}' TERM; touch /s/ready-{name}; while :; do sleep 0.1; done"
+        out(root, "run", "-d", "--name", name, "-v", f"{shared}:/s", "busybox", "sh", "-c", script)
+    for _ in range(100):
+        if all((shared / f"ready-{n}").exists() for n in names):
+            break
+        subprocess.run(["sleep", "0.05"], check=True)
+    stopped = lam(root, "stop", "-t", "3", "one", "nope", "two", "three")
+    assert stopped.returncode == 1
+    assert stopped.stdout == "one\ntwo\nthree\n"
+    assert stopped.stderr.count("No such container: nope") == 1
+    fmt = "{{.State.FinishedAt}} {{.State.ExitCode}}"
+    finished_one = out(root, "inspect", "--format", fmt, "one").split()
+    assert finished_one[1] == "137"  # it ignored SIGTERM: killed after the timeout
+    one_killed = datetime.fromisoformat(finished_one[0][:26].rstrip("Z") + "+00:00")
+    for name in ("two", "three"):
+        got_term = datetime.fromtimestamp((shared / name).stat().st_mtime).astimezone()
+        assert got_term < one_killed, name
+    # kill: each one signalled, the stopped one an error naming it
+    for name in ("k1", "k2"):
+        out(root, "run", "-d", "--name", name, "busybox", "sleep", "30")
+    killed = lam(root, "kill", "k1", "one", "k2")
+    assert killed.returncode == 1 and killed.stdout == "k1\nk2\n"
+    assert "one" in killed.stderr and "is not running" in killed.stderr
+    assert out(root, "wait", "k1", "k2") == "137\n137\n"
+    removed = lam(root, "rm", "one", "two", "gone", "three", "k1", "k2")
+    assert removed.returncode == 1 and removed.stdout == "one\ntwo\nthree\nk1\nk2\n"
+    assert "No such container: gone" in removed.stderr
+    assert out(root, "ps", "-aq") == ""
+
+
+def test_restart_and_stop_flags_docker_has(root: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    out(root, "run", "-d", "--name", "svc", "-v", f"{shared}:/s", "busybox", "sh", "-c",
+        "trap 'echo usr1 >> /s/log; exit 0' USR1; while :; do sleep 0.1; done")  # fmt: skip
+    assert out(root, "restart", "-s", "USR1", "--timeout", "5", "svc") == "svc\n"
+    assert (shared / "log").read_text() == "usr1\n"
+    assert out(root, "inspect", "--format", "{{.State.Status}}", "svc") == "running\n"
+    assert out(root, "restart", "--signal", "SIGUSR1", "-t", "5", "svc") == "svc\n"
+    assert (shared / "log").read_text() == "usr1\nusr1\n"
+    bad = lam(root, "restart", "-s", "NOPE", "svc")
+    assert bad.returncode == 1 and "Invalid signal: NOPE" in bad.stderr
+    assert out(root, "stop", "--timeout", "0", "svc") == "svc\n"
+    # rm -v (anonymous volumes: lamina makes none, a bind's host directory stays)
+    assert out(root, "rm", "-v", "svc") == "svc\n"
+    assert (shared / "log").exists()
+    assert out(root, "ps", "-aq") == ""
