@@ -30,6 +30,12 @@ if TYPE_CHECKING:
         parse_secret,
         parse_ssh,
     )
+    from lamina.api._container_filters import (
+        ContainerFilters,
+        match_container,
+        order_window,
+        parse_container_filters,
+    )
     from lamina.api._container_host import RunHost
     from lamina.api._containers import (
         Attach,
@@ -53,6 +59,9 @@ _LAZY = {
                     "lamina.api._lamina"),
     "default_root": "lamina.api._root",
     "RunHost": "lamina.api._container_host",
+    **dict.fromkeys(("ContainerFilters", "match_container", "order_window",
+                     "parse_container_filters"),
+                    "lamina.api._container_filters"),
     **dict.fromkeys(("Attach", "ContainerExit", "ContainerInfo", "Containers", "RunOptions",
                      "describe_status"), "lamina.api._containers"),
     **dict.fromkeys(("build_image", "check_dockerfile", "parse_build_args", "parse_labels",
@@ -67,11 +76,15 @@ _LAZY = {
 __all__ = [
     "Attach",
     "ContainerExit",
+    "ContainerFilters",
     "ContainerInfo",
     "Containers",
     "RunHost",
     "RunOptions",
     "describe_status",
+    "match_container",
+    "order_window",
+    "parse_container_filters",
     "BuildRequest",
     "HistoryRow",
     "ImageSummary",

@@ -18,7 +18,7 @@ from lamina.cli._main import _Context, cli
 from lamina.errors import LaminaError
 
 if TYPE_CHECKING:
-    from lamina.api import ContainerInfo, Lamina
+    from lamina.api import ContainerFilters, ContainerInfo, Lamina
 
 _NO_SHORT_HELP = {"help_option_names": ["--help"]}  # -h is --hostname, as in Docker
 
@@ -93,22 +93,28 @@ def run(ctx: click.Context, /, **params: Any) -> None:
 @click.option("--format", "fmt", help="Go-template subset, e.g. '{{.ID}} {{.Status}}'.")
 @click.option("-n", "--last", type=int, default=-1, help="The n last created (all states).")
 @click.option("-l", "--latest", is_flag=True, help="The latest created (all states).")
+@click.option("-f", "--filter", "filters", multiple=True,
+              help="KEY=VALUE: id, name, label, status, exited, ancestor, before, since, "
+              "volume, network.")  # fmt: skip
 @click.pass_context
 def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
-       fmt: str | None, last: int, latest: bool) -> None:  # fmt: skip
+       fmt: str | None, last: int, latest: bool, filters: tuple[str, ...]) -> None:  # fmt: skip
     """List containers."""
-    from lamina.api import describe_status
+    from lamina.api import describe_status, parse_container_filters
 
+    chosen = parse_container_filters(filters)
     api = _api(ctx)
     if latest and last == -1:
         last = 1
     # docker-cli: a limit looks at containers in every state, newest first.
-    infos = api.containers.list(all_ or last > 0)
+    infos = api.containers.list(all_ or last > 0 or chosen.needs_all)
+    labels_of: dict[str, dict[str, str]] = {}
+    if chosen.values:
+        infos = _filtered(api, infos, chosen, labels_of)
     if last > 0:
         infos = infos[:last]
     # docker-cli asks for sizes when the format shows them, -s or not.
     size = size or (fmt is not None and ".Size" in fmt)
-    labels_of: dict[str, str] = {}
     want_labels = fmt is not None and ("Labels" in fmt or "json" in fmt)
     if quiet:
         for c in infos:
@@ -119,8 +125,8 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
     for c in infos:
         command = " ".join(c.command)
         if want_labels and c.image_id not in labels_of:
-            labels = _image_container_config(api, c.id).get("Labels") or {}
-            labels_of[c.image_id] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+            labels_of[c.image_id] = _image_container_config(api, c.id).get("Labels") or {}
+        labels = sorted(labels_of.get(c.image_id, {}).items())
         mounts = [src if no_trunc else truncate(src, 15) for src, _, _ in c.spec["volumes"]]
         row = {
             "ID": c.id if no_trunc else c.id[:12],
@@ -135,7 +141,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
             "Names": c.name,
             "Ports": "",
             "Size": _size(api, c.id, c.image_id, image_sizes) if size else "0B",
-            "Labels": labels_of.get(c.image_id, ""),
+            "Labels": ",".join(f"{k}={v}" for k, v in labels),
             "Mounts": ",".join(mounts),
             "Networks": c.spec["network"],
             "LocalVolumes": "0",  # bind mounts only: no volume of the local driver
@@ -145,6 +151,59 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
     from lamina.cli._template import format_rows
 
     click.echo(format_rows(fmt or "table", rows, PS_HEADERS, default), nl=False)
+
+
+def _filtered(api: Lamina, infos: list[ContainerInfo], chosen: ContainerFilters,
+              labels_of: dict[str, dict[str, str]]) -> list[ContainerInfo]:  # fmt: skip
+    """The containers `ps --filter` keeps (moby's rules: lamina.api's match_container)."""
+    from lamina.api import match_container, order_window
+
+    window = None
+    if chosen.get("before") or chosen.get("since"):
+        every = api.containers.list(True)
+        # moby: the last value of each wins; a container that is not there is an error
+        before, since = (api.containers.info(chosen.get(k)[-1]).id if chosen.get(k) else None
+                         for k in ("before", "since"))  # fmt: skip
+        window = order_window([c.id for c in every], before, since)
+    ancestors: set[tuple[str, tuple[str, ...]]] = set()
+    for ref in chosen.get("ancestor"):
+        try:
+            image = api.resolve(ref)
+        except LaminaError:
+            continue  # moby: a warning in its log, and that value matches nothing
+        ancestors.add((image.digest, tuple(layer.diff_id for layer in image.layers)))
+    kept = []
+    for c in infos:
+        if window is not None and c.id not in window:
+            continue
+        if chosen.get("label") and c.image_id not in labels_of:
+            labels_of[c.image_id] = _image_container_config(api, c.id).get("Labels") or {}
+        if chosen.get("ancestor") and not _descends(api, c.id, ancestors):
+            continue
+        if match_container(
+            chosen, cid=c.id, name=c.name, labels=labels_of.get(c.image_id, {}),
+            status=c.status, exit_code=c.exit_code, started=c.started_at is not None,
+            volumes=[(src, dst) for src, dst, _ in c.spec["volumes"]], network=c.spec["network"],
+        ):  # fmt: skip
+            kept.append(c)
+    return kept
+
+
+def _descends(api: Lamina, cid: str, ancestors: set[tuple[str, tuple[str, ...]]]) -> bool:
+    """Whether the container's image is one of `ancestors` or built on one: its layers
+    start with all of the ancestor's and add some (an image's children, found as
+    containerd's image store finds them)."""
+    from lamina.errors import NotFoundError
+
+    try:
+        image = api.store.get_image(api.store.get_container(cid).image)
+    except NotFoundError:
+        return False
+    layers = tuple(layer.diff_id for layer in image.layers)
+    return any(
+        digest == image.digest or (len(layers) > len(a) and layers[: len(a)] == a)
+        for digest, a in ancestors
+    )
 
 
 def _size(api: Lamina, cid: str, image_id: str, image_sizes: dict[str, int]) -> str:

@@ -91,9 +91,7 @@ def test_container_config_has_the_images_labels_and_ports(root: Path) -> None:
     out(root, "commit", "-c", "LABEL k=v other=o", "-c", "EXPOSE 80", made, "labelled")
     cid = out(root, "run", "-d", "labelled", "sleep", "30").strip()
     fmt = '{{index .Config.Labels "k"}}|{{json .Config.ExposedPorts}}|{{json .Config.Labels}}'
-    assert out(root, "inspect", "--format", fmt, cid) == (
-        'v|{"80/tcp":{}}|{"k":"v","other":"o"}\n'
-    )
+    assert out(root, "inspect", "--format", fmt, cid) == ('v|{"80/tcp":{}}|{"k":"v","other":"o"}\n')
     # an image without labels: an empty map, as moby's merge leaves it
     plain = out(root, "run", "-d", "busybox", "sleep", "30").strip()
     assert out(root, "inspect", "--format", "{{json .Config.Labels}}", plain) == "{}\n"
@@ -203,3 +201,42 @@ def test_restart_and_stop_flags_docker_has(root: Path, tmp_path: Path) -> None:
     assert out(root, "rm", "-v", "svc") == "svc\n"
     assert (shared / "log").exists()
     assert out(root, "ps", "-aq") == ""
+
+
+def test_ps_filter(root: Path, tmp_path: Path) -> None:
+    made = out(root, "run", "-d", "--name", "seed", "busybox", "touch", "/front").strip()
+    out(root, "wait", made)
+    out(root, "commit", "-c", "LABEL tier=front", made, "front")
+    assert lam(root, "run", "--name", "old", "busybox", "sh", "-c", "exit 3").returncode == 3
+    out(root, "run", "-d", "--name", "web", "-v", f"{tmp_path / 'data'}:/data", "front",
+        "sleep", "30")  # fmt: skip
+    out(root, "run", "-d", "--name", "db", "--network", "none", "busybox", "sleep", "30")
+    lam(root, "run", "--name", "broken", "busybox", "no-such-command")
+
+    def names(*filters: str) -> list[str]:
+        args = [a for f in filters for a in ("-f", f)]
+        return out(root, "ps", *args, "--format", "{{.Names}}").split()
+
+    assert names() == ["db", "web"]
+    assert names("status=exited") == ["old", "seed"]  # status= looks at stopped ones
+    assert names("status=created") == ["broken"]
+    assert names("exited=3") == []  # exited= does not, without -a
+    assert out(root, "ps", "-a", "-f", "exited=3", "--format", "{{.Names}}") == "old\n"
+    assert names("name=^web$", "name=db") == ["db", "web"]
+    assert names("label=tier=front") == ["web"]
+    assert names("volume=/data") == ["web"]
+    assert names("network=none") == ["db"]
+    assert out(root, "ps", "-a", "-f", "ancestor=front", "--format", "{{.Names}}") == "web\n"
+    everything = out(root, "ps", "-aq").split()
+    assert out(root, "ps", "-a", "-f", "ancestor=busybox", "-q").split() == everything
+    assert out(root, "ps", "-a", "-f", "ancestor=no-such", "-q") == ""
+    assert out(root, "ps", "-a", "-f", "before=web", "--format", "{{.Names}}") == "old\nseed\n"
+    assert out(root, "ps", "-a", "-f", "since=web", "--format", "{{.Names}}") == "broken\ndb\n"
+    assert out(root, "ps", "-a", "-f", "id=" + everything[0], "-q") == everything[0] + "\n"
+    for bad, message in (("colour=red", "invalid filter 'colour'"),
+                         ("status=up", "invalid filter 'status=up'"),
+                         ("exited=x", "invalid filter 'exited=x'"),
+                         ("name", "bad format of filter"),
+                         ("before=nope", "No such container: nope")):  # fmt: skip
+        done = lam(root, "ps", "-f", bad)
+        assert done.returncode == 1 and message in done.stderr and done.stdout == "", bad
