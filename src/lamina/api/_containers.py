@@ -254,6 +254,17 @@ class ContainerInfo(NamedTuple):
     pid: int | None
 
 
+def _log_time_ns(stamp: str) -> int:
+    """A log record's time (`2026-11-29T23:56:53.123456789Z`, as runtime's LogWriter
+    writes it) in nanoseconds since the epoch."""
+    import calendar  # only `logs --since/--until` need it, never `lamina run`
+
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    fields = [int(x) for x in whole.replace("T", "-").replace(":", "-").split("-")]
+    seconds = calendar.timegm((*fields, 0, 0, 0))
+    return seconds * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
 _WAITING = "waiting."  # a `wait` of another command reads this container's exit file
 
 
@@ -1112,7 +1123,19 @@ class Containers:
 
     # -- logs --------------------------------------------------------------------------
 
-    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None) -> Iterator[LogLine]:
+    def logs(
+        self,
+        ref: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> Iterator[LogLine]:
+        """The container's output lines; `tail`: the last ones (a last line without its
+        newline counts, as moby's json-file keeps it as a message of its own); `since`
+        and `until` (nanoseconds since the epoch, both included, as moby's) keep the lines
+        begun within them, after the tail is taken (moby's order)."""
         record = self.get(ref)
         path = os.path.join(self._dir(record.id), LOG_FILE)
         joiner = LineJoiner()
@@ -1124,11 +1147,17 @@ class Containers:
                 line = joiner.feed(*rec)
                 if line is not None:
                     lines.append(line)
+            fresh = self.refresh(record) if follow else None
+            finished = fresh is None or fresh.state["status"] != "running"
+            if finished:  # nothing more comes: an unfinished last line is one too
+                lines += joiner.rest()
             if tail is not None and tail >= 0:
                 lines = lines[len(lines) - tail :] if tail else []
+            if since is not None or until is not None:
+                low, high = since or 0, until if until is not None else 1 << 80
+                lines = [ln for ln in lines if low <= _log_time_ns(ln.time) <= high]
             yield from lines
-            if not follow:
-                yield from joiner.rest()
+            if finished or (until is not None and until <= time.time_ns()):
                 return
             while True:
                 got = False

@@ -15,7 +15,7 @@ import click
 from lamina.cli._format import created_since, go_time, human_size, rfc3339_nano, truncate
 from lamina.cli._launch import RUN_OPTIONS, check_tty, fail, reporting, run_container
 from lamina.cli._main import _Context, cli
-from lamina.errors import LaminaError
+from lamina.errors import InvalidInputError, LaminaError
 
 if TYPE_CHECKING:
     from lamina.api import ContainerFilters, ContainerInfo, Lamina
@@ -231,21 +231,87 @@ PS_TABLE = (
 @click.option("-f", "--follow", is_flag=True, help="Follow the output.")
 @click.option("-n", "--tail", default="all", help="Lines from the end (default all).")
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--since", help="Lines since a time (2013-01-02T13:23:37Z) or ago (42m).")
+@click.option("--until", help="Lines before a time (2013-01-02T13:23:37Z) or ago (42m).")
+@click.option("--details", is_flag=True, help="Extra attributes (lamina's logs have none).")
 @click.argument("container")
 @click.pass_context
-def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, container: str) -> None:
+def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: str | None,
+         until: str | None, details: bool, container: str) -> None:  # fmt: skip
     """Show a container's output (stdout to stdout, stderr to stderr)."""
+    import time
+
     digits = tail[1:] if tail[:1] in "+-" else tail
     if tail != "all" and not (digits.isascii() and digits.isdigit()):
         raise click.UsageError(f"--tail {tail!r}: a number or 'all'")
     count = None if tail == "all" or int(tail) < 0 else int(tail)  # negative: all, as moby
+    now = time.time_ns()
+    low = _log_bound(since, now) if since else None
+    high = _log_bound(until, now) if until else None
     out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
-    for line in _api(ctx).containers.logs(container, follow=follow, tail=count):
+    lines = _api(ctx).containers.logs(container, follow=follow, tail=count, since=low, until=high)
+    for line in lines:
         stream = out.get(line.stream, sys.stdout.buffer)
         if timestamps:
             stream.write(line.time.encode() + b" ")
         stream.write(line.data)
         stream.flush()
+
+
+_GO_DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
+                      "m": 60 * 10**9, "h": 3600 * 10**9}  # fmt: skip
+_TIME = (
+    r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?)?"
+    r"([zZ]|[+-]\d{2}:\d{2})?"
+)
+
+
+def _go_duration_ns(text: str) -> int | None:
+    """Go's time.ParseDuration in nanoseconds (`42m`, `1h30m`, `1.5s`), None if it is not one."""
+    import re
+
+    sign = -1 if text[:1] == "-" else 1
+    body = text[1:] if text[:1] in "+-" else text
+    units = "|".join(sorted(_GO_DURATION_UNITS, key=len, reverse=True))
+    parts = re.findall(rf"(\d+\.?\d*|\.\d+)({units})", body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        return None
+    return sign * int(sum(float(n) * _GO_DURATION_UNITS[u] for n, u in parts))
+
+
+def _log_bound(value: str, now_ns: int) -> int:
+    """`logs --since/--until` as docker-cli's GetTimestamp reads it, in nanoseconds: a Go
+    duration before now (whole seconds), an RFC 3339 time or date (the local zone when it
+    names none), or Unix seconds[.fraction]."""
+    import calendar
+    import re
+
+    ago = _go_duration_ns(value) if value != "0" else None
+    if ago is not None:
+        return (now_ns - ago) // 10**9 * 10**9
+    m = re.fullmatch(_TIME, value)
+    if m:
+        year, month, day, hour, minute, second = (int(g or 0) for g in m.groups()[:6])
+        try:  # Go's time.Parse checks each field's range
+            datetime(year, month, day, hour, minute, second)
+        except ValueError as e:
+            raise InvalidInputError(f"parsing time {value!r}: {e}") from None
+        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+        zone = m.group(8)
+        if zone is None:  # local time, at the zone's offset now (Go's reference.Zone())
+            import time
+
+            seconds -= time.localtime(now_ns // 10**9).tm_gmtoff
+        elif zone not in "zZ":
+            offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
+            seconds -= offset if zone[0] == "+" else -offset
+        return seconds * 10**9 + int(((m.group(7) or "") + "000000000")[:9])
+    whole, dot, fraction = value.partition(".")
+    if "-" not in value and whole.isascii() and whole.isdigit() and (
+        not dot or (fraction.isascii() and fraction.isdigit())
+    ):
+        return int(whole) * 10**9 + int((fraction + "000000000")[:9])
+    raise InvalidInputError(f"failed to parse value as time or duration: {value!r}")
 
 
 def _each(ctx: click.Context, refs: tuple[str, ...], action: Any, parallel: bool = False) -> None:

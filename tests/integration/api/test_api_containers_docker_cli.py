@@ -240,3 +240,45 @@ def test_ps_filter(root: Path, tmp_path: Path) -> None:
                          ("before=nope", "No such container: nope")):  # fmt: skip
         done = lam(root, "ps", "-f", bad)
         assert done.returncode == 1 and message in done.stderr and done.stdout == "", bad
+
+
+def test_logs_tail_counts_an_unfinished_last_line(root: Path) -> None:
+    # moby's json-file keeps output without a final newline as a message of its own: it is
+    # the last line `--tail 1` shows, and `--tail 0` shows nothing.
+    assert lam(root, "run", "--name", "pp", "busybox", "sh", "-c",
+               "echo one; echo two; printf three").returncode == 0  # fmt: skip
+    assert out(root, "logs", "pp") == "one\ntwo\nthree"
+    assert out(root, "logs", "--tail", "1", "pp") == "three"
+    assert out(root, "logs", "--tail", "2", "pp") == "two\nthree"
+    assert out(root, "logs", "--tail", "0", "pp") == ""
+    assert out(root, "logs", "-n", "all", "pp") == "one\ntwo\nthree"
+
+
+def test_logs_since_until_and_details(root: Path) -> None:
+    cid = out(root, "run", "-d", "--name", "clock", "busybox", "sh", "-c",
+              "echo early; sleep 2; echo late; sleep 30").strip()  # fmt: skip
+    for _ in range(100):
+        if "late" in out(root, "logs", cid):
+            break
+        subprocess.run(["sleep", "0.1"], check=True)
+    stamped = out(root, "logs", "-t", cid).splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["early", "late"]
+    late_at = stamped[1].split(" ")[0]
+    # a time given as logs -t prints it: included, as moby's (since and until both)
+    assert out(root, "logs", "--since", late_at, cid) == "late\n"
+    assert out(root, "logs", "--until", late_at, cid) == "early\nlate\n"
+    early = datetime.fromisoformat(stamped[0].split(" ")[0][:26].rstrip("Z") + "+00:00")
+    unix = f"{early.timestamp() + 1:.3f}"  # Unix seconds[.fraction]
+    assert out(root, "logs", "--since", unix, cid) == "late\n"
+    assert out(root, "logs", "--until", unix, cid) == "early\n"
+    # a Go duration: that long ago
+    assert out(root, "logs", "--since", "1h", cid) == "early\nlate\n"
+    assert out(root, "logs", "--until", "1h", cid) == ""
+    # a date with an offset; moby applies the tail first, then the window
+    assert out(root, "logs", "--since", "2000-01-01T00:00:00+02:00", "--tail", "1", cid) == (
+        "late\n"
+    )
+    assert out(root, "logs", "--details", cid) == "early\nlate\n"
+    for bad in ("yesterday", "2026-13-01"):
+        done = lam(root, "logs", "--since", bad, cid)
+        assert done.returncode == 1 and bad in done.stderr and "Traceback" not in done.stderr
