@@ -1200,8 +1200,10 @@ class Containers:
         workdir: str | None = None,
         detach: bool = False,
         host_env: dict[str, str] | None = None,
+        env_files: Sequence[StrPath] = (),
     ) -> int:
-        """Run another process in a running container; its exit code (127: not found)."""
+        """Run another process in a running container; its exit code (127: not found).
+        Its environment: the container's, then `env_files` in order, then `env` (moby's)."""
         if not command:
             raise InvalidInputError("exec needs a command")
         record = self.refresh(self.get(ref))
@@ -1219,7 +1221,9 @@ class Containers:
             resolved, home = resolve_user_home(os.path.join(d, "rootfs"), user)
             spec.update(uid=resolved.uid, gid=resolved.gid, groups=list(resolved.additional_gids),
                         home=home)  # fmt: skip
-        spec["env"] = merge_env(spec["env"], parse_env_options(env, host_env or dict(os.environ)))
+        host = host_env or dict(os.environ)
+        spec["env"] = merge_env(spec["env"], *[read_env_file(f, host) for f in env_files],
+                                parse_env_options(env, host))  # fmt: skip
         spec["tty"] = tty
         fake = ContainerRecord(record.id, record.name, record.image,
                                {**record.state, "spec": spec}, record.created)  # fmt: skip

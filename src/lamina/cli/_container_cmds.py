@@ -450,19 +450,20 @@ def wait(ctx: click.Context, containers: tuple[str, ...]) -> None:
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
 @click.option("-u", "--user", help="USER[:GROUP].")
 @click.option("-e", "--env", multiple=True, help="Set K=V.")
+@click.option("--env-file", "env_files", multiple=True, help="Read K=V lines from a file.")
 @click.option("-w", "--workdir", help="Working directory.")
 @click.option("-d", "--detach", is_flag=True, help="Run in the background.")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def exec_(ctx: click.Context, interactive: bool, tty: bool, user: str | None,
-          env: tuple[str, ...], workdir: str | None, detach: bool, container: str,
-          command: tuple[str, ...]) -> None:  # fmt: skip
+          env: tuple[str, ...], env_files: tuple[str, ...], workdir: str | None, detach: bool,
+          container: str, command: tuple[str, ...]) -> None:  # fmt: skip
     """Run a command in a running container; exit with its status."""
     check_tty(interactive, tty, detach)
     code = reporting(lambda: _api(ctx).containers.exec(
         container, command, interactive=interactive, tty=tty, user=user, env=env,
-        workdir=workdir, detach=detach), 1)  # fmt: skip
+        workdir=workdir, detach=detach, env_files=env_files), 1)  # fmt: skip
     sys.exit(code)
 
 

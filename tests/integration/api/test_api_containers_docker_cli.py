@@ -282,3 +282,22 @@ def test_logs_since_until_and_details(root: Path) -> None:
     for bad in ("yesterday", "2026-13-01"):
         done = lam(root, "logs", "--since", bad, cid)
         assert done.returncode == 1 and bad in done.stderr and "Traceback" not in done.stderr
+
+
+def test_exec_env_file(root: Path, tmp_path: Path) -> None:
+    # docker exec --env-file: the container's environment, the files in order, then -e
+    cid = out(root, "run", "-d", "-e", "A=run", "-e", "C=run", "busybox", "sleep", "30").strip()
+    first, second = tmp_path / "one.env", tmp_path / "two.env"
+    first.write_text("# comment\nA=one\nB=one\n\n")
+    second.write_text("B=two\n")
+    env = out(root, "exec", "--env-file", str(first), "--env-file", str(second), "-e", "D=flag",
+              cid, "env").splitlines()  # fmt: skip
+    assert {"A=one", "B=two", "C=run", "D=flag"} <= set(env)
+    assert out(root, "exec", "--env-file", str(first), "-e", "A=flag", cid, "env").count("A=") == 1
+    assert "A=flag" in out(root, "exec", "--env-file", str(first), "-e", "A=flag", cid, "env")
+    missing = lam(root, "exec", "--env-file", str(tmp_path / "nope"), cid, "true")
+    assert missing.returncode == 1 and "nope" in missing.stderr
+    bad = tmp_path / "bad.env"
+    bad.write_text("KEY WITH SPACE=1\n")
+    refused = lam(root, "exec", "--env-file", str(bad), cid, "true")
+    assert refused.returncode == 1 and "whitespace" in refused.stderr
