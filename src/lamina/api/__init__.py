@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         match_container,
         order_window,
         parse_container_filters,
+        prune_takes,
     )
     from lamina.api._container_host import RunHost
     from lamina.api._containers import (
@@ -60,7 +61,7 @@ _LAZY = {
     "default_root": "lamina.api._root",
     "RunHost": "lamina.api._container_host",
     **dict.fromkeys(("ContainerFilters", "match_container", "order_window",
-                     "parse_container_filters"),
+                     "parse_container_filters", "prune_takes"),
                     "lamina.api._container_filters"),
     **dict.fromkeys(("Attach", "ContainerExit", "ContainerInfo", "Containers", "RunOptions",
                      "describe_status"), "lamina.api._containers"),
@@ -85,6 +86,7 @@ __all__ = [
     "match_container",
     "order_window",
     "parse_container_filters",
+    "prune_takes",
     "BuildRequest",
     "HistoryRow",
     "ImageSummary",

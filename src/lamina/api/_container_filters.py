@@ -108,10 +108,7 @@ def match_container(
         return False
     if not _match(filters.get("id"), cid):
         return False
-    labels_wanted = [
-        (k, v if has else None) for k, has, v in (x.partition("=") for x in filters.get("label"))
-    ]
-    if not match_labels(labels_wanted, labels):
+    if not prune_takes(labels, filters.get("label"), ()):
         return False
     exited = filters.get("exited")
     if exited and not (
@@ -142,3 +139,14 @@ def order_window(
             continue
         kept.add(cid)
     return kept
+
+
+def prune_takes(labels: Mapping[str, str], wanted: Sequence[str], unwanted: Sequence[str]) -> bool:
+    """moby's container prune labels: every `label=` value matches (K present, K=V equal),
+    and not every `label!=` value does; neither matches a container without labels."""
+
+    def every(values: Sequence[str]) -> bool:
+        pairs = [(k, v if has else None) for k, has, v in (x.partition("=") for x in values)]
+        return bool(labels) and match_labels(pairs, labels)
+
+    return (not wanted or every(wanted)) and not (unwanted and every(unwanted))

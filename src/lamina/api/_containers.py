@@ -104,7 +104,7 @@ from lamina.store import ContainerRecord
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from typing import Any, NamedTuple
 
     from lamina._paths import StrPath
@@ -1109,13 +1109,17 @@ class Containers:
             return  # another command removed it first
         _remove_tree(trash)
 
-    def prune(self) -> builtins.list[tuple[str, int]]:
-        """Remove every container that is not running (`docker container prune`): (ID,
-        bytes of its read-write layer) of each."""
+    def prune(
+        self, select: Callable[[ContainerRecord], bool] | None = None
+    ) -> builtins.list[tuple[str, int]]:
+        """Remove every container that is not running (`docker container prune`) and that
+        `select` takes, when given: (ID, bytes of its read-write layer) of each."""
         gone = []
         for record in self.store.list_containers():
             fresh = self.refresh(record)
-            if fresh is not None and fresh.state["status"] != "running":
+            if fresh is not None and fresh.state["status"] != "running" and (
+                select is None or select(fresh)
+            ):
                 size = self.rw_size(fresh.id)
                 self._destroy(fresh)
                 gone.append((fresh.id, size))

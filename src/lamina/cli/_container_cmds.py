@@ -529,11 +529,36 @@ def container_group() -> None:
 
 @container_group.command("prune")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt (lamina never prompts).")
+@click.option("--filter", "filters", multiple=True,
+              help="until=TIME (created before), label=K[=V], label!=K[=V].")  # fmt: skip
 @click.pass_context
-def container_prune(ctx: click.Context, force: bool) -> None:
-    """Remove all stopped containers."""
+def container_prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove all stopped containers (those the filters take)."""
+    import time
+
     api = _api(ctx)
-    gone = api.containers.prune()
+    wanted: dict[str, list[str]] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep:
+            raise InvalidInputError("bad format of filter (expected name=value)")
+        if key not in ("until", "label", "label!"):
+            raise InvalidInputError(f"invalid filter '{key}'", hint="until, label, label!")
+        wanted.setdefault(key, []).append(value)
+    if len(wanted.get("until", [])) > 1:
+        raise InvalidInputError("more than one until filter specified")
+    until = _log_bound(wanted["until"][0], time.time_ns()) if "until" in wanted else None
+
+    def select(record: Any) -> bool:
+        from lamina.api import prune_takes
+
+        if until is not None and record.created * 1e9 > until:
+            return False
+        labels = _image_container_config(api, record.id).get("Labels") or {}
+        return prune_takes(labels, wanted.get("label", []), wanted.get("label!", []))
+
+    gone = api.containers.prune(select if wanted else None)
     if gone:
         click.echo("Deleted Containers:")
         for cid, _ in gone:

@@ -301,3 +301,38 @@ def test_exec_env_file(root: Path, tmp_path: Path) -> None:
     bad.write_text("KEY WITH SPACE=1\n")
     refused = lam(root, "exec", "--env-file", str(bad), cid, "true")
     assert refused.returncode == 1 and "whitespace" in refused.stderr
+
+
+def test_container_prune_filters(root: Path) -> None:
+    made = out(root, "run", "-d", "busybox", "touch", "/x").strip()
+    out(root, "wait", made)
+    out(root, "commit", "-c", "LABEL keep=yes", made, "kept")
+    out(root, "rm", made)
+    for name, image in (("old-kept", "kept"), ("old-plain", "busybox")):
+        out(root, "run", "--name", name, image, "true")
+    stamp = out(root, "inspect", "--format", "{{.Created}}", "old-plain").strip()
+    subprocess.run(["sleep", "1.1"], check=True)
+    out(root, "run", "--name", "new-plain", "busybox", "true")
+    running = out(root, "run", "-d", "--name", "up", "busybox", "sleep", "30").strip()
+
+    def names() -> list[str]:
+        return sorted(out(root, "ps", "-a", "--format", "{{.Names}}").split())
+
+    def pruned(*filters: str) -> list[str]:
+        args = [a for f in filters for a in ("--filter", f)]
+        text = out(root, "container", "prune", "-f", *args)
+        return [line for line in text.splitlines() if len(line) == 64]
+
+    plain_id = out(root, "inspect", "--format", "{{.Id}}", "old-plain").strip()
+    assert pruned("until=" + stamp, "label!=keep") == [plain_id]
+    assert names() == ["new-plain", "old-kept", "up"]
+    assert len(pruned("label=keep=yes")) == 1
+    assert names() == ["new-plain", "up"]
+    for bad, message in (("colour=red", "invalid filter 'colour'"),
+                         ("until=yesterday", "yesterday"),
+                         ("until", "bad format of filter")):  # fmt: skip
+        done = lam(root, "container", "prune", "-f", "--filter", bad)
+        assert done.returncode == 1 and message in done.stderr and done.stdout == "", bad
+    assert names() == ["new-plain", "up"]
+    assert len(pruned()) == 1
+    assert out(root, "ps", "-aq", "--no-trunc") == running + "\n"
