@@ -267,7 +267,7 @@ def inspect(ctx: click.Context, fmt: str | None, kind: str | None, size: bool,
             failed.append(exc)
     if fmt and fmt != "json":
         # Parsed before anything is printed: a malformed template prints nothing.
-        text = "".join(render(fmt, doc) + "\n" for doc in found)
+        text = "".join(render(fmt, doc, raw=True) + "\n" for doc in found)
         _out(text)
     else:
         click.echo(json.dumps(found, indent=4))

@@ -590,21 +590,25 @@ class Template:
 
     def execute(
         self, value: Any, functions: Mapping[str, Callable[..., Any]] = FUNCTIONS,
-        *, lenient: bool = False,
+        *, lenient: bool = False, raw: bool = False,
     ) -> str:  # fmt: skip
-        """The text for `value`. `lenient`: a missing field is empty (table headers)."""
+        """The text for `value`. `lenient`: a missing field is empty (table headers).
+        `raw`: `value` is decoded JSON, as docker-cli's inspect runs a template over (with
+        missingkey=error): a missing field is Go's "map has no entry for key"."""
         out: list[str] = []
-        _Run(functions, lenient, out).nodes(self._tree, value, {"$": value})
+        _Run(functions, lenient, out, raw).nodes(self._tree, value, {"$": value})
         return "".join(out)
 
 
 class _Run:
     def __init__(
-        self, functions: Mapping[str, Callable[..., Any]], lenient: bool, out: list[str]
-    ) -> None:
+        self, functions: Mapping[str, Callable[..., Any]], lenient: bool, out: list[str],
+        raw: bool = False,
+    ) -> None:  # fmt: skip
         self.functions = functions
         self.lenient = lenient
         self.out = out
+        self.raw = raw
 
     def nodes(self, nodes: Sequence[Any], dot: Any, scope: dict[str, Any]) -> None:
         for node in nodes:
@@ -715,8 +719,11 @@ class _Run:
             if self.lenient:
                 return ""
             known = ", ".join(sorted(str(k) for k in value))
+            why = f"can't evaluate field {name}"
+            if self.raw:
+                why = f'map has no entry for key "{name}"'
             raise TemplateError(
-                f'{where}: executing "" at <{shown}>: can\'t evaluate field {name}',
+                f'{where}: executing "" at <{shown}>: {why}',
                 hint=f"fields here: {known}" if known else None,
             )
         if self.lenient:
@@ -738,9 +745,10 @@ def parse(source: str) -> Template:
     return Template(source)
 
 
-def render(template: str, value: Any) -> str:
-    """`template` run over `value` (JSON-like data with Docker's field names)."""
-    return parse(template).execute(value)
+def render(template: str, value: Any, *, raw: bool = False) -> str:
+    """`template` run over `value` (JSON-like data with Docker's field names); `raw`: as
+    `inspect` runs it (see Template.execute)."""
+    return parse(template).execute(value, raw=raw)
 
 
 # -- Docker's list output: `table`, `json`, tabwriter columns ---------------------------------

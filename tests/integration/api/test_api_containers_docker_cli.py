@@ -336,3 +336,18 @@ def test_container_prune_filters(root: Path) -> None:
     assert names() == ["new-plain", "up"]
     assert len(pruned()) == 1
     assert out(root, "ps", "-aq", "--no-trunc") == running + "\n"
+
+
+def test_inspect_missing_field_is_gos_map_error(root: Path) -> None:
+    # docker-cli's inspect runs a template it cannot run over the typed object again over
+    # the raw JSON with missingkey=error: Go's message is about a map's key.
+    cid = out(root, "run", "-d", "busybox", "sleep", "30").strip()
+    for ref, fmt, shown in ((cid, "{{.State.Nope}}", ".State.Nope"),
+                            ("busybox", "{{.Nope}}", ".Nope")):  # fmt: skip
+        done = lam(root, "inspect", "--format", fmt, ref)
+        assert done.returncode == 1 and done.stdout == ""
+        first = done.stderr.splitlines()[0]
+        assert first == (
+            f'Error: template parsing error: template: :1:2: executing "" at <{shown}>: '
+            'map has no entry for key "Nope"'
+        )
