@@ -301,8 +301,14 @@ class Containers:
         if not ref.strip("/"):
             raise InvalidInputError("a container name or ID is empty")
         try:
-            # moby's names start with `/`: `/web` is the container named web.
-            return self.store.get_container(ref[1:] if ref.startswith("/") else ref)
+            if ref.startswith("/"):
+                # moby's names start with `/`: `/web` is only ever the container named web
+                # (not an ID, nor a prefix of one).
+                named = [c for c in self.store.list_containers() if c.name == ref[1:]]
+                if not named:
+                    raise NotFoundError(ref)
+                return named[0]
+            return self.store.get_container(ref)
         except NotFoundError as e:
             if "ambiguous" in e.message:
                 raise InvalidInputError(f"multiple IDs found with provided prefix: {ref}",

@@ -99,14 +99,18 @@ def add_container(
 
 
 def get_container(db: Database, id_or_name: str) -> ContainerRecord:
-    """By id, name or unique id prefix; NotFoundError otherwise."""
+    """By id, name or unique id prefix, in that order (moby's: a full id wins over a name
+    that is the same text); NotFoundError otherwise."""
     rows = (
         db.conn()
         .execute(
-            "SELECT id, name, image, state, created FROM containers WHERE id = ? OR name = ? "
+            "SELECT id, name, image, state, created FROM containers WHERE id = ? "
+            "UNION SELECT id, name, image, state, created FROM containers WHERE name = ? "
+            "AND NOT EXISTS (SELECT 1 FROM containers WHERE id = ?) "
             "UNION SELECT id, name, image, state, created FROM containers WHERE id GLOB ? "
             "AND NOT EXISTS (SELECT 1 FROM containers WHERE id = ? OR name = ?)",
-            (id_or_name, id_or_name, _glob_prefix(id_or_name), id_or_name, id_or_name),
+            (id_or_name, id_or_name, id_or_name, _glob_prefix(id_or_name), id_or_name,
+             id_or_name),
         )
         .fetchall()
     )

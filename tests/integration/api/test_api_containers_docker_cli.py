@@ -351,3 +351,21 @@ def test_inspect_missing_field_is_gos_map_error(root: Path) -> None:
             f'Error: template parsing error: template: :1:2: executing "" at <{shown}>: '
             'map has no entry for key "Nope"'
         )
+
+
+def test_a_full_id_wins_over_the_same_text_as_a_name(root: Path) -> None:
+    # moby looks a reference up as a full ID, then a name, then an ID prefix; `/NAME` is
+    # only ever a name. A name that is another container's full ID broke every lookup of
+    # that container (its exit was never recorded: `running` for ever).
+    first = out(root, "run", "-d", "busybox", "true").strip()
+    assert out(root, "wait", first) == "0\n"
+    second = out(root, "run", "-d", "--name", first, "busybox", "sleep", "30").strip()
+    fmt = "{{.Id}} {{.State.Status}}"
+    assert out(root, "inspect", "--format", fmt, first) == f"{first} exited\n"
+    assert out(root, "inspect", "--format", fmt, "/" + first) == f"{second} running\n"
+    assert out(root, "inspect", "--format", "{{.Id}}", first[:12]) == first + "\n"
+    gone = lam(root, "inspect", "/" + second[:12])  # a prefix with a slash is a name
+    assert gone.returncode == 1 and "No such" in gone.stderr
+    assert out(root, "stop", "-t", "0", "/" + first) == "/" + first + "\n"
+    assert out(root, "rm", first) == first + "\n"
+    assert out(root, "ps", "-aq", "--no-trunc") == second + "\n"
