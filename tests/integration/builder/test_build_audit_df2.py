@@ -34,3 +34,19 @@ def test_from_an_image_that_cannot_be_had_names_the_from_line(build, lam) -> Non
         build("FROM busybox\nRUN true\nFROM 127.0.0.1:1/none:latest\n", tags=["nofrom"])
     tags = [t for i in lam.store.list_images() for t in i.tags]
     assert tags == ["docker.io/library/busybox:latest"]
+
+
+def test_user_and_workdir_empty_after_expansion(build, lam) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit expands `USER $UNSET` to "" (root, its dispatchUser takes any string) and
+    `WORKDIR $UNSET` to the current directory (util/system NormalizePath: an empty path is
+    the parent). lamina refused both; a group without a user is still refused."""
+    built = build(
+        "FROM busybox\nUSER app\nUSER ${NOPE}\nRUN id -u\nWORKDIR /w\nWORKDIR ${NOPE}\n"
+        "RUN pwd\n",
+        tags=["emptyexp"],
+    )
+    assert built.output().split() == ["0", "/w"]
+    config = lam.inspect("emptyexp")["Config"]
+    assert (config["User"], config["WorkingDir"]) == ("", "/w")
+    with pytest.raises(LaminaError, match=r"^Dockerfile:2: USER has a group but no user"):
+        build("FROM busybox\nUSER ${NOPE}:staff\n")
