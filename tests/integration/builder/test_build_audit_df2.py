@@ -50,3 +50,64 @@ def test_user_and_workdir_empty_after_expansion(build, lam) -> None:  # type: ig
     assert (config["User"], config["WorkingDir"]) == ("", "/w")
     with pytest.raises(LaminaError, match=r"^Dockerfile:2: USER has a group but no user"):
         build("FROM busybox\nUSER ${NOPE}:staff\n")
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        # A directory of the context onto a symlink of the image (merged-usr /lib).
+        ("RUN mkdir -p /usr/lib && ln -s usr/lib /lib\nCOPY tree/ /\n",
+         r"cannot copy to non-directory: /lib is a symlink in the image"),
+        # A file of the context onto a directory of the image.
+        ("COPY flat/ /\n", r"cannot replace directory /etc with a file"),
+        ("COPY <<etc /\nx\netc\n", r"cannot replace directory /etc with a file"),
+        # A directory onto a file, named as the destination.
+        ("COPY tree /etc/passwd\n", r"not a directory: /etc/passwd is a file in the image"),
+        # A file into a "directory" that is a file.
+        ("COPY flat/etc /etc/passwd/\n", r"not a directory: /etc/passwd is a file"),
+        ("WORKDIR /etc/passwd/sub\n", r"not a directory: /etc/passwd is a file"),
+    ],
+)
+def test_copy_never_swaps_a_directory_and_a_non_directory(  # type: ignore[no-untyped-def]
+    build, lam, context: Path, steps: str, message: str
+) -> None:
+    """BuildKit's copier (fsutil copy: copyDirectoryOnly, ensureEmptyFileTarget, MkdirAll)
+    refuses to put a directory where the image has a file or symlink, or a file where it
+    has a directory. lamina replaced them silently: `COPY tree/ /` turned the image's /lib
+    symlink into a directory, a file named etc replaced /etc, and a directory at
+    /etc/passwd made the next RUN crash reading it."""
+    (context / "tree/lib").mkdir(parents=True)
+    (context / "tree/lib/x.so").write_text("so\n")
+    (context / "flat").mkdir()
+    (context / "flat/etc").write_text("not a dir\n")
+    with pytest.raises(LaminaError, match=rf"^Dockerfile:\d+: {message}"):
+        build(f"FROM busybox\n{steps}", tags=["swapped"])
+    tags = [t for i in lam.store.list_images() for t in i.tags]
+    assert tags == ["docker.io/library/busybox:latest"]
+
+
+def test_copy_still_merges_and_replaces_like_for_like(build, context: Path, image_tree) -> None:  # type: ignore[no-untyped-def]
+    """The other half of the same rules: a directory merges into a directory, a file
+    replaces a file, an ADDed archive's directory replaces the image's file (Docker's
+    untar removes what is in the way), and a destination symlink is followed."""
+    (context / "tree/etc").mkdir(parents=True)
+    (context / "tree/etc/new").write_text("n\n")
+    (context / "tree/etc/passwd").write_text("root:x:0:0::/:/bin/sh\n")
+    sub = context / "arch/spot"
+    sub.mkdir(parents=True)
+    (sub / "f").write_text("f\n")
+    import subprocess
+
+    subprocess.run(["tar", "cf", str(context / "a.tar"), "-C", str(context / "arch"), "spot"],
+                   check=True)  # fmt: skip
+    build(
+        "FROM busybox\nRUN echo old > /spot && mkdir /real && ln -s /real /lnk\n"
+        "COPY tree/ /\nADD a.tar /\nCOPY tree/etc/new /lnk\n",
+        tags=["likes"],
+    )
+    with image_tree("likes") as root:
+        assert (root / "etc/new").read_text() == "n\n"
+        assert (root / "etc/passwd").read_text() == "root:x:0:0::/:/bin/sh\n"
+        assert (root / "etc/group").exists()
+        assert (root / "spot/f").read_text() == "f\n"
+        assert (root / "real/new").read_text() == "n\n" and (root / "lnk").is_symlink()
