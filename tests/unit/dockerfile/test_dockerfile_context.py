@@ -34,6 +34,10 @@ PATTERN_CASES = [
     (["\\*"], "*", True),
     (["\\*"], "a", False),
     (["# comment", ""], "# comment", False),
+    # patternmatcher's ReadAll skips a line starting with '#' before trimming: an
+    # indented '#' is a pattern (lamina read it as a comment).
+    (["  # not a comment"], "# not a comment", True),
+    (["  # not a comment"], "other", False),
     (["  spaced.txt  "], "spaced.txt", True),
 ]
 
