@@ -3,6 +3,7 @@ lamina and buildah side by side; each test names the Docker/BuildKit rule it che
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,39 @@ def test_copy_still_merges_and_replaces_like_for_like(build, context: Path, imag
         assert (root / "etc/group").exists()
         assert (root / "spot/f").read_text() == "f\n"
         assert (root / "real/new").read_text() == "n\n" and (root / "lnk").is_symlink()
+
+
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mounts") as f:
+        return [line for line in f if str(path) in line]
+
+
+def test_context_bind_mount_obeys_dockerignore(build, context: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """BuildKit sends the context with .dockerignore applied, so `RUN --mount=type=bind`
+    of it never shows an ignored file. lamina bind-mounted the context directory itself:
+    secret.txt and keep/o were readable by the RUN."""
+    (context / "keep").mkdir()
+    (context / "keep/k").write_text("k\n")
+    (context / "keep/o").write_text("o\n")
+    (context / "gone").mkdir()
+    (context / "gone/g").write_text("g\n")
+    (context / "secret.txt").write_text("s\n")
+    (context / ".dockerignore").write_text("secret.txt\nkeep\n!keep/k\ngone\n")
+    os.chmod(context / "keep", 0o750)
+    built = build(
+        "FROM busybox\n"
+        "RUN --mount=type=bind,target=/src find /src | sort\n"
+        "RUN --mount=type=bind,source=keep,target=/k find /k | sort\n"
+        "RUN --mount=type=bind,target=/w,rw echo new > /w/secret.txt && ls -A /w && "
+        "stat -c %a /w/keep\n",
+    )
+    assert built.output().split() == [
+        "/src", "/src/.dockerignore", "/src/Dockerfile", "/src/keep", "/src/keep/k",
+        "/k", "/k/k",
+        ".dockerignore", "Dockerfile", "keep", "secret.txt", "750",
+    ]  # fmt: skip
+    assert (context / "secret.txt").read_text() == "s\n"  # rw writes stay in the step
+    with pytest.raises(LaminaError, match=r"^Dockerfile:2: RUN --mount source 'secret.txt' "
+                       r"is excluded by"):  # fmt: skip
+        build("FROM busybox\nRUN --mount=type=bind,source=secret.txt,target=/s cat /s\n")
+    assert _mounts_under(tmp_path) == []
