@@ -568,7 +568,9 @@ class _Converter:
         sub = (c.sub_cmd or "").upper()
         if not sub:
             self.fail(c, "ONBUILD requires an instruction")
-        if sub in ("ONBUILD", "FROM", "MAINTAINER"):
+        if sub == "ONBUILD":  # BuildKit's parseOnBuild words this one its own way
+            self.fail(c, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+        if sub in ("FROM", "MAINTAINER"):
             self.fail(c, f"{sub} isn't allowed as an ONBUILD trigger")
         parts = c.original.split("\n", 1)[0].split(None, 1)
         trigger = parts[1].strip() if len(parts) > 1 else ""

@@ -159,6 +159,7 @@ def test_an_unknown_directive_ends_the_directives() -> None:
         ("FROM a AS b c\n", 1, "FROM requires either one or three"),
         ("FROM a\nHEALTHCHECK --interval=abc CMD x\n", 2, "invalid duration"),
         ("FROM a\nONBUILD FROM b\n", 2, "isn't allowed"),
+        ("FROM a\nONBUILD ONBUILD RUN x\n", 2, "Chaining ONBUILD via `ONBUILD ONBUILD`"),
         ("FROM a\nRUN --mount=type=cache echo\n", 2, "needs target="),
         ("# escape=x\nFROM a\n", 1, "invalid escape token"),
     ],
