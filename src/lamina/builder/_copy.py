@@ -77,7 +77,13 @@ def select(inst: Copy, root: Path, ignore: IgnoreRules | None) -> Selection:
             sel.words.append((word, files, [("", True)]))
             continue
         matched: list[tuple[str, bool]] = []
-        files = select_sources(root, [word], ignore, inst.excludes, matched)
+        try:
+            files = select_sources(root, [word], ignore, inst.excludes, matched)
+        except InvalidInputError as exc:
+            if inst.is_add:  # the selector speaks of COPY
+                exc.message = exc.message.replace("COPY source", "ADD source", 1)
+                exc.args = (exc.message, *exc.args[1:])
+            raise
         sel.words.append((word, files, matched))
     return sel
 

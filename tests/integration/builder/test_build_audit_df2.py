@@ -148,3 +148,9 @@ def test_context_bind_mount_obeys_dockerignore(build, context: Path, tmp_path: P
                        r"is excluded by"):  # fmt: skip
         build("FROM busybox\nRUN --mount=type=bind,source=secret.txt,target=/s cat /s\n")
     assert _mounts_under(tmp_path) == []
+
+
+def test_add_errors_name_add(build) -> None:  # type: ignore[no-untyped-def]
+    """A missing ADD source was reported as a "COPY source"."""
+    with pytest.raises(LaminaError, match=r"^Dockerfile:2: ADD source 'nothere' not found"):
+        build("FROM busybox\nADD nothere /x\n")
