@@ -172,6 +172,8 @@ def parse(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
         raise DockerfileError(
             filename, 1, "", f"Dockerfile larger than {MAX_DOCKERFILE_BYTES} bytes"
         )
+    if not text:  # BuildKit's toDispatchState, before its parser says "no instructions"
+        raise DockerfileError(filename, 1, "", "the Dockerfile cannot be empty")
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         raise DockerfileError(filename, line, "", "Dockerfile contains a NUL byte")

@@ -156,6 +156,8 @@ def test_an_unknown_directive_ends_the_directives() -> None:
         ("FROM a\nRUN x\n\nRUN <<EOF\necho\n", 4, "unterminated heredoc"),
         ("FROM a\nEXPOSE\n", 2, "requires at least 1 argument"),
         ("RUN x\n", 1, "FROM must come first"),
+        ("", 1, "the Dockerfile cannot be empty"),
+        ("\n# only a comment\n", 1, "file with no instructions"),
         ("FROM a AS b c\n", 1, "FROM requires either one or three"),
         ("FROM a\nHEALTHCHECK --interval=abc CMD x\n", 2, "invalid duration"),
         ("FROM a\nONBUILD FROM b\n", 2, "isn't allowed"),
