@@ -4,6 +4,7 @@ lamina and buildah side by side; each test names the Docker/BuildKit rule it che
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -97,8 +98,6 @@ def test_copy_still_merges_and_replaces_like_for_like(build, context: Path, imag
     sub = context / "arch/spot"
     sub.mkdir(parents=True)
     (sub / "f").write_text("f\n")
-    import subprocess
-
     subprocess.run(["tar", "cf", str(context / "a.tar"), "-C", str(context / "arch"), "spot"],
                    check=True)  # fmt: skip
     build(
