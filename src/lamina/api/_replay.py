@@ -30,7 +30,7 @@ from lamina import __version__
 from lamina.errors import NotFoundError
 from lamina.store import RACY_SECONDS, ImageRecord, Store
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3  # 3: ENV replaced in place and context bind mounts masked (results changed)
 _PREFIX = "replay:"
 
 

@@ -28,6 +28,7 @@ from lamina.dockerfile import (
     Copy,
     Entrypoint,
     Instruction,
+    Location,
     Onbuild,
     PlannedInstruction,
     Run,
@@ -228,7 +229,10 @@ class Builder:
     def _build_stage(self, sp: StagePlan) -> ImageState:
         number = self._number()
         name = sp.name or f"stage-{sp.index}"
-        state = self._base(sp)
+        try:
+            state = self._base(sp)
+        except (InvalidInputError, NotFoundError) as exc:  # BuildKit names the FROM line
+            raise _located(exc, sp.from_.loc) from exc.__cause__
         self._bases[sp.index] = (
             self._bases[sp.base_stage] if sp.base_stage is not None
             else (len(state.layers), "scratch" if sp.is_scratch else sp.from_.image)
@@ -270,7 +274,7 @@ class Builder:
             try:
                 state = self._step(sp, i, step, state, label, cmd_set, i != last_layer)
             except (InvalidInputError, NotFoundError) as exc:
-                raise _located(exc, step) from exc.__cause__
+                raise _located(exc, step.loc) from exc.__cause__
         return state
 
     # -- one step --------------------------------------------------------------------
@@ -499,12 +503,12 @@ def same_platform(a: Platform, b: Platform) -> bool:
     return not a.variant or not b.variant or a.variant == b.variant
 
 
-def _located(exc: LaminaError, step: PlannedInstruction) -> LaminaError:
+def _located(exc: LaminaError, loc: Location | None) -> LaminaError:
     """`exc` with the step's Dockerfile line in front, as BuildKit names the failed line
     (a message that already starts with file:line is left as it is)."""
-    if step.loc is None or re.match(r"\S+:\d+: ", exc.message):
+    if loc is None or re.match(r"\S+:\d+: ", exc.message):
         return exc
-    exc.message = f"{step.loc}: {exc.message}"
+    exc.message = f"{loc}: {exc.message}"
     exc.args = (exc.message, *exc.args[1:])
     return exc
 

@@ -77,7 +77,13 @@ def select(inst: Copy, root: Path, ignore: IgnoreRules | None) -> Selection:
             sel.words.append((word, files, [("", True)]))
             continue
         matched: list[tuple[str, bool]] = []
-        files = select_sources(root, [word], ignore, inst.excludes, matched)
+        try:
+            files = select_sources(root, [word], ignore, inst.excludes, matched)
+        except InvalidInputError as exc:
+            if inst.is_add:  # the selector speaks of COPY
+                exc.message = exc.message.replace("COPY source", "ADD source", 1)
+                exc.args = (exc.message, *exc.args[1:])
+            raise
         sel.words.append((word, files, matched))
     return sel
 
@@ -155,6 +161,46 @@ class Stager:
         self.dir_mode = chmod.octal if chmod is not None and chmod.octal is not None else dir_mode
         self._links: dict[tuple[int, int], str] = {}
         self._dirs: list[tuple[str, int, int]] = []
+        self._in_view: dict[str, bool] = {}  # staging dir → is a directory in the image
+
+    def _image_lstat(self, target: str) -> os.stat_result | None:
+        """What the image holds at staging path `target` (not followed), or None. Only
+        looked up when its parent is a directory in the image (one lstat per new dir)."""
+        if self.view is None:
+            return None
+        parent = os.path.dirname(target)
+        known = self._in_view.get(parent)
+        if known is None:
+            st = self._image_lstat(parent) if parent != str(self.staging) else None
+            known = parent == str(self.staging) or (st is not None and stat.S_ISDIR(st.st_mode))
+            self._in_view[parent] = known
+        if not known:
+            return None
+        try:
+            return os.lstat(os.path.join(self.view, _below(target, self._staging_prefix)))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _check_replace(self, target: str, is_dir: bool) -> None:
+        """BuildKit's copier never swaps a directory and a non-directory of the image:
+        a directory onto a file or symlink is "cannot copy to non-directory", a file onto a
+        directory "cannot replace directory with file" (fsutil copyDirectoryOnly and
+        ensureEmptyFileTarget). lamina used to replace them silently (a tree with `lib/`
+        copied to / turned a merged-usr /lib symlink into an empty directory)."""
+        st = self._image_lstat(target)
+        if st is None or stat.S_ISDIR(st.st_mode) == is_dir:
+            return
+        where = "/" + _below(target, self._staging_prefix)
+        if is_dir:
+            kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "a file"
+            raise InvalidInputError(
+                f"cannot copy to non-directory: {where} is {kind} in the image",
+                hint="copy to the path the symlink leads to, or remove it in an earlier step",
+            )
+        raise InvalidInputError(
+            f"cannot replace directory {where} with a file",
+            hint="remove the directory in an earlier step, or copy to another path",
+        )
 
     def _image_path(self, path: str) -> tuple[str, bool]:
         """`path` resolved inside the image, and whether it is a directory there."""
@@ -166,9 +212,11 @@ class Stager:
             return real, False
         return real, os.path.isdir(os.path.join(self.view, real.lstrip("/")))
 
-    def make_dirs(self, path: str) -> str:
+    def make_dirs(self, path: str, replace: bool = False) -> str:
         """Create `path` (absolute, in the image) and its parents in the staging dir, each
-        with the image's own metadata if it exists there; return the staging path."""
+        with the image's own metadata if it exists there; return the staging path. A file
+        of the image in the way is an error (BuildKit's MkdirAll fails: not a directory),
+        unless `replace` (an archive's entries replace what is there, as Docker's untar)."""
         real, _ = self._image_path(path)
         parts = [p for p in real.split("/") if p]
         current = str(self.staging)
@@ -183,6 +231,11 @@ class Stager:
                                        follow_symlinks=False)  # fmt: skip
                 except FileNotFoundError:
                     image_st = None
+            if image_st is not None and not stat.S_ISDIR(image_st.st_mode) and not replace:
+                raise InvalidInputError(
+                    f"not a directory: /{'/'.join(parts[: i + 1])} is a file in the image",
+                    hint="copy to another path, or remove the file in an earlier step",
+                )
             os.mkdir(current)
             if image_st is not None and stat.S_ISDIR(image_st.st_mode):
                 os.chmod(current, stat.S_IMODE(image_st.st_mode))
@@ -205,6 +258,7 @@ class Stager:
         source = os.path.join(root, f.path)
         uid, gid = self._owner_of(f)
         mode = _new_mode(f, self.chmod)
+        self._check_replace(target, f.kind == "dir")
         if stat.S_ISSOCK(f.mode):
             # BuildKit copies a socket as an empty regular file (testCopySocket).
             self.put_bytes_as(target, b"", uid, gid, mode)
@@ -284,6 +338,7 @@ class Stager:
             os.close(fd)
 
     def put_bytes(self, target: str, data: bytes, mode: int) -> None:
+        self._check_replace(target, False)
         _remove(target)
         with open(target, "wb") as out:
             out.write(data)
@@ -298,7 +353,7 @@ class Stager:
         them (testDockerfileAddArchiveThroughAbsoluteSymlink)."""
         from lamina.layers import Limits, apply_layer, open_layer_reader
 
-        into = self.make_dirs(image_dir)
+        into = self.make_dirs(image_dir, replace=True)
         unpacked = into if self.view is None else tempfile.mkdtemp(
             prefix=".unpack-", dir=self.staging.parent
         )  # fmt: skip
@@ -327,13 +382,13 @@ class Stager:
                 st = os.lstat(source)
                 if stat.S_ISDIR(st.st_mode):
                     real, _ = self._image_path(image_path)
-                    target = self.make_dirs(real)
+                    target = self.make_dirs(real, replace=True)
                     os.chown(target, st.st_uid, st.st_gid)
                     os.chmod(target, stat.S_IMODE(st.st_mode))
                     self._dirs.append((target, st.st_mtime_ns, st.st_atime_ns))
                     continue
                 parent, _ = self._image_path(posixpath.dirname(image_path))
-                target = os.path.join(self.make_dirs(parent), name)
+                target = os.path.join(self.make_dirs(parent, replace=True), name)
                 _remove(target)
                 os.rename(source, target)
 
@@ -469,6 +524,7 @@ def stage(
             stager.extract(str(path), absolute)
             continue
         target = file_target(base)
+        stager._check_replace(target, False)
         _remove(target)
         shutil.copyfile(path, target)
         uid, gid = (stager.owner.uid, stager.owner.gid) if stager.owner else (0, 0)

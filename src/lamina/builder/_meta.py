@@ -146,10 +146,15 @@ def run_argv(run: Run, config: ImageConfig) -> list[str]:
 
 
 def _env_list(config: ImageConfig, pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """BuildKit's addEnv: a variable already set is replaced where it stands (`ENV PATH=...`
+    keeps PATH first), a new one goes last."""
     env: list[str] = list(config.container_config.get("Env") or [])
     for key, value in pairs:
-        env = [e for e in env if e.partition("=")[0] != key]
-        env.append(f"{key}={value}")
+        at = next((i for i, e in enumerate(env) if e.partition("=")[0] == key), None)
+        if at is None:
+            env.append(f"{key}={value}")
+        else:
+            env[at] = f"{key}={value}"
     return env
 
 

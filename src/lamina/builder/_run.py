@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lamina.dockerfile import IgnoreRules
 from lamina.dockerfile import Mount as RunMount
 from lamina.errors import InvalidInputError, NotFoundError
 from lamina.layers import resolve_in_root
@@ -52,6 +53,7 @@ class RunRequest:
     network: Network
     mounts: Sequence[RunMount] = ()
     context_dir: Path | None = None
+    context_ignore: IgnoreRules | None = None  # .dockerignore: a context bind mount obeys it
     stage_roots: dict[str, list[Path]] = field(default_factory=dict)  # from= → lowerdirs
     secrets: dict[str, Path | bytes] = field(default_factory=dict)
     ssh: dict[str, Path] = field(default_factory=dict)  # id → ssh-agent socket
@@ -181,14 +183,42 @@ def _mounts(
                 if resolved.missing:
                     raise NotFoundError(f"RUN --mount source {m.source!r} not found")
                 source = resolved.host_path(base)
+                lowers = [Path(source)]
+                if m.from_ is None and req.context_ignore is not None:
+                    lowers = _context_lowers(req.context_ignore, base, resolved.existing,
+                                             m, scratch / f"mask-{n}")  # fmt: skip
+                    if len(lowers) > 1 and m.readonly is not False:
+                        view = scratch / f"ctx-{n}"
+                        view.mkdir()
+                        stack.enter_context(mounted(overlay_mount(lowers), view))
+                        lowers = [view]
                 if m.readonly is False:
                     # rw: the step may write, but into a scratch layer over the source that
                     # goes with the step; the context and snapshots stay as they were.
-                    binds.append(BindMount(_writable_view(stack, Path(source), scratch, n),
+                    binds.append(BindMount(_writable_view(stack, lowers, scratch, n),
                                            m.target, False))  # fmt: skip
                 else:
-                    binds.append(BindMount(Path(source), m.target, True))
+                    binds.append(BindMount(lowers[0], m.target, True))
         yield binds, tmpfs
+
+
+def _context_lowers(ignore: IgnoreRules, context: Path, existing: Sequence[str], m: RunMount,
+                    mask: Path) -> list[Path]:  # fmt: skip
+    """The lower dirs (top first) that show the mounted part of the context as BuildKit
+    sends it: without what .dockerignore leaves out (a mask of whiteouts over it)."""
+    from ._ctxmask import context_mask
+
+    rel = "/".join(existing)
+    source = context.joinpath(*existing)
+    if rel and ignore.ignored(rel) and (
+        not source.is_dir() or source.is_symlink() or not ignore.has_exceptions
+    ):
+        raise NotFoundError(
+            f"RUN --mount source {m.source!r} is excluded by {ignore.source}"
+        )
+    if not source.is_dir() or not context_mask(str(context), rel, ignore, str(mask)):
+        return [source]
+    return [mask, source]
 
 
 def secret_id(m: RunMount) -> str:
@@ -251,10 +281,12 @@ def _secret_file(where: Path, n: int, value: Path | bytes, m: RunMount) -> Path:
     return path
 
 
-def _writable_view(stack: contextlib.ExitStack, source: Path, scratch: Path, n: int) -> Path:
-    """A copy-on-write view of `source` whose writes stay in `scratch`."""
+def _writable_view(stack: contextlib.ExitStack, lowers: list[Path], scratch: Path,
+                   n: int) -> Path:  # fmt: skip
+    """A copy-on-write view of `lowers` (top first) whose writes stay in `scratch`."""
     where = scratch / f"rw-{n}"
     where.mkdir()
+    source = lowers[0]
     if not source.is_dir():
         copy = where / source.name
         shutil.copy2(source, copy)
@@ -262,7 +294,7 @@ def _writable_view(stack: contextlib.ExitStack, source: Path, scratch: Path, n: 
     upper, work, view = where / "upper", where / "work", where / "view"
     for d in (upper, work, view):
         d.mkdir()
-    stack.enter_context(mounted(overlay_mount([source], upper, work), view))
+    stack.enter_context(mounted(overlay_mount(lowers, upper, work), view))
     return view
 
 

@@ -68,7 +68,12 @@ class RunStep:
             elif m.type == "cache" and m.from_:
                 extra.append((f"mount {m.target}", self.b.source_state(m.from_).key))
             elif m.type == "bind":
-                files = select_sources(self.b.context, [m.source or "."], self.b.ignore)
+                try:
+                    files = select_sources(self.b.context, [m.source or "."], self.b.ignore)
+                except InvalidInputError as exc:  # the selector speaks of COPY
+                    exc.message = exc.message.replace("COPY source", "RUN --mount source", 1)
+                    exc.args = (exc.message,)
+                    raise
                 self.b.observe(files)
                 digests = digest_context_files(self.b.store, str(self.b.context), files)
                 for f in files:
@@ -127,6 +132,7 @@ class RunStep:
             network=network or self.b.opts.network,
             mounts=self.inst.mounts,
             context_dir=self.b.context,
+            context_ignore=self.b.ignore,
             stage_roots=roots,
             secrets=dict(self.b.opts.secrets),
             ssh=dict(self.b.opts.ssh),

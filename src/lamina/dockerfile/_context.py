@@ -153,11 +153,15 @@ class _Selector:
     def walk(self, top: str, base: str, source: str, out: list[ContextFile]) -> None:
         ignore, excludes = self.ignore, self.excludes
         start_bits = ignore.inherit(base) if base else tuple(False for _ in ignore.patterns)
-        stack: list[tuple[str, str, str, tuple[bool, ...], tuple[bool, ...]]] = [
-            (top, base, "", start_bits, tuple(False for _ in excludes.patterns))
+        # A directory that is left out but may hold an exception (`keep/` then
+        # `!keep/k`) is held back: it becomes an entry only when something under
+        # it does, so the re-included file has its parents (BuildKit's fsutil).
+        held: dict[str, ContextFile] = {}
+        stack: list[tuple[str, str, str, tuple[bool, ...], tuple[bool, ...], tuple[str, ...]]] = [
+            (top, base, "", start_bits, tuple(False for _ in excludes.patterns), ())
         ]
         while stack:
-            abs_dir, rel_dir, dest_dir, ibits, xbits = stack.pop()
+            abs_dir, rel_dir, dest_dir, ibits, xbits, waiting = stack.pop()
             with os.scandir(abs_dir) as it:
                 entries = sorted(it, key=lambda e: e.name)
             for entry in entries:
@@ -169,14 +173,19 @@ class _Selector:
                     skip = excludes.ignored(dest, xbits)
                 if skip and not (is_dir and (ignore.has_exceptions or excludes.has_exceptions)):
                     continue
-                if not skip:
-                    st = entry.stat(follow_symlinks=False)
+                st = entry.stat(follow_symlinks=False)
+                if skip:
+                    held[rel] = _entry(entry.path, rel, dest, st, source)
+                else:
+                    out.extend(held.pop(r) for r in waiting if r in held)
+                    waiting = ()
                     out.append(_entry(entry.path, rel, dest, st, source))
                 if is_dir:
                     stack.append((
                         entry.path, rel, dest,
                         ignore.inherit(rel, ibits) if ignore.patterns else ibits,
                         excludes.inherit(dest, xbits) if excludes.patterns else xbits,
+                        (*waiting, rel) if skip else (),
                     ))  # fmt: skip
 
 

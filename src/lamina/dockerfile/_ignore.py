@@ -92,9 +92,11 @@ class IgnorePattern:
 
 
 def clean_pattern(raw: str) -> tuple[str, bool] | None:
-    """The cleaned pattern and whether it is an exception, or None for blanks."""
+    """The cleaned pattern and whether it is an exception, or None for blanks and comments
+    (a line whose first character is ``#``: patternmatcher tests that before trimming,
+    so an indented ``#`` starts a pattern)."""
     text = raw.strip()
-    if not text or text.startswith("#"):
+    if not text or raw.startswith("#"):
         return None
     exclusion = text.startswith("!")
     if exclusion:

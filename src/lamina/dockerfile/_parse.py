@@ -172,6 +172,8 @@ def parse(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
         raise DockerfileError(
             filename, 1, "", f"Dockerfile larger than {MAX_DOCKERFILE_BYTES} bytes"
         )
+    if not text:  # BuildKit's toDispatchState, before its parser says "no instructions"
+        raise DockerfileError(filename, 1, "", "the Dockerfile cannot be empty")
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         raise DockerfileError(filename, line, "", "Dockerfile contains a NUL byte")
@@ -568,7 +570,9 @@ class _Converter:
         sub = (c.sub_cmd or "").upper()
         if not sub:
             self.fail(c, "ONBUILD requires an instruction")
-        if sub in ("ONBUILD", "FROM", "MAINTAINER"):
+        if sub == "ONBUILD":  # BuildKit's parseOnBuild words this one its own way
+            self.fail(c, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+        if sub in ("FROM", "MAINTAINER"):
             self.fail(c, f"{sub} isn't allowed as an ONBUILD trigger")
         parts = c.original.split("\n", 1)[0].split(None, 1)
         trigger = parts[1].strip() if len(parts) > 1 else ""

@@ -336,14 +336,16 @@ class _StageWalker:
             return replace(inst, paths=paths)
         if isinstance(inst, User):
             whole = inst.user + ("" if inst.group is None else ":" + inst.group)
-            user, sep, group = ex.word(whole).partition(":")
-            if not user:
-                raise _fail(inst, "USER is empty after expansion")
+            expanded = ex.word(whole)
+            user, sep, group = expanded.partition(":")
+            # BuildKit takes `USER $UNSET` as "" (root, as if USER were never given);
+            # only a group without a user is refused.
+            if not user and expanded:
+                raise _fail(inst, "USER has a group but no user after expansion")
             return replace(inst, user=user, group=group if sep else None)
         if isinstance(inst, Workdir):
+            # BuildKit's NormalizePath: an empty WORKDIR (`WORKDIR $UNSET`) stays where it is.
             path = ex.word(inst.path)
-            if not path:
-                raise _fail(inst, "WORKDIR is empty after expansion")
             self.workdir = posixpath.normpath(posixpath.join(self.workdir, path))
             self.workdir = "/" + self.workdir.lstrip("/")
             return replace(inst, path=self.workdir)

@@ -101,6 +101,7 @@ from lamina.layers._whiteout import (
     is_overlay_opaque_dir,
     is_overlay_whiteout,
     is_overlay_xattr,
+    make_overlay_whiteout,
 )
 
 TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
@@ -245,6 +246,7 @@ __all__ = [
     "is_overlay_opaque",
     "is_overlay_opaque_dir",
     "is_overlay_whiteout",
+    "make_overlay_whiteout",
     "is_overlay_xattr",
     "MAX_SYMLINK_HOPS",
     "Resolved",

@@ -238,9 +238,11 @@ def read_file_in_root(root: StrPath, path: str, limit: int) -> bytes | None:
         return None
     finally:
         os.close(dir_fd)
+    # Checked before fdopen, which refuses a directory with IsADirectoryError.
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InvalidInputError(f"{path} in {root} is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise InvalidInputError(f"{path} in {root} is not a regular file")
         data = f.read(limit + 1)
     if len(data) > limit:
         raise InvalidInputError(f"{path} in {root} is larger than {limit} bytes")

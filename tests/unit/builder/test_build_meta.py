@@ -47,6 +47,9 @@ def test_history_text_reads_like_docker_history() -> None:
 def test_env_replaces_in_place_and_appends() -> None:
     config = apply_metadata(BASE, Env((("A", "new"), ("B", "2"))), False)
     assert config.container_config["Env"] == ["PATH=/bin", "A=new", "B=2"]
+    # BuildKit's addEnv: `ENV PATH=...` keeps PATH where it stands (lamina moved it last).
+    config = apply_metadata(BASE, Env((("PATH", "/x:/bin"),)), False)
+    assert config.container_config["Env"] == ["PATH=/x:/bin", "A=old"]
 
 
 def test_entrypoint_clears_an_inherited_cmd_but_not_one_set_in_the_stage() -> None:

@@ -34,6 +34,10 @@ PATTERN_CASES = [
     (["\\*"], "*", True),
     (["\\*"], "a", False),
     (["# comment", ""], "# comment", False),
+    # patternmatcher's ReadAll skips a line starting with '#' before trimming: an
+    # indented '#' is a pattern (lamina read it as a comment).
+    (["  # not a comment"], "# not a comment", True),
+    (["  # not a comment"], "other", False),
     (["  spaced.txt  "], "spaced.txt", True),
 ]
 
@@ -138,3 +142,26 @@ def test_refusals(ctx: Path, source: str, fragment: str) -> None:
 def test_explicit_ignored_source_is_refused(ctx: Path) -> None:
     with pytest.raises(InvalidInputError, match="excluded by"):
         select_sources(ctx, ["x.log"], IgnoreRules(["*.log"]))
+
+
+def test_reincluded_file_brings_its_ignored_parents(tmp_path: Path) -> None:
+    # `keep/` left out, `!keep/deep/k` back in: BuildKit sends keep and keep/deep too
+    # (with their own metadata), so the copy has somewhere to put k; the ignored
+    # sibling and an ignored directory with nothing re-included stay out.
+    (tmp_path / "keep/deep").mkdir(parents=True)
+    (tmp_path / "keep/deep/k").write_text("k")
+    (tmp_path / "keep/deep/no").write_text("n")
+    (tmp_path / "keep/empty").mkdir()
+    os.chmod(tmp_path / "keep/deep", 0o710)
+    rules = IgnoreRules(["keep/", "!keep/deep/k"])
+    files = select_sources(tmp_path, ["."], rules)
+    assert [(f.path, f.dest, f.kind) for f in files] == [
+        ("keep", "keep", "dir"),
+        ("keep/deep", "keep/deep", "dir"),
+        ("keep/deep/k", "keep/deep/k", "file"),
+    ]
+    assert files[1].mode & 0o7777 == 0o710
+    assert [f.dest for f in select_sources(tmp_path, ["keep"], rules)] == ["deep", "deep/k"]
+    # The same through --exclude, matched under the destination.
+    files = select_sources(tmp_path, ["keep"], excludes=["deep", "!deep/k", "empty"])
+    assert [f.dest for f in files] == ["deep", "deep/k"]

@@ -73,6 +73,15 @@ def test_fifo_is_not_read(root: Path) -> None:
         read_file_in_root(root, "/etc/group", 100)
 
 
+def test_directory_is_not_read(root: Path) -> None:
+    # A RUN can leave a directory at /etc/passwd; reading it was an IsADirectoryError
+    # traceback (from fdopen) instead of this error.
+    (root / "etc" / "passwd").unlink()
+    (root / "etc" / "passwd").mkdir()
+    with pytest.raises(InvalidInputError, match="not a regular file"):
+        read_file_in_root(root, "/etc/passwd", 100)
+
+
 def test_require_names_the_missing_file(root: Path) -> None:
     with pytest.raises(NotFoundError, match="/etc/shadow"):
         require_file_in_root(root, "/etc/shadow", 100)
