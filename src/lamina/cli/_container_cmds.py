@@ -314,11 +314,13 @@ def _log_bound(value: str, now_ns: int) -> int:
     raise InvalidInputError(f"failed to parse value as time or duration: {value!r}")
 
 
-def _each(ctx: click.Context, refs: tuple[str, ...], action: Any, parallel: bool = False) -> None:
+def _each(ctx: click.Context, refs: tuple[str, ...], action: Any, parallel: bool = False,
+          summary: str | None = None) -> None:  # fmt: skip
     """`action(containers, ref)` for each ref, in order: its result printed when there is
     one, one error line for each that fails, exit 1 if any did, after doing the rest.
     `parallel`: all at once (up to 50), as docker-cli's stop, kill and rm, still printed
-    in the order given; each thread has its own connection to the store."""
+    in the order given; each thread has its own connection to the store. `summary`: a
+    last error line naming the refs that failed (docker-cli's start)."""
     api = _api(ctx)
 
     def attempt(containers: Any, ref: str) -> tuple[Any, LaminaError | None]:
@@ -327,14 +329,14 @@ def _each(ctx: click.Context, refs: tuple[str, ...], action: Any, parallel: bool
         except LaminaError as e:
             return None, e
 
-    def report(results: Iterable[tuple[Any, LaminaError | None]]) -> bool:
-        failed = False
-        for done, error in results:
+    def report(results: Iterable[tuple[Any, LaminaError | None]]) -> list[str]:
+        failed = []
+        for ref, (done, error) in zip(refs, results, strict=True):
             if error is not None:
                 from lamina.cli._main import _print_error
 
                 _print_error(error.message, error.hint)
-                failed = True
+                failed.append(ref)
             elif done:
                 click.echo(done)
         return failed
@@ -356,6 +358,10 @@ def _each(ctx: click.Context, refs: tuple[str, ...], action: Any, parallel: bool
     else:
         failed = report(attempt(api.containers, ref) for ref in refs)
     if failed:
+        if summary:
+            from lamina.cli._main import _print_error
+
+            _print_error(f"{summary}: {', '.join(failed)}", None)
         sys.exit(1)
 
 
@@ -411,7 +417,7 @@ def start(ctx: click.Context, attach: bool, interactive: bool,
             started.close()
         return ref
 
-    _each(ctx, containers, one)
+    _each(ctx, containers, one, summary="failed to start containers")
 
 
 @cli.command()

@@ -369,3 +369,17 @@ def test_a_full_id_wins_over_the_same_text_as_a_name(root: Path) -> None:
     assert out(root, "stop", "-t", "0", "/" + first) == "/" + first + "\n"
     assert out(root, "rm", first) == first + "\n"
     assert out(root, "ps", "-aq", "--no-trunc") == second + "\n"
+
+
+def test_start_of_several_names_those_that_failed_last(root: Path) -> None:
+    # docker-cli's start: each error, each name started, then one line naming the failures
+    ok = out(root, "run", "-d", "--name", "fine", "busybox", "true").strip()
+    out(root, "wait", ok)
+    done = lam(root, "start", "nope", "fine", "gone")
+    assert done.returncode == 1 and done.stdout == "fine\n"
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [
+        "Error: No such container: nope",
+        "Error: No such container: gone",
+        "Error: failed to start containers: nope, gone",
+    ]
