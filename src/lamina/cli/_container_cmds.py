@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 
-from lamina.cli._format import created_since, go_time, human_size, rfc3339_nano, truncate
+from lamina.cli._format import (
+    created_since,
+    go_time,
+    human_size,
+    rfc3339_nano,
+    split_ns,
+    truncate,
+)
 from lamina.cli._launch import RUN_OPTIONS, check_tty, fail, reporting, run_container
 from lamina.cli._main import _Context, cli
 from lamina.errors import InvalidInputError, LaminaError
@@ -559,7 +566,8 @@ def container_prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -
     def select(record: Any) -> bool:
         from lamina.api import prune_takes
 
-        if until is not None and record.created * 1e9 > until:
+        whole, nanos = split_ns(record.created)  # the time inspect shows, to the nanosecond
+        if until is not None and whole * 10**9 + nanos > until:
             return False
         labels = _image_container_config(api, record.id).get("Labels") or {}
         return prune_takes(labels, wanted.get("label", []), wanted.get("label!", []))

@@ -50,9 +50,15 @@ def go_time(moment: datetime | None, layout: str) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S %z %Z")
 
 
+def split_ns(ts: float) -> tuple[int, int]:
+    """(whole seconds, nanoseconds) of a float time, as rfc3339_nano prints it."""
+    whole = int(ts)
+    return whole, min(round((ts - whole) * 1e9), 999_999_999)
+
+
 def rfc3339_nano(ts: float) -> str:
     """Go's RFC 3339 with nanoseconds in UTC (trailing zeros dropped), as moby's inspect."""
-    whole = int(ts)
+    whole, nanos = split_ns(ts)
     moment = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    fraction = f"{min(round((ts - whole) * 1e9), 999_999_999):09d}".rstrip("0")
+    fraction = f"{nanos:09d}".rstrip("0")
     return f"{moment}.{fraction}Z" if fraction else f"{moment}Z"
