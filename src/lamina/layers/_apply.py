@@ -75,7 +75,7 @@ def apply_layer(
     holes, so a sparse file costs only its data on disk.
     """
     reader = TarReader(stream, limits, record=record)
-    applier = _Applier(os.fspath(target), overlay, limits)
+    applier = _Applier(os.fspath(target), overlay, limits, once=record is not None)
     try:
         for entry, content in reader.entries():
             if on_entry is not None:
@@ -323,8 +323,11 @@ class _FileWriter:
 
 
 class _Applier:
-    def __init__(self, target: str, overlay: bool, limits: Limits) -> None:
+    def __init__(self, target: str, overlay: bool, limits: Limits, *, once: bool = False) -> None:
         self.root = ScopedRoot(target, limits.max_symlink_hops)
+        # With a tar-split record the snapshot must give the tar back: each path is kept
+        # once (whether it is a directory), and nothing is reached through a symlink.
+        self._once: dict[tuple[str, ...], bool] | None = {} if once else None
         self.overlay = overlay
         self.created: set[tuple[str, ...]] = set()
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
@@ -376,6 +379,30 @@ class _Applier:
         for i in range(1, len(parts)):
             self._taken.add(dir_key[:i])
         self._plain_dirs.add(dir_key)
+
+    def _keep_once(self, entry: TarEntry, parts: list[str], marker: _whiteout.Marker) -> None:
+        """Refuse an entry the snapshot could not hold beside the others (see ``_once``):
+        a second entry for a path (two directories excepted) would lose the first, and a
+        path through this layer's own symlink would put a file where its tar name is not."""
+        assert self._once is not None
+        if self._links:
+            for i in range(1, len(parts)):
+                if tuple(parts[:i]) in self._links:
+                    raise InvalidInputError(
+                        f"tar entry {entry.name!r}: its path goes through "
+                        f"{'/'.join(parts[:i])!r}, a symlink of this same layer"
+                    )
+        if marker is not _whiteout.Marker.NONE:
+            return
+        key = tuple(parts)
+        is_dir = entry.type is EntryType.DIR
+        was_dir = self._once.get(key)
+        if was_dir is not None and not (was_dir and is_dir):
+            raise InvalidInputError(
+                f"tar entry {entry.name!r}: a second entry for a path this layer already "
+                "holds (a stored layer gives each path once)"
+            )
+        self._once[key] = is_dir
 
     def _can_fast(self, entry: TarEntry, parts: list[str]) -> bool:
         """Whether a new small regular file may go to the file writer: nothing can collide
@@ -434,6 +461,8 @@ class _Applier:
             if entry.type is EntryType.DIR:
                 return  # the target root's own metadata belongs to whoever made it
             raise InvalidInputError(f"tar entry {entry.name!r} would replace the target root")
+        if self._once is not None:
+            self._keep_once(entry, parts, marker)
         if self._fresh:
             self._track(parts)
         try:
