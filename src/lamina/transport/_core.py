@@ -212,12 +212,12 @@ def names_from_annotations(
     return [reference_named(text, what) for text in texts], ref_name
 
 
-def reference_named(text: object, what: str) -> Reference:
+def reference_named(text: object, what: str, *, default_tag: bool = True) -> Reference:
     """`text` parsed as an image reference, errors naming `what`."""
     if not isinstance(text, str):
         raise InvalidInputError(f"{what}: image name {str(text)[:80]!r} is not a string")
     try:
-        return parse_reference(text)
+        return parse_reference(text, default_tag=default_tag)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{what}: {exc.message}", exc.hint) from None
 

@@ -60,7 +60,11 @@ def _repo_tags(entry: dict[str, Any], what: str) -> list[Reference]:
     tags = entry.get("RepoTags") or []
     if not isinstance(tags, list):
         raise InvalidInputError(f"{what}: RepoTags must be a list")
-    return [reference_named(tag, f"{what} RepoTags") for tag in tags]
+    refs = [reference_named(tag, f"{what} RepoTags", default_tag=False) for tag in tags]
+    for tag, ref in zip(tags, refs, strict=True):
+        if not ref.tag or ref.digest:  # as docker load: a RepoTag is a name:tag, nothing else
+            raise InvalidInputError(f"{what} RepoTags: invalid tag {tag!r}")
+    return refs
 
 
 def repo_tags_by_config(files: Files) -> dict[str, list[Reference]]:
