@@ -295,15 +295,21 @@ class Lamina(HostCommands):
 
     # -- moving images in and out ----------------------------------------------------
 
-    def load(self, path: Path, *, keep_blobs: bool | None = None) -> list[LoadResult]:
-        """Load a docker-archive or OCI layout (dir or tar); see `load_archive`.
+    def load(
+        self, path: Path | BinaryIO, *, keep_blobs: bool | None = None
+    ) -> list[LoadResult]:
+        """Load a docker-archive or OCI layout (dir or tar); see `load_archive`. A stream
+        (stdin) is read as an archive: a regular file in place, a pipe spooled first.
 
         `keep_blobs` (default: LAMINA_KEEP_BLOBS=1, else no): also keep compressed layer
         blobs as they arrived, so saving gives their original digests back.
         """
-        from lamina.api._transfer import load_archive
+        from lamina.api._transfer import load_archive, load_stream
 
-        return load_archive(self.store, Path(path), self.limits, keep_blobs=_keep_blobs(keep_blobs))
+        keep = _keep_blobs(keep_blobs)
+        if isinstance(path, (str, Path)):
+            return load_archive(self.store, Path(path), self.limits, keep_blobs=keep)
+        return load_stream(self.store, path, self.limits, keep_blobs=keep)
 
     def save(
         self,

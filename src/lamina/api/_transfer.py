@@ -250,6 +250,51 @@ def _layer_records(
     return records, written
 
 
+_SPOOL_CHUNK = 1 << 20
+
+
+def load_stream(
+    store: Store, stream: BinaryIO, limits: LayerLimits | None = None, *, keep_blobs: bool = False
+) -> list[LoadResult]:
+    """`load_archive` of a stream (`lamina load < FILE`, or down a pipe). A regular file
+    read from its start is opened in place; anything else is first copied into a scratch
+    dir of the store (`snapshots/.tmp-load-*`, owned by this process: removed at the end,
+    or by the next command if this one is killed), as an archive is read out of order."""
+    import os
+    import stat
+    import tempfile
+
+    fd = stream.fileno()
+    info = os.fstat(fd)
+    if stat.S_ISREG(info.st_mode) and os.lseek(fd, 0, os.SEEK_CUR) == 0:
+        if info.st_size == 0:
+            raise InvalidInputError("requested load from stdin, but stdin is empty")
+        return load_archive(store, Path(f"/proc/self/fd/{fd}"), limits, keep_blobs=keep_blobs)
+    from lamina.runtime import write_owner
+    from lamina.store import remove_tree
+
+    scratch = Path(tempfile.mkdtemp(prefix=".tmp-load-", dir=store.snapshots_dir))
+    try:
+        write_owner(scratch)
+        spooled = scratch / "stdin.tar"
+        total = 0
+        try:
+            with open(spooled, "wb") as out:
+                while chunk := stream.read(_SPOOL_CHUNK):
+                    out.write(chunk)
+                    total += len(chunk)
+        except OSError as exc:
+            raise InvalidInputError(
+                f"copying stdin into {scratch}: {exc.strerror or exc}",
+                hint="load from a file with -i FILE",
+            ) from exc
+        if total == 0:
+            raise InvalidInputError("requested load from stdin, but stdin is empty")
+        return load_archive(store, spooled, limits, keep_blobs=keep_blobs)
+    finally:
+        remove_tree(scratch)
+
+
 def load_archive(
     store: Store, path: Path, limits: LayerLimits | None = None, *, keep_blobs: bool = False
 ) -> list[LoadResult]:

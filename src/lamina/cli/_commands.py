@@ -44,7 +44,11 @@ def set_layer_limits(api: Lamina, max_layer_size: str | None, max_ratio: float |
 
 @cli.command()
 @click.option(
-    "-i", "--input", "source", required=True, type=click.Path(path_type=Path, exists=True)
+    "-i",
+    "--input",
+    "source",
+    type=click.Path(path_type=Path, exists=True),
+    help="Read from this file or OCI layout directory (default stdin).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image IDs.")
 @click.option(
@@ -57,16 +61,22 @@ def set_layer_limits(api: Lamina, max_layer_size: str | None, max_ratio: float |
 @click.pass_context
 def load(
     ctx: click.Context,
-    source: Path,
+    source: Path | None,
     quiet: bool,
     keep_blobs: bool | None,
     max_layer_size: str | None,
     max_layer_ratio: float | None,
 ) -> None:
-    """Load images from a docker-archive or an OCI layout (directory or tar)."""
+    """Load images from a docker-archive or an OCI layout (directory or tar), or stdin."""
+    if source is None and (sys.stdin is None or sys.stdin.isatty()):
+        from lamina.errors import InvalidInputError
+
+        raise InvalidInputError("requested load from stdin, but stdin is empty",
+                                hint="lamina load -i FILE, or lamina load < FILE")  # fmt: skip
     api = _api(ctx)
     set_layer_limits(api, max_layer_size, max_layer_ratio)
-    for loaded in api.load(source, keep_blobs=keep_blobs):
+    target = source if source is not None else sys.stdin.buffer
+    for loaded in api.load(target, keep_blobs=keep_blobs):
         if quiet:
             click.echo(loaded.image_id)
             continue
