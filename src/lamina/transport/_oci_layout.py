@@ -110,6 +110,7 @@ class OciLayoutSource:
         for n, top in enumerate(index.manifests):
             what = f"index.json manifest {n} ({top.digest})"
             names, ref_name = names_from_annotations(top.annotations, what)
+            names = _tags_only(names, top.digest, what)
             desc, manifest, data = select_manifest(
                 self._read_blob, top, self._read_blob(top, what), what, self._platform
             )
@@ -136,3 +137,18 @@ class OciLayoutSource:
                     raise NotFoundError(f"{what}: layer {k} blob {layer.digest} is missing")
             found[desc.digest] = image
         return tuple(found.values())
+
+
+def _tags_only(names: list[Reference], digest: str, what: str) -> list[Reference]:
+    """The names an image is tagged with: a name's digest must be the entry's own (one
+    naming other content is refused) and is dropped, as lamina's tags carry none."""
+    kept = []
+    for name in names:
+        if name.digest:
+            if name.digest != digest:
+                raise InvalidInputError(f"{what}: image name {str(name)!r} names another digest")
+            if not name.tag:
+                continue
+            name = Reference(name.domain, name.path, name.tag)
+        kept.append(name)
+    return kept

@@ -357,3 +357,33 @@ def test_uncompressed_layer_that_is_not_its_diff_id_fails_while_streaming(
             pytest.raises(DigestMismatchError),
         ):
             stream.read()
+
+
+def _named_oci(name: str) -> Members:
+    """The OCI layout of IMAGE whose index names it `name` (containerd's annotation)."""
+    files = _oci()
+    index = json.loads(cast(bytes, files["index.json"]))
+    index["manifests"][0]["annotations"] = {"io.containerd.image.name": name}
+    files["index.json"] = json.dumps(index).encode()
+    return files
+
+
+def test_oci_name_with_another_digest_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "named.tar"
+    path.write_bytes(tar_bytes(_named_oci(f"x@{sha(b'other')}")))
+    with pytest.raises(InvalidInputError) as caught:
+        open_archive(path).close()
+    assert f"x@{sha(b'other')}" in str(caught.value)
+
+
+@pytest.mark.parametrize(("suffix", "names"), [("", []), (":1", ["docker.io/library/x:1"])])
+def test_oci_name_with_its_own_digest_keeps_only_a_tag(
+    tmp_path: Path, suffix: str, names: list[str]
+) -> None:
+    digest = sha(IMAGE.manifest.to_bytes())
+    path = tmp_path / "named.tar"
+    path.write_bytes(tar_bytes(_named_oci(f"x{suffix}@{digest}")))
+    with open_archive(path) as archive:
+        (image,) = archive.images()
+        assert image.manifest_digest == digest
+        assert [str(name) for name in image.names] == names
