@@ -308,6 +308,8 @@ def load_archive(
     limits = limits or LayerLimits()
     results: list[LoadResult] = []
     with open_archive(path) as archive, store.lease() as lease:
+        if not archive.images():  # docker load has nothing to say either; this says why
+            raise InvalidInputError(f"{path}: the archive holds no image")
         pending = []
         for image in archive.images():
             layers, written = _layer_records(store, image, archive, lease, limits, keep_blobs)

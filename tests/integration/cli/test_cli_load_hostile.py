@@ -128,6 +128,11 @@ HOSTILE = {
     "a RepoTag with a digest": (_archive([_tar([_file("a", b"1")])], ["x@sha256:" + "0" * 64]),
                                 "invalid tag"),
     "truncated": (GOOD[: len(GOOD) // 2], "truncated"),
+    "a manifest.json of no image": (_tar([_file("manifest.json", b"[]")]), "holds no image"),
+    "an OCI index of no image": (
+        _tar([_file("oci-layout", b'{"imageLayoutVersion": "1.0.0"}'),
+              _file("index.json", b'{"schemaVersion": 2, "manifests": []}')]),
+        "holds no image"),
 }  # fmt: skip
 
 
