@@ -7,11 +7,13 @@ of the store, none of the archive readers or the unpacking code.
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from lamina.errors import InvalidInputError, NotFoundError
+from lamina.errors import InvalidInputError, LaminaError, NotFoundError
 from lamina.layers import Compression
 from lamina.oci import Descriptor, Manifest, Reference, media_types
 from lamina.store import ImageRecord, Lease, Store
@@ -100,6 +102,7 @@ def save_images(
     not kept, as podman says). Nothing is written if a snapshot was changed on disk.
     """
     notes: list[str] = []
+    into = _output_target(output) if isinstance(output, Path) and fmt != "oci-dir" else None
     with store.lease() as lease:
         to_save = []
         for image, names in images:
@@ -131,9 +134,49 @@ def save_images(
             write_oci_layout_dir(output, to_save, blobs)
             return notes
         writer = write_docker_archive if fmt == "docker-archive" else write_oci_archive
-        if not isinstance(output, Path):
-            writer(output, to_save, blobs)
-            return notes
-        with atomic_output(output) as out:
-            writer(out, to_save, blobs)
+        where = str(output) if isinstance(output, Path) else "stdout"
+        try:
+            if into is None:
+                writer(cast(BinaryIO, output), to_save, blobs)
+            elif into[1]:  # a FIFO: written into, as a shell's `>` does, never replaced
+                with open(into[0], "wb") as out:
+                    writer(out, to_save, blobs)
+            else:
+                with atomic_output(into[0]) as out:
+                    writer(out, to_save, blobs)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise LaminaError(
+                f"failed to save image: {exc.filename or where}: {exc.strerror or exc}"
+            ) from exc
     return notes
+
+
+def _output_target(output: Path) -> tuple[str, bool]:
+    """Where `save -o` writes and whether that is a FIFO, checked first as docker save
+    checks its output path (docker/cli's ValidateOutputPath). A regular file is replaced
+    whole by a temporary file renamed over it; a symlink to one is written through (the
+    link stays); a directory, a device or a socket is refused, never replaced."""
+    shown = os.path.abspath(output)
+    target = os.path.realpath(shown)
+    bad = "failed to save image: invalid output path: "
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        parent = os.path.dirname(target)
+        if not os.path.isdir(parent):
+            raise InvalidInputError(
+                f'{bad}directory "{os.path.dirname(shown)}" does not exist'
+            ) from None
+        return target, False
+    except OSError as exc:
+        raise LaminaError(f"failed to save image: {shown}: {exc.strerror or exc}") from exc
+    if stat.S_ISREG(info.st_mode):
+        return target, False
+    if stat.S_ISFIFO(info.st_mode):
+        return target, True
+    if stat.S_ISDIR(info.st_mode):
+        raise InvalidInputError(f'{bad}"{shown}" is a directory', hint="give a file name")
+    kind = "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a socket"
+    raise InvalidInputError(f'{bad}"{shown}" must be a regular file: got {kind}')

@@ -80,7 +80,8 @@ def _scratch(root: Path) -> list[str]:
 
 def _assert_refused(root: Path, done: subprocess.CompletedProcess[str], images: str) -> None:
     assert done.returncode == 1, done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    first, *rest = done.stderr.strip().splitlines()  # one error line, and a hint maybe
+    assert first.startswith("Error: ") and all(r.startswith("hint: ") for r in rest), done.stderr
     assert _lamina(root, "images", "--no-trunc").stdout == images
     fsck = _lamina(root, "fsck")
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
