@@ -187,7 +187,13 @@ def push(
 ) -> None:
     """Push an image to a registry (as REFERENCE, default its own name)."""
     api = _api(ctx)
-    with _progress(_mode(progress, quiet), _PUSH_WORDS) as events:
+    mode = _mode(progress, quiet)
+    if mode in ("plain", "tty"):
+        from lamina.oci import parse_reference
+
+        target = parse_reference(reference or image)
+        click.echo(f"The push refers to repository [{target.domain}/{target.path}]")
+    with _progress(mode, _PUSH_WORDS) as events:
         result = api.push(image, reference, jobs=jobs, tls_verify=tls_verify, events=events)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
@@ -198,7 +204,9 @@ def push(
         f"Pushed {result.uploaded} blobs ({human_size(result.bytes_sent)}), mounted"
         f" {result.mounted}, {result.existed} already there"
     )
-    click.echo(f"{result.reference}: digest: {result.digest}")
+    # docker push's last line: the tag (or, pushed by digest, the reference), the
+    # manifest's digest and its size in bytes.
+    click.echo(f"{result.tag or result.reference}: digest: {result.digest} size: {result.size}")
 
 
 @cli.command()

@@ -1,0 +1,75 @@
+"""A second audit of push/pull/login/logout against docker/cli, moby and the
+distribution spec, through the CLI and a real docker-registry: each test failed first."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from registry_fixtures import Registry
+
+from lamina.api import Lamina
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _cli(root: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lamina", "--root", str(root), *args],
+        input=stdin, capture_output=True, text=True, env=dict(os.environ), timeout=300,
+    )  # fmt: skip
+
+
+def _tags(registry: Registry, repository: str) -> list[str]:
+    response = httpx.get(f"http://{registry.host}/v2/{repository}/tags/list")
+    if response.status_code == 404:
+        return []
+    return sorted(response.json().get("tags") or [])
+
+
+def test_push_to_a_digest_the_image_does_not_have_moves_no_tag(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path
+) -> None:
+    """`push IMAGE repo:tag@sha256:OTHER` is refused before anything is sent: before,
+    the tag was written in the registry and then the command failed."""
+    lamina.import_image(busybox_rootfs, "base:1")
+    lamina.store.close()
+    wrong = "sha256:" + "0" * 64
+    out = _cli(lamina.root, "push", "base:1", f"{registry.host}/audit/base:moved@{wrong}")
+    assert out.returncode == 1
+    assert "the image's digest is sha256:" in out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 2
+    assert _tags(registry, "audit/base") == []
+    # Naming the digest it has is fine, and the tag beside it is written.
+    first = _cli(lamina.root, "push", "-q", "base:1", f"{registry.host}/audit/base:1")
+    assert first.returncode == 0, first.stderr
+    digest = first.stdout.strip()
+    again = _cli(lamina.root, "push", "-q", "base:1", f"{registry.host}/audit/base:2@{digest}")
+    assert again.returncode == 0, again.stderr
+    assert _tags(registry, "audit/base") == ["1", "2"]
+
+
+def test_push_prints_what_docker_push_prints(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path
+) -> None:
+    """docker push: "The push refers to repository [R]" first and "TAG: digest: D size: N"
+    last, N the manifest's bytes as the registry serves them."""
+    lamina.import_image(busybox_rootfs, "base:1")
+    lamina.store.close()
+    out = _cli(lamina.root, "push", "--progress", "plain", "base:1", f"{registry.host}/show/b")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == f"The push refers to repository [{registry.host}/show/b]"
+    served = httpx.get(
+        f"http://{registry.host}/v2/show/b/manifests/latest",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json,"
+                           "application/vnd.docker.distribution.manifest.v2+json"},
+    )  # fmt: skip
+    digest = served.headers["docker-content-digest"]
+    assert lines[-1] == f"latest: digest: {digest} size: {len(served.content)}"
+    quiet = _cli(lamina.root, "push", "-q", "base:1", f"{registry.host}/show/b:2")
+    assert quiet.stdout.strip() == digest
