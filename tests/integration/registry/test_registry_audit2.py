@@ -73,3 +73,22 @@ def test_push_prints_what_docker_push_prints(
     assert lines[-1] == f"latest: digest: {digest} size: {len(served.content)}"
     quiet = _cli(lamina.root, "push", "-q", "base:1", f"{registry.host}/show/b:2")
     assert quiet.stdout.strip() == digest
+
+
+def test_push_of_a_tag_already_there_says_each_layer_exists(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path
+) -> None:
+    """docker push of an unchanged image prints "Layer already exists" per layer; before,
+    a manifest the registry had made lamina print nothing and "0 already there"."""
+    lamina.import_image(busybox_rootfs, "base:1")
+    lamina.store.close()
+    target = f"{registry.host}/again/base:1"
+    first = _cli(lamina.root, "push", "--progress", "plain", "base:1", target)
+    assert first.returncode == 0, first.stderr
+    pushed = [line for line in first.stderr.splitlines() if line.endswith(": Pushed")]
+    again = _cli(lamina.root, "push", "--progress", "plain", "base:1", target)
+    assert again.returncode == 0, again.stderr
+    existing = [line for line in again.stderr.splitlines() if "Layer already exists" in line]
+    assert len(existing) == len(pushed) >= 2
+    assert {line.split(":")[0] for line in existing} == {line.split(":")[0] for line in pushed}
+    assert f", {len(pushed)} already there" in again.stdout
