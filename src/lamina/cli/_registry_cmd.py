@@ -168,7 +168,31 @@ def pull(
     click.echo(result.reference)
 
 
+def _all_tags(ctx: click.Context, image: str, reference: str | None) -> list[str]:
+    """`push --all-tags REPOSITORY`: every local tag of that repository, as docker push -a."""
+    from lamina.errors import InvalidInputError, NotFoundError
+    from lamina.oci import parse_reference
+
+    if reference is not None:
+        raise click.UsageError("--all-tags takes one argument: the repository")
+    name = image.rsplit("/", 1)[-1]
+    if ":" in name or "@" in name:
+        raise InvalidInputError("tag can't be used with --all-tags/-a")
+    want = parse_reference(image)
+    tags = []
+    for record in _api(ctx).store.list_images():
+        for tag in record.tags:
+            ref = parse_reference(tag)
+            if (ref.domain, ref.path) == (want.domain, want.path):
+                tags.append(tag)
+    tags.sort()
+    if not tags:
+        raise NotFoundError(f"An image does not exist locally with the tag: {image}")
+    return tags
+
+
 @cli.command()
+@click.option("-a", "--all-tags", is_flag=True, help="Push every local tag of REPOSITORY.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the pushed digest.")
 @_progress_option
 @_jobs_option
@@ -178,6 +202,7 @@ def pull(
 @click.pass_context
 def push(
     ctx: click.Context,
+    all_tags: bool,
     quiet: bool,
     progress: str,
     jobs: int,
@@ -185,14 +210,29 @@ def push(
     image: str,
     reference: str | None,
 ) -> None:
-    """Push an image to a registry (as REFERENCE, default its own name)."""
-    api = _api(ctx)
+    """Push an image to a registry (as REFERENCE, default its own name); with -a, every
+    local tag of the repository IMAGE."""
+    images = _all_tags(ctx, image, reference) if all_tags else [image]
     mode = _mode(progress, quiet)
     if mode in ("plain", "tty"):
         from lamina.oci import parse_reference
 
         target = parse_reference(reference or image)
         click.echo(f"The push refers to repository [{target.domain}/{target.path}]")
+    for one in images:
+        _push_one(ctx, one, reference, mode, quiet, jobs, tls_verify)
+
+
+def _push_one(
+    ctx: click.Context,
+    image: str,
+    reference: str | None,
+    mode: str,
+    quiet: bool,
+    jobs: int,
+    tls_verify: bool,
+) -> None:
+    api = _api(ctx)
     with _progress(mode, _PUSH_WORDS) as events:
         result = api.push(image, reference, jobs=jobs, tls_verify=tls_verify, events=events)
     for note in result.notes:

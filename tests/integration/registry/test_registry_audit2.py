@@ -92,3 +92,27 @@ def test_push_of_a_tag_already_there_says_each_layer_exists(
     assert len(existing) == len(pushed) >= 2
     assert {line.split(":")[0] for line in existing} == {line.split(":")[0] for line in pushed}
     assert f", {len(pushed)} already there" in again.stdout
+
+
+def test_push_all_tags_pushes_every_local_tag_of_the_repository(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path
+) -> None:
+    """docker push -a REPO: every local tag of REPO, none of another; a tag with -a is
+    refused with docker/cli's message; a repository with no tag is an error."""
+    lamina.import_image(busybox_rootfs, "base:1")
+    repo = f"{registry.host}/every/b"
+    lamina.tag("base:1", f"{repo}:x")
+    lamina.tag("base:1", f"{repo}:y")
+    lamina.tag("base:1", f"{registry.host}/every/other:z")
+    lamina.store.close()
+    out = _cli(lamina.root, "push", "--all-tags", "--progress", "plain", repo)
+    assert out.returncode == 0, out.stderr
+    assert _tags(registry, "every/b") == ["x", "y"]
+    assert _tags(registry, "every/other") == []
+    finals = [line.split(":")[0] for line in out.stdout.splitlines() if ": digest: " in line]
+    assert finals == ["x", "y"]
+    tagged = _cli(lamina.root, "push", "-a", f"{repo}:x")
+    assert tagged.returncode == 1
+    assert tagged.stderr.strip().splitlines()[0].endswith("tag can't be used with --all-tags/-a")
+    missing = _cli(lamina.root, "push", "-a", f"{registry.host}/every/none")
+    assert missing.returncode == 1 and "An image does not exist locally" in missing.stderr
