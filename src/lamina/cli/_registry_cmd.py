@@ -280,6 +280,8 @@ def login(
             raise InvalidInputError("Must provide --username with --password-stdin")
         # All of stdin, less one trailing newline (and carriage return), as docker/cli.
         password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    if not username and not password and _login_with_saved(ctx, registry, tls_verify):
+        return
     if (not username or not password) and not sys.stdin.isatty():
         raise InvalidInputError(
             "Cannot perform an interactive login from a non TTY device",
@@ -291,6 +293,25 @@ def login(
         password = click.prompt("Password", hide_input=True)
     _api(ctx).login(registry, username or "", password or "", tls_verify=tls_verify)
     click.echo("Login Succeeded")
+
+
+def _login_with_saved(ctx: click.Context, registry: str, tls_verify: bool) -> bool:
+    """docker login without -u or a password first tries the credentials already saved
+    for the registry; if they fail it says so and goes on to ask for new ones."""
+    from lamina.errors import LaminaError
+    from lamina.transport import load_credentials
+
+    saved = load_credentials(registry)
+    if saved is None or not saved.username or not saved.password:
+        return False
+    click.echo("Authenticating with existing credentials...")
+    try:
+        _api(ctx).login(registry, saved.username, saved.password, tls_verify=tls_verify)
+    except LaminaError as exc:  # its message names the registry, never the secret
+        click.echo(f"Login did not succeed, error: {exc}", err=True)
+        return False
+    click.echo("Login Succeeded")
+    return True
 
 
 @cli.command()

@@ -3,6 +3,8 @@ distribution spec, through the CLI and a real docker-registry: each test failed 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -116,3 +118,32 @@ def test_push_all_tags_pushes_every_local_tag_of_the_repository(
     assert tagged.stderr.strip().splitlines()[0].endswith("tag can't be used with --all-tags/-a")
     missing = _cli(lamina.root, "push", "-a", f"{registry.host}/every/none")
     assert missing.returncode == 1 and "An image does not exist locally" in missing.stderr
+
+
+def test_login_without_a_user_uses_the_saved_credentials(
+    lamina: Lamina, auth_registry: Registry, tmp_path: Path
+) -> None:
+    """docker login REGISTRY, already logged in and without a terminal, authenticates
+    with the saved credentials; saved ones the registry refuses are said to fail, and
+    the usual non-TTY error follows, leaving the saved entry as it was."""
+    root, host = lamina.root, auth_registry.host
+    lamina.store.close()
+    nothing = _cli(root, "login", host)
+    assert nothing.returncode == 1 and "non TTY" in nothing.stderr
+    good = _cli(root, "login", "-u", "alice", "--password-stdin", host, stdin="s3cret")
+    assert good.returncode == 0, good.stderr
+    again = _cli(root, "login", host)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [
+        "Authenticating with existing credentials...",
+        "Login Succeeded",
+    ]
+    config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    doc = json.loads(config.read_text())
+    doc["auths"][host]["auth"] = base64.b64encode(b"alice:stale-secret").decode()
+    config.write_text(json.dumps(doc))
+    stale = _cli(root, "login", host)
+    assert stale.returncode == 1
+    assert "Login did not succeed" in stale.stderr and "non TTY" in stale.stderr
+    assert "stale-secret" not in stale.stdout + stale.stderr
+    assert json.loads(config.read_text()) == doc
