@@ -147,3 +147,14 @@ def test_login_without_a_user_uses_the_saved_credentials(
     assert "Login did not succeed" in stale.stderr and "non TTY" in stale.stderr
     assert "stale-secret" not in stale.stdout + stale.stderr
     assert json.loads(config.read_text()) == doc
+
+
+def test_a_registry_name_without_an_address_is_not_blamed_on_tls(tmp_path: Path) -> None:
+    """A name that does not resolve (RFC 2606's .invalid): one line and a hint about the
+    name; before, the hint told the user to turn TLS checks off."""
+    out = _cli(tmp_path / "root", "pull", "no-such-registry.invalid/x:1")
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 2, out.stderr
+    assert "no-such-registry.invalid is unreachable" in lines[0]
+    assert "check the registry's name" in lines[1] and "tls-verify" not in out.stderr
