@@ -6,24 +6,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 from registry_fixtures import Registry
+from registry_fixtures import lamina_cli as _cli
 
 from lamina.api import Lamina
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _cli(root: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lamina", "--root", str(root), *args],
-        input=stdin, capture_output=True, text=True, env=dict(os.environ), timeout=300,
-    )  # fmt: skip
 
 
 def _tags(registry: Registry, repository: str) -> list[str]:
