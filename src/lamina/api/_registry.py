@@ -52,6 +52,7 @@ from lamina.transport import (
     SourceImage,
     digest_changed_note,
     erase_credentials,
+    list_tags,
     push_image,
     registry_host,
     save_credentials,
@@ -530,6 +531,18 @@ def push_to_registry(
         ref.tag or "",
         len(manifest_bytes),
     )
+
+
+def remote_tags(store: Store, root: Path, text: str, *, tls_verify: bool = True) -> list[str]:
+    """The full references of every tag the registry has for the repository `text` (a
+    name without tag or digest), as `docker pull --all-tags` pulls them."""
+    name = text.rsplit("/", 1)[-1]
+    if ":" in name or "@" in name:
+        raise InvalidInputError("tag can't be used with --all-tags/-a")
+    ref = parse_reference(text)
+    with open_client(root, ref.domain, tls_verify=tls_verify, store=store) as client:
+        tags = list_tags(client, ref.path)
+    return [str(Reference(ref.domain, ref.path, tag)) for tag in sorted(set(tags))]
 
 
 def login(root: Path, registry: str, username: str, password: str, *, tls_verify: bool) -> Path:

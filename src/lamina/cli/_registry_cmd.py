@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +26,9 @@ from lamina.cli._commands import (
 from lamina.cli._format import human_size
 from lamina.cli._main import cli
 from lamina.oci import short_id
+
+if TYPE_CHECKING:
+    from lamina.api import Lamina
 
 _PULL_WORDS = {"present": "Already exists", "downloaded": "Pull complete"}
 _PUSH_WORDS = {
@@ -120,6 +124,7 @@ _tls_option = click.option(
 
 
 @cli.command()
+@click.option("-a", "--all-tags", is_flag=True, help="Pull every tag the repository has.")
 @click.option("--platform", help="OS/ARCH[/VARIANT] to pick from an index (default: this one).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image reference.")
 @_progress_option
@@ -136,6 +141,7 @@ _tls_option = click.option(
 @click.pass_context
 def pull(
     ctx: click.Context,
+    all_tags: bool,
     platform: str | None,
     quiet: bool,
     progress: str,
@@ -150,11 +156,18 @@ def pull(
     unpacked into its snapshot as it arrives."""
     api = _api(ctx)
     set_layer_limits(api, max_layer_size, max_layer_ratio)
-    with _progress(_mode(progress, quiet), _PULL_WORDS) as events:
-        result = api.pull(
-            reference, platform=platform, jobs=jobs, tls_verify=tls_verify, events=events,
-            keep_blobs=keep_blobs,
-        )  # fmt: skip
+    options = {"platform": platform, "jobs": jobs, "tls_verify": tls_verify,
+               "keep_blobs": keep_blobs}  # fmt: skip
+    refs = api.remote_tags(reference, tls_verify=tls_verify) if all_tags else [reference]
+    for ref in refs:
+        if all_tags and not quiet:  # docker pull -a: a header per tag
+            click.echo(f"{ref.rsplit(':', 1)[1]}: Pulling from {reference}")
+        _pull_one(api, ref, quiet, _mode(progress, quiet), options)
+
+
+def _pull_one(api: Lamina, ref: str, quiet: bool, mode: str, opts: dict[str, Any]) -> None:
+    with _progress(mode, _PULL_WORDS) as events:
+        result = api.pull(ref, events=events, **opts)
     for warning in result.warnings:
         click.echo(f"WARNING: {warning}", err=True)
     if quiet:

@@ -150,3 +150,48 @@ def test_a_registry_name_without_an_address_is_not_blamed_on_tls(tmp_path: Path)
     assert len(lines) == 2, out.stderr
     assert "no-such-registry.invalid is unreachable" in lines[0]
     assert "check the registry's name" in lines[1] and "tls-verify" not in out.stderr
+
+
+def test_pull_all_tags_pulls_every_tag_the_registry_has(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    """docker pull -a REPO: every tag of the repository (docker-registry pages them with
+    `Link` when asked with n=); a tag with -a is refused with docker/cli's message."""
+    lamina.import_image(busybox_rootfs, "base:1")
+    repo = f"{registry.host}/many/b"
+    for tag in ("v1", "v2", "v3"):
+        lamina.push("base:1", f"{repo}:{tag}")
+    lamina.store.close()
+    root = tmp_path / "pulling"
+    out = _cli(root, "pull", "-a", repo)
+    assert out.returncode == 0, out.stderr
+    assert [line for line in out.stdout.splitlines() if "Pulling from" in line] == [
+        f"{tag}: Pulling from {repo}" for tag in ("v1", "v2", "v3")
+    ]
+    listed = _cli(root, "images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert sorted(listed.stdout.split()) == [f"{repo}:v1", f"{repo}:v2", f"{repo}:v3"]
+    tagged = _cli(root, "pull", "-a", f"{repo}:v1")
+    assert tagged.returncode == 1
+    assert tagged.stderr.strip().splitlines()[0].endswith("tag can't be used with --all-tags/-a")
+    missing = _cli(root, "pull", "-a", f"{registry.host}/many/none")
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) <= 2
+
+
+def test_tag_lists_are_read_across_every_page(
+    lamina: Lamina, registry: Registry, busybox_rootfs: Path
+) -> None:
+    """docker-registry pages a tag list asked for with n= through `Link: rel="next"`:
+    every page is read, each tag once (distribution 2.8 does not keep them sorted)."""
+    from lamina.transport import RegistryClient, list_tags
+
+    lamina.import_image(busybox_rootfs, "base:1")
+    tags = [f"t{n}" for n in range(5)]
+    for tag in tags:
+        lamina.push("base:1", f"{registry.host}/paged/b:{tag}")
+    with RegistryClient(registry.host, insecure=True) as client:
+        before = client.requests
+        paged = list_tags(client, "paged/b", page_size=2)
+        assert sorted(paged) == tags and client.requests - before == 3
+        before = client.requests
+        assert sorted(list_tags(client, "paged/b")) == tags
+        assert client.requests - before == 1
