@@ -372,6 +372,12 @@ class Lamina(HostCommands):
             lazy=lazy,
         )  # fmt: skip
 
+    def remote_tags(self, repository: str, *, tls_verify: bool = True) -> list[str]:
+        """Every tag a registry has for `repository`, as full references (`pull -a`)."""
+        from lamina.api._registry import remote_tags
+
+        return remote_tags(self.store, self.root, repository, tls_verify=tls_verify)
+
     def push(
         self,
         image: str,

@@ -29,11 +29,18 @@ from lamina.api._transfer import ingest_blob, layer_record, layers_for_push, ope
 from lamina.errors import (
     ConflictError,
     InvalidInputError,
-    LaminaError,
     NotFoundError,
 )
 from lamina.layers import read_into
-from lamina.oci import Descriptor, Manifest, Platform, Reference, media_types, parse_reference
+from lamina.oci import (
+    Descriptor,
+    Manifest,
+    Platform,
+    Reference,
+    media_types,
+    parse_reference,
+    sha256_digest,
+)
 from lamina.store import ImageRecord, LayerRecord, Lease, RemoteLayer, Store
 from lamina.transport import (
     Credentials,
@@ -45,6 +52,7 @@ from lamina.transport import (
     SourceImage,
     digest_changed_note,
     erase_credentials,
+    list_tags,
     push_image,
     registry_host,
     save_credentials,
@@ -140,6 +148,9 @@ class PushResult:
     existed: int
     bytes_sent: int
     notes: tuple[str, ...] = ()  # layers whose digest changed (their blob was not kept)
+    repository: str = ""  # registry/path, as Docker's "The push refers to repository [..]"
+    tag: str = ""  # "" when pushed by digest
+    size: int = 0  # the manifest's bytes, as Docker's "TAG: digest: D size: N"
 
 
 def insecure_registries(root: Path) -> set[str]:
@@ -490,6 +501,13 @@ def push_to_registry(
         if layers != manifest.layers:
             manifest = dataclasses.replace(manifest, layers=layers)
             manifest_bytes = manifest.to_bytes()
+        # A digest in the reference is checked before anything is sent: the tag beside
+        # it must not be moved to another image in the registry.
+        if ref.digest and ref.digest != (digest := sha256_digest(manifest_bytes)):
+            raise InvalidInputError(
+                f"{text}: the image's digest is {digest}",
+                hint="push it by tag, or name the digest it has",
+            )
         report = push_image(
             client,
             ref.path,
@@ -501,8 +519,6 @@ def push_to_registry(
             jobs=jobs,
             events=lambda kind, desc, n: events(kind, desc.digest, n),
         )
-    if ref.digest and ref.digest != report.manifest_digest:
-        raise LaminaError(f"{text}: the image's digest is {report.manifest_digest}")
     return PushResult(
         str(ref),
         report.manifest_digest,
@@ -511,7 +527,22 @@ def push_to_registry(
         len(report.existed) + len(report.known),
         report.bytes_sent,
         tuple(notes),
+        f"{ref.domain}/{ref.path}",
+        ref.tag or "",
+        len(manifest_bytes),
     )
+
+
+def remote_tags(store: Store, root: Path, text: str, *, tls_verify: bool = True) -> list[str]:
+    """The full references of every tag the registry has for the repository `text` (a
+    name without tag or digest), as `docker pull --all-tags` pulls them."""
+    name = text.rsplit("/", 1)[-1]
+    if ":" in name or "@" in name:
+        raise InvalidInputError("tag can't be used with --all-tags/-a")
+    ref = parse_reference(text)
+    with open_client(root, ref.domain, tls_verify=tls_verify, store=store) as client:
+        tags = list_tags(client, ref.path)
+    return [str(Reference(ref.domain, ref.path, tag)) for tag in sorted(set(tags))]
 
 
 def login(root: Path, registry: str, username: str, password: str, *, tls_verify: bool) -> Path:

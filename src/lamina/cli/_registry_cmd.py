@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +26,9 @@ from lamina.cli._commands import (
 from lamina.cli._format import human_size
 from lamina.cli._main import cli
 from lamina.oci import short_id
+
+if TYPE_CHECKING:
+    from lamina.api import Lamina
 
 _PULL_WORDS = {"present": "Already exists", "downloaded": "Pull complete"}
 _PUSH_WORDS = {
@@ -120,6 +124,7 @@ _tls_option = click.option(
 
 
 @cli.command()
+@click.option("-a", "--all-tags", is_flag=True, help="Pull every tag the repository has.")
 @click.option("--platform", help="OS/ARCH[/VARIANT] to pick from an index (default: this one).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the image reference.")
 @_progress_option
@@ -136,6 +141,7 @@ _tls_option = click.option(
 @click.pass_context
 def pull(
     ctx: click.Context,
+    all_tags: bool,
     platform: str | None,
     quiet: bool,
     progress: str,
@@ -150,11 +156,18 @@ def pull(
     unpacked into its snapshot as it arrives."""
     api = _api(ctx)
     set_layer_limits(api, max_layer_size, max_layer_ratio)
-    with _progress(_mode(progress, quiet), _PULL_WORDS) as events:
-        result = api.pull(
-            reference, platform=platform, jobs=jobs, tls_verify=tls_verify, events=events,
-            keep_blobs=keep_blobs,
-        )  # fmt: skip
+    options = {"platform": platform, "jobs": jobs, "tls_verify": tls_verify,
+               "keep_blobs": keep_blobs}  # fmt: skip
+    refs = api.remote_tags(reference, tls_verify=tls_verify) if all_tags else [reference]
+    for ref in refs:
+        if all_tags and not quiet:  # docker pull -a: a header per tag
+            click.echo(f"{ref.rsplit(':', 1)[1]}: Pulling from {reference}")
+        _pull_one(api, ref, quiet, _mode(progress, quiet), options)
+
+
+def _pull_one(api: Lamina, ref: str, quiet: bool, mode: str, opts: dict[str, Any]) -> None:
+    with _progress(mode, _PULL_WORDS) as events:
+        result = api.pull(ref, events=events, **opts)
     for warning in result.warnings:
         click.echo(f"WARNING: {warning}", err=True)
     if quiet:
@@ -168,7 +181,31 @@ def pull(
     click.echo(result.reference)
 
 
+def _all_tags(ctx: click.Context, image: str, reference: str | None) -> list[str]:
+    """`push --all-tags REPOSITORY`: every local tag of that repository, as docker push -a."""
+    from lamina.errors import InvalidInputError, NotFoundError
+    from lamina.oci import parse_reference
+
+    if reference is not None:
+        raise click.UsageError("--all-tags takes one argument: the repository")
+    name = image.rsplit("/", 1)[-1]
+    if ":" in name or "@" in name:
+        raise InvalidInputError("tag can't be used with --all-tags/-a")
+    want = parse_reference(image)
+    tags = []
+    for record in _api(ctx).store.list_images():
+        for tag in record.tags:
+            ref = parse_reference(tag)
+            if (ref.domain, ref.path) == (want.domain, want.path):
+                tags.append(tag)
+    tags.sort()
+    if not tags:
+        raise NotFoundError(f"An image does not exist locally with the tag: {image}")
+    return tags
+
+
 @cli.command()
+@click.option("-a", "--all-tags", is_flag=True, help="Push every local tag of REPOSITORY.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the pushed digest.")
 @_progress_option
 @_jobs_option
@@ -178,6 +215,7 @@ def pull(
 @click.pass_context
 def push(
     ctx: click.Context,
+    all_tags: bool,
     quiet: bool,
     progress: str,
     jobs: int,
@@ -185,9 +223,30 @@ def push(
     image: str,
     reference: str | None,
 ) -> None:
-    """Push an image to a registry (as REFERENCE, default its own name)."""
+    """Push an image to a registry (as REFERENCE, default its own name); with -a, every
+    local tag of the repository IMAGE."""
+    images = _all_tags(ctx, image, reference) if all_tags else [image]
+    mode = _mode(progress, quiet)
+    if mode in ("plain", "tty"):
+        from lamina.oci import parse_reference
+
+        target = parse_reference(reference or image)
+        click.echo(f"The push refers to repository [{target.domain}/{target.path}]")
+    for one in images:
+        _push_one(ctx, one, reference, mode, quiet, jobs, tls_verify)
+
+
+def _push_one(
+    ctx: click.Context,
+    image: str,
+    reference: str | None,
+    mode: str,
+    quiet: bool,
+    jobs: int,
+    tls_verify: bool,
+) -> None:
     api = _api(ctx)
-    with _progress(_mode(progress, quiet), _PUSH_WORDS) as events:
+    with _progress(mode, _PUSH_WORDS) as events:
         result = api.push(image, reference, jobs=jobs, tls_verify=tls_verify, events=events)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
@@ -198,7 +257,9 @@ def push(
         f"Pushed {result.uploaded} blobs ({human_size(result.bytes_sent)}), mounted"
         f" {result.mounted}, {result.existed} already there"
     )
-    click.echo(f"{result.reference}: digest: {result.digest}")
+    # docker push's last line: the tag (or, pushed by digest, the reference), the
+    # manifest's digest and its size in bytes.
+    click.echo(f"{result.tag or result.reference}: digest: {result.digest} size: {result.size}")
 
 
 @cli.command()
@@ -232,6 +293,8 @@ def login(
             raise InvalidInputError("Must provide --username with --password-stdin")
         # All of stdin, less one trailing newline (and carriage return), as docker/cli.
         password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    if not username and not password and _login_with_saved(ctx, registry, tls_verify):
+        return
     if (not username or not password) and not sys.stdin.isatty():
         raise InvalidInputError(
             "Cannot perform an interactive login from a non TTY device",
@@ -243,6 +306,25 @@ def login(
         password = click.prompt("Password", hide_input=True)
     _api(ctx).login(registry, username or "", password or "", tls_verify=tls_verify)
     click.echo("Login Succeeded")
+
+
+def _login_with_saved(ctx: click.Context, registry: str, tls_verify: bool) -> bool:
+    """docker login without -u or a password first tries the credentials already saved
+    for the registry; if they fail it says so and goes on to ask for new ones."""
+    from lamina.errors import LaminaError
+    from lamina.transport import load_credentials
+
+    saved = load_credentials(registry)
+    if saved is None or not saved.username or not saved.password:
+        return False
+    click.echo("Authenticating with existing credentials...")
+    try:
+        _api(ctx).login(registry, saved.username, saved.password, tls_verify=tls_verify)
+    except LaminaError as exc:  # its message names the registry, never the secret
+        click.echo(f"Login did not succeed, error: {exc}", err=True)
+        return False
+    click.echo("Login Succeeded")
+    return True
 
 
 @cli.command()

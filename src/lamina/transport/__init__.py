@@ -110,6 +110,7 @@ _LAZY = {
     "RegistryError": "_registry_client",
     "RegistrySource": "_registry_source",
     "fetch_manifest": "_registry_source",
+    "list_tags": "_registry_source",
     "is_loopback": "_registry_client",
     "parse_challenge": "_registry_client",
     "parse_retry_after": "_registry_client",
@@ -191,6 +192,7 @@ if TYPE_CHECKING:
         RegistryBlobs,
         RegistrySource,
         fetch_manifest,
+        list_tags,
     )
     from lamina.transport._writer import (
         BlobProvider,
@@ -253,6 +255,7 @@ __all__ = [
     "describe_image",
     "encode_cache",
     "is_loopback",
+    "list_tags",
     "load_credentials",
     "open_archive",
     "parse_cache_option",

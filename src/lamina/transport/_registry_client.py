@@ -22,6 +22,7 @@ import ipaddress
 import json
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -448,7 +449,10 @@ class RegistryClient:
             self.scheme = scheme
             return
         hint = None
-        if not self.plain_http_allowed:
+        if _name_not_found(last):
+            # No address for the name: neither plain HTTP nor TLS settings would help.
+            hint = f"no DNS answer for {self.host.rsplit(':', 1)[0]}: check the registry's name"
+        elif not self.plain_http_allowed:
             hint = "plain HTTP is only for loopback; for another registry use --tls-verify=false"
         raise RegistryError(f"registry {self.domain} is unreachable: {_describe(last)}", hint=hint)
 
@@ -565,6 +569,18 @@ class _Unreachable(Exception):
     def __init__(self, cause: Exception) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+def _name_not_found(exc: BaseException | None) -> bool:
+    """Whether a connection failed because the host name has no address (socket.gaierror
+    somewhere in its causes, as httpx wraps it)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, socket.gaierror):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def _describe(exc: Exception | None) -> str:

@@ -282,10 +282,15 @@ def push_image(
         ok=(200, 404),
         headers={"Accept": media_type},
     )
+    blobs = list({d.digest: d for d in [*manifest.layers, manifest.config]}.values())
     if head.status_code == 200:
         report.manifest_existed = True
+        # The manifest is there, so each blob it names is (the registry checked them when
+        # it took it): said per blob, as docker push says "Layer already exists".
+        for desc in blobs:
+            report.add("existed", desc.digest)
+            events("existed", desc, 0)
     else:
-        blobs = list({d.digest: d for d in [*manifest.layers, manifest.config]}.values())
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             for future in [pool.submit(pusher.blob, d) for d in blobs]:
                 future.result()

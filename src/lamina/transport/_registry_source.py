@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import socket
 import ssl
@@ -77,6 +78,43 @@ def fetch_manifest(
     if declared not in media_types.MANIFEST_TYPES | media_types.INDEX_TYPES:
         declared = ""
     return data, media_type_of(data, declared, f"manifest {what}"), digest
+
+
+_NEXT_PAGE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+_MAX_TAG_PAGES = 1000
+
+
+def list_tags(client: RegistryClient, repository: str, page_size: int = 0) -> list[str]:
+    """The repository's tags (GET /v2/<name>/tags/list, `n=page_size` if given), every
+    page the registry's `Link: <...>; rel="next"` points to, in the registry's order."""
+    tags: list[str] = []
+    query = f"?n={page_size}" if page_size else ""
+    path: str | None = f"/v2/{repository}/tags/list{query}"
+    for _ in range(_MAX_TAG_PAGES):
+        if path is None:
+            return tags
+        what = f"tags of {client.domain}/{repository}"
+        response = client.request("GET", path, what=what)
+        try:
+            doc = json.loads(response.content)
+            page = doc.get("tags") or []
+        except (ValueError, AttributeError):
+            raise InvalidInputError(f"{what}: the registry's answer is not a tag list") from None
+        if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+            raise InvalidInputError(f"{what}: the registry's answer is not a tag list")
+        tags.extend(page)
+        found = _NEXT_PAGE.search(response.headers.get("link", ""))
+        path = found.group(1) if found else None
+        if path is not None and not path.startswith("/"):
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(path)  # an absolute link: only to this registry
+            if parts.netloc != client.host or not parts.path.startswith("/v2/"):
+                raise InvalidInputError(f"{what}: the next page is on another server: {path}")
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+    raise InvalidInputError(
+        f"tags of {client.domain}/{repository}: more than {_MAX_TAG_PAGES} pages"
+    )
 
 
 class VerifyingStream(io.RawIOBase):

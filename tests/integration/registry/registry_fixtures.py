@@ -17,6 +17,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -375,6 +376,14 @@ class _ChunkedWriter:
             self._out.write(b"%x\r\n" % len(data) + data + b"\r\n")
 
 
+def lamina_cli(root: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`lamina --root ROOT ARGS...` in a child process (this test's environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "lamina", "--root", str(root), *args],
+        input=stdin, capture_output=True, text=True, env=dict(os.environ), timeout=300,
+    )  # fmt: skip
+
+
 def docker_config_env(tmp: Path) -> dict[str, str]:
     """HOME and DOCKER_CONFIG in a temp dir: no test reads or writes the real ones."""
     (tmp / "home" / ".docker").mkdir(parents=True, exist_ok=True)
@@ -382,7 +391,16 @@ def docker_config_env(tmp: Path) -> dict[str, str]:
     return {"HOME": str(tmp / "home"), "DOCKER_CONFIG": str(tmp / "home" / ".docker")}
 
 
-__all__ = ["Faults", "Proxy", "Registry", "Seen", "docker_config_env", "free_port", "os"]
+__all__ = [
+    "Faults",
+    "Proxy",
+    "Registry",
+    "Seen",
+    "docker_config_env",
+    "free_port",
+    "lamina_cli",
+    "os",
+]
 
 
 def tree_listing(root: Path) -> dict[str, tuple[object, ...]]:

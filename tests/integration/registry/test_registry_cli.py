@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from registry_fixtures import Proxy, Registry
+from registry_fixtures import lamina_cli as _cli
 
 from lamina.api import Lamina
 from lamina.errors import NotFoundError
 from lamina.oci import Descriptor, Index, Platform, media_types
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _cli(root: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lamina", "--root", str(root), *args],
-        input=stdin, capture_output=True, text=True, env=dict(os.environ), timeout=300,
-    )  # fmt: skip
 
 
 def test_login_push_pull_logout_through_the_cli(
