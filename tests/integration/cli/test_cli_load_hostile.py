@@ -151,3 +151,24 @@ def test_hostile_load_changes_nothing(tmp_path: Path, case: str, via: str) -> No
     _assert_refused(root, done, images)
     assert message in done.stderr
     assert not Path("/tmp/planted").exists()
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([_file("a", b"1"), _file("a", b"2")], "second entry"),
+        ([_symlink("evil", "/tmp"), _file("evil/planted", b"x")], "a symlink of this same layer"),
+    ],
+)
+def test_import_of_a_tarball_that_cannot_be_kept_changes_nothing(
+    tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], message: str
+) -> None:
+    """`lamina import TAR` keeps the tarball as its layer: one the store could not give
+    back byte for byte is refused (it was stored, and fsck then found it broken)."""
+    root = tmp_path / "root"
+    assert _lamina(root, "load", "-i", str(_write(tmp_path, GOOD))).returncode == 0
+    images = _lamina(root, "images", "--no-trunc").stdout
+    done = _lamina(root, "import", str(_write(tmp_path, _tar(members))), "imp:1")
+    _assert_refused(root, done, images)
+    assert message in done.stderr
+    assert not Path("/tmp/planted").exists()
