@@ -17,6 +17,9 @@ from layer_snapshots import unpack_with_record
 from lamina.errors import InvalidInputError
 from lamina.layers import RebuiltTar, snapshot_extras
 
+_TYPES = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
+          "hardlink": tarfile.LNKTYPE}  # fmt: skip
+
 
 def _tar(*members: tuple[str, str, str]) -> bytes:
     """Members as (name, kind, content or link target)."""
@@ -24,18 +27,12 @@ def _tar(*members: tuple[str, str, str]) -> bytes:
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for name, kind, value in members:
             info = tarfile.TarInfo(name)
-            info.mtime = 1_600_000_000
-            data = None
-            if kind == "file":
-                data = value.encode()
-                info.size, info.mode = len(data), 0o644
-            elif kind == "dir":
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-            elif kind == "symlink":
-                info.type, info.linkname = tarfile.SYMTYPE, value
-            elif kind == "hardlink":
-                info.type, info.linkname = tarfile.LNKTYPE, value
-            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+            info.type, info.mtime = _TYPES[kind], 1_600_000_000
+            info.mode = 0o755 if kind == "dir" else 0o644
+            data = value.encode() if kind == "file" else b""
+            info.linkname = value if kind in ("symlink", "hardlink") else ""
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
     return out.getvalue()
 
 
