@@ -325,9 +325,9 @@ class _FileWriter:
 class _Applier:
     def __init__(self, target: str, overlay: bool, limits: Limits, *, once: bool = False) -> None:
         self.root = ScopedRoot(target, limits.max_symlink_hops)
-        # With a tar-split record the snapshot must give the tar back: each path is kept
-        # once (whether it is a directory), and nothing is reached through a symlink.
-        self._once: dict[tuple[str, ...], bool] | None = {} if once else None
+        # With a tar-split record the snapshot must give the tar back: a path keeps one
+        # kind of entry, and nothing is reached through a symlink.
+        self._once: dict[tuple[str, ...], EntryType] | None = {} if once else None
         self.overlay = overlay
         self.created: set[tuple[str, ...]] = set()
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
@@ -382,8 +382,9 @@ class _Applier:
 
     def _keep_once(self, entry: TarEntry, parts: list[str], marker: _whiteout.Marker) -> None:
         """Refuse an entry the snapshot could not hold beside the others (see ``_once``):
-        a second entry for a path (two directories excepted) would lose the first, and a
-        path through this layer's own symlink would put a file where its tar name is not."""
+        a second entry of another kind for a path (a file, then a directory) would remove
+        the first, and a path through this layer's own symlink would put a file where its
+        tar name is not. (The same kind twice is kept: the last header applies.)"""
         assert self._once is not None
         if self._links:
             for i in range(1, len(parts)):
@@ -395,14 +396,13 @@ class _Applier:
         if marker is not _whiteout.Marker.NONE:
             return
         key = tuple(parts)
-        is_dir = entry.type is EntryType.DIR
-        was_dir = self._once.get(key)
-        if was_dir is not None and not (was_dir and is_dir):
+        was = self._once.get(key)
+        if was is not None and was is not entry.type:
             raise InvalidInputError(
                 f"tar entry {entry.name!r}: a second entry for a path this layer already "
-                "holds (a stored layer gives each path once)"
+                f"holds as a {was.name.lower()} (a stored layer keeps one kind per path)"
             )
-        self._once[key] = is_dir
+        self._once[key] = entry.type
 
     def _can_fast(self, entry: TarEntry, parts: list[str]) -> bool:
         """Whether a new small regular file may go to the file writer: nothing can collide

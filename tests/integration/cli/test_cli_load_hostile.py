@@ -35,6 +35,12 @@ def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
     return info, data
 
 
+def _dir(name: str) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return info, None
+
+
 def _symlink(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
     info = tarfile.TarInfo(name)
     info.type, info.linkname = tarfile.SYMTYPE, target
@@ -125,8 +131,8 @@ HOSTILE = {
     "file written through a symlink of the layer": (
         _archive([_tar([_symlink("evil", "/tmp"), _file("evil/planted", b"x")])], ["bad:1"]),
         "a symlink of this same layer"),
-    "a path given twice": (
-        _archive([_tar([_file("a", b"1"), _file("a", b"2")])], ["bad:1"]), "second entry"),
+    "a path given as a file and a directory": (
+        _archive([_tar([_file("a", b"1"), _dir("a/")])], ["bad:1"]), "second entry"),
     "a RepoTag with a digest": (_archive([_tar([_file("a", b"1")])], ["x@sha256:" + "0" * 64]),
                                 "invalid tag"),
     "truncated": (GOOD[: len(GOOD) // 2], "truncated"),
@@ -157,7 +163,7 @@ def test_hostile_load_changes_nothing(tmp_path: Path, case: str, via: str) -> No
 @pytest.mark.parametrize(
     ("members", "message"),
     [
-        ([_file("a", b"1"), _file("a", b"2")], "second entry"),
+        ([_file("a", b"1"), _dir("a/")], "second entry"),
         ([_symlink("evil", "/tmp"), _file("evil/planted", b"x")], "a symlink of this same layer"),
     ],
 )

@@ -1,8 +1,9 @@
 """A layer unpacked into a snapshot with its tar-split record must be rebuildable from
 that snapshot byte for byte (save, push and fsck read it back so). A tar whose entries
-cannot all be kept side by side (a path given twice, a file written through a symlink of
-the same layer) is refused, naming the entry, instead of leaving a snapshot whose tar
-no longer matches its diff_id; every tar that can be kept still rebuilds exactly."""
+cannot all be kept side by side (a path given as two kinds of entry, a file written
+through a symlink of the same layer) is refused, naming the entry, instead of leaving a
+snapshot whose tar no longer matches its diff_id; every tar that can be kept still
+rebuilds exactly."""
 
 from __future__ import annotations
 
@@ -37,8 +38,6 @@ def _tar(*members: tuple[str, str, str]) -> bytes:
 
 
 REFUSED = {
-    "file twice": ([("a", "file", "1"), ("a", "file", "2")], "a"),
-    "file twice, other spelling": ([("a", "file", "1"), ("./a", "file", "2")], "./a"),
     "file then directory": ([("a", "file", "1"), ("a/", "dir", ""), ("a/b", "file", "2")], "a/"),
     "directory then file": ([("a/", "dir", ""), ("a/b", "file", "2"), ("a", "file", "1")], "a"),
     "file then symlink": ([("a", "file", "1"), ("a", "symlink", "b")], "a"),
@@ -48,8 +47,6 @@ REFUSED = {
         [("d/", "dir", ""), ("s", "symlink", "d"), ("s/f", "file", "x")], "s/f"),
     "symlink then a directory through it": (
         [("s", "symlink", "../../.."), ("s/tmp/", "dir", "")], "s/tmp/"),
-    "hardlink then the file again": (
-        [("a", "file", "1"), ("h", "hardlink", "a"), ("a", "file", "2")], "a"),
     "file under a file": ([("a", "file", "1"), ("a/b", "file", "2")], "a/b"),
 }  # fmt: skip
 
@@ -63,6 +60,7 @@ def test_unrebuildable_layer_refused(tmp_path: Path, case: str) -> None:
 
 
 KEPT = {
+    "the same file twice": [("a", "file", "abc"), ("./a", "file", "abc")],
     "directory twice": [("d/", "dir", ""), ("d/f", "file", "1"), ("d/", "dir", "")],
     "root directory entries": [("./", "dir", ""), ("/", "dir", ""), ("f", "file", "1")],
     "symlink to a directory, nothing through it": [("d/", "dir", ""), ("s", "symlink", "d")],
