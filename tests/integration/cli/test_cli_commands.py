@@ -57,7 +57,7 @@ def test_debug_shows_the_traceback(root: Path) -> None:
 
 def test_usage_errors_exit_2(root: Path) -> None:
     assert lamina(root, "no-such-command").returncode == 2
-    assert lamina(root, "load").returncode == 2
+    assert lamina(root, "load", "--no-such-flag").returncode == 2  # bare load reads stdin
     assert lamina(root, "save", "--format", "zip", "x").returncode == 2
 
 
