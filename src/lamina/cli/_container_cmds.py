@@ -25,7 +25,7 @@ from lamina.cli._main import _Context, cli
 from lamina.errors import InvalidInputError, LaminaError
 
 if TYPE_CHECKING:
-    from lamina.api import ContainerFilters, ContainerInfo, Lamina
+    from lamina.api import ContainerInfo, Lamina
 
 _NO_SHORT_HELP = {"help_option_names": ["--help"]}  # -h is --hostname, as in Docker
 
@@ -107,7 +107,12 @@ def run(ctx: click.Context, /, **params: Any) -> None:
 def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
        fmt: str | None, last: int, latest: bool, filters: tuple[str, ...]) -> None:  # fmt: skip
     """List containers."""
-    from lamina.api import describe_status, parse_container_filters
+    from lamina.api import (
+        describe_status,
+        filter_containers,
+        image_container_config,
+        parse_container_filters,
+    )
 
     chosen = parse_container_filters(filters)
     api = _api(ctx)
@@ -117,7 +122,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
     infos = api.containers.list(all_ or last > 0 or chosen.needs_all)
     labels_of: dict[str, dict[str, str]] = {}
     if chosen.values:
-        infos = _filtered(api, infos, chosen, labels_of)
+        infos = filter_containers(api, infos, chosen, labels_of)
     if last > 0:
         infos = infos[:last]
     # docker-cli asks for sizes when the format shows them, -s or not.
@@ -132,7 +137,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
     for c in infos:
         command = " ".join(c.command)
         if want_labels and c.image_id not in labels_of:
-            labels_of[c.image_id] = _image_container_config(api, c.id).get("Labels") or {}
+            labels_of[c.image_id] = image_container_config(api, c.id).get("Labels") or {}
         labels = sorted(labels_of.get(c.image_id, {}).items())
         mounts = [src if no_trunc else truncate(src, 15) for src, _, _ in c.spec["volumes"]]
         row = {
@@ -158,59 +163,6 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, size: bool, no_trunc: bool,
     from lamina.cli._template import format_rows
 
     click.echo(format_rows(fmt or "table", rows, PS_HEADERS, default), nl=False)
-
-
-def _filtered(api: Lamina, infos: list[ContainerInfo], chosen: ContainerFilters,
-              labels_of: dict[str, dict[str, str]]) -> list[ContainerInfo]:  # fmt: skip
-    """The containers `ps --filter` keeps (moby's rules: lamina.api's match_container)."""
-    from lamina.api import match_container, order_window
-
-    window = None
-    if chosen.get("before") or chosen.get("since"):
-        every = api.containers.list(True)
-        # moby: the last value of each wins; a container that is not there is an error
-        before, since = (api.containers.info(chosen.get(k)[-1]).id if chosen.get(k) else None
-                         for k in ("before", "since"))  # fmt: skip
-        window = order_window([c.id for c in every], before, since)
-    ancestors: set[tuple[str, tuple[str, ...]]] = set()
-    for ref in chosen.get("ancestor"):
-        try:
-            image = api.resolve(ref)
-        except LaminaError:
-            continue  # moby: a warning in its log, and that value matches nothing
-        ancestors.add((image.digest, tuple(layer.diff_id for layer in image.layers)))
-    kept = []
-    for c in infos:
-        if window is not None and c.id not in window:
-            continue
-        if chosen.get("label") and c.image_id not in labels_of:
-            labels_of[c.image_id] = _image_container_config(api, c.id).get("Labels") or {}
-        if chosen.get("ancestor") and not _descends(api, c.id, ancestors):
-            continue
-        if match_container(
-            chosen, cid=c.id, name=c.name, labels=labels_of.get(c.image_id, {}),
-            status=c.status, exit_code=c.exit_code, started=c.started_at is not None,
-            volumes=[(src, dst) for src, dst, _ in c.spec["volumes"]], network=c.spec["network"],
-        ):  # fmt: skip
-            kept.append(c)
-    return kept
-
-
-def _descends(api: Lamina, cid: str, ancestors: set[tuple[str, tuple[str, ...]]]) -> bool:
-    """Whether the container's image is one of `ancestors` or built on one: its layers
-    start with all of the ancestor's and add some (an image's children, found as
-    containerd's image store finds them)."""
-    from lamina.errors import NotFoundError
-
-    try:
-        image = api.store.get_image(api.store.get_container(cid).image)
-    except NotFoundError:
-        return False
-    layers = tuple(layer.diff_id for layer in image.layers)
-    return any(
-        digest == image.digest or (len(layers) > len(a) and layers[: len(a)] == a)
-        for digest, a in ancestors
-    )
 
 
 def _size(api: Lamina, cid: str, image_id: str, image_sizes: dict[str, int]) -> str:
@@ -253,8 +205,10 @@ def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: s
         raise click.UsageError(f"--tail {tail!r}: a number or 'all'")
     count = None if tail == "all" or int(tail) < 0 else int(tail)  # negative: all, as moby
     now = time.time_ns()
-    low = _log_bound(since, now) if since else None
-    high = _log_bound(until, now) if until else None
+    from lamina.api import docker_timestamp_ns
+
+    low = docker_timestamp_ns(since, now) if since else None
+    high = docker_timestamp_ns(until, now) if until else None
     out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     lines = _api(ctx).containers.logs(container, follow=follow, tail=count, since=low, until=high)
     for line in lines:
@@ -263,62 +217,6 @@ def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: s
             stream.write(line.time.encode() + b" ")
         stream.write(line.data)
         stream.flush()
-
-
-_GO_DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
-                      "m": 60 * 10**9, "h": 3600 * 10**9}  # fmt: skip
-_TIME = (
-    r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?)?"
-    r"([zZ]|[+-]\d{2}:\d{2})?"
-)
-
-
-def _go_duration_ns(text: str) -> int | None:
-    """Go's time.ParseDuration in nanoseconds (`42m`, `1h30m`, `1.5s`), None if it is not one."""
-    import re
-
-    sign = -1 if text[:1] == "-" else 1
-    body = text[1:] if text[:1] in "+-" else text
-    units = "|".join(sorted(_GO_DURATION_UNITS, key=len, reverse=True))
-    parts = re.findall(rf"(\d+\.?\d*|\.\d+)({units})", body)
-    if not body or "".join(n + u for n, u in parts) != body:
-        return None
-    return sign * int(sum(float(n) * _GO_DURATION_UNITS[u] for n, u in parts))
-
-
-def _log_bound(value: str, now_ns: int) -> int:
-    """`logs --since/--until` as docker-cli's GetTimestamp reads it, in nanoseconds: a Go
-    duration before now (whole seconds), an RFC 3339 time or date (the local zone when it
-    names none), or Unix seconds[.fraction]."""
-    import calendar
-    import re
-
-    ago = _go_duration_ns(value) if value != "0" else None
-    if ago is not None:
-        return (now_ns - ago) // 10**9 * 10**9
-    m = re.fullmatch(_TIME, value)
-    if m:
-        year, month, day, hour, minute, second = (int(g or 0) for g in m.groups()[:6])
-        try:  # Go's time.Parse checks each field's range
-            datetime(year, month, day, hour, minute, second)
-        except ValueError as e:
-            raise InvalidInputError(f"parsing time {value!r}: {e}") from None
-        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-        zone = m.group(8)
-        if zone is None:  # local time, at the zone's offset now (Go's reference.Zone())
-            import time
-
-            seconds -= time.localtime(now_ns // 10**9).tm_gmtoff
-        elif zone not in "zZ":
-            offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
-            seconds -= offset if zone[0] == "+" else -offset
-        return seconds * 10**9 + int(((m.group(7) or "") + "000000000")[:9])
-    whole, dot, fraction = value.partition(".")
-    if "-" not in value and whole.isascii() and whole.isdigit() and (
-        not dot or (fraction.isascii() and fraction.isdigit())
-    ):
-        return int(whole) * 10**9 + int((fraction + "000000000")[:9])
-    raise InvalidInputError(f"failed to parse value as time or duration: {value!r}")
 
 
 def _each(ctx: click.Context, refs: tuple[str, ...], action: Any, parallel: bool = False,
@@ -561,7 +459,9 @@ def container_prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -
         wanted.setdefault(key, []).append(value)
     if len(wanted.get("until", [])) > 1:
         raise InvalidInputError("more than one until filter specified")
-    until = _log_bound(wanted["until"][0], time.time_ns()) if "until" in wanted else None
+    from lamina.api import docker_timestamp_ns, image_container_config
+
+    until = docker_timestamp_ns(wanted["until"][0], time.time_ns()) if "until" in wanted else None
 
     def select(record: Any) -> bool:
         from lamina.api import prune_takes
@@ -569,7 +469,7 @@ def container_prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -
         whole, nanos = split_ns(record.created)  # the time inspect shows, to the nanosecond
         if until is not None and whole * 10**9 + nanos > until:
             return False
-        labels = _image_container_config(api, record.id).get("Labels") or {}
+        labels = image_container_config(api, record.id).get("Labels") or {}
         return prune_takes(labels, wanted.get("label", []), wanted.get("label!", []))
 
     gone = api.containers.prune(select if wanted else None)
@@ -589,23 +489,14 @@ def _moby_time(stamp: float | None, status: str) -> str:
     return rfc3339_nano(stamp)
 
 
-def _image_container_config(api: Lamina, cid: str) -> dict[str, Any]:
-    """The Config of the image container `cid` was made from ({} when that image is gone)."""
-    from lamina.errors import NotFoundError
-
-    try:
-        image = api.store.get_image(api.store.get_container(cid).image)
-    except NotFoundError:
-        return {}
-    return dict(api.config(image).container_config)
-
-
 def container_inspect(api: Lamina, info: ContainerInfo, size: bool = False) -> dict[str, Any]:
     """`docker container inspect`'s document, for the fields lamina has; `size` adds
     SizeRw and SizeRootFs, as `docker inspect -s`."""
     spec = info.spec
     d = api.root / "containers" / info.id
-    image_config = _image_container_config(api, info.id)
+    from lamina.api import image_container_config
+
+    image_config = image_container_config(api, info.id)
     config: dict[str, Any] = {
         "Hostname": spec["hostname"],
         "User": spec["user"],
