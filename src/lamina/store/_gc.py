@@ -14,7 +14,12 @@ from pathlib import Path
 from lamina.errors import DigestMismatchError, NotFoundError
 from lamina.store._content import ContentStore, _is_hex64
 from lamina.store._db import Database
-from lamina.store._layout import INIT_LAYER_PREFIX, RECORD_SUFFIX, snapshot_path
+from lamina.store._layout import (
+    INIT_LAYER_PREFIX,
+    RECORD_SUFFIX,
+    init_layer_name,
+    snapshot_path,
+)
 from lamina.store._records import FsckReport, PruneReport
 
 STALE_SECONDS = 3600.0
@@ -218,8 +223,7 @@ class GcMixin:
                 elif diff_id not in pending:
                     problems.append(f"snapshot {diff_id}: its tar-split record is missing")
             recorded.update(
-                INIT_LAYER_PREFIX + r[0].removeprefix("sha256:")
-                for r in db.execute("SELECT digest FROM images")
+                init_layer_name(r[0]) for r in db.execute("SELECT digest FROM images")
             )  # an image's init layer (made by its first container)
         for entry in sorted(os.listdir(self.snapshots_dir)):
             if entry not in recorded:

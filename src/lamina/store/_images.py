@@ -345,9 +345,9 @@ class ImagesMixin:
             # this image can be created meanwhile; were it rolled back, the next container
             # makes the layer again).
             from lamina.store._gc import drop_init_layer
-            from lamina.store._layout import INIT_LAYER_PREFIX
+            from lamina.store._layout import init_layer_name
 
-            drop_init_layer(self.snapshots_dir, INIT_LAYER_PREFIX + digest.removeprefix("sha256:"))
+            drop_init_layer(self.snapshots_dir, init_layer_name(digest))
 
     def disk_usage(self) -> DiskUsage:
         """Per image: size, bytes shared with other images, unique bytes; per layer: users."""

@@ -39,8 +39,13 @@ def record_path(snapshots_dir: P, diff_id: str) -> P:
 INIT_LAYER_PREFIX = "init-"
 
 
+def init_layer_name(image_digest: str) -> str:
+    """`init-<image digest hex>`: the name of an image's init layer under `snapshots/`."""
+    return INIT_LAYER_PREFIX + digest_hex(image_digest)
+
+
 def init_layer_path(snapshots_dir: P, image_digest: str) -> P:
     """`snapshots/init-<image digest hex>`: the image's init layer, which its containers
     share (the stubs runc mounts /etc/hosts, /dev, ... on; `lamina.api`'s containers make
     it). It goes with the image (`remove_image`, `prune`)."""
-    return join(snapshots_dir, INIT_LAYER_PREFIX + digest_hex(image_digest))
+    return join(snapshots_dir, init_layer_name(image_digest))
