@@ -348,49 +348,84 @@ class Stager:
 
     def extract(self, archive: str, image_dir: str) -> None:
         """ADD of a local archive into `image_dir` (absolute, in the image), unpacked
-        through the safe applier (plain mode). Entries whose parents are symlinks in the
-        image land where those lead, inside the image, as BuildKit's chrooted untar puts
-        them (testDockerfileAddArchiveThroughAbsoluteSymlink)."""
-        from lamina.layers import Limits, apply_layer, open_layer_reader
+        through the safe applier (plain mode), then placed as moby's untar (BuildKit's
+        unpack) puts each entry: see `_place`."""
+        from lamina.layers import EntryType, Limits, TarEntry, apply_layer, open_layer_reader
 
         into = self.make_dirs(image_dir, replace=True)
         unpacked = into if self.view is None else tempfile.mkdtemp(
             prefix=".unpack-", dir=self.staging.parent
         )  # fmt: skip
+        explicit: set[str] = set()  # the archive's own directory entries, as walked below
+
+        def note(entry: TarEntry) -> None:
+            if entry.type is EntryType.DIR:
+                explicit.add(posixpath.normpath("./" + entry.name.lstrip("/")))
+
         try:
             with open(archive, "rb") as f:
-                apply_layer(open_layer_reader(f), unpacked, overlay=False, limits=Limits())
+                apply_layer(open_layer_reader(f), unpacked, overlay=False, limits=Limits(),
+                            on_entry=note)  # fmt: skip
             if unpacked != into:
-                self._place(unpacked, image_dir)
+                self._place(unpacked, into, explicit)
         finally:
             if unpacked != into:
                 shutil.rmtree(unpacked, ignore_errors=True)
-        if self.owner is not None:
+        if self.owner is not None and unpacked == into:
             # --chown applies to what the archive holds too (testDockerfileAddChownArchive).
             for top, dirs, files in os.walk(into):
                 for name in (*dirs, *files):
                     os.lchown(os.path.join(top, name), self.owner.uid, self.owner.gid)
 
-    def _place(self, unpacked: str, image_dir: str) -> None:
-        """Move an unpacked tree into the staging dir, each entry at its path as resolved
-        in the image (one file system: entries are renamed, hard links stay links)."""
+    def _place(self, unpacked: str, into: str, explicit: set[str]) -> None:
+        """Move an unpacked tree into the staging dir `into` (the destination as resolved in
+        the image) as moby's Unpack would write it there (one file system: entries are
+        renamed, hard links stay links). An entry replaces what the image holds at its own
+        path unless both are directories; a symlink on its parent path is followed inside
+        the image (testDockerfileAddArchiveThroughAbsoluteSymlink); a directory that only
+        an entry's path implies is made if missing and an existing one is left as it is.
+        `explicit` names the archive's own directory entries (relative, normalised)."""
+        staged = {".": into}  # unpacked dir (relative) → its staging dir
+        top_new = into != str(self.staging) and self._image_lstat(into) is None
+        fresh = {"."} if top_new else set()  # unpacked dirs below which the image has nothing
         for top, dirs, files in os.walk(unpacked):
             rel_top = os.path.relpath(top, unpacked)
+            parent = staged[rel_top]
             for name in (*dirs, *files):
                 source = os.path.join(top, name)
-                image_path = posixpath.normpath(posixpath.join(image_dir, rel_top, name))
+                rel = posixpath.normpath(posixpath.join(rel_top, name))
+                target = os.path.join(parent, name)
                 st = os.lstat(source)
-                if stat.S_ISDIR(st.st_mode):
-                    real, _ = self._image_path(image_path)
-                    target = self.make_dirs(real, replace=True)
-                    os.chown(target, st.st_uid, st.st_gid)
-                    os.chmod(target, stat.S_IMODE(st.st_mode))
-                    self._dirs.append((target, st.st_mtime_ns, st.st_atime_ns))
+                image_st = None if rel_top in fresh else self._image_lstat(target)
+                image_dir = image_st is not None and stat.S_ISDIR(image_st.st_mode)
+                if not stat.S_ISDIR(st.st_mode):
+                    _remove(target)
+                    os.rename(source, target)
+                    self._chown_entry(target)
                     continue
-                parent, _ = self._image_path(posixpath.dirname(image_path))
-                target = os.path.join(self.make_dirs(parent, replace=True), name)
-                _remove(target)
-                os.rename(source, target)
+                if rel not in explicit and image_st is not None and not image_dir:
+                    # implied, and a symlink (or file) of the image is in the way: follow it
+                    real, _ = self._image_path("/" + _below(target, self._staging_prefix))
+                    staged[rel] = self.make_dirs(real, replace=True)
+                    continue
+                staged[rel] = target
+                if image_st is None or not image_dir:
+                    fresh.add(rel)  # nothing of the image below it
+                if rel not in explicit and image_dir:
+                    self.make_dirs("/" + _below(target, self._staging_prefix))
+                    continue  # an existing directory keeps its own metadata
+                if not os.path.isdir(target) or os.path.islink(target):
+                    _remove(target)
+                    os.mkdir(target)
+                os.chown(target, st.st_uid, st.st_gid)
+                os.chmod(target, stat.S_IMODE(st.st_mode))
+                self._chown_entry(target)
+                self._dirs.append((target, st.st_mtime_ns, st.st_atime_ns))
+
+    def _chown_entry(self, target: str) -> None:
+        """--chown applies to what the archive holds too (testDockerfileAddChownArchive)."""
+        if self.owner is not None:
+            os.lchown(target, self.owner.uid, self.owner.gid)
 
     def finish(self) -> None:
         # Directory mtimes last: creating children moved them.

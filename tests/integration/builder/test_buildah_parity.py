@@ -1009,6 +1009,63 @@ RUN echo "[$DECLARED][$UNDECLARED][$HTTP_PROXY][$http_proxy]" > /a
     buildah_paths_differ={"a": "BuildKit sets HTTP_PROXY and http_proxy alike"},
 )
 
+
+def _tar_of(entries: list[tuple[str, bytes, int, int]]) -> bytes:
+    """A tar of (name, content, mode, uid) entries; a name ending in / is a directory."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        for name, content, mode, uid in entries:
+            info = tarfile.TarInfo(name.rstrip("/"))
+            info.mode, info.uid, info.gid, info.mtime = mode, uid, uid, ARCHIVE_TIME
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return data.getvalue()
+
+
+CASES["add-archive-over-symlinks"] = Case(
+    """\
+FROM busybox
+RUN mkdir -p /usr/sbin /opt/keep /real && mv /bin/busybox /usr/sbin/ && rm -r /bin && \\
+    ln -s usr/sbin /bin && chmod 0700 /opt/keep && chown 123:456 /opt/keep && ln -s /real /lnk
+ADD --chown=app:staff tree.tar /
+""",
+    files={
+        "tree.tar": _tar_of(
+            [
+                ("bin/", b"", 0o750, 7),
+                ("bin/newtool", b"n\n", 0o755, 7),
+                ("opt/keep/tool", b"t\n", 0o755, 7),
+                ("lnk/in-real", b"r\n", 0o644, 7),
+            ]
+        )
+    },
+    paths={
+        # An entry replaces what the image has at its own path unless both are directories
+        # (moby's Unpack: RemoveAll when `!fi.IsDir() || hdr.Typeflag != tar.TypeDir`): the
+        # bin/ entry replaces the /bin symlink, it does not land in /usr/sbin.
+        "bin": ("d", 0o750, 1000, 50, None),
+        "bin/newtool": ("f", 0o755, 1000, 50, b"n\n"),
+        "usr/sbin": ("d", 0o755, 0, 0, None),
+        "usr/sbin/busybox": ("f", 0o755, 0, 0, None),
+        # A directory only implied by an entry's path is not the archive's: an existing one
+        # keeps its mode and owner (createImpliedDirectories makes missing ones only).
+        "opt/keep": ("d", 0o700, 123, 456, None),
+        "opt/keep/tool": ("f", 0o755, 1000, 50, b"t\n"),
+        # ... and a symlink on an entry's parent path is followed, inside the image.
+        "lnk": ("l", 0o777, 0, 0, "/real"),
+        "real/in-real": ("f", 0o644, 1000, 50, b"r\n"),
+    },
+    absent=("usr/sbin/newtool",),
+    buildah_paths_differ={
+        p: "ADD --chown applies to an unpacked archive"
+        for p in ("bin", "bin/newtool", "opt/keep/tool", "real/in-real")
+    },
+)
+
 CASES["stage-names-any-case"] = Case(
     """\
 FROM busybox AS Builder
