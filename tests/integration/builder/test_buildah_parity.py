@@ -120,6 +120,7 @@ class Case:
     buildah_links_differ: str = ""
     buildah: bool = True  # False: buildah 1.28 cannot build it (heredocs)
     base_steps: int = 1  # history entries of the final stage's base (busybox: 1; scratch: 0)
+    prepare: Callable[[Path], None] | None = None  # more context: links, modes, owners
 
 
 CASES: dict[str, Case] = {}
@@ -1066,6 +1067,76 @@ ADD --chown=app:staff tree.tar /
     },
 )
 
+CASES["copy-onto-symlinks"] = Case(
+    """\
+FROM busybox
+RUN echo target > /t && ln -s /t /link && ln -s /nowhere /dang && mkdir /dir && ln -s /dir /dirlink
+COPY top.txt /link
+COPY top.txt /dang
+COPY top.txt /dirlink
+""",
+    # fsutil's Copy resolves the destination inside the image with continuity's RootPath,
+    # its last component included: a symlink destination is written through, not replaced
+    # (buildah replaces /link with the file and makes /nowhere a directory).
+    paths={
+        "link": ("l", 0o777, 0, 0, "/t"),
+        "t": ("f", 0o644, 0, 0, b"top\n"),
+        "dang": ("l", 0o777, 0, 0, "/nowhere"),
+        "nowhere": ("f", 0o644, 0, 0, b"top\n"),
+        "dir/top.txt": ("f", 0o644, 0, 0, b"top\n"),
+    },
+    buildah_paths_differ={
+        p: "a symlink destination is resolved" for p in ("link", "t", "nowhere", "nowhere/top.txt")
+    },
+)
+
+
+def _odd_context(ctx: Path) -> None:
+    os.symlink("top.txt", ctx / "linkfile")
+    os.symlink("src", ctx / "linkdir")
+    os.symlink("/etc/passwd", ctx / "abslink")
+    os.link(ctx / "top.txt", ctx / "hardtop")
+    (ctx / "emptydir").mkdir()
+    perms = ctx / "perms"
+    (perms / "priv").mkdir(parents=True)
+    (perms / "x").write_text("x")
+    (perms / "priv" / "y").write_text("y")
+    os.chown(perms / "x", 1234, 5678)  # before chmod: chown(2) clears set-uid
+    os.chown(perms / "priv", 99, 99)
+    os.chmod(perms / "x", 0o4711)
+    os.chmod(perms / "priv", 0o700)
+    os.chmod(perms / "priv" / "y", 0o600)
+
+
+CASES["context-links-and-modes"] = Case(
+    """\
+FROM busybox
+COPY . /ctx/
+COPY linkfile /followed
+COPY linkdir /followeddir
+COPY perms/ /perms/
+ADD perms /perms2
+""",
+    prepare=_odd_context,
+    paths={
+        # Symlinks inside a copied tree stay links; a source that is one is followed.
+        "ctx/linkfile": ("l", 0o777, 0, 0, "top.txt"),
+        "ctx/abslink": ("l", 0o777, 0, 0, "/etc/passwd"),
+        "ctx/emptydir": ("d", 0o755, 0, 0, None),
+        "followed": ("f", 0o644, 0, 0, b"top\n"),
+        "followeddir/one.txt": ("f", 0o644, 0, 0, b"one\n"),
+        # Modes are kept (set-uid included), owners become root.
+        "perms/x": ("f", 0o4711, 0, 0, b"x"),
+        "perms/priv": ("d", 0o700, 0, 0, None),
+        "perms2/priv/y": ("f", 0o600, 0, 0, b"y"),
+    },
+    links=[["ctx/hardtop", "ctx/top.txt"]],
+    # fsutil's copyFileInfo chowns before it chmods; buildah's chown clears the set-uid bit.
+    buildah_paths_differ={
+        p: "a set-uid bit is kept" for p in ("ctx/perms/x", "perms/x", "perms2/x")
+    },
+)
+
 CASES["stage-names-any-case"] = Case(
     """\
 FROM busybox AS Builder
@@ -1163,6 +1234,9 @@ class Builds:
             for dirpath, _, filenames in os.walk(ctx):
                 for f in filenames:
                     os.utime(Path(dirpath) / f, (SOURCE_TIME, SOURCE_TIME))
+            prepare = CASES[name].prepare
+            if prepare is not None:
+                prepare(ctx)
         return ctx
 
     def get(self, tool: str, name: str) -> Image:
