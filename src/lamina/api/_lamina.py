@@ -20,7 +20,7 @@ from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store,
 
 if TYPE_CHECKING:
     from lamina.analysis import Comparison, ImageReport, LayerInput, StoreReport
-    from lamina.api._containers import Containers
+    from lamina.api._container_commands import Containers
     from lamina.api._history import HistoryRow
     from lamina.api._registry import PullResult, PushResult
     from lamina.api._transfer_types import LoadResult
@@ -122,6 +122,15 @@ class Lamina(HostCommands):
         self.lazy_layers = LazyLayers(self.store, self.root, lambda: self.limits)
         self.store.remote_fetcher = self.lazy_layers
         self._containers: Containers | None = None
+
+    @property
+    def containers(self) -> Containers:
+        """run, ps, stop, rm, logs, exec, diff, commit...: see `lamina.api._container_commands`."""
+        if self._containers is None:
+            from lamina.api._container_commands import Containers
+
+            self._containers = Containers(self)
+        return self._containers
 
     @property
     def limits(self) -> LayerLimits:

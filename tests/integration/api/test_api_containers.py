@@ -973,12 +973,12 @@ def _rootfs_of(cli: Cli) -> Path:
 
 _KILLED_MID_INIT = """
 import os, signal, sys
-from lamina.api import Containers
-real = Containers._make_init_layer
+from lamina.api import ContainerRunner
+real = ContainerRunner._make_init_layer
 def make(view, init, targets):
     real(view, init, targets[:2])
     os.kill(os.getpid(), signal.SIGKILL)
-Containers._make_init_layer = staticmethod(make)
+ContainerRunner._make_init_layer = staticmethod(make)
 from lamina.cli import main
 sys.argv = ["lamina", "--root", sys.argv[1], "run", "--rm", "busybox", "true"]
 main()
