@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from lamina.api._container_host import HostCommands, tag_name
 from lamina.api._root import default_root
@@ -421,14 +421,15 @@ class Lamina(HostCommands):
 
     def import_image(
         self,
-        source: Path,
+        source: Path | BinaryIO,
         reference: str | None = None,
         *,
         base: str | None = None,
         message: str = "",
         changes: Sequence[str] = (),
     ) -> str:
-        """Make an image of a rootfs directory or tarball; returns its ID.
+        """Make an image of a rootfs directory or tarball (a file, or a stream: stdin);
+        returns its ID.
 
         With `base`, the new layer holds only the difference between the base image's
         tree and `source` (whiteouts for what `source` lacks).
@@ -437,7 +438,8 @@ class Lamina(HostCommands):
         from lamina.api._instructions import apply_changes
         from lamina.layers import diff_trees
 
-        source = Path(source)
+        if not hasattr(source, "read"):
+            source = Path(cast(Path, source))
         tags = [normalize_tag(reference)] if reference else []
         if base is None:
             return import_rootfs(
@@ -452,7 +454,7 @@ class Lamina(HostCommands):
                 tags=tags,
             )
         image = self.resolve(base)
-        if not source.is_dir():
+        if not isinstance(source, Path) or not source.is_dir():
             raise InvalidInputError(f"--base needs a directory to compare, and {source} is not one")
         mount_dir = self.root / "tmp" / f"import-{os.getpid()}"
         self.mount(image.id, mount_dir)
