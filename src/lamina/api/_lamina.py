@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lamina.api._container_host import HostCommands, tag_name
 from lamina.api._root import default_root
@@ -438,8 +438,8 @@ class Lamina(HostCommands):
         from lamina.api._instructions import apply_changes
         from lamina.layers import diff_trees
 
-        if not hasattr(source, "read"):
-            source = Path(cast(Path, source))
+        if isinstance(source, (str, os.PathLike)):
+            source = Path(source)
         tags = [normalize_tag(reference)] if reference else []
         if base is None:
             return import_rootfs(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
@@ -139,9 +139,9 @@ def import_(
 ) -> None:
     """Make an image from a root filesystem (a directory or a tarball; `-`: a tarball on
     stdin), like `docker import`."""
-    stream = click.get_binary_stream("stdin") if str(source) == "-" else None
+    given: Path | BinaryIO = sys.stdin.buffer if str(source) == "-" else source
     image_id = _api(ctx).import_image(
-        stream or source, reference, base=base, message=message, changes=list(changes)
+        given, reference, base=base, message=message, changes=list(changes)
     )
     click.echo(image_id)
 
