@@ -400,9 +400,15 @@ class Containers(ContainerRunner):
         import subprocess
 
         try:
-            done = subprocess.run(argv, stdin=None if interactive else subprocess.DEVNULL,
-                                  check=False)  # fmt: skip
-            code = done.returncode
+            if tty and not detach and not any(os.isatty(fd) for fd in (0, 1, 2)):
+                # No terminal here for runc to copy to: lamina holds the process' one.
+                from lamina.runtime import run_with_console
+
+                code = run_with_console(argv, d, stdin=0 if interactive else None, stdout=1)
+            else:
+                done = subprocess.run(argv, stdin=None if interactive else subprocess.DEVNULL,
+                                      check=False)  # fmt: skip
+                code = done.returncode
             if code != 0:
                 failure = runc_failure(log)
                 if failure is not None:
