@@ -382,6 +382,65 @@ COPY . /ctx/
     ),
 )
 
+CASES["dockerignore-patterns"] = Case(
+    """\
+FROM busybox
+COPY . /ctx/
+""",
+    files={
+        ".dockerignore": b"/abs\n./b.txt\n**/node_modules\n*/temp*\ntemp?\n**/*.txt\n"
+        b"!**/keep.txt\nmy file\n\\!bang\n[a-b].txt\ndocs/\nbuild\n!build/keep\n.env\n"
+        b"Dockerfile\n.dockerignore\n",
+        "keep.txt": b"k",
+        "dir/keep.txt": b"dk",
+        "dir/x.txt": b"dx",
+        "dir/sub/temp1": b"t",
+        "node_modules/m/index.js": b"m",
+        "app/node_modules/n.js": b"n",
+        "app/src/main.js": b"s",
+        "temp1": b"t1",
+        "tempx": b"tx",
+        "abs": b"abs",
+        "sub/abs": b"sabs",
+        "my file": b"sp",
+        "!bang": b"bang",
+        "docs/a.md": b"md",
+        "build/out.bin": b"o",
+        "build/keep/k": b"kk",
+        ".env": b"secret",
+        ".env.example": b"ex",
+    },
+    # moby's patternmatcher: a pattern is anchored at the context's root (a leading / or ./
+    # changes nothing), `*` stays within one level, `**` spans any, a later `!` re-includes,
+    # and the Dockerfile and .dockerignore can be left out too.
+    paths={
+        "ctx/keep.txt": ("f", 0o644, 0, 0, b"k"),
+        "ctx/dir/keep.txt": ("f", 0o644, 0, 0, b"dk"),
+        "ctx/dir/sub/temp1": ("f", 0o644, 0, 0, b"t"),
+        "ctx/sub/abs": ("f", 0o644, 0, 0, b"sabs"),
+        "ctx/app/src/main.js": ("f", 0o644, 0, 0, b"s"),
+        "ctx/build/keep/k": ("f", 0o644, 0, 0, b"kk"),
+        "ctx/.env.example": ("f", 0o644, 0, 0, b"ex"),
+    },
+    absent=(
+        "ctx/abs",
+        "ctx/b.txt",
+        "ctx/top.txt",
+        "ctx/dir/x.txt",
+        "ctx/node_modules",
+        "ctx/app/node_modules",
+        "ctx/temp1",
+        "ctx/tempx",
+        "ctx/my file",
+        "ctx/!bang",
+        "ctx/docs",
+        "ctx/build/out.bin",
+        "ctx/.env",
+        "ctx/Dockerfile",
+        "ctx/.dockerignore",
+    ),
+)
+
 CASES["heredocs"] = Case(
     """\
 # syntax=docker/dockerfile:1
