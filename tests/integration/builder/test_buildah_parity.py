@@ -1196,6 +1196,46 @@ ADD perms /perms2
     },
 )
 
+CASES["add-rootfs-tarball"] = Case(
+    """\
+FROM scratch
+ADD rootfs.tar /
+ADD rootfs.tar /sub/
+ADD rootfs.tar /sub2
+CMD ["/bin/x"]
+""",
+    files={
+        "rootfs.tar": _tar_of(
+            [
+                ("./", b"", 0o700, 1234),
+                ("./etc/", b"", 0o750, 0),
+                ("./etc/f", b"f", 0o640, 0),
+                ("./bin/", b"", 0o755, 0),
+                ("./bin/x", b"x", 0o755, 0),
+            ]
+        )
+    },
+    base_steps=0,
+    config={"Cmd": ["/bin/x"], "WorkingDir": "/"},
+    history=[
+        ("ADD rootfs.tar / # lamina", False),
+        ("ADD rootfs.tar /sub/ # lamina", False),
+        ("ADD rootfs.tar /sub2 # lamina", False),
+        ('CMD ["/bin/x"]', True),
+    ],
+    # moby's Unpack skips the archive's "./" entry: the destination keeps the mode and owner
+    # it was made with (buildah gives it the entry's 0700 and 1234).
+    paths={
+        "sub": ("d", 0o755, 0, 0, None),
+        "sub2": ("d", 0o755, 0, 0, None),
+        "etc": ("d", 0o750, 0, 0, None),
+        "sub/etc/f": ("f", 0o640, 0, 0, b"f"),
+        "bin/x": ("f", 0o755, 0, 0, b"x"),
+    },
+    buildah_paths_differ={"sub": "the ./ entry is skipped", "sub2": "the ./ entry is skipped"},
+    buildah_config_differs={"WorkingDir": "BuildKit's emptyImage sets WorkingDir /"},
+)
+
 CASES["stage-names-any-case"] = Case(
     """\
 FROM busybox AS Builder
