@@ -15,7 +15,7 @@ import time
 
 from lamina._lightjson import dumps
 from lamina.api._container_opts import merge_env, parse_env_options, read_env_file
-from lamina.api._containers import _WAITING, ContainerExit, ContainerRunner
+from lamina.api._containers import _WAITING, ContainerExit, ContainerRunner, RunOptions
 from lamina.errors import ConflictError, InvalidInputError, LaminaError, NotFoundError
 from lamina.runtime import (
     EXIT_LAMINA_FAILED,
@@ -78,6 +78,16 @@ def _log_time_ns(stamp: str) -> int:
 
 class Containers(ContainerRunner):
     """The container commands over one host (see `ContainerRunner`)."""
+
+    def create_container(self, opts: RunOptions) -> str:
+        """`docker create`: the container made and recorded, ready to `start`; its ID. With
+        `--rm` it goes once a start of it ends (its monitor's fold removes it)."""
+        record = self.create(opts)
+        if record.state.get("owner"):
+            # (`create` leaves a --rm container owned by this command, for the start that
+            # follows in `run`; none follows here, and a dead owner would have it removed.)
+            self.store.set_container_state(record.id, {**record.state, "owner": None})
+        return record.id
 
     def _info(self, record: ContainerRecord) -> ContainerInfo:
         s = record.state

@@ -38,9 +38,14 @@ def _api(ctx: click.Context) -> Lamina:
 # -- run -------------------------------------------------------------------------------
 
 
-def _run_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The click options of `run`, made from the table the lean entry point parses by."""
+def _run_options(
+    command: Callable[..., None], without: tuple[str, ...] = ()
+) -> Callable[..., None]:
+    """The click options of `run` (but those named in `without`), made from the table the
+    lean entry point parses by."""
     for flags, dest, kind, help_text in reversed(RUN_OPTIONS):
+        if dest in without:
+            continue
         if kind == "flag":
             command = click.option(*flags, dest, is_flag=True, help=help_text)(command)
         elif kind in ("multi", "path"):
@@ -90,6 +95,20 @@ def run(ctx: click.Context, /, **params: Any) -> None:
     """Run a command in a new container (exit status: the command's; 125 lamina failed,
     126 the command cannot be invoked, 127 not found)."""
     run_container(ctx.find_root().obj, params)
+
+
+@cli.command(cls=_RunCommand,
+             context_settings={**_NO_SHORT_HELP, "allow_interspersed_args": False})  # fmt: skip
+@lambda command: _run_options(command, without=("detach",))
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def create(ctx: click.Context, /, **params: Any) -> None:
+    """Create a container to start later; print its ID (as `run`, without starting it)."""
+    from lamina.cli._launch import run_options
+
+    opts = run_options(params)
+    click.echo(reporting(lambda: _api(ctx).containers.create_container(opts), 125))
 
 
 @cli.command()

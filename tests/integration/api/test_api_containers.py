@@ -239,6 +239,29 @@ def test_exec(cli: Cli) -> None:
     assert cli("exec", "-i", cid, "cat", input=b"abc").stdout == "abc"
 
 
+def test_create_then_start_and_the_container_group(cli: Cli) -> None:
+    cid = cli.ok("create", "--name", "made", "-e", "A=1", "busybox", "sh", "-c",
+                 "echo made $A; exit 5").strip()  # fmt: skip
+    assert len(cid) == 64
+    assert cli.ok("ps", "-a", "--format", "{{.Names}} {{.Status}}") == "made Created\n"
+    done = cli("start", "-a", "made")
+    assert (done.returncode, done.stdout) == (5, "made 1\n"), done.stderr
+    assert cli.ok("container", "ls", "-a", "--format", "{{.Names}}") == "made\n"
+    assert cli.ok("container", "inspect", "--format", "{{.State.ExitCode}}", "made") == "5\n"
+    assert cli("container", "inspect", "busybox").returncode == 1  # an image, not a container
+    cli.ok("container", "rm", "made")
+    # --rm: it goes once a start of it ends (not before: nothing started it yet).
+    cid = cli.ok("create", "--rm", "busybox", "true").strip()
+    time.sleep(0.2)
+    assert cli.ok("ps", "-aq", "--no-trunc") == cid + "\n"
+    cli.ok("start", cid)
+    deadline = time.monotonic() + 10
+    while cli.ok("ps", "-aq") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cli.ok("ps", "-aq") == ""
+    assert cli("create", "-d", "busybox", "true").returncode == 125  # docker create has no -d
+
+
 def test_exec_with_a_terminal_where_the_command_has_none(cli: Cli) -> None:
     # `docker exec -t` prints the process' terminal output wherever stdout goes (a CI job,
     # a pipe); runc alone needs a terminal of its caller to copy to (here, none of 0-2 is).
