@@ -14,9 +14,20 @@ import stat
 import time
 
 from lamina._lightjson import dumps
-from lamina.api._container_opts import merge_env, parse_env_options, read_env_file
+from lamina.api._container_opts import (
+    check_container_name,
+    merge_env,
+    parse_env_options,
+    read_env_file,
+)
 from lamina.api._containers import _WAITING, ContainerExit, ContainerRunner, RunOptions
-from lamina.errors import ConflictError, InvalidInputError, LaminaError, NotFoundError
+from lamina.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidInputError,
+    LaminaError,
+    NotFoundError,
+)
 from lamina.runtime import (
     EXIT_LAMINA_FAILED,
     LOG_FILE,
@@ -78,6 +89,25 @@ def _log_time_ns(stamp: str) -> int:
 
 class Containers(ContainerRunner):
     """The container commands over one host (see `ContainerRunner`)."""
+
+    def rename(self, ref: str, new_name: str) -> None:
+        """`docker rename`, with moby's rules: a valid name (a leading `/` dropped), not the
+        current one, not another container's."""
+        if not ref or not new_name:
+            raise InvalidInputError("Neither old nor new names may be empty")
+        name = check_container_name(new_name)
+        record = self.get(ref)
+        if record.name == name:
+            raise InvalidInputError("Renaming a container with the same name as its current name")
+        try:
+            self.lam.full().store.rename_container(record.id, name)
+        except AlreadyExistsError:
+            holder = self.store.get_container(name).id
+            raise ConflictError(
+                f'Conflict. The container name "/{name}" is already in use by container '
+                f'"{holder}". You have to remove (or rename) that container to be able to '
+                "reuse that name."
+            ) from None
 
     def create_container(self, opts: RunOptions) -> str:
         """`docker create`: the container made and recorded, ready to `start`; its ID. With

@@ -19,6 +19,7 @@ from lamina.cli._container_cmds import (
     kill,
     logs,
     ps,
+    rename,
     restart,
     rm,
     run,
@@ -33,7 +34,7 @@ for name, command in (
     ("ls", ps), ("list", ps), ("ps", ps), ("run", run), ("create", create),
     ("start", start), ("stop", stop), ("restart", restart), ("kill", kill), ("rm", rm),
     ("remove", rm), ("logs", logs), ("exec", exec_), ("wait", wait), ("diff", diff),
-    ("commit", commit),
+    ("commit", commit), ("rename", rename),
 ):  # fmt: skip
     container_group.add_command(command, name)
 for name, command in (

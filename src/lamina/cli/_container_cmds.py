@@ -452,6 +452,21 @@ def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ..
                                            changes=changes, pause=pause))  # fmt: skip
 
 
+@cli.command()
+@click.argument("container")
+@click.argument("new_name")
+@click.pass_context
+def rename(ctx: click.Context, container: str, new_name: str) -> None:
+    """Rename a container."""
+    try:
+        _api(ctx).containers.rename(container, new_name)
+    except LaminaError as e:  # docker-cli's: the reason, then its own line
+        from lamina.cli._main import _print_error
+
+        _print_error(e.message, None)
+        raise LaminaError(f"failed to rename container named {container}") from None
+
+
 @cli.group("container")
 def container_group() -> None:
     """Manage containers."""

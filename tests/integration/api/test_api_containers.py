@@ -262,6 +262,22 @@ def test_create_then_start_and_the_container_group(cli: Cli) -> None:
     assert cli("create", "-d", "busybox", "true").returncode == 125  # docker create has no -d
 
 
+def test_rename_follows_mobys_rules(cli: Cli) -> None:
+    first = cli.ok("run", "-d", "--name", "one", "busybox", "sleep", "100").strip()
+    cli.ok("run", "-d", "--name", "two", "busybox", "true")
+    taken = cli("rename", "one", "two")
+    assert taken.returncode == 1
+    assert 'The container name "/two" is already in use' in taken.stderr
+    assert taken.stderr.strip().endswith("failed to rename container named one")
+    assert cli("rename", "one", "one").returncode == 1  # its own name
+    assert cli("rename", "one", "bad name").returncode == 1
+    assert cli("rename", "nosuch", "three").returncode == 1
+    assert cli("rename", first[:12], "/three").returncode == 0  # an ID prefix; `/` dropped
+    assert cli.ok("ps", "-a", "--format", "{{.Names}}").split() == ["two", "three"]
+    assert cli.ok("container", "rename", "three", "four") == ""
+    assert cli.ok("inspect", "--format", "{{.Name}}", first) == "/four\n"
+
+
 def test_exec_with_a_terminal_where_the_command_has_none(cli: Cli) -> None:
     # `docker exec -t` prints the process' terminal output wherever stdout goes (a CI job,
     # a pipe); runc alone needs a terminal of its caller to copy to (here, none of 0-2 is).
