@@ -109,6 +109,18 @@ class Containers(ContainerRunner):
                 "reuse that name."
             ) from None
 
+    def top(self, ref: str, ps_args: Sequence[str] = ()) -> str:
+        """`docker top`: the container's processes as `ps` shows them (default `-ef`), run
+        by `runc ps` over the container's cgroup."""
+        record = self.refresh(self.get(ref))
+        if record is None or record.state["status"] != "running":
+            raise ConflictError(f"container {ref} is not running")
+        done = self._runc("ps", record.id, *(ps_args or ("-ef",)))
+        if done.returncode != 0:
+            failure = done.stderr.strip().splitlines()
+            raise InvalidInputError(f"ps: {failure[-1] if failure else 'failed'}")
+        return done.stdout
+
     def create_container(self, opts: RunOptions) -> str:
         """`docker create`: the container made and recorded, ready to `start`; its ID. With
         `--rm` it goes once a start of it ends (its monitor's fold removes it)."""

@@ -25,6 +25,7 @@ from lamina.cli._container_cmds import (
     run,
     start,
     stop,
+    top,
     wait,
 )
 from lamina.cli._image_cmds import history, image_group, images, inspect, rmi
@@ -34,7 +35,7 @@ for name, command in (
     ("ls", ps), ("list", ps), ("ps", ps), ("run", run), ("create", create),
     ("start", start), ("stop", stop), ("restart", restart), ("kill", kill), ("rm", rm),
     ("remove", rm), ("logs", logs), ("exec", exec_), ("wait", wait), ("diff", diff),
-    ("commit", commit), ("rename", rename),
+    ("commit", commit), ("rename", rename), ("top", top),
 ):  # fmt: skip
     container_group.add_command(command, name)
 for name, command in (

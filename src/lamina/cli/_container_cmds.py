@@ -452,6 +452,16 @@ def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ..
                                            changes=changes, pause=pause))  # fmt: skip
 
 
+@cli.command(context_settings={"allow_interspersed_args": False,
+                               "ignore_unknown_options": True})  # fmt: skip
+@click.argument("container")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def top(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> None:
+    """Show a container's processes (`ps` options after the container; default -ef)."""
+    click.echo(_api(ctx).containers.top(container, ps_args), nl=False)
+
+
 @cli.command()
 @click.argument("container")
 @click.argument("new_name")

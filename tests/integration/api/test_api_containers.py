@@ -278,6 +278,20 @@ def test_rename_follows_mobys_rules(cli: Cli) -> None:
     assert cli.ok("inspect", "--format", "{{.Name}}", first) == "/four\n"
 
 
+def test_top_lists_the_containers_processes_only(cli: Cli) -> None:
+    cid = cli.ok("run", "-d", "busybox", "sh", "-c", "sleep 101 & sleep 102; true").strip()
+    time.sleep(0.3)
+    table = cli.ok("top", cid).splitlines()
+    assert table[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    commands = sorted(line.split(None, 7)[7] for line in table[1:])
+    assert commands[1:] == ["sleep 101", "sleep 102"]
+    assert commands[0].startswith("sh -c sleep 101")  # (ps cuts long lines at 80 columns)
+    assert cli.ok("container", "top", cid[:8], "-o", "args").split("\n")[0].strip() == "COMMAND"
+    cli.ok("stop", "-t", "0", cid)
+    stopped = cli("top", cid)
+    assert stopped.returncode == 1 and "is not running" in stopped.stderr
+
+
 def test_exec_with_a_terminal_where_the_command_has_none(cli: Cli) -> None:
     # `docker exec -t` prints the process' terminal output wherever stdout goes (a CI job,
     # a pipe); runc alone needs a terminal of its caller to copy to (here, none of 0-2 is).
