@@ -293,6 +293,17 @@ def test_top_lists_the_containers_processes_only(cli: Cli) -> None:
     assert stopped.returncode == 1 and "is not running" in stopped.stderr
 
 
+def test_rm_of_a_container_that_made_a_very_deep_tree(cli: Cli) -> None:
+    # deeper than Python's recursion limit: a recursive removal crashed half-way
+    script = "i=0; while [ $i -lt 1100 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done"
+    cid = cli.ok("run", "-d", "busybox", "sh", "-c", script).strip()
+    assert cli.ok("wait", cid) == "0\n"
+    done = cli("rm", cid)
+    assert done.returncode == 0, done.stderr
+    assert cli.ok("ps", "-aq") == ""
+    assert [n for n in os.listdir(cli.root / "containers") if cid in n] == []
+
+
 def test_exec_with_a_terminal_where_the_command_has_none(cli: Cli) -> None:
     # `docker exec -t` prints the process' terminal output wherever stdout goes (a CI job,
     # a pipe); runc alone needs a terminal of its caller to copy to (here, none of 0-2 is).
