@@ -69,7 +69,10 @@ def write_launcher(path: str) -> bool:
 if __name__ == "__main__":
     from lamina._bundle import run_path_modules, write_bundle
 
-    write_bundle(run_path_modules())
+    try:
+        write_bundle(run_path_modules())
+    except (OSError, ValueError) as exc:  # (a read-only installation: modules load as usual)
+        print(f"note: no run-path bundle: {exc}", file=sys.stderr)
     if not write_launcher(sys.argv[1]):
         print(f"{sys.argv[1]}: kept pip's script (this Python's path cannot go on a #! line "
               "with -S)", file=sys.stderr)  # fmt: skip
