@@ -18,6 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
+# `${A:-${B:-...}}` nested deeper than this is refused (each level is a Python frame;
+# BuildKit's Go stack has no such bound, but no real Dockerfile comes near it).
+MAX_NESTING = 64
+# What variables may add to one word: far past any real use (the parser refuses a line
+# over 64 KiB), and short of `ENV B=$A$A$A...` repeated into gigabytes.
+MAX_EXPANDED = 1 << 20
 
 
 class ExpansionError(ValueError):
@@ -84,6 +90,8 @@ class _Lexer:
         self.escape = escape
         self.used: set[str] = set()
         self.unset: set[str] = set()
+        self.depth = 0
+        self.expanded = 0
 
     def peek(self) -> str:
         return self.src[self.pos] if self.pos < len(self.src) else ""
@@ -114,7 +122,7 @@ class _Lexer:
                 self.next()
                 return "".join(out), words.result()
             if ch == "$":
-                value = self.dollar()
+                value = self.grown(self.dollar())
                 out.append(value)
                 words.text(value)
             elif ch == "'" and self.quotes:
@@ -166,7 +174,7 @@ class _Lexer:
                 self.next()
                 return "".join(out)
             if ch == "$":
-                out.append(self.dollar())
+                out.append(self.grown(self.dollar()))
                 continue
             self.next()
             if ch == self.escape:
@@ -190,12 +198,29 @@ class _Lexer:
             self.next()
         return self.src[start : self.pos]
 
+    def grown(self, value: str) -> str:
+        """``value``, counted against ``MAX_EXPANDED``."""
+        self.expanded += len(value)
+        if self.expanded > MAX_EXPANDED:
+            raise ExpansionError(f"the expansion is longer than {MAX_EXPANDED} bytes")
+        return value
+
     def dollar(self) -> str:
         self.next()
         if self.peek() != "{":
             name = self.name()
             return self.lookup(name)[0] if name else "$"
         self.next()
+        if self.depth >= MAX_NESTING:
+            raise ExpansionError(f"substitutions nested more than {MAX_NESTING} deep")
+        self.depth += 1
+        try:
+            return self.braced()
+        finally:
+            self.depth -= 1
+
+    def braced(self) -> str:
+        """What follows ``${``, up to its closing ``}``."""
         first = self.peek()
         if not first:
             raise ExpansionError("syntax error: missing '}'")

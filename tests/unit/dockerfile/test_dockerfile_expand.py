@@ -168,3 +168,18 @@ def test_required_message_names_the_variable() -> None:
         expand("${V:?}", {"V": ""})
     with pytest.raises(ExpansionError, match=r"^V: is not allowed to be unset$"):
         expand("${V?}", {})
+
+
+def test_deep_nesting_is_an_expansion_error_not_a_recursion_error() -> None:
+    assert expand("${A:-" * 60 + "x" + "}" * 60, {}).value == "x"
+    with pytest.raises(ExpansionError, match="nested more than"):
+        expand("${A:-" * 5000 + "x" + "}" * 5000, {})
+
+
+def test_an_expansion_is_bounded() -> None:
+    env = {"A": "a" * 1000}
+    assert len(expand("$A" * 1000, env).value) == 1_000_000
+    with pytest.raises(ExpansionError, match="longer than"):
+        expand("$A" * 2000, env)
+    with pytest.raises(ExpansionError, match="longer than"):
+        expand('"' + "${A}" * 2000 + '"', env)
