@@ -163,18 +163,23 @@ def test_hostile_build_input_is_refused(arena: tuple[Path, Path, Path], case: st
 
 def test_symlinks_out_of_the_context_are_copied_as_links(arena: tuple[Path, Path, Path]) -> None:
     """Docker copies a symlink inside a copied directory as the link itself, never what it
-    points at; an ignore pattern that would make a backtracking matcher run for hours
-    (and a COPY wildcard of the same shape) is answered at once."""
+    points at. An ignore pattern that would make a backtracking matcher run for hours, a
+    COPY wildcard and ${A%%...} / ${A//...} patterns of the same shape build at once."""
     root, ctx, outside = arena
     _links_out(ctx, outside)
     (ctx / ".dockerignore").write_text(f"d/{PATHOLOGICAL}\n")
     (ctx / "d" / ("a" * 100)).write_text("kept: the pattern needs a final b")
     (ctx / "d" / ("a" * 100 + "b")).write_text("ignored")
-    (ctx / "Dockerfile").write_text(f"FROM scratch\nCOPY d /d\nCOPY d/{PATHOLOGICAL[:-2]}a /w/\n")
+    (ctx / "Dockerfile").write_text(
+        f"FROM scratch\nARG A={'a' * 200}\nCOPY d /d\nCOPY d/{PATHOLOGICAL[:-2]}a /w/\n"
+        f"ENV T=${{A%%{PATHOLOGICAL}}} R=${{A//{PATHOLOGICAL}/x}}\n"
+    )
     done = _lamina(root, "build", "-q", "-t", "links:1", str(ctx))
     assert done.returncode == 0, done.stderr
     mounted = arena[0].parent / "mnt"
     mounted.mkdir()
+    env = _lamina(root, "inspect", "--format", "{{json .Config.Env}}", "links:1").stdout
+    assert f'"T={"a" * 200}"' in env and f'"R={"a" * 200}"' in env
     assert _lamina(root, "mount", "links:1", str(mounted)).returncode == 0
     try:
         assert os.readlink(mounted / "d" / "abs") == str(outside)
