@@ -272,3 +272,49 @@ def test_config_of_the_wrong_shape_is_refused(
     assert _lamina(root, "images", "--no-trunc").stdout == images
     assert _store_content(root) == content
     assert _lamina(root, "image", "ls", "--format", "json").returncode == 0
+
+
+def _oci_index_of(count: int) -> bytes:
+    """An OCI layout whose index.json names one manifest ``count`` times."""
+    layer = _tar([_m("f")])
+    config = _config([_sha(layer)])
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": _sha(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": _sha(layer), "size": len(layer)}]}).encode()  # fmt: skip
+    entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": _sha(manifest), "size": len(manifest)}  # fmt: skip
+    index = {"schemaVersion": 2, "manifests": [entry] * count}
+    blobs = [_m(f"blobs/sha256/{_sha(b)[7:]}", value=b) for b in (layer, config, manifest)]
+    return _tar([_m("oci-layout", value=b'{"imageLayoutVersion": "1.0.0"}'),
+                 _m("index.json", value=json.dumps(index)), *blobs])  # fmt: skip
+
+
+ARCHIVES: dict[str, tuple[bytes, str]] = {
+    "a config that is not JSON": (
+        _archive([_tar([_m("f")])], config=b"\xff\xfe not json"), "not valid JSON"),
+    "a config nested 100000 deep": (
+        _archive([_tar([_m("f")])], config=b'{"a":' * 100000 + b"1" + b"}" * 100000),
+        "nested deeper"),
+    "an index.json of 10000 manifests": (_oci_index_of(10000), "too many"),
+    "a RepoTag that is not a name": (_archive([_tar([_m("f")])], tag="../../etc:1"), "RepoTags"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(ARCHIVES))
+def test_hostile_archive_document_is_refused(
+    store: tuple[Path, str, list[str]], tmp_path: Path, case: str
+) -> None:
+    root, images, content = store
+    data, message = ARCHIVES[case]
+    archive = tmp_path / "in.tar"
+    archive.write_bytes(data)
+    done = _lamina(root, "load", "-i", str(archive))
+    assert done.returncode == 1, done.stdout + done.stderr
+    first, *rest = done.stderr.strip().splitlines()
+    assert first.startswith("Error: ") and all(r.startswith("hint: ") for r in rest)
+    assert message in first
+    assert _lamina(root, "images", "--no-trunc").stdout == images
+    assert _store_content(root) == content
