@@ -908,32 +908,11 @@ class ContainerRunner:
 
 def _remove_tree(path: str) -> None:
     """Remove the directory `path` and everything in it, as `shutil.rmtree(path,
-    ignore_errors=True)` does (walking by directory fds, never following a symlink), without
-    loading `shutil` (and the compression modules it imports) into every `lamina run`."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    ignore_errors=True)` does, however deep (a container can make a tree deeper than
+    Python's recursion limit), without loading `shutil` into every `lamina run`."""
+    from lamina._rmtree import remove_dir
 
-    def clear(fd: int) -> None:
-        with os.scandir(fd) as entries:
-            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
-        for name, is_dir in names:
-            with contextlib.suppress(OSError):
-                if is_dir:
-                    sub = os.open(name, flags, dir_fd=fd)
-                    try:
-                        clear(sub)
-                    finally:
-                        os.close(sub)
-                    os.rmdir(name, dir_fd=fd)
-                else:
-                    os.unlink(name, dir_fd=fd)
-
-    with contextlib.suppress(OSError):
-        top = os.open(path, flags)
-        try:
-            clear(top)
-        finally:
-            os.close(top)
-        os.rmdir(path)
+    remove_dir(path)
 
 
 class _SignalProxy:

@@ -41,7 +41,7 @@ from lamina.dockerfile import (
 )
 from lamina.errors import InvalidInputError, LaminaError, NotFoundError
 from lamina.oci import History, ImageConfig, Platform
-from lamina.store import LayerOrigin, LayerRecord, Lease, Store
+from lamina.store import LayerOrigin, LayerRecord, Lease, Store, remove_tree
 
 from ._image import (
     ImageState,
@@ -475,7 +475,7 @@ class Builder:
             # A step's killed process may still be writing into its upper dir for a moment
             # after an interrupt: a removal racing it finds a directory not yet empty.
             for attempt in range(20):
-                shutil.rmtree(path, ignore_errors=True)
+                remove_tree(path)  # however deep the step's tree is
                 if not path.exists():
                     break
                 time.sleep(0.05 * (attempt + 1))

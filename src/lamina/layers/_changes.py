@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
+from lamina.errors import InvalidInputError
 from lamina.layers import _whiteout
+from lamina.layers._tarread import MAX_DEPTH
 
 
 class ChangeKind(Enum):
@@ -68,13 +70,20 @@ def _listdir(path: str) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: e.name.encode("utf-8", "surrogateescape"))
 
 
-def _walk(root: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str], os.stat_result]]:
+def _walk(
+    root: str, prefix: str, depth: int = 1
+) -> Iterator[tuple[str, os.DirEntry[str], os.stat_result]]:
     for entry in _listdir(root):
         st = entry.stat(follow_symlinks=False)
         rel = prefix + entry.name
         yield rel, entry, st
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(entry.path, rel + "/")
+            if depth >= MAX_DEPTH:  # a layer no reader would take (see Limits.max_depth)
+                raise InvalidInputError(
+                    f"{rel[:200]}...: a path of more than {MAX_DEPTH} components",
+                    hint="a layer keeps paths at most this deep; flatten the tree",
+                )
+            yield from _walk(entry.path, rel + "/", depth + 1)
 
 
 def changes_from_dir(root: str | os.PathLike[str]) -> list[Change]:

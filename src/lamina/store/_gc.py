@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import sqlite3
 import stat
 import time
 from pathlib import Path
 
+from lamina._rmtree import remove_dir
 from lamina.errors import DigestMismatchError, NotFoundError
 from lamina.store._content import ContentStore, _is_hex64
 from lamina.store._db import Database
@@ -296,18 +296,10 @@ def drop_init_layer(snapshots_dir: Path, name: str) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a tree that may hold read-only directories (snapshots keep the layer's modes)."""
+    """Remove a tree that may hold read-only directories (snapshots keep the layer's modes),
+    however deep it is (see ``lamina._rmtree``); never follows a symlink."""
     if path.is_symlink() or not path.is_dir():
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o700)
-    for top, dirs, _ in os.walk(path):
-        for name in dirs:
-            sub = os.path.join(top, name)
-            # Never chmod through a symlink: it may point out of the store.
-            if not os.path.islink(sub):
-                with contextlib.suppress(OSError):
-                    os.chmod(sub, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
+    remove_dir(os.fspath(path))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from lamina._rmtree import remove_dir
+
 pytestmark = pytest.mark.integration
 
 SECRET = "lamina-secret-outside-the-context"
@@ -193,3 +195,41 @@ def test_symlinks_out_of_the_context_are_copied_as_links(arena: tuple[Path, Path
     assert (outside / "secret").read_text() == SECRET
     _no_secret_in(root)
     assert _lamina(root, "fsck").returncode == 0
+
+
+DEEP = "i=0; while [ $i -lt 1200 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done; echo x > f"
+
+
+def test_a_step_that_makes_a_tree_too_deep_is_refused_and_cleaned_up(
+    tmp_path: Path, busybox_rootfs: Path
+) -> None:
+    """A RUN (or a container) can make a tree deeper than Python's recursion limit: the
+    step is one clear error, its scratch dir is removed however deep (it was left behind,
+    and every later command then crashed removing it), a container holding one is removed,
+    and the store works on."""
+    root = tmp_path / "root"
+    try:
+        assert _lamina(root, "import", str(busybox_rootfs), "busybox").returncode == 0
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN {DEEP}\n")
+        done = _lamina(root, "build", "-q", "-t", "deep:1", str(ctx))
+        assert done.returncode == 1, done.stderr
+        error = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(error) == 1 and "more than 512 components" in error[0], done.stderr
+        assert "Traceback" not in done.stderr
+        assert [p.name for p in (root / "snapshots").iterdir() if p.name.startswith(".")] == []
+        fsck = _lamina(root, "fsck")
+        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+        run = _lamina(root, "run", "--name", "deep", "busybox", "sh", "-c", DEEP)
+        assert run.returncode == 0, run.stderr
+        assert _lamina(root, "rm", "deep").returncode == 0
+        assert not (root / "containers").exists() or list((root / "containers").iterdir()) == []
+        (ctx / "Dockerfile").write_text("FROM busybox\nRUN mkdir -p /a/b/c && echo ok > /a/b/c/f\n")
+        assert _lamina(root, "build", "-q", "-t", "ok:1", str(ctx)).returncode == 0
+    finally:
+        # pytest removes old temporary dirs with shutil.rmtree, which a tree this deep
+        # breaks (for every later session on the machine): never leave one behind.
+        _lamina(root, "rm", "-f", "deep")
+        remove_dir(str(tmp_path))
+        tmp_path.mkdir()

@@ -127,6 +127,11 @@ REFUSED: dict[str, tuple[bytes, str]] = {
     "absurd base-256 size": (
         _with_header(ONE_FILE, slice(124, 136), b"\x80" + b"\x00" * 3 + b"\xff" * 8), "exceeds"),
     "truncated": (_tar([_m("f", value=b"y" * 5000)])[:3000], "truncated"),
+    # chown(2) reads (uid_t) -1 as "leave the owner": the snapshot would not be the tar.
+    "owner 4294967295": (
+        _with_header(ONE_FILE, slice(108, 116), b"\x80\0\0\0\xff\xff\xff\xff"), "out of range"),
+    # Deeper than the store's tree walks go (2000 levels crashed load with a RecursionError).
+    "a path 2000 directories deep": (_tar([_m("d/" * 2000 + "f")]), "more than 512 components"),
 }  # fmt: skip
 
 
