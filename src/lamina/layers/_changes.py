@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-from lamina.errors import InvalidInputError
 from lamina.layers import _whiteout
-from lamina.layers._tarread import MAX_DEPTH
+from lamina.layers._tarread import MAX_DEPTH, too_deep
 
 
 class ChangeKind(Enum):
@@ -79,10 +78,7 @@ def _walk(
         yield rel, entry, st
         if stat.S_ISDIR(st.st_mode):
             if depth >= MAX_DEPTH:  # a layer no reader would take (see Limits.max_depth)
-                raise InvalidInputError(
-                    f"{rel[:200]}...: a path of more than {MAX_DEPTH} components",
-                    hint="a layer keeps paths at most this deep; flatten the tree",
-                )
+                raise too_deep(rel)
             yield from _walk(entry.path, rel + "/", depth + 1)
 
 

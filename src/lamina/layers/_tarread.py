@@ -36,6 +36,14 @@ class ByteStream(Protocol):
 MAX_DEPTH = 512
 
 
+def too_deep(path: str) -> InvalidInputError:
+    """The error for a layer path of more than ``MAX_DEPTH`` components."""
+    return InvalidInputError(
+        f"{path[:200]}...: a path of more than {MAX_DEPTH} components",
+        hint="a layer keeps paths at most this deep; flatten the tree",
+    )
+
+
 @dataclass(frozen=True)
 class Limits:
     """Bounds applied while reading or applying an untrusted layer."""

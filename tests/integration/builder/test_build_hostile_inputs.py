@@ -225,6 +225,21 @@ def test_a_step_that_makes_a_tree_too_deep_is_refused_and_cleaned_up(
         assert run.returncode == 0, run.stderr
         assert _lamina(root, "rm", "deep").returncode == 0
         assert not (root / "containers").exists() or list((root / "containers").iterdir()) == []
+        deep = tmp_path / "deepctx"  # a context (or a directory to import) as deep
+        deep.mkdir()
+        fd = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
+        for _ in range(1200):
+            os.mkdir("d", dir_fd=fd)
+            below = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        os.close(fd)
+        (deep / "Dockerfile").write_text("FROM scratch\nCOPY . /c\n")
+        for args in (["build", "-q", str(deep)], ["import", str(deep), "deepdir:1"]):
+            done = _lamina(root, *args)
+            assert done.returncode == 1 and "more than 512 components" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr
+        assert [p.name for p in (root / "snapshots").iterdir() if p.name.startswith(".")] == []
         (ctx / "Dockerfile").write_text("FROM busybox\nRUN mkdir -p /a/b/c && echo ok > /a/b/c/f\n")
         assert _lamina(root, "build", "-q", "-t", "ok:1", str(ctx)).returncode == 0
     finally:
