@@ -10,7 +10,9 @@ from pathlib import Path
 from lamina._rmtree import remove_dir
 
 
-def _deep(top: Path, depth: int, outside: Path) -> None:
+def _deep(top: Path, depth: int, outside: Path) -> Path:
+    """``top`` holding ``depth`` nested directories, some read-only, with links out."""
+    top.mkdir()
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
     for level in range(depth):
         os.mkdir("d", dir_fd=fd)
@@ -22,15 +24,14 @@ def _deep(top: Path, depth: int, outside: Path) -> None:
             os.close(os.open("f", os.O_CREAT | os.O_WRONLY, 0o400, dir_fd=fd))
             os.fchmod(fd, 0o555)  # read-only: made writable on the way down
     os.close(fd)
+    return top
 
 
 def test_a_tree_deeper_than_the_recursion_limit_is_removed(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep").write_text("kept")
-    top = tmp_path / "top"
-    top.mkdir()
-    _deep(top, sys.getrecursionlimit() + 500, outside)
+    top = _deep(tmp_path / "top", sys.getrecursionlimit() + 500, outside)
     remove_dir(str(top))
     assert not top.exists()
     assert (outside / "keep").read_text() == "kept"
