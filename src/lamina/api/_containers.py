@@ -47,6 +47,7 @@ import time
 
 from lamina import _lightctx as contextlib
 from lamina._paths import absolute
+from lamina._rmtree import remove_dir
 from lamina.api._container_opts import (
     check_container_name,
     merge_env,
@@ -906,13 +907,10 @@ class ContainerRunner:
                 self.store.set_container_state(cid, state)
 
 
-def _remove_tree(path: str) -> None:
-    """Remove the directory `path` and everything in it, as `shutil.rmtree(path,
-    ignore_errors=True)` does, however deep (a container can make a tree deeper than
-    Python's recursion limit), without loading `shutil` into every `lamina run`."""
-    from lamina._rmtree import remove_dir
-
-    remove_dir(path)
+# Remove the directory `path` and everything in it, as `shutil.rmtree(path,
+# ignore_errors=True)` does, however deep (a container can make a tree deeper than
+# Python's recursion limit), without loading `shutil` into every `lamina run`.
+_remove_tree = remove_dir
 
 
 class _SignalProxy:
