@@ -47,7 +47,7 @@ import time
 
 from lamina import _lightctx as contextlib
 from lamina._paths import absolute
-from lamina._rmtree import remove_dir
+from lamina._rmtree import remove_tree
 from lamina.api._container_opts import (
     check_container_name,
     merge_env,
@@ -515,7 +515,7 @@ class ContainerRunner:
                     raise
                 # Another command made it first (the same stubs, from the same image).
         finally:
-            _remove_tree(scratch)
+            remove_tree(scratch)
         return path
 
     def _init_lowers(self, record: ContainerRecord) -> builtins.list[str]:
@@ -879,7 +879,7 @@ class ContainerRunner:
         if os.path.exists(state):
             self._runc("delete", "--force", cid)
             if os.path.exists(state):  # runc could not read it: nothing of it runs any more
-                _remove_tree(state)
+                remove_tree(state)
             found = True
         if os.path.exists(self._dir(cid)):
             self._remove_files(cid)
@@ -896,7 +896,7 @@ class ContainerRunner:
             os.rename(d, trash)
         except FileNotFoundError:
             return  # another command removed it first
-        _remove_tree(trash)
+        remove_tree(trash)
 
     def _clear_paused(self, cid: str) -> None:
         with contextlib.suppress(NotFoundError):
@@ -905,12 +905,6 @@ class ContainerRunner:
                 state = dict(current.state)
                 del state["paused_by"]
                 self.store.set_container_state(cid, state)
-
-
-# Remove the directory `path` and everything in it, as `shutil.rmtree(path,
-# ignore_errors=True)` does, however deep (a container can make a tree deeper than
-# Python's recursion limit), without loading `shutil` into every `lamina run`.
-_remove_tree = remove_dir
 
 
 class _SignalProxy:

@@ -10,7 +10,6 @@ import stat
 import time
 from pathlib import Path
 
-from lamina._rmtree import remove_dir
 from lamina.errors import DigestMismatchError, NotFoundError
 from lamina.store._content import ContentStore, _is_hex64
 from lamina.store._db import Database
@@ -297,9 +296,7 @@ def drop_init_layer(snapshots_dir: Path, name: str) -> None:
 
 def remove_tree(path: Path) -> None:
     """Remove a tree that may hold read-only directories (snapshots keep the layer's modes),
-    however deep it is (see ``lamina._rmtree``); never follows a symlink."""
-    if path.is_symlink() or not path.is_dir():
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    remove_dir(os.fspath(path))
+    however deep (`lamina._rmtree`); best effort."""
+    from lamina._rmtree import remove_tree as remove
+
+    remove(os.fspath(path))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lamina._rmtree import remove_dir
+from lamina._rmtree import remove_tree
 
 pytestmark = pytest.mark.integration
 
@@ -246,5 +246,5 @@ def test_a_step_that_makes_a_tree_too_deep_is_refused_and_cleaned_up(
         # pytest removes old temporary dirs with shutil.rmtree, which a tree this deep
         # breaks (for every later session on the machine): never leave one behind.
         _lamina(root, "rm", "-f", "deep")
-        remove_dir(str(tmp_path))
+        remove_tree(tmp_path)
         tmp_path.mkdir()
