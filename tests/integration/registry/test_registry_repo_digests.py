@@ -154,3 +154,23 @@ def test_a_pull_by_tag_of_an_index_records_the_index_digest(
     assert other.inspect(got.image_id)["RepoDigests"] == [name]
     assert other.resolve(name).digest == amd
     assert other.inspect(name)["Id"] == got.image_id
+
+
+def test_rmi_of_an_id_whose_names_are_one_tag_and_its_repositorys_digests_needs_no_force(
+    lamina: Lamina, busybox_rootfs: Path
+) -> None:
+    image_id = lamina.import_image(busybox_rootfs, "reg.example/app:1")
+    image = lamina.resolve(image_id)
+    named = [f"reg.example/app@{sha256_digest(n)}" for n in (b"a", b"b")]
+    for name in named:
+        lamina.store.repo_digests.add(name, image.digest)
+    lamina.tag(image_id, "reg.example/app:2")
+    with pytest.raises(ConflictError, match="referenced in multiple repositories"):
+        lamina.rmi([image_id])  # two tags
+    assert lamina.rmi(["reg.example/app:2"]) == ["Untagged: reg.example/app:2"]
+    assert lamina.rmi([short_id(image_id)]) == [
+        "Untagged: reg.example/app:1",
+        *(f"Untagged: {name}" for name in sorted(named)),
+        f"Deleted: {image_id}",
+    ]
+    assert lamina.store.list_images() == []
