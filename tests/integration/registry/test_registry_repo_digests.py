@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def _ok(root: Path, *args: str) -> str:
     done = _cli(root, *args)
     assert done.returncode == 0, (args, done.stderr)
-    return done.stdout
+    return str(done.stdout)
 
 
 def _pushed(lamina: Lamina, busybox_rootfs: Path, target: str) -> tuple[str, str]:

@@ -22,7 +22,7 @@ def _pulled(store: Store, content: bytes = b"l", name: str = NAME) -> str:
     image = store.get_image(digest)
     store.add_image(image.digest, image.config_digest, image.layers,
                     media_type=MANIFEST_TYPE, repo_digests=[name])  # fmt: skip
-    return digest
+    return str(digest)
 
 
 def _rows(store: Store) -> list[tuple[str, str, str]]:
