@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         parse_secret,
         parse_ssh,
     )
+    from lamina.api._container_commands import ContainerInfo, Containers, describe_status
     from lamina.api._container_filters import (
         ContainerFilters,
         docker_timestamp_ns,
@@ -41,14 +42,7 @@ if TYPE_CHECKING:
         prune_takes,
     )
     from lamina.api._container_host import RunHost
-    from lamina.api._containers import (
-        Attach,
-        ContainerExit,
-        ContainerInfo,
-        Containers,
-        RunOptions,
-        describe_status,
-    )
+    from lamina.api._containers import Attach, ContainerExit, ContainerRunner, RunOptions
     from lamina.api._history import HistoryRow, history_rows
     from lamina.api._lamina import ImageSummary, Lamina, familiar, normalize_tag
     from lamina.api._replay import BuildRequest
@@ -67,8 +61,10 @@ _LAZY = {
                      "image_container_config", "match_container", "order_window",
                      "parse_container_filters", "prune_takes"),
                     "lamina.api._container_filters"),
-    **dict.fromkeys(("Attach", "ContainerExit", "ContainerInfo", "Containers", "RunOptions",
-                     "describe_status"), "lamina.api._containers"),
+    **dict.fromkeys(("Attach", "ContainerExit", "ContainerRunner", "RunOptions"),
+                    "lamina.api._containers"),
+    **dict.fromkeys(("ContainerInfo", "Containers", "describe_status"),
+                    "lamina.api._container_commands"),
     **dict.fromkeys(("build_image", "check_dockerfile", "parse_build_args", "parse_labels",
                      "parse_secret", "parse_ssh"), "lamina.api._build"),
     "HistoryRow": "lamina.api._history",
@@ -86,6 +82,7 @@ __all__ = [
     "filter_containers",
     "image_container_config",
     "ContainerInfo",
+    "ContainerRunner",
     "Containers",
     "RunHost",
     "RunOptions",

@@ -20,7 +20,7 @@ from lamina.api._filters import match_labels
 from lamina.errors import InvalidInputError, LaminaError, NotFoundError
 
 if TYPE_CHECKING:
-    from lamina.api._containers import ContainerInfo
+    from lamina.api._container_commands import ContainerInfo
     from lamina.api._lamina import Lamina
 
 PS_FILTER_KEYS = (

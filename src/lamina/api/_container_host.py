@@ -1,13 +1,15 @@
 """What the container code needs of a root, and `RunHost`: that much, opened light.
 
-`Containers` works over a host: `Lamina` (the whole API) or `RunHost`, which `lamina run`
-opens instead. Starting a Python process that loads `Lamina` (the store's every module,
-the OCI models, their dataclasses) took three times as long as runc's whole run; `RunHost`
-reads the same metadata db through `lamina.store.RowStore` and the same config decoder
-(`ImageConfig`), and hands anything else to a `Lamina` it opens on demand (`full()`):
-a name that is a digest or an ID prefix, a missing name (for its error), snapshots not yet
-unpacked (lazy layers, fetched by the full store), `commit`. Either way `Containers` runs
-the same code: creation, the init layer, the bundle, the monitor, the fold, the removal.
+The container code works over a host: `Lamina` (the whole API, whose `Containers` has every
+container command) or `RunHost`, which `lamina run` opens instead (its `ContainerRunner`
+creates, starts and runs containers and cleans up after dead processes). Starting a Python
+process that loads `Lamina` (the store's every module, the OCI models, their dataclasses)
+took three times as long as runc's whole run; `RunHost` reads the same metadata db through
+`lamina.store.RowStore` and the same config decoder (`ImageConfig`), and hands anything else
+to a `Lamina` it opens on demand (`full()`): a name that is a digest or an ID prefix, a
+missing name (for its error), snapshots not yet unpacked (lazy layers, fetched by the full
+store), `commit`. Either way the same code runs: creation, the init layer, the bundle, the
+monitor, the fold, the removal.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     from lamina._paths import StrPath
-    from lamina.api._containers import Containers
+    from lamina.api._containers import ContainerRunner
     from lamina.api._lamina import Lamina
     from lamina.store import ContainerRecord
 
@@ -68,7 +70,7 @@ if TYPE_CHECKING:
         def store(self) -> ContainerStore: ...
 
         @property
-        def containers(self) -> Containers: ...
+        def containers(self) -> ContainerRunner: ...
 
         def resolve(self, ref: str) -> ImageLike: ...
         def container_config(self, image: Any) -> dict[str, Any]: ...
@@ -89,20 +91,7 @@ def tag_name(ref: str) -> str | None:
 
 
 class HostCommands:
-    """What `Lamina` and `RunHost` share: the container commands and the clean-up after dead
-    processes, on their root."""
-
-    _containers: Containers | None
-
-    @property
-    def containers(self: ContainerHost) -> Containers:
-        """run, ps, stop, rm, diff, commit...: see `lamina.api._containers`."""
-        host: Any = self
-        if host._containers is None:
-            from lamina.api._containers import Containers
-
-            host._containers = Containers(self)
-        return host._containers  # type: ignore[no-any-return]
+    """What `Lamina` and `RunHost` share: the clean-up after dead processes, on their root."""
 
     def recover(self: ContainerHost) -> list[str]:
         """Stop and remove what dead lamina processes left on this root; one line each."""
@@ -128,7 +117,17 @@ class RunHost(HostCommands):
         self._progress = progress
         self._notice = notice
         self._full: Lamina | None = None
-        self._containers: Containers | None = None
+        self._containers: ContainerRunner | None = None
+
+    @property
+    def containers(self) -> ContainerRunner:
+        """create, start, run (see `lamina.api._containers`); the other container commands
+        are the full API's (`full().containers`)."""
+        if self._containers is None:
+            from lamina.api._containers import ContainerRunner
+
+            self._containers = ContainerRunner(self)
+        return self._containers
 
     @classmethod
     def open(

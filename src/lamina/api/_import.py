@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
+from typing import BinaryIO
 
 from lamina.builder import timestamp
-from lamina.errors import InvalidInputError
 from lamina.layers import (
     Change,
     EntryCollector,
@@ -21,18 +22,15 @@ from lamina.store import LayerRecord, Lease, Store, write_image
 from lamina.transport import LayerLimits, commit_changes_layer, unpack_tar_layer
 
 
-def layer_from_tarball(store: Store, lease: Lease, path: Path) -> LayerRecord:
-    """A tarball (plain, gzip or zstd) becomes a layer: read once through the bounded
-    reader, unpacked into its snapshot in that pass; its diff_id is the hash of what it
-    decompresses to. A file that is not a well-formed tar never becomes a layer."""
+def layer_from_tarball(store: Store, lease: Lease, source: Path | BinaryIO) -> LayerRecord:
+    """A tarball (plain, gzip, zstd, bzip2 or xz: what `docker import` takes), a file or a
+    stream (stdin), becomes a layer: read once, forward, through the bounded reader,
+    unpacked into its snapshot in that pass; its diff_id is the hash of what it
+    decompresses to. Input that is not a well-formed tar never becomes a layer."""
     limits = LayerLimits.from_env()  # LAMINA_MAX_LAYER_SIZE / _RATIO, as for load
-    with open(path, "rb") as raw:
+    with ExitStack() as stack:
+        raw = stack.enter_context(open(source, "rb")) if isinstance(source, Path) else source
         tar = open_layer_reader(raw, limits.max_size, limits.max_ratio)
-        if tar.compression.value not in ("gzip", "zstd", "none"):
-            raise InvalidInputError(
-                f"{path}: a {tar.compression.value} tarball cannot be a layer",
-                hint="use a plain, gzip or zstd tarball",
-            )
         index = EntryCollector()  # the file index, gathered in this same pass
         layer = unpack_tar_layer(
             store, lease, tar, limits=Limits(max_total_bytes=limits.max_size), collect=index
@@ -50,7 +48,7 @@ def _layer_from_changes(store: Store, lease: Lease, changes: list[Change]) -> La
 
 def import_rootfs(
     store: Store,
-    source: Path,
+    source: Path | BinaryIO,
     *,
     base_config: ImageConfig | None,
     base_layers: Sequence[LayerRecord],
@@ -64,7 +62,7 @@ def import_rootfs(
     with store.lease() as lease:
         for layer in base_layers:
             lease.add_snapshot(layer.diff_id)
-        if source.is_dir():
+        if isinstance(source, Path) and source.is_dir():
             changes = changes_for(source) if changes_for else changes_from_dir(source)
             layer = _layer_from_changes(store, lease, changes)
         else:
@@ -72,9 +70,11 @@ def import_rootfs(
         created = timestamp(source_date_epoch(), time.time())
         config = base_config or ImageConfig.new(created=created)
         config = config.with_fields(created=created)
+        # moby's: no CREATED BY, and the message, else where it came from ("-": the docker
+        # CLI sends a file as it sends stdin).
         config = config.with_layer(
             layer.diff_id,
-            History(created=created, created_by=f"lamina import {source.name}", comment=message),
+            History(created=created, created_by="", comment=message or "Imported from -"),
         )
         config = apply_changes(config, instructions)
         image = write_image(store, config, [*base_layers, layer], lease=lease, tags=tags)

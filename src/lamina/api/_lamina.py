@@ -27,7 +27,7 @@ from lamina.store import DiskUsage, FsckReport, ImageRecord, PruneReport, Store,
 
 if TYPE_CHECKING:
     from lamina.analysis import Comparison, ImageReport, LayerInput, StoreReport
-    from lamina.api._containers import Containers
+    from lamina.api._container_commands import Containers
     from lamina.api._history import HistoryRow
     from lamina.api._registry import PullResult, PushResult
     from lamina.api._transfer_types import LoadResult
@@ -151,6 +151,15 @@ class Lamina(HostCommands):
         self.lazy_layers = LazyLayers(self.store, self.root, lambda: self.limits)
         self.store.remote_fetcher = self.lazy_layers
         self._containers: Containers | None = None
+
+    @property
+    def containers(self) -> Containers:
+        """run, ps, stop, rm, logs, exec, diff, commit...: see `lamina.api._container_commands`."""
+        if self._containers is None:
+            from lamina.api._container_commands import Containers
+
+            self._containers = Containers(self)
+        return self._containers
 
     @property
     def limits(self) -> LayerLimits:
@@ -443,14 +452,15 @@ class Lamina(HostCommands):
 
     def import_image(
         self,
-        source: Path,
+        source: Path | BinaryIO,
         reference: str | None = None,
         *,
         base: str | None = None,
         message: str = "",
         changes: Sequence[str] = (),
     ) -> str:
-        """Make an image of a rootfs directory or tarball; returns its ID.
+        """Make an image of a rootfs directory or tarball (a file, or a stream: stdin);
+        returns its ID.
 
         With `base`, the new layer holds only the difference between the base image's
         tree and `source` (whiteouts for what `source` lacks).
@@ -459,7 +469,8 @@ class Lamina(HostCommands):
         from lamina.api._instructions import apply_changes
         from lamina.layers import diff_trees
 
-        source = Path(source)
+        if isinstance(source, (str, os.PathLike)):
+            source = Path(source)
         tags = [normalize_tag(reference)] if reference else []
         if base is None:
             return import_rootfs(
@@ -474,7 +485,7 @@ class Lamina(HostCommands):
                 tags=tags,
             )
         image = self.resolve(base)
-        if not source.is_dir():
+        if not isinstance(source, Path) or not source.is_dir():
             raise InvalidInputError(f"--base needs a directory to compare, and {source} is not one")
         mount_dir = self.root / "tmp" / f"import-{os.getpid()}"
         self.mount(image.id, mount_dir)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from lamina.api._transfer_types import LoadResult
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
-from lamina.layers import Compression, EntryCollector, Limits, open_layer_reader, scan_layer
+from lamina.layers import (
+    Compression,
+    EntryCollector,
+    Limits,
+    open_layer_reader,
+    scan_layer,
+    sniff_compression,
+)
 from lamina.oci import Descriptor, Manifest, media_types
 from lamina.store import ImageRecord, LayerRecord, Lease, Store, write_image
 from lamina.transport import (
@@ -259,10 +268,11 @@ def load_stream(
     """`load_archive` of a stream (`lamina load < FILE`, or down a pipe). A regular file
     read from its start is opened in place; anything else is first copied into a scratch
     dir of the store (`snapshots/.tmp-load-*`, owned by this process: removed at the end,
-    or by the next command if this one is killed), as an archive is read out of order."""
+    or by the next command if this one is killed), as an archive is read out of order.
+    A compressed stream (gzip, zstd, bzip2, xz: `docker load`'s) is decompressed as it
+    is copied, within the layer limits (a decompression bomb stops there)."""
     import os
     import stat
-    import tempfile
 
     fd = stream.fileno()
     info = os.fstat(fd)
@@ -270,29 +280,77 @@ def load_stream(
         if info.st_size == 0:
             raise InvalidInputError("requested load from stdin, but stdin is empty")
         return load_archive(store, Path(f"/proc/self/fd/{fd}"), limits, keep_blobs=keep_blobs)
+    limits = limits or LayerLimits()
+    with _scratch(store) as scratch:
+        spooled = scratch / "stdin.tar"
+        if _spool(stream, spooled, limits, "stdin", hint="load from a file with -i FILE") == 0:
+            raise InvalidInputError("requested load from stdin, but stdin is empty")
+        return _load_tar(store, spooled, limits, keep_blobs)
+
+
+@contextmanager
+def _scratch(store: Store) -> Iterator[Path]:
+    """A scratch dir in the store, owned by this process (`recover` removes it if the
+    process is killed), removed at the end."""
+    import tempfile
+
     from lamina.runtime import write_owner
     from lamina.store import remove_tree
 
     scratch = Path(tempfile.mkdtemp(prefix=".tmp-load-", dir=store.snapshots_dir))
     try:
         write_owner(scratch)
-        spooled = scratch / "stdin.tar"
-        total = 0
-        try:
-            with open(spooled, "wb") as out:
-                while chunk := stream.read(_SPOOL_CHUNK):
-                    out.write(chunk)
-                    total += len(chunk)
-        except OSError as exc:
-            raise InvalidInputError(
-                f"copying stdin into {scratch}: {exc.strerror or exc}",
-                hint="load from a file with -i FILE",
-            ) from exc
-        if total == 0:
-            raise InvalidInputError("requested load from stdin, but stdin is empty")
-        return load_archive(store, spooled, limits, keep_blobs=keep_blobs)
+        yield scratch
     finally:
         remove_tree(scratch)
+
+
+class _Prefixed:
+    """`head` (already read from `stream`), then the rest of `stream`."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, n: int = -1, /) -> bytes:
+        if self._head:
+            out, self._head = (self._head, b"") if n < 0 else (self._head[:n], self._head[n:])
+            return out
+        return self._stream.read(n)
+
+
+def _spool(stream: BinaryIO, out: Path, limits: LayerLimits, what: str, hint: str) -> int:
+    """Copy `stream` into `out`, decompressed if it is compressed; the bytes written."""
+    head = b""
+    try:
+        while len(head) < 6 and (more := stream.read(6 - len(head))):
+            head += more
+        compression = sniff_compression(head)
+        source: Any = _Prefixed(head, stream)
+        if compression is not Compression.NONE:
+            source = open_layer_reader(source, limits.max_size, limits.max_ratio, digest=False)
+        total = 0
+        with open(out, "wb") as f:
+            while chunk := source.read(_SPOOL_CHUNK):
+                f.write(chunk)
+                total += len(chunk)
+    except OSError as exc:
+        raise InvalidInputError(f"copying {what} into {out.parent}: {exc.strerror or exc}",
+                                hint=hint) from exc  # fmt: skip
+    except InvalidInputError as exc:  # the decompressor's: corrupt, truncated, a bomb
+        message = exc.message.replace(" layer blob", " archive", 1)
+        raise InvalidInputError(f"{what}: {message}", hint=exc.hint) from exc
+    return total
+
+
+def _compression_of(path: Path) -> Compression:
+    try:
+        with open(path, "rb") as f:
+            return sniff_compression(f.read(6))
+    except IsADirectoryError:
+        return Compression.NONE  # an OCI layout directory
+    except OSError:
+        return Compression.NONE  # open_archive says what is wrong with it
 
 
 def load_archive(
@@ -304,8 +362,19 @@ def load_archive(
     a compressed layer's blob is kept only with `keep_blobs`. Layers the store has are
     not read. Any bad blob, digest, diff_id or limit stops the load before an image is
     recorded, so none is ever half there (the lease lets prune take what was written).
+    A compressed archive (gzip, zstd, bzip2, xz, as `docker load` takes) is decompressed
+    into a scratch dir of the store first, within the layer limits.
     """
     limits = limits or LayerLimits()
+    if _compression_of(path) is not Compression.NONE:
+        with open(path, "rb") as stream, _scratch(store) as scratch:
+            spooled = scratch / "archive.tar"
+            _spool(stream, spooled, limits, str(path), hint="check the file, or load the tar")
+            return _load_tar(store, spooled, limits, keep_blobs)
+    return _load_tar(store, path, limits, keep_blobs)
+
+
+def _load_tar(store: Store, path: Path, limits: LayerLimits, keep_blobs: bool) -> list[LoadResult]:
     results: list[LoadResult] = []
     with open_archive(path) as archive, store.lease() as lease:
         if not archive.images():  # docker load has nothing to say either; this says why

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
@@ -126,7 +126,7 @@ def save(
 @click.option(
     "-c", "--change", "changes", multiple=True, help="Dockerfile instruction for the config."
 )
-@click.argument("source", type=click.Path(path_type=Path, exists=True))
+@click.argument("source", type=click.Path(path_type=Path, exists=True, allow_dash=True))
 @click.argument("reference", required=False)
 @click.pass_context
 def import_(
@@ -137,9 +137,11 @@ def import_(
     source: Path,
     reference: str | None,
 ) -> None:
-    """Make an image from a root filesystem (a directory or a tarball), like `docker import`."""
+    """Make an image from a root filesystem (a directory or a tarball; `-`: a tarball on
+    stdin), like `docker import`."""
+    given: Path | BinaryIO = sys.stdin.buffer if str(source) == "-" else source
     image_id = _api(ctx).import_image(
-        source, reference, base=base, message=message, changes=list(changes)
+        given, reference, base=base, message=message, changes=list(changes)
     )
     click.echo(image_id)
 

@@ -7,6 +7,8 @@ of the environment's site-packages (setuptools' `distutils-precedence.pth` impor
 starts Python with `-S` and puts on `sys.path` only the directory `lamina` itself is
 installed in; `lamina.cli._launch` does what `site` does as soon as anything else is
 needed (any command but `run`, an error message, any module only site-packages has).
+`make venv` also writes the bundle of `lamina run`'s modules the launcher loads them from
+(`lamina._bundle`).
 pip's own script stays what `pip install .` gives: the same commands, with `site`.
 
     python -m lamina.cli._script .venv/bin/lamina    # (what `make venv` runs)
@@ -33,14 +35,16 @@ import sys
 
 sys.path.append({where!r})
 try:
-    from lamina.cli import main
+    from lamina._bundle import install
 except ModuleNotFoundError as missing:  # lamina moved: find it as `site` would
     if missing.name != "lamina":
         raise
     import site
 
     site.main()
-    from lamina.cli import main
+    from lamina._bundle import install
+install()  # `lamina run`'s modules from one file (lamina._bundle), where it is current
+from lamina.cli import main
 sys.exit(main())
 '''
 
@@ -63,6 +67,9 @@ def write_launcher(path: str) -> bool:
 
 
 if __name__ == "__main__":
+    from lamina._bundle import run_path_modules, write_bundle
+
+    write_bundle(run_path_modules())
     if not write_launcher(sys.argv[1]):
         print(f"{sys.argv[1]}: kept pip's script (this Python's path cannot go on a #! line "
               "with -S)", file=sys.stderr)  # fmt: skip

@@ -48,6 +48,7 @@ from lamina._lazy import lazy_names
 
 TYPE_CHECKING = False  # not typing's: `lamina run` does without typing
 if TYPE_CHECKING:
+    from lamina.runtime._console import run_with_console
     from lamina.runtime._logs import LOG_FILE, LineJoiner, LogLine, LogWriter, read_records
     from lamina.runtime._monitor import (
         EXIT_FILE,
@@ -95,6 +96,7 @@ if TYPE_CHECKING:
 # Each name loads its module on first use: `lamina run` loads the monitor and the bundle
 # code, not the log reader or the seccomp tables of `exec` until it needs them.
 _LAZY = {
+    "run_with_console": "lamina.runtime._console",
     "LOG_FILE": "lamina.runtime._logs",
     "LineJoiner": "lamina.runtime._logs",
     "LogLine": "lamina.runtime._logs",
@@ -147,6 +149,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "run_with_console",
     "BLOCKED_SYSCALLS",
     "EXIT_FILE",
     "EXIT_LAMINA_FAILED",

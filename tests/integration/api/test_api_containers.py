@@ -239,6 +239,20 @@ def test_exec(cli: Cli) -> None:
     assert cli("exec", "-i", cid, "cat", input=b"abc").stdout == "abc"
 
 
+def test_exec_with_a_terminal_where_the_command_has_none(cli: Cli) -> None:
+    # `docker exec -t` prints the process' terminal output wherever stdout goes (a CI job,
+    # a pipe); runc alone needs a terminal of its caller to copy to (here, none of 0-2 is).
+    cid = cli.ok("run", "-d", "busybox", "sleep", "100").strip()
+    done = cli("exec", "-t", cid, "sh", "-c", "test -t 0 && test -t 1 && echo tty; exit 3")
+    assert (done.returncode, done.stdout) == (3, "tty\n"), done.stderr  # (\r\n, read as text)
+    assert cli("exec", "-t", cid, "no-such").returncode == 127
+    assert cli("exec", "-t", cid, "sh", "-c", "kill -9 $$").returncode == 137
+    left = os.listdir(cli.root / "containers" / cid)
+    assert [n for n in left if n.startswith(("console-", "exec-"))] == []
+    refused = cli("exec", "-it", cid, "true")  # docker-cli's: stdin must be a terminal
+    assert refused.returncode == 1 and "the input device is not a TTY" in refused.stderr
+
+
 def test_read_only_and_volumes(cli: Cli, tmp_path: Path) -> None:
     ro = cli("run", "--rm", "--read-only", "busybox", "sh", "-c",
              "touch /x; echo $?; touch /etc/hosts; echo $?")  # fmt: skip
@@ -973,12 +987,12 @@ def _rootfs_of(cli: Cli) -> Path:
 
 _KILLED_MID_INIT = """
 import os, signal, sys
-from lamina.api import Containers
-real = Containers._make_init_layer
+from lamina.api import ContainerRunner
+real = ContainerRunner._make_init_layer
 def make(view, init, targets):
     real(view, init, targets[:2])
     os.kill(os.getpid(), signal.SIGKILL)
-Containers._make_init_layer = staticmethod(make)
+ContainerRunner._make_init_layer = staticmethod(make)
 from lamina.cli import main
 sys.argv = ["lamina", "--root", sys.argv[1], "run", "--rm", "busybox", "true"]
 main()
