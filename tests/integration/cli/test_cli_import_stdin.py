@@ -59,8 +59,10 @@ def test_import_of_a_file_gives_the_image_stdin_gives(tmp_path: Path) -> None:
         )  # fmt: skip
     assert from_file.returncode == 0 and from_stdin.returncode == 0, from_stdin.stderr
     assert _history(root, "a:1") == ["|from a file"]
-    layers = [lamina(root, "inspect", "--format", "{{json .RootFS}}", r).stdout for r in "ab"]
-    assert layers[0] == layers[1]  # the same layer, whichever way it came
+    # By name: "a" and "b" would be image-ID prefixes, found only by chance.
+    layers = [lamina(root, "inspect", "--format", "{{json .RootFS}}", r) for r in ("a:1", "b:1")]
+    assert all(done.returncode == 0 for done in layers)
+    assert layers[0].stdout == layers[1].stdout  # the same layer, whichever way it came
 
 
 def test_import_of_a_broken_stream_is_one_error_line(tmp_path: Path) -> None:
