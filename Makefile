@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 APT_PACKAGES := runc umoci skopeo busybox-static docker-registry buildah e2fsprogs tini chromium \
-	python3 python3-venv
+	python3 python3-venv procps
 # The venv's interpreter: Debian's own Python (built with PGO and LTO, libpython linked in)
 # starts and runs lamina's run path in ~15% less CPU than a plain source build of the same
 # version (pyenv's). `make PYTHON=...` for another; a venv made of another one is remade.

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from lamina._rmtree import remove_tree
 from lamina.errors import InvalidInputError, LaminaError, NotFoundError
 from lamina.oci import MAX_DOCKERFILE_BYTES
 
@@ -140,7 +140,7 @@ def _scratch(lamina: Lamina) -> Iterator[Path]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
 
 
 def _copy_bounded(source: BinaryIO, target: Path, limit: int) -> None:

@@ -14,9 +14,20 @@ import stat
 import time
 
 from lamina._lightjson import dumps
-from lamina.api._container_opts import merge_env, parse_env_options, read_env_file
-from lamina.api._containers import _WAITING, ContainerExit, ContainerRunner
-from lamina.errors import ConflictError, InvalidInputError, LaminaError, NotFoundError
+from lamina.api._container_opts import (
+    check_container_name,
+    merge_env,
+    parse_env_options,
+    read_env_file,
+)
+from lamina.api._containers import _WAITING, ContainerExit, ContainerRunner, RunOptions
+from lamina.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidInputError,
+    LaminaError,
+    NotFoundError,
+)
 from lamina.runtime import (
     EXIT_LAMINA_FAILED,
     LOG_FILE,
@@ -78,6 +89,47 @@ def _log_time_ns(stamp: str) -> int:
 
 class Containers(ContainerRunner):
     """The container commands over one host (see `ContainerRunner`)."""
+
+    def rename(self, ref: str, new_name: str) -> None:
+        """`docker rename`, with moby's rules: a valid name (a leading `/` dropped), not the
+        current one, not another container's."""
+        if not ref or not new_name:
+            raise InvalidInputError("Neither old nor new names may be empty")
+        name = check_container_name(new_name)
+        record = self.get(ref)
+        if record.name == name:
+            raise InvalidInputError("Renaming a container with the same name as its current name")
+        try:
+            self.lam.full().store.rename_container(record.id, name)
+        except AlreadyExistsError:
+            holder = self.store.get_container(name).id
+            raise ConflictError(
+                f'Conflict. The container name "/{name}" is already in use by container '
+                f'"{holder}". You have to remove (or rename) that container to be able to '
+                "reuse that name."
+            ) from None
+
+    def top(self, ref: str, ps_args: Sequence[str] = ()) -> str:
+        """`docker top`: the container's processes as `ps` shows them (default `-ef`), run
+        by `runc ps` over the container's cgroup."""
+        record = self.refresh(self.get(ref))
+        if record is None or record.state["status"] != "running":
+            raise ConflictError(f"container {ref} is not running")
+        done = self._runc("ps", record.id, *(ps_args or ("-ef",)))
+        if done.returncode != 0:
+            failure = done.stderr.strip().splitlines()
+            raise InvalidInputError(f"ps: {failure[-1] if failure else 'failed'}")
+        return done.stdout
+
+    def create_container(self, opts: RunOptions) -> str:
+        """`docker create`: the container made and recorded, ready to `start`; its ID. With
+        `--rm` it goes once a start of it ends (its monitor's fold removes it)."""
+        record = self.create(opts)
+        if record.state.get("owner"):
+            # (`create` leaves a --rm container owned by this command, for the start that
+            # follows in `run`; none follows here, and a dead owner would have it removed.)
+            self.store.set_container_state(record.id, {**record.state, "owner": None})
+        return record.id
 
     def _info(self, record: ContainerRecord) -> ContainerInfo:
         s = record.state

@@ -47,6 +47,7 @@ import time
 
 from lamina import _lightctx as contextlib
 from lamina._paths import absolute
+from lamina._rmtree import remove_tree
 from lamina.api._container_opts import (
     check_container_name,
     merge_env,
@@ -514,7 +515,7 @@ class ContainerRunner:
                     raise
                 # Another command made it first (the same stubs, from the same image).
         finally:
-            _remove_tree(scratch)
+            remove_tree(scratch)
         return path
 
     def _init_lowers(self, record: ContainerRecord) -> builtins.list[str]:
@@ -878,7 +879,7 @@ class ContainerRunner:
         if os.path.exists(state):
             self._runc("delete", "--force", cid)
             if os.path.exists(state):  # runc could not read it: nothing of it runs any more
-                _remove_tree(state)
+                remove_tree(state)
             found = True
         if os.path.exists(self._dir(cid)):
             self._remove_files(cid)
@@ -895,7 +896,7 @@ class ContainerRunner:
             os.rename(d, trash)
         except FileNotFoundError:
             return  # another command removed it first
-        _remove_tree(trash)
+        remove_tree(trash)
 
     def _clear_paused(self, cid: str) -> None:
         with contextlib.suppress(NotFoundError):
@@ -904,36 +905,6 @@ class ContainerRunner:
                 state = dict(current.state)
                 del state["paused_by"]
                 self.store.set_container_state(cid, state)
-
-
-def _remove_tree(path: str) -> None:
-    """Remove the directory `path` and everything in it, as `shutil.rmtree(path,
-    ignore_errors=True)` does (walking by directory fds, never following a symlink), without
-    loading `shutil` (and the compression modules it imports) into every `lamina run`."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-    def clear(fd: int) -> None:
-        with os.scandir(fd) as entries:
-            names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
-        for name, is_dir in names:
-            with contextlib.suppress(OSError):
-                if is_dir:
-                    sub = os.open(name, flags, dir_fd=fd)
-                    try:
-                        clear(sub)
-                    finally:
-                        os.close(sub)
-                    os.rmdir(name, dir_fd=fd)
-                else:
-                    os.unlink(name, dir_fd=fd)
-
-    with contextlib.suppress(OSError):
-        top = os.open(path, flags)
-        try:
-            clear(top)
-        finally:
-            os.close(top)
-        os.rmdir(path)
 
 
 class _SignalProxy:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from lamina import _lightctx as contextlib
+from lamina._rmtree import remove_tree
 from lamina.errors import LaminaError
 
 TYPE_CHECKING = False  # not typing's: `lamina run` does without typing
@@ -68,9 +69,8 @@ def recover_builds(root: StrPath) -> list[str]:
                 subprocess.run([runc, "--root", entry, "delete", "--force", cid],
                                capture_output=True, check=False)  # fmt: skip
                 killed += 1
-            import shutil
 
-            shutil.rmtree(entry, ignore_errors=True)
+            remove_tree(entry)
             lines.append(f"cleaned up after dead build (pid {pid}): {killed} RUN container(s) "
                          "killed")  # fmt: skip
     snapshots = os.path.join(root, "snapshots")
@@ -82,12 +82,8 @@ def recover_builds(root: StrPath) -> list[str]:
             pid = _dead(entry)
             if pid is None:
                 continue
-            from pathlib import Path
-
-            from lamina.store import remove_tree
-
             mounts = _unmount_under(entry)
-            remove_tree(Path(entry))
+            remove_tree(entry)
             lines.append(f"removed scratch dir {name} of dead lamina process (pid {pid}), "
                          f"{mounts} mount(s)")  # fmt: skip
     return lines

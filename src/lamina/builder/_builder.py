@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import re
 import secrets
-import shutil
 import tempfile
 import threading
 import time
@@ -21,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
+from lamina._rmtree import remove_tree
 from lamina.dockerfile import (
     BuildPlan,
     Cmd,
@@ -162,7 +162,7 @@ class Builder:
             finally:
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
-                shutil.rmtree(self.runc_state, ignore_errors=True)
+                remove_tree(self.runc_state)
             created = self._stable_created(state.config)
             config = state.config.with_fields(created=created)
             if self.opts.labels:
@@ -475,7 +475,7 @@ class Builder:
             # A step's killed process may still be writing into its upper dir for a moment
             # after an interrupt: a removal racing it finds a directory not yet empty.
             for attempt in range(20):
-                shutil.rmtree(path, ignore_errors=True)
+                remove_tree(path)
                 if not path.exists():
                     break
                 time.sleep(0.05 * (attempt + 1))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lamina._rmtree import remove_tree
 from lamina.dockerfile import Chmod, ContextFile, Copy, IgnoreRules, select_parents, select_sources
 from lamina.errors import InvalidInputError
 from lamina.layers import Compression, resolve_in_root, sniff_compression
@@ -364,7 +365,7 @@ class Stager:
                 self._place(unpacked, image_dir)
         finally:
             if unpacked != into:
-                shutil.rmtree(unpacked, ignore_errors=True)
+                remove_tree(unpacked)
         if self.owner is not None:
             # --chown applies to what the archive holds too (testDockerfileAddChownArchive).
             for top, dirs, files in os.walk(into):

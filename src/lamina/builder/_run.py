@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lamina._rmtree import remove_tree
 from lamina.dockerfile import IgnoreRules
 from lamina.dockerfile import Mount as RunMount
 from lamina.errors import InvalidInputError, NotFoundError
@@ -262,7 +263,7 @@ def _secret_dir(stack: contextlib.ExitStack) -> Path:
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     path = Path(tempfile.mkdtemp(prefix="lamina-secrets-", dir=base))
     os.chmod(path, 0o700)
-    stack.callback(shutil.rmtree, path, True)
+    stack.callback(remove_tree, path)
     return path
 
 
@@ -342,7 +343,7 @@ def run_step(
     if code != 0:
         raise StepFailedError(what, where, code, tail.tail(), req.argv)
     clean_upper(upper, stubs, lowers)
-    shutil.rmtree(work, ignore_errors=True)
+    remove_tree(work)
     return upper
 
 

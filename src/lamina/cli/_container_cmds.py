@@ -38,9 +38,14 @@ def _api(ctx: click.Context) -> Lamina:
 # -- run -------------------------------------------------------------------------------
 
 
-def _run_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The click options of `run`, made from the table the lean entry point parses by."""
+def _run_options(
+    command: Callable[..., None], without: tuple[str, ...] = ()
+) -> Callable[..., None]:
+    """The click options of `run` (but those named in `without`), made from the table the
+    lean entry point parses by."""
     for flags, dest, kind, help_text in reversed(RUN_OPTIONS):
+        if dest in without:
+            continue
         if kind == "flag":
             command = click.option(*flags, dest, is_flag=True, help=help_text)(command)
         elif kind in ("multi", "path"):
@@ -90,6 +95,20 @@ def run(ctx: click.Context, /, **params: Any) -> None:
     """Run a command in a new container (exit status: the command's; 125 lamina failed,
     126 the command cannot be invoked, 127 not found)."""
     run_container(ctx.find_root().obj, params)
+
+
+@cli.command(cls=_RunCommand,
+             context_settings={**_NO_SHORT_HELP, "allow_interspersed_args": False})  # fmt: skip
+@lambda command: _run_options(command, without=("detach",))
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def create(ctx: click.Context, /, **params: Any) -> None:
+    """Create a container to start later; print its ID (as `run`, without starting it)."""
+    from lamina.cli._launch import run_options
+
+    opts = run_options(params)
+    click.echo(reporting(lambda: _api(ctx).containers.create_container(opts), 125))
 
 
 @cli.command()
@@ -431,6 +450,31 @@ def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ..
     """Make an image of a container's changes; print its ID."""
     click.echo(_api(ctx).containers.commit(container, reference, message=message, author=author,
                                            changes=changes, pause=pause))  # fmt: skip
+
+
+@cli.command(context_settings={"allow_interspersed_args": False,
+                               "ignore_unknown_options": True})  # fmt: skip
+@click.argument("container")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def top(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> None:
+    """Show a container's processes (`ps` options after the container; default -ef)."""
+    click.echo(_api(ctx).containers.top(container, ps_args), nl=False)
+
+
+@cli.command()
+@click.argument("container")
+@click.argument("new_name")
+@click.pass_context
+def rename(ctx: click.Context, container: str, new_name: str) -> None:
+    """Rename a container."""
+    try:
+        _api(ctx).containers.rename(container, new_name)
+    except LaminaError as e:  # docker-cli's: the reason, then its own line
+        from lamina.cli._main import _print_error
+
+        _print_error(e.message, None)
+        raise LaminaError(f"failed to rename container named {container}") from None
 
 
 @cli.group("container")

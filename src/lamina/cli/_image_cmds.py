@@ -451,16 +451,3 @@ def image_prune(ctx: click.Context, all_images: bool, force: bool) -> None:
             click.echo(line)
         click.echo()
     click.echo(f"Total reclaimed space: {human_size(freed, 4)}")
-
-
-def _register_image_aliases() -> None:
-    from lamina.cli._commands import tag
-
-    image_group.add_command(images, "ls")
-    image_group.add_command(images, "list")
-    image_group.add_command(history, "history")
-    image_group.add_command(rmi, "rm")
-    image_group.add_command(tag, "tag")
-
-
-_register_image_aliases()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, NoReturn, TypeVar
 
-    from lamina.api import Lamina, RunHost
+    from lamina.api import Lamina, RunHost, RunOptions
 
     T = TypeVar("T")
 
@@ -290,14 +290,13 @@ def raw_terminal(enabled: bool) -> Iterator[None]:
         termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
 
-def run_container(obj: Context, params: dict[str, Any]) -> None:
-    """`lamina run` once its words are parameters (the click command's names): exits with
-    the container's status (125 lamina failed, 126 not invokable, 127 not found)."""
-    from lamina.api import Attach, RunOptions
+def run_options(params: dict[str, Any]) -> RunOptions:
+    """The click command's parameters (`run`'s, `create`'s) as the API's options."""
+    from lamina.api import RunOptions
 
     p = params
-    opts = RunOptions(
-        image=p["image"], command=p["command"], name=p["name"], detach=p["detach"],
+    return RunOptions(
+        image=p["image"], command=p["command"], name=p["name"], detach=p.get("detach", False),
         remove=p["remove"], interactive=p["interactive"], tty=p["tty"], env=p["env"],
         env_files=p["env_file"], workdir=p["workdir"], user=p["user"],
         entrypoint=p["entrypoint"], network=p["network"], volumes=p["volumes"],
@@ -305,6 +304,14 @@ def run_container(obj: Context, params: dict[str, Any]) -> None:
         stop_signal=p["stop_signal"], stop_timeout=p["stop_timeout"],
         security_opts=p["security_opts"],
     )  # fmt: skip
+
+
+def run_container(obj: Context, params: dict[str, Any]) -> None:
+    """`lamina run` once its words are parameters (the click command's names): exits with
+    the container's status (125 lamina failed, 126 not invokable, 127 not found)."""
+    from lamina.api import Attach
+
+    opts = run_options(params)
     check_tty(opts.interactive, opts.tty, opts.detach)
     attach = Attach(0 if opts.interactive else None, 1, 2)
 

@@ -34,7 +34,7 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 # Commands that `_container_cmds` alone defines: for these, main() imports no other command
 # module (the builder, the image listings, the template engine), which is most of what a
 # `lamina run --rm IMAGE true` would otherwise spend before it starts anything.
-CONTAINER_COMMANDS = frozenset({"run", "ps", "logs", "stop", "kill", "start", "wait"})
+CONTAINER_COMMANDS = frozenset({"run", "create", "ps", "logs", "stop", "kill", "start", "wait"})
 # Commands that `_commands` alone defines: for these main() imports no other command
 # module either (a cold `lamina save` reads every module it imports from disk, one by one).
 STORE_COMMANDS = frozenset({"load", "save", "import", "tag", "prune", "fsck", "mount", "umount"})
@@ -83,6 +83,7 @@ def register_commands(argv: list[str]) -> bool:
     if name in CONTAINER_COMMANDS:
         return True
     from lamina.cli import (  # noqa: F401  (registers them)
+        _aliases,
         _analyze_cmd,
         _build_cmd,
         _commands,

@@ -67,9 +67,15 @@ def write_launcher(path: str) -> bool:
 
 
 if __name__ == "__main__":
+    import subprocess
+
     from lamina._bundle import run_path_modules, write_bundle
 
-    write_bundle(run_path_modules())
+    try:
+        write_bundle(run_path_modules())
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        # (A read-only installation, say: its modules load the usual way.)
+        print(f"note: no run-path bundle: {exc}", file=sys.stderr)
     if not write_launcher(sys.argv[1]):
         print(f"{sys.argv[1]}: kept pip's script (this Python's path cannot go on a #! line "
               "with -S)", file=sys.stderr)  # fmt: skip

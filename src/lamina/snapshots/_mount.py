@@ -7,6 +7,7 @@ import os
 
 from lamina import _libc as libc
 from lamina._lightctx import contextmanager
+from lamina._rmtree import remove_tree
 from lamina.errors import InvalidInputError, ToolError
 
 TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
@@ -158,9 +159,8 @@ def mount(m: Mount, target: StrPath, *, scratch: StrPath | None = None) -> None:
     finally:
         # Overlayfs resolved the links while mounting; they are no longer needed.
         if linkdir is not None:
-            import shutil
 
-            shutil.rmtree(linkdir, ignore_errors=True)
+            remove_tree(linkdir)
 
 
 # mount(2) flags for the options mount(8) would turn into flags rather than pass on.

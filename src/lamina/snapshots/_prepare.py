@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from lamina._rmtree import remove_tree
 from lamina.errors import DigestMismatchError, NotFoundError
 from lamina.layers import (
     ByteStream,
@@ -145,7 +145,7 @@ def unpack_layer(
         try:
             actual = unpack(scratch)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree(scratch)
         if actual != diff_id:
             raise DigestMismatchError(f"layer {diff_id}: unpacked content's diff_id", diff_id,
                                       actual)  # fmt: skip

@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from lamina._rmtree import remove_tree
 from lamina.errors import DigestMismatchError
 from lamina.oci import check_digest, short_id
 from lamina.store import snapshot_path
@@ -44,5 +45,5 @@ def unpack_snapshot(snapshots_root: Path, diff_id: str, unpack: Callable[[Path],
             shutil.rmtree(tmp)
         return final
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise

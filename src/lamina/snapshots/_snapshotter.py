@@ -20,10 +20,10 @@ import contextlib
 import errno
 import os
 import secrets
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from lamina._rmtree import remove_tree
 from lamina.oci import check_digest, digest_hex, short_id
 from lamina.snapshots._mount import Mount, overlay_mount
 
@@ -86,7 +86,7 @@ class Snapshotter:
         if target.exists():
             trash = self.root / f".trash-{digest_hex(diff_id)}-{secrets.token_hex(4)}"
             os.rename(target, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+            remove_tree(trash)
 
     def view(self, diff_ids: Sequence[str]) -> Mount:
         """A read-only mount of the stack `diff_ids` (bottom first, as a config lists them)."""
@@ -99,7 +99,7 @@ class Snapshotter:
 
 def _discard(staging: Path | None, record: Path | None) -> None:
     if staging is not None:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging)
     if record is not None:
         with contextlib.suppress(FileNotFoundError):
             record.unlink()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import sqlite3
 import stat
 import time
@@ -297,18 +296,8 @@ def drop_init_layer(snapshots_dir: Path, name: str) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a tree that may hold read-only directories (snapshots keep the layer's modes)."""
-    if path.is_symlink() or not path.is_dir():
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o700)
-    for top, dirs, _ in os.walk(path):
-        for name in dirs:
-            sub = os.path.join(top, name)
-            # Never chmod through a symlink: it may point out of the store.
-            if not os.path.islink(sub):
-                with contextlib.suppress(OSError):
-                    os.chmod(sub, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a tree that may hold read-only directories (snapshots keep the layer's modes),
+    however deep (`lamina._rmtree`); best effort."""
+    from lamina._rmtree import remove_tree as remove
+
+    remove(os.fspath(path))

@@ -140,6 +140,18 @@ def set_container_state(db: Database, id: str, state: Any) -> None:
         raise NotFoundError(f"container {id} does not exist")
 
 
+def rename_container(db: Database, id: str, name: str) -> None:
+    """Give a container another (free) name; AlreadyExistsError if another has it."""
+    with db.write(gc_shared=False) as conn:
+        try:
+            changed = conn.execute("UPDATE containers SET name = ? WHERE id = ?",
+                                   (name, id)).rowcount  # fmt: skip
+        except _sqlite3.IntegrityError:
+            raise AlreadyExistsError(f"container name {name} is taken") from None
+    if not changed:
+        raise NotFoundError(f"container {id} does not exist")
+
+
 def remove_container(db: Database, id: str, durable: bool = True) -> None:
     """Forget a container record (its directories are the runtime's)."""
     with db.write(gc_shared=False, durable=durable) as conn:

@@ -200,3 +200,7 @@ class TablesMixin:
     def remove_container(self, id: str) -> None:
         """Forget a container record (its directories are the runtime's)."""
         _rows.remove_container(self._db, id)
+
+    def rename_container(self, id: str, name: str) -> None:
+        """Give a container another name; AlreadyExistsError if another has it."""
+        _rows.rename_container(self._db, id, name)

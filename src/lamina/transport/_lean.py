@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from lamina._rmtree import remove_tree
 from lamina.errors import InvalidInputError, LaminaError
 from lamina.layers import (
     ByteStream,
@@ -540,7 +541,7 @@ def _unpack_unknown(
         with contextlib.suppress(FileNotFoundError):
             record_tmp.unlink()
         if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_tree(staging)
 
 
 # -- migration ---------------------------------------------------------------------------

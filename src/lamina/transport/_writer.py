@@ -10,12 +10,12 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, cast
 
+from lamina._rmtree import remove_tree
 from lamina.errors import AlreadyExistsError, DigestMismatchError, InvalidInputError
 from lamina.layers import Compression, open_layer_reader
 from lamina.oci import (
@@ -276,7 +276,7 @@ def write_oci_layout_dir(
             os.utime(directory, (stamp, stamp))
         os.rename(work, target)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree(work)
         raise
     fsync_dir(parent)
 

@@ -239,6 +239,71 @@ def test_exec(cli: Cli) -> None:
     assert cli("exec", "-i", cid, "cat", input=b"abc").stdout == "abc"
 
 
+def test_create_then_start_and_the_container_group(cli: Cli) -> None:
+    cid = cli.ok("create", "--name", "made", "-e", "A=1", "busybox", "sh", "-c",
+                 "echo made $A; exit 5").strip()  # fmt: skip
+    assert len(cid) == 64
+    assert cli.ok("ps", "-a", "--format", "{{.Names}} {{.Status}}") == "made Created\n"
+    done = cli("start", "-a", "made")
+    assert (done.returncode, done.stdout) == (5, "made 1\n"), done.stderr
+    assert cli.ok("container", "ls", "-a", "--format", "{{.Names}}") == "made\n"
+    assert cli.ok("container", "inspect", "--format", "{{.State.ExitCode}}", "made") == "5\n"
+    assert cli("container", "inspect", "busybox").returncode == 1  # an image, not a container
+    cli.ok("container", "rm", "made")
+    # --rm: it goes once a start of it ends (not before: nothing started it yet).
+    cid = cli.ok("create", "--rm", "busybox", "true").strip()
+    time.sleep(0.2)
+    assert cli.ok("ps", "-aq", "--no-trunc") == cid + "\n"
+    cli.ok("start", cid)
+    deadline = time.monotonic() + 10
+    while cli.ok("ps", "-aq") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cli.ok("ps", "-aq") == ""
+    assert cli("create", "-d", "busybox", "true").returncode == 125  # docker create has no -d
+
+
+def test_rename_follows_mobys_rules(cli: Cli) -> None:
+    first = cli.ok("run", "-d", "--name", "one", "busybox", "sleep", "100").strip()
+    cli.ok("run", "-d", "--name", "two", "busybox", "true")
+    taken = cli("rename", "one", "two")
+    assert taken.returncode == 1
+    assert 'The container name "/two" is already in use' in taken.stderr
+    assert taken.stderr.strip().endswith("failed to rename container named one")
+    assert cli("rename", "one", "one").returncode == 1  # its own name
+    assert cli("rename", "one", "bad name").returncode == 1
+    assert cli("rename", "nosuch", "three").returncode == 1
+    assert cli("rename", first[:12], "/three").returncode == 0  # an ID prefix; `/` dropped
+    assert cli.ok("ps", "-a", "--format", "{{.Names}}").split() == ["two", "three"]
+    assert cli.ok("container", "rename", "three", "four") == ""
+    assert cli.ok("inspect", "--format", "{{.Name}}", first) == "/four\n"
+
+
+def test_top_lists_the_containers_processes_only(cli: Cli) -> None:
+    cid = cli.ok("run", "-d", "busybox", "sh", "-c", "sleep 101 & sleep 102; true").strip()
+    time.sleep(0.3)
+    table = cli.ok("top", cid).splitlines()
+    assert table[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    commands = sorted(line.split(None, 7)[7] for line in table[1:])
+    assert commands[1:] == ["sleep 101", "sleep 102"]
+    assert commands[0].startswith("sh -c sleep 101")  # (ps cuts long lines at 80 columns)
+    assert cli.ok("container", "top", cid[:8], "-o", "pid,args").split("\n")[0].split() == [
+        "PID", "COMMAND"]  # fmt: skip
+    cli.ok("stop", "-t", "0", cid)
+    stopped = cli("top", cid)
+    assert stopped.returncode == 1 and "is not running" in stopped.stderr
+
+
+def test_rm_of_a_container_that_made_a_very_deep_tree(cli: Cli) -> None:
+    # deeper than Python's recursion limit: a recursive removal crashed half-way
+    script = "i=0; while [ $i -lt 1100 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done"
+    cid = cli.ok("run", "-d", "busybox", "sh", "-c", script).strip()
+    assert cli.ok("wait", cid) == "0\n"
+    done = cli("rm", cid)
+    assert done.returncode == 0, done.stderr
+    assert cli.ok("ps", "-aq") == ""
+    assert [n for n in os.listdir(cli.root / "containers") if cid in n] == []
+
+
 def test_exec_with_a_terminal_where_the_command_has_none(cli: Cli) -> None:
     # `docker exec -t` prints the process' terminal output wherever stdout goes (a CI job,
     # a pipe); runc alone needs a terminal of its caller to copy to (here, none of 0-2 is).

@@ -386,8 +386,11 @@ def _children() -> set[int]:
     """This process's living children (a zombie counts: it was not reaped)."""
     found: set[int] = set()
     for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            found.update(int(pid) for pid in f.read().split())
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                found.update(int(pid) for pid in f.read().split())
+        except FileNotFoundError:
+            continue  # a thread that ended since the listing: it has no children now
     return found
 
 
