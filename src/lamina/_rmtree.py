@@ -17,6 +17,10 @@ import stat
 
 from lamina import _lightctx as contextlib  # (`contextlib` costs `lamina run` its import)
 
+TYPE_CHECKING = False  # `typing` costs milliseconds of every `lamina run`
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -92,26 +96,21 @@ def _clear_files(fd: int) -> list[str]:
 
 
 def _unlink_quietly(name: str, fd: int) -> None:
-    try:
-        os.unlink(name, dir_fd=fd)
-    except PermissionError:
-        try:
-            os.fchmod(fd, stat.S_IRWXU)
-            os.unlink(name, dir_fd=fd)
-        except OSError:
-            pass
-    except OSError:
-        pass
+    _quietly(os.unlink, name, fd)
 
 
 def _rmdir_quietly(name: str, fd: int) -> None:
+    _quietly(os.rmdir, name, fd)
+
+
+def _quietly(remove: Callable[..., None], name: str, fd: int) -> None:
+    """`remove(name, dir_fd=fd)`, the directory made writable first if it must be; errors
+    ignored."""
     try:
-        os.rmdir(name, dir_fd=fd)
+        remove(name, dir_fd=fd)
     except PermissionError:
-        try:
+        with contextlib.suppress(OSError):
             os.fchmod(fd, stat.S_IRWXU)
-            os.rmdir(name, dir_fd=fd)
-        except OSError:
-            pass
+            remove(name, dir_fd=fd)
     except OSError:
         pass

@@ -19,9 +19,90 @@ from pathlib import Path
 from lamina.errors import InvalidInputError
 from lamina.oci import MAX_IGNORE_BYTES
 
+# Pattern pieces: a literal character, `?`, a class, `*` (within a name), a trailing `**`
+# (anything), `**/` (any number of whole directories).
+_LIT, _ONE, _CLASS, _STAR, _ANY, _DIRS = range(6)
+_REPEATS = (_STAR, _ANY, _DIRS)
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    out = ["^"]
+
+class Glob:
+    """A compiled pattern, matched against a whole path in time bounded by pattern length
+    times path length: the set of pattern positions reached is advanced one character at a
+    time (as Go's RE2, which moby's patternmatcher uses, does). Python's backtracking
+    `re` takes exponential time on `*a*a*a*a*b` against a long name of a's, so it is used
+    only for patterns with at most two repeats, where it cannot."""
+
+    __slots__ = ("_pieces", "_regex", "linear", "source")
+
+    def __init__(self, pieces: list[tuple[int, str]], regex: str) -> None:
+        self._pieces = pieces
+        self.source = regex  # the same pattern as a regular expression
+        self.linear = sum(kind in _REPEATS for kind, _ in pieces) > 2
+        self._regex = None if self.linear else re.compile(regex, re.DOTALL)
+        for kind, arg in pieces:
+            if kind == _CLASS:
+                re.compile(arg)  # a bad class fails here, as it would in the regex
+
+    def match(self, text: str) -> bool:
+        if self._regex is not None:
+            return self._regex.fullmatch(text) is not None
+        return self.match_linear(text)
+
+    def match_linear(self, text: str) -> bool:
+        """``match`` by advancing the set of positions (what it does past two repeats)."""
+        pieces, end = self._pieces, len(self._pieces)
+        states = self._closure(range(1))
+        for ch in text:
+            reached: set[int] = set()
+            for st in states:
+                if st < 0:  # inside the `**/` at -st - 1: any character, a `/` may end it
+                    reached.add(st)
+                    if ch == "/":
+                        reached.add(-st)
+                    continue
+                if st == end:
+                    continue
+                kind, arg = pieces[st]
+                if kind == _LIT:
+                    if ch == arg:
+                        reached.add(st + 1)
+                elif kind == _ONE:
+                    if ch != "/":
+                        reached.add(st + 1)
+                elif kind == _CLASS:
+                    if re.fullmatch(arg, ch, re.DOTALL):
+                        reached.add(st + 1)
+                elif kind == _STAR:
+                    if ch != "/":
+                        reached.add(st)
+                elif kind == _ANY:
+                    reached.add(st)
+                else:  # _DIRS
+                    reached.add(-st - 1)
+                    if ch == "/":
+                        reached.add(st + 1)
+            if not reached:
+                return False
+            states = self._closure(reached)
+        return end in states
+
+    def _closure(self, states: Iterable[int]) -> set[int]:
+        """``states`` and every position a repeat lets a match skip to (it may be empty)."""
+        out: set[int] = set()
+        todo = list(states)
+        while todo:
+            st = todo.pop()
+            if st in out:
+                continue
+            out.add(st)
+            if 0 <= st < len(self._pieces) and self._pieces[st][0] in _REPEATS:
+                todo.append(st + 1)
+        return out
+
+
+def _compile(pattern: str) -> Glob:
+    pieces: list[tuple[int, str]] = []
+    out = []
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
@@ -32,24 +113,31 @@ def _compile(pattern: str) -> re.Pattern[str]:
                     i += 1
                 if i >= n:
                     out.append(".*")
+                    pieces.append((_ANY, ""))
                 else:
                     out.append("(.*/)?")
+                    pieces.append((_DIRS, ""))
                 continue
             out.append("[^/]*")
+            pieces.append((_STAR, ""))
         elif ch == "?":
             out.append("[^/]")
+            pieces.append((_ONE, ""))
         elif ch == "\\":
             i += 1
             if i >= n:
                 raise ValueError(f"syntax error in pattern {pattern!r}: trailing escape")
             out.append(re.escape(pattern[i]))
+            pieces.append((_LIT, pattern[i]))
         elif ch == "[":
+            before = len(out)
             i = _char_class(pattern, i + 1, out)
+            pieces.append((_CLASS, out[before]))
         else:
             out.append(re.escape(ch))
+            pieces.append((_LIT, ch))
         i += 1
-    out.append("$")
-    return re.compile("".join(out), re.DOTALL)
+    return Glob(pieces, "".join(out))
 
 
 def _class_char(pattern: str, i: int) -> tuple[str, int]:
@@ -88,7 +176,7 @@ class IgnorePattern:
 
     pattern: str
     exclusion: bool
-    regex: re.Pattern[str]
+    regex: Glob
 
 
 def clean_pattern(raw: str) -> tuple[str, bool] | None:
@@ -139,7 +227,7 @@ class IgnoreRules:
 
     def matched(self, path: str) -> tuple[bool, ...]:
         """Per pattern: does it match ``path`` itself (not its parents)?"""
-        return tuple(p.regex.match(path) is not None for p in self.patterns)
+        return tuple(p.regex.match(path) for p in self.patterns)
 
     def ignored(self, path: str, parents: tuple[bool, ...] | None = None) -> bool:
         """Is ``path`` (relative, ``/``-separated, cleaned) left out of the context?
@@ -162,7 +250,7 @@ class IgnoreRules:
         if parents is None:
             parents = self._parents(path)
         return tuple(
-            in_parent or p.regex.match(path) is not None
+            in_parent or p.regex.match(path)
             for p, in_parent in zip(self.patterns, parents, strict=True)
         )
 

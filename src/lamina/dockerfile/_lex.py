@@ -13,11 +13,16 @@ the end of a word). ``$`` not followed by a name stays a literal ``$``. Other mo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
+# `${A:-${B:-...}}` nested deeper than this is refused (each level is a Python frame;
+# BuildKit's Go stack has no such bound, but no real Dockerfile comes near it).
+MAX_NESTING = 64
+# What variables may add to one word: far past any real use (the parser refuses a line
+# over 64 KiB), and short of `ENV B=$A$A$A...` repeated into gigabytes.
+MAX_EXPANDED = 1 << 20
 
 
 class ExpansionError(ValueError):
@@ -84,6 +89,8 @@ class _Lexer:
         self.escape = escape
         self.used: set[str] = set()
         self.unset: set[str] = set()
+        self.depth = 0
+        self.expanded = 0
 
     def peek(self) -> str:
         return self.src[self.pos] if self.pos < len(self.src) else ""
@@ -114,7 +121,7 @@ class _Lexer:
                 self.next()
                 return "".join(out), words.result()
             if ch == "$":
-                value = self.dollar()
+                value = self.grown(self.dollar())
                 out.append(value)
                 words.text(value)
             elif ch == "'" and self.quotes:
@@ -166,7 +173,7 @@ class _Lexer:
                 self.next()
                 return "".join(out)
             if ch == "$":
-                out.append(self.dollar())
+                out.append(self.grown(self.dollar()))
                 continue
             self.next()
             if ch == self.escape:
@@ -190,12 +197,29 @@ class _Lexer:
             self.next()
         return self.src[start : self.pos]
 
+    def grown(self, value: str) -> str:
+        """``value``, counted against ``MAX_EXPANDED``."""
+        self.expanded += len(value)
+        if self.expanded > MAX_EXPANDED:
+            raise ExpansionError(f"the expansion is longer than {MAX_EXPANDED} bytes")
+        return value
+
     def dollar(self) -> str:
         self.next()
         if self.peek() != "{":
             name = self.name()
             return self.lookup(name)[0] if name else "$"
         self.next()
+        if self.depth >= MAX_NESTING:
+            raise ExpansionError(f"substitutions nested more than {MAX_NESTING} deep")
+        self.depth += 1
+        try:
+            return self.braced()
+        finally:
+            self.depth -= 1
+
+    def braced(self) -> str:
+        """What follows ``${``, up to its closing ``}``."""
         first = self.peek()
         if not first:
             raise ExpansionError("syntax error: missing '}'")
@@ -257,39 +281,122 @@ class _Lexer:
                 raise ExpansionError("syntax error: missing '}'") from None
             raise
         value, _ = self.lookup(name)
-        regex = _shell_pattern(pattern, greedy=True, anchored=False)
-        return regex.sub(lambda _m: replacement, value, count=0 if replace_all else 1)
+        return _ShellPattern(pattern).replace(value, replacement, replace_all)
 
 
-def _shell_pattern(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[str]:
-    """A shell pattern (``*``, ``?``, ``\\`` escapes; no brackets) as a regex, as
-    BuildKit converts it: ``\\}`` and ``\\/`` are the escaped delimiters themselves."""
-    out = ["^"] if anchored else []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        i += 1
-        if ch == "*":
-            out.append(".*" if greedy else ".*?")
-        elif ch == "?":
-            out.append(".")
-        elif ch == "\\":
-            following = pattern[i] if i < len(pattern) else ""
-            if following in ("}", "/"):
-                continue
-            if following not in ("*", "?", "\\"):
-                raise ExpansionError(f"invalid pattern ({pattern}) in substitution: "
-                                     f"invalid escape '\\{following}'")  # fmt: skip
-            out.append(re.escape(following))
+_LIT, _ONE, _STAR = range(3)
+
+
+class _ShellPattern:
+    """A shell pattern (``*``, ``?``, ``\\`` escapes; no brackets), as BuildKit reads it:
+    ``\\}`` and ``\\/`` are the escaped delimiters themselves. It is matched by advancing
+    the set of pattern positions reached one character at a time (as Go's RE2 does for
+    BuildKit), in time bounded by pattern length times value length: Python's
+    backtracking ``re`` took hours on ``${A%%*a*a*a*a*a*a*a*a*b}`` over a line of a's."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pieces: list[tuple[int, str]] = []
+        i = 0
+        while i < len(pattern):
+            ch = pattern[i]
             i += 1
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out))
+            if ch == "*":
+                self.pieces.append((_STAR, ""))
+            elif ch == "?":
+                self.pieces.append((_ONE, ""))
+            elif ch == "\\":
+                following = pattern[i] if i < len(pattern) else ""
+                if following in ("}", "/"):
+                    continue
+                if following not in ("*", "?", "\\"):
+                    raise ExpansionError(f"invalid pattern ({pattern}) in substitution: "
+                                         f"invalid escape '\\{following}'")  # fmt: skip
+                self.pieces.append((_LIT, following))
+                i += 1
+            else:
+                self.pieces.append((_LIT, ch))
+
+    def _closure(self, states: dict[int, int]) -> dict[int, int]:
+        """Each state (pattern position → where its match started, the leftmost kept) and
+        the positions a ``*`` lets it skip to."""
+        out: dict[int, int] = {}
+        for state, start in sorted(states.items()):
+            while True:
+                if out.get(state, start + 1) <= start:
+                    break
+                out[state] = start
+                if state < len(self.pieces) and self.pieces[state][0] == _STAR:
+                    state += 1
+                else:
+                    break
+        return out
+
+    def _step(self, states: dict[int, int], ch: str) -> dict[int, int]:
+        reached: dict[int, int] = {}
+        for state, start in states.items():
+            if state == len(self.pieces):
+                continue
+            kind, literal = self.pieces[state]
+            target = state if kind == _STAR else state + 1
+            if kind != _LIT or ch == literal:
+                reached[target] = min(start, reached.get(target, start))
+        return self._closure(reached)
+
+    def prefix_ends(self, value: str) -> list[int]:
+        """Every k for which ``value[:k]`` is matched by the whole pattern."""
+        end = len(self.pieces)
+        states = self._closure({0: 0})
+        ends = [0] if end in states else []
+        for n, ch in enumerate(value, 1):
+            states = self._step(states, ch)
+            if not states:
+                break
+            if end in states:
+                ends.append(n)
+        return ends
+
+    def search(self, value: str, pos: int) -> tuple[int, int] | None:
+        """The leftmost match at or after ``pos``, the longest from there (what a greedy
+        regex finds for a pattern of ``*``, ``?`` and literals)."""
+        end = len(self.pieces)
+        best: tuple[int, int] | None = None
+        states: dict[int, int] = {}
+        for n in range(pos, len(value) + 1):
+            if best is None:
+                states = self._closure({**states, 0: min(n, states.get(0, n))})
+            if end in states and (best is None or states[end] <= best[0]):
+                best = (states[end], n)
+            if best is not None:
+                states = {k: v for k, v in states.items() if v <= best[0]}
+            if not states or n == len(value):
+                break
+            states = self._step(states, value[n])
+        return best
+
+    def replace(self, value: str, replacement: str, every: bool) -> str:
+        out: list[str] = []
+        pos = 0
+        while pos <= len(value):
+            found = self.search(value, pos)
+            if found is None:
+                break
+            start, stop = found
+            out += [value[pos:start], replacement]
+            if stop == start:  # an empty match: the next one starts a character later
+                out.append(value[start : start + 1])
+                stop += 1
+            pos = stop
+            if not every:
+                break
+        out.append(value[pos:])
+        return "".join(out)
 
 
 def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
-    m = _shell_pattern(pattern, greedy=greedy, anchored=True).search(value)
-    return value[m.end() :] if m else value
+    ends = _ShellPattern(pattern).prefix_ends(value)
+    if not ends:
+        return value
+    return value[max(ends) if greedy else min(ends) :]
 
 
 def _reverse_pattern(pattern: str) -> str:

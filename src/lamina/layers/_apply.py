@@ -380,21 +380,28 @@ class _Applier:
             self._taken.add(dir_key[:i])
         self._plain_dirs.add(dir_key)
 
-    def _keep_once(self, entry: TarEntry, parts: list[str], marker: _whiteout.Marker) -> None:
+    def _keep_once(self, entry: TarEntry, parts: list[str], marker: _whiteout.Marker) -> bool:
         """Refuse an entry the snapshot could not hold beside the others (see ``_once``):
         a second entry of another kind for a path (a file, then a directory) would remove
-        the first, and a path through this layer's own symlink would put a file where its
-        tar name is not. (The same kind twice is kept: the last header applies.)"""
+        the first, and a path (or a hardlink's target) through this layer's own symlink
+        would put a file where its tar name is not. The same kind twice is kept (the last
+        header applies); True for a regular file given again, whose content must then be
+        the first one's (the snapshot keeps one body: see ``_same_body``)."""
         assert self._once is not None
         if self._links:
-            for i in range(1, len(parts)):
-                if tuple(parts[:i]) in self._links:
-                    raise InvalidInputError(
-                        f"tar entry {entry.name!r}: its path goes through "
-                        f"{'/'.join(parts[:i])!r}, a symlink of this same layer"
-                    )
+            paths = [("its path", parts)]
+            if entry.type is EntryType.HARDLINK:  # its target too: the link is made there
+                paths.append((f"its hardlink target {entry.linkname!r}",
+                              split_entry_path(entry.linkname)))  # fmt: skip
+            for what, path in paths:
+                for i in range(1, len(path)):
+                    if tuple(path[:i]) in self._links:
+                        raise InvalidInputError(
+                            f"tar entry {entry.name!r}: {what} goes through "
+                            f"{'/'.join(path[:i])!r}, a symlink of this same layer"
+                        )
         if marker is not _whiteout.Marker.NONE:
-            return
+            return False
         key = tuple(parts)
         was = self._once.get(key)
         if was is not None and was is not entry.type:
@@ -403,6 +410,7 @@ class _Applier:
                 f"holds as a {was.name.lower()} (a stored layer keeps one kind per path)"
             )
         self._once[key] = entry.type
+        return was is EntryType.FILE
 
     def _can_fast(self, entry: TarEntry, parts: list[str]) -> bool:
         """Whether a new small regular file may go to the file writer: nothing can collide
@@ -461,8 +469,7 @@ class _Applier:
             if entry.type is EntryType.DIR:
                 return  # the target root's own metadata belongs to whoever made it
             raise InvalidInputError(f"tar entry {entry.name!r} would replace the target root")
-        if self._once is not None:
-            self._keep_once(entry, parts, marker)
+        again = self._once is not None and self._keep_once(entry, parts, marker)
         if self._fresh:
             self._track(parts)
         try:
@@ -494,7 +501,14 @@ class _Applier:
                 key = tuple(parts)
                 if key in self.created or entry.type is EntryType.HARDLINK:
                     self._drain()  # it may replace, or link to, a file not written yet
+                before = self._body_digest(entry, parts) if again else None
                 self._create(entry, parts, stream)
+                if before is not None and self._body_digest(entry, parts) != before:
+                    raise InvalidInputError(
+                        f"tar entry {entry.name!r}: a second entry for a file this layer "
+                        "already holds, with other content (a stored layer keeps one body "
+                        "per path)"
+                    )
                 if entry.type is EntryType.SYMLINK:
                     self._links.add(key)
                     self._plain_dirs.clear()
@@ -503,6 +517,25 @@ class _Applier:
             raise LaminaError(f"tar entry {entry.name!r}: {exc.strerror or exc}") from exc
         if collect is not None:
             collect.done()
+
+    def _body_digest(self, entry: TarEntry, parts: list[str]) -> str | None:
+        """The sha256 of the regular file at ``parts`` (None if there is none)."""
+        parent = self.root.parent(parts, entry.name, create=False)
+        if parent is None:
+            return None
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            digest = hashlib.sha256()
+            while chunk := os.read(fd, 1 << 20):
+                digest.update(chunk)
+            return digest.hexdigest()
+        finally:
+            os.close(fd)
 
     # -- deletions -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from lamina.layers import _whiteout
+from lamina.layers._tarread import MAX_DEPTH, too_deep
 
 
 class ChangeKind(Enum):
@@ -68,13 +69,17 @@ def _listdir(path: str) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: e.name.encode("utf-8", "surrogateescape"))
 
 
-def _walk(root: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str], os.stat_result]]:
+def _walk(
+    root: str, prefix: str, depth: int = 1
+) -> Iterator[tuple[str, os.DirEntry[str], os.stat_result]]:
     for entry in _listdir(root):
         st = entry.stat(follow_symlinks=False)
         rel = prefix + entry.name
         yield rel, entry, st
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(entry.path, rel + "/")
+            if depth >= MAX_DEPTH:  # a layer no reader would take (see Limits.max_depth)
+                raise too_deep(rel)
+            yield from _walk(entry.path, rel + "/", depth + 1)
 
 
 def changes_from_dir(root: str | os.PathLike[str]) -> list[Change]:

@@ -31,6 +31,19 @@ class ByteStream(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+# Directories in one path: the store's tree walks (Python 3.11's os.walk, rmtree) recurse
+# once per level, and past ~900 a snapshot could be neither walked nor removed.
+MAX_DEPTH = 512
+
+
+def too_deep(path: str) -> InvalidInputError:
+    """The error for a layer path of more than ``MAX_DEPTH`` components."""
+    return InvalidInputError(
+        f"{path[:200]}...: a path of more than {MAX_DEPTH} components",
+        hint="a layer keeps paths at most this deep; flatten the tree",
+    )
+
+
 @dataclass(frozen=True)
 class Limits:
     """Bounds applied while reading or applying an untrusted layer."""
@@ -42,6 +55,7 @@ class Limits:
     max_pax_bytes: int = 1 << 20  # one PAX header's records
     max_xattr_bytes: int = 64 << 10  # one xattr value
     max_symlink_hops: int = 40  # per path resolution, as Linux' ELOOP
+    max_depth: int = MAX_DEPTH  # components of one path
 
 
 class EntryType(Enum):
@@ -378,18 +392,21 @@ DEFAULT_LIMITS = Limits()
 _U32 = 1 << 32
 
 
+_NO_ID = _U32 - 1  # (uid_t) -1: chown's "leave it as it is", so no owner an entry can have
+
+
 def _check_ranges(entry: TarEntry) -> None:
     if (
-        entry.uid < _U32
-        and entry.gid < _U32
+        entry.uid < _NO_ID
+        and entry.gid < _NO_ID
         and entry.devmajor < _U32
         and entry.devminor < _U32
         and abs(entry.mtime) < 1 << 40
     ):
         return  # every entry of an ordinary layer: one test, no tuples
     for what, value, bound in (
-        ("uid", entry.uid, 1 << 32),
-        ("gid", entry.gid, 1 << 32),
+        ("uid", entry.uid, _NO_ID),
+        ("gid", entry.gid, _NO_ID),
         ("device major", entry.devmajor, 1 << 32),
         ("device minor", entry.devminor, 1 << 32),
         ("mtime", abs(entry.mtime), 1 << 40),
@@ -510,6 +527,12 @@ class TarReader:
                         " or holding NUL"
                     )
             name = _decode(name_b)
+            if name.count("/") >= limits.max_depth and (
+                len([p for p in name.split("/") if p not in ("", ".")]) > limits.max_depth
+            ):
+                raise InvalidInputError(
+                    f"tar entry {label!r}: a path of more than {limits.max_depth} components"
+                )
             pax_size = _pax_int(pax, "size", name)
             if pax_size is not None:
                 size = pax_size

@@ -27,6 +27,7 @@ from lamina.layers import _whiteout
 from lamina.layers._changes import Change, ChangeKind, read_xattrs
 from lamina.layers._hashworker import END, HEAD
 from lamina.layers._tarheader import build_header
+from lamina.layers._tarread import MAX_DEPTH, too_deep
 from lamina.layers._tarsplit import SplitRecorder
 
 if TYPE_CHECKING:
@@ -438,6 +439,8 @@ def _write_entries(
     index_text = _no_path if collect is None else collect.text
     for change in changes:
         path = change.path.encode("utf-8", "surrogateescape")
+        if path.count(b"/") >= MAX_DEPTH:  # no reader would take it back (Limits.max_depth)
+            raise too_deep(change.path)
         if change.kind is not ChangeKind.ADD:
             head, _, base = path.rpartition(b"/")
             marker = (

@@ -72,6 +72,31 @@ class History(Frozen):
         )
 
 
+# The runtime fields lamina reads, by the JSON type Docker decodes them into (a config
+# with another type there is one `docker load` refuses: "json: cannot unmarshal ...").
+_STRINGS = ("User", "WorkingDir", "StopSignal", "Hostname", "Domainname")
+_STRING_LISTS = ("Env", "Cmd", "Entrypoint", "Shell", "OnBuild")
+_OBJECTS = ("ExposedPorts", "Volumes", "Healthcheck")
+
+
+def _check_runtime(runtime: dict[str, Any], what: str) -> None:
+    for key in _STRINGS:
+        if not isinstance(runtime.get(key, ""), str | None):
+            raise InvalidInputError(f"{what}: config.{key} must be a string")
+    for key in _STRING_LISTS:
+        value = runtime.get(key)
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(v, str) for v in value)
+        ):
+            raise InvalidInputError(f"{what}: config.{key} must be a list of strings")
+    for key in _OBJECTS:
+        if not isinstance(runtime.get(key) or {}, dict):
+            raise InvalidInputError(f"{what}: config.{key} must be a JSON object")
+    labels = runtime.get("Labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise InvalidInputError(f"{what}: config.Labels must map names to strings")
+
+
 class ImageConfig:
     """An image config (OCI `application/vnd.oci.image.config.v1+json`), immutable."""
 
@@ -96,8 +121,10 @@ class ImageConfig:
             raise InvalidInputError(f"{what}: history must be a list")
         for entry in history:
             History.from_json(entry)
-        if not isinstance(doc.get("config", {}), dict):
+        runtime = doc.get("config") or {}
+        if not isinstance(runtime, dict):
             raise InvalidInputError(f"{what}: config must be a JSON object")
+        _check_runtime(runtime, what)
         return cls(doc)
 
     @classmethod

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from lamina.oci import Descriptor, ImageConfig, Manifest, media_types
+from lamina.errors import InvalidInputError
+from lamina.oci import MAX_DOCUMENT_BYTES, Descriptor, ImageConfig, Manifest, media_types
 from lamina.store._content import BlobLease
 from lamina.store._records import ImageRecord, LayerRecord
 
@@ -36,6 +37,12 @@ def write_image(
     given (the image ID is their digest); an ImageConfig is encoded canonically.
     """
     config_bytes = config if isinstance(config, bytes) else config.to_bytes()
+    if len(config_bytes) > MAX_DOCUMENT_BYTES:  # every later read of it would refuse it
+        raise InvalidInputError(
+            f"the image config would be {len(config_bytes)} bytes, more than the "
+            f"{MAX_DOCUMENT_BYTES} lamina reads back",
+            hint="keep ENV, LABEL and other settings small; put data in files",
+        )
     config_blob = store.content.put_bytes(config_bytes, lease=lease)
     manifest = Manifest(
         config=Descriptor(media_types.OCI_CONFIG, config_blob.digest, config_blob.size),

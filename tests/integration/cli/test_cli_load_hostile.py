@@ -5,34 +5,19 @@ change, `lamina fsck` stays clean, and nothing is left in the store's scratch pl
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-import os
-import subprocess
-import sys
 import tarfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from archive_cli import GOOD
+from archive_cli import assert_refused as _assert_refused
+from archive_cli import docker_archive as _archive
+from archive_cli import lamina as _lamina
+from archive_cli import scratch_entries as _scratch
+from archive_cli import tar as _tar
+from archive_cli import tar_file as _file
 
 pytestmark = pytest.mark.integration
-
-
-def _tar(members: Sequence[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for info, data in members:
-            if data is not None:
-                info.size = len(data)
-            tf.addfile(info, io.BytesIO(data) if data is not None else None)
-    return out.getvalue()
-
-
-def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.mode = 0o644
-    return info, data
 
 
 def _dir(name: str) -> tuple[tarfile.TarInfo, None]:
@@ -45,54 +30,6 @@ def _symlink(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
     info = tarfile.TarInfo(name)
     info.type, info.linkname = tarfile.SYMTYPE, target
     return info, None
-
-
-def _archive(layers: list[bytes], tags: list[str]) -> bytes:
-    diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()  # fmt: skip
-    config_name = hashlib.sha256(config).hexdigest() + ".json"
-    names = [f"{n}/layer.tar" for n in range(len(layers))]
-    manifest = [{"Config": config_name, "RepoTags": tags, "Layers": names}]
-    members = [_file(n, layer) for n, layer in zip(names, layers, strict=True)]
-    members += [_file(config_name, config), _file("manifest.json", json.dumps(manifest).encode())]
-    return _tar(members)
-
-
-def _lamina(
-    root: Path, *args: str, stdin: int | bytes | None = None
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "lamina", "--root", str(root), *args],
-        input=stdin if isinstance(stdin, bytes) else None,
-        stdin=stdin if isinstance(stdin, int) else subprocess.DEVNULL if stdin is None else None,
-        capture_output=True, check=False,
-    )  # fmt: skip
-    return subprocess.CompletedProcess(
-        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
-    )
-
-
-GOOD = _archive([_tar([_file("etc/hello", b"hi\n")])], ["good:1"])
-
-
-def _scratch(root: Path) -> list[str]:
-    found = []
-    for place in ("tmp", "snapshots", "ingest"):
-        if (root / place).is_dir():
-            names = os.listdir(root / place)
-            found += [f"{place}/{n}" for n in names if n.startswith((".tmp", "load"))]
-    return found
-
-
-def _assert_refused(root: Path, done: subprocess.CompletedProcess[str], images: str) -> None:
-    assert done.returncode == 1, done.stderr
-    first, *rest = done.stderr.strip().splitlines()  # one error line, and a hint maybe
-    assert first.startswith("Error: ") and all(r.startswith("hint: ") for r in rest), done.stderr
-    assert _lamina(root, "images", "--no-trunc").stdout == images
-    fsck = _lamina(root, "fsck")
-    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-    assert _scratch(root) == []
 
 
 def test_load_reads_stdin_from_a_file_and_from_a_pipe(tmp_path: Path) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
 from lamina.dockerfile import ExpansionError, expand
@@ -168,3 +171,60 @@ def test_required_message_names_the_variable() -> None:
         expand("${V:?}", {"V": ""})
     with pytest.raises(ExpansionError, match=r"^V: is not allowed to be unset$"):
         expand("${V?}", {})
+
+
+def test_deep_nesting_is_an_expansion_error_not_a_recursion_error() -> None:
+    assert expand("${A:-" * 60 + "x" + "}" * 60, {}).value == "x"
+    with pytest.raises(ExpansionError, match="nested more than"):
+        expand("${A:-" * 5000 + "x" + "}" * 5000, {})
+
+
+def test_an_expansion_is_bounded() -> None:
+    env = {"A": "a" * 1000}
+    assert len(expand("$A" * 1000, env).value) == 1_000_000
+    with pytest.raises(ExpansionError, match="longer than"):
+        expand("$A" * 2000, env)
+    with pytest.raises(ExpansionError, match="longer than"):
+        expand('"' + "${A}" * 2000 + '"', env)
+
+
+def _regex_reference(pattern: str, greedy: bool, anchored: bool) -> re.Pattern[str]:
+    """How these patterns were matched before: a backtracking regex (exact, but
+    exponential on some patterns), kept here as the reference on small inputs."""
+    star = ".*" if greedy else ".*?"
+    body = "".join(star if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.compile(("^" if anchored else "") + body)
+
+
+def test_pattern_modifiers_agree_with_a_backtracking_regex() -> None:
+    rng = random.Random(11)
+    for _ in range(3000):
+        pattern = "".join(rng.choice("ab*?") for _ in range(rng.randint(0, 5)))
+        value = "".join(rng.choice("abc") for _ in range(rng.randint(0, 8)))
+        env = {"V": value}
+        for op, greedy in (("#", False), ("##", True)):
+            m = _regex_reference(pattern, greedy, anchored=True).search(value)
+            want = value[m.end() :] if m else value
+            assert expand(f"${{V{op}{pattern}}}", env).value == want, (op, pattern, value)
+        for op, greedy in (("%", False), ("%%", True)):
+            m = _regex_reference(pattern[::-1], greedy, anchored=True).search(value[::-1])
+            want = (value[::-1][m.end() :] if m else value[::-1])[::-1]
+            assert expand(f"${{V{op}{pattern}}}", env).value == want, (op, pattern, value)
+        if not pattern:
+            continue  # `${V//X}` is another word: a missing '/'
+        regex = _regex_reference(pattern, True, anchored=False)
+        for op, count in (("/", 1), ("//", 0)):
+            want = regex.sub(lambda _m: "X", value, count=count)
+            assert expand(f"${{V{op}{pattern}/X}}", env).value == want, (op, pattern, value)
+
+
+@pytest.mark.parametrize(
+    "word",
+    ["${A%%*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b}", "${A#*a*a*a*a*a*a*a*a*a*a*a*a*b}",
+     "${A/*a*a*a*a*a*a*a*a*a*a*a*a*b/x}", "${A//*a*a*a*a*a*a*a*a*a*a*a*a*b/x}"],
+)  # fmt: skip
+def test_pathological_patterns_do_not_backtrack(word: str) -> None:
+    """These took Python's backtracking regex hours over 80 a's (a build hung): they are
+    answered by advancing pattern positions, a few hundred steps per character."""
+    value = "a" * 4000
+    assert expand(word, {"A": value}).value == value

@@ -101,3 +101,35 @@ def test_single_exclamation_is_refused() -> None:
     """TestSingleExclamationError, and BuildKit's testDockerignoreInvalid."""
     with pytest.raises(InvalidInputError):
         IgnoreRules(["!"])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path"),
+    [(p, path) for p, path, _ in MATCHES] + [(p, path) for p, path, m in FILEPATH if m is not None],
+)
+def test_linear_matcher_agrees_with_the_regex(pattern: str, path: str) -> None:
+    """Past two repeats a pattern is matched without backtracking; on every table entry
+    (each segment, and the whole path and its prefixes) both ways give the same answer."""
+    import re
+
+    from lamina.dockerfile._ignore import _compile
+
+    for piece in {pattern, *pattern.split("/")}:
+        glob = _compile(piece)
+        regex = re.compile(glob.source, re.DOTALL)
+        for text in {path, *(path[:n] for n in range(len(path)))}:
+            assert glob.match_linear(text) is (regex.fullmatch(text) is not None), (piece, text)
+
+
+@pytest.mark.parametrize(
+    "pattern", ["*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", "**/*a*a*a*a*a*a*a*a*a*a*a*a*a*b"]
+)
+def test_pathological_pattern_is_matched_in_linear_time(pattern: str) -> None:
+    """Python's backtracking regex took hours on this (a `lamina build` hung in its
+    .dockerignore); RE2 in moby's patternmatcher answers at once, and so does lamina,
+    which matches a pattern of more than two repeats without backtracking."""
+    rules = IgnoreRules([pattern])
+    assert all(p.regex.linear for p in rules.patterns)
+    assert rules.ignored("a" * 200) is False
+    assert rules.ignored("d/" + "a" * 4000 + "b") is pattern.startswith("**/")
+    assert rules.ignored("a" * 4000 + "b") is True

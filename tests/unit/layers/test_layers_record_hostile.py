@@ -48,6 +48,18 @@ REFUSED = {
     "symlink then a directory through it": (
         [("s", "symlink", "../../.."), ("s/tmp/", "dir", "")], "s/tmp/"),
     "file under a file": ([("a", "file", "1"), ("a/b", "file", "2")], "a/b"),
+    # The snapshot keeps one body per path: the first entry's could not be read back.
+    "the same file twice with other content": (
+        [("a", "file", "first"), ("a", "file", "other")], "a"),
+    "the same file twice, another size": ([("a", "file", "1"), ("./a", "file", "22")], "./a"),
+    "the same file twice, a hardlink between": (
+        [("a", "file", "1"), ("h", "hardlink", "a"), ("a", "file", "2")], "a"),
+    # The link is made, but its target's tar name is not a path of the layer.
+    "hardlink through a symlink of the layer": (
+        [("real", "file", "r"), ("s", "symlink", "."), ("h", "hardlink", "s/real")], "h"),
+    "hardlink through a symlinked directory": (
+        [("d/", "dir", ""), ("d/f", "file", "r"), ("s", "symlink", "d"),
+         ("h", "hardlink", "s/f")], "h"),
 }  # fmt: skip
 
 
@@ -66,6 +78,9 @@ KEPT = {
     "symlink to a directory, nothing through it": [("d/", "dir", ""), ("s", "symlink", "d")],
     "whiteout beside a file": [("a", "file", "1"), (".wh.b", "file", "")],
     "hardlinks": [("a", "file", "1"), ("h", "hardlink", "a"), ("i", "hardlink", "h")],
+    "the same file twice, a hardlink between": [
+        ("a", "file", "1"), ("h", "hardlink", "a"), ("a", "file", "1")],
+    "hardlink to a symlink": [("s", "symlink", "/etc"), ("h", "hardlink", "s")],
 }
 
 
