@@ -1,7 +1,8 @@
 """`images --filter`: Docker's image filters, parsed and matched as pure functions.
 
 Different keys must all match; several `reference=` values match if any does (and
-only the names that match are listed); several `label=` values must all match;
+only the names, tags or repo digests, that match are listed); `dangling=true` is an
+image with no name at all (no tag, no repo digest); several `label=` values must all match;
 `before=`/`since=` compare config times with the named image's, strictly.
 """
 
@@ -91,9 +92,10 @@ def match_labels(wanted: Sequence[tuple[str, str | None]], labels: Mapping[str, 
     return True
 
 
-def match_reference(pattern: str, repository: str, tag: str) -> bool:
-    """Docker's reference filter: the pattern against `repo:tag`, else against `repo` alone."""
-    return match_pattern(pattern, f"{repository}:{tag}") or match_pattern(pattern, repository)
+def match_reference(pattern: str, repository: str, tag: str, sep: str = ":") -> bool:
+    """Docker's reference filter: the pattern against `repo:tag` (a repo digest:
+    `repo@digest`, `sep` "@"), else against `repo` alone."""
+    return match_pattern(pattern, f"{repository}{sep}{tag}") or match_pattern(pattern, repository)
 
 
 _PATTERNS: dict[str, re.Pattern[str]] = {}
@@ -182,7 +184,7 @@ def select_images(
     since = [_moment(created_of(ref), ref) for ref in filters.since]
     out = []
     for image in images:
-        if filters.dangling is not None and filters.dangling != (not image.repo_tags):
+        if filters.dangling is not None and filters.dangling != image.dangling:
             continue
         if filters.labels and not match_labels(filters.labels, image.labels):
             continue
@@ -200,9 +202,14 @@ def select_images(
                 for repo, tag in image.repo_tags
                 if any(match_reference(p, repo, tag) for p in filters.references)
             )
-            if not names:
+            digests = tuple(
+                (repo, digest)
+                for repo, digest in image.repo_digests
+                if any(match_reference(p, repo, digest, "@") for p in filters.references)
+            )
+            if not names and not digests:
                 continue
-            image = dataclasses.replace(image, repo_tags=names)
+            image = dataclasses.replace(image, repo_tags=names, repo_digests=digests)
         out.append(image)
     return out
 

@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lamina.api._container_host import HostCommands, tag_name
+from lamina.api._image_names import (
+    is_repo_digest,
+    is_single_reference,
+    removed_with,
+    shown,
+    sorted_names,
+)
 from lamina.api._root import default_root
 from lamina.errors import ConflictError, InvalidInputError, NotFoundError
 from lamina.oci import ImageConfig, Reference, parse_reference
@@ -65,12 +72,25 @@ class ImageSummary:
     created: str
     content_size: int
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Familiar (repository, digest) pairs of its repo digests (`docker images --digests`).
+    repo_digests: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def dangling(self) -> bool:
+        """No name at all: no tag and no repo digest."""
+        return not self.repo_tags and not self.repo_digests
 
 
 def familiar(name: str) -> tuple[str, str]:
     """A stored full tag name as Docker shows it: (repository, tag)."""
     ref = parse_reference(name)
     return ref.familiar_name(), ref.tag or "<none>"
+
+
+def familiar_digest(name: str) -> tuple[str, str]:
+    """A stored repo digest (`repository@digest`) as Docker shows it: (repository, digest)."""
+    ref = parse_reference(name, default_tag=False)
+    return ref.familiar_name(), ref.digest
 
 
 def _is_parent(stacks: Mapping[str, tuple[Sequence[Any], Sequence[Any]]], image_id: str) -> bool:
@@ -84,6 +104,15 @@ def _is_parent(stacks: Mapping[str, tuple[Sequence[Any], Sequence[Any]]], image_
         ) == tuple(history):
             return True
     return False
+
+
+def _repo_digest_name(text: str) -> str | None:
+    """`name[:tag]@digest` as the store keeps repo digests (`repository@digest`), or None."""
+    try:
+        ref = parse_reference(text)
+    except InvalidInputError:
+        return None
+    return f"{ref.name}@{ref.digest}" if ref.digest else None
 
 
 def normalize_tag(text: str) -> str:
@@ -155,8 +184,9 @@ class Lamina(HostCommands):
     # -- finding images -------------------------------------------------------------
 
     def resolve(self, ref: str) -> ImageRecord:
-        """An image by name (`busybox`, `a/b:t`, `name@digest`), by digest or by ID prefix."""
-        normal = tag_name(ref)
+        """An image by name (`busybox`, `a/b:t`), by repo digest (`name@digest`; a
+        `name:tag@digest` by its digest, as Docker does), by digest or by ID prefix."""
+        normal = tag_name(ref) or _repo_digest_name(ref)
         if normal is not None:
             try:
                 return self.store.resolve(normal)
@@ -218,7 +248,7 @@ class Lamina(HostCommands):
     ) -> list[ImageSummary]:
         """Images, newest config first, as `docker images [-a] [--filter K=V]...` lists them.
 
-        Without `all_images`, an untagged image that another image was built on (its
+        Without `all_images`, a nameless image that another image was built on (its
         layers and history a prefix of the other's) is left out, as Docker leaves out
         intermediate images. `filters`: see `lamina.api._filters`.
         """
@@ -238,6 +268,7 @@ class Lamina(HostCommands):
                     created=config.created,
                     content_size=sum(self.layer_sizes(image)),
                     labels=dict(config.container_config.get("Labels") or {}),
+                    repo_digests=tuple(sorted(familiar_digest(d) for d in image.repo_digests)),
                 )
             )
         out.sort(key=lambda s: (s.created, s.id), reverse=True)
@@ -246,7 +277,7 @@ class Lamina(HostCommands):
                 image.id: (configs[image.digest].diff_ids, configs[image.digest].history)
                 for image in records
             }
-            out = [s for s in out if s.repo_tags or not _is_parent(stacks, s.id)]
+            out = [s for s in out if not s.dangling or not _is_parent(stacks, s.id)]
         return select_images(out, wanted, lambda ref: self._created_of(ref))
 
     def _created_of(self, ref: str) -> str:
@@ -267,7 +298,7 @@ class Lamina(HostCommands):
         return {
             "Id": image.id,
             "RepoTags": repo_tags,
-            "RepoDigests": [],
+            "RepoDigests": [shown(d) for d in sorted_names(image.repo_digests)],
             "Created": config.created,
             "Author": doc.get("author", ""),
             "Config": {**DOCKER_CONFIG_FIELDS, **config.container_config},
@@ -554,16 +585,18 @@ class Lamina(HostCommands):
         self.store.tag(str(ref), image.digest)
 
     def rmi(self, refs: list[str], *, force: bool = False) -> list[str]:
-        """Docker's rules: a name untags; the last name, or an ID, deletes the image.
+        """Docker's rules: a name (tag or repo digest) untags; the last name, or an ID,
+        deletes the image (moby's, in `lamina.api._image_names`).
 
-        An ID that several names point at needs `force`; an image a container uses
-        is never removed. Returns Docker's `Untagged:` / `Deleted:` lines.
+        An ID whose names are not a single reference needs `force`; an image a container
+        uses is never removed. Returns Docker's `Untagged:` / `Deleted:` lines.
         """
         lines: list[str] = []
         containers = self.store.list_containers()  # (rmi removes none: read once)
         for ref in refs:
             image = self.resolve_image(ref)
-            by_name = self._tag_named(ref, image)
+            names = sorted_names(image.names)
+            by_name = self._name_of(ref, image)
             users = [c.id for c in containers if c.image == image.digest]
             if users and by_name is None:
                 # moby: a running container is a hard conflict, a stopped one a soft one.
@@ -578,37 +611,47 @@ class Lamina(HostCommands):
                         f"image is being used by {state} container {cid[:12]}",
                         hint="remove the container first (lamina rm)",
                     )
-            if users and (by_name is None or len(image.tags) <= 1):
-                if not force:
+                # Forced: the names go, the image stays for the containers that use it.
+                lines += self._unname(names)
+                continue
+            if by_name is not None:
+                if users and not force and is_single_reference(names):
                     raise ConflictError(
                         f'conflict: unable to remove repository reference "{ref}" (must force)'
                         f" - container {users[0][:12]} is using its referenced image "
                         f"{image.id[7:19]}",
                         hint="remove the container first (lamina rm), or use -f to untag",
                     )
-                # Forced: the names go, the image stays for the containers that use it.
-                for name in image.tags:
-                    self.store.untag(name)
-                    lines.append(f"Untagged: {':'.join(familiar(name))}")
-                continue
-            if by_name is not None:
-                self.store.untag(by_name)
-                lines.append(f"Untagged: {':'.join(familiar(by_name))}")
-                if len(image.tags) > 1:
-                    continue
-            elif len(image.tags) > 1 and not force:
+                gone = removed_with(by_name, names)
+                lines += self._unname(gone)
+                if len(gone) < len(names) or users:
+                    continue  # other names stay, or the image stays for its containers
+            elif len(names) > 1 and not is_single_reference(names) and not force:
                 raise ConflictError(
                     f"conflict: unable to delete {image.id[7:19]} (must be forced) - "
                     "image is referenced in multiple repositories",
                     hint="remove the names one by one, or use -f",
                 )
             else:
-                for name in image.tags:
-                    self.store.untag(name)
-                    lines.append(f"Untagged: {':'.join(familiar(name))}")
+                lines += self._unname(names)
             self.store.remove_image(image.digest, force=True)
             lines.append(f"Deleted: {image.id}")
         return lines
+
+    def _unname(self, names: Sequence[str], said: str = "Untagged") -> list[str]:
+        """Remove tags and repo digests; Docker's line for each."""
+        for name in names:
+            if is_repo_digest(name):
+                self.store.repo_digests.remove(name)
+            else:
+                self.store.untag(name)
+        return [f"{said}: {shown(name)}" for name in names]
+
+    def _name_of(self, ref: str, image: ImageRecord) -> str | None:
+        """The name of `image` (tag or repo digest) that `ref` spells, or None (an ID)."""
+        return self._tag_named(ref, image) or (
+            name if (name := _repo_digest_name(ref)) in image.repo_digests else None
+        )
 
     @staticmethod
     def _tag_named(ref: str, image: ImageRecord) -> str | None:
@@ -622,27 +665,24 @@ class Lamina(HostCommands):
 
     def prune(self, *, keep_build_cache: bool = False) -> PruneReport:
         """Like `docker system prune`: the build cache goes too, unless kept, then
-        untagged images and every blob and snapshot nothing holds any more."""
+        nameless images and every blob and snapshot nothing holds any more."""
         removed = 0 if keep_build_cache else self.store.remove_cache()
         # Compressed layer blobs made for sending are a cache too, pruned with it.
         report = self.store.prune(keep_layer_blobs=keep_build_cache)
         return dataclasses.replace(report, cache_records_removed=removed)
 
     def prune_images(self, *, all_images: bool = False) -> tuple[list[str], int]:
-        """`docker image prune [-a]`: dangling (untagged) images no container uses, or with
-        `all_images` every image no container uses, its names first; then whatever blob and
-        snapshot nothing holds any more. The build cache stays. Returns docker's report
-        lines (`untagged: NAME`, `deleted: ID`, image by image) and the bytes freed."""
+        """`docker image prune [-a]`: dangling images (no tag, no repo digest) no container
+        uses, or with `all_images` every image no container uses, its names first; then
+        whatever blob and snapshot nothing holds any more. The build cache stays. Returns
+        docker's report lines (`untagged: NAME`, `deleted: ID`, image by image) and the
+        bytes freed."""
         used = {c.image for c in self.store.list_containers()}
         untagged: dict[str, list[str]] = {}
         images = self.store.list_images()
         for image in images if all_images else ():
             if image.digest not in used:
-                for name in sorted(image.tags):
-                    self.store.untag(name)
-                    untagged.setdefault(image.digest, []).append(
-                        f"untagged: {':'.join(familiar(name))}"
-                    )
+                untagged[image.digest] = self._unname(sorted_names(image.names), "untagged")
         ids = {image.digest: image.id for image in images}
         report = self.store.prune(keep_layer_blobs=True)
         lines: list[str] = []

@@ -14,6 +14,7 @@ reads the bytes through `layer_blob_for_push`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -272,6 +273,9 @@ def pull_image(
                 layers,
                 media_type=image.manifest.media_type,
                 tags=tags,
+                # Docker's repo digest: the repository and the digest its reference
+                # resolved to (an index's when the tag names one), named with the image.
+                repo_digests=(f"{ref.name}@{source.top_digest}",),
             )
         store.registry.remember(
             ref.domain,
@@ -519,6 +523,11 @@ def push_to_registry(
             jobs=jobs,
             events=lambda kind, desc, n: events(kind, desc.digest, n),
         )
+        # As docker push: the image is now known as repository@digest (the digest of the
+        # manifest sent, which differs from the stored one when layers were compressed).
+        # (An image removed meanwhile has nothing to name: the push stands.)
+        with contextlib.suppress(NotFoundError):
+            store.repo_digests.add(f"{ref.name}@{report.manifest_digest}", image.digest)
     return PushResult(
         str(ref),
         report.manifest_digest,

@@ -85,20 +85,54 @@ def _out(text: str) -> None:
 # -- images -------------------------------------------------------------------------------
 
 
-def image_rows(images: list[ImageSummary], *, trunc: bool) -> list[dict[str, str]]:
-    """One row per (repository, tag), Docker's fields, keys sorted as `{{json .}}` shows them."""
+def image_names(
+    image: ImageSummary, *, digests: bool, need_digest: bool
+) -> list[tuple[str, str, str]]:
+    """docker/cli's rows of one image, (repository, tag, digest): a dangling image is one
+    `<none>` row; each tag is a row, once per repo digest of its repository when
+    `need_digest` (`--digests` or `{{.Digest}}` in the format), else with digest
+    `<none>`; a repository with digests but no tag is a `<none>` tag row, one per digest
+    under `--digests`, else one with an empty digest."""
+    if image.dangling:
+        return [("<none>", "<none>", "<none>")]
+    tags: dict[str, list[str]] = {}
+    for repository, tag in image.repo_tags:
+        tags.setdefault(repository, []).append(tag)
+    by_repository: dict[str, list[str]] = {}
+    for repository, digest in image.repo_digests:
+        by_repository.setdefault(repository, []).append(digest)
+    rows = []
+    for repository in sorted(tags):
+        shown = by_repository.pop(repository, []) if need_digest else []
+        by_repository.pop(repository, None)  # digests are never rows of their own here
+        for tag in tags[repository]:
+            rows += [(repository, tag, d) for d in shown] or [(repository, tag, "<none>")]
+    for repository in sorted(by_repository):
+        if digests:
+            rows += [(repository, "<none>", d) for d in by_repository[repository]]
+        else:
+            rows.append((repository, "<none>", ""))
+    return rows
+
+
+def image_rows(
+    images: list[ImageSummary], *, trunc: bool, digests: bool = False, need_digest: bool = False
+) -> list[dict[str, str]]:
+    """One row per name (`image_names`), Docker's fields, keys sorted as `{{json .}}`
+    shows them."""
     rows = []
     for image in images:
         created = parse_timestamp(image.created)
         size = human_size(image.content_size)
-        for repository, tag in image.repo_tags or [("<none>", "<none>")]:
+        for repository, tag, digest in image_names(
+            image, digests=digests, need_digest=need_digest or digests
+        ):
             rows.append(
                 {
                     "Containers": "N/A",
                     "CreatedAt": go_time(created, "go"),
                     "CreatedSince": created_since(image.created) if created else "",
-                    # docker/cli's dangling row shows "<none>" for the digest too.
-                    "Digest": image.digest if image.repo_tags else "<none>",
+                    "Digest": digest,
                     "ID": short_id(image.id) if trunc else image.id,
                     "Repository": repository,
                     "SharedSize": "N/A",
@@ -140,8 +174,8 @@ def images(
     """List images, like `docker images`."""
     wanted = [*filters, *([f"reference={repository}"] if repository else [])]
     listed = _api(ctx).images(filters=wanted, all_images=all_images)
-    rows = image_rows(listed, trunc=not no_trunc)
     fmt = fmt or "table"
+    rows = image_rows(listed, trunc=not no_trunc, digests=digests, need_digest="{{.Digest}}" in fmt)
     if quiet and fmt == "table":
         # docker/cli's quiet format, "{{.ID}}" for each row: an ID once per name it has.
         _out("".join(row["ID"] + "\n" for row in rows))

@@ -75,7 +75,10 @@ record while something holds the layer, fsck does not call it missing, and
 
 Names: tag names are taken as already-normalised full references
 (`docker.io/library/busybox:latest`); `resolve` also takes a digest or a unique prefix of
-the image ID (the config digest, `sha256:` optional).
+the image ID (the config digest, `sha256:` optional). Repo digests (`store.repo_digests`,
+`RepoDigests`): `repository@digest` names a pull or push records (`add_image(...,
+repo_digests=[...])` in the image's own transaction); like a tag, one keeps its image from
+being dangling, and `resolve("repository@digest")` finds the image through it.
 """
 
 from lamina._lazy import lazy_names
@@ -109,6 +112,7 @@ if TYPE_CHECKING:
         SnapshotRecord,
     )
     from lamina.store._registry import RegistryRecords, RemoteLayer
+    from lamina.store._repodigests import RepoDigests
     from lamina.store._rows import ContainerRecord, RowStore
     from lamina.store._schema import SCHEMA_VERSION
     from lamina.store._store import Store, open_store
@@ -151,6 +155,7 @@ _LAZY = {
     "SnapshotRecord": "lamina.store._records",
     "RegistryRecords": "lamina.store._registry",
     "RemoteLayer": "lamina.store._registry",
+    "RepoDigests": "lamina.store._repodigests",
     "SCHEMA_VERSION": "lamina.store._schema",
     "Store": "lamina.store._store",
     "open_store": "lamina.store._store",
@@ -190,6 +195,7 @@ __all__ = [
     "PruneReport",
     "RegistryRecords",
     "RemoteLayer",
+    "RepoDigests",
     "SnapshotRecord",
     "Store",
     "Writer",

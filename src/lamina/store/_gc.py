@@ -41,9 +41,9 @@ class GcMixin:
         Compressed layer blobs kept only as a cache of what left the machine go too unless
         `keep_layer_blobs` (what they were is remembered: the next send makes the same blob).
 
-        Dangling = untagged and used by no container. Holds the gc lock exclusively, so
-        prunes are serialized and writers wait (see `Database.write`). Metadata goes
-        first, files after: a crash in between leaves only unreferenced files.
+        Dangling = no name (tag or repo digest) and used by no container. Holds the gc
+        lock exclusively, so prunes are serialized and writers wait (see `Database.write`).
+        Metadata goes first, files after: a crash in between leaves only unreferenced files.
         """
         with self._db.gc_lock(exclusive=True):
             now = time.time()
@@ -54,6 +54,7 @@ class GcMixin:
                     r[0]
                     for r in db.execute(
                         "DELETE FROM images WHERE digest NOT IN (SELECT digest FROM tags) "
+                        "AND digest NOT IN (SELECT image FROM repo_digests) "
                         "AND digest NOT IN (SELECT image FROM containers) RETURNING digest"
                     )
                 )

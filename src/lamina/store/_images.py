@@ -20,6 +20,7 @@ from lamina.store._records import (
     LayerRecord,
     LayerUsage,
 )
+from lamina.store._repodigests import image_named, record_repo_digests, split_repo_digest
 
 _ID_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{1,64})")  # fullmatch: no "\n" after it
 _MAX_NAME = 1024
@@ -56,8 +57,10 @@ class ImagesMixin:
         *,
         media_type: str,
         tags: Sequence[str] = (),
+        repo_digests: Sequence[str] = (),
     ) -> ImageRecord:
-        """Record an image whose blobs are committed, and point `tags` at it, in one transaction.
+        """Record an image whose blobs are committed, and point `tags` and `repo_digests`
+        (`repository@digest` names, see `_repodigests`) at it, in one transaction.
 
         NotFoundError (and nothing written) if the manifest, config or a layer blob is
         missing; InvalidInputError if a layer's size differs from its blob's. Adding an
@@ -70,6 +73,8 @@ class ImagesMixin:
             check_digest(layer.diff_id, f"diff_id of layer {layer.digest}")
         for name in tags:
             check_tag_name(name)
+        for name in repo_digests:
+            split_repo_digest(name)
         with self._db.write() as db:
             # Checked under the shared gc lock: no prune can remove them before COMMIT.
             manifest_size = self._blob_size(manifest_digest, "manifest")
@@ -105,6 +110,7 @@ class ImagesMixin:
                 _UPSERT_TAG,
                 [(name, manifest_digest) for name in tags],
             )
+            record_repo_digests(db, manifest_digest, repo_digests)
             # Read back inside the transaction: once it commits, a prune may take an
             # untagged image before a second read could see it.
             (image,) = self._load_images(db, manifest_digest)
@@ -175,6 +181,13 @@ class ImagesMixin:
             f"SELECT digest, name FROM tags {only.format('digest')} ORDER BY name", args
         ):
             tags.setdefault(image, []).append(name)
+        repo_digests: dict[str, list[str]] = {}
+        for image, name in db.execute(
+            f"SELECT image, repository || '@' || digest AS name FROM repo_digests "
+            f"{only.format('image')} ORDER BY name",
+            args,
+        ):
+            repo_digests.setdefault(image, []).append(name)
         layers: dict[str, list[LayerRecord]] = {}
         for image, *layer in db.execute(
             "SELECT x.image, l.digest, l.diff_id, l.media_type, l.size, l.uncompressed_size "
@@ -193,6 +206,7 @@ class ImagesMixin:
                 created=created,
                 layers=tuple(layers.get(digest, ())),
                 tags=tuple(tags.get(digest, ())),
+                repo_digests=tuple(repo_digests.get(digest, ())),
             )
             for digest, config, media_type, manifest_size, config_size, created in rows
         ]
@@ -282,13 +296,16 @@ class ImagesMixin:
         return str(row[0])
 
     def resolve(self, ref: str) -> ImageRecord:
-        """Find an image by full tag name, by digest (manifest or config, `name@digest` too),
-        or by a unique prefix of its ID (config digest, `sha256:` optional)."""
+        """Find an image by full tag name, by repo digest (`repository@digest` as recorded),
+        by digest (manifest or config; `name@digest` whose repo digest is not recorded
+        too), or by a unique prefix of its ID (config digest, `sha256:` optional)."""
         db = self._db.conn()
         row = db.execute("SELECT digest FROM tags WHERE name = ?", (ref,)).fetchone()
         if row is not None:
             return self.get_image(row[0])
         digest = ref.rsplit("@", 1)[-1]
+        if "@" in ref and (named := image_named(db, ref)) is not None:
+            return self.get_image(named)  # a repo digest, as Docker's reference store
         if is_digest(digest):
             rows = db.execute(
                 "SELECT digest FROM images WHERE digest = ? UNION "
@@ -320,8 +337,8 @@ class ImagesMixin:
     def remove_image(self, digest: str, *, force: bool = False) -> None:
         """Forget an image record (its blobs go at the next prune).
 
-        ConflictError if a container uses it, or if tags point at it and not `force`
-        (with `force` the tags go too).
+        ConflictError if a container uses it, or if names (tags, repo digests) point at it
+        and not `force` (with `force` the names go too, in the same transaction).
         """
         with self._db.write(gc_shared=False) as db:
             if db.execute("SELECT 1 FROM images WHERE digest = ?", (digest,)).fetchone() is None:
@@ -334,12 +351,16 @@ class ImagesMixin:
                     f"image {digest} is used by container(s) {', '.join(used)}",
                     hint="remove the containers first",
                 )
-            tags = [r[0] for r in db.execute("SELECT name FROM tags WHERE digest = ?", (digest,))]
-            if tags and not force:
+            names = [r[0] for r in db.execute(
+                "SELECT name FROM tags WHERE digest = ?1 UNION ALL "
+                "SELECT repository || '@' || digest FROM repo_digests WHERE image = ?1",
+                (digest,))]  # fmt: skip
+            if names and not force:
                 raise ConflictError(
-                    f"image {digest} is tagged {', '.join(tags)}", hint="untag it, or force"
+                    f"image {digest} is tagged {', '.join(names)}", hint="untag it, or force"
                 )
             db.execute("DELETE FROM tags WHERE digest = ?", (digest,))
+            db.execute("DELETE FROM repo_digests WHERE image = ?", (digest,))
             db.execute("DELETE FROM images WHERE digest = ?", (digest,))
             # Its containers' init layer goes with it (in the transaction: no container of
             # this image can be created meanwhile; were it rolled back, the next container

@@ -32,6 +32,12 @@ class ImageRecord:
     created: float
     layers: tuple[LayerRecord, ...]
     tags: tuple[str, ...]
+    repo_digests: tuple[str, ...] = ()  # `repository@digest` names a registry gave it
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name it has, tags and repo digests: none means dangling."""
+        return self.tags + self.repo_digests
 
     @property
     def id(self) -> str:
@@ -85,7 +91,7 @@ class DiskUsage:
     @property
     def reclaimable_size(self) -> int:
         """Bytes only the images prune would remove hold."""
-        return sum(u.unique_size for u in self.images if not u.image.tags and not u.containers)
+        return sum(u.unique_size for u in self.images if not u.image.names and not u.containers)
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,20 @@ def _v7_remote_layers(db: sqlite3.Connection) -> None:
     )
 
 
+def _v8_repo_digests(db: sqlite3.Connection) -> None:
+    # Docker's "repo digests": a repository and the manifest (or index) digest a registry
+    # knows the image by there, recorded when it is pulled or pushed. Such a name keeps an
+    # image from being dangling; it goes with the image (CASCADE, in the same statement).
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS repo_digests (
+            repository TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            image TEXT NOT NULL REFERENCES images(digest) ON DELETE CASCADE,
+            PRIMARY KEY (repository, digest))"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS repo_digests_by_image ON repo_digests(image)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_images,
     _v2_records,
@@ -226,6 +240,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v5_stat_identity,
     _v6_lean_layers,
     _v7_remote_layers,
+    _v8_repo_digests,
 ]
 """Migration i brings a database from version i to i + 1. Append; never edit a released one."""
 

@@ -15,6 +15,7 @@ from lamina.store._layout import SNAPSHOTS
 from lamina.store._lean import LeanLayersMixin
 from lamina.store._leases import LeasesMixin
 from lamina.store._registry import RegistryRecords
+from lamina.store._repodigests import RepoDigests
 from lamina.store._tables import TablesMixin
 
 
@@ -35,6 +36,7 @@ class Store(LeanLayersMixin, ImagesMixin, TablesMixin, LeasesMixin, GcMixin):
         self.snapshots_dir.mkdir(exist_ok=True)
         self._db = Database(root)
         self.registry = RegistryRecords(self._db)
+        self.repo_digests = RepoDigests(self._db)
         self.file_index = FileIndex(self._db)
 
     def close(self) -> None:
