@@ -30,7 +30,9 @@ from lamina import __version__
 from lamina.errors import NotFoundError
 from lamina.store import RACY_SECONDS, ImageRecord, Store
 
-RECORD_VERSION = 3  # 3: ENV replaced in place and context bind mounts masked (results changed)
+# 3: ENV replaced in place and context bind mounts masked; 4: an ADDed archive placed as
+# moby's Unpack does (results changed: a record of the old results must not be replayed)
+RECORD_VERSION = 4
 _PREFIX = "replay:"
 
 

@@ -17,7 +17,9 @@ from typing import Any
 from lamina.dockerfile import Copy, Instruction, Onbuild, Run
 
 _MAX_EXPLAINED_SOURCES = 50_000
-KEY_VERSION = "lamina.builder.v1"
+# v2: an ADDed archive is placed as moby's Unpack does (its layer differs for the same
+# instruction and archive, so a v1 cache entry must not stand for it)
+KEY_VERSION = "lamina.builder.v2"
 
 
 def instruction_text(inst: Instruction) -> str:
