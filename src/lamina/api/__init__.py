@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         match_container,
         order_window,
         parse_container_filters,
+        prune_selector,
         prune_takes,
     )
     from lamina.api._container_host import RunHost
@@ -59,7 +60,7 @@ _LAZY = {
     "RunHost": "lamina.api._container_host",
     **dict.fromkeys(("ContainerFilters", "docker_timestamp_ns", "filter_containers",
                      "image_container_config", "match_container", "order_window",
-                     "parse_container_filters", "prune_takes"),
+                     "parse_container_filters", "prune_selector", "prune_takes"),
                     "lamina.api._container_filters"),
     **dict.fromkeys(("Attach", "ContainerExit", "ContainerRunner", "RunOptions"),
                     "lamina.api._containers"),
@@ -90,6 +91,7 @@ __all__ = [
     "match_container",
     "order_window",
     "parse_container_filters",
+    "prune_selector",
     "prune_takes",
     "BuildRequest",
     "HistoryRow",

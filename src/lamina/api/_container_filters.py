@@ -18,10 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from lamina.api._filters import match_labels
 from lamina.errors import InvalidInputError, LaminaError, NotFoundError
+from lamina.oci import split_ns
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lamina.api._container_commands import ContainerInfo
     from lamina.api._lamina import Lamina
+    from lamina.store import ContainerRecord
 
 PS_FILTER_KEYS = (
     "ancestor", "before", "exited", "id", "label", "name", "network", "since", "status",
@@ -157,6 +161,37 @@ def prune_takes(labels: Mapping[str, str], wanted: Sequence[str], unwanted: Sequ
         return bool(labels) and match_labels(pairs, labels)
 
     return (not wanted or every(wanted)) and not (unwanted and every(unwanted))
+
+
+def prune_selector(
+    api: Lamina, filters: Sequence[str], now_ns: int
+) -> Callable[[ContainerRecord], bool] | None:
+    """`container prune --filter`'s choice (moby's: `until=TIME` created before it,
+    `label=`/`label!=` on the image's labels, see `prune_takes`) as a test of a record;
+    None without filters (every stopped container goes)."""
+    wanted: dict[str, list[str]] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep:
+            raise InvalidInputError("bad format of filter (expected name=value)")
+        if key not in ("until", "label", "label!"):
+            raise InvalidInputError(f"invalid filter '{key}'", hint="until, label, label!")
+        wanted.setdefault(key, []).append(value)
+    if not wanted:
+        return None
+    if len(wanted.get("until", [])) > 1:
+        raise InvalidInputError("more than one until filter specified")
+    until = docker_timestamp_ns(wanted["until"][0], now_ns) if "until" in wanted else None
+
+    def select(record: ContainerRecord) -> bool:
+        whole, nanos = split_ns(record.created)  # the time inspect shows, to the nanosecond
+        if until is not None and whole * 10**9 + nanos > until:
+            return False
+        labels = image_container_config(api, record.id).get("Labels") or {}
+        return prune_takes(labels, wanted.get("label", []), wanted.get("label!", []))
+
+    return select
 
 
 def filter_containers(api: Lamina, infos: list[ContainerInfo], chosen: ContainerFilters,

@@ -418,6 +418,12 @@ class Lamina(HostCommands):
 
         return remote_tags(self.store, self.root, repository, tls_verify=tls_verify)
 
+    def local_tags(self, repository: str) -> list[str]:
+        """Every tag this store has of `repository`, as full names (`push -a`)."""
+        from lamina.api._registry import local_tags
+
+        return local_tags(self.store, repository)
+
     def push(
         self,
         image: str,
@@ -444,6 +450,13 @@ class Lamina(HostCommands):
         from lamina.api._registry import login
 
         return login(self.root, registry, username, password, tls_verify=tls_verify)
+
+    def saved_login(self, registry: str) -> tuple[str, str] | None:
+        """The user name and password saved for `registry`, when both are."""
+        from lamina.api._registry import saved_credentials
+
+        saved = saved_credentials(registry)
+        return None if saved is None else (saved.username, saved.password)
 
     def logout(self, registry: str) -> bool:
         from lamina.api._registry import logout

@@ -54,6 +54,7 @@ from lamina.transport import (
     digest_changed_note,
     erase_credentials,
     list_tags,
+    load_credentials,
     push_image,
     registry_host,
     save_credentials,
@@ -542,16 +543,46 @@ def push_to_registry(
     )
 
 
-def remote_tags(store: Store, root: Path, text: str, *, tls_verify: bool = True) -> list[str]:
-    """The full references of every tag the registry has for the repository `text` (a
-    name without tag or digest), as `docker pull --all-tags` pulls them."""
+def _repository(text: str) -> Reference:
+    """`text` as the repository `--all-tags` takes: a name without tag or digest."""
     name = text.rsplit("/", 1)[-1]
     if ":" in name or "@" in name:
         raise InvalidInputError("tag can't be used with --all-tags/-a")
-    ref = parse_reference(text)
+    return parse_reference(text)
+
+
+def remote_tags(store: Store, root: Path, text: str, *, tls_verify: bool = True) -> list[str]:
+    """The full references of every tag the registry has for the repository `text` (a
+    name without tag or digest), as `docker pull --all-tags` pulls them."""
+    ref = _repository(text)
     with open_client(root, ref.domain, tls_verify=tls_verify, store=store) as client:
         tags = list_tags(client, ref.path)
     return [str(Reference(ref.domain, ref.path, tag)) for tag in sorted(set(tags))]
+
+
+def local_tags(store: Store, text: str) -> list[str]:
+    """Every tag the store has of the repository `text`, sorted, as `docker push
+    --all-tags` pushes them; NotFoundError when it has none."""
+    want = _repository(text)
+    tags = []
+    for record in store.list_images():
+        for tag in record.tags:
+            ref = parse_reference(tag)
+            if (ref.domain, ref.path) == (want.domain, want.path):
+                tags.append(tag)
+    tags.sort()
+    if not tags:
+        raise NotFoundError(f"An image does not exist locally with the tag: {text}")
+    return tags
+
+
+def saved_credentials(registry: str) -> Credentials | None:
+    """The credentials Docker's config holds for `registry`, when it holds a user name and
+    a password (`docker login` without either tries them first)."""
+    saved = load_credentials(registry)
+    if saved is None or not saved.username or not saved.password:
+        return None
+    return saved
 
 
 def login(root: Path, registry: str, username: str, password: str, *, tls_verify: bool) -> Path:

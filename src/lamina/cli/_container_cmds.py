@@ -17,12 +17,11 @@ from lamina.cli._format import (
     go_time,
     human_size,
     rfc3339_nano,
-    split_ns,
     truncate,
 )
 from lamina.cli._launch import RUN_OPTIONS, check_tty, fail, reporting, run_container
 from lamina.cli._main import _Context, cli
-from lamina.errors import InvalidInputError, LaminaError
+from lamina.errors import LaminaError
 
 if TYPE_CHECKING:
     from lamina.api import ContainerInfo, Lamina
@@ -491,32 +490,11 @@ def container_prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -
     """Remove all stopped containers (those the filters take)."""
     import time
 
+    from lamina.api import prune_selector
+
     api = _api(ctx)
-    wanted: dict[str, list[str]] = {}
-    for item in filters:
-        key, sep, value = item.partition("=")
-        key, value = key.strip().lower(), value.strip()
-        if not sep:
-            raise InvalidInputError("bad format of filter (expected name=value)")
-        if key not in ("until", "label", "label!"):
-            raise InvalidInputError(f"invalid filter '{key}'", hint="until, label, label!")
-        wanted.setdefault(key, []).append(value)
-    if len(wanted.get("until", [])) > 1:
-        raise InvalidInputError("more than one until filter specified")
-    from lamina.api import docker_timestamp_ns, image_container_config
-
-    until = docker_timestamp_ns(wanted["until"][0], time.time_ns()) if "until" in wanted else None
-
-    def select(record: Any) -> bool:
-        from lamina.api import prune_takes
-
-        whole, nanos = split_ns(record.created)  # the time inspect shows, to the nanosecond
-        if until is not None and whole * 10**9 + nanos > until:
-            return False
-        labels = image_container_config(api, record.id).get("Labels") or {}
-        return prune_takes(labels, wanted.get("label", []), wanted.get("label!", []))
-
-    gone = api.containers.prune(select if wanted else None)
+    select = prune_selector(api, filters, time.time_ns())
+    gone = api.containers.prune(select)
     if gone:
         click.echo("Deleted Containers:")
         for cid, _ in gone:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from lamina.oci import human_duration, parse_rfc3339
+from lamina.oci import human_duration, parse_rfc3339, split_ns
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
@@ -48,12 +48,6 @@ def go_time(moment: datetime | None, layout: str) -> str:
         text = text[:-2] + ":" + text[-2:]
         return text.replace("+00:00", "Z")
     return local.strftime("%Y-%m-%d %H:%M:%S %z %Z")
-
-
-def split_ns(ts: float) -> tuple[int, int]:
-    """(whole seconds, nanoseconds) of a float time, as rfc3339_nano prints it."""
-    whole = int(ts)
-    return whole, min(round((ts - whole) * 1e9), 999_999_999)
 
 
 def rfc3339_nano(ts: float) -> str:

@@ -181,29 +181,6 @@ def _pull_one(api: Lamina, ref: str, quiet: bool, mode: str, opts: dict[str, Any
     click.echo(result.reference)
 
 
-def _all_tags(ctx: click.Context, image: str, reference: str | None) -> list[str]:
-    """`push --all-tags REPOSITORY`: every local tag of that repository, as docker push -a."""
-    from lamina.errors import InvalidInputError, NotFoundError
-    from lamina.oci import parse_reference
-
-    if reference is not None:
-        raise click.UsageError("--all-tags takes one argument: the repository")
-    name = image.rsplit("/", 1)[-1]
-    if ":" in name or "@" in name:
-        raise InvalidInputError("tag can't be used with --all-tags/-a")
-    want = parse_reference(image)
-    tags = []
-    for record in _api(ctx).store.list_images():
-        for tag in record.tags:
-            ref = parse_reference(tag)
-            if (ref.domain, ref.path) == (want.domain, want.path):
-                tags.append(tag)
-    tags.sort()
-    if not tags:
-        raise NotFoundError(f"An image does not exist locally with the tag: {image}")
-    return tags
-
-
 @cli.command()
 @click.option("-a", "--all-tags", is_flag=True, help="Push every local tag of REPOSITORY.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the pushed digest.")
@@ -225,7 +202,9 @@ def push(
 ) -> None:
     """Push an image to a registry (as REFERENCE, default its own name); with -a, every
     local tag of the repository IMAGE."""
-    images = _all_tags(ctx, image, reference) if all_tags else [image]
+    if all_tags and reference is not None:
+        raise click.UsageError("--all-tags takes one argument: the repository")
+    images = _api(ctx).local_tags(image) if all_tags else [image]
     mode = _mode(progress, quiet)
     if mode in ("plain", "tty"):
         from lamina.oci import parse_reference
@@ -312,14 +291,13 @@ def _login_with_saved(ctx: click.Context, registry: str, tls_verify: bool) -> bo
     """docker login without -u or a password first tries the credentials already saved
     for the registry; if they fail it says so and goes on to ask for new ones."""
     from lamina.errors import LaminaError
-    from lamina.transport import load_credentials
 
-    saved = load_credentials(registry)
-    if saved is None or not saved.username or not saved.password:
+    saved = _api(ctx).saved_login(registry)
+    if saved is None:
         return False
     click.echo("Authenticating with existing credentials...")
     try:
-        _api(ctx).login(registry, saved.username, saved.password, tls_verify=tls_verify)
+        _api(ctx).login(registry, *saved, tls_verify=tls_verify)
     except LaminaError as exc:  # its message names the registry, never the secret
         click.echo(f"Login did not succeed, error: {exc}", err=True)
         return False

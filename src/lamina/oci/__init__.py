@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     )
     from lamina.oci._manifest import Descriptor, Index, Manifest, Platform, host_platform
     from lamina.oci._reference import Reference, parse_reference
-    from lamina.oci._time import human_duration, parse_rfc3339
+    from lamina.oci._time import human_duration, parse_rfc3339, split_ns
 
 # Each name loads its own module on first use: `lamina run` needs a digest check and a
 # reference, not the manifest and config models (and their dataclasses).
@@ -63,6 +63,7 @@ _LAZY = {
     "parse_reference": "lamina.oci._reference",
     "human_duration": "lamina.oci._time",
     "parse_rfc3339": "lamina.oci._time",
+    "split_ns": "lamina.oci._time",
 }
 
 __all__ = [
@@ -90,6 +91,7 @@ __all__ = [
     "media_types",
     "parse_reference",
     "parse_rfc3339",
+    "split_ns",
     "sha256_digest",
     "short_id",
 ]

@@ -24,6 +24,13 @@ def parse_rfc3339(text: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def split_ns(ts: float) -> tuple[int, int]:
+    """(whole seconds, nanoseconds) of a float time, as an RFC 3339 time with nanoseconds
+    shows it (moby's inspect)."""
+    whole = int(ts)
+    return whole, min(round((ts - whole) * 1e9), 999_999_999)
+
+
 def human_duration(seconds: float) -> str:
     """Docker's rough durations, as go-units' HumanDuration: 'About a minute', '3 weeks'."""
     if int(seconds) < 1:
