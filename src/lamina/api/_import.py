@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,8 +28,7 @@ def layer_from_tarball(store: Store, lease: Lease, source: Path | BinaryIO) -> L
     unpacked into its snapshot in that pass; its diff_id is the hash of what it
     decompresses to. Input that is not a well-formed tar never becomes a layer."""
     limits = LayerLimits.from_env()  # LAMINA_MAX_LAYER_SIZE / _RATIO, as for load
-    with ExitStack() as stack:
-        raw = stack.enter_context(open(source, "rb")) if isinstance(source, Path) else source
+    with open(source, "rb") if isinstance(source, Path) else nullcontext(source) as raw:
         tar = open_layer_reader(raw, limits.max_size, limits.max_ratio)
         index = EntryCollector()  # the file index, gathered in this same pass
         layer = unpack_tar_layer(

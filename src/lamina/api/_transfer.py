@@ -328,7 +328,8 @@ def _spool(stream: BinaryIO, out: Path, limits: LayerLimits, what: str, hint: st
         compression = sniff_compression(head)
         source: Any = _Prefixed(head, stream)
         if compression is not Compression.NONE:
-            source = open_layer_reader(source, limits.max_size, limits.max_ratio, digest=False)
+            source = open_layer_reader(source, limits.max_size, limits.max_ratio, digest=False,
+                                       what="archive")  # fmt: skip
         total = 0
         with open(out, "wb") as f:
             while chunk := source.read(_SPOOL_CHUNK):
@@ -338,8 +339,7 @@ def _spool(stream: BinaryIO, out: Path, limits: LayerLimits, what: str, hint: st
         raise InvalidInputError(f"copying {what} into {out.parent}: {exc.strerror or exc}",
                                 hint=hint) from exc  # fmt: skip
     except InvalidInputError as exc:  # the decompressor's: corrupt, truncated, a bomb
-        message = exc.message.replace(" layer blob", " archive", 1)
-        raise InvalidInputError(f"{what}: {message}", hint=exc.hint) from exc
+        raise InvalidInputError(f"{what}: {exc.message}", hint=exc.hint) from exc
     return total
 
 
@@ -347,10 +347,8 @@ def _compression_of(path: Path) -> Compression:
     try:
         with open(path, "rb") as f:
             return sniff_compression(f.read(6))
-    except IsADirectoryError:
-        return Compression.NONE  # an OCI layout directory
-    except OSError:
-        return Compression.NONE  # open_archive says what is wrong with it
+    except OSError:  # a directory (an OCI layout), or open_archive says what is wrong
+        return Compression.NONE
 
 
 def load_archive(

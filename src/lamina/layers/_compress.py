@@ -256,8 +256,9 @@ class LayerBlobReader(io.RawIOBase):
 
     def __init__(
         self, stream: _Readable, max_bytes: int, max_ratio: float | None = None,
-        *, digest: bool = True,
+        *, digest: bool = True, what: str = "layer blob",
     ) -> None:  # fmt: skip
+        self._what = what  # what the errors call the input
         self._max_ratio = max_ratio
         head = b""
         while len(head) < 6:
@@ -305,13 +306,13 @@ class LayerBlobReader(io.RawIOBase):
             data = self._inner.read(want)
         except self._errors as exc:
             raise InvalidInputError(
-                f"{self.compression.value} layer blob is truncated or corrupt: {exc}"
+                f"{self.compression.value} {self._what} is truncated or corrupt: {exc}"
             ) from exc
         except LaminaError:
             raise  # the stream below already said what is wrong (a digest mismatch, say)
         except Exception as exc:  # isal raises its own error types for corrupt streams
             raise InvalidInputError(
-                f"{self.compression.value} layer blob is corrupt: {exc}"
+                f"{self.compression.value} {self._what} is corrupt: {exc}"
             ) from exc
         self.count += len(data)
         if self.count > self._max:
@@ -323,7 +324,7 @@ class LayerBlobReader(io.RawIOBase):
             and self.count > self._max_ratio * self._raw.count
         ):
             raise InvalidInputError(
-                f"{self.compression.value} layer blob expands more than {self._max_ratio:g}"
+                f"{self.compression.value} {self._what} expands more than {self._max_ratio:g}"
                 f" times ({self._raw.count} bytes gave {self.count} so far), the compression"
                 " ratio limit (a decompression bomb?)",
                 hint="raise it with --max-layer-ratio or LAMINA_MAX_LAYER_RATIO "
@@ -341,7 +342,7 @@ class LayerBlobReader(io.RawIOBase):
             try:
                 data = self._raw.read_plain(min(size, self._max - self.count + 1))
             except OSError as exc:
-                raise InvalidInputError(f"layer blob cannot be read: {exc}") from exc
+                raise InvalidInputError(f"{self._what} cannot be read: {exc}") from exc
             self.count += len(data)
             if self.count > self._max:
                 raise self._too_big()
@@ -350,7 +351,7 @@ class LayerBlobReader(io.RawIOBase):
 
     def _too_big(self) -> InvalidInputError:
         return InvalidInputError(
-            f"{self.compression.value} layer blob decompresses to more than "
+            f"{self.compression.value} {self._what} decompresses to more than "
             f"{self._max} bytes, the layer size limit (a decompression bomb?)",
             hint="raise it with --max-layer-size or LAMINA_MAX_LAYER_SIZE if the layer is genuine",
         )
@@ -369,9 +370,9 @@ zeros (a few MiB) compress a thousandfold and are no threat."""
 
 def open_layer_reader(
     stream: _Readable, max_bytes: int = 64 << 30, max_ratio: float | None = None,
-    *, digest: bool = True,
+    *, digest: bool = True, what: str = "layer blob",
 ) -> LayerBlobReader:  # fmt: skip
     """A bounded reader of the tar inside ``stream`` (gzip, zstd, bzip2, xz or plain):
     at most ``max_bytes`` out, and (past ``RATIO_FLOOR``) at most ``max_ratio`` bytes out
     per byte in. ``digest=False``: nobody asks ``digest()``, the input is not hashed."""
-    return LayerBlobReader(stream, max_bytes, max_ratio, digest=digest)
+    return LayerBlobReader(stream, max_bytes, max_ratio, digest=digest, what=what)
