@@ -21,6 +21,7 @@ import socket
 import subprocess
 
 from lamina.errors import ToolError
+from lamina.runtime._monitor import _write_all as write_all
 from lamina.runtime._runc import subreaper
 
 _ACCEPT_TIMEOUT = 30.0
@@ -113,20 +114,12 @@ def _copy(master: int, stdin: int | None, stdout: int) -> None:
                     chunk = b""
                 if not chunk:
                     return
-                if out_open:
-                    try:
-                        _write_all(stdout, chunk)
-                    except BrokenPipeError:
-                        out_open = False  # keep reading: the process must not block
+                if out_open and not write_all(stdout, chunk):
+                    out_open = False  # keep reading: the process must not block
             else:
                 data = os.read(fd, 65536)
                 if not data:
                     poller.unregister(fd)
                     os.write(master, b"\x04")  # end of input, as a terminal's ^D
                     continue
-                _write_all(master, data)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
+                write_all(master, data)
