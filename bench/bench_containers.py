@@ -2,10 +2,22 @@
 
 1. `lamina run --rm IMAGE true`, start to exit (whole command: create, mount, bundle,
    runc run --detach under the command itself, exit, unmount, remove), beside `runc run` of
-   a bundle prepared once over the same overlay mount (runc alone: no store, no records).
+   a bundle prepared once over the same overlay mount (runc alone: no store, no records),
+   each command started after the machine sat idle for `PAUSE` (as a command typed at a
+   shell is). The order of the two alternates from one pair to the next.
 2. The same pair in CPU seconds (user + sys of every process each started, runc's and any
    monitor's included): less sensitive than wall time to a machine that other work loads.
-3. `lamina ps` with 100 containers (exited), no other tool.
+3. The pair of 1 back to back, without the pause: runc started as lamina's run ended
+   (lamina's own runc exited ~5 ms earlier), lamina as runc's ended.
+4. `lamina ps` with 100 containers (exited), no other tool.
+
+Why the pause: on this VM an idle vCPU halts to the host at once (cpuidle `haltpoll` with
+`guest_halt_poll_ns=0`), and runc (Go threads, `runc init`: some 450 context switches)
+runs markedly faster right after another runc ran than from an idle machine: `runc run`
+alone, started 0 / 5 / 20 / 50 / 200 / 500 ms after the previous one ended, took
+27 / 33 / 36 / 40 / 40 / 38 ms (medians of 25). Back to back (3), plain runc always starts
+warm from lamina's runc; lamina's own runc never does (the command's Python start comes
+first). From idle, both start alike.
 
 The image is made from Debian's busybox-static with `lamina import`. Nothing here is a test.
 
@@ -38,6 +50,7 @@ def _time(argv: list[str]) -> float:
 
 
 _PR_SET_CHILD_SUBREAPER = 36
+PAUSE = 0.1  # seconds idle before each command of rows 1-2
 
 
 def _timed_cpu(argv: list[str]) -> tuple[float, float]:
@@ -96,16 +109,26 @@ def run(runs: int, work: Path) -> list[Row]:
                 "--bundle", str(plain / "bundle")]  # fmt: skip
         ours_cpu: list[float] = []
         theirs_cpu: list[float] = []
+        ours_hot: list[float] = []
+        theirs_hot: list[float] = []
         for i in range(runs):
-            wall, cpu = _timed_cpu([*runc, f"bench-{i}"])
-            theirs.append(wall)
-            theirs_cpu.append(cpu)
-            wall, cpu = _timed_cpu([*lamina, "run", "--rm", "bench", "true"])
-            ours.append(wall)
-            ours_cpu.append(cpu)
+            pair = [("runc", [*runc, f"bench-{i}"]),
+                    ("lamina", [*lamina, "run", "--rm", "bench", "true"])]  # fmt: skip
+            order = pair if i % 2 == 0 else pair[::-1]
+            for who, argv in order:
+                time.sleep(PAUSE)
+                wall, cpu = _timed_cpu(argv)
+                (theirs if who == "runc" else ours).append(wall)
+                (theirs_cpu if who == "runc" else ours_cpu).append(cpu)
+            # Back to back in the same order: each command follows one of the other tool.
+            for who, argv in order:
+                wall, _ = _timed_cpu([*argv[:-1], f"{argv[-1]}-hot"] if who == "runc" else argv)
+                (theirs_hot if who == "runc" else ours_hot).append(wall)
     rows = [
-        ("run --rm IMAGE true (start to exit)", ours, "runc run", theirs),
+        ("run --rm IMAGE true (start to exit, from idle)", ours, "runc run", theirs),
         ("run --rm IMAGE true (CPU, user+sys)", ours_cpu, "runc run", theirs_cpu),
+        ("run --rm IMAGE true (start to exit, back to back)", ours_hot, "runc run",
+         theirs_hot),
     ]
     for _ in range(100):
         subprocess.run([*lamina, "run", "-d", "bench", "true"], check=True,
