@@ -127,8 +127,7 @@ def run(runs: int, work: Path) -> list[Row]:
     rows = [
         ("run --rm IMAGE true (start to exit, from idle)", ours, "runc run", theirs),
         ("run --rm IMAGE true (CPU, user+sys)", ours_cpu, "runc run", theirs_cpu),
-        ("run --rm IMAGE true (start to exit, back to back)", ours_hot, "runc run",
-         theirs_hot),
+        ("run --rm IMAGE true (start to exit, back to back)", ours_hot, "runc run", theirs_hot),
     ]
     for _ in range(100):
         subprocess.run([*lamina, "run", "-d", "bench", "true"], check=True,
