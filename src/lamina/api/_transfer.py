@@ -279,13 +279,14 @@ def load_stream(
     if stat.S_ISREG(info.st_mode) and os.lseek(fd, 0, os.SEEK_CUR) == 0:
         if info.st_size == 0:
             raise InvalidInputError("requested load from stdin, but stdin is empty")
-        return load_archive(store, Path(f"/proc/self/fd/{fd}"), limits, keep_blobs=keep_blobs)
+        return load_archive(store, Path(f"/proc/self/fd/{fd}"), limits, keep_blobs=keep_blobs,
+                            name="stdin")  # fmt: skip
     limits = limits or LayerLimits()
     with _scratch(store) as scratch:
         spooled = scratch / "stdin.tar"
         if _spool(stream, spooled, limits, "stdin", hint="load from a file with -i FILE") == 0:
             raise InvalidInputError("requested load from stdin, but stdin is empty")
-        return _load_tar(store, spooled, limits, keep_blobs)
+        return _load_tar(store, spooled, limits, keep_blobs, "stdin")
 
 
 @contextmanager
@@ -352,7 +353,12 @@ def _compression_of(path: Path) -> Compression:
 
 
 def load_archive(
-    store: Store, path: Path, limits: LayerLimits | None = None, *, keep_blobs: bool = False
+    store: Store,
+    path: Path,
+    limits: LayerLimits | None = None,
+    *,
+    keep_blobs: bool = False,
+    name: str | None = None,
 ) -> list[LoadResult]:
     """Load every image of an archive; all their layers go in before any image is listed.
 
@@ -361,22 +367,26 @@ def load_archive(
     not read. Any bad blob, digest, diff_id or limit stops the load before an image is
     recorded, so none is ever half there (the lease lets prune take what was written).
     A compressed archive (gzip, zstd, bzip2, xz, as `docker load` takes) is decompressed
-    into a scratch dir of the store first, within the layer limits.
+    into a scratch dir of the store first, within the layer limits. Errors name the
+    archive `name` (default: `path`).
     """
     limits = limits or LayerLimits()
+    shown = name or str(path)
     if _compression_of(path) is not Compression.NONE:
         with open(path, "rb") as stream, _scratch(store) as scratch:
             spooled = scratch / "archive.tar"
-            _spool(stream, spooled, limits, str(path), hint="check the file, or load the tar")
-            return _load_tar(store, spooled, limits, keep_blobs)
-    return _load_tar(store, path, limits, keep_blobs)
+            _spool(stream, spooled, limits, shown, hint="check the file, or load the tar")
+            return _load_tar(store, spooled, limits, keep_blobs, shown)
+    return _load_tar(store, path, limits, keep_blobs, shown)
 
 
-def _load_tar(store: Store, path: Path, limits: LayerLimits, keep_blobs: bool) -> list[LoadResult]:
+def _load_tar(
+    store: Store, path: Path, limits: LayerLimits, keep_blobs: bool, name: str
+) -> list[LoadResult]:
     results: list[LoadResult] = []
-    with open_archive(path) as archive, store.lease() as lease:
+    with open_archive(path, name=name) as archive, store.lease() as lease:
         if not archive.images():  # docker load has nothing to say either; this says why
-            raise InvalidInputError(f"{path}: the archive holds no image")
+            raise InvalidInputError(f"{name}: the archive holds no image")
         pending = []
         for image in archive.images():
             layers, written = _layer_records(store, image, archive, lease, limits, keep_blobs)

@@ -99,8 +99,18 @@ def index_tar(stream: BinaryIO, description: str) -> dict[str, Member]:
     so they are left out; two members with one name are refused, since which one a
     tool takes is ambiguous (tar says the last, some readers take the first).
     """
-    members: dict[str, Member] = {}
     reader = TarReader(stream, OUTER_LIMITS, digest=False)  # content is skipped by seeking
+    try:
+        return _index(reader, description)
+    except InvalidInputError as e:
+        if type(e) is not InvalidInputError or e.message.startswith(description):
+            raise
+        # The reader's own words ("tar stream truncated …") say what, not which archive.
+        raise InvalidInputError(f"{description}: {e.message}", e.hint) from None
+
+
+def _index(reader: TarReader, description: str) -> dict[str, Member]:
+    members: dict[str, Member] = {}
     for entry, _content in reader.entries():
         if entry.type == EntryType.DIR:
             continue
@@ -121,8 +131,9 @@ def index_tar(stream: BinaryIO, description: str) -> dict[str, Member]:
 class TarFiles:
     """A tar file indexed once; members are read as slices of the file, never extracted."""
 
-    def __init__(self, path: str) -> None:
-        self.description = f"archive {path}"
+    def __init__(self, path: str, name: str | None = None) -> None:
+        # `name`: what the user gave, where `path` is not it (stdin, a decompressed copy).
+        self.description = f"archive {name or path}"
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             with open(os.dup(self._fd), "rb", buffering=_CHUNK) as stream:

@@ -17,20 +17,22 @@ ArchiveReader = OciLayoutSource | DockerArchiveSource
 
 
 def open_archive(
-    path: str | os.PathLike[str], *, platform: Platform | None = None
+    path: str | os.PathLike[str], *, platform: Platform | None = None, name: str | None = None
 ) -> ArchiveReader:
     """Open a docker-archive or OCI layout (directory or tar) and list its images.
 
     An OCI index is preferred when the archive has one (Docker 25+ writes both), with
     manifest.json's RepoTags added to the names. Raises NotFoundError (no such path, a
     missing member or blob), InvalidInputError (not an archive, hostile content) or
-    DigestMismatchError (content that is not what its digest says).
+    DigestMismatchError (content that is not what its digest says). Messages name the
+    archive `name` when given (what the user gave, where `path` is a copy or stdin's fd).
     """
     text = os.fspath(path)
+    shown = name or text
     try:
         info = os.stat(text)
     except FileNotFoundError:
-        raise NotFoundError(f"{text}: no such file or directory") from None
+        raise NotFoundError(f"{shown}: no such file or directory") from None
     files: Files
     if stat.S_ISDIR(info.st_mode):
         files, fmt = DirFiles(text), "oci-dir"
@@ -39,12 +41,12 @@ def open_archive(
             head = stream.read(8)
         if sniff_compression(head) is not Compression.NONE:
             raise InvalidInputError(
-                f"{text}: a compressed file, not a tar archive",
+                f"{shown}: a compressed file, not a tar archive",
                 hint="decompress it first (gunzip, zstd -d) and load the tar",
             )
-        files, fmt = TarFiles(text), "oci-archive"
+        files, fmt = TarFiles(text, name), "oci-archive"
     else:
-        raise InvalidInputError(f"{text}: neither a file nor a directory")
+        raise InvalidInputError(f"{shown}: neither a file nor a directory")
     try:
         has_docker = files.exists("manifest.json")
         if files.exists("index.json"):
@@ -56,7 +58,8 @@ def open_archive(
         if has_docker:
             return DockerArchiveSource(text, files)
         raise InvalidInputError(
-            f"{text}: neither an OCI layout (no index.json) nor a docker-archive (no manifest.json)"
+            f"{shown}: neither an OCI layout (no index.json) nor a docker-archive "
+            "(no manifest.json)"
         )
     except BaseException:
         files.close()

@@ -58,6 +58,35 @@ def test_load_of_empty_stdin_is_one_clear_line(tmp_path: Path) -> None:
     assert "stdin is empty" in done.stderr
 
 
+def test_load_errors_name_what_was_given_not_a_copy_or_an_fd(tmp_path: Path) -> None:
+    """A file, stdin redirected from a file, a pipe, gzip'd or not: the message names the file
+    or stdin, never `/proc/self/fd/N` or the store's decompressed copy."""
+    import gzip
+
+    root = tmp_path / "root"
+    not_image = _tar([_file("a", b"1")])
+    plain, packed = tmp_path / "odd.tar", tmp_path / "odd.tar.gz"
+    plain.write_bytes(not_image)
+    packed.write_bytes(gzip.compress(not_image))
+    junk = tmp_path / "junk.gz"
+    junk.write_bytes(gzip.compress(b"junk"))
+    for source, named in ((plain, "odd.tar"), (packed, "odd.tar.gz"), (junk, "junk.gz")):
+        done = _lamina(root, "load", "-i", str(source))
+        assert done.returncode == 1
+        assert named in done.stderr, done.stderr
+        with open(source, "rb") as f:
+            redirected = _lamina(root, "load", stdin=f.fileno())
+        piped = _lamina(root, "load", stdin=source.read_bytes())
+        for done in (redirected, piped):
+            assert done.returncode == 1
+            assert "stdin" in done.stderr, done.stderr
+        for done in (_lamina(root, "load", "-i", str(source)), redirected, piped):
+            assert "/proc/self/fd" not in done.stderr and ".tmp-load" not in done.stderr
+            assert "archive.tar" not in done.stderr, done.stderr
+    assert "neither an OCI layout" in piped.stderr or "truncated" in piped.stderr
+    assert _scratch(root) == []
+
+
 def _write(tmp_path: Path, data: bytes) -> Path:
     path = tmp_path / f"{hashlib.sha256(data).hexdigest()[:12]}.tar"
     path.write_bytes(data)
