@@ -17,6 +17,7 @@ from lamina.oci import MAX_DOCKERFILE_BYTES
 
 from ._chmod import parse_chmod
 from ._errors import DockerfileError
+from ._fold import fold_continuations
 from ._model import (
     Arg,
     Cmd,
@@ -116,30 +117,42 @@ def parse_directives(text: str) -> Directives:
     return Directives(found.get("syntax"), escape, frozenset(skip), error)
 
 
-def _parse_commands(text: str, filename: str) -> tuple[Any, ...]:
+def _parse_commands(text: str, filename: str, escape: str) -> tuple[Any, ...]:
+    # Long runs of continuation lines cost BuildKit's parser quadratic time: it is given
+    # them on fewer lines (the same logical lines), and its line numbers are mapped back.
+    folded = fold_continuations(text, escape)
+    given = folded.text if folded is not None else text
     try:
-        return cast(tuple[Any, ...], _bk.parse_string(text))
+        commands = cast(tuple[Any, ...], _bk.parse_string(given))
     except _bk.GoParseError as exc:
         message = str(exc)
+    else:
+        if folded is None:
+            return commands
+        return tuple(folded.restore_lines(c) for c in commands)
     lines = text.splitlines(keepends=True)
-    line = _locate(lines, message)
+    if folded is None:
+        line = _locate(len(lines), lambda n: "".join(lines[:n]), message)
+    else:
+        line = _locate(len(lines), folded.prefix, message)
     shown = lines[line - 1] if 0 < line <= len(lines) else ""
     raise DockerfileError(filename, line, shown, message)
 
 
-def _locate(lines: list[str], message: str) -> int:
-    """The first line whose prefix of the file already fails with ``message``."""
+def _locate(count: int, prefix: Callable[[int], str], message: str) -> int:
+    """The first line whose prefix of the file (`prefix(n)`: the first n of its `count`
+    lines) already fails with ``message``."""
 
     def fails(n: int) -> bool:
         try:
-            _bk.parse_string("".join(lines[:n]))
+            _bk.parse_string(prefix(n))
         except _bk.GoParseError as exc:
             return str(exc) == message
         return False
 
-    if not lines or message == "file with no instructions" or not fails(len(lines)):
+    if not count or message == "file with no instructions" or not fails(count):
         return 1
-    lo, hi = 1, len(lines)
+    lo, hi = 1, count
     while lo < hi:
         mid = (lo + hi) // 2
         if fails(mid):
@@ -182,7 +195,7 @@ def parse(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
         raise DockerfileError(
             filename, 1, "", f"invalid escape token {directives.escape!r} does not match ` or \\"
         )
-    commands = _parse_commands(text, filename)
+    commands = _parse_commands(text, filename, directives.escape)
     converter = _Converter(filename, directives.escape, text.splitlines(keepends=True))
     global_args: list[Arg] = []
     stages: list[tuple[From, list[Instruction]]] = []
@@ -209,7 +222,7 @@ def parse_instruction(
 ) -> Instruction:
     """Parse one instruction line (as an ONBUILD trigger holds it)."""
     prefix = "# escape=`\n" if escape == "`" else ""
-    commands = _parse_commands(prefix + text, filename)
+    commands = _parse_commands(prefix + text, filename, escape)
     if len(commands) != 1:
         raise DockerfileError(filename, 1, text, "expected exactly one instruction")
     lines = (prefix + text).splitlines(keepends=True)
