@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from lamina.errors import LaminaError
 
 from ._errors import DockerfileError
-from ._graph import plan
+from ._graph import StageGraph
 from ._model import Cmd, Diagnostic, Entrypoint, Expose, Maintainer
 from ._parse import Dockerfile, parse
 
@@ -107,11 +107,15 @@ def _plan_findings(df: Dockerfile, build_args: Mapping[str, str]) -> list[Diagno
     out: list[Diagnostic] = []
     done: set[int] = set()
     stage_args: dict[int, tuple[tuple[str, str | None], ...]] = {}  # a child inherits them
+    try:
+        graph = StageGraph(df, build_args=build_args)
+    except LaminaError as exc:
+        return [_error(exc, df.filename)]
     for index in range(len(df.stages) - 1, -1, -1):
         if index in done:
             continue
         try:
-            p = plan(df, build_args=build_args, target=index)
+            p = graph.plan(index)
             out.extend(p.warnings if index == len(df.stages) - 1 else ())
             for stage in p.stages:
                 if stage.index in done:

@@ -42,41 +42,101 @@ def plan(
     dependency order. Raises :class:`DockerfileError` for a cycle, a stage
     index out of range, a duplicate stage name, an empty FROM after expansion.
     """
-    args = dict(build_args or {})
-    build_platform = host_platform()
-    if isinstance(platform, str):
-        try:
-            platform = Platform.parse(platform)
-        except ValueError as exc:
-            raise InvalidInputError(str(exc)) from None
-    target_platform = platform or build_platform
-    auto = _platform_args(target_platform, build_platform)
-    names = _stage_names(df)
-    # BuildKit's TARGETSTAGE: the target stage's name, "default" for an unnamed last stage.
-    auto["TARGETSTAGE"] = df.stages[_target_index(df, target, names)].name or "default"
-    scope = _global_scope(df, args, auto)
+    return StageGraph(df, build_args=build_args, platform=platform).plan(target)
+
+
+_Froms = tuple[dict[str, str], dict[int, From], dict[int, "int | None"]]
+
+
+class StageGraph:
+    """A Dockerfile's stages with their names and FROM lines expanded, for planning one
+    target or several (`lamina build --check` plans every stage: each plan expanding
+    every FROM again made that quadratic in the number of stages)."""
+
+    def __init__(
+        self,
+        df: Dockerfile,
+        *,
+        build_args: Mapping[str, str] | None = None,
+        platform: Platform | str | None = None,
+    ) -> None:
+        self.df = df
+        self.args = dict(build_args or {})
+        self.build_platform = host_platform()
+        if isinstance(platform, str):
+            try:
+                platform = Platform.parse(platform)
+            except ValueError as exc:
+                raise InvalidInputError(str(exc)) from None
+        self.target_platform = platform or self.build_platform
+        self.names = _stage_names(df)
+        # The FROM lines and the global scope depend on the target only through
+        # TARGETSTAGE: where neither names it, they are expanded once for every target.
+        texts = [t or "" for a in df.global_args for pair in a.args for t in pair]
+        texts += [t or "" for st in df.stages for t in (st.from_.image, st.from_.platform)]
+        self._per_target = any("TARGETSTAGE" in t for t in texts)
+        self._shared: _Froms | DockerfileError | None = None
+
+    def plan(self, target: str | int | None = None) -> BuildPlan:
+        """The plan of ``target`` (see `plan`)."""
+        # BuildKit's TARGETSTAGE: the target stage's name, "default" for an unnamed last stage.
+        index = _target_index(self.df, target, self.names)
+        stage_name = self.df.stages[index].name or "default"
+        if self._per_target:
+            scope, froms, bases = self._expand_froms(stage_name)
+        else:
+            if self._shared is None:
+                try:
+                    self._shared = self._expand_froms("")
+                except DockerfileError as exc:  # the same for every target: said once
+                    self._shared = exc
+            if isinstance(self._shared, DockerfileError):
+                raise self._shared
+            template, froms, bases = self._shared
+            scope = dict(template)  # (the name's place in it kept, as in a fresh scope)
+            scope["TARGETSTAGE"] = stage_name
+        return _plan_target(self, target, scope, froms, bases)
+
+    def _expand_froms(self, stage_name: str) -> _Froms:
+        """The global scope with TARGETSTAGE `stage_name`, each stage's FROM expanded in
+        it, and the stage each is built on (None: an image)."""
+        df, names = self.df, self.names
+        auto = _platform_args(self.target_platform, self.build_platform)
+        auto["TARGETSTAGE"] = stage_name
+        scope = _global_scope(df, self.args, auto)
+        froms: dict[int, From] = {}
+        bases: dict[int, int | None] = {}
+        for stage in df.stages:
+            ex = _Expander(stage.from_, scope, df.directives.escape)
+            image = ex.word(stage.from_.image)
+            if not image:
+                raise DockerfileError(
+                    df.filename,
+                    _line(stage.from_),
+                    stage.from_.loc.text if stage.from_.loc else "",
+                    "FROM image is empty after expansion (is the ARG set?)",
+                )
+            base = names.get(image.lower())
+            froms[stage.index] = From(image, stage.from_.stage_name, ex.opt(stage.from_.platform),
+                                      stage.from_.as_keyword, stage.from_.loc)  # fmt: skip
+            bases[stage.index] = base if base is not None and base < stage.index else None
+        return scope, froms, bases
+
+
+def _plan_target(
+    graph: StageGraph,
+    target: str | int | None,
+    scope: dict[str, str],
+    froms: dict[int, From],
+    bases: dict[int, int | None],
+) -> BuildPlan:
+    df, names, args = graph.df, graph.names, graph.args
+    target_platform, build_platform = graph.target_platform, graph.build_platform
 
     def stage_ref(text: str) -> int | None:
         if text.isdigit():
             return int(text)
         return names.get(text.lower())
-
-    froms: dict[int, From] = {}
-    bases: dict[int, int | None] = {}
-    for stage in df.stages:
-        ex = _Expander(stage.from_, scope, df.directives.escape)
-        image = ex.word(stage.from_.image)
-        if not image:
-            raise DockerfileError(
-                df.filename,
-                _line(stage.from_),
-                stage.from_.loc.text if stage.from_.loc else "",
-                "FROM image is empty after expansion (is the ARG set?)",
-            )
-        base = names.get(image.lower())
-        froms[stage.index] = From(image, stage.from_.stage_name, ex.opt(stage.from_.platform),
-                                  stage.from_.as_keyword, stage.from_.loc)  # fmt: skip
-        bases[stage.index] = base if base is not None and base < stage.index else None
 
     target_index = _target_index(df, target, names)
     skeleton = BuildPlan(df, (), tuple(args.items()), target_platform, build_platform)
