@@ -182,10 +182,7 @@ class Builder:
         steps makes the same config, hence the same image ID (as BuildKit does)."""
         if self.opts.source_date_epoch is not None:
             return timestamp(self.opts.source_date_epoch, 0.0)
-        for entry in reversed(config.history):
-            if entry.created:
-                return entry.created
-        return config.created or timestamp(None, time.time())
+        return config.last_created() or config.created or timestamp(None, time.time())
 
     def stage_state(self, index: int) -> ImageState:
         return self._futures[index].result()

@@ -123,7 +123,7 @@ def base_config(config: ImageConfig) -> ImageConfig:
 
 
 def shell_of(config: ImageConfig) -> tuple[str, ...]:
-    shell = config.container_config.get("Shell")
+    shell = config.container_field("Shell")
     return tuple(shell) if shell else DEFAULT_SHELL
 
 
@@ -148,7 +148,7 @@ def run_argv(run: Run, config: ImageConfig) -> list[str]:
 def _env_list(config: ImageConfig, pairs: Sequence[tuple[str, str]]) -> list[str]:
     """BuildKit's addEnv: a variable already set is replaced where it stands (`ENV PATH=...`
     keeps PATH first), a new one goes last."""
-    env: list[str] = list(config.container_config.get("Env") or [])
+    env: list[str] = list(config.container_field("Env") or [])
     for key, value in pairs:
         at = next((i for i, e in enumerate(env) if e.partition("=")[0] == key), None)
         if at is None:
@@ -160,11 +160,10 @@ def _env_list(config: ImageConfig, pairs: Sequence[tuple[str, str]]) -> list[str
 
 def apply_metadata(config: ImageConfig, inst: Instruction, cmd_set: bool) -> ImageConfig:
     """The config after a metadata instruction (RUN, COPY, ADD and ARG leave it alone)."""
-    cc: dict[str, Any] = config.container_config
     if isinstance(inst, Env):
         return config.with_container_config(Env=_env_list(config, inst.pairs))
     if isinstance(inst, Label):
-        labels = dict(cc.get("Labels") or {})
+        labels = dict(config.container_field("Labels") or {})
         labels.update(inst.pairs)
         return config.with_container_config(Labels=labels)
     if isinstance(inst, Cmd):
@@ -177,11 +176,11 @@ def apply_metadata(config: ImageConfig, inst: Instruction, cmd_set: bool) -> Ima
             changes["Cmd"] = None
         return config.with_container_config(**changes)
     if isinstance(inst, Expose):
-        ports = dict(cc.get("ExposedPorts") or {})
+        ports = dict(config.container_field("ExposedPorts") or {})
         ports.update({p: {} for p in inst.ports})
         return config.with_container_config(ExposedPorts=ports)
     if isinstance(inst, Volume):
-        volumes = dict(cc.get("Volumes") or {})
+        volumes = dict(config.container_field("Volumes") or {})
         volumes.update({p: {} for p in inst.paths})
         return config.with_container_config(Volumes=volumes)
     if isinstance(inst, User):
@@ -211,7 +210,7 @@ def apply_metadata(config: ImageConfig, inst: Instruction, cmd_set: bool) -> Ima
     if isinstance(inst, Maintainer):  # BuildKit's dispatchMaintainer: image.Author, no label
         return config.with_fields(author=inst.name)
     if isinstance(inst, Onbuild):
-        triggers = list(cc.get("OnBuild") or [])
+        triggers = list(config.container_field("OnBuild") or [])
         triggers.append(inst.trigger)
         return config.with_container_config(OnBuild=triggers)
     return config

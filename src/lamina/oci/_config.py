@@ -19,13 +19,20 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _copied(value: T) -> T:
     """A deep copy of decoded JSON (dicts, lists, tuples and scalars): what `copy.deepcopy`
-    gives for it, without the `copy` and `weakref` modules `lamina run` would load."""
+    gives for it, without the `copy` and `weakref` modules `lamina run` would load.
+    (Scalars are not recursed into: an Env of thousands of strings is copied as a list.)"""
     if isinstance(value, dict):
-        return {k: _copied(v) for k, v in value.items()}  # type: ignore[return-value]
+        return {  # type: ignore[return-value]
+            k: v if type(v) in _SCALARS else _copied(v) for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return type(value)(_copied(v) for v in value)
+        items = [v if type(v) in _SCALARS else _copied(v) for v in value]
+        return items if type(value) is list else type(value)(items)  # type: ignore[return-value]
     return value
 
 
@@ -98,7 +105,11 @@ def _check_runtime(runtime: dict[str, Any], what: str) -> None:
 
 
 class ImageConfig:
-    """An image config (OCI `application/vnd.oci.image.config.v1+json`), immutable."""
+    """An image config (OCI `application/vnd.oci.image.config.v1+json`), immutable.
+
+    Its document is never changed once made: a `with_*` copy shares every part it does
+    not change with the config it was made from (a build of n steps would otherwise copy
+    n histories of up to n entries), and what goes out to callers is a copy."""
 
     __slots__ = ("_doc",)
 
@@ -176,29 +187,41 @@ class ImageConfig:
         """The runtime defaults (`config`: Env, Cmd, Entrypoint, WorkingDir, User, ...), a copy."""
         return _copied(self._doc.get("config") or {})
 
+    def container_field(self, name: str) -> Any:
+        """One runtime default (`Env`, `Shell`, ...), a copy; None when unset."""
+        return _copied((self._doc.get("config") or {}).get(name))
+
+    def last_created(self) -> str:
+        """The newest `created` of the history (the last entry that has one); "" if none."""
+        for entry in reversed(self._doc.get("history", [])):
+            created = History.from_json(entry).created
+            if created:
+                return created
+        return ""
+
     def with_container_config(self, **changes: Any) -> ImageConfig:
         """A copy whose runtime defaults have `changes` (Docker's field names); None removes one."""
-        doc = _copied(self._doc)
-        runtime = doc.setdefault("config", {}) or {}
+        doc = dict(self._doc)
+        runtime = dict(doc.get("config") or {})
         for key, value in changes.items():
             if value is None:
                 runtime.pop(key, None)
             else:
-                runtime[key] = value
+                runtime[key] = _copied(value)
         doc["config"] = runtime
         return ImageConfig(doc)
 
     def with_fields(self, **changes: Any) -> ImageConfig:
         """A copy with top-level fields changed (created, author, architecture, os, ...)."""
-        doc = _copied(self._doc)
-        doc.update(changes)
+        doc = dict(self._doc)
+        doc.update(_copied(changes))
         return ImageConfig(doc)
 
     def with_layer(self, diff_id: str | None, history: History) -> ImageConfig:
         """A copy with one more step: a layer (or none, for a metadata step) and its history."""
-        doc = _copied(self._doc)
-        rootfs = doc.setdefault("rootfs", {"type": "layers", "diff_ids": []})
-        rootfs.setdefault("diff_ids", [])
+        doc = dict(self._doc)
+        rootfs = dict(doc.get("rootfs") or {"type": "layers", "diff_ids": []})
+        rootfs["diff_ids"] = list(rootfs.get("diff_ids", []))
         if diff_id is not None:
             rootfs["diff_ids"].append(check_digest(diff_id, "diff_id"))
             history = History(
@@ -208,7 +231,8 @@ class ImageConfig:
             history = History(
                 history.created, history.created_by, history.comment, history.author, True
             )
-        doc.setdefault("history", []).append(history.to_json())
+        doc["rootfs"] = rootfs
+        doc["history"] = [*doc.get("history", []), history.to_json()]
         return ImageConfig(doc)
 
     def __eq__(self, other: object) -> bool:
