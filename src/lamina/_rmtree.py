@@ -80,12 +80,10 @@ def _open_dir(name: str, parent: int | None) -> int:
 def _clear_files(fd: int) -> list[str]:
     """Unlink every non-directory in the directory `fd`; the names of its directories."""
     try:
-        with os.scandir(fd) as entries:
-            listed = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        listed = _listing(fd)
     except PermissionError:
         os.fchmod(fd, stat.S_IRWXU)
-        with os.scandir(fd) as entries:
-            listed = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        listed = _listing(fd)
     dirs = []
     for name, is_dir in listed:
         if is_dir:
@@ -93,6 +91,12 @@ def _clear_files(fd: int) -> list[str]:
         else:
             _unlink_quietly(name, fd)
     return dirs
+
+
+def _listing(fd: int) -> list[tuple[str, bool]]:
+    """(name, is a directory) of each entry of the directory `fd`."""
+    with os.scandir(fd) as entries:
+        return [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
 
 
 def _unlink_quietly(name: str, fd: int) -> None:

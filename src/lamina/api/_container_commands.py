@@ -124,12 +124,7 @@ class Containers(ContainerRunner):
     def create_container(self, opts: RunOptions) -> str:
         """`docker create`: the container made and recorded, ready to `start`; its ID. With
         `--rm` it goes once a start of it ends (its monitor's fold removes it)."""
-        record = self.create(opts)
-        if record.state.get("owner"):
-            # (`create` leaves a --rm container owned by this command, for the start that
-            # follows in `run`; none follows here, and a dead owner would have it removed.)
-            self.store.set_container_state(record.id, {**record.state, "owner": None})
-        return record.id
+        return self.create(opts, started_next=False).id
 
     def _info(self, record: ContainerRecord) -> ContainerInfo:
         s = record.state

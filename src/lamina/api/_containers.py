@@ -284,9 +284,12 @@ class ContainerRunner:
 
     # -- create ------------------------------------------------------------------------
 
-    def create(self, opts: RunOptions, *, running: bool = False) -> ContainerRecord:
+    def create(
+        self, opts: RunOptions, *, running: bool = False, started_next: bool = True
+    ) -> ContainerRecord:
         """Record the container and prepare its directories (nothing runs yet). `running`:
-        recorded as running already (the caller starts it at once, supervising it itself)."""
+        recorded as running already (the caller starts it at once, supervising it itself).
+        `started_next` False: no start follows in this command (`docker create`)."""
         image = self.lam.resolve(opts.image)
         config = self.lam.container_config(image)
         volumes = [parse_volume(v) for v in opts.volumes]
@@ -375,7 +378,7 @@ class ContainerRunner:
             with contextlib.suppress(LaminaError):
                 self.store.remove_container(cid)
             raise
-        if opts.remove or running:
+        if running or (opts.remove and started_next):
             # `run --rm` starts it next, and that write records the prepared spec with the
             # running state (one fsynced transaction less); were this command to die first,
             # the owner it names is dead and the next command removes the container, as

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lamina.errors import InvalidInputError
 from lamina.oci import Reference, parse_reference
 
 
@@ -34,6 +35,22 @@ def shown(name: str) -> str:
 def repository(name: str) -> str:
     """The full repository of a name, tag or digest dropped."""
     return _parsed(name).name
+
+
+def familiar_digest(name: str) -> tuple[str, str]:
+    """A stored repo digest (`repository@digest`) as Docker shows it: (repository, digest)."""
+    ref = _parsed(name)
+    return ref.familiar_name(), ref.digest
+
+
+def repo_digest_name(text: str) -> str | None:
+    """A user's `name[:tag]@digest` as the store keeps repo digests (`repository@digest`),
+    or None when it is no such name."""
+    try:
+        ref = parse_reference(text)
+    except InvalidInputError:
+        return None
+    return f"{ref.name}@{ref.digest}" if ref.digest else None
 
 
 def sorted_names(names: Sequence[str]) -> list[str]:

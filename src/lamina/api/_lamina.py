@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lamina.api._container_host import HostCommands, tag_name
 from lamina.api._image_names import (
+    familiar_digest,
     is_repo_digest,
     is_single_reference,
     removed_with,
+    repo_digest_name,
     shown,
     sorted_names,
 )
@@ -87,12 +89,6 @@ def familiar(name: str) -> tuple[str, str]:
     return ref.familiar_name(), ref.tag or "<none>"
 
 
-def familiar_digest(name: str) -> tuple[str, str]:
-    """A stored repo digest (`repository@digest`) as Docker shows it: (repository, digest)."""
-    ref = parse_reference(name, default_tag=False)
-    return ref.familiar_name(), ref.digest
-
-
 def _is_parent(stacks: Mapping[str, tuple[Sequence[Any], Sequence[Any]]], image_id: str) -> bool:
     """Whether another image's layers and history start with all of `image_id`'s."""
     layers, history = stacks[image_id]
@@ -104,15 +100,6 @@ def _is_parent(stacks: Mapping[str, tuple[Sequence[Any], Sequence[Any]]], image_
         ) == tuple(history):
             return True
     return False
-
-
-def _repo_digest_name(text: str) -> str | None:
-    """`name[:tag]@digest` as the store keeps repo digests (`repository@digest`), or None."""
-    try:
-        ref = parse_reference(text)
-    except InvalidInputError:
-        return None
-    return f"{ref.name}@{ref.digest}" if ref.digest else None
 
 
 def normalize_tag(text: str) -> str:
@@ -186,7 +173,7 @@ class Lamina(HostCommands):
     def resolve(self, ref: str) -> ImageRecord:
         """An image by name (`busybox`, `a/b:t`), by repo digest (`name@digest`; a
         `name:tag@digest` by its digest, as Docker does), by digest or by ID prefix."""
-        normal = tag_name(ref) or _repo_digest_name(ref)
+        normal = tag_name(ref) or repo_digest_name(ref)
         if normal is not None:
             try:
                 return self.store.resolve(normal)
@@ -663,7 +650,7 @@ class Lamina(HostCommands):
     def _name_of(self, ref: str, image: ImageRecord) -> str | None:
         """The name of `image` (tag or repo digest) that `ref` spells, or None (an ID)."""
         return self._tag_named(ref, image) or (
-            name if (name := _repo_digest_name(ref)) in image.repo_digests else None
+            name if (name := repo_digest_name(ref)) in image.repo_digests else None
         )
 
     @staticmethod

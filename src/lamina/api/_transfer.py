@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 
+from lamina._rmtree import remove_tree
 from lamina.api._transfer_types import LoadResult
 from lamina.errors import DigestMismatchError, InvalidInputError, NotFoundError
 from lamina.layers import (
@@ -296,7 +297,6 @@ def _scratch(store: Store) -> Iterator[Path]:
     import tempfile
 
     from lamina.runtime import write_owner
-    from lamina.store import remove_tree
 
     scratch = Path(tempfile.mkdtemp(prefix=".tmp-load-", dir=store.snapshots_dir))
     try:
@@ -306,31 +306,13 @@ def _scratch(store: Store) -> Iterator[Path]:
         remove_tree(scratch)
 
 
-class _Prefixed:
-    """`head` (already read from `stream`), then the rest of `stream`."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._head = head
-        self._stream = stream
-
-    def read(self, n: int = -1, /) -> bytes:
-        if self._head:
-            out, self._head = (self._head, b"") if n < 0 else (self._head[:n], self._head[n:])
-            return out
-        return self._stream.read(n)
-
-
 def _spool(stream: BinaryIO, out: Path, limits: LayerLimits, what: str, hint: str) -> int:
-    """Copy `stream` into `out`, decompressed if it is compressed; the bytes written."""
-    head = b""
+    """Copy `stream` into `out`, decompressed (within the layer limits) if it is compressed;
+    the bytes written."""
     try:
-        while len(head) < 6 and (more := stream.read(6 - len(head))):
-            head += more
-        compression = sniff_compression(head)
-        source: Any = _Prefixed(head, stream)
-        if compression is not Compression.NONE:
-            source = open_layer_reader(source, limits.max_size, limits.max_ratio, digest=False,
-                                       what="archive")  # fmt: skip
+        reader = open_layer_reader(stream, limits.max_size, limits.max_ratio, digest=False,
+                                   what="archive")  # fmt: skip
+        source = reader.given if reader.compression is Compression.NONE else reader
         total = 0
         with open(out, "wb") as f:
             while chunk := source.read(_SPOOL_CHUNK):

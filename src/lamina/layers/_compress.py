@@ -291,6 +291,12 @@ class LayerBlobReader(io.RawIOBase):
             EOFError, OSError, zlib.error, *_read_errors(self.compression),
         )  # fmt: skip
 
+    @property
+    def given(self) -> _Readable:
+        """The input as given (its peeked head first), not decompressed nor bounded: for a
+        caller that copies an uncompressed input whole."""
+        return self._raw
+
     def readable(self) -> bool:
         return True
 

@@ -21,7 +21,7 @@ import socket
 import subprocess
 
 from lamina.errors import ToolError
-from lamina.runtime._monitor import _write_all as write_all
+from lamina.runtime._monitor import write_all
 from lamina.runtime._runc import subreaper
 
 _ACCEPT_TIMEOUT = 30.0

@@ -499,7 +499,7 @@ def _copy_winsize(source: int | None, master: int) -> None:
         fcntl.ioctl(master, termios.TIOCSWINSZ, size)
 
 
-def _write_all(fd: int, data: bytes) -> bool:
+def write_all(fd: int, data: bytes) -> bool:
     try:
         while data:
             data = data[os.write(fd, data) :]
@@ -527,7 +527,7 @@ def _pump(spec: MonitorSpec, log: LogWriter, pipes: dict[int, str], master: int 
                     raise
                 chunk = b""
             if fd == relay_in:
-                if not chunk or master is None or not _write_all(master, chunk):
+                if not chunk or master is None or not write_all(master, chunk):
                     poller.unregister(fd)
                     relay_in = None
                 continue
@@ -539,7 +539,7 @@ def _pump(spec: MonitorSpec, log: LogWriter, pipes: dict[int, str], master: int 
             stream = pipes[fd]
             log.write(stream, chunk)
             target = targets.get(stream)
-            if target is not None and not _write_all(target, chunk):
+            if target is not None and not write_all(target, chunk):
                 targets[stream] = None  # the command went away: keep logging
 
 

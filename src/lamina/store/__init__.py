@@ -95,7 +95,7 @@ if TYPE_CHECKING:
         start_writeback,
     )
     from lamina.store._fileindex import FileIndex, IndexEntry, LayerColumns, LayerOrigin
-    from lamina.store._gc import STALE_SECONDS, remove_tree
+    from lamina.store._gc import STALE_SECONDS
     from lamina.store._layout import RECORD_SUFFIX, init_layer_path, record_path, snapshot_path
     from lamina.store._leases import DEFAULT_LEASE_SECONDS, Lease
     from lamina.store._records import (
@@ -133,7 +133,6 @@ _LAZY = {
     "LayerColumns": "lamina.store._fileindex",
     "LayerOrigin": "lamina.store._fileindex",
     "STALE_SECONDS": "lamina.store._gc",
-    "remove_tree": "lamina.store._gc",
     "RECORD_SUFFIX": "lamina.store._layout",
     "init_layer_path": "lamina.store._layout",
     "record_path": "lamina.store._layout",
@@ -201,7 +200,6 @@ __all__ = [
     "Writer",
     "open_store",
     "write_image",
-    "remove_tree",
 ]
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__, globals())

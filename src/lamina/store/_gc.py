@@ -10,6 +10,7 @@ import stat
 import time
 from pathlib import Path
 
+from lamina._rmtree import remove_tree
 from lamina.errors import DigestMismatchError, NotFoundError
 from lamina.store._content import ContentStore, _is_hex64
 from lamina.store._db import Database
@@ -293,11 +294,3 @@ def drop_init_layer(snapshots_dir: Path, name: str) -> None:
     except FileNotFoundError:
         return
     remove_tree(trash)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a tree that may hold read-only directories (snapshots keep the layer's modes),
-    however deep (`lamina._rmtree`); best effort."""
-    from lamina._rmtree import remove_tree as remove
-
-    remove(os.fspath(path))
