@@ -71,7 +71,8 @@ def _kill_rounds(
     many kills landed (the command had not finished)."""
     prepare(0)
     started = time.monotonic()
-    subprocess.run(argv(0), check=True, capture_output=True)
+    done = subprocess.run(argv(0), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"the first run failed: {done.stderr[-2000:]}"
     full = time.monotonic() - started
     _assert_consistent(root)
     rng = random.Random(seed)
@@ -85,7 +86,8 @@ def _kill_rounds(
         _assert_consistent(root)
     # And the command works again on what the kills left.
     prepare(ROUNDS + 1)
-    subprocess.run(argv(ROUNDS + 1), check=True, capture_output=True)
+    done = subprocess.run(argv(ROUNDS + 1), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"the run after the kills failed: {done.stderr[-2000:]}"
     _assert_consistent(root)
     return landed
 
